@@ -1,0 +1,50 @@
+//! The residency conformance suite and the Cedar access rules, for the global policy.
+
+use std::str::FromStr;
+
+use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+use domicile_policy_global::GlobalPolicy;
+use domicile_residency::{DataClass, Region, ResidencyError, ResidencyPolicy, Subject};
+
+#[test]
+fn conforms() {
+    domicile_residency::conformance::run(&GlobalPolicy::new());
+}
+
+#[test]
+fn access_rules_validate_against_the_schema() {
+    let policy = GlobalPolicy::new();
+    let (schema, _warnings) =
+        Schema::from_cedarschema_str(policy.access_schema()).expect("schema parses");
+    let set = PolicySet::from_str(policy.access_rules()).expect("access rules parse");
+    let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
+    assert!(result.validation_passed(), "{:?}", result);
+}
+
+#[test]
+fn everyone_is_homed_in_global_but_residence_is_still_required() {
+    let policy = GlobalPolicy::new();
+    let global = Region::parse("global").unwrap();
+    for country in ["US", "PR", "DE", "CN", "BR"] {
+        let s = Subject::parse("s", Some(country), None).unwrap();
+        assert_eq!(policy.home_region(&s).unwrap(), global);
+    }
+    let nowhere = Subject::parse("nobody", None, None).unwrap();
+    assert!(matches!(
+        policy.home_region(&nowhere),
+        Err(ResidencyError::MissingResidence { .. })
+    ));
+}
+
+#[test]
+fn unknown_region_is_named() {
+    let policy = GlobalPolicy::new();
+    let us = Region::parse("us").unwrap();
+    let err = policy
+        .may_rest_in(DataClass::Protected, &us, &us)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "region us is not a region of policy global (its regions: global)"
+    );
+}

@@ -1,0 +1,1 @@
+//! Sealed records for domicile: envelope encryption, per-subject data keys, crypto-shredding, key rotation and residency-checked placement, on sled.
