@@ -1,8 +1,15 @@
 //! `domicile`: the command line of domicile.
+//!
+//! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender.
+
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod audit;
+mod recsys;
 
 /// Data sovereignty for one product run as several regional deployments.
 #[derive(Debug, Parser)]
@@ -14,19 +21,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the residency rules of a policy crate.
-    Policy {
-        /// `global` or `us-split`.
-        name: String,
-    },
+    /// Verify, query and prove entries of a tamper-evident access log.
+    Audit(audit::AuditArgs),
+    /// Train, serve and evaluate recommendation models.
+    Recsys(recsys::RecsysArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Policy { name } => {
-            eprintln!("unknown policy {name:?}");
-            ExitCode::from(2)
-        }
+        Command::Audit(args) => audit::run(args),
+        Command::Recsys(args) => recsys::run(args),
     }
 }
