@@ -1,0 +1,185 @@
+//! The residency conformance suite, the Cedar access rules, and the US split's own rules.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+use domicile_policy_us_split::{
+    UsSplitPolicy, EXPORT_ITEM, EXPORT_REGIME, MIN_AGGREGATE_SUBJECTS, US_COUNTRIES,
+};
+use domicile_residency::{
+    CountryCode, DataClass, JustificationCode, Obligation, Purpose, Region, ResidencyError,
+    ResidencyPolicy, Subject,
+};
+use proptest::prelude::*;
+
+fn regions() -> (Region, Region) {
+    (Region::parse("us").unwrap(), Region::parse("row").unwrap())
+}
+
+#[test]
+fn conforms() {
+    domicile_residency::conformance::run(&UsSplitPolicy::new());
+}
+
+#[test]
+fn access_rules_validate_against_the_schema() {
+    let policy = UsSplitPolicy::new();
+    let (schema, _warnings) =
+        Schema::from_cedarschema_str(policy.access_schema()).expect("schema parses");
+    let set = PolicySet::from_str(policy.access_rules()).expect("access rules parse");
+    let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
+    assert!(result.validation_passed(), "{:?}", result);
+}
+
+#[test]
+fn us_and_territories_are_homed_in_us() {
+    let policy = UsSplitPolicy::new();
+    let (us, row) = regions();
+    for country in US_COUNTRIES {
+        let s = Subject::parse("s", Some(country), None).unwrap();
+        assert_eq!(policy.home_region(&s).unwrap(), us, "{country}");
+    }
+    for country in ["CA", "MX", "GB", "DE", "CN", "IN", "BR"] {
+        let s = Subject::parse("s", Some(country), None).unwrap();
+        assert_eq!(policy.home_region(&s).unwrap(), row, "{country}");
+    }
+}
+
+#[test]
+fn missing_or_invalid_residence_names_the_subject() {
+    let policy = UsSplitPolicy::new();
+    let ghost = Subject::parse("ghost-7", None, Some("US")).unwrap();
+    let err = policy.home_region(&ghost).unwrap_err();
+    assert!(matches!(err, ResidencyError::MissingResidence { .. }));
+    assert!(err.to_string().contains("ghost-7"), "{err}");
+    let err = Subject::parse("ghost-8", Some("Neverland"), None).unwrap_err();
+    assert!(err.to_string().contains("ghost-8") && err.to_string().contains("Neverland"));
+}
+
+#[test]
+fn excepted_crosses_only_deidentified() {
+    let policy = UsSplitPolicy::new();
+    let (us, row) = regions();
+    let d = policy
+        .may_transfer(
+            DataClass::Excepted,
+            &us,
+            &us,
+            &row,
+            &Purpose::new(JustificationCode::ProductionIncident),
+        )
+        .unwrap();
+    assert!(d.allowed);
+    assert_eq!(
+        d.obligations,
+        vec![Obligation::AnyOf {
+            options: vec![
+                Obligation::Aggregate {
+                    min_subjects: MIN_AGGREGATE_SUBJECTS
+                },
+                Obligation::Pseudonymize
+            ]
+        }]
+    );
+}
+
+#[test]
+fn models_follow_their_data_and_row_models_need_a_licence() {
+    let policy = UsSplitPolicy::new();
+    let (us, row) = regions();
+    let only_us = BTreeSet::from([us.clone()]);
+    let only_row = BTreeSet::from([row.clone()]);
+    let both = BTreeSet::from([us.clone(), row.clone()]);
+    assert!(policy.may_deploy_model(&only_us, &us).unwrap().allowed);
+    assert!(!policy.may_deploy_model(&only_us, &row).unwrap().allowed);
+    assert!(policy.may_deploy_model(&only_row, &row).unwrap().allowed);
+    assert!(!policy.may_deploy_model(&only_row, &us).unwrap().allowed);
+    assert!(!policy.may_deploy_model(&both, &us).unwrap().allowed);
+    assert!(!policy.may_deploy_model(&both, &row).unwrap().allowed);
+
+    let migration = Purpose::new(JustificationCode::Migration);
+    let leaving_row = policy
+        .may_transfer(DataClass::ModelArtifact, &row, &row, &us, &migration)
+        .unwrap();
+    assert!(leaving_row.allowed);
+    assert_eq!(
+        leaving_row.obligations,
+        vec![Obligation::ExportLicence {
+            regime: EXPORT_REGIME.into(),
+            item: EXPORT_ITEM.into()
+        }]
+    );
+    let leaving_us = policy
+        .may_transfer(DataClass::ModelArtifact, &us, &us, &row, &migration)
+        .unwrap();
+    assert!(!leaving_us.allowed);
+}
+
+#[test]
+fn audit_records_and_keys_never_leave() {
+    let policy = UsSplitPolicy::new();
+    let (us, row) = regions();
+    for class in [DataClass::AuditRecord, DataClass::KeyMaterial] {
+        for code in JustificationCode::ALL {
+            for (from, to) in [(&us, &row), (&row, &us)] {
+                let d = policy
+                    .may_transfer(class, from, from, to, &Purpose::new(code))
+                    .unwrap();
+                assert!(!d.allowed);
+                assert_eq!(d.rule.as_str(), "us-split/audit-and-keys-stay-in-region");
+            }
+        }
+    }
+}
+
+fn country() -> impl Strategy<Value = CountryCode> {
+    proptest::sample::select(CountryCode::all().collect::<Vec<_>>())
+}
+
+proptest! {
+    /// Invariant 1 at the policy level: Protected data of any subject rests only at home, and
+    /// moves only toward home, whatever the purpose.
+    #[test]
+    fn protected_stays_home(
+        residence in country(),
+        target_us in any::<bool>(),
+        from_us in any::<bool>(),
+        code in proptest::sample::select(JustificationCode::ALL.to_vec()),
+    ) {
+        let policy = UsSplitPolicy::new();
+        let (us, row) = regions();
+        let subject = Subject::new("p".parse().unwrap(), residence);
+        let home = policy.home_region(&subject).unwrap();
+        prop_assert_eq!(&home == &us, US_COUNTRIES.contains(&residence.as_str()));
+        let target = if target_us { &us } else { &row };
+        let from = if from_us { &us } else { &row };
+        let rest = policy.may_rest_in(DataClass::Protected, &home, target).unwrap();
+        prop_assert_eq!(rest.allowed, target == &home);
+        let moved = policy
+            .may_transfer(DataClass::Protected, &home, from, target, &Purpose::new(code))
+            .unwrap();
+        if moved.allowed {
+            prop_assert_eq!(target, &home);
+        }
+        if from != target && target == &home {
+            prop_assert_eq!(moved.allowed, code == JustificationCode::Migration);
+        }
+    }
+
+    /// Public data goes anywhere, for any purpose.
+    #[test]
+    fn public_goes_anywhere(
+        home_us in any::<bool>(), from_us in any::<bool>(), to_us in any::<bool>(),
+        code in proptest::sample::select(JustificationCode::ALL.to_vec()),
+    ) {
+        let policy = UsSplitPolicy::new();
+        let (us, row) = regions();
+        let pick = |b: bool| if b { us.clone() } else { row.clone() };
+        let d = policy
+            .may_transfer(DataClass::Public, &pick(home_us), &pick(from_us), &pick(to_us), &Purpose::new(code))
+            .unwrap();
+        prop_assert!(d.allowed);
+        prop_assert!(d.obligations.is_empty());
+    }
+}
