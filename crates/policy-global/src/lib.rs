@@ -71,6 +71,7 @@ fn rule_table() -> Vec<Rule> {
             "global/access/migration-service-moves-data",
             "The migration service reads, writes, scans, exports and deletes for migration.",
         ),
+        Rule::new("global/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("global/access/auditor-reads-log", "Auditors read the audit log."),
         Rule::new(
             "global/access/auditor-reads-nothing-else",

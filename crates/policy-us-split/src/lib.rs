@@ -93,6 +93,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("us-split/access/training-scans-own-region-behaviour", "Each region's training service scans only its own region's behaviour, for recommendation training."),
         Rule::new("us-split/access/training-writes-own-region-models", "Each region's training service reads and writes model artifacts of its own region."),
         Rule::new("us-split/access/migration-service-moves-data", "The migration service reads, writes, scans, exports and deletes for migration."),
+        Rule::new("us-split/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("us-split/access/auditor-reads-log", "Auditors read the audit log."),
         Rule::new("us-split/access/auditor-reads-nothing-else", "Auditors read nothing but the audit log."),
     ]
@@ -246,9 +247,7 @@ impl ResidencyPolicy for UsSplitPolicy {
             return self.may_rest_in(class, home, to);
         }
         Ok(match class {
-            DataClass::Protected
-                if to == home && purpose.code == JustificationCode::Migration =>
-            {
+            DataClass::Protected if to == home && purpose.code == JustificationCode::Migration => {
                 self.allow(PROTECTED_MOVES)
             }
             DataClass::Protected => self.deny(PROTECTED_MOVES),

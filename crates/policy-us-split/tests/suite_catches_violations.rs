@@ -42,7 +42,12 @@ impl ResidencyPolicy for Broken {
             _ => self.inner.home_region(subject),
         }
     }
-    fn may_rest_in(&self, c: DataClass, h: &Region, r: &Region) -> Result<Decision, ResidencyError> {
+    fn may_rest_in(
+        &self,
+        c: DataClass,
+        h: &Region,
+        r: &Region,
+    ) -> Result<Decision, ResidencyError> {
         let mut d = self.inner.may_rest_in(c, h, r)?;
         if matches!(self.mistake, Mistake::ProtectedRestsAbroad) && c == DataClass::Protected {
             d.allowed = true;
@@ -63,9 +68,7 @@ impl ResidencyPolicy for Broken {
         let mut d = self.inner.may_transfer(c, h, f, t, p)?;
         match self.mistake {
             Mistake::ProtectedLeavesHome if c == DataClass::Protected => d.allowed = true,
-            Mistake::ExceptedCrossesInTheClear if c == DataClass::Excepted => {
-                d.obligations.clear()
-            }
+            Mistake::ExceptedCrossesInTheClear if c == DataClass::Excepted => d.obligations.clear(),
             _ => {}
         }
         Ok(d)
@@ -106,14 +109,23 @@ fn the_real_policy_has_no_violations() {
 fn each_mistake_is_named() {
     let cases = [
         (Mistake::ProtectedRestsAbroad, "must rest only at home"),
-        (Mistake::ProtectedLeavesHome, "Protected moves only toward home"),
+        (
+            Mistake::ProtectedLeavesHome,
+            "Protected moves only toward home",
+        ),
         (Mistake::UnlistedRule, "which is not in the rule table"),
         (Mistake::DefaultHome, "defaulted to row without a residence"),
         (Mistake::DeployAnywhere, "without provenance"),
-        (Mistake::ExceptedCrossesInTheClear, "without Pseudonymize or Aggregate"),
+        (
+            Mistake::ExceptedCrossesInTheClear,
+            "without Pseudonymize or Aggregate",
+        ),
     ];
     for (mistake, expected) in cases {
         let found = violations(mistake);
-        assert!(found.contains(expected), "expected {expected:?} in:\n{found}");
+        assert!(
+            found.contains(expected),
+            "expected {expected:?} in:\n{found}"
+        );
     }
 }

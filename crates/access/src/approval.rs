@@ -1,0 +1,569 @@
+//! Approvals: a principal asks for time-boxed access, an approver whom the rules allow grants it
+//! with an Ed25519 signature, and the grant can be revoked; a request nobody answers expires.
+//!
+//! After Azure Customer Lockbox and Google Access Approval: staff who may not reach data on their
+//! own reach it only with a named approver's signed, expiring consent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use domicile_residency::{CountryCode, DataClass, Purpose, Region, SubjectId};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::ApprovalFacts;
+use crate::{AccessError, SpiffeId};
+
+/// How long a request may wait for an answer before it expires on its own: one day.
+pub const DEFAULT_PENDING_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// The id of an approval request: 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ApprovalId(String);
+
+impl ApprovalId {
+    /// A fresh random id.
+    pub fn random() -> Result<Self, AccessError> {
+        let mut bytes = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| AccessError::InvalidKey("the system random source failed".into()))?;
+        Ok(ApprovalId(
+            bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        ))
+    }
+
+    /// Parses an id.
+    pub fn parse(value: &str) -> Result<Self, AccessError> {
+        if value.len() == 32
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(ApprovalId(value.to_owned()))
+        } else {
+            Err(AccessError::UnknownApproval {
+                id: value.to_owned(),
+            })
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ApprovalId {
+    type Error = AccessError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        ApprovalId::parse(&value)
+    }
+}
+
+impl From<ApprovalId> for String {
+    fn from(id: ApprovalId) -> String {
+        id.0
+    }
+}
+
+/// What an approval covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalScope {
+    /// The data class.
+    pub class: DataClass,
+    /// The region whose data is reached.
+    pub region: Region,
+    /// The subjects covered; `None` covers every subject of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<BTreeSet<SubjectId>>,
+    /// Why; the access must state the same justification code.
+    pub purpose: Purpose,
+}
+
+impl ApprovalScope {
+    /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope.
+    pub fn covers(
+        &self,
+        class: DataClass,
+        region: &Region,
+        subject: Option<&SubjectId>,
+        purpose: &Purpose,
+    ) -> bool {
+        let subject_ok = match (&self.subjects, subject) {
+            (None, _) => true,
+            (Some(set), Some(s)) => set.contains(s),
+            (Some(_), None) => false,
+        };
+        self.class == class
+            && &self.region == region
+            && subject_ok
+            && self.purpose.code == purpose.code
+    }
+}
+
+/// A principal's request for access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// The request's id.
+    pub id: ApprovalId,
+    /// Who asks.
+    pub requester: SpiffeId,
+    /// For what.
+    pub scope: ApprovalScope,
+    /// For how long, once granted, in seconds.
+    pub duration_secs: u64,
+    /// When it was asked, in Unix seconds.
+    pub requested_at: u64,
+    /// When it expires if nobody answers, in Unix seconds.
+    pub answer_by: u64,
+}
+
+/// An approver's signed consent to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Who approved.
+    pub approver: SpiffeId,
+    /// The country of the approver's employing organisation.
+    pub approver_org_country: CountryCode,
+    /// When, in Unix seconds.
+    pub granted_at: u64,
+    /// Until when, in Unix seconds (exclusive): `granted_at + duration_secs`.
+    pub expires_at: u64,
+    /// The approver's Ed25519 public key, base64.
+    pub public_key: String,
+    /// The signature over [`Grant::signed_message`], base64.
+    pub signature: String,
+}
+
+impl Grant {
+    /// The exact bytes an approver signs: a domain separator, then the JSON of the request and
+    /// of the grant's fields other than the signature. Field order is fixed by the types.
+    pub fn signed_message(request: &ApprovalRequest, grant_fields: &GrantFields) -> Vec<u8> {
+        let mut msg = b"domicile approval v1\n".to_vec();
+        msg.extend(serde_json::to_vec(request).expect("approval requests serialise"));
+        msg.push(b'\n');
+        msg.extend(serde_json::to_vec(grant_fields).expect("grant fields serialise"));
+        msg
+    }
+
+    fn fields(&self) -> GrantFields {
+        GrantFields {
+            approver: self.approver.clone(),
+            approver_org_country: self.approver_org_country,
+            granted_at: self.granted_at,
+            expires_at: self.expires_at,
+            public_key: self.public_key.clone(),
+        }
+    }
+}
+
+/// The signed fields of a [`Grant`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantFields {
+    /// Who approved.
+    pub approver: SpiffeId,
+    /// The approver's organisation's country.
+    pub approver_org_country: CountryCode,
+    /// When.
+    pub granted_at: u64,
+    /// Until when.
+    pub expires_at: u64,
+    /// The approver's public key, base64.
+    pub public_key: String,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved.
+    Granted {
+        /// The signed grant.
+        grant: Grant,
+    },
+    /// Refused by an approver.
+    Denied {
+        /// Who refused.
+        by: SpiffeId,
+        /// When.
+        at: u64,
+    },
+    /// Granted, then withdrawn.
+    Revoked {
+        /// The grant that was withdrawn.
+        grant: Grant,
+        /// Who withdrew it.
+        by: SpiffeId,
+        /// When.
+        at: u64,
+    },
+}
+
+/// A request and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// The request.
+    pub request: ApprovalRequest,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: ApprovalState,
+}
+
+/// An approver's Ed25519 signing key.
+pub struct ApproverKey {
+    pair: Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+}
+
+impl fmt::Debug for ApproverKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApproverKey({})", self.public_key_base64())
+    }
+}
+
+impl ApproverKey {
+    /// A fresh key from the system's random source.
+    pub fn generate() -> Result<Self, AccessError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| AccessError::InvalidKey("key generation failed".into()))?;
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A key from its PKCS#8 document.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, AccessError> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|e| AccessError::InvalidKey(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        Ok(ApproverKey {
+            pair,
+            pkcs8: pkcs8.to_vec(),
+        })
+    }
+
+    /// The PKCS#8 document, to store (0600) and load again.
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The public key, base64: what the directory registers for the approver.
+    pub fn public_key_base64(&self) -> String {
+        B64.encode(self.pair.public_key().as_ref())
+    }
+
+    fn sign(&self, msg: &[u8]) -> String {
+        B64.encode(self.pair.sign(msg).as_ref())
+    }
+}
+
+/// The approval requests of a region and where each stands, kept in a JSON file written
+/// atomically (temporary file, fsync, rename) on every change, or only in memory.
+#[derive(Debug)]
+pub struct ApprovalBook {
+    path: Option<PathBuf>,
+    records: Mutex<BTreeMap<ApprovalId, ApprovalRecord>>,
+}
+
+impl ApprovalBook {
+    /// A book kept only in memory.
+    pub fn in_memory() -> Self {
+        ApprovalBook {
+            path: None,
+            records: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Opens (or creates) the book at `path`. A file that does not parse is an error naming it;
+    /// nothing is overwritten.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AccessError> {
+        let path = path.as_ref().to_path_buf();
+        let records = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Vec<ApprovalRecord>>(&bytes)
+                .map_err(|e| AccessError::InvalidApproval {
+                    id: path.display().to_string(),
+                    reason: format!("the approval book does not parse: {e}"),
+                })?
+                .into_iter()
+                .map(|r| (r.request.id.clone(), r))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(AccessError::InvalidApproval {
+                    id: path.display().to_string(),
+                    reason: format!("the approval book cannot be read: {e}"),
+                })
+            }
+        };
+        Ok(ApprovalBook {
+            path: Some(path),
+            records: Mutex::new(records),
+        })
+    }
+
+    fn save(&self, records: &BTreeMap<ApprovalId, ApprovalRecord>) -> Result<(), AccessError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let io = |e: std::io::Error| AccessError::InvalidApproval {
+            id: path.display().to_string(),
+            reason: format!("the approval book cannot be written: {e}"),
+        };
+        let tmp = path.with_extension("tmp");
+        let list: Vec<&ApprovalRecord> = records.values().collect();
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&serde_json::to_vec_pretty(&list).expect("records serialise"))
+            .map_err(io)?;
+        f.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<ApprovalId, ApprovalRecord>) -> Result<T, AccessError>,
+    ) -> Result<T, AccessError> {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = records.clone();
+        let out = f(&mut next)?;
+        self.save(&next)?;
+        *records = next;
+        Ok(out)
+    }
+
+    /// Files a new request; it waits at most `pending_ttl_secs` for an answer.
+    pub fn file(
+        &self,
+        requester: SpiffeId,
+        scope: ApprovalScope,
+        duration_secs: u64,
+        now: u64,
+        pending_ttl_secs: u64,
+    ) -> Result<ApprovalRequest, AccessError> {
+        let request = ApprovalRequest {
+            id: ApprovalId::random()?,
+            requester,
+            scope,
+            duration_secs,
+            requested_at: now,
+            answer_by: now.saturating_add(pending_ttl_secs),
+        };
+        self.update(|records| {
+            records.insert(
+                request.id.clone(),
+                ApprovalRecord {
+                    request: request.clone(),
+                    state: ApprovalState::Pending,
+                },
+            );
+            Ok(request.clone())
+        })
+    }
+
+    /// The record of a request.
+    pub fn get(&self, id: &ApprovalId) -> Result<ApprovalRecord, AccessError> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AccessError::UnknownApproval { id: id.to_string() })
+    }
+
+    /// Every record, oldest id first.
+    pub fn list(&self) -> Vec<ApprovalRecord> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.values().cloned().collect()
+    }
+
+    fn pending(record: &ApprovalRecord, now: u64) -> Result<(), AccessError> {
+        let id = record.request.id.to_string();
+        match &record.state {
+            ApprovalState::Pending if now >= record.request.answer_by => {
+                Err(AccessError::InvalidApproval {
+                    id,
+                    reason: "the request expired before anyone answered it".into(),
+                })
+            }
+            ApprovalState::Pending => Ok(()),
+            other => Err(AccessError::InvalidApproval {
+                id,
+                reason: format!("the request was already answered ({})", state_name(other)),
+            }),
+        }
+    }
+
+    /// Grants a pending request, signing it with the approver's key. The caller has checked that
+    /// the access rules allow this approver to approve this scope.
+    pub fn grant(
+        &self,
+        id: &ApprovalId,
+        approver: SpiffeId,
+        approver_org_country: CountryCode,
+        key: &ApproverKey,
+        now: u64,
+    ) -> Result<Grant, AccessError> {
+        self.update(|records| {
+            let record = records
+                .get_mut(id)
+                .ok_or_else(|| AccessError::UnknownApproval { id: id.to_string() })?;
+            Self::pending(record, now)?;
+            let fields = GrantFields {
+                approver,
+                approver_org_country,
+                granted_at: now,
+                expires_at: now.saturating_add(record.request.duration_secs),
+                public_key: key.public_key_base64(),
+            };
+            let signature = key.sign(&Grant::signed_message(&record.request, &fields));
+            let grant = Grant {
+                approver: fields.approver,
+                approver_org_country: fields.approver_org_country,
+                granted_at: fields.granted_at,
+                expires_at: fields.expires_at,
+                public_key: fields.public_key,
+                signature,
+            };
+            record.state = ApprovalState::Granted {
+                grant: grant.clone(),
+            };
+            Ok(grant)
+        })
+    }
+
+    /// Refuses a pending request.
+    pub fn deny(&self, id: &ApprovalId, by: SpiffeId, now: u64) -> Result<(), AccessError> {
+        self.update(|records| {
+            let record = records
+                .get_mut(id)
+                .ok_or_else(|| AccessError::UnknownApproval { id: id.to_string() })?;
+            Self::pending(record, now)?;
+            record.state = ApprovalState::Denied { by, at: now };
+            Ok(())
+        })
+    }
+
+    /// Withdraws a grant.
+    pub fn revoke(&self, id: &ApprovalId, by: SpiffeId, now: u64) -> Result<(), AccessError> {
+        self.update(|records| {
+            let record = records
+                .get_mut(id)
+                .ok_or_else(|| AccessError::UnknownApproval { id: id.to_string() })?;
+            let ApprovalState::Granted { grant } = &record.state else {
+                return Err(AccessError::InvalidApproval {
+                    id: id.to_string(),
+                    reason: format!(
+                        "only a granted approval can be revoked; it is {}",
+                        state_name(&record.state)
+                    ),
+                });
+            };
+            record.state = ApprovalState::Revoked {
+                grant: grant.clone(),
+                by,
+                at: now,
+            };
+            Ok(())
+        })
+    }
+
+    /// Checks that approval `id` lets `requester` make this access at `now`: it exists, was
+    /// granted and not revoked, has not expired, covers the access, was asked by `requester`,
+    /// and carries a valid signature by the key `trusted_key` returns for the approver.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &self,
+        id: &ApprovalId,
+        requester: &SpiffeId,
+        class: DataClass,
+        region: &Region,
+        subject: Option<&SubjectId>,
+        purpose: &Purpose,
+        now: u64,
+        trusted_key: &dyn Fn(&SpiffeId) -> Option<String>,
+    ) -> Result<ApprovalFacts, AccessError> {
+        let record = self.get(id)?;
+        let invalid = |reason: String| AccessError::InvalidApproval {
+            id: id.to_string(),
+            reason,
+        };
+        let grant = match &record.state {
+            ApprovalState::Granted { grant } => grant,
+            ApprovalState::Pending if now >= record.request.answer_by => {
+                return Err(invalid(
+                    "the request expired before anyone answered it".into(),
+                ))
+            }
+            other => return Err(invalid(format!("it is {}", state_name(other)))),
+        };
+        if &record.request.requester != requester {
+            return Err(invalid(format!(
+                "it was granted to {}, not {requester}",
+                record.request.requester
+            )));
+        }
+        if now >= grant.expires_at {
+            return Err(invalid(format!(
+                "it expired at {} (now {now})",
+                grant.expires_at
+            )));
+        }
+        if !record.request.scope.covers(class, region, subject, purpose) {
+            return Err(invalid("the access falls outside its scope".into()));
+        }
+        match trusted_key(&grant.approver) {
+            Some(key) if key == grant.public_key => {}
+            Some(_) => {
+                return Err(invalid(format!(
+                    "it is signed with a key not registered for {}",
+                    grant.approver
+                )))
+            }
+            None => {
+                return Err(invalid(format!(
+                    "{} is not a registered approver",
+                    grant.approver
+                )))
+            }
+        }
+        let public = B64
+            .decode(&grant.public_key)
+            .map_err(|e| invalid(format!("the public key is not base64: {e}")))?;
+        let signature = B64
+            .decode(&grant.signature)
+            .map_err(|e| invalid(format!("the signature is not base64: {e}")))?;
+        UnparsedPublicKey::new(&ED25519, &public)
+            .verify(
+                &Grant::signed_message(&record.request, &grant.fields()),
+                &signature,
+            )
+            .map_err(|_| invalid("the signature does not verify".into()))?;
+        Ok(ApprovalFacts {
+            approver_org_country: grant.approver_org_country,
+            duration_secs: record.request.duration_secs,
+        })
+    }
+}
+
+fn state_name(state: &ApprovalState) -> &'static str {
+    match state {
+        ApprovalState::Pending => "pending",
+        ApprovalState::Granted { .. } => "granted",
+        ApprovalState::Denied { .. } => "denied",
+        ApprovalState::Revoked { .. } => "revoked",
+    }
+}

@@ -1,0 +1,325 @@
+//! Access rules: the policy crate's Cedar policies, evaluated with cedar-policy.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use domicile_residency::{CountryCode, DataClass, Purpose, Region, ResidencyPolicy, RuleId};
+use serde::{Deserialize, Serialize};
+
+use crate::{AccessError, Principal};
+
+/// What a principal wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Read one record.
+    Read,
+    /// Write one record.
+    Write,
+    /// Delete one record.
+    Delete,
+    /// Read many records at once (training, migration).
+    Scan,
+    /// Take sealed records out of the region's store.
+    Export,
+    /// Approve another principal's access request.
+    Approve,
+    /// Read the region's audit log.
+    ReadLog,
+}
+
+impl Action {
+    /// The Cedar action id and wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Scan => "scan",
+            Action::Export => "export",
+            Action::Approve => "approve",
+            Action::ReadLog => "read_log",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the action is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// Records of a class in a collection of a region; for one subject, or for bulk access with no
+    /// single subject home.
+    Records {
+        /// The data class.
+        class: DataClass,
+        /// Where the records rest.
+        region: Region,
+        /// The home region of the records' subject, when there is one subject.
+        subject_home: Option<Region>,
+        /// The collection.
+        collection: String,
+    },
+    /// A region's audit log.
+    AuditLog {
+        /// Whose log.
+        region: Region,
+    },
+}
+
+/// A verified approval, as the access rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalFacts {
+    /// The country of the approver's employing organisation.
+    pub approver_org_country: CountryCode,
+    /// How long the approval lasts, in seconds.
+    pub duration_secs: u64,
+}
+
+/// One question for the access rules.
+#[derive(Debug, Clone)]
+pub struct AccessRequest<'a> {
+    /// Who asks.
+    pub principal: &'a Principal,
+    /// To do what.
+    pub action: Action,
+    /// On what.
+    pub resource: Resource,
+    /// Why.
+    pub purpose: &'a Purpose,
+    /// A valid approval covering the request, already verified by the caller.
+    pub approval: Option<ApprovalFacts>,
+}
+
+/// The access rules' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessDecision {
+    /// Whether some rule permits the request and no rule forbids it.
+    pub allowed: bool,
+    /// The rules that determined the answer: the permitting rules when allowed, the forbidding
+    /// rules when forbidden, `<policy>/access/deny-by-default` when nothing permits.
+    pub rules: Vec<RuleId>,
+    /// Evaluation errors, if any rule could not be evaluated (such a rule does not permit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// A policy crate's access rules, parsed, validated against the schema, and ready to decide.
+pub struct AccessRules {
+    policies: PolicySet,
+    schema: Schema,
+    default_deny: RuleId,
+}
+
+impl fmt::Debug for AccessRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessRules")
+            .field("policies", &self.policies.policies().count())
+            .field("default_deny", &self.default_deny)
+            .finish()
+    }
+}
+
+const NAMESPACE: &str = "Domicile";
+
+fn uid(kind: &str, id: &str) -> EntityUid {
+    let type_name = EntityTypeName::from_str(&format!("{NAMESPACE}::{kind}"))
+        .expect("the namespace and entity type names are constants");
+    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+fn text(s: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.to_owned())
+}
+
+impl AccessRules {
+    /// Parses the policy's Cedar rules and schema, validates the rules against the schema in
+    /// strict mode, and checks that every rule carries an `@id` that is in the policy's rule table.
+    pub fn new(policy: &dyn ResidencyPolicy) -> Result<Self, AccessError> {
+        let invalid = |detail: String| AccessError::InvalidAccessRules {
+            policy: policy.id().name.clone(),
+            detail,
+        };
+        let (schema, _warnings) = Schema::from_cedarschema_str(policy.access_schema())
+            .map_err(|e| invalid(format!("schema: {e}")))?;
+        let parsed =
+            PolicySet::from_str(policy.access_rules()).map_err(|e| invalid(format!("{e}")))?;
+        let validation = Validator::new(schema.clone()).validate(&parsed, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let errors: Vec<String> = validation
+                .validation_errors()
+                .map(|e| e.to_string())
+                .collect();
+            return Err(invalid(errors.join("; ")));
+        }
+        // Re-id every policy by its @id annotation, so a decision's reasons are rule ids.
+        let mut policies = PolicySet::new();
+        for p in parsed.policies() {
+            let Some(id) = p.annotation("id") else {
+                return Err(invalid(format!("policy {} has no @id annotation", p.id())));
+            };
+            let rule = RuleId::parse(id).map_err(|e| invalid(e.to_string()))?;
+            if policy.rule(&rule).is_none() {
+                return Err(invalid(format!("@id({id:?}) is not in the rule table")));
+            }
+            policies
+                .add(p.new_id(cedar_policy::PolicyId::new(id)))
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        let default_deny = RuleId::parse(&format!("{}/access/deny-by-default", policy.id().name))
+            .map_err(|e| invalid(e.to_string()))?;
+        if policy.rule(&default_deny).is_none() {
+            return Err(invalid(format!("the rule table lacks {default_deny}")));
+        }
+        Ok(AccessRules {
+            policies,
+            schema,
+            default_deny,
+        })
+    }
+
+    /// Decides one request. Deny by default: a request no rule permits is denied, naming
+    /// `<policy>/access/deny-by-default`.
+    pub fn decide(&self, request: &AccessRequest<'_>) -> Result<AccessDecision, AccessError> {
+        let p = request.principal;
+        let org_uid = uid("Organisation", &p.organisation.name);
+        let org = Entity::new(
+            org_uid.clone(),
+            HashMap::from([("country".to_owned(), text(p.organisation.country.as_str()))]),
+            Default::default(),
+        )
+        .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+        let role_uids: Vec<EntityUid> = p.roles.iter().map(|r| uid("Role", r.as_str())).collect();
+        let actor_uid = uid("Actor", &p.id.to_string());
+        let actor = Entity::new(
+            actor_uid.clone(),
+            HashMap::from([
+                ("kind".to_owned(), text(p.kind.as_str())),
+                (
+                    "organisation".to_owned(),
+                    RestrictedExpression::new_entity_uid(org_uid),
+                ),
+                ("office_country".to_owned(), text(p.office_country.as_str())),
+                (
+                    "location_country".to_owned(),
+                    text(p.location_country.as_str()),
+                ),
+                ("region".to_owned(), text(p.id.region().as_str())),
+            ]),
+            role_uids.iter().cloned().collect(),
+        )
+        .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+        let (resource_uid, resource) = match &request.resource {
+            Resource::Records {
+                class,
+                region,
+                subject_home,
+                collection,
+            } => {
+                let r_uid = uid("Record", "requested");
+                let home = subject_home.as_ref().map_or("", Region::as_str);
+                let entity = Entity::new(
+                    r_uid.clone(),
+                    HashMap::from([
+                        ("class".to_owned(), text(class.as_str())),
+                        ("region".to_owned(), text(region.as_str())),
+                        ("subject_home".to_owned(), text(home)),
+                        ("collection".to_owned(), text(collection)),
+                    ]),
+                    Default::default(),
+                )
+                .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+                (r_uid, entity)
+            }
+            Resource::AuditLog { region } => {
+                let r_uid = uid("AuditLog", region.as_str());
+                let entity = Entity::new(
+                    r_uid.clone(),
+                    HashMap::from([("region".to_owned(), text(region.as_str()))]),
+                    Default::default(),
+                )
+                .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+                (r_uid, entity)
+            }
+        };
+        let roles = role_uids
+            .into_iter()
+            .map(|u| Entity::new_no_attrs(u, Default::default()));
+        let entities = Entities::from_entities(
+            [org, actor, resource].into_iter().chain(roles),
+            Some(&self.schema),
+        )
+        .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+        let approval = request.approval;
+        let context = Context::from_pairs([
+            ("purpose".to_owned(), text(request.purpose.code.as_str())),
+            (
+                "has_ticket".to_owned(),
+                RestrictedExpression::new_bool(
+                    request
+                        .purpose
+                        .ticket
+                        .as_deref()
+                        .is_some_and(|t| !t.trim().is_empty()),
+                ),
+            ),
+            (
+                "approved".to_owned(),
+                RestrictedExpression::new_bool(approval.is_some()),
+            ),
+            (
+                "approver_org_country".to_owned(),
+                text(
+                    approval
+                        .as_ref()
+                        .map_or("", |a| a.approver_org_country.as_str()),
+                ),
+            ),
+            (
+                "approval_secs".to_owned(),
+                RestrictedExpression::new_long(
+                    approval.map_or(0, |a| i64::try_from(a.duration_secs).unwrap_or(i64::MAX)),
+                ),
+            ),
+        ])
+        .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+        let cedar_request = Request::new(
+            actor_uid,
+            uid("Action", request.action.as_str()),
+            resource_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+        let response = Authorizer::new().is_authorized(&cedar_request, &self.policies, &entities);
+        let allowed = response.decision() == CedarDecision::Allow;
+        let mut rules: Vec<RuleId> = response
+            .diagnostics()
+            .reason()
+            .filter_map(|id| RuleId::parse(id.as_ref()).ok())
+            .collect();
+        rules.sort();
+        if !allowed && rules.is_empty() {
+            rules.push(self.default_deny.clone());
+        }
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        Ok(AccessDecision {
+            allowed,
+            rules,
+            errors,
+        })
+    }
+}
