@@ -1,0 +1,101 @@
+//! The `Backend` trait: the ordered key-value store sealed records rest in.
+//!
+//! A backend sees only ciphertext and the store's own key layout. Sealing happens above it, so
+//! whoever runs the database — the embedded one here, or a distributed one later — never sees
+//! plaintext or keys.
+
+use std::fmt;
+
+use crate::StoreError;
+
+/// The items of a prefix scan, in ascending key order.
+pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
+
+/// One write of an atomic [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` if present.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// Writes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Put {
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Delete { key: key.into() });
+    }
+
+    /// The writes, in the order they were added (a later write to the same key wins).
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Whether the batch holds no writes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// How many writes the batch holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// An ordered key-value store with atomic batches and an explicit durability point.
+///
+/// Writes (`put`, `delete`, `apply`) are visible to reads as soon as they return, and **durable
+/// once a later [`flush`](Backend::flush) returns**. A write acknowledged to a caller must be
+/// followed by a flush first: the sealed store does this on every write it acknowledges. This
+/// split lets several writes share one flush, which is what makes batches cheap.
+///
+/// Every implementation runs the same suite, [`crate::conformance::run`].
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The backend's name, for error messages (`sled`, `redb`).
+    fn name(&self) -> &'static str;
+
+    /// The value at `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets `key` to `value`.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes `key`; returns whether it was present.
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError>;
+
+    /// Every entry whose key starts with `prefix`, in ascending key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_>;
+
+    /// Applies every write of `batch`, atomically: after a crash either all or none are present.
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Makes every write that returned before this call durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,160 @@
+//! The conformance suite every [`Backend`] runs, so a new backend is held to the same contract.
+//!
+//! Call [`run`] from the backend's tests with a directory to work in and a function that opens
+//! the backend at a path (reopening the same path must see what was flushed there). Each case
+//! panics with its name and what differed, as test assertions do.
+
+use std::path::Path;
+
+use crate::backend::{Backend, Batch};
+use crate::StoreError;
+
+/// Opens a backend at a path.
+pub type Opener<'a> = &'a dyn Fn(&Path) -> Result<Box<dyn Backend>, StoreError>;
+
+type Case = (&'static str, fn(&dyn Backend));
+
+/// The single-session cases, each run on a fresh, empty backend.
+pub const CASES: &[Case] = &[
+    ("a missing key reads as none", missing_key),
+    ("put then get returns the value; a second put replaces it", put_get_replace),
+    ("delete reports whether the key was present", delete_reports_presence),
+    ("keys and values are arbitrary bytes, including empty and 1 MiB values", arbitrary_bytes),
+    ("a prefix scan returns exactly the matching keys in ascending byte order", prefix_scan_bounds),
+    ("an empty prefix scans everything", empty_prefix_scans_all),
+    ("a batch applies puts and deletes in order; the last write to a key wins", batch_applies),
+    ("an empty batch is accepted", empty_batch),
+    ("a scan sees thousands of keys in order", many_keys),
+];
+
+/// Runs every case: the single-session [`CASES`] on fresh backends under `dir`, then the
+/// reopen cases (flushed writes and deletes survive closing and reopening).
+pub fn run(dir: &Path, open: Opener<'_>) {
+    for (i, (name, case)) in CASES.iter().enumerate() {
+        let backend = open(&dir.join(format!("case-{i}")))
+            .unwrap_or_else(|e| panic!("case {name:?}: cannot open the backend: {e}"));
+        case(backend.as_ref());
+    }
+    flushed_writes_survive_reopen(&dir.join("reopen"), open);
+}
+
+fn missing_key(b: &dyn Backend) {
+    assert_eq!(b.get(b"nothing").unwrap(), None, "missing key");
+    assert_eq!(b.scan_prefix(b"").count(), 0, "a new backend is empty");
+}
+
+fn put_get_replace(b: &dyn Backend) {
+    b.put(b"k", b"one").unwrap();
+    assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"one"[..]));
+    b.put(b"k", b"two").unwrap();
+    assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(b.scan_prefix(b"k").count(), 1, "a replaced key appears once");
+}
+
+fn delete_reports_presence(b: &dyn Backend) {
+    b.put(b"k", b"v").unwrap();
+    assert!(b.delete(b"k").unwrap(), "deleting a present key");
+    assert!(!b.delete(b"k").unwrap(), "deleting it again");
+    assert_eq!(b.get(b"k").unwrap(), None);
+}
+
+fn arbitrary_bytes(b: &dyn Backend) {
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let cases: [(&[u8], &[u8]); 4] = [
+        (b"\x00", b""),
+        (b"\xff\xfe\x00key", b"\x00\x01\x02"),
+        (b"big", &big),
+        (&[0u8; 512], b"long key"),
+    ];
+    for (k, v) in cases {
+        b.put(k, v).unwrap();
+    }
+    for (k, v) in cases {
+        assert_eq!(b.get(k).unwrap().as_deref(), Some(v), "key {k:02x?}");
+    }
+}
+
+fn prefix_scan_bounds(b: &dyn Backend) {
+    for k in [&b"a"[..], b"ab", b"abc", b"a\xff", b"b", b"\x00", b"aa", b"`"] {
+        b.put(k, k).unwrap();
+    }
+    let keys: Vec<Vec<u8>> = b.scan_prefix(b"a").map(|r| r.unwrap().0).collect();
+    let expected: Vec<Vec<u8>> = [&b"a"[..], b"aa", b"ab", b"abc", b"a\xff"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    assert_eq!(keys, expected, "scan of prefix a");
+    let ab: Vec<Vec<u8>> = b.scan_prefix(b"ab").map(|r| r.unwrap().1).collect();
+    assert_eq!(ab, vec![b"ab".to_vec(), b"abc".to_vec()], "values of prefix ab");
+    assert_eq!(b.scan_prefix(b"c").count(), 0, "prefix with no keys");
+    assert_eq!(b.scan_prefix(b"\xff").count(), 0, "prefix past every key");
+}
+
+fn empty_prefix_scans_all(b: &dyn Backend) {
+    for k in [&b"x"[..], b"\x00", b"\xff"] {
+        b.put(k, b"v").unwrap();
+    }
+    let keys: Vec<Vec<u8>> = b.scan_prefix(b"").map(|r| r.unwrap().0).collect();
+    assert_eq!(keys, vec![b"\x00".to_vec(), b"x".to_vec(), b"\xff".to_vec()]);
+}
+
+fn batch_applies(b: &dyn Backend) {
+    b.put(b"gone", b"v").unwrap();
+    b.put(b"kept", b"old").unwrap();
+    let mut batch = Batch::new();
+    batch.put(b"new".to_vec(), b"1".to_vec());
+    batch.delete(b"gone".to_vec());
+    batch.put(b"kept".to_vec(), b"new".to_vec());
+    batch.put(b"twice".to_vec(), b"first".to_vec());
+    batch.put(b"twice".to_vec(), b"second".to_vec());
+    batch.put(b"back".to_vec(), b"x".to_vec());
+    batch.delete(b"back".to_vec());
+    assert_eq!(batch.len(), 7);
+    b.apply(&batch).unwrap();
+    assert_eq!(b.get(b"new").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(b.get(b"gone").unwrap(), None);
+    assert_eq!(b.get(b"kept").unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(b.get(b"twice").unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(b.get(b"back").unwrap(), None, "a put then delete in one batch");
+}
+
+fn empty_batch(b: &dyn Backend) {
+    b.apply(&Batch::new()).unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.scan_prefix(b"").count(), 0);
+}
+
+fn many_keys(b: &dyn Backend) {
+    let mut batch = Batch::new();
+    for i in (0u32..5000).rev() {
+        batch.put(format!("n/{i:06}").into_bytes(), i.to_be_bytes().to_vec());
+    }
+    b.apply(&batch).unwrap();
+    let mut count = 0u32;
+    for (i, item) in b.scan_prefix(b"n/").enumerate() {
+        let (k, v) = item.unwrap();
+        assert_eq!(k, format!("n/{i:06}").into_bytes());
+        assert_eq!(v, (i as u32).to_be_bytes());
+        count += 1;
+    }
+    assert_eq!(count, 5000);
+}
+
+fn flushed_writes_survive_reopen(dir: &Path, open: Opener<'_>) {
+    {
+        let b = open(dir).expect("open for writing");
+        b.put(b"kept", b"v1").unwrap();
+        b.put(b"deleted", b"v").unwrap();
+        let mut batch = Batch::new();
+        batch.put(b"batched".to_vec(), b"b".to_vec());
+        b.apply(&batch).unwrap();
+        b.flush().unwrap();
+        b.delete(b"deleted").unwrap();
+        b.put(b"kept", b"v2").unwrap();
+        b.flush().unwrap();
+    }
+    let b = open(dir).expect("reopen");
+    assert_eq!(b.get(b"kept").unwrap().as_deref(), Some(&b"v2"[..]), "after reopen");
+    assert_eq!(b.get(b"batched").unwrap().as_deref(), Some(&b"b"[..]), "after reopen");
+    assert_eq!(b.get(b"deleted").unwrap(), None, "a flushed delete after reopen");
+}

@@ -1,0 +1,224 @@
+//! The `KeyCustodian` trait: who holds a region's keys.
+//!
+//! Envelope encryption in two levels. Each region has versioned **key-encryption keys** (KEKs)
+//! that never leave the custodian. Each subject has a **data key** that seals their records; the
+//! custodian keeps it only wrapped under the region's current KEK, in its own directory, never in
+//! the data store. Destroying a data key makes every copy of the subject's records unreadable
+//! (crypto-shredding); rotating the KEK rewraps data keys without touching a record.
+//!
+//! The file custodian ([`crate::FileCustodian`]) is the embedded default; this trait is where an
+//! HSM or a cloud KMS plugs in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use domicile_residency::{Region, SubjectId};
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// The version of a region's key-encryption key, counting from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KekVersion(pub u32);
+
+impl fmt::Display for KekVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// A subject's keyed pseudonym in one region: the first 16 bytes of
+/// HMAC-SHA-256(region pseudonym key, subject id).
+///
+/// The data store indexes records by pseudonym, so a copy of the data directory does not list
+/// who the store holds data about.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pseudonym(pub [u8; 16]);
+
+impl Pseudonym {
+    /// Lowercase hex, as used in file names.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pseudonym({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// A region's key for subject pseudonyms.
+pub struct PseudonymKey(hmac::Key);
+
+impl PseudonymKey {
+    /// A pseudonym key from 32 secret bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        PseudonymKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    /// The subject's pseudonym under this key.
+    pub fn pseudonym(&self, subject: &SubjectId) -> Pseudonym {
+        let tag = hmac::sign(&self.0, subject.as_str().as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        Pseudonym(out)
+    }
+}
+
+impl fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}
+
+/// A subject's unwrapped data key: an AES-256-GCM key with the subject and versions it belongs to.
+///
+/// Held in memory only; `Debug` does not print the key.
+pub struct DataKey {
+    subject: SubjectId,
+    version: u32,
+    kek: KekVersion,
+    key: LessSafeKey,
+}
+
+impl DataKey {
+    /// A data key from its 32 secret bytes. Custodians call this after unwrapping.
+    pub fn from_bytes(
+        subject: SubjectId,
+        version: u32,
+        kek: KekVersion,
+        bytes: &[u8; 32],
+    ) -> Result<Self, StoreError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| StoreError::Crypto {
+            what: "loading a data key",
+        })?;
+        Ok(DataKey {
+            subject,
+            version,
+            kek,
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// Whose key it is.
+    pub fn subject(&self) -> &SubjectId {
+        &self.subject
+    }
+
+    /// The data key's version: 1 for a subject's first key, one more each time a shredded
+    /// subject is registered again.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The KEK version it was wrapped under when it was loaded.
+    pub fn kek_version(&self) -> KekVersion {
+        self.kek
+    }
+
+    pub(crate) fn aead(&self) -> &LessSafeKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKey")
+            .field("subject", &self.subject)
+            .field("version", &self.version)
+            .field("kek", &self.kek)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a custodian holds for a pseudonym.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DataKeyState {
+    /// A live data key.
+    Live(Arc<DataKey>),
+    /// The key was destroyed; `version` was its version.
+    Shredded {
+        /// The destroyed key's version.
+        version: u32,
+    },
+    /// The custodian never held a key for this pseudonym.
+    Absent,
+}
+
+/// What [`KeyCustodian::destroy_data_key`] destroyed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyedKey {
+    /// The region.
+    pub region: Region,
+    /// The destroyed data key's version.
+    pub data_key_version: u32,
+    /// The KEK version it had been wrapped under (`None` when it had already been destroyed
+    /// earlier and this call only confirmed it).
+    pub kek_version: Option<KekVersion>,
+}
+
+/// The outcome of a KEK rotation (or of one step of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationReport {
+    /// The region.
+    pub region: Region,
+    /// The KEK every data key is (or is being) rewrapped under.
+    pub kek: KekVersion,
+    /// How many data keys were rewrapped by this call.
+    pub rewrapped: usize,
+    /// Whether this call resumed a rotation an earlier call had started.
+    pub resumed: bool,
+    /// Whether every data key is now wrapped under `kek`.
+    pub complete: bool,
+}
+
+/// Holds a region's key-encryption keys and wrapped data keys.
+///
+/// Implementations must keep wrapped data keys apart from the data store, refuse with a clear
+/// error a key that is wrong, missing or corrupt, and make every change durable before
+/// returning.
+pub trait KeyCustodian: Send + Sync {
+    /// The region's pseudonym key, created on first use.
+    fn pseudonym_key(&self, region: &Region) -> Result<Arc<PseudonymKey>, StoreError>;
+
+    /// The data key held for `pseudonym` in `region`.
+    fn data_key(&self, region: &Region, pseudonym: &Pseudonym) -> Result<DataKeyState, StoreError>;
+
+    /// The subject's live data key, created (256 random bits, wrapped under the current KEK) if
+    /// the subject has none. A subject that was shredded gets a new key with the next version.
+    fn create_data_key(
+        &self,
+        region: &Region,
+        subject: &SubjectId,
+    ) -> Result<Arc<DataKey>, StoreError>;
+
+    /// Destroys the subject's data key. Destroying a key that was already destroyed succeeds
+    /// again (so an interrupted shred can be finished); a subject that never had one is
+    /// [`StoreError::NoDataKey`].
+    fn destroy_data_key(
+        &self,
+        region: &Region,
+        subject: &SubjectId,
+    ) -> Result<DestroyedKey, StoreError>;
+
+    /// The KEK versions the custodian holds for `region`, ascending; the last is current.
+    fn kek_versions(&self, region: &Region) -> Result<Vec<KekVersion>, StoreError>;
+
+    /// Rewraps every data key of `region` under a new KEK version, re-encrypting no record.
+    /// If an earlier rotation was interrupted, finishes that one instead of starting another.
+    fn rotate_kek(&self, region: &Region) -> Result<RotationReport, StoreError>;
+
+    /// Destroys an old KEK version. Refused for the current version and for any version that
+    /// still wraps a data key.
+    fn retire_kek(&self, region: &Region, version: KekVersion) -> Result<(), StoreError>;
+}

@@ -1,0 +1,203 @@
+//! The one error type of the store.
+
+use std::path::PathBuf;
+
+use domicile_residency::{DataClass, Region, ResidencyError, RuleId, SubjectId};
+
+use crate::{Collection, KekVersion, RecordKey};
+
+/// What went wrong in the sealed store, its backend or its key custodian.
+///
+/// Every variant names what it is about — the record (collection and key), the subject, the
+/// region, the rule or the file — so the message is one an operator can act on. Messages never
+/// quote record contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory could not be read, written or created.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done (`create`, `read`, `rename`, …).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database reported an error.
+    #[error("{backend} backend failed to {operation}: {detail}")]
+    Backend {
+        /// Which backend (`sled`, `redb`).
+        backend: &'static str,
+        /// What it was asked to do.
+        operation: &'static str,
+        /// The database's own message.
+        detail: String,
+    },
+    /// The store directory holds a different backend's files, or another region's store.
+    #[error("the store at {path} cannot be opened: {reason}")]
+    StoreMismatch {
+        /// The store directory.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// The store's own metadata names a different region than the one it was opened for.
+    #[error("this store holds region {found}'s records, but was opened as region {expected}")]
+    RegionMismatch {
+        /// The region given to `open`.
+        expected: Region,
+        /// The region written in the store.
+        found: String,
+    },
+    /// A collection name that is not 1 to 64 lowercase letters, digits, `-`, `_` or `.`.
+    #[error("invalid collection name {value:?}: {reason}")]
+    InvalidCollection {
+        /// The text that was given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A record key that is empty, too long or holds control characters.
+    #[error("invalid record key {value:?}: {reason}")]
+    InvalidRecordKey {
+        /// The text that was given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The residency policy refused a question or a value (an unknown region, a subject without
+    /// a residence, …).
+    #[error(transparent)]
+    Policy(#[from] ResidencyError),
+    /// The subject has no entry in this store's registry: register it first.
+    #[error("subject {subject} is not registered in region {region}: call register_subject first")]
+    SubjectNotRegistered {
+        /// The subject.
+        subject: SubjectId,
+        /// This store's region.
+        region: Region,
+    },
+    /// The policy forbids this class of this subject's data to rest in this store's region.
+    /// Nothing was written.
+    #[error("record {collection}/{key} of subject {subject} refused: {class} data of a subject homed in {home} may not rest in {region} (rule {rule})")]
+    PlacementRefused {
+        /// The record's collection.
+        collection: Collection,
+        /// The record's key.
+        key: RecordKey,
+        /// Whose record it is.
+        subject: SubjectId,
+        /// Its class.
+        class: DataClass,
+        /// The subject's home region.
+        home: Region,
+        /// This store's region.
+        region: Region,
+        /// The rule that refused it.
+        rule: RuleId,
+    },
+    /// A put named a (collection, key) that already holds another subject's record.
+    #[error("record {collection}/{key} already belongs to another subject; delete it first")]
+    KeyHeldByOtherSubject {
+        /// The record's collection.
+        collection: Collection,
+        /// The record's key.
+        key: RecordKey,
+    },
+    /// A stored record did not authenticate: it was changed, moved from another key, collection,
+    /// subject or region, or written under a key this custodian does not hold.
+    #[error("record {collection}/{key} failed to authenticate: {reason}")]
+    Authentication {
+        /// The record's collection.
+        collection: Collection,
+        /// The record's key.
+        key: String,
+        /// What did not match.
+        reason: String,
+    },
+    /// The record belongs to a subject whose data key was destroyed.
+    #[error("record {collection}/{key} cannot be opened: its subject was shredded")]
+    SubjectShredded {
+        /// The record's collection.
+        collection: Collection,
+        /// The record's key.
+        key: String,
+    },
+    /// A value could not be encoded or decoded with serde.
+    #[error("record {collection}/{key}: {detail}")]
+    Serialization {
+        /// The record's collection.
+        collection: Collection,
+        /// The record's key.
+        key: RecordKey,
+        /// serde's message.
+        detail: String,
+    },
+    /// A key file is corrupt, of an unknown format, or does not open under its KEK.
+    #[error("key file {path} is unusable: {reason}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A data key is wrapped under a key-encryption key the custodian no longer has.
+    #[error("key-encryption key {version} of region {region} is missing (expected at {path})")]
+    MissingKek {
+        /// The region.
+        region: Region,
+        /// The version that is needed.
+        version: KekVersion,
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// A key-encryption key cannot be retired yet.
+    #[error("key-encryption key {version} of region {region} cannot be retired: {reason}")]
+    KekInUse {
+        /// The region.
+        region: Region,
+        /// The version asked about.
+        version: KekVersion,
+        /// Why not.
+        reason: String,
+    },
+    /// The subject has no data key in this region (it was never registered or was shredded).
+    #[error("subject {subject} has no data key in region {region}")]
+    NoDataKey {
+        /// The subject.
+        subject: SubjectId,
+        /// The region.
+        region: Region,
+    },
+    /// The system random number generator or a cipher failed; nothing was written.
+    #[error("cryptographic operation failed: {what}")]
+    Crypto {
+        /// What was being done.
+        what: &'static str,
+    },
+    /// An export bundle is malformed, or does not open under the given transfer key.
+    #[error("export bundle refused: {reason}")]
+    Bundle {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn key_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StoreError::KeyFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

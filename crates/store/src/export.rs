@@ -1,0 +1,282 @@
+//! Export and import: moving a subject's records between stores without plaintext on disk.
+//!
+//! [`SealedStore::export_subject`] opens a subject's records and re-seals each one under a fresh
+//! **transfer key** (AES-256-GCM, 256 random bits) into an [`ExportBundle`], which may be written
+//! anywhere; the [`TransferKey`] travels separately. [`SealedStore::import`] opens the bundle in
+//! the target store, registers the subject there (home region by the target's policy), and puts
+//! every record through the usual placement check, sealed under the target region's keys.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use domicile_residency::{DataClass, Region, Subject, SubjectId};
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+use ring::rand::SystemRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::aead::{self, put_field};
+use crate::record::{class_code, RecordDigest, RecordMeta};
+use crate::store::NewRecord;
+use crate::{Collection, RecordKey, SealedStore, StoreError};
+
+const BUNDLE_FORMAT_V1: u32 = 1;
+const SUBJECT_LABEL: &[u8] = b"domicile.transfer.v1.subject";
+const RECORD_LABEL: &[u8] = b"domicile.transfer.v1.record";
+
+/// The key an [`ExportBundle`] is sealed under. Send it by a different channel than the bundle.
+pub struct TransferKey {
+    bytes: [u8; 32],
+    key: LessSafeKey,
+}
+
+impl TransferKey {
+    fn generate(rng: &SystemRandom) -> Result<Self, StoreError> {
+        Self::from_bytes(aead::random_key(rng)?)
+    }
+
+    /// A transfer key from its 32 bytes (as received from the exporting side).
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, StoreError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| StoreError::Crypto {
+            what: "loading a transfer key",
+        })?;
+        Ok(TransferKey {
+            bytes,
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// The key's 32 bytes, to hand to the importing side.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.bytes
+    }
+}
+
+impl fmt::Debug for TransferKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TransferKey(..)")
+    }
+}
+
+/// One subject's records, sealed under a transfer key. Serializable; holds no plaintext value
+/// and no subject id in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportBundle {
+    /// The bundle format version (1).
+    pub format: u32,
+    /// The region the records were exported from.
+    pub source_region: Region,
+    /// The subject and the record count, sealed (`nonce ‖ ciphertext ‖ tag`, base64).
+    #[serde(with = "b64")]
+    pub subject: Vec<u8>,
+    /// The records.
+    pub records: Vec<ExportedRecord>,
+}
+
+/// One record of an [`ExportBundle`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedRecord {
+    /// Its collection.
+    pub collection: Collection,
+    /// Its key.
+    pub key: RecordKey,
+    /// Its class.
+    pub class: DataClass,
+    /// The value, sealed under the transfer key (`nonce ‖ ciphertext ‖ tag`, base64).
+    #[serde(with = "b64")]
+    pub sealed: Vec<u8>,
+}
+
+/// What [`SealedStore::import`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// The subject.
+    pub subject: SubjectId,
+    /// Their home region under the target store's policy.
+    pub home: Region,
+    /// Every record written, with the digest of its plaintext (to compare with the source's).
+    pub records: Vec<(RecordMeta, RecordDigest)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedSubject {
+    subject: Subject,
+    records: usize,
+}
+
+impl ExportBundle {
+    /// The bundle as JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an export bundle always encodes as JSON")
+    }
+
+    /// A bundle from JSON bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bundle: ExportBundle = serde_json::from_slice(bytes).map_err(|e| StoreError::Bundle {
+            reason: format!("not a domicile export bundle: {e}"),
+        })?;
+        if bundle.format != BUNDLE_FORMAT_V1 {
+            return Err(StoreError::Bundle {
+                reason: format!("unknown bundle format version {}", bundle.format),
+            });
+        }
+        Ok(bundle)
+    }
+}
+
+fn subject_aad(source: &Region) -> Vec<u8> {
+    let mut aad = Vec::new();
+    put_field(&mut aad, SUBJECT_LABEL);
+    put_field(&mut aad, source.as_str().as_bytes());
+    aad
+}
+
+fn record_aad(source: &Region, subject: &SubjectId, class: DataClass, c: &Collection, k: &RecordKey) -> Vec<u8> {
+    let mut aad = Vec::new();
+    put_field(&mut aad, RECORD_LABEL);
+    put_field(&mut aad, source.as_str().as_bytes());
+    put_field(&mut aad, subject.as_str().as_bytes());
+    aad.push(class_code(class));
+    put_field(&mut aad, c.as_str().as_bytes());
+    put_field(&mut aad, k.as_str().as_bytes());
+    aad
+}
+
+impl SealedStore {
+    /// Exports every record of a registered subject, re-sealed under a fresh transfer key. The
+    /// store is not changed: shred the subject here once the import has been verified.
+    pub fn export_subject(&self, subject: &SubjectId) -> Result<(ExportBundle, TransferKey), StoreError> {
+        let (entry, _) = self
+            .registered(subject)?
+            .ok_or_else(|| StoreError::SubjectNotRegistered {
+                subject: subject.clone(),
+                region: self.region().clone(),
+            })?;
+        let rng = SystemRandom::new();
+        let key = TransferKey::generate(&rng)?;
+        let records = self.scan_subject(subject)?;
+        let mut exported = Vec::with_capacity(records.len());
+        for record in &records {
+            let m = &record.meta;
+            let aad = record_aad(self.region(), subject, m.class, &m.collection, &m.key);
+            let mut sealed = Vec::with_capacity(record.value.len() + 28);
+            aead::seal_into(&key.key, &rng, &aad, &record.value, &mut sealed)?;
+            exported.push(ExportedRecord {
+                collection: m.collection.clone(),
+                key: m.key.clone(),
+                class: m.class,
+                sealed,
+            });
+        }
+        let header = SealedSubject {
+            subject: entry.subject,
+            records: exported.len(),
+        };
+        let header = serde_json::to_vec(&header).expect("a subject header always encodes as JSON");
+        let mut sealed_subject = Vec::new();
+        aead::seal_into(&key.key, &rng, &subject_aad(self.region()), &header, &mut sealed_subject)?;
+        Ok((
+            ExportBundle {
+                format: BUNDLE_FORMAT_V1,
+                source_region: self.region().clone(),
+                subject: sealed_subject,
+                records: exported,
+            },
+            key,
+        ))
+    }
+
+    /// Imports a bundle: registers its subject and puts every record, sealed under this store's
+    /// keys, in one atomic, durable batch. Refused with nothing written if any record fails to
+    /// open, the count does not match, or the policy forbids any record here.
+    pub fn import(&self, bundle: &ExportBundle, key: &TransferKey) -> Result<ImportReport, StoreError> {
+        if bundle.format != BUNDLE_FORMAT_V1 {
+            return Err(StoreError::Bundle {
+                reason: format!("unknown bundle format version {}", bundle.format),
+            });
+        }
+        let header = aead::open(&key.key, &subject_aad(&bundle.source_region), &bundle.subject)
+            .ok_or_else(|| StoreError::Bundle {
+                reason: format!(
+                    "its subject entry does not open under this transfer key (wrong key, or not exported from region {})",
+                    bundle.source_region
+                ),
+            })?;
+        let header: SealedSubject = serde_json::from_slice(&header).map_err(|e| StoreError::Bundle {
+            reason: format!("its subject entry does not decode: {e}"),
+        })?;
+        if header.records != bundle.records.len() {
+            return Err(StoreError::Bundle {
+                reason: format!(
+                    "it should hold {} records but holds {}",
+                    header.records,
+                    bundle.records.len()
+                ),
+            });
+        }
+        let subject = &header.subject.id;
+        let mut values = Vec::with_capacity(bundle.records.len());
+        for r in &bundle.records {
+            let aad = record_aad(&bundle.source_region, subject, r.class, &r.collection, &r.key);
+            let value = aead::open(&key.key, &aad, &r.sealed).ok_or_else(|| StoreError::Bundle {
+                reason: format!("record {}/{} does not open under this transfer key", r.collection, r.key),
+            })?;
+            values.push(value);
+        }
+        // Check placement of every record before registering, so a refused import leaves no
+        // trace in this store.
+        let home = self.policy().home_region(&header.subject)?;
+        for r in &bundle.records {
+            let decision = self.policy().may_rest_in(r.class, &home, self.region())?;
+            if !decision.allowed {
+                return Err(StoreError::PlacementRefused {
+                    collection: r.collection.clone(),
+                    key: r.key.clone(),
+                    subject: subject.clone(),
+                    class: r.class,
+                    home,
+                    region: self.region().clone(),
+                    rule: decision.rule,
+                });
+            }
+        }
+        self.register_subject(&header.subject)?;
+        let new: Vec<NewRecord<'_>> = bundle
+            .records
+            .iter()
+            .zip(&values)
+            .map(|(r, value)| NewRecord {
+                subject,
+                class: r.class,
+                collection: &r.collection,
+                key: &r.key,
+                value,
+            })
+            .collect();
+        let metas = self.put_batch(&new)?;
+        let records = metas
+            .into_iter()
+            .zip(&values)
+            .map(|(meta, value)| (meta, RecordDigest::of(value)))
+            .collect();
+        Ok(ImportReport {
+            subject: subject.clone(),
+            home,
+            records,
+        })
+    }
+}
+
+mod b64 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        B64.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,283 @@
+//! Records: what a read returns, and the versioned on-disk format of a sealed record.
+//!
+//! Version 1 of a sealed record (the value the backend holds at the record's key):
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     format version (1)
+//! 1       1     data class code (1 protected … 6 key_material)
+//! 2       16    subject pseudonym
+//! 18      4     data key version, big-endian
+//! 22      12    AES-256-GCM nonce (fresh, random)
+//! 34      n     ciphertext
+//! 34+n    16    GCM tag
+//! ```
+//!
+//! The AAD binds the format version, the region, the class, the collection, the key, the subject
+//! and the data key version, each length-prefixed (see `docs/storage.md`), so a ciphertext opens
+//! only at its own (region, collection, key, subject).
+
+use std::fmt;
+
+use domicile_residency::{DataClass, Region, SubjectId};
+use ring::aead::NONCE_LEN;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::aead::{put_field, TAG_LEN};
+use crate::custodian::Pseudonym;
+use crate::{Collection, RecordKey, StoreError};
+
+/// The current sealed record format version.
+pub const RECORD_FORMAT_V1: u8 = 1;
+pub(crate) const HEADER_LEN: usize = 22;
+const AAD_LABEL: &[u8] = b"domicile.record";
+
+/// The SHA-256 digest of a record's plaintext, as the access gate logs what was read.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct RecordDigest(pub [u8; 32]);
+
+impl RecordDigest {
+    /// The digest of `plaintext`.
+    pub fn of(plaintext: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, plaintext);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        RecordDigest(out)
+    }
+}
+
+impl fmt::Display for RecordDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RecordDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordDigest({self})")
+    }
+}
+
+impl From<RecordDigest> for String {
+    fn from(d: RecordDigest) -> String {
+        d.to_string()
+    }
+}
+
+impl TryFrom<String> for RecordDigest {
+    type Error = StoreError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let bad = || StoreError::Bundle {
+            reason: format!("invalid digest {value:?}: expected sha256: and 64 lowercase hex digits"),
+        };
+        let hex = value.strip_prefix("sha256:").ok_or_else(bad)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(RecordDigest(out))
+    }
+}
+
+/// What the store knows about a record besides its value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordMeta {
+    /// The collection it is in.
+    pub collection: Collection,
+    /// Its key in the collection.
+    pub key: RecordKey,
+    /// Whose record it is.
+    pub subject: SubjectId,
+    /// How sensitive it is.
+    pub class: DataClass,
+    /// The version of the subject's data key it is sealed under.
+    pub data_key_version: u32,
+}
+
+/// A record as read, with its value as bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Where it is and whose it is.
+    pub meta: RecordMeta,
+    /// The plaintext value.
+    pub value: Vec<u8>,
+}
+
+impl RawRecord {
+    /// The SHA-256 digest of the plaintext value.
+    pub fn digest(&self) -> RecordDigest {
+        RecordDigest::of(&self.value)
+    }
+
+    /// Decodes the value as JSON into `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
+        serde_json::from_slice(&self.value).map_err(|e| StoreError::Serialization {
+            collection: self.meta.collection.clone(),
+            key: self.meta.key.clone(),
+            detail: format!("cannot decode the value: {e}"),
+        })
+    }
+}
+
+impl fmt::Debug for RawRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values are personal data: debug output shows their size and digest, not their bytes.
+        f.debug_struct("RawRecord")
+            .field("meta", &self.meta)
+            .field("len", &self.value.len())
+            .field("digest", &self.digest())
+            .finish()
+    }
+}
+
+/// A record as read, with its value decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<T> {
+    /// Where it is and whose it is.
+    pub meta: RecordMeta,
+    /// The value.
+    pub value: T,
+}
+
+/// The numeric code of a data class in the record header.
+pub(crate) fn class_code(class: DataClass) -> u8 {
+    match class {
+        DataClass::Protected => 1,
+        DataClass::Excepted => 2,
+        DataClass::Public => 3,
+        DataClass::ModelArtifact => 4,
+        DataClass::AuditRecord => 5,
+        DataClass::KeyMaterial => 6,
+    }
+}
+
+pub(crate) fn class_from_code(code: u8) -> Option<DataClass> {
+    DataClass::ALL.into_iter().find(|c| class_code(*c) == code)
+}
+
+/// The parsed header of a sealed record.
+pub(crate) struct Header {
+    pub class: DataClass,
+    pub pseudonym: Pseudonym,
+    pub data_key_version: u32,
+}
+
+/// Splits a sealed record into its header and `nonce ‖ ciphertext ‖ tag`. The error is the
+/// reason the record does not authenticate.
+pub(crate) fn parse_header(sealed: &[u8]) -> Result<(Header, &[u8]), String> {
+    if sealed.len() < HEADER_LEN + NONCE_LEN + TAG_LEN {
+        return Err(format!("it is {} bytes, shorter than any sealed record", sealed.len()));
+    }
+    if sealed[0] != RECORD_FORMAT_V1 {
+        return Err(format!("unknown record format version {}", sealed[0]));
+    }
+    let class = class_from_code(sealed[1]).ok_or_else(|| format!("unknown data class code {}", sealed[1]))?;
+    let mut pseudonym = [0u8; 16];
+    pseudonym.copy_from_slice(&sealed[2..18]);
+    let data_key_version = u32::from_be_bytes([sealed[18], sealed[19], sealed[20], sealed[21]]);
+    Ok((
+        Header {
+            class,
+            pseudonym: Pseudonym(pseudonym),
+            data_key_version,
+        },
+        &sealed[HEADER_LEN..],
+    ))
+}
+
+pub(crate) fn write_header(out: &mut Vec<u8>, class: DataClass, pseudonym: &Pseudonym, dk_version: u32) {
+    out.push(RECORD_FORMAT_V1);
+    out.push(class_code(class));
+    out.extend_from_slice(&pseudonym.0);
+    out.extend_from_slice(&dk_version.to_be_bytes());
+}
+
+/// The AAD of a version 1 record.
+pub(crate) fn record_aad(
+    region: &Region,
+    class: DataClass,
+    collection: &str,
+    key: &str,
+    subject: &SubjectId,
+    dk_version: u32,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + collection.len() + key.len() + subject.as_str().len());
+    put_field(&mut aad, AAD_LABEL);
+    aad.push(RECORD_FORMAT_V1);
+    put_field(&mut aad, region.as_str().as_bytes());
+    aad.push(class_code(class));
+    put_field(&mut aad, collection.as_bytes());
+    put_field(&mut aad, key.as_bytes());
+    put_field(&mut aad, subject.as_str().as_bytes());
+    aad.extend_from_slice(&dk_version.to_be_bytes());
+    aad
+}
+
+/// The backend key layout. Every key starts with a one-byte namespace.
+pub(crate) mod layout {
+    use crate::custodian::Pseudonym;
+
+    /// `d ‖ u16 len ‖ collection ‖ key`: a sealed record.
+    pub const RECORD: u8 = b'd';
+    /// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ key`: empty; indexes a subject's records.
+    pub const SUBJECT_INDEX: u8 = b's';
+    /// `r ‖ pseudonym`: the subject's registry entry, sealed under their data key.
+    pub const REGISTRY: u8 = b'r';
+    /// `m`: the store's metadata (format and region).
+    pub const META: &[u8] = b"m";
+
+    pub fn collection_prefix(collection: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + collection.len());
+        out.push(RECORD);
+        out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
+        out.extend_from_slice(collection.as_bytes());
+        out
+    }
+
+    pub fn record(collection: &str, key: &str) -> Vec<u8> {
+        let mut out = collection_prefix(collection);
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    pub fn subject_prefix(pseudonym: &Pseudonym) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        out.push(SUBJECT_INDEX);
+        out.extend_from_slice(&pseudonym.0);
+        out
+    }
+
+    pub fn subject_index(pseudonym: &Pseudonym, collection: &str, key: &str) -> Vec<u8> {
+        let mut out = subject_prefix(pseudonym);
+        out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
+        out.extend_from_slice(collection.as_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    pub fn registry(pseudonym: &Pseudonym) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        out.push(REGISTRY);
+        out.extend_from_slice(&pseudonym.0);
+        out
+    }
+
+    /// Splits `u16 len ‖ collection ‖ key` (the tail of a record or index key).
+    pub fn split_collection_key(tail: &[u8]) -> Option<(&[u8], &[u8])> {
+        if tail.len() < 2 {
+            return None;
+        }
+        let len = u16::from_be_bytes([tail[0], tail[1]]) as usize;
+        let rest = &tail[2..];
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+}

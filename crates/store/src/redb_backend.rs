@@ -1,0 +1,156 @@
+//! The redb backend (cargo feature `redb`, on by default).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, TableDefinition};
+
+use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::StoreError;
+
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+
+/// The file name of the redb database inside the store directory.
+pub(crate) const FILE_NAME: &str = "records.redb";
+
+/// A [`Backend`] on redb: one copy-on-write B-tree file, `records.redb`, in the store directory.
+///
+/// Writes commit with `Durability::None` and [`Backend::flush`] commits an empty transaction with
+/// `Durability::Immediate`, which by redb's contract makes every earlier commit durable. That
+/// mirrors sled's write-then-flush model, so several writes can share one fsync.
+pub struct RedbBackend {
+    db: Database,
+    path: PathBuf,
+}
+
+impl fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBackend")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed<E: fmt::Display>(operation: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Backend {
+        backend: "redb",
+        operation,
+        detail: e.to_string(),
+    }
+}
+
+impl RedbBackend {
+    /// Opens (creating if needed) a redb database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        if dir.join("db").exists() || dir.join("conf").exists() {
+            return Err(StoreError::StoreMismatch {
+                path: dir,
+                reason: "it holds a sled store, not a redb one".into(),
+            });
+        }
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(failed("open the database"))?;
+        let backend = RedbBackend { db, path };
+        // A read transaction cannot open a table that was never created, so create it now.
+        backend.write(|_| Ok(()))?;
+        backend.flush()?;
+        Ok(backend)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write<R>(
+        &self,
+        body: impl FnOnce(&mut redb::Table<'_, &'static [u8], &'static [u8]>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("begin a write"))?;
+        txn.set_durability(Durability::None);
+        let result = {
+            let mut table = txn.open_table(RECORDS).map_err(failed("open the table"))?;
+            body(&mut table)?
+        };
+        txn.commit().map_err(failed("commit"))?;
+        Ok(result)
+    }
+
+    fn read_table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed("begin a read"))?;
+        txn.open_table(RECORDS).map_err(failed("open the table"))
+    }
+}
+
+impl Backend for RedbBackend {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self.read_table()?;
+        let value = table.get(key).map_err(failed("read a key"))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.write(|table| {
+            table.insert(key, value).map_err(failed("write a key"))?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.write(|table| {
+            let old = table.remove(key).map_err(failed("delete a key"))?;
+            Ok(old.is_some())
+        })
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
+        let prefix = prefix.to_vec();
+        let range = self
+            .read_table()
+            .and_then(|table| table.range(prefix.as_slice()..).map_err(failed("scan a prefix")));
+        match range {
+            Err(e) => Box::new(std::iter::once(Err(e))),
+            Ok(range) => Box::new(
+                range
+                    .map(|item| {
+                        item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                            .map_err(failed("scan a prefix"))
+                    })
+                    .take_while(move |item| match item {
+                        Ok((k, _)) => k.starts_with(&prefix),
+                        Err(_) => true,
+                    }),
+            ),
+        }
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.write(|table| {
+            for op in batch.ops() {
+                match op {
+                    BatchOp::Put { key, value } => {
+                        table
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(failed("apply a batch"))?;
+                    }
+                    BatchOp::Delete { key } => {
+                        table.remove(key.as_slice()).map_err(failed("apply a batch"))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(failed("begin a flush"))?;
+        txn.set_durability(Durability::Immediate);
+        txn.commit().map_err(failed("flush"))
+    }
+}

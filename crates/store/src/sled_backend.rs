@@ -1,0 +1,100 @@
+//! The sled backend: the embedded default.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::StoreError;
+
+/// A [`Backend`] on sled 0.34.7, in one directory.
+///
+/// sled acknowledges writes before they reach the disk; [`Backend::flush`] calls `Db::flush`,
+/// which writes and fsyncs sled's log, so a write followed by a flush survives a crash.
+#[derive(Debug, Clone)]
+pub struct SledBackend {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn failed(operation: &'static str) -> impl Fn(sled::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        backend: "sled",
+        operation,
+        detail: e.to_string(),
+    }
+}
+
+impl SledBackend {
+    /// Opens (creating if needed) a sled database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|e| StoreError::io("create", &path, e))?;
+        if path.join("records.redb").exists() {
+            return Err(StoreError::StoreMismatch {
+                path,
+                reason: "it holds a redb store, not a sled one".into(),
+            });
+        }
+        let db = sled::Config::new()
+            .path(&path)
+            .open()
+            .map_err(failed("open the database"))?;
+        Ok(SledBackend { db, path })
+    }
+
+    /// The directory the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Backend for SledBackend {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get(key)
+            .map_err(failed("read a key"))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.insert(key, value).map_err(failed("write a key"))?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .remove(key)
+            .map_err(failed("delete a key"))?
+            .is_some())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
+        Box::new(self.db.scan_prefix(prefix).map(|item| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(failed("scan a prefix"))
+        }))
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut sled_batch = sled::Batch::default();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put { key, value } => sled_batch.insert(key.as_slice(), value.as_slice()),
+                BatchOp::Delete { key } => sled_batch.remove(key.as_slice()),
+            }
+        }
+        self.db
+            .apply_batch(sled_batch)
+            .map_err(failed("apply a batch"))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(failed("flush"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,670 @@
+//! `SealedStore`: a region's records, sealed, placed by the policy, shreddable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject, SubjectId};
+use ring::rand::SystemRandom;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::aead;
+use crate::backend::{Backend, Batch};
+use crate::custodian::{DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport};
+use crate::record::{self, layout, RawRecord, Record, RecordMeta};
+use crate::{Collection, RecordKey, SledBackend, StoreError};
+
+/// The collection name registry entries are sealed under (reserved: `Collection::parse`
+/// refuses names starting with `_`).
+const REGISTRY_COLLECTION: &str = "_registry";
+const META_V1: &[u8] = b"domicile-store 1\n";
+
+/// Which embedded database a store directory uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// sled 0.34.7, the default.
+    #[default]
+    Sled,
+    /// redb (cargo feature `redb`).
+    #[cfg(feature = "redb")]
+    Redb,
+}
+
+/// A subject in the registry, with the home region the store's policy gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredSubject {
+    /// The subject and its attributes, as registered.
+    pub subject: Subject,
+    /// Their home region under the store's policy.
+    pub home: Region,
+}
+
+/// One record of a [`SealedStore::put_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// Whose record it is (registered in the store).
+    pub subject: &'a SubjectId,
+    /// How sensitive it is.
+    pub class: DataClass,
+    /// The collection.
+    pub collection: &'a Collection,
+    /// The key in the collection.
+    pub key: &'a RecordKey,
+    /// The plaintext value.
+    pub value: &'a [u8],
+}
+
+/// What [`SealedStore::shred_subject`] destroyed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShredReceipt {
+    /// The subject.
+    pub subject: SubjectId,
+    /// The region whose store and custodian were shredded.
+    pub region: Region,
+    /// The version of the destroyed data key.
+    pub data_key_version: u32,
+    /// Whether this call destroyed the key (false: an earlier, interrupted shred had).
+    pub key_destroyed_now: bool,
+    /// Every record deleted, as (collection, key).
+    pub records: Vec<(Collection, RecordKey)>,
+    /// Whether the subject's registry entry was deleted.
+    pub registry_entry_deleted: bool,
+}
+
+/// A region's sealed records.
+///
+/// Every value is sealed with AES-256-GCM under its subject's data key before it reaches the
+/// [`Backend`]; data keys stay with the [`KeyCustodian`]. Every put is checked against the
+/// [`ResidencyPolicy`] and is durable when it returns. See the crate docs for an example.
+pub struct SealedStore {
+    region: Region,
+    policy: Arc<dyn ResidencyPolicy>,
+    custodian: Arc<dyn KeyCustodian>,
+    backend: Box<dyn Backend>,
+    pseudonyms: Arc<PseudonymKey>,
+    registry: RwLock<HashMap<SubjectId, (RegisteredSubject, Pseudonym)>>,
+    rng: SystemRandom,
+    /// Writers hold it shared, shredding holds it exclusively, so no put can slip a record in
+    /// between a shred's key destruction and its record deletion.
+    shred_gate: RwLock<()>,
+}
+
+impl fmt::Debug for SealedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedStore")
+            .field("region", &self.region)
+            .field("policy", &self.policy.id().to_string())
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedStore {
+    /// The store directory of `region` under a data root: `<data>/<region>/store`.
+    pub fn store_dir(data_root: impl AsRef<Path>, region: &Region) -> PathBuf {
+        data_root.as_ref().join(region.as_str()).join("store")
+    }
+
+    /// Opens (creating if needed) `region`'s store under `data_root`, on sled.
+    ///
+    /// The region must be one of the policy's regions. Keys come from `custodian`, which must
+    /// keep them outside `data_root`.
+    pub fn open(
+        data_root: impl AsRef<Path>,
+        region: Region,
+        policy: Arc<dyn ResidencyPolicy>,
+        custodian: Arc<dyn KeyCustodian>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(data_root, BackendKind::Sled, region, policy, custodian)
+    }
+
+    /// Like [`open`](Self::open), on the chosen backend.
+    pub fn open_with(
+        data_root: impl AsRef<Path>,
+        kind: BackendKind,
+        region: Region,
+        policy: Arc<dyn ResidencyPolicy>,
+        custodian: Arc<dyn KeyCustodian>,
+    ) -> Result<Self, StoreError> {
+        policy.check_region(&region)?;
+        let dir = Self::store_dir(data_root, &region);
+        let backend: Box<dyn Backend> = match kind {
+            BackendKind::Sled => Box::new(SledBackend::open(&dir)?),
+            #[cfg(feature = "redb")]
+            BackendKind::Redb => Box::new(crate::RedbBackend::open(&dir)?),
+        };
+        Self::with_backend(backend, region, policy, custodian)
+    }
+
+    /// A store on any backend, such as a distributed database.
+    pub fn with_backend(
+        backend: Box<dyn Backend>,
+        region: Region,
+        policy: Arc<dyn ResidencyPolicy>,
+        custodian: Arc<dyn KeyCustodian>,
+    ) -> Result<Self, StoreError> {
+        policy.check_region(&region)?;
+        let mut meta = META_V1.to_vec();
+        meta.extend_from_slice(region.as_str().as_bytes());
+        match backend.get(layout::META)? {
+            Some(found) if found == meta => {}
+            Some(found) => {
+                return Err(StoreError::RegionMismatch {
+                    expected: region,
+                    found: String::from_utf8_lossy(found.strip_prefix(META_V1).unwrap_or(&found))
+                        .into_owned(),
+                })
+            }
+            None => {
+                backend.put(layout::META, &meta)?;
+                backend.flush()?;
+            }
+        }
+        let pseudonyms = custodian.pseudonym_key(&region)?;
+        Ok(SealedStore {
+            region,
+            policy,
+            custodian,
+            backend,
+            pseudonyms,
+            registry: RwLock::new(HashMap::new()),
+            rng: SystemRandom::new(),
+            shred_gate: RwLock::new(()),
+        })
+    }
+
+    /// The region this store holds.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// The residency policy placement is checked against.
+    pub fn policy(&self) -> &Arc<dyn ResidencyPolicy> {
+        &self.policy
+    }
+
+    /// The key custodian.
+    pub fn custodian(&self) -> &Arc<dyn KeyCustodian> {
+        &self.custodian
+    }
+
+    /// The backend, which holds only ciphertext and the key layout.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Registers (or updates) a subject: asks the policy for their home region (an unknown or
+    /// contradictory residence is an error), makes sure they have a data key, and stores their
+    /// attributes sealed under it. Returns the home region.
+    ///
+    /// The home region is recomputed by the store's policy on every use rather than stored, so a
+    /// store opened under a new policy (a split) places records by the new policy's rules.
+    pub fn register_subject(&self, subject: &Subject) -> Result<Region, StoreError> {
+        let home = self.policy.home_region(subject)?;
+        let _gate = read_lock(&self.shred_gate);
+        let key = self.custodian.create_data_key(&self.region, &subject.id)?;
+        let pseudonym = self.pseudonyms.pseudonym(&subject.id);
+        let plaintext =
+            serde_json::to_vec(subject).expect("a Subject (strings and country codes) always encodes as JSON");
+        let sealed = self.seal(
+            &key,
+            &pseudonym,
+            DataClass::Protected,
+            REGISTRY_COLLECTION,
+            subject.id.as_str(),
+            &plaintext,
+        )?;
+        self.backend.put(&layout::registry(&pseudonym), &sealed)?;
+        self.backend.flush()?;
+        let entry = RegisteredSubject {
+            subject: subject.clone(),
+            home: home.clone(),
+        };
+        write_lock(&self.registry).insert(subject.id.clone(), (entry, pseudonym));
+        Ok(home)
+    }
+
+    /// The registered subject, with their home region under the store's policy; `None` if the
+    /// subject is not registered (or was shredded).
+    pub fn subject(&self, id: &SubjectId) -> Result<Option<RegisteredSubject>, StoreError> {
+        Ok(self.registered(id)?.map(|(entry, _)| entry))
+    }
+
+    pub(crate) fn registered(
+        &self,
+        id: &SubjectId,
+    ) -> Result<Option<(RegisteredSubject, Pseudonym)>, StoreError> {
+        if let Some(found) = read_lock(&self.registry).get(id) {
+            let mut found = found.clone();
+            found.0.home = self.policy.home_region(&found.0.subject)?;
+            return Ok(Some(found));
+        }
+        let pseudonym = self.pseudonyms.pseudonym(id);
+        let Some(sealed) = self.backend.get(&layout::registry(&pseudonym))? else {
+            return Ok(None);
+        };
+        let collection = Collection::reserved(REGISTRY_COLLECTION);
+        let plaintext = match self.open_sealed(&collection, id.as_str(), &sealed)? {
+            Opened::Plain { plaintext, .. } => plaintext,
+            // An interrupted shred leaves the entry behind its destroyed key: not registered.
+            Opened::Shredded => return Ok(None),
+        };
+        let subject: Subject =
+            serde_json::from_slice(&plaintext).map_err(|e| StoreError::Authentication {
+                collection: collection.clone(),
+                key: id.to_string(),
+                reason: format!("the registry entry does not decode: {e}"),
+            })?;
+        if &subject.id != id {
+            return Err(StoreError::Authentication {
+                collection,
+                key: id.to_string(),
+                reason: format!("the registry entry names subject {}", subject.id),
+            });
+        }
+        let home = self.policy.home_region(&subject)?;
+        let entry = RegisteredSubject { subject, home };
+        write_lock(&self.registry).insert(id.clone(), (entry.clone(), pseudonym));
+        Ok(Some((entry, pseudonym)))
+    }
+
+    /// Seals `value` (as JSON) as the subject's record at (`collection`, `key`). Durable when it
+    /// returns. Refused, with nothing written, if the subject is not registered, if the policy
+    /// forbids `class` of this subject to rest in this region ([`StoreError::PlacementRefused`]
+    /// names the rule), or if the key holds another subject's record.
+    pub fn put<T: Serialize + ?Sized>(
+        &self,
+        subject: &SubjectId,
+        class: DataClass,
+        collection: &Collection,
+        key: &RecordKey,
+        value: &T,
+    ) -> Result<RecordMeta, StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Serialization {
+            collection: collection.clone(),
+            key: key.clone(),
+            detail: format!("cannot encode the value: {e}"),
+        })?;
+        self.put_raw(subject, class, collection, key, &bytes)
+    }
+
+    /// Like [`put`](Self::put), with the value as bytes.
+    pub fn put_raw(
+        &self,
+        subject: &SubjectId,
+        class: DataClass,
+        collection: &Collection,
+        key: &RecordKey,
+        value: &[u8],
+    ) -> Result<RecordMeta, StoreError> {
+        let mut metas = self.put_batch(&[NewRecord {
+            subject,
+            class,
+            collection,
+            key,
+            value,
+        }])?;
+        Ok(metas.remove(0))
+    }
+
+    /// Seals and writes several records atomically, with one flush: all are durable when it
+    /// returns, or none is written. Every record is checked as [`put`](Self::put) checks one,
+    /// before anything is written.
+    pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
+        let _gate = read_lock(&self.shred_gate);
+        let mut batch = Batch::new();
+        let mut metas = Vec::with_capacity(records.len());
+        let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
+        for r in records {
+            let (entry, pseudonym) =
+                self.registered(r.subject)?
+                    .ok_or_else(|| StoreError::SubjectNotRegistered {
+                        subject: r.subject.clone(),
+                        region: self.region.clone(),
+                    })?;
+            let decision = self.policy.may_rest_in(r.class, &entry.home, &self.region)?;
+            if !decision.allowed {
+                return Err(StoreError::PlacementRefused {
+                    collection: r.collection.clone(),
+                    key: r.key.clone(),
+                    subject: r.subject.clone(),
+                    class: r.class,
+                    home: entry.home,
+                    region: self.region.clone(),
+                    rule: decision.rule,
+                });
+            }
+            let record_key = layout::record(r.collection.as_str(), r.key.as_str());
+            // A key belongs to one subject; overwriting another's record would orphan it in
+            // that subject's index and escape their shred.
+            let owner = match owners.get(&record_key) {
+                Some(owner) => Some(*owner),
+                None => self
+                    .backend
+                    .get(&record_key)?
+                    .and_then(|old| record::parse_header(&old).ok().map(|(h, _)| h.pseudonym)),
+            };
+            if owner.is_some_and(|owner| owner != pseudonym) {
+                return Err(StoreError::KeyHeldByOtherSubject {
+                    collection: r.collection.clone(),
+                    key: r.key.clone(),
+                });
+            }
+            owners.insert(record_key.clone(), pseudonym);
+            let data_key = self.live_key(r.subject, &pseudonym)?;
+            let sealed = self.seal(
+                &data_key,
+                &pseudonym,
+                r.class,
+                r.collection.as_str(),
+                r.key.as_str(),
+                r.value,
+            )?;
+            batch.put(record_key, sealed);
+            batch.put(
+                layout::subject_index(&pseudonym, r.collection.as_str(), r.key.as_str()),
+                Vec::new(),
+            );
+            metas.push(RecordMeta {
+                collection: r.collection.clone(),
+                key: r.key.clone(),
+                subject: r.subject.clone(),
+                class: r.class,
+                data_key_version: data_key.version(),
+            });
+        }
+        if batch.is_empty() {
+            return Ok(metas);
+        }
+        self.backend.apply(&batch)?;
+        self.backend.flush()?;
+        Ok(metas)
+    }
+
+    /// The record at (`collection`, `key`) decoded from JSON, or `None` if there is none.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        collection: &Collection,
+        key: &RecordKey,
+    ) -> Result<Option<Record<T>>, StoreError> {
+        let Some(raw) = self.get_raw(collection, key)? else {
+            return Ok(None);
+        };
+        let value = raw.decode()?;
+        Ok(Some(Record {
+            meta: raw.meta,
+            value,
+        }))
+    }
+
+    /// The record at (`collection`, `key`) with its value as bytes, or `None` if there is none.
+    /// A record that does not authenticate is [`StoreError::Authentication`], naming the key.
+    pub fn get_raw(
+        &self,
+        collection: &Collection,
+        key: &RecordKey,
+    ) -> Result<Option<RawRecord>, StoreError> {
+        let Some(sealed) = self
+            .backend
+            .get(&layout::record(collection.as_str(), key.as_str()))?
+        else {
+            return Ok(None);
+        };
+        self.open_record(collection, key, &sealed).map(Some)
+    }
+
+    /// Deletes the record at (`collection`, `key`); returns whether there was one. Durable when
+    /// it returns.
+    pub fn delete(&self, collection: &Collection, key: &RecordKey) -> Result<bool, StoreError> {
+        let _gate = read_lock(&self.shred_gate);
+        let record_key = layout::record(collection.as_str(), key.as_str());
+        let Some(sealed) = self.backend.get(&record_key)? else {
+            return Ok(false);
+        };
+        let mut batch = Batch::new();
+        batch.delete(record_key);
+        if let Ok((header, _)) = record::parse_header(&sealed) {
+            batch.delete(layout::subject_index(
+                &header.pseudonym,
+                collection.as_str(),
+                key.as_str(),
+            ));
+        }
+        self.backend.apply(&batch)?;
+        self.backend.flush()?;
+        Ok(true)
+    }
+
+    /// Every record of the subject, ordered by collection name length, then name, then key.
+    pub fn scan_subject(&self, subject: &SubjectId) -> Result<Vec<RawRecord>, StoreError> {
+        let pseudonym = self.pseudonyms.pseudonym(subject);
+        let mut out = Vec::new();
+        for (collection, key) in self.subject_record_ids(&pseudonym)? {
+            let record_key = layout::record(collection.as_str(), key.as_str());
+            // An index entry without its record is what an interrupted delete leaves: skip it.
+            if let Some(sealed) = self.backend.get(&record_key)? {
+                out.push(self.open_record(&collection, &key, &sealed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record of the collection, in key order, opened one at a time as the iterator is
+    /// advanced.
+    pub fn scan_collection<'a>(
+        &'a self,
+        collection: &'a Collection,
+    ) -> impl Iterator<Item = Result<RawRecord, StoreError>> + 'a {
+        let prefix = layout::collection_prefix(collection.as_str());
+        let skip = prefix.len();
+        self.backend.scan_prefix(&prefix).map(move |item| {
+            let (k, sealed) = item?;
+            let key_text = String::from_utf8_lossy(&k[skip..]).into_owned();
+            let key = RecordKey::parse(&key_text).map_err(|_| StoreError::Authentication {
+                collection: collection.clone(),
+                key: key_text,
+                reason: "the stored key is not a valid record key".into(),
+            })?;
+            self.open_record(collection, &key, &sealed)
+        })
+    }
+
+    /// Crypto-shreds a subject: destroys their data key with the custodian — from then on none of
+    /// their records opens, not even from a copy of the data directory taken earlier — then
+    /// deletes their records and registry entry. Calling it again after an interruption finishes
+    /// the job.
+    pub fn shred_subject(&self, subject: &SubjectId) -> Result<ShredReceipt, StoreError> {
+        let _gate = write_lock(&self.shred_gate);
+        let destroyed = self.custodian.destroy_data_key(&self.region, subject)?;
+        let pseudonym = self.pseudonyms.pseudonym(subject);
+        write_lock(&self.registry).remove(subject);
+        let records = self.subject_record_ids(&pseudonym)?;
+        let mut batch = Batch::new();
+        for (collection, key) in &records {
+            batch.delete(layout::record(collection.as_str(), key.as_str()));
+            batch.delete(layout::subject_index(&pseudonym, collection.as_str(), key.as_str()));
+        }
+        let registry_key = layout::registry(&pseudonym);
+        let registry_entry_deleted = self.backend.get(&registry_key)?.is_some();
+        batch.delete(registry_key);
+        self.backend.apply(&batch)?;
+        self.backend.flush()?;
+        Ok(ShredReceipt {
+            subject: subject.clone(),
+            region: self.region.clone(),
+            data_key_version: destroyed.data_key_version,
+            key_destroyed_now: destroyed.kek_version.is_some(),
+            records,
+            registry_entry_deleted,
+        })
+    }
+
+    /// Rewraps every data key of this region under a new key-encryption key, re-encrypting no
+    /// record; finishes an interrupted rotation first.
+    pub fn rotate_kek(&self) -> Result<RotationReport, StoreError> {
+        self.custodian.rotate_kek(&self.region)
+    }
+
+    /// Makes every earlier write durable. Puts, deletes and shreds already flush before they
+    /// return; this is for callers of [`backend`](Self::backend).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush()
+    }
+
+    fn subject_record_ids(
+        &self,
+        pseudonym: &Pseudonym,
+    ) -> Result<Vec<(Collection, RecordKey)>, StoreError> {
+        let prefix = layout::subject_prefix(pseudonym);
+        let mut ids = Vec::new();
+        for item in self.backend.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let parsed = layout::split_collection_key(&k[prefix.len()..]).and_then(|(c, key)| {
+                let c = Collection::parse(std::str::from_utf8(c).ok()?).ok()?;
+                let key = RecordKey::parse(std::str::from_utf8(key).ok()?).ok()?;
+                Some((c, key))
+            });
+            let Some(id) = parsed else {
+                return Err(StoreError::Backend {
+                    backend: self.backend.name(),
+                    operation: "read the subject index",
+                    detail: format!("malformed index key {:02x?}", k),
+                });
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn live_key(&self, subject: &SubjectId, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
+        match self.custodian.data_key(&self.region, pseudonym)? {
+            DataKeyState::Live(key) => Ok(key),
+            _ => Err(StoreError::NoDataKey {
+                subject: subject.clone(),
+                region: self.region.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn seal(
+        &self,
+        key: &DataKey,
+        pseudonym: &Pseudonym,
+        class: DataClass,
+        collection: &str,
+        record_key: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let aad = record::record_aad(
+            &self.region,
+            class,
+            collection,
+            record_key,
+            key.subject(),
+            key.version(),
+        );
+        let mut out = Vec::with_capacity(record::HEADER_LEN + 12 + plaintext.len() + aead::TAG_LEN);
+        record::write_header(&mut out, class, pseudonym, key.version());
+        aead::seal_into(key.aead(), &self.rng, &aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    fn open_record(
+        &self,
+        collection: &Collection,
+        key: &RecordKey,
+        sealed: &[u8],
+    ) -> Result<RawRecord, StoreError> {
+        match self.open_sealed(collection, key.as_str(), sealed)? {
+            Opened::Plain {
+                plaintext,
+                class,
+                subject,
+                data_key_version,
+            } => Ok(RawRecord {
+                meta: RecordMeta {
+                    collection: collection.clone(),
+                    key: key.clone(),
+                    subject,
+                    class,
+                    data_key_version,
+                },
+                value: plaintext,
+            }),
+            Opened::Shredded => Err(StoreError::SubjectShredded {
+                collection: collection.clone(),
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    fn open_sealed(
+        &self,
+        collection: &Collection,
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<Opened, StoreError> {
+        let refuse = |reason: String| StoreError::Authentication {
+            collection: collection.clone(),
+            key: key.to_owned(),
+            reason,
+        };
+        let (header, body) = record::parse_header(sealed).map_err(refuse)?;
+        let data_key = match self.custodian.data_key(&self.region, &header.pseudonym)? {
+            DataKeyState::Live(k) => k,
+            DataKeyState::Shredded { .. } => return Ok(Opened::Shredded),
+            _ => {
+                return Err(refuse(format!(
+                    "no data key in region {} matches its subject pseudonym (moved from another region or store, or changed)",
+                    self.region
+                )))
+            }
+        };
+        if data_key.version() != header.data_key_version {
+            return Err(refuse(format!(
+                "it names data key version {} but the subject's key is version {}",
+                header.data_key_version,
+                data_key.version()
+            )));
+        }
+        let aad = record::record_aad(
+            &self.region,
+            header.class,
+            collection.as_str(),
+            key,
+            data_key.subject(),
+            data_key.version(),
+        );
+        let plaintext = aead::open(data_key.aead(), &aad, body).ok_or_else(|| {
+            refuse("the AES-256-GCM tag does not match (the record was changed, or moved from another key, collection, subject or region)".into())
+        })?;
+        Ok(Opened::Plain {
+            plaintext,
+            class: header.class,
+            subject: data_key.subject().clone(),
+            data_key_version: data_key.version(),
+        })
+    }
+}
+
+enum Opened {
+    Plain {
+        plaintext: Vec<u8>,
+        class: DataClass,
+        subject: SubjectId,
+        data_key_version: u32,
+    },
+    Shredded,
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // The guarded data are caches and a unit gate; a panic elsewhere leaves them consistent.
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
