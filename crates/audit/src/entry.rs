@@ -1,0 +1,636 @@
+//! Log entries: who touched what, why, under which decision, and with what outcome.
+//!
+//! The canonical encoding (version 1) is the Merkle leaf. It is a flat, self-delimiting byte
+//! string: a version byte, then the sequence number and time as big-endian u64s (at fixed
+//! offsets, so the log stamps the sequence number without re-encoding), then every field in the
+//! order of [`Entry`]: strings as a big-endian u32 length and UTF-8 bytes, optional values behind
+//! a 0/1 byte, enums as a one-byte tag, lists as a u32 count. Decoding checks every value with
+//! the same constructors the rest of domicile uses and then re-encodes, so one entry has exactly
+//! one encoding. JSON (serde) is for export and for `domicile audit append`.
+
+use serde::{Deserialize, Serialize};
+
+use domicile_residency::{
+    CountryCode, DataClass, Decision, Jurisdiction, JustificationCode, Obligation, PolicyDigest,
+    PolicyId, Purpose, Region, RuleId,
+};
+
+use crate::pseudonym::{Pseudonym, ResultDigest};
+use crate::AuditError;
+
+/// The version byte of the canonical encoding this crate writes.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// Byte offset of the sequence number in the canonical encoding.
+pub(crate) const SEQ_OFFSET: usize = 1;
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Principal {
+    /// The principal's id (a SPIFFE-style URI for services and staff).
+    pub id: String,
+    /// The organisation that employs them.
+    pub organisation: String,
+    /// The country of the office they work from.
+    pub office_country: CountryCode,
+    /// The country they were physically in when they acted.
+    pub location_country: CountryCode,
+}
+
+/// What was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Read one record.
+    Read,
+    /// Write one record.
+    Write,
+    /// Delete one record.
+    Delete,
+    /// Read many records (bulk).
+    Scan,
+    /// Send data out of the region.
+    Export,
+    /// Train a model.
+    Train,
+    /// Deploy a model artifact.
+    Deploy,
+    /// Crypto-shred a subject.
+    Shred,
+    /// Move data between regions during a split.
+    Migrate,
+    /// Read the audit log itself.
+    AuditRead,
+}
+
+impl Action {
+    /// All actions, in tag order.
+    pub const ALL: [Action; 10] = [
+        Action::Read,
+        Action::Write,
+        Action::Delete,
+        Action::Scan,
+        Action::Export,
+        Action::Train,
+        Action::Deploy,
+        Action::Shred,
+        Action::Migrate,
+        Action::AuditRead,
+    ];
+
+    /// The wire name (`read`, `audit_read`, …).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Scan => "scan",
+            Action::Export => "export",
+            Action::Train => "train",
+            Action::Deploy => "deploy",
+            Action::Shred => "shred",
+            Action::Migrate => "migrate",
+            Action::AuditRead => "audit_read",
+        }
+    }
+}
+
+/// Which records were touched: one by key, or many by count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// One record.
+    Record {
+        /// The record's key within its collection.
+        key: String,
+    },
+    /// A bulk access.
+    Bulk {
+        /// How many records.
+        count: u64,
+    },
+}
+
+/// What was touched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resource {
+    /// The data class.
+    pub class: DataClass,
+    /// The collection (`profiles`, `watch_history`).
+    pub collection: String,
+    /// The subject's keyed pseudonym, when the access concerns one subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Pseudonym>,
+    /// The record key, or the count of a bulk access.
+    pub target: Target,
+}
+
+/// The decision as logged: allowed or not, every rule that decided (residency and access rules),
+/// and the obligations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntryDecision {
+    /// Whether the access was allowed.
+    pub allowed: bool,
+    /// The rules that produced the decision, most decisive first.
+    pub rules: Vec<RuleId>,
+    /// What the caller had to honour.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obligations: Vec<Obligation>,
+}
+
+impl From<Decision> for EntryDecision {
+    fn from(d: Decision) -> Self {
+        EntryDecision {
+            allowed: d.allowed,
+            rules: vec![d.rule],
+            obligations: d.obligations,
+        }
+    }
+}
+
+/// How the access ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It went ahead (or, for a denial, was refused as decided).
+    Ok {
+        /// SHA-256 of the data returned or written, as 64 hex digits, when there was any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result_digest: Option<ResultDigest>,
+    },
+    /// It failed.
+    Error {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    /// The position in the log, from 0. [`crate::AuditLog::append`] sets it.
+    #[serde(default)]
+    pub seq: u64,
+    /// When the access happened, milliseconds since the Unix epoch (UTC).
+    pub time_ms: u64,
+    /// The region whose data was touched (and whose log this is).
+    pub region: Region,
+    /// Who acted.
+    pub principal: Principal,
+    /// What they did.
+    pub action: Action,
+    /// What they touched.
+    pub resource: Resource,
+    /// Why, with the justification code and a ticket or detail.
+    pub purpose: Purpose,
+    /// The approval this access relied on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// The decision.
+    pub decision: EntryDecision,
+    /// The policy in force.
+    pub policy: PolicyId,
+    /// The request id, to join with service logs.
+    pub request_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn str(&mut self, field: &'static str, s: &str) -> Result<(), AuditError> {
+        let len = u32::try_from(s.len()).map_err(|_| AuditError::BadField {
+            field,
+            value: s.chars().take(40).collect(),
+            reason: "longer than 4 GiB".into(),
+        })?;
+        self.u32(len);
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    fn opt_str(&mut self, field: &'static str, s: Option<&str>) -> Result<(), AuditError> {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(field, s)?;
+            }
+        }
+        Ok(())
+    }
+    fn obligation(&mut self, o: &Obligation) -> Result<(), AuditError> {
+        match o {
+            Obligation::Pseudonymize => self.u8(1),
+            Obligation::Aggregate { min_subjects } => {
+                self.u8(2);
+                self.u32(*min_subjects);
+            }
+            Obligation::RequireApproval {
+                by,
+                max_duration_secs,
+            } => {
+                self.u8(3);
+                self.str("obligation", by.as_str())?;
+                self.u64(*max_duration_secs);
+            }
+            Obligation::ExportLicence { regime, item } => {
+                self.u8(4);
+                self.str("obligation", regime)?;
+                self.str("obligation", item)?;
+            }
+            Obligation::AnyOf { options } => {
+                self.u8(5);
+                self.u32(options.len() as u32);
+                for o in options {
+                    self.obligation(o)?;
+                }
+            }
+            other => {
+                return Err(AuditError::BadField {
+                    field: "obligation",
+                    value: other.to_string(),
+                    reason: "this obligation has no canonical encoding in entry version 1".into(),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tag_of<T: PartialEq + Copy>(all: &[T], v: T) -> u8 {
+    all.iter().position(|x| *x == v).unwrap_or(0) as u8
+}
+
+impl Entry {
+    /// The canonical version-1 encoding: the bytes the Merkle leaf is the hash of.
+    pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
+        let mut w = Writer(Vec::with_capacity(384));
+        w.u8(ENTRY_VERSION);
+        w.u64(self.seq);
+        w.u64(self.time_ms);
+        w.str("region", self.region.as_str())?;
+        w.str("principal.id", &self.principal.id)?;
+        w.str("principal.organisation", &self.principal.organisation)?;
+        w.str("principal.office_country", self.principal.office_country.as_str())?;
+        w.str("principal.location_country", self.principal.location_country.as_str())?;
+        w.u8(tag_of(&Action::ALL, self.action));
+        w.u8(tag_of(&DataClass::ALL, self.resource.class));
+        w.str("resource.collection", &self.resource.collection)?;
+        match &self.resource.subject {
+            None => w.u8(0),
+            Some(p) => {
+                w.u8(1);
+                w.0.extend_from_slice(&p.0);
+            }
+        }
+        match &self.resource.target {
+            Target::Record { key } => {
+                w.u8(0);
+                w.str("resource.target.key", key)?;
+            }
+            Target::Bulk { count } => {
+                w.u8(1);
+                w.u64(*count);
+            }
+        }
+        w.u8(tag_of(&JustificationCode::ALL, self.purpose.code));
+        w.opt_str("purpose.ticket", self.purpose.ticket.as_deref())?;
+        w.opt_str("purpose.detail", self.purpose.detail.as_deref())?;
+        w.opt_str("approval", self.approval.as_deref())?;
+        w.u8(u8::from(self.decision.allowed));
+        w.u32(self.decision.rules.len() as u32);
+        for r in &self.decision.rules {
+            w.str("decision.rules", r.as_str())?;
+        }
+        w.u32(self.decision.obligations.len() as u32);
+        for o in &self.decision.obligations {
+            w.obligation(o)?;
+        }
+        w.str("policy.name", &self.policy.name)?;
+        w.str("policy.version", &self.policy.version)?;
+        w.0.extend_from_slice(&self.policy.digest.0);
+        w.str("request_id", &self.request_id)?;
+        match &self.outcome {
+            Outcome::Ok { result_digest } => {
+                w.u8(0);
+                match result_digest {
+                    None => w.u8(0),
+                    Some(d) => {
+                        w.u8(1);
+                        w.0.extend_from_slice(&d.0);
+                    }
+                }
+            }
+            Outcome::Error { reason } => {
+                w.u8(1);
+                w.str("outcome.reason", reason)?;
+            }
+        }
+        Ok(w.0)
+    }
+
+    /// Decodes a canonical encoding, refusing anything that is not exactly the encoding of a
+    /// valid entry.
+    pub fn from_canonical(bytes: &[u8]) -> Result<Entry, AuditError> {
+        let mut r = Reader { bytes, pos: 0 };
+        let entry = r.entry()?;
+        if r.pos != bytes.len() {
+            return Err(r.bad("entry", format!("{} trailing bytes", bytes.len() - r.pos)));
+        }
+        // One entry, one encoding: a second spelling of the same values is refused.
+        if entry.to_canonical()? != bytes {
+            return Err(r.bad("entry", "not in canonical form".into()));
+        }
+        Ok(entry)
+    }
+
+    /// The sequence number stored in a canonical encoding, read without decoding the rest.
+    pub fn seq_of_canonical(bytes: &[u8]) -> Option<u64> {
+        let b = bytes.get(SEQ_OFFSET..SEQ_OFFSET + 8)?;
+        Some(u64::from_be_bytes(b.try_into().ok()?))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn bad(&self, field: &'static str, reason: String) -> AuditError {
+        AuditError::BadEntry {
+            offset: self.pos,
+            field,
+            reason,
+        }
+    }
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8], AuditError> {
+        if self.bytes.len() - self.pos < n {
+            return Err(self.bad(field, "the entry ends early".into()));
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self, field: &'static str) -> Result<u8, AuditError> {
+        Ok(self.take(field, 1)?[0])
+    }
+    fn u32(&mut self, field: &'static str) -> Result<u32, AuditError> {
+        let b = self.take(field, 4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, field: &'static str) -> Result<u64, AuditError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(field, 8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn h32(&mut self, field: &'static str) -> Result<[u8; 32], AuditError> {
+        let mut a = [0u8; 32];
+        a.copy_from_slice(self.take(field, 32)?);
+        Ok(a)
+    }
+    fn string(&mut self, field: &'static str) -> Result<String, AuditError> {
+        let n = self.u32(field)? as usize;
+        let b = self.take(field, n)?;
+        match std::str::from_utf8(b) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(self.bad(field, "not UTF-8".into())),
+        }
+    }
+    fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, AuditError> {
+        match self.u8(field)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.string(field)?)),
+            t => Err(self.bad(field, format!("presence byte {t}"))),
+        }
+    }
+    fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        field: &'static str,
+        f: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<T, AuditError> {
+        let s = self.string(field)?;
+        f(&s).map_err(|e| self.bad(field, e.to_string()))
+    }
+    fn tag<T: Copy>(&mut self, field: &'static str, all: &[T]) -> Result<T, AuditError> {
+        let t = self.u8(field)?;
+        all.get(t as usize)
+            .copied()
+            .ok_or_else(|| self.bad(field, format!("unknown tag {t}")))
+    }
+    fn obligation(&mut self, depth: u32) -> Result<Obligation, AuditError> {
+        const F: &str = "decision.obligations";
+        if depth > 8 {
+            return Err(self.bad(F, "obligations nested too deeply".into()));
+        }
+        Ok(match self.u8(F)? {
+            1 => Obligation::Pseudonymize,
+            2 => Obligation::Aggregate {
+                min_subjects: self.u32(F)?,
+            },
+            3 => Obligation::RequireApproval {
+                by: self.parsed(F, Jurisdiction::parse)?,
+                max_duration_secs: self.u64(F)?,
+            },
+            4 => Obligation::ExportLicence {
+                regime: self.string(F)?,
+                item: self.string(F)?,
+            },
+            5 => {
+                let n = self.u32(F)?;
+                let mut options = Vec::new();
+                for _ in 0..n {
+                    options.push(self.obligation(depth + 1)?);
+                }
+                Obligation::AnyOf { options }
+            }
+            t => return Err(self.bad(F, format!("unknown obligation tag {t}"))),
+        })
+    }
+    fn entry(&mut self) -> Result<Entry, AuditError> {
+        let version = self.u8("version")?;
+        if version != ENTRY_VERSION {
+            return Err(self.bad("version", format!("unknown entry version {version}")));
+        }
+        let seq = self.u64("seq")?;
+        let time_ms = self.u64("time_ms")?;
+        let region = self.parsed("region", Region::parse)?;
+        let principal = Principal {
+            id: self.string("principal.id")?,
+            organisation: self.string("principal.organisation")?,
+            office_country: self.parsed("principal.office_country", CountryCode::parse)?,
+            location_country: self.parsed("principal.location_country", CountryCode::parse)?,
+        };
+        let action = self.tag("action", &Action::ALL)?;
+        let class = self.tag("resource.class", &DataClass::ALL)?;
+        let collection = self.string("resource.collection")?;
+        let subject = match self.u8("resource.subject")? {
+            0 => None,
+            1 => Some(Pseudonym(self.h32("resource.subject")?)),
+            t => return Err(self.bad("resource.subject", format!("presence byte {t}"))),
+        };
+        let target = match self.u8("resource.target")? {
+            0 => Target::Record {
+                key: self.string("resource.target.key")?,
+            },
+            1 => Target::Bulk {
+                count: self.u64("resource.target.count")?,
+            },
+            t => return Err(self.bad("resource.target", format!("unknown tag {t}"))),
+        };
+        let code = self.tag("purpose.code", &JustificationCode::ALL)?;
+        let purpose = Purpose {
+            code,
+            ticket: self.opt_string("purpose.ticket")?,
+            detail: self.opt_string("purpose.detail")?,
+        };
+        let approval = self.opt_string("approval")?;
+        let allowed = match self.u8("decision.allowed")? {
+            0 => false,
+            1 => true,
+            t => return Err(self.bad("decision.allowed", format!("boolean byte {t}"))),
+        };
+        let n = self.u32("decision.rules")?;
+        let mut rules = Vec::new();
+        for _ in 0..n {
+            rules.push(self.parsed("decision.rules", RuleId::parse)?);
+        }
+        let n = self.u32("decision.obligations")?;
+        let mut obligations = Vec::new();
+        for _ in 0..n {
+            obligations.push(self.obligation(0)?);
+        }
+        let policy = PolicyId {
+            name: self.string("policy.name")?,
+            version: self.string("policy.version")?,
+            digest: PolicyDigest(self.h32("policy.digest")?),
+        };
+        let request_id = self.string("request_id")?;
+        let outcome = match self.u8("outcome")? {
+            0 => Outcome::Ok {
+                result_digest: match self.u8("outcome.result_digest")? {
+                    0 => None,
+                    1 => Some(ResultDigest(self.h32("outcome.result_digest")?)),
+                    t => {
+                        return Err(self.bad("outcome.result_digest", format!("presence byte {t}")))
+                    }
+                },
+            },
+            1 => Outcome::Error {
+                reason: self.string("outcome.reason")?,
+            },
+            t => return Err(self.bad("outcome", format!("unknown tag {t}"))),
+        };
+        Ok(Entry {
+            seq,
+            time_ms,
+            region,
+            principal,
+            action,
+            resource: Resource {
+                class,
+                collection,
+                subject,
+                target,
+            },
+            purpose,
+            approval,
+            decision: EntryDecision {
+                allowed,
+                rules,
+                obligations,
+            },
+            policy,
+            request_id,
+            outcome,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::AuditKey;
+    use domicile_residency::SubjectId;
+
+    /// A realistic entry for tests across the crate.
+    pub(crate) fn sample(i: u64) -> Entry {
+        let key = AuditKey::from_bytes([9; 32]);
+        let subject = SubjectId::parse(&format!("user-{}", i % 97)).unwrap();
+        Entry {
+            seq: 0,
+            time_ms: 1_700_000_000_000 + i,
+            region: Region::parse("us").unwrap(),
+            principal: Principal {
+                id: "spiffe://domicile.example/us/ttusds/alice".into(),
+                organisation: "ttusds".into(),
+                office_country: CountryCode::parse("US").unwrap(),
+                location_country: CountryCode::parse("US").unwrap(),
+            },
+            action: Action::Read,
+            resource: Resource {
+                class: DataClass::Protected,
+                collection: "watch_history".into(),
+                subject: Some(key.pseudonym(&subject)),
+                target: Target::Record {
+                    key: format!("rec-{i}"),
+                },
+            },
+            purpose: Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1"),
+            approval: None,
+            decision: EntryDecision {
+                allowed: true,
+                rules: vec![RuleId::parse("us-split/protected-rests-in-home-region").unwrap()],
+                obligations: vec![Obligation::AnyOf {
+                    options: vec![
+                        Obligation::Aggregate { min_subjects: 50 },
+                        Obligation::Pseudonymize,
+                    ],
+                }],
+            },
+            policy: PolicyId {
+                name: "us-split".into(),
+                version: "1.0.0".into(),
+                digest: PolicyDigest([3; 32]),
+            },
+            request_id: format!("req-{i}"),
+            outcome: Outcome::Ok {
+                result_digest: Some(ResultDigest([5; 32])),
+            },
+        }
+    }
+
+    #[test]
+    fn canonical_round_trip_and_json() {
+        let e = sample(7);
+        let bytes = e.to_canonical().unwrap();
+        assert_eq!(bytes[0], ENTRY_VERSION);
+        assert_eq!(Entry::from_canonical(&bytes).unwrap(), e);
+        assert_eq!(Entry::seq_of_canonical(&bytes), Some(0));
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
+        assert!(!json.contains("user-7"), "no plaintext subject id in {json}");
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_refused() {
+        let bytes = sample(1).to_canonical().unwrap();
+        for n in 0..bytes.len() {
+            assert!(Entry::from_canonical(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Entry::from_canonical(&longer).is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+use crate::merkle::ProofError;
+
+/// Everything that can go wrong with an audit log, its keys, notes and proofs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (`writing`, `opening`, …).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// An append could not be made durable. The access it recorded must be refused; the log
+    /// refuses every further append until it is reopened.
+    #[error("the audit log could not make the entry durable, so the access must be refused: {reason}")]
+    NotDurable {
+        /// What failed.
+        reason: String,
+    },
+    /// The log was closed.
+    #[error("the audit log is closed")]
+    Closed,
+    /// A stored file does not verify at a place a crash cannot explain.
+    #[error("{path} is corrupt at byte {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stored entry does not verify.
+    #[error("entry {seq} does not verify: {reason}")]
+    BadStoredEntry {
+        /// The entry's position in the log.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A signed checkpoint does not verify or does not match the entries.
+    #[error("checkpoint {index} (tree size {size}) does not verify: {reason}")]
+    BadStoredCheckpoint {
+        /// Its position among the stored checkpoints, from 0.
+        index: usize,
+        /// The tree size it claims.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log holds fewer entries than a checkpoint signed for.
+    #[error("the log holds {entries} entries but checkpoint {index} was signed for {size}: entries were removed")]
+    Truncated {
+        /// Entries present.
+        entries: u64,
+        /// The checkpoint's position.
+        index: usize,
+        /// Its size.
+        size: u64,
+    },
+    /// Entries beyond the latest signed checkpoint.
+    #[error("{count} entries after the latest signed checkpoint (size {size}) are covered by no signature")]
+    UnsignedTail {
+        /// The latest checkpoint's size.
+        size: u64,
+        /// How many entries follow it.
+        count: u64,
+    },
+    /// A new checkpoint would not extend the last one signed, or a witness refused one.
+    #[error("inconsistent checkpoint: {reason}")]
+    Inconsistent {
+        /// Why.
+        reason: String,
+    },
+    /// An entry's canonical bytes could not be decoded.
+    #[error("entry bytes at offset {offset}, field {field}: {reason}")]
+    BadEntry {
+        /// Byte offset in the encoding.
+        offset: usize,
+        /// The field being read.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field value cannot be encoded or parsed.
+    #[error("{field} {value:?}: {reason}")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key could not be parsed or used.
+    #[error("key {key:?}: {reason}")]
+    BadKey {
+        /// The key text (never a private key's secret part).
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A signed note is malformed.
+    #[error("malformed signed note: {reason}")]
+    BadNote {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A signature did not verify.
+    #[error("the signature by {signer} does not verify")]
+    BadSignature {
+        /// The signer's name.
+        signer: String,
+    },
+    /// A note lacks a signature by a required key.
+    #[error("no signature by {signer}")]
+    MissingSignature {
+        /// The verifier key that found none.
+        signer: String,
+    },
+    /// A checkpoint body is malformed.
+    #[error("checkpoint body {body:?}: {reason}")]
+    BadCheckpoint {
+        /// The body (at most 200 characters of it).
+        body: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A witness policy is impossible.
+    #[error("witness policy: {reason}")]
+    BadPolicy {
+        /// Why.
+        reason: String,
+    },
+    /// Too few witnesses cosigned.
+    #[error("{got} trusted witnesses cosigned the latest checkpoint, the policy needs {want}")]
+    QuorumNotMet {
+        /// Valid cosignatures from trusted witnesses.
+        got: usize,
+        /// The quorum.
+        want: usize,
+    },
+    /// A Merkle proof did not verify or could not be built.
+    #[error("proof: {0}")]
+    Proof(#[from] ProofError),
+    /// A tlog-proof document is malformed.
+    #[error("malformed tlog-proof, line {line}: {reason}")]
+    BadProofText {
+        /// The 1-based line.
+        line: usize,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A cryptographic primitive failed.
+    #[error("cryptography: {0}")]
+    Crypto(&'static str),
+}
+
+impl AuditError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        AuditError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The on-disk layout of a log directory and the framing of its files.
+//!
+//! ```text
+//! <dir>/segments/<first seq, 20 digits>.seg   header "DMCAUDS1" ‖ u64 first seq, then frames
+//! <dir>/checkpoints.notes                     frames, one signed checkpoint note each
+//! <dir>/cosignatures.notes                    frames, one cosigned checkpoint note each
+//! <dir>/tree/level-NN                         32-byte hashes of complete subtrees (a cache)
+//! ```
+//!
+//! A frame is `u32 length ‖ 8-byte check ‖ payload`, the check being the first eight bytes of
+//! `SHA-256(0x00 ‖ payload)`: for an entry, that is its Merkle leaf hash, computed anyway. A
+//! write torn by a crash leaves a last frame that is short or fails its check; anything that
+//! fails earlier in a file cannot be a torn write and is corruption.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::merkle::{leaf_hash, Hash, MerkleTree};
+use crate::AuditError;
+
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"DMCAUDS1";
+pub(crate) const SEGMENT_HEADER: usize = 16;
+pub(crate) const FRAME_HEADER: usize = 12;
+
+pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
+    dir.join("segments")
+}
+pub(crate) fn tree_dir(dir: &Path) -> PathBuf {
+    dir.join("tree")
+}
+pub(crate) fn checkpoints_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoints.notes")
+}
+pub(crate) fn cosignatures_path(dir: &Path) -> PathBuf {
+    dir.join("cosignatures.notes")
+}
+pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    segments_dir(dir).join(format!("{first_seq:020}.seg"))
+}
+pub(crate) fn level_path(dir: &Path, level: usize) -> PathBuf {
+    tree_dir(dir).join(format!("level-{level:02}"))
+}
+
+/// Appends the frame of `payload` (whose leaf hash is `hash`) to `out`.
+pub(crate) fn put_frame(out: &mut Vec<u8>, payload: &[u8], hash: &Hash) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&hash[..8]);
+    out.extend_from_slice(payload);
+}
+
+/// Frames one payload.
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + FRAME_HEADER);
+    put_frame(&mut out, payload, &leaf_hash(payload));
+    out
+}
+
+/// A frame read from a buffer.
+pub(crate) struct Frame<'a> {
+    pub offset: usize,
+    pub payload: &'a [u8],
+    pub hash: Hash,
+}
+
+/// Where framing stopped holding.
+pub(crate) struct Break {
+    pub offset: usize,
+    pub reason: &'static str,
+    /// Whether a torn write explains it: it is the last thing in the file.
+    pub at_tail: bool,
+}
+
+/// Reads the frames of `buf` from `start`, calling `each` per frame, until the end or the first
+/// frame that does not hold.
+pub(crate) fn read_frames<'a>(
+    buf: &'a [u8],
+    start: usize,
+    mut each: impl FnMut(Frame<'a>) -> Result<(), AuditError>,
+) -> Result<Option<Break>, AuditError> {
+    let mut pos = start;
+    while pos < buf.len() {
+        let rest = buf.len() - pos;
+        if rest < FRAME_HEADER {
+            return Ok(Some(Break {
+                offset: pos,
+                reason: "a frame header is cut short",
+                at_tail: true,
+            }));
+        }
+        let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
+        if rest - FRAME_HEADER < len {
+            return Ok(Some(Break {
+                offset: pos,
+                reason: "a frame is cut short",
+                at_tail: true,
+            }));
+        }
+        let payload = &buf[pos + FRAME_HEADER..pos + FRAME_HEADER + len];
+        let hash = leaf_hash(payload);
+        if hash[..8] != buf[pos + 4..pos + FRAME_HEADER] {
+            return Ok(Some(Break {
+                offset: pos,
+                reason: "a frame's check does not match its bytes",
+                at_tail: pos + FRAME_HEADER + len == buf.len(),
+            }));
+        }
+        each(Frame {
+            offset: pos,
+            payload,
+            hash,
+        })?;
+        pos += FRAME_HEADER + len;
+    }
+    Ok(None)
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let mut f = File::open(path).map_err(|e| AuditError::io("opening", path, e))?;
+    let meta = f.metadata().map_err(|e| AuditError::io("reading", path, e))?;
+    if !meta.is_file() {
+        return Err(AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: 0,
+            reason: "not a regular file".into(),
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut buf)
+        .map_err(|e| AuditError::io("reading", path, e))?;
+    Ok(buf)
+}
+
+/// Reads a file of frames; a missing file is empty. Returns the payloads and, if the file ends
+/// in a torn frame, its offset. A break before the tail is corruption.
+pub(crate) fn read_frame_file(path: &Path) -> Result<(Vec<Vec<u8>>, Option<usize>), AuditError> {
+    if !path.exists() {
+        return Ok((Vec::new(), None));
+    }
+    let buf = read_file(path)?;
+    let mut out = Vec::new();
+    let brk = read_frames(&buf, 0, |f| {
+        out.push(f.payload.to_vec());
+        Ok(())
+    })?;
+    match brk {
+        None => Ok((out, None)),
+        Some(b) if b.at_tail => Ok((out, Some(b.offset))),
+        Some(b) => Err(AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: b.offset as u64,
+            reason: b.reason.into(),
+        }),
+    }
+}
+
+/// The segment files of a log, in order: (first seq, path).
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, AuditError> {
+    let sdir = segments_dir(dir);
+    if !sdir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in fs::read_dir(&sdir).map_err(|e| AuditError::io("listing", &sdir, e))? {
+        let item = item.map_err(|e| AuditError::io("listing", &sdir, e))?;
+        let path = item.path();
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".seg") else {
+            return Err(AuditError::Corrupt {
+                path,
+                offset: 0,
+                reason: "a file that is not a segment sits among the segments".into(),
+            });
+        };
+        let first = stem
+            .parse::<u64>()
+            .ok()
+            .filter(|_| stem.len() == 20)
+            .ok_or_else(|| AuditError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: "a segment's name is not its 20-digit first sequence number".into(),
+            })?;
+        out.push((first, path));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Checks a segment's header and returns the offset of its first frame.
+pub(crate) fn check_header(buf: &[u8], path: &Path, first_seq: u64) -> Result<usize, AuditError> {
+    let bad = |reason: String| AuditError::Corrupt {
+        path: path.to_owned(),
+        offset: 0,
+        reason,
+    };
+    if buf.len() < SEGMENT_HEADER {
+        return Err(bad("the segment header is cut short".into()));
+    }
+    if &buf[..8] != SEGMENT_MAGIC {
+        return Err(bad("the segment does not start with DMCAUDS1".into()));
+    }
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&buf[8..16]);
+    let stored = u64::from_be_bytes(s);
+    if stored != first_seq {
+        return Err(bad(format!(
+            "the header says the first entry is {stored}, the name and order say {first_seq}"
+        )));
+    }
+    Ok(SEGMENT_HEADER)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io("syncing directory", dir, e))
+}
+
+pub(crate) fn open_append(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| AuditError::io("opening for append", path, e))
+}
+
+/// Loads the persisted tree levels, keeping only what fits a tree of at most `max_size` leaves.
+/// Missing tails of upper levels are recomputed from the level below; nothing is rehashed from
+/// the entries.
+pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<MerkleTree, AuditError> {
+    let mut levels: Vec<Vec<Hash>> = Vec::new();
+    let mut size = max_size;
+    for k in 0..64 {
+        let path = level_path(dir, k);
+        if !path.exists() {
+            break;
+        }
+        let buf = read_file(&path)?;
+        let mut level: Vec<Hash> = buf
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        if k == 0 {
+            size = size.min(level.len() as u64);
+        }
+        level.truncate((size >> k) as usize);
+        levels.push(level);
+    }
+    while levels.last().is_some_and(|l| l.is_empty()) {
+        levels.pop();
+    }
+    // Repair the upper levels' tails from the level below.
+    let mut k = 1;
+    while k < 64 && (size >> k) > 0 {
+        if levels.len() == k {
+            levels.push(Vec::new());
+        }
+        let want = (size >> k) as usize;
+        while levels[k].len() < want {
+            let i = levels[k].len();
+            let h = crate::merkle::node_hash(&levels[k - 1][2 * i], &levels[k - 1][2 * i + 1]);
+            levels[k].push(h);
+        }
+        k += 1;
+    }
+    levels.truncate(k.max(1));
+    while levels.last().is_some_and(|l| l.is_empty()) {
+        levels.pop();
+    }
+    MerkleTree::from_levels(levels).ok_or_else(|| AuditError::Corrupt {
+        path: tree_dir(dir),
+        offset: 0,
+        reason: "the stored tree levels do not fit together".into(),
+    })
+}
+
+/// Rewrites the tree level files to hold exactly `tree` (after a repair).
+pub(crate) fn store_tree(dir: &Path, tree: &MerkleTree) -> Result<(), AuditError> {
+    let tdir = tree_dir(dir);
+    fs::create_dir_all(&tdir).map_err(|e| AuditError::io("creating", &tdir, e))?;
+    for k in 0..64 {
+        let path = level_path(dir, k);
+        match tree.levels().get(k) {
+            Some(level) => {
+                let mut f = File::create(&path).map_err(|e| AuditError::io("writing", &path, e))?;
+                f.write_all(level.as_flattened())
+                    .map_err(|e| AuditError::io("writing", &path, e))?;
+            }
+            None if path.exists() => {
+                fs::remove_file(&path).map_err(|e| AuditError::io("removing", &path, e))?;
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Offline reading and verification of a log directory, with public keys only.
+
+use std::path::Path;
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::Entry;
+use crate::files::{self, SEGMENT_HEADER};
+use crate::merkle::{empty_root, hex, node_hash, Hash, MerkleTree};
+use crate::note::{Note, VerifierKey};
+use crate::proof::InclusionProof;
+use crate::witness::WitnessPolicy;
+use crate::AuditError;
+
+/// What [`verify`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries verified.
+    pub entries: u64,
+    /// Signed checkpoints verified (each against the entries, hence against each other).
+    pub checkpoints: usize,
+    /// The root of the whole log, which the latest checkpoint signs.
+    pub root: Hash,
+    /// Trusted witnesses whose cosignature on the latest checkpoint verified (0 without a
+    /// policy).
+    pub witnesses: usize,
+}
+
+/// The RFC 6962 root of a growing sequence of leaves, kept as its O(log n) complete subtrees.
+#[derive(Default)]
+struct Frontier {
+    /// (height, hash), heights strictly decreasing.
+    stack: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    fn push(&mut self, leaf: Hash) {
+        let mut h = 0;
+        let mut node = leaf;
+        while let Some(&(top_h, top)) = self.stack.last() {
+            if top_h != h {
+                break;
+            }
+            self.stack.pop();
+            node = node_hash(&top, &node);
+            h += 1;
+        }
+        self.stack.push((h, node));
+    }
+
+    fn root(&self) -> Hash {
+        let mut it = self.stack.iter().rev();
+        let Some(&(_, mut r)) = it.next() else {
+            return empty_root();
+        };
+        for (_, left) in it {
+            r = node_hash(left, &r);
+        }
+        r
+    }
+}
+
+/// Calls `each(seq, canonical bytes, leaf hash)` for every entry, in order, checking the
+/// framing and sequence numbers strictly: a torn tail is an error here (open the log with
+/// [`crate::AuditLog::open`] to repair one). `progress(bytes done, bytes total)`.
+pub fn for_each_entry(
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    mut each: impl FnMut(u64, &[u8], &Hash) -> Result<(), AuditError>,
+) -> Result<u64, AuditError> {
+    let segments = files::list_segments(dir)?;
+    let mut total = 0;
+    for (_, path) in &segments {
+        total += std::fs::metadata(path)
+            .map_err(|e| AuditError::io("reading", path, e))?
+            .len();
+    }
+    let mut done = 0;
+    let mut seq = 0u64;
+    for (first, path) in &segments {
+        let buf = files::read_file(path)?;
+        files::check_header(&buf, path, *first)?;
+        if *first != seq {
+            return Err(AuditError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!("the segment starts at entry {first}, expected {seq}"),
+            });
+        }
+        let brk = files::read_frames(&buf, SEGMENT_HEADER, |f| {
+            if Entry::seq_of_canonical(f.payload) != Some(seq) {
+                return Err(AuditError::BadStoredEntry {
+                    seq,
+                    reason: format!(
+                        "{} byte {}: the entry's sequence number is not its position",
+                        path.display(),
+                        f.offset
+                    ),
+                });
+            }
+            each(seq, f.payload, &f.hash)?;
+            seq += 1;
+            Ok(())
+        })?;
+        if let Some(b) = brk {
+            return Err(AuditError::Corrupt {
+                path: path.clone(),
+                offset: b.offset as u64,
+                reason: format!("{} (entry {seq})", b.reason),
+            });
+        }
+        done += buf.len() as u64;
+        progress(done, total);
+    }
+    Ok(seq)
+}
+
+/// The signed checkpoint notes stored in a log directory, oldest first, unverified.
+pub fn stored_checkpoints(dir: &Path) -> Result<Vec<Note>, AuditError> {
+    read_notes(&files::checkpoints_path(dir))
+}
+
+fn read_notes(path: &Path) -> Result<Vec<Note>, AuditError> {
+    let (notes, torn) = files::read_frame_file(path)?;
+    if let Some(offset) = torn {
+        return Err(AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: offset as u64,
+            reason: "the file ends in a torn or altered frame".into(),
+        });
+    }
+    notes.iter().map(|n| Note::parse(n)).collect()
+}
+
+/// Verifies a log directory with nothing but public keys.
+///
+/// Recomputes the Merkle tree from every entry; checks that every entry decodes and sits at its
+/// own sequence number; that every stored checkpoint is signed by `log_key`, names the log's
+/// origin, grows, and has the root of the entries up to its size (so all checkpoints are
+/// consistent with each other); that no entry lies beyond the latest checkpoint; and, with a
+/// witness policy, that the latest checkpoint carries a quorum of valid cosignatures.
+pub fn verify(
+    dir: &Path,
+    log_key: &VerifierKey,
+    witnesses: Option<&WitnessPolicy>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, AuditError> {
+    let notes = stored_checkpoints(dir)?;
+    let mut cps = Vec::with_capacity(notes.len());
+    for (i, note) in notes.iter().enumerate() {
+        let bad = |size, reason: String| AuditError::BadStoredCheckpoint {
+            index: i,
+            size,
+            reason,
+        };
+        note.verify(log_key).map_err(|e| bad(0, e.to_string()))?;
+        let cp = Checkpoint::parse(&note.text).map_err(|e| bad(0, e.to_string()))?;
+        if cp.origin != log_key.name() {
+            return Err(bad(cp.size, format!("its origin is {:?}, not {:?}", cp.origin, log_key.name())));
+        }
+        if let Some(prev) = cps.last().map(|c: &Checkpoint| c.size) {
+            if cp.size <= prev {
+                return Err(bad(cp.size, format!("it does not grow the log (the one before has size {prev})")));
+            }
+        }
+        cps.push(cp);
+    }
+
+    let mut frontier = Frontier::default();
+    let mut next = 0;
+    // A checkpoint of size 0 would sign the empty root; the log never signs one.
+    let count = for_each_entry(dir, progress, |seq, bytes, hash| {
+        Entry::from_canonical(bytes).map_err(|e| AuditError::BadStoredEntry {
+            seq,
+            reason: e.to_string(),
+        })?;
+        frontier.push(*hash);
+        while next < cps.len() && cps[next].size == seq + 1 {
+            let root = frontier.root();
+            if root != cps[next].root {
+                return Err(AuditError::BadStoredCheckpoint {
+                    index: next,
+                    size: cps[next].size,
+                    reason: format!(
+                        "the entries give root {}, the checkpoint signs {}",
+                        hex(&root),
+                        hex(&cps[next].root)
+                    ),
+                });
+            }
+            next += 1;
+        }
+        Ok(())
+    })?;
+    if let Some(cp) = cps.get(next) {
+        return Err(AuditError::Truncated {
+            entries: count,
+            index: next,
+            size: cp.size,
+        });
+    }
+    let signed = cps.last().map_or(0, |c| c.size);
+    if count > signed {
+        return Err(AuditError::UnsignedTail {
+            size: signed,
+            count: count - signed,
+        });
+    }
+
+    // Cosignatures: every stored one must be over a checkpoint of this log.
+    let cosigned = read_notes(&files::cosignatures_path(dir))?;
+    let mut latest = notes.last().cloned();
+    for (i, note) in cosigned.iter().enumerate() {
+        note.verify(log_key)
+            .map_err(|e| AuditError::BadStoredCheckpoint {
+                index: i,
+                size: 0,
+                reason: format!("cosigned note {i}: {e}"),
+            })?;
+        if !notes.iter().any(|n| n.text == note.text) {
+            return Err(AuditError::BadStoredCheckpoint {
+                index: i,
+                size: 0,
+                reason: format!("cosigned note {i} is over a checkpoint this log never signed"),
+            });
+        }
+        if let Some(l) = latest.as_mut().filter(|l| l.text == note.text) {
+            for s in &note.signatures {
+                if !l.signatures.contains(s) {
+                    l.signatures.push(s.clone());
+                }
+            }
+        }
+    }
+    let mut witnessed = 0;
+    if let Some(policy) = witnesses {
+        let Some(latest) = &latest else {
+            return Err(AuditError::QuorumNotMet {
+                got: 0,
+                want: policy.quorum,
+            });
+        };
+        witnessed = policy.check(latest)?;
+    }
+    Ok(VerifyReport {
+        entries: count,
+        checkpoints: cps.len(),
+        root: frontier.root(),
+        witnesses: witnessed,
+    })
+}
+
+/// The tree of a log directory, from the persisted levels when they match the latest stored
+/// checkpoint, else rebuilt from the entries.
+pub fn load_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
+    let notes = stored_checkpoints(dir)?;
+    let latest = match notes.last() {
+        Some(n) => Some(Checkpoint::parse(&n.text)?),
+        None => None,
+    };
+    let tree = files::load_tree(dir, u64::MAX)?;
+    if let Some(cp) = &latest {
+        if tree.size() >= cp.size && tree.root_at(cp.size)? == cp.root {
+            return Ok(tree);
+        }
+    }
+    let mut tree = MerkleTree::new();
+    for_each_entry(dir, &mut |_, _| {}, |_, _, h| {
+        tree.push(*h);
+        Ok(())
+    })?;
+    Ok(tree)
+}
+
+/// The canonical bytes of entry `seq`.
+pub fn entry_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, AuditError> {
+    let segments = files::list_segments(dir)?;
+    let idx = segments.partition_point(|(first, _)| *first <= seq);
+    let missing = || AuditError::BadStoredEntry {
+        seq,
+        reason: "the log holds no such entry".into(),
+    };
+    let (first, path) = segments.get(idx.checked_sub(1).ok_or_else(missing)?).ok_or_else(missing)?;
+    let buf = files::read_file(path)?;
+    files::check_header(&buf, path, *first)?;
+    let mut found = None;
+    let mut i = *first;
+    files::read_frames(&buf, SEGMENT_HEADER, |f| {
+        if i == seq {
+            found = Some(f.payload.to_vec());
+        }
+        i += 1;
+        Ok(())
+    })?;
+    found.ok_or_else(missing)
+}
+
+/// Builds the C2SP tlog-proof of entry `seq` against the latest stored checkpoint.
+pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
+    let notes = stored_checkpoints(dir)?;
+    let note = notes.last().cloned().ok_or(AuditError::MissingSignature {
+        signer: "the log (no checkpoint has been signed yet)".into(),
+    })?;
+    let cp = Checkpoint::parse(&note.text)?;
+    let tree = load_tree(dir)?;
+    let proof = tree.inclusion_proof(seq, cp.size)?;
+    Ok(InclusionProof {
+        entry: entry_bytes(dir, seq)?,
+        index: seq,
+        proof,
+        checkpoint: note,
+    })
+}
