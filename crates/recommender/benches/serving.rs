@@ -1,0 +1,85 @@
+//! Serving benchmarks: top-10 for one user over 100k items × 64 factors, and batch top-10 for
+//! many users, each against its baseline in the same run (full scoring plus a sort for one user;
+//! one-user-at-a-time serving for the batch). Prints the ratios.
+//!
+//! `cargo bench -p domicile-recommender --bench serving -- --measurement-time 3 --warm-up-time 1`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, Criterion};
+use domicile_recommender::{top_k_batch, top_k_inner_product};
+use rand::{Rng, SeedableRng};
+
+const F: usize = 64;
+const ITEMS: usize = 100_000;
+const BATCH_USERS: usize = 2_000;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random::<f32>() - 0.5).collect()
+}
+
+/// The baseline: score every item, then sort.
+fn sort_all(query: &[f32], items: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut all: Vec<(u32, f32)> = items
+        .chunks_exact(query.len())
+        .enumerate()
+        .map(|(i, row)| (i as u32, row.iter().zip(query).map(|(a, b)| a * b).sum()))
+        .collect();
+    all.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+    all.truncate(k);
+    all
+}
+
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    let start = Instant::now();
+    for _ in 0..reps {
+        black_box(f());
+    }
+    start.elapsed().as_secs_f64() / reps as f64
+}
+
+fn benches(c: &mut Criterion) {
+    let items = random(ITEMS * F, 1);
+    let query = random(F, 2);
+    let users = random(BATCH_USERS * F, 3);
+    let exclude: Vec<u32> = (0..40).map(|i| i * 997).collect();
+    let mut g = c.benchmark_group("top10_100k_items_64_factors");
+    g.bench_function("top_k_inner_product", |b| b.iter(|| top_k_inner_product(black_box(&query), &items, 10, &exclude)));
+    g.bench_function("baseline_score_all_and_sort", |b| b.iter(|| sort_all(black_box(&query), &items, 10)));
+    g.finish();
+    let mut g = c.benchmark_group("batch_top10_2k_users_100k_items");
+    g.sample_size(10);
+    g.bench_function("top_k_batch", |b| b.iter(|| top_k_batch(black_box(&users), &items, F, 10, |_| &exclude[..])));
+    g.finish();
+
+    let fast = time(200, || top_k_inner_product(&query, &items, 10, &exclude));
+    let slow = time(20, || sort_all(&query, &items, 10));
+    println!(
+        "top-10 of 100k x 64: {:.3} ms; baseline score-all-and-sort {:.3} ms; ratio {:.1}x faster",
+        fast * 1e3,
+        slow * 1e3,
+        slow / fast
+    );
+    let batch = time(2, || top_k_batch(&users, &items, F, 10, |_| &exclude[..]));
+    let one_by_one = time(1, || {
+        (0..BATCH_USERS)
+            .map(|u| top_k_inner_product(&users[u * F..(u + 1) * F], &items, 10, &exclude))
+            .collect::<Vec<_>>()
+    });
+    println!(
+        "batch top-10, {BATCH_USERS} users x 100k items: {:.3} s ({:.0} users/s); one at a time {:.3} s; ratio {:.2}x",
+        batch,
+        BATCH_USERS as f64 / batch,
+        one_by_one,
+        one_by_one / batch
+    );
+}
+
+criterion_group!(serving, benches);
+
+fn main() {
+    serving();
+    criterion::Criterion::default().configure_from_args().final_summary();
+}

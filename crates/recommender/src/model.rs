@@ -1,0 +1,565 @@
+//! The trained recommender: one or more models over shared id maps, the users' histories, and
+//! the serving paths (single, batch, cold start, blend, seen-filtering, per-creator caps).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::als::{in_pool, AlsConfig, AlsModel};
+use crate::interactions::{Csr, IdMap, Interactions};
+use crate::knn::{ItemKnn, ItemKnnConfig};
+use crate::popularity::Popularity;
+use crate::topk::{top_k_batch, top_k_inner_product, Scored};
+use crate::RecsysError;
+
+/// Which model a recommender is trained as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// Implicit ALS (with popularity for cold start).
+    Als,
+    /// Item-item nearest neighbours (with popularity for cold start).
+    ItemKnn,
+    /// ALS, item-item and popularity, merged.
+    Blend,
+    /// Popularity with recency alone.
+    Popularity,
+}
+
+impl ModelKind {
+    /// The kind's name as used on the command line and in manifests.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelKind::Als => "als",
+            ModelKind::ItemKnn => "item-knn",
+            ModelKind::Blend => "blend",
+            ModelKind::Popularity => "popularity",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = RecsysError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "als" => Ok(ModelKind::Als),
+            "item-knn" => Ok(ModelKind::ItemKnn),
+            "blend" => Ok(ModelKind::Blend),
+            "popularity" => Ok(ModelKind::Popularity),
+            _ => Err(RecsysError::InvalidConfig {
+                name: "model kind",
+                value: format!("{s:?}"),
+                reason: "expected als, item-knn, blend or popularity",
+            }),
+        }
+    }
+}
+
+/// How the blend merges its components: reciprocal rank fusion,
+/// `score(i) = Σ_m weight_m / (rrf_k + rank_m(i))` with ranks from 1, over each component's top
+/// `candidates` items. Ranks rather than raw scores, because ALS scores, similarity sums and
+/// popularity counts live on unrelated scales.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlendConfig {
+    /// Weight of the ALS ranking.
+    pub als: f32,
+    /// Weight of the item-item ranking.
+    pub item_knn: f32,
+    /// Weight of the popularity ranking.
+    pub popularity: f32,
+    /// The fusion constant (60 in Cormack et al. 2009).
+    pub rrf_k: f32,
+    /// Candidates taken from each component, as a multiple of k.
+    pub candidates_per_k: usize,
+}
+
+impl Default for BlendConfig {
+    fn default() -> Self {
+        BlendConfig {
+            als: 1.0,
+            item_knn: 0.7,
+            popularity: 0.05,
+            rrf_k: 60.0,
+            candidates_per_k: 3,
+        }
+    }
+}
+
+/// Everything needed to train a [`Recommender`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The model to train.
+    pub kind: ModelKind,
+    /// ALS hyper-parameters (used by `als` and `blend`).
+    pub als: AlsConfig,
+    /// Item-item hyper-parameters (used by `item-knn` and `blend`).
+    pub item_knn: ItemKnnConfig,
+    /// Popularity half-life in milliseconds (`None`: plain counts).
+    pub popularity_half_life_ms: Option<i64>,
+    /// How the blend merges its components.
+    pub blend: BlendConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            kind: ModelKind::Als,
+            als: AlsConfig::default(),
+            item_knn: ItemKnnConfig::default(),
+            popularity_half_life_ms: Some(7 * 86_400_000),
+            blend: BlendConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The default configuration for a kind.
+    pub fn for_kind(kind: ModelKind) -> Self {
+        TrainConfig {
+            kind,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// Which ranking to serve from a recommender (a blend can serve any of its parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// The model's own kind.
+    Default,
+    /// ALS scores.
+    Als,
+    /// Item-item scores.
+    ItemKnn,
+    /// Popularity.
+    Popularity,
+    /// The blend of every trained component.
+    Blend,
+}
+
+/// Options of one recommendation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecommendOptions {
+    /// How many items to return.
+    pub k: usize,
+    /// Leave out what the user interacted with in training.
+    pub exclude_seen: bool,
+    /// At most this many items of one creator (items without a known creator are not capped).
+    pub per_creator_cap: Option<usize>,
+    /// Which ranking to serve.
+    pub strategy: Strategy,
+}
+
+impl RecommendOptions {
+    /// `k` items, seen items excluded, no creator cap, the model's own ranking.
+    pub fn top(k: usize) -> Self {
+        RecommendOptions {
+            k,
+            exclude_seen: true,
+            per_creator_cap: None,
+            strategy: Strategy::Default,
+        }
+    }
+}
+
+/// A recommended item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// The item's id.
+    pub item: String,
+    /// Its score under the strategy that produced it (higher is better).
+    pub score: f32,
+}
+
+/// A trained recommender: id maps, the users' training histories, and the trained components.
+#[derive(Debug, Clone)]
+pub struct Recommender {
+    pub(crate) config: TrainConfig,
+    pub(crate) users: IdMap,
+    pub(crate) items: IdMap,
+    pub(crate) creators: IdMap,
+    /// Each item's creator index, `u32::MAX` when unknown.
+    pub(crate) item_creator: Vec<u32>,
+    /// User × item training weights: the histories the item-item model scores from and the
+    /// seen-filter removes.
+    pub(crate) seen: Csr,
+    pub(crate) als: Option<AlsModel>,
+    pub(crate) knn: Option<ItemKnn>,
+    pub(crate) popularity: Popularity,
+}
+
+pub(crate) const NO_CREATOR: u32 = u32::MAX;
+
+impl Recommender {
+    /// Trains the components `config.kind` needs on `data`.
+    pub fn train(data: &Interactions, config: &TrainConfig) -> Result<Self, RecsysError> {
+        if data.pairs().is_empty() {
+            return Err(RecsysError::Empty("the interactions hold no positive pairs"));
+        }
+        let seen = data.user_items();
+        let n_items = data.n_items();
+        let wants_als = matches!(config.kind, ModelKind::Als | ModelKind::Blend);
+        let wants_knn = matches!(config.kind, ModelKind::ItemKnn | ModelKind::Blend);
+        let als = if wants_als {
+            Some(AlsModel::fit(&seen, n_items, &config.als)?)
+        } else {
+            None
+        };
+        let knn = if wants_knn {
+            Some(ItemKnn::fit(&seen, n_items, &config.item_knn)?)
+        } else {
+            None
+        };
+        Ok(Recommender {
+            config: *config,
+            users: data.users.clone(),
+            items: data.items.clone(),
+            creators: data.creators.clone(),
+            item_creator: data.item_creator.iter().map(|c| c.unwrap_or(NO_CREATOR)).collect(),
+            popularity: Popularity::fit(data.pairs(), n_items, config.popularity_half_life_ms),
+            seen,
+            als,
+            knn,
+        })
+    }
+
+    /// The configuration the model was trained with.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The model's kind.
+    pub fn kind(&self) -> ModelKind {
+        self.config.kind
+    }
+
+    /// The user ids the model knows, by index.
+    pub fn users(&self) -> &IdMap {
+        &self.users
+    }
+
+    /// The item ids the model can recommend, by index.
+    pub fn items(&self) -> &IdMap {
+        &self.items
+    }
+
+    /// The ALS component, if trained.
+    pub fn als(&self) -> Option<&AlsModel> {
+        self.als.as_ref()
+    }
+
+    /// The item-item component, if trained.
+    pub fn item_knn(&self) -> Option<&ItemKnn> {
+        self.knn.as_ref()
+    }
+
+    /// Recommends items for a user by id. An unknown user, or one with no training history, gets
+    /// the cold-start ranking (popularity with recency).
+    pub fn recommend(&self, user: &str, options: &RecommendOptions) -> Result<Vec<Recommendation>, RecsysError> {
+        let scored = self.recommend_index(self.users.get(user), options)?;
+        Ok(self.named(scored))
+    }
+
+    /// Recommends for many users at once, in parallel; the result is in the order of `users`.
+    pub fn recommend_many(
+        &self,
+        users: &[&str],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Recommendation>>, RecsysError> {
+        let idx: Vec<Option<u32>> = users.iter().map(|u| self.users.get(u)).collect();
+        Ok(self
+            .recommend_batch(&idx, options)?
+            .into_iter()
+            .map(|s| self.named(s))
+            .collect())
+    }
+
+    fn named(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
+        scored
+            .into_iter()
+            .map(|s| Recommendation {
+                item: self.items.id(s.item).to_owned(),
+                score: s.score,
+            })
+            .collect()
+    }
+
+    fn strategy(&self, strategy: Strategy) -> Result<Strategy, RecsysError> {
+        let s = match strategy {
+            Strategy::Default => match self.config.kind {
+                ModelKind::Als => Strategy::Als,
+                ModelKind::ItemKnn => Strategy::ItemKnn,
+                ModelKind::Blend => Strategy::Blend,
+                ModelKind::Popularity => Strategy::Popularity,
+            },
+            s => s,
+        };
+        match s {
+            Strategy::Als if self.als.is_none() => Err(RecsysError::MissingComponent("ALS")),
+            Strategy::ItemKnn if self.knn.is_none() => Err(RecsysError::MissingComponent("item-item")),
+            Strategy::Blend if self.als.is_none() && self.knn.is_none() => {
+                Err(RecsysError::MissingComponent("ALS or item-item"))
+            }
+            s => Ok(s),
+        }
+    }
+
+    fn history(&self, user: Option<u32>) -> (&[u32], &[f32]) {
+        match user {
+            Some(u) if (u as usize) < self.seen.rows() => self.seen.row(u as usize),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// Recommends by user index (`None`: a user the model has never seen).
+    pub fn recommend_index(&self, user: Option<u32>, options: &RecommendOptions) -> Result<Vec<Scored>, RecsysError> {
+        let strategy = self.strategy(options.strategy)?;
+        let mut scratch = (vec![0f32; self.items.len()], Vec::new());
+        Ok(self.serve_one(user, options, strategy, &mut scratch))
+    }
+
+    /// Recommends by user index for many users, in parallel over the current rayon pool. ALS
+    /// without a creator cap takes the tiled batch kernel.
+    pub fn recommend_batch(
+        &self,
+        users: &[Option<u32>],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError> {
+        let strategy = self.strategy(options.strategy)?;
+        if let (Strategy::Als, None, Some(als)) = (strategy, options.per_creator_cap, &self.als) {
+            let warm: Vec<usize> = (0..users.len())
+                .filter(|&q| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()))
+                .collect();
+            let f = als.factors;
+            let mut queries = vec![0f32; warm.len() * f];
+            for (row, &q) in warm.iter().enumerate() {
+                let u = users[q].expect("filtered to known users") as usize;
+                queries[row * f..(row + 1) * f].copy_from_slice(als.user(u));
+            }
+            let excludes: Vec<&[u32]> = warm
+                .iter()
+                .map(|&q| if options.exclude_seen { self.history(users[q]).0 } else { &[] })
+                .collect();
+            let warm_results = top_k_batch(&queries, &als.item_factors, f, options.k, |q| excludes[q]);
+            let mut out = vec![Vec::new(); users.len()];
+            for (q, r) in warm.into_iter().zip(warm_results) {
+                out[q] = r;
+            }
+            for (q, slot) in out.iter_mut().enumerate() {
+                if !users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()) {
+                    *slot = self.cold_start(users[q], options);
+                }
+            }
+            return Ok(out);
+        }
+        let n_items = self.items.len();
+        Ok(users
+            .par_iter()
+            .with_min_len(16)
+            .map_init(
+                || (vec![0f32; n_items], Vec::new()),
+                |scratch, &u| self.serve_one(u, options, strategy, scratch),
+            )
+            .collect())
+    }
+
+    fn cold_start(&self, user: Option<u32>, options: &RecommendOptions) -> Vec<Scored> {
+        let exclude = if options.exclude_seen { self.history(user).0 } else { &[] };
+        let fetch = self.fetch_size(options);
+        self.cap(self.popularity.recommend(fetch, exclude), options)
+    }
+
+    fn fetch_size(&self, options: &RecommendOptions) -> usize {
+        // A creator cap throws candidates away; fetch more so that k usually survive.
+        match options.per_creator_cap {
+            Some(_) => options.k.saturating_mul(4).saturating_add(16),
+            None => options.k,
+        }
+    }
+
+    fn serve_one(
+        &self,
+        user: Option<u32>,
+        options: &RecommendOptions,
+        strategy: Strategy,
+        scratch: &mut (Vec<f32>, Vec<u32>),
+    ) -> Vec<Scored> {
+        let history = self.history(user);
+        if history.0.is_empty() || strategy == Strategy::Popularity {
+            return self.cold_start(user, options);
+        }
+        let exclude = if options.exclude_seen { history.0 } else { &[] };
+        let fetch = self.fetch_size(options);
+        let u = user.expect("a user with history is known") as usize;
+        let list = match strategy {
+            Strategy::Als => self.als_top(u, fetch, exclude),
+            Strategy::ItemKnn => self.knn_top(history, fetch, exclude, scratch),
+            _ => self.blend_top(u, history, fetch, exclude, scratch),
+        };
+        self.cap(list, options)
+    }
+
+    fn als_top(&self, u: usize, k: usize, exclude: &[u32]) -> Vec<Scored> {
+        let als = self.als.as_ref().expect("strategy checked");
+        top_k_inner_product(als.user(u), &als.item_factors, k, exclude)
+    }
+
+    fn knn_top(&self, history: (&[u32], &[f32]), k: usize, exclude: &[u32], scratch: &mut (Vec<f32>, Vec<u32>)) -> Vec<Scored> {
+        let knn = self.knn.as_ref().expect("strategy checked");
+        let mut list = knn.recommend(history, k, exclude, scratch);
+        if list.len() < k {
+            // Too few neighbours reached: fill from popularity so a request still gets k items.
+            let mut skip: Vec<u32> = exclude.iter().copied().chain(list.iter().map(|s| s.item)).collect();
+            skip.sort_unstable();
+            let floor = list.last().map_or(0.0, |s| s.score);
+            for s in self.popularity.recommend(k - list.len(), &skip) {
+                // Below every similarity-scored item, still ordered by popularity.
+                list.push(Scored {
+                    item: s.item,
+                    score: floor.min(0.0) - 1.0 / (1.0 + s.score),
+                });
+            }
+        }
+        list
+    }
+
+    fn blend_top(
+        &self,
+        u: usize,
+        history: (&[u32], &[f32]),
+        k: usize,
+        exclude: &[u32],
+        scratch: &mut (Vec<f32>, Vec<u32>),
+    ) -> Vec<Scored> {
+        let b = &self.config.blend;
+        let m = k.saturating_mul(b.candidates_per_k.max(1));
+        let mut fused: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+        let mut add = |list: Vec<Scored>, weight: f32| {
+            for (rank, s) in list.into_iter().enumerate() {
+                *fused.entry(s.item).or_insert(0.0) += weight / (b.rrf_k + rank as f32 + 1.0);
+            }
+        };
+        if self.als.is_some() && b.als > 0.0 {
+            add(self.als_top(u, m, exclude), b.als);
+        }
+        if let Some(knn) = &self.knn {
+            if b.item_knn > 0.0 {
+                add(knn.recommend(history, m, exclude, scratch), b.item_knn);
+            }
+        }
+        if b.popularity > 0.0 {
+            add(self.popularity.recommend(m, exclude), b.popularity);
+        }
+        let mut list: Vec<Scored> = fused.into_iter().map(|(item, score)| Scored { item, score }).collect();
+        list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+        list.truncate(k);
+        list
+    }
+
+    /// Applies the per-creator cap and truncates to k.
+    fn cap(&self, list: Vec<Scored>, options: &RecommendOptions) -> Vec<Scored> {
+        let Some(cap) = options.per_creator_cap else {
+            let mut list = list;
+            list.truncate(options.k);
+            return list;
+        };
+        let mut count: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(options.k);
+        for s in list {
+            if out.len() == options.k {
+                break;
+            }
+            let creator = self.item_creator.get(s.item as usize).copied().unwrap_or(NO_CREATOR);
+            if creator != NO_CREATOR {
+                let n = count.entry(creator).or_insert(0);
+                if *n >= cap {
+                    continue;
+                }
+                *n += 1;
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// Runs `f` on a pool with the model's configured thread count (ALS's `threads`).
+    pub fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, RecsysError> {
+        in_pool(self.config.als.threads, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InteractionsBuilder;
+
+    fn data() -> Interactions {
+        let mut b = InteractionsBuilder::new();
+        for u in 0..40u32 {
+            for i in 0..30u32 {
+                if (u % 5) == (i % 5) && (u + i) % 3 != 0 {
+                    let (_, item) = b.add(&format!("u{u}"), &format!("v{i}"), 1.0 + (i % 3) as f32, i as i64);
+                    b.set_creator(item, &format!("c{}", i % 2));
+                }
+            }
+        }
+        b.build()
+    }
+
+    fn config(kind: ModelKind) -> TrainConfig {
+        let mut c = TrainConfig::for_kind(kind);
+        c.als.factors = 8;
+        c.als.iterations = 5;
+        c.als.threads = 1;
+        c.item_knn.threads = 1;
+        c
+    }
+
+    #[test]
+    fn seen_items_are_filtered_and_caps_hold() {
+        let d = data();
+        for kind in [ModelKind::Als, ModelKind::ItemKnn, ModelKind::Blend, ModelKind::Popularity] {
+            let model = Recommender::train(&d, &config(kind)).unwrap();
+            let u = d.users.get("u1").unwrap();
+            let seen: Vec<u32> = model.history(Some(u)).0.to_vec();
+            let recs = model.recommend_index(Some(u), &RecommendOptions::top(10)).unwrap();
+            assert_eq!(recs.len(), 10, "{kind}");
+            assert!(recs.iter().all(|s| !seen.contains(&s.item)), "{kind}");
+            let mut capped = RecommendOptions::top(10);
+            capped.per_creator_cap = Some(2);
+            let recs = model.recommend_index(Some(u), &capped).unwrap();
+            assert_eq!(recs.len(), 4, "{kind}: two creators, two each");
+            let batch = model.recommend_batch(&[Some(u), None], &RecommendOptions::top(10)).unwrap();
+            assert_eq!(batch[0], model.recommend_index(Some(u), &RecommendOptions::top(10)).unwrap(), "{kind}");
+            assert_eq!(batch[1], model.popularity.recommend(10, &[]), "{kind}: cold start");
+        }
+    }
+
+    #[test]
+    fn unknown_users_get_popularity_and_missing_parts_are_errors() {
+        let d = data();
+        let model = Recommender::train(&d, &config(ModelKind::Als)).unwrap();
+        let recs = model.recommend("nobody", &RecommendOptions::top(3)).unwrap();
+        let pop: Vec<String> = model
+            .popularity
+            .recommend(3, &[])
+            .iter()
+            .map(|s| model.items.id(s.item).to_owned())
+            .collect();
+        assert_eq!(recs.iter().map(|r| r.item.clone()).collect::<Vec<_>>(), pop);
+        let mut opts = RecommendOptions::top(3);
+        opts.strategy = Strategy::ItemKnn;
+        assert!(matches!(model.recommend("u1", &opts), Err(RecsysError::MissingComponent(_))));
+        assert!("knn".parse::<ModelKind>().is_err());
+    }
+}
