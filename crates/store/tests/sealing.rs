@@ -1,0 +1,261 @@
+//! Sealing: no plaintext at rest, and a ciphertext opens only at its own place.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use domicile_residency::DataClass;
+use domicile_store::{Backend, RedbBackend, SealedStore, SledBackend, StoreError};
+
+const MARKER: &str = "MARKER-7f3a9c1e-do-not-persist-in-clear";
+
+#[test]
+fn no_file_holds_the_marker_for_either_backend() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let custodian = dirs.custodian();
+        {
+            let store = open(&dirs.data(), kind, "us", custodian.clone());
+            let profiles = collection("profiles");
+            for i in 0..50 {
+                let s = subject(&format!("user-{i}"), "US");
+                store.register_subject(&s).unwrap();
+                let value = serde_json::json!({ "bio": format!("{MARKER} #{i}"), "n": i });
+                store
+                    .put(&s.id, DataClass::Protected, &profiles, &key(&format!("p-{i}")), &value)
+                    .unwrap();
+                // A raw value that is nothing but the marker, repeated.
+                store
+                    .put_raw(
+                        &s.id,
+                        DataClass::Protected,
+                        &collection("raw"),
+                        &key(&format!("r-{i}")),
+                        MARKER.repeat(20).as_bytes(),
+                    )
+                    .unwrap();
+            }
+            store.flush().unwrap();
+            let back = store.get::<serde_json::Value>(&profiles, &key("p-3")).unwrap().unwrap();
+            assert!(back.value["bio"].as_str().unwrap().starts_with(MARKER));
+        }
+        drop(custodian);
+        let mut checked = 0;
+        for root in [dirs.data(), dirs.keys()] {
+            for file in files_under(&root) {
+                let bytes = std::fs::read(&file).unwrap();
+                assert!(
+                    !contains(&bytes, MARKER.as_bytes()),
+                    "{kind:?}: {} holds the marker in the clear",
+                    file.display()
+                );
+                assert!(!contains(&bytes, b"MARKER-7f3a"), "{}", file.display());
+                checked += 1;
+            }
+        }
+        assert!(checked > 5, "{kind:?}: only {checked} files were checked");
+    }
+}
+
+#[test]
+fn key_files_are_private() {
+    let dirs = Dirs::new();
+    let store = open(&dirs.data(), domicile_store::BackendKind::Sled, "us", dirs.custodian());
+    store.register_subject(&subject("ann", "US")).unwrap();
+    let files = files_under(&dirs.keys());
+    assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "dk")));
+    assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "kek")));
+    for file in files {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+}
+
+/// Opens the store's backend directly, after the store is closed.
+fn raw_backend(dirs: &Dirs, kind: domicile_store::BackendKind, region_name: &str) -> Box<dyn Backend> {
+    let dir = SealedStore::store_dir(dirs.data(), &region(region_name));
+    match kind {
+        domicile_store::BackendKind::Sled => Box::new(SledBackend::open(dir).unwrap()),
+        _ => Box::new(RedbBackend::open(dir).unwrap()),
+    }
+}
+
+fn record_entries(backend: &dyn Backend) -> Vec<(Vec<u8>, Vec<u8>)> {
+    backend.scan_prefix(b"d").map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn flipping_any_byte_fails_authentication_naming_the_key() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let custodian = dirs.custodian();
+        let c = collection("messages");
+        let k = key("msg-0042");
+        {
+            let store = open(&dirs.data(), kind, "us", custodian.clone());
+            let s = subject("tam", "US");
+            store.register_subject(&s).unwrap();
+            store.put(&s.id, DataClass::Protected, &c, &k, "hello there").unwrap();
+        }
+        let store = open(&dirs.data(), kind, "us", custodian);
+        let original = {
+            let entries = record_entries(store.backend());
+            assert_eq!(entries.len(), 1);
+            entries[0].clone()
+        };
+        for i in 0..original.1.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut tampered = original.1.clone();
+                tampered[i] ^= flip;
+                store.backend().put(&original.0, &tampered).unwrap();
+                let err = store.get_raw(&c, &k).unwrap_err();
+                assert!(
+                    matches!(err, StoreError::Authentication { .. }),
+                    "{kind:?} byte {i}: {err}"
+                );
+                assert!(err.to_string().contains("messages/msg-0042"), "{err}");
+            }
+        }
+        // Restoring the original bytes makes it open again: the failures were the flips.
+        store.backend().put(&original.0, &original.1).unwrap();
+        assert_eq!(store.get::<String>(&c, &k).unwrap().unwrap().value, "hello there");
+    }
+}
+
+#[test]
+fn a_ciphertext_moved_elsewhere_fails_to_open() {
+    let kind = domicile_store::BackendKind::Sled;
+    let dirs = Dirs::new();
+    let custodian = dirs.custodian();
+    let (a, b) = (subject("alice", "US"), subject("bob", "US"));
+    let likes = collection("likes");
+    {
+        let store = open(&dirs.data(), kind, "us", custodian.clone());
+        store.register_subject(&a).unwrap();
+        store.register_subject(&b).unwrap();
+        store.put(&a.id, DataClass::Protected, &likes, &key("a1"), "alice's like").unwrap();
+        store.put(&b.id, DataClass::Protected, &likes, &key("b1"), "bob's like").unwrap();
+        // The row store exists too, with its own keys.
+        let row = open(&dirs.data(), kind, "row", custodian.clone());
+        row.register_subject(&subject("alice", "DE")).unwrap();
+    }
+    let sealed_a = {
+        let backend = raw_backend(&dirs, kind, "us");
+        let entries = record_entries(backend.as_ref());
+        entries.into_iter().find(|(k, _)| k.ends_with(b"a1")).unwrap().1
+    };
+    let layout_key = |c: &str, k: &str| {
+        let mut out = vec![b'd'];
+        out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        out.extend_from_slice(c.as_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out
+    };
+    // Bob's record header (his pseudonym and data key version), read before the cases below
+    // overwrite his record.
+    let bob_header = {
+        let backend = raw_backend(&dirs, kind, "us");
+        backend.get(&layout_key("likes", "b1")).unwrap().unwrap()[..22].to_vec()
+    };
+    let cases: [(&str, &str, &str, &str); 3] = [
+        ("another key", "us", "likes", "a2"),
+        ("another collection", "us", "notes", "a1"),
+        ("another subject's key", "us", "likes", "b1"),
+    ];
+    for (what, region_name, c, k) in cases {
+        {
+            let backend = raw_backend(&dirs, kind, region_name);
+            backend.put(&layout_key(c, k), &sealed_a).unwrap();
+            backend.flush().unwrap();
+        }
+        let store = open(&dirs.data(), kind, region_name, custodian.clone());
+        let err = store.get_raw(&collection(c), &key(k)).unwrap_err();
+        assert!(matches!(err, StoreError::Authentication { .. }), "{what}: {err}");
+        assert!(err.to_string().contains(&format!("{c}/{k}")), "{what}: {err}");
+    }
+    // Another subject: alice's ciphertext under a header naming bob (his pseudonym and key).
+    {
+        let backend = raw_backend(&dirs, kind, "us");
+        let mut forged = sealed_a.clone();
+        forged[..22].copy_from_slice(&bob_header);
+        backend.put(&layout_key("likes", "a1"), &forged).unwrap();
+        backend.flush().unwrap();
+    }
+    let store = open(&dirs.data(), kind, "us", custodian.clone());
+    let err = store.get_raw(&likes, &key("a1")).unwrap_err();
+    assert!(matches!(err, StoreError::Authentication { .. }), "another subject: {err}");
+    drop(store);
+    // Another region: the same bytes at the same key in the row store.
+    {
+        let backend = raw_backend(&dirs, kind, "row");
+        backend.put(&layout_key("likes", "a1"), &sealed_a).unwrap();
+        backend.flush().unwrap();
+    }
+    let row = open(&dirs.data(), kind, "row", custodian.clone());
+    let err = row.get_raw(&likes, &key("a1")).unwrap_err();
+    assert!(matches!(err, StoreError::Authentication { .. }), "another region: {err}");
+}
+
+#[test]
+fn wrong_missing_or_corrupt_keys_are_clear_errors() {
+    let kind = domicile_store::BackendKind::Sled;
+    let dirs = Dirs::new();
+    let c = collection("profiles");
+    let k = key("p1");
+    {
+        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        let s = subject("kay", "US");
+        store.register_subject(&s).unwrap();
+        store.put(&s.id, DataClass::Protected, &c, &k, "v").unwrap();
+    }
+    let region_keys = dirs.keys().join("us");
+    let kek = region_keys.join("kek").join("00000001.kek");
+    let dk = files_under(&region_keys.join("subjects")).pop().unwrap();
+
+    // A different KEK of the right shape: the wrapped data key no longer opens.
+    let good_kek = std::fs::read(&kek).unwrap();
+    let mut wrong = good_kek.clone();
+    wrong[20] ^= 0xff;
+    std::fs::write(&kek, &wrong).unwrap();
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    let err = store.get_raw(&c, &k).unwrap_err();
+    assert!(matches!(err, StoreError::KeyFile { .. }), "{err}");
+    assert!(err.to_string().contains(&dk.display().to_string()), "{err}");
+    drop(store);
+
+    // A missing KEK.
+    std::fs::remove_file(&kek).unwrap();
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    let err = store.get_raw(&c, &k).unwrap_err();
+    assert!(matches!(err, StoreError::MissingKek { .. }), "{err}");
+    assert!(err.to_string().contains("00000001.kek"), "{err}");
+    drop(store);
+    std::fs::write(&kek, &good_kek).unwrap();
+
+    // A truncated data key file.
+    let good_dk = std::fs::read(&dk).unwrap();
+    std::fs::write(&dk, &good_dk[..good_dk.len() - 3]).unwrap();
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    let err = store.get_raw(&c, &k).unwrap_err();
+    assert!(matches!(err, StoreError::KeyFile { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    drop(store);
+    std::fs::write(&dk, &good_dk).unwrap();
+
+    // Restored: it opens again.
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    assert_eq!(store.get::<String>(&c, &k).unwrap().unwrap().value, "v");
+}
+
+#[test]
+fn a_store_opened_as_another_region_is_refused() {
+    let dirs = Dirs::new();
+    let custodian = dirs.custodian();
+    drop(open(&dirs.data(), domicile_store::BackendKind::Sled, "us", custodian.clone()));
+    std::fs::rename(dirs.data().join("us"), dirs.data().join("row")).unwrap();
+    let err = SealedStore::open(dirs.data(), region("row"), policy(), custodian.clone()).unwrap_err();
+    assert!(matches!(err, StoreError::RegionMismatch { .. }), "{err}");
+    let err = SealedStore::open(dirs.data(), region("eu"), policy(), custodian).unwrap_err();
+    assert!(err.to_string().contains("eu"), "{err}");
+}
