@@ -230,7 +230,8 @@ pub(crate) fn open_append(path: &Path) -> Result<File, AuditError> {
 /// the entries.
 pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<MerkleTree, AuditError> {
     let mut levels: Vec<Vec<Hash>> = Vec::new();
-    let mut size = max_size;
+    // Without a stored leaf level nothing above it can be trusted to line up.
+    let mut size = if level_path(dir, 0).exists() { max_size } else { 0 };
     for k in 0..64 {
         let path = level_path(dir, k);
         if !path.exists() {

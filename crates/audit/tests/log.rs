@@ -1,0 +1,389 @@
+//! The log on real files: group commit, restarts, torn tails, truncation, fail-closed appends,
+//! witnesses and offline proofs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domicile_audit::merkle::{verify_consistency, verify_inclusion};
+use domicile_audit::{
+    doc_example_entry, prove, stored_checkpoints, verify, AuditError, AuditLog, Checkpoint,
+    Entry, InclusionProof, KeyKind, LogConfig, SigningKey, VerifierKey, Witness, WitnessPolicy,
+};
+
+fn key() -> SigningKey {
+    SigningKey::from_seed("audit.example/us", KeyKind::Ed25519, [1; 32]).unwrap()
+}
+
+fn entry(i: u64) -> Entry {
+    let mut e = doc_example_entry().unwrap();
+    e.time_ms += i;
+    e.request_id = format!("req-{i}");
+    e
+}
+
+fn config() -> LogConfig {
+    let mut c = LogConfig::new(key());
+    c.checkpoint_every = 7;
+    c.checkpoint_interval = None;
+    c
+}
+
+fn check(dir: &Path) -> Result<domicile_audit::VerifyReport, AuditError> {
+    verify(dir, &key().verifier(), None, &mut |_, _| {})
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Byte offsets of each frame in a segment file.
+fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pos = 16;
+    while pos + 12 <= bytes.len() {
+        out.push(pos);
+        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 12 + len;
+    }
+    out
+}
+
+#[test]
+fn concurrent_appends_get_distinct_receipts_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), config()).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| log.append(entry(t * 1000 + i)).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut receipts: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    receipts.sort_by_key(|r| r.seq);
+    assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..800).collect::<Vec<_>>());
+    log.close().unwrap();
+    let report = check(dir.path()).unwrap();
+    assert_eq!(report.entries, 800);
+    assert_eq!(report.root, log.root());
+    assert!(report.checkpoints > 1);
+
+    // Every receipt's leaf hash is provably in the final tree.
+    let root = log.root();
+    for r in receipts.iter().step_by(37) {
+        let proof = log.prove_inclusion(r.seq, 800).unwrap();
+        verify_inclusion(&r.leaf_hash, r.seq, 800, &proof, &root).unwrap();
+    }
+    // And every stored checkpoint is consistent with every later one.
+    let cps: Vec<Checkpoint> = stored_checkpoints(dir.path())
+        .unwrap()
+        .iter()
+        .map(|n| Checkpoint::parse(&n.text).unwrap())
+        .collect();
+    for (i, a) in cps.iter().enumerate() {
+        for b in &cps[i..] {
+            let proof = log.prove_consistency(a.size, b.size).unwrap();
+            verify_consistency(a.size, b.size, &proof, &a.root, &b.root).unwrap();
+        }
+    }
+}
+
+#[test]
+fn restarts_continue_the_same_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for round in 0..3 {
+        let log = AuditLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.size(), round * 10);
+        assert!(!log.open_report().tree_rebuilt, "the persisted tree was used");
+        for i in 0..10 {
+            assert_eq!(log.append(entry(i)).unwrap().seq, round * 10 + i);
+        }
+        log.close().unwrap();
+        sizes.push(log.size());
+    }
+    let report = check(dir.path()).unwrap();
+    assert_eq!(report.entries, 30);
+    let notes = stored_checkpoints(dir.path()).unwrap();
+    let last = Checkpoint::parse(&notes.last().unwrap().text).unwrap();
+    assert_eq!(last.size, 30);
+}
+
+#[test]
+fn a_lost_tree_cache_is_rebuilt_from_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = || {
+        let mut c = config();
+        c.segment_bytes = 2000;
+        c
+    };
+    let log = AuditLog::open(dir.path(), small()).unwrap();
+    for i in 0..20 {
+        log.append(entry(i)).unwrap();
+    }
+    let root = log.root();
+    log.close().unwrap();
+    drop(log);
+    assert!(segments(dir.path()).len() > 2);
+    std::fs::remove_dir_all(dir.path().join("tree")).unwrap();
+    let log = AuditLog::open(dir.path(), small()).unwrap();
+    assert!(log.open_report().tree_rebuilt);
+    assert_eq!(log.root(), root);
+}
+
+#[test]
+fn refuses_to_sign_a_history_that_forks_the_signed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    for (d, offset) in [(dir.path(), 0), (other.path(), 500)] {
+        let log = AuditLog::open(d, config()).unwrap();
+        for i in 0..10 {
+            log.append(entry(offset + i)).unwrap();
+        }
+        log.close().unwrap();
+    }
+    // Replace the entries with a different, well-framed history of the same length.
+    std::fs::remove_dir_all(dir.path().join("segments")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("tree")).unwrap();
+    copy_dir(&other.path().join("segments"), &dir.path().join("segments"));
+    let err = AuditLog::open(dir.path(), config()).unwrap_err();
+    assert!(matches!(err, AuditError::Inconsistent { .. }), "{err}");
+    assert!(check(dir.path()).is_err());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..5 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let clean_len = std::fs::metadata(&seg).unwrap().len();
+    // Half a frame, as a crash in the middle of a write leaves it.
+    let frame = std::fs::read(&seg).unwrap()[16..16 + 40].to_vec();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &frame).unwrap();
+    drop(f);
+    assert!(check(dir.path()).is_err(), "verify does not accept a torn tail");
+
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    let (path, offset, removed) = log.open_report().torn_tail.clone().unwrap();
+    assert_eq!((path, offset, removed), (seg.clone(), clean_len, 40));
+    assert_eq!(log.size(), 5);
+    assert_eq!(log.append(entry(5)).unwrap().seq, 5);
+    log.close().unwrap();
+    assert_eq!(check(dir.path()).unwrap().entries, 6);
+}
+
+#[test]
+fn damage_before_the_tail_is_an_error_not_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..5 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let offsets = frame_offsets(&bytes);
+    bytes[offsets[2] + 40] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = AuditLog::open(dir.path(), config()).unwrap_err();
+    assert!(matches!(err, AuditError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains(&seg.display().to_string()), "{err}");
+    assert!(check(dir.path()).is_err());
+}
+
+#[test]
+fn truncation_below_a_signed_checkpoint_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..20 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    // Cut exactly at a frame boundary, so the framing alone cannot tell.
+    let cut = frame_offsets(&bytes)[17];
+    std::fs::write(&seg, &bytes[..cut]).unwrap();
+    let err = check(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Truncated { entries: 17, size: 20, .. }),
+        "{err}"
+    );
+    let err = AuditLog::open(dir.path(), config()).unwrap_err();
+    assert!(matches!(err, AuditError::Truncated { .. }), "{err}");
+}
+
+#[test]
+fn appended_entries_without_a_signature_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let longer = tempfile::tempdir().unwrap();
+    for (d, n) in [(dir.path(), 3), (longer.path(), 5)] {
+        let log = AuditLog::open(d, config()).unwrap();
+        for i in 0..n {
+            log.append(entry(i)).unwrap();
+        }
+        log.close().unwrap();
+    }
+    // The same history with two more entries that no checkpoint of this log covers.
+    let seg = segments(longer.path()).pop().unwrap();
+    std::fs::copy(&seg, segments(dir.path()).pop().unwrap()).unwrap();
+    let err = check(dir.path()).unwrap_err();
+    assert!(matches!(err, AuditError::UnsignedTail { size: 3, count: 2 }), "{err}");
+    // Opening with a key that did not sign the stored checkpoints is refused.
+    let other = SigningKey::from_seed("audit.example/us", KeyKind::Ed25519, [2; 32]).unwrap();
+    assert!(AuditLog::open(longer.path(), LogConfig::new(other)).is_err());
+}
+
+#[test]
+fn an_append_that_cannot_be_made_durable_is_refused() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: /dev/full is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.segment_bytes = 1; // a new segment per batch
+    let log = AuditLog::open(dir.path(), cfg).unwrap();
+    assert_eq!(log.append(entry(0)).unwrap().seq, 0);
+    // The next segment lands on a full device.
+    let next = dir.path().join("segments").join(format!("{:020}.seg", 1));
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+    let err = log.append(entry(1)).unwrap_err();
+    assert!(matches!(err, AuditError::NotDurable { .. }), "{err}");
+    assert!(err.to_string().contains("must be refused"), "{err}");
+    // And it stays refused: a log that lost a write does not carry on as if it had not.
+    assert!(matches!(log.append(entry(2)), Err(AuditError::NotDurable { .. })));
+    assert!(log.close().is_err());
+    drop(log);
+    std::fs::remove_file(&next).unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    assert_eq!(log.size(), 1, "only the acknowledged entry is there");
+    log.close().unwrap();
+    assert_eq!(check(dir.path()).unwrap().entries, 1);
+}
+
+#[test]
+fn checkpoints_are_signed_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.checkpoint_every = 0;
+    cfg.checkpoint_interval = Some(Duration::from_millis(30));
+    let log = AuditLog::open(dir.path(), cfg).unwrap();
+    log.append(entry(0)).unwrap();
+    for _ in 0..200 {
+        if log.latest_checkpoint().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let note = log.latest_checkpoint().expect("a timed checkpoint");
+    assert_eq!(Checkpoint::parse(&note.text).unwrap().size, 1);
+}
+
+fn witness_key(name: &str, seed: u8) -> SigningKey {
+    SigningKey::from_seed(name, KeyKind::Cosignature, [seed; 32]).unwrap()
+}
+
+#[test]
+fn witnesses_cosign_consistent_checkpoints_and_policy_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    let w1 = Witness::new(witness_key("w1.example", 11), key().verifier(), None).unwrap();
+    let w2 = Witness::new(witness_key("w2.example", 12), key().verifier(), None).unwrap();
+    let mut last_size = 0;
+    for round in 0..3 {
+        for i in 0..5 {
+            log.append(entry(round * 5 + i)).unwrap();
+        }
+        let mut note = log.checkpoint().unwrap().unwrap();
+        let size = Checkpoint::parse(&note.text).unwrap().size;
+        for w in [&w1, &w2] {
+            let proof = match w.last() {
+                Some((s, _)) => log.prove_consistency(s, size).unwrap(),
+                None => Vec::new(),
+            };
+            note.signatures.push(w.cosign(&note, &proof, 1_750_000_000 + round).unwrap());
+        }
+        log.add_cosigned(&note).unwrap();
+        last_size = size;
+    }
+    log.close().unwrap();
+    assert_eq!(last_size, 15);
+
+    let policy = WitnessPolicy::new(vec![w1.verifier(), w2.verifier()], 2).unwrap();
+    let report = verify(dir.path(), &key().verifier(), Some(&policy), &mut |_, _| {}).unwrap();
+    assert_eq!(report.witnesses, 2);
+
+    let stranger = witness_key("w3.example", 13).verifier();
+    let strict = WitnessPolicy::new(vec![w1.verifier(), stranger.clone()], 2).unwrap();
+    let err = verify(dir.path(), &key().verifier(), Some(&strict), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, AuditError::QuorumNotMet { got: 1, want: 2 }), "{err}");
+    assert!(WitnessPolicy::new(vec![stranger], 2).is_err());
+
+    // A witness refuses a checkpoint that does not extend what it saw (a fork).
+    let forked = tempfile::tempdir().unwrap();
+    let flog = AuditLog::open(forked.path(), config()).unwrap();
+    for i in 0..20 {
+        flog.append(entry(900 + i)).unwrap();
+    }
+    let fnote = flog.checkpoint().unwrap().unwrap();
+    let proof = flog.prove_consistency(15, 20).unwrap();
+    let err = w1.cosign(&fnote, &proof, 1).unwrap_err();
+    assert!(matches!(err, AuditError::Inconsistent { .. }), "{err}");
+    // Nor does it accept a note the log did not sign.
+    let mut forged = fnote.clone();
+    forged.text = forged.text.replace("\n20\n", "\n21\n");
+    assert!(w1.cosign(&forged, &[], 1).is_err());
+}
+
+#[test]
+fn offline_proofs_carry_the_entry_and_check_with_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..13 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let vkey: VerifierKey = key().verifier().to_string().parse().unwrap();
+    for seq in 0..13 {
+        let p = prove(dir.path(), seq).unwrap();
+        let text = p.to_text();
+        assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "));
+        let parsed = InclusionProof::parse(&text).unwrap();
+        assert_eq!(parsed, p);
+        let e = parsed.check(&vkey, None).unwrap();
+        assert_eq!(e.seq, seq);
+        assert_eq!(e.request_id, format!("req-{seq}"));
+        // Another entry's bytes under this proof fail.
+        let mut other = parsed.clone();
+        other.entry = prove(dir.path(), (seq + 1) % 13).unwrap().entry;
+        assert!(other.check(&vkey, None).is_err());
+    }
+    assert!(prove(dir.path(), 13).is_err());
+}
