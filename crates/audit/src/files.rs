@@ -49,11 +49,27 @@ pub(crate) fn put_frame(out: &mut Vec<u8>, payload: &[u8], hash: &Hash) {
     out.extend_from_slice(payload);
 }
 
-/// Frames one payload.
-pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + FRAME_HEADER);
-    put_frame(&mut out, payload, &leaf_hash(payload));
+/// The check of a frame in a notes file: chained to the frame before it, so that a note
+/// dropped from the middle of the file breaks the chain at the next one.
+pub(crate) fn chained_check(prev: &[u8; 8], payload: &[u8]) -> Hash {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[0x00]);
+    ctx.update(prev);
+    ctx.update(payload);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// Frames one payload of a notes file after the frame whose check was `prev`; returns the
+/// frame and its check.
+pub(crate) fn chained_frame(prev: &[u8; 8], payload: &[u8]) -> (Vec<u8>, [u8; 8]) {
+    let mut out = Vec::with_capacity(payload.len() + FRAME_HEADER);
+    let check = chained_check(prev, payload);
+    put_frame(&mut out, payload, &check);
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&check[..8]);
+    (out, c)
 }
 
 /// A frame read from a buffer.
@@ -76,9 +92,11 @@ pub(crate) struct Break {
 pub(crate) fn read_frames<'a>(
     buf: &'a [u8],
     start: usize,
+    chained: bool,
     mut each: impl FnMut(Frame<'a>) -> Result<(), AuditError>,
 ) -> Result<Option<Break>, AuditError> {
     let mut pos = start;
+    let mut prev = [0u8; 8];
     while pos < buf.len() {
         let rest = buf.len() - pos;
         if rest < FRAME_HEADER {
@@ -97,7 +115,11 @@ pub(crate) fn read_frames<'a>(
             }));
         }
         let payload = &buf[pos + FRAME_HEADER..pos + FRAME_HEADER + len];
-        let hash = leaf_hash(payload);
+        let hash = if chained {
+            chained_check(&prev, payload)
+        } else {
+            leaf_hash(payload)
+        };
         if hash[..8] != buf[pos + 4..pos + FRAME_HEADER] {
             return Ok(Some(Break {
                 offset: pos,
@@ -105,6 +127,7 @@ pub(crate) fn read_frames<'a>(
                 at_tail: pos + FRAME_HEADER + len == buf.len(),
             }));
         }
+        prev.copy_from_slice(&hash[..8]);
         each(Frame {
             offset: pos,
             payload,
@@ -131,21 +154,38 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
     Ok(buf)
 }
 
-/// Reads a file of frames; a missing file is empty. Returns the payloads and, if the file ends
-/// in a torn frame, its offset. A break before the tail is corruption.
-pub(crate) fn read_frame_file(path: &Path) -> Result<(Vec<Vec<u8>>, Option<usize>), AuditError> {
+/// The frames of a notes file.
+pub(crate) struct NotesFile {
+    pub payloads: Vec<Vec<u8>>,
+    /// The offset of a torn frame at the end, if any.
+    pub torn: Option<usize>,
+    /// The check of the last good frame, to chain the next one to.
+    pub last_check: [u8; 8],
+}
+
+/// Reads a notes file (chained frames); a missing file is empty. A break before the tail is
+/// corruption.
+pub(crate) fn read_notes_file(path: &Path) -> Result<NotesFile, AuditError> {
+    let mut file = NotesFile {
+        payloads: Vec::new(),
+        torn: None,
+        last_check: [0; 8],
+    };
     if !path.exists() {
-        return Ok((Vec::new(), None));
+        return Ok(file);
     }
     let buf = read_file(path)?;
-    let mut out = Vec::new();
-    let brk = read_frames(&buf, 0, |f| {
-        out.push(f.payload.to_vec());
+    let brk = read_frames(&buf, 0, true, |f| {
+        file.payloads.push(f.payload.to_vec());
+        file.last_check.copy_from_slice(&f.hash[..8]);
         Ok(())
     })?;
     match brk {
-        None => Ok((out, None)),
-        Some(b) if b.at_tail => Ok((out, Some(b.offset))),
+        None => Ok(file),
+        Some(b) if b.at_tail => {
+            file.torn = Some(b.offset);
+            Ok(file)
+        }
         Some(b) => Err(AuditError::Corrupt {
             path: path.to_owned(),
             offset: b.offset as u64,

@@ -96,7 +96,7 @@ struct Inner {
     to_appenders: Condvar,
     tree: RwLock<MerkleTree>,
     files: Mutex<Files>,
-    signed: Mutex<(Option<Signed>, Instant)>,
+    signed: Mutex<(Option<Signed>, Instant, [u8; 8])>,
 }
 
 /// A tamper-evident, append-only access log in one directory.
@@ -144,8 +144,9 @@ impl AuditLog {
 
         // The latest checkpoint this log signed.
         let cp_path = files::checkpoints_path(&dir);
-        let (notes, torn) = files::read_frame_file(&cp_path)?;
-        if let Some(offset) = torn {
+        let notes_file = files::read_notes_file(&cp_path)?;
+        let notes = &notes_file.payloads;
+        if let Some(offset) = notes_file.torn {
             truncate(&cp_path, offset as u64)?;
         }
         let mut signed = None;
@@ -190,7 +191,7 @@ impl AuditLog {
                 files::check_header(&buf, path, *first)?
             };
             let mut seq = *first;
-            let brk = files::read_frames(&buf, start, |f| {
+            let brk = files::read_frames(&buf, start, false, |f| {
                 if Entry::seq_of_canonical(f.payload) != Some(seq) {
                     return Err(AuditError::BadStoredEntry {
                         seq,
@@ -292,7 +293,7 @@ impl AuditLog {
                 levels,
                 persisted,
             }),
-            signed: Mutex::new((signed, Instant::now())),
+            signed: Mutex::new((signed, Instant::now(), notes_file.last_check)),
         });
         let worker = Arc::clone(&inner);
         let flusher = std::thread::Builder::new()
@@ -400,7 +401,12 @@ impl AuditLog {
     pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
         note.verify(&self.inner.config.signing_key.verifier())?;
         let path = files::cosignatures_path(&self.inner.dir);
-        append_frame_durably(&path, note.to_text().as_bytes())
+        let _files = lock(&self.inner.files);
+        let existing = files::read_notes_file(&path)?;
+        if let Some(offset) = existing.torn {
+            truncate(&path, offset as u64)?;
+        }
+        append_frame_durably(&path, &existing.last_check, note.to_text().as_bytes()).map(|_| ())
     }
 
     /// Flushes, signs a final checkpoint and stops the flusher. Dropping the log does the same,
@@ -439,11 +445,17 @@ fn truncate(path: &Path, len: u64) -> Result<(), AuditError> {
         .map_err(|e| AuditError::io("truncating", path, e))
 }
 
-fn append_frame_durably(path: &Path, payload: &[u8]) -> Result<(), AuditError> {
+fn append_frame_durably(
+    path: &Path,
+    prev: &[u8; 8],
+    payload: &[u8],
+) -> Result<[u8; 8], AuditError> {
+    let (frame, check) = files::chained_frame(prev, payload);
     let mut f = files::open_append(path)?;
-    f.write_all(&files::frame(payload))
+    f.write_all(&frame)
         .and_then(|_| f.sync_data())
-        .map_err(|e| AuditError::io("writing", path, e))
+        .map_err(|e| AuditError::io("writing", path, e))?;
+    Ok(check)
 }
 
 /// Rehashes every entry: only when the persisted tree is missing or does not match.
@@ -462,7 +474,7 @@ fn rebuild_tree(segments: &[(u64, PathBuf)]) -> Result<MerkleTree, AuditError> {
                 reason: format!("expected the segment to start at entry {}", tree.size()),
             });
         }
-        let brk = files::read_frames(&buf, SEGMENT_HEADER, |f| {
+        let brk = files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
             tree.push(f.hash);
             Ok(())
         })?;
@@ -652,7 +664,11 @@ impl Inner {
             root: tree.root(),
         };
         let note = self.config.signing_key.sign_note(&cp.to_body())?;
-        append_frame_durably(&files::checkpoints_path(&self.dir), note.to_text().as_bytes())?;
+        let check = append_frame_durably(
+            &files::checkpoints_path(&self.dir),
+            &signed.2,
+            note.to_text().as_bytes(),
+        )?;
         *signed = (
             Some(Signed {
                 size,
@@ -660,6 +676,7 @@ impl Inner {
                 note: note.clone(),
             }),
             Instant::now(),
+            check,
         );
         Ok(Some(note))
     }

@@ -123,7 +123,8 @@ impl SigningKey {
         let rest = text
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad_key(text, "a private key starts with PRIVATE+KEY+"))?;
-        let parts: Vec<&str> = rest.split('+').collect();
+        // Base64 may contain '+', so the key data is everything after the second '+'.
+        let parts: Vec<&str> = rest.splitn(3, '+').collect();
         let [name, id_hex, data] = parts[..] else {
             return Err(bad_key(text, "expected PRIVATE+KEY+name+id+key"));
         };
@@ -220,7 +221,7 @@ impl VerifierKey {
     /// Parses a verifier key line.
     pub fn parse(text: &str) -> Result<Self, AuditError> {
         let text = text.trim();
-        let parts: Vec<&str> = text.split('+').collect();
+        let parts: Vec<&str> = text.splitn(3, '+').collect();
         let [name, id_hex, data] = parts[..] else {
             return Err(bad_key(text, "expected name+id+key"));
         };
@@ -426,6 +427,12 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
+        for seed in 0..=255u8 {
+            // Some seeds give public keys whose base64 holds '+'.
+            let key = SigningKey::from_seed("n", KeyKind::Ed25519, [seed; 32]).unwrap();
+            assert_eq!(SigningKey::parse(&key.to_private_text()).unwrap().verifier(), key.verifier());
+            assert_eq!(VerifierKey::parse(&key.verifier().to_string()).unwrap(), key.verifier());
+        }
         let key = SigningKey::generate("audit.example/us", KeyKind::Ed25519).unwrap();
         let again = SigningKey::parse(&key.to_private_text()).unwrap();
         assert_eq!(again.verifier(), key.verifier());

@@ -86,7 +86,7 @@ pub fn for_each_entry(
                 reason: format!("the segment starts at entry {first}, expected {seq}"),
             });
         }
-        let brk = files::read_frames(&buf, SEGMENT_HEADER, |f| {
+        let brk = files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
             if Entry::seq_of_canonical(f.payload) != Some(seq) {
                 return Err(AuditError::BadStoredEntry {
                     seq,
@@ -120,15 +120,15 @@ pub fn stored_checkpoints(dir: &Path) -> Result<Vec<Note>, AuditError> {
 }
 
 fn read_notes(path: &Path) -> Result<Vec<Note>, AuditError> {
-    let (notes, torn) = files::read_frame_file(path)?;
-    if let Some(offset) = torn {
+    let file = files::read_notes_file(path)?;
+    if let Some(offset) = file.torn {
         return Err(AuditError::Corrupt {
             path: path.to_owned(),
             offset: offset as u64,
             reason: "the file ends in a torn or altered frame".into(),
         });
     }
-    notes.iter().map(|n| Note::parse(n)).collect()
+    file.payloads.iter().map(|n| Note::parse(n)).collect()
 }
 
 /// Verifies a log directory with nothing but public keys.
@@ -284,7 +284,7 @@ pub fn entry_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, AuditError> {
     files::check_header(&buf, path, *first)?;
     let mut found = None;
     let mut i = *first;
-    files::read_frames(&buf, SEGMENT_HEADER, |f| {
+    files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
         if i == seq {
             found = Some(f.payload.to_vec());
         }
