@@ -47,12 +47,15 @@ pub use entry::{
     Action, Entry, EntryDecision, Outcome, Principal, Resource, Target, ENTRY_VERSION,
 };
 pub use error::AuditError;
-pub use log::{AuditLog, LogConfig, OpenReport, Receipt};
+pub use log::{store_cosigned, AuditLog, LogConfig, OpenReport, Receipt};
 pub use merkle::{Hash, MerkleTree, ProofError};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, Pseudonym, ResultDigest};
-pub use verify::{entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, verify, VerifyReport};
+pub use verify::{
+    entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,
+    VerifyReport,
+};
 pub use witness::{verify_cosignature, Witness, WitnessPolicy};
 
 /// An example entry for documentation: a US support engineer reading one protected record.

@@ -11,7 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, SEQ_OFFSET};
 use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
 use crate::merkle::{hex, leaf_hash, Hash, MerkleTree};
-use crate::note::{Note, SigningKey};
+use crate::note::{Note, SigningKey, VerifierKey};
 use crate::AuditError;
 
 /// How a log is run.
@@ -399,14 +399,8 @@ impl AuditLog {
 
     /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
     pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
-        note.verify(&self.inner.config.signing_key.verifier())?;
-        let path = files::cosignatures_path(&self.inner.dir);
         let _files = lock(&self.inner.files);
-        let existing = files::read_notes_file(&path)?;
-        if let Some(offset) = existing.torn {
-            truncate(&path, offset as u64)?;
-        }
-        append_frame_durably(&path, &existing.last_check, note.to_text().as_bytes()).map(|_| ())
+        store_cosigned(&self.inner.dir, &self.inner.config.signing_key.verifier(), note)
     }
 
     /// Flushes, signs a final checkpoint and stops the flusher. Dropping the log does the same,
@@ -433,6 +427,19 @@ impl Drop for AuditLog {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// Stores a cosigned checkpoint note in the log directory `dir` (for a witness run offline, as
+/// `domicile audit witness` does). The note must carry the log's own signature; whether its text
+/// is one of the log's checkpoints is checked by [`crate::verify`].
+pub fn store_cosigned(dir: &Path, log_key: &VerifierKey, note: &Note) -> Result<(), AuditError> {
+    note.verify(log_key)?;
+    let path = files::cosignatures_path(dir);
+    let existing = files::read_notes_file(&path)?;
+    if let Some(offset) = existing.torn {
+        truncate(&path, offset as u64)?;
+    }
+    append_frame_durably(&path, &existing.last_check, note.to_text().as_bytes()).map(|_| ())
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), AuditError> {

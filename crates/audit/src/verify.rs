@@ -119,6 +119,11 @@ pub fn stored_checkpoints(dir: &Path) -> Result<Vec<Note>, AuditError> {
     read_notes(&files::checkpoints_path(dir))
 }
 
+/// The cosigned checkpoint notes stored in a log directory, oldest first, unverified.
+pub fn stored_cosigned(dir: &Path) -> Result<Vec<Note>, AuditError> {
+    read_notes(&files::cosignatures_path(dir))
+}
+
 fn read_notes(path: &Path) -> Result<Vec<Note>, AuditError> {
     let file = files::read_notes_file(path)?;
     if let Some(offset) = file.torn {
