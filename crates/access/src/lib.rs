@@ -18,4 +18,7 @@ pub use approval::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AccessError;
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
-pub use rules::{AccessDecision, AccessRequest, AccessRules, Action, ApprovalFacts, Resource};
+pub use rules::{
+    AccessDecision, AccessRequest, AccessRules, Action, ApprovalFacts, Resource,
+    DEFAULT_DECISION_CACHE,
+};

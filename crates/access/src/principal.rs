@@ -215,7 +215,7 @@ pub struct Organisation {
 }
 
 /// Who is asking: identity, employer, where they work and are, and their roles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Principal {
     /// The SPIFFE id from the client certificate.
     pub id: SpiffeId,

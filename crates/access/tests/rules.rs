@@ -51,7 +51,9 @@ fn decide(
 
 #[test]
 fn us_engineer_reads_us_protected_data_with_a_ticket() {
-    let rules = AccessRules::new(&UsSplitPolicy::new()).unwrap();
+    let rules = AccessRules::new(&UsSplitPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
     let alice = person("spiffe://d/us/usds/alice", ("usds", "US"), &["engineer"]);
     let (ok, why) = decide(
         &rules,
@@ -72,7 +74,9 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
 
 #[test]
 fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
-    let rules = AccessRules::new(&UsSplitPolicy::new()).unwrap();
+    let rules = AccessRules::new(&UsSplitPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
     let bo = person(
         "spiffe://d/row/acme-sg/bo",
         ("acme-sg", "SG"),
@@ -128,7 +132,9 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
 
 #[test]
 fn only_us_approvers_approve_us_access() {
-    let rules = AccessRules::new(&UsSplitPolicy::new()).unwrap();
+    let rules = AccessRules::new(&UsSplitPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
     let carol = person("spiffe://d/us/usds/carol", ("usds", "US"), &["approver"]);
     let dan = person(
         "spiffe://d/row/acme-sg/dan",
@@ -166,8 +172,12 @@ fn only_us_approvers_approve_us_access() {
 #[test]
 fn auditors_read_the_log_and_nothing_else() {
     for rules in [
-        AccessRules::new(&UsSplitPolicy::new()).unwrap(),
-        AccessRules::new(&GlobalPolicy::new()).unwrap(),
+        AccessRules::new(&UsSplitPolicy::new())
+            .unwrap()
+            .with_shape_checks(true),
+        AccessRules::new(&GlobalPolicy::new())
+            .unwrap()
+            .with_shape_checks(true),
     ] {
         // Even an auditor who also holds the engineer role reads no record.
         let eve = Principal::parse(
@@ -208,7 +218,9 @@ fn auditors_read_the_log_and_nothing_else() {
 
 #[test]
 fn training_services_scan_only_their_own_region() {
-    let rules = AccessRules::new(&UsSplitPolicy::new()).unwrap();
+    let rules = AccessRules::new(&UsSplitPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
     let trainer = Principal::parse(
         "spiffe://d/us/usds/trainer",
         PrincipalKind::Service,
@@ -262,7 +274,9 @@ fn training_services_scan_only_their_own_region() {
 
 #[test]
 fn the_global_policy_needs_no_approval() {
-    let rules = AccessRules::new(&GlobalPolicy::new()).unwrap();
+    let rules = AccessRules::new(&GlobalPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
     let bo = person(
         "spiffe://d/global/acme-sg/bo",
         ("acme-sg", "SG"),
@@ -278,4 +292,67 @@ fn the_global_policy_needs_no_approval() {
     );
     assert!(ok);
     assert_eq!(why, ["global/access/engineer-reads-for-purpose"]);
+}
+
+mod cache {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn rules() -> &'static (AccessRules, AccessRules) {
+        static RULES: OnceLock<(AccessRules, AccessRules)> = OnceLock::new();
+        RULES.get_or_init(|| {
+            let policy = UsSplitPolicy::new();
+            (
+                AccessRules::new(&policy).unwrap().with_cache_capacity(8),
+                AccessRules::new(&policy)
+                    .unwrap()
+                    .with_cache_capacity(0)
+                    .with_shape_checks(true),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The decision cache never changes an answer: cached decisions (with a cache small
+        /// enough to be emptied often) equal Cedar's, over generated requests.
+        #[test]
+        fn cached_answers_equal_cedar(
+            org_us in any::<bool>(),
+            roles in proptest::sample::subsequence(vec!["engineer", "approver", "auditor", "app-service", "training-service", "migration-service"], 0..3),
+            action in proptest::sample::select(vec![Action::Read, Action::Write, Action::Delete, Action::Scan, Action::Export, Action::Approve]),
+            class in proptest::sample::select(DataClass::ALL.to_vec()),
+            at_us in any::<bool>(),
+            collection in proptest::sample::select(vec!["profile", "behaviour", "messages"]),
+            code in proptest::sample::select(JustificationCode::ALL.to_vec()),
+            ticket in any::<bool>(),
+            approval in proptest::option::of((any::<bool>(), 0u64..40_000)),
+        ) {
+            let (cached, cedar) = rules();
+            let country = if org_us { "US" } else { "SG" };
+            let who = Principal::parse(
+                &format!("spiffe://d/{}/org/p", if at_us { "us" } else { "row" }),
+                PrincipalKind::Person, ("org", country), country, country, &roles,
+            ).unwrap();
+            let here = if at_us { "us" } else { "row" };
+            let purpose = if ticket { Purpose::new(code).with_ticket("T-1") } else { Purpose::new(code) };
+            let approval = approval.map(|(us, secs)| ApprovalFacts {
+                approver_org_country: CountryCode::parse(if us { "US" } else { "SG" }).unwrap(),
+                duration_secs: secs,
+            });
+            let request = AccessRequest {
+                principal: &who,
+                action,
+                resource: Resource::Records { class, region: region(here), subject_home: Some(region(here)), collection: collection.into() },
+                purpose: &purpose,
+                approval,
+            };
+            let truth = cedar.evaluate(&request).unwrap();
+            prop_assert!(truth.errors.is_empty(), "{:?}", truth.errors);
+            prop_assert_eq!(&cached.decide(&request).unwrap(), &truth);
+            prop_assert_eq!(&cached.decide(&request).unwrap(), &truth);
+        }
+    }
 }
