@@ -299,12 +299,23 @@ pub fn entry_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, AuditError> {
     found.ok_or_else(missing)
 }
 
-/// Builds the C2SP tlog-proof of entry `seq` against the latest stored checkpoint.
+/// Builds the C2SP tlog-proof of entry `seq` against the latest stored checkpoint, with every
+/// stored cosignature on it.
 pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
     let notes = stored_checkpoints(dir)?;
-    let note = notes.last().cloned().ok_or(AuditError::MissingSignature {
+    let mut note = notes.last().cloned().ok_or(AuditError::MissingSignature {
         signer: "the log (no checkpoint has been signed yet)".into(),
     })?;
+    // Carry the witnesses' cosignatures on that checkpoint, so the proof checks under a policy.
+    for cosigned in stored_cosigned(dir)? {
+        if cosigned.text == note.text {
+            for s in cosigned.signatures {
+                if !note.signatures.contains(&s) {
+                    note.signatures.push(s);
+                }
+            }
+        }
+    }
     let cp = Checkpoint::parse(&note.text)?;
     let tree = load_tree(dir)?;
     let proof = tree.inclusion_proof(seq, cp.size)?;
