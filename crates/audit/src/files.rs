@@ -13,7 +13,7 @@
 //! fails earlier in a file cannot be a torn write and is corruption.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::merkle::{leaf_hash, Hash, MerkleTree};
@@ -267,8 +267,22 @@ pub(crate) fn open_append(path: &Path) -> Result<File, AuditError> {
 
 /// Loads the persisted tree levels, keeping only what fits a tree of at most `max_size` leaves.
 /// Missing tails of upper levels are recomputed from the level below; nothing is rehashed from
-/// the entries.
-pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<MerkleTree, AuditError> {
+/// the entries. Returns the tree and, per level, how many of its hashes are on disk (the files
+/// are trimmed to that).
+pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<(MerkleTree, Vec<usize>), AuditError> {
+    read_tree(dir, max_size, true)
+}
+
+/// Loads the persisted tree as it is, changing no file (for offline readers).
+pub(crate) fn load_tree_readonly(dir: &Path) -> Result<(MerkleTree, Vec<usize>), AuditError> {
+    read_tree(dir, u64::MAX, false)
+}
+
+fn read_tree(
+    dir: &Path,
+    max_size: u64,
+    trim_files: bool,
+) -> Result<(MerkleTree, Vec<usize>), AuditError> {
     let mut levels: Vec<Vec<Hash>> = Vec::new();
     // Without a stored leaf level nothing above it can be trusted to line up.
     let mut size = if level_path(dir, 0).exists() { max_size } else { 0 };
@@ -292,8 +306,11 @@ pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<MerkleTree, AuditEr
         level.truncate((size >> k) as usize);
         levels.push(level);
     }
-    while levels.last().is_some_and(|l| l.is_empty()) {
-        levels.pop();
+    let on_disk: Vec<usize> = levels.iter().map(Vec::len).collect();
+    if trim_files {
+        for (k, n) in on_disk.iter().enumerate() {
+            trim(&level_path(dir, k), *n as u64 * 32)?;
+        }
     }
     // Repair the upper levels' tails from the level below.
     let mut k = 1;
@@ -313,30 +330,27 @@ pub(crate) fn load_tree(dir: &Path, max_size: u64) -> Result<MerkleTree, AuditEr
     while levels.last().is_some_and(|l| l.is_empty()) {
         levels.pop();
     }
-    MerkleTree::from_levels(levels).ok_or_else(|| AuditError::Corrupt {
+    let tree = MerkleTree::from_levels(levels).ok_or_else(|| AuditError::Corrupt {
         path: tree_dir(dir),
         offset: 0,
         reason: "the stored tree levels do not fit together".into(),
-    })
+    })?;
+    Ok((tree, on_disk))
 }
 
-/// Rewrites the tree level files to hold exactly `tree` (after a repair).
-pub(crate) fn store_tree(dir: &Path, tree: &MerkleTree) -> Result<(), AuditError> {
-    let tdir = tree_dir(dir);
-    fs::create_dir_all(&tdir).map_err(|e| AuditError::io("creating", &tdir, e))?;
-    for k in 0..64 {
-        let path = level_path(dir, k);
-        match tree.levels().get(k) {
-            Some(level) => {
-                let mut f = File::create(&path).map_err(|e| AuditError::io("writing", &path, e))?;
-                f.write_all(level.as_flattened())
-                    .map_err(|e| AuditError::io("writing", &path, e))?;
-            }
-            None if path.exists() => {
-                fs::remove_file(&path).map_err(|e| AuditError::io("removing", &path, e))?;
-            }
-            None => break,
-        }
+/// Cuts a tree file down to `len` bytes if it is longer.
+pub(crate) fn trim(path: &Path, len: u64) -> Result<(), AuditError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| AuditError::io("opening", path, e))?;
+    let now = f.metadata().map_err(|e| AuditError::io("reading", path, e))?.len();
+    if now > len {
+        f.set_len(len)
+            .map_err(|e| AuditError::io("truncating", path, e))?;
     }
     Ok(())
 }

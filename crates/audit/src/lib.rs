@@ -47,7 +47,7 @@ pub use entry::{
     Action, Entry, EntryDecision, Outcome, Principal, Resource, Target, ENTRY_VERSION,
 };
 pub use error::AuditError;
-pub use log::{store_cosigned, AuditLog, LogConfig, OpenReport, Receipt};
+pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
 pub use merkle::{Hash, MerkleTree, ProofError};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;

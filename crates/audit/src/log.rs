@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, SEQ_OFFSET};
 use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
-use crate::merkle::{hex, leaf_hash, Hash, MerkleTree};
+use crate::merkle::{hex, leaf_hash, verify_consistency, verify_inclusion, Hash, MerkleTree};
 use crate::note::{Note, SigningKey, VerifierKey};
 use crate::AuditError;
 
@@ -50,6 +50,17 @@ pub struct Receipt {
     pub leaf_hash: Hash,
 }
 
+/// Counters since the log was opened, for operators and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Entries made durable.
+    pub entries: u64,
+    /// Group commits: one write and one `fdatasync` each.
+    pub batches: u64,
+    /// Bytes written to segments, framing included.
+    pub bytes: u64,
+}
+
 /// What [`AuditLog::open`] found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {
@@ -60,8 +71,11 @@ pub struct OpenReport {
     /// A torn write found at the end of the last segment and truncated: (file, offset, bytes
     /// removed). Such an entry was never acknowledged.
     pub torn_tail: Option<(PathBuf, u64, u64)>,
-    /// Whether the tree state had to be rebuilt from the entries.
+    /// Whether the persisted tree disagreed with the entries and was discarded.
     pub tree_rebuilt: bool,
+    /// Entries whose leaf hash was recomputed because the persisted tree did not cover them
+    /// (it is written with each checkpoint, so after a clean close this is 0).
+    pub rehashed: u64,
 }
 
 /// The latest signed checkpoint.
@@ -79,6 +93,7 @@ struct Pending {
     durable: u64,
     failed: Option<String>,
     closing: bool,
+    stats: LogStats,
 }
 
 struct Files {
@@ -225,21 +240,19 @@ impl AuditLog {
             }
         }
 
-        // The tree: persisted levels, then whatever the last segment adds.
-        let mut tree = files::load_tree(&dir, report.entries)?;
+        // The tree: persisted levels (a cache, trusted only where it agrees with the entries),
+        // then the leaf hashes of whatever entries it does not cover yet.
+        let (mut tree, mut on_disk) = files::load_tree(&dir, report.entries)?;
         let matches_tail = |tree: &MerkleTree| {
             (tail_first..tree.size()).all(|i| {
                 tree.leaf(i) == tail_hashes.get((i - tail_first) as usize).copied()
             })
         };
-        if tree.size() < tail_first || !matches_tail(&tree) {
-            tree = rebuild_tree(&segments)?;
+        if !matches_tail(&tree) {
+            tree = MerkleTree::new();
             report.tree_rebuilt = true;
-        } else {
-            for h in &tail_hashes[(tree.size() - tail_first) as usize..] {
-                tree.push(*h);
-            }
         }
+        report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
         if let Some(s) = &signed {
             if tree.size() < s.size {
                 return Err(AuditError::Truncated {
@@ -249,8 +262,9 @@ impl AuditLog {
                 });
             }
             if tree.root_at(s.size)? != s.root && !report.tree_rebuilt {
-                tree = rebuild_tree(&segments)?;
+                tree = MerkleTree::new();
                 report.tree_rebuilt = true;
+                report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
             }
             let root = tree.root_at(s.size)?;
             if root != s.root {
@@ -264,12 +278,17 @@ impl AuditLog {
                 });
             }
         }
-        files::store_tree(&dir, &tree)?;
+        if report.tree_rebuilt {
+            on_disk.clear();
+        }
         let mut levels = Vec::new();
         let mut persisted = Vec::new();
         for k in 0..64 {
-            levels.push(files::open_append(&files::level_path(&dir, k))?);
-            persisted.push(tree.levels().get(k).map_or(0, |l| l.len()));
+            let path = files::level_path(&dir, k);
+            let n = on_disk.get(k).copied().unwrap_or(0);
+            files::trim(&path, n as u64 * 32)?;
+            levels.push(files::open_append(&path)?);
+            persisted.push(n);
         }
 
         let size = tree.size();
@@ -283,6 +302,7 @@ impl AuditLog {
                 durable: size,
                 failed: None,
                 closing: false,
+                stats: LogStats::default(),
             }),
             to_flusher: Condvar::new(),
             to_appenders: Condvar::new(),
@@ -364,6 +384,11 @@ impl AuditLog {
         }
     }
 
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> LogStats {
+        lock(&self.inner.pending).stats
+    }
+
     /// The number of durable entries.
     pub fn size(&self) -> u64 {
         self.inner.tree.read().unwrap_or_else(|p| p.into_inner()).size()
@@ -388,13 +413,22 @@ impl AuditLog {
     /// An RFC 6962 inclusion proof for entry `seq` in the tree of size `size`.
     pub fn prove_inclusion(&self, seq: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
-        Ok(tree.inclusion_proof(seq, size)?)
+        let proof = tree.inclusion_proof(seq, size)?;
+        // The interior nodes come from the persisted cache; a proof that does not check out
+        // against our own root is refused here rather than handed to an auditor.
+        let leaf = tree.leaf(seq).unwrap_or_default();
+        verify_inclusion(&leaf, seq, size, &proof, &tree.root_at(size)?)?;
+        Ok(proof)
     }
 
     /// An RFC 6962 consistency proof between tree sizes `size1` and `size2`.
     pub fn prove_consistency(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
         let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
-        Ok(tree.consistency_proof(size1, size2)?)
+        let proof = tree.consistency_proof(size1, size2)?;
+        if size1 > 0 {
+            verify_consistency(size1, size2, &proof, &tree.root_at(size1)?, &tree.root_at(size2)?)?;
+        }
+        Ok(proof)
     }
 
     /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
@@ -465,24 +499,34 @@ fn append_frame_durably(
     Ok(check)
 }
 
-/// Rehashes every entry: only when the persisted tree is missing or does not match.
-fn rebuild_tree(segments: &[(u64, PathBuf)]) -> Result<MerkleTree, AuditError> {
-    let mut tree = MerkleTree::new();
-    for (first, path) in segments {
-        let buf = files::read_file(path)?;
-        if buf.len() < SEGMENT_HEADER {
+/// Pushes the leaf hash of every entry the tree does not cover yet: from the segments before
+/// the last (read only if they hold such entries), then from the last segment's hashes.
+fn extend_tree(
+    tree: &mut MerkleTree,
+    segments: &[(u64, PathBuf)],
+    tail_first: u64,
+    tail_hashes: &[Hash],
+) -> Result<u64, AuditError> {
+    let start = tree.size();
+    for (i, (first, path)) in segments.iter().enumerate().take(segments.len().saturating_sub(1)) {
+        if segments[i + 1].0 <= tree.size() {
             continue;
         }
+        let buf = files::read_file(path)?;
         files::check_header(&buf, path, *first)?;
-        if tree.size() != *first {
+        if *first > tree.size() {
             return Err(AuditError::Corrupt {
                 path: path.clone(),
                 offset: 0,
-                reason: format!("expected the segment to start at entry {}", tree.size()),
+                reason: format!("expected a segment starting at entry {}", tree.size()),
             });
         }
+        let mut seq = *first;
         let brk = files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
-            tree.push(f.hash);
+            if seq >= tree.size() {
+                tree.push(f.hash);
+            }
+            seq += 1;
             Ok(())
         })?;
         if let Some(b) = brk {
@@ -492,8 +536,29 @@ fn rebuild_tree(segments: &[(u64, PathBuf)]) -> Result<MerkleTree, AuditError> {
                 reason: b.reason.into(),
             });
         }
+        if seq != segments[i + 1].0 {
+            return Err(AuditError::Corrupt {
+                path: path.clone(),
+                offset: buf.len() as u64,
+                reason: format!(
+                    "the segment ends at entry {seq}, but the next one starts at {}",
+                    segments[i + 1].0
+                ),
+            });
+        }
     }
-    Ok(tree)
+    if tree.size() < tail_first {
+        return Err(AuditError::Corrupt {
+            path: segments.last().map(|s| s.1.clone()).unwrap_or_default(),
+            offset: 0,
+            reason: format!("expected the last segment to start at entry {}", tree.size()),
+        });
+    }
+    let skip = (tree.size() - tail_first) as usize;
+    for h in tail_hashes.iter().skip(skip) {
+        tree.push(*h);
+    }
+    Ok(tree.size() - start)
 }
 
 impl Inner {
@@ -540,7 +605,12 @@ impl Inner {
                 let result = self.write_batch(&buf, &hashes);
                 let mut p = lock(&self.pending);
                 match result {
-                    Ok(()) => p.durable += hashes.len() as u64,
+                    Ok(()) => {
+                        p.durable += hashes.len() as u64;
+                        p.stats.entries += hashes.len() as u64;
+                        p.stats.batches += 1;
+                        p.stats.bytes += buf.len() as u64;
+                    }
                     Err(e) => p.failed = Some(e.to_string()),
                 }
                 self.to_appenders.notify_all();
@@ -616,17 +686,25 @@ impl Inner {
         for h in hashes {
             tree.push(*h);
         }
-        // The tree files are a cache of the entries: written now, synced with each checkpoint,
-        // and repaired from the segments on open if a crash cut them short.
+        Ok(())
+    }
+
+    /// Appends the tree hashes computed since the last call to the level files and syncs them.
+    /// Runs with each checkpoint, not with each batch: writing several files per batch would
+    /// make every fdatasync of the segment flush them too.
+    fn persist_tree(&self, files: &mut Files, tree: &MerkleTree) -> Result<(), AuditError> {
         let Files {
             levels, persisted, ..
-        } = &mut *files;
+        } = files;
         for (k, level) in tree.levels().iter().enumerate() {
             if persisted[k] < level.len() {
-                let bytes = level[persisted[k]..].as_flattened();
+                let path = || files::level_path(&self.dir, k);
                 levels[k]
-                    .write_all(bytes)
-                    .map_err(|e| AuditError::io("writing", files::level_path(&self.dir, k), e))?;
+                    .write_all(level[persisted[k]..].as_flattened())
+                    .map_err(|e| AuditError::io("writing", path(), e))?;
+                levels[k]
+                    .sync_data()
+                    .map_err(|e| AuditError::io("syncing", path(), e))?;
                 persisted[k] = level.len();
             }
         }
@@ -634,10 +712,11 @@ impl Inner {
     }
 
     fn sign_checkpoint(&self) -> Result<Option<Note>, AuditError> {
-        let files = lock(&self.files);
+        let mut files = lock(&self.files);
         let mut signed = lock(&self.signed);
         let tree = self.tree.read().unwrap_or_else(|p| p.into_inner());
         let size = tree.size();
+        self.persist_tree(&mut files, &tree)?;
         if let Some(last) = &signed.0 {
             if size == last.size {
                 return Ok(Some(last.note.clone()));
@@ -658,12 +737,6 @@ impl Inner {
             }
         } else if size == 0 {
             return Ok(None);
-        }
-        for (k, f) in files.levels.iter().enumerate() {
-            if files.persisted[k] > 0 {
-                f.sync_data()
-                    .map_err(|e| AuditError::io("syncing", files::level_path(&self.dir, k), e))?;
-            }
         }
         let cp = Checkpoint {
             origin: self.config.signing_key.name().to_owned(),

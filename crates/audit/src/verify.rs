@@ -262,7 +262,7 @@ pub fn load_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
         Some(n) => Some(Checkpoint::parse(&n.text)?),
         None => None,
     };
-    let tree = files::load_tree(dir, u64::MAX)?;
+    let (tree, _) = files::load_tree_readonly(dir)?;
     if let Some(cp) = &latest {
         if tree.size() >= cp.size && tree.root_at(cp.size)? == cp.root {
             return Ok(tree);
@@ -319,8 +319,11 @@ pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
     let cp = Checkpoint::parse(&note.text)?;
     let tree = load_tree(dir)?;
     let proof = tree.inclusion_proof(seq, cp.size)?;
+    let entry = entry_bytes(dir, seq)?;
+    // Refuse to hand out a proof that does not check (a damaged tree cache, say).
+    crate::merkle::verify_inclusion(&crate::merkle::leaf_hash(&entry), seq, cp.size, &proof, &cp.root)?;
     Ok(InclusionProof {
-        entry: entry_bytes(dir, seq)?,
+        entry,
         index: seq,
         proof,
         checkpoint: note,
