@@ -8,6 +8,7 @@
 mod approval;
 mod clock;
 mod error;
+mod gate;
 mod principal;
 mod rules;
 
@@ -17,6 +18,9 @@ pub use approval::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AccessError;
+pub use gate::{
+    AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult, SubjectRef,
+};
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
     AccessDecision, AccessRequest, AccessRules, Action, ApprovalFacts, Resource,

@@ -62,11 +62,19 @@ pub enum Action {
     Migrate,
     /// Read the audit log itself.
     AuditRead,
+    /// Ask for time-boxed access.
+    ApprovalRequest,
+    /// Grant (or be refused the right to grant) an access request.
+    ApprovalGrant,
+    /// Refuse an access request.
+    ApprovalDeny,
+    /// Withdraw a granted approval.
+    ApprovalRevoke,
 }
 
 impl Action {
     /// All actions, in tag order.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 14] = [
         Action::Read,
         Action::Write,
         Action::Delete,
@@ -77,6 +85,11 @@ impl Action {
         Action::Shred,
         Action::Migrate,
         Action::AuditRead,
+        // New actions go at the end: the canonical encoding stores the index.
+        Action::ApprovalRequest,
+        Action::ApprovalGrant,
+        Action::ApprovalDeny,
+        Action::ApprovalRevoke,
     ];
 
     /// The wire name (`read`, `audit_read`, …).
@@ -92,6 +105,10 @@ impl Action {
             Action::Shred => "shred",
             Action::Migrate => "migrate",
             Action::AuditRead => "audit_read",
+            Action::ApprovalRequest => "approval_request",
+            Action::ApprovalGrant => "approval_grant",
+            Action::ApprovalDeny => "approval_deny",
+            Action::ApprovalRevoke => "approval_revoke",
         }
     }
 }

@@ -1,0 +1,682 @@
+//! The Gate under the US-split policy (and, last, the global one): the scenarios of the split,
+//! against a real sealed store on sled and a real audit log on disk.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domicile_access::{
+    ApprovalBook, ApprovalScope, ApproverKey, Gate, GateError, ManualClock, Principal,
+    PrincipalKind, RecordRef, ScanRequest, SubjectRef,
+};
+use domicile_audit::{
+    Action as AuditAction, AuditKey, AuditLog, Entry, KeyKind, LogConfig, SigningKey, VerifierKey,
+};
+use domicile_policy_global::GlobalPolicy;
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{
+    DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
+};
+use domicile_store::{Collection, FileCustodian, RecordKey, SealedStore};
+
+struct Deployment {
+    _dir: tempfile::TempDir,
+    gate: Gate,
+    clock: Arc<ManualClock>,
+    log_dir: std::path::PathBuf,
+    vkey: VerifierKey,
+}
+
+fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let region = Region::parse(region).unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store =
+        SealedStore::open(dir.path().join("data"), region.clone(), policy, custodian).unwrap();
+    let log_dir = dir.path().join("data").join(region.as_str()).join("audit");
+    let key = SigningKey::generate(
+        &format!("audit.domicile.example/{region}"),
+        KeyKind::Ed25519,
+    )
+    .unwrap();
+    let vkey = key.verifier();
+    let mut config = LogConfig::new(key);
+    config.segment_bytes = segment_bytes;
+    let log = AuditLog::open(&log_dir, config).unwrap();
+    let clock = Arc::new(ManualClock::at_unix_secs(1_790_000_000));
+    let gate = Gate::new(
+        Arc::new(store),
+        Arc::new(log),
+        AuditKey::generate().unwrap(),
+        ApprovalBook::in_memory(),
+        clock.clone(),
+    )
+    .unwrap();
+    Deployment {
+        _dir: dir,
+        gate,
+        clock,
+        log_dir,
+        vkey,
+    }
+}
+
+fn principal(id: &str, kind: PrincipalKind, org: (&str, &str), roles: &[&str]) -> Principal {
+    Principal::parse(id, kind, org, org.1, org.1, roles).unwrap()
+}
+
+fn app(region: &str) -> Principal {
+    principal(
+        &format!("spiffe://domicile.example/{region}/app/profile-service"),
+        PrincipalKind::Service,
+        ("usds", "US"),
+        &["app-service"],
+    )
+}
+
+fn support() -> Purpose {
+    Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1234")
+}
+
+fn profile(subject: &str) -> RecordRef {
+    RecordRef {
+        subject: SubjectId::parse(subject).unwrap(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile").unwrap(),
+        key: RecordKey::parse(subject).unwrap(),
+    }
+}
+
+/// Registers a subject and writes their profile and some behaviour through the Gate.
+fn seed(d: &Deployment, region: &str, subject: &str, country: &str) {
+    let service = app(region);
+    let why = Purpose::new(JustificationCode::UserRequestedSupport);
+    d.gate
+        .register_subject(
+            &service,
+            &why,
+            &Subject::parse(subject, Some(country), None).unwrap(),
+        )
+        .unwrap();
+    d.gate
+        .write(
+            &service,
+            &why,
+            &profile(subject),
+            format!("{{\"name\":\"{subject}\"}}").as_bytes(),
+            None,
+        )
+        .unwrap();
+    let behaviour = RecordRef {
+        subject: SubjectId::parse(subject).unwrap(),
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        key: RecordKey::parse(&format!("{subject}-1")).unwrap(),
+    };
+    d.gate
+        .write(
+            &service,
+            &why,
+            &behaviour,
+            b"{\"video\":\"v1\",\"watch_ms\":9000}",
+            None,
+        )
+        .unwrap();
+}
+
+fn entries(d: &Deployment) -> Vec<Entry> {
+    let mut out = Vec::new();
+    domicile_audit::for_each_entry(&d.log_dir, &mut |_, _| {}, |_, bytes, _| {
+        out.push(Entry::from_canonical(bytes)?);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn denied(err: GateError) -> (Vec<String>, u64) {
+    match err {
+        GateError::Denied { rules, seq, .. } => {
+            (rules.iter().map(|r| r.to_string()).collect(), seq)
+        }
+        other => panic!("expected a denial, got {other}"),
+    }
+}
+
+#[test]
+fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let alice = principal(
+        "spiffe://domicile.example/us/usds/alice",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["engineer"],
+    );
+    let got = d
+        .gate
+        .read(&alice, &support(), &profile("ana"), None)
+        .unwrap();
+    assert_eq!(got.value, b"{\"name\":\"ana\"}");
+    assert_eq!(
+        got.subject,
+        SubjectRef::Id(SubjectId::parse("ana").unwrap())
+    );
+    let last = entries(&d).pop().unwrap();
+    assert_eq!(last.action, AuditAction::Read);
+    assert!(last.decision.allowed);
+    let rules: Vec<String> = last.decision.rules.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "us-split/protected-rests-in-home-region",
+            "us-split/access/us-staff-read-us-data"
+        ]
+    );
+    assert_eq!(last.purpose.ticket.as_deref(), Some("SUP-1234"));
+    match last.outcome {
+        domicile_audit::Outcome::Ok {
+            result_digest: Some(digest),
+        } => {
+            assert_eq!(
+                digest.0,
+                domicile_store::RecordDigest::of(&got.value).0,
+                "the entry holds the digest of what was returned"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Invariant 6: the log holds the subject's pseudonym, never the id.
+    let json = serde_json::to_string(&entries(&d)).unwrap();
+    assert!(
+        !json.contains("\"ana\""),
+        "a plaintext subject id in the log"
+    );
+}
+
+#[test]
+fn foreign_engineer_needs_a_us_approval_that_expires() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let bo = principal(
+        "spiffe://domicile.example/row/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    let (rules, seq) = denied(
+        d.gate
+            .read(&bo, &support(), &profile("ana"), None)
+            .unwrap_err(),
+    );
+    assert_eq!(
+        rules,
+        [
+            "us-split/protected-rests-in-home-region",
+            "us-split/access/deny-by-default"
+        ]
+    );
+    assert!(
+        !entries(&d)[seq as usize].decision.allowed,
+        "the denial is logged"
+    );
+
+    let scope = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us").unwrap(),
+        subjects: Some([SubjectId::parse("ana").unwrap()].into()),
+        purpose: support(),
+    };
+    // A non-US approver's grant is rejected.
+    let request = d
+        .gate
+        .request_approval(&bo, scope.clone(), 3600, 86_400)
+        .unwrap();
+    let dan = principal(
+        "spiffe://domicile.example/row/bytedance-sg/dan",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["approver"],
+    );
+    let dan_key = ApproverKey::generate().unwrap();
+    d.gate
+        .register_approver(dan.id.clone(), dan_key.public_key_base64());
+    denied(d.gate.approve(&dan, &dan_key, &request.id).unwrap_err());
+    assert!(d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .is_err());
+
+    // A US-entity approver's grant works until it expires, and not one second after.
+    let carol = principal(
+        "spiffe://domicile.example/us/usds/carol",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["approver"],
+    );
+    let carol_key = ApproverKey::generate().unwrap();
+    d.gate
+        .register_approver(carol.id.clone(), carol_key.public_key_base64());
+    let grant = d.gate.approve(&carol, &carol_key, &request.id).unwrap();
+    assert_eq!(grant.expires_at, grant.granted_at + 3600);
+    let got = d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .unwrap();
+    assert_eq!(got.value, b"{\"name\":\"ana\"}");
+    let last = entries(&d).pop().unwrap();
+    assert_eq!(last.approval.as_deref(), Some(request.id.as_str()));
+    assert!(last
+        .decision
+        .rules
+        .iter()
+        .any(|r| r.as_str() == "us-split/access/approved-foreign-staff-read-us-data"));
+
+    d.clock.advance(Duration::from_secs(3599));
+    assert!(
+        d.gate
+            .read(&bo, &support(), &profile("ana"), Some(&request.id))
+            .is_ok(),
+        "valid in its last second"
+    );
+    d.clock.advance(Duration::from_secs(1));
+    let err = d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+
+    // The approval covers only its scope: another subject is refused.
+    seed(&d, "us", "ben", "US");
+    let request = d.gate.request_approval(&bo, scope, 600, 86_400).unwrap();
+    d.gate.approve(&carol, &carol_key, &request.id).unwrap();
+    assert!(d
+        .gate
+        .read(&bo, &support(), &profile("ben"), Some(&request.id))
+        .is_err());
+    // Revoked approvals stop working at once.
+    assert!(d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .is_ok());
+    d.gate.revoke_approval(&carol, &request.id).unwrap();
+    assert!(d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .is_err());
+    // Every step of every approval is in the log.
+    let steps: Vec<AuditAction> = entries(&d)
+        .iter()
+        .map(|e| e.action)
+        .filter(|a| {
+            matches!(
+                a,
+                AuditAction::ApprovalRequest
+                    | AuditAction::ApprovalGrant
+                    | AuditAction::ApprovalRevoke
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            AuditAction::ApprovalRequest,
+            AuditAction::ApprovalGrant,
+            AuditAction::ApprovalGrant,
+            AuditAction::ApprovalRequest,
+            AuditAction::ApprovalGrant,
+            AuditAction::ApprovalRevoke
+        ]
+    );
+}
+
+#[test]
+fn a_request_nobody_answers_expires() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let bo = principal(
+        "spiffe://domicile.example/row/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    let scope = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us").unwrap(),
+        subjects: None,
+        purpose: support(),
+    };
+    let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
+    d.clock.advance(Duration::from_secs(61));
+    let carol = principal(
+        "spiffe://domicile.example/us/usds/carol",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["approver"],
+    );
+    let key = ApproverKey::generate().unwrap();
+    d.gate
+        .register_approver(carol.id.clone(), key.public_key_base64());
+    let err = d.gate.approve(&carol, &key, &request.id).unwrap_err();
+    assert!(
+        err.to_string().contains("expired before anyone answered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_grant_signed_by_an_unregistered_key_is_rejected() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let bo = principal(
+        "spiffe://domicile.example/row/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    let scope = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us").unwrap(),
+        subjects: None,
+        purpose: support(),
+    };
+    let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
+    let carol = principal(
+        "spiffe://domicile.example/us/usds/carol",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["approver"],
+    );
+    let registered = ApproverKey::generate().unwrap();
+    d.gate
+        .register_approver(carol.id.clone(), registered.public_key_base64());
+    d.gate
+        .approve(&carol, &ApproverKey::generate().unwrap(), &request.id)
+        .unwrap();
+    let err = d
+        .gate
+        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+}
+
+#[test]
+fn auditors_read_the_log_and_no_record() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let eve = principal(
+        "spiffe://domicile.example/us/kpmg/eve",
+        PrincipalKind::Auditor,
+        ("kpmg", "US"),
+        &["auditor"],
+    );
+    let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-7");
+    assert_eq!(d.gate.open_log(&eve, &audit).unwrap(), d.log_dir);
+    let (rules, _) = denied(
+        d.gate
+            .read(&eve, &audit, &profile("ana"), None)
+            .unwrap_err(),
+    );
+    assert!(
+        rules.contains(&"us-split/access/auditor-reads-nothing-else".to_owned()),
+        "{rules:?}"
+    );
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    denied(d.gate.scan(&eve, &audit, &request).unwrap_err());
+}
+
+#[test]
+fn the_us_training_service_receives_only_us_subjects() {
+    let policy: Arc<dyn ResidencyPolicy> = Arc::new(UsSplitPolicy::new());
+    let d = deployment(policy.clone(), "us", 64 << 20);
+    for (s, c) in [("ana", "US"), ("pedro", "PR"), ("gus", "GU")] {
+        seed(&d, "us", s, c);
+    }
+    // A row subject cannot even be written here: placement refuses it.
+    let service = app("us");
+    let why = Purpose::new(JustificationCode::UserRequestedSupport);
+    d.gate
+        .register_subject(
+            &service,
+            &why,
+            &Subject::parse("lena", Some("DE"), None).unwrap(),
+        )
+        .unwrap_err();
+    let trainer = principal(
+        "spiffe://domicile.example/us/usds/trainer",
+        PrincipalKind::Service,
+        ("usds", "US"),
+        &["training-service"],
+    );
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    let result = d.gate.scan(&trainer, &training, &request).unwrap();
+    assert_eq!(result.records.len(), 3);
+    for r in &result.records {
+        let SubjectRef::Id(id) = &r.subject else {
+            panic!("not pseudonymised in region")
+        };
+        let country = ["ana", "pedro", "gus"]
+            .iter()
+            .position(|s| *s == id.as_str())
+            .map(|i| ["US", "PR", "GU"][i])
+            .unwrap();
+        let home = policy
+            .home_region(&Subject::parse(id.as_str(), Some(country), None).unwrap())
+            .unwrap();
+        assert_eq!(home.as_str(), "us");
+    }
+    let last = entries(&d).pop().unwrap();
+    assert_eq!(last.action, AuditAction::Scan);
+    assert_eq!(
+        last.resource.target,
+        domicile_audit::Target::Bulk { count: 3 }
+    );
+    // A row trainer may not scan US behaviour.
+    let row_trainer = principal(
+        "spiffe://domicile.example/row/bytedance-sg/trainer",
+        PrincipalKind::Service,
+        ("bytedance-sg", "SG"),
+        &["training-service"],
+    );
+    denied(d.gate.scan(&row_trainer, &training, &request).unwrap_err());
+}
+
+#[test]
+fn excepted_data_leaves_pseudonymised_or_aggregated() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    let service = app("us");
+    let why = Purpose::new(JustificationCode::ProductionIncident).with_ticket("INC-9");
+    for i in 0..60 {
+        let s = format!("user-{i}");
+        d.gate
+            .register_subject(
+                &service,
+                &why,
+                &Subject::parse(&s, Some("US"), None).unwrap(),
+            )
+            .unwrap();
+        let rec = RecordRef {
+            subject: SubjectId::parse(&s).unwrap(),
+            class: DataClass::Excepted,
+            collection: Collection::parse("metrics").unwrap(),
+            key: RecordKey::parse(&s).unwrap(),
+        };
+        let bucket = if i < 55 { "android" } else { "tizen" };
+        d.gate
+            .write(
+                &service,
+                &why,
+                &rec,
+                format!("{{\"os\":\"{bucket}\"}}").as_bytes(),
+                None,
+            )
+            .unwrap();
+    }
+    let migration = principal(
+        "spiffe://domicile.example/us/usds/migrator",
+        PrincipalKind::Service,
+        ("usds", "US"),
+        &["migration-service"],
+    );
+    let purpose = Purpose::new(JustificationCode::Migration);
+    let request = ScanRequest {
+        class: DataClass::Excepted,
+        collection: Collection::parse("metrics").unwrap(),
+        destination: Some(Region::parse("row").unwrap()),
+    };
+    let result = d.gate.scan(&migration, &purpose, &request).unwrap();
+    assert_eq!(result.records.len(), 60);
+    assert!(
+        result
+            .records
+            .iter()
+            .all(|r| matches!(r.subject, SubjectRef::Pseudonym(_))),
+        "subject ids must not cross the border"
+    );
+    let counts = d
+        .gate
+        .aggregate(&migration, &purpose, &request, &|r| {
+            String::from_utf8_lossy(&r.value).into_owned()
+        })
+        .unwrap();
+    assert_eq!(
+        counts.len(),
+        1,
+        "the 5-subject group is suppressed under Aggregate {{ min_subjects: 50 }}"
+    );
+    assert_eq!(counts[0].subjects, 55);
+}
+
+#[test]
+fn fail_closed_when_the_log_cannot_be_written() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: /dev/full is not available");
+        return;
+    }
+    // One segment per batch, so the next batch lands on the full device linked in below.
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 1);
+    seed(&d, "us", "ana", "US");
+    let size = d.gate.log().size();
+    let next = d.log_dir.join("segments").join(format!("{size:020}.seg"));
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+    let alice = principal(
+        "spiffe://domicile.example/us/usds/alice",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["engineer"],
+    );
+    for _ in 0..3 {
+        match d.gate.read(&alice, &support(), &profile("ana"), None) {
+            Err(GateError::AuditUnavailable(_)) => {}
+            Ok(r) => panic!(
+                "a read returned {} bytes without an audit entry",
+                r.value.len()
+            ),
+            Err(other) => panic!("expected a refusal for the log, got {other}"),
+        }
+    }
+    // Writes are refused too, and nothing is written.
+    let err = d
+        .gate
+        .write(
+            &alice,
+            &support(),
+            &profile("ana"),
+            b"{\"name\":\"changed\"}",
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, GateError::AuditUnavailable(_)), "{err}");
+}
+
+#[test]
+fn every_decision_is_in_a_log_that_verifies() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US"); // 3 entries
+    let alice = principal(
+        "spiffe://domicile.example/us/usds/alice",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["engineer"],
+    );
+    let bo = principal(
+        "spiffe://domicile.example/row/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    let mut decisions = 3;
+    for _ in 0..5 {
+        d.gate
+            .read(&alice, &support(), &profile("ana"), None)
+            .unwrap();
+        d.gate
+            .read(&bo, &support(), &profile("ana"), None)
+            .unwrap_err();
+        decisions += 2;
+    }
+    d.gate.log().close().unwrap();
+    let report = domicile_audit::verify(&d.log_dir, &d.vkey, None, &mut |_, _| {}).unwrap();
+    assert_eq!(report.entries, decisions);
+    let allowed = entries(&d).iter().filter(|e| e.decision.allowed).count();
+    assert_eq!(allowed, 3 + 5);
+}
+
+#[test]
+fn the_global_policy_shows_the_pre_split_behaviour() {
+    let d = deployment(Arc::new(GlobalPolicy::new()), "global", 64 << 20);
+    seed(&d, "global", "ana", "US");
+    seed(&d, "global", "lena", "DE");
+    let bo = principal(
+        "spiffe://domicile.example/global/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    // No approval needed, any subject.
+    assert!(d.gate.read(&bo, &support(), &profile("ana"), None).is_ok());
+    assert!(d.gate.read(&bo, &support(), &profile("lena"), None).is_ok());
+    let trainer = principal(
+        "spiffe://domicile.example/global/bytedance-sg/trainer",
+        PrincipalKind::Service,
+        ("bytedance-sg", "SG"),
+        &["training-service"],
+    );
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    let result = d
+        .gate
+        .scan(
+            &trainer,
+            &Purpose::new(JustificationCode::RecommendationTraining),
+            &request,
+        )
+        .unwrap();
+    assert_eq!(
+        result.records.len(),
+        2,
+        "the global trainer learns from everyone"
+    );
+    let eve = principal(
+        "spiffe://domicile.example/global/kpmg/eve",
+        PrincipalKind::Auditor,
+        ("kpmg", "US"),
+        &["auditor"],
+    );
+    assert!(d
+        .gate
+        .read(&eve, &support(), &profile("ana"), None)
+        .is_err());
+}
