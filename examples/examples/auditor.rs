@@ -18,8 +18,8 @@ use domicile_audit::{
     WitnessPolicy,
 };
 use domicile_residency::{
-    CountryCode, DataClass, JustificationCode, Obligation, PolicyDigest, PolicyId, Purpose,
-    Region, RuleId, SubjectId,
+    CountryCode, DataClass, JustificationCode, Obligation, PolicyDigest, PolicyId, Purpose, Region,
+    RuleId, SubjectId,
 };
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -64,10 +64,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     let note = log.checkpoint()?.ok_or("no checkpoint")?;
     let mut witnesses = Vec::new();
     let mut cosigned = note.clone();
-    for (file, name) in [("witness-a", "witness.example.org/a"), ("witness-b", "witness.example.net/b")] {
-        let w = Witness::new(SigningKey::generate(name, KeyKind::Cosignature)?, vkey.clone(), None)?;
+    for (file, name) in [
+        ("witness-a", "witness.example.org/a"),
+        ("witness-b", "witness.example.net/b"),
+    ] {
+        let w = Witness::new(
+            SigningKey::generate(name, KeyKind::Cosignature)?,
+            vkey.clone(),
+            None,
+        )?;
         cosigned.signatures.push(w.cosign(&note, &[], unix_now())?);
-        std::fs::write(keys.join(format!("{file}.vkey")), format!("{}\n", w.verifier()))?;
+        std::fs::write(
+            keys.join(format!("{file}.vkey")),
+            format!("{}\n", w.verifier()),
+        )?;
         witnesses.push(w.verifier());
     }
     log.add_cosigned(&cosigned)?;
@@ -193,7 +203,11 @@ fn first_segment(log: &Path) -> std::io::Result<PathBuf> {
 fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
     let outside = i % 7 == 0;
     let (who, org, office) = if outside {
-        ("spiffe://domicile.example/row/bytedance-eng/wei", "parent-eng", "SG")
+        (
+            "spiffe://domicile.example/row/bytedance-eng/wei",
+            "parent-eng",
+            "SG",
+        )
     } else {
         ("spiffe://domicile.example/us/ttusds/alice", "ttusds", "US")
     };
@@ -217,10 +231,23 @@ fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
             office_country: CountryCode::parse(office)?,
             location_country: CountryCode::parse(office)?,
         },
-        action: if outside { Action::Export } else { Action::Read },
+        action: if outside {
+            Action::Export
+        } else {
+            Action::Read
+        },
         resource: Resource {
-            class: if outside { DataClass::Excepted } else { DataClass::Protected },
-            collection: if outside { "engagement_metrics" } else { "profiles" }.into(),
+            class: if outside {
+                DataClass::Excepted
+            } else {
+                DataClass::Protected
+            },
+            collection: if outside {
+                "engagement_metrics"
+            } else {
+                "profiles"
+            }
+            .into(),
             subject: Some(audit_key.pseudonym(&subject)),
             target: Target::Record {
                 key: format!("{subject}/profile"),

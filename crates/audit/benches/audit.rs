@@ -217,7 +217,10 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    println!("domicile-audit benches{}", if quick { " (quick)" } else { "" });
+    println!(
+        "domicile-audit benches{}",
+        if quick { " (quick)" } else { "" }
+    );
     drop(bench_append(1, if quick { 500 } else { 2_000 }));
     let dir = bench_append(64, if quick { 1_000 } else { 4_000 });
     bench_verify(dir.path());

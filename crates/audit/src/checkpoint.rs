@@ -20,7 +20,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint body text: three lines, each ending in a newline.
     pub fn to_body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parses a checkpoint body. Extension lines after the root are allowed and ignored, as the
@@ -31,15 +36,22 @@ impl Checkpoint {
             reason,
         };
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("no origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
         let size_text = lines.next().ok_or_else(|| bad("no size line"))?;
         if size_text.is_empty()
             || !size_text.bytes().all(|b| b.is_ascii_digit())
             || (size_text.len() > 1 && size_text.starts_with('0'))
         {
-            return Err(bad("the size is not a decimal number without leading zeros"));
+            return Err(bad(
+                "the size is not a decimal number without leading zeros",
+            ));
         }
-        let size = size_text.parse().map_err(|_| bad("the size is too large"))?;
+        let size = size_text
+            .parse()
+            .map_err(|_| bad("the size is too large"))?;
         let root_text = lines.next().ok_or_else(|| bad("no root line"))?;
         let root = B64
             .decode(root_text)

@@ -299,8 +299,14 @@ impl Entry {
         w.str("region", self.region.as_str())?;
         w.str("principal.id", &self.principal.id)?;
         w.str("principal.organisation", &self.principal.organisation)?;
-        w.str("principal.office_country", self.principal.office_country.as_str())?;
-        w.str("principal.location_country", self.principal.location_country.as_str())?;
+        w.str(
+            "principal.office_country",
+            self.principal.office_country.as_str(),
+        )?;
+        w.str(
+            "principal.location_country",
+            self.principal.location_country.as_str(),
+        )?;
         w.u8(tag_of(&Action::ALL, self.action));
         w.u8(tag_of(&DataClass::ALL, self.resource.class));
         w.str("resource.collection", &self.resource.collection)?;
@@ -637,7 +643,10 @@ pub(crate) mod tests {
         assert_eq!(Entry::seq_of_canonical(&bytes), Some(0));
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
-        assert!(!json.contains("user-7"), "no plaintext subject id in {json}");
+        assert!(
+            !json.contains("user-7"),
+            "no plaintext subject id in {json}"
+        );
     }
 
     #[test]

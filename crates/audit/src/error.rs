@@ -20,7 +20,9 @@ pub enum AuditError {
     },
     /// An append could not be made durable. The access it recorded must be refused; the log
     /// refuses every further append until it is reopened.
-    #[error("the audit log could not make the entry durable, so the access must be refused: {reason}")]
+    #[error(
+        "the audit log could not make the entry durable, so the access must be refused: {reason}"
+    )]
     NotDurable {
         /// What failed.
         reason: String,
@@ -165,7 +167,11 @@ pub enum AuditError {
 }
 
 impl AuditError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         AuditError::Io {
             action,
             path: path.into(),

@@ -140,7 +140,9 @@ pub(crate) fn read_frames<'a>(
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
     let mut f = File::open(path).map_err(|e| AuditError::io("opening", path, e))?;
-    let meta = f.metadata().map_err(|e| AuditError::io("reading", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| AuditError::io("reading", path, e))?;
     if !meta.is_file() {
         return Err(AuditError::Corrupt {
             path: path.to_owned(),
@@ -285,7 +287,11 @@ fn read_tree(
 ) -> Result<(MerkleTree, Vec<usize>), AuditError> {
     let mut levels: Vec<Vec<Hash>> = Vec::new();
     // Without a stored leaf level nothing above it can be trusted to line up.
-    let mut size = if level_path(dir, 0).exists() { max_size } else { 0 };
+    let mut size = if level_path(dir, 0).exists() {
+        max_size
+    } else {
+        0
+    };
     for k in 0..64 {
         let path = level_path(dir, k);
         if !path.exists() {
@@ -347,7 +353,10 @@ pub(crate) fn trim(path: &Path, len: u64) -> Result<(), AuditError> {
         .write(true)
         .open(path)
         .map_err(|e| AuditError::io("opening", path, e))?;
-    let now = f.metadata().map_err(|e| AuditError::io("reading", path, e))?.len();
+    let now = f
+        .metadata()
+        .map_err(|e| AuditError::io("reading", path, e))?
+        .len();
     if now > len {
         f.set_len(len)
             .map_err(|e| AuditError::io("truncating", path, e))?;

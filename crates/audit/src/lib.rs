@@ -62,8 +62,8 @@ pub use witness::{verify_cosignature, Witness, WitnessPolicy};
 #[doc(hidden)]
 pub fn doc_example_entry() -> Result<Entry, Box<dyn std::error::Error>> {
     use domicile_residency::{
-        CountryCode, DataClass, JustificationCode, PolicyDigest, PolicyId, Purpose, Region,
-        RuleId, SubjectId,
+        CountryCode, DataClass, JustificationCode, PolicyDigest, PolicyId, Purpose, Region, RuleId,
+        SubjectId,
     };
     let audit_key = AuditKey::from_bytes([7; 32]);
     Ok(Entry {

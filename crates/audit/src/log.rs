@@ -151,7 +151,11 @@ impl AuditLog {
     /// [`AuditError::Inconsistent`]: it must never sign a checkpoint that forks its history.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<AuditLog, AuditError> {
         let dir = dir.as_ref().to_owned();
-        for d in [dir.clone(), files::segments_dir(&dir), files::tree_dir(&dir)] {
+        for d in [
+            dir.clone(),
+            files::segments_dir(&dir),
+            files::tree_dir(&dir),
+        ] {
             fs::create_dir_all(&d).map_err(|e| AuditError::io("creating", &d, e))?;
         }
         let mut report = OpenReport::default();
@@ -210,7 +214,11 @@ impl AuditLog {
                 if Entry::seq_of_canonical(f.payload) != Some(seq) {
                     return Err(AuditError::BadStoredEntry {
                         seq,
-                        reason: format!("{} byte {}: wrong sequence number", path.display(), f.offset),
+                        reason: format!(
+                            "{} byte {}: wrong sequence number",
+                            path.display(),
+                            f.offset
+                        ),
                     });
                 }
                 tail_hashes.push(f.hash);
@@ -244,9 +252,8 @@ impl AuditLog {
         // then the leaf hashes of whatever entries it does not cover yet.
         let (mut tree, mut on_disk) = files::load_tree(&dir, report.entries)?;
         let matches_tail = |tree: &MerkleTree| {
-            (tail_first..tree.size()).all(|i| {
-                tree.leaf(i) == tail_hashes.get((i - tail_first) as usize).copied()
-            })
+            (tail_first..tree.size())
+                .all(|i| tree.leaf(i) == tail_hashes.get((i - tail_first) as usize).copied())
         };
         if !matches_tail(&tree) {
             tree = MerkleTree::new();
@@ -391,12 +398,20 @@ impl AuditLog {
 
     /// The number of durable entries.
     pub fn size(&self) -> u64 {
-        self.inner.tree.read().unwrap_or_else(|p| p.into_inner()).size()
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .size()
     }
 
     /// The current root over all durable entries.
     pub fn root(&self) -> Hash {
-        self.inner.tree.read().unwrap_or_else(|p| p.into_inner()).root()
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .root()
     }
 
     /// Signs a checkpoint over every durable entry now (unless the latest one already covers
@@ -426,7 +441,13 @@ impl AuditLog {
         let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
         let proof = tree.consistency_proof(size1, size2)?;
         if size1 > 0 {
-            verify_consistency(size1, size2, &proof, &tree.root_at(size1)?, &tree.root_at(size2)?)?;
+            verify_consistency(
+                size1,
+                size2,
+                &proof,
+                &tree.root_at(size1)?,
+                &tree.root_at(size2)?,
+            )?;
         }
         Ok(proof)
     }
@@ -434,7 +455,11 @@ impl AuditLog {
     /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
     pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
         let _files = lock(&self.inner.files);
-        store_cosigned(&self.inner.dir, &self.inner.config.signing_key.verifier(), note)
+        store_cosigned(
+            &self.inner.dir,
+            &self.inner.config.signing_key.verifier(),
+            note,
+        )
     }
 
     /// Flushes, signs a final checkpoint and stops the flusher. Dropping the log does the same,
@@ -508,7 +533,11 @@ fn extend_tree(
     tail_hashes: &[Hash],
 ) -> Result<u64, AuditError> {
     let start = tree.size();
-    for (i, (first, path)) in segments.iter().enumerate().take(segments.len().saturating_sub(1)) {
+    for (i, (first, path)) in segments
+        .iter()
+        .enumerate()
+        .take(segments.len().saturating_sub(1))
+    {
         if segments[i + 1].0 <= tree.size() {
             continue;
         }
@@ -551,7 +580,10 @@ fn extend_tree(
         return Err(AuditError::Corrupt {
             path: segments.last().map(|s| s.1.clone()).unwrap_or_default(),
             offset: 0,
-            reason: format!("expected the last segment to start at entry {}", tree.size()),
+            reason: format!(
+                "expected the last segment to start at entry {}",
+                tree.size()
+            ),
         });
     }
     let skip = (tree.size() - tail_first) as usize;
@@ -655,7 +687,9 @@ impl Inner {
         let first_seq = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
         let rotate = match &files.segment {
             None => true,
-            Some((_, len)) => *len > SEGMENT_HEADER as u64 && len + buf.len() as u64 > self.config.segment_bytes,
+            Some((_, len)) => {
+                *len > SEGMENT_HEADER as u64 && len + buf.len() as u64 > self.config.segment_bytes
+            }
         };
         if rotate {
             let path = files::segment_path(&self.dir, first_seq);
@@ -722,9 +756,13 @@ impl Inner {
                 return Ok(Some(last.note.clone()));
             }
             // Never sign a history that does not extend the last one signed.
-            let root_then = tree.root_at(last.size).map_err(|e| AuditError::Inconsistent {
-                reason: format!("the tree of {size} entries is smaller than the last checkpoint: {e}"),
-            })?;
+            let root_then = tree
+                .root_at(last.size)
+                .map_err(|e| AuditError::Inconsistent {
+                    reason: format!(
+                        "the tree of {size} entries is smaller than the last checkpoint: {e}"
+                    ),
+                })?;
             if root_then != last.root {
                 return Err(AuditError::Inconsistent {
                     reason: format!(

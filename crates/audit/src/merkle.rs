@@ -208,7 +208,10 @@ impl MerkleTree {
             return self.levels[k][(start >> k) as usize];
         }
         let k = split_point(n);
-        node_hash(&self.subtree(start, start + k), &self.subtree(start + k, end))
+        node_hash(
+            &self.subtree(start, start + k),
+            &self.subtree(start + k, end),
+        )
     }
 
     /// The RFC 6962 audit path for leaf `index` in the tree of size `size`, leaf to root.
@@ -449,10 +452,14 @@ mod tests {
             "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
             "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
         ];
-        let tree =
-            MerkleTree::from_leaf_hashes(reference_leaves().iter().map(|l| leaf_hash(l)));
+        let tree = MerkleTree::from_leaf_hashes(reference_leaves().iter().map(|l| leaf_hash(l)));
         for (i, w) in want.iter().enumerate() {
-            assert_eq!(hex(&tree.root_at(i as u64 + 1).unwrap()), *w, "size {}", i + 1);
+            assert_eq!(
+                hex(&tree.root_at(i as u64 + 1).unwrap()),
+                *w,
+                "size {}",
+                i + 1
+            );
         }
         assert_eq!(
             hex(&empty_root()),
@@ -470,8 +477,9 @@ mod tests {
                 let leaf = tree.leaf(index).unwrap();
                 verify_inclusion(&leaf, index, size, &proof, &root).unwrap();
                 if size > 1 {
-                    assert!(verify_inclusion(&leaf, (index + 1) % size, size, &proof, &root)
-                        .is_err());
+                    assert!(
+                        verify_inclusion(&leaf, (index + 1) % size, size, &proof, &root).is_err()
+                    );
                 }
             }
             for size1 in 1..=size {

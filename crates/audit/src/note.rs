@@ -65,10 +65,7 @@ fn bad_key(text: &str, reason: &'static str) -> AuditError {
     } else {
         text.to_owned()
     };
-    AuditError::BadKey {
-        key: shown,
-        reason,
-    }
+    AuditError::BadKey { key: shown, reason }
 }
 
 /// A private signing key: the log's checkpoint key or a witness's cosigning key.
@@ -103,7 +100,10 @@ impl SigningKey {
     /// The key with this name and 32-byte Ed25519 seed.
     pub fn from_seed(name: &str, kind: KeyKind, seed: [u8; 32]) -> Result<Self, AuditError> {
         if !valid_name(name) {
-            return Err(bad_key(name, "a key name is non-empty, without spaces or '+'"));
+            return Err(bad_key(
+                name,
+                "a key name is non-empty, without spaces or '+'",
+            ));
         }
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
             .map_err(|_| AuditError::Crypto("the Ed25519 seed was refused"))?;
@@ -132,7 +132,10 @@ impl SigningKey {
             .decode(data)
             .map_err(|_| bad_key(text, "the key is not base64"))?;
         if data.len() != 33 {
-            return Err(bad_key(text, "the key is not a type byte and a 32-byte seed"));
+            return Err(bad_key(
+                text,
+                "the key is not a type byte and a 32-byte seed",
+            ));
         }
         let kind = KeyKind::from_byte(data[0])
             .ok_or_else(|| bad_key(text, "unknown key type (want 0x01 or 0x04)"))?;
@@ -226,7 +229,10 @@ impl VerifierKey {
             return Err(bad_key(text, "expected name+id+key"));
         };
         if !valid_name(name) {
-            return Err(bad_key(text, "a key name is non-empty, without spaces or '+'"));
+            return Err(bad_key(
+                text,
+                "a key name is non-empty, without spaces or '+'",
+            ));
         }
         let data = B64
             .decode(data)
@@ -400,10 +406,17 @@ impl Note {
     /// signature by that key, or when one it carries does not verify.
     pub fn verify(&self, key: &VerifierKey) -> Result<(), AuditError> {
         if key.kind != KeyKind::Ed25519 {
-            return Err(bad_key(&key.to_string(), "a cosignature key does not sign notes"));
+            return Err(bad_key(
+                &key.to_string(),
+                "a cosignature key does not sign notes",
+            ));
         }
         let mut found = false;
-        for s in self.signatures.iter().filter(|s| s.name == key.name && s.id == key.id) {
+        for s in self
+            .signatures
+            .iter()
+            .filter(|s| s.name == key.name && s.id == key.id)
+        {
             if !key.verify_bytes(self.text.as_bytes(), &s.bytes) {
                 return Err(AuditError::BadSignature {
                     signer: key.name.clone(),
@@ -430,8 +443,16 @@ mod tests {
         for seed in 0..=255u8 {
             // Some seeds give public keys whose base64 holds '+'.
             let key = SigningKey::from_seed("n", KeyKind::Ed25519, [seed; 32]).unwrap();
-            assert_eq!(SigningKey::parse(&key.to_private_text()).unwrap().verifier(), key.verifier());
-            assert_eq!(VerifierKey::parse(&key.verifier().to_string()).unwrap(), key.verifier());
+            assert_eq!(
+                SigningKey::parse(&key.to_private_text())
+                    .unwrap()
+                    .verifier(),
+                key.verifier()
+            );
+            assert_eq!(
+                VerifierKey::parse(&key.verifier().to_string()).unwrap(),
+                key.verifier()
+            );
         }
         let key = SigningKey::generate("audit.example/us", KeyKind::Ed25519).unwrap();
         let again = SigningKey::parse(&key.to_private_text()).unwrap();

@@ -37,7 +37,11 @@ pub struct InclusionProof {
 impl InclusionProof {
     /// The proof as tlog-proof text.
     pub fn to_text(&self) -> String {
-        let mut out = format!("{HEADER}\nextra {}\nindex {}\n", B64.encode(&self.entry), self.index);
+        let mut out = format!(
+            "{HEADER}\nextra {}\nindex {}\n",
+            B64.encode(&self.entry),
+            self.index
+        );
         for h in &self.proof {
             out.push_str(&B64.encode(h));
             out.push('\n');
@@ -71,7 +75,10 @@ impl InclusionProof {
                 if index.is_some() {
                     return Err(bad(n, "index appears twice"));
                 }
-                index = Some(i.parse::<u64>().map_err(|_| bad(n, "index is not a number"))?);
+                index = Some(
+                    i.parse::<u64>()
+                        .map_err(|_| bad(n, "index is not a number"))?,
+                );
             } else {
                 if index.is_none() {
                     return Err(bad(n, "a hash before the index line"));
@@ -104,13 +111,23 @@ impl InclusionProof {
         let cp = Checkpoint::parse(&self.checkpoint.text)?;
         if cp.origin != log_key.name() {
             return Err(AuditError::Inconsistent {
-                reason: format!("the checkpoint's origin {:?} is not {:?}", cp.origin, log_key.name()),
+                reason: format!(
+                    "the checkpoint's origin {:?} is not {:?}",
+                    cp.origin,
+                    log_key.name()
+                ),
             });
         }
         if let Some(policy) = witnesses {
             policy.check(&self.checkpoint)?;
         }
-        verify_inclusion(&leaf_hash(&self.entry), self.index, cp.size, &self.proof, &cp.root)?;
+        verify_inclusion(
+            &leaf_hash(&self.entry),
+            self.index,
+            cp.size,
+            &self.proof,
+            &cp.root,
+        )?;
         let entry = Entry::from_canonical(&self.entry)?;
         if entry.seq != self.index {
             return Err(AuditError::BadStoredEntry {

@@ -60,7 +60,12 @@ impl Witness {
     /// Checks `note` (a checkpoint signed by the log) and `proof` (consistency from the last
     /// checkpoint this witness cosigned) and returns the cosignature line at `time` (seconds since
     /// the Unix epoch). Refuses a rollback, a fork, or a note the log did not sign.
-    pub fn cosign(&self, note: &Note, proof: &[Hash], time: u64) -> Result<NoteSignature, AuditError> {
+    pub fn cosign(
+        &self,
+        note: &Note,
+        proof: &[Hash],
+        time: u64,
+    ) -> Result<NoteSignature, AuditError> {
         note.verify(&self.log)?;
         let cp = Checkpoint::parse(&note.text)?;
         if cp.origin != self.log.name() {

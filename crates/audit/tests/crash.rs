@@ -105,7 +105,10 @@ fn sigkill_during_concurrent_appends_loses_no_receipted_entry() {
     let mut total_acked = 0;
     for round in 0..5 {
         let acked = run_round(dir.path(), round);
-        assert!(!acked.is_empty(), "round {round}: the child acknowledged nothing");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: the child acknowledged nothing"
+        );
         total_acked += acked.len();
 
         let log = AuditLog::open(dir.path(), config()).unwrap();
@@ -117,7 +120,10 @@ fn sigkill_during_concurrent_appends_loses_no_receipted_entry() {
             log.open_report()
         );
         for (seq, hash) in &acked {
-            assert!(*seq < size, "round {round}: receipted entry {seq} is missing (size {size})");
+            assert!(
+                *seq < size,
+                "round {round}: receipted entry {seq} is missing (size {size})"
+            );
             let proof = log.prove_inclusion(*seq, size).unwrap();
             let mut leaf = [0u8; 32];
             for (i, b) in leaf.iter_mut().enumerate() {
@@ -131,5 +137,8 @@ fn sigkill_during_concurrent_appends_loses_no_receipted_entry() {
         let report = verify(dir.path(), &key().verifier(), None, &mut |_, _| {}).unwrap();
         assert_eq!(report.entries, size);
     }
-    assert!(total_acked > 1000, "only {total_acked} receipts over all rounds");
+    assert!(
+        total_acked > 1000,
+        "only {total_acked} receipts over all rounds"
+    );
 }

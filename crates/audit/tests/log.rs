@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use domicile_audit::merkle::{verify_consistency, verify_inclusion};
 use domicile_audit::{
-    doc_example_entry, prove, stored_checkpoints, verify, AuditError, AuditLog, Checkpoint,
-    Entry, InclusionProof, KeyKind, LogConfig, SigningKey, VerifierKey, Witness, WitnessPolicy,
+    doc_example_entry, prove, stored_checkpoints, verify, AuditError, AuditLog, Checkpoint, Entry,
+    InclusionProof, KeyKind, LogConfig, SigningKey, VerifierKey, Witness, WitnessPolicy,
 };
 
 fn key() -> SigningKey {
@@ -68,9 +68,15 @@ fn concurrent_appends_get_distinct_receipts_and_verify() {
             })
         })
         .collect();
-    let mut receipts: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut receipts: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     receipts.sort_by_key(|r| r.seq);
-    assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..800).collect::<Vec<_>>());
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..800).collect::<Vec<_>>()
+    );
     log.close().unwrap();
     let report = check(dir.path()).unwrap();
     assert_eq!(report.entries, 800);
@@ -104,8 +110,15 @@ fn restarts_continue_the_same_history() {
     for round in 0..3 {
         let log = AuditLog::open(dir.path(), config()).unwrap();
         assert_eq!(log.size(), round * 10);
-        assert!(!log.open_report().tree_rebuilt, "the persisted tree was used");
-        assert_eq!(log.open_report().rehashed, 0, "nothing rehashed after a clean close");
+        assert!(
+            !log.open_report().tree_rebuilt,
+            "the persisted tree was used"
+        );
+        assert_eq!(
+            log.open_report().rehashed,
+            0,
+            "nothing rehashed after a clean close"
+        );
         for i in 0..10 {
             assert_eq!(log.append(entry(i)).unwrap().seq, round * 10 + i);
         }
@@ -185,7 +198,10 @@ fn a_torn_tail_is_truncated_and_reported() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, &frame).unwrap();
     drop(f);
-    assert!(check(dir.path()).is_err(), "verify does not accept a torn tail");
+    assert!(
+        check(dir.path()).is_err(),
+        "verify does not accept a torn tail"
+    );
 
     let log = AuditLog::open(dir.path(), config()).unwrap();
     let (path, offset, removed) = log.open_report().torn_tail.clone().unwrap();
@@ -212,7 +228,10 @@ fn damage_before_the_tail_is_an_error_not_a_repair() {
     std::fs::write(&seg, &bytes).unwrap();
     let err = AuditLog::open(dir.path(), config()).unwrap_err();
     assert!(matches!(err, AuditError::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains(&seg.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&seg.display().to_string()),
+        "{err}"
+    );
     assert!(check(dir.path()).is_err());
 }
 
@@ -232,7 +251,14 @@ fn truncation_below_a_signed_checkpoint_is_caught() {
     std::fs::write(&seg, &bytes[..cut]).unwrap();
     let err = check(dir.path()).unwrap_err();
     assert!(
-        matches!(err, AuditError::Truncated { entries: 17, size: 20, .. }),
+        matches!(
+            err,
+            AuditError::Truncated {
+                entries: 17,
+                size: 20,
+                ..
+            }
+        ),
         "{err}"
     );
     let err = AuditLog::open(dir.path(), config()).unwrap_err();
@@ -254,7 +280,10 @@ fn appended_entries_without_a_signature_are_caught() {
     let seg = segments(longer.path()).pop().unwrap();
     std::fs::copy(&seg, segments(dir.path()).pop().unwrap()).unwrap();
     let err = check(dir.path()).unwrap_err();
-    assert!(matches!(err, AuditError::UnsignedTail { size: 3, count: 2 }), "{err}");
+    assert!(
+        matches!(err, AuditError::UnsignedTail { size: 3, count: 2 }),
+        "{err}"
+    );
     // Opening with a key that did not sign the stored checkpoints is refused.
     let other = SigningKey::from_seed("audit.example/us", KeyKind::Ed25519, [2; 32]).unwrap();
     assert!(AuditLog::open(longer.path(), LogConfig::new(other)).is_err());
@@ -278,7 +307,10 @@ fn an_append_that_cannot_be_made_durable_is_refused() {
     assert!(matches!(err, AuditError::NotDurable { .. }), "{err}");
     assert!(err.to_string().contains("must be refused"), "{err}");
     // And it stays refused: a log that lost a write does not carry on as if it had not.
-    assert!(matches!(log.append(entry(2)), Err(AuditError::NotDurable { .. })));
+    assert!(matches!(
+        log.append(entry(2)),
+        Err(AuditError::NotDurable { .. })
+    ));
     assert!(log.close().is_err());
     drop(log);
     std::fs::remove_file(&next).unwrap();
@@ -328,7 +360,8 @@ fn witnesses_cosign_consistent_checkpoints_and_policy_counts_them() {
                 Some((s, _)) => log.prove_consistency(s, size).unwrap(),
                 None => Vec::new(),
             };
-            note.signatures.push(w.cosign(&note, &proof, 1_750_000_000 + round).unwrap());
+            note.signatures
+                .push(w.cosign(&note, &proof, 1_750_000_000 + round).unwrap());
         }
         log.add_cosigned(&note).unwrap();
         last_size = size;
@@ -343,7 +376,10 @@ fn witnesses_cosign_consistent_checkpoints_and_policy_counts_them() {
     let stranger = witness_key("w3.example", 13).verifier();
     let strict = WitnessPolicy::new(vec![w1.verifier(), stranger.clone()], 2).unwrap();
     let err = verify(dir.path(), &key().verifier(), Some(&strict), &mut |_, _| {}).unwrap_err();
-    assert!(matches!(err, AuditError::QuorumNotMet { got: 1, want: 2 }), "{err}");
+    assert!(
+        matches!(err, AuditError::QuorumNotMet { got: 1, want: 2 }),
+        "{err}"
+    );
     assert!(WitnessPolicy::new(vec![stranger], 2).is_err());
 
     // A witness refuses a checkpoint that does not extend what it saw (a fork).

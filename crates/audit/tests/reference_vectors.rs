@@ -12,7 +12,9 @@ use domicile_audit::merkle::{verify_consistency, verify_inclusion};
 use domicile_audit::{Note, VerifierKey};
 
 fn testdata(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata")
+        .join(name);
     if dir.is_dir() {
         return Some(dir);
     }
@@ -30,7 +32,8 @@ fn testdata(name: &str) -> Option<PathBuf> {
 }
 
 fn b64(v: &serde_json::Value) -> Vec<u8> {
-    B64.decode(v.as_str().unwrap_or_default()).unwrap_or_else(|_| b"not base64".to_vec())
+    B64.decode(v.as_str().unwrap_or_default())
+        .unwrap_or_else(|_| b"not base64".to_vec())
 }
 
 fn proof(v: &serde_json::Value) -> Vec<Vec<u8>> {
@@ -61,9 +64,15 @@ fn cases(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
 
 #[test]
 fn rfc6962_inclusion_vectors() {
-    let Some(dir) = testdata("rfc6962") else { return };
+    let Some(dir) = testdata("rfc6962") else {
+        return;
+    };
     let all = cases(&dir.join("inclusion"));
-    assert!(all.len() > 50, "expected the full vector set, found {}", all.len());
+    assert!(
+        all.len() > 50,
+        "expected the full vector set, found {}",
+        all.len()
+    );
     let mut happy = 0;
     for (path, c) in &all {
         let result = verify_inclusion(
@@ -82,9 +91,15 @@ fn rfc6962_inclusion_vectors() {
 
 #[test]
 fn rfc6962_consistency_vectors() {
-    let Some(dir) = testdata("rfc6962") else { return };
+    let Some(dir) = testdata("rfc6962") else {
+        return;
+    };
     let all = cases(&dir.join("consistency"));
-    assert!(all.len() > 50, "expected the full vector set, found {}", all.len());
+    assert!(
+        all.len() > 50,
+        "expected the full vector set, found {}",
+        all.len()
+    );
     for (path, c) in &all {
         let result = verify_consistency(
             c["size1"].as_u64().unwrap(),

@@ -235,9 +235,12 @@ fn run_command(command: AuditCommand) -> Result<(), Failure> {
             let doc = InclusionProof::parse(&text)?;
             let entry = doc.check(&key, policy.as_ref())?;
             let json = serde_json::to_string_pretty(&entry).map_err(|e| usage(e.to_string()))?;
-            eprintln!("proof OK: entry {} is in the log {} at size {}", entry.seq, key.name(), {
-                Checkpoint::parse(&doc.checkpoint.text)?.size
-            });
+            eprintln!(
+                "proof OK: entry {} is in the log {} at size {}",
+                entry.seq,
+                key.name(),
+                { Checkpoint::parse(&doc.checkpoint.text)?.size }
+            );
             print_out(&(json + "\n"))
         }
         AuditCommand::Pseudonym {
@@ -293,7 +296,11 @@ fn policy(args: &WitnessArgs) -> Result<Option<WitnessPolicy>, Failure> {
         .iter()
         .map(|p| read_vkey(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let quorum = if args.quorum == 0 { keys.len() } else { args.quorum };
+    let quorum = if args.quorum == 0 {
+        keys.len()
+    } else {
+        args.quorum
+    };
     Ok(Some(WitnessPolicy::new(keys, quorum)?))
 }
 
@@ -352,7 +359,11 @@ fn append(log: &Path, key: &Path, audit_key: Option<&Path>) -> Result<(), Failur
         let subject_id = value
             .as_object_mut()
             .and_then(|o| o.remove("subject_id"))
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad("subject_id is not a string".into())))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("subject_id is not a string".into()))
+            })
             .transpose()?;
         let mut entry: Entry = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         if let Some(id) = subject_id {
@@ -402,7 +413,10 @@ fn verify_cmd(log: &Path, vkey: &Path, witnesses: &WitnessArgs) -> Result<(), Fa
 fn checkpoint(log: &Path) -> Result<(), Failure> {
     let notes = stored_checkpoints(log)?;
     let Some(mut latest) = notes.last().cloned() else {
-        return Err(Failure(format!("{} holds no signed checkpoint", log.display()), 1));
+        return Err(Failure(
+            format!("{} holds no signed checkpoint", log.display()),
+            1,
+        ));
     };
     for cosigned in stored_cosigned(log)? {
         if cosigned.text == latest.text {
@@ -434,7 +448,8 @@ fn witness(log: &Path, vkey: &Path, key: &Path, state: &Path) -> Result<(), Fail
         .ok_or_else(|| Failure(format!("{} holds no signed checkpoint", log.display()), 1))?;
     let cp = Checkpoint::parse(&note.text)?;
     let proof = match last {
-        Some((size, _)) if size <= cp.size => load_tree(log)?.consistency_proof(size, cp.size)
+        Some((size, _)) if size <= cp.size => load_tree(log)?
+            .consistency_proof(size, cp.size)
             .map_err(AuditError::from)?,
         _ => Vec::new(),
     };
@@ -495,11 +510,17 @@ fn parse_time(text: &str) -> Result<u64, Failure> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
-    let bad = || usage(format!("time {text:?}: expected milliseconds or YYYY-MM-DDTHH:MM:SSZ"));
+    let bad = || {
+        usage(format!(
+            "time {text:?}: expected milliseconds or YYYY-MM-DDTHH:MM:SSZ"
+        ))
+    };
     let t = text.strip_suffix('Z').ok_or_else(bad)?;
     let (date, clock) = t.split_once('T').ok_or_else(bad)?;
     let nums = |s: &str, sep| -> Result<Vec<u64>, Failure> {
-        s.split(sep).map(|p| p.parse::<u64>().map_err(|_| bad())).collect()
+        s.split(sep)
+            .map(|p| p.parse::<u64>().map_err(|_| bad()))
+            .collect()
     };
     let (clock, millis) = match clock.split_once('.') {
         Some((c, f)) => (c, f.parse::<u64>().map_err(|_| bad())?),
@@ -531,7 +552,10 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
     let purpose = q
         .purpose
         .as_deref()
-        .map(|p| p.parse::<JustificationCode>().map_err(|e| usage(e.to_string())))
+        .map(|p| {
+            p.parse::<JustificationCode>()
+                .map_err(|e| usage(e.to_string()))
+        })
         .transpose()?;
     let since = q.since.as_deref().map(parse_time).transpose()?;
     let until = q.until.as_deref().map(parse_time).transpose()?;
@@ -540,7 +564,8 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
             && subject.is_none_or(|s| e.resource.subject == Some(s))
             && since.is_none_or(|t| e.time_ms >= t)
             && until.is_none_or(|t| e.time_ms < t)
-            && q.decision.is_none_or(|d| e.decision.allowed == matches!(d, DecisionArg::Allow))
+            && q.decision
+                .is_none_or(|d| e.decision.allowed == matches!(d, DecisionArg::Allow))
             && rule.as_ref().is_none_or(|r| e.decision.rules.contains(r))
             && purpose.is_none_or(|p| e.purpose.code == p)
     };
@@ -574,7 +599,11 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
             return Ok(());
         }
         matched += 1;
-        let subject = e.resource.subject.map(|s| s.to_string()).unwrap_or_default();
+        let subject = e
+            .resource
+            .subject
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
         match q.format {
             Format::Jsonl => {

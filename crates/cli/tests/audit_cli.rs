@@ -72,17 +72,35 @@ fn operator_and_auditor_workflow() {
     let log = tmp.path().join("log");
 
     // Keys: private files are 0600, the verifier key is one line.
-    let vkey_line = ok(&["audit", "keygen", "--origin", "audit.example/us", "--out", p(&keys)], None);
+    let vkey_line = ok(
+        &[
+            "audit",
+            "keygen",
+            "--origin",
+            "audit.example/us",
+            "--out",
+            p(&keys),
+        ],
+        None,
+    );
     assert!(vkey_line.starts_with("audit.example/us+"), "{vkey_line}");
     use std::os::unix::fs::PermissionsExt;
     for private in ["log.key", "audit.key"] {
-        let mode = std::fs::metadata(keys.join(private)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(keys.join(private))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{private}");
     }
     let vkey = keys.join("log.vkey");
     assert_eq!(std::fs::read_to_string(&vkey).unwrap(), vkey_line);
     // keygen does not overwrite a private key.
-    assert!(!domicile(&["audit", "keygen", "--origin", "x", "--out", p(&keys)], None).status.success());
+    assert!(!domicile(
+        &["audit", "keygen", "--origin", "x", "--out", p(&keys)],
+        None
+    )
+    .status
+    .success());
 
     // Append: JSON lines with plaintext subject ids, pseudonymised on the way in.
     let mut lines = String::new();
@@ -99,13 +117,25 @@ fn operator_and_auditor_workflow() {
     let key = keys.join("log.key");
     let audit_key = keys.join("audit.key");
     let note = ok(
-        &["audit", "append", "--log", p(&log), "--key", p(&key), "--audit-key", p(&audit_key)],
+        &[
+            "audit",
+            "append",
+            "--log",
+            p(&log),
+            "--key",
+            p(&key),
+            "--audit-key",
+            p(&audit_key),
+        ],
         Some(&lines),
     );
     assert!(note.starts_with("audit.example/us\n30\n"), "{note}");
     for f in std::fs::read_dir(log.join("segments")).unwrap() {
         let bytes = std::fs::read(f.unwrap().path()).unwrap();
-        assert!(!bytes.windows(7).any(|w| w == b"user-17"), "plaintext subject id in the log");
+        assert!(
+            !bytes.windows(7).any(|w| w == b"user-17"),
+            "plaintext subject id in the log"
+        );
     }
 
     // A bad line is refused with its line number, and nothing is appended.
@@ -117,35 +147,93 @@ fn operator_and_auditor_workflow() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
 
     // Verify, checkpoint.
-    let report = ok(&["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)], None);
+    let report = ok(
+        &["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)],
+        None,
+    );
     assert!(report.starts_with("OK: 30 entries"), "{report}");
     let cp = ok(&["audit", "checkpoint", "--log", p(&log)], None);
     assert!(cp.starts_with("audit.example/us\n30\n"), "{cp}");
     assert!(cp.contains("\n\n\u{2014} audit.example/us "), "{cp}");
 
     // Query by subject pseudonym, principal, decision, rule, purpose and time.
-    let pseudonym = ok(&["audit", "pseudonym", "--audit-key", p(&audit_key), "user-17"], None);
+    let pseudonym = ok(
+        &[
+            "audit",
+            "pseudonym",
+            "--audit-key",
+            p(&audit_key),
+            "user-17",
+        ],
+        None,
+    );
     let pseudonym = pseudonym.trim();
     assert_eq!(pseudonym.len(), 64);
-    let jsonl = ok(&["audit", "query", "--log", p(&log), "--subject", pseudonym, "--format", "jsonl"], None);
+    let jsonl = ok(
+        &[
+            "audit",
+            "query",
+            "--log",
+            p(&log),
+            "--subject",
+            pseudonym,
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
     assert_eq!(jsonl.lines().count(), 10);
     for line in jsonl.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["resource"]["subject"], pseudonym);
         assert_eq!(v["seq"].as_u64().unwrap() % 3, 0);
     }
-    let denied = ok(&["audit", "query", "--log", p(&log), "--decision", "deny", "--format", "csv"], None);
+    let denied = ok(
+        &[
+            "audit",
+            "query",
+            "--log",
+            p(&log),
+            "--decision",
+            "deny",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
     assert_eq!(denied.lines().count(), 1 + 6, "{denied}");
     assert!(denied.starts_with("seq,time,principal"));
     let by_rule = ok(
-        &["audit", "query", "--log", p(&log), "--rule", "us-split/access/deny-by-default", "--principal",
-          "spiffe://domicile.example/us/ttusds/alice", "--format", "jsonl"],
+        &[
+            "audit",
+            "query",
+            "--log",
+            p(&log),
+            "--rule",
+            "us-split/access/deny-by-default",
+            "--principal",
+            "spiffe://domicile.example/us/ttusds/alice",
+            "--format",
+            "jsonl",
+        ],
         None,
     );
     assert_eq!(by_rule.lines().count(), 3, "{by_rule}"); // seq 0, 10, 20
     let window = ok(
-        &["audit", "query", "--log", p(&log), "--since", "2025-06-15T15:06:45Z", "--until",
-          "1750000010000", "--purpose", "user_requested_support", "--format", "jsonl"],
+        &[
+            "audit",
+            "query",
+            "--log",
+            p(&log),
+            "--since",
+            "2025-06-15T15:06:45Z",
+            "--until",
+            "1750000010000",
+            "--purpose",
+            "user_requested_support",
+            "--format",
+            "jsonl",
+        ],
         None,
     );
     assert_eq!(window.lines().count(), 5, "{window}"); // seq 5..=9
@@ -155,43 +243,126 @@ fn operator_and_auditor_workflow() {
 
     // Prove and check a proof offline.
     let proof = tmp.path().join("entry-7.tlog-proof");
-    ok(&["audit", "prove", "--log", p(&log), "--seq", "7", "--out", p(&proof)], None);
+    ok(
+        &[
+            "audit",
+            "prove",
+            "--log",
+            p(&log),
+            "--seq",
+            "7",
+            "--out",
+            p(&proof),
+        ],
+        None,
+    );
     let text = std::fs::read_to_string(&proof).unwrap();
     assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
-    let entry = ok(&["audit", "check-proof", "--vkey", p(&vkey), p(&proof)], None);
+    let entry = ok(
+        &["audit", "check-proof", "--vkey", p(&vkey), p(&proof)],
+        None,
+    );
     let entry: serde_json::Value = serde_json::from_str(&entry).unwrap();
     assert_eq!(entry["seq"], 7);
     assert_eq!(entry["request_id"], "req-7");
     let tampered = text.replacen("index 7", "index 8", 1);
     std::fs::write(&proof, tampered).unwrap();
-    assert!(!domicile(&["audit", "check-proof", "--vkey", p(&vkey), p(&proof)], None).status.success());
+    assert!(!domicile(
+        &["audit", "check-proof", "--vkey", p(&vkey), p(&proof)],
+        None
+    )
+    .status
+    .success());
 
     // A witness cosigns; verification with a witness policy then holds.
-    ok(&["audit", "keygen", "--witness", "--origin", "witness.example/w1", "--out", p(&wkeys)], None);
+    ok(
+        &[
+            "audit",
+            "keygen",
+            "--witness",
+            "--origin",
+            "witness.example/w1",
+            "--out",
+            p(&wkeys),
+        ],
+        None,
+    );
     let wkey = wkeys.join("witness.key");
     let wvkey = wkeys.join("witness.vkey");
     let state = wkeys.join("state");
-    let needs_witness = ["audit", "verify", "--log", p(&log), "--vkey", p(&vkey), "--witness-vkey", p(&wvkey), "--quorum", "1"];
-    assert!(!domicile(&needs_witness, None).status.success(), "no cosignature yet");
-    let witness = ["audit", "witness", "--log", p(&log), "--vkey", p(&vkey), "--key", p(&wkey), "--state", p(&state)];
+    let needs_witness = [
+        "audit",
+        "verify",
+        "--log",
+        p(&log),
+        "--vkey",
+        p(&vkey),
+        "--witness-vkey",
+        p(&wvkey),
+        "--quorum",
+        "1",
+    ];
+    assert!(
+        !domicile(&needs_witness, None).status.success(),
+        "no cosignature yet"
+    );
+    let witness = [
+        "audit",
+        "witness",
+        "--log",
+        p(&log),
+        "--vkey",
+        p(&vkey),
+        "--key",
+        p(&wkey),
+        "--state",
+        p(&state),
+    ];
     let cosigned = ok(&witness, None);
-    assert!(cosigned.contains("\u{2014} witness.example/w1 "), "{cosigned}");
+    assert!(
+        cosigned.contains("\u{2014} witness.example/w1 "),
+        "{cosigned}"
+    );
     assert!(ok(&needs_witness, None).contains("1 witness cosignatures"));
     // More entries; the witness checks consistency from what it saw and cosigns again.
     ok(
-        &["audit", "append", "--log", p(&log), "--key", p(&key), "--audit-key", p(&audit_key)],
-        Some(&(entry_line(30, "user-9", "spiffe://domicile.example/us/ttusds/carol", true) + "\n")),
+        &[
+            "audit",
+            "append",
+            "--log",
+            p(&log),
+            "--key",
+            p(&key),
+            "--audit-key",
+            p(&audit_key),
+        ],
+        Some(
+            &(entry_line(
+                30,
+                "user-9",
+                "spiffe://domicile.example/us/ttusds/carol",
+                true,
+            ) + "\n"),
+        ),
     );
     ok(&witness, None);
     assert!(ok(&needs_witness, None).starts_with("OK: 31 entries"));
 
     // Damage one byte of one entry: verify fails and names it.
-    let seg = std::fs::read_dir(log.join("segments")).unwrap().next().unwrap().unwrap().path();
+    let seg = std::fs::read_dir(log.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&seg).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
-    let out = domicile(&["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)], None);
+    let out = domicile(
+        &["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("FAILED") && err.contains("entry"), "{err}");
@@ -201,15 +372,45 @@ fn operator_and_auditor_workflow() {
 fn bad_arguments_are_reported_plainly() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.vkey");
-    let out = domicile(&["audit", "verify", "--log", p(tmp.path()), "--vkey", p(&missing)], None);
+    let out = domicile(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(tmp.path()),
+            "--vkey",
+            p(&missing),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.vkey"));
     let bad_key = tmp.path().join("bad.vkey");
     std::fs::write(&bad_key, "not-a-key\n").unwrap();
-    let out = domicile(&["audit", "verify", "--log", p(tmp.path()), "--vkey", p(&bad_key)], None);
+    let out = domicile(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(tmp.path()),
+            "--vkey",
+            p(&bad_key),
+        ],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-key"));
-    let out = domicile(&["audit", "query", "--log", p(tmp.path()), "--subject", "user-17"], None);
+    let out = domicile(
+        &[
+            "audit",
+            "query",
+            "--log",
+            p(tmp.path()),
+            "--subject",
+            "user-17",
+        ],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("user-17"));
 }
