@@ -29,9 +29,11 @@ const SUBJECTS: usize = 1_000;
 const COLLECTIONS: usize = 100;
 const PUT_BATCH: usize = 1_000;
 
-/// Total time and iterations per (operation, size, side), to print the ratios at the end.
-static TOTALS: Mutex<BTreeMap<(String, usize, &'static str), (u64, Duration)>> =
-    Mutex::new(BTreeMap::new());
+/// (operation, value size, side).
+type Cell = (String, usize, &'static str);
+
+/// Total iterations and time per cell, to print the ratios at the end.
+static TOTALS: Mutex<BTreeMap<Cell, (u64, Duration)>> = Mutex::new(BTreeMap::new());
 
 fn record_time(op: &str, size: usize, side: &'static str, iters: u64, took: Duration) {
     let mut totals = TOTALS.lock().unwrap();
@@ -81,14 +83,22 @@ fn fixture(records: usize, size: usize) -> Fixture {
         .map(|i| Collection::parse(&format!("c{i:02}")).unwrap())
         .collect();
     let keys: Vec<(usize, RecordKey)> = (0..records)
-        .map(|i| (i % COLLECTIONS, RecordKey::parse(&format!("k{i:07}")).unwrap()))
+        .map(|i| {
+            (
+                i % COLLECTIONS,
+                RecordKey::parse(&format!("k{i:07}")).unwrap(),
+            )
+        })
         .collect();
     let value: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
     for (chunk_no, chunk) in keys.chunks(PUT_BATCH).enumerate() {
         let mut batch = Batch::new();
         let mut new = Vec::with_capacity(chunk.len());
         for (j, (c, k)) in chunk.iter().enumerate() {
-            batch.put(layout_key(collections[*c].as_str(), k.as_str()), value.clone());
+            batch.put(
+                layout_key(collections[*c].as_str(), k.as_str()),
+                value.clone(),
+            );
             new.push(NewRecord {
                 subject: &subjects[(chunk_no * PUT_BATCH + j) % SUBJECTS],
                 class: DataClass::Protected,
@@ -209,11 +219,15 @@ fn bench_size(c: &mut Criterion, records: usize, size: usize) {
     group.bench_function(BenchmarkId::new("get", "bare"), |b| {
         let mut rng = rand::rng();
         b.iter_custom(|iters| {
-            let picks: Vec<usize> = (0..iters).map(|_| rng.random_range(0..f.keys.len())).collect();
+            let picks: Vec<usize> = (0..iters)
+                .map(|_| rng.random_range(0..f.keys.len()))
+                .collect();
             let start = Instant::now();
             for i in picks {
                 let (c, k) = &f.keys[i];
-                let v = f.bare.get(&layout_key(f.collections[*c].as_str(), k.as_str()));
+                let v = f
+                    .bare
+                    .get(&layout_key(f.collections[*c].as_str(), k.as_str()));
                 black_box(v.unwrap().unwrap());
             }
             let took = start.elapsed();
@@ -224,7 +238,9 @@ fn bench_size(c: &mut Criterion, records: usize, size: usize) {
     group.bench_function(BenchmarkId::new("get", "sealed"), |b| {
         let mut rng = rand::rng();
         b.iter_custom(|iters| {
-            let picks: Vec<usize> = (0..iters).map(|_| rng.random_range(0..f.keys.len())).collect();
+            let picks: Vec<usize> = (0..iters)
+                .map(|_| rng.random_range(0..f.keys.len()))
+                .collect();
             let start = Instant::now();
             for i in picks {
                 let (c, k) = &f.keys[i];
@@ -287,7 +303,10 @@ fn print_ratios(records: usize) {
         "{:<16} {:>6} {:>14} {:>14} {:>7}",
         "operation", "size", "bare/op", "sealed/op", "ratio"
     );
-    let ops: Vec<(String, usize)> = totals.keys().map(|(op, size, _)| (op.clone(), *size)).collect();
+    let ops: Vec<(String, usize)> = totals
+        .keys()
+        .map(|(op, size, _)| (op.clone(), *size))
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for (op, size) in ops {
         if !seen.insert((op.clone(), size)) {

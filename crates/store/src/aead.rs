@@ -59,20 +59,31 @@ pub(crate) fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u
     let (nonce, body) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = body.to_vec();
-    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?.len();
+    let plain_len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .ok()?
+        .len();
     buf.truncate(plain_len);
     Some(buf)
 }
 
 /// Like [`open`], decrypting in place in `buf`, where the sealed part starts at `start`: saves a
 /// copy of every value read.
-pub(crate) fn open_owned(key: &LessSafeKey, aad: &[u8], mut buf: Vec<u8>, start: usize) -> Option<Vec<u8>> {
+pub(crate) fn open_owned(
+    key: &LessSafeKey,
+    aad: &[u8],
+    mut buf: Vec<u8>,
+    start: usize,
+) -> Option<Vec<u8>> {
     let body = start + NONCE_LEN;
     if buf.len() < body + TAG_LEN {
         return None;
     }
     let nonce = Nonce::try_assume_unique_for_key(&buf[start..body]).ok()?;
-    let plain_len = key.open_in_place(nonce, Aad::from(aad), &mut buf[body..]).ok()?.len();
+    let plain_len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf[body..])
+        .ok()?
+        .len();
     buf.truncate(body + plain_len);
     buf.drain(..body);
     Some(buf)

@@ -17,12 +17,27 @@ type Case = (&'static str, fn(&dyn Backend));
 /// The single-session cases, each run on a fresh, empty backend.
 pub const CASES: &[Case] = &[
     ("a missing key reads as none", missing_key),
-    ("put then get returns the value; a second put replaces it", put_get_replace),
-    ("delete reports whether the key was present", delete_reports_presence),
-    ("keys and values are arbitrary bytes, including empty and 1 MiB values", arbitrary_bytes),
-    ("a prefix scan returns exactly the matching keys in ascending byte order", prefix_scan_bounds),
+    (
+        "put then get returns the value; a second put replaces it",
+        put_get_replace,
+    ),
+    (
+        "delete reports whether the key was present",
+        delete_reports_presence,
+    ),
+    (
+        "keys and values are arbitrary bytes, including empty and 1 MiB values",
+        arbitrary_bytes,
+    ),
+    (
+        "a prefix scan returns exactly the matching keys in ascending byte order",
+        prefix_scan_bounds,
+    ),
     ("an empty prefix scans everything", empty_prefix_scans_all),
-    ("a batch applies puts and deletes in order; the last write to a key wins", batch_applies),
+    (
+        "a batch applies puts and deletes in order; the last write to a key wins",
+        batch_applies,
+    ),
     ("an empty batch is accepted", empty_batch),
     ("a scan sees thousands of keys in order", many_keys),
 ];
@@ -48,7 +63,11 @@ fn put_get_replace(b: &dyn Backend) {
     assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"one"[..]));
     b.put(b"k", b"two").unwrap();
     assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"two"[..]));
-    assert_eq!(b.scan_prefix(b"k").count(), 1, "a replaced key appears once");
+    assert_eq!(
+        b.scan_prefix(b"k").count(),
+        1,
+        "a replaced key appears once"
+    );
 }
 
 fn delete_reports_presence(b: &dyn Backend) {
@@ -75,7 +94,16 @@ fn arbitrary_bytes(b: &dyn Backend) {
 }
 
 fn prefix_scan_bounds(b: &dyn Backend) {
-    for k in [&b"a"[..], b"ab", b"abc", b"a\xff", b"b", b"\x00", b"aa", b"`"] {
+    for k in [
+        &b"a"[..],
+        b"ab",
+        b"abc",
+        b"a\xff",
+        b"b",
+        b"\x00",
+        b"aa",
+        b"`",
+    ] {
         b.put(k, k).unwrap();
     }
     let keys: Vec<Vec<u8>> = b.scan_prefix(b"a").map(|r| r.unwrap().0).collect();
@@ -85,7 +113,11 @@ fn prefix_scan_bounds(b: &dyn Backend) {
         .collect();
     assert_eq!(keys, expected, "scan of prefix a");
     let ab: Vec<Vec<u8>> = b.scan_prefix(b"ab").map(|r| r.unwrap().1).collect();
-    assert_eq!(ab, vec![b"ab".to_vec(), b"abc".to_vec()], "values of prefix ab");
+    assert_eq!(
+        ab,
+        vec![b"ab".to_vec(), b"abc".to_vec()],
+        "values of prefix ab"
+    );
     assert_eq!(b.scan_prefix(b"c").count(), 0, "prefix with no keys");
     assert_eq!(b.scan_prefix(b"\xff").count(), 0, "prefix past every key");
 }
@@ -95,7 +127,10 @@ fn empty_prefix_scans_all(b: &dyn Backend) {
         b.put(k, b"v").unwrap();
     }
     let keys: Vec<Vec<u8>> = b.scan_prefix(b"").map(|r| r.unwrap().0).collect();
-    assert_eq!(keys, vec![b"\x00".to_vec(), b"x".to_vec(), b"\xff".to_vec()]);
+    assert_eq!(
+        keys,
+        vec![b"\x00".to_vec(), b"x".to_vec(), b"\xff".to_vec()]
+    );
 }
 
 fn batch_applies(b: &dyn Backend) {
@@ -115,7 +150,11 @@ fn batch_applies(b: &dyn Backend) {
     assert_eq!(b.get(b"gone").unwrap(), None);
     assert_eq!(b.get(b"kept").unwrap().as_deref(), Some(&b"new"[..]));
     assert_eq!(b.get(b"twice").unwrap().as_deref(), Some(&b"second"[..]));
-    assert_eq!(b.get(b"back").unwrap(), None, "a put then delete in one batch");
+    assert_eq!(
+        b.get(b"back").unwrap(),
+        None,
+        "a put then delete in one batch"
+    );
 }
 
 fn empty_batch(b: &dyn Backend) {
@@ -154,7 +193,19 @@ fn flushed_writes_survive_reopen(dir: &Path, open: Opener<'_>) {
         b.flush().unwrap();
     }
     let b = open(dir).expect("reopen");
-    assert_eq!(b.get(b"kept").unwrap().as_deref(), Some(&b"v2"[..]), "after reopen");
-    assert_eq!(b.get(b"batched").unwrap().as_deref(), Some(&b"b"[..]), "after reopen");
-    assert_eq!(b.get(b"deleted").unwrap(), None, "a flushed delete after reopen");
+    assert_eq!(
+        b.get(b"kept").unwrap().as_deref(),
+        Some(&b"v2"[..]),
+        "after reopen"
+    );
+    assert_eq!(
+        b.get(b"batched").unwrap().as_deref(),
+        Some(&b"b"[..]),
+        "after reopen"
+    );
+    assert_eq!(
+        b.get(b"deleted").unwrap(),
+        None,
+        "a flushed delete after reopen"
+    );
 }

@@ -80,24 +80,10 @@ pub enum StoreError {
         region: Region,
     },
     /// The policy forbids this class of this subject's data to rest in this store's region.
-    /// Nothing was written.
-    #[error("record {collection}/{key} of subject {subject} refused: {class} data of a subject homed in {home} may not rest in {region} (rule {rule})")]
-    PlacementRefused {
-        /// The record's collection.
-        collection: Collection,
-        /// The record's key.
-        key: RecordKey,
-        /// Whose record it is.
-        subject: SubjectId,
-        /// Its class.
-        class: DataClass,
-        /// The subject's home region.
-        home: Region,
-        /// This store's region.
-        region: Region,
-        /// The rule that refused it.
-        rule: RuleId,
-    },
+    /// Nothing was written. (Boxed: it names seven things, and keeping it small keeps every
+    /// `Result` of the store small.)
+    #[error("{0}")]
+    PlacementRefused(Box<PlacementRefusal>),
     /// A put named a (collection, key) that already holds another subject's record.
     #[error("record {collection}/{key} already belongs to another subject; delete it first")]
     KeyHeldByOtherSubject {
@@ -185,8 +171,32 @@ pub enum StoreError {
     },
 }
 
+/// Why a record was refused a place: what, whose, where, and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {collection}/{key} of subject {subject} refused: {class} data of a subject homed in {home} may not rest in {region} (rule {rule})")]
+pub struct PlacementRefusal {
+    /// The record's collection.
+    pub collection: Collection,
+    /// The record's key.
+    pub key: RecordKey,
+    /// Whose record it is.
+    pub subject: SubjectId,
+    /// Its class.
+    pub class: DataClass,
+    /// The subject's home region.
+    pub home: Region,
+    /// This store's region.
+    pub region: Region,
+    /// The rule that refused it.
+    pub rule: RuleId,
+}
+
 impl StoreError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         StoreError::Io {
             action,
             path: path.into(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::aead::{self, put_field};
 use crate::record::{class_code, RecordDigest, RecordMeta};
 use crate::store::NewRecord;
-use crate::{Collection, RecordKey, SealedStore, StoreError};
+use crate::{Collection, PlacementRefusal, RecordKey, SealedStore, StoreError};
 
 const BUNDLE_FORMAT_V1: u32 = 1;
 const SUBJECT_LABEL: &[u8] = b"domicile.transfer.v1.subject";
@@ -112,9 +112,10 @@ impl ExportBundle {
 
     /// A bundle from JSON bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
-        let bundle: ExportBundle = serde_json::from_slice(bytes).map_err(|e| StoreError::Bundle {
-            reason: format!("not a domicile export bundle: {e}"),
-        })?;
+        let bundle: ExportBundle =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Bundle {
+                reason: format!("not a domicile export bundle: {e}"),
+            })?;
         if bundle.format != BUNDLE_FORMAT_V1 {
             return Err(StoreError::Bundle {
                 reason: format!("unknown bundle format version {}", bundle.format),
@@ -131,7 +132,13 @@ fn subject_aad(source: &Region) -> Vec<u8> {
     aad
 }
 
-fn record_aad(source: &Region, subject: &SubjectId, class: DataClass, c: &Collection, k: &RecordKey) -> Vec<u8> {
+fn record_aad(
+    source: &Region,
+    subject: &SubjectId,
+    class: DataClass,
+    c: &Collection,
+    k: &RecordKey,
+) -> Vec<u8> {
     let mut aad = Vec::new();
     put_field(&mut aad, RECORD_LABEL);
     put_field(&mut aad, source.as_str().as_bytes());
@@ -145,13 +152,16 @@ fn record_aad(source: &Region, subject: &SubjectId, class: DataClass, c: &Collec
 impl SealedStore {
     /// Exports every record of a registered subject, re-sealed under a fresh transfer key. The
     /// store is not changed: shred the subject here once the import has been verified.
-    pub fn export_subject(&self, subject: &SubjectId) -> Result<(ExportBundle, TransferKey), StoreError> {
-        let (entry, _) = self
-            .registered(subject)?
-            .ok_or_else(|| StoreError::SubjectNotRegistered {
-                subject: subject.clone(),
-                region: self.region().clone(),
-            })?;
+    pub fn export_subject(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<(ExportBundle, TransferKey), StoreError> {
+        let (entry, _) =
+            self.registered(subject)?
+                .ok_or_else(|| StoreError::SubjectNotRegistered {
+                    subject: subject.clone(),
+                    region: self.region().clone(),
+                })?;
         let rng = SystemRandom::new();
         let key = TransferKey::generate(&rng)?;
         let records = self.scan_subject(subject)?;
@@ -174,7 +184,13 @@ impl SealedStore {
         };
         let header = serde_json::to_vec(&header).expect("a subject header always encodes as JSON");
         let mut sealed_subject = Vec::new();
-        aead::seal_into(&key.key, &rng, &subject_aad(self.region()), &header, &mut sealed_subject)?;
+        aead::seal_into(
+            &key.key,
+            &rng,
+            &subject_aad(self.region()),
+            &header,
+            &mut sealed_subject,
+        )?;
         Ok((
             ExportBundle {
                 format: BUNDLE_FORMAT_V1,
@@ -189,7 +205,11 @@ impl SealedStore {
     /// Imports a bundle: registers its subject and puts every record, sealed under this store's
     /// keys, in one atomic, durable batch. Refused with nothing written if any record fails to
     /// open, the count does not match, or the policy forbids any record here.
-    pub fn import(&self, bundle: &ExportBundle, key: &TransferKey) -> Result<ImportReport, StoreError> {
+    pub fn import(
+        &self,
+        bundle: &ExportBundle,
+        key: &TransferKey,
+    ) -> Result<ImportReport, StoreError> {
         if bundle.format != BUNDLE_FORMAT_V1 {
             return Err(StoreError::Bundle {
                 reason: format!("unknown bundle format version {}", bundle.format),
@@ -202,9 +222,10 @@ impl SealedStore {
                     bundle.source_region
                 ),
             })?;
-        let header: SealedSubject = serde_json::from_slice(&header).map_err(|e| StoreError::Bundle {
-            reason: format!("its subject entry does not decode: {e}"),
-        })?;
+        let header: SealedSubject =
+            serde_json::from_slice(&header).map_err(|e| StoreError::Bundle {
+                reason: format!("its subject entry does not decode: {e}"),
+            })?;
         if header.records != bundle.records.len() {
             return Err(StoreError::Bundle {
                 reason: format!(
@@ -217,10 +238,20 @@ impl SealedStore {
         let subject = &header.subject.id;
         let mut values = Vec::with_capacity(bundle.records.len());
         for r in &bundle.records {
-            let aad = record_aad(&bundle.source_region, subject, r.class, &r.collection, &r.key);
-            let value = aead::open(&key.key, &aad, &r.sealed).ok_or_else(|| StoreError::Bundle {
-                reason: format!("record {}/{} does not open under this transfer key", r.collection, r.key),
-            })?;
+            let aad = record_aad(
+                &bundle.source_region,
+                subject,
+                r.class,
+                &r.collection,
+                &r.key,
+            );
+            let value =
+                aead::open(&key.key, &aad, &r.sealed).ok_or_else(|| StoreError::Bundle {
+                    reason: format!(
+                        "record {}/{} does not open under this transfer key",
+                        r.collection, r.key
+                    ),
+                })?;
             values.push(value);
         }
         // Check placement of every record before registering, so a refused import leaves no
@@ -229,7 +260,7 @@ impl SealedStore {
         for r in &bundle.records {
             let decision = self.policy().may_rest_in(r.class, &home, self.region())?;
             if !decision.allowed {
-                return Err(StoreError::PlacementRefused {
+                return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
                     key: r.key.clone(),
                     subject: subject.clone(),
@@ -237,7 +268,7 @@ impl SealedStore {
                     home,
                     region: self.region().clone(),
                     rule: decision.rule,
-                });
+                })));
             }
         }
         self.register_subject(&header.subject)?;
@@ -277,6 +308,7 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        B64.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+        B64.decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }

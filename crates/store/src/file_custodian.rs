@@ -275,7 +275,10 @@ impl FileCustodian {
             path: path.clone(),
         })?;
         if bytes.len() != 41 || &bytes[..4] != KEK_MAGIC {
-            return Err(StoreError::key_file(&path, "not a domicile key-encryption key file"));
+            return Err(StoreError::key_file(
+                &path,
+                "not a domicile key-encryption key file",
+            ));
         }
         if bytes[4] != FORMAT_V1 {
             return Err(StoreError::key_file(
@@ -340,10 +343,7 @@ impl FileCustodian {
         region: &Region,
         pseudonym: &Pseudonym,
     ) -> Result<DataKeyState, StoreError> {
-        if let Some(key) = state
-            .get(region)
-            .and_then(|r| r.data_keys.get(pseudonym))
-        {
+        if let Some(key) = state.get(region).and_then(|r| r.data_keys.get(pseudonym)) {
             return Ok(DataKeyState::Live(key.clone()));
         }
         let path = self.data_key_path(region, pseudonym);
@@ -396,7 +396,10 @@ impl FileCustodian {
         let secret = match read_optional(&path)? {
             Some(bytes) => {
                 if bytes.len() != 37 || &bytes[..4] != PSEUDONYM_MAGIC || bytes[4] != FORMAT_V1 {
-                    return Err(StoreError::key_file(&path, "not a domicile pseudonym key file (version 1)"));
+                    return Err(StoreError::key_file(
+                        &path,
+                        "not a domicile pseudonym key file (version 1)",
+                    ));
                 }
                 let mut secret = [0u8; 32];
                 secret.copy_from_slice(&bytes[5..]);
@@ -435,7 +438,9 @@ impl KeyCustodian for FileCustodian {
         subject: &SubjectId,
     ) -> Result<Arc<DataKey>, StoreError> {
         let mut state = self.lock();
-        let pseudonym = self.pseudonym_key_locked(&mut state, region)?.pseudonym(subject);
+        let pseudonym = self
+            .pseudonym_key_locked(&mut state, region)?
+            .pseudonym(subject);
         let version = match self.load(&mut state, region, &pseudonym)? {
             DataKeyState::Live(key) => return Ok(key),
             DataKeyState::Shredded { version } => version + 1,
@@ -466,7 +471,9 @@ impl KeyCustodian for FileCustodian {
         subject: &SubjectId,
     ) -> Result<DestroyedKey, StoreError> {
         let mut state = self.lock();
-        let pseudonym = self.pseudonym_key_locked(&mut state, region)?.pseudonym(subject);
+        let pseudonym = self
+            .pseudonym_key_locked(&mut state, region)?
+            .pseudonym(subject);
         let path = self.data_key_path(region, &pseudonym);
         let Some(bytes) = read_optional(&path)? else {
             return Err(StoreError::NoDataKey {
@@ -502,7 +509,11 @@ impl KeyCustodian for FileCustodian {
 
     fn kek_versions(&self, region: &Region) -> Result<Vec<KekVersion>, StoreError> {
         let _state = self.lock();
-        Ok(self.list_keks(region)?.into_iter().map(KekVersion).collect())
+        Ok(self
+            .list_keks(region)?
+            .into_iter()
+            .map(KekVersion)
+            .collect())
     }
 
     fn rotate_kek(&self, region: &Region) -> Result<RotationReport, StoreError> {
@@ -583,7 +594,10 @@ fn unwrap_key(
 
 fn parse_rotation_marker(path: &Path, bytes: &[u8]) -> Result<u32, StoreError> {
     if bytes.len() != 9 || &bytes[..4] != ROTATION_MAGIC || bytes[4] != FORMAT_V1 {
-        return Err(StoreError::key_file(path, "not a domicile rotation marker (version 1)"));
+        return Err(StoreError::key_file(
+            path,
+            "not a domicile rotation marker (version 1)",
+        ));
     }
     Ok(u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]))
 }

@@ -79,7 +79,7 @@ pub use custodian::{
     DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym, PseudonymKey,
     RotationReport,
 };
-pub use error::StoreError;
+pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
 pub use file_custodian::FileCustodian;
 pub use names::{Collection, RecordKey};
@@ -88,4 +88,3 @@ pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT_V1};
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
 pub use store::{BackendKind, NewRecord, RegisteredSubject, SealedStore, ShredReceipt};
-

@@ -45,10 +45,9 @@ impl Collection {
         if !value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
             return refuse("it must start with a lowercase letter or a digit");
         }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        if !value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        }) {
             return refuse("only lowercase letters, digits, '-', '_' and '.' are allowed");
         }
         Ok(Collection(value.to_owned()))

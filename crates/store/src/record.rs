@@ -74,10 +74,16 @@ impl TryFrom<String> for RecordDigest {
     type Error = StoreError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let bad = || StoreError::Bundle {
-            reason: format!("invalid digest {value:?}: expected sha256: and 64 lowercase hex digits"),
+            reason: format!(
+                "invalid digest {value:?}: expected sha256: and 64 lowercase hex digits"
+            ),
         };
         let hex = value.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -175,12 +181,16 @@ pub(crate) struct Header {
 /// reason the record does not authenticate.
 pub(crate) fn parse_header(sealed: &[u8]) -> Result<(Header, &[u8]), String> {
     if sealed.len() < HEADER_LEN + NONCE_LEN + TAG_LEN {
-        return Err(format!("it is {} bytes, shorter than any sealed record", sealed.len()));
+        return Err(format!(
+            "it is {} bytes, shorter than any sealed record",
+            sealed.len()
+        ));
     }
     if sealed[0] != RECORD_FORMAT_V1 {
         return Err(format!("unknown record format version {}", sealed[0]));
     }
-    let class = class_from_code(sealed[1]).ok_or_else(|| format!("unknown data class code {}", sealed[1]))?;
+    let class = class_from_code(sealed[1])
+        .ok_or_else(|| format!("unknown data class code {}", sealed[1]))?;
     let mut pseudonym = [0u8; 16];
     pseudonym.copy_from_slice(&sealed[2..18]);
     let data_key_version = u32::from_be_bytes([sealed[18], sealed[19], sealed[20], sealed[21]]);
@@ -194,7 +204,12 @@ pub(crate) fn parse_header(sealed: &[u8]) -> Result<(Header, &[u8]), String> {
     ))
 }
 
-pub(crate) fn write_header(out: &mut Vec<u8>, class: DataClass, pseudonym: &Pseudonym, dk_version: u32) {
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    class: DataClass,
+    pseudonym: &Pseudonym,
+    dk_version: u32,
+) {
     out.push(RECORD_FORMAT_V1);
     out.push(class_code(class));
     out.extend_from_slice(&pseudonym.0);

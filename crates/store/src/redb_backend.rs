@@ -51,12 +51,28 @@ impl RedbBackend {
             });
         }
         let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            // A process killed inside `Database::create` leaves a file redb refuses to open
+            // ever after (the crash test found this), so a new database is created under a
+            // temporary name, with its table, and renamed into place only once complete.
+            let creating = dir.join(format!("{FILE_NAME}.creating"));
+            let db = Database::create(&creating).map_err(failed("create the database"))?;
+            let fresh = RedbBackend {
+                db,
+                path: creating.clone(),
+            };
+            // A read transaction cannot open a table that was never created, so create it now.
+            fresh.write(|_| Ok(()))?;
+            fresh.flush()?;
+            drop(fresh);
+            std::fs::rename(&creating, &path)
+                .map_err(|e| StoreError::io("rename", &creating, e))?;
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io("sync", &dir, e))?;
+        }
         let db = Database::create(&path).map_err(failed("open the database"))?;
-        let backend = RedbBackend { db, path };
-        // A read transaction cannot open a table that was never created, so create it now.
-        backend.write(|_| Ok(()))?;
-        backend.flush()?;
-        Ok(backend)
+        Ok(RedbBackend { db, path })
     }
 
     /// The database file.
@@ -111,9 +127,11 @@ impl Backend for RedbBackend {
 
     fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
         let prefix = prefix.to_vec();
-        let range = self
-            .read_table()
-            .and_then(|table| table.range(prefix.as_slice()..).map_err(failed("scan a prefix")));
+        let range = self.read_table().and_then(|table| {
+            table
+                .range(prefix.as_slice()..)
+                .map_err(failed("scan a prefix"))
+        });
         match range {
             Err(e) => Box::new(std::iter::once(Err(e))),
             Ok(range) => Box::new(
@@ -140,7 +158,9 @@ impl Backend for RedbBackend {
                             .map_err(failed("apply a batch"))?;
                     }
                     BatchOp::Delete { key } => {
-                        table.remove(key.as_slice()).map_err(failed("apply a batch"))?;
+                        table
+                            .remove(key.as_slice())
+                            .map_err(failed("apply a batch"))?;
                     }
                 }
             }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::aead;
 use crate::backend::{Backend, Batch};
-use crate::custodian::{DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport};
+use crate::custodian::{
+    DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
+};
 use crate::record::{self, layout, RawRecord, Record, RecordMeta};
-use crate::{Collection, RecordKey, SledBackend, StoreError};
+use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 
 /// The collection name registry entries are sealed under (reserved: `Collection::parse`
 /// refuses names starting with `_`).
@@ -207,8 +209,8 @@ impl SealedStore {
         let _gate = read_lock(&self.shred_gate);
         let key = self.custodian.create_data_key(&self.region, &subject.id)?;
         let pseudonym = self.pseudonyms.pseudonym(&subject.id);
-        let plaintext =
-            serde_json::to_vec(subject).expect("a Subject (strings and country codes) always encodes as JSON");
+        let plaintext = serde_json::to_vec(subject)
+            .expect("a Subject (strings and country codes) always encodes as JSON");
         let sealed = self.seal(
             &key,
             &pseudonym,
@@ -325,9 +327,11 @@ impl SealedStore {
                         subject: r.subject.clone(),
                         region: self.region.clone(),
                     })?;
-            let decision = self.policy.may_rest_in(r.class, &entry.home, &self.region)?;
+            let decision = self
+                .policy
+                .may_rest_in(r.class, &entry.home, &self.region)?;
             if !decision.allowed {
-                return Err(StoreError::PlacementRefused {
+                return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
                     key: r.key.clone(),
                     subject: r.subject.clone(),
@@ -335,7 +339,7 @@ impl SealedStore {
                     home: entry.home,
                     region: self.region.clone(),
                     rule: decision.rule,
-                });
+                })));
             }
             let record_key = layout::record(r.collection.as_str(), r.key.as_str());
             // A key belongs to one subject; overwriting another's record would orphan it in
@@ -497,7 +501,11 @@ impl SealedStore {
         let mut batch = Batch::new();
         for (collection, key) in &records {
             batch.delete(layout::record(collection.as_str(), key.as_str()));
-            batch.delete(layout::subject_index(&pseudonym, collection.as_str(), key.as_str()));
+            batch.delete(layout::subject_index(
+                &pseudonym,
+                collection.as_str(),
+                key.as_str(),
+            ));
         }
         let registry_key = layout::registry(&pseudonym);
         let registry_entry_deleted = self.backend.get(&registry_key)?.is_some();
@@ -551,7 +559,11 @@ impl SealedStore {
         Ok(ids)
     }
 
-    fn live_key(&self, subject: &SubjectId, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
+    fn live_key(
+        &self,
+        subject: &SubjectId,
+        pseudonym: &Pseudonym,
+    ) -> Result<Arc<DataKey>, StoreError> {
         match self.custodian.data_key(&self.region, pseudonym)? {
             DataKeyState::Live(key) => Ok(key),
             _ => Err(StoreError::NoDataKey {

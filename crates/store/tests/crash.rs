@@ -43,7 +43,8 @@ fn crash_child() {
     let kind = kind_named(&std::env::var(BACKEND_VAR).unwrap());
     let round: u32 = std::env::var(ROUND_VAR).unwrap().parse().unwrap();
     let dir = std::path::PathBuf::from(dir);
-    let custodian = std::sync::Arc::new(domicile_store::FileCustodian::open(dir.join("keys")).unwrap());
+    let custodian =
+        std::sync::Arc::new(domicile_store::FileCustodian::open(dir.join("keys")).unwrap());
     let store = open(&dir.join("data"), kind, "us", custodian);
     let mut rng = rand::rng();
     let collections = [collection("likes"), collection("messages")];
@@ -59,7 +60,13 @@ fn crash_child() {
             let keys: Vec<_> = (0..3).map(|j| key(&format!("r{round}-{i}-b{j}"))).collect();
             let batch: Vec<NewRecord<'_>> = keys
                 .iter()
-                .map(|k| NewRecord { subject: &s.id, class: DataClass::Protected, collection: c, key: k, value: &value })
+                .map(|k| NewRecord {
+                    subject: &s.id,
+                    class: DataClass::Protected,
+                    collection: c,
+                    key: k,
+                    value: &value,
+                })
                 .collect();
             store.put_batch(&batch).unwrap();
             for k in &keys {
@@ -67,7 +74,9 @@ fn crash_child() {
             }
         } else {
             let k = key(&format!("r{round}-{i}"));
-            store.put_raw(&s.id, DataClass::Protected, c, &k, &value).unwrap();
+            store
+                .put_raw(&s.id, DataClass::Protected, c, &k, &value)
+                .unwrap();
             println!("@@ack {c} {k} {}", RecordDigest::of(&value));
         }
         if i % 7 == 6 {
@@ -99,7 +108,13 @@ fn crash_rounds(kind: BackendKind, name: &str) {
     let mut killed_with_acks = 0;
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, dirs.tmp.path())
             .env(BACKEND_VAR, name)
             .env(ROUND_VAR, round.to_string())
@@ -135,7 +150,11 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         for line in &lines {
             if let Some(at) = line.find("@@ack ") {
                 let mut parts = line[at + 6..].split(' ');
-                let (c, k, d) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                let (c, k, d) = (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                );
                 expected.insert((c.into(), k.into()), Expect::Present(d.into()));
                 acks += 1;
             } else if let Some(at) = line.find("@@deleting ") {
@@ -155,7 +174,16 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             killed_with_acks += 1;
         }
         // Reopen (as the next child will) and check everything acknowledged so far.
-        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        let store = domicile_store::SealedStore::open_with(
+            dirs.data(),
+            kind,
+            region("us"),
+            policy(),
+            dirs.custodian(),
+        )
+        .unwrap_or_else(|e| {
+            panic!("{name} round {round} ({acks} acks this round): cannot reopen the store: {e}")
+        });
         for ((c, k), digest) in &expected {
             let got = store.get_raw(&collection(c), &key(k)).unwrap_or_else(|e| {
                 panic!("{name} round {round}: acknowledged record {c}/{k} does not open: {e}")
@@ -175,7 +203,10 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         }
         // The index agrees with the records: every record a subject scan finds opens.
         for i in 0..5 {
-            for r in store.scan_subject(&subject(&format!("s{round}-{i}"), "US").id).unwrap() {
+            for r in store
+                .scan_subject(&subject(&format!("s{round}-{i}"), "US").id)
+                .unwrap()
+            {
                 assert_eq!(r.meta.subject.as_str(), format!("s{round}-{i}"));
             }
         }
@@ -184,8 +215,15 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         "{name}: {} acknowledged writes and deletes over {ROUNDS} rounds, {killed_with_acks} rounds killed mid-write",
         expected.len()
     );
-    assert!(expected.len() > 20, "{name}: only {} writes were acknowledged", expected.len());
-    assert!(killed_with_acks >= ROUNDS / 2, "{name}: too few rounds were killed mid-write");
+    assert!(
+        expected.len() > 20,
+        "{name}: only {} writes were acknowledged",
+        expected.len()
+    );
+    assert!(
+        killed_with_acks >= ROUNDS / 2,
+        "{name}: too few rounds were killed mid-write"
+    );
 }
 
 #[test]

@@ -60,10 +60,11 @@ proptest! {
                     let back = store.get::<String>(&c, &k).unwrap().unwrap();
                     prop_assert_eq!(back.value, "value");
                 }
-                Err(StoreError::PlacementRefused { rule, home: h, region, .. }) => {
-                    prop_assert_eq!(rule, allowed.rule);
-                    prop_assert_eq!(h, home);
-                    prop_assert_eq!(&region, store.region());
+                Err(StoreError::PlacementRefused(refusal)) => {
+                    prop_assert_eq!(&refusal.rule, &allowed.rule);
+                    prop_assert_eq!(&refusal.home, &home);
+                    prop_assert_eq!(&refusal.region, store.region());
+                    prop_assert_eq!(refusal.class, class);
                     prop_assert!(store.get_raw(&c, &k).unwrap().is_none());
                     prop_assert_eq!(store.backend().scan_prefix(b"d").count(), before);
                     prop_assert!(store.scan_subject(&subject.id).unwrap().is_empty());
@@ -86,8 +87,20 @@ fn a_refused_batch_writes_nothing() {
     let (k1, k2) = (key("1"), key("2"));
     let err = store
         .put_batch(&[
-            domicile_store::NewRecord { subject: &home.id, class: DataClass::Protected, collection: &c, key: &k1, value: b"ok" },
-            domicile_store::NewRecord { subject: &away.id, class: DataClass::Protected, collection: &c, key: &k2, value: b"no" },
+            domicile_store::NewRecord {
+                subject: &home.id,
+                class: DataClass::Protected,
+                collection: &c,
+                key: &k1,
+                value: b"ok",
+            },
+            domicile_store::NewRecord {
+                subject: &away.id,
+                class: DataClass::Protected,
+                collection: &c,
+                key: &k2,
+                value: b"no",
+            },
         ])
         .unwrap_err();
     assert!(matches!(err, StoreError::PlacementRefused { .. }), "{err}");
@@ -103,8 +116,18 @@ fn under_the_global_policy_everything_rests_in_global() {
     for country in ["US", "DE"] {
         let s = subject(&format!("g-{country}"), country);
         store.register_subject(&s).unwrap();
-        store.put(&s.id, DataClass::Protected, &collection("p"), &key(country), &1).unwrap();
+        store
+            .put(
+                &s.id,
+                DataClass::Protected,
+                &collection("p"),
+                &key(country),
+                &1,
+            )
+            .unwrap();
     }
-    let err = store.register_subject(&Subject::parse("nowhere", None, None).unwrap()).unwrap_err();
+    let err = store
+        .register_subject(&Subject::parse("nowhere", None, None).unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
 }

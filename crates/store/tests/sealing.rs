@@ -23,7 +23,13 @@ fn no_file_holds_the_marker_for_either_backend() {
                 store.register_subject(&s).unwrap();
                 let value = serde_json::json!({ "bio": format!("{MARKER} #{i}"), "n": i });
                 store
-                    .put(&s.id, DataClass::Protected, &profiles, &key(&format!("p-{i}")), &value)
+                    .put(
+                        &s.id,
+                        DataClass::Protected,
+                        &profiles,
+                        &key(&format!("p-{i}")),
+                        &value,
+                    )
                     .unwrap();
                 // A raw value that is nothing but the marker, repeated.
                 store
@@ -37,7 +43,10 @@ fn no_file_holds_the_marker_for_either_backend() {
                     .unwrap();
             }
             store.flush().unwrap();
-            let back = store.get::<serde_json::Value>(&profiles, &key("p-3")).unwrap().unwrap();
+            let back = store
+                .get::<serde_json::Value>(&profiles, &key("p-3"))
+                .unwrap()
+                .unwrap();
             assert!(back.value["bio"].as_str().unwrap().starts_with(MARKER));
         }
         drop(custodian);
@@ -61,11 +70,20 @@ fn no_file_holds_the_marker_for_either_backend() {
 #[test]
 fn key_files_are_private() {
     let dirs = Dirs::new();
-    let store = open(&dirs.data(), domicile_store::BackendKind::Sled, "us", dirs.custodian());
+    let store = open(
+        &dirs.data(),
+        domicile_store::BackendKind::Sled,
+        "us",
+        dirs.custodian(),
+    );
     store.register_subject(&subject("ann", "US")).unwrap();
     let files = files_under(&dirs.keys());
-    assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "dk")));
-    assert!(files.iter().any(|f| f.extension().is_some_and(|x| x == "kek")));
+    assert!(files
+        .iter()
+        .any(|f| f.extension().is_some_and(|x| x == "dk")));
+    assert!(files
+        .iter()
+        .any(|f| f.extension().is_some_and(|x| x == "kek")));
     for file in files {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
@@ -73,7 +91,11 @@ fn key_files_are_private() {
 }
 
 /// Opens the store's backend directly, after the store is closed.
-fn raw_backend(dirs: &Dirs, kind: domicile_store::BackendKind, region_name: &str) -> Box<dyn Backend> {
+fn raw_backend(
+    dirs: &Dirs,
+    kind: domicile_store::BackendKind,
+    region_name: &str,
+) -> Box<dyn Backend> {
     let dir = SealedStore::store_dir(dirs.data(), &region(region_name));
     match kind {
         domicile_store::BackendKind::Sled => Box::new(SledBackend::open(dir).unwrap()),
@@ -96,7 +118,9 @@ fn flipping_any_byte_fails_authentication_naming_the_key() {
             let store = open(&dirs.data(), kind, "us", custodian.clone());
             let s = subject("tam", "US");
             store.register_subject(&s).unwrap();
-            store.put(&s.id, DataClass::Protected, &c, &k, "hello there").unwrap();
+            store
+                .put(&s.id, DataClass::Protected, &c, &k, "hello there")
+                .unwrap();
         }
         let store = open(&dirs.data(), kind, "us", custodian);
         let original = {
@@ -119,7 +143,10 @@ fn flipping_any_byte_fails_authentication_naming_the_key() {
         }
         // Restoring the original bytes makes it open again: the failures were the flips.
         store.backend().put(&original.0, &original.1).unwrap();
-        assert_eq!(store.get::<String>(&c, &k).unwrap().unwrap().value, "hello there");
+        assert_eq!(
+            store.get::<String>(&c, &k).unwrap().unwrap().value,
+            "hello there"
+        );
     }
 }
 
@@ -134,8 +161,24 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
         let store = open(&dirs.data(), kind, "us", custodian.clone());
         store.register_subject(&a).unwrap();
         store.register_subject(&b).unwrap();
-        store.put(&a.id, DataClass::Protected, &likes, &key("a1"), "alice's like").unwrap();
-        store.put(&b.id, DataClass::Protected, &likes, &key("b1"), "bob's like").unwrap();
+        store
+            .put(
+                &a.id,
+                DataClass::Protected,
+                &likes,
+                &key("a1"),
+                "alice's like",
+            )
+            .unwrap();
+        store
+            .put(
+                &b.id,
+                DataClass::Protected,
+                &likes,
+                &key("b1"),
+                "bob's like",
+            )
+            .unwrap();
         // The row store exists too, with its own keys.
         let row = open(&dirs.data(), kind, "row", custodian.clone());
         row.register_subject(&subject("alice", "DE")).unwrap();
@@ -143,7 +186,11 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
     let sealed_a = {
         let backend = raw_backend(&dirs, kind, "us");
         let entries = record_entries(backend.as_ref());
-        entries.into_iter().find(|(k, _)| k.ends_with(b"a1")).unwrap().1
+        entries
+            .into_iter()
+            .find(|(k, _)| k.ends_with(b"a1"))
+            .unwrap()
+            .1
     };
     let layout_key = |c: &str, k: &str| {
         let mut out = vec![b'd'];
@@ -171,8 +218,14 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
         }
         let store = open(&dirs.data(), kind, region_name, custodian.clone());
         let err = store.get_raw(&collection(c), &key(k)).unwrap_err();
-        assert!(matches!(err, StoreError::Authentication { .. }), "{what}: {err}");
-        assert!(err.to_string().contains(&format!("{c}/{k}")), "{what}: {err}");
+        assert!(
+            matches!(err, StoreError::Authentication { .. }),
+            "{what}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("{c}/{k}")),
+            "{what}: {err}"
+        );
     }
     // Another subject: alice's ciphertext under a header naming bob (his pseudonym and key).
     {
@@ -184,7 +237,10 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
     }
     let store = open(&dirs.data(), kind, "us", custodian.clone());
     let err = store.get_raw(&likes, &key("a1")).unwrap_err();
-    assert!(matches!(err, StoreError::Authentication { .. }), "another subject: {err}");
+    assert!(
+        matches!(err, StoreError::Authentication { .. }),
+        "another subject: {err}"
+    );
     drop(store);
     // Another region: the same bytes at the same key in the row store.
     {
@@ -194,7 +250,10 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
     }
     let row = open(&dirs.data(), kind, "row", custodian.clone());
     let err = row.get_raw(&likes, &key("a1")).unwrap_err();
-    assert!(matches!(err, StoreError::Authentication { .. }), "another region: {err}");
+    assert!(
+        matches!(err, StoreError::Authentication { .. }),
+        "another region: {err}"
+    );
 }
 
 #[test]
@@ -252,9 +311,15 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
 fn a_store_opened_as_another_region_is_refused() {
     let dirs = Dirs::new();
     let custodian = dirs.custodian();
-    drop(open(&dirs.data(), domicile_store::BackendKind::Sled, "us", custodian.clone()));
+    drop(open(
+        &dirs.data(),
+        domicile_store::BackendKind::Sled,
+        "us",
+        custodian.clone(),
+    ));
     std::fs::rename(dirs.data().join("us"), dirs.data().join("row")).unwrap();
-    let err = SealedStore::open(dirs.data(), region("row"), policy(), custodian.clone()).unwrap_err();
+    let err =
+        SealedStore::open(dirs.data(), region("row"), policy(), custodian.clone()).unwrap_err();
     assert!(matches!(err, StoreError::RegionMismatch { .. }), "{err}");
     let err = SealedStore::open(dirs.data(), region("eu"), policy(), custodian).unwrap_err();
     assert!(err.to_string().contains("eu"), "{err}");

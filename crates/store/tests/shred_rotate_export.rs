@@ -16,7 +16,13 @@ fn fill(store: &SealedStore, subjects: &[&str], per_subject: usize) {
         for i in 0..per_subject {
             let c = collection(if i % 2 == 0 { "likes" } else { "messages" });
             store
-                .put(&s.id, DataClass::Protected, &c, &key(&format!("{id}-{i}")), &format!("{id} value {i}"))
+                .put(
+                    &s.id,
+                    DataClass::Protected,
+                    &c,
+                    &key(&format!("{id}-{i}")),
+                    &format!("{id} value {i}"),
+                )
                 .unwrap();
         }
     }
@@ -38,9 +44,15 @@ fn a_shredded_subject_cannot_be_read_even_from_an_earlier_copy() {
         assert_eq!(receipt.records.len(), 6);
         assert!(receipt.key_destroyed_now && receipt.registry_entry_deleted);
         assert_eq!(receipt.data_key_version, 1);
-        assert!(store.scan_subject(&subject("ben", "US").id).unwrap().is_empty());
+        assert!(store
+            .scan_subject(&subject("ben", "US").id)
+            .unwrap()
+            .is_empty());
         assert!(store.subject(&subject("ben", "US").id).unwrap().is_none());
-        assert_eq!(store.scan_subject(&subject("ada", "US").id).unwrap().len(), 6);
+        assert_eq!(
+            store.scan_subject(&subject("ada", "US").id).unwrap().len(),
+            6
+        );
         drop(store);
 
         // The copy still holds ben's ciphertexts, but his key is gone; the same custodian and a
@@ -58,25 +70,37 @@ fn a_shredded_subject_cannot_be_read_even_from_an_earlier_copy() {
                     }
                 }
             }
-            let err = old.get_raw(&collection("likes"), &key("ben-0")).unwrap_err();
+            let err = old
+                .get_raw(&collection("likes"), &key("ben-0"))
+                .unwrap_err();
             assert!(matches!(err, StoreError::SubjectShredded { .. }), "{err}");
             assert!(old.subject(&subject("ben", "US").id).unwrap().is_none());
             for id in ["ada", "cy"] {
                 let records = old.scan_subject(&subject(id, "US").id).unwrap();
                 assert_eq!(records.len(), 6, "{kind:?} {id}");
-                assert!(records.iter().all(|r| r.decode::<String>().unwrap().starts_with(id)));
+                assert!(records
+                    .iter()
+                    .all(|r| r.decode::<String>().unwrap().starts_with(id)));
             }
         }
         // ben can come back with a new key version; his old records stay dead.
         let store = open(&dirs.data(), kind, "us", custodian.clone());
         store.register_subject(&subject("ben", "US")).unwrap();
         let meta = store
-            .put(&subject("ben", "US").id, DataClass::Protected, &collection("likes"), &key("ben-new"), "hi")
+            .put(
+                &subject("ben", "US").id,
+                DataClass::Protected,
+                &collection("likes"),
+                &key("ben-new"),
+                "hi",
+            )
             .unwrap();
         assert_eq!(meta.data_key_version, 2);
         drop(store);
         let old = open(&copy, kind, "us", custodian);
-        let err = old.get_raw(&collection("likes"), &key("ben-0")).unwrap_err();
+        let err = old
+            .get_raw(&collection("likes"), &key("ben-0"))
+            .unwrap_err();
         assert!(matches!(err, StoreError::Authentication { .. }), "{err}");
     }
 }
@@ -85,7 +109,9 @@ fn a_shredded_subject_cannot_be_read_even_from_an_earlier_copy() {
 fn shredding_an_unknown_subject_is_an_error_and_shredding_twice_finishes() {
     let dirs = Dirs::new();
     let store = open(&dirs.data(), BackendKind::Sled, "us", dirs.custodian());
-    let err = store.shred_subject(&subject("nobody", "US").id).unwrap_err();
+    let err = store
+        .shred_subject(&subject("nobody", "US").id)
+        .unwrap_err();
     assert!(matches!(err, StoreError::NoDataKey { .. }), "{err}");
     fill(&store, &["dee"], 2);
     store.shred_subject(&subject("dee", "US").id).unwrap();
@@ -93,9 +119,18 @@ fn shredding_an_unknown_subject_is_an_error_and_shredding_twice_finishes() {
     assert!(!again.key_destroyed_now);
     assert!(again.records.is_empty());
     let err = store
-        .put(&subject("dee", "US").id, DataClass::Protected, &collection("likes"), &key("x"), "x")
+        .put(
+            &subject("dee", "US").id,
+            DataClass::Protected,
+            &collection("likes"),
+            &key("x"),
+            "x",
+        )
         .unwrap_err();
-    assert!(matches!(err, StoreError::SubjectNotRegistered { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::SubjectNotRegistered { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -105,7 +140,11 @@ fn after_rotation_every_record_opens_and_the_old_kek_can_be_retired() {
         let custodian = dirs.custodian();
         let store = open(&dirs.data(), kind, "us", custodian.clone());
         fill(&store, &["eve", "fay", "gus", "hal"], 4);
-        let before: Vec<_> = store.backend().scan_prefix(b"d").map(|r| r.unwrap()).collect();
+        let before: Vec<_> = store
+            .backend()
+            .scan_prefix(b"d")
+            .map(|r| r.unwrap())
+            .collect();
         let us = region("us");
         assert_eq!(custodian.kek_versions(&us).unwrap(), [KekVersion(1)]);
         let err = custodian.retire_kek(&us, KekVersion(1)).unwrap_err();
@@ -116,7 +155,11 @@ fn after_rotation_every_record_opens_and_the_old_kek_can_be_retired() {
         assert_eq!(report.rewrapped, 4);
         assert!(report.complete && !report.resumed);
         // No record was re-encrypted.
-        let after: Vec<_> = store.backend().scan_prefix(b"d").map(|r| r.unwrap()).collect();
+        let after: Vec<_> = store
+            .backend()
+            .scan_prefix(b"d")
+            .map(|r| r.unwrap())
+            .collect();
         assert_eq!(before, after);
 
         custodian.retire_kek(&us, KekVersion(1)).unwrap();
@@ -129,7 +172,10 @@ fn after_rotation_every_record_opens_and_the_old_kek_can_be_retired() {
         for c in ["likes", "messages"] {
             for r in store.scan_collection(&collection(c)) {
                 let r = r.unwrap();
-                assert!(r.decode::<String>().unwrap().starts_with(r.meta.subject.as_str()));
+                assert!(r
+                    .decode::<String>()
+                    .unwrap()
+                    .starts_with(r.meta.subject.as_str()));
                 n += 1;
             }
         }
@@ -145,7 +191,10 @@ fn an_interrupted_rotation_resumes_and_the_old_kek_stays_until_it_is_done() {
     fill(&store, &["ia", "ib", "ic", "id", "ie"], 1);
     let us = region("us");
     let step = custodian.rotate_kek_step(&us, 2).unwrap();
-    assert_eq!((step.kek, step.rewrapped, step.complete), (KekVersion(2), 2, false));
+    assert_eq!(
+        (step.kek, step.rewrapped, step.complete),
+        (KekVersion(2), 2, false)
+    );
     // Mid-rotation, v1 still wraps keys, so it cannot be retired; every record still opens.
     let err = custodian.retire_kek(&us, KekVersion(1)).unwrap_err();
     assert!(err.to_string().contains("3 data keys"), "{err}");
@@ -153,13 +202,26 @@ fn an_interrupted_rotation_resumes_and_the_old_kek_stays_until_it_is_done() {
     let fresh = dirs.custodian();
     let store = open(&dirs.data(), BackendKind::Sled, "us", fresh.clone());
     assert_eq!(store.scan_collection(&collection("likes")).count(), 5);
-    assert!(store.scan_collection(&collection("likes")).all(|r| r.is_ok()));
+    assert!(store
+        .scan_collection(&collection("likes"))
+        .all(|r| r.is_ok()));
     // Resuming finishes the same rotation rather than starting a third KEK.
     let report = store.rotate_kek().unwrap();
-    assert_eq!((report.kek, report.rewrapped, report.resumed, report.complete), (KekVersion(2), 3, true, true));
+    assert_eq!(
+        (
+            report.kek,
+            report.rewrapped,
+            report.resumed,
+            report.complete
+        ),
+        (KekVersion(2), 3, true, true)
+    );
     fresh.retire_kek(&us, KekVersion(1)).unwrap();
     let next = store.rotate_kek().unwrap();
-    assert_eq!((next.kek, next.rewrapped, next.resumed), (KekVersion(3), 5, false));
+    assert_eq!(
+        (next.kek, next.rewrapped, next.resumed),
+        (KekVersion(3), 5, false)
+    );
 }
 
 #[test]
@@ -174,7 +236,13 @@ fn export_moves_a_subject_between_regions_without_plaintext_in_the_bundle() {
     us_store.register_subject(&mover).unwrap();
     for i in 0..5 {
         us_store
-            .put(&mover.id, DataClass::Protected, &collection("likes"), &key(&format!("mia-{i}")), &format!("secret-like-{i}"))
+            .put(
+                &mover.id,
+                DataClass::Protected,
+                &collection("likes"),
+                &key(&format!("mia-{i}")),
+                &format!("secret-like-{i}"),
+            )
             .unwrap();
     }
     let (bundle, transfer) = us_store.export_subject(&mover.id).unwrap();
@@ -184,24 +252,56 @@ fn export_moves_a_subject_between_regions_without_plaintext_in_the_bundle() {
 
     // Protected data of a US subject may not rest in row: refused, nothing written.
     let bundle = ExportBundle::from_bytes(&bytes).unwrap();
-    let err = row.import(&bundle, &TransferKey::from_bytes(transfer.to_bytes()).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("us-split/protected-rests-in-home-region"), "{err}");
+    let err = row
+        .import(
+            &bundle,
+            &TransferKey::from_bytes(transfer.to_bytes()).unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("us-split/protected-rests-in-home-region"),
+        "{err}"
+    );
     assert!(row.subject(&mover.id).unwrap().is_none());
-    assert_eq!(row.backend().scan_prefix(b"").count(), 1, "only the store's metadata");
+    assert_eq!(
+        row.backend().scan_prefix(b"").count(),
+        1,
+        "only the store's metadata"
+    );
 
     // Into another US store (a new deployment's us region): lands, re-sealed under its keys.
     let other_keys = FileCustodian::open(dirs.tmp.path().join("keys2")).unwrap();
-    let target = SealedStore::open(dirs.tmp.path().join("data2"), region("us"), policy(), std::sync::Arc::new(other_keys)).unwrap();
+    let target = SealedStore::open(
+        dirs.tmp.path().join("data2"),
+        region("us"),
+        policy(),
+        std::sync::Arc::new(other_keys),
+    )
+    .unwrap();
     let report = target.import(&bundle, &transfer).unwrap();
     assert_eq!(report.records.len(), 5);
     assert_eq!(report.home.as_str(), "us");
-    let source: Vec<_> = us_store.scan_subject(&mover.id).unwrap().iter().map(|r| (r.meta.key.clone(), r.digest())).collect();
-    let landed: Vec<_> = target.scan_subject(&mover.id).unwrap().iter().map(|r| (r.meta.key.clone(), r.digest())).collect();
+    let source: Vec<_> = us_store
+        .scan_subject(&mover.id)
+        .unwrap()
+        .iter()
+        .map(|r| (r.meta.key.clone(), r.digest()))
+        .collect();
+    let landed: Vec<_> = target
+        .scan_subject(&mover.id)
+        .unwrap()
+        .iter()
+        .map(|r| (r.meta.key.clone(), r.digest()))
+        .collect();
     assert_eq!(source, landed);
 
     // A wrong transfer key, a dropped record, a changed record: refused.
     let wrong = TransferKey::from_bytes([7u8; 32]).unwrap();
-    assert!(matches!(target.import(&bundle, &wrong), Err(StoreError::Bundle { .. })));
+    assert!(matches!(
+        target.import(&bundle, &wrong),
+        Err(StoreError::Bundle { .. })
+    ));
     let mut short = bundle.clone();
     short.records.pop();
     let err = target.import(&short, &transfer).unwrap_err();
@@ -218,15 +318,36 @@ fn a_key_belongs_to_one_subject() {
     let store = open(&dirs.data(), BackendKind::Sled, "us", dirs.custodian());
     fill(&store, &["jo", "kim"], 1);
     let err = store
-        .put(&subject("kim", "US").id, DataClass::Protected, &collection("likes"), &key("jo-0"), "mine")
+        .put(
+            &subject("kim", "US").id,
+            DataClass::Protected,
+            &collection("likes"),
+            &key("jo-0"),
+            "mine",
+        )
         .unwrap_err();
-    assert!(matches!(err, StoreError::KeyHeldByOtherSubject { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::KeyHeldByOtherSubject { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("likes/jo-0"), "{err}");
     assert!(store.delete(&collection("likes"), &key("jo-0")).unwrap());
     assert!(!store.delete(&collection("likes"), &key("jo-0")).unwrap());
     store
-        .put(&subject("kim", "US").id, DataClass::Protected, &collection("likes"), &key("jo-0"), "mine")
+        .put(
+            &subject("kim", "US").id,
+            DataClass::Protected,
+            &collection("likes"),
+            &key("jo-0"),
+            "mine",
+        )
         .unwrap();
-    assert!(store.scan_subject(&subject("jo", "US").id).unwrap().is_empty());
-    assert_eq!(store.scan_subject(&subject("kim", "US").id).unwrap().len(), 2);
+    assert!(store
+        .scan_subject(&subject("jo", "US").id)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.scan_subject(&subject("kim", "US").id).unwrap().len(),
+        2
+    );
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{Region, ResidencyPolicy, Subject};
-use domicile_store::{BackendKind, Collection, FileCustodian, KeyCustodian, RecordKey, SealedStore};
+use domicile_store::{
+    BackendKind, Collection, FileCustodian, KeyCustodian, RecordKey, SealedStore,
+};
 
 /// Every backend this build has.
 pub fn backends() -> Vec<BackendKind> {
