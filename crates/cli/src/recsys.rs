@@ -1,13 +1,562 @@
-//! `domicile recsys`.
+//! `domicile recsys`: train, serve, evaluate and generate data for the recommender.
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Subcommand, ValueEnum};
+use domicile_recommender::{
+    evaluate, hex, in_pool, read_artifact, split, write_artifact, ConfidenceWeights, Holdout,
+    Interactions, Metrics, ModelKind, RecommendOptions, Recommender, RecsysError, SignatureStatus,
+    SigningKey, Similarity, Strategy, TrainConfig, World, WorldConfig,
+};
+use domicile_residency::{
+    CountryCode, PolicyId, Region, ResidencyError, ResidencyPolicy, Subject, SubjectId,
+};
 
 /// Arguments of `domicile recsys`.
 #[derive(Debug, clap::Args)]
-pub struct RecsysArgs {}
+pub struct RecsysArgs {
+    #[command(subcommand)]
+    command: RecsysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecsysCommand {
+    /// Train a model on an interactions CSV (or events JSONL) and write a model artifact.
+    Train(TrainArgs),
+    /// Write top-k recommendations for users as CSV `user,item,rank,score`.
+    Recommend(RecommendArgs),
+    /// Hold out part of the interactions, train every model on the rest, print their metrics.
+    Eval(EvalArgs),
+    /// Generate a seeded synthetic world: interactions CSV, or events JSONL if FILE ends in .jsonl.
+    Generate(GenerateArgs),
+    /// Generate an Ed25519 model-signing key (PKCS#8); prints the public key in hex.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Als,
+    ItemKnn,
+    Blend,
+    Popularity,
+}
+
+impl From<KindArg> for ModelKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Als => ModelKind::Als,
+            KindArg::ItemKnn => ModelKind::ItemKnn,
+            KindArg::Blend => ModelKind::Blend,
+            KindArg::Popularity => ModelKind::Popularity,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SimilarityArg {
+    Bm25,
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    Global,
+    UsSplit,
+}
+
+/// Hyper-parameters shared by `train` and `eval`.
+#[derive(Debug, Args)]
+struct HyperArgs {
+    /// Latent factors.
+    #[arg(long, default_value_t = 64)]
+    factors: usize,
+    /// ALS sweeps.
+    #[arg(long, default_value_t = 15)]
+    iterations: usize,
+    /// L2 regularisation (default: the library's).
+    #[arg(long)]
+    regularization: Option<f32>,
+    /// Confidence scale, c = 1 + alpha * weight (default: the library's).
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Conjugate gradient steps per solve.
+    #[arg(long, default_value_t = 3)]
+    cg_steps: usize,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Item-item weighting.
+    #[arg(long, value_enum, default_value_t = SimilarityArg::Bm25)]
+    similarity: SimilarityArg,
+    /// Neighbours kept per item.
+    #[arg(long, default_value_t = 50)]
+    neighbours: usize,
+    /// Seed of the initial factors.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl HyperArgs {
+    fn config(&self, kind: ModelKind) -> TrainConfig {
+        let mut c = TrainConfig::for_kind(kind);
+        c.als.factors = self.factors;
+        c.als.iterations = self.iterations;
+        if let Some(r) = self.regularization {
+            c.als.regularization = r;
+        }
+        if let Some(a) = self.alpha {
+            c.als.alpha = a;
+        }
+        c.als.cg_steps = self.cg_steps;
+        c.als.threads = self.threads;
+        c.als.seed = self.seed;
+        c.item_knn.threads = self.threads;
+        c.item_knn.neighbours = self.neighbours;
+        c.item_knn.similarity = match self.similarity {
+            SimilarityArg::Bm25 => Similarity::bm25(),
+            SimilarityArg::Cosine => Similarity::Cosine,
+        };
+        c
+    }
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Interactions CSV (`user,item[,weight][,timestamp][,country][,creator]`) or events JSONL.
+    #[arg(long)]
+    interactions: PathBuf,
+    /// Where to write the model artifact.
+    #[arg(long)]
+    model_out: PathBuf,
+    /// The model to train.
+    #[arg(long, value_enum, default_value_t = KindArg::Als)]
+    model: KindArg,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Ed25519 signing key (PKCS#8 DER, or a raw 32-byte seed); without it the model is unsigned.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// The residency policy whose home-region rules name the regions in `trained_on`
+    /// (from each user's `country`); without it every subject is counted in --region.
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArg>,
+    /// The region every subject is homed in when no --policy is given.
+    #[arg(long, default_value = "global")]
+    region: String,
+}
+
+#[derive(Debug, Args)]
+struct RecommendArgs {
+    /// The model artifact.
+    #[arg(long)]
+    model: PathBuf,
+    /// `all`, or a file with one user id per line.
+    #[arg(long)]
+    users: String,
+    /// Items per user.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Leave out items the user interacted with in training.
+    #[arg(long)]
+    exclude_seen: bool,
+    /// At most this many items per creator.
+    #[arg(long)]
+    per_creator_cap: Option<usize>,
+    /// Require the model to be signed by this Ed25519 public key (hex, or a file holding it).
+    #[arg(long)]
+    trusted_key: Option<String>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The output CSV.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// Interactions CSV or events JSONL.
+    #[arg(long)]
+    interactions: PathBuf,
+    /// Share of each user's interactions held out.
+    #[arg(long, default_value_t = 0.2)]
+    holdout: f64,
+    /// Hold out each user's latest interactions instead of a random sample.
+    #[arg(long)]
+    temporal: bool,
+    /// Seed of the random hold-out.
+    #[arg(long, default_value_t = 42)]
+    split_seed: u64,
+    /// Cut-off of the ranking metrics.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Models to evaluate, comma-separated, from popularity, als, item-knn-cosine,
+    /// item-knn-bm25, blend.
+    #[arg(
+        long,
+        default_value = "popularity,als,item-knn-cosine,item-knn-bm25,blend"
+    )]
+    models: String,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hyper: HyperArgs,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Users.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Videos.
+    #[arg(long, default_value_t = 5_000)]
+    videos: usize,
+    /// Events.
+    #[arg(long, default_value_t = 400_000)]
+    events: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output: interactions CSV, or events JSONL when the name ends in .jsonl.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the PKCS#8 key; the hex public key goes to the same path plus `.pub`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Why a command failed; printed as one line on stderr.
+#[derive(Debug)]
+enum CliError {
+    Recsys(RecsysError),
+    Residency(ResidencyError),
+    Message(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Recsys(e) => e.fmt(f),
+            CliError::Residency(e) => e.fmt(f),
+            CliError::Message(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<RecsysError> for CliError {
+    fn from(e: RecsysError) -> Self {
+        CliError::Recsys(e)
+    }
+}
+
+impl From<ResidencyError> for CliError {
+    fn from(e: ResidencyError) -> Self {
+        CliError::Residency(e)
+    }
+}
+
+fn io_error(action: &str, path: &Path, e: std::io::Error) -> CliError {
+    CliError::Message(format!("cannot {action} {}: {e}", path.display()))
+}
 
 /// Runs `domicile recsys`.
-pub fn run(_args: RecsysArgs) -> ExitCode {
-    eprintln!("domicile recsys: not built yet");
-    ExitCode::from(2)
+pub fn run(args: RecsysArgs) -> ExitCode {
+    let result = match args.command {
+        RecsysCommand::Train(a) => train(a),
+        RecsysCommand::Recommend(a) => recommend(a),
+        RecsysCommand::Eval(a) => eval(a),
+        RecsysCommand::Generate(a) => generate(a),
+        RecsysCommand::Keygen(a) => keygen(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("domicile recsys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Interactions, CliError> {
+    let start = Instant::now();
+    let data = Interactions::read(path, &ConfidenceWeights::default())?;
+    eprintln!(
+        "read {} users, {} items, {} pairs from {} in {:.3} s",
+        data.active_users(),
+        data.n_items(),
+        data.pairs().len(),
+        path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(data)
+}
+
+fn train(a: TrainArgs) -> Result<(), CliError> {
+    let data = load(&a.interactions)?;
+    let key = match &a.signing_key {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| io_error("read", path, e))?;
+            Some(if bytes.len() == 32 {
+                SigningKey::from_seed(&bytes)?
+            } else {
+                SigningKey::from_pkcs8(&bytes)?
+            })
+        }
+    };
+    let provenance = match a.policy {
+        None => {
+            let region = Region::parse(&a.region)?;
+            data.provenance(None, |_, _| Ok(region.clone()))?
+        }
+        Some(PolicyArg::Global) => {
+            with_policy(&data, &domicile_policy_global::GlobalPolicy::new())?
+        }
+        Some(PolicyArg::UsSplit) => {
+            with_policy(&data, &domicile_policy_us_split::UsSplitPolicy::new())?
+        }
+    };
+    let config = a.hyper.config(a.model.into());
+    let start = Instant::now();
+    let model = Recommender::train(&data, &config)?;
+    let fit = start.elapsed().as_secs_f64();
+    println!("fitted {} in {fit:.3} s", config.kind);
+    let manifest = write_artifact(&a.model_out, &model, &provenance, key.as_ref())?;
+    let regions: Vec<&str> = manifest.trained_on.iter().map(Region::as_str).collect();
+    println!(
+        "wrote {} ({}; trained_on {}; {} subjects, {} interactions; data {})",
+        a.model_out.display(),
+        match &key {
+            Some(k) => format!("signed by {}", hex(&k.public_key())),
+            None => "unsigned".to_owned(),
+        },
+        regions.join(","),
+        manifest.subjects,
+        manifest.events,
+        manifest.training_data_digest
+    );
+    Ok(())
+}
+
+fn with_policy(
+    data: &Interactions,
+    policy: &impl ResidencyPolicy,
+) -> Result<domicile_recommender::Provenance, CliError> {
+    let id: PolicyId = policy.id().clone();
+    Ok(
+        data.provenance(Some(id), |user, country: Option<CountryCode>| {
+            let country = country.ok_or_else(|| ResidencyError::InvalidCountryCode {
+                value: format!(
+                    "(none given for user {user:?}; the interactions need a `country` column)"
+                ),
+            })?;
+            policy.home_region(&Subject::new(SubjectId::parse(user)?, country))
+        })?,
+    )
+}
+
+fn read_trusted_key(text: &str) -> Result<[u8; 32], CliError> {
+    let hex_text = if Path::new(text).is_file() {
+        std::fs::read_to_string(text).map_err(|e| io_error("read", Path::new(text), e))?
+    } else {
+        text.to_owned()
+    };
+    let t = hex_text.trim();
+    let bad = || {
+        CliError::Message(format!(
+            "trusted key {t:?} is not 64 hex digits (an Ed25519 public key)"
+        ))
+    };
+    if t.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in t.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn recommend(a: RecommendArgs) -> Result<(), CliError> {
+    let trusted = a.trusted_key.as_deref().map(read_trusted_key).transpose()?;
+    let loaded = read_artifact(&a.model, trusted.as_ref())?;
+    match &loaded.signature {
+        SignatureStatus::Verified { public_key } => {
+            eprintln!("model {} signed by {}", a.model.display(), hex(public_key))
+        }
+        SignatureStatus::Unsigned => eprintln!("warning: model {} is unsigned", a.model.display()),
+        _ => {}
+    }
+    let model = loaded.model;
+    let users: Vec<String> = if a.users == "all" {
+        model.users().ids().to_vec()
+    } else {
+        let path = Path::new(&a.users);
+        let file = std::fs::File::open(path).map_err(|e| io_error("open", path, e))?;
+        let mut ids = Vec::new();
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| io_error("read", path, e))?;
+            let id = line.trim();
+            if id.is_empty() || (n == 0 && id == "user") {
+                continue;
+            }
+            if id.contains(',') {
+                return Err(CliError::Message(format!(
+                    "{}:{}: user id {id:?} contains a comma",
+                    path.display(),
+                    n + 1
+                )));
+            }
+            ids.push(id.to_owned());
+        }
+        ids
+    };
+    let options = RecommendOptions {
+        k: a.k,
+        exclude_seen: a.exclude_seen,
+        per_creator_cap: a.per_creator_cap,
+        strategy: Strategy::Default,
+    };
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let recs = in_pool(a.threads, || model.recommend_many(&refs, &options))??;
+    let took = start.elapsed().as_secs_f64();
+    let file = std::fs::File::create(&a.out).map_err(|e| io_error("create", &a.out, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let write = |out: &mut BufWriter<std::fs::File>| -> std::io::Result<()> {
+        writeln!(out, "user,item,rank,score")?;
+        for (user, list) in users.iter().zip(&recs) {
+            for (rank, r) in list.iter().enumerate() {
+                writeln!(out, "{user},{},{},{}", r.item, rank + 1, r.score)?;
+            }
+        }
+        out.flush()
+    };
+    write(&mut out).map_err(|e| io_error("write", &a.out, e))?;
+    println!("recommended for {} users in {took:.3} s", users.len());
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<(), CliError> {
+    let data = load(&a.interactions)?;
+    let holdout = if a.temporal {
+        Holdout::Temporal {
+            fraction: a.holdout,
+        }
+    } else {
+        Holdout::Random {
+            fraction: a.holdout,
+            seed: a.split_seed,
+        }
+    };
+    let (train, test) = split(&data, holdout)?;
+    let names: BTreeSet<&str> = a.models.split(',').map(str::trim).collect();
+    let known = [
+        "popularity",
+        "als",
+        "item-knn-cosine",
+        "item-knn-bm25",
+        "blend",
+    ];
+    if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+        return Err(CliError::Message(format!(
+            "unknown model {bad:?} in --models; expected some of {}",
+            known.join(",")
+        )));
+    }
+    if !a.json {
+        println!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "model",
+            format!("prec@{}", a.k),
+            format!("recall@{}", a.k),
+            format!("ndcg@{}", a.k),
+            format!("map@{}", a.k),
+            "coverage",
+            "fit_s",
+            "users"
+        );
+    }
+    for name in known.iter().filter(|n| names.contains(*n)) {
+        let mut config = match *name {
+            "popularity" => a.hyper.config(ModelKind::Popularity),
+            "als" => a.hyper.config(ModelKind::Als),
+            "blend" => a.hyper.config(ModelKind::Blend),
+            _ => a.hyper.config(ModelKind::ItemKnn),
+        };
+        if *name == "item-knn-cosine" {
+            config.item_knn.similarity = Similarity::Cosine;
+        } else if *name == "item-knn-bm25" {
+            config.item_knn.similarity = Similarity::bm25();
+        }
+        let start = Instant::now();
+        let model = Recommender::train(&train, &config)?;
+        let fit = start.elapsed().as_secs_f64();
+        let m = model.in_pool(|| evaluate(&model, &test, a.k, Strategy::Default))??;
+        print_metrics(name, &m, fit, a.json);
+    }
+    Ok(())
+}
+
+fn print_metrics(name: &str, m: &Metrics, fit: f64, json: bool) {
+    if json {
+        println!(
+            "{{\"model\":\"{name}\",\"k\":{},\"users\":{},\"precision\":{},\"recall\":{},\"ndcg\":{},\"map\":{},\"coverage\":{},\"fit_seconds\":{fit}}}",
+            m.k, m.users, m.precision, m.recall, m.ndcg, m.map, m.coverage
+        );
+    } else {
+        println!(
+            "{name:<16} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.2} {:>7}",
+            m.precision, m.recall, m.ndcg, m.map, m.coverage, fit, m.users
+        );
+    }
+}
+
+fn generate(a: GenerateArgs) -> Result<(), CliError> {
+    let start = Instant::now();
+    let world = World::generate(WorldConfig {
+        users: a.users,
+        videos: a.videos,
+        events: a.events,
+        seed: a.seed,
+        ..WorldConfig::default()
+    })?;
+    if a.out.extension().is_some_and(|e| e == "jsonl") {
+        world.write_events_jsonl(&a.out)?;
+    } else {
+        world.write_interactions_csv(&a.out, &ConfidenceWeights::default())?;
+    }
+    println!(
+        "generated {} users, {} videos, {} events into {} in {:.2} s",
+        a.users,
+        a.videos,
+        a.events,
+        a.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn keygen(a: KeygenArgs) -> Result<(), CliError> {
+    let der = SigningKey::generate_pkcs8()?;
+    let key = SigningKey::from_pkcs8(&der)?;
+    std::fs::write(&a.out, &der).map_err(|e| io_error("write", &a.out, e))?;
+    let public = hex(&key.public_key());
+    let mut pub_path = a.out.clone().into_os_string();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .map_err(|e| io_error("write", &pub_path, e))?;
+    println!("{public}");
+    Ok(())
 }

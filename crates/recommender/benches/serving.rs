@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use domicile_recommender::{top_k_batch, top_k_inner_product};
 use rand::{Rng, SeedableRng};
 
@@ -46,12 +46,18 @@ fn benches(c: &mut Criterion) {
     let users = random(BATCH_USERS * F, 3);
     let exclude: Vec<u32> = (0..40).map(|i| i * 997).collect();
     let mut g = c.benchmark_group("top10_100k_items_64_factors");
-    g.bench_function("top_k_inner_product", |b| b.iter(|| top_k_inner_product(black_box(&query), &items, 10, &exclude)));
-    g.bench_function("baseline_score_all_and_sort", |b| b.iter(|| sort_all(black_box(&query), &items, 10)));
+    g.bench_function("top_k_inner_product", |b| {
+        b.iter(|| top_k_inner_product(black_box(&query), &items, 10, &exclude))
+    });
+    g.bench_function("baseline_score_all_and_sort", |b| {
+        b.iter(|| sort_all(black_box(&query), &items, 10))
+    });
     g.finish();
     let mut g = c.benchmark_group("batch_top10_2k_users_100k_items");
     g.sample_size(10);
-    g.bench_function("top_k_batch", |b| b.iter(|| top_k_batch(black_box(&users), &items, F, 10, |_| &exclude[..])));
+    g.bench_function("top_k_batch", |b| {
+        b.iter(|| top_k_batch(black_box(&users), &items, F, 10, |_| &exclude[..]))
+    });
     g.finish();
 
     let fast = time(200, || top_k_inner_product(&query, &items, 10, &exclude));
@@ -77,9 +83,8 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(serving, benches);
-
 fn main() {
-    serving();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
 }

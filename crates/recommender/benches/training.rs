@@ -6,8 +6,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{criterion_group, Criterion};
-use domicile_recommender::{AlsConfig, AlsModel, ConfidenceWeights, ItemKnn, ItemKnnConfig, Solver, World, WorldConfig};
+use criterion::Criterion;
+use domicile_recommender::{
+    AlsConfig, AlsModel, ConfidenceWeights, ItemKnn, ItemKnnConfig, Solver, World, WorldConfig,
+};
 
 fn benches(c: &mut Criterion) {
     let world = World::generate(WorldConfig {
@@ -28,8 +30,12 @@ fn benches(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("train_20k_users_10k_items");
     g.sample_size(10);
-    g.bench_function("als_cg_3_iterations", |b| b.iter(|| AlsModel::fit(black_box(&m), n_items, &config)));
-    g.bench_function("item_knn_bm25", |b| b.iter(|| ItemKnn::fit(black_box(&m), n_items, &ItemKnnConfig::default())));
+    g.bench_function("als_cg_3_iterations", |b| {
+        b.iter(|| AlsModel::fit(black_box(&m), n_items, &config))
+    });
+    g.bench_function("item_knn_bm25", |b| {
+        b.iter(|| ItemKnn::fit(black_box(&m), n_items, &ItemKnnConfig::default()))
+    });
     g.finish();
 
     let start = Instant::now();
@@ -47,9 +53,8 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(training, benches);
-
 fn main() {
-    training();
-    criterion::Criterion::default().configure_from_args().final_summary();
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
 }

@@ -16,8 +16,8 @@
 //! sweep's `x_u` (a warm start), so a few CG steps per sweep are enough. The other half-sweep
 //! swaps the roles of users and items.
 
-use rayon::prelude::*;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::interactions::Csr;
@@ -60,24 +60,46 @@ impl Default for AlsConfig {
 impl AlsConfig {
     /// Refuses values outside their range.
     pub fn validate(&self) -> Result<(), RecsysError> {
-        let bad = |name, value: String, reason| Err(RecsysError::InvalidConfig { name, value, reason });
+        let bad = |name, value: String, reason| {
+            Err(RecsysError::InvalidConfig {
+                name,
+                value,
+                reason,
+            })
+        };
         if self.factors == 0 || self.factors > 1024 {
             return bad("factors", self.factors.to_string(), "expected 1 to 1024");
         }
         if self.iterations == 0 || self.iterations > 1000 {
-            return bad("iterations", self.iterations.to_string(), "expected 1 to 1000");
+            return bad(
+                "iterations",
+                self.iterations.to_string(),
+                "expected 1 to 1000",
+            );
         }
         if !(self.regularization >= 0.0 && self.regularization.is_finite()) {
-            return bad("regularization", self.regularization.to_string(), "expected a finite number >= 0");
+            return bad(
+                "regularization",
+                self.regularization.to_string(),
+                "expected a finite number >= 0",
+            );
         }
         if !(self.alpha > 0.0 && self.alpha.is_finite()) {
-            return bad("alpha", self.alpha.to_string(), "expected a finite number > 0");
+            return bad(
+                "alpha",
+                self.alpha.to_string(),
+                "expected a finite number > 0",
+            );
         }
         if self.cg_steps == 0 || self.cg_steps > 1024 {
             return bad("cg_steps", self.cg_steps.to_string(), "expected 1 to 1024");
         }
         if self.threads > 1024 {
-            return bad("threads", self.threads.to_string(), "expected 0 (all cores) to 1024");
+            return bad(
+                "threads",
+                self.threads.to_string(),
+                "expected 0 (all cores) to 1024",
+            );
         }
         Ok(())
     }
@@ -104,8 +126,9 @@ pub struct AlsModel {
     pub item_factors: Vec<f32>,
 }
 
-/// Runs `f` on a pool of `threads` workers (0: rayon's default).
-pub(crate) fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, RecsysError> {
+/// Runs `f` on a new rayon pool of `threads` workers (0: one per core), so that a caller's
+/// thread budget holds for everything `f` runs in parallel.
+pub fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, RecsysError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -133,7 +156,9 @@ impl AlsModel {
     ) -> Result<Self, RecsysError> {
         config.validate()?;
         if user_items.nnz() == 0 {
-            return Err(RecsysError::Empty("the interaction matrix has no positive pairs"));
+            return Err(RecsysError::Empty(
+                "the interaction matrix has no positive pairs",
+            ));
         }
         let f = config.factors;
         let n_users = user_items.rows();
@@ -141,7 +166,8 @@ impl AlsModel {
         // Small uniform initial factors, as `implicit` does: large enough to break symmetry,
         // small enough that the first sweep is driven by the data.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
-        let mut init = |n: usize| -> Vec<f32> { (0..n * f).map(|_| rng.random::<f32>() * 0.01).collect() };
+        let mut init =
+            |n: usize| -> Vec<f32> { (0..n * f).map(|_| rng.random::<f32>() * 0.01).collect() };
         let mut model = AlsModel {
             factors: f,
             user_factors: init(n_users),
@@ -149,8 +175,20 @@ impl AlsModel {
         };
         in_pool(config.threads, || {
             for _ in 0..config.iterations {
-                half_sweep(&model.item_factors, &mut model.user_factors, user_items, config, solver);
-                half_sweep(&model.user_factors, &mut model.item_factors, &item_users, config, solver);
+                half_sweep(
+                    &model.item_factors,
+                    &mut model.user_factors,
+                    user_items,
+                    config,
+                    solver,
+                );
+                half_sweep(
+                    &model.user_factors,
+                    &mut model.item_factors,
+                    &item_users,
+                    config,
+                    solver,
+                );
             }
         })?;
         Ok(model)
@@ -316,7 +354,14 @@ fn conjugate_gradient(
 }
 
 /// The exact solution of one user's normal equations, in f64.
-fn exact(yty: &[f32], y: &[f32], items: &[u32], weights: &[f32], config: &AlsConfig, x: &mut [f32]) {
+fn exact(
+    yty: &[f32],
+    y: &[f32],
+    items: &[u32],
+    weights: &[f32],
+    config: &AlsConfig,
+    x: &mut [f32],
+) {
     let f = x.len();
     let mut a: Vec<f64> = yty.iter().map(|&v| v as f64).collect();
     let mut b = vec![0f64; f];
@@ -349,7 +394,12 @@ mod tests {
         for u in 0..30u32 {
             for i in 0..20u32 {
                 if (u * 7 + i * 3) % 5 == 0 || (u % 3 == i % 3 && i % 2 == 0) {
-                    b.add(&format!("u{u}"), &format!("i{i}"), 1.0 + (u + i) as f32 % 3.0, 0);
+                    b.add(
+                        &format!("u{u}"),
+                        &format!("i{i}"),
+                        1.0 + (u + i) as f32 % 3.0,
+                        0,
+                    );
                 }
             }
         }
@@ -390,7 +440,9 @@ mod tests {
         let mut last = f64::INFINITY;
         for it in 1..=5 {
             config.iterations = it;
-            let loss = AlsModel::fit_with(&m, 20, &config, Solver::Exact).unwrap().loss(&m, &config);
+            let loss = AlsModel::fit_with(&m, 20, &config, Solver::Exact)
+                .unwrap()
+                .loss(&m, &config);
             assert!(loss <= last + 1e-6, "iteration {it}: {loss} > {last}");
             last = loss;
         }
@@ -411,7 +463,15 @@ mod tests {
             ..AlsConfig::default()
         };
         let one = AlsModel::fit(&m, 20, &config).unwrap();
-        let two = AlsModel::fit(&m, 20, &AlsConfig { threads: 2, ..config }).unwrap();
+        let two = AlsModel::fit(
+            &m,
+            20,
+            &AlsConfig {
+                threads: 2,
+                ..config
+            },
+        )
+        .unwrap();
         // Each row's solve is independent of scheduling; only YᵀY's summation order may differ.
         for (a, b) in one.user_factors.iter().zip(&two.user_factors) {
             assert!((a - b).abs() < 1e-3);
@@ -422,13 +482,25 @@ mod tests {
     fn bad_configs_are_refused() {
         let m = small();
         for config in [
-            AlsConfig { factors: 0, ..AlsConfig::default() },
-            AlsConfig { alpha: -1.0, ..AlsConfig::default() },
-            AlsConfig { regularization: f32::NAN, ..AlsConfig::default() },
+            AlsConfig {
+                factors: 0,
+                ..AlsConfig::default()
+            },
+            AlsConfig {
+                alpha: -1.0,
+                ..AlsConfig::default()
+            },
+            AlsConfig {
+                regularization: f32::NAN,
+                ..AlsConfig::default()
+            },
         ] {
             let err = AlsModel::fit(&m, 20, &config).unwrap_err();
             assert!(matches!(err, RecsysError::InvalidConfig { .. }), "{err}");
         }
-        assert!(matches!(AlsModel::fit(&Csr::default(), 0, &AlsConfig::default()), Err(RecsysError::Empty(_))));
+        assert!(matches!(
+            AlsModel::fit(&Csr::default(), 0, &AlsConfig::default()),
+            Err(RecsysError::Empty(_))
+        ));
     }
 }

@@ -146,7 +146,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn sha256_text(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref()))
+    format!(
+        "sha256:{}",
+        hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    )
 }
 
 /// Builds the manifest for `model` trained with `provenance`, and writes the artifact to `path`,
@@ -224,19 +227,21 @@ pub fn read_artifact(path: &Path, trusted: Option<&[u8; 32]>) -> Result<LoadedMo
 }
 
 /// Decodes artifact bytes; `name` is used in error messages.
-pub fn decode_artifact(bytes: &[u8], name: &str, trusted: Option<&[u8; 32]>) -> Result<LoadedModel, RecsysError> {
+pub fn decode_artifact(
+    bytes: &[u8],
+    name: &str,
+    trusted: Option<&[u8; 32]>,
+) -> Result<LoadedModel, RecsysError> {
     let corrupt = |reason: String| RecsysError::Corrupt {
         path: name.to_owned(),
         reason,
     };
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
-        return Err(RecsysError::NotAnArtifact { path: name.to_owned() });
+        return Err(RecsysError::NotAnArtifact {
+            path: name.to_owned(),
+        });
     }
-    let mut r = Reader {
-        bytes,
-        at: 8,
-        name,
-    };
+    let mut r = Reader { bytes, at: 8, name };
     let version = r.u32()?;
     if version != FORMAT_VERSION {
         return Err(RecsysError::UnsupportedVersion {
@@ -247,7 +252,8 @@ pub fn decode_artifact(bytes: &[u8], name: &str, trusted: Option<&[u8; 32]>) -> 
     }
     let manifest_len = r.u32()? as usize;
     let manifest_bytes = r.take(manifest_len)?;
-    let payload_len = usize::try_from(r.u64()?).map_err(|_| corrupt("payload length overflows".into()))?;
+    let payload_len =
+        usize::try_from(r.u64()?).map_err(|_| corrupt("payload length overflows".into()))?;
     let payload = r.take(payload_len)?;
     let signed_len = r.at;
     let signature = match r.u8()? {
@@ -261,7 +267,10 @@ pub fn decode_artifact(bytes: &[u8], name: &str, trusted: Option<&[u8; 32]>) -> 
         other => return Err(corrupt(format!("unknown signature kind {other}"))),
     };
     if r.at != bytes.len() {
-        return Err(corrupt(format!("{} trailing bytes after the signature", bytes.len() - r.at)));
+        return Err(corrupt(format!(
+            "{} trailing bytes after the signature",
+            bytes.len() - r.at
+        )));
     }
     let status = match (signature, trusted) {
         (None, Some(expected)) => {
@@ -283,12 +292,14 @@ pub fn decode_artifact(bytes: &[u8], name: &str, trusted: Option<&[u8; 32]>) -> 
             }
             UnparsedPublicKey::new(&ED25519, &pk)
                 .verify(&bytes[..signed_len], sig)
-                .map_err(|_| RecsysError::BadSignature { path: name.to_owned() })?;
+                .map_err(|_| RecsysError::BadSignature {
+                    path: name.to_owned(),
+                })?;
             SignatureStatus::Verified { public_key: pk }
         }
     };
-    let manifest: Manifest =
-        serde_json::from_slice(manifest_bytes).map_err(|e| corrupt(format!("the manifest is not valid: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
+        .map_err(|e| corrupt(format!("the manifest is not valid: {e}")))?;
     if manifest.format_version != FORMAT_VERSION {
         return Err(corrupt(format!(
             "the manifest says format version {}, the header {FORMAT_VERSION}",
@@ -307,7 +318,9 @@ pub fn decode_artifact(bytes: &[u8], name: &str, trusted: Option<&[u8; 32]>) -> 
         || model.users().len() as u64 != manifest.n_users
         || model.items().len() as u64 != manifest.n_items
     {
-        return Err(corrupt("the payload's kind or counts do not match the manifest".into()));
+        return Err(corrupt(
+            "the payload's kind or counts do not match the manifest".into(),
+        ));
     }
     Ok(LoadedModel {
         manifest,
@@ -384,10 +397,14 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, RecsysError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, RecsysError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     /// A length that must fit in what is left, at `unit` bytes per element.
     fn len(&mut self, unit: usize) -> Result<usize, RecsysError> {
@@ -403,7 +420,8 @@ impl<'a> Reader<'a> {
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             let len = self.u32()? as usize;
-            let s = std::str::from_utf8(self.take(len)?).map_err(|_| self.corrupt("an id is not UTF-8".into()))?;
+            let s = std::str::from_utf8(self.take(len)?)
+                .map_err(|_| self.corrupt("an id is not UTF-8".into()))?;
             ids.push(s.to_owned());
         }
         let map = IdMap::from_ids(ids);
@@ -415,12 +433,16 @@ impl<'a> Reader<'a> {
     fn u32s(&mut self) -> Result<Vec<u32>, RecsysError> {
         let n = self.len(4)?;
         let b = self.take(n * 4)?;
-        Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect())
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .collect())
     }
     fn f32s(&mut self) -> Result<Vec<f32>, RecsysError> {
         let n = self.len(4)?;
         let b = self.take(n * 4)?;
-        Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect())
+        Ok(b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect())
     }
     fn csr(&mut self, rows: usize, columns: usize) -> Result<Csr, RecsysError> {
         let n = self.len(8)?;
@@ -486,7 +508,11 @@ fn encode_payload(model: &Recommender) -> Vec<u8> {
     w.0
 }
 
-fn decode_payload(payload: &[u8], name: &str, config: TrainConfig) -> Result<Recommender, RecsysError> {
+fn decode_payload(
+    payload: &[u8],
+    name: &str,
+    config: TrainConfig,
+) -> Result<Recommender, RecsysError> {
     let mut r = Reader {
         bytes: payload,
         at: 0,
@@ -494,7 +520,10 @@ fn decode_payload(payload: &[u8], name: &str, config: TrainConfig) -> Result<Rec
     };
     let tag = r.u8()?;
     if tag != kind_tag(config.kind) {
-        return Err(r.corrupt(format!("payload kind tag {tag} does not match the manifest's {}", config.kind)));
+        return Err(r.corrupt(format!(
+            "payload kind tag {tag} does not match the manifest's {}",
+            config.kind
+        )));
     }
     let users = r.ids()?;
     let items = r.ids()?;
@@ -519,7 +548,10 @@ fn decode_payload(payload: &[u8], name: &str, config: TrainConfig) -> Result<Rec
             let factors = r.u32()? as usize;
             let user_factors = r.f32s()?;
             let item_factors = r.f32s()?;
-            if factors == 0 || user_factors.len() != n_users * factors || item_factors.len() != n_items * factors {
+            if factors == 0
+                || user_factors.len() != n_users * factors
+                || item_factors.len() != n_items * factors
+            {
                 return Err(r.corrupt("the ALS factor tables do not match the id maps".into()));
             }
             Some(AlsModel {
@@ -562,7 +594,15 @@ mod tests {
             for i in 0..15u32 {
                 if (u + i) % 3 == 0 {
                     let (uu, ii) = b.add(&format!("u{u}"), &format!("v{i}"), 1.0, 0);
-                    b.set_country(uu, domicile_residency::CountryCode::parse(if u % 2 == 0 { "US" } else { "DE" }).unwrap());
+                    b.set_country(
+                        uu,
+                        domicile_residency::CountryCode::parse(if u % 2 == 0 {
+                            "US"
+                        } else {
+                            "DE"
+                        })
+                        .unwrap(),
+                    );
                     b.set_creator(ii, &format!("c{}", i % 4));
                 }
             }
@@ -573,7 +613,13 @@ mod tests {
         config.als.iterations = 2;
         let model = Recommender::train(&data, &config).unwrap();
         let prov = data
-            .provenance(None, |_, c| Region::parse(if c.unwrap().as_str() == "US" { "us" } else { "row" }))
+            .provenance(None, |_, c| {
+                Region::parse(if c.unwrap().as_str() == "US" {
+                    "us"
+                } else {
+                    "row"
+                })
+            })
             .unwrap();
         (model, prov)
     }
@@ -581,18 +627,34 @@ mod tests {
     #[test]
     fn round_trip_every_kind_signed_and_unsigned() {
         let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
-        for kind in [ModelKind::Als, ModelKind::ItemKnn, ModelKind::Blend, ModelKind::Popularity] {
+        for kind in [
+            ModelKind::Als,
+            ModelKind::ItemKnn,
+            ModelKind::Blend,
+            ModelKind::Popularity,
+        ] {
             let (model, prov) = trained(kind);
             let (bytes, manifest) = encode_artifact(&model, &prov, Some(&key)).unwrap();
             let loaded = decode_artifact(&bytes, "m", Some(&key.public_key())).unwrap();
             assert_eq!(loaded.manifest, manifest);
-            assert_eq!(loaded.signature, SignatureStatus::Verified { public_key: key.public_key() });
+            assert_eq!(
+                loaded.signature,
+                SignatureStatus::Verified {
+                    public_key: key.public_key()
+                }
+            );
             let names: Vec<&str> = manifest.trained_on.iter().map(Region::as_str).collect();
             assert_eq!(names, ["row", "us"]);
             let opts = RecommendOptions::top(5);
-            assert_eq!(loaded.model.recommend("u3", &opts).unwrap(), model.recommend("u3", &opts).unwrap());
+            assert_eq!(
+                loaded.model.recommend("u3", &opts).unwrap(),
+                model.recommend("u3", &opts).unwrap()
+            );
             let (bytes, _) = encode_artifact(&model, &prov, None).unwrap();
-            assert_eq!(decode_artifact(&bytes, "m", None).unwrap().signature, SignatureStatus::Unsigned);
+            assert_eq!(
+                decode_artifact(&bytes, "m", None).unwrap().signature,
+                SignatureStatus::Unsigned
+            );
         }
     }
 
@@ -609,7 +671,10 @@ mod tests {
             for trusted in [None, Some(&key.public_key())] {
                 let err = decode_artifact(&t, "m", trusted).unwrap_err();
                 assert!(
-                    matches!(err, RecsysError::BadSignature { .. } | RecsysError::UnsupportedVersion { .. }),
+                    matches!(
+                        err,
+                        RecsysError::BadSignature { .. } | RecsysError::UnsupportedVersion { .. }
+                    ),
                     "byte {at}: {err}"
                 );
             }
@@ -623,8 +688,14 @@ mod tests {
         let mut t = unsigned.clone();
         let n = t.len();
         t[n - 10] ^= 1;
-        assert!(matches!(decode_artifact(&t, "m", None), Err(RecsysError::Corrupt { .. })));
-        assert!(matches!(decode_artifact(b"hello", "m", None), Err(RecsysError::NotAnArtifact { .. })));
+        assert!(matches!(
+            decode_artifact(&t, "m", None),
+            Err(RecsysError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_artifact(b"hello", "m", None),
+            Err(RecsysError::NotAnArtifact { .. })
+        ));
         assert!(decode_artifact(&bytes[..bytes.len() - 1], "m", None).is_err());
     }
 }

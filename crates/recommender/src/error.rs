@@ -57,7 +57,9 @@ pub enum RecsysError {
         path: String,
     },
     /// The artifact was written by a format version this code does not read.
-    #[error("{path}: unsupported model format version {version} (this build reads version {supported})")]
+    #[error(
+        "{path}: unsupported model format version {version} (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// The file.
         path: String,
@@ -104,7 +106,11 @@ pub enum RecsysError {
 }
 
 impl RecsysError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         RecsysError::Io {
             action,
             path: path.into(),

@@ -42,7 +42,10 @@ pub enum Holdout {
 }
 
 /// Splits the interactions into (train, test) sharing id maps.
-pub fn split(data: &Interactions, holdout: Holdout) -> Result<(Interactions, Interactions), RecsysError> {
+pub fn split(
+    data: &Interactions,
+    holdout: Holdout,
+) -> Result<(Interactions, Interactions), RecsysError> {
     let fraction = match holdout {
         Holdout::Random { fraction, .. } | Holdout::Temporal { fraction } => fraction,
     };
@@ -86,7 +89,11 @@ pub fn split(data: &Interactions, holdout: Holdout) -> Result<(Interactions, Int
             }
         }
         for (p, h) in row.iter().zip(held) {
-            if h { test.push(*p) } else { train.push(*p) }
+            if h {
+                test.push(*p)
+            } else {
+                train.push(*p)
+            }
         }
         start = end;
     }
@@ -123,7 +130,12 @@ pub struct Metrics {
 /// assert_eq!(m.recall, 1.0);
 /// assert!((m.map - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
 /// ```
-pub fn ranking_metrics(recommended: &[Vec<u32>], relevant: &[Vec<u32>], k: usize, n_items: usize) -> Metrics {
+pub fn ranking_metrics(
+    recommended: &[Vec<u32>],
+    relevant: &[Vec<u32>],
+    k: usize,
+    n_items: usize,
+) -> Metrics {
     let mut m = Metrics {
         k,
         users: 0,
@@ -165,7 +177,11 @@ pub fn ranking_metrics(recommended: &[Vec<u32>], relevant: &[Vec<u32>], k: usize
         m.ndcg /= n;
         m.map /= n;
     }
-    m.coverage = if n_items == 0 { 0.0 } else { covered.len() as f64 / n_items as f64 };
+    m.coverage = if n_items == 0 {
+        0.0
+    } else {
+        covered.len() as f64 / n_items as f64
+    };
     m
 }
 
@@ -185,7 +201,12 @@ pub fn relevant_items(test: &Interactions) -> (Vec<u32>, Vec<Vec<u32>>) {
 
 /// Evaluates a model trained on the training half of a split against its test half, serving
 /// `strategy` with seen items excluded. Users are evaluated in batch, in parallel.
-pub fn evaluate(model: &Recommender, test: &Interactions, k: usize, strategy: Strategy) -> Result<Metrics, RecsysError> {
+pub fn evaluate(
+    model: &Recommender,
+    test: &Interactions,
+    k: usize,
+    strategy: Strategy,
+) -> Result<Metrics, RecsysError> {
     let (users, relevant) = relevant_items(test);
     let options = RecommendOptions {
         strategy,
@@ -193,14 +214,22 @@ pub fn evaluate(model: &Recommender, test: &Interactions, k: usize, strategy: St
     };
     let idx: Vec<Option<u32>> = users.iter().map(|&u| Some(u)).collect();
     let recs = model.recommend_batch(&idx, &options)?;
-    let lists: Vec<Vec<u32>> = recs.into_iter().map(|l| l.into_iter().map(|s| s.item).collect()).collect();
+    let lists: Vec<Vec<u32>> = recs
+        .into_iter()
+        .map(|l| l.into_iter().map(|s| s.item).collect())
+        .collect();
     Ok(ranking_metrics(&lists, &relevant, k, model.items().len()))
 }
 
 /// Keeps only the pairs of users for whom `keep(user index)` holds: a hold-out restricted to a
 /// population (the US users of a mixed world, say).
 pub fn restrict_users(data: &Interactions, keep: impl Fn(u32) -> bool) -> Interactions {
-    let pairs: Vec<Interaction> = data.pairs().iter().filter(|p| keep(p.user)).copied().collect();
+    let pairs: Vec<Interaction> = data
+        .pairs()
+        .iter()
+        .filter(|p| keep(p.user))
+        .copied()
+        .collect();
     data.with_pairs(pairs)
 }
 
@@ -212,7 +241,12 @@ mod tests {
     #[test]
     fn hand_computed_metrics() {
         // User A: relevant {1, 2, 3}, list [1, 5, 2, 6]; user B: relevant {7}, list [8, 9, 10, 7].
-        let m = ranking_metrics(&[vec![1, 5, 2, 6], vec![8, 9, 10, 7]], &[vec![1, 2, 3], vec![7]], 4, 20);
+        let m = ranking_metrics(
+            &[vec![1, 5, 2, 6], vec![8, 9, 10, 7]],
+            &[vec![1, 2, 3], vec![7]],
+            4,
+            20,
+        );
         let l2 = |x: f64| x.log2();
         let p = (2.0 / 4.0 + 1.0 / 4.0) / 2.0;
         let r = (2.0 / 3.0 + 1.0) / 2.0;
@@ -248,7 +282,10 @@ mod tests {
     #[test]
     fn random_split_is_seeded_and_keeps_a_training_pair() {
         let d = data();
-        let h = Holdout::Random { fraction: 0.3, seed: 9 };
+        let h = Holdout::Random {
+            fraction: 0.3,
+            seed: 9,
+        };
         let (train, test) = split(&d, h).unwrap();
         let (train2, test2) = split(&d, h).unwrap();
         assert_eq!(train.pairs(), train2.pairs());
@@ -257,7 +294,14 @@ mod tests {
         assert_eq!(train.active_users(), d.active_users());
         let share = test.pairs().len() as f64 / d.pairs().len() as f64;
         assert!((0.2..0.4).contains(&share), "{share}");
-        let (_, other) = split(&d, Holdout::Random { fraction: 0.3, seed: 10 }).unwrap();
+        let (_, other) = split(
+            &d,
+            Holdout::Random {
+                fraction: 0.3,
+                seed: 10,
+            },
+        )
+        .unwrap();
         assert_ne!(other.pairs(), test.pairs());
     }
 
@@ -267,7 +311,11 @@ mod tests {
         let (train, test) = split(&d, Holdout::Temporal { fraction: 0.25 }).unwrap();
         assert_eq!(test.pairs().len(), 50 * 5);
         for t in test.pairs() {
-            assert!(train.pairs().iter().filter(|p| p.user == t.user).all(|p| p.timestamp < t.timestamp));
+            assert!(train
+                .pairs()
+                .iter()
+                .filter(|p| p.user == t.user)
+                .all(|p| p.timestamp < t.timestamp));
         }
         assert!(split(&d, Holdout::Temporal { fraction: 1.0 }).is_err());
     }

@@ -157,9 +157,10 @@ mod tests {
             }
         );
         assert_eq!(serde_json::to_string(&e).unwrap(), line);
-        let like: Event =
-            serde_json::from_str(r#"{"user":"u","video":"v","kind":"like","timestamp":1,"country":"US"}"#)
-                .unwrap();
+        let like: Event = serde_json::from_str(
+            r#"{"user":"u","video":"v","kind":"like","timestamp":1,"country":"US"}"#,
+        )
+        .unwrap();
         assert_eq!(like.kind, EventKind::Like);
         assert_eq!(like.country.as_deref(), Some("US"));
     }

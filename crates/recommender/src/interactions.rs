@@ -246,8 +246,17 @@ impl InteractionsBuilder {
     }
 
     /// Adds one feedback event, weighted by `weights`.
-    pub fn add_event(&mut self, event: &Event, weights: &ConfidenceWeights) -> Result<(), ResidencyError> {
-        let (u, i) = self.add(&event.user, &event.video, weights.weight(&event.kind), event.timestamp);
+    pub fn add_event(
+        &mut self,
+        event: &Event,
+        weights: &ConfidenceWeights,
+    ) -> Result<(), ResidencyError> {
+        let (u, i) = self.add(
+            &event.user,
+            &event.video,
+            weights.weight(&event.kind),
+            event.timestamp,
+        );
         if let Some(country) = &event.country {
             self.set_country(u, CountryCode::parse(country)?);
         }
@@ -355,7 +364,11 @@ impl Interactions {
     /// `home_region` is usually a residency policy's `home_region`; any error it returns (an
     /// unknown country, say) stops the computation, because a model whose provenance is unknown
     /// must not exist.
-    pub fn provenance<F>(&self, policy: Option<PolicyId>, mut home_region: F) -> Result<crate::Provenance, RecsysError>
+    pub fn provenance<F>(
+        &self,
+        policy: Option<PolicyId>,
+        mut home_region: F,
+    ) -> Result<crate::Provenance, RecsysError>
     where
         F: FnMut(&str, Option<CountryCode>) -> Result<Region, ResidencyError>,
     {
@@ -417,9 +430,18 @@ impl Interactions {
         let mut lines = reader.lines();
         let header = match lines.next() {
             Some(h) => h.map_err(|e| malformed(1, format!("unreadable: {e}")))?,
-            None => return Err(malformed(1, "the file is empty; expected a header such as `user,item,weight`".into())),
+            None => {
+                return Err(malformed(
+                    1,
+                    "the file is empty; expected a header such as `user,item,weight`".into(),
+                ))
+            }
         };
-        let columns: Vec<&str> = header.trim_end_matches('\r').split(',').map(str::trim).collect();
+        let columns: Vec<&str> = header
+            .trim_end_matches('\r')
+            .split(',')
+            .map(str::trim)
+            .collect();
         let find = |name: &str| columns.iter().position(|c| *c == name);
         let (user_col, item_col) = match (find("user"), find("item")) {
             (Some(u), Some(i)) => (u, i),
@@ -446,33 +468,48 @@ impl Interactions {
             if fields.len() != columns.len() {
                 return Err(malformed(
                     lineno,
-                    format!("{line:?} has {} fields, the header has {}", fields.len(), columns.len()),
+                    format!(
+                        "{line:?} has {} fields, the header has {}",
+                        fields.len(),
+                        columns.len()
+                    ),
                 ));
             }
             let (user, item) = (fields[user_col].trim(), fields[item_col].trim());
             if user.is_empty() || item.is_empty() {
-                return Err(malformed(lineno, format!("{line:?} has an empty user or item id")));
+                return Err(malformed(
+                    lineno,
+                    format!("{line:?} has an empty user or item id"),
+                ));
             }
             let weight = match weight_col {
                 None => 1.0,
                 Some(c) => match fields[c].trim().parse::<f32>() {
                     Ok(w) if w.is_finite() => w,
-                    _ => return Err(malformed(lineno, format!("weight {:?} is not a finite number", fields[c]))),
+                    _ => {
+                        return Err(malformed(
+                            lineno,
+                            format!("weight {:?} is not a finite number", fields[c]),
+                        ))
+                    }
                 },
             };
             let timestamp = match ts_col {
                 None => 0,
                 Some(c) if fields[c].trim().is_empty() => 0,
-                Some(c) => fields[c]
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| malformed(lineno, format!("timestamp {:?} is not an integer", fields[c])))?,
+                Some(c) => fields[c].trim().parse::<i64>().map_err(|_| {
+                    malformed(
+                        lineno,
+                        format!("timestamp {:?} is not an integer", fields[c]),
+                    )
+                })?,
             };
             let (u, i) = b.add(user, item, weight, timestamp);
             if let Some(c) = country_col {
                 let text = fields[c].trim();
                 if !text.is_empty() {
-                    let country = CountryCode::parse(text).map_err(|e| malformed(lineno, e.to_string()))?;
+                    let country =
+                        CountryCode::parse(text).map_err(|e| malformed(lineno, e.to_string()))?;
                     b.set_country(u, country);
                 }
             }
@@ -503,8 +540,10 @@ impl Interactions {
             if line.trim().is_empty() {
                 continue;
             }
-            let event: Event = serde_json::from_str(&line).map_err(|e| malformed(format!("not an event: {e}")))?;
-            b.add_event(&event, weights).map_err(|e| malformed(e.to_string()))?;
+            let event: Event =
+                serde_json::from_str(&line).map_err(|e| malformed(format!("not an event: {e}")))?;
+            b.add_event(&event, weights)
+                .map_err(|e| malformed(e.to_string()))?;
         }
         Ok(b.build())
     }
@@ -517,8 +556,12 @@ impl Interactions {
         let write = |out: &mut BufWriter<std::fs::File>| -> std::io::Result<()> {
             writeln!(out, "user,item,weight,timestamp,country,creator")?;
             for p in &self.pairs {
-                let country = self.user_country[p.user as usize].map(|c| c.to_string()).unwrap_or_default();
-                let creator = self.item_creator[p.item as usize].map(|c| self.creators.id(c)).unwrap_or("");
+                let country = self.user_country[p.user as usize]
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let creator = self.item_creator[p.item as usize]
+                    .map(|c| self.creators.id(c))
+                    .unwrap_or("");
                 writeln!(
                     out,
                     "{},{},{},{},{},{}",
@@ -568,13 +611,19 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_line() {
-        let err = Interactions::parse_csv("user,item,weight\na,x,1\nb,y,heavy\n".as_bytes(), "t.csv").unwrap_err();
-        assert_eq!(err.to_string(), "t.csv:3: weight \"heavy\" is not a finite number");
+        let err =
+            Interactions::parse_csv("user,item,weight\na,x,1\nb,y,heavy\n".as_bytes(), "t.csv")
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.csv:3: weight \"heavy\" is not a finite number"
+        );
         let err = Interactions::parse_csv("user,item\na,x,3\n".as_bytes(), "t.csv").unwrap_err();
         assert!(err.to_string().starts_with("t.csv:2:"), "{err}");
         let err = Interactions::parse_csv("who,what\n".as_bytes(), "t.csv").unwrap_err();
         assert!(err.to_string().contains("must name the columns"), "{err}");
-        let err = Interactions::parse_csv("user,item,country\na,x,ZZ\n".as_bytes(), "t.csv").unwrap_err();
+        let err =
+            Interactions::parse_csv("user,item,country\na,x,ZZ\n".as_bytes(), "t.csv").unwrap_err();
         assert!(err.to_string().contains("\"ZZ\""), "{err}");
     }
 
@@ -588,11 +637,18 @@ mod tests {
             r#"{"user":"u","video":"w","kind":"skip","timestamp":3}"#,
             "\n"
         );
-        let m = Interactions::parse_events(text.as_bytes(), "e.jsonl", &ConfidenceWeights::default()).unwrap();
+        let m =
+            Interactions::parse_events(text.as_bytes(), "e.jsonl", &ConfidenceWeights::default())
+                .unwrap();
         assert_eq!(m.pairs().len(), 1);
         assert_eq!(m.pairs()[0].weight, 2.5);
         assert_eq!(m.user_country[0].unwrap().as_str(), "US");
-        let err = Interactions::parse_events("{}\n".as_bytes(), "e.jsonl", &ConfidenceWeights::default()).unwrap_err();
-        assert!(err.to_string().starts_with("e.jsonl:1: not an event"), "{err}");
+        let err =
+            Interactions::parse_events("{}\n".as_bytes(), "e.jsonl", &ConfidenceWeights::default())
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with("e.jsonl:1: not an event"),
+            "{err}"
+        );
     }
 }

@@ -28,11 +28,18 @@ pub enum Similarity {
     Cosine,
     /// Okapi BM25 weighting, then the plain inner product.
     Bm25 {
-        /// Term-frequency saturation (`implicit` uses 100).
+        /// Term-frequency saturation.
         k1: f32,
-        /// Length normalisation strength in `[0, 1]` (`implicit` uses 0.8).
+        /// Length normalisation strength in `[0, 1]`.
         b: f32,
     },
+}
+
+impl Similarity {
+    /// BM25 with the parameters of `implicit`'s `BM25Recommender` (`K1 = 1.2`, `B = 0.75`).
+    pub fn bm25() -> Self {
+        Similarity::Bm25 { k1: 1.2, b: 0.75 }
+    }
 }
 
 /// Hyper-parameters of the item-item model.
@@ -49,7 +56,7 @@ pub struct ItemKnnConfig {
 impl Default for ItemKnnConfig {
     fn default() -> Self {
         ItemKnnConfig {
-            similarity: Similarity::Bm25 { k1: 100.0, b: 0.8 },
+            similarity: Similarity::bm25(),
             neighbours: 50,
             threads: 0,
         }
@@ -64,7 +71,11 @@ pub struct ItemKnn {
 
 impl ItemKnn {
     /// Computes the neighbour lists from the user × item weight matrix.
-    pub fn fit(user_items: &Csr, n_items: usize, config: &ItemKnnConfig) -> Result<Self, RecsysError> {
+    pub fn fit(
+        user_items: &Csr,
+        n_items: usize,
+        config: &ItemKnnConfig,
+    ) -> Result<Self, RecsysError> {
         if config.neighbours == 0 {
             return Err(RecsysError::InvalidConfig {
                 name: "neighbours",
@@ -73,7 +84,7 @@ impl ItemKnn {
             });
         }
         if let Similarity::Bm25 { k1, b } = config.similarity {
-            if !(k1 > 0.0 && k1.is_finite()) || !(0.0..=1.0).contains(&b) {
+            if !(k1 > 0.0 && k1.is_finite() && (0.0..=1.0).contains(&b)) {
                 return Err(RecsysError::InvalidConfig {
                     name: "bm25",
                     value: format!("k1={k1} b={b}"),
@@ -82,7 +93,9 @@ impl ItemKnn {
             }
         }
         if user_items.nnz() == 0 {
-            return Err(RecsysError::Empty("the interaction matrix has no positive pairs"));
+            return Err(RecsysError::Empty(
+                "the interaction matrix has no positive pairs",
+            ));
         }
         let weighted = weigh(user_items, n_items, config.similarity);
         let by_item = weighted.transpose(n_items);

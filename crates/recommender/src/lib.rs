@@ -62,13 +62,15 @@ mod popularity;
 mod topk;
 mod world;
 
-pub use als::{AlsConfig, AlsModel, Solver};
+pub use als::{in_pool, AlsConfig, AlsModel, Solver};
 pub use artifact::{
-    decode_artifact, encode_artifact, hex, read_artifact, write_artifact, LoadedModel, Manifest, Provenance,
-    SignatureStatus, SigningKey, FORMAT_VERSION,
+    decode_artifact, encode_artifact, hex, read_artifact, write_artifact, LoadedModel, Manifest,
+    Provenance, SignatureStatus, SigningKey, FORMAT_VERSION,
 };
 pub use error::RecsysError;
-pub use eval::{evaluate, ranking_metrics, relevant_items, restrict_users, split, Holdout, Metrics};
+pub use eval::{
+    evaluate, ranking_metrics, relevant_items, restrict_users, split, Holdout, Metrics,
+};
 pub use event::{ConfidenceWeights, Event, EventKind};
 pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilder};
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};

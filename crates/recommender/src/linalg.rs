@@ -131,7 +131,11 @@ mod tests {
     fn dot_kernels_agree_with_the_definition() {
         let q: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
         let rows: Vec<Vec<f32>> = (0..4)
-            .map(|r| (0..19).map(|i| ((i * 7 + r * 3) % 5) as f32 - 2.0).collect())
+            .map(|r| {
+                (0..19)
+                    .map(|i| ((i * 7 + r * 3) % 5) as f32 - 2.0)
+                    .collect()
+            })
             .collect();
         let naive = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         let four = dot4(&q, &rows[0], &rows[1], &rows[2], &rows[3]);

@@ -204,7 +204,9 @@ impl Recommender {
     /// Trains the components `config.kind` needs on `data`.
     pub fn train(data: &Interactions, config: &TrainConfig) -> Result<Self, RecsysError> {
         if data.pairs().is_empty() {
-            return Err(RecsysError::Empty("the interactions hold no positive pairs"));
+            return Err(RecsysError::Empty(
+                "the interactions hold no positive pairs",
+            ));
         }
         let seen = data.user_items();
         let n_items = data.n_items();
@@ -225,7 +227,11 @@ impl Recommender {
             users: data.users.clone(),
             items: data.items.clone(),
             creators: data.creators.clone(),
-            item_creator: data.item_creator.iter().map(|c| c.unwrap_or(NO_CREATOR)).collect(),
+            item_creator: data
+                .item_creator
+                .iter()
+                .map(|c| c.unwrap_or(NO_CREATOR))
+                .collect(),
             popularity: Popularity::fit(data.pairs(), n_items, config.popularity_half_life_ms),
             seen,
             als,
@@ -265,7 +271,11 @@ impl Recommender {
 
     /// Recommends items for a user by id. An unknown user, or one with no training history, gets
     /// the cold-start ranking (popularity with recency).
-    pub fn recommend(&self, user: &str, options: &RecommendOptions) -> Result<Vec<Recommendation>, RecsysError> {
+    pub fn recommend(
+        &self,
+        user: &str,
+        options: &RecommendOptions,
+    ) -> Result<Vec<Recommendation>, RecsysError> {
         let scored = self.recommend_index(self.users.get(user), options)?;
         Ok(self.named(scored))
     }
@@ -306,7 +316,9 @@ impl Recommender {
         };
         match s {
             Strategy::Als if self.als.is_none() => Err(RecsysError::MissingComponent("ALS")),
-            Strategy::ItemKnn if self.knn.is_none() => Err(RecsysError::MissingComponent("item-item")),
+            Strategy::ItemKnn if self.knn.is_none() => {
+                Err(RecsysError::MissingComponent("item-item"))
+            }
             Strategy::Blend if self.als.is_none() && self.knn.is_none() => {
                 Err(RecsysError::MissingComponent("ALS or item-item"))
             }
@@ -322,7 +334,11 @@ impl Recommender {
     }
 
     /// Recommends by user index (`None`: a user the model has never seen).
-    pub fn recommend_index(&self, user: Option<u32>, options: &RecommendOptions) -> Result<Vec<Scored>, RecsysError> {
+    pub fn recommend_index(
+        &self,
+        user: Option<u32>,
+        options: &RecommendOptions,
+    ) -> Result<Vec<Scored>, RecsysError> {
         let strategy = self.strategy(options.strategy)?;
         let mut scratch = (vec![0f32; self.items.len()], Vec::new());
         Ok(self.serve_one(user, options, strategy, &mut scratch))
@@ -348,15 +364,22 @@ impl Recommender {
             }
             let excludes: Vec<&[u32]> = warm
                 .iter()
-                .map(|&q| if options.exclude_seen { self.history(users[q]).0 } else { &[] })
+                .map(|&q| {
+                    if options.exclude_seen {
+                        self.history(users[q]).0
+                    } else {
+                        &[]
+                    }
+                })
                 .collect();
-            let warm_results = top_k_batch(&queries, &als.item_factors, f, options.k, |q| excludes[q]);
+            let warm_results =
+                top_k_batch(&queries, &als.item_factors, f, options.k, |q| excludes[q]);
             let mut out = vec![Vec::new(); users.len()];
             for (q, r) in warm.into_iter().zip(warm_results) {
                 out[q] = r;
             }
             for (q, slot) in out.iter_mut().enumerate() {
-                if !users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()) {
+                if users[q].is_none_or(|u| self.history(Some(u)).0.is_empty()) {
                     *slot = self.cold_start(users[q], options);
                 }
             }
@@ -374,7 +397,11 @@ impl Recommender {
     }
 
     fn cold_start(&self, user: Option<u32>, options: &RecommendOptions) -> Vec<Scored> {
-        let exclude = if options.exclude_seen { self.history(user).0 } else { &[] };
+        let exclude = if options.exclude_seen {
+            self.history(user).0
+        } else {
+            &[]
+        };
         let fetch = self.fetch_size(options);
         self.cap(self.popularity.recommend(fetch, exclude), options)
     }
@@ -414,12 +441,22 @@ impl Recommender {
         top_k_inner_product(als.user(u), &als.item_factors, k, exclude)
     }
 
-    fn knn_top(&self, history: (&[u32], &[f32]), k: usize, exclude: &[u32], scratch: &mut (Vec<f32>, Vec<u32>)) -> Vec<Scored> {
+    fn knn_top(
+        &self,
+        history: (&[u32], &[f32]),
+        k: usize,
+        exclude: &[u32],
+        scratch: &mut (Vec<f32>, Vec<u32>),
+    ) -> Vec<Scored> {
         let knn = self.knn.as_ref().expect("strategy checked");
         let mut list = knn.recommend(history, k, exclude, scratch);
         if list.len() < k {
             // Too few neighbours reached: fill from popularity so a request still gets k items.
-            let mut skip: Vec<u32> = exclude.iter().copied().chain(list.iter().map(|s| s.item)).collect();
+            let mut skip: Vec<u32> = exclude
+                .iter()
+                .copied()
+                .chain(list.iter().map(|s| s.item))
+                .collect();
             skip.sort_unstable();
             let floor = list.last().map_or(0.0, |s| s.score);
             for s in self.popularity.recommend(k - list.len(), &skip) {
@@ -460,7 +497,10 @@ impl Recommender {
         if b.popularity > 0.0 {
             add(self.popularity.recommend(m, exclude), b.popularity);
         }
-        let mut list: Vec<Scored> = fused.into_iter().map(|(item, score)| Scored { item, score }).collect();
+        let mut list: Vec<Scored> = fused
+            .into_iter()
+            .map(|(item, score)| Scored { item, score })
+            .collect();
         list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
         list.truncate(k);
         list
@@ -479,7 +519,11 @@ impl Recommender {
             if out.len() == options.k {
                 break;
             }
-            let creator = self.item_creator.get(s.item as usize).copied().unwrap_or(NO_CREATOR);
+            let creator = self
+                .item_creator
+                .get(s.item as usize)
+                .copied()
+                .unwrap_or(NO_CREATOR);
             if creator != NO_CREATOR {
                 let n = count.entry(creator).or_insert(0);
                 if *n >= cap {
@@ -508,7 +552,12 @@ mod tests {
         for u in 0..40u32 {
             for i in 0..30u32 {
                 if (u % 5) == (i % 5) && (u + i) % 3 != 0 {
-                    let (_, item) = b.add(&format!("u{u}"), &format!("v{i}"), 1.0 + (i % 3) as f32, i as i64);
+                    let (_, item) = b.add(
+                        &format!("u{u}"),
+                        &format!("v{i}"),
+                        1.0 + (i % 3) as f32,
+                        i as i64,
+                    );
                     b.set_creator(item, &format!("c{}", i % 2));
                 }
             }
@@ -528,20 +577,39 @@ mod tests {
     #[test]
     fn seen_items_are_filtered_and_caps_hold() {
         let d = data();
-        for kind in [ModelKind::Als, ModelKind::ItemKnn, ModelKind::Blend, ModelKind::Popularity] {
+        for kind in [
+            ModelKind::Als,
+            ModelKind::ItemKnn,
+            ModelKind::Blend,
+            ModelKind::Popularity,
+        ] {
             let model = Recommender::train(&d, &config(kind)).unwrap();
             let u = d.users.get("u1").unwrap();
             let seen: Vec<u32> = model.history(Some(u)).0.to_vec();
-            let recs = model.recommend_index(Some(u), &RecommendOptions::top(10)).unwrap();
+            let recs = model
+                .recommend_index(Some(u), &RecommendOptions::top(10))
+                .unwrap();
             assert_eq!(recs.len(), 10, "{kind}");
             assert!(recs.iter().all(|s| !seen.contains(&s.item)), "{kind}");
             let mut capped = RecommendOptions::top(10);
             capped.per_creator_cap = Some(2);
             let recs = model.recommend_index(Some(u), &capped).unwrap();
             assert_eq!(recs.len(), 4, "{kind}: two creators, two each");
-            let batch = model.recommend_batch(&[Some(u), None], &RecommendOptions::top(10)).unwrap();
-            assert_eq!(batch[0], model.recommend_index(Some(u), &RecommendOptions::top(10)).unwrap(), "{kind}");
-            assert_eq!(batch[1], model.popularity.recommend(10, &[]), "{kind}: cold start");
+            let batch = model
+                .recommend_batch(&[Some(u), None], &RecommendOptions::top(10))
+                .unwrap();
+            assert_eq!(
+                batch[0],
+                model
+                    .recommend_index(Some(u), &RecommendOptions::top(10))
+                    .unwrap(),
+                "{kind}"
+            );
+            assert_eq!(
+                batch[1],
+                model.popularity.recommend(10, &[]),
+                "{kind}: cold start"
+            );
         }
     }
 
@@ -549,7 +617,9 @@ mod tests {
     fn unknown_users_get_popularity_and_missing_parts_are_errors() {
         let d = data();
         let model = Recommender::train(&d, &config(ModelKind::Als)).unwrap();
-        let recs = model.recommend("nobody", &RecommendOptions::top(3)).unwrap();
+        let recs = model
+            .recommend("nobody", &RecommendOptions::top(3))
+            .unwrap();
         let pop: Vec<String> = model
             .popularity
             .recommend(3, &[])
@@ -559,7 +629,10 @@ mod tests {
         assert_eq!(recs.iter().map(|r| r.item.clone()).collect::<Vec<_>>(), pop);
         let mut opts = RecommendOptions::top(3);
         opts.strategy = Strategy::ItemKnn;
-        assert!(matches!(model.recommend("u1", &opts), Err(RecsysError::MissingComponent(_))));
+        assert!(matches!(
+            model.recommend("u1", &opts),
+            Err(RecsysError::MissingComponent(_))
+        ));
         assert!("knn".parse::<ModelKind>().is_err());
     }
 }

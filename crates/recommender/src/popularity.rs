@@ -33,7 +33,11 @@ impl Popularity {
 
     pub(crate) fn from_scores(scores: Vec<f32>) -> Self {
         let mut ranked: Vec<u32> = (0..scores.len() as u32).collect();
-        ranked.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+        ranked.sort_by(|&a, &b| {
+            scores[b as usize]
+                .total_cmp(&scores[a as usize])
+                .then(a.cmp(&b))
+        });
         Popularity { scores, ranked }
     }
 
@@ -73,7 +77,13 @@ mod tests {
     fn recent_interest_outranks_old_interest() {
         let day = 86_400_000;
         // Item 0: three users, thirty days ago. Item 1: two users today.
-        let pairs = [pair(0, 0, 0), pair(1, 0, 0), pair(2, 0, 0), pair(3, 1, 30 * day), pair(4, 1, 30 * day)];
+        let pairs = [
+            pair(0, 0, 0),
+            pair(1, 0, 0),
+            pair(2, 0, 0),
+            pair(3, 1, 30 * day),
+            pair(4, 1, 30 * day),
+        ];
         let plain = Popularity::fit(&pairs, 2, None);
         assert_eq!(plain.ranked, [0, 1]);
         let recent = Popularity::fit(&pairs, 2, Some(7 * day));

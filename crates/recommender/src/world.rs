@@ -234,7 +234,9 @@ impl World {
                 country: country(&mut rng, config.us_share),
             })
             .collect();
-        let creator_topic: Vec<u32> = (0..n_creators).map(|_| rng.random_range(0..topics)).collect();
+        let creator_topic: Vec<u32> = (0..n_creators)
+            .map(|_| rng.random_range(0..topics))
+            .collect();
         let videos: Vec<WorldVideo> = (0..config.videos)
             .map(|v| {
                 let creator = rng.random_range(0..n_creators as u32);
@@ -287,14 +289,20 @@ impl World {
             let user = self.user_order[draw(&self.user_cdf, &mut rng)];
             let u = &self.users[user as usize];
             let mut video = self.pick_video(u, &mut rng);
-            if self.creators[self.videos[video as usize].creator as usize].country != u.country && rng.random_bool(0.35) {
+            if self.creators[self.videos[video as usize].creator as usize].country != u.country
+                && rng.random_bool(0.35)
+            {
                 video = self.pick_video(u, &mut rng);
             }
             let v = &self.videos[video as usize];
             let same_country = self.creators[v.creator as usize].country == u.country;
             let interest: f64 = 0.2
                 + if v.topic == u.primary_topic { 0.6 } else { 0.0 }
-                + if v.topic == u.secondary_topic { 0.4 } else { 0.0 }
+                + if v.topic == u.secondary_topic {
+                    0.4
+                } else {
+                    0.0
+                }
                 + if same_country { 0.1 } else { 0.0 };
             let timestamp = self.config.start_ms + rng.random_range(0..span.max(1));
             let mut emit = |kind: EventKind, at: i64| {
@@ -379,7 +387,9 @@ impl World {
             let i = b.item(&v.id);
             b.set_creator(i, &self.creators[v.creator as usize].id);
         }
-        self.for_each_event(|e| b.add_indexed(e.user, e.video, weights.weight(&e.kind), e.timestamp));
+        self.for_each_event(|e| {
+            b.add_indexed(e.user, e.video, weights.weight(&e.kind), e.timestamp)
+        });
         b.build()
     }
 
@@ -394,11 +404,17 @@ impl World {
                 result = writeln!(out, "{line}");
             }
         });
-        result.and_then(|_| out.flush()).map_err(|e| RecsysError::io("write", path, e))
+        result
+            .and_then(|_| out.flush())
+            .map_err(|e| RecsysError::io("write", path, e))
     }
 
     /// Writes the weighted interactions as CSV (`user,item,weight,timestamp,country,creator`).
-    pub fn write_interactions_csv(&self, path: &Path, weights: &ConfidenceWeights) -> Result<(), RecsysError> {
+    pub fn write_interactions_csv(
+        &self,
+        path: &Path,
+        weights: &ConfidenceWeights,
+    ) -> Result<(), RecsysError> {
         self.interactions(weights).write_csv(path)
     }
 }
@@ -434,7 +450,11 @@ mod tests {
         assert_eq!(ea.len(), 5_000);
         assert_eq!(ea, eb);
         assert_eq!(a.users, b.users);
-        let us = a.users.iter().filter(|u| u.country.as_str() == "US").count();
+        let us = a
+            .users
+            .iter()
+            .filter(|u| u.country.as_str() == "US")
+            .count();
         assert!((70..130).contains(&us), "{us} of 300 users in the US");
     }
 
@@ -449,17 +469,32 @@ mod tests {
             EventKind::View { .. } => views.push((e.user, e.video)),
             _ => {}
         });
-        assert!(skips > 100 && likes > 100 && views.len() > 1000, "{skips} {likes} {}", views.len());
+        assert!(
+            skips > 100 && likes > 100 && views.len() > 1000,
+            "{skips} {likes} {}",
+            views.len()
+        );
         let home = |pairs: &mut dyn Iterator<Item = (u32, u32)>| {
             pairs
-                .filter(|&(u, v)| w.creators[w.videos[v as usize].creator as usize].country == w.users[u as usize].country)
+                .filter(|&(u, v)| {
+                    w.creators[w.videos[v as usize].creator as usize].country
+                        == w.users[u as usize].country
+                })
                 .count()
         };
         let observed = home(&mut views.iter().copied());
         // The null: the same users and the same videos, paired at random (a rotation), which keeps
         // activity and popularity but breaks any link between a viewer's and a creator's country.
-        let rotated = home(&mut views.iter().zip(views.iter().skip(views.len() / 2).chain(&views)).map(|(a, b)| (a.0, b.1)));
-        assert!(observed as f64 > 1.2 * rotated as f64, "home views {observed}, null {rotated}");
+        let rotated = home(
+            &mut views
+                .iter()
+                .zip(views.iter().skip(views.len() / 2).chain(&views))
+                .map(|(a, b)| (a.0, b.1)),
+        );
+        assert!(
+            observed as f64 > 1.2 * rotated as f64,
+            "home views {observed}, null {rotated}"
+        );
         let m = w.interactions(&ConfidenceWeights::default());
         assert_eq!(m.n_users(), 300);
         assert!(m.pairs().len() > 1000);

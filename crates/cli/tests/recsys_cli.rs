@@ -1,0 +1,329 @@
+//! `domicile recsys` end to end: the real binary generates a world, trains signed models,
+//! serves them, evaluates them, and refuses tampered, foreign-signed and malformed input.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn domicile(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_domicile"))
+        .arg("recsys")
+        .args(args)
+        .output()
+        .expect("the domicile binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = domicile(args);
+    assert!(
+        out.status.success(),
+        "domicile recsys {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = domicile(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "domicile recsys {args:?} should fail"
+    );
+    String::from_utf8(out.stderr).expect("UTF-8 errors")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+const SMALL: [&str; 8] = [
+    "--factors",
+    "8",
+    "--iterations",
+    "3",
+    "--threads",
+    "2",
+    "--neighbours",
+    "20",
+];
+
+#[test]
+fn generate_train_sign_recommend_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world.csv");
+    ok(&[
+        "generate",
+        "--users",
+        "400",
+        "--videos",
+        "150",
+        "--events",
+        "15000",
+        "--seed",
+        "3",
+        "--out",
+        s(&world),
+    ]);
+    let key = dir.path().join("region.key");
+    let public = ok(&["keygen", "--out", s(&key)]);
+    assert_eq!(public.trim().len(), 64);
+    let pub_file = dir.path().join("region.key.pub");
+
+    let model = dir.path().join("blend.domrec");
+    let mut args = vec![
+        "train",
+        "--interactions",
+        s(&world),
+        "--model-out",
+        s(&model),
+        "--model",
+        "blend",
+    ];
+    args.extend(["--signing-key", s(&key), "--policy", "us-split"]);
+    args.extend(SMALL);
+    let out = ok(&args);
+    assert!(out.contains("fitted blend in"), "{out}");
+    assert!(out.contains("trained_on row,us;"), "{out}");
+    assert!(
+        out.contains(&format!("signed by {}", public.trim())),
+        "{out}"
+    );
+
+    let recs = dir.path().join("recs.csv");
+    ok(&[
+        "recommend",
+        "--model",
+        s(&model),
+        "--users",
+        "all",
+        "--k",
+        "5",
+        "--exclude-seen",
+        "--trusted-key",
+        s(&pub_file),
+        "--out",
+        s(&recs),
+    ]);
+    let text = std::fs::read_to_string(&recs).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("user,item,rank,score"));
+    let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
+    for line in std::fs::read_to_string(&world).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        seen.entry(f[0].to_owned())
+            .or_default()
+            .insert(f[1].to_owned());
+    }
+    let mut per_user: HashMap<&str, Vec<u32>> = HashMap::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        assert!(!seen[f[0]].contains(f[1]), "{line} recommends a seen item");
+        per_user
+            .entry(f[0])
+            .or_default()
+            .push(f[2].parse().unwrap());
+    }
+    assert_eq!(per_user.len(), seen.len());
+    assert!(per_user.values().all(|ranks| ranks == &[1, 2, 3, 4, 5]));
+
+    // A listed user file, with an unknown user who gets the cold-start ranking.
+    let users = dir.path().join("users.txt");
+    std::fs::write(&users, "user\nu1\nstranger\n").unwrap();
+    let capped = dir.path().join("capped.csv");
+    ok(&[
+        "recommend",
+        "--model",
+        s(&model),
+        "--users",
+        s(&users),
+        "--k",
+        "4",
+        "--per-creator-cap",
+        "1",
+        "--out",
+        s(&capped),
+    ]);
+    let text = std::fs::read_to_string(&capped).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("stranger,")).count(),
+        4
+    );
+
+    // Another key's public key: refused, naming both keys.
+    let other = dir.path().join("other.key");
+    ok(&["keygen", "--out", s(&other)]);
+    let other_pub = std::fs::read_to_string(dir.path().join("other.key.pub")).unwrap();
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&model),
+        "--users",
+        "all",
+        "--trusted-key",
+        other_pub.trim(),
+        "--out",
+        s(&recs),
+    ]);
+    assert!(err.contains("not by the trusted key"), "{err}");
+
+    // One flipped byte in the manifest: the signature no longer verifies.
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[40] ^= 0x01;
+    let tampered = dir.path().join("tampered.domrec");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&tampered),
+        "--users",
+        "all",
+        "--out",
+        s(&recs),
+    ]);
+    assert!(err.contains("signature does not verify"), "{err}");
+
+    // An unsigned model loads with a warning, and is refused when a signature is required.
+    let unsigned = dir.path().join("unsigned.domrec");
+    let mut args = vec![
+        "train",
+        "--interactions",
+        s(&world),
+        "--model-out",
+        s(&unsigned),
+        "--region",
+        "us",
+    ];
+    args.extend(SMALL);
+    let out = ok(&args);
+    assert!(out.contains("unsigned; trained_on us;"), "{out}");
+    let out = domicile(&[
+        "recommend",
+        "--model",
+        s(&unsigned),
+        "--users",
+        "all",
+        "--out",
+        s(&recs),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is unsigned"));
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&unsigned),
+        "--users",
+        "all",
+        "--trusted-key",
+        public.trim(),
+        "--out",
+        s(&recs),
+    ]);
+    assert!(err.contains("is unsigned"), "{err}");
+}
+
+#[test]
+fn eval_prints_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world.csv");
+    ok(&[
+        "generate",
+        "--users",
+        "400",
+        "--videos",
+        "150",
+        "--events",
+        "15000",
+        "--out",
+        s(&world),
+    ]);
+    let mut args = vec![
+        "eval",
+        "--interactions",
+        s(&world),
+        "--holdout",
+        "0.2",
+        "--split-seed",
+        "42",
+        "--k",
+        "10",
+    ];
+    args.extend(SMALL);
+    let out = ok(&args);
+    for model in [
+        "popularity",
+        "als",
+        "item-knn-cosine",
+        "item-knn-bm25",
+        "blend",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(model)),
+            "no {model} line in {out}"
+        );
+    }
+    args.extend(["--temporal", "--json", "--models", "als"]);
+    let out = ok(&args);
+    assert!(out.trim().starts_with("{\"model\":\"als\""), "{out}");
+}
+
+#[test]
+fn events_jsonl_trains_and_bad_input_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    ok(&[
+        "generate",
+        "--users",
+        "100",
+        "--videos",
+        "50",
+        "--events",
+        "3000",
+        "--out",
+        s(&events),
+    ]);
+    let model = dir.path().join("knn.domrec");
+    let mut args = vec![
+        "train",
+        "--interactions",
+        s(&events),
+        "--model-out",
+        s(&model),
+        "--model",
+        "item-knn",
+        "--policy",
+        "us-split",
+    ];
+    args.extend(SMALL);
+    ok(&args);
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "user,item,weight\na,x,1\nb,y,lots\n").unwrap();
+    let err = fails(&["train", "--interactions", s(&bad), "--model-out", s(&model)]);
+    assert!(err.contains("bad.csv:3: weight \"lots\""), "{err}");
+
+    // A policy decides by country, so interactions without one are refused.
+    std::fs::write(&bad, "user,item\na,x\nb,y\n").unwrap();
+    let err = fails(&[
+        "train",
+        "--interactions",
+        s(&bad),
+        "--model-out",
+        s(&model),
+        "--policy",
+        "us-split",
+    ]);
+    assert!(err.contains("country"), "{err}");
+
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&bad),
+        "--users",
+        "all",
+        "--out",
+        s(&model),
+    ]);
+    assert!(err.contains("not a domicile model artifact"), "{err}");
+}
