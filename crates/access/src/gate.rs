@@ -77,13 +77,19 @@ pub enum GateError {
     },
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     /// Access control failed (bad rules, bad approval book).
     #[error(transparent)]
     Access(#[from] AccessError),
     /// The residency policy refused a question (an unknown region).
     #[error(transparent)]
     Residency(#[from] ResidencyError),
+}
+
+impl From<StoreError> for GateError {
+    fn from(e: StoreError) -> Self {
+        GateError::Store(Box::new(e))
+    }
 }
 
 /// One record, named the way a caller asks for it: whose, what class, where.

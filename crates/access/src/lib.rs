@@ -1,6 +1,55 @@
-//! Audited access control for domicile.
+//! Audited access control for domicile: who may reach which person's data, for what purpose,
+//! with whose approval — and the proof afterwards.
 //!
-//! Work in progress; see the crate README.
+//! The [`Gate`] is the only door to a region's [`SealedStore`](domicile_store::SealedStore).
+//! Every call is decided first — the residency policy (may this class of this subject rest
+//! here?), the policy crate's Cedar [access rules](AccessRules) (deny by default), and any
+//! [approval](ApprovalBook) — then the decision is appended to the region's
+//! [audit log](domicile_audit::AuditLog) and waited on until durable, and only then is anything
+//! read or written. A read's entry carries the digest of exactly what it returns. Denials are
+//! logged too. If the log cannot be written, the call is refused (fail-closed).
+//!
+//! [`Principal`]s are named by SPIFFE-style ids (`spiffe://<trust-domain>/<region>/<org>/<name>`)
+//! and carry their employer, office and location, as Google Access Transparency records them.
+//! [Approvals](ApprovalBook), after Azure Customer Lockbox, are signed with Ed25519, time-boxed,
+//! revocable, and expire unanswered; each step is an audit entry.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use domicile_access::{ApprovalBook, Gate, Principal, PrincipalKind, RecordRef, SystemClock};
+//! use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey};
+//! use domicile_policy_us_split::UsSplitPolicy;
+//! use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Subject};
+//! use domicile_store::{Collection, FileCustodian, RecordKey, SealedStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let us = Region::parse("us")?;
+//! let custodian = Arc::new(FileCustodian::open(dir.path().join("keys"))?);
+//! let store = SealedStore::open(dir.path().join("data"), us, Arc::new(UsSplitPolicy::new()), custodian)?;
+//! let signing = SigningKey::generate("audit.example/us", KeyKind::Ed25519)?;
+//! let log = AuditLog::open(dir.path().join("data/us/audit"), LogConfig::new(signing))?;
+//! let gate = Gate::new(Arc::new(store), Arc::new(log), AuditKey::generate()?,
+//!                      ApprovalBook::in_memory(), Arc::new(SystemClock))?;
+//!
+//! let app = Principal::parse("spiffe://example.com/us/usds/profile-service", PrincipalKind::Service,
+//!                            ("usds", "US"), "US", "US", &["app-service"])?;
+//! let alice = Principal::parse("spiffe://example.com/us/usds/alice", PrincipalKind::Person,
+//!                              ("usds", "US"), "US", "US", &["engineer"])?;
+//! let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1234");
+//!
+//! gate.register_subject(&app, &why, &Subject::parse("ana", Some("US"), None)?)?;
+//! let record = RecordRef {
+//!     subject: "ana".parse()?,
+//!     class: DataClass::Protected,
+//!     collection: Collection::parse("profile")?,
+//!     key: RecordKey::parse("ana")?,
+//! };
+//! gate.write(&app, &why, &record, br#"{"name":"Ana"}"#, None)?;
+//! let read = gate.read(&alice, &why, &record, None)?;   // logged, durably, before it returns
+//! assert_eq!(read.value, br#"{"name":"Ana"}"#);
+//! assert_eq!(gate.log().size(), 3);
+//! Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
