@@ -56,6 +56,12 @@ impl RedbBackend {
             // ever after (the crash test found this), so a new database is created under a
             // temporary name, with its table, and renamed into place only once complete.
             let creating = dir.join(format!("{FILE_NAME}.creating"));
+            // What an earlier, interrupted creation left behind holds nothing acknowledged.
+            match std::fs::remove_file(&creating) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &creating, e)),
+            }
             let db = Database::create(&creating).map_err(failed("create the database"))?;
             let fresh = RedbBackend {
                 db,

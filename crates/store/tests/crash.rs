@@ -132,16 +132,26 @@ fn crash_rounds(kind: BackendKind, name: &str) {
                 }
             }
         });
-        // Wait for the child to start writing, then kill it at a random moment.
-        let started = Instant::now();
+        // One round in four kills the child early, while it may still be creating the store
+        // and its keys; the others wait for its first acknowledgement, then kill it at a random
+        // moment while it writes.
+        let early = round % 4 == 0;
         let mut lines = Vec::new();
-        while started.elapsed() < Duration::from_secs(20) {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(10)) {
-                lines.push(line);
-                break;
+        if early {
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..80)));
+        } else {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if let Ok(line) = rx.recv_timeout(Duration::from_millis(10)) {
+                    let acked = line.contains("@@ack ");
+                    lines.push(line);
+                    if acked {
+                        break;
+                    }
+                }
             }
+            std::thread::sleep(Duration::from_millis(rng.random_range(5..300)));
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(5..400)));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         reader.join().unwrap();
@@ -170,7 +180,11 @@ fn crash_rounds(kind: BackendKind, name: &str) {
                 expected.insert((c.into(), k.into()), Expect::Deleted);
             }
         }
-        if acks > 0 {
+        if !early {
+            assert!(
+                acks > 0,
+                "{name} round {round}: the child acknowledged nothing"
+            );
             killed_with_acks += 1;
         }
         // Reopen (as the next child will) and check everything acknowledged so far.
@@ -212,17 +226,13 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         }
     }
     eprintln!(
-        "{name}: {} acknowledged writes and deletes over {ROUNDS} rounds, {killed_with_acks} rounds killed mid-write",
+        "{name}: {} acknowledged writes and deletes over {ROUNDS} rounds, {killed_with_acks} of them killed mid-write",
         expected.len()
     );
     assert!(
         expected.len() > 20,
         "{name}: only {} writes were acknowledged",
         expected.len()
-    );
-    assert!(
-        killed_with_acks >= ROUNDS / 2,
-        "{name}: too few rounds were killed mid-write"
     );
 }
 
