@@ -273,6 +273,29 @@ impl SealedStore {
         Ok(Some((entry, pseudonym)))
     }
 
+    /// Every subject registered in this store, with their home region under the store's policy,
+    /// in pseudonym order (which reveals nothing about who they are). A registry entry whose
+    /// data key was destroyed (an interrupted shred) is left out.
+    pub fn subjects(&self) -> Result<Vec<RegisteredSubject>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
+            let (k, _) = item?;
+            let Ok(bytes) = <[u8; 16]>::try_from(&k[1..]) else {
+                continue;
+            };
+            // The custodian knows whose key answers to the pseudonym; the registry entry itself
+            // opens only with that subject id in its AAD.
+            let id = match self.custodian.data_key(&self.region, &Pseudonym(bytes))? {
+                DataKeyState::Live(key) => key.subject().clone(),
+                _ => continue,
+            };
+            if let Some((entry, _)) = self.registered(&id)? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
     /// Seals `value` (as JSON) as the subject's record at (`collection`, `key`). Durable when it
     /// returns. Refused, with nothing written, if the subject is not registered, if the policy
     /// forbids `class` of this subject to rest in this region ([`StoreError::PlacementRefused`]
