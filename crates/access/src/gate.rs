@@ -21,8 +21,8 @@ use domicile_residency::{
     Subject, SubjectId,
 };
 use domicile_store::{
-    Collection, ExportBundle, RawRecord, RecordKey, RecordMeta, SealedStore, ShredReceipt,
-    StoreError, TransferKey,
+    Collection, ExportBundle, NewRecord, RawRecord, RecordDigest, RecordKey, RecordMeta,
+    SealedStore, ShredReceipt, StoreError, TransferKey,
 };
 use ring::digest::{Context as Sha256, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -1490,4 +1490,324 @@ impl Gate {
             .approvals
             .revoke(id, who.id.clone(), self.clock.unix_secs())?)
     }
+
+    /// Every registered subject with their home region (under this Gate's policy) and every one
+    /// of their records' metadata and plaintext digest: what a split plans and verifies against.
+    /// One bulk `scan` entry in the log, with the count of records and a digest over them.
+    pub fn inventory(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+    ) -> Result<Vec<SubjectInventory>, GateError> {
+        let request_id = self.next_request_id();
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action: Action::Scan,
+            resource: Resource::Records {
+                class: DataClass::Protected,
+                region: self.region.clone(),
+                subject_home: None,
+                collection: "*".into(),
+            },
+            purpose,
+            approval: None,
+        })?;
+        let verdict = Verdict {
+            allowed: access.allowed,
+            rules: access.rules.clone(),
+            obligations: Vec::new(),
+            reason: if access.allowed {
+                "allowed".into()
+            } else {
+                format!(
+                    "the access rules do not permit it ({})",
+                    join(&access.rules)
+                )
+            },
+        };
+        let bulk = |count| AuditResource {
+            class: DataClass::Protected,
+            collection: "*".into(),
+            subject: None,
+            target: Target::Bulk { count },
+        };
+        if !verdict.allowed {
+            let receipt = self.append(
+                who,
+                AuditAction::Scan,
+                bulk(0),
+                purpose,
+                None,
+                verdict.entry_decision(),
+                Outcome::Ok {
+                    result_digest: None,
+                },
+                &request_id,
+            )?;
+            return Err(self.refuse("inventory", &verdict, receipt));
+        }
+        let mut out = Vec::new();
+        let mut count = 0u64;
+        let mut digest = Sha256::new(&SHA256);
+        let mut subjects = self.store.subjects()?;
+        subjects.sort_by(|a, b| a.subject.id.cmp(&b.subject.id));
+        for registered in subjects {
+            let records: Vec<(RecordMeta, RecordDigest)> = self
+                .store
+                .scan_subject(&registered.subject.id)?
+                .into_iter()
+                .map(|r| {
+                    let d = r.digest();
+                    digest.update(&d.0);
+                    (r.meta, d)
+                })
+                .collect();
+            count += records.len() as u64;
+            out.push(SubjectInventory {
+                subject: registered.subject,
+                home: registered.home,
+                records,
+            });
+        }
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.finish().as_ref());
+        self.append(
+            who,
+            AuditAction::Scan,
+            bulk(count),
+            purpose,
+            None,
+            verdict.entry_decision(),
+            Outcome::Ok {
+                result_digest: Some(ResultDigest(d)),
+            },
+            &request_id,
+        )?;
+        Ok(out)
+    }
+
+    /// Reads every record of several subjects, to move them elsewhere (a split). One `migrate`
+    /// entry in the log with the count and a digest over everything released, durable before it
+    /// returns.
+    pub fn read_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<(SubjectId, Vec<RawRecord>)>, GateError> {
+        let request_id = self.next_request_id();
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action: Action::Read,
+            resource: Resource::Records {
+                class: DataClass::Protected,
+                region: self.region.clone(),
+                subject_home: None,
+                collection: "*".into(),
+            },
+            purpose,
+            approval: None,
+        })?;
+        let verdict = Verdict {
+            allowed: access.allowed,
+            rules: access.rules.clone(),
+            obligations: Vec::new(),
+            reason: if access.allowed {
+                "allowed".into()
+            } else {
+                format!(
+                    "the access rules do not permit it ({})",
+                    join(&access.rules)
+                )
+            },
+        };
+        let bulk = |count| AuditResource {
+            class: DataClass::Protected,
+            collection: "*".into(),
+            subject: None,
+            target: Target::Bulk { count },
+        };
+        if !verdict.allowed {
+            let receipt = self.append(
+                who,
+                AuditAction::Migrate,
+                bulk(0),
+                purpose,
+                None,
+                verdict.entry_decision(),
+                Outcome::Ok {
+                    result_digest: None,
+                },
+                &request_id,
+            )?;
+            return Err(self.refuse("read for migration", &verdict, receipt));
+        }
+        let mut out = Vec::with_capacity(subjects.len());
+        let mut count = 0u64;
+        let mut digest = Sha256::new(&SHA256);
+        for subject in subjects {
+            let records = self.store.scan_subject(subject)?;
+            for r in &records {
+                digest.update(&r.digest().0);
+            }
+            count += records.len() as u64;
+            out.push((subject.clone(), records));
+        }
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.finish().as_ref());
+        self.append(
+            who,
+            AuditAction::Migrate,
+            bulk(count),
+            purpose,
+            None,
+            verdict.entry_decision(),
+            Outcome::Ok {
+                result_digest: Some(ResultDigest(d)),
+            },
+            &request_id,
+        )?;
+        Ok(out)
+    }
+
+    /// Registers subjects and writes their records in one atomic, durable batch (a split's
+    /// target side). Every record is decided — the residency policy for its class and the
+    /// subject's home here, the access rules for writing it — and one `migrate` entry with the
+    /// count and a digest over the values is durable before the store is touched. If any record
+    /// is refused, nothing is written.
+    pub fn write_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+    ) -> Result<Vec<RecordMeta>, GateError> {
+        let request_id = self.next_request_id();
+        let mut rules: Vec<RuleId> = Vec::new();
+        let mut refusal: Option<String> = None;
+        let mut decided: BTreeMap<(DataClass, Region, String), bool> = BTreeMap::new();
+        let mut digest = Sha256::new(&SHA256);
+        let mut count = 0u64;
+        for (subject, records) in batch {
+            let home = self.policy.home_region(subject)?;
+            for r in records {
+                count += 1;
+                digest.update(&r.digest().0);
+                let key = (
+                    r.meta.class,
+                    home.clone(),
+                    r.meta.collection.as_str().to_owned(),
+                );
+                if decided.contains_key(&key) {
+                    continue;
+                }
+                let residency = self.policy.may_rest_in(r.meta.class, &home, &self.region)?;
+                let access = self.rules.decide(&AccessRequest {
+                    principal: who,
+                    action: Action::Write,
+                    resource: Resource::Records {
+                        class: r.meta.class,
+                        region: self.region.clone(),
+                        subject_home: Some(home.clone()),
+                        collection: r.meta.collection.as_str().to_owned(),
+                    },
+                    purpose,
+                    approval: None,
+                })?;
+                let verdict = combine(&residency, &access, None);
+                for rule in &verdict.rules {
+                    if !rules.contains(rule) {
+                        rules.push(rule.clone());
+                    }
+                }
+                if !verdict.allowed && refusal.is_none() {
+                    refusal = Some(format!(
+                        "{} record {}/{} of subject {}: {}",
+                        r.meta.class, r.meta.collection, r.meta.key, subject.id, verdict.reason
+                    ));
+                }
+                decided.insert(key, verdict.allowed);
+            }
+        }
+        let verdict = Verdict {
+            allowed: refusal.is_none(),
+            rules,
+            obligations: Vec::new(),
+            reason: refusal.clone().unwrap_or_else(|| "allowed".into()),
+        };
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.finish().as_ref());
+        let resource = AuditResource {
+            class: DataClass::Protected,
+            collection: "*".into(),
+            subject: None,
+            target: Target::Bulk { count },
+        };
+        let receipt = self.append(
+            who,
+            AuditAction::Migrate,
+            resource.clone(),
+            purpose,
+            None,
+            verdict.entry_decision(),
+            Outcome::Ok {
+                result_digest: verdict.allowed.then_some(ResultDigest(d)),
+            },
+            &request_id,
+        )?;
+        if !verdict.allowed {
+            return Err(self.refuse("write for migration", &verdict, receipt));
+        }
+        let result = (|| -> Result<Vec<RecordMeta>, StoreError> {
+            for (subject, _) in batch {
+                self.store.register_subject(subject)?;
+            }
+            let new: Vec<NewRecord<'_>> = batch
+                .iter()
+                .flat_map(|(subject, records)| {
+                    records.iter().map(move |r| NewRecord {
+                        subject: &subject.id,
+                        class: r.meta.class,
+                        collection: &r.meta.collection,
+                        key: &r.meta.key,
+                        value: &r.value,
+                    })
+                })
+                .collect();
+            self.store.put_batch(&new)
+        })();
+        match result {
+            Ok(metas) => Ok(metas),
+            Err(e) => {
+                self.append(
+                    who,
+                    AuditAction::Migrate,
+                    resource,
+                    purpose,
+                    None,
+                    verdict.entry_decision(),
+                    Outcome::Error {
+                        reason: e.to_string(),
+                    },
+                    &request_id,
+                )?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The subject's pseudonym in this region's log.
+    pub fn pseudonym(&self, subject: &SubjectId) -> String {
+        self.audit_key.pseudonym(subject).to_string()
+    }
+}
+
+/// A subject and their records, as [`Gate::inventory`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectInventory {
+    /// The subject and their attributes.
+    pub subject: Subject,
+    /// Their home region under the Gate's policy.
+    pub home: Region,
+    /// Each record's metadata and plaintext digest.
+    pub records: Vec<(RecordMeta, RecordDigest)>,
 }

@@ -68,7 +68,8 @@ pub use approval::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AccessError;
 pub use gate::{
-    AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult, SubjectRef,
+    AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
+    SubjectInventory, SubjectRef,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
