@@ -580,6 +580,7 @@ fn decode_payload(
         als,
         knn,
         popularity: Popularity::from_scores(scores),
+        index: std::sync::OnceLock::new(),
     })
 }
 

@@ -78,5 +78,5 @@ pub use model::{
     BlendConfig, ModelKind, RecommendOptions, Recommendation, Recommender, Strategy, TrainConfig,
 };
 pub use popularity::Popularity;
-pub use topk::{top_k_batch, top_k_inner_product, Scored};
+pub use topk::{top_k_batch, top_k_inner_product, ItemIndex, Scored};
 pub use world::{World, WorldConfig, WorldCreator, WorldEvent, WorldUser, WorldVideo};

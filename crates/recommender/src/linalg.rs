@@ -51,19 +51,20 @@ pub(crate) fn dot4(q: &[f32], r0: &[f32], r1: &[f32], r2: &[f32], r3: &[f32]) ->
         }
         i += LANES;
     }
-    let mut out = [
-        a0.iter().sum::<f32>(),
-        a1.iter().sum::<f32>(),
-        a2.iter().sum::<f32>(),
-        a3.iter().sum::<f32>(),
-    ];
+    // The same summation order as `dot`, so both give bit-identical scores.
+    let mut tail = [0f32; 4];
     for j in full..n {
-        out[0] += q[j] * r0[j];
-        out[1] += q[j] * r1[j];
-        out[2] += q[j] * r2[j];
-        out[3] += q[j] * r3[j];
+        tail[0] += q[j] * r0[j];
+        tail[1] += q[j] * r1[j];
+        tail[2] += q[j] * r2[j];
+        tail[3] += q[j] * r3[j];
     }
-    out
+    [
+        a0.iter().sum::<f32>() + tail[0],
+        a1.iter().sum::<f32>() + tail[1],
+        a2.iter().sum::<f32>() + tail[2],
+        a3.iter().sum::<f32>() + tail[3],
+    ]
 }
 
 /// `y += a * x`.
@@ -142,6 +143,7 @@ mod tests {
         for r in 0..4 {
             assert!((dot(&q, &rows[r]) - naive(&q, &rows[r])).abs() < 1e-4);
             assert!((four[r] - naive(&q, &rows[r])).abs() < 1e-4);
+            assert_eq!(four[r].to_bits(), dot(&q, &rows[r]).to_bits());
         }
     }
 

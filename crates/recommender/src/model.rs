@@ -11,7 +11,7 @@ use crate::als::{in_pool, AlsConfig, AlsModel};
 use crate::interactions::{Csr, IdMap, Interactions};
 use crate::knn::{ItemKnn, ItemKnnConfig};
 use crate::popularity::Popularity;
-use crate::topk::{top_k_batch, top_k_inner_product, Scored};
+use crate::topk::{top_k_batch, ItemIndex, Scored};
 use crate::RecsysError;
 
 /// Which model a recommender is trained as.
@@ -196,6 +196,8 @@ pub struct Recommender {
     pub(crate) als: Option<AlsModel>,
     pub(crate) knn: Option<ItemKnn>,
     pub(crate) popularity: Popularity,
+    /// The quantised index over the ALS item factors, built on first use.
+    pub(crate) index: std::sync::OnceLock<ItemIndex>,
 }
 
 pub(crate) const NO_CREATOR: u32 = u32::MAX;
@@ -236,6 +238,7 @@ impl Recommender {
             seen,
             als,
             knn,
+            index: std::sync::OnceLock::new(),
         })
     }
 
@@ -438,7 +441,9 @@ impl Recommender {
 
     fn als_top(&self, u: usize, k: usize, exclude: &[u32]) -> Vec<Scored> {
         let als = self.als.as_ref().expect("strategy checked");
-        top_k_inner_product(als.user(u), &als.item_factors, k, exclude)
+        self.index
+            .get_or_init(|| ItemIndex::new(&als.item_factors, als.factors))
+            .top_k(als.user(u), k, exclude)
     }
 
     fn knn_top(

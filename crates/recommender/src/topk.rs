@@ -186,6 +186,188 @@ pub fn top_k_inner_product(query: &[f32], items: &[f32], k: usize, exclude: &[u3
         .into_sorted()
 }
 
+/// Item factors with a 2-byte quantised copy for fast exact top-k of single queries.
+///
+/// Scanning 100k items × 64 f32 factors reads 25.6 MB per query, which is memory-bound. The
+/// index keeps, beside the f32 rows, each row quantised to integers in `[-1023, 1023]` with a
+/// per-row scale `s_i`, and the row's L1 norm in quantised units. A query is quantised the same
+/// way (scale `s_x`), so the approximate score `a_i = s_i · s_x · (q_x · q_i)` is an integer dot
+/// product (`pmaddwd`) over half the bytes. Its error is bounded:
+///
+/// ```text
+/// |x·y_i − a_i| ≤ s_i/2 · (s_x · ‖q_i‖₁ + ‖x‖₁)  (+ a margin for f32 rounding)
+/// ```
+///
+/// so every item whose upper bound reaches the k-th best lower bound is a candidate, and only
+/// candidates are scored exactly, in f32, from the original rows. The result is exactly
+/// [`top_k_inner_product`]'s.
+#[derive(Debug, Clone)]
+pub struct ItemIndex {
+    f: usize,
+    items: Vec<f32>,
+    quantized: Vec<i16>,
+    scale: Vec<f32>,
+    l1: Vec<f32>,
+}
+
+const QUANT_LEVELS: f32 = 1023.0;
+
+impl ItemIndex {
+    /// Indexes row-major item factors with `f` floats per row.
+    pub fn new(items: &[f32], f: usize) -> Self {
+        let f = f.max(1);
+        let n = items.len() / f;
+        let mut quantized = vec![0i16; n * f];
+        let mut scale = vec![0f32; n];
+        let mut l1 = vec![0f32; n];
+        for (i, row) in items.chunks_exact(f).enumerate() {
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = max / QUANT_LEVELS;
+            scale[i] = s;
+            if s > 0.0 && s.is_finite() {
+                let mut norm = 0f32;
+                for (q, &v) in quantized[i * f..(i + 1) * f].iter_mut().zip(row) {
+                    *q = (v / s).round().clamp(-QUANT_LEVELS, QUANT_LEVELS) as i16;
+                    norm += (*q as f32).abs();
+                }
+                l1[i] = norm;
+            }
+        }
+        ItemIndex {
+            f,
+            items: items[..n * f].to_vec(),
+            quantized,
+            scale,
+            l1,
+        }
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.scale.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_empty()
+    }
+
+    /// The exact `k` best items for `query` (of `f` floats), leaving out the sorted `exclude`
+    /// list; the same result as [`top_k_inner_product`] over the indexed rows. Large
+    /// catalogues are split across the current rayon pool.
+    pub fn top_k(&self, query: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
+        let f = self.f;
+        if query.len() != f || k == 0 {
+            return Vec::new();
+        }
+        let max = query.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let sx = max / QUANT_LEVELS;
+        if !(sx > 0.0 && sx.is_finite()) {
+            // A zero (or non-finite) query: nothing to quantise, scan exactly.
+            return top_k_inner_product(query, &self.items, k, exclude);
+        }
+        let qx: Vec<i16> = query
+            .iter()
+            .map(|&v| (v / sx).round().clamp(-QUANT_LEVELS, QUANT_LEVELS) as i16)
+            .collect();
+        let x_l1: f32 = query.iter().map(|v| v.abs()).sum();
+        let n = self.len();
+        let threads = rayon::current_num_threads();
+        const PARALLEL_ITEMS: usize = 16_384;
+        if n < PARALLEL_ITEMS || threads == 1 {
+            return self
+                .scan(query, &qx, sx, x_l1, 0..n, k, exclude)
+                .into_sorted();
+        }
+        let chunk = n.div_ceil(threads).max(4096);
+        (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                self.scan(
+                    query,
+                    &qx,
+                    sx,
+                    x_l1,
+                    c * chunk..((c + 1) * chunk).min(n),
+                    k,
+                    exclude,
+                )
+            })
+            .reduce(|| TopK::new(k), TopK::merge)
+            .into_sorted()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        query: &[f32],
+        qx: &[i16],
+        sx: f32,
+        x_l1: f32,
+        range: std::ops::Range<usize>,
+        k: usize,
+        exclude: &[u32],
+    ) -> TopK {
+        let f = self.f;
+        // f32 accumulation error of the exact scores, relative to Σ|x||y| ≤ ‖x‖₁ · max|y|.
+        let rounding = f as f32 * 2.0 * f32::EPSILON;
+        let mut lower = TopK::new(k);
+        let mut candidates: Vec<(u32, f32)> = Vec::new();
+        let mut ex = exclude.partition_point(|&e| (e as usize) < range.start);
+        for i in range {
+            while ex < exclude.len() && (exclude[ex] as usize) < i {
+                ex += 1;
+            }
+            if ex < exclude.len() && exclude[ex] as usize == i {
+                continue;
+            }
+            let s = self.scale[i];
+            let approx = s * sx * dot_i16(qx, &self.quantized[i * f..(i + 1) * f]) as f32;
+            let bound =
+                0.5 * s * (sx * self.l1[i] + x_l1) * 1.0001 + rounding * x_l1 * s * QUANT_LEVELS;
+            let (lo, hi) = (approx - bound, approx + bound);
+            let tau = lower.threshold();
+            if hi < tau {
+                continue;
+            }
+            lower.push(i as u32, lo);
+            candidates.push((i as u32, hi));
+            if candidates.len() > 8 * k + 256 {
+                let tau = lower.threshold();
+                candidates.retain(|c| c.1 >= tau);
+            }
+        }
+        let tau = lower.threshold();
+        let mut top = TopK::new(k);
+        for (i, hi) in candidates {
+            if hi >= tau {
+                let i = i as usize;
+                top.push(i as u32, dot(query, &self.items[i * f..(i + 1) * f]));
+            }
+        }
+        top
+    }
+}
+
+/// An integer inner product with lanes the compiler maps to `pmaddwd`. Quantised values are at
+/// most 1023 in magnitude, so a lane sums at most `f/8 · 2 · 1023²` < 2³¹ for f ≤ 1024.
+#[inline]
+fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
+    let mut acc = [0i32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] as i32 * y[l] as i32;
+        }
+    }
+    let mut total: i32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        total += *x as i32 * *y as i32;
+    }
+    total
+}
+
 /// Items in tiles of [`TILE_ITEMS`], each stored dimension-major (`tile[d * 8 + l]` is factor
 /// `d` of the tile's item `l`), zero-padded: the layout of the batch kernel, in which one
 /// broadcast query factor multiplies eight items' factors at once.
@@ -368,6 +550,8 @@ mod tests {
             let want = brute(&query, &items, k, &exclude);
             let got: Vec<u32> = top_k_inner_product(&query, &items, k, &exclude).iter().map(|s| s.item).collect();
             prop_assert_eq!(&got, &want);
+            let indexed: Vec<u32> = ItemIndex::new(&items, f).top_k(&query, k, &exclude).iter().map(|s| s.item).collect();
+            prop_assert_eq!(&indexed, &want);
             let queries: Vec<f32> = query.iter().chain(query.iter()).copied().collect();
             let batch = top_k_batch(&queries, &items, f, k, |_| &exclude[..]);
             prop_assert_eq!(batch.len(), 2);
@@ -392,6 +576,14 @@ mod tests {
         let par = pool.install(|| top_k_inner_product(&query, &items, 10, &[5, 6]));
         let mut top = TopK::new(10);
         scan(&query, &items, 0..n, &[5, 6], &mut top);
-        assert_eq!(par, top.into_sorted());
+        let serial = top.into_sorted();
+        assert_eq!(par, serial);
+        let index = ItemIndex::new(&items, f);
+        assert_eq!(pool.install(|| index.top_k(&query, 10, &[5, 6])), serial);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(one.install(|| index.top_k(&query, 10, &[5, 6])), serial);
     }
 }
