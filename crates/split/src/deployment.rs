@@ -1,0 +1,344 @@
+//! A deployment on disk: one policy, and for each of its regions a sealed store, an audit log,
+//! keys, and the Gate in front of them.
+//!
+//! ```text
+//! <data>/deployment.json            which policy, which trust domain
+//! <data>/<region>/store/            sealed records
+//! <data>/<region>/audit/            the audit log
+//! <data>/<region>/log.vkey          the log's verifier key (public: hand it to auditors)
+//! <data>/<region>/approvals.json    approval requests and grants
+//! <keys>/<region>/…                 the file custodian's keys
+//! <keys>/<region>/audit/log.key     the log's checkpoint signing key (0600)
+//! <keys>/<region>/audit/pseudonym.key  the region's audit key for subject pseudonyms (0600)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use domicile_access::{ApprovalBook, Gate, Principal, PrincipalKind, SystemClock};
+use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey, VerifierKey};
+use domicile_policy_global::GlobalPolicy;
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{Region, ResidencyPolicy};
+use domicile_store::{FileCustodian, KeyCustodian, SealedStore};
+use serde::{Deserialize, Serialize};
+
+use crate::SplitError;
+
+/// The file naming a deployment's policy, in the data root.
+pub const MANIFEST: &str = "deployment.json";
+
+/// What `deployment.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The policy's name (`global`, `us-split`).
+    pub policy: String,
+    /// The SPIFFE trust domain of the deployment's principals.
+    pub trust_domain: String,
+}
+
+/// The residency policy with this name: `global` or `us-split`.
+pub fn policy_by_name(name: &str) -> Result<Arc<dyn ResidencyPolicy>, SplitError> {
+    match name {
+        domicile_policy_global::NAME => Ok(Arc::new(GlobalPolicy::new())),
+        domicile_policy_us_split::NAME => Ok(Arc::new(UsSplitPolicy::new())),
+        other => Err(SplitError::UnknownPolicy {
+            name: other.to_owned(),
+        }),
+    }
+}
+
+/// One region of a deployment.
+#[derive(Debug)]
+pub struct RegionNode {
+    /// The region.
+    pub region: Region,
+    /// The only door to its store.
+    pub gate: Arc<Gate>,
+    /// The verifier key of its audit log.
+    pub verifier: VerifierKey,
+    /// Where its audit log lives.
+    pub log_dir: PathBuf,
+}
+
+/// A deployment: a policy and every one of its regions, opened.
+pub struct Deployment {
+    data_root: PathBuf,
+    keys_root: PathBuf,
+    policy: Arc<dyn ResidencyPolicy>,
+    trust_domain: String,
+    custodian: Arc<FileCustodian>,
+    regions: BTreeMap<Region, RegionNode>,
+}
+
+/// Writes `bytes` to `path` with mode 0600: temporary file, fsync, rename.
+pub(crate) fn write_private_bytes(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
+    write_private(path, bytes)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| SplitError::io("create", dir, e))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| SplitError::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| SplitError::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| SplitError::io("sync", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| SplitError::io("rename", path, e))?;
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<Option<String>, SplitError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SplitError::io("read", path, e)),
+    }
+}
+
+fn signing_key(path: &Path, origin: &str) -> Result<SigningKey, SplitError> {
+    let bad = |detail: String| SplitError::Key {
+        path: path.to_owned(),
+        detail,
+    };
+    match read_text(path)? {
+        Some(text) => {
+            let key = SigningKey::parse(&text).map_err(|e| bad(e.to_string()))?;
+            if key.name() != origin {
+                return Err(bad(format!(
+                    "it signs for {:?}, not this region's log {origin:?}",
+                    key.name()
+                )));
+            }
+            Ok(key)
+        }
+        None => {
+            let key =
+                SigningKey::generate(origin, KeyKind::Ed25519).map_err(|e| bad(e.to_string()))?;
+            write_private(path, key.to_private_text().as_bytes())?;
+            Ok(key)
+        }
+    }
+}
+
+fn audit_key(path: &Path) -> Result<AuditKey, SplitError> {
+    let bad = |detail: String| SplitError::Key {
+        path: path.to_owned(),
+        detail,
+    };
+    match read_text(path)? {
+        Some(text) => AuditKey::parse(&text).map_err(|e| bad(e.to_string())),
+        None => {
+            let key = AuditKey::generate().map_err(|e| bad(e.to_string()))?;
+            write_private(path, format!("{}\n", key.to_hex()).as_bytes())?;
+            Ok(key)
+        }
+    }
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("data_root", &self.data_root)
+            .field("policy", &self.policy.id().to_string())
+            .field("regions", &self.regions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployment {
+    /// Creates (or reopens) the deployment at `data_root` under the named policy, writing its
+    /// manifest. A data root that already holds a deployment under another policy is refused.
+    pub fn create(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policy: &str,
+        trust_domain: &str,
+    ) -> Result<Self, SplitError> {
+        let data_root = data_root.as_ref();
+        let path = data_root.join(MANIFEST);
+        let manifest = Manifest {
+            policy: policy.to_owned(),
+            trust_domain: trust_domain.to_owned(),
+        };
+        match Self::manifest(data_root)? {
+            Some(found) if found != manifest => {
+                return Err(SplitError::Manifest {
+                    path,
+                    detail: format!(
+                    "it names policy {:?} in trust domain {:?}, not {policy:?} in {trust_domain:?}",
+                    found.policy, found.trust_domain
+                ),
+                })
+            }
+            Some(_) => {}
+            None => {
+                fs::create_dir_all(data_root)
+                    .map_err(|e| SplitError::io("create", data_root, e))?;
+                let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+                write_private(&path, &json)?;
+            }
+        }
+        Self::open_with(data_root, keys_root, policy_by_name(policy)?, trust_domain)
+    }
+
+    /// Reads the manifest of the deployment at `data_root`, if there is one.
+    pub fn manifest(data_root: &Path) -> Result<Option<Manifest>, SplitError> {
+        let path = data_root.join(MANIFEST);
+        let Some(text) = read_text(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| SplitError::Manifest {
+                path,
+                detail: e.to_string(),
+            })
+    }
+
+    /// Opens the deployment at `data_root` under the policy its manifest names.
+    pub fn open(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+    ) -> Result<Self, SplitError> {
+        let data_root = data_root.as_ref();
+        let manifest = Self::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
+            path: data_root.join(MANIFEST),
+            detail: "there is no deployment here (no manifest)".into(),
+        })?;
+        Self::open_with(
+            data_root,
+            keys_root,
+            policy_by_name(&manifest.policy)?,
+            &manifest.trust_domain,
+        )
+    }
+
+    /// Opens every region of `policy` under `data_root`, creating stores, logs and keys on
+    /// first use.
+    pub fn open_with(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policy: Arc<dyn ResidencyPolicy>,
+        trust_domain: &str,
+    ) -> Result<Self, SplitError> {
+        let data_root = data_root.as_ref().to_owned();
+        let keys_root = keys_root.as_ref().to_owned();
+        for region in policy.regions() {
+            domicile_access::SpiffeId::parse(&format!(
+                "spiffe://{trust_domain}/{region}/domicile/migration"
+            ))?;
+        }
+        let custodian = Arc::new(FileCustodian::open(&keys_root)?);
+        let mut regions = BTreeMap::new();
+        for region in policy.regions() {
+            let store = SealedStore::open(
+                &data_root,
+                region.clone(),
+                policy.clone(),
+                custodian.clone() as Arc<dyn KeyCustodian>,
+            )?;
+            let region_keys = keys_root.join(region.as_str()).join("audit");
+            let origin = format!("{trust_domain}/audit/{region}");
+            let signing = signing_key(&region_keys.join("log.key"), &origin)?;
+            let verifier = signing.verifier();
+            let region_data = data_root.join(region.as_str());
+            let vkey_path = region_data.join("log.vkey");
+            if read_text(&vkey_path)?.as_deref() != Some(format!("{}\n", verifier).as_str()) {
+                write_private(&vkey_path, format!("{}\n", verifier).as_bytes())?;
+            }
+            let log_dir = region_data.join("audit");
+            let log = AuditLog::open(&log_dir, LogConfig::new(signing))?;
+            let gate = Gate::new(
+                Arc::new(store),
+                Arc::new(log),
+                audit_key(&region_keys.join("pseudonym.key"))?,
+                ApprovalBook::open(region_data.join("approvals.json"))?,
+                Arc::new(SystemClock),
+            )?;
+            regions.insert(
+                region.clone(),
+                RegionNode {
+                    region: region.clone(),
+                    gate: Arc::new(gate),
+                    verifier,
+                    log_dir,
+                },
+            );
+        }
+        Ok(Deployment {
+            data_root,
+            keys_root,
+            policy,
+            trust_domain: trust_domain.to_owned(),
+            custodian,
+            regions,
+        })
+    }
+
+    /// The data root.
+    pub fn data_root(&self) -> &Path {
+        &self.data_root
+    }
+
+    /// The keys root.
+    pub fn keys_root(&self) -> &Path {
+        &self.keys_root
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Arc<dyn ResidencyPolicy> {
+        &self.policy
+    }
+
+    /// The trust domain.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The key custodian every region of this deployment uses.
+    pub fn custodian(&self) -> &Arc<FileCustodian> {
+        &self.custodian
+    }
+
+    /// Every region, in order.
+    pub fn regions(&self) -> impl Iterator<Item = &RegionNode> {
+        self.regions.values()
+    }
+
+    /// One region.
+    pub fn region(&self, region: &Region) -> Option<&RegionNode> {
+        self.regions.get(region)
+    }
+
+    /// The migration service principal of `region`: `spiffe://<trust-domain>/<region>/domicile/migration`.
+    pub fn migration_principal(&self, region: &Region) -> Principal {
+        Principal::parse(
+            &format!("spiffe://{}/{region}/domicile/migration", self.trust_domain),
+            PrincipalKind::Service,
+            ("domicile", "US"),
+            "US",
+            "US",
+            &["migration-service"],
+        )
+        .expect("a migration principal built from a valid trust domain and region")
+    }
+
+    /// Signs a final checkpoint in every region's log and closes them.
+    pub fn close(&self) -> Result<(), SplitError> {
+        for node in self.regions.values() {
+            node.gate.log().close()?;
+        }
+        Ok(())
+    }
+}

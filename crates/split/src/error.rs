@@ -1,0 +1,138 @@
+//! The error type of domicile-split.
+
+use std::path::PathBuf;
+
+use domicile_access::{AccessError, GateError};
+use domicile_audit::AuditError;
+use domicile_residency::{ResidencyError, SubjectId};
+use domicile_store::StoreError;
+
+/// What stopped a split. Each variant names what was wrong; none leaves data half-moved without
+/// the journal knowing (a rerun resumes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SplitError {
+    /// A file or directory could not be read or written.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A policy name that is not `global` or `us-split`.
+    #[error("unknown policy {name:?}: expected global or us-split")]
+    UnknownPolicy {
+        /// The name given.
+        name: String,
+    },
+    /// The deployment manifest is missing or does not parse.
+    #[error("the deployment manifest {path} is unusable: {detail}")]
+    Manifest {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A key file is missing, corrupt or of the wrong kind.
+    #[error("the key file {path} is unusable: {detail}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The source and target deployments share a region name.
+    #[error("the target policy reuses region {region} of the source deployment; a split moves data into new regions")]
+    SharedRegion {
+        /// The shared region.
+        region: String,
+    },
+    /// Subjects whose home region the target policy cannot decide.
+    #[error("{} subject(s) have no usable residence under the target policy (first: {first}); resolve them before splitting", count)]
+    Unresolved {
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: SubjectId,
+    },
+    /// The journal belongs to another plan (the source changed since the split started).
+    #[error("the split journal {path} does not match this plan: {detail}")]
+    JournalMismatch {
+        /// The journal.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+    /// Verification found records missing, changed, or where they must not be.
+    #[error("verification failed with {} problem(s); first: {}", problems.len(), problems.first().map(String::as_str).unwrap_or(""))]
+    VerificationFailed {
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+    /// The split was asked to stop (Ctrl-C); the journal lets a rerun resume.
+    #[error("the split was interrupted after batch {batch}; run it again to resume")]
+    Interrupted {
+        /// The last batch completed.
+        batch: u64,
+    },
+    /// A report's signature or body does not verify.
+    #[error("the split report does not verify: {0}")]
+    BadReport(String),
+    /// The Gate refused or failed.
+    #[error(transparent)]
+    Gate(#[from] Box<GateError>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] Box<StoreError>),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] Box<AuditError>),
+    /// Access control failed.
+    #[error(transparent)]
+    Access(#[from] Box<AccessError>),
+    /// A residency question failed.
+    #[error(transparent)]
+    Residency(#[from] ResidencyError),
+}
+
+impl From<GateError> for SplitError {
+    fn from(e: GateError) -> Self {
+        SplitError::Gate(Box::new(e))
+    }
+}
+
+impl From<StoreError> for SplitError {
+    fn from(e: StoreError) -> Self {
+        SplitError::Store(Box::new(e))
+    }
+}
+
+impl From<AuditError> for SplitError {
+    fn from(e: AuditError) -> Self {
+        SplitError::Audit(Box::new(e))
+    }
+}
+
+impl From<AccessError> for SplitError {
+    fn from(e: AccessError) -> Self {
+        SplitError::Access(Box::new(e))
+    }
+}
+
+impl SplitError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        SplitError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

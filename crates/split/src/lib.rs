@@ -1,0 +1,237 @@
+//! Plan, execute, verify, finish and report the move of a deployment from one residency policy
+//! to another — the region split.
+//!
+//! A split takes a running deployment (say, `global`) and moves every record to where a new
+//! policy (`us-split`) puts it, through the Gates only: a migration service principal reads each
+//! batch of subjects through the source region's Gate and writes it through each target
+//! region's Gate, re-sealed under the target's keys, so every region's audit log records its
+//! side. A journal makes the split resumable after a crash or Ctrl-C. Verification reads every
+//! target store back and checks that every record is in exactly the regions the target policy
+//! allows, with the source's digest (DESIGN.md invariants 1 and 8). Only then is the source
+//! crypto-shredded, and a report signed by the migration key lists the counts, the shred
+//! receipts and every region's signed audit checkpoint before and after.
+//!
+//! ```
+//! use domicile_access::RecordRef;
+//! use domicile_residency::{DataClass, JustificationCode, Purpose, Subject};
+//! use domicile_split::{run, Deployment, RunOptions};
+//! use domicile_store::{Collection, RecordKey};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+//! let global = Deployment::create(&data, &keys, "global", "domicile.example")?;
+//! let node = global.regions().next().unwrap();
+//! let app = global.migration_principal(&node.region);
+//! let why = Purpose::new(JustificationCode::Migration);
+//! for (id, country) in [("ana", "US"), ("lena", "DE")] {
+//!     node.gate.register_subject(&app, &why, &Subject::parse(id, Some(country), None)?)?;
+//!     let record = RecordRef { subject: id.parse()?, class: DataClass::Protected,
+//!                              collection: Collection::parse("profile")?, key: RecordKey::parse(id)? };
+//!     node.gate.write(&app, &why, &record, b"{}", None)?;
+//! }
+//! global.close()?;
+//! drop(global);
+//!
+//! let report = run(&data, &keys, "us-split", &RunOptions::default())?;
+//! assert_eq!(report.report.verification.records_checked, 2);
+//! assert_eq!(report.report.shredded_subjects.values().sum::<u64>(), 2);
+//! Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod deployment;
+mod error;
+mod execute;
+mod finish;
+mod journal;
+mod plan;
+mod report;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+pub use deployment::{policy_by_name, Deployment, Manifest, RegionNode, MANIFEST};
+pub use error::SplitError;
+pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
+pub use finish::shred_source;
+pub use journal::{Journal, JournalLine};
+pub use plan::{
+    migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,
+    RecordAction,
+};
+pub use report::{MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary};
+pub use verify::verify;
+
+/// Where a split keeps its journal and report: `<data>/split/`.
+pub fn split_dir(data_root: &Path) -> PathBuf {
+    data_root.join("split")
+}
+
+/// How [`run`] runs.
+pub struct RunOptions<'a> {
+    /// Subjects per batch.
+    pub batch_subjects: usize,
+    /// Set to stop after the current batch; a rerun resumes.
+    pub stop: Option<&'a AtomicBool>,
+    /// Told after every batch.
+    pub progress: Option<&'a dyn Fn(&Progress)>,
+    /// The migration key's file; `<keys>/migration.key` when `None`.
+    pub migration_key: Option<PathBuf>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions {
+            batch_subjects: 256,
+            stop: None,
+            progress: None,
+            migration_key: None,
+        }
+    }
+}
+
+/// Runs a whole split of the deployment at `data_root` to the policy named `target_policy`:
+/// plan, copy, verify, shred the source, sign and write the report (`<data>/split/report.json`
+/// and `report.txt`), and switch the deployment's manifest to the new policy. Resumes from the
+/// journal if an earlier run was interrupted; returns the stored report if the split is done.
+pub fn run(
+    data_root: &Path,
+    keys_root: &Path,
+    target_policy: &str,
+    options: &RunOptions<'_>,
+) -> Result<SignedReport, SplitError> {
+    let dir = split_dir(data_root);
+    let report_path = dir.join("report.json");
+    let mut journal = Journal::open(dir.join("journal.jsonl"))?;
+    let manifest = Deployment::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
+        path: data_root.join(MANIFEST),
+        detail: "there is no deployment here (no manifest)".into(),
+    })?;
+    if journal.finished() {
+        let bytes =
+            std::fs::read(&report_path).map_err(|e| SplitError::io("read", &report_path, e))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| SplitError::BadReport(format!("{}: {e}", report_path.display())));
+    }
+    let key_path = options
+        .migration_key
+        .clone()
+        .unwrap_or_else(|| keys_root.join("migration.key"));
+    let key = MigrationKey::load_or_create(&key_path)?;
+    let source_policy = if manifest.policy == target_policy {
+        // The manifest was switched but the run stopped before writing `finished`.
+        journal
+            .lines()
+            .iter()
+            .find_map(|l| match l {
+                JournalLine::Verified { plan, .. } => Some(plan.source_policy.name.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| SplitError::Manifest {
+                path: data_root.join(MANIFEST),
+                detail: format!("the deployment is already under {target_policy}"),
+            })?
+    } else {
+        manifest.policy.clone()
+    };
+    let source = Deployment::open_with(
+        data_root,
+        keys_root,
+        policy_by_name(&source_policy)?,
+        &manifest.trust_domain,
+    )?;
+    let target = Deployment::open_with(
+        data_root,
+        keys_root,
+        policy_by_name(target_policy)?,
+        &manifest.trust_domain,
+    )?;
+    let (plan_summary, verification, copy_report) = match journal.verified() {
+        Some((plan, verification)) => (plan.clone(), verification.clone(), CopyReport::default()),
+        None => {
+            let plan = Plan::compute(&source, target.policy().as_ref())?;
+            let copy_report = copy(
+                &plan,
+                &source,
+                &target,
+                &mut journal,
+                &ExecuteOptions {
+                    batch_subjects: options.batch_subjects,
+                    stop: options.stop,
+                    progress: options.progress,
+                },
+            )?;
+            let verification = verify(&plan, &target)?;
+            let summary = plan.summary();
+            journal.append(JournalLine::Verified {
+                plan: Box::new(summary.clone()),
+                verification: verification.clone(),
+            })?;
+            (summary, verification, copy_report)
+        }
+    };
+    let receipts = shred_source(&source, &target, &mut journal)?;
+    let mut shredded_subjects = BTreeMap::new();
+    let mut shredded_records = BTreeMap::new();
+    for r in &receipts {
+        *shredded_subjects.entry(r.region.clone()).or_insert(0) += 1;
+        *shredded_records.entry(r.region.clone()).or_insert(0) += r.records;
+    }
+    let (started_ms, checkpoints_before) = match journal.start() {
+        Some(JournalLine::Start {
+            started_ms,
+            checkpoints_before,
+            ..
+        }) => (*started_ms, checkpoints_before.clone()),
+        _ => (execute::now_ms(), BTreeMap::new()),
+    };
+    let mut checkpoints_after = BTreeMap::new();
+    for node in source.regions().chain(target.regions()) {
+        if let Some(note) = node.gate.log().checkpoint()? {
+            checkpoints_after.insert(node.region.to_string(), note.to_text());
+        }
+    }
+    let report = SplitReport {
+        format: 1,
+        source_policy: plan_summary.source_policy.clone(),
+        target_policy: plan_summary.target_policy.clone(),
+        started_ms,
+        finished_ms: execute::now_ms(),
+        plan: plan_summary,
+        copy: copy_report,
+        verification,
+        shredded_subjects,
+        shredded_records,
+        shred_receipts: receipts,
+        checkpoints_before,
+        checkpoints_after,
+    };
+    let signed = key.sign(report);
+    deployment::write_private_bytes(
+        &report_path,
+        &serde_json::to_vec_pretty(&signed).expect("reports serialise"),
+    )?;
+    deployment::write_private_bytes(
+        &dir.join("report.txt"),
+        format!("{}\n", signed.report).as_bytes(),
+    )?;
+    source.close()?;
+    target.close()?;
+    // From now on the deployment is the target one.
+    let switched = Manifest {
+        policy: target_policy.to_owned(),
+        trust_domain: manifest.trust_domain.clone(),
+    };
+    deployment::write_private_bytes(
+        &data_root.join(MANIFEST),
+        &serde_json::to_vec_pretty(&switched).expect("a manifest serialises"),
+    )?;
+    journal.append(JournalLine::Finished {
+        finished_ms: signed.report.finished_ms,
+    })?;
+    Ok(signed)
+}
