@@ -199,8 +199,13 @@ pub fn relevant_items(test: &Interactions) -> (Vec<u32>, Vec<Vec<u32>>) {
     (users, relevant)
 }
 
-/// Evaluates a model trained on the training half of a split against its test half, serving
-/// `strategy` with seen items excluded. Users are evaluated in batch, in parallel.
+/// Evaluates a model against held-out interactions, serving `strategy` with seen items
+/// excluded. Users are evaluated in batch, in parallel.
+///
+/// Test users and items are matched to the model by id, so the test set may come from anywhere
+/// (the US users of a world, read through another path): a test user the model has never seen
+/// gets the cold-start ranking, and a held-out item the model does not know still counts as
+/// relevant (it can never be recommended, as in production).
 pub fn evaluate(
     model: &Recommender,
     test: &Interactions,
@@ -208,11 +213,34 @@ pub fn evaluate(
     strategy: Strategy,
 ) -> Result<Metrics, RecsysError> {
     let (users, relevant) = relevant_items(test);
+    let same_maps = model.users() == &test.users && model.items() == &test.items;
+    let idx: Vec<Option<u32>> = users
+        .iter()
+        .map(|&u| {
+            if same_maps {
+                Some(u)
+            } else {
+                model.users().get(test.users.id(u))
+            }
+        })
+        .collect();
+    let relevant: Vec<Vec<u32>> = if same_maps {
+        relevant
+    } else {
+        relevant
+            .into_iter()
+            .map(|items| {
+                items
+                    .into_iter()
+                    .map(|i| model.items().get(test.items.id(i)).unwrap_or(u32::MAX))
+                    .collect()
+            })
+            .collect()
+    };
     let options = RecommendOptions {
         strategy,
         ..RecommendOptions::top(k)
     };
-    let idx: Vec<Option<u32>> = users.iter().map(|&u| Some(u)).collect();
     let recs = model.recommend_batch(&idx, &options)?;
     let lists: Vec<Vec<u32>> = recs
         .into_iter()

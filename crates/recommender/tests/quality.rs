@@ -125,3 +125,30 @@ fn trained_on_names_every_contributing_region() {
     assert_eq!(loaded.manifest.policy.as_ref(), Some(policy.id()));
     assert_eq!(loaded.manifest.subjects, prov.subjects);
 }
+
+#[test]
+fn evaluation_matches_by_id_across_separately_built_data() {
+    let world = world();
+    let data = world.interactions(&ConfidenceWeights::default());
+    let (train, test) = split(
+        &data,
+        Holdout::Random {
+            fraction: 0.2,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let model = Recommender::train(&train, &config(ModelKind::Als)).unwrap();
+    let direct = evaluate(&model, &test, 10, Strategy::Default).unwrap();
+    // The same test pairs, rebuilt through CSV with fresh id maps in another order.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.csv");
+    test.write_csv(&path).unwrap();
+    let reread =
+        domicile_recommender::Interactions::read(&path, &ConfidenceWeights::default()).unwrap();
+    assert_ne!(reread.items.ids(), test.items.ids());
+    let by_id = evaluate(&model, &reread, 10, Strategy::Default).unwrap();
+    assert_eq!(by_id.users, direct.users);
+    assert!((by_id.recall - direct.recall).abs() < 1e-12);
+    assert!((by_id.ndcg - direct.ndcg).abs() < 1e-12);
+}
