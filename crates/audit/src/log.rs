@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub struct LogStats {
     pub batches: u64,
     /// Bytes written to segments, framing included.
     pub bytes: u64,
+    /// Time spent writing and syncing segments.
+    pub write_time: Duration,
 }
 
 /// What [`AuditLog::open`] found and repaired.
@@ -109,6 +112,10 @@ struct Inner {
     pending: Mutex<Pending>,
     to_flusher: Condvar,
     to_appenders: Condvar,
+    /// What appenders wait on: the count of durable entries, and whether a write failed.
+    done: Mutex<()>,
+    durable: AtomicU64,
+    poisoned: AtomicBool,
     tree: RwLock<MerkleTree>,
     files: Mutex<Files>,
     signed: Mutex<(Option<Signed>, Instant, [u8; 8])>,
@@ -313,6 +320,9 @@ impl AuditLog {
             }),
             to_flusher: Condvar::new(),
             to_appenders: Condvar::new(),
+            done: Mutex::new(()),
+            durable: AtomicU64::new(size),
+            poisoned: AtomicBool::new(false),
             tree: RwLock::new(tree),
             files: Mutex::new(Files {
                 segment,
@@ -372,21 +382,25 @@ impl AuditLog {
         if p.hashes.len() == 1 {
             inner.to_flusher.notify_one();
         }
+        drop(p);
+        // Wait on a lock of its own, so that appenders woken by a commit do not queue behind
+        // those enqueueing the next batch.
+        let mut done = lock(&inner.done);
         loop {
-            if p.durable > seq {
+            if inner.durable.load(Ordering::Acquire) > seq {
                 return Ok(Receipt {
                     seq,
                     leaf_hash: hash,
                 });
             }
-            if let Some(reason) = &p.failed {
-                return Err(AuditError::NotDurable {
-                    reason: reason.clone(),
-                });
+            if inner.poisoned.load(Ordering::Acquire) {
+                drop(done);
+                let reason = lock(&inner.pending).failed.clone().unwrap_or_default();
+                return Err(AuditError::NotDurable { reason });
             }
-            p = inner
+            done = inner
                 .to_appenders
-                .wait(p)
+                .wait(done)
                 .unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -634,17 +648,28 @@ impl Inner {
                 )
             };
             if !hashes.is_empty() {
+                let started = Instant::now();
                 let result = self.write_batch(&buf, &hashes);
-                let mut p = lock(&self.pending);
-                match result {
-                    Ok(()) => {
-                        p.durable += hashes.len() as u64;
-                        p.stats.entries += hashes.len() as u64;
-                        p.stats.batches += 1;
-                        p.stats.bytes += buf.len() as u64;
+                let took = started.elapsed();
+                {
+                    let mut p = lock(&self.pending);
+                    match result {
+                        Ok(()) => {
+                            p.durable += hashes.len() as u64;
+                            p.stats.entries += hashes.len() as u64;
+                            p.stats.batches += 1;
+                            p.stats.bytes += buf.len() as u64;
+                            p.stats.write_time += took;
+                            self.durable.store(p.durable, Ordering::Release);
+                        }
+                        Err(e) => {
+                            p.failed = Some(e.to_string());
+                            self.poisoned.store(true, Ordering::Release);
+                        }
                     }
-                    Err(e) => p.failed = Some(e.to_string()),
                 }
+                // Taking the lock orders this wake-up after any appender's check of `durable`.
+                let _done = lock(&self.done);
                 self.to_appenders.notify_all();
             }
             let size = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
