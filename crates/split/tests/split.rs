@@ -1,0 +1,394 @@
+//! A split of a generated world: invariants 1 and 8 checked by reading every store directly,
+//! no plaintext in any region's files, every log verifying, and SIGKILL at random points during
+//! a split followed by a rerun ending in the same state as an uninterrupted run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domicile_access::RecordRef;
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject};
+use domicile_split::{run, Deployment, Journal, RunOptions};
+use domicile_store::{Collection, FileCustodian, KeyCustodian, SealedStore};
+
+/// (subject, collection, key or country) → value.
+type Records = BTreeMap<(String, String, String), Vec<u8>>;
+
+const MARKER: &str = "PLAINTEXT-MARKER-7c1e";
+const COUNTRIES: [&str; 8] = ["US", "PR", "DE", "BR", "IN", "US", "GU", "JP"];
+
+/// A deterministic little world in a global deployment: per subject a profile and watch
+/// history (Protected), a device record (Excepted) and a public video (Public).
+fn world(data: &Path, keys: &Path, subjects: usize) -> BTreeMap<(String, String, String), Vec<u8>> {
+    let global = Deployment::create(data, keys, "global", "domicile.example").unwrap();
+    let node = global.regions().next().unwrap();
+    let app = global.migration_principal(&node.region);
+    let why = Purpose::new(JustificationCode::Migration);
+    let mut expected = BTreeMap::new();
+    for i in 0..subjects {
+        let id = format!("user-{i:04}");
+        let country = COUNTRIES[i % COUNTRIES.len()];
+        node.gate
+            .register_subject(
+                &app,
+                &why,
+                &Subject::parse(&id, Some(country), None).unwrap(),
+            )
+            .unwrap();
+        for (class, collection, value) in [
+            (
+                DataClass::Protected,
+                "profile",
+                format!("{{\"name\":\"{id}\",\"note\":\"{MARKER}\"}}"),
+            ),
+            (
+                DataClass::Protected,
+                "behaviour",
+                format!("{{\"watched\":[{i},{}],\"m\":\"{MARKER}\"}}", i + 1),
+            ),
+            (
+                DataClass::Excepted,
+                "devices",
+                format!("{{\"os\":\"android\",\"m\":\"{MARKER}\"}}"),
+            ),
+            (
+                DataClass::Public,
+                "videos",
+                format!("{{\"title\":\"video by {id}\",\"m\":\"{MARKER}\"}}"),
+            ),
+        ] {
+            let record = RecordRef {
+                subject: id.parse().unwrap(),
+                class,
+                collection: Collection::parse(collection).unwrap(),
+                key: format!("{id}-{collection}").parse().unwrap(),
+            };
+            node.gate
+                .write(&app, &why, &record, value.as_bytes(), None)
+                .unwrap();
+            expected.insert(
+                (id.clone(), collection.to_owned(), country.to_owned()),
+                value.into_bytes(),
+            );
+        }
+    }
+    global.close().unwrap();
+    expected
+}
+
+/// Every record of every target store, read directly: region → (subject, collection, key) → value.
+fn read_all(data: &Path, keys: &Path) -> BTreeMap<String, Records> {
+    let policy: Arc<dyn ResidencyPolicy> = Arc::new(UsSplitPolicy::new());
+    let custodian: Arc<dyn KeyCustodian> = Arc::new(FileCustodian::open(keys).unwrap());
+    let mut out = BTreeMap::new();
+    for region in policy.regions() {
+        let store =
+            SealedStore::open(data, region.clone(), policy.clone(), custodian.clone()).unwrap();
+        let mut records = BTreeMap::new();
+        for s in store.subjects().unwrap() {
+            for r in store.scan_subject(&s.subject.id).unwrap() {
+                // Invariant 1, and its siblings: everything here may rest here.
+                let rest = policy.may_rest_in(r.meta.class, &s.home, region).unwrap();
+                assert!(
+                    rest.allowed,
+                    "{region} holds a {} record of a subject homed in {}",
+                    r.meta.class, s.home
+                );
+                records.insert(
+                    (
+                        s.subject.id.to_string(),
+                        r.meta.collection.to_string(),
+                        r.meta.key.to_string(),
+                    ),
+                    r.value,
+                );
+            }
+        }
+        out.insert(region.to_string(), records);
+    }
+    out
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+fn check_split(data: &Path, keys: &Path, expected: &BTreeMap<(String, String, String), Vec<u8>>) {
+    let stored = read_all(data, keys);
+    let us_countries: BTreeSet<&str> = domicile_policy_us_split::US_COUNTRIES.into_iter().collect();
+    // Invariant 8: every record is readable in exactly the regions the new policy allows, with
+    // the same bytes; nothing else is anywhere.
+    let mut want: BTreeMap<String, Records> = BTreeMap::new();
+    for ((id, collection, country), value) in expected {
+        let home = if us_countries.contains(country.as_str()) {
+            "us"
+        } else {
+            "row"
+        };
+        let regions: Vec<&str> = if collection == "videos" {
+            vec!["us", "row"]
+        } else {
+            vec![home]
+        };
+        for region in regions {
+            want.entry(region.to_owned()).or_default().insert(
+                (id.clone(), collection.clone(), format!("{id}-{collection}")),
+                value.clone(),
+            );
+        }
+    }
+    assert_eq!(stored, want);
+    // The us store holds no record of a row subject.
+    for (id, _, _) in stored["us"].keys() {
+        let country = expected
+            .keys()
+            .find(|(i, _, _)| i == id)
+            .map(|(_, _, c)| c.clone())
+            .unwrap();
+        let is_row = !us_countries.contains(country.as_str());
+        let only_public = stored["us"]
+            .keys()
+            .filter(|(i, _, _)| i == id)
+            .all(|(_, c, _)| c == "videos");
+        assert!(
+            !is_row || only_public,
+            "the us store holds Protected data of row subject {id}"
+        );
+    }
+    // No plaintext marker in any region's files, data or keys.
+    assert_eq!(files_contain(data, MARKER.as_bytes()), Vec::<String>::new());
+    assert_eq!(files_contain(keys, MARKER.as_bytes()), Vec::<String>::new());
+    // The global store can open nothing any more.
+    let global_policy: Arc<dyn ResidencyPolicy> =
+        Arc::new(domicile_policy_global::GlobalPolicy::new());
+    let custodian: Arc<dyn KeyCustodian> = Arc::new(FileCustodian::open(keys).unwrap());
+    let global = SealedStore::open(
+        data,
+        Region::parse("global").unwrap(),
+        global_policy,
+        custodian,
+    )
+    .unwrap();
+    assert!(global.subjects().unwrap().is_empty());
+    // Every region's log verifies with its public key.
+    for region in ["global", "us", "row"] {
+        let vkey = std::fs::read_to_string(data.join(region).join("log.vkey")).unwrap();
+        let vkey = domicile_audit::VerifierKey::parse(vkey.trim()).unwrap();
+        domicile_audit::verify(
+            &data.join(region).join("audit"),
+            &vkey,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap_or_else(|e| panic!("the {region} log does not verify: {e}"));
+    }
+}
+
+#[test]
+fn a_split_moves_everything_where_the_policy_says_and_shreds_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let expected = world(&data, &keys, 40);
+    let signed = run(
+        &data,
+        &keys,
+        "us-split",
+        &RunOptions {
+            batch_subjects: 7,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    check_split(&data, &keys, &expected);
+    let report = &signed.report;
+    assert_eq!(report.verification.records_checked, 40 * 3 + 40 * 2);
+    assert_eq!(
+        report.shredded_subjects[&Region::parse("global").unwrap()],
+        40
+    );
+    assert_eq!(
+        report.shredded_records[&Region::parse("global").unwrap()],
+        160
+    );
+    assert!(
+        report.checkpoints_after.contains_key("us")
+            && report.checkpoints_after.contains_key("global")
+    );
+    signed.verify(&signed.public_key).unwrap();
+    let mut tampered = signed.clone();
+    tampered
+        .report
+        .shredded_records
+        .insert(Region::parse("global").unwrap(), 1);
+    assert!(tampered.verify(&signed.public_key).is_err());
+    // Running it again returns the stored report and changes nothing.
+    let again = run(&data, &keys, "us-split", &RunOptions::default()).unwrap();
+    assert_eq!(again, signed);
+    assert_eq!(
+        Deployment::manifest(&data).unwrap().unwrap().policy,
+        "us-split"
+    );
+}
+
+#[test]
+fn a_subject_without_residence_blocks_the_split() {
+    use domicile_access::SubjectInventory;
+    use domicile_split::{copy, ExecuteOptions, Plan, SplitError};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 2);
+    let global = Region::parse("global").unwrap();
+    let inventories = vec![
+        (
+            global.clone(),
+            SubjectInventory {
+                subject: Subject::parse("ana", Some("US"), None).unwrap(),
+                home: global.clone(),
+                records: vec![],
+            },
+        ),
+        (
+            global.clone(),
+            SubjectInventory {
+                subject: Subject::parse("ghost", None, None).unwrap(),
+                home: global.clone(),
+                records: vec![],
+            },
+        ),
+    ];
+    let target = UsSplitPolicy::new();
+    let plan = Plan::from_inventories(
+        domicile_policy_global::GlobalPolicy::new().id().clone(),
+        &target,
+        inventories,
+    )
+    .unwrap();
+    assert_eq!(plan.unresolved, vec!["ghost".parse().unwrap()]);
+    assert_eq!(plan.summary().unresolved, 1);
+    let source = Deployment::open(&data, &keys).unwrap();
+    let target = Deployment::open_with(
+        &data,
+        &keys,
+        Arc::new(UsSplitPolicy::new()),
+        "domicile.example",
+    )
+    .unwrap();
+    let mut journal = Journal::open(dir.path().join("journal.jsonl")).unwrap();
+    let err = copy(
+        &plan,
+        &source,
+        &target,
+        &mut journal,
+        &ExecuteOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SplitError::Unresolved { count: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ghost"), "{err}");
+    assert!(journal.lines().is_empty(), "nothing started");
+}
+
+/// The child side of the crash test: runs the split when told to by the environment.
+#[test]
+fn split_child() {
+    let (Ok(data), Ok(keys)) = (
+        std::env::var("SPLIT_CHILD_DATA"),
+        std::env::var("SPLIT_CHILD_KEYS"),
+    ) else {
+        return;
+    };
+    let _ = run(
+        Path::new(&data),
+        Path::new(&keys),
+        "us-split",
+        &RunOptions {
+            batch_subjects: 3,
+            ..RunOptions::default()
+        },
+    );
+}
+
+#[test]
+fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
+    let reference = tempfile::tempdir().unwrap();
+    let (ref_data, ref_keys) = (reference.path().join("data"), reference.path().join("keys"));
+    let expected = world(&ref_data, &ref_keys, 30);
+    run(
+        &ref_data,
+        &ref_keys,
+        "us-split",
+        &RunOptions {
+            batch_subjects: 3,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    let want = read_all(&ref_data, &ref_keys);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    assert_eq!(world(&data, &keys, 30), expected);
+    let exe = std::env::current_exe().unwrap();
+    // A small, seeded sequence of kill delays: bounded rounds, reproducible.
+    let mut seed: u64 = 0x5eed_1234;
+    let mut killed_midway = 0;
+    for _round in 0..8 {
+        if Journal::open(data.join("split/journal.jsonl"))
+            .unwrap()
+            .finished()
+        {
+            break;
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(40 + (seed >> 33) % 400);
+        let mut child = Command::new(&exe)
+            .args(["--exact", "split_child", "--nocapture", "--test-threads=1"])
+            .env("SPLIT_CHILD_DATA", &data)
+            .env("SPLIT_CHILD_KEYS", &keys)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            killed_midway += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    // Finish it in-process, then compare with the uninterrupted run.
+    run(
+        &data,
+        &keys,
+        "us-split",
+        &RunOptions {
+            batch_subjects: 3,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_all(&data, &keys), want);
+    check_split(&data, &keys, &expected);
+    eprintln!("killed {killed_midway} split run(s) midway");
+}
