@@ -63,7 +63,9 @@ impl FromStr for DataClass {
         DataClass::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| ResidencyError::UnknownDataClass { value: s.to_owned() })
+            .ok_or_else(|| ResidencyError::UnknownDataClass {
+                value: s.to_owned(),
+            })
     }
 }
 

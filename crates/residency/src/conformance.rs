@@ -166,7 +166,10 @@ fn traced<P: ResidencyPolicy + ?Sized>(
     v: &mut Vec<Violation>,
 ) {
     if policy.rule(&d.rule).is_none() {
-        v.push(format!("{what}: decision names rule {} which is not in the rule table", d.rule));
+        v.push(format!(
+            "{what}: decision names rule {} which is not in the rule table",
+            d.rule
+        ));
     }
     if !d.allowed && !d.obligations.is_empty() {
         v.push(format!("{what}: a denial carries obligations"));
@@ -234,7 +237,9 @@ fn check_exhaustive<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violati
                             continue;
                         }
                         if class == DataClass::Protected && to != home {
-                            v.push(format!("{what} is allowed: Protected moves only toward home"));
+                            v.push(format!(
+                                "{what} is allowed: Protected moves only toward home"
+                            ));
                         }
                         match policy.may_rest_in(class, home, to) {
                             Ok(rest) if !rest.allowed => v.push(format!(
@@ -259,7 +264,10 @@ fn check_exhaustive<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violati
     for set in region_sets(&regions) {
         for region in &regions {
             let names: Vec<_> = set.iter().map(Region::as_str).collect();
-            let what = format!("may_deploy_model(trained on {{{}}}, in {region})", names.join(","));
+            let what = format!(
+                "may_deploy_model(trained on {{{}}}, in {region})",
+                names.join(",")
+            );
             let d = match (
                 policy.may_deploy_model(&set, region),
                 policy.may_deploy_model(&set, region),
@@ -329,7 +337,9 @@ fn subject_strategy() -> impl Strategy<Value = Subject> {
 fn foreign_region_strategy(known: Vec<Region>) -> impl Strategy<Value = Region> {
     "[a-z][a-z0-9-]{0,12}"
         .prop_map(|s| Region::parse(&s).expect("generated regions are valid"))
-        .prop_filter("a region outside the deployment", move |r| !known.contains(r))
+        .prop_filter("a region outside the deployment", move |r| {
+            !known.contains(r)
+        })
 }
 
 fn check_properties<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violation>) {
@@ -356,7 +366,10 @@ fn check_properties<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violati
                 if named == subject.id {
                     Ok(())
                 } else {
-                    fail(format!("MissingResidence names {named}, not {}", subject.id))
+                    fail(format!(
+                        "MissingResidence names {named}, not {}",
+                        subject.id
+                    ))
                 }
             }
             (None, Ok(home)) => fail(format!(
@@ -389,8 +402,14 @@ fn check_properties<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violati
                 Err(ResidencyError::UnknownRegion { region, .. }) if region == foreign => Ok(()),
                 other => fail(format!("{what} with foreign region {foreign}: {other:?}")),
             };
-            unknown(policy.may_rest_in(class, &home, &foreign), "may_rest_in(region)")?;
-            unknown(policy.may_rest_in(class, &foreign, &home), "may_rest_in(home)")?;
+            unknown(
+                policy.may_rest_in(class, &home, &foreign),
+                "may_rest_in(region)",
+            )?;
+            unknown(
+                policy.may_rest_in(class, &foreign, &home),
+                "may_rest_in(home)",
+            )?;
             unknown(
                 policy.may_transfer(class, &home, &foreign, &other, &purpose),
                 "may_transfer(from)",
@@ -435,6 +454,9 @@ mod tests {
     #[test]
     fn finds_annotation_ids() {
         let text = "@id(\"a/b\")\npermit(principal, action, resource);\n@id(\"a/c\") forbid(principal, action, resource);";
-        assert_eq!(annotation_ids(text), vec!["a/b".to_owned(), "a/c".to_owned()]);
+        assert_eq!(
+            annotation_ids(text),
+            vec!["a/b".to_owned(), "a/c".to_owned()]
+        );
     }
 }

@@ -239,7 +239,10 @@ mod tests {
     fn decision_json_is_stable() {
         let rule = RuleId::parse("us-split/excepted-crosses-deidentified").unwrap();
         let d = Decision::allow(&rule).with(Obligation::AnyOf {
-            options: vec![Obligation::Aggregate { min_subjects: 50 }, Obligation::Pseudonymize],
+            options: vec![
+                Obligation::Aggregate { min_subjects: 50 },
+                Obligation::Pseudonymize,
+            ],
         });
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(

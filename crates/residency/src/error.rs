@@ -23,7 +23,9 @@ pub enum ResidencyError {
         value: String,
     },
     /// Neither a country code nor a known group of countries.
-    #[error("invalid jurisdiction {value:?}: expected an ISO 3166-1 alpha-2 code or one of EU, EEA")]
+    #[error(
+        "invalid jurisdiction {value:?}: expected an ISO 3166-1 alpha-2 code or one of EU, EEA"
+    )]
     InvalidJurisdiction {
         /// The text that was given.
         value: String,
@@ -97,7 +99,9 @@ pub enum ResidencyError {
         known: String,
     },
     /// A policy digest that is not `sha256:` and 64 hex digits.
-    #[error("invalid policy digest {value:?}: expected sha256: followed by 64 lowercase hex digits")]
+    #[error(
+        "invalid policy digest {value:?}: expected sha256: followed by 64 lowercase hex digits"
+    )]
     InvalidDigest {
         /// The text that was given.
         value: String,

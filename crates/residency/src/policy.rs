@@ -29,7 +29,10 @@ impl PolicyDigest {
                 b'a'..=b'f' => Some(b - b'a' + 10),
                 _ => None,
             };
-            let (hi, lo) = (nibble(chunk[0]).ok_or_else(bad)?, nibble(chunk[1]).ok_or_else(bad)?);
+            let (hi, lo) = (
+                nibble(chunk[0]).ok_or_else(bad)?,
+                nibble(chunk[1]).ok_or_else(bad)?,
+            );
             out[i] = hi << 4 | lo;
         }
         Ok(PolicyDigest(out))
@@ -242,8 +245,14 @@ mod tests {
         // written into existing audit logs, fails here first. The value was computed
         // independently (Python hashlib over the same length-prefixed fields).
         let rules = [Rule::new("demo/all", "Everything.")];
-        let id = PolicyId::derive("demo", "1.0.0", &rules, "permit(principal, action, resource);", "")
-            .unwrap();
+        let id = PolicyId::derive(
+            "demo",
+            "1.0.0",
+            &rules,
+            "permit(principal, action, resource);",
+            "",
+        )
+        .unwrap();
         assert_eq!(
             id.digest.to_string(),
             "sha256:3c12327efd7dcc3ca9cbea3d8b1c266fcc3671f7b0854c9e001531f1a2eecb33"
@@ -270,7 +279,10 @@ mod tests {
     fn digest_text_round_trip() {
         let rules = [Rule::new("demo/all", "Everything.")];
         let id = PolicyId::derive("demo", "1", &rules, "", "").unwrap();
-        assert_eq!(PolicyDigest::parse(&id.digest.to_string()).unwrap(), id.digest);
+        assert_eq!(
+            PolicyDigest::parse(&id.digest.to_string()).unwrap(),
+            id.digest
+        );
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<PolicyId>(&json).unwrap(), id);
         for bad in ["sha256:", "md5:00", &format!("sha256:{}", "G".repeat(64))] {

@@ -65,7 +65,9 @@ impl FromStr for JustificationCode {
         JustificationCode::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| ResidencyError::UnknownJustificationCode { value: s.to_owned() })
+            .ok_or_else(|| ResidencyError::UnknownJustificationCode {
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -135,7 +137,10 @@ mod tests {
     fn purpose_json() {
         let p = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1");
         let json = serde_json::to_string(&p).unwrap();
-        assert_eq!(json, r#"{"code":"user_requested_support","ticket":"SUP-1"}"#);
+        assert_eq!(
+            json,
+            r#"{"code":"user_requested_support","ticket":"SUP-1"}"#
+        );
         assert_eq!(serde_json::from_str::<Purpose>(&json).unwrap(), p);
         assert_eq!(p.to_string(), "user_requested_support (SUP-1)");
     }
