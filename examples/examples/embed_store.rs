@@ -53,7 +53,10 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("== open the us region's store");
     let custodian = Arc::new(FileCustodian::open(&keys)?);
     let store = SealedStore::open(&data, us.clone(), policy.clone(), custodian.clone())?;
-    println!("   data in {}", SealedStore::store_dir(&data, &us).display());
+    println!(
+        "   data in {}",
+        SealedStore::store_dir(&data, &us).display()
+    );
     println!("   keys in {}", custodian.region_dir(&us).display());
 
     println!("== register users; the policy finds each one's home region");
@@ -64,7 +67,11 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     ];
     for user in &users {
         let home = store.register_subject(user)?;
-        println!("   {} (lives in {}) -> home {home}", user.id, user.require_residence()?);
+        println!(
+            "   {} (lives in {}) -> home {home}",
+            user.id,
+            user.require_residence()?
+        );
     }
 
     println!("== write records, each sealed under its user's own data key");
@@ -76,9 +83,18 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
             birth_year: 1990 + i as u16,
             device_id: format!("dev-{:04x}", 0xbeef + i),
         };
-        store.put(&user.id, DataClass::Protected, &profiles, &RecordKey::parse(user.id.as_str())?, &profile)?;
+        store.put(
+            &user.id,
+            DataClass::Protected,
+            &profiles,
+            &RecordKey::parse(user.id.as_str())?,
+            &profile,
+        )?;
         for v in 0..3 {
-            let entry = Watched { video: format!("video-{v}"), seconds: 30 * (v + 1) };
+            let entry = Watched {
+                video: format!("video-{v}"),
+                seconds: 30 * (v + 1),
+            };
             let key = RecordKey::parse(&format!("{}/{v}", user.id))?;
             store.put(&user.id, DataClass::Protected, &history, &key, &entry)?;
         }
@@ -90,8 +106,13 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("   read back {}: {:?}", record.meta.key, record.value);
     let watched = store.scan_subject(first)?;
     println!("   {} holds {} records", first, watched.len());
-    let raw = store.get_raw(&profiles, &RecordKey::parse(first.as_str())?)?.ok_or("present")?;
-    println!("   digest of what was read (for the audit log): {}", raw.digest());
+    let raw = store
+        .get_raw(&profiles, &RecordKey::parse(first.as_str())?)?
+        .ok_or("present")?;
+    println!(
+        "   digest of what was read (for the audit log): {}",
+        raw.digest()
+    );
 
     println!("== the policy refuses to place a rest-of-world user's Protected data in us");
     let outsider = &users[2].id;
@@ -100,13 +121,23 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         DataClass::Protected,
         &profiles,
         &RecordKey::parse(outsider.as_str())?,
-        &Profile { display_name: "Zuschauer".into(), birth_year: 1985, device_id: "dev-de".into() },
+        &Profile {
+            display_name: "Zuschauer".into(),
+            birth_year: 1985,
+            device_id: "dev-de".into(),
+        },
     );
     match refused {
         Err(e @ StoreError::PlacementRefused { .. }) => println!("   refused: {e}"),
         other => return Err(format!("expected a refusal, got {other:?}").into()),
     }
-    store.put(outsider, DataClass::Public, &Collection::parse("public-videos")?, &RecordKey::parse("v-77")?, "a public video's title")?;
+    store.put(
+        outsider,
+        DataClass::Public,
+        &Collection::parse("public-videos")?,
+        &RecordKey::parse("v-77")?,
+        "a public video's title",
+    )?;
     println!("   but their Public data may rest here");
 
     println!("== a flipped byte on disk is caught, naming the record");
@@ -128,22 +159,42 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
     println!("== rotate the key-encryption key; no record is re-encrypted");
     let report = store.rotate_kek()?;
-    println!("   {} data keys rewrapped under {}", report.rewrapped, report.kek);
+    println!(
+        "   {} data keys rewrapped under {}",
+        report.rewrapped, report.kek
+    );
     let old = custodian.kek_versions(&us)?[0];
     custodian.retire_kek(&us, old)?;
-    println!("   retired {old}; every record still opens: {}", store.scan_collection(&history).all(|r| r.is_ok()));
+    println!(
+        "   retired {old}; every record still opens: {}",
+        store.scan_collection(&history).all(|r| r.is_ok())
+    );
 
     println!("== move user-1002 to another store through a sealed export bundle");
     let mover = &users[1].id;
     let (bundle, transfer_key) = store.export_subject(mover)?;
     let bundle_path = root.join("user-1002.bundle.json");
     std::fs::write(&bundle_path, bundle.to_bytes())?;
-    println!("   wrote {} ({} records, no plaintext)", bundle_path.display(), bundle.records.len());
+    println!(
+        "   wrote {} ({} records, no plaintext)",
+        bundle_path.display(),
+        bundle.records.len()
+    );
     let other_custodian = Arc::new(FileCustodian::open(root.join("keys-new"))?);
-    let target = SealedStore::open(root.join("data-new"), us.clone(), policy.clone(), other_custodian)?;
+    let target = SealedStore::open(
+        root.join("data-new"),
+        us.clone(),
+        policy.clone(),
+        other_custodian,
+    )?;
     let bundle = ExportBundle::from_bytes(&std::fs::read(&bundle_path)?)?;
     let imported = target.import(&bundle, &TransferKey::from_bytes(transfer_key.to_bytes())?)?;
-    println!("   imported {} records for {} (home {})", imported.records.len(), imported.subject, imported.home);
+    println!(
+        "   imported {} records for {} (home {})",
+        imported.records.len(),
+        imported.subject,
+        imported.home
+    );
 
     println!("== copy the data directory, then shred user-1001");
     drop(store);
@@ -155,7 +206,11 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         "   destroyed data key v{} and {} records: {:?}",
         receipt.data_key_version,
         receipt.records.len(),
-        receipt.records.iter().map(|(c, k)| format!("{c}/{k}")).collect::<Vec<_>>()
+        receipt
+            .records
+            .iter()
+            .map(|(c, k)| format!("{c}/{k}"))
+            .collect::<Vec<_>>()
     );
     drop(store);
     let old_copy = SealedStore::open(&copy, us.clone(), policy, custodian)?;
@@ -164,7 +219,10 @@ fn run(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         Ok(r) => return Err(format!("a shredded record opened: {r:?}").into()),
     }
     let others = old_copy.scan_subject(mover)?;
-    println!("   while {mover}'s {} records in the copy still open", others.len());
+    println!(
+        "   while {mover}'s {} records in the copy still open",
+        others.len()
+    );
     println!("== done");
     Ok(())
 }

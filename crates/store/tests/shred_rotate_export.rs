@@ -40,7 +40,15 @@ fn a_shredded_subject_cannot_be_read_even_from_an_earlier_copy() {
         copy_dir(&dirs.data(), &copy);
 
         let store = open(&dirs.data(), kind, "us", custodian.clone());
+        let ids = |store: &SealedStore| -> Vec<String> {
+            let subjects = store.subjects().unwrap();
+            let mut ids: Vec<String> = subjects.iter().map(|s| s.subject.id.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&store), ["ada", "ben", "cy"]);
         let receipt = store.shred_subject(&subject("ben", "US").id).unwrap();
+        assert_eq!(ids(&store), ["ada", "cy"]);
         assert_eq!(receipt.records.len(), 6);
         assert!(receipt.key_destroyed_now && receipt.registry_entry_deleted);
         assert_eq!(receipt.data_key_version, 1);
@@ -59,6 +67,11 @@ fn a_shredded_subject_cannot_be_read_even_from_an_earlier_copy() {
         // fresh one (no cache) both refuse them, and open everyone else's.
         for custodian in [custodian.clone(), dirs.custodian()] {
             let old = open(&copy, kind, "us", custodian);
+            assert_eq!(
+                ids(&old),
+                ["ada", "cy"],
+                "the copy's registry entry of ben is dead"
+            );
             for c in ["likes", "messages"] {
                 for record in old.scan_collection(&collection(c)) {
                     match record {
