@@ -42,8 +42,8 @@ fn main() -> Result<(), ResidencyError> {
 
     println!("\n== May data of this class, about this subject, rest in this region? ==\n");
     println!(
-        "{:<15} {:<14} {:<24} {}",
-        "class", "whose data", "policy: region", "decision and rule"
+        "{:<15} {:<14} {:<24} decision and rule",
+        "class", "whose data", "policy: region"
     );
     for class in DataClass::ALL {
         let about_subjects = matches!(
@@ -106,8 +106,8 @@ fn main() -> Result<(), ResidencyError> {
         Purpose::new(JustificationCode::Migration),
     ];
     println!(
-        "{:<15} {:<6} {:<11} {:<24} {}",
-        "class", "home", "transfer", "purpose", "decision and rule"
+        "{:<15} {:<6} {:<11} {:<24} decision and rule",
+        "class", "home", "transfer", "purpose"
     );
     for class in DataClass::ALL {
         for home in [&us, &row] {
@@ -129,8 +129,8 @@ fn main() -> Result<(), ResidencyError> {
 
     println!("\n== May a model trained on data from these regions be deployed here? ==\n");
     println!(
-        "{:<24} {:<24} {}",
-        "trained on", "policy: region", "decision and rule"
+        "{:<24} {:<24} decision and rule",
+        "trained on", "policy: region"
     );
     for p in policies {
         let regions = p.regions().to_vec();

@@ -1,6 +1,7 @@
 //! `domicile`: the command line of domicile.
 //!
-//! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender.
+//! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
+//! `split` for operators moving a deployment to another residency policy.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod recsys;
+mod split;
 
 /// Data sovereignty for one product run as several regional deployments.
 #[derive(Debug, Parser)]
@@ -25,6 +27,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Train, serve and evaluate recommendation models.
     Recsys(recsys::RecsysArgs),
+    /// Plan, run, verify and report the split of a deployment to another residency policy.
+    Split(split::SplitArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +36,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Audit(args) => audit::run(args),
         Command::Recsys(args) => recsys::run(args),
+        Command::Split(args) => split::run_split(args),
     }
 }

@@ -1,0 +1,155 @@
+//! `domicile split` end to end: the real binary on a real deployment.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use domicile_access::RecordRef;
+use domicile_residency::{DataClass, JustificationCode, Purpose, Subject};
+use domicile_split::Deployment;
+use domicile_store::{Collection, RecordKey};
+
+fn domicile(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_domicile"))
+        .args(args)
+        .output()
+        .expect("the domicile binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn global_world(data: &Path, keys: &Path) {
+    let global = Deployment::create(data, keys, "global", "domicile.example").unwrap();
+    let node = global.regions().next().unwrap();
+    let app = global.migration_principal(&node.region);
+    let why = Purpose::new(JustificationCode::Migration);
+    for (i, country) in ["US", "DE", "PR", "BR", "US"].iter().enumerate() {
+        let id = format!("user-{i}");
+        node.gate
+            .register_subject(
+                &app,
+                &why,
+                &Subject::parse(&id, Some(country), None).unwrap(),
+            )
+            .unwrap();
+        for (class, collection) in [
+            (DataClass::Protected, "profile"),
+            (DataClass::Public, "videos"),
+        ] {
+            let record = RecordRef {
+                subject: id.parse().unwrap(),
+                class,
+                collection: Collection::parse(collection).unwrap(),
+                key: RecordKey::parse(&format!("{id}-{collection}")).unwrap(),
+            };
+            node.gate
+                .write(&app, &why, &record, b"{\"v\":1}", None)
+                .unwrap();
+        }
+    }
+    global.close().unwrap();
+}
+
+#[test]
+fn plan_run_verify_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    global_world(&data, &keys);
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+
+    let plan = domicile(&[
+        "split", "plan", "--data", d, "--keys", k, "--to", "us-split",
+    ]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let out = text(&plan);
+    assert!(
+        out.contains("homed in us: 3") && out.contains("homed in row: 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("replicate 5") && out.contains("move 5"),
+        "{out}"
+    );
+
+    let json = domicile(&[
+        "split", "plan", "--data", d, "--keys", k, "--to", "us-split", "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(summary["subjects"], 5);
+
+    let run = domicile(&[
+        "split", "run", "--data", d, "--keys", k, "--to", "us-split", "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains("shredded in global: 5 subjects, 10 records"),
+        "{}",
+        text(&run)
+    );
+
+    let verify = domicile(&["split", "verify", "--data", d, "--keys", k]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("every log verifies"),
+        "{}",
+        text(&verify)
+    );
+
+    let report = domicile(&["split", "report", "--data", d, "--json"]);
+    assert!(report.status.success(), "{}", text(&report));
+    let signed: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let key = signed["public_key"].as_str().unwrap().to_owned();
+    let good = domicile(&["split", "report", "--data", d, "--public-key", &key]);
+    assert!(good.status.success(), "{}", text(&good));
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let bad = domicile(&["split", "report", "--data", d, "--public-key", other]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("another migration key"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("nothing");
+    let k = dir.path().join("keys");
+    let out = domicile(&[
+        "split",
+        "plan",
+        "--data",
+        d.to_str().unwrap(),
+        "--keys",
+        k.to_str().unwrap(),
+        "--to",
+        "us-split",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no deployment here"), "{}", text(&out));
+
+    let data = dir.path().join("data");
+    global_world(&data, &k);
+    let out = domicile(&[
+        "split",
+        "plan",
+        "--data",
+        data.to_str().unwrap(),
+        "--keys",
+        k.to_str().unwrap(),
+        "--to",
+        "eu-split",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown policy \"eu-split\""),
+        "{}",
+        text(&out)
+    );
+}
