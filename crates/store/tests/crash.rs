@@ -119,7 +119,10 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             .env(BACKEND_VAR, name)
             .env(ROUND_VAR, round.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dirs.tmp.path().join(format!("child-{round}.stderr")))
+                    .unwrap(),
+            ))
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -141,13 +144,17 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             std::thread::sleep(Duration::from_millis(rng.random_range(0..80)));
         } else {
             let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(20) {
-                if let Ok(line) = rx.recv_timeout(Duration::from_millis(10)) {
-                    let acked = line.contains("@@ack ");
-                    lines.push(line);
-                    if acked {
-                        break;
+            while started.elapsed() < Duration::from_secs(60) {
+                match rx.recv_timeout(Duration::from_millis(10)) {
+                    Ok(line) => {
+                        let acked = line.contains("@@ack ");
+                        lines.push(line);
+                        if acked {
+                            break;
+                        }
                     }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
             std::thread::sleep(Duration::from_millis(rng.random_range(5..300)));
@@ -181,9 +188,11 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             }
         }
         if !early {
+            let stderr = dirs.tmp.path().join(format!("child-{round}.stderr"));
             assert!(
                 acks > 0,
-                "{name} round {round}: the child acknowledged nothing"
+                "{name} round {round}: the child acknowledged nothing; its stderr:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
             );
             killed_with_acks += 1;
         }
