@@ -3,7 +3,6 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -96,6 +95,8 @@ struct Pending {
     durable: u64,
     failed: Option<String>,
     closing: bool,
+    /// Whether an appender is committing a batch (the leader of this group commit).
+    flushing: bool,
     stats: LogStats,
 }
 
@@ -110,12 +111,8 @@ struct Inner {
     dir: PathBuf,
     config: LogConfig,
     pending: Mutex<Pending>,
-    to_flusher: Condvar,
+    to_checkpointer: Condvar,
     to_appenders: Condvar,
-    /// What appenders wait on: the count of durable entries, and whether a write failed.
-    done: Mutex<()>,
-    durable: AtomicU64,
-    poisoned: AtomicBool,
     tree: RwLock<MerkleTree>,
     files: Mutex<Files>,
     signed: Mutex<(Option<Signed>, Instant, [u8; 8])>,
@@ -123,14 +120,15 @@ struct Inner {
 
 /// A tamper-evident, append-only access log in one directory.
 ///
-/// `append` may be called from many threads at once: concurrent entries are written and
-/// `fdatasync`ed together by one flusher thread (group commit), and each call returns only once
+/// `append` may be called from many threads at once: entries queued while one appender is
+/// committing are written and `fdatasync`ed together by the next (group commit, led by an
+/// appender, with no hand-off to another thread), and each call returns only once
 /// its entry is durable. If the log cannot make an entry durable, `append` returns
 /// [`AuditError::NotDurable`] and the log refuses every later append until reopened: callers
 /// must treat the error as a refusal (fail-closed). Cheap to share: wrap it in an `Arc`.
 pub struct AuditLog {
     inner: Arc<Inner>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     report: OpenReport,
 }
 
@@ -316,13 +314,11 @@ impl AuditLog {
                 durable: size,
                 failed: None,
                 closing: false,
+                flushing: false,
                 stats: LogStats::default(),
             }),
-            to_flusher: Condvar::new(),
+            to_checkpointer: Condvar::new(),
             to_appenders: Condvar::new(),
-            done: Mutex::new(()),
-            durable: AtomicU64::new(size),
-            poisoned: AtomicBool::new(false),
             tree: RwLock::new(tree),
             files: Mutex::new(Files {
                 segment,
@@ -333,13 +329,13 @@ impl AuditLog {
             signed: Mutex::new((signed, Instant::now(), notes_file.last_check)),
         });
         let worker = Arc::clone(&inner);
-        let flusher = std::thread::Builder::new()
-            .name("audit-flusher".into())
-            .spawn(move || worker.run_flusher())
-            .map_err(|e| AuditError::io("starting the flusher for", &inner.dir, e))?;
+        let checkpointer = std::thread::Builder::new()
+            .name("audit-checkpointer".into())
+            .spawn(move || worker.run_checkpointer())
+            .map_err(|e| AuditError::io("starting the checkpointer for", &inner.dir, e))?;
         Ok(AuditLog {
             inner,
-            flusher: Mutex::new(Some(flusher)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             report,
         })
     }
@@ -379,28 +375,26 @@ impl AuditLog {
         let hash = leaf_hash(&bytes);
         files::put_frame(&mut p.buf, &bytes, &hash);
         p.hashes.push(hash);
-        if p.hashes.len() == 1 {
-            inner.to_flusher.notify_one();
-        }
-        drop(p);
-        // Wait on a lock of its own, so that appenders woken by a commit do not queue behind
-        // those enqueueing the next batch.
-        let mut done = lock(&inner.done);
         loop {
-            if inner.durable.load(Ordering::Acquire) > seq {
+            if p.durable > seq {
                 return Ok(Receipt {
                     seq,
                     leaf_hash: hash,
                 });
             }
-            if inner.poisoned.load(Ordering::Acquire) {
-                drop(done);
-                let reason = lock(&inner.pending).failed.clone().unwrap_or_default();
-                return Err(AuditError::NotDurable { reason });
+            if let Some(reason) = &p.failed {
+                return Err(AuditError::NotDurable {
+                    reason: reason.clone(),
+                });
             }
-            done = inner
+            if !p.flushing {
+                // Nobody is committing: lead, and commit everything queued so far with ours.
+                p = inner.commit(p);
+                continue;
+            }
+            p = inner
                 .to_appenders
-                .wait(done)
+                .wait(p)
                 .unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -476,15 +470,23 @@ impl AuditLog {
         )
     }
 
-    /// Flushes, signs a final checkpoint and stops the flusher. Dropping the log does the same,
+    /// Waits for queued appends, signs a final checkpoint and stops the checkpointer. Dropping the log does the same,
     /// ignoring errors; call `close` to see them.
     pub fn close(&self) -> Result<(), AuditError> {
         {
             let mut p = lock(&self.inner.pending);
             p.closing = true;
-            self.inner.to_flusher.notify_all();
+            self.inner.to_checkpointer.notify_all();
+            // Appends already queued finish first: their appenders are committing them.
+            while p.flushing || (p.failed.is_none() && !p.hashes.is_empty()) {
+                p = self
+                    .inner
+                    .to_appenders
+                    .wait(p)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
         }
-        if let Some(handle) = lock(&self.flusher).take() {
+        if let Some(handle) = lock(&self.checkpointer).take() {
             let _ = handle.join();
         }
         if let Some(reason) = &lock(&self.inner.pending).failed {
@@ -608,81 +610,71 @@ fn extend_tree(
 }
 
 impl Inner {
-    fn run_flusher(&self) {
+    /// Commits everything queued: called by the appender that finds no commit in progress.
+    /// Appenders that queue meanwhile wait for this one to finish, then one of them leads the
+    /// next batch: a group commit with no hand-off to another thread on the way.
+    fn commit<'a>(&'a self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
+        p.flushing = true;
+        let buf = std::mem::take(&mut p.buf);
+        let hashes = std::mem::take(&mut p.hashes);
+        drop(p);
+        let started = Instant::now();
+        let result = self.write_batch(&buf, &hashes);
+        let took = started.elapsed();
+        let mut p = lock(&self.pending);
+        p.flushing = false;
+        let before = p.durable;
+        match result {
+            Ok(()) => {
+                p.durable += hashes.len() as u64;
+                p.stats.entries += hashes.len() as u64;
+                p.stats.batches += 1;
+                p.stats.bytes += buf.len() as u64;
+                p.stats.write_time += took;
+            }
+            Err(e) => p.failed = Some(e.to_string()),
+        }
+        self.to_appenders.notify_all();
+        // Wake the checkpointer when a checkpoint is due by count, or when these are the first
+        // entries since the last checkpoint (its timer starts now).
+        let covered = lock(&self.signed).0.as_ref().map_or(0, |c| c.size);
+        let first_since = before <= covered && p.durable > covered;
+        if first_since || self.due_by_count(p.durable) {
+            self.to_checkpointer.notify_one();
+        }
+        p
+    }
+
+    /// The background thread: signs checkpoints when enough entries or time have passed.
+    fn run_checkpointer(&self) {
         loop {
-            let (buf, hashes, due_by_time) = {
-                let mut p = lock(&self.pending);
-                let mut due_by_time = false;
-                while p.hashes.is_empty() && !p.closing {
-                    let wait = self.time_to_checkpoint(p.durable);
-                    match wait {
-                        Some(w) if w.is_zero() => {
-                            due_by_time = true;
-                            break;
-                        }
-                        Some(w) => {
-                            p = self
-                                .to_flusher
-                                .wait_timeout(p, w)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0;
-                        }
-                        None => {
-                            p = self.to_flusher.wait(p).unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                }
-                if p.hashes.is_empty() && p.closing {
+            let mut p = lock(&self.pending);
+            loop {
+                if p.closing {
+                    // `close` signs the final checkpoint itself.
                     return;
                 }
-                if p.failed.is_some() {
-                    // Refused appends have already been told; drop what they queued.
-                    p.buf.clear();
-                    p.hashes.clear();
-                    continue;
+                let wait = self.time_to_checkpoint(p.durable);
+                if self.due_by_count(p.durable) || wait == Some(Duration::ZERO) {
+                    break;
                 }
-                (
-                    std::mem::take(&mut p.buf),
-                    std::mem::take(&mut p.hashes),
-                    due_by_time,
-                )
-            };
-            if !hashes.is_empty() {
-                let started = Instant::now();
-                let result = self.write_batch(&buf, &hashes);
-                let took = started.elapsed();
-                {
-                    let mut p = lock(&self.pending);
-                    match result {
-                        Ok(()) => {
-                            p.durable += hashes.len() as u64;
-                            p.stats.entries += hashes.len() as u64;
-                            p.stats.batches += 1;
-                            p.stats.bytes += buf.len() as u64;
-                            p.stats.write_time += took;
-                            self.durable.store(p.durable, Ordering::Release);
-                        }
-                        Err(e) => {
-                            p.failed = Some(e.to_string());
-                            self.poisoned.store(true, Ordering::Release);
-                        }
+                p = match wait {
+                    Some(w) => {
+                        self.to_checkpointer
+                            .wait_timeout(p, w)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
                     }
-                }
-                // Taking the lock orders this wake-up after any appender's check of `durable`.
-                let _done = lock(&self.done);
-                self.to_appenders.notify_all();
+                    None => self
+                        .to_checkpointer
+                        .wait(p)
+                        .unwrap_or_else(|e| e.into_inner()),
+                };
             }
-            let size = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
-            let due = due_by_time
-                || self.due_by_count()
-                || self.time_to_checkpoint(size) == Some(Duration::ZERO);
-            if due {
-                if let Err(e) = self.sign_checkpoint() {
-                    // A checkpoint that cannot be signed leaves entries durable but unsigned;
-                    // the next attempt (by count, time, or close) retries, and `close` reports it.
-                    let _ = e;
-                }
-            }
+            drop(p);
+            // A checkpoint that cannot be signed leaves entries durable but unsigned; the next
+            // attempt (by count, time, or close) retries, and `close` reports the error.
+            let _ = self.sign_checkpoint();
         }
     }
 
@@ -691,20 +683,19 @@ impl Inner {
         let s = lock(&self.signed);
         let covered = s.0.as_ref().map_or(0, |c| c.size);
         if durable <= covered {
-            // Nothing to sign: sleep until an append or close wakes the flusher.
+            // Nothing to sign: sleep until an append or close wakes the checkpointer.
             return None;
         }
         Some(interval.saturating_sub(s.1.elapsed()))
     }
 
-    fn due_by_count(&self) -> bool {
+    fn due_by_count(&self, durable: u64) -> bool {
         let every = self.config.checkpoint_every;
         if every == 0 {
             return false;
         }
-        let size = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
         let covered = lock(&self.signed).0.as_ref().map_or(0, |c| c.size);
-        size >= covered + every
+        durable >= covered + every
     }
 
     fn write_batch(&self, buf: &[u8], hashes: &[Hash]) -> Result<(), AuditError> {

@@ -463,3 +463,11 @@ fn a_damaged_or_short_tree_cache_is_repaired_from_the_entries() {
     assert!(log.open_report().tree_rebuilt);
     assert_eq!(log.root(), root);
 }
+
+#[test]
+fn the_log_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<AuditLog>();
+    send_sync::<Arc<AuditLog>>();
+    send_sync::<Witness>();
+}
