@@ -371,10 +371,10 @@ impl Entry {
         if r.pos != bytes.len() {
             return Err(r.bad("entry", format!("{} trailing bytes", bytes.len() - r.pos)));
         }
-        // One entry, one encoding: a second spelling of the same values is refused.
-        if entry.to_canonical()? != bytes {
-            return Err(r.bad("entry", "not in canonical form".into()));
-        }
+        // One entry, one encoding: every field has exactly one spelling (fixed-width numbers,
+        // strict tag and presence bytes, exact strings, and the normalising parsers' output
+        // checked against their input in `exact`), so what decodes re-encodes to these bytes.
+        // A property test holds this to account.
         Ok(entry)
     }
 
@@ -446,6 +446,22 @@ impl Reader<'_> {
         let s = self.string(field)?;
         f(&s).map_err(|e| self.bad(field, e.to_string()))
     }
+
+    /// Like `parsed`, for parsers that normalise (country codes accept lowercase): the text
+    /// must already be the normal form.
+    fn exact<T, E: std::fmt::Display>(
+        &mut self,
+        field: &'static str,
+        f: impl Fn(&str) -> Result<T, E>,
+        text: impl Fn(&T) -> &str,
+    ) -> Result<T, AuditError> {
+        let s = self.string(field)?;
+        let v = f(&s).map_err(|e| self.bad(field, e.to_string()))?;
+        if text(&v) != s {
+            return Err(self.bad(field, format!("{s:?} is not in canonical form")));
+        }
+        Ok(v)
+    }
     fn tag<T: Copy>(&mut self, field: &'static str, all: &[T]) -> Result<T, AuditError> {
         let t = self.u8(field)?;
         all.get(t as usize)
@@ -463,7 +479,7 @@ impl Reader<'_> {
                 min_subjects: self.u32(F)?,
             },
             3 => Obligation::RequireApproval {
-                by: self.parsed(F, Jurisdiction::parse)?,
+                by: self.exact(F, Jurisdiction::parse, |j| j.as_str())?,
                 max_duration_secs: self.u64(F)?,
             },
             4 => Obligation::ExportLicence {
@@ -488,12 +504,18 @@ impl Reader<'_> {
         }
         let seq = self.u64("seq")?;
         let time_ms = self.u64("time_ms")?;
-        let region = self.parsed("region", Region::parse)?;
+        let region = self.exact("region", Region::parse, Region::as_str)?;
         let principal = Principal {
             id: self.string("principal.id")?,
             organisation: self.string("principal.organisation")?,
-            office_country: self.parsed("principal.office_country", CountryCode::parse)?,
-            location_country: self.parsed("principal.location_country", CountryCode::parse)?,
+            office_country: self.exact("principal.office_country", CountryCode::parse, |c| {
+                c.as_str()
+            })?,
+            location_country: self.exact(
+                "principal.location_country",
+                CountryCode::parse,
+                |c| c.as_str(),
+            )?,
         };
         let action = self.tag("action", &Action::ALL)?;
         let class = self.tag("resource.class", &DataClass::ALL)?;
@@ -527,7 +549,7 @@ impl Reader<'_> {
         let n = self.u32("decision.rules")?;
         let mut rules = Vec::new();
         for _ in 0..n {
-            rules.push(self.parsed("decision.rules", RuleId::parse)?);
+            rules.push(self.exact("decision.rules", RuleId::parse, RuleId::as_str)?);
         }
         let n = self.u32("decision.obligations")?;
         let mut obligations = Vec::new();
@@ -647,6 +669,40 @@ pub(crate) mod tests {
             !json.contains("user-7"),
             "no plaintext subject id in {json}"
         );
+    }
+
+    proptest::proptest! {
+        /// What decodes re-encodes to the same bytes: one entry, one encoding.
+        #[test]
+        fn decoding_accepts_only_the_canonical_encoding(
+            i in 0u64..1000,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let mut e = sample(i);
+            e.principal.office_country = CountryCode::parse("de").unwrap();
+            e.decision.obligations.push(Obligation::RequireApproval {
+                by: Jurisdiction::parse("eu").unwrap(),
+                max_duration_secs: 3600,
+            });
+            let mut bytes = e.to_canonical().unwrap();
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            if let Ok(decoded) = Entry::from_canonical(&bytes) {
+                proptest::prop_assert_eq!(decoded.to_canonical().unwrap(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn lowercase_country_codes_are_not_a_second_encoding() {
+        let bytes = sample(1).to_canonical().unwrap();
+        let at = bytes.windows(2).position(|w| w == b"US").unwrap();
+        let mut lower = bytes.clone();
+        lower[at..at + 2].copy_from_slice(b"us");
+        assert!(CountryCode::parse("us").is_ok());
+        let err = Entry::from_canonical(&lower).unwrap_err();
+        assert!(err.to_string().contains("canonical"), "{err}");
     }
 
     #[test]
