@@ -438,17 +438,8 @@ impl Reader<'_> {
             t => Err(self.bad(field, format!("presence byte {t}"))),
         }
     }
-    fn parsed<T, E: std::fmt::Display>(
-        &mut self,
-        field: &'static str,
-        f: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<T, AuditError> {
-        let s = self.string(field)?;
-        f(&s).map_err(|e| self.bad(field, e.to_string()))
-    }
-
-    /// Like `parsed`, for parsers that normalise (country codes accept lowercase): the text
-    /// must already be the normal form.
+    /// Reads a string and parses it; for parsers that normalise (country codes accept
+    /// lowercase) the text must already be the normal form.
     fn exact<T, E: std::fmt::Display>(
         &mut self,
         field: &'static str,
