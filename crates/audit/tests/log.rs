@@ -250,15 +250,10 @@ fn truncation_below_a_signed_checkpoint_is_caught() {
     let cut = frame_offsets(&bytes)[17];
     std::fs::write(&seg, &bytes[..cut]).unwrap();
     let err = check(dir.path()).unwrap_err();
+    // Which checkpoint is the first one cut depends on when the checkpointer ran; the last one
+    // (signed on close, at 20) is cut in any case.
     assert!(
-        matches!(
-            err,
-            AuditError::Truncated {
-                entries: 17,
-                size: 20,
-                ..
-            }
-        ),
+        matches!(err, AuditError::Truncated { entries: 17, size, .. } if size > 17 && size <= 20),
         "{err}"
     );
     let err = AuditLog::open(dir.path(), config()).unwrap_err();
