@@ -115,10 +115,9 @@ fn go_sumdb_note_and_tlog_accept_our_log_and_proofs() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprint!("{stdout}");
-    assert!(
-        stdout.contains("note+tlog: 100 entries, 8 checkpoints"),
-        "{stdout}"
-    );
+    let want = format!("note+tlog: 100 entries, {} checkpoints", sizes.len());
+    assert!(stdout.contains(&want), "{stdout}");
+    assert!(sizes.len() >= 3, "{sizes:?}");
     assert_eq!(stdout.matches(" proves ").count(), 8 + 3, "{stdout}");
 
     // And Go rejects what it should: a proof moved to another index.
