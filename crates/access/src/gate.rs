@@ -1758,9 +1758,8 @@ impl Gate {
             return Err(self.refuse("write for migration", &verdict, receipt));
         }
         let result = (|| -> Result<Vec<RecordMeta>, StoreError> {
-            for (subject, _) in batch {
-                self.store.register_subject(subject)?;
-            }
+            let subjects: Vec<Subject> = batch.iter().map(|(s, _)| s.clone()).collect();
+            self.store.register_subjects(&subjects)?;
             let new: Vec<NewRecord<'_>> = batch
                 .iter()
                 .flat_map(|(subject, records)| {

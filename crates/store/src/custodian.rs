@@ -202,6 +202,20 @@ pub trait KeyCustodian: Send + Sync {
         subject: &SubjectId,
     ) -> Result<Arc<DataKey>, StoreError>;
 
+    /// [`create_data_key`](Self::create_data_key) for many subjects at once, in order. A
+    /// custodian may make them durable together (the file custodian writes the key files in
+    /// parallel so the file system commits them as one group); the default asks one at a time.
+    fn create_data_keys(
+        &self,
+        region: &Region,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<Arc<DataKey>>, StoreError> {
+        subjects
+            .iter()
+            .map(|s| self.create_data_key(region, s))
+            .collect()
+    }
+
     /// Destroys the subject's data key. Destroying a key that was already destroyed succeeds
     /// again (so an interrupted shred can be finished); a subject that never had one is
     /// [`StoreError::NoDataKey`].

@@ -465,6 +465,81 @@ impl KeyCustodian for FileCustodian {
         Ok(key)
     }
 
+    fn create_data_keys(
+        &self,
+        region: &Region,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<Arc<DataKey>>, StoreError> {
+        // Held throughout, as in `create_data_key`: no other caller can create a second key for
+        // a subject of this batch while its file is being written.
+        let mut state = self.lock();
+        let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
+        let kek_version = self.current_kek(&mut state, region)?;
+        let kek = self.kek(&mut state, region, kek_version)?;
+        let mut out: Vec<Option<Arc<DataKey>>> = Vec::with_capacity(subjects.len());
+        let mut new: HashMap<Pseudonym, (PathBuf, Vec<u8>, Arc<DataKey>)> = HashMap::new();
+        for subject in subjects {
+            let pseudonym = pseudonym_key.pseudonym(subject);
+            if let Some((_, _, key)) = new.get(&pseudonym) {
+                out.push(Some(key.clone()));
+                continue;
+            }
+            let version = match self.load(&mut state, region, &pseudonym)? {
+                DataKeyState::Live(key) => {
+                    out.push(Some(key));
+                    continue;
+                }
+                DataKeyState::Shredded { version } => version + 1,
+                DataKeyState::Absent => 1,
+            };
+            let secret = aead::random_key(&self.rng)?;
+            let body = self.wrap(&kek, region, subject, kek_version, version, &secret)?;
+            let key = Arc::new(DataKey::from_bytes(
+                subject.clone(),
+                version,
+                KekVersion(kek_version),
+                &secret,
+            )?);
+            new.insert(
+                pseudonym,
+                (self.data_key_path(region, &pseudonym), body, key.clone()),
+            );
+            out.push(Some(key));
+        }
+        if !new.is_empty() {
+            // Each file is written and fsynced by one of several threads at once, so the file
+            // system commits many of them per journal flush (one at a time, each waits for its
+            // own); then the directory is synced once for all of them.
+            let files: Vec<(&PathBuf, &Vec<u8>)> = new.values().map(|(p, b, _)| (p, b)).collect();
+            let workers = 32.min(files.len());
+            let chunk = files.len().div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = files
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || part.iter().try_for_each(|(p, b)| write_synced(p, b)))
+                    })
+                    .collect();
+                handles.into_iter().try_for_each(|h| {
+                    h.join().unwrap_or(Err(StoreError::Crypto {
+                        what: "writing a data key file (the writing thread panicked)",
+                    }))
+                })
+            })?;
+            if let Some((path, _)) = files.first() {
+                sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            }
+            let cache = &mut state.entry(region.clone()).or_default().data_keys;
+            for (pseudonym, (_, _, key)) in new {
+                cache.insert(pseudonym, key);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|k| k.expect("every subject got a key"))
+            .collect())
+    }
+
     fn destroy_data_key(
         &self,
         region: &Region,
@@ -672,6 +747,24 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io("sync", dir, e))
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600, the file's contents durable; the caller
+/// syncs the directory.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", &tmp, e))
 }
 
 /// Writes `bytes` to `path` atomically and durably, with mode 0600.

@@ -229,6 +229,51 @@ impl SealedStore {
         Ok(home)
     }
 
+    /// Registers many subjects at once: [`register_subject`](Self::register_subject) for each,
+    /// with their data keys created together and one atomic, durable write of their registry
+    /// entries. Returns each one's home region, in order.
+    pub fn register_subjects(&self, subjects: &[Subject]) -> Result<Vec<Region>, StoreError> {
+        let homes = subjects
+            .iter()
+            .map(|s| self.policy.home_region(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _gate = read_lock(&self.shred_gate);
+        let ids: Vec<SubjectId> = subjects.iter().map(|s| s.id.clone()).collect();
+        let keys = self.custodian.create_data_keys(&self.region, &ids)?;
+        let mut batch = Batch::new();
+        let mut entries = Vec::with_capacity(subjects.len());
+        for ((subject, key), home) in subjects.iter().zip(&keys).zip(&homes) {
+            let pseudonym = self.pseudonyms.pseudonym(&subject.id);
+            let plaintext = serde_json::to_vec(subject)
+                .expect("a Subject (strings and country codes) always encodes as JSON");
+            let sealed = self.seal(
+                key,
+                &pseudonym,
+                DataClass::Protected,
+                REGISTRY_COLLECTION,
+                subject.id.as_str(),
+                &plaintext,
+            )?;
+            batch.put(layout::registry(&pseudonym), sealed);
+            entries.push((
+                RegisteredSubject {
+                    subject: subject.clone(),
+                    home: home.clone(),
+                },
+                pseudonym,
+            ));
+        }
+        if !batch.is_empty() {
+            self.backend.apply(&batch)?;
+            self.backend.flush()?;
+        }
+        let mut registry = write_lock(&self.registry);
+        for (entry, pseudonym) in entries {
+            registry.insert(entry.subject.id.clone(), (entry, pseudonym));
+        }
+        Ok(homes)
+    }
+
     /// The registered subject, with their home region under the store's policy; `None` if the
     /// subject is not registered (or was shredded).
     pub fn subject(&self, id: &SubjectId) -> Result<Option<RegisteredSubject>, StoreError> {

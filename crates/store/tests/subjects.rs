@@ -44,3 +44,63 @@ fn lists_registered_subjects_and_not_shredded_ones() {
     ids.sort();
     assert_eq!(ids, ["ana", "pedro"]);
 }
+
+#[test]
+fn registering_in_a_batch_equals_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let policy = Arc::new(UsSplitPolicy::new());
+    let us = Region::parse("us").unwrap();
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        us.clone(),
+        policy.clone(),
+        custodian.clone(),
+    )
+    .unwrap();
+    let subjects: Vec<Subject> = (0..200)
+        .map(|i| {
+            Subject::parse(
+                &format!("user-{i}"),
+                Some(if i % 2 == 0 { "US" } else { "PR" }),
+                None,
+            )
+            .unwrap()
+        })
+        .collect();
+    store.register_subject(&subjects[0]).unwrap();
+    // Duplicates and already-registered subjects are fine: each keeps one key.
+    let mut batch = subjects.clone();
+    batch.push(subjects[5].clone());
+    let homes = store.register_subjects(&batch).unwrap();
+    assert_eq!(homes.len(), 201);
+    assert!(homes.iter().all(|h| h == &us));
+    let id = subjects[7].id.clone();
+    let collection = domicile_store::Collection::parse("profile").unwrap();
+    let key = domicile_store::RecordKey::parse("k7").unwrap();
+    store
+        .put_raw(
+            &id,
+            domicile_residency::DataClass::Protected,
+            &collection,
+            &key,
+            b"v",
+        )
+        .unwrap();
+    drop(store);
+    // Reopened with a fresh custodian: every key and registry entry is on disk.
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(dir.path().join("data"), us, policy, custodian).unwrap();
+    assert_eq!(store.subjects().unwrap().len(), 200);
+    assert_eq!(
+        store.get_raw(&collection, &key).unwrap().unwrap().value,
+        b"v"
+    );
+    // Key files are private.
+    use std::os::unix::fs::PermissionsExt;
+    let keys_dir = dir.path().join("keys").join("us").join("subjects");
+    for entry in std::fs::read_dir(keys_dir).unwrap() {
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
