@@ -151,7 +151,7 @@ proptest! {
         let (us, row) = regions();
         let subject = Subject::new("p".parse().unwrap(), residence);
         let home = policy.home_region(&subject).unwrap();
-        prop_assert_eq!(&home == &us, US_COUNTRIES.contains(&residence.as_str()));
+        prop_assert_eq!(home == us, US_COUNTRIES.contains(&residence.as_str()));
         let target = if target_us { &us } else { &row };
         let from = if from_us { &us } else { &row };
         let rest = policy.may_rest_in(DataClass::Protected, &home, target).unwrap();
