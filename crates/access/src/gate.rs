@@ -1681,6 +1681,28 @@ impl Gate {
         purpose: &Purpose,
         batch: &[(Subject, Vec<RawRecord>)],
     ) -> Result<Vec<RecordMeta>, GateError> {
+        self.write_many(who, purpose, batch, AuditAction::Migrate)
+    }
+
+    /// Registers subjects and writes their records in one atomic, durable batch, as the
+    /// product's services ingest data: decided and logged like
+    /// [`write_subjects`](Self::write_subjects), as one bulk `write` entry.
+    pub fn write_batch(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+    ) -> Result<Vec<RecordMeta>, GateError> {
+        self.write_many(who, purpose, batch, AuditAction::Write)
+    }
+
+    fn write_many(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+        action: AuditAction,
+    ) -> Result<Vec<RecordMeta>, GateError> {
         let request_id = self.next_request_id();
         let mut rules: Vec<RuleId> = Vec::new();
         let mut refusal: Option<String> = None;
@@ -1744,7 +1766,7 @@ impl Gate {
         };
         let receipt = self.append(
             who,
-            AuditAction::Migrate,
+            action,
             resource.clone(),
             purpose,
             None,
@@ -1779,7 +1801,7 @@ impl Gate {
             Err(e) => {
                 self.append(
                     who,
-                    AuditAction::Migrate,
+                    action,
                     resource,
                     purpose,
                     None,

@@ -680,3 +680,66 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         .read(&eve, &support(), &profile("ana"), None)
         .is_err());
 }
+
+#[test]
+fn a_batch_write_is_all_or_nothing_and_one_entry() {
+    use domicile_store::{RawRecord, RecordMeta};
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    let service = app("us");
+    let why = Purpose::new(JustificationCode::UserRequestedSupport);
+    let record = |id: &str| RawRecord {
+        meta: RecordMeta {
+            collection: Collection::parse("profile").unwrap(),
+            key: RecordKey::parse(id).unwrap(),
+            subject: SubjectId::parse(id).unwrap(),
+            class: DataClass::Protected,
+            data_key_version: 0,
+        },
+        value: b"{}".to_vec(),
+    };
+    let subject = |id: &str, c: &str| Subject::parse(id, Some(c), None).unwrap();
+    let before = d.gate.log().size();
+    // One row subject in the batch: everything is refused, nothing written, the refusal logged.
+    let mixed = vec![
+        (subject("ana", "US"), vec![record("ana")]),
+        (subject("lena", "DE"), vec![record("lena")]),
+    ];
+    let (rules, _) = denied(d.gate.write_batch(&service, &why, &mixed).unwrap_err());
+    assert!(
+        rules.contains(&"us-split/protected-rests-in-home-region".to_owned()),
+        "{rules:?}"
+    );
+    assert_eq!(d.gate.log().size(), before + 1);
+    let alice = principal(
+        "spiffe://domicile.example/us/usds/alice",
+        PrincipalKind::Person,
+        ("usds", "US"),
+        &["engineer"],
+    );
+    assert!(
+        d.gate
+            .read(&alice, &support(), &profile("ana"), None)
+            .is_err(),
+        "nothing was written"
+    );
+    // A clean batch: one entry, every record readable.
+    let clean = vec![
+        (subject("ana", "US"), vec![record("ana")]),
+        (subject("pedro", "PR"), vec![record("pedro")]),
+    ];
+    let metas = d.gate.write_batch(&service, &why, &clean).unwrap();
+    assert_eq!(metas.len(), 2);
+    let last = entries(&d).pop().unwrap();
+    assert_eq!(last.action, AuditAction::Write);
+    assert_eq!(
+        last.resource.target,
+        domicile_audit::Target::Bulk { count: 2 }
+    );
+    assert_eq!(
+        d.gate
+            .read(&alice, &support(), &profile("pedro"), None)
+            .unwrap()
+            .value,
+        b"{}"
+    );
+}
