@@ -198,14 +198,12 @@ impl SigningKey {
             return Err(bad_key(&self.name, "a cosignature key cannot sign a note"));
         }
         check_text(text)?;
-        let mut sig = self.id.to_be_bytes().to_vec();
-        sig.extend_from_slice(&self.sign_bytes(text.as_bytes()));
         Ok(Note {
             text: text.to_owned(),
             signatures: vec![NoteSignature {
                 name: self.name.clone(),
                 id: self.id,
-                bytes: sig[4..].to_vec(),
+                bytes: self.sign_bytes(text.as_bytes()).to_vec(),
             }],
         })
     }
