@@ -212,6 +212,46 @@ pub struct ItemIndex {
 
 const QUANT_LEVELS: f32 = 1023.0;
 
+/// Quantises `row` into `out` (integers in ±1023); returns the scale and the L1 norm of `out`.
+/// A zero row gets scale 0, a non-finite one NaN (its bounds are then the whole line, see
+/// [`bounds`]).
+fn quantize(row: &[f32], out: &mut [i16]) -> (f32, f32) {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let s = max / QUANT_LEVELS;
+    if !(s > 0.0 && s.is_finite()) {
+        out.iter_mut().for_each(|q| *q = 0);
+        let finite = row.iter().all(|v| v.is_finite());
+        return (if finite { 0.0 } else { f32::NAN }, 0.0);
+    }
+    let mut norm = 0f32;
+    for (q, &v) in out.iter_mut().zip(row) {
+        *q = (v / s).round().clamp(-QUANT_LEVELS, QUANT_LEVELS) as i16;
+        norm += (*q as f32).abs();
+    }
+    (s, norm)
+}
+
+/// The interval that holds the exact f32 score of a query (scale `sx`, L1 norm `x_l1`) and an
+/// item (scale `s`, quantised L1 norm `l1`) whose quantised dot product is `int_dot`. See
+/// [`ItemIndex`] for the bound; a non-finite input gives the whole line, so that the item is
+/// always scored exactly.
+#[inline]
+fn bounds(int_dot: i32, s: f32, l1: f32, sx: f32, x_l1: f32, rounding: f32) -> (f32, f32) {
+    let approx = s * sx * int_dot as f32;
+    let bound = 0.5 * s * (sx * l1 + x_l1) * 1.0001 + rounding * x_l1 * s * QUANT_LEVELS;
+    let (lo, hi) = (approx - bound, approx + bound);
+    if lo.is_nan() || hi.is_nan() {
+        (f32::NEG_INFINITY, f32::INFINITY)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// The f32 rounding allowance of an exact score with `f` factors, relative to `‖x‖₁ · max|y|`.
+fn rounding(f: usize) -> f32 {
+    f as f32 * 2.0 * f32::EPSILON
+}
+
 impl ItemIndex {
     /// Indexes row-major item factors with `f` floats per row.
     pub fn new(items: &[f32], f: usize) -> Self {
@@ -221,17 +261,7 @@ impl ItemIndex {
         let mut scale = vec![0f32; n];
         let mut l1 = vec![0f32; n];
         for (i, row) in items.chunks_exact(f).enumerate() {
-            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = max / QUANT_LEVELS;
-            scale[i] = s;
-            if s > 0.0 && s.is_finite() {
-                let mut norm = 0f32;
-                for (q, &v) in quantized[i * f..(i + 1) * f].iter_mut().zip(row) {
-                    *q = (v / s).round().clamp(-QUANT_LEVELS, QUANT_LEVELS) as i16;
-                    norm += (*q as f32).abs();
-                }
-                l1[i] = norm;
-            }
+            (scale[i], l1[i]) = quantize(row, &mut quantized[i * f..(i + 1) * f]);
         }
         ItemIndex {
             f,
@@ -260,16 +290,12 @@ impl ItemIndex {
         if query.len() != f || k == 0 {
             return Vec::new();
         }
-        let max = query.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let sx = max / QUANT_LEVELS;
+        let mut qx = vec![0i16; f];
+        let (sx, _) = quantize(query, &mut qx);
         if !(sx > 0.0 && sx.is_finite()) {
             // A zero (or non-finite) query: nothing to quantise, scan exactly.
             return top_k_inner_product(query, &self.items, k, exclude);
         }
-        let qx: Vec<i16> = query
-            .iter()
-            .map(|&v| (v / sx).round().clamp(-QUANT_LEVELS, QUANT_LEVELS) as i16)
-            .collect();
         let x_l1: f32 = query.iter().map(|v| v.abs()).sum();
         let n = self.len();
         let threads = rayon::current_num_threads();
@@ -309,8 +335,7 @@ impl ItemIndex {
         exclude: &[u32],
     ) -> TopK {
         let f = self.f;
-        // f32 accumulation error of the exact scores, relative to Σ|x||y| ≤ ‖x‖₁ · max|y|.
-        let rounding = f as f32 * 2.0 * f32::EPSILON;
+        let rounding = rounding(f);
         let mut lower = TopK::new(k);
         let mut candidates: Vec<(u32, f32)> = Vec::new();
         let mut ex = exclude.partition_point(|&e| (e as usize) < range.start);
@@ -321,11 +346,8 @@ impl ItemIndex {
             if ex < exclude.len() && exclude[ex] as usize == i {
                 continue;
             }
-            let s = self.scale[i];
-            let approx = s * sx * dot_i16(qx, &self.quantized[i * f..(i + 1) * f]) as f32;
-            let bound =
-                0.5 * s * (sx * self.l1[i] + x_l1) * 1.0001 + rounding * x_l1 * s * QUANT_LEVELS;
-            let (lo, hi) = (approx - bound, approx + bound);
+            let int_dot = dot_i16(qx, &self.quantized[i * f..(i + 1) * f]);
+            let (lo, hi) = bounds(int_dot, self.scale[i], self.l1[i], sx, x_l1, rounding);
             let tau = lower.threshold();
             if hi < tau {
                 continue;
@@ -425,6 +447,8 @@ fn kernel_4x8(q: [&[f32]; 4], tile: &[f32], f: usize) -> [[f32; TILE_ITEMS]; 4] 
 /// A query's running state in a batch: its best items so far and its place in its exclusions.
 struct Running<'a> {
     top: TopK,
+    /// `top.threshold()`, cached: it is read for every score and changes rarely.
+    tau: f32,
     exclude: &'a [u32],
     next_excluded: usize,
 }
@@ -433,7 +457,7 @@ impl Running<'_> {
     /// Offers item `i` (items arrive in increasing order).
     #[inline]
     fn offer(&mut self, i: usize, s: f32) {
-        if s < self.top.threshold() {
+        if s < self.tau {
             return;
         }
         while self.next_excluded < self.exclude.len()
@@ -446,12 +470,19 @@ impl Running<'_> {
             return;
         }
         self.top.push(i as u32, s);
+        self.tau = self.top.threshold();
     }
 }
 
 /// Top-k for many queries at once (row-major, `f` floats each), in parallel over blocks of
 /// queries. `exclude(q)` gives query `q`'s sorted exclusions. Exact: the same items as
-/// [`top_k_inner_product`] for each query.
+/// [`top_k_inner_product`] for each query (scores may differ in the last bit, being summed in
+/// another order).
+///
+/// Items are re-laid in tiles of eight, dimension-major, and a register-blocked kernel scores
+/// four queries against eight items per pass; blocks of 32 queries sweep groups of 64 tiles so
+/// that both stay in cache, and a tile row whose best score cannot enter a query's top-k is
+/// dismissed with one comparison.
 pub fn top_k_batch<'a>(
     queries: &[f32],
     items: &[f32],
@@ -484,6 +515,7 @@ pub fn top_k_batch<'a>(
             let mut running: Vec<Running> = (first..last)
                 .map(|q| Running {
                     top: TopK::new(k),
+                    tau: f32::NEG_INFINITY,
                     exclude: exclude(q),
                     next_excluded: 0,
                 })
@@ -499,6 +531,10 @@ pub fn top_k_batch<'a>(
                         let width = TILE_ITEMS.min(tiles.n - base);
                         for (u, row) in scores.iter().enumerate() {
                             if let Some(r) = running.get_mut(q - first + u) {
+                                // Most tiles hold nothing that beats the k-th best so far.
+                                if row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < r.tau {
+                                    continue;
+                                }
                                 for (l, &s) in row[..width].iter().enumerate() {
                                     r.offer(base + l, s);
                                 }
@@ -585,5 +621,18 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(one.install(|| index.top_k(&query, 10, &[5, 6])), serial);
+        // The batch kernel sums in another order: the same items, scores to rounding.
+        let items_of = |v: &[Scored]| v.iter().map(|s| s.item).collect::<Vec<_>>();
+        let batch = pool.install(|| top_k_batch(&query, &items, f, 10, |_| &[5, 6]));
+        assert_eq!(items_of(&batch[0]), items_of(&serial));
+
+        // A non-finite row is never recommended, by any path.
+        let mut broken = items.clone();
+        broken[f * 9] = f32::NAN;
+        let scanned = top_k_inner_product(&query, &broken, 10, &[]);
+        assert!(scanned.iter().all(|s| s.item != 9));
+        let with_nan = top_k_batch(&query, &broken, f, 10, |_| &[]);
+        assert_eq!(items_of(&with_nan[0]), items_of(&scanned));
+        assert_eq!(ItemIndex::new(&broken, f).top_k(&query, 10, &[]), scanned);
     }
 }
