@@ -1,0 +1,945 @@
+//! The region split, start to finish: a global deployment of a short-video product becomes a
+//! US split, with proof.
+//!
+//! 1. Generate a world (users with countries, creators, videos, watch/like/share/skip events).
+//! 2. Run it as one `global` deployment: every user's profile, watch history and app metrics and
+//!    every creator's public videos written through the Gate, sealed, logged.
+//! 3. Train the global recommender through the Gate and serve it.
+//! 4. Split to the US-split policy (`domicile-split`): copy through the Gates, verify, shred the
+//!    source, sign the report.
+//! 5. Models: the global model is refused in `us`, taking it out of `row` needs an export
+//!    licence, and a US model is trained through the `us` Gate on US subjects only; the split's
+//!    cost is measured on held-out US users.
+//! 6. Replay the access scenarios against the split deployment.
+//! 7. Verify every region's audit log as an outside auditor would, with public keys only.
+//! 8. Write a report folder: `report.json` and a self-contained `index.html` with charts.
+//!
+//! Run with `cargo run --release --example region_split` (about 50k users and 2M events by
+//! default; `--users`, `--events`, `--seed`, `--out`).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use domicile_access::{
+    ApprovalScope, ApproverKey, Gate, GateError, Principal, PrincipalKind, RecordRef, ScanRequest,
+    SubjectRef,
+};
+use domicile_audit::{Entry, VerifierKey};
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_recommender::{
+    evaluate, restrict_users, split as holdout_split, write_artifact, ConfidenceWeights, Event,
+    EventKind, Holdout, Interactions, InteractionsBuilder, Metrics, ModelKind, Provenance,
+    RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, World, WorldConfig,
+};
+use domicile_residency::{
+    DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
+};
+use domicile_split::{run, Deployment, Progress, RunOptions, SignedReport};
+use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+/// A global deployment becomes a US split, with proof.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Users in the generated world.
+    #[arg(long, default_value_t = 50_000)]
+    users: usize,
+    /// Feedback events in the generated world.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: usize,
+    /// Videos in the generated world (default: users / 5).
+    #[arg(long)]
+    videos: Option<usize>,
+    /// The world's seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where the deployment, its keys and the report go (emptied first).
+    #[arg(long, default_value = "out/region-split")]
+    out: PathBuf,
+    /// ALS iterations for both models.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// ALS factors for both models.
+    #[arg(long, default_value_t = 64)]
+    factors: usize,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+const TRUST_DOMAIN: &str = "domicile.example";
+const BATCH: usize = 1_000;
+
+/// One event as the product stores it in a user's watch history.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    v: String,
+    t: i64,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+/// A user's watch history record (Protected, collection `behaviour`).
+#[derive(Debug, Serialize, Deserialize)]
+struct History {
+    country: String,
+    events: Vec<StoredEvent>,
+}
+
+/// One access scenario and what happened.
+#[derive(Debug, Clone, Serialize)]
+struct Scenario {
+    who: String,
+    what: String,
+    expected_allowed: bool,
+    allowed: bool,
+    detail: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelReport {
+    name: String,
+    trained_on: BTreeSet<Region>,
+    subjects: u64,
+    interactions: u64,
+    fit_seconds: f64,
+    us_holdout: MetricsReport,
+    deploy_in_us: String,
+    artifact: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MetricsReport {
+    users: usize,
+    precision_at_10: f64,
+    recall_at_10: f64,
+    ndcg_at_10: f64,
+    map_at_10: f64,
+    coverage: f64,
+}
+
+impl From<&Metrics> for MetricsReport {
+    fn from(m: &Metrics) -> Self {
+        MetricsReport {
+            users: m.users,
+            precision_at_10: m.precision,
+            recall_at_10: m.recall,
+            ndcg_at_10: m.ndcg,
+            map_at_10: m.map,
+            coverage: m.coverage,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct LogCheck {
+    region: String,
+    entries: u64,
+    checkpoints: usize,
+    root: String,
+    verifier_key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DemoReport {
+    world: BTreeMap<String, u64>,
+    timings_seconds: BTreeMap<String, f64>,
+    split: SignedReport,
+    models: Vec<ModelReport>,
+    export_of_global_model_from_row: String,
+    scenarios: Vec<Scenario>,
+    logs: Vec<LogCheck>,
+}
+
+fn person(region: &str, org: (&str, &str), name: &str, roles: &[&str]) -> Principal {
+    let kind = if roles.contains(&"auditor") {
+        PrincipalKind::Auditor
+    } else {
+        PrincipalKind::Person
+    };
+    Principal::parse(
+        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
+        kind,
+        org,
+        org.1,
+        org.1,
+        roles,
+    )
+    .expect("a valid principal")
+}
+
+fn service(region: &str, org: (&str, &str), name: &str, role: &str) -> Principal {
+    Principal::parse(
+        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
+        PrincipalKind::Service,
+        org,
+        org.1,
+        org.1,
+        &[role],
+    )
+    .expect("a valid principal")
+}
+
+fn raw(
+    subject: &SubjectId,
+    class: DataClass,
+    collection: &str,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<RawRecord, Error> {
+    Ok(RawRecord {
+        meta: RecordMeta {
+            collection: Collection::parse(collection)?,
+            key: RecordKey::parse(key)?,
+            subject: subject.clone(),
+            class,
+            data_key_version: 0,
+        },
+        value,
+    })
+}
+
+fn phase(timings: &mut BTreeMap<String, f64>, name: &str, start: Instant) {
+    let secs = start.elapsed().as_secs_f64();
+    println!("   ({name}: {secs:.1} s)");
+    timings.insert(name.to_owned(), secs);
+}
+
+/// Writes the world into the global deployment through its Gate, as the product's ingest
+/// service: users with profile, watch history and app metrics; creators with public videos.
+fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
+    let node = global
+        .regions()
+        .next()
+        .ok_or("the global deployment has no region")?;
+    let app = service("global", ("tiktok-global", "SG"), "ingest", "app-service");
+    let why = Purpose::new(JustificationCode::UserRequestedSupport).with_detail("product ingest");
+    let mut histories: Vec<Vec<StoredEvent>> = (0..world.users.len()).map(|_| Vec::new()).collect();
+    world.for_each_event(|e| {
+        histories[e.user as usize].push(StoredEvent {
+            v: world.videos[e.video as usize].id.clone(),
+            t: e.timestamp,
+            kind: e.kind,
+        });
+    });
+    let mut written = 0u64;
+    let mut batch: Vec<(Subject, Vec<RawRecord>)> = Vec::with_capacity(BATCH);
+    let bar = bar(
+        world.users.len() as u64 + world.creators.len() as u64,
+        "ingesting subjects",
+    );
+    let mut flush = |batch: &mut Vec<(Subject, Vec<RawRecord>)>| -> Result<(), Error> {
+        written += node.gate.write_batch(&app, &why, batch)?.len() as u64;
+        bar.inc(batch.len() as u64);
+        batch.clear();
+        Ok(())
+    };
+    for (i, user) in world.users.iter().enumerate() {
+        let subject = Subject::new(SubjectId::parse(&user.id)?, user.country);
+        let events = std::mem::take(&mut histories[i]);
+        let sessions = events.len();
+        let history = History {
+            country: user.country.to_string(),
+            events,
+        };
+        let records = vec![
+            raw(
+                &subject.id,
+                DataClass::Protected,
+                "profile",
+                &user.id,
+                serde_json::to_vec(&serde_json::json!({
+                    "id": user.id, "country": user.country, "topics": [user.primary_topic, user.secondary_topic],
+                }))?,
+            )?,
+            raw(
+                &subject.id,
+                DataClass::Protected,
+                "behaviour",
+                &user.id,
+                serde_json::to_vec(&history)?,
+            )?,
+            raw(
+                &subject.id,
+                DataClass::Excepted,
+                "app-metrics",
+                &user.id,
+                serde_json::to_vec(&serde_json::json!({
+                    "events": sessions, "os": if i % 3 == 0 { "ios" } else { "android" },
+                }))?,
+            )?,
+        ];
+        batch.push((subject, records));
+        if batch.len() == BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    let mut videos_by_creator: Vec<Vec<usize>> = vec![Vec::new(); world.creators.len()];
+    for (v, video) in world.videos.iter().enumerate() {
+        videos_by_creator[video.creator as usize].push(v);
+    }
+    for (c, creator) in world.creators.iter().enumerate() {
+        let subject = Subject::new(SubjectId::parse(&creator.id)?, creator.country);
+        let mut records = Vec::new();
+        for &v in &videos_by_creator[c] {
+            let video = &world.videos[v];
+            records.push(raw(&subject.id, DataClass::Public, "videos", &video.id, serde_json::to_vec(&serde_json::json!({
+                "id": video.id, "creator": creator.id, "duration_ms": video.duration_ms, "topic": video.topic,
+            }))?)?);
+        }
+        batch.push((subject, records));
+        if batch.len() == BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    if !batch.is_empty() {
+        flush(&mut batch)?;
+    }
+    bar.finish_and_clear();
+    Ok(written)
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "   {{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}}, {{per_sec}}, ETA {{eta}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// The training service's view: watch histories scanned through a region's Gate, weighted into
+/// an interaction matrix.
+fn scan_behaviour(
+    gate: &Gate,
+    region: &str,
+    org: (&str, &str),
+) -> Result<(Interactions, u64), Error> {
+    let trainer = service(region, org, "trainer", "training-service");
+    let why = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-TRAIN");
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour")?,
+        destination: None,
+    };
+    let scanned = gate.scan(&trainer, &why, &request)?;
+    let weights = ConfidenceWeights::default();
+    let mut builder = InteractionsBuilder::new();
+    for record in &scanned.records {
+        let SubjectRef::Id(user) = &record.subject else {
+            return Err("a training scan inside the region returned pseudonyms".into());
+        };
+        let history: History = serde_json::from_slice(&record.value)?;
+        for e in history.events {
+            builder.add_event(
+                &Event {
+                    user: user.to_string(),
+                    video: e.v,
+                    kind: e.kind,
+                    timestamp: e.t,
+                    country: Some(history.country.clone()),
+                    creator: None,
+                },
+                &weights,
+            )?;
+        }
+    }
+    Ok((builder.build(), scanned.records.len() as u64))
+}
+
+fn train(data: &Interactions, args: &Args) -> Result<(Recommender, f64), Error> {
+    let mut config = TrainConfig::for_kind(ModelKind::Als);
+    config.als.factors = args.factors;
+    config.als.iterations = args.iterations;
+    config.als.threads = 2;
+    let start = Instant::now();
+    let model = Recommender::train(data, &config)?;
+    Ok((model, start.elapsed().as_secs_f64()))
+}
+
+fn provenance_under(
+    data: &Interactions,
+    policy: &dyn ResidencyPolicy,
+) -> Result<Provenance, Error> {
+    Ok(data.provenance(Some(policy.id().clone()), |id, country| {
+        let subject = Subject {
+            id: SubjectId::parse(id)?,
+            attributes: domicile_residency::SubjectAttributes {
+                residence: country,
+                account_country: None,
+            },
+        };
+        policy.home_region(&subject)
+    })?)
+}
+
+fn outcome<T>(result: Result<T, GateError>) -> (bool, String) {
+    match result {
+        Ok(_) => (true, "allowed".into()),
+        Err(GateError::Denied {
+            rules, reason, seq, ..
+        }) => (
+            false,
+            format!(
+                "denied by {} ({reason}; audit entry {seq})",
+                rules
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(other) => (false, format!("refused: {other}")),
+    }
+}
+
+/// The scenarios of domicile-access, against the split deployment's `us` region.
+fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Error> {
+    let mut out = Vec::new();
+    let mut record =
+        |who: &Principal, what: &str, expected: bool, (allowed, detail): (bool, String)| {
+            println!(
+                "   {} {:<58} {}",
+                if allowed { "ALLOW" } else { "DENY " },
+                what,
+                detail
+            );
+            out.push(Scenario {
+                who: who.id.to_string(),
+                what: what.to_owned(),
+                expected_allowed: expected,
+                allowed,
+                detail,
+            });
+        };
+    let profile = RecordRef {
+        subject: us_subject.clone(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile")?,
+        key: RecordKey::parse(us_subject.as_str())?,
+    };
+    let support = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-4242");
+    let alice = person("us", ("usds", "US"), "alice", &["engineer"]);
+    record(
+        &alice,
+        "US-entity engineer reads a US user's profile (ticket)",
+        true,
+        outcome(us.read(&alice, &support, &profile, None)),
+    );
+    let bo = person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]);
+    record(
+        &bo,
+        "Engineer employed in Singapore reads it, no approval",
+        false,
+        outcome(us.read(&bo, &support, &profile, None)),
+    );
+    let scope = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us")?,
+        subjects: Some([us_subject.clone()].into()),
+        purpose: support.clone(),
+    };
+    let request = us.request_approval(&bo, scope, 2, 3_600)?;
+    let dan = person("row", ("bytedance-sg", "SG"), "dan", &["approver"]);
+    let dan_key = ApproverKey::generate()?;
+    us.register_approver(dan.id.clone(), dan_key.public_key_base64());
+    record(
+        &dan,
+        "Singapore approver grants it",
+        false,
+        outcome(us.approve(&dan, &dan_key, &request.id)),
+    );
+    let carol = person("us", ("usds", "US"), "carol", &["approver"]);
+    let carol_key = ApproverKey::generate()?;
+    us.register_approver(carol.id.clone(), carol_key.public_key_base64());
+    record(
+        &carol,
+        "US-entity approver grants it for 2 seconds",
+        true,
+        outcome(us.approve(&carol, &carol_key, &request.id)),
+    );
+    record(
+        &bo,
+        "Singapore engineer reads it with the approval",
+        true,
+        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    record(
+        &bo,
+        "... and again after the approval expired",
+        false,
+        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+    );
+    let eve = person("us", ("audit-firm", "US"), "eve", &["auditor"]);
+    let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-2026-11");
+    record(
+        &eve,
+        "Auditor opens the us audit log",
+        true,
+        outcome(us.open_log(&eve, &audit)),
+    );
+    record(
+        &eve,
+        "Auditor reads a user's profile",
+        false,
+        outcome(us.read(&eve, &audit, &profile, None)),
+    );
+    let row_trainer = service("row", ("bytedance-sg", "SG"), "trainer", "training-service");
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    let behaviour = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour")?,
+        destination: None,
+    };
+    record(
+        &row_trainer,
+        "The row training service scans US behaviour",
+        false,
+        outcome(us.scan(&row_trainer, &training, &behaviour)),
+    );
+    Ok(out)
+}
+
+fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    let total = Instant::now();
+    let mut timings = BTreeMap::new();
+    if args.out.exists() {
+        std::fs::remove_dir_all(&args.out)?;
+    }
+    let data = args.out.join("data");
+    let keys = args.out.join("keys");
+    let models_dir = args.out.join("models");
+    let report_dir = args.out.join("report");
+    std::fs::create_dir_all(&models_dir)?;
+    std::fs::create_dir_all(&report_dir)?;
+
+    println!("== 1. generate a world");
+    let start = Instant::now();
+    let world = World::generate(WorldConfig {
+        users: args.users,
+        videos: args.videos.unwrap_or((args.users / 5).max(100)),
+        events: args.events,
+        seed: args.seed,
+        ..WorldConfig::default()
+    })?;
+    let us_split = UsSplitPolicy::new();
+    let us_users: HashSet<String> = world
+        .users
+        .iter()
+        .filter(|u| UsSplitPolicy::is_us_country(u.country))
+        .map(|u| u.id.clone())
+        .collect();
+    println!(
+        "   {} users ({} in the US or its territories), {} creators, {} videos, {} events",
+        world.users.len(),
+        us_users.len(),
+        world.creators.len(),
+        world.videos.len(),
+        args.events
+    );
+    phase(&mut timings, "generate", start);
+
+    println!("== 2. run it as one global deployment ({})", data.display());
+    let start = Instant::now();
+    let global = Deployment::create(&data, &keys, "global", TRUST_DOMAIN)?;
+    let written = ingest(&world, &global)?;
+    println!("   {written} records sealed and written through the global Gate, each logged");
+    phase(&mut timings, "ingest", start);
+
+    println!("== 3. train and serve the global recommender (through the global Gate)");
+    let start = Instant::now();
+    let global_gate = global
+        .regions()
+        .next()
+        .ok_or("no global region")?
+        .gate
+        .clone();
+    let (all, scanned) = scan_behaviour(&global_gate, "global", ("tiktok-global", "SG"))?;
+    let (train_all, test_all) = holdout_split(
+        &all,
+        Holdout::Random {
+            fraction: 0.2,
+            seed: args.seed,
+        },
+    )?;
+    let (global_model, global_fit) = train(&train_all, &args)?;
+    let global_policy = global.policy().clone();
+    let global_provenance = provenance_under(&train_all, global_policy.as_ref())?;
+    let model_key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()?)?;
+    let global_path = models_dir.join("global.domrec");
+    write_artifact(
+        &global_path,
+        &global_model,
+        &global_provenance,
+        Some(&model_key),
+    )?;
+    println!(
+        "   scanned {scanned} watch histories; ALS ({} factors, {} iterations) fit in {global_fit:.1} s; trained_on {:?}",
+        args.factors, args.iterations, global_provenance.trained_on
+    );
+    for user in world.users.iter().take(2) {
+        let recs = global_model.recommend(&user.id, &RecommendOptions::top(5))?;
+        let items: Vec<&str> = recs.iter().map(|r| r.item.as_str()).collect();
+        println!(
+            "   top 5 for {} ({}): {}",
+            user.id,
+            user.country,
+            items.join(" ")
+        );
+    }
+    global.close()?;
+    // The split opens the stores itself: let go of every handle on them first.
+    drop(global_gate);
+    drop(global);
+    phase(&mut timings, "train global", start);
+
+    println!("== 4. split to the US-split policy (through the Gates, journaled, verified, shredded, signed)");
+    let start = Instant::now();
+    let progress_bar = bar(0, "copying records");
+    let progress = |p: &Progress| {
+        progress_bar.set_length(p.records_total);
+        progress_bar.set_position(p.records_done);
+    };
+    let signed = run(
+        &data,
+        &keys,
+        "us-split",
+        &RunOptions {
+            batch_subjects: BATCH,
+            progress: Some(&progress),
+            ..RunOptions::default()
+        },
+    )?;
+    progress_bar.finish_and_clear();
+    signed.verify(&signed.public_key)?;
+    for line in signed.report.to_string().lines() {
+        println!("   {line}");
+    }
+    phase(&mut timings, "split", start);
+
+    println!("== 5. models after the split");
+    let start = Instant::now();
+    let split = Deployment::open(&data, &keys)?;
+    let us = Region::parse("us")?;
+    let row = Region::parse("row")?;
+    let global_rehomed = provenance_under(&train_all, &us_split)?;
+    let deploy_global = us_split.may_deploy_model(&global_rehomed.trained_on, &us)?;
+    println!(
+        "   the global model learned from subjects now homed in {:?}",
+        global_rehomed.trained_on
+    );
+    println!("   deploy the global model in us: {deploy_global}");
+    let export = us_split.may_transfer(
+        DataClass::ModelArtifact,
+        &row,
+        &row,
+        &us,
+        &Purpose::new(JustificationCode::Migration),
+    )?;
+    println!("   take the global model out of row: {export}");
+    let us_gate = split.region(&us).ok_or("no us region")?.gate.clone();
+    let (us_data, us_scanned) = scan_behaviour(&us_gate, "us", ("usds", "US"))?;
+    // Train on US data minus the pairs held out for evaluation, so both models face the same test.
+    let held_out: HashSet<(&str, &str)> = test_all
+        .pairs()
+        .iter()
+        .map(|p| (test_all.users.id(p.user), test_all.items.id(p.item)))
+        .collect();
+    let us_train = us_data.with_pairs(
+        us_data
+            .pairs()
+            .iter()
+            .filter(|p| !held_out.contains(&(us_data.users.id(p.user), us_data.items.id(p.item))))
+            .copied()
+            .collect(),
+    );
+    let (us_model, us_fit) = train(&us_train, &args)?;
+    let us_provenance = provenance_under(&us_train, &us_split)?;
+    let deploy_us = us_split.may_deploy_model(&us_provenance.trained_on, &us)?;
+    let us_path = models_dir.join("us.domrec");
+    write_artifact(&us_path, &us_model, &us_provenance, Some(&model_key))?;
+    println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {:?}", us_provenance.trained_on);
+    println!("   deploy the US model in us: {deploy_us}");
+    let test_us = restrict_users(&test_all, |u| us_users.contains(test_all.users.id(u)));
+    let global_metrics = evaluate(&global_model, &test_us, 10, Strategy::Default)?;
+    let us_metrics = evaluate(&us_model, &test_us, 10, Strategy::Default)?;
+    println!(
+        "   the split's cost, on {} held-out US users:",
+        us_metrics.users
+    );
+    println!(
+        "     {:<26} {:>10} {:>10} {:>10}",
+        "model", "prec@10", "recall@10", "ndcg@10"
+    );
+    for (name, m) in [
+        ("global (all regions)", &global_metrics),
+        ("US-only (after split)", &us_metrics),
+    ] {
+        println!(
+            "     {name:<26} {:>10.4} {:>10.4} {:>10.4}",
+            m.precision, m.recall, m.ndcg
+        );
+    }
+    phase(&mut timings, "models", start);
+
+    println!("== 6. the access scenarios, against the split deployment");
+    let start = Instant::now();
+    let us_subject = world
+        .users
+        .iter()
+        .find(|u| us_users.contains(&u.id))
+        .map(|u| SubjectId::parse(&u.id))
+        .ok_or("the world has no US user")??;
+    let scenarios = scenarios(&us_gate, &us_subject)?;
+    let surprises: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|s| s.allowed != s.expected_allowed)
+        .collect();
+    if !surprises.is_empty() {
+        return Err(format!(
+            "{} scenario(s) did not go as the policy says: {surprises:?}",
+            surprises.len()
+        )
+        .into());
+    }
+    split.close()?;
+    drop(us_gate);
+    drop(split);
+    phase(&mut timings, "scenarios", start);
+
+    println!("== 7. verify every region's log as an outside auditor, with public keys only");
+    let start = Instant::now();
+    let mut logs = Vec::new();
+    for region in ["global", "us", "row"] {
+        let dir = data.join(region).join("audit");
+        let vkey_text = std::fs::read_to_string(data.join(region).join("log.vkey"))?;
+        let vkey = VerifierKey::parse(vkey_text.trim())?;
+        let report = domicile_audit::verify(&dir, &vkey, None, &mut |_, _| {})?;
+        println!(
+            "   {region:<7} {:>7} entries, {:>4} signed checkpoints, all consistent; root {}",
+            report.entries,
+            report.checkpoints,
+            domicile_audit::merkle::hex(&report.root)
+        );
+        logs.push(LogCheck {
+            region: region.to_owned(),
+            entries: report.entries,
+            checkpoints: report.checkpoints,
+            root: domicile_audit::merkle::hex(&report.root),
+            verifier_key: vkey_text.trim().to_owned(),
+        });
+    }
+    println!(
+        "   the last entries of the us log, as `domicile audit query --log {}` shows them:",
+        data.join("us/audit").display()
+    );
+    print_tail(&data.join("us").join("audit"), 6)?;
+    phase(&mut timings, "audit", start);
+
+    let mut world_counts = BTreeMap::new();
+    world_counts.insert("users".to_owned(), world.users.len() as u64);
+    world_counts.insert("us_users".to_owned(), us_users.len() as u64);
+    world_counts.insert("creators".to_owned(), world.creators.len() as u64);
+    world_counts.insert("videos".to_owned(), world.videos.len() as u64);
+    world_counts.insert("events".to_owned(), args.events as u64);
+    timings.insert("total".into(), total.elapsed().as_secs_f64());
+    let report = DemoReport {
+        world: world_counts,
+        timings_seconds: timings.clone(),
+        split: signed,
+        models: vec![
+            ModelReport {
+                name: "global".into(),
+                trained_on: global_rehomed.trained_on.clone(),
+                subjects: global_provenance.subjects,
+                interactions: global_provenance.events,
+                fit_seconds: global_fit,
+                us_holdout: (&global_metrics).into(),
+                deploy_in_us: deploy_global.to_string(),
+                artifact: global_path.display().to_string(),
+            },
+            ModelReport {
+                name: "us-only".into(),
+                trained_on: us_provenance.trained_on.clone(),
+                subjects: us_provenance.subjects,
+                interactions: us_provenance.events,
+                fit_seconds: us_fit,
+                us_holdout: (&us_metrics).into(),
+                deploy_in_us: deploy_us.to_string(),
+                artifact: us_path.display().to_string(),
+            },
+        ],
+        export_of_global_model_from_row: export.to_string(),
+        scenarios,
+        logs,
+    };
+    std::fs::write(
+        report_dir.join("report.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    std::fs::write(report_dir.join("index.html"), html(&report))?;
+    println!("== done in {:.1} s", total.elapsed().as_secs_f64());
+    println!("   report: {}", report_dir.join("index.html").display());
+    println!(
+        "   check it yourself: cargo run -p domicile -- split verify --data {} --keys {}",
+        data.display(),
+        keys.display()
+    );
+    Ok(())
+}
+
+/// The last `n` entries of a log, one line each.
+fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
+    let mut entries: Vec<Entry> = Vec::new();
+    domicile_audit::for_each_entry(dir, &mut |_, _| {}, |_, bytes, _| {
+        entries.push(Entry::from_canonical(bytes)?);
+        if entries.len() > n {
+            entries.remove(0);
+        }
+        Ok(())
+    })?;
+    for e in entries {
+        let rules: Vec<&str> = e.decision.rules.iter().map(|r| r.as_str()).collect();
+        println!(
+            "     #{:<6} {:<16} {:<50} {:<6} {}",
+            e.seq,
+            e.action.as_str(),
+            e.principal.id,
+            if e.decision.allowed { "allow" } else { "deny" },
+            rules.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// Horizontal bars as inline SVG.
+fn bars(title: &str, rows: &[(String, f64, &str)], unit: &str) -> String {
+    let max = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max).max(1e-9);
+    let height = 28 * rows.len() + 40;
+    let mut svg = format!(
+        "<figure><figcaption>{title}</figcaption><svg width=\"640\" height=\"{height}\" role=\"img\" aria-label=\"{title}\">"
+    );
+    for (i, (label, value, color)) in rows.iter().enumerate() {
+        let y = 10 + i * 28;
+        let w = (value / max * 380.0).max(1.0);
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{}\" font-size=\"13\">{label}</text><rect x=\"200\" y=\"{y}\" width=\"{w:.1}\" height=\"20\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"12\">{}{unit}</text>",
+            y + 15,
+            205.0 + w,
+            y + 15,
+            if value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.4}") }
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+fn html(report: &DemoReport) -> String {
+    let split = &report.split.report;
+    let mut record_rows = Vec::new();
+    for (when, counts, color) in [
+        ("before", &split.plan.before, "#888"),
+        ("after", &split.verification.per_region, "#2a6"),
+    ] {
+        for (region, classes) in counts {
+            let n: u64 = classes.values().sum();
+            record_rows.push((format!("{region} ({when})"), n as f64, color));
+        }
+    }
+    let allowed = report.scenarios.iter().filter(|s| s.allowed).count() as f64;
+    let denied = report.scenarios.len() as f64 - allowed;
+    let access_rows = vec![
+        ("allowed".to_owned(), allowed, "#2a6"),
+        ("denied".to_owned(), denied, "#c33"),
+    ];
+    let mut quality_rows = Vec::new();
+    for m in &report.models {
+        quality_rows.push((
+            format!("{} precision@10", m.name),
+            m.us_holdout.precision_at_10,
+            if m.name == "global" { "#888" } else { "#36c" },
+        ));
+        quality_rows.push((
+            format!("{} ndcg@10", m.name),
+            m.us_holdout.ndcg_at_10,
+            if m.name == "global" { "#888" } else { "#36c" },
+        ));
+    }
+    let mut scenario_rows = String::new();
+    for s in &report.scenarios {
+        let _ = write!(
+            scenario_rows,
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            escape(&s.what),
+            escape(&s.who),
+            if s.allowed { "ok" } else { "no" },
+            if s.allowed { "allowed" } else { "denied" },
+            escape(&s.detail)
+        );
+    }
+    let mut log_rows = String::new();
+    for l in &report.logs {
+        let _ = write!(
+            log_rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            l.region, l.entries, l.checkpoints, l.root
+        );
+    }
+    let mut model_rows = String::new();
+    for m in &report.models {
+        let _ = write!(
+            model_rows,
+            "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{:.1} s</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            m.name, m.trained_on, m.subjects, m.fit_seconds, m.us_holdout.precision_at_10, m.us_holdout.recall_at_10, m.us_holdout.ndcg_at_10, escape(&m.deploy_in_us)
+        );
+    }
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>domicile region split</title><style>\
+body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px;text-align:left}}\
+.ok{{color:#2a6;font-weight:bold}}.no{{color:#c33;font-weight:bold}}figure{{margin:1em 0}}figcaption{{font-weight:bold;margin-bottom:.5em}}\
+code{{font-size:12px}}</style></head><body>\
+<h1>Region split: {} → {}</h1>\
+<p>{} users ({} in the US or its territories), {} videos, {} events. Split in {:.1} s; demo in {:.1} s. \
+Report signed by migration key <code>{}</code>.</p>\
+<h2>Records per region</h2>{}\
+<h2>Access decisions after the split</h2>{}<table><tr><th>scenario</th><th>principal</th><th>decision</th><th>why</th></tr>{}</table>\
+<h2>The split's cost in recommendation quality (held-out US users)</h2>{}\
+<table><tr><th>model</th><th>trained on</th><th>subjects</th><th>fit</th><th>precision@10</th><th>recall@10</th><th>ndcg@10</th><th>deploy in us</th></tr>{}</table>\
+<p>Taking the global model out of <code>row</code>: {}</p>\
+<h2>Audit logs, verified with public keys only</h2><table><tr><th>region</th><th>entries</th><th>checkpoints</th><th>root</th></tr>{}</table>\
+</body></html>",
+        split.source_policy,
+        split.target_policy,
+        report.world.get("users").copied().unwrap_or(0),
+        report.world.get("us_users").copied().unwrap_or(0),
+        report.world.get("videos").copied().unwrap_or(0),
+        report.world.get("events").copied().unwrap_or(0),
+        report.timings_seconds.get("split").copied().unwrap_or(0.0),
+        report.timings_seconds.get("total").copied().unwrap_or(0.0),
+        report.split.public_key,
+        bars("Records per region, before and after", &record_rows, ""),
+        bars("Access scenarios", &access_rows, ""),
+        scenario_rows,
+        bars("Quality on held-out US users", &quality_rows, ""),
+        model_rows,
+        escape(&report.export_of_global_model_from_row),
+        log_rows,
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
