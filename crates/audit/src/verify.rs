@@ -34,8 +34,14 @@ struct Frontier {
 
 impl Frontier {
     fn push(&mut self, leaf: Hash) {
-        let mut h = 0;
-        let mut node = leaf;
+        self.push_at(0, leaf);
+    }
+
+    /// Pushes the root of a complete subtree of 2^height leaves, aligned at a multiple of its
+    /// size (so every subtree already on the stack is at least as high).
+    fn push_at(&mut self, height: u32, root: Hash) {
+        let mut h = height;
+        let mut node = root;
         while let Some(&(top_h, top)) = self.stack.last() {
             if top_h != h {
                 break;
@@ -45,6 +51,15 @@ impl Frontier {
             h += 1;
         }
         self.stack.push((h, node));
+    }
+
+    /// The root of the tree made of these subtrees followed by a last, smaller part whose
+    /// root is `tail`.
+    fn root_with(&self, tail: Hash) -> Hash {
+        self.stack
+            .iter()
+            .rev()
+            .fold(tail, |r, (_, left)| node_hash(left, &r))
     }
 
     fn root(&self) -> Hash {
@@ -114,13 +129,25 @@ pub fn for_each_entry(
     Ok(seq)
 }
 
+/// Entries are handed to the tree in aligned blocks of this many where possible.
+const BLOCK: usize = 1024;
+
+/// What [`for_each_entry_checked`] hands over, in log order.
+enum Leaves<'a> {
+    /// One leaf hash.
+    One(Hash),
+    /// The tree over an aligned block of [`BLOCK`] leaves.
+    Block(&'a MerkleTree),
+}
+
 /// Like [`for_each_entry`], and also decodes every entry, but does the per-entry work (leaf hash,
-/// frame check, decoding) on all cores, segment by segment; `each(seq, leaf hash)` still sees
-/// the entries in order, and the first bad entry in log order is the one reported.
+/// frame check, decoding) and the hashing of aligned blocks of leaves into subtrees on all cores,
+/// segment by segment. `each(first seq, leaves)` still sees the entries in order, and the first
+/// bad entry in log order is the one reported.
 fn for_each_entry_checked(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
-    mut each: impl FnMut(u64, &Hash) -> Result<(), AuditError>,
+    mut each: impl FnMut(u64, Leaves<'_>) -> Result<(), AuditError>,
 ) -> Result<u64, AuditError> {
     let segments = files::list_segments(dir)?;
     let mut total = 0;
@@ -213,9 +240,59 @@ fn for_each_entry_checked(
                 })
                 .collect()
         });
-        for r in results {
-            each(seq, &r?)?;
-            seq += 1;
+        // Everything before the first bad entry goes to the tree; then that entry is reported.
+        let good = results
+            .iter()
+            .position(Result::is_err)
+            .unwrap_or(results.len());
+        let hashes: Vec<Hash> = results[..good].iter().flatten().copied().collect();
+        let first_block = ((BLOCK as u64 - seq % BLOCK as u64) % BLOCK as u64) as usize;
+        let starts: Vec<usize> = (first_block..)
+            .step_by(BLOCK)
+            .take_while(|i| i + BLOCK <= hashes.len())
+            .collect();
+        let per = starts.len().div_ceil(threads).max(1);
+        let hashes_ref = &hashes;
+        let trees: Vec<MerkleTree> = std::thread::scope(|scope| {
+            let workers: Vec<_> = starts
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|&i| {
+                                MerkleTree::from_leaf_hashes(
+                                    hashes_ref[i..i + BLOCK].iter().copied(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        if trees.len() != starts.len() {
+            return Err(AuditError::Crypto("a verification thread panicked"));
+        }
+        let mut i = 0;
+        let mut block = 0;
+        while i < hashes.len() {
+            if block < starts.len() && starts[block] == i {
+                each(seq, Leaves::Block(&trees[block]))?;
+                block += 1;
+                i += BLOCK;
+                seq += BLOCK as u64;
+            } else {
+                each(seq, Leaves::One(hashes[i]))?;
+                i += 1;
+                seq += 1;
+            }
+        }
+        if let Some(Err(e)) = results.into_iter().nth(good) {
+            return Err(e);
         }
         if let Some(offset) = cut {
             return Err(AuditError::Corrupt {
@@ -294,20 +371,40 @@ pub fn verify(
 
     let mut frontier = Frontier::default();
     let mut next = 0;
-    let count = for_each_entry_checked(dir, progress, |seq, hash| {
-        frontier.push(*hash);
-        while next < cps.len() && cps[next].size == seq + 1 {
+    let mismatch = |index: usize, root: Hash| AuditError::BadStoredCheckpoint {
+        index,
+        size: cps[index].size,
+        reason: format!(
+            "the entries give root {}, the checkpoint signs {}",
+            hex(&root),
+            hex(&cps[index].root)
+        ),
+    };
+    let count = for_each_entry_checked(dir, progress, |first, leaves| {
+        match leaves {
+            Leaves::One(hash) => frontier.push(hash),
+            Leaves::Block(tree) => {
+                // Checkpoints inside the block: the frontier, then the block's prefix.
+                while next < cps.len() && cps[next].size < first + BLOCK as u64 {
+                    let root = frontier.root_with(tree.root_at(cps[next].size - first)?);
+                    if root != cps[next].root {
+                        return Err(mismatch(next, root));
+                    }
+                    next += 1;
+                }
+                frontier.push_at(BLOCK.trailing_zeros(), tree.root());
+            }
+        }
+        let end = first
+            + if matches!(leaves, Leaves::One(_)) {
+                1
+            } else {
+                BLOCK as u64
+            };
+        while next < cps.len() && cps[next].size == end {
             let root = frontier.root();
             if root != cps[next].root {
-                return Err(AuditError::BadStoredCheckpoint {
-                    index: next,
-                    size: cps[next].size,
-                    reason: format!(
-                        "the entries give root {}, the checkpoint signs {}",
-                        hex(&root),
-                        hex(&cps[next].root)
-                    ),
-                });
+                return Err(mismatch(next, root));
             }
             next += 1;
         }

@@ -466,3 +466,44 @@ fn the_log_is_shared_across_threads() {
     send_sync::<Arc<AuditLog>>();
     send_sync::<Witness>();
 }
+
+#[test]
+fn verify_checks_checkpoints_inside_and_across_hashing_blocks() {
+    // More than a few blocks of 1024 entries, checkpoints at sizes that fall inside them, and
+    // segments that start mid-block.
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    for (d, offset) in [(dir.path(), 0), (other.path(), 1)] {
+        let mut cfg = config();
+        cfg.checkpoint_every = 333;
+        cfg.segment_bytes = 150_000;
+        let log = AuditLog::open(d, cfg).unwrap();
+        for i in 0..3500 {
+            // The two logs differ in one entry only, in the middle of the second block.
+            let n = if i == 1500 { i + offset * 100_000 } else { i };
+            log.append(entry(n)).unwrap();
+        }
+        log.checkpoint().unwrap();
+        log.close().unwrap();
+    }
+    assert!(segments(dir.path()).len() > 3);
+    let report = check(dir.path()).unwrap();
+    assert_eq!(report.entries, 3500);
+    assert!(report.checkpoints >= 10, "{report:?}");
+
+    // The other log's segments under this log's checkpoints: identical up to entry 1500, so
+    // the first checkpoint past it is the first to fail.
+    std::fs::remove_dir_all(dir.path().join("segments")).unwrap();
+    copy_dir(&other.path().join("segments"), &dir.path().join("segments"));
+    let err = check(dir.path()).unwrap_err();
+    let cps: Vec<u64> = stored_checkpoints(dir.path())
+        .unwrap()
+        .iter()
+        .map(|n| Checkpoint::parse(&n.text).unwrap().size)
+        .collect();
+    let first_bad = cps.iter().position(|s| *s > 1500).unwrap();
+    assert!(
+        matches!(err, AuditError::BadStoredCheckpoint { index, .. } if index == first_bad),
+        "{err} (checkpoints {cps:?})"
+    );
+}
