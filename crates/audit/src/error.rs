@@ -27,6 +27,12 @@ pub enum AuditError {
         /// What failed.
         reason: String,
     },
+    /// Another `AuditLog` in this process has the directory open.
+    #[error("{path} is already open as an audit log in this process; share that one (it is Send + Sync)")]
+    AlreadyOpen {
+        /// The log directory.
+        path: PathBuf,
+    },
     /// The log was closed.
     #[error("the audit log is closed")]
     Closed,

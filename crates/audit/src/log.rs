@@ -128,6 +128,8 @@ struct Inner {
 /// must treat the error as a refusal (fail-closed). Cheap to share: wrap it in an `Arc`.
 pub struct AuditLog {
     inner: Arc<Inner>,
+    /// Released when the log is dropped, after the final checkpoint.
+    claim: Option<DirClaim>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     report: OpenReport,
 }
@@ -156,6 +158,14 @@ impl AuditLog {
     /// [`AuditError::Inconsistent`]: it must never sign a checkpoint that forks its history.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<AuditLog, AuditError> {
         let dir = dir.as_ref().to_owned();
+        fs::create_dir_all(&dir).map_err(|e| AuditError::io("creating", &dir, e))?;
+        let claim = DirClaim::take(&dir)?;
+        let mut log = AuditLog::open_claimed(dir, config)?;
+        log.claim = Some(claim);
+        Ok(log)
+    }
+
+    fn open_claimed(dir: PathBuf, config: LogConfig) -> Result<AuditLog, AuditError> {
         for d in [
             dir.clone(),
             files::segments_dir(&dir),
@@ -204,7 +214,7 @@ impl AuditLog {
                 // A crash while starting a new segment: nothing in it was acknowledged.
                 report.torn_tail = Some((path.clone(), 0, buf.len() as u64));
                 fs::remove_file(path).map_err(|e| AuditError::io("removing", path, e))?;
-                return AuditLog::open(dir, config).map(|mut log| {
+                return AuditLog::open_claimed(dir, config).map(|mut log| {
                     log.report.torn_tail = report.torn_tail;
                     log
                 });
@@ -337,6 +347,7 @@ impl AuditLog {
             inner,
             checkpointer: Mutex::new(Some(checkpointer)),
             report,
+            claim: None,
         })
     }
 
@@ -501,6 +512,35 @@ impl AuditLog {
 impl Drop for AuditLog {
     fn drop(&mut self) {
         let _ = self.close();
+        // `claim` drops after this, so the directory is free only once the log is closed.
+    }
+}
+
+/// The directories open as logs in this process. Two writers on one directory would interleave
+/// their sequence numbers; within a process this refuses the second. (Across processes, run one
+/// writer per directory: the deployment's job.)
+static OPEN_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+#[derive(Debug)]
+struct DirClaim(PathBuf);
+
+impl DirClaim {
+    fn take(dir: &Path) -> Result<DirClaim, AuditError> {
+        let path = dir
+            .canonicalize()
+            .map_err(|e| AuditError::io("resolving", dir, e))?;
+        let mut open = lock(&OPEN_DIRS);
+        if open.contains(&path) {
+            return Err(AuditError::AlreadyOpen { path });
+        }
+        open.push(path.clone());
+        Ok(DirClaim(path))
+    }
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        lock(&OPEN_DIRS).retain(|p| p != &self.0);
     }
 }
 

@@ -130,6 +130,33 @@ fn restarts_continue_the_same_history() {
     let notes = stored_checkpoints(dir.path()).unwrap();
     let last = Checkpoint::parse(&notes.last().unwrap().text).unwrap();
     assert_eq!(last.size, 30);
+    assert_eq!(sizes, [10, 20, 30]);
+    // Every checkpoint signed before a restart is provably a prefix of every one after.
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    let cps: Vec<Checkpoint> = notes
+        .iter()
+        .map(|n| Checkpoint::parse(&n.text).unwrap())
+        .collect();
+    for a in &cps {
+        for b in cps.iter().filter(|b| b.size > a.size) {
+            let proof = log.prove_consistency(a.size, b.size).unwrap();
+            verify_consistency(a.size, b.size, &proof, &a.root, &b.root).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_directory_is_open_by_one_log_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    let err = AuditLog::open(dir.path(), config()).unwrap_err();
+    assert!(matches!(err, AuditError::AlreadyOpen { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    drop(log);
+    AuditLog::open(dir.path(), config()).unwrap();
 }
 
 #[test]
