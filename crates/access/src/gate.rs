@@ -1215,6 +1215,97 @@ impl Gate {
         Ok(self.store.shred_subject(subject)?)
     }
 
+    /// Crypto-shreds many subjects in this region in one decided, logged, durable step. Subjects
+    /// not registered here (already shredded, say) are skipped; a receipt is returned for every
+    /// subject shredded.
+    pub fn shred_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<ShredReceipt>, GateError> {
+        let request_id = self.next_request_id();
+        let mut present = Vec::with_capacity(subjects.len());
+        let mut homes = BTreeSet::new();
+        for id in subjects {
+            if let Some(s) = self.store.subject(id)? {
+                homes.insert(s.home);
+                present.push(id.clone());
+            }
+        }
+        let mut rules: Vec<RuleId> = Vec::new();
+        let mut allowed = true;
+        for home in homes {
+            let access = self.rules.decide(&AccessRequest {
+                principal: who,
+                action: Action::Delete,
+                resource: Resource::Records {
+                    class: DataClass::Protected,
+                    region: self.region.clone(),
+                    subject_home: Some(home),
+                    collection: "*".into(),
+                },
+                purpose,
+                approval: None,
+            })?;
+            allowed &= access.allowed;
+            for r in access.rules {
+                if !rules.contains(&r) {
+                    rules.push(r);
+                }
+            }
+        }
+        let reason = if allowed {
+            "allowed".to_owned()
+        } else {
+            format!("the access rules do not permit it ({})", join(&rules))
+        };
+        let verdict = Verdict {
+            allowed,
+            rules,
+            obligations: Vec::new(),
+            reason,
+        };
+        let resource = AuditResource {
+            class: DataClass::KeyMaterial,
+            collection: "*".into(),
+            subject: None,
+            target: Target::Bulk {
+                count: present.len() as u64,
+            },
+        };
+        let receipt = self.append(
+            who,
+            AuditAction::Shred,
+            resource.clone(),
+            purpose,
+            None,
+            verdict.entry_decision(),
+            Outcome::Ok {
+                result_digest: None,
+            },
+            &request_id,
+        )?;
+        if !verdict.allowed {
+            return Err(self.refuse("shred", &verdict, receipt));
+        }
+        self.store.shred_subjects(&present).map_err(|e| {
+            let _ = self.append(
+                who,
+                AuditAction::Shred,
+                resource,
+                purpose,
+                None,
+                verdict.entry_decision(),
+                Outcome::Error {
+                    reason: e.to_string(),
+                },
+                &request_id,
+            );
+            e.into()
+        })
+    }
+
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the
     /// log's directory, to hand to `domicile audit verify | query`.
     pub fn open_log(&self, who: &Principal, purpose: &Purpose) -> Result<PathBuf, GateError> {

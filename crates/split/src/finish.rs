@@ -1,11 +1,12 @@
 //! Finishing a split: crypto-shredding what the target policy forbids to remain.
 
-use domicile_access::GateError;
-
 use crate::journal::{Journal, JournalLine};
 use crate::plan::migration_purpose;
 use crate::report::ShredSummary;
 use crate::{Deployment, SplitError};
+
+/// Subjects shredded per step: one audit entry and one durable deletion each.
+const SHRED_BATCH: usize = 1_000;
 
 /// Crypto-shreds every subject left in a source region that the target deployment does not
 /// have (for a global → split move, the whole `global` region): their data keys are destroyed,
@@ -25,21 +26,24 @@ pub fn shred_source(
         }
         let who = source.migration_principal(&node.region);
         // The store lists the subjects still registered here; shredded ones are gone from it.
-        for inv in node.gate.inventory(&who, &purpose)? {
-            let receipt = match node.gate.shred_subject(&who, &purpose, &inv.subject.id) {
-                Ok(r) => r,
-                Err(GateError::UnknownSubject { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let summary = ShredSummary {
-                region: node.region.clone(),
-                subject_pseudonym: node.gate.pseudonym(&inv.subject.id),
-                records: receipt.records.len() as u64,
-                data_key_version: receipt.data_key_version,
-                key_destroyed_now: receipt.key_destroyed_now,
-            };
-            journal.append(JournalLine::Shredded(summary.clone()))?;
-            done.push(summary);
+        let ids: Vec<_> = node
+            .gate
+            .inventory(&who, &purpose)?
+            .into_iter()
+            .map(|inv| inv.subject.id)
+            .collect();
+        for chunk in ids.chunks(SHRED_BATCH) {
+            for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
+                let summary = ShredSummary {
+                    region: node.region.clone(),
+                    subject_pseudonym: node.gate.pseudonym(&receipt.subject),
+                    records: receipt.records.len() as u64,
+                    data_key_version: receipt.data_key_version,
+                    key_destroyed_now: receipt.key_destroyed_now,
+                };
+                journal.append(JournalLine::Shredded(summary.clone()))?;
+                done.push(summary);
+            }
         }
     }
     Ok(done)

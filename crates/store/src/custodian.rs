@@ -225,6 +225,19 @@ pub trait KeyCustodian: Send + Sync {
         subject: &SubjectId,
     ) -> Result<DestroyedKey, StoreError>;
 
+    /// [`destroy_data_key`](Self::destroy_data_key) for many subjects at once, in order; the
+    /// file custodian makes the tombstones durable together.
+    fn destroy_data_keys(
+        &self,
+        region: &Region,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<DestroyedKey>, StoreError> {
+        subjects
+            .iter()
+            .map(|s| self.destroy_data_key(region, s))
+            .collect()
+    }
+
     /// The KEK versions the custodian holds for `region`, ascending; the last is current.
     fn kek_versions(&self, region: &Region) -> Result<Vec<KekVersion>, StoreError>;
 

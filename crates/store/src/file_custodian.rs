@@ -507,28 +507,7 @@ impl KeyCustodian for FileCustodian {
             out.push(Some(key));
         }
         if !new.is_empty() {
-            // Each file is written and fsynced by one of several threads at once, so the file
-            // system commits many of them per journal flush (one at a time, each waits for its
-            // own); then the directory is synced once for all of them.
-            let files: Vec<(&PathBuf, &Vec<u8>)> = new.values().map(|(p, b, _)| (p, b)).collect();
-            let workers = 32.min(files.len());
-            let chunk = files.len().div_ceil(workers);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = files
-                    .chunks(chunk)
-                    .map(|part| {
-                        scope.spawn(move || part.iter().try_for_each(|(p, b)| write_synced(p, b)))
-                    })
-                    .collect();
-                handles.into_iter().try_for_each(|h| {
-                    h.join().unwrap_or(Err(StoreError::Crypto {
-                        what: "writing a data key file (the writing thread panicked)",
-                    }))
-                })
-            })?;
-            if let Some((path, _)) = files.first() {
-                sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-            }
+            write_all_synced(new.values().map(|(p, b, _)| (p, b)).collect())?;
             let cache = &mut state.entry(region.clone()).or_default().data_keys;
             for (pseudonym, (_, _, key)) in new {
                 cache.insert(pseudonym, key);
@@ -580,6 +559,51 @@ impl KeyCustodian for FileCustodian {
             data_key_version: version,
             kek_version: kek,
         })
+    }
+
+    fn destroy_data_keys(
+        &self,
+        region: &Region,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<DestroyedKey>, StoreError> {
+        let mut state = self.lock();
+        let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
+        let mut out = Vec::with_capacity(subjects.len());
+        let mut tombstones: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+        for subject in subjects {
+            let pseudonym = pseudonym_key.pseudonym(subject);
+            let path = self.data_key_path(region, &pseudonym);
+            // Drop the cached key first, as `destroy_data_key` does.
+            if let Some(r) = state.get_mut(region) {
+                r.data_keys.remove(&pseudonym);
+            }
+            let bytes = match tombstones.get(&path) {
+                Some(t) => t.clone(),
+                None => read_optional(&path)?.ok_or_else(|| StoreError::NoDataKey {
+                    subject: subject.clone(),
+                    region: region.clone(),
+                })?,
+            };
+            let (version, kek) = match parse_key_file(&path, &bytes)? {
+                KeyFile::Shredded { version } => (version, None),
+                KeyFile::Live { version, kek, .. } => (version, Some(KekVersion(kek))),
+            };
+            if kek.is_some() {
+                let mut body = Vec::with_capacity(10);
+                body.extend_from_slice(DATA_KEY_MAGIC);
+                body.push(FORMAT_V1);
+                body.push(STATE_SHREDDED);
+                body.extend_from_slice(&version.to_be_bytes());
+                tombstones.insert(path, body);
+            }
+            out.push(DestroyedKey {
+                region: region.clone(),
+                data_key_version: version,
+                kek_version: kek,
+            });
+        }
+        write_all_synced(tombstones.iter().collect())?;
+        Ok(out)
     }
 
     fn kek_versions(&self, region: &Region) -> Result<Vec<KekVersion>, StoreError> {
@@ -747,6 +771,34 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io("sync", dir, e))
+}
+
+/// Writes every file atomically with mode 0600 and makes them all durable. The files are
+/// written and fsynced by several threads at once, so the file system commits many of them per
+/// journal flush (one at a time, each would wait for its own); then each directory is synced
+/// once.
+fn write_all_synced(files: Vec<(&PathBuf, &Vec<u8>)>) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let workers = 32.min(files.len());
+    let chunk = files.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().try_for_each(|(p, b)| write_synced(p, b))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or(Err(StoreError::Crypto {
+                what: "writing a key file (the writing thread panicked)",
+            }))
+        })
+    })?;
+    let dirs: std::collections::BTreeSet<&Path> = files
+        .iter()
+        .map(|(p, _)| p.parent().unwrap_or(Path::new(".")))
+        .collect();
+    dirs.into_iter().try_for_each(sync_dir)
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600, the file's contents durable; the caller

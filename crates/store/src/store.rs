@@ -590,6 +590,48 @@ impl SealedStore {
         })
     }
 
+    /// Crypto-shreds many subjects at once: [`shred_subject`](Self::shred_subject) for each,
+    /// with their data keys destroyed together and one atomic, durable deletion of all their
+    /// records. Returns a receipt per subject, in order.
+    pub fn shred_subjects(&self, subjects: &[SubjectId]) -> Result<Vec<ShredReceipt>, StoreError> {
+        let _gate = write_lock(&self.shred_gate);
+        let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
+        let mut batch = Batch::new();
+        let mut receipts = Vec::with_capacity(subjects.len());
+        {
+            let mut registry = write_lock(&self.registry);
+            for subject in subjects {
+                registry.remove(subject);
+            }
+        }
+        for (subject, destroyed) in subjects.iter().zip(destroyed) {
+            let pseudonym = self.pseudonyms.pseudonym(subject);
+            let records = self.subject_record_ids(&pseudonym)?;
+            for (collection, key) in &records {
+                batch.delete(layout::record(collection.as_str(), key.as_str()));
+                batch.delete(layout::subject_index(
+                    &pseudonym,
+                    collection.as_str(),
+                    key.as_str(),
+                ));
+            }
+            let registry_key = layout::registry(&pseudonym);
+            let registry_entry_deleted = self.backend.get(&registry_key)?.is_some();
+            batch.delete(registry_key);
+            receipts.push(ShredReceipt {
+                subject: subject.clone(),
+                region: self.region.clone(),
+                data_key_version: destroyed.data_key_version,
+                key_destroyed_now: destroyed.kek_version.is_some(),
+                records,
+                registry_entry_deleted,
+            });
+        }
+        self.backend.apply(&batch)?;
+        self.backend.flush()?;
+        Ok(receipts)
+    }
+
     /// Rewraps every data key of this region under a new key-encryption key, re-encrypting no
     /// record; finishes an interrupted rotation first.
     pub fn rotate_kek(&self) -> Result<RotationReport, StoreError> {

@@ -104,3 +104,66 @@ fn registering_in_a_batch_equals_one_at_a_time() {
         assert_eq!(mode, 0o600);
     }
 }
+
+#[test]
+fn shredding_in_a_batch_equals_one_at_a_time() {
+    use domicile_residency::DataClass;
+    use domicile_store::{Collection, RecordKey, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let policy = Arc::new(UsSplitPolicy::new());
+    let us = Region::parse("us").unwrap();
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        us.clone(),
+        policy.clone(),
+        custodian,
+    )
+    .unwrap();
+    let subjects: Vec<Subject> = (0..50)
+        .map(|i| Subject::parse(&format!("user-{i}"), Some("US"), None).unwrap())
+        .collect();
+    store.register_subjects(&subjects).unwrap();
+    let collection = Collection::parse("profile").unwrap();
+    for s in &subjects {
+        for r in 0..3 {
+            let key = RecordKey::parse(&format!("{}-{r}", s.id)).unwrap();
+            store
+                .put_raw(&s.id, DataClass::Protected, &collection, &key, b"secret")
+                .unwrap();
+        }
+    }
+    // A copy of the data taken before the shred.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("data"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let doomed: Vec<_> = subjects[..20].iter().map(|s| s.id.clone()).collect();
+    let receipts = store.shred_subjects(&doomed).unwrap();
+    assert_eq!(receipts.len(), 20);
+    assert!(receipts
+        .iter()
+        .all(|r| r.records.len() == 3 && r.key_destroyed_now && r.registry_entry_deleted));
+    // Shredding again finishes nothing new but succeeds.
+    let again = store.shred_subjects(&doomed[..2]).unwrap();
+    assert!(again
+        .iter()
+        .all(|r| !r.key_destroyed_now && r.records.is_empty()));
+    assert_eq!(store.subjects().unwrap().len(), 30);
+    drop(store);
+    // The old copy, opened with the same keys: the shredded subjects' records do not open.
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let old = SealedStore::open(copy.path().join("data"), us, policy, custodian).unwrap();
+    for (i, s) in subjects.iter().enumerate() {
+        let key = RecordKey::parse(&format!("{}-0", s.id)).unwrap();
+        match old.get_raw(&collection, &key) {
+            Ok(Some(r)) if i >= 20 => assert_eq!(r.value, b"secret"),
+            Err(StoreError::SubjectShredded { .. }) if i < 20 => {}
+            other => panic!("subject {i}: {other:?}"),
+        }
+    }
+}
