@@ -390,7 +390,7 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn bad(&self, field: &'static str, reason: String) -> AuditError {
         AuditError::BadEntry {
             offset: self.pos,
@@ -423,13 +423,17 @@ impl Reader<'_> {
         a.copy_from_slice(self.take(field, 32)?);
         Ok(a)
     }
-    fn string(&mut self, field: &'static str) -> Result<String, AuditError> {
+    fn str_ref(&mut self, field: &'static str) -> Result<&'a str, AuditError> {
         let n = self.u32(field)? as usize;
-        let b = self.take(field, n)?;
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(self.bad(field, "not UTF-8".into())),
+        if self.bytes.len() - self.pos < n {
+            return Err(self.bad(field, "the entry ends early".into()));
         }
+        let b: &'a [u8] = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        std::str::from_utf8(b).map_err(|_| self.bad(field, "not UTF-8".into()))
+    }
+    fn string(&mut self, field: &'static str) -> Result<String, AuditError> {
+        self.str_ref(field).map(str::to_owned)
     }
     fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, AuditError> {
         match self.u8(field)? {
@@ -446,8 +450,8 @@ impl Reader<'_> {
         f: impl Fn(&str) -> Result<T, E>,
         text: impl Fn(&T) -> &str,
     ) -> Result<T, AuditError> {
-        let s = self.string(field)?;
-        let v = f(&s).map_err(|e| self.bad(field, e.to_string()))?;
+        let s = self.str_ref(field)?;
+        let v = f(s).map_err(|e| self.bad(field, e.to_string()))?;
         if text(&v) != s {
             return Err(self.bad(field, format!("{s:?} is not in canonical form")));
         }
