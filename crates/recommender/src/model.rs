@@ -355,48 +355,69 @@ impl Recommender {
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Scored>>, RecsysError> {
         let strategy = self.strategy(options.strategy)?;
-        if let (Strategy::Als, None, Some(als)) = (strategy, options.per_creator_cap, &self.als) {
-            let warm: Vec<usize> = (0..users.len())
-                .filter(|&q| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()))
-                .collect();
-            let f = als.factors;
-            let mut queries = vec![0f32; warm.len() * f];
-            for (row, &q) in warm.iter().enumerate() {
-                let u = users[q].expect("filtered to known users") as usize;
-                queries[row * f..(row + 1) * f].copy_from_slice(als.user(u));
-            }
-            let excludes: Vec<&[u32]> = warm
-                .iter()
-                .map(|&q| {
-                    if options.exclude_seen {
-                        self.history(users[q]).0
-                    } else {
-                        &[]
-                    }
-                })
-                .collect();
-            let warm_results =
-                top_k_batch(&queries, &als.item_factors, f, options.k, |q| excludes[q]);
-            let mut out = vec![Vec::new(); users.len()];
-            for (q, r) in warm.into_iter().zip(warm_results) {
-                out[q] = r;
-            }
+        let warm = |q: usize| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty());
+        if let (Strategy::Als, None) = (strategy, options.per_creator_cap) {
+            let mut out = self.als_batch(users, options.k, options.exclude_seen);
             for (q, slot) in out.iter_mut().enumerate() {
-                if users[q].is_none_or(|u| self.history(Some(u)).0.is_empty()) {
+                if !warm(q) {
                     *slot = self.cold_start(users[q], options);
                 }
             }
             return Ok(out);
         }
+        // The blend's ALS candidates come from the batch kernel too; the rest is per user.
+        let blend_als = match strategy {
+            Strategy::Blend if self.config.blend.als > 0.0 && self.als.is_some() => {
+                let m = self.fetch_size(options) * self.config.blend.candidates_per_k.max(1);
+                Some(self.als_batch(users, m, options.exclude_seen))
+            }
+            _ => None,
+        };
         let n_items = self.items.len();
-        Ok(users
-            .par_iter()
+        Ok((0..users.len())
+            .into_par_iter()
             .with_min_len(16)
             .map_init(
                 || (vec![0f32; n_items], Vec::new()),
-                |scratch, &u| self.serve_one(u, options, strategy, scratch),
+                |scratch, q| {
+                    let als = blend_als.as_ref().map(|lists| lists[q].clone());
+                    self.serve_one_with(users[q], options, strategy, scratch, als)
+                },
             )
             .collect())
+    }
+
+    /// ALS top-k for the users with a training history, by the batch kernel (others get an
+    /// empty list).
+    fn als_batch(&self, users: &[Option<u32>], k: usize, exclude_seen: bool) -> Vec<Vec<Scored>> {
+        let Some(als) = &self.als else {
+            return vec![Vec::new(); users.len()];
+        };
+        let warm: Vec<usize> = (0..users.len())
+            .filter(|&q| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()))
+            .collect();
+        let f = als.factors;
+        let mut queries = vec![0f32; warm.len() * f];
+        for (row, &q) in warm.iter().enumerate() {
+            let u = users[q].expect("filtered to known users") as usize;
+            queries[row * f..(row + 1) * f].copy_from_slice(als.user(u));
+        }
+        let excludes: Vec<&[u32]> = warm
+            .iter()
+            .map(|&q| {
+                if exclude_seen {
+                    self.history(users[q]).0
+                } else {
+                    &[]
+                }
+            })
+            .collect();
+        let results = top_k_batch(&queries, &als.item_factors, f, k, |q| excludes[q]);
+        let mut out = vec![Vec::new(); users.len()];
+        for (q, r) in warm.into_iter().zip(results) {
+            out[q] = r;
+        }
+        out
     }
 
     fn cold_start(&self, user: Option<u32>, options: &RecommendOptions) -> Vec<Scored> {
@@ -424,6 +445,18 @@ impl Recommender {
         strategy: Strategy,
         scratch: &mut (Vec<f32>, Vec<u32>),
     ) -> Vec<Scored> {
+        self.serve_one_with(user, options, strategy, scratch, None)
+    }
+
+    /// [`Self::serve_one`], with the blend's ALS candidates when they were computed in batch.
+    fn serve_one_with(
+        &self,
+        user: Option<u32>,
+        options: &RecommendOptions,
+        strategy: Strategy,
+        scratch: &mut (Vec<f32>, Vec<u32>),
+        als_candidates: Option<Vec<Scored>>,
+    ) -> Vec<Scored> {
         let history = self.history(user);
         if history.0.is_empty() || strategy == Strategy::Popularity {
             return self.cold_start(user, options);
@@ -434,7 +467,7 @@ impl Recommender {
         let list = match strategy {
             Strategy::Als => self.als_top(u, fetch, exclude),
             Strategy::ItemKnn => self.knn_top(history, fetch, exclude, scratch),
-            _ => self.blend_top(u, history, fetch, exclude, scratch),
+            _ => self.blend_top(u, history, fetch, exclude, scratch, als_candidates),
         };
         self.cap(list, options)
     }
@@ -482,6 +515,7 @@ impl Recommender {
         k: usize,
         exclude: &[u32],
         scratch: &mut (Vec<f32>, Vec<u32>),
+        als_candidates: Option<Vec<Scored>>,
     ) -> Vec<Scored> {
         let b = &self.config.blend;
         let m = k.saturating_mul(b.candidates_per_k.max(1));
@@ -492,7 +526,10 @@ impl Recommender {
             }
         };
         if self.als.is_some() && b.als > 0.0 {
-            add(self.als_top(u, m, exclude), b.als);
+            add(
+                als_candidates.unwrap_or_else(|| self.als_top(u, m, exclude)),
+                b.als,
+            );
         }
         if let Some(knn) = &self.knn {
             if b.item_knn > 0.0 {
