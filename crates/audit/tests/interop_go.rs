@@ -6,6 +6,7 @@
 //! skipped; Go is an optional check, and the reference vectors from the same implementations run
 //! everywhere.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -28,7 +29,9 @@ fn gopath() -> Option<PathBuf> {
     if has_go && has_mod {
         Some(gopath)
     } else {
-        eprintln!(
+        // Straight to stderr: the harness hides eprintln! output of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: Go interoperability check (go found: {has_go}, golang.org/x/mod in {}: {has_mod})",
             gopath.display()
         );

@@ -4,6 +4,7 @@
 //! The vectors live in `../shared/testdata` beside the workspace. Without that folder a plain
 //! `cargo test` says that it skipped them; with `CI=true` their absence is a failure.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,7 +25,10 @@ fn testdata(name: &str) -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!(
+    // Straight to stderr, not through eprintln!, which the test harness captures and hides
+    // for passing tests: a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED: reference vectors not found at {}; these known-answer tests did not run",
         dir.display()
     );
