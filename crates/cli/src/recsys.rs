@@ -351,13 +351,24 @@ fn with_policy(
     data: &Interactions,
     policy: &impl ResidencyPolicy,
 ) -> Result<domicile_recommender::Provenance, CliError> {
+    // A policy homes a subject by country: a user without one cannot be placed, and a model
+    // whose provenance is unknown must not be written.
+    if let Some(p) = data
+        .pairs()
+        .iter()
+        .find(|p| data.user_country[p.user as usize].is_none())
+    {
+        return Err(CliError::Message(format!(
+            "user {:?} has no country, so --policy cannot find their home region; \
+             add a `country` column, or name the one region of every subject with --region",
+            data.users.id(p.user)
+        )));
+    }
     let id: PolicyId = policy.id().clone();
     Ok(
         data.provenance(Some(id), |user, country: Option<CountryCode>| {
             let country = country.ok_or_else(|| ResidencyError::InvalidCountryCode {
-                value: format!(
-                    "(none given for user {user:?}; the interactions need a `country` column)"
-                ),
+                value: String::new(),
             })?;
             policy.home_region(&Subject::new(SubjectId::parse(user)?, country))
         })?,
