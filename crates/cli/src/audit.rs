@@ -26,7 +26,9 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Generate a log signing key (DIR/log.key, 0600), its verifier key (DIR/log.vkey) and the
+    /// Generate a log's keys (or, with --witness, a witness's).
+    ///
+    /// Writes the log signing key (DIR/log.key, 0600), its verifier key (DIR/log.vkey) and the
     /// region's audit key for pseudonyms (DIR/audit.key, 0600); with --witness, a witness's
     /// cosigning key pair instead (DIR/witness.key, DIR/witness.vkey).
     Keygen {
@@ -40,8 +42,10 @@ enum AuditCommand {
         #[arg(long)]
         witness: bool,
     },
-    /// Append JSON-lines entries from stdin, then sign a checkpoint. A line may carry a
-    /// top-level "subject_id", which is replaced by its pseudonym under --audit-key.
+    /// Append JSON-lines entries from stdin, then sign a checkpoint.
+    ///
+    /// A line may carry a top-level "subject_id", which is replaced by its pseudonym under
+    /// --audit-key; the plaintext id is never written.
     Append {
         /// The log directory.
         #[arg(long)]
@@ -102,8 +106,10 @@ enum AuditCommand {
         /// The subject id.
         subject_id: String,
     },
-    /// Act as a witness: check the latest checkpoint against the last one this witness
-    /// cosigned (kept in --state), cosign it, and store the cosignature in the log.
+    /// Act as a witness: check and cosign the latest checkpoint.
+    ///
+    /// Checks the latest checkpoint against the last one this witness cosigned (kept in
+    /// --state) with a consistency proof, cosigns it, and stores the cosignature in the log.
     Witness {
         /// The log directory.
         #[arg(long)]
