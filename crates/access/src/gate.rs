@@ -1677,6 +1677,82 @@ impl Gate {
         Ok(out)
     }
 
+    /// The ids of every subject registered in this region, in id order: what a split shreds.
+    /// One bulk `scan` entry (collection `subjects`) in the log.
+    pub fn subject_ids(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+    ) -> Result<Vec<SubjectId>, GateError> {
+        let request_id = self.next_request_id();
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action: Action::Scan,
+            resource: Resource::Records {
+                class: DataClass::Protected,
+                region: self.region.clone(),
+                subject_home: None,
+                collection: "subjects".into(),
+            },
+            purpose,
+            approval: None,
+        })?;
+        let verdict = Verdict {
+            allowed: access.allowed,
+            rules: access.rules.clone(),
+            obligations: Vec::new(),
+            reason: if access.allowed {
+                "allowed".into()
+            } else {
+                format!(
+                    "the access rules do not permit it ({})",
+                    join(&access.rules)
+                )
+            },
+        };
+        let bulk = |count| AuditResource {
+            class: DataClass::Protected,
+            collection: "subjects".into(),
+            subject: None,
+            target: Target::Bulk { count },
+        };
+        if !verdict.allowed {
+            let receipt = self.append(
+                who,
+                AuditAction::Scan,
+                bulk(0),
+                purpose,
+                None,
+                verdict.entry_decision(),
+                Outcome::Ok {
+                    result_digest: None,
+                },
+                &request_id,
+            )?;
+            return Err(self.refuse("list subjects", &verdict, receipt));
+        }
+        let mut ids: Vec<SubjectId> = self
+            .store
+            .subjects()?
+            .into_iter()
+            .map(|s| s.subject.id)
+            .collect();
+        ids.sort();
+        self.append(
+            who,
+            AuditAction::Scan,
+            bulk(ids.len() as u64),
+            purpose,
+            None,
+            verdict.entry_decision(),
+            Outcome::Ok {
+                result_digest: None,
+            },
+            &request_id,
+        )?;
+        Ok(ids)
+    }
+
     /// Reads every record of several subjects, to move them elsewhere (a split). One `migrate`
     /// entry in the log with the count and a digest over everything released, durable before it
     /// returns.

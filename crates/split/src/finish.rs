@@ -26,12 +26,7 @@ pub fn shred_source(
         }
         let who = source.migration_principal(&node.region);
         // The store lists the subjects still registered here; shredded ones are gone from it.
-        let ids: Vec<_> = node
-            .gate
-            .inventory(&who, &purpose)?
-            .into_iter()
-            .map(|inv| inv.subject.id)
-            .collect();
+        let ids = node.gate.subject_ids(&who, &purpose)?;
         for chunk in ids.chunks(SHRED_BATCH) {
             for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
                 let summary = ShredSummary {
