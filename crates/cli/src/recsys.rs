@@ -96,7 +96,7 @@ struct HyperArgs {
     #[arg(long, default_value_t = 50)]
     neighbours: usize,
     /// Seed of the initial factors.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long = "init-seed", default_value_t = 42)]
     seed: u64,
 }
 
@@ -190,7 +190,7 @@ struct EvalArgs {
     temporal: bool,
     /// Seed of the random hold-out.
     #[arg(long, default_value_t = 42)]
-    split_seed: u64,
+    seed: u64,
     /// Cut-off of the ranking metrics.
     #[arg(long, default_value_t = 10)]
     k: usize,
@@ -467,7 +467,7 @@ fn eval(a: EvalArgs) -> Result<(), CliError> {
     } else {
         Holdout::Random {
             fraction: a.holdout,
-            seed: a.split_seed,
+            seed: a.seed,
         }
     };
     let (train, test) = split(&data, holdout)?;

@@ -244,7 +244,7 @@ fn eval_prints_every_model() {
         s(&world),
         "--holdout",
         "0.2",
-        "--split-seed",
+        "--seed",
         "42",
         "--k",
         "10",
