@@ -96,8 +96,8 @@ struct HyperArgs {
     #[arg(long, default_value_t = 50)]
     neighbours: usize,
     /// Seed of the initial factors.
-    #[arg(long = "init-seed", default_value_t = 42)]
-    seed: u64,
+    #[arg(long, default_value_t = 42)]
+    init_seed: u64,
 }
 
 impl HyperArgs {
@@ -113,7 +113,7 @@ impl HyperArgs {
         }
         c.als.cg_steps = self.cg_steps;
         c.als.threads = self.threads;
-        c.als.seed = self.seed;
+        c.als.seed = self.init_seed;
         c.item_knn.threads = self.threads;
         c.item_knn.neighbours = self.neighbours;
         c.item_knn.similarity = match self.similarity {
