@@ -338,7 +338,12 @@ fn conjugate_gradient(
             let yi = &y[i as usize * f..(i as usize + 1) * f];
             axpy(config.alpha * w * dot(yi, p), yi, ap);
         }
-        let step = rs_old / dot(p, ap);
+        let curvature = dot(p, ap);
+        // Positive for λ > 0; with λ = 0 a direction can be flat, and stepping would divide by 0.
+        if curvature.is_nan() || curvature <= 0.0 {
+            break;
+        }
+        let step = rs_old / curvature;
         axpy(step, p, x);
         axpy(-step, ap, r);
         let rs_new = dot(r, r);

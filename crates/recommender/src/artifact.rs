@@ -424,11 +424,7 @@ impl<'a> Reader<'a> {
                 .map_err(|_| self.corrupt("an id is not UTF-8".into()))?;
             ids.push(s.to_owned());
         }
-        let map = IdMap::from_ids(ids);
-        if map.len() != n || map.ids().iter().any(|id| map.get(id).is_none()) {
-            return Err(self.corrupt("duplicate ids".into()));
-        }
-        Ok(map)
+        IdMap::from_ids(ids).ok_or_else(|| self.corrupt("an id map holds the same id twice".into()))
     }
     fn u32s(&mut self) -> Result<Vec<u32>, RecsysError> {
         let n = self.len(4)?;

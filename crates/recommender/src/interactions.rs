@@ -62,13 +62,14 @@ impl IdMap {
         &self.ids
     }
 
-    pub(crate) fn from_ids(ids: Vec<String>) -> Self {
-        let index = ids
+    /// A map over `ids` in order, or `None` if an id repeats.
+    pub(crate) fn from_ids(ids: Vec<String>) -> Option<Self> {
+        let index: HashMap<String, u32> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| (id.clone(), i as u32))
             .collect();
-        IdMap { ids, index }
+        (index.len() == ids.len()).then_some(IdMap { ids, index })
     }
 }
 
@@ -650,6 +651,13 @@ mod tests {
             };
             proptest::prop_assert_eq!(rows_of(&back), rows_of(&m));
         }
+    }
+
+    #[test]
+    fn id_maps_refuse_repeated_ids() {
+        let map = IdMap::from_ids(vec!["a".into(), "b".into()]).unwrap();
+        assert_eq!(map.get("b"), Some(1));
+        assert!(IdMap::from_ids(vec!["a".into(), "b".into(), "a".into()]).is_none());
     }
 
     #[test]
