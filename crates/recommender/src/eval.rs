@@ -290,6 +290,28 @@ mod tests {
         assert_eq!(m.users, 2);
     }
 
+    proptest::proptest! {
+        /// Every metric is a share: between 0 and 1, whatever the lists.
+        #[test]
+        fn metrics_are_bounded(
+            lists in proptest::collection::vec(
+                (proptest::collection::vec(0u32..30, 0..12), proptest::collection::btree_set(0u32..30, 0..8)),
+                1..20,
+            ),
+            k in 1usize..12,
+        ) {
+            let recommended: Vec<Vec<u32>> = lists.iter().map(|(r, _)| {
+                let mut seen = HashSet::new();
+                r.iter().copied().filter(|i| seen.insert(*i)).collect()
+            }).collect();
+            let relevant: Vec<Vec<u32>> = lists.iter().map(|(_, rel)| rel.iter().copied().collect()).collect();
+            let m = ranking_metrics(&recommended, &relevant, k, 30);
+            for v in [m.precision, m.recall, m.ndcg, m.map, m.coverage] {
+                proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&v), "{m:?}");
+            }
+        }
+    }
+
     #[test]
     fn perfect_lists_score_one() {
         let m = ranking_metrics(&[vec![3, 4]], &[vec![4, 3]], 2, 5);

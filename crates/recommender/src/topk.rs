@@ -613,6 +613,27 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// On real-valued factors (where quantisation error is never zero), the index still
+        /// returns exactly the scan's answer, scores included.
+        #[test]
+        fn item_index_is_exact_on_floats(
+            f in 1usize..70,
+            n in 1usize..400,
+            k in 1usize..25,
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let items: Vec<f32> = (0..n * f).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+            let query: Vec<f32> = (0..f).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+            let mut exclude: Vec<u32> = (0..n as u32).filter(|_| rng.random_bool(0.1)).collect();
+            exclude.sort_unstable();
+            let want = top_k_inner_product(&query, &items, k, &exclude);
+            prop_assert_eq!(ItemIndex::new(&items, f).top_k(&query, k, &exclude), want);
+        }
+    }
+
     #[test]
     fn parallel_split_matches_serial() {
         let f = 16;
