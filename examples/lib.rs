@@ -1,2 +1,225 @@
-//! Runnable walkthroughs of domicile. Run one from the workspace root with
-//! `cargo run --release --example NAME`; see the `examples/` folder for the list.
+//! Runnable walkthroughs of domicile, and the pieces they share. Run one from the workspace root
+//! with `cargo run --release --example NAME`:
+//!
+//! - `region_split`: the main demo, a global deployment becomes a US split;
+//! - `access_walkthrough`: the access scenarios against a US-split deployment, then its log;
+//! - `auditor`: an auditor verifies a log and catches a tampered copy;
+//! - `embed_store`: a service embedding the sealed store;
+//! - `policy_matrix`: the two policies side by side.
+
+use std::path::Path;
+use std::time::Duration;
+
+use domicile_access::{
+    ApprovalScope, ApproverKey, Gate, GateError, Principal, PrincipalKind, RecordRef, ScanRequest,
+};
+use domicile_audit::Entry;
+use domicile_residency::{DataClass, JustificationCode, Purpose, Region, SubjectId};
+use domicile_store::{Collection, RecordKey};
+use serde::Serialize;
+
+/// The error type of the walkthroughs.
+pub type Error = Box<dyn std::error::Error>;
+
+/// The trust domain of the walkthroughs' principals.
+pub const TRUST_DOMAIN: &str = "domicile.example";
+
+/// One access scenario and what happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    /// The principal's id.
+    pub who: String,
+    /// What was tried.
+    pub what: String,
+    /// What the policy says should happen.
+    pub expected_allowed: bool,
+    /// What happened.
+    pub allowed: bool,
+    /// The decision, its rules and the audit entry.
+    pub detail: String,
+}
+
+/// A person of `org` (name, country of incorporation), working and located in that country.
+pub fn person(region: &str, org: (&str, &str), name: &str, roles: &[&str]) -> Principal {
+    let kind = if roles.contains(&"auditor") {
+        PrincipalKind::Auditor
+    } else {
+        PrincipalKind::Person
+    };
+    Principal::parse(
+        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
+        kind,
+        org,
+        org.1,
+        org.1,
+        roles,
+    )
+    .expect("a valid principal")
+}
+
+/// A service of `org` holding one role.
+pub fn service(region: &str, org: (&str, &str), name: &str, role: &str) -> Principal {
+    Principal::parse(
+        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
+        PrincipalKind::Service,
+        org,
+        org.1,
+        org.1,
+        &[role],
+    )
+    .expect("a valid principal")
+}
+
+/// Whether a Gate call went ahead, and the decision in a line.
+pub fn outcome<T>(result: Result<T, GateError>) -> (bool, String) {
+    match result {
+        Ok(_) => (true, "allowed".into()),
+        Err(GateError::Denied {
+            rules, reason, seq, ..
+        }) => (
+            false,
+            format!(
+                "denied by {} ({reason}; audit entry {seq})",
+                rules
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(other) => (false, format!("refused: {other}")),
+    }
+}
+
+/// The access scenarios of domicile-access, played against a US-split deployment's `us` Gate,
+/// about one US subject who has a `profile` record: each printed as it happens.
+pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Error> {
+    let mut out = Vec::new();
+    let mut record =
+        |who: &Principal, what: &str, expected: bool, (allowed, detail): (bool, String)| {
+            println!(
+                "   {} {:<58} {}",
+                if allowed { "ALLOW" } else { "DENY " },
+                what,
+                detail
+            );
+            out.push(Scenario {
+                who: who.id.to_string(),
+                what: what.to_owned(),
+                expected_allowed: expected,
+                allowed,
+                detail,
+            });
+        };
+    let profile = RecordRef {
+        subject: us_subject.clone(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile")?,
+        key: RecordKey::parse(us_subject.as_str())?,
+    };
+    let support = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-4242");
+    let alice = person("us", ("usds", "US"), "alice", &["engineer"]);
+    record(
+        &alice,
+        "US-entity engineer reads a US user's profile (ticket)",
+        true,
+        outcome(us.read(&alice, &support, &profile, None)),
+    );
+    let bo = person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]);
+    record(
+        &bo,
+        "Engineer employed in Singapore reads it, no approval",
+        false,
+        outcome(us.read(&bo, &support, &profile, None)),
+    );
+    let scope = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us")?,
+        subjects: Some([us_subject.clone()].into()),
+        purpose: support.clone(),
+    };
+    let request = us.request_approval(&bo, scope, 2, 3_600)?;
+    let dan = person("row", ("bytedance-sg", "SG"), "dan", &["approver"]);
+    let dan_key = ApproverKey::generate()?;
+    us.register_approver(dan.id.clone(), dan_key.public_key_base64());
+    record(
+        &dan,
+        "Singapore approver grants it",
+        false,
+        outcome(us.approve(&dan, &dan_key, &request.id)),
+    );
+    let carol = person("us", ("usds", "US"), "carol", &["approver"]);
+    let carol_key = ApproverKey::generate()?;
+    us.register_approver(carol.id.clone(), carol_key.public_key_base64());
+    record(
+        &carol,
+        "US-entity approver grants it for 2 seconds",
+        true,
+        outcome(us.approve(&carol, &carol_key, &request.id)),
+    );
+    record(
+        &bo,
+        "Singapore engineer reads it with the approval",
+        true,
+        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    record(
+        &bo,
+        "... and again after the approval expired",
+        false,
+        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+    );
+    let eve = person("us", ("audit-firm", "US"), "eve", &["auditor"]);
+    let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-2026-11");
+    record(
+        &eve,
+        "Auditor opens the us audit log",
+        true,
+        outcome(us.open_log(&eve, &audit)),
+    );
+    record(
+        &eve,
+        "Auditor reads a user's profile",
+        false,
+        outcome(us.read(&eve, &audit, &profile, None)),
+    );
+    let row_trainer = service("row", ("bytedance-sg", "SG"), "trainer", "training-service");
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    let behaviour = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour")?,
+        destination: None,
+    };
+    record(
+        &row_trainer,
+        "The row training service scans US behaviour",
+        false,
+        outcome(us.scan(&row_trainer, &training, &behaviour)),
+    );
+    Ok(out)
+}
+
+/// The last `n` entries of a log, one line each.
+pub fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
+    let mut entries: Vec<Entry> = Vec::new();
+    domicile_audit::for_each_entry(dir, &mut |_, _| {}, |_, bytes, _| {
+        entries.push(Entry::from_canonical(bytes)?);
+        if entries.len() > n {
+            entries.remove(0);
+        }
+        Ok(())
+    })?;
+    for e in entries {
+        let rules: Vec<&str> = e.decision.rules.iter().map(|r| r.as_str()).collect();
+        println!(
+            "     #{:<6} {:<16} {:<50} {:<6} {}",
+            e.seq,
+            e.action.as_str(),
+            e.principal.id,
+            if e.decision.allowed { "allow" } else { "deny" },
+            rules.join(",")
+        );
+    }
+    Ok(())
+}

@@ -19,15 +19,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Parser;
-use domicile_access::{
-    ApprovalScope, ApproverKey, Gate, GateError, Principal, PrincipalKind, RecordRef, ScanRequest,
-    SubjectRef,
-};
-use domicile_audit::{Entry, VerifierKey};
+use domicile_access::{Gate, ScanRequest, SubjectRef};
+use domicile_audit::VerifierKey;
+use domicile_examples::{print_tail, scenarios, service, Error, Scenario, TRUST_DOMAIN};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
     evaluate, restrict_users, split as holdout_split, write_artifact, ConfidenceWeights, Event,
@@ -68,9 +66,6 @@ struct Args {
     factors: usize,
 }
 
-type Error = Box<dyn std::error::Error>;
-
-const TRUST_DOMAIN: &str = "domicile.example";
 const BATCH: usize = 1_000;
 
 /// One event as the product stores it in a user's watch history.
@@ -87,16 +82,6 @@ struct StoredEvent {
 struct History {
     country: String,
     events: Vec<StoredEvent>,
-}
-
-/// One access scenario and what happened.
-#[derive(Debug, Clone, Serialize)]
-struct Scenario {
-    who: String,
-    what: String,
-    expected_allowed: bool,
-    allowed: bool,
-    detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,35 +137,6 @@ struct DemoReport {
     export_of_global_model_from_row: String,
     scenarios: Vec<Scenario>,
     logs: Vec<LogCheck>,
-}
-
-fn person(region: &str, org: (&str, &str), name: &str, roles: &[&str]) -> Principal {
-    let kind = if roles.contains(&"auditor") {
-        PrincipalKind::Auditor
-    } else {
-        PrincipalKind::Person
-    };
-    Principal::parse(
-        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
-        kind,
-        org,
-        org.1,
-        org.1,
-        roles,
-    )
-    .expect("a valid principal")
-}
-
-fn service(region: &str, org: (&str, &str), name: &str, role: &str) -> Principal {
-    Principal::parse(
-        &format!("spiffe://{TRUST_DOMAIN}/{region}/{}/{name}", org.0),
-        PrincipalKind::Service,
-        org,
-        org.1,
-        org.1,
-        &[role],
-    )
-    .expect("a valid principal")
 }
 
 fn raw(
@@ -377,134 +333,6 @@ fn provenance_under(
         };
         policy.home_region(&subject)
     })?)
-}
-
-fn outcome<T>(result: Result<T, GateError>) -> (bool, String) {
-    match result {
-        Ok(_) => (true, "allowed".into()),
-        Err(GateError::Denied {
-            rules, reason, seq, ..
-        }) => (
-            false,
-            format!(
-                "denied by {} ({reason}; audit entry {seq})",
-                rules
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        Err(other) => (false, format!("refused: {other}")),
-    }
-}
-
-/// The scenarios of domicile-access, against the split deployment's `us` region.
-fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Error> {
-    let mut out = Vec::new();
-    let mut record =
-        |who: &Principal, what: &str, expected: bool, (allowed, detail): (bool, String)| {
-            println!(
-                "   {} {:<58} {}",
-                if allowed { "ALLOW" } else { "DENY " },
-                what,
-                detail
-            );
-            out.push(Scenario {
-                who: who.id.to_string(),
-                what: what.to_owned(),
-                expected_allowed: expected,
-                allowed,
-                detail,
-            });
-        };
-    let profile = RecordRef {
-        subject: us_subject.clone(),
-        class: DataClass::Protected,
-        collection: Collection::parse("profile")?,
-        key: RecordKey::parse(us_subject.as_str())?,
-    };
-    let support = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-4242");
-    let alice = person("us", ("usds", "US"), "alice", &["engineer"]);
-    record(
-        &alice,
-        "US-entity engineer reads a US user's profile (ticket)",
-        true,
-        outcome(us.read(&alice, &support, &profile, None)),
-    );
-    let bo = person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]);
-    record(
-        &bo,
-        "Engineer employed in Singapore reads it, no approval",
-        false,
-        outcome(us.read(&bo, &support, &profile, None)),
-    );
-    let scope = ApprovalScope {
-        class: DataClass::Protected,
-        region: Region::parse("us")?,
-        subjects: Some([us_subject.clone()].into()),
-        purpose: support.clone(),
-    };
-    let request = us.request_approval(&bo, scope, 2, 3_600)?;
-    let dan = person("row", ("bytedance-sg", "SG"), "dan", &["approver"]);
-    let dan_key = ApproverKey::generate()?;
-    us.register_approver(dan.id.clone(), dan_key.public_key_base64());
-    record(
-        &dan,
-        "Singapore approver grants it",
-        false,
-        outcome(us.approve(&dan, &dan_key, &request.id)),
-    );
-    let carol = person("us", ("usds", "US"), "carol", &["approver"]);
-    let carol_key = ApproverKey::generate()?;
-    us.register_approver(carol.id.clone(), carol_key.public_key_base64());
-    record(
-        &carol,
-        "US-entity approver grants it for 2 seconds",
-        true,
-        outcome(us.approve(&carol, &carol_key, &request.id)),
-    );
-    record(
-        &bo,
-        "Singapore engineer reads it with the approval",
-        true,
-        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
-    );
-    std::thread::sleep(Duration::from_millis(2_100));
-    record(
-        &bo,
-        "... and again after the approval expired",
-        false,
-        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
-    );
-    let eve = person("us", ("audit-firm", "US"), "eve", &["auditor"]);
-    let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-2026-11");
-    record(
-        &eve,
-        "Auditor opens the us audit log",
-        true,
-        outcome(us.open_log(&eve, &audit)),
-    );
-    record(
-        &eve,
-        "Auditor reads a user's profile",
-        false,
-        outcome(us.read(&eve, &audit, &profile, None)),
-    );
-    let row_trainer = service("row", ("bytedance-sg", "SG"), "trainer", "training-service");
-    let training = Purpose::new(JustificationCode::RecommendationTraining);
-    let behaviour = ScanRequest {
-        class: DataClass::Protected,
-        collection: Collection::parse("behaviour")?,
-        destination: None,
-    };
-    record(
-        &row_trainer,
-        "The row training service scans US behaviour",
-        false,
-        outcome(us.scan(&row_trainer, &training, &behaviour)),
-    );
-    Ok(out)
 }
 
 fn main() -> Result<(), Error> {
@@ -793,30 +621,6 @@ fn main() -> Result<(), Error> {
         data.display(),
         keys.display()
     );
-    Ok(())
-}
-
-/// The last `n` entries of a log, one line each.
-fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
-    let mut entries: Vec<Entry> = Vec::new();
-    domicile_audit::for_each_entry(dir, &mut |_, _| {}, |_, bytes, _| {
-        entries.push(Entry::from_canonical(bytes)?);
-        if entries.len() > n {
-            entries.remove(0);
-        }
-        Ok(())
-    })?;
-    for e in entries {
-        let rules: Vec<&str> = e.decision.rules.iter().map(|r| r.as_str()).collect();
-        println!(
-            "     #{:<6} {:<16} {:<50} {:<6} {}",
-            e.seq,
-            e.action.as_str(),
-            e.principal.id,
-            if e.decision.allowed { "allow" } else { "deny" },
-            rules.join(",")
-        );
-    }
     Ok(())
 }
 
