@@ -86,9 +86,11 @@ fn main() {
         }
     }
     let signing = SigningKey::generate("audit.domicile.example/us", KeyKind::Ed25519).expect("key");
-    let log = Arc::new(
-        AuditLog::open(dir.path().join("data/us/audit"), LogConfig::new(signing)).expect("log"),
-    );
+    // DOMICILE_BENCH_LOG_DIR puts the log elsewhere (a tmpfs, say, to see what fsync costs).
+    let log_dir = std::env::var_os("DOMICILE_BENCH_LOG_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("data/us/audit"));
+    let log = Arc::new(AuditLog::open(&log_dir, LogConfig::new(signing)).expect("log"));
     let gate = Arc::new(
         Gate::new(
             store.clone(),
