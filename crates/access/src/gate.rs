@@ -39,7 +39,7 @@ use crate::{AccessError, Clock, Principal, SpiffeId};
 #[non_exhaustive]
 pub enum GateError {
     /// The rules refused the request. The refusal is in the log at `seq`.
-    #[error("{action} refused by {rules:?}: {reason} (audit entry {seq})")]
+    #[error("{action} refused by {r}: {reason} (audit entry {seq})", r = join(.rules))]
     Denied {
         /// What was asked.
         action: &'static str,

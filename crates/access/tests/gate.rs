@@ -743,3 +743,25 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
         b"{}"
     );
 }
+
+#[test]
+fn a_denial_reads_as_a_sentence() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    seed(&d, "us", "ana", "US");
+    let bo = principal(
+        "spiffe://domicile.example/row/bytedance-sg/bo",
+        PrincipalKind::Person,
+        ("bytedance-sg", "SG"),
+        &["engineer"],
+    );
+    let err = d
+        .gate
+        .read(&bo, &support(), &profile("ana"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("read refused by us-split/protected-rests-in-home-region, us-split/access/deny-by-default: "),
+        "{err}"
+    );
+    assert!(err.ends_with("(audit entry 3)"), "{err}");
+}
