@@ -300,6 +300,125 @@ fn aggregating_satisfies(obligations: &[Obligation]) -> Option<u32> {
     Some(k)
 }
 
+/// A bulk resource as the log records it: a class, a collection and a count.
+fn bulk(class: DataClass, collection: &str, count: u64) -> AuditResource {
+    AuditResource {
+        class,
+        collection: collection.to_owned(),
+        subject: None,
+        target: Target::Bulk { count },
+    }
+}
+
+/// SHA-256 over the digests of everything a bulk call released or wrote.
+struct BulkDigest(Sha256);
+
+impl BulkDigest {
+    fn new() -> Self {
+        BulkDigest(Sha256::new(&SHA256))
+    }
+
+    fn add(&mut self, record: &RawRecord) {
+        self.0.update(&record.digest().0);
+    }
+
+    fn finish(self) -> ResultDigest {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(self.0.finish().as_ref());
+        ResultDigest(d)
+    }
+}
+
+/// One Gate call as the log sees it: who, why, on which approval, under which request id, and
+/// the action every entry of the call records.
+struct Call<'a> {
+    gate: &'a Gate,
+    who: &'a Principal,
+    purpose: &'a Purpose,
+    approval: Option<&'a ApprovalId>,
+    action: AuditAction,
+    request_id: String,
+}
+
+impl Call<'_> {
+    /// Appends an entry and waits until it is durable; a log that cannot make it durable is
+    /// [`GateError::AuditUnavailable`], which every caller turns into a refusal.
+    fn log(
+        &self,
+        resource: AuditResource,
+        verdict: &Verdict,
+        outcome: Outcome,
+    ) -> Result<Receipt, GateError> {
+        let who = self.who;
+        let entry = Entry {
+            seq: 0,
+            time_ms: now_ms(self.gate.clock.as_ref()),
+            region: self.gate.region.clone(),
+            principal: AuditPrincipal {
+                id: who.id.to_string(),
+                organisation: who.organisation.name.clone(),
+                office_country: who.office_country,
+                location_country: who.location_country,
+            },
+            action: self.action,
+            resource,
+            purpose: self.purpose.clone(),
+            approval: self.approval.map(|a| a.to_string()),
+            decision: verdict.entry_decision(),
+            policy: self.gate.policy.id().clone(),
+            request_id: self.request_id.clone(),
+            outcome,
+        };
+        self.gate
+            .log
+            .append(entry)
+            .map_err(GateError::AuditUnavailable)
+    }
+
+    /// Logs that the call went ahead, with the digest of what it released or wrote.
+    fn log_ok(
+        &self,
+        resource: AuditResource,
+        verdict: &Verdict,
+        digest: Option<ResultDigest>,
+    ) -> Result<Receipt, GateError> {
+        self.log(
+            resource,
+            verdict,
+            Outcome::Ok {
+                result_digest: digest,
+            },
+        )
+    }
+
+    /// Logs that the call failed after it was allowed, and returns the failure.
+    fn fail(&self, resource: AuditResource, verdict: &Verdict, error: GateError) -> GateError {
+        match self.log(
+            resource,
+            verdict,
+            Outcome::Error {
+                reason: error.to_string(),
+            },
+        ) {
+            Ok(_) => error,
+            Err(unlogged) => unlogged,
+        }
+    }
+
+    /// Logs a refusal and returns it as the error the caller gets.
+    fn refuse(&self, what: &'static str, resource: AuditResource, verdict: &Verdict) -> GateError {
+        match self.log_ok(resource, verdict, None) {
+            Ok(receipt) => GateError::Denied {
+                action: what,
+                rules: verdict.rules.clone(),
+                reason: verdict.reason.clone(),
+                seq: receipt.seq,
+            },
+            Err(unlogged) => unlogged,
+        }
+    }
+}
+
 impl Gate {
     /// A Gate in front of `store`, logging to `log`. The policy is the store's; pseudonyms in the
     /// log are keyed with `audit_key`; approvals are kept in `approvals`.
@@ -366,58 +485,9 @@ impl Gate {
             .insert(approver, public_key_base64);
     }
 
-    fn next_request_id(&self) -> String {
-        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:08}", self.request_prefix)
-    }
-
-    fn audit_principal(who: &Principal) -> AuditPrincipal {
-        AuditPrincipal {
-            id: who.id.to_string(),
-            organisation: who.organisation.name.clone(),
-            office_country: who.office_country,
-            location_country: who.location_country,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn append(
-        &self,
-        who: &Principal,
-        action: AuditAction,
-        resource: AuditResource,
-        purpose: &Purpose,
-        approval: Option<&ApprovalId>,
-        decision: EntryDecision,
-        outcome: Outcome,
-        request_id: &str,
-    ) -> Result<Receipt, GateError> {
-        let entry = Entry {
-            seq: 0,
-            time_ms: now_ms(self.clock.as_ref()),
-            region: self.region.clone(),
-            principal: Self::audit_principal(who),
-            action,
-            resource,
-            purpose: purpose.clone(),
-            approval: approval.map(|a| a.to_string()),
-            decision,
-            policy: self.policy.id().clone(),
-            request_id: request_id.to_owned(),
-            outcome,
-        };
-        self.log.append(entry).map_err(GateError::AuditUnavailable)
-    }
-
-    fn record_resource(&self, r: &RecordRef) -> AuditResource {
-        AuditResource {
-            class: r.class,
-            collection: r.collection.as_str().to_owned(),
-            subject: Some(self.audit_key.pseudonym(&r.subject)),
-            target: Target::Record {
-                key: self.record_key_pseudonym(&r.collection, &r.key),
-            },
-        }
+    /// The subject's pseudonym in this region's log.
+    pub fn pseudonym(&self, subject: &SubjectId) -> String {
+        self.audit_key.pseudonym(subject).to_string()
     }
 
     /// How a record key appears in the log: `hmac:` and HMAC-SHA256 under the audit key of
@@ -434,6 +504,35 @@ impl Gate {
         format!("hmac:{hex}")
     }
 
+    fn call<'a>(
+        &'a self,
+        who: &'a Principal,
+        purpose: &'a Purpose,
+        approval: Option<&'a ApprovalId>,
+        action: AuditAction,
+    ) -> Call<'a> {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        Call {
+            gate: self,
+            who,
+            purpose,
+            approval,
+            action,
+            request_id: format!("{}-{n:08}", self.request_prefix),
+        }
+    }
+
+    fn record_resource(&self, r: &RecordRef) -> AuditResource {
+        AuditResource {
+            class: r.class,
+            collection: r.collection.as_str().to_owned(),
+            subject: Some(self.audit_key.pseudonym(&r.subject)),
+            target: Target::Record {
+                key: self.record_key_pseudonym(&r.collection, &r.key),
+            },
+        }
+    }
+
     fn home_of(&self, subject: &SubjectId) -> Result<Region, GateError> {
         self.store
             .subject(subject)?
@@ -442,6 +541,55 @@ impl Gate {
                 subject: subject.clone(),
                 region: self.region.clone(),
             })
+    }
+
+    /// The access rules alone, as a verdict.
+    fn decide_access(
+        &self,
+        who: &Principal,
+        action: Action,
+        resource: Resource,
+        purpose: &Purpose,
+        approval: Option<ApprovalFacts>,
+    ) -> Result<Verdict, GateError> {
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action,
+            resource,
+            purpose,
+            approval,
+        })?;
+        Ok(Verdict {
+            allowed: access.allowed,
+            reason: if access.allowed {
+                "allowed".into()
+            } else {
+                format!(
+                    "the access rules do not permit it ({})",
+                    join(&access.rules)
+                )
+            },
+            rules: access.rules,
+            obligations: Vec::new(),
+        })
+    }
+
+    /// The access rules for a bulk action on this region's records of `class` in `collection`.
+    fn decide_bulk(
+        &self,
+        who: &Principal,
+        action: Action,
+        class: DataClass,
+        collection: &str,
+        purpose: &Purpose,
+    ) -> Result<Verdict, GateError> {
+        let resource = Resource::Records {
+            class,
+            region: self.region.clone(),
+            subject_home: None,
+            collection: collection.to_owned(),
+        };
+        self.decide_access(who, action, resource, purpose, None)
     }
 
     /// Verifies an approval for this access; a failure is returned as the note a denial carries.
@@ -500,13 +648,36 @@ impl Gate {
         Ok(combine(&residency, &access, note))
     }
 
-    fn refuse(&self, action: &'static str, verdict: &Verdict, receipt: Receipt) -> GateError {
-        GateError::Denied {
-            action,
-            rules: verdict.rules.clone(),
-            reason: verdict.reason.clone(),
-            seq: receipt.seq,
+    /// The residency policy's answer to moving `class` from this region to `destination`, for
+    /// every possible home, merged into `verdict`: every rule named, every obligation kept, and
+    /// the first refusal making the verdict a refusal.
+    fn add_transfer(
+        &self,
+        verdict: &mut Verdict,
+        class: DataClass,
+        homes: &[Region],
+        destination: &Region,
+        purpose: &Purpose,
+    ) -> Result<(), GateError> {
+        self.policy.check_region(destination)?;
+        for home in homes {
+            let d = self
+                .policy
+                .may_transfer(class, home, &self.region, destination, purpose)?;
+            if !verdict.rules.contains(&d.rule) {
+                verdict.rules.push(d.rule.clone());
+            }
+            if !d.allowed && verdict.allowed {
+                verdict.allowed = false;
+                verdict.reason = format!("the residency policy forbids the transfer ({})", d.rule);
+            }
+            for o in d.obligations {
+                if !verdict.obligations.contains(&o) {
+                    verdict.obligations.push(o);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Reads one record. The entry that records the read, with the digest of the value
@@ -518,44 +689,23 @@ impl Gate {
         record: &RecordRef,
         approval: Option<&ApprovalId>,
     ) -> Result<Released, GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, approval, AuditAction::Read);
         let verdict = self.decide_record(who, Action::Read, record, purpose, approval)?;
         let resource = self.record_resource(record);
         if !verdict.allowed {
-            let receipt = self.append(
-                who,
-                AuditAction::Read,
-                resource,
-                purpose,
-                approval,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("read", &verdict, receipt));
+            return Err(call.refuse("read", resource, &verdict));
         }
-        let found = self.store.get_raw(&record.collection, &record.key);
-        let raw = match found {
+        let raw = match self.store.get_raw(&record.collection, &record.key) {
             Ok(Some(raw))
                 if raw.meta.subject == record.subject && raw.meta.class == record.class =>
             {
                 raw
             }
             Ok(_) => {
-                let receipt = self.append(
-                    who,
-                    AuditAction::Read,
-                    resource,
-                    purpose,
-                    approval,
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: "no such record of this subject and class".into(),
-                    },
-                    &request_id,
-                )?;
+                let outcome = Outcome::Error {
+                    reason: "no such record of this subject and class".into(),
+                };
+                let receipt = call.log(resource, &verdict, outcome)?;
                 return Err(GateError::NotFound {
                     collection: record.collection.clone(),
                     key: record.key.clone(),
@@ -564,35 +714,9 @@ impl Gate {
                     seq: receipt.seq,
                 });
             }
-            Err(e) => {
-                self.append(
-                    who,
-                    AuditAction::Read,
-                    resource,
-                    purpose,
-                    approval,
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: e.to_string(),
-                    },
-                    &request_id,
-                )?;
-                return Err(e.into());
-            }
+            Err(e) => return Err(call.fail(resource, &verdict, e.into())),
         };
-        let digest = ResultDigest(raw.digest().0);
-        self.append(
-            who,
-            AuditAction::Read,
-            resource,
-            purpose,
-            approval,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: Some(digest),
-            },
-            &request_id,
-        )?;
+        call.log_ok(resource, &verdict, Some(ResultDigest(raw.digest().0)))?;
         Ok(Released {
             subject: SubjectRef::Id(raw.meta.subject),
             class: raw.meta.class,
@@ -612,49 +736,23 @@ impl Gate {
         value: &[u8],
         approval: Option<&ApprovalId>,
     ) -> Result<RecordMeta, GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, approval, AuditAction::Write);
         let verdict = self.decide_record(who, Action::Write, record, purpose, approval)?;
         let resource = self.record_resource(record);
-        let digest = ResultDigest(domicile_store::RecordDigest::of(value).0);
-        let receipt = self.append(
-            who,
-            AuditAction::Write,
-            resource.clone(),
-            purpose,
-            approval,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: verdict.allowed.then_some(digest),
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("write", &verdict, receipt));
+            return Err(call.refuse("write", resource, &verdict));
         }
-        match self.store.put_raw(
-            &record.subject,
-            record.class,
-            &record.collection,
-            &record.key,
-            value,
-        ) {
-            Ok(meta) => Ok(meta),
-            Err(e) => {
-                self.append(
-                    who,
-                    AuditAction::Write,
-                    resource,
-                    purpose,
-                    approval,
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: e.to_string(),
-                    },
-                    &request_id,
-                )?;
-                Err(e.into())
-            }
-        }
+        let digest = ResultDigest(RecordDigest::of(value).0);
+        call.log_ok(resource.clone(), &verdict, Some(digest))?;
+        self.store
+            .put_raw(
+                &record.subject,
+                record.class,
+                &record.collection,
+                &record.key,
+                value,
+            )
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Deletes one record; returns whether there was one.
@@ -664,42 +762,16 @@ impl Gate {
         purpose: &Purpose,
         record: &RecordRef,
     ) -> Result<bool, GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, None, AuditAction::Delete);
         let verdict = self.decide_record(who, Action::Delete, record, purpose, None)?;
         let resource = self.record_resource(record);
-        let receipt = self.append(
-            who,
-            AuditAction::Delete,
-            resource.clone(),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("delete", &verdict, receipt));
+            return Err(call.refuse("delete", resource, &verdict));
         }
+        call.log_ok(resource.clone(), &verdict, None)?;
         self.store
             .delete(&record.collection, &record.key)
-            .map_err(|e| {
-                // Best effort: the refusal to delete is reported whether or not this entry lands.
-                let _ = self.append(
-                    who,
-                    AuditAction::Delete,
-                    resource,
-                    purpose,
-                    None,
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: e.to_string(),
-                    },
-                    &request_id,
-                );
-                e.into()
-            })
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Registers a subject in this region's store (a write of their attributes).
@@ -709,7 +781,7 @@ impl Gate {
         purpose: &Purpose,
         subject: &Subject,
     ) -> Result<Region, GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, None, AuditAction::Write);
         let home = self.policy.home_region(subject)?;
         let residency = self
             .policy
@@ -735,22 +807,13 @@ impl Gate {
                 key: "registration".into(),
             },
         };
-        let receipt = self.append(
-            who,
-            AuditAction::Write,
-            resource,
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("register", &verdict, receipt));
+            return Err(call.refuse("register", resource, &verdict));
         }
-        Ok(self.store.register_subject(subject)?)
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.store
+            .register_subject(subject)
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Bulk read of a collection's records of one class (training, migration, metrics).
@@ -767,114 +830,41 @@ impl Gate {
         purpose: &Purpose,
         request: &ScanRequest,
     ) -> Result<ScanResult, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Scan,
-            resource: Resource::Records {
-                class: request.class,
-                region: self.region.clone(),
-                subject_home: None,
-                collection: request.collection.as_str().to_owned(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let mut rules: Vec<RuleId> = access.rules.clone();
-        let mut obligations: Vec<Obligation> = Vec::new();
-        let mut residency_refusal = None;
+        let call = self.call(who, purpose, None, AuditAction::Scan);
+        let collection = request.collection.as_str();
+        let mut verdict =
+            self.decide_bulk(who, Action::Scan, request.class, collection, purpose)?;
         if let Some(dest) = &request.destination {
-            self.policy.check_region(dest)?;
-            for home in self.policy.regions() {
-                let d =
-                    self.policy
-                        .may_transfer(request.class, home, &self.region, dest, purpose)?;
-                if !rules.contains(&d.rule) {
-                    rules.push(d.rule.clone());
-                }
-                if !d.allowed {
-                    residency_refusal.get_or_insert(d.rule.clone());
-                }
-                for o in d.obligations {
-                    if !obligations.contains(&o) {
-                        obligations.push(o);
-                    }
-                }
-            }
+            let homes = self.policy.regions().to_vec();
+            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
         }
-        let pseudonymise = !obligations.is_empty();
-        let obligations_met = !pseudonymise || pseudonymising_satisfies(&obligations);
-        let allowed = access.allowed && residency_refusal.is_none() && obligations_met;
-        let reason = if let Some(rule) = &residency_refusal {
-            format!("the residency policy forbids the transfer ({rule})")
-        } else if !access.allowed {
-            format!(
-                "the access rules do not permit it ({})",
-                join(&access.rules)
-            )
-        } else if !obligations_met {
-            "the transfer's obligations cannot be met by pseudonymising; aggregate instead".into()
-        } else {
-            "allowed".into()
-        };
-        let verdict = Verdict {
-            allowed,
-            rules,
-            obligations: if allowed {
-                obligations.clone()
-            } else {
-                Vec::new()
-            },
-            reason,
-        };
-        let bulk = |count| AuditResource {
-            class: request.class,
-            collection: request.collection.as_str().to_owned(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
+        let pseudonymise = !verdict.obligations.is_empty();
+        if verdict.allowed && pseudonymise && !pseudonymising_satisfies(&verdict.obligations) {
+            verdict.allowed = false;
+            verdict.reason =
+                "the transfer's obligations cannot be met by pseudonymising; aggregate instead"
+                    .into();
+        }
         if !verdict.allowed {
-            let receipt = self.append(
-                who,
-                AuditAction::Scan,
-                bulk(0),
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("scan", &verdict, receipt));
+            verdict.obligations.clear();
+            return Err(call.refuse("scan", bulk(request.class, collection, 0), &verdict));
         }
         let mut records = Vec::new();
         let mut skipped = 0;
-        let mut homes: BTreeMap<SubjectId, bool> = BTreeMap::new();
-        let mut digest = Sha256::new(&SHA256);
+        let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
+        let mut digest = BulkDigest::new();
         for item in self.store.scan_collection(&request.collection) {
-            let raw: RawRecord = match item {
+            let raw = match item {
                 Ok(raw) => raw,
                 Err(e) => {
-                    self.append(
-                        who,
-                        AuditAction::Scan,
-                        bulk(0),
-                        purpose,
-                        None,
-                        verdict.entry_decision(),
-                        Outcome::Error {
-                            reason: e.to_string(),
-                        },
-                        &request_id,
-                    )?;
-                    return Err(e.into());
+                    let resource = bulk(request.class, collection, 0);
+                    return Err(call.fail(resource, &verdict, e.into()));
                 }
             };
             if raw.meta.class != request.class {
                 continue;
             }
-            let placed = match homes.get(&raw.meta.subject) {
+            let here = match placed.get(&raw.meta.subject) {
                 Some(ok) => *ok,
                 None => {
                     let ok = match self.store.subject(&raw.meta.subject)? {
@@ -885,17 +875,17 @@ impl Gate {
                         }
                         None => false,
                     };
-                    homes.insert(raw.meta.subject.clone(), ok);
+                    placed.insert(raw.meta.subject.clone(), ok);
                     ok
                 }
             };
-            if !placed {
+            if !here {
                 skipped += 1;
                 continue;
             }
-            digest.update(&raw.digest().0);
+            digest.add(&raw);
             let subject = if pseudonymise {
-                SubjectRef::Pseudonym(self.audit_key.pseudonym(&raw.meta.subject).to_string())
+                SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
             } else {
                 SubjectRef::Id(raw.meta.subject.clone())
             };
@@ -907,24 +897,12 @@ impl Gate {
                 value: raw.value,
             });
         }
-        let mut d = [0u8; 32];
-        d.copy_from_slice(digest.finish().as_ref());
-        let receipt = self.append(
-            who,
-            AuditAction::Scan,
-            bulk(records.len() as u64),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: Some(ResultDigest(d)),
-            },
-            &request_id,
-        )?;
+        let resource = bulk(request.class, collection, records.len() as u64);
+        let receipt = call.log_ok(resource, &verdict, Some(digest.finish()))?;
         Ok(ScanResult {
             records,
             skipped_misplaced: skipped,
-            obligations,
+            obligations: verdict.obligations,
             receipt,
         })
     }
@@ -939,79 +917,26 @@ impl Gate {
         request: &ScanRequest,
         group_of: &dyn Fn(&RawRecord) -> String,
     ) -> Result<Vec<AggregateCount>, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Scan,
-            resource: Resource::Records {
-                class: request.class,
-                region: self.region.clone(),
-                subject_home: None,
-                collection: request.collection.as_str().to_owned(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let mut rules = access.rules.clone();
-        let mut obligations = Vec::new();
-        let mut refusal = None;
+        let call = self.call(who, purpose, None, AuditAction::Scan);
+        let collection = request.collection.as_str();
+        let mut verdict =
+            self.decide_bulk(who, Action::Scan, request.class, collection, purpose)?;
         if let Some(dest) = &request.destination {
-            self.policy.check_region(dest)?;
-            for home in self.policy.regions() {
-                let d =
-                    self.policy
-                        .may_transfer(request.class, home, &self.region, dest, purpose)?;
-                if !rules.contains(&d.rule) {
-                    rules.push(d.rule.clone());
-                }
-                if !d.allowed {
-                    refusal.get_or_insert(d.rule.clone());
-                }
-                obligations.extend(d.obligations);
-            }
+            let homes = self.policy.regions().to_vec();
+            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
         }
-        let min_subjects = if obligations.is_empty() {
+        let min_subjects = if verdict.obligations.is_empty() {
             Some(1)
         } else {
-            aggregating_satisfies(&obligations)
+            aggregating_satisfies(&verdict.obligations)
         };
-        let allowed = access.allowed && refusal.is_none() && min_subjects.is_some();
-        let reason = match (&refusal, access.allowed, min_subjects) {
-            (Some(rule), _, _) => format!("the residency policy forbids the transfer ({rule})"),
-            (None, false, _) => format!(
-                "the access rules do not permit it ({})",
-                join(&access.rules)
-            ),
-            (None, true, None) => "the transfer's obligations cannot be met by aggregating".into(),
-            _ => "allowed".into(),
-        };
-        obligations.dedup();
-        let verdict = Verdict {
-            allowed,
-            rules,
-            obligations: if allowed { obligations } else { Vec::new() },
-            reason,
-        };
-        let bulk = |count| AuditResource {
-            class: request.class,
-            collection: request.collection.as_str().to_owned(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
-        let Some(k) = min_subjects.filter(|_| allowed) else {
-            let receipt = self.append(
-                who,
-                AuditAction::Scan,
-                bulk(0),
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("aggregate", &verdict, receipt));
+        let Some(k) = min_subjects.filter(|_| verdict.allowed) else {
+            if verdict.allowed {
+                verdict.allowed = false;
+                verdict.reason = "the transfer's obligations cannot be met by aggregating".into();
+            }
+            verdict.obligations.clear();
+            return Err(call.refuse("aggregate", bulk(request.class, collection, 0), &verdict));
         };
         let mut groups: BTreeMap<String, (BTreeSet<SubjectId>, u64)> = BTreeMap::new();
         let mut scanned = 0u64;
@@ -1035,18 +960,11 @@ impl Gate {
             })
             .collect();
         let body = serde_json::to_vec(&counts).expect("counts serialise");
-        let digest = ResultDigest(domicile_store::RecordDigest::of(&body).0);
-        self.append(
-            who,
-            AuditAction::Scan,
-            bulk(scanned),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: Some(digest),
-            },
-            &request_id,
+        let digest = ResultDigest(RecordDigest::of(&body).0);
+        call.log_ok(
+            bulk(request.class, collection, scanned),
+            &verdict,
+            Some(digest),
         )?;
         Ok(counts)
     }
@@ -1062,99 +980,59 @@ impl Gate {
         destination: &Region,
         licence: Option<&str>,
     ) -> Result<(ExportBundle, TransferKey), GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, None, AuditAction::Export);
         let home = self.home_of(subject)?;
         self.policy.check_region(destination)?;
-        let classes: BTreeSet<DataClass> = self
-            .store
-            .scan_subject(subject)?
+        let records = self.store.scan_subject(subject)?;
+        let classes: BTreeSet<DataClass> = records.iter().map(|r| r.meta.class).collect();
+        // The strictest class decides the access rules' question; the residency policy is asked
+        // about every class.
+        let class = classes
             .iter()
-            .map(|r| r.meta.class)
-            .collect();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Export,
-            resource: Resource::Records {
-                class: classes
-                    .iter()
-                    .next()
-                    .copied()
-                    .unwrap_or(DataClass::Protected),
-                region: self.region.clone(),
-                subject_home: Some(home.clone()),
-                collection: "*".into(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let mut rules = access.rules.clone();
-        let mut obligations = Vec::new();
-        let mut refusal = None;
+            .next()
+            .copied()
+            .unwrap_or(DataClass::Protected);
+        let resource = Resource::Records {
+            class,
+            region: self.region.clone(),
+            subject_home: Some(home.clone()),
+            collection: "*".into(),
+        };
+        let mut verdict = self.decide_access(who, Action::Export, resource, purpose, None)?;
         for class in &classes {
-            let d = self
-                .policy
-                .may_transfer(*class, &home, &self.region, destination, purpose)?;
-            if !rules.contains(&d.rule) {
-                rules.push(d.rule.clone());
-            }
-            if !d.allowed {
-                refusal.get_or_insert(d.rule.clone());
-            }
-            obligations.extend(d.obligations);
+            self.add_transfer(
+                &mut verdict,
+                *class,
+                std::slice::from_ref(&home),
+                destination,
+                purpose,
+            )?;
         }
-        let unmet: Vec<&Obligation> = obligations
+        let unmet = verdict
+            .obligations
             .iter()
-            .filter(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
-            .collect();
-        let allowed = access.allowed && refusal.is_none() && unmet.is_empty();
-        let reason = if let Some(rule) = &refusal {
-            format!("the residency policy forbids the transfer ({rule})")
-        } else if !access.allowed {
-            format!(
-                "the access rules do not permit it ({})",
-                join(&access.rules)
-            )
-        } else if let Some(o) = unmet.first() {
-            format!("obligation not met: {o}")
-        } else {
-            "allowed".into()
-        };
-        let verdict = Verdict {
-            allowed,
-            rules,
-            obligations: if allowed {
-                obligations.clone()
-            } else {
-                Vec::new()
-            },
-            reason,
-        };
+            .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
+            .cloned();
+        if let (true, Some(o)) = (verdict.allowed, unmet) {
+            verdict.allowed = false;
+            verdict.reason = format!("obligation not met: {o}");
+        }
         let resource = AuditResource {
-            class: classes
-                .iter()
-                .next()
-                .copied()
-                .unwrap_or(DataClass::Protected),
+            class,
             collection: "*".into(),
             subject: Some(self.audit_key.pseudonym(subject)),
-            target: Target::Bulk { count: 0 },
-        };
-        let receipt = self.append(
-            who,
-            AuditAction::Export,
-            resource,
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
+            target: Target::Bulk {
+                count: records.len() as u64,
             },
-            &request_id,
-        )?;
+        };
         if !verdict.allowed {
-            return Err(self.refuse("export", &verdict, receipt));
+            verdict.obligations.clear();
+            return Err(call.refuse("export", resource, &verdict));
         }
-        Ok(self.store.export_subject(subject)?)
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.store
+            .export_subject(subject)
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Crypto-shreds a subject in this region.
@@ -1164,55 +1042,12 @@ impl Gate {
         purpose: &Purpose,
         subject: &SubjectId,
     ) -> Result<ShredReceipt, GateError> {
-        let request_id = self.next_request_id();
-        let home = self.home_of(subject)?;
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Delete,
-            resource: Resource::Records {
-                class: DataClass::Protected,
-                region: self.region.clone(),
-                subject_home: Some(home),
-                collection: "*".into(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let verdict = Verdict {
-            allowed: access.allowed,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not permit it ({})",
-                    join(&access.rules)
-                )
-            },
-        };
-        let resource = AuditResource {
-            class: DataClass::KeyMaterial,
-            collection: "*".into(),
-            subject: Some(self.audit_key.pseudonym(subject)),
-            target: Target::Bulk { count: 0 },
-        };
-        let receipt = self.append(
-            who,
-            AuditAction::Shred,
-            resource,
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
-        if !verdict.allowed {
-            return Err(self.refuse("shred", &verdict, receipt));
-        }
-        Ok(self.store.shred_subject(subject)?)
+        self.home_of(subject)?;
+        let mut receipts = self.shred_subjects(who, purpose, std::slice::from_ref(subject))?;
+        receipts.pop().ok_or_else(|| GateError::UnknownSubject {
+            subject: subject.clone(),
+            region: self.region.clone(),
+        })
     }
 
     /// Crypto-shreds many subjects in this region in one decided, logged, durable step. Subjects
@@ -1224,7 +1059,7 @@ impl Gate {
         purpose: &Purpose,
         subjects: &[SubjectId],
     ) -> Result<Vec<ShredReceipt>, GateError> {
-        let request_id = self.next_request_id();
+        let call = self.call(who, purpose, None, AuditAction::Shred);
         let mut present = Vec::with_capacity(subjects.len());
         let mut homes = BTreeSet::new();
         for id in subjects {
@@ -1233,128 +1068,59 @@ impl Gate {
                 present.push(id.clone());
             }
         }
-        let mut rules: Vec<RuleId> = Vec::new();
-        let mut allowed = true;
+        let mut verdict = Verdict {
+            allowed: true,
+            rules: Vec::new(),
+            obligations: Vec::new(),
+            reason: "allowed".into(),
+        };
         for home in homes {
-            let access = self.rules.decide(&AccessRequest {
-                principal: who,
-                action: Action::Delete,
-                resource: Resource::Records {
-                    class: DataClass::Protected,
-                    region: self.region.clone(),
-                    subject_home: Some(home),
-                    collection: "*".into(),
-                },
-                purpose,
-                approval: None,
-            })?;
-            allowed &= access.allowed;
-            for r in access.rules {
-                if !rules.contains(&r) {
-                    rules.push(r);
+            let resource = Resource::Records {
+                class: DataClass::Protected,
+                region: self.region.clone(),
+                subject_home: Some(home),
+                collection: "*".into(),
+            };
+            let one = self.decide_access(who, Action::Delete, resource, purpose, None)?;
+            for r in one.rules {
+                if !verdict.rules.contains(&r) {
+                    verdict.rules.push(r);
                 }
             }
+            if !one.allowed && verdict.allowed {
+                verdict.allowed = false;
+                verdict.reason = one.reason;
+            }
         }
-        let reason = if allowed {
-            "allowed".to_owned()
-        } else {
-            format!("the access rules do not permit it ({})", join(&rules))
-        };
-        let verdict = Verdict {
-            allowed,
-            rules,
-            obligations: Vec::new(),
-            reason,
-        };
-        let resource = AuditResource {
-            class: DataClass::KeyMaterial,
-            collection: "*".into(),
-            subject: None,
-            target: Target::Bulk {
-                count: present.len() as u64,
+        let resource = match present.as_slice() {
+            [one] => AuditResource {
+                subject: Some(self.audit_key.pseudonym(one)),
+                ..bulk(DataClass::KeyMaterial, "*", 1)
             },
+            many => bulk(DataClass::KeyMaterial, "*", many.len() as u64),
         };
-        let receipt = self.append(
-            who,
-            AuditAction::Shred,
-            resource.clone(),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("shred", &verdict, receipt));
+            return Err(call.refuse("shred", resource, &verdict));
         }
-        self.store.shred_subjects(&present).map_err(|e| {
-            let _ = self.append(
-                who,
-                AuditAction::Shred,
-                resource,
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Error {
-                    reason: e.to_string(),
-                },
-                &request_id,
-            );
-            e.into()
-        })
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.store
+            .shred_subjects(&present)
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the
     /// log's directory, to hand to `domicile audit verify | query`.
     pub fn open_log(&self, who: &Principal, purpose: &Purpose) -> Result<PathBuf, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::ReadLog,
-            resource: Resource::AuditLog {
-                region: self.region.clone(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let verdict = Verdict {
-            allowed: access.allowed,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not permit it ({})",
-                    join(&access.rules)
-                )
-            },
+        let call = self.call(who, purpose, None, AuditAction::AuditRead);
+        let resource = Resource::AuditLog {
+            region: self.region.clone(),
         };
-        let resource = AuditResource {
-            class: DataClass::AuditRecord,
-            collection: "audit-log".into(),
-            subject: None,
-            target: Target::Bulk {
-                count: self.log.size(),
-            },
-        };
-        let receipt = self.append(
-            who,
-            AuditAction::AuditRead,
-            resource,
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
+        let verdict = self.decide_access(who, Action::ReadLog, resource, purpose, None)?;
+        let logged = bulk(DataClass::AuditRecord, "audit-log", self.log.size());
         if !verdict.allowed {
-            return Err(self.refuse("read the log", &verdict, receipt));
+            return Err(call.refuse("read the log", logged, &verdict));
         }
+        call.log_ok(logged, &verdict, None)?;
         Ok(self.log.dir().to_path_buf())
     }
 
@@ -1384,7 +1150,6 @@ impl Gate {
         pending_ttl_secs: u64,
     ) -> Result<ApprovalRequest, GateError> {
         self.policy.check_region(&scope.region)?;
-        let request_id = self.next_request_id();
         let purpose = scope.purpose.clone();
         let request = self.approvals.file(
             who.id.clone(),
@@ -1393,23 +1158,20 @@ impl Gate {
             self.clock.unix_secs(),
             pending_ttl_secs,
         )?;
-        let decision = EntryDecision {
+        let call = self.call(
+            who,
+            &purpose,
+            Some(&request.id),
+            AuditAction::ApprovalRequest,
+        );
+        // Filing a request decides nothing: no rule is named.
+        let filed = Verdict {
             allowed: true,
             rules: Vec::new(),
             obligations: Vec::new(),
+            reason: "filed".into(),
         };
-        self.append(
-            who,
-            AuditAction::ApprovalRequest,
-            self.approval_resource(&request),
-            &purpose,
-            Some(&request.id),
-            decision,
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
+        call.log_ok(self.approval_resource(&request), &filed, None)?;
         Ok(request)
     }
 
@@ -1418,38 +1180,34 @@ impl Gate {
         approver: &Principal,
         request: &ApprovalRequest,
     ) -> Result<Verdict, GateError> {
-        let access = self.rules.decide(&AccessRequest {
-            principal: approver,
-            action: Action::Approve,
-            resource: Resource::Records {
-                class: request.scope.class,
-                region: request.scope.region.clone(),
-                subject_home: Some(request.scope.region.clone()),
-                collection: "*".into(),
-            },
-            purpose: &request.scope.purpose,
-            approval: Some(ApprovalFacts {
-                approver_org_country: approver.organisation.country,
-                duration_secs: request.duration_secs,
-            }),
-        })?;
-        let self_approval = approver.id == request.requester;
-        Ok(Verdict {
-            allowed: access.allowed && !self_approval,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if self_approval {
-                "a principal cannot approve their own request".into()
-            } else if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not let {} approve it ({})",
-                    approver.id,
-                    join(&access.rules)
-                )
-            },
-        })
+        let resource = Resource::Records {
+            class: request.scope.class,
+            region: request.scope.region.clone(),
+            subject_home: Some(request.scope.region.clone()),
+            collection: "*".into(),
+        };
+        let facts = ApprovalFacts {
+            approver_org_country: approver.organisation.country,
+            duration_secs: request.duration_secs,
+        };
+        let mut verdict = self.decide_access(
+            approver,
+            Action::Approve,
+            resource,
+            &request.scope.purpose,
+            Some(facts),
+        )?;
+        if approver.id == request.requester {
+            verdict.allowed = false;
+            verdict.reason = "a principal cannot approve their own request".into();
+        } else if !verdict.allowed {
+            verdict.reason = format!(
+                "the access rules do not let {} approve it ({})",
+                approver.id,
+                join(&verdict.rules)
+            );
+        }
+        Ok(verdict)
     }
 
     /// Grants a pending request, signed with `key`, if the access rules allow `approver` to
@@ -1460,126 +1218,66 @@ impl Gate {
         key: &ApproverKey,
         id: &ApprovalId,
     ) -> Result<Grant, GateError> {
-        let request_id = self.next_request_id();
         let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(approver, &purpose, Some(id), AuditAction::ApprovalGrant);
         let verdict = self.decide_approval(approver, &record.request)?;
         let resource = self.approval_resource(&record.request);
-        let purpose = record.request.scope.purpose.clone();
         if !verdict.allowed {
-            let receipt = self.append(
-                approver,
-                AuditAction::ApprovalGrant,
-                resource,
-                &purpose,
-                Some(id),
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("approve", &verdict, receipt));
+            return Err(call.refuse("approve", resource, &verdict));
         }
         // Log first: a grant that is not in the log must not exist.
-        self.append(
-            approver,
-            AuditAction::ApprovalGrant,
-            resource.clone(),
-            &purpose,
-            Some(id),
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
-        match self.approvals.grant(
-            id,
-            approver.id.clone(),
-            approver.organisation.country,
-            key,
-            self.clock.unix_secs(),
-        ) {
-            Ok(grant) => Ok(grant),
-            Err(e) => {
-                self.append(
-                    approver,
-                    AuditAction::ApprovalGrant,
-                    resource,
-                    &purpose,
-                    Some(id),
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: e.to_string(),
-                    },
-                    &request_id,
-                )?;
-                Err(e.into())
-            }
-        }
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.approvals
+            .grant(
+                id,
+                approver.id.clone(),
+                approver.organisation.country,
+                key,
+                self.clock.unix_secs(),
+            )
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Refuses a pending request.
     pub fn deny_approval(&self, approver: &Principal, id: &ApprovalId) -> Result<(), GateError> {
-        let request_id = self.next_request_id();
         let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(approver, &purpose, Some(id), AuditAction::ApprovalDeny);
         let verdict = self.decide_approval(approver, &record.request)?;
         let resource = self.approval_resource(&record.request);
-        let purpose = record.request.scope.purpose.clone();
-        let receipt = self.append(
-            approver,
-            AuditAction::ApprovalDeny,
-            resource,
-            &purpose,
-            Some(id),
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("deny an approval", &verdict, receipt));
+            return Err(call.refuse("deny an approval", resource, &verdict));
         }
-        Ok(self
-            .approvals
-            .deny(id, approver.id.clone(), self.clock.unix_secs())?)
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.approvals
+            .deny(id, approver.id.clone(), self.clock.unix_secs())
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Withdraws a grant: by its requester, by the approver who gave it, or by any principal the
     /// rules allow to approve its scope.
     pub fn revoke_approval(&self, who: &Principal, id: &ApprovalId) -> Result<(), GateError> {
-        let request_id = self.next_request_id();
         let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(who, &purpose, Some(id), AuditAction::ApprovalRevoke);
         let granted_by = match &record.state {
-            ApprovalState::Granted { grant } => Some(grant.approver.clone()),
+            ApprovalState::Granted { grant } => Some(&grant.approver),
             _ => None,
         };
         let mut verdict = self.decide_approval(who, &record.request)?;
-        if who.id == record.request.requester || granted_by.as_ref() == Some(&who.id) {
+        if who.id == record.request.requester || granted_by == Some(&who.id) {
             verdict.allowed = true;
             verdict.reason = "allowed".into();
         }
         let resource = self.approval_resource(&record.request);
-        let purpose = record.request.scope.purpose.clone();
-        let receipt = self.append(
-            who,
-            AuditAction::ApprovalRevoke,
-            resource,
-            &purpose,
-            Some(id),
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
         if !verdict.allowed {
-            return Err(self.refuse("revoke an approval", &verdict, receipt));
+            return Err(call.refuse("revoke an approval", resource, &verdict));
         }
-        Ok(self
-            .approvals
-            .revoke(id, who.id.clone(), self.clock.unix_secs())?)
+        call.log_ok(resource.clone(), &verdict, None)?;
+        self.approvals
+            .revoke(id, who.id.clone(), self.clock.unix_secs())
+            .map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 
     /// Every registered subject with their home region (under this Gate's policy) and every one
@@ -1590,66 +1288,24 @@ impl Gate {
         who: &Principal,
         purpose: &Purpose,
     ) -> Result<Vec<SubjectInventory>, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Scan,
-            resource: Resource::Records {
-                class: DataClass::Protected,
-                region: self.region.clone(),
-                subject_home: None,
-                collection: "*".into(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let verdict = Verdict {
-            allowed: access.allowed,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not permit it ({})",
-                    join(&access.rules)
-                )
-            },
-        };
-        let bulk = |count| AuditResource {
-            class: DataClass::Protected,
-            collection: "*".into(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
+        let call = self.call(who, purpose, None, AuditAction::Scan);
+        let verdict = self.decide_bulk(who, Action::Scan, DataClass::Protected, "*", purpose)?;
         if !verdict.allowed {
-            let receipt = self.append(
-                who,
-                AuditAction::Scan,
-                bulk(0),
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("inventory", &verdict, receipt));
+            return Err(call.refuse("inventory", bulk(DataClass::Protected, "*", 0), &verdict));
         }
-        let mut out = Vec::new();
-        let mut count = 0u64;
-        let mut digest = Sha256::new(&SHA256);
         let mut subjects = self.store.subjects()?;
         subjects.sort_by(|a, b| a.subject.id.cmp(&b.subject.id));
+        let mut out = Vec::with_capacity(subjects.len());
+        let mut count = 0u64;
+        let mut digest = BulkDigest::new();
         for registered in subjects {
             let records: Vec<(RecordMeta, RecordDigest)> = self
                 .store
                 .scan_subject(&registered.subject.id)?
                 .into_iter()
                 .map(|r| {
+                    digest.add(&r);
                     let d = r.digest();
-                    digest.update(&d.0);
                     (r.meta, d)
                 })
                 .collect();
@@ -1660,20 +1316,8 @@ impl Gate {
                 records,
             });
         }
-        let mut d = [0u8; 32];
-        d.copy_from_slice(digest.finish().as_ref());
-        self.append(
-            who,
-            AuditAction::Scan,
-            bulk(count),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: Some(ResultDigest(d)),
-            },
-            &request_id,
-        )?;
+        let resource = bulk(DataClass::Protected, "*", count);
+        call.log_ok(resource, &verdict, Some(digest.finish()))?;
         Ok(out)
     }
 
@@ -1684,52 +1328,12 @@ impl Gate {
         who: &Principal,
         purpose: &Purpose,
     ) -> Result<Vec<SubjectId>, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Scan,
-            resource: Resource::Records {
-                class: DataClass::Protected,
-                region: self.region.clone(),
-                subject_home: None,
-                collection: "subjects".into(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let verdict = Verdict {
-            allowed: access.allowed,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not permit it ({})",
-                    join(&access.rules)
-                )
-            },
-        };
-        let bulk = |count| AuditResource {
-            class: DataClass::Protected,
-            collection: "subjects".into(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
+        let call = self.call(who, purpose, None, AuditAction::Scan);
+        let verdict =
+            self.decide_bulk(who, Action::Scan, DataClass::Protected, "subjects", purpose)?;
         if !verdict.allowed {
-            let receipt = self.append(
-                who,
-                AuditAction::Scan,
-                bulk(0),
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("list subjects", &verdict, receipt));
+            let resource = bulk(DataClass::Protected, "subjects", 0);
+            return Err(call.refuse("list subjects", resource, &verdict));
         }
         let mut ids: Vec<SubjectId> = self
             .store
@@ -1738,18 +1342,8 @@ impl Gate {
             .map(|s| s.subject.id)
             .collect();
         ids.sort();
-        self.append(
-            who,
-            AuditAction::Scan,
-            bulk(ids.len() as u64),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: None,
-            },
-            &request_id,
-        )?;
+        let resource = bulk(DataClass::Protected, "subjects", ids.len() as u64);
+        call.log_ok(resource, &verdict, None)?;
         Ok(ids)
     }
 
@@ -1762,78 +1356,23 @@ impl Gate {
         purpose: &Purpose,
         subjects: &[SubjectId],
     ) -> Result<Vec<(SubjectId, Vec<RawRecord>)>, GateError> {
-        let request_id = self.next_request_id();
-        let access = self.rules.decide(&AccessRequest {
-            principal: who,
-            action: Action::Read,
-            resource: Resource::Records {
-                class: DataClass::Protected,
-                region: self.region.clone(),
-                subject_home: None,
-                collection: "*".into(),
-            },
-            purpose,
-            approval: None,
-        })?;
-        let verdict = Verdict {
-            allowed: access.allowed,
-            rules: access.rules.clone(),
-            obligations: Vec::new(),
-            reason: if access.allowed {
-                "allowed".into()
-            } else {
-                format!(
-                    "the access rules do not permit it ({})",
-                    join(&access.rules)
-                )
-            },
-        };
-        let bulk = |count| AuditResource {
-            class: DataClass::Protected,
-            collection: "*".into(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
+        let call = self.call(who, purpose, None, AuditAction::Migrate);
+        let verdict = self.decide_bulk(who, Action::Read, DataClass::Protected, "*", purpose)?;
         if !verdict.allowed {
-            let receipt = self.append(
-                who,
-                AuditAction::Migrate,
-                bulk(0),
-                purpose,
-                None,
-                verdict.entry_decision(),
-                Outcome::Ok {
-                    result_digest: None,
-                },
-                &request_id,
-            )?;
-            return Err(self.refuse("read for migration", &verdict, receipt));
+            let resource = bulk(DataClass::Protected, "*", 0);
+            return Err(call.refuse("read for migration", resource, &verdict));
         }
         let mut out = Vec::with_capacity(subjects.len());
         let mut count = 0u64;
-        let mut digest = Sha256::new(&SHA256);
+        let mut digest = BulkDigest::new();
         for subject in subjects {
             let records = self.store.scan_subject(subject)?;
-            for r in &records {
-                digest.update(&r.digest().0);
-            }
+            records.iter().for_each(|r| digest.add(r));
             count += records.len() as u64;
             out.push((subject.clone(), records));
         }
-        let mut d = [0u8; 32];
-        d.copy_from_slice(digest.finish().as_ref());
-        self.append(
-            who,
-            AuditAction::Migrate,
-            bulk(count),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: Some(ResultDigest(d)),
-            },
-            &request_id,
-        )?;
+        let resource = bulk(DataClass::Protected, "*", count);
+        call.log_ok(resource, &verdict, Some(digest.finish()))?;
         Ok(out)
     }
 
@@ -1870,23 +1409,24 @@ impl Gate {
         batch: &[(Subject, Vec<RawRecord>)],
         action: AuditAction,
     ) -> Result<Vec<RecordMeta>, GateError> {
-        let request_id = self.next_request_id();
-        let mut rules: Vec<RuleId> = Vec::new();
-        let mut refusal: Option<String> = None;
-        let mut decided: BTreeMap<(DataClass, Region, String), bool> = BTreeMap::new();
-        let mut digest = Sha256::new(&SHA256);
+        let call = self.call(who, purpose, None, action);
+        let mut verdict = Verdict {
+            allowed: true,
+            rules: Vec::new(),
+            obligations: Vec::new(),
+            reason: "allowed".into(),
+        };
+        // One decision per (class, home, collection): the rest of the batch asks the same.
+        let mut decided: BTreeSet<(DataClass, Region, String)> = BTreeSet::new();
+        let mut digest = BulkDigest::new();
         let mut count = 0u64;
         for (subject, records) in batch {
             let home = self.policy.home_region(subject)?;
             for r in records {
                 count += 1;
-                digest.update(&r.digest().0);
-                let key = (
-                    r.meta.class,
-                    home.clone(),
-                    r.meta.collection.as_str().to_owned(),
-                );
-                if decided.contains_key(&key) {
+                digest.add(r);
+                let collection = r.meta.collection.as_str();
+                if !decided.insert((r.meta.class, home.clone(), collection.to_owned())) {
                     continue;
                 }
                 let residency = self.policy.may_rest_in(r.meta.class, &home, &self.region)?;
@@ -1897,56 +1437,32 @@ impl Gate {
                         class: r.meta.class,
                         region: self.region.clone(),
                         subject_home: Some(home.clone()),
-                        collection: r.meta.collection.as_str().to_owned(),
+                        collection: collection.to_owned(),
                     },
                     purpose,
                     approval: None,
                 })?;
-                let verdict = combine(&residency, &access, None);
-                for rule in &verdict.rules {
-                    if !rules.contains(rule) {
-                        rules.push(rule.clone());
+                let one = combine(&residency, &access, None);
+                for rule in &one.rules {
+                    if !verdict.rules.contains(rule) {
+                        verdict.rules.push(rule.clone());
                     }
                 }
-                if !verdict.allowed && refusal.is_none() {
-                    refusal = Some(format!(
+                if !one.allowed && verdict.allowed {
+                    verdict.allowed = false;
+                    verdict.reason = format!(
                         "{} record {}/{} of subject {}: {}",
-                        r.meta.class, r.meta.collection, r.meta.key, subject.id, verdict.reason
-                    ));
+                        r.meta.class, r.meta.collection, r.meta.key, subject.id, one.reason
+                    );
                 }
-                decided.insert(key, verdict.allowed);
             }
         }
-        let verdict = Verdict {
-            allowed: refusal.is_none(),
-            rules,
-            obligations: Vec::new(),
-            reason: refusal.clone().unwrap_or_else(|| "allowed".into()),
-        };
-        let mut d = [0u8; 32];
-        d.copy_from_slice(digest.finish().as_ref());
-        let resource = AuditResource {
-            class: DataClass::Protected,
-            collection: "*".into(),
-            subject: None,
-            target: Target::Bulk { count },
-        };
-        let receipt = self.append(
-            who,
-            action,
-            resource.clone(),
-            purpose,
-            None,
-            verdict.entry_decision(),
-            Outcome::Ok {
-                result_digest: verdict.allowed.then_some(ResultDigest(d)),
-            },
-            &request_id,
-        )?;
+        let resource = bulk(DataClass::Protected, "*", count);
         if !verdict.allowed {
-            return Err(self.refuse("write for migration", &verdict, receipt));
+            return Err(call.refuse("write a batch", resource, &verdict));
         }
-        let result = (|| -> Result<Vec<RecordMeta>, StoreError> {
+        call.log_ok(resource.clone(), &verdict, Some(digest.finish()))?;
+        let written = (|| -> Result<Vec<RecordMeta>, StoreError> {
             let subjects: Vec<Subject> = batch.iter().map(|(s, _)| s.clone()).collect();
             self.store.register_subjects(&subjects)?;
             let new: Vec<NewRecord<'_>> = batch
@@ -1963,29 +1479,7 @@ impl Gate {
                 .collect();
             self.store.put_batch(&new)
         })();
-        match result {
-            Ok(metas) => Ok(metas),
-            Err(e) => {
-                self.append(
-                    who,
-                    action,
-                    resource,
-                    purpose,
-                    None,
-                    verdict.entry_decision(),
-                    Outcome::Error {
-                        reason: e.to_string(),
-                    },
-                    &request_id,
-                )?;
-                Err(e.into())
-            }
-        }
-    }
-
-    /// The subject's pseudonym in this region's log.
-    pub fn pseudonym(&self, subject: &SubjectId) -> String {
-        self.audit_key.pseudonym(subject).to_string()
+        written.map_err(|e| call.fail(resource, &verdict, e.into()))
     }
 }
 
