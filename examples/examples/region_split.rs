@@ -410,8 +410,10 @@ fn main() -> Result<(), Error> {
         Some(&model_key),
     )?;
     println!(
-        "   scanned {scanned} watch histories; ALS ({} factors, {} iterations) fit in {global_fit:.1} s; trained_on {:?}",
-        args.factors, args.iterations, global_provenance.trained_on
+        "   scanned {scanned} watch histories; ALS ({} factors, {} iterations) fit in {global_fit:.1} s; trained_on {{{}}}",
+        args.factors,
+        args.iterations,
+        regions(&global_provenance.trained_on)
     );
     for user in world.users.iter().take(2) {
         let recs = global_model.recommend(&user.id, &RecommendOptions::top(5))?;
@@ -461,8 +463,8 @@ fn main() -> Result<(), Error> {
     let global_rehomed = provenance_under(&train_all, &us_split)?;
     let deploy_global = us_split.may_deploy_model(&global_rehomed.trained_on, &us)?;
     println!(
-        "   the global model learned from subjects now homed in {:?}",
-        global_rehomed.trained_on
+        "   the global model learned from subjects now homed in {{{}}}",
+        regions(&global_rehomed.trained_on)
     );
     println!("   deploy the global model in us: {deploy_global}");
     let export = us_split.may_transfer(
@@ -494,7 +496,7 @@ fn main() -> Result<(), Error> {
     let deploy_us = us_split.may_deploy_model(&us_provenance.trained_on, &us)?;
     let us_path = models_dir.join("us.domrec");
     write_artifact(&us_path, &us_model, &us_provenance, Some(&model_key))?;
-    println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {:?}", us_provenance.trained_on);
+    println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {{{}}}", regions(&us_provenance.trained_on));
     println!("   deploy the US model in us: {deploy_us}");
     let test_us = restrict_users(&test_all, |u| us_users.contains(test_all.users.id(u)));
     let global_metrics = evaluate(&global_model, &test_us, 10, Strategy::Default)?;
@@ -702,8 +704,8 @@ fn html(report: &DemoReport) -> String {
     for m in &report.models {
         let _ = write!(
             model_rows,
-            "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{:.1} s</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
-            m.name, m.trained_on, m.subjects, m.fit_seconds, m.us_holdout.precision_at_10, m.us_holdout.recall_at_10, m.us_holdout.ndcg_at_10, escape(&m.deploy_in_us)
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1} s</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            m.name, regions(&m.trained_on), m.subjects, m.fit_seconds, m.us_holdout.precision_at_10, m.us_holdout.recall_at_10, m.us_holdout.ndcg_at_10, escape(&m.deploy_in_us)
         );
     }
     format!(
@@ -711,8 +713,8 @@ fn html(report: &DemoReport) -> String {
 body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}\
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px;text-align:left}}\
 .ok{{color:#2a6;font-weight:bold}}.no{{color:#c33;font-weight:bold}}figure{{margin:1em 0}}figcaption{{font-weight:bold;margin-bottom:.5em}}\
-code{{font-size:12px}}</style></head><body>\
-<h1>Region split: {} → {}</h1>\
+code{{font-size:12px;word-break:break-all}}</style></head><body>\
+<h1>Region split: {} → {}</h1><p>Rules in force: <code>{}</code> → <code>{}</code></p>\
 <p>{} users ({} in the US or its territories), {} videos, {} events. Split in {:.1} s; demo in {:.1} s. \
 Report signed by migration key <code>{}</code>.</p>\
 <h2>Records per region</h2>{}\
@@ -722,6 +724,8 @@ Report signed by migration key <code>{}</code>.</p>\
 <p>Taking the global model out of <code>row</code>: {}</p>\
 <h2>Audit logs, verified with public keys only</h2><table><tr><th>region</th><th>entries</th><th>checkpoints</th><th>root</th></tr>{}</table>\
 </body></html>",
+        split.source_policy.name,
+        split.target_policy.name,
         split.source_policy,
         split.target_policy,
         report.world.get("users").copied().unwrap_or(0),
@@ -739,6 +743,14 @@ Report signed by migration key <code>{}</code>.</p>\
         escape(&report.export_of_global_model_from_row),
         log_rows,
     )
+}
+
+/// Region names, comma separated.
+fn regions(set: &BTreeSet<Region>) -> String {
+    set.iter()
+        .map(Region::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn escape(s: &str) -> String {
