@@ -173,3 +173,60 @@ impl Journal {
             .any(|l| matches!(l, JournalLine::Finished { .. }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut journal = Journal::open(&path).unwrap();
+        journal
+            .append(JournalLine::Batch {
+                index: 0,
+                records: 3,
+            })
+            .unwrap();
+        journal
+            .append(JournalLine::Batch {
+                index: 1,
+                records: 4,
+            })
+            .unwrap();
+        drop(journal);
+        // A kill in the middle of the third line.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"kind\":\"batch\",\"ind");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.batches_done(), [0, 1].into());
+        journal
+            .append(JournalLine::Batch {
+                index: 2,
+                records: 5,
+            })
+            .unwrap();
+        drop(journal);
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.batches_done(), [0, 1, 2].into());
+    }
+
+    #[test]
+    fn a_damaged_line_in_the_middle_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(
+            &path,
+            b"{\"kind\":\"batch\",\"index\":0,\"records\":1}\nnot json\n{\"kind\":\"finished\",\"finished_ms\":1}\n",
+        )
+        .unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(err.to_string().contains("line 2 does not parse"), "{err}");
+        // Nothing was changed by the failed open.
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("\"finished_ms\":1}\n"));
+    }
+}
