@@ -200,26 +200,19 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
     Ok(out)
 }
 
-/// The last `n` entries of a log, one line each.
+/// The last `n` entries of a log, as `domicile audit query` prints them.
 pub fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut entries: std::collections::VecDeque<Entry> = std::collections::VecDeque::new();
     domicile_audit::for_each_entry(dir, &mut |_, _| {}, |_, bytes, _| {
-        entries.push(Entry::from_canonical(bytes)?);
+        entries.push_back(Entry::from_canonical(bytes)?);
         if entries.len() > n {
-            entries.remove(0);
+            entries.pop_front();
         }
         Ok(())
     })?;
+    println!("{}", domicile_audit::query::table_header());
     for e in entries {
-        let rules: Vec<&str> = e.decision.rules.iter().map(|r| r.as_str()).collect();
-        println!(
-            "     #{:<6} {:<16} {:<50} {:<6} {}",
-            e.seq,
-            e.action.as_str(),
-            e.principal.id,
-            if e.decision.allowed { "allow" } else { "deny" },
-            rules.join(",")
-        );
+        println!("{}", domicile_audit::query::table_row(&e));
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub mod merkle;
 mod note;
 mod proof;
 mod pseudonym;
+pub mod query;
 mod verify;
 mod witness;
 

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 use domicile_audit::merkle::hex;
+use domicile_audit::query;
 use domicile_audit::{
     for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify, AuditError,
     AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note, Pseudonym,
-    SigningKey, Target, VerifierKey, Witness, WitnessPolicy,
+    SigningKey, VerifierKey, Witness, WitnessPolicy,
 };
 use domicile_residency::{JustificationCode, RuleId, SubjectId};
 
@@ -475,105 +476,39 @@ fn witness(log: &Path, vkey: &Path, key: &Path, state: &Path) -> Result<(), Fail
     print_out(&cosigned.to_text())
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn rfc3339(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        ms % 1000
-    )
-}
-
 /// Milliseconds since the epoch, or `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
 fn parse_time(text: &str) -> Result<u64, Failure> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    let bad = || {
+    query::parse_time(text).ok_or_else(|| {
         usage(format!(
             "time {text:?}: expected milliseconds or YYYY-MM-DDTHH:MM:SSZ"
         ))
-    };
-    let t = text.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, clock) = t.split_once('T').ok_or_else(bad)?;
-    let nums = |s: &str, sep| -> Result<Vec<u64>, Failure> {
-        s.split(sep)
-            .map(|p| p.parse::<u64>().map_err(|_| bad()))
-            .collect()
-    };
-    let (clock, millis) = match clock.split_once('.') {
-        Some((c, f)) => (c, f.parse::<u64>().map_err(|_| bad())?),
-        None => (clock, 0),
-    };
-    let (d, c) = (nums(date, '-')?, nums(clock, ':')?);
-    let (&[y, mo, da], &[h, mi, s]) = (&d[..], &c[..]) else {
-        return Err(bad());
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
-        return Err(bad());
-    }
-    let days = days_from_civil(y as i64, mo as u32, da as u32);
-    let secs = u64::try_from(days * 86_400).map_err(|_| bad())? + h * 3600 + mi * 60 + s;
-    Ok(secs * 1000 + millis)
+    })
 }
 
 fn query(q: &QueryArgs) -> Result<(), Failure> {
-    let subject = q
-        .subject
-        .as_deref()
-        .map(|s| s.parse::<Pseudonym>())
-        .transpose()?;
-    let rule = q
-        .rule
-        .as_deref()
-        .map(|r| RuleId::parse(r).map_err(|e| usage(e.to_string())))
-        .transpose()?;
-    let purpose = q
-        .purpose
-        .as_deref()
-        .map(|p| {
-            p.parse::<JustificationCode>()
-                .map_err(|e| usage(e.to_string()))
-        })
-        .transpose()?;
-    let since = q.since.as_deref().map(parse_time).transpose()?;
-    let until = q.until.as_deref().map(parse_time).transpose()?;
-    let keep = |e: &Entry| {
-        q.principal.as_ref().is_none_or(|p| &e.principal.id == p)
-            && subject.is_none_or(|s| e.resource.subject == Some(s))
-            && since.is_none_or(|t| e.time_ms >= t)
-            && until.is_none_or(|t| e.time_ms < t)
-            && q.decision
-                .is_none_or(|d| e.decision.allowed == matches!(d, DecisionArg::Allow))
-            && rule.as_ref().is_none_or(|r| e.decision.rules.contains(r))
-            && purpose.is_none_or(|p| e.purpose.code == p)
+    let filter = query::Filter {
+        principal: q.principal.clone(),
+        subject: q
+            .subject
+            .as_deref()
+            .map(|s| s.parse::<Pseudonym>())
+            .transpose()?,
+        since_ms: q.since.as_deref().map(parse_time).transpose()?,
+        until_ms: q.until.as_deref().map(parse_time).transpose()?,
+        allowed: q.decision.map(|d| matches!(d, DecisionArg::Allow)),
+        rule: q
+            .rule
+            .as_deref()
+            .map(|r| RuleId::parse(r).map_err(|e| usage(e.to_string())))
+            .transpose()?,
+        purpose: q
+            .purpose
+            .as_deref()
+            .map(|p| {
+                p.parse::<JustificationCode>()
+                    .map_err(|e| usage(e.to_string()))
+            })
+            .transpose()?,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let io = |e: std::io::Error| AuditError::Io {
@@ -582,17 +517,8 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
         source: e,
     };
     match q.format {
-        Format::Table => writeln!(
-            out,
-            "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
-            "SEQ", "TIME", "PRINCIPAL", "ACTION", "CLASS", "SUBJECT", "ALLOW", "RULE", "PURPOSE"
-        )
-        .map_err(io)?,
-        Format::Csv => writeln!(
-            out,
-            "seq,time,principal,organisation,action,class,collection,subject,target,allowed,rules,purpose,ticket,request_id"
-        )
-        .map_err(io)?,
+        Format::Table => writeln!(out, "{}", query::table_header()).map_err(io)?,
+        Format::Csv => writeln!(out, "{}", query::CSV_HEADER).map_err(io)?,
         Format::Jsonl => {}
     }
     let mut matched = 0u64;
@@ -601,76 +527,24 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
             seq,
             reason: err.to_string(),
         })?;
-        if !keep(&e) {
+        if !filter.matches(&e) {
             return Ok(());
         }
         matched += 1;
-        let subject = e
-            .resource
-            .subject
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
-        match q.format {
-            Format::Jsonl => {
-                let json = serde_json::to_string(&e).map_err(|err| AuditError::BadField {
-                    field: "entry",
-                    value: seq.to_string(),
-                    reason: err.to_string(),
-                })?;
-                writeln!(out, "{json}").map_err(io)
-            }
-            Format::Table => writeln!(
-                out,
-                "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
-                e.seq,
-                rfc3339(e.time_ms),
-                e.principal.id,
-                e.action.as_str(),
-                e.resource.class.as_str(),
-                subject.get(..16).unwrap_or("-"),
-                if e.decision.allowed { "yes" } else { "no" },
-                rules.join(" "),
-                e.purpose.to_string()
-            )
-            .map_err(io),
-            Format::Csv => {
-                let target = match &e.resource.target {
-                    Target::Record { key } => key.clone(),
-                    Target::Bulk { count } => format!("{count} records"),
-                };
-                let fields = [
-                    e.seq.to_string(),
-                    rfc3339(e.time_ms),
-                    e.principal.id.clone(),
-                    e.principal.organisation.clone(),
-                    e.action.as_str().to_owned(),
-                    e.resource.class.as_str().to_owned(),
-                    e.resource.collection.clone(),
-                    subject,
-                    target,
-                    e.decision.allowed.to_string(),
-                    rules.join(" "),
-                    e.purpose.code.as_str().to_owned(),
-                    e.purpose.ticket.clone().unwrap_or_default(),
-                    e.request_id.clone(),
-                ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(out, "{}", line.join(",")).map_err(io)
-            }
-        }
+        let line = match q.format {
+            Format::Jsonl => serde_json::to_string(&e).map_err(|err| AuditError::BadField {
+                field: "entry",
+                value: seq.to_string(),
+                reason: err.to_string(),
+            })?,
+            Format::Table => query::table_row(&e),
+            Format::Csv => query::csv_row(&e),
+        };
+        writeln!(out, "{line}").map_err(io)
     })?;
     out.flush().map_err(io)?;
     eprintln!("{matched} matching entries");
     Ok(())
-}
-
-fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f.to_owned()
-    }
 }
 
 #[cfg(test)]
@@ -678,20 +552,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_round_trip() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_750_000_000_123), "2025-06-15T15:06:40.123Z");
-        for ms in [0u64, 951_782_400_000, 1_750_000_000_123, 4_102_444_800_000] {
-            assert_eq!(parse_time(&rfc3339(ms)).ok(), Some(ms));
-        }
-        assert!(parse_time("yesterday").is_err());
-        assert!(parse_time("2025-13-01T00:00:00Z").is_err());
-    }
-
-    #[test]
-    fn csv_quotes() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("plain"), "plain");
+    fn bad_times_are_usage_errors_quoting_them() {
+        let Err(Failure(msg, code)) = parse_time("yesterday") else {
+            panic!("accepted");
+        };
+        assert_eq!(code, 2);
+        assert!(msg.contains("\"yesterday\""), "{msg}");
+        assert_eq!(parse_time("1000").ok(), Some(1000));
     }
 }

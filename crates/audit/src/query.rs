@@ -1,0 +1,204 @@
+//! Reading a log as an auditor does: filters, and the table and CSV lines of
+//! `domicile audit query`, so that every tool prints entries the same way.
+
+use domicile_residency::{JustificationCode, RuleId};
+
+use crate::{Entry, Pseudonym, Target};
+
+/// Which entries to keep. Every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this principal id.
+    pub principal: Option<String>,
+    /// Only this subject pseudonym.
+    pub subject: Option<Pseudonym>,
+    /// Only entries at or after this time (ms since the Unix epoch).
+    pub since_ms: Option<u64>,
+    /// Only entries before this time (ms since the Unix epoch).
+    pub until_ms: Option<u64>,
+    /// Only allowed (`true`) or only denied (`false`) accesses.
+    pub allowed: Option<bool>,
+    /// Only entries decided by this rule.
+    pub rule: Option<RuleId>,
+    /// Only this justification code.
+    pub purpose: Option<JustificationCode>,
+}
+
+impl Filter {
+    /// Whether `e` passes the filter.
+    pub fn matches(&self, e: &Entry) -> bool {
+        self.principal.as_ref().is_none_or(|p| &e.principal.id == p)
+            && self.subject.is_none_or(|s| e.resource.subject == Some(s))
+            && self.since_ms.is_none_or(|t| e.time_ms >= t)
+            && self.until_ms.is_none_or(|t| e.time_ms < t)
+            && self.allowed.is_none_or(|a| e.decision.allowed == a)
+            && self
+                .rule
+                .as_ref()
+                .is_none_or(|r| e.decision.rules.contains(r))
+            && self.purpose.is_none_or(|p| e.purpose.code == p)
+    }
+}
+
+/// The header of the table `domicile audit query` prints.
+pub fn table_header() -> String {
+    format!(
+        "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
+        "SEQ", "TIME", "PRINCIPAL", "ACTION", "CLASS", "SUBJECT", "ALLOW", "RULE", "PURPOSE"
+    )
+}
+
+/// One entry as a line of that table.
+pub fn table_row(e: &Entry) -> String {
+    let subject = e
+        .resource
+        .subject
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
+    format!(
+        "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
+        e.seq,
+        rfc3339(e.time_ms),
+        e.principal.id,
+        e.action.as_str(),
+        e.resource.class.as_str(),
+        subject.get(..16).unwrap_or("-"),
+        if e.decision.allowed { "yes" } else { "no" },
+        rules.join(" "),
+        e.purpose.to_string()
+    )
+}
+
+/// The header of the CSV `domicile audit query --format csv` prints.
+pub const CSV_HEADER: &str = "seq,time,principal,organisation,action,class,collection,subject,target,allowed,rules,purpose,ticket,request_id";
+
+/// One entry as a CSV line (RFC 4180 quoting).
+pub fn csv_row(e: &Entry) -> String {
+    let target = match &e.resource.target {
+        Target::Record { key } => key.clone(),
+        Target::Bulk { count } => format!("{count} records"),
+    };
+    let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
+    let fields = [
+        e.seq.to_string(),
+        rfc3339(e.time_ms),
+        e.principal.id.clone(),
+        e.principal.organisation.clone(),
+        e.action.as_str().to_owned(),
+        e.resource.class.as_str().to_owned(),
+        e.resource.collection.clone(),
+        e.resource
+            .subject
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        target,
+        e.decision.allowed.to_string(),
+        rules.join(" "),
+        e.purpose.code.as_str().to_owned(),
+        e.purpose.ticket.clone().unwrap_or_default(),
+        e.request_id.clone(),
+    ];
+    fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn csv_field(f: &str) -> String {
+    if f.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_owned()
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day) to days since 1970-01-01 (`days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        ms % 1000
+    )
+}
+
+/// Milliseconds since the epoch, given as such or as `YYYY-MM-DDTHH:MM:SS[.mmm]Z`; `None` for
+/// anything else.
+pub fn parse_time(text: &str) -> Option<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Some(ms);
+    }
+    let t = text.strip_suffix('Z')?;
+    let (date, clock) = t.split_once('T')?;
+    let nums = |s: &str, sep| -> Option<Vec<u64>> {
+        s.split(sep).map(|p| p.parse::<u64>().ok()).collect()
+    };
+    let (clock, millis) = match clock.split_once('.') {
+        Some((c, f)) => (c, f.parse::<u64>().ok()?),
+        None => (clock, 0),
+    };
+    let (d, c) = (nums(date, '-')?, nums(clock, ':')?);
+    let (&[y, mo, da], &[h, mi, s]) = (&d[..], &c[..]) else {
+        return None;
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(y as i64, mo as u32, da as u32);
+    let secs = u64::try_from(days * 86_400).ok()? + h * 3600 + mi * 60 + s;
+    Some(secs * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_750_000_000_123), "2025-06-15T15:06:40.123Z");
+        for ms in [0u64, 951_782_400_000, 1_750_000_000_123, 4_102_444_800_000] {
+            assert_eq!(parse_time(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2025-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn csv_quotes() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}
