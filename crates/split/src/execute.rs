@@ -121,7 +121,7 @@ pub fn copy(
         Some(JournalLine::Start { plan: found, .. }) if *found != fingerprint => {
             return Err(SplitError::JournalMismatch {
                 path: journal.path().to_owned(),
-                detail: "the source deployment changed since this split started".into(),
+                detail: "the source deployment changed since this split started; to start over, remove the journal and run again (records already copied are rewritten, nothing has been shredded yet)".into(),
             })
         }
         Some(_) => {}
