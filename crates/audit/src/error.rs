@@ -33,6 +33,12 @@ pub enum AuditError {
         /// The log directory.
         path: PathBuf,
     },
+    /// Another process has the directory open as an audit log.
+    #[error("{path} is open as an audit log in another process (its LOCK file is held); run one writer per log")]
+    LockedByAnotherProcess {
+        /// The log directory.
+        path: PathBuf,
+    },
     /// The log was closed.
     #[error("the audit log is closed")]
     Closed,

@@ -517,12 +517,16 @@ impl Drop for AuditLog {
 }
 
 /// The directories open as logs in this process. Two writers on one directory would interleave
-/// their sequence numbers; within a process this refuses the second. (Across processes, run one
-/// writer per directory: the deployment's job.)
+/// their sequence numbers: within a process this list refuses the second, and across processes
+/// an exclusive lock on `<dir>/LOCK` does (released by the kernel if the process dies).
 static OPEN_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 #[derive(Debug)]
-struct DirClaim(PathBuf);
+struct DirClaim {
+    path: PathBuf,
+    /// Held open for its exclusive lock.
+    _lock: File,
+}
 
 impl DirClaim {
     fn take(dir: &Path) -> Result<DirClaim, AuditError> {
@@ -533,14 +537,31 @@ impl DirClaim {
         if open.contains(&path) {
             return Err(AuditError::AlreadyOpen { path });
         }
+        let lock_path = path.join("LOCK");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io("opening", &lock_path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::LockedByAnotherProcess { path })
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(AuditError::io("locking", &lock_path, e))
+            }
+        }
         open.push(path.clone());
-        Ok(DirClaim(path))
+        Ok(DirClaim { path, _lock: file })
     }
 }
 
 impl Drop for DirClaim {
     fn drop(&mut self) {
-        lock(&OPEN_DIRS).retain(|p| p != &self.0);
+        lock(&OPEN_DIRS).retain(|p| p != &self.path);
+        // The lock on the file goes with the file handle.
     }
 }
 

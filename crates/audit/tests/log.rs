@@ -537,3 +537,27 @@ fn verify_checks_checkpoints_inside_and_across_hashing_blocks() {
         "{err} (checkpoints {cps:?})"
     );
 }
+
+#[test]
+fn the_directory_is_locked_against_other_processes_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    // Another open file description (as another process would have) cannot take the lock.
+    let other = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("LOCK"))
+        .unwrap();
+    assert!(matches!(
+        other.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    // In this process, the second open is refused by name.
+    assert!(matches!(
+        AuditLog::open(dir.path(), config()),
+        Err(AuditError::AlreadyOpen { .. })
+    ));
+    drop(log);
+    other
+        .try_lock()
+        .expect("the lock is released when the log is closed");
+}
