@@ -201,7 +201,7 @@ fn first_segment(log: &Path) -> std::io::Result<PathBuf> {
 
 /// A plausible access decision: US staff and a few outside engineers, mostly allowed.
 fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
-    let outside = i % 7 == 0;
+    let outside = i.is_multiple_of(7);
     let (who, org, office) = if outside {
         (
             "spiffe://domicile.example/row/bytedance-eng/wei",
@@ -212,7 +212,7 @@ fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
         ("spiffe://domicile.example/us/ttusds/alice", "ttusds", "US")
     };
     let subject = SubjectId::parse(&format!("user-{}", i % 101))?;
-    let allowed = !outside || i % 2 == 0;
+    let allowed = !outside || i.is_multiple_of(2);
     let (rule, obligations) = match (outside, allowed) {
         (false, _) => ("us-split/access/staff-support-read", vec![]),
         (true, true) => (
