@@ -253,17 +253,32 @@ fn verify_deployment(data: &Path, keys: &Path) -> Result<ExitCode, SplitError> {
             ));
         }
     }
-    for node in deployment.regions() {
-        match domicile_audit::verify(&node.log_dir, &node.verifier, None, &mut |_, _| {}) {
-            Ok(report) => println!(
-                "{:<8} log verifies: {} entries",
-                node.region.as_str(),
-                report.entries
-            ),
-            Err(e) => problems.push(format!(
-                "{}: the audit log does not verify: {e}",
-                node.region
-            )),
+    // Every region's log: the deployment's, and those of regions a split left behind (their
+    // logs stay, and keep the record of the split's source side).
+    let mut logs: Vec<(String, PathBuf, domicile_audit::VerifierKey)> = deployment
+        .regions()
+        .map(|n| (n.region.to_string(), n.log_dir.clone(), n.verifier.clone()))
+        .collect();
+    if let Ok(signed) = read_report(data) {
+        for region in signed.report.checkpoints_after.keys() {
+            if logs.iter().any(|(r, _, _)| r == region) {
+                continue;
+            }
+            let vkey_path = data.join(region).join("log.vkey");
+            match std::fs::read_to_string(&vkey_path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    domicile_audit::VerifierKey::parse(t.trim()).map_err(|e| e.to_string())
+                }) {
+                Ok(vkey) => logs.push((region.clone(), data.join(region).join("audit"), vkey)),
+                Err(e) => problems.push(format!("{region}: {}: {e}", vkey_path.display())),
+            }
+        }
+    }
+    for (region, dir, vkey) in logs {
+        match domicile_audit::verify(&dir, &vkey, None, &mut |_, _| {}) {
+            Ok(report) => println!("{region:<8} log verifies: {} entries", report.entries),
+            Err(e) => problems.push(format!("{region}: the audit log does not verify: {e}")),
         }
     }
     for (region, classes) in &counts {
