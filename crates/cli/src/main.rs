@@ -1,7 +1,8 @@
 //! `domicile`: the command line of domicile.
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
-//! `split` for operators moving a deployment to another residency policy.
+//! `split` for operators moving a deployment to another residency policy, `keys` for the key
+//! custodian's region keys.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod keys;
 mod recsys;
 mod split;
 
@@ -29,6 +31,8 @@ enum Command {
     Recsys(recsys::RecsysArgs),
     /// Plan, run, verify and report the split of a deployment to another residency policy.
     Split(split::SplitArgs),
+    /// List, rotate and retire a region's key-encryption keys.
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +41,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Recsys(args) => recsys::run(args),
         Command::Split(args) => split::run_split(args),
+        Command::Keys(args) => keys::run(args),
     }
 }

@@ -58,7 +58,7 @@ impl Region {
 
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -105,6 +105,11 @@ mod tests {
             let err = Region::parse(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn display_honours_width() {
+        assert_eq!(format!("[{:<6}]", Region::parse("us").unwrap()), "[us    ]");
     }
 
     #[test]
