@@ -405,6 +405,24 @@ impl Call<'_> {
         }
     }
 
+    /// The common shape of a call that acts after deciding: a refusal is logged and returned;
+    /// otherwise the decision is logged durably first, then `act` runs, and a failure of `act`
+    /// is logged under the same request id.
+    fn proceed<T, E: Into<GateError>>(
+        &self,
+        what: &'static str,
+        resource: AuditResource,
+        verdict: &Verdict,
+        digest: Option<ResultDigest>,
+        act: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, GateError> {
+        if !verdict.allowed {
+            return Err(self.refuse(what, resource, verdict));
+        }
+        self.log_ok(resource.clone(), verdict, digest)?;
+        act().map_err(|e| self.fail(resource, verdict, e.into()))
+    }
+
     /// Logs a refusal and returns it as the error the caller gets.
     fn refuse(&self, what: &'static str, resource: AuditResource, verdict: &Verdict) -> GateError {
         match self.log_ok(resource, verdict, None) {
@@ -739,20 +757,12 @@ impl Gate {
         let call = self.call(who, purpose, approval, AuditAction::Write);
         let verdict = self.decide_record(who, Action::Write, record, purpose, approval)?;
         let resource = self.record_resource(record);
-        if !verdict.allowed {
-            return Err(call.refuse("write", resource, &verdict));
-        }
         let digest = ResultDigest(RecordDigest::of(value).0);
-        call.log_ok(resource.clone(), &verdict, Some(digest))?;
-        self.store
-            .put_raw(
-                &record.subject,
-                record.class,
-                &record.collection,
-                &record.key,
-                value,
-            )
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("write", resource, &verdict, Some(digest), || {
+            let r = record;
+            self.store
+                .put_raw(&r.subject, r.class, &r.collection, &r.key, value)
+        })
     }
 
     /// Deletes one record; returns whether there was one.
@@ -765,13 +775,9 @@ impl Gate {
         let call = self.call(who, purpose, None, AuditAction::Delete);
         let verdict = self.decide_record(who, Action::Delete, record, purpose, None)?;
         let resource = self.record_resource(record);
-        if !verdict.allowed {
-            return Err(call.refuse("delete", resource, &verdict));
-        }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.store
-            .delete(&record.collection, &record.key)
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("delete", resource, &verdict, None, || {
+            self.store.delete(&record.collection, &record.key)
+        })
     }
 
     /// Registers a subject in this region's store (a write of their attributes).
@@ -807,13 +813,9 @@ impl Gate {
                 key: "registration".into(),
             },
         };
-        if !verdict.allowed {
-            return Err(call.refuse("register", resource, &verdict));
-        }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.store
-            .register_subject(subject)
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("register", resource, &verdict, None, || {
+            self.store.register_subject(subject)
+        })
     }
 
     /// Bulk read of a collection's records of one class (training, migration, metrics).
@@ -1026,13 +1028,12 @@ impl Gate {
             },
         };
         if !verdict.allowed {
+            // A refusal carries no obligations.
             verdict.obligations.clear();
-            return Err(call.refuse("export", resource, &verdict));
         }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.store
-            .export_subject(subject)
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("export", resource, &verdict, None, || {
+            self.store.export_subject(subject)
+        })
     }
 
     /// Crypto-shreds a subject in this region.
@@ -1099,13 +1100,9 @@ impl Gate {
             },
             many => bulk(DataClass::KeyMaterial, "*", many.len() as u64),
         };
-        if !verdict.allowed {
-            return Err(call.refuse("shred", resource, &verdict));
-        }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.store
-            .shred_subjects(&present)
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("shred", resource, &verdict, None, || {
+            self.store.shred_subjects(&present)
+        })
     }
 
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the
@@ -1223,20 +1220,12 @@ impl Gate {
         let call = self.call(approver, &purpose, Some(id), AuditAction::ApprovalGrant);
         let verdict = self.decide_approval(approver, &record.request)?;
         let resource = self.approval_resource(&record.request);
-        if !verdict.allowed {
-            return Err(call.refuse("approve", resource, &verdict));
-        }
-        // Log first: a grant that is not in the log must not exist.
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.approvals
-            .grant(
-                id,
-                approver.id.clone(),
-                approver.organisation.country,
-                key,
-                self.clock.unix_secs(),
-            )
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        // Logged before it exists: a grant that is not in the log must not exist.
+        call.proceed("approve", resource, &verdict, None, || {
+            let (by, country) = (approver.id.clone(), approver.organisation.country);
+            self.approvals
+                .grant(id, by, country, key, self.clock.unix_secs())
+        })
     }
 
     /// Refuses a pending request.
@@ -1246,13 +1235,10 @@ impl Gate {
         let call = self.call(approver, &purpose, Some(id), AuditAction::ApprovalDeny);
         let verdict = self.decide_approval(approver, &record.request)?;
         let resource = self.approval_resource(&record.request);
-        if !verdict.allowed {
-            return Err(call.refuse("deny an approval", resource, &verdict));
-        }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.approvals
-            .deny(id, approver.id.clone(), self.clock.unix_secs())
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("deny an approval", resource, &verdict, None, || {
+            self.approvals
+                .deny(id, approver.id.clone(), self.clock.unix_secs())
+        })
     }
 
     /// Withdraws a grant: by its requester, by the approver who gave it, or by any principal the
@@ -1271,13 +1257,10 @@ impl Gate {
             verdict.reason = "allowed".into();
         }
         let resource = self.approval_resource(&record.request);
-        if !verdict.allowed {
-            return Err(call.refuse("revoke an approval", resource, &verdict));
-        }
-        call.log_ok(resource.clone(), &verdict, None)?;
-        self.approvals
-            .revoke(id, who.id.clone(), self.clock.unix_secs())
-            .map_err(|e| call.fail(resource, &verdict, e.into()))
+        call.proceed("revoke an approval", resource, &verdict, None, || {
+            self.approvals
+                .revoke(id, who.id.clone(), self.clock.unix_secs())
+        })
     }
 
     /// Every registered subject with their home region (under this Gate's policy) and every one
