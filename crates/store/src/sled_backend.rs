@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 use crate::backend::{Backend, Batch, BatchOp, ScanIter};
 use crate::StoreError;
 
+/// How long [`SledBackend::open`] waits for a just-closed handle to release the lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether sled failed to open because another handle holds the database's file lock (sled
+/// 0.34 reports it as an I/O error of kind `Other` whose message names the lock).
+fn lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 /// A [`Backend`] on sled 0.34.7, in one directory.
 ///
 /// sled acknowledges writes before they reach the disk; [`Backend::flush`] calls `Db::flush`,
@@ -34,10 +44,30 @@ impl SledBackend {
                 reason: "it holds a redb store, not a sled one".into(),
             });
         }
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(failed("open the database"))?;
+        // sled releases its file lock from a background thread after the last handle is
+        // dropped, so reopening right after closing can find it still held for a moment: wait
+        // a little (bounded) before calling the store busy.
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Err(sled::Error::Io(e)) if lock_held(&e) && waited < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_POLL);
+                    waited += LOCK_POLL;
+                }
+                Err(sled::Error::Io(e)) if lock_held(&e) => {
+                    return Err(StoreError::Backend {
+                        backend: "sled",
+                        operation: "open the database",
+                        detail: format!(
+                            "{} is open elsewhere (its lock was still held after {} s): {e}",
+                            path.display(),
+                            LOCK_WAIT.as_secs()
+                        ),
+                    })
+                }
+                other => break other.map_err(failed("open the database"))?,
+            }
+        };
         Ok(SledBackend { db, path })
     }
 
