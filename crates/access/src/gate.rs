@@ -610,6 +610,24 @@ impl Gate {
         self.decide_access(who, action, resource, purpose, None)
     }
 
+    /// A bulk release (scan or aggregate): the access rules for scanning, and, when the records
+    /// leave the region, the residency policy's transfer decision for every possible home.
+    fn decide_release(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        request: &ScanRequest,
+    ) -> Result<Verdict, GateError> {
+        let collection = request.collection.as_str();
+        let mut verdict =
+            self.decide_bulk(who, Action::Scan, request.class, collection, purpose)?;
+        if let Some(dest) = &request.destination {
+            let homes = self.policy.regions().to_vec();
+            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
+        }
+        Ok(verdict)
+    }
+
     /// Verifies an approval for this access; a failure is returned as the note a denial carries.
     fn approval_facts(
         &self,
@@ -834,12 +852,7 @@ impl Gate {
     ) -> Result<ScanResult, GateError> {
         let call = self.call(who, purpose, None, AuditAction::Scan);
         let collection = request.collection.as_str();
-        let mut verdict =
-            self.decide_bulk(who, Action::Scan, request.class, collection, purpose)?;
-        if let Some(dest) = &request.destination {
-            let homes = self.policy.regions().to_vec();
-            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
-        }
+        let mut verdict = self.decide_release(who, purpose, request)?;
         let pseudonymise = !verdict.obligations.is_empty();
         if verdict.allowed && pseudonymise && !pseudonymising_satisfies(&verdict.obligations) {
             verdict.allowed = false;
@@ -921,12 +934,7 @@ impl Gate {
     ) -> Result<Vec<AggregateCount>, GateError> {
         let call = self.call(who, purpose, None, AuditAction::Scan);
         let collection = request.collection.as_str();
-        let mut verdict =
-            self.decide_bulk(who, Action::Scan, request.class, collection, purpose)?;
-        if let Some(dest) = &request.destination {
-            let homes = self.policy.regions().to_vec();
-            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
-        }
+        let mut verdict = self.decide_release(who, purpose, request)?;
         let min_subjects = if verdict.obligations.is_empty() {
             Some(1)
         } else {

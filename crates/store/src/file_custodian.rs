@@ -821,18 +821,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 /// Writes `bytes` to `path` atomically and durably, with mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| StoreError::io("create", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| StoreError::io("write", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", &tmp, e))?;
+    write_synced(path, bytes)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
