@@ -1,0 +1,431 @@
+//! Crash-safe file operations, in one place.
+//!
+//! A hand-written "write to a temporary file, then rename" is a bug waiting for a power cut: it
+//! forgets the directory fsync, shares a fixed `.tmp` name with a second process, or leaves the
+//! file world-readable. Every file domicile writes outside its databases and logs (key files,
+//! manifests, reports, approval books, model artifacts, witness state) goes through this crate,
+//! after Tessera's `storage/posix/file_ops.go`:
+//!
+//! - [`write_private`]: replace a file atomically and durably, mode 0600.
+//! - [`create_private`]: the same, but refuse if the file exists (private keys are never
+//!   overwritten silently).
+//! - [`read_optional`] / [`read_bounded`]: read a file that may be absent, or that must not be
+//!   larger than a bound (every input a user can hand us is bounded).
+//! - [`append_synced`]: append and fdatasync.
+//! - [`create_private_dir`]: `mkdir -p` with mode 0700, each new directory made durable.
+//! - [`check_private`]: refuse a secret file that group or others can read or write, with an
+//!   error that says how to fix it (as ssh does).
+//!
+//! Errors are [`FileError`]: the operation, the path and the OS error, so a caller can wrap it in
+//! its own error type with `#[from]`.
+//!
+//! ```
+//! use domicile_durable::{create_private, read_optional, write_private, check_private};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("keys/us/log.key");
+//! create_private(&path, b"secret\n")?;
+//! assert!(create_private(&path, b"other\n").is_err(), "never overwritten silently");
+//! check_private(&path)?;
+//! write_private(&path, b"rotated\n")?;
+//! assert_eq!(read_optional(&path)?.as_deref(), Some(&b"rotated\n"[..]));
+//! assert_eq!(read_optional(&dir.path().join("absent"))?, None);
+//! Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Mode of every private file domicile writes.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every private directory domicile creates.
+pub const DIR_MODE: u32 = 0o700;
+
+/// A file operation that failed: what was attempted, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The operating system refused or failed an operation.
+    #[error("could not {op} {path}: {source}")]
+    Io {
+        /// What was attempted (`create`, `write`, `sync`, `rename`, `read`, …).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// [`create_private`] found the file already there.
+    #[error("{path} already exists; refusing to overwrite it (move it aside, or pass --force where the command offers it)")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// [`read_bounded`] found a file larger than its bound.
+    #[error("{path} is larger than {limit} bytes; refusing to read it")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The bound, in bytes.
+        limit: u64,
+    },
+    /// [`check_private`] found a secret file that group or others may read or write.
+    #[error("{path} holds a secret but its mode is {mode:04o}, readable or writable by group or others; run `chmod 600 {path}` (or 700 for a directory) and try again")]
+    NotPrivate {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+impl FileError {
+    /// An I/O failure of `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FileError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            FileError::Io { path, .. }
+            | FileError::Exists { path }
+            | FileError::TooLarge { path, .. }
+            | FileError::NotPrivate { path, .. } => path,
+        }
+    }
+
+    /// Whether the error means "the file was not there".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary name beside `path`, unique to this process and call, so two processes (or two
+/// threads) writing the same file never share a temporary file.
+fn temp_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent(path).join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Makes the entries of `dir` durable (fsync of the directory itself).
+pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FileError::io("sync", dir, e))
+}
+
+/// Creates `dir` and its missing parents with mode 0700, syncing each parent that gained an
+/// entry. An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(up) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(up)?;
+    }
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => sync_dir(parent(dir)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(FileError::io("create directory", dir, e)),
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path` and fsyncs it; the caller renames or
+/// links it into place.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, FileError> {
+    let tmp = temp_path(path);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| FileError::io("create", &tmp, e))
+        .and_then(|mut f| {
+            f.write_all(bytes)
+                .map_err(|e| FileError::io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| FileError::io("sync", &tmp, e))
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Replaces `path` with `bytes` atomically and durably, mode 0600: a crash leaves either the
+/// old file or the new one, never a mix, and once this returns the new file survives a power
+/// cut. Missing parent directories are created with mode 0700.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_private_unsynced_dir(path, bytes)?;
+    sync_dir(parent(path))
+}
+
+/// [`write_private`] without the final directory fsync, for callers that write many files into
+/// a few directories and then call [`sync_dir`] once per directory.
+pub fn write_private_unsynced_dir(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    create_private_dir(parent(path))?;
+    let tmp = write_temp(path, bytes)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        FileError::io("rename", path, e)
+    })
+}
+
+/// Creates `path` holding `bytes`, durably and with mode 0600, and fails with
+/// [`FileError::Exists`] if it is already there: even when two processes race, exactly one
+/// creates it and neither sees a partial file.
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    create_private_dir(parent(path))?;
+    let tmp = write_temp(path, bytes)?;
+    // A hard link fails if the target exists, unlike rename: the atomic "create exclusively".
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(parent(path)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(FileError::Exists {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(FileError::io("create", path, e)),
+    }
+}
+
+/// Reads `path`, or `None` if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::io("read", path, e)),
+    }
+}
+
+/// Reads `path` as UTF-8 text, or `None` if it does not exist.
+pub fn read_optional_string(path: &Path) -> Result<Option<String>, FileError> {
+    match read_optional(path)? {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+            FileError::io(
+                "read",
+                path,
+                io::Error::new(io::ErrorKind::InvalidData, "the file is not UTF-8 text"),
+            )
+        }),
+    }
+}
+
+/// Reads at most `limit` bytes from `path`; a larger file (or an endless one, such as a device)
+/// is [`FileError::TooLarge`] and is not read further.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    let file = File::open(path).map_err(|e| FileError::io("open", path, e))?;
+    read_bounded_from(file, limit).map_err(|e| match e {
+        BoundedReadError::Io(e) => FileError::io("read", path, e),
+        BoundedReadError::TooLarge => FileError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+    })
+}
+
+/// Why [`read_bounded_from`] failed.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    /// The reader failed.
+    Io(io::Error),
+    /// The input is longer than the bound.
+    TooLarge,
+}
+
+/// Reads at most `limit` bytes from any reader (standard input, a socket); one byte more is
+/// [`BoundedReadError::TooLarge`].
+pub fn read_bounded_from(reader: impl Read, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    let mut out = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(BoundedReadError::Io)?;
+    if out.len() as u64 > limit {
+        return Err(BoundedReadError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Opens `path` for appending (creating it with mode 0600 if needed).
+pub fn open_append(path: &Path) -> Result<File, FileError> {
+    create_private_dir(parent(path))?;
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| FileError::io("open", path, e))?;
+    if !existed {
+        sync_dir(parent(path))?;
+    }
+    Ok(file)
+}
+
+/// Appends `bytes` to `file` (opened by [`open_append`]) and fdatasyncs it, so the appended
+/// bytes are durable when this returns. `path` names the file in errors.
+pub fn append_synced(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    file.write_all(bytes)
+        .map_err(|e| FileError::io("append to", path, e))?;
+    file.sync_data().map_err(|e| FileError::io("sync", path, e))
+}
+
+/// Refuses a secret file (or directory) that group or others can read or write: a private key
+/// another user can read is no longer private, and one they can write is no longer ours.
+pub fn check_private(path: &Path) -> Result<(), FileError> {
+    let meta = fs::metadata(path).map_err(|e| FileError::io("inspect", path, e))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(FileError::NotPrivate {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a secret file after [`check_private`], or `None` if it does not exist.
+pub fn read_secret(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    match check_private(path) {
+        Err(e) if e.is_not_found() => return Ok(None),
+        other => other?,
+    }
+    read_optional(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn write_private_replaces_atomically_with_mode_0600_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/file");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file")]);
+    }
+
+    #[test]
+    fn create_private_refuses_an_existing_file_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        create_private(&path, b"first").unwrap();
+        let err = create_private(&path, b"second").unwrap_err();
+        assert!(matches!(err, FileError::Exists { .. }), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn racing_creators_produce_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || create_private(path, &[i; 64]).is_ok() as usize)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+        let bytes = fs::read(&path).unwrap();
+        assert!(bytes.iter().all(|b| *b == bytes[0]) && bytes.len() == 64);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_never_collide_on_a_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::thread::scope(|s| {
+            for i in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_private(path, &[i; 32]).unwrap();
+                    }
+                });
+            }
+        });
+        let bytes = fs::read(&path).unwrap();
+        assert!(bytes.len() == 32 && bytes.iter().all(|b| *b == bytes[0]));
+    }
+
+    #[test]
+    fn bounded_reads_refuse_one_byte_more_and_endless_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("input");
+        fs::write(&path, [7u8; 10]).unwrap();
+        assert_eq!(read_bounded(&path, 10).unwrap().len(), 10);
+        assert!(matches!(
+            read_bounded(&path, 9),
+            Err(FileError::TooLarge { limit: 9, .. })
+        ));
+        assert!(matches!(
+            read_bounded(Path::new("/dev/zero"), 1 << 16),
+            Err(FileError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_readable_by_others_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.key");
+        write_private(&path, b"k").unwrap();
+        check_private(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_secret(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert_eq!(read_secret(&dir.path().join("absent")).unwrap(), None);
+    }
+
+    #[test]
+    fn appends_accumulate_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut f = open_append(&path).unwrap();
+        append_synced(&mut f, &path, b"a\n").unwrap();
+        append_synced(&mut f, &path, b"b\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"a\nb\n");
+        assert_eq!(mode(&path), 0o600);
+    }
+}
