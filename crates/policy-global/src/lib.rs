@@ -27,8 +27,8 @@
 use std::collections::BTreeSet;
 
 use domicile_residency::{
-    DataClass, Decision, PolicyId, Purpose, Region, ResidencyError, ResidencyPolicy, Rule, RuleId,
-    Subject, ACCESS_SCHEMA,
+    DataClass, Decision, PolicyTable, Purpose, Region, ResidencyError, ResidencyPolicy, Rule,
+    Subject,
 };
 
 /// The policy's name: the first segment of its rule ids.
@@ -83,9 +83,7 @@ fn rule_table() -> Vec<Rule> {
 /// The global deployment's residency policy.
 #[derive(Debug, Clone)]
 pub struct GlobalPolicy {
-    id: PolicyId,
-    regions: Vec<Region>,
-    rules: Vec<Rule>,
+    table: PolicyTable,
     global: Region,
 }
 
@@ -95,28 +93,16 @@ pub type Policy = GlobalPolicy;
 impl GlobalPolicy {
     /// The policy, with its rule table and id.
     pub fn new() -> Self {
-        let rules = rule_table();
-        let id = PolicyId::derive(NAME, VERSION, &rules, ACCESS_RULES, ACCESS_SCHEMA)
-            .expect("the policy's name and version are valid constants");
-        let global = Region::parse("global").expect("a valid region name");
+        let table = PolicyTable::new(NAME, VERSION, &["global"], rule_table(), ACCESS_RULES)
+            .expect("the policy's name, version and region are valid constants");
         GlobalPolicy {
-            id,
-            regions: vec![global.clone()],
-            rules,
-            global,
+            global: table.region("global"),
+            table,
         }
     }
 
     fn decide(&self, allowed: bool, rule: &str) -> Decision {
-        let rule = &self
-            .rule(&RuleId::parse(rule).expect("rule ids in this file are valid"))
-            .expect("every rule this policy names is in its table")
-            .id;
-        if allowed {
-            Decision::allow(rule)
-        } else {
-            Decision::deny(rule)
-        }
+        self.table.decide(allowed, rule)
     }
 }
 
@@ -127,16 +113,8 @@ impl Default for GlobalPolicy {
 }
 
 impl ResidencyPolicy for GlobalPolicy {
-    fn id(&self) -> &PolicyId {
-        &self.id
-    }
-
-    fn regions(&self) -> &[Region] {
-        &self.regions
-    }
-
-    fn rules(&self) -> &[Rule] {
-        &self.rules
+    fn table(&self) -> &PolicyTable {
+        &self.table
     }
 
     fn home_region(&self, subject: &Subject) -> Result<Region, ResidencyError> {
@@ -182,13 +160,5 @@ impl ResidencyPolicy for GlobalPolicy {
             return Ok(self.decide(false, NO_PROVENANCE));
         }
         Ok(self.decide(true, DEPLOY))
-    }
-
-    fn access_rules(&self) -> &str {
-        ACCESS_RULES
-    }
-
-    fn access_schema(&self) -> &str {
-        ACCESS_SCHEMA
     }
 }

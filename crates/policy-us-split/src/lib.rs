@@ -35,8 +35,8 @@
 use std::collections::BTreeSet;
 
 use domicile_residency::{
-    CountryCode, DataClass, Decision, Jurisdiction, JustificationCode, Obligation, PolicyId,
-    Purpose, Region, ResidencyError, ResidencyPolicy, Rule, RuleId, Subject, ACCESS_SCHEMA,
+    CountryCode, DataClass, Decision, Jurisdiction, JustificationCode, Obligation, PolicyTable,
+    Purpose, Region, ResidencyError, ResidencyPolicy, Rule, Subject,
 };
 
 /// The policy's name: the first segment of its rule ids.
@@ -102,9 +102,7 @@ fn rule_table() -> Vec<Rule> {
 /// The US split's residency policy.
 #[derive(Debug, Clone)]
 pub struct UsSplitPolicy {
-    id: PolicyId,
-    regions: Vec<Region>,
-    rules: Vec<Rule>,
+    table: PolicyTable,
     us: Region,
     row: Region,
 }
@@ -115,17 +113,12 @@ pub type Policy = UsSplitPolicy;
 impl UsSplitPolicy {
     /// The policy, with its rule table and id.
     pub fn new() -> Self {
-        let rules = rule_table();
-        let id = PolicyId::derive(NAME, VERSION, &rules, ACCESS_RULES, ACCESS_SCHEMA)
-            .expect("the policy's name and version are valid constants");
-        let us = Region::parse("us").expect("a valid region name");
-        let row = Region::parse("row").expect("a valid region name");
+        let table = PolicyTable::new(NAME, VERSION, &["us", "row"], rule_table(), ACCESS_RULES)
+            .expect("the policy's name, version and regions are valid constants");
         UsSplitPolicy {
-            id,
-            regions: vec![us.clone(), row.clone()],
-            rules,
-            us,
-            row,
+            us: table.region("us"),
+            row: table.region("row"),
+            table,
         }
     }
 
@@ -144,19 +137,12 @@ impl UsSplitPolicy {
         US_COUNTRIES.contains(&country.as_str())
     }
 
-    fn rule_id(&self, rule: &str) -> &RuleId {
-        &self
-            .rule(&RuleId::parse(rule).expect("rule ids in this file are valid"))
-            .expect("every rule this policy names is in its table")
-            .id
-    }
-
     fn allow(&self, rule: &str) -> Decision {
-        Decision::allow(self.rule_id(rule))
+        self.table.decide(true, rule)
     }
 
     fn deny(&self, rule: &str) -> Decision {
-        Decision::deny(self.rule_id(rule))
+        self.table.decide(false, rule)
     }
 
     fn deidentify(&self) -> Obligation {
@@ -185,16 +171,8 @@ impl Default for UsSplitPolicy {
 }
 
 impl ResidencyPolicy for UsSplitPolicy {
-    fn id(&self) -> &PolicyId {
-        &self.id
-    }
-
-    fn regions(&self) -> &[Region] {
-        &self.regions
-    }
-
-    fn rules(&self) -> &[Rule] {
-        &self.rules
+    fn table(&self) -> &PolicyTable {
+        &self.table
     }
 
     fn home_region(&self, subject: &Subject) -> Result<Region, ResidencyError> {
@@ -279,14 +257,6 @@ impl ResidencyPolicy for UsSplitPolicy {
         } else {
             self.deny(DEPLOY)
         })
-    }
-
-    fn access_rules(&self) -> &str {
-        ACCESS_RULES
-    }
-
-    fn access_schema(&self) -> &str {
-        ACCESS_SCHEMA
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::conformance::check;
 use domicile_residency::{
-    DataClass, Decision, PolicyId, Purpose, Region, ResidencyError, ResidencyPolicy, Rule, RuleId,
+    DataClass, Decision, PolicyTable, Purpose, Region, ResidencyError, ResidencyPolicy, RuleId,
     Subject,
 };
 
@@ -19,6 +19,7 @@ enum Mistake {
     DefaultHome,
     DeployAnywhere,
     ExceptedCrossesInTheClear,
+    AccessRuleNamesUnknownAttribute,
 }
 
 struct Broken {
@@ -27,14 +28,16 @@ struct Broken {
 }
 
 impl ResidencyPolicy for Broken {
-    fn id(&self) -> &PolicyId {
-        self.inner.id()
+    fn table(&self) -> &PolicyTable {
+        self.inner.table()
     }
-    fn regions(&self) -> &[Region] {
-        self.inner.regions()
-    }
-    fn rules(&self) -> &[Rule] {
-        self.inner.rules()
+    fn access_rules(&self) -> &str {
+        match self.mistake {
+            Mistake::AccessRuleNamesUnknownAttribute => {
+                "@id(\"us-split/access/deny-by-default\")\npermit(principal, action, resource) when { principal.clearance == \"top\" };"
+            }
+            _ => self.inner.access_rules(),
+        }
     }
     fn home_region(&self, subject: &Subject) -> Result<Region, ResidencyError> {
         match (self.mistake, subject.attributes.residence) {
@@ -84,12 +87,6 @@ impl ResidencyPolicy for Broken {
         }
         Ok(d)
     }
-    fn access_rules(&self) -> &str {
-        self.inner.access_rules()
-    }
-    fn access_schema(&self) -> &str {
-        self.inner.access_schema()
-    }
 }
 
 fn violations(mistake: Mistake) -> String {
@@ -119,6 +116,10 @@ fn each_mistake_is_named() {
         (
             Mistake::ExceptedCrossesInTheClear,
             "without Pseudonymize or Aggregate",
+        ),
+        (
+            Mistake::AccessRuleNamesUnknownAttribute,
+            "do not validate against the schema",
         ),
     ];
     for (mistake, expected) in cases {

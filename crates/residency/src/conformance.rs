@@ -35,6 +35,9 @@
 //!     provenance is never deployed.
 //! 11. **Unknown regions are errors**: every question naming a region outside the deployment
 //!     fails with [`ResidencyError::UnknownRegion`].
+//! 12. **Access rules are well-formed**: the Cedar schema parses and the access rules validate
+//!     against it in strict mode, so a typo in an attribute name fails here, not as a silent
+//!     deny at run time.
 
 use std::collections::BTreeSet;
 
@@ -65,9 +68,37 @@ pub fn run<P: ResidencyPolicy + ?Sized>(policy: &P) {
 pub fn check<P: ResidencyPolicy + ?Sized>(policy: &P) -> Vec<Violation> {
     let mut v = Vec::new();
     check_tables(policy, &mut v);
+    check_access_rules(policy, &mut v);
     check_exhaustive(policy, &mut v);
     check_properties(policy, &mut v);
     v
+}
+
+fn check_access_rules<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violation>) {
+    use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
+    use std::str::FromStr;
+    let schema = match Schema::from_cedarschema_str(policy.access_schema()) {
+        Ok((schema, _warnings)) => schema,
+        Err(e) => {
+            v.push(format!("the Cedar schema does not parse: {e}"));
+            return;
+        }
+    };
+    let set = match PolicySet::from_str(policy.access_rules()) {
+        Ok(set) => set,
+        Err(e) => {
+            v.push(format!("the Cedar access rules do not parse: {e}"));
+            return;
+        }
+    };
+    let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
+    if !result.validation_passed() {
+        let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+        v.push(format!(
+            "the Cedar access rules do not validate against the schema: {}",
+            errors.join("; ")
+        ));
+    }
 }
 
 fn check_tables<P: ResidencyPolicy + ?Sized>(policy: &P, v: &mut Vec<Violation>) {

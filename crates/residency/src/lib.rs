@@ -43,7 +43,9 @@ mod jurisdiction;
 mod policy;
 mod purpose;
 mod region;
+mod resolver;
 mod subject;
+mod table;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -61,4 +63,6 @@ pub use jurisdiction::{CountryCode, Jurisdiction, JurisdictionGroup};
 pub use policy::{PolicyDigest, PolicyId, ResidencyPolicy};
 pub use purpose::{JustificationCode, Purpose};
 pub use region::Region;
+pub use resolver::{PolicyResolver, UnknownPolicy};
+pub use table::PolicyTable;
 pub use subject::{Subject, SubjectAttributes, SubjectId};

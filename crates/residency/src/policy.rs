@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DataClass, Decision, Purpose, Region, ResidencyError, Rule, RuleId, Subject};
+use crate::{
+    DataClass, Decision, PolicyTable, Purpose, Region, ResidencyError, Rule, RuleId, Subject,
+};
 
 /// A SHA-256 digest of a policy's rule table and access-rule text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -161,14 +163,24 @@ impl fmt::Display for PolicyId {
 /// Run [`conformance::run`](crate::conformance::run) (feature `conformance`) from the policy
 /// crate's tests to check the invariants every policy must keep.
 pub trait ResidencyPolicy: Send + Sync {
+    /// The policy's fixed parts: id, regions, rule table, access rules. The methods below that
+    /// read them are answered from it.
+    fn table(&self) -> &PolicyTable;
+
     /// Which rules are in force.
-    fn id(&self) -> &PolicyId;
+    fn id(&self) -> &PolicyId {
+        self.table().id()
+    }
 
     /// The regions of the deployment, in a fixed order.
-    fn regions(&self) -> &[Region];
+    fn regions(&self) -> &[Region] {
+        self.table().regions()
+    }
 
     /// The rule table: every rule a decision may name.
-    fn rules(&self) -> &[Rule];
+    fn rules(&self) -> &[Rule] {
+        self.table().rules()
+    }
 
     /// The subject's home region. A missing or unusable residence is an error naming the subject,
     /// never a default.
@@ -201,10 +213,14 @@ pub trait ResidencyPolicy: Send + Sync {
 
     /// The access rules (who may do what) as Cedar policy text. Each policy carries an
     /// `@id("<policy>/access/<name>")` annotation that is also in the rule table.
-    fn access_rules(&self) -> &str;
+    fn access_rules(&self) -> &str {
+        self.table().access_rules()
+    }
 
     /// The Cedar schema the access rules are written against.
-    fn access_schema(&self) -> &str;
+    fn access_schema(&self) -> &str {
+        self.table().access_schema()
+    }
 
     /// The rule with this id, if the policy has it.
     fn rule(&self, id: &RuleId) -> Option<&Rule> {
