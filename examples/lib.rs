@@ -21,6 +21,18 @@ use serde::Serialize;
 /// The error type of the walkthroughs.
 pub type Error = Box<dyn std::error::Error>;
 
+/// The residency policies the walkthroughs link: like the `domicile` binary, the examples are a
+/// composition root, and this is their list.
+pub fn policies() -> domicile_residency::PolicyResolver {
+    domicile_residency::PolicyResolver::new()
+        .with(std::sync::Arc::new(
+            domicile_policy_global::GlobalPolicy::new(),
+        ))
+        .with(std::sync::Arc::new(
+            domicile_policy_us_split::UsSplitPolicy::new(),
+        ))
+}
+
 /// The trust domain of the walkthroughs' principals.
 pub const TRUST_DOMAIN: &str = "domicile.example";
 

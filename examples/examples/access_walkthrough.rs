@@ -33,7 +33,12 @@ fn main() -> Result<(), Error> {
     let temp = tempfile::tempdir()?;
     let root = args.dir.unwrap_or_else(|| temp.path().to_owned());
     let (data, keys) = (root.join("data"), root.join("keys"));
-    let deployment = Deployment::create(&data, &keys, "us-split", domicile_examples::TRUST_DOMAIN)?;
+    let deployment = Deployment::create(
+        &data,
+        &keys,
+        domicile_examples::policies().resolve("us-split")?,
+        domicile_examples::TRUST_DOMAIN,
+    )?;
     let us = Region::parse("us")?;
     let row = Region::parse("row")?;
 

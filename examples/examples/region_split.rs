@@ -377,7 +377,12 @@ fn main() -> Result<(), Error> {
 
     println!("== 2. run it as one global deployment ({})", data.display());
     let start = Instant::now();
-    let global = Deployment::create(&data, &keys, "global", TRUST_DOMAIN)?;
+    let global = Deployment::create(
+        &data,
+        &keys,
+        domicile_examples::policies().resolve("global")?,
+        TRUST_DOMAIN,
+    )?;
     let written = ingest(&world, &global)?;
     println!("   {written} records sealed and written through the global Gate, each logged");
     phase(&mut timings, "ingest", start);
@@ -441,6 +446,7 @@ fn main() -> Result<(), Error> {
     let signed = run(
         &data,
         &keys,
+        &domicile_examples::policies(),
         "us-split",
         &RunOptions {
             batch_subjects: BATCH,
@@ -457,7 +463,7 @@ fn main() -> Result<(), Error> {
 
     println!("== 5. models after the split");
     let start = Instant::now();
-    let split = Deployment::open(&data, &keys)?;
+    let split = Deployment::open(&data, &keys, &domicile_examples::policies())?;
     let us = Region::parse("us")?;
     let row = Region::parse("row")?;
     let global_rehomed = provenance_under(&train_all, &us_split)?;

@@ -2,7 +2,8 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys.
+//! custodian's region keys. `policies` is the composition root's list of the residency policies
+//! this binary links; everything below the binary takes them from it.
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod keys;
+mod policies;
 mod recsys;
 mod split;
 

@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use domicile_split::{
-    policy_by_name, run, split_dir, Deployment, Plan, Progress, RunOptions, SignedReport,
-    SplitError,
+    run, split_dir, Deployment, Plan, Progress, RunOptions, SignedReport, SplitError,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -100,8 +99,9 @@ pub fn run_split(args: SplitArgs) -> ExitCode {
 fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
     match command {
         SplitCommand::Plan { dirs, to, json } => {
-            let source = Deployment::open(&dirs.data, &dirs.keys)?;
-            let target = policy_by_name(&to)?;
+            let policies = crate::policies::resolver();
+            let source = Deployment::open(&dirs.data, &dirs.keys, &policies)?;
+            let target = policies.resolve(&to)?;
             let plan = Plan::compute(&source, target.as_ref())?;
             let summary = plan.summary();
             if json {
@@ -163,7 +163,13 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
                 progress: Some(&progress),
                 migration_key,
             };
-            let signed = run(&dirs.data, &dirs.keys, &to, &options);
+            let signed = run(
+                &dirs.data,
+                &dirs.keys,
+                &crate::policies::resolver(),
+                &to,
+                &options,
+            );
             bar.finish_and_clear();
             let signed = signed?;
             println!("{}", signed.report);
@@ -219,30 +225,11 @@ fn read_report(data: &Path) -> Result<SignedReport, SplitError> {
 }
 
 fn verify_deployment(data: &Path, keys: &Path) -> Result<ExitCode, SplitError> {
-    let deployment = Deployment::open(data, keys)?;
-    let policy = deployment.policy().clone();
-    let mut problems = Vec::new();
-    let mut counts = domicile_split::Counts::new();
-    let purpose = domicile_split::migration_purpose();
-    for node in deployment.regions() {
-        let who = deployment.migration_principal(&node.region);
-        for inv in node.gate.inventory(&who, &purpose)? {
-            for (meta, _) in &inv.records {
-                *counts
-                    .entry(node.region.clone())
-                    .or_default()
-                    .entry(meta.class)
-                    .or_insert(0) += 1;
-                let rest = policy.may_rest_in(meta.class, &inv.home, &node.region)?;
-                if !rest.allowed {
-                    problems.push(format!(
-                        "{}: a {} record of a subject homed in {} ({})",
-                        node.region, meta.class, inv.home, rest.rule
-                    ));
-                }
-            }
-        }
-    }
+    let deployment = Deployment::open(data, keys, &crate::policies::resolver())?;
+    let domicile_split::Placement {
+        counts,
+        mut problems,
+    } = domicile_split::check_placement(&deployment)?;
     deployment.close()?;
     if let Ok(signed) = read_report(data) {
         signed.verify(&signed.public_key.clone())?;

@@ -2,11 +2,19 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use domicile_access::RecordRef;
 use domicile_residency::{DataClass, JustificationCode, Purpose, Subject};
 use domicile_split::Deployment;
 use domicile_store::{Collection, RecordKey};
+
+/// The policies these tests link, as a binary's composition root would list them.
+fn policies() -> domicile_residency::PolicyResolver {
+    domicile_residency::PolicyResolver::new()
+        .with(Arc::new(domicile_policy_global::GlobalPolicy::new()))
+        .with(Arc::new(domicile_policy_us_split::UsSplitPolicy::new()))
+}
 
 fn domicile(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_domicile"))
@@ -24,7 +32,13 @@ fn text(out: &Output) -> String {
 }
 
 fn global_world(data: &Path, keys: &Path) {
-    let global = Deployment::create(data, keys, "global", "domicile.example").unwrap();
+    let global = Deployment::create(
+        data,
+        keys,
+        policies().resolve("global").unwrap(),
+        "domicile.example",
+    )
+    .unwrap();
     let node = global.regions().next().unwrap();
     let app = global.migration_principal(&node.region);
     let why = Purpose::new(JustificationCode::Migration);
@@ -149,6 +163,30 @@ fn bad_input_gets_a_clear_error() {
     assert!(!out.status.success());
     assert!(
         text(&out).contains("unknown policy \"eu-split\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_unknown_target_policy_names_the_policies_this_build_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    global_world(&data, &keys);
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+    let out = domicile(&[
+        "split",
+        "plan",
+        "--data",
+        d,
+        "--keys",
+        k,
+        "--to",
+        "mars-split",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"unknown policy "mars-split": this build knows global, us-split"#),
         "{}",
         text(&out)
     );

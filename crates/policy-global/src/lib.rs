@@ -35,6 +35,9 @@ use domicile_residency::{
 pub const NAME: &str = "global";
 /// The policy's version. Bump it when a rule changes.
 pub const VERSION: &str = "1.0.0";
+/// The one region, operated from the United States (where the pre-split product's primary data
+/// centre was).
+pub const REGIONS: &[(&str, &str)] = &[("global", "US")];
 /// The Cedar access rules.
 pub const ACCESS_RULES: &str = include_str!("access.cedar");
 
@@ -93,7 +96,7 @@ pub type Policy = GlobalPolicy;
 impl GlobalPolicy {
     /// The policy, with its rule table and id.
     pub fn new() -> Self {
-        let table = PolicyTable::new(NAME, VERSION, &["global"], rule_table(), ACCESS_RULES)
+        let table = PolicyTable::new(NAME, VERSION, REGIONS, rule_table(), ACCESS_RULES)
             .expect("the policy's name, version and region are valid constants");
         GlobalPolicy {
             global: table.region("global"),

@@ -43,6 +43,9 @@ use domicile_residency::{
 pub const NAME: &str = "us-split";
 /// The policy's version. Bump it when a rule changes.
 pub const VERSION: &str = "1.0.0";
+/// The regions, each with the country it is operated from: `us` on US soil by the trusted
+/// technology partner, `row` (rest of world) in Singapore.
+pub const REGIONS: &[(&str, &str)] = &[("us", "US"), ("row", "SG")];
 /// The Cedar access rules.
 pub const ACCESS_RULES: &str = include_str!("access.cedar");
 /// The smallest number of subjects an aggregate of Excepted data crossing the border may cover.
@@ -113,7 +116,7 @@ pub type Policy = UsSplitPolicy;
 impl UsSplitPolicy {
     /// The policy, with its rule table and id.
     pub fn new() -> Self {
-        let table = PolicyTable::new(NAME, VERSION, &["us", "row"], rule_table(), ACCESS_RULES)
+        let table = PolicyTable::new(NAME, VERSION, REGIONS, rule_table(), ACCESS_RULES)
             .expect("the policy's name, version and regions are valid constants");
         UsSplitPolicy {
             us: table.region("us"),

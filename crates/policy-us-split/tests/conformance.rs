@@ -1,6 +1,5 @@
 //! The residency conformance suite, the Cedar access rules, and the US split's own rules.
 
-use std::collections::BTreeSet;
 use domicile_policy_us_split::{
     UsSplitPolicy, EXPORT_ITEM, EXPORT_REGIME, MIN_AGGREGATE_SUBJECTS, US_COUNTRIES,
 };
@@ -9,6 +8,7 @@ use domicile_residency::{
     ResidencyPolicy, Subject,
 };
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn regions() -> (Region, Region) {
     (Region::parse("us").unwrap(), Region::parse("row").unwrap())

@@ -64,5 +64,5 @@ pub use policy::{PolicyDigest, PolicyId, ResidencyPolicy};
 pub use purpose::{JustificationCode, Purpose};
 pub use region::Region;
 pub use resolver::{PolicyResolver, UnknownPolicy};
-pub use table::PolicyTable;
 pub use subject::{Subject, SubjectAttributes, SubjectId};
+pub use table::PolicyTable;

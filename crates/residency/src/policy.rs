@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DataClass, Decision, PolicyTable, Purpose, Region, ResidencyError, Rule, RuleId, Subject,
+    CountryCode, DataClass, Decision, PolicyTable, Purpose, Region, ResidencyError, Rule, RuleId,
+    Subject,
 };
 
 /// A SHA-256 digest of a policy's rule table and access-rule text.
@@ -180,6 +181,16 @@ pub trait ResidencyPolicy: Send + Sync {
     /// The rule table: every rule a decision may name.
     fn rules(&self) -> &[Rule] {
         self.table().rules()
+    }
+
+    /// The country `region`'s infrastructure and operators are located in (where a region's own
+    /// services, such as its migration service, run).
+    fn region_location(&self, region: &Region) -> Result<CountryCode, ResidencyError> {
+        self.check_region(region)?;
+        Ok(self
+            .table()
+            .location(region)
+            .expect("every region of a table has a location"))
     }
 
     /// The subject's home region. A missing or unusable residence is an error naming the subject,

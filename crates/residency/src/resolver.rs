@@ -36,7 +36,7 @@ pub struct UnknownPolicy {
 /// #     fn may_transfer(&self, _: DataClass, _: &Region, _: &Region, _: &Region, _: &Purpose) -> Result<Decision, ResidencyError> { Ok(self.0.decide(true, "demo/all")) }
 /// #     fn may_deploy_model(&self, _: &BTreeSet<Region>, _: &Region) -> Result<Decision, ResidencyError> { Ok(self.0.decide(true, "demo/all")) }
 /// # }
-/// # let demo = Demo(PolicyTable::new("demo", "1", &["here"], vec![Rule::new("demo/all", "All.")], "")?);
+/// # let demo = Demo(PolicyTable::new("demo", "1", &[("here", "US")], vec![Rule::new("demo/all", "All.")], "")?);
 /// let policies = PolicyResolver::new().with(Arc::new(demo));
 /// assert_eq!(policies.resolve("demo")?.id().name, "demo");
 /// let err = policies.resolve("eu-split").err().expect("not linked");

@@ -1,8 +1,9 @@
 //! What every policy crate holds: its id, regions, rule table and access rules, derived once.
 
-use crate::{Decision, PolicyId, Region, ResidencyError, Rule, RuleId, ACCESS_SCHEMA};
+use crate::{CountryCode, Decision, PolicyId, Region, ResidencyError, Rule, RuleId, ACCESS_SCHEMA};
 
-/// A policy's fixed parts: its [`PolicyId`], its regions in order, its rule table and its Cedar
+/// A policy's fixed parts: its [`PolicyId`], its regions in order (each with the country its
+/// infrastructure is located in), its rule table and its Cedar
 /// access rules. A policy crate builds one in its constructor and returns it from
 /// [`ResidencyPolicy::table`](crate::ResidencyPolicy::table); the trait answers `id`, `regions`,
 /// `rules`, `access_rules` and `access_schema` from it, so no policy crate writes those again.
@@ -13,7 +14,7 @@ use crate::{Decision, PolicyId, Region, ResidencyError, Rule, RuleId, ACCESS_SCH
 /// let table = PolicyTable::new(
 ///     "demo",
 ///     "1.0.0",
-///     &["here", "there"],
+///     &[("here", "US"), ("there", "SG")],
 ///     vec![Rule::new("demo/stays-home", "Data stays home.")],
 ///     "permit(principal, action, resource);",
 /// )?;
@@ -25,18 +26,20 @@ use crate::{Decision, PolicyId, Region, ResidencyError, Rule, RuleId, ACCESS_SCH
 pub struct PolicyTable {
     id: PolicyId,
     regions: Vec<Region>,
+    locations: Vec<CountryCode>,
     rules: Vec<Rule>,
     access_rules: String,
     access_schema: String,
 }
 
 impl PolicyTable {
-    /// Derives the table of policy `name` at `version`, with its regions, rules and Cedar access
+    /// Derives the table of policy `name` at `version`, with its regions (name and the ISO
+    /// country the region's infrastructure and operators are located in), rules and Cedar access
     /// rules written against the shared [`ACCESS_SCHEMA`].
     pub fn new(
         name: &str,
         version: &str,
-        regions: &[&str],
+        regions: &[(&str, &str)],
         rules: Vec<Rule>,
         access_rules: &str,
     ) -> Result<Self, ResidencyError> {
@@ -47,19 +50,24 @@ impl PolicyTable {
     pub fn with_schema(
         name: &str,
         version: &str,
-        regions: &[&str],
+        regions: &[(&str, &str)],
         rules: Vec<Rule>,
         access_rules: &str,
         access_schema: &str,
     ) -> Result<Self, ResidencyError> {
         let id = PolicyId::derive(name, version, &rules, access_rules, access_schema)?;
+        let locations = regions
+            .iter()
+            .map(|(_, country)| CountryCode::parse(country))
+            .collect::<Result<Vec<_>, _>>()?;
         let regions = regions
             .iter()
-            .map(|r| Region::parse(r))
+            .map(|(name, _)| Region::parse(name))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(PolicyTable {
             id,
             regions,
+            locations,
             rules,
             access_rules: access_rules.to_owned(),
             access_schema: access_schema.to_owned(),
@@ -74,6 +82,13 @@ impl PolicyTable {
     /// The regions, in order.
     pub fn regions(&self) -> &[Region] {
         &self.regions
+    }
+
+    /// The country `region`'s infrastructure and operators are located in, if it is one of the
+    /// policy's regions.
+    pub fn location(&self, region: &Region) -> Option<CountryCode> {
+        let i = self.regions.iter().position(|r| r == region)?;
+        Some(self.locations[i])
     }
 
     /// The rule table.

@@ -17,12 +17,25 @@ use domicile_store::{
     SealedStore,
 };
 
+/// The policies these tests link, as a binary's composition root would list them.
+fn policies() -> domicile_residency::PolicyResolver {
+    domicile_residency::PolicyResolver::new()
+        .with(Arc::new(domicile_policy_global::GlobalPolicy::new()))
+        .with(Arc::new(domicile_policy_us_split::UsSplitPolicy::new()))
+}
+
 const SUBJECTS: usize = 10_000;
 const BATCH: usize = 1_000;
 const COUNTRIES: [&str; 6] = ["US", "DE", "BR", "IN", "PR", "JP"];
 
 fn world(data: &Path, keys: &Path) -> u64 {
-    let global = Deployment::create(data, keys, "global", "bench.example").expect("deployment");
+    let global = Deployment::create(
+        data,
+        keys,
+        policies().resolve("global").unwrap(),
+        "bench.example",
+    )
+    .expect("deployment");
     let node = global.regions().next().expect("a region");
     let who = global.migration_principal(&node.region);
     let why = Purpose::new(JustificationCode::Migration);
@@ -136,7 +149,7 @@ fn main() {
 
     // The split's copy alone: plan (a logged inventory) and the journaled copy through the Gates.
     let start = Instant::now();
-    let source = Deployment::open(&cd, &ck).expect("source");
+    let source = Deployment::open(&cd, &ck, &policies()).expect("source");
     let target = Deployment::open_with(&cd, &ck, Arc::new(UsSplitPolicy::new()), "bench.example")
         .expect("target");
     let plan = Plan::compute(&source, target.policy().as_ref()).expect("plan");
@@ -160,6 +173,7 @@ fn main() {
     run(
         &sd,
         &sk,
+        &policies(),
         "us-split",
         &RunOptions {
             batch_subjects: BATCH,

@@ -21,9 +21,7 @@ use std::sync::Arc;
 
 use domicile_access::{ApprovalBook, Gate, Principal, PrincipalKind, SystemClock};
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey, VerifierKey};
-use domicile_policy_global::GlobalPolicy;
-use domicile_policy_us_split::UsSplitPolicy;
-use domicile_residency::{Region, ResidencyPolicy};
+use domicile_residency::{PolicyResolver, Region, ResidencyPolicy};
 use domicile_store::{FileCustodian, KeyCustodian, SealedStore};
 use serde::{Deserialize, Serialize};
 
@@ -39,17 +37,6 @@ pub struct Manifest {
     pub policy: String,
     /// The SPIFFE trust domain of the deployment's principals.
     pub trust_domain: String,
-}
-
-/// The residency policy with this name: `global` or `us-split`.
-pub fn policy_by_name(name: &str) -> Result<Arc<dyn ResidencyPolicy>, SplitError> {
-    match name {
-        domicile_policy_global::NAME => Ok(Arc::new(GlobalPolicy::new())),
-        domicile_policy_us_split::NAME => Ok(Arc::new(UsSplitPolicy::new())),
-        other => Err(SplitError::UnknownPolicy {
-            name: other.to_owned(),
-        }),
-    }
 }
 
 /// One region of a deployment.
@@ -157,18 +144,19 @@ impl std::fmt::Debug for Deployment {
 }
 
 impl Deployment {
-    /// Creates (or reopens) the deployment at `data_root` under the named policy, writing its
-    /// manifest. A data root that already holds a deployment under another policy is refused.
+    /// Creates (or reopens) the deployment at `data_root` under `policy`, writing its manifest.
+    /// A data root that already holds a deployment under another policy is refused.
     pub fn create(
         data_root: impl AsRef<Path>,
         keys_root: impl AsRef<Path>,
-        policy: &str,
+        policy: Arc<dyn ResidencyPolicy>,
         trust_domain: &str,
     ) -> Result<Self, SplitError> {
         let data_root = data_root.as_ref();
         let path = data_root.join(MANIFEST);
+        let name = policy.id().name.as_str();
         let manifest = Manifest {
-            policy: policy.to_owned(),
+            policy: name.to_owned(),
             trust_domain: trust_domain.to_owned(),
         };
         match Self::manifest(data_root)? {
@@ -176,7 +164,7 @@ impl Deployment {
                 return Err(SplitError::Manifest {
                     path,
                     detail: format!(
-                    "it names policy {:?} in trust domain {:?}, not {policy:?} in {trust_domain:?}",
+                    "it names policy {:?} in trust domain {:?}, not {name:?} in {trust_domain:?}",
                     found.policy, found.trust_domain
                 ),
                 })
@@ -189,7 +177,7 @@ impl Deployment {
                 write_private(&path, &json)?;
             }
         }
-        Self::open_with(data_root, keys_root, policy_by_name(policy)?, trust_domain)
+        Self::open_with(data_root, keys_root, policy, trust_domain)
     }
 
     /// Reads the manifest of the deployment at `data_root`, if there is one.
@@ -206,10 +194,12 @@ impl Deployment {
             })
     }
 
-    /// Opens the deployment at `data_root` under the policy its manifest names.
+    /// Opens the deployment at `data_root` under the policy its manifest names, which `policies`
+    /// (the binary's list) must know.
     pub fn open(
         data_root: impl AsRef<Path>,
         keys_root: impl AsRef<Path>,
+        policies: &PolicyResolver,
     ) -> Result<Self, SplitError> {
         let data_root = data_root.as_ref();
         let manifest = Self::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
@@ -219,7 +209,7 @@ impl Deployment {
         Self::open_with(
             data_root,
             keys_root,
-            policy_by_name(&manifest.policy)?,
+            policies.resolve(&manifest.policy)?,
             &manifest.trust_domain,
         )
     }
@@ -321,14 +311,20 @@ impl Deployment {
         self.regions.get(region)
     }
 
-    /// The migration service principal of `region`: `spiffe://<trust-domain>/<region>/domicile/migration`.
+    /// The migration service principal of `region`: `spiffe://<trust-domain>/<region>/domicile/migration`,
+    /// located where the policy says the region is operated from, so each region's log records
+    /// an actor in that region.
     pub fn migration_principal(&self, region: &Region) -> Principal {
+        let location = self
+            .policy
+            .region_location(region)
+            .expect("a migration principal is asked for a region of the deployment's policy");
         Principal::parse(
             &format!("spiffe://{}/{region}/domicile/migration", self.trust_domain),
             PrincipalKind::Service,
-            ("domicile", "US"),
-            "US",
-            "US",
+            ("domicile", location.as_str()),
+            location.as_str(),
+            location.as_str(),
             &["migration-service"],
         )
         .expect("a migration principal built from a valid trust domain and region")

@@ -23,12 +23,9 @@ pub enum SplitError {
         #[source]
         source: std::io::Error,
     },
-    /// A policy name that is not `global` or `us-split`.
-    #[error("unknown policy {name:?}: expected global or us-split")]
-    UnknownPolicy {
-        /// The name given.
-        name: String,
-    },
+    /// A policy name the binary does not link.
+    #[error(transparent)]
+    UnknownPolicy(#[from] domicile_residency::UnknownPolicy),
     /// The deployment manifest is missing or does not parse.
     #[error("the deployment manifest {path} is unusable: {detail}")]
     Manifest {

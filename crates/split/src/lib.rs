@@ -12,14 +12,21 @@
 //! receipts and every region's signed audit checkpoint before and after.
 //!
 //! ```
+//! use std::sync::Arc;
 //! use domicile_access::RecordRef;
-//! use domicile_residency::{DataClass, JustificationCode, Purpose, Subject};
+//! use domicile_policy_global::GlobalPolicy;
+//! use domicile_policy_us_split::UsSplitPolicy;
+//! use domicile_residency::{DataClass, JustificationCode, PolicyResolver, Purpose, Subject};
 //! use domicile_split::{run, Deployment, RunOptions};
 //! use domicile_store::{Collection, RecordKey};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
-//! let global = Deployment::create(&data, &keys, "global", "domicile.example")?;
+//! // The binary (the composition root) chooses the policies it links.
+//! let policies = PolicyResolver::new()
+//!     .with(Arc::new(GlobalPolicy::new()))
+//!     .with(Arc::new(UsSplitPolicy::new()));
+//! let global = Deployment::create(&data, &keys, policies.resolve("global")?, "domicile.example")?;
 //! let node = global.regions().next().unwrap();
 //! let app = global.migration_principal(&node.region);
 //! let why = Purpose::new(JustificationCode::Migration);
@@ -32,7 +39,7 @@
 //! global.close()?;
 //! drop(global);
 //!
-//! let report = run(&data, &keys, "us-split", &RunOptions::default())?;
+//! let report = run(&data, &keys, &policies, "us-split", &RunOptions::default())?;
 //! assert_eq!(report.report.verification.records_checked, 2);
 //! assert_eq!(report.report.shredded_subjects.values().sum::<u64>(), 2);
 //! Ok::<(), Box<dyn std::error::Error>>(())
@@ -54,7 +61,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-pub use deployment::{policy_by_name, Deployment, Manifest, RegionNode, MANIFEST};
+use domicile_residency::PolicyResolver;
+
+pub use deployment::{Deployment, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::shred_source;
@@ -64,7 +73,7 @@ pub use plan::{
     RecordAction,
 };
 pub use report::{MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary};
-pub use verify::verify;
+pub use verify::{check_placement, verify, Placement};
 
 /// Where a split keeps its journal and report: `<data>/split/`.
 pub fn split_dir(data_root: &Path) -> PathBuf {
@@ -94,13 +103,15 @@ impl Default for RunOptions<'_> {
     }
 }
 
-/// Runs a whole split of the deployment at `data_root` to the policy named `target_policy`:
+/// Runs a whole split of the deployment at `data_root` to the policy named `target_policy`,
+/// resolving both the deployment's current policy and the target through `policies`:
 /// plan, copy, verify, shred the source, sign and write the report (`<data>/split/report.json`
 /// and `report.txt`), and switch the deployment's manifest to the new policy. Resumes from the
 /// journal if an earlier run was interrupted; returns the stored report if the split is done.
 pub fn run(
     data_root: &Path,
     keys_root: &Path,
+    policies: &PolicyResolver,
     target_policy: &str,
     options: &RunOptions<'_>,
 ) -> Result<SignedReport, SplitError> {
@@ -141,13 +152,13 @@ pub fn run(
     let source = Deployment::open_with(
         data_root,
         keys_root,
-        policy_by_name(&source_policy)?,
+        policies.resolve(&source_policy)?,
         &manifest.trust_domain,
     )?;
     let target = Deployment::open_with(
         data_root,
         keys_root,
-        policy_by_name(target_policy)?,
+        policies.resolve(target_policy)?,
         &manifest.trust_domain,
     )?;
     let (plan_summary, verification, copy_report) = match journal.verified() {

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use domicile_residency::{Region, SubjectId};
+use domicile_access::SubjectInventory;
+use domicile_residency::{DataClass, Region, ResidencyPolicy, SubjectId};
 use domicile_store::{Collection, RecordDigest, RecordKey};
 
 use crate::plan::migration_purpose;
@@ -32,28 +33,11 @@ pub fn verify(plan: &Plan, target: &Deployment) -> Result<VerificationSummary, S
             }
         }
     }
-    let purpose = migration_purpose();
     let policy = target.policy();
     let mut problems = Vec::new();
     let mut counts = Counts::new();
     let mut checked = 0u64;
-    // Each region's store is read back by its own thread: they are independent.
-    let inventories = std::thread::scope(|scope| {
-        let handles: Vec<_> = target
-            .regions()
-            .map(|node| {
-                let purpose = &purpose;
-                scope.spawn(move || {
-                    let who = target.migration_principal(&node.region);
-                    (node, node.gate.inventory(&who, purpose))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a verifying thread panicked"))
-            .collect::<Vec<_>>()
-    });
+    let inventories = read_inventories(target);
     for (node, inventory) in inventories {
         let mut want = expected.remove(&node.region).unwrap_or_default();
         for inv in inventory? {
@@ -64,14 +48,12 @@ pub fn verify(plan: &Plan, target: &Deployment) -> Result<VerificationSummary, S
                     .or_default()
                     .entry(meta.class)
                     .or_insert(0) += 1;
-                // Invariant 1 (and its siblings for every class), checked on what is stored.
-                let rest = policy.may_rest_in(meta.class, &inv.home, &node.region)?;
-                if !rest.allowed {
-                    problems.push(format!(
-                        "{}: a {} record of a subject homed in {} rests here ({})",
-                        node.region, meta.class, inv.home, rest.rule
-                    ));
-                }
+                problems.extend(misplaced(
+                    policy.as_ref(),
+                    meta.class,
+                    &inv.home,
+                    &node.region,
+                )?);
                 let key = (
                     meta.subject.clone(),
                     meta.collection.clone(),
@@ -110,4 +92,84 @@ pub fn verify(plan: &Plan, target: &Deployment) -> Result<VerificationSummary, S
         records_checked: checked,
         per_region: counts,
     })
+}
+
+/// Each region's inventory, read through its Gate by the region's migration principal; each
+/// region by its own thread, since they are independent.
+fn read_inventories(
+    deployment: &Deployment,
+) -> Vec<(
+    &crate::RegionNode,
+    Result<Vec<SubjectInventory>, domicile_access::GateError>,
+)> {
+    let purpose = migration_purpose();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = deployment
+            .regions()
+            .map(|node| {
+                let purpose = &purpose;
+                scope.spawn(move || {
+                    let who = deployment.migration_principal(&node.region);
+                    (node, node.gate.inventory(&who, purpose))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a verifying thread panicked"))
+            .collect()
+    })
+}
+
+/// Invariant 1 (and its siblings for every class), checked on what is stored: the problem, if
+/// a record of `class` whose subject is homed in `home` may not rest in `region`.
+fn misplaced(
+    policy: &dyn ResidencyPolicy,
+    class: DataClass,
+    home: &Region,
+    region: &Region,
+) -> Result<Option<String>, SplitError> {
+    let rest = policy.may_rest_in(class, home, region)?;
+    Ok((!rest.allowed).then(|| {
+        format!(
+            "{region}: a {class} record of a subject homed in {home} rests here ({})",
+            rest.rule
+        )
+    }))
+}
+
+/// What [`check_placement`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// Records per region and class.
+    pub counts: Counts,
+    /// Every record that rests where the deployment's policy does not allow, in a sentence.
+    pub problems: Vec<String>,
+}
+
+/// Reads every region of `deployment` through its Gate and checks each record against the
+/// deployment's own policy: may it rest where it is? Used by `domicile split verify` on a
+/// deployment at rest, with or without a split behind it.
+pub fn check_placement(deployment: &Deployment) -> Result<Placement, SplitError> {
+    let policy = deployment.policy();
+    let mut placement = Placement::default();
+    for (node, inventory) in read_inventories(deployment) {
+        for inv in inventory? {
+            for (meta, _) in &inv.records {
+                *placement
+                    .counts
+                    .entry(node.region.clone())
+                    .or_default()
+                    .entry(meta.class)
+                    .or_insert(0) += 1;
+                placement.problems.extend(misplaced(
+                    policy.as_ref(),
+                    meta.class,
+                    &inv.home,
+                    &node.region,
+                )?);
+            }
+        }
+    }
+    Ok(placement)
 }

@@ -14,6 +14,13 @@ use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Residenc
 use domicile_split::{run, Deployment, Journal, RunOptions};
 use domicile_store::{Collection, FileCustodian, KeyCustodian, SealedStore};
 
+/// The policies these tests link, as a binary's composition root would list them.
+fn policies() -> domicile_residency::PolicyResolver {
+    domicile_residency::PolicyResolver::new()
+        .with(Arc::new(domicile_policy_global::GlobalPolicy::new()))
+        .with(Arc::new(domicile_policy_us_split::UsSplitPolicy::new()))
+}
+
 /// (subject, collection, key or country) → value.
 type Records = BTreeMap<(String, String, String), Vec<u8>>;
 
@@ -23,7 +30,13 @@ const COUNTRIES: [&str; 8] = ["US", "PR", "DE", "BR", "IN", "US", "GU", "JP"];
 /// A deterministic little world in a global deployment: per subject a profile and watch
 /// history (Protected), a device record (Excepted) and a public video (Public).
 fn world(data: &Path, keys: &Path, subjects: usize) -> BTreeMap<(String, String, String), Vec<u8>> {
-    let global = Deployment::create(data, keys, "global", "domicile.example").unwrap();
+    let global = Deployment::create(
+        data,
+        keys,
+        policies().resolve("global").unwrap(),
+        "domicile.example",
+    )
+    .unwrap();
     let node = global.regions().next().unwrap();
     let app = global.migration_principal(&node.region);
     let why = Purpose::new(JustificationCode::Migration);
@@ -211,6 +224,7 @@ fn a_split_moves_everything_where_the_policy_says_and_shreds_the_source() {
     let signed = run(
         &data,
         &keys,
+        &policies(),
         "us-split",
         &RunOptions {
             batch_subjects: 7,
@@ -241,7 +255,14 @@ fn a_split_moves_everything_where_the_policy_says_and_shreds_the_source() {
         .insert(Region::parse("global").unwrap(), 1);
     assert!(tampered.verify(&signed.public_key).is_err());
     // Running it again returns the stored report and changes nothing.
-    let again = run(&data, &keys, "us-split", &RunOptions::default()).unwrap();
+    let again = run(
+        &data,
+        &keys,
+        &policies(),
+        "us-split",
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!(again, signed);
     assert_eq!(
         Deployment::manifest(&data).unwrap().unwrap().policy,
@@ -284,7 +305,7 @@ fn a_subject_without_residence_blocks_the_split() {
     .unwrap();
     assert_eq!(plan.unresolved, vec!["ghost".parse().unwrap()]);
     assert_eq!(plan.summary().unresolved, 1);
-    let source = Deployment::open(&data, &keys).unwrap();
+    let source = Deployment::open(&data, &keys, &policies()).unwrap();
     let target = Deployment::open_with(
         &data,
         &keys,
@@ -321,6 +342,7 @@ fn split_child() {
     let _ = run(
         Path::new(&data),
         Path::new(&keys),
+        &policies(),
         "us-split",
         &RunOptions {
             batch_subjects: 3,
@@ -337,6 +359,7 @@ fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
     run(
         &ref_data,
         &ref_keys,
+        &policies(),
         "us-split",
         &RunOptions {
             batch_subjects: 3,
@@ -381,6 +404,7 @@ fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
     run(
         &data,
         &keys,
+        &policies(),
         "us-split",
         &RunOptions {
             batch_subjects: 3,
@@ -391,4 +415,24 @@ fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
     assert_eq!(read_all(&data, &keys), want);
     check_split(&data, &keys, &expected);
     eprintln!("killed {killed_midway} split run(s) midway");
+}
+
+#[test]
+fn each_regions_migration_principal_is_located_in_that_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let split = Deployment::create(
+        &data,
+        &keys,
+        policies().resolve("us-split").unwrap(),
+        "domicile.example",
+    )
+    .unwrap();
+    for (region, country) in [("us", "US"), ("row", "SG")] {
+        let who = split.migration_principal(&Region::parse(region).unwrap());
+        assert_eq!(who.location_country.as_str(), country, "{region}");
+        assert_eq!(who.office_country.as_str(), country, "{region}");
+        assert_eq!(who.id.region().as_str(), region);
+    }
+    split.close().unwrap();
 }
