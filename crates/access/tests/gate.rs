@@ -10,7 +10,7 @@ use domicile_access::{
     PrincipalKind, RecordRef, ScanRequest, SubjectRef,
 };
 use domicile_audit::{
-    Action as AuditAction, AuditKey, AuditLog, Entry, KeyKind, LogConfig, SigningKey, VerifierKey,
+    Action, AuditKey, AuditLog, Entry, KeyKind, LogConfig, SigningKey, VerifierKey,
 };
 use domicile_policy_global::GlobalPolicy;
 use domicile_policy_us_split::UsSplitPolicy;
@@ -163,7 +163,7 @@ fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
         SubjectRef::Id(SubjectId::parse("ana").unwrap())
     );
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Read);
+    assert_eq!(last.action, Action::Read);
     assert!(last.decision.allowed);
     let rules: Vec<String> = last.decision.rules.iter().map(|r| r.to_string()).collect();
     assert_eq!(
@@ -305,27 +305,25 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .read(&bo, &support(), &profile("ana"), Some(&request.id))
         .is_err());
     // Every step of every approval is in the log.
-    let steps: Vec<AuditAction> = entries(&d)
+    let steps: Vec<Action> = entries(&d)
         .iter()
         .map(|e| e.action)
         .filter(|a| {
             matches!(
                 a,
-                AuditAction::ApprovalRequest
-                    | AuditAction::ApprovalGrant
-                    | AuditAction::ApprovalRevoke
+                Action::ApprovalRequest | Action::ApprovalGrant | Action::ApprovalRevoke
             )
         })
         .collect();
     assert_eq!(
         steps,
         [
-            AuditAction::ApprovalRequest,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalRequest,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalRevoke
+            Action::ApprovalRequest,
+            Action::ApprovalGrant,
+            Action::ApprovalGrant,
+            Action::ApprovalRequest,
+            Action::ApprovalGrant,
+            Action::ApprovalRevoke
         ]
     );
 }
@@ -475,7 +473,7 @@ fn the_us_training_service_receives_only_us_subjects() {
         assert_eq!(home.as_str(), "us");
     }
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Scan);
+    assert_eq!(last.action, Action::Scan);
     assert_eq!(
         last.resource.target,
         domicile_audit::Target::Bulk { count: 3 }
@@ -730,7 +728,7 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     let metas = d.gate.write_batch(&service, &why, &clean).unwrap();
     assert_eq!(metas.len(), 2);
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Write);
+    assert_eq!(last.action, Action::Write);
     assert_eq!(
         last.resource.target,
         domicile_audit::Target::Bulk { count: 2 }

@@ -1,7 +1,7 @@
 //! The access rules of both policies, decided by Cedar, on the scenarios of the split.
 
 use domicile_access::{
-    AccessRequest, AccessRules, Action, ApprovalFacts, Principal, PrincipalKind, Resource,
+    AccessAction, AccessRequest, AccessRules, ApprovalFacts, Principal, PrincipalKind, Resource,
 };
 use domicile_policy_global::GlobalPolicy;
 use domicile_policy_us_split::UsSplitPolicy;
@@ -31,7 +31,7 @@ fn support() -> Purpose {
 fn decide(
     rules: &AccessRules,
     who: &Principal,
-    action: Action,
+    action: AccessAction,
     what: Resource,
     why: &Purpose,
     approval: Option<ApprovalFacts>,
@@ -58,7 +58,7 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
     let (ok, why) = decide(
         &rules,
         &alice,
-        Action::Read,
+        AccessAction::Read,
         protected("us"),
         &support(),
         None,
@@ -67,7 +67,14 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
     assert_eq!(why, ["us-split/access/us-staff-read-us-data"]);
     // Without a ticket: nothing permits it.
     let bare = Purpose::new(JustificationCode::UserRequestedSupport);
-    let (ok, why) = decide(&rules, &alice, Action::Read, protected("us"), &bare, None);
+    let (ok, why) = decide(
+        &rules,
+        &alice,
+        AccessAction::Read,
+        protected("us"),
+        &bare,
+        None,
+    );
     assert!(!ok);
     assert_eq!(why, ["us-split/access/deny-by-default"]);
 }
@@ -82,7 +89,14 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         ("acme-sg", "SG"),
         &["engineer"],
     );
-    let (ok, _) = decide(&rules, &bo, Action::Read, protected("us"), &support(), None);
+    let (ok, _) = decide(
+        &rules,
+        &bo,
+        AccessAction::Read,
+        protected("us"),
+        &support(),
+        None,
+    );
     assert!(!ok);
     let us_approval = ApprovalFacts {
         approver_org_country: CountryCode::parse("US").unwrap(),
@@ -91,7 +105,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
     let (ok, why) = decide(
         &rules,
         &bo,
-        Action::Read,
+        AccessAction::Read,
         protected("us"),
         &support(),
         Some(us_approval),
@@ -106,7 +120,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         !decide(
             &rules,
             &bo,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             Some(sg_approval)
@@ -121,7 +135,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         !decide(
             &rules,
             &bo,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             Some(too_long)
@@ -149,7 +163,7 @@ fn only_us_approvers_approve_us_access() {
         decide(
             &rules,
             &carol,
-            Action::Approve,
+            AccessAction::Approve,
             protected("us"),
             &support(),
             facts
@@ -160,7 +174,7 @@ fn only_us_approvers_approve_us_access() {
         !decide(
             &rules,
             &dan,
-            Action::Approve,
+            AccessAction::Approve,
             protected("us"),
             &support(),
             facts
@@ -192,7 +206,7 @@ fn auditors_read_the_log_and_nothing_else() {
         let (ok, _) = decide(
             &rules,
             &eve,
-            Action::ReadLog,
+            AccessAction::ReadLog,
             Resource::AuditLog {
                 region: region("us"),
             },
@@ -203,7 +217,7 @@ fn auditors_read_the_log_and_nothing_else() {
         let (ok, why) = decide(
             &rules,
             &eve,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             None,
@@ -241,7 +255,7 @@ fn training_services_scan_only_their_own_region() {
         decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("us"),
             &training,
             None
@@ -252,7 +266,7 @@ fn training_services_scan_only_their_own_region() {
         !decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("row"),
             &training,
             None
@@ -263,7 +277,7 @@ fn training_services_scan_only_their_own_region() {
         !decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("us"),
             &support(),
             None
@@ -285,7 +299,7 @@ fn the_global_policy_needs_no_approval() {
     let (ok, why) = decide(
         &rules,
         &bo,
-        Action::Read,
+        AccessAction::Read,
         protected("global"),
         &support(),
         None,
@@ -322,7 +336,7 @@ mod cache {
         fn cached_answers_equal_cedar(
             org_us in any::<bool>(),
             roles in proptest::sample::subsequence(vec!["engineer", "approver", "auditor", "app-service", "training-service", "migration-service"], 0..3),
-            action in proptest::sample::select(vec![Action::Read, Action::Write, Action::Delete, Action::Scan, Action::Export, Action::Approve]),
+            action in proptest::sample::select(vec![AccessAction::Read, AccessAction::Write, AccessAction::Delete, AccessAction::Scan, AccessAction::Export, AccessAction::Approve]),
             class in proptest::sample::select(DataClass::ALL.to_vec()),
             at_us in any::<bool>(),
             collection in proptest::sample::select(vec!["profile", "behaviour", "messages"]),
