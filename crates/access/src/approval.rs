@@ -569,3 +569,78 @@ fn state_name(state: &ApprovalState) -> &'static str {
         ApprovalState::Revoked { .. } => "revoked",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use domicile_residency::JustificationCode;
+
+    use super::*;
+
+    fn scope() -> ApprovalScope {
+        ApprovalScope {
+            class: DataClass::Protected,
+            region: Region::parse("us").unwrap(),
+            subjects: None,
+            purpose: Purpose::new(JustificationCode::ProductionIncident),
+        }
+    }
+
+    fn requester() -> SpiffeId {
+        "spiffe://d/us/usds/alice".parse().unwrap()
+    }
+
+    #[test]
+    fn a_saved_book_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals/us.json");
+        let book = ApprovalBook::open(&path).unwrap();
+        let request = book.file(requester(), scope(), 3600, 1_000, 60).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the approval book names who may reach whose data"
+        );
+        let again = ApprovalBook::open(&path).unwrap();
+        assert_eq!(again.get(&request.id).unwrap().request, request);
+    }
+
+    #[test]
+    fn an_unparsable_book_is_its_own_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.json");
+        std::fs::write(&path, b"not json").unwrap();
+        let err = ApprovalBook::open(&path).unwrap_err();
+        assert!(
+            matches!(err, AccessError::ApprovalBookCorrupt { .. }),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"not json");
+    }
+
+    #[test]
+    fn a_book_that_cannot_be_written_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: the rename onto it fails.
+        let path = dir.path().join("approvals.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"x").unwrap();
+        let book = ApprovalBook {
+            path: Some(path.clone()),
+            records: Mutex::new(BTreeMap::new()),
+        };
+        let err = book
+            .file(requester(), scope(), 3600, 1_000, 60)
+            .unwrap_err();
+        let AccessError::ApprovalBookIo {
+            op, path: named, ..
+        } = &err
+        else {
+            panic!("expected an I/O error, got {err:?}");
+        };
+        assert_eq!((*op, named), ("write", &path));
+        assert!(err.to_string().contains("approval book"), "{err}");
+    }
+}

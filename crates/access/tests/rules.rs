@@ -7,12 +7,11 @@ use domicile_policy_global::GlobalPolicy;
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{CountryCode, DataClass, JustificationCode, Purpose, Region};
 
+mod common;
+use common::principal;
+
 fn region(r: &str) -> Region {
     Region::parse(r).unwrap()
-}
-
-fn person(id: &str, org: (&str, &str), roles: &[&str]) -> Principal {
-    Principal::parse(id, PrincipalKind::Person, org, org.1, org.1, roles).unwrap()
 }
 
 fn protected(at: &str) -> Resource {
@@ -54,7 +53,10 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let alice = person("spiffe://d/us/usds/alice", ("usds", "US"), &["engineer"]);
+    let alice = principal("spiffe://d/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
     let (ok, why) = decide(
         &rules,
         &alice,
@@ -84,11 +86,10 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let bo = person(
-        "spiffe://d/row/acme-sg/bo",
-        ("acme-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://d/row/acme-sg/bo")
+        .org("acme-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let (ok, _) = decide(
         &rules,
         &bo,
@@ -149,12 +150,14 @@ fn only_us_approvers_approve_us_access() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let carol = person("spiffe://d/us/usds/carol", ("usds", "US"), &["approver"]);
-    let dan = person(
-        "spiffe://d/row/acme-sg/dan",
-        ("acme-sg", "SG"),
-        &["approver"],
-    );
+    let carol = principal("spiffe://d/us/usds/carol")
+        .org("usds", "US")
+        .roles(&["approver"])
+        .build();
+    let dan = principal("spiffe://d/row/acme-sg/dan")
+        .org("acme-sg", "SG")
+        .roles(&["approver"])
+        .build();
     let facts = Some(ApprovalFacts {
         approver_org_country: CountryCode::parse("US").unwrap(),
         duration_secs: 3600,
@@ -194,15 +197,11 @@ fn auditors_read_the_log_and_nothing_else() {
             .with_shape_checks(true),
     ] {
         // Even an auditor who also holds the engineer role reads no record.
-        let eve = Principal::parse(
-            "spiffe://d/us/audit-firm/eve",
-            PrincipalKind::Auditor,
-            ("audit-firm", "US"),
-            "US",
-            "US",
-            &["auditor", "engineer"],
-        )
-        .unwrap();
+        let eve = principal("spiffe://d/us/audit-firm/eve")
+            .kind(PrincipalKind::Auditor)
+            .org("audit-firm", "US")
+            .roles(&["auditor", "engineer"])
+            .build();
         let (ok, _) = decide(
             &rules,
             &eve,
@@ -235,15 +234,11 @@ fn training_services_scan_only_their_own_region() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let trainer = Principal::parse(
-        "spiffe://d/us/usds/trainer",
-        PrincipalKind::Service,
-        ("usds", "US"),
-        "US",
-        "US",
-        &["training-service"],
-    )
-    .unwrap();
+    let trainer = principal("spiffe://d/us/usds/trainer")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
+        .build();
     let training = Purpose::new(JustificationCode::RecommendationTraining);
     let behaviour = |at: &str| Resource::Records {
         class: DataClass::Protected,
@@ -291,11 +286,10 @@ fn the_global_policy_needs_no_approval() {
     let rules = AccessRules::new(&GlobalPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let bo = person(
-        "spiffe://d/global/acme-sg/bo",
-        ("acme-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://d/global/acme-sg/bo")
+        .org("acme-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let (ok, why) = decide(
         &rules,
         &bo,
@@ -346,10 +340,7 @@ mod cache {
         ) {
             let (cached, cedar) = rules();
             let country = if org_us { "US" } else { "SG" };
-            let who = Principal::parse(
-                &format!("spiffe://d/{}/org/p", if at_us { "us" } else { "row" }),
-                PrincipalKind::Person, ("org", country), country, country, &roles,
-            ).unwrap();
+            let who = principal(&format!("spiffe://d/{}/org/p", if at_us { "us" } else { "row" })).org("org", country).roles(&roles).build();
             let here = if at_us { "us" } else { "row" };
             let purpose = if ticket { Purpose::new(code).with_ticket("T-1") } else { Purpose::new(code) };
             let approval = approval.map(|(us, secs)| ApprovalFacts {
