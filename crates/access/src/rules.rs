@@ -424,3 +424,24 @@ impl AccessRules {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AccessAction;
+
+    #[test]
+    fn each_rules_action_is_logged_under_the_log_s_name_for_it() {
+        let all = [
+            (AccessAction::Read, "read"),
+            (AccessAction::Write, "write"),
+            (AccessAction::Delete, "delete"),
+            (AccessAction::Scan, "scan"),
+            (AccessAction::Export, "export"),
+            (AccessAction::Approve, "approval_grant"),
+            (AccessAction::ReadLog, "audit_read"),
+        ];
+        for (asked, logged) in all {
+            assert_eq!(asked.logged_as().as_str(), logged, "{asked}");
+        }
+    }
+}
