@@ -5,7 +5,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use domicile_access::{AccessRequest, AccessRules, Action, Principal, PrincipalKind, Resource};
+use domicile_access::{
+    AccessAction, AccessRequest, AccessRules, Principal, PrincipalKind, Resource,
+};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject};
 
@@ -45,7 +47,7 @@ fn measure(name: &str, policy: &UsSplitPolicy, rules: &AccessRules) {
         let access = rules
             .decide(&AccessRequest {
                 principal: &alice,
-                action: Action::Read,
+                action: AccessAction::Read,
                 resource: Resource::Records {
                     class: DataClass::Protected,
                     region: us.clone(),

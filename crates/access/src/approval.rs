@@ -6,8 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -35,7 +33,9 @@ impl ApprovalId {
         let mut bytes = [0u8; 16];
         SystemRandom::new()
             .fill(&mut bytes)
-            .map_err(|_| AccessError::InvalidKey("the system random source failed".into()))?;
+            .map_err(|_| AccessError::Random {
+                making: "making an approval id",
+            })?;
         Ok(ApprovalId(
             bytes.iter().map(|b| format!("{b:02x}")).collect(),
         ))
@@ -242,8 +242,9 @@ impl ApproverKey {
     /// A fresh key from the system's random source.
     pub fn generate() -> Result<Self, AccessError> {
         let rng = SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| AccessError::InvalidKey("key generation failed".into()))?;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| AccessError::Random {
+            making: "generating an approver key",
+        })?;
         Self::from_pkcs8(pkcs8.as_ref())
     }
 
@@ -272,8 +273,8 @@ impl ApproverKey {
     }
 }
 
-/// The approval requests of a region and where each stands, kept in a JSON file written
-/// atomically (temporary file, fsync, rename) on every change, or only in memory.
+/// The approval requests of a region and where each stands, kept in a JSON file replaced
+/// atomically and durably (mode 0600) on every change, or only in memory.
 #[derive(Debug)]
 pub struct ApprovalBook {
     path: Option<PathBuf>,
@@ -293,22 +294,23 @@ impl ApprovalBook {
     /// nothing is overwritten.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AccessError> {
         let path = path.as_ref().to_path_buf();
-        let records = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Vec<ApprovalRecord>>(&bytes)
-                .map_err(|e| AccessError::InvalidApproval {
-                    id: path.display().to_string(),
-                    reason: format!("the approval book does not parse: {e}"),
+        let bytes = domicile_durable::read_optional(&path).map_err(|source| {
+            AccessError::ApprovalBookIo {
+                op: "read",
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let records = match bytes {
+            None => BTreeMap::new(),
+            Some(bytes) => serde_json::from_slice::<Vec<ApprovalRecord>>(&bytes)
+                .map_err(|source| AccessError::ApprovalBookCorrupt {
+                    path: path.clone(),
+                    source,
                 })?
                 .into_iter()
                 .map(|r| (r.request.id.clone(), r))
                 .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => {
-                return Err(AccessError::InvalidApproval {
-                    id: path.display().to_string(),
-                    reason: format!("the approval book cannot be read: {e}"),
-                })
-            }
         };
         Ok(ApprovalBook {
             path: Some(path),
@@ -316,22 +318,22 @@ impl ApprovalBook {
         })
     }
 
+    /// Writes the whole book through [`domicile_durable::write_private`]: atomically, durably
+    /// (file and directory synced) and with mode 0600, since a book names who may reach whose
+    /// data.
     fn save(&self, records: &BTreeMap<ApprovalId, ApprovalRecord>) -> Result<(), AccessError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let io = |e: std::io::Error| AccessError::InvalidApproval {
-            id: path.display().to_string(),
-            reason: format!("the approval book cannot be written: {e}"),
-        };
-        let tmp = path.with_extension("tmp");
         let list: Vec<&ApprovalRecord> = records.values().collect();
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&serde_json::to_vec_pretty(&list).expect("records serialise"))
-            .map_err(io)?;
-        f.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(&list).expect("approval records serialise to JSON");
+        domicile_durable::write_private(path, &bytes).map_err(|source| {
+            AccessError::ApprovalBookIo {
+                op: "write",
+                path: path.clone(),
+                source,
+            }
+        })
     }
 
     fn update<T>(
@@ -565,5 +567,80 @@ fn state_name(state: &ApprovalState) -> &'static str {
         ApprovalState::Granted { .. } => "granted",
         ApprovalState::Denied { .. } => "denied",
         ApprovalState::Revoked { .. } => "revoked",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use domicile_residency::JustificationCode;
+
+    use super::*;
+
+    fn scope() -> ApprovalScope {
+        ApprovalScope {
+            class: DataClass::Protected,
+            region: Region::parse("us").unwrap(),
+            subjects: None,
+            purpose: Purpose::new(JustificationCode::ProductionIncident),
+        }
+    }
+
+    fn requester() -> SpiffeId {
+        "spiffe://d/us/usds/alice".parse().unwrap()
+    }
+
+    #[test]
+    fn a_saved_book_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals/us.json");
+        let book = ApprovalBook::open(&path).unwrap();
+        let request = book.file(requester(), scope(), 3600, 1_000, 60).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the approval book names who may reach whose data"
+        );
+        let again = ApprovalBook::open(&path).unwrap();
+        assert_eq!(again.get(&request.id).unwrap().request, request);
+    }
+
+    #[test]
+    fn an_unparsable_book_is_its_own_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.json");
+        std::fs::write(&path, b"not json").unwrap();
+        let err = ApprovalBook::open(&path).unwrap_err();
+        assert!(
+            matches!(err, AccessError::ApprovalBookCorrupt { .. }),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"not json");
+    }
+
+    #[test]
+    fn a_book_that_cannot_be_written_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: the rename onto it fails.
+        let path = dir.path().join("approvals.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"x").unwrap();
+        let book = ApprovalBook {
+            path: Some(path.clone()),
+            records: Mutex::new(BTreeMap::new()),
+        };
+        let err = book
+            .file(requester(), scope(), 3600, 1_000, 60)
+            .unwrap_err();
+        let AccessError::ApprovalBookIo {
+            op, path: named, ..
+        } = &err
+        else {
+            panic!("expected an I/O error, got {err:?}");
+        };
+        assert_eq!((*op, named), ("write", &path));
+        assert!(err.to_string().contains("approval book"), "{err}");
     }
 }

@@ -1,5 +1,8 @@
 //! The error type of domicile-access.
 
+use std::path::PathBuf;
+
+use domicile_durable::FileError;
 use domicile_residency::ResidencyError;
 
 /// What went wrong in access control. A refusal by the rules is not an error: it is a
@@ -52,4 +55,30 @@ pub enum AccessError {
     /// A signing key file or key bytes were unusable.
     #[error("invalid signing key: {0}")]
     InvalidKey(String),
+    /// The approval book's file could not be read or written.
+    #[error("could not {op} the approval book {path}")]
+    ApprovalBookIo {
+        /// What was attempted (`read`, `write`).
+        op: &'static str,
+        /// The book's file.
+        path: PathBuf,
+        /// The file operation that failed.
+        #[source]
+        source: FileError,
+    },
+    /// The approval book's file was read but is not an approval book.
+    #[error("the approval book {path} does not parse; it was left as it is")]
+    ApprovalBookCorrupt {
+        /// The book's file.
+        path: PathBuf,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The system's random source failed, so a fresh id or key could not be made.
+    #[error("the system random source failed while {making}")]
+    Random {
+        /// What was being made (`making an approval id`, …).
+        making: &'static str,
+    },
 }

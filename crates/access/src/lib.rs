@@ -73,6 +73,6 @@ pub use gate::{
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
-    AccessDecision, AccessRequest, AccessRules, Action, ApprovalFacts, Resource,
+    AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
     DEFAULT_DECISION_CACHE,
 };

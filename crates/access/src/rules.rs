@@ -16,10 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccessError, Principal};
 
-/// What a principal wants to do.
+/// What the access rules are asked whether a principal may do: the Cedar action of a request.
+///
+/// This is the rules' vocabulary, not the log's: the log records what a Gate call did
+/// ([`domicile_audit::Action`]: a migration, a shred, an approval step), and a call may put a
+/// different question to the rules (a migration asks to `read`, a shred to `delete`, denying an
+/// approval to `approve`). [`AccessAction::logged_as`] is the one conversion between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum AccessAction {
     /// Read one record.
     Read,
     /// Write one record.
@@ -36,22 +41,38 @@ pub enum Action {
     ReadLog,
 }
 
-impl Action {
+impl AccessAction {
     /// The Cedar action id and wire name.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Action::Read => "read",
-            Action::Write => "write",
-            Action::Delete => "delete",
-            Action::Scan => "scan",
-            Action::Export => "export",
-            Action::Approve => "approve",
-            Action::ReadLog => "read_log",
+            AccessAction::Read => "read",
+            AccessAction::Write => "write",
+            AccessAction::Delete => "delete",
+            AccessAction::Scan => "scan",
+            AccessAction::Export => "export",
+            AccessAction::Approve => "approve",
+            AccessAction::ReadLog => "read_log",
+        }
+    }
+
+    /// What the log records when a call asks the rules this question about a single access of
+    /// its own kind: `read` as `read`, `approve` as `approval_grant`, `read_log` as `audit_read`.
+    /// Calls that ask one question on behalf of another act (a migration, a shred) log their own
+    /// action instead.
+    pub fn logged_as(&self) -> domicile_audit::Action {
+        match self {
+            AccessAction::Read => domicile_audit::Action::Read,
+            AccessAction::Write => domicile_audit::Action::Write,
+            AccessAction::Delete => domicile_audit::Action::Delete,
+            AccessAction::Scan => domicile_audit::Action::Scan,
+            AccessAction::Export => domicile_audit::Action::Export,
+            AccessAction::Approve => domicile_audit::Action::ApprovalGrant,
+            AccessAction::ReadLog => domicile_audit::Action::AuditRead,
         }
     }
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for AccessAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -94,7 +115,7 @@ pub struct AccessRequest<'a> {
     /// Who asks.
     pub principal: &'a Principal,
     /// To do what.
-    pub action: Action,
+    pub action: AccessAction,
     /// On what.
     pub resource: Resource,
     /// Why.
@@ -130,7 +151,7 @@ pub struct AccessRules {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DecisionKey {
     principal: Principal,
-    action: Action,
+    action: AccessAction,
     resource: Resource,
     purpose: JustificationCode,
     has_ticket: bool,
@@ -401,5 +422,26 @@ impl AccessRules {
             rules,
             errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessAction;
+
+    #[test]
+    fn each_rules_action_is_logged_under_the_log_s_name_for_it() {
+        let all = [
+            (AccessAction::Read, "read"),
+            (AccessAction::Write, "write"),
+            (AccessAction::Delete, "delete"),
+            (AccessAction::Scan, "scan"),
+            (AccessAction::Export, "export"),
+            (AccessAction::Approve, "approval_grant"),
+            (AccessAction::ReadLog, "audit_read"),
+        ];
+        for (asked, logged) in all {
+            assert_eq!(asked.logged_as().as_str(), logged, "{asked}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use domicile_access::{
     PrincipalKind, RecordRef, ScanRequest, SubjectRef,
 };
 use domicile_audit::{
-    Action as AuditAction, AuditKey, AuditLog, Entry, KeyKind, LogConfig, SigningKey, VerifierKey,
+    Action, AuditKey, AuditLog, Entry, KeyKind, LogConfig, SigningKey, VerifierKey,
 };
 use domicile_policy_global::GlobalPolicy;
 use domicile_policy_us_split::UsSplitPolicy;
@@ -18,6 +18,9 @@ use domicile_residency::{
     DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
 };
 use domicile_store::{Collection, FileCustodian, RecordKey, SealedStore};
+
+mod common;
+use common::principal;
 
 struct Deployment {
     _dir: tempfile::TempDir,
@@ -61,17 +64,14 @@ fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64
     }
 }
 
-fn principal(id: &str, kind: PrincipalKind, org: (&str, &str), roles: &[&str]) -> Principal {
-    Principal::parse(id, kind, org, org.1, org.1, roles).unwrap()
-}
-
 fn app(region: &str) -> Principal {
-    principal(
-        &format!("spiffe://domicile.example/{region}/app/profile-service"),
-        PrincipalKind::Service,
-        ("usds", "US"),
-        &["app-service"],
-    )
+    principal(&format!(
+        "spiffe://domicile.example/{region}/app/profile-service"
+    ))
+    .kind(PrincipalKind::Service)
+    .org("usds", "US")
+    .roles(&["app-service"])
+    .build()
 }
 
 fn support() -> Purpose {
@@ -147,12 +147,10 @@ fn denied(err: GateError) -> (Vec<String>, u64) {
 fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let alice = principal(
-        "spiffe://domicile.example/us/usds/alice",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["engineer"],
-    );
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
     let got = d
         .gate
         .read(&alice, &support(), &profile("ana"), None)
@@ -163,7 +161,7 @@ fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
         SubjectRef::Id(SubjectId::parse("ana").unwrap())
     );
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Read);
+    assert_eq!(last.action, Action::Read);
     assert!(last.decision.allowed);
     let rules: Vec<String> = last.decision.rules.iter().map(|r| r.to_string()).collect();
     assert_eq!(
@@ -198,12 +196,10 @@ fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
 fn foreign_engineer_needs_a_us_approval_that_expires() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal(
-        "spiffe://domicile.example/row/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let (rules, seq) = denied(
         d.gate
             .read(&bo, &support(), &profile("ana"), None)
@@ -232,12 +228,10 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .gate
         .request_approval(&bo, scope.clone(), 3600, 86_400)
         .unwrap();
-    let dan = principal(
-        "spiffe://domicile.example/row/bytedance-sg/dan",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["approver"],
-    );
+    let dan = principal("spiffe://domicile.example/row/bytedance-sg/dan")
+        .org("bytedance-sg", "SG")
+        .roles(&["approver"])
+        .build();
     let dan_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(dan.id.clone(), dan_key.public_key_base64());
@@ -248,12 +242,10 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .is_err());
 
     // A US-entity approver's grant works until it expires, and not one second after.
-    let carol = principal(
-        "spiffe://domicile.example/us/usds/carol",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["approver"],
-    );
+    let carol = principal("spiffe://domicile.example/us/usds/carol")
+        .org("usds", "US")
+        .roles(&["approver"])
+        .build();
     let carol_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), carol_key.public_key_base64());
@@ -305,27 +297,25 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .read(&bo, &support(), &profile("ana"), Some(&request.id))
         .is_err());
     // Every step of every approval is in the log.
-    let steps: Vec<AuditAction> = entries(&d)
+    let steps: Vec<Action> = entries(&d)
         .iter()
         .map(|e| e.action)
         .filter(|a| {
             matches!(
                 a,
-                AuditAction::ApprovalRequest
-                    | AuditAction::ApprovalGrant
-                    | AuditAction::ApprovalRevoke
+                Action::ApprovalRequest | Action::ApprovalGrant | Action::ApprovalRevoke
             )
         })
         .collect();
     assert_eq!(
         steps,
         [
-            AuditAction::ApprovalRequest,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalRequest,
-            AuditAction::ApprovalGrant,
-            AuditAction::ApprovalRevoke
+            Action::ApprovalRequest,
+            Action::ApprovalGrant,
+            Action::ApprovalGrant,
+            Action::ApprovalRequest,
+            Action::ApprovalGrant,
+            Action::ApprovalRevoke
         ]
     );
 }
@@ -334,12 +324,10 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
 fn a_request_nobody_answers_expires() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal(
-        "spiffe://domicile.example/row/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
@@ -348,12 +336,10 @@ fn a_request_nobody_answers_expires() {
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
     d.clock.advance(Duration::from_secs(61));
-    let carol = principal(
-        "spiffe://domicile.example/us/usds/carol",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["approver"],
-    );
+    let carol = principal("spiffe://domicile.example/us/usds/carol")
+        .org("usds", "US")
+        .roles(&["approver"])
+        .build();
     let key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), key.public_key_base64());
@@ -368,12 +354,10 @@ fn a_request_nobody_answers_expires() {
 fn a_grant_signed_by_an_unregistered_key_is_rejected() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal(
-        "spiffe://domicile.example/row/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
@@ -381,12 +365,10 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
         purpose: support(),
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
-    let carol = principal(
-        "spiffe://domicile.example/us/usds/carol",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["approver"],
-    );
+    let carol = principal("spiffe://domicile.example/us/usds/carol")
+        .org("usds", "US")
+        .roles(&["approver"])
+        .build();
     let registered = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), registered.public_key_base64());
@@ -404,12 +386,11 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
 fn auditors_read_the_log_and_no_record() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let eve = principal(
-        "spiffe://domicile.example/us/kpmg/eve",
-        PrincipalKind::Auditor,
-        ("kpmg", "US"),
-        &["auditor"],
-    );
+    let eve = principal("spiffe://domicile.example/us/kpmg/eve")
+        .kind(PrincipalKind::Auditor)
+        .org("kpmg", "US")
+        .roles(&["auditor"])
+        .build();
     let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-7");
     assert_eq!(d.gate.open_log(&eve, &audit).unwrap(), d.log_dir);
     let (rules, _) = denied(
@@ -446,12 +427,11 @@ fn the_us_training_service_receives_only_us_subjects() {
             &Subject::parse("lena", Some("DE"), None).unwrap(),
         )
         .unwrap_err();
-    let trainer = principal(
-        "spiffe://domicile.example/us/usds/trainer",
-        PrincipalKind::Service,
-        ("usds", "US"),
-        &["training-service"],
-    );
+    let trainer = principal("spiffe://domicile.example/us/usds/trainer")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
+        .build();
     let training = Purpose::new(JustificationCode::RecommendationTraining);
     let request = ScanRequest {
         class: DataClass::Protected,
@@ -475,18 +455,17 @@ fn the_us_training_service_receives_only_us_subjects() {
         assert_eq!(home.as_str(), "us");
     }
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Scan);
+    assert_eq!(last.action, Action::Scan);
     assert_eq!(
         last.resource.target,
         domicile_audit::Target::Bulk { count: 3 }
     );
     // A row trainer may not scan US behaviour.
-    let row_trainer = principal(
-        "spiffe://domicile.example/row/bytedance-sg/trainer",
-        PrincipalKind::Service,
-        ("bytedance-sg", "SG"),
-        &["training-service"],
-    );
+    let row_trainer = principal("spiffe://domicile.example/row/bytedance-sg/trainer")
+        .kind(PrincipalKind::Service)
+        .org("bytedance-sg", "SG")
+        .roles(&["training-service"])
+        .build();
     denied(d.gate.scan(&row_trainer, &training, &request).unwrap_err());
 }
 
@@ -521,12 +500,11 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
             )
             .unwrap();
     }
-    let migration = principal(
-        "spiffe://domicile.example/us/usds/migrator",
-        PrincipalKind::Service,
-        ("usds", "US"),
-        &["migration-service"],
-    );
+    let migration = principal("spiffe://domicile.example/us/usds/migrator")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["migration-service"])
+        .build();
     let purpose = Purpose::new(JustificationCode::Migration);
     let request = ScanRequest {
         class: DataClass::Excepted,
@@ -568,12 +546,10 @@ fn fail_closed_when_the_log_cannot_be_written() {
     let size = d.gate.log().size();
     let next = d.log_dir.join("segments").join(format!("{size:020}.seg"));
     std::os::unix::fs::symlink("/dev/full", &next).unwrap();
-    let alice = principal(
-        "spiffe://domicile.example/us/usds/alice",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["engineer"],
-    );
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
     for _ in 0..3 {
         match d.gate.read(&alice, &support(), &profile("ana"), None) {
             Err(GateError::AuditUnavailable(_)) => {}
@@ -602,18 +578,14 @@ fn fail_closed_when_the_log_cannot_be_written() {
 fn every_decision_is_in_a_log_that_verifies() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US"); // 3 entries
-    let alice = principal(
-        "spiffe://domicile.example/us/usds/alice",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["engineer"],
-    );
-    let bo = principal(
-        "spiffe://domicile.example/row/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let mut decisions = 3;
     for _ in 0..5 {
         d.gate
@@ -636,21 +608,18 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
     let d = deployment(Arc::new(GlobalPolicy::new()), "global", 64 << 20);
     seed(&d, "global", "ana", "US");
     seed(&d, "global", "lena", "DE");
-    let bo = principal(
-        "spiffe://domicile.example/global/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://domicile.example/global/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     // No approval needed, any subject.
     assert!(d.gate.read(&bo, &support(), &profile("ana"), None).is_ok());
     assert!(d.gate.read(&bo, &support(), &profile("lena"), None).is_ok());
-    let trainer = principal(
-        "spiffe://domicile.example/global/bytedance-sg/trainer",
-        PrincipalKind::Service,
-        ("bytedance-sg", "SG"),
-        &["training-service"],
-    );
+    let trainer = principal("spiffe://domicile.example/global/bytedance-sg/trainer")
+        .kind(PrincipalKind::Service)
+        .org("bytedance-sg", "SG")
+        .roles(&["training-service"])
+        .build();
     let request = ScanRequest {
         class: DataClass::Protected,
         collection: Collection::parse("behaviour").unwrap(),
@@ -669,12 +638,11 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         2,
         "the global trainer learns from everyone"
     );
-    let eve = principal(
-        "spiffe://domicile.example/global/kpmg/eve",
-        PrincipalKind::Auditor,
-        ("kpmg", "US"),
-        &["auditor"],
-    );
+    let eve = principal("spiffe://domicile.example/global/kpmg/eve")
+        .kind(PrincipalKind::Auditor)
+        .org("kpmg", "US")
+        .roles(&["auditor"])
+        .build();
     assert!(d
         .gate
         .read(&eve, &support(), &profile("ana"), None)
@@ -710,12 +678,10 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
         "{rules:?}"
     );
     assert_eq!(d.gate.log().size(), before + 1);
-    let alice = principal(
-        "spiffe://domicile.example/us/usds/alice",
-        PrincipalKind::Person,
-        ("usds", "US"),
-        &["engineer"],
-    );
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
     assert!(
         d.gate
             .read(&alice, &support(), &profile("ana"), None)
@@ -730,7 +696,7 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     let metas = d.gate.write_batch(&service, &why, &clean).unwrap();
     assert_eq!(metas.len(), 2);
     let last = entries(&d).pop().unwrap();
-    assert_eq!(last.action, AuditAction::Write);
+    assert_eq!(last.action, Action::Write);
     assert_eq!(
         last.resource.target,
         domicile_audit::Target::Bulk { count: 2 }
@@ -748,12 +714,10 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
 fn a_denial_reads_as_a_sentence() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal(
-        "spiffe://domicile.example/row/bytedance-sg/bo",
-        PrincipalKind::Person,
-        ("bytedance-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let err = d
         .gate
         .read(&bo, &support(), &profile("ana"), None)

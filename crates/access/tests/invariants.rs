@@ -14,43 +14,34 @@ use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Subject,
 use domicile_store::{Collection, FileCustodian, RecordDigest, RecordKey, SealedStore};
 use proptest::prelude::*;
 
+mod common;
+use common::principal;
+
 const SUBJECTS: [(&str, &str); 3] = [("ana-7f3a", "US"), ("pedro-1c9b", "PR"), ("gus-55e0", "GU")];
 
 fn principals() -> Vec<Principal> {
-    let p = |id: &str, kind, org: (&str, &str), roles: &[&str]| {
-        Principal::parse(id, kind, org, org.1, org.1, roles).unwrap()
-    };
     vec![
-        p(
-            "spiffe://d/us/usds/alice",
-            PrincipalKind::Person,
-            ("usds", "US"),
-            &["engineer"],
-        ),
-        p(
-            "spiffe://d/row/acme-sg/bo",
-            PrincipalKind::Person,
-            ("acme-sg", "SG"),
-            &["engineer"],
-        ),
-        p(
-            "spiffe://d/us/audit-firm/eve",
-            PrincipalKind::Auditor,
-            ("audit-firm", "US"),
-            &["auditor"],
-        ),
-        p(
-            "spiffe://d/us/usds/app",
-            PrincipalKind::Service,
-            ("usds", "US"),
-            &["app-service"],
-        ),
-        p(
-            "spiffe://d/us/usds/nobody",
-            PrincipalKind::Person,
-            ("usds", "US"),
-            &[],
-        ),
+        principal("spiffe://d/us/usds/alice")
+            .org("usds", "US")
+            .roles(&["engineer"])
+            .build(),
+        principal("spiffe://d/row/acme-sg/bo")
+            .org("acme-sg", "SG")
+            .roles(&["engineer"])
+            .build(),
+        principal("spiffe://d/us/audit-firm/eve")
+            .kind(PrincipalKind::Auditor)
+            .org("audit-firm", "US")
+            .roles(&["auditor"])
+            .build(),
+        principal("spiffe://d/us/usds/app")
+            .kind(PrincipalKind::Service)
+            .org("usds", "US")
+            .roles(&["app-service"])
+            .build(),
+        principal("spiffe://d/us/usds/nobody")
+            .org("usds", "US")
+            .build(),
     ]
 }
 

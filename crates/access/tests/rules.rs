@@ -1,18 +1,17 @@
 //! The access rules of both policies, decided by Cedar, on the scenarios of the split.
 
 use domicile_access::{
-    AccessRequest, AccessRules, Action, ApprovalFacts, Principal, PrincipalKind, Resource,
+    AccessAction, AccessRequest, AccessRules, ApprovalFacts, Principal, PrincipalKind, Resource,
 };
 use domicile_policy_global::GlobalPolicy;
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{CountryCode, DataClass, JustificationCode, Purpose, Region};
 
+mod common;
+use common::principal;
+
 fn region(r: &str) -> Region {
     Region::parse(r).unwrap()
-}
-
-fn person(id: &str, org: (&str, &str), roles: &[&str]) -> Principal {
-    Principal::parse(id, PrincipalKind::Person, org, org.1, org.1, roles).unwrap()
 }
 
 fn protected(at: &str) -> Resource {
@@ -31,7 +30,7 @@ fn support() -> Purpose {
 fn decide(
     rules: &AccessRules,
     who: &Principal,
-    action: Action,
+    action: AccessAction,
     what: Resource,
     why: &Purpose,
     approval: Option<ApprovalFacts>,
@@ -54,11 +53,14 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let alice = person("spiffe://d/us/usds/alice", ("usds", "US"), &["engineer"]);
+    let alice = principal("spiffe://d/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .build();
     let (ok, why) = decide(
         &rules,
         &alice,
-        Action::Read,
+        AccessAction::Read,
         protected("us"),
         &support(),
         None,
@@ -67,7 +69,14 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
     assert_eq!(why, ["us-split/access/us-staff-read-us-data"]);
     // Without a ticket: nothing permits it.
     let bare = Purpose::new(JustificationCode::UserRequestedSupport);
-    let (ok, why) = decide(&rules, &alice, Action::Read, protected("us"), &bare, None);
+    let (ok, why) = decide(
+        &rules,
+        &alice,
+        AccessAction::Read,
+        protected("us"),
+        &bare,
+        None,
+    );
     assert!(!ok);
     assert_eq!(why, ["us-split/access/deny-by-default"]);
 }
@@ -77,12 +86,18 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let bo = person(
-        "spiffe://d/row/acme-sg/bo",
-        ("acme-sg", "SG"),
-        &["engineer"],
+    let bo = principal("spiffe://d/row/acme-sg/bo")
+        .org("acme-sg", "SG")
+        .roles(&["engineer"])
+        .build();
+    let (ok, _) = decide(
+        &rules,
+        &bo,
+        AccessAction::Read,
+        protected("us"),
+        &support(),
+        None,
     );
-    let (ok, _) = decide(&rules, &bo, Action::Read, protected("us"), &support(), None);
     assert!(!ok);
     let us_approval = ApprovalFacts {
         approver_org_country: CountryCode::parse("US").unwrap(),
@@ -91,7 +106,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
     let (ok, why) = decide(
         &rules,
         &bo,
-        Action::Read,
+        AccessAction::Read,
         protected("us"),
         &support(),
         Some(us_approval),
@@ -106,7 +121,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         !decide(
             &rules,
             &bo,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             Some(sg_approval)
@@ -121,7 +136,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         !decide(
             &rules,
             &bo,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             Some(too_long)
@@ -135,12 +150,14 @@ fn only_us_approvers_approve_us_access() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let carol = person("spiffe://d/us/usds/carol", ("usds", "US"), &["approver"]);
-    let dan = person(
-        "spiffe://d/row/acme-sg/dan",
-        ("acme-sg", "SG"),
-        &["approver"],
-    );
+    let carol = principal("spiffe://d/us/usds/carol")
+        .org("usds", "US")
+        .roles(&["approver"])
+        .build();
+    let dan = principal("spiffe://d/row/acme-sg/dan")
+        .org("acme-sg", "SG")
+        .roles(&["approver"])
+        .build();
     let facts = Some(ApprovalFacts {
         approver_org_country: CountryCode::parse("US").unwrap(),
         duration_secs: 3600,
@@ -149,7 +166,7 @@ fn only_us_approvers_approve_us_access() {
         decide(
             &rules,
             &carol,
-            Action::Approve,
+            AccessAction::Approve,
             protected("us"),
             &support(),
             facts
@@ -160,7 +177,7 @@ fn only_us_approvers_approve_us_access() {
         !decide(
             &rules,
             &dan,
-            Action::Approve,
+            AccessAction::Approve,
             protected("us"),
             &support(),
             facts
@@ -180,19 +197,15 @@ fn auditors_read_the_log_and_nothing_else() {
             .with_shape_checks(true),
     ] {
         // Even an auditor who also holds the engineer role reads no record.
-        let eve = Principal::parse(
-            "spiffe://d/us/audit-firm/eve",
-            PrincipalKind::Auditor,
-            ("audit-firm", "US"),
-            "US",
-            "US",
-            &["auditor", "engineer"],
-        )
-        .unwrap();
+        let eve = principal("spiffe://d/us/audit-firm/eve")
+            .kind(PrincipalKind::Auditor)
+            .org("audit-firm", "US")
+            .roles(&["auditor", "engineer"])
+            .build();
         let (ok, _) = decide(
             &rules,
             &eve,
-            Action::ReadLog,
+            AccessAction::ReadLog,
             Resource::AuditLog {
                 region: region("us"),
             },
@@ -203,7 +216,7 @@ fn auditors_read_the_log_and_nothing_else() {
         let (ok, why) = decide(
             &rules,
             &eve,
-            Action::Read,
+            AccessAction::Read,
             protected("us"),
             &support(),
             None,
@@ -221,15 +234,11 @@ fn training_services_scan_only_their_own_region() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let trainer = Principal::parse(
-        "spiffe://d/us/usds/trainer",
-        PrincipalKind::Service,
-        ("usds", "US"),
-        "US",
-        "US",
-        &["training-service"],
-    )
-    .unwrap();
+    let trainer = principal("spiffe://d/us/usds/trainer")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
+        .build();
     let training = Purpose::new(JustificationCode::RecommendationTraining);
     let behaviour = |at: &str| Resource::Records {
         class: DataClass::Protected,
@@ -241,7 +250,7 @@ fn training_services_scan_only_their_own_region() {
         decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("us"),
             &training,
             None
@@ -252,7 +261,7 @@ fn training_services_scan_only_their_own_region() {
         !decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("row"),
             &training,
             None
@@ -263,7 +272,7 @@ fn training_services_scan_only_their_own_region() {
         !decide(
             &rules,
             &trainer,
-            Action::Scan,
+            AccessAction::Scan,
             behaviour("us"),
             &support(),
             None
@@ -277,15 +286,14 @@ fn the_global_policy_needs_no_approval() {
     let rules = AccessRules::new(&GlobalPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let bo = person(
-        "spiffe://d/global/acme-sg/bo",
-        ("acme-sg", "SG"),
-        &["engineer"],
-    );
+    let bo = principal("spiffe://d/global/acme-sg/bo")
+        .org("acme-sg", "SG")
+        .roles(&["engineer"])
+        .build();
     let (ok, why) = decide(
         &rules,
         &bo,
-        Action::Read,
+        AccessAction::Read,
         protected("global"),
         &support(),
         None,
@@ -322,7 +330,7 @@ mod cache {
         fn cached_answers_equal_cedar(
             org_us in any::<bool>(),
             roles in proptest::sample::subsequence(vec!["engineer", "approver", "auditor", "app-service", "training-service", "migration-service"], 0..3),
-            action in proptest::sample::select(vec![Action::Read, Action::Write, Action::Delete, Action::Scan, Action::Export, Action::Approve]),
+            action in proptest::sample::select(vec![AccessAction::Read, AccessAction::Write, AccessAction::Delete, AccessAction::Scan, AccessAction::Export, AccessAction::Approve]),
             class in proptest::sample::select(DataClass::ALL.to_vec()),
             at_us in any::<bool>(),
             collection in proptest::sample::select(vec!["profile", "behaviour", "messages"]),
@@ -332,10 +340,7 @@ mod cache {
         ) {
             let (cached, cedar) = rules();
             let country = if org_us { "US" } else { "SG" };
-            let who = Principal::parse(
-                &format!("spiffe://d/{}/org/p", if at_us { "us" } else { "row" }),
-                PrincipalKind::Person, ("org", country), country, country, &roles,
-            ).unwrap();
+            let who = principal(&format!("spiffe://d/{}/org/p", if at_us { "us" } else { "row" })).org("org", country).roles(&roles).build();
             let here = if at_us { "us" } else { "row" };
             let purpose = if ticket { Purpose::new(code).with_ticket("T-1") } else { Purpose::new(code) };
             let approval = approval.map(|(us, secs)| ApprovalFacts {

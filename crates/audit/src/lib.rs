@@ -52,7 +52,7 @@ pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt
 pub use merkle::{Hash, MerkleTree, ProofError};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
-pub use pseudonym::{AuditKey, Pseudonym, ResultDigest};
+pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
 pub use verify::{
     entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,
     VerifyReport,

@@ -1,12 +1,17 @@
-//! Subject pseudonyms: HMAC-SHA256 of the subject id under the region's audit key.
+//! Pseudonyms and digests as the log holds them: subject pseudonyms (HMAC-SHA256 of the subject
+//! id under the region's audit key), record-key pseudonyms (the same key over a record's
+//! collection and key), and the digests of what an access returned or wrote.
 //!
-//! The log never holds a plaintext subject id (DESIGN.md invariant 6). An auditor who holds the
-//! audit key and is given a subject id computes the same pseudonym and finds that subject's lines;
-//! anyone without the key learns nothing from it.
+//! The log never holds a plaintext subject id (DESIGN.md invariant 6), and record keys often embed
+//! one (`profile/<user>`), so both are keyed. An auditor who holds the audit key and is given a
+//! subject id, or a collection and record key, computes the same pseudonym and finds the lines
+//! about it; anyone without the key learns nothing from it. Everything a Gate writes into an
+//! entry is computed here, so `domicile audit pseudonym` computes exactly what the Gate logged.
 
 use std::fmt;
 use std::str::FromStr;
 
+use ring::digest::{Context as Sha256, SHA256};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -16,6 +21,7 @@ use domicile_residency::SubjectId;
 use crate::AuditError;
 
 /// A region's audit key: 32 secret bytes, written as 64 hex digits.
+#[derive(Clone)]
 pub struct AuditKey {
     key: hmac::Key,
     raw: [u8; 32],
@@ -65,6 +71,88 @@ impl AuditKey {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         Pseudonym(out)
+    }
+
+    /// The pseudonym of the record at `collection`/`key`: HMAC-SHA256(key, `domicile record key
+    /// v1\n<collection>\n<key>`), written `hmac:` and 64 hex digits. This is how a Gate writes a
+    /// record's key into an entry's target, since record keys often embed a user id.
+    pub fn record_key_pseudonym(&self, collection: &str, key: &str) -> RecordKeyPseudonym {
+        let mut msg = RECORD_KEY_DOMAIN.to_vec();
+        msg.extend_from_slice(collection.as_bytes());
+        msg.push(b'\n');
+        msg.extend_from_slice(key.as_bytes());
+        let tag = hmac::sign(&self.key, &msg);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        RecordKeyPseudonym(out)
+    }
+}
+
+/// The domain separator of record-key pseudonyms, so that one can never equal a subject's.
+const RECORD_KEY_DOMAIN: &[u8] = b"domicile record key v1\n";
+
+/// A record key's keyed pseudonym, written as `hmac:` and 64 lowercase hex digits (the form an
+/// entry's `resource.target.key` holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKeyPseudonym(pub [u8; 32]);
+
+impl RecordKeyPseudonym {
+    /// The prefix that marks a record key as a pseudonym in an entry.
+    pub const PREFIX: &'static str = "hmac:";
+}
+
+impl fmt::Display for RecordKeyPseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, crate::merkle::hex(&self.0))
+    }
+}
+
+impl FromStr for RecordKeyPseudonym {
+    type Err = AuditError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix(Self::PREFIX)
+            .and_then(parse_hex32)
+            .map(RecordKeyPseudonym)
+            .ok_or_else(|| AuditError::BadField {
+                field: "record key pseudonym",
+                value: s.chars().take(80).collect(),
+                reason: "expected \"hmac:\" and 64 lowercase hex digits".into(),
+            })
+    }
+}
+
+/// The digest a bulk access logs: SHA-256 over the 32-byte digests of every record it released
+/// or wrote, in the order it released or wrote them.
+pub struct BulkDigest(Sha256);
+
+impl fmt::Debug for BulkDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BulkDigest(…)")
+    }
+}
+
+impl Default for BulkDigest {
+    fn default() -> Self {
+        BulkDigest::new()
+    }
+}
+
+impl BulkDigest {
+    /// A digest over no records yet.
+    pub fn new() -> Self {
+        BulkDigest(Sha256::new(&SHA256))
+    }
+
+    /// Adds the digest of one record (the SHA-256 of its plaintext, as the store computes it).
+    pub fn add(&mut self, record_digest: &[u8; 32]) {
+        self.0.update(record_digest);
+    }
+
+    /// The digest over every record added, as an entry's `result_digest`.
+    pub fn finish(self) -> ResultDigest {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(self.0.finish().as_ref());
+        ResultDigest(d)
     }
 }
 
@@ -151,6 +239,42 @@ mod tests {
         let p = a.pseudonym(&s);
         assert_eq!(p.to_string().parse::<Pseudonym>().unwrap(), p);
         assert_eq!(AuditKey::parse(&a.to_hex()).unwrap().pseudonym(&s), p);
+    }
+
+    #[test]
+    fn record_key_pseudonyms_are_keyed_and_separated_from_subjects() {
+        let a = AuditKey::from_bytes([0x0b; 32]);
+        let b = AuditKey::from_bytes([0x0c; 32]);
+        let p = a.record_key_pseudonym("profile", "user-17");
+        assert_eq!(p, a.record_key_pseudonym("profile", "user-17"));
+        assert_ne!(p, b.record_key_pseudonym("profile", "user-17"));
+        assert_ne!(p, a.record_key_pseudonym("profil", "euser-17"));
+        assert_ne!(p.0, a.pseudonym(&SubjectId::parse("user-17").unwrap()).0);
+        // The construction, spelled out: HMAC over the domain, collection and key.
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[0x0b; 32]);
+        let tag = hmac::sign(&key, b"domicile record key v1\nprofile\nuser-17");
+        assert_eq!(
+            p.to_string(),
+            format!("hmac:{}", crate::merkle::hex(tag.as_ref()))
+        );
+        assert_eq!(p.to_string().parse::<RecordKeyPseudonym>().unwrap(), p);
+        assert!("user-17".parse::<RecordKeyPseudonym>().is_err());
+    }
+
+    #[test]
+    fn bulk_digest_is_sha256_over_record_digests_in_order() {
+        let (x, y) = ([1u8; 32], [2u8; 32]);
+        let mut d = BulkDigest::new();
+        d.add(&x);
+        d.add(&y);
+        let mut both = x.to_vec();
+        both.extend_from_slice(&y);
+        let expected = ring::digest::digest(&SHA256, &both);
+        assert_eq!(&d.finish().0[..], expected.as_ref());
+        let mut swapped = BulkDigest::new();
+        swapped.add(&y);
+        swapped.add(&x);
+        assert_ne!(swapped.finish().0[..], expected.as_ref()[..]);
     }
 
     #[test]

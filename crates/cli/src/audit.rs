@@ -99,13 +99,27 @@ enum AuditCommand {
         #[command(flatten)]
         witnesses: WitnessArgs,
     },
-    /// Print the pseudonym of a subject under the region's audit key.
+    /// Print a pseudonym as the region's log holds it, under the region's audit key.
+    ///
+    /// For a subject (`--subject ID`, or the id alone), the 64 hex digits an entry's
+    /// `resource.subject` holds; for a record (`--collection C --key K`), the `hmac:…` value an
+    /// entry's `resource.target.key` holds.
     Pseudonym {
         /// The region's audit key file.
         #[arg(long)]
         audit_key: PathBuf,
         /// The subject id.
-        subject_id: String,
+        #[arg(conflicts_with_all = ["subject", "collection"])]
+        subject_id: Option<String>,
+        /// The subject id (the same as giving it alone).
+        #[arg(long, conflicts_with = "collection")]
+        subject: Option<String>,
+        /// The record's collection, for a record-key pseudonym (with --key).
+        #[arg(long, requires = "key")]
+        collection: Option<String>,
+        /// The record's key, for a record-key pseudonym (with --collection).
+        #[arg(long, requires = "collection")]
+        key: Option<String>,
     },
     /// Act as a witness: check and cosign the latest checkpoint.
     ///
@@ -253,10 +267,24 @@ fn run_command(command: AuditCommand) -> Result<(), Failure> {
         AuditCommand::Pseudonym {
             audit_key,
             subject_id,
+            subject,
+            collection,
+            key: record_key,
         } => {
             let key = AuditKey::parse(&read_text(&audit_key)?)?;
-            let subject = SubjectId::parse(&subject_id).map_err(|e| usage(e.to_string()))?;
-            print_out(&format!("{}\n", key.pseudonym(&subject)))
+            match (subject_id.or(subject), collection, record_key) {
+                (Some(id), None, None) => {
+                    let subject = SubjectId::parse(&id).map_err(|e| usage(e.to_string()))?;
+                    print_out(&format!("{}\n", key.pseudonym(&subject)))
+                }
+                (None, Some(collection), Some(record_key)) => print_out(&format!(
+                    "{}\n",
+                    key.record_key_pseudonym(&collection, &record_key)
+                )),
+                _ => Err(usage(
+                    "give a subject id (--subject ID), or a record's --collection and --key".into(),
+                )),
+            }
         }
         AuditCommand::Witness {
             log,

@@ -414,3 +414,137 @@ fn bad_arguments_are_reported_plainly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("user-17"));
 }
+
+/// An auditor given a subject id, or a record's collection and key, finds the lines about it:
+/// the pseudonyms `domicile audit pseudonym` computes are the ones the Gate wrote.
+#[test]
+fn pseudonyms_computed_by_the_cli_match_the_ones_the_gate_logged() {
+    use std::sync::Arc;
+
+    use domicile_access::{ApprovalBook, Gate, ManualClock, Principal, PrincipalKind, RecordRef};
+    use domicile_audit::{AuditKey, AuditLog, Entry, LogConfig, SigningKey, Target};
+    use domicile_policy_us_split::UsSplitPolicy;
+    use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Subject};
+    use domicile_store::{Collection, FileCustodian, RecordKey, SealedStore};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    ok(
+        &[
+            "audit",
+            "keygen",
+            "--origin",
+            "audit.example/us",
+            "--out",
+            p(&keys),
+        ],
+        None,
+    );
+    let audit_key_file = keys.join("audit.key");
+    let audit_key = AuditKey::parse(&std::fs::read_to_string(&audit_key_file).unwrap()).unwrap();
+
+    let us = Region::parse("us").unwrap();
+    let custodian = Arc::new(FileCustodian::open(tmp.path().join("custodian")).unwrap());
+    let store = SealedStore::open(
+        tmp.path().join("data"),
+        us,
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    let signing = SigningKey::parse(&std::fs::read_to_string(keys.join("log.key")).unwrap());
+    let log_dir = tmp.path().join("data/us/audit");
+    let log = AuditLog::open(&log_dir, LogConfig::new(signing.unwrap())).unwrap();
+    let gate = Gate::new(
+        Arc::new(store),
+        Arc::new(log),
+        audit_key,
+        ApprovalBook::in_memory(),
+        Arc::new(ManualClock::at_unix_secs(1_790_000_000)),
+    )
+    .unwrap();
+    let app = Principal::parse(
+        "spiffe://domicile.example/us/usds/profile-service",
+        PrincipalKind::Service,
+        ("usds", "US"),
+        "US",
+        "US",
+        &["app-service"],
+    )
+    .unwrap();
+    let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1");
+    gate.register_subject(
+        &app,
+        &why,
+        &Subject::parse("ana-7f3a", Some("US"), None).unwrap(),
+    )
+    .unwrap();
+    let record = RecordRef {
+        subject: "ana-7f3a".parse().unwrap(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile").unwrap(),
+        key: RecordKey::parse("profile-ana-7f3a").unwrap(),
+    };
+    gate.write(&app, &why, &record, b"{}", None).unwrap();
+
+    let mut written = None;
+    domicile_audit::for_each_entry(&log_dir, &mut |_, _| {}, |_, bytes, _| {
+        written = Some(Entry::from_canonical(bytes)?);
+        Ok(())
+    })
+    .unwrap();
+    let written = written.expect("the write is in the log");
+
+    let subject = ok(
+        &[
+            "audit",
+            "pseudonym",
+            "--audit-key",
+            p(&audit_key_file),
+            "--subject",
+            "ana-7f3a",
+        ],
+        None,
+    );
+    assert_eq!(
+        Some(subject.trim()),
+        written.resource.subject.map(|s| s.to_string()).as_deref()
+    );
+    let record_key = ok(
+        &[
+            "audit",
+            "pseudonym",
+            "--audit-key",
+            p(&audit_key_file),
+            "--collection",
+            "profile",
+            "--key",
+            "profile-ana-7f3a",
+        ],
+        None,
+    );
+    let Target::Record { key: logged_key } = &written.resource.target else {
+        panic!("a write names one record: {:?}", written.resource.target);
+    };
+    assert!(record_key.trim().starts_with("hmac:"), "{record_key}");
+    assert_eq!(record_key.trim(), logged_key);
+    assert!(!logged_key.contains("ana-7f3a"), "the record key is keyed");
+
+    // Neither a subject and a record at once, nor half a record.
+    for args in [
+        &[
+            "--subject",
+            "ana-7f3a",
+            "--collection",
+            "profile",
+            "--key",
+            "k",
+        ][..],
+        &["--collection", "profile"][..],
+        &[][..],
+    ] {
+        let mut all = vec!["audit", "pseudonym", "--audit-key", p(&audit_key_file)];
+        all.extend_from_slice(args);
+        assert!(!domicile(&all, None).status.success(), "{args:?}");
+    }
+}

@@ -1,0 +1,171 @@
+//! Time-boxed access through a Gate: requesting it, granting, denying and revoking it, and
+//! registering the approvers whose signatures count. Each step is decided by the access rules
+//! (who may approve what, for how long) and is an audit entry before it takes effect.
+
+use domicile_audit::{Action, Resource as AuditResource, Target};
+
+use super::verdict::{join, Verdict};
+use super::{Gate, GateError};
+use crate::approval::{
+    ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant,
+};
+use crate::rules::{AccessAction, ApprovalFacts, Resource};
+use crate::{Principal, SpiffeId};
+
+/// Approvals and approvers.
+impl Gate {
+    /// Registers an approver's public key (base64 Ed25519): grants signed by any other key for
+    /// this approver are rejected.
+    pub fn register_approver(&self, approver: SpiffeId, public_key_base64: String) {
+        self.approvers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(approver, public_key_base64);
+    }
+
+    /// An approval step as the log names it: the request's class, the subject's pseudonym when it
+    /// covers exactly one, and `approval:<id>`.
+    fn approval_resource(&self, request: &ApprovalRequest) -> AuditResource {
+        let single = request
+            .scope
+            .subjects
+            .as_ref()
+            .filter(|s| s.len() == 1)
+            .and_then(|s| s.iter().next());
+        AuditResource {
+            class: request.scope.class,
+            collection: "approvals".into(),
+            subject: single.map(|s| self.audit_key.pseudonym(s)),
+            target: Target::Record {
+                key: format!("approval:{}", request.id),
+            },
+        }
+    }
+
+    /// Files a request for time-boxed access. It waits at most `pending_ttl_secs` for an answer.
+    pub fn request_approval(
+        &self,
+        who: &Principal,
+        scope: ApprovalScope,
+        duration_secs: u64,
+        pending_ttl_secs: u64,
+    ) -> Result<ApprovalRequest, GateError> {
+        self.policy.check_region(&scope.region)?;
+        let purpose = scope.purpose.clone();
+        let request = self.approvals.file(
+            who.id.clone(),
+            scope,
+            duration_secs,
+            self.clock.unix_secs(),
+            pending_ttl_secs,
+        )?;
+        let call = self.call(who, &purpose, Some(&request.id), Action::ApprovalRequest);
+        // Filing a request decides nothing: no rule is named.
+        call.log_ok(
+            self.approval_resource(&request),
+            &Verdict::unopposed(),
+            None,
+        )?;
+        Ok(request)
+    }
+
+    /// Whether the access rules let `approver` answer `request`: approve its scope for its
+    /// duration, and not as its own requester.
+    fn decide_approval(
+        &self,
+        approver: &Principal,
+        request: &ApprovalRequest,
+    ) -> Result<Verdict, GateError> {
+        let scope = &request.scope;
+        let resource = self.records_for(scope);
+        let facts = ApprovalFacts {
+            approver_org_country: approver.organisation.country,
+            duration_secs: request.duration_secs,
+        };
+        let mut verdict = self.decide_access(
+            approver,
+            AccessAction::Approve,
+            resource,
+            &scope.purpose,
+            Some(facts),
+        )?;
+        if approver.id == request.requester {
+            verdict.allowed = false;
+            verdict.reason = "a principal cannot approve their own request".into();
+        } else if !verdict.allowed {
+            verdict.reason = format!(
+                "the access rules do not let {} approve it ({})",
+                approver.id,
+                join(&verdict.rules)
+            );
+        }
+        Ok(verdict)
+    }
+
+    /// The records an approval's scope reaches, as the access rules see them: its class in its
+    /// region, of subjects homed there.
+    fn records_for(&self, scope: &ApprovalScope) -> Resource {
+        Resource::Records {
+            class: scope.class,
+            region: scope.region.clone(),
+            subject_home: Some(scope.region.clone()),
+            collection: "*".into(),
+        }
+    }
+
+    /// Grants a pending request, signed with `key`, if the access rules allow `approver` to
+    /// approve its scope for its duration. A refusal is logged and returned as `Denied`.
+    pub fn approve(
+        &self,
+        approver: &Principal,
+        key: &ApproverKey,
+        id: &ApprovalId,
+    ) -> Result<Grant, GateError> {
+        let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(approver, &purpose, Some(id), Action::ApprovalGrant);
+        let verdict = self.decide_approval(approver, &record.request)?;
+        let resource = self.approval_resource(&record.request);
+        // Logged before it exists: a grant that is not in the log must not exist.
+        call.proceed("approve", resource, &verdict, None, || {
+            let (by, country) = (approver.id.clone(), approver.organisation.country);
+            self.approvals
+                .grant(id, by, country, key, self.clock.unix_secs())
+        })
+    }
+
+    /// Refuses a pending request.
+    pub fn deny_approval(&self, approver: &Principal, id: &ApprovalId) -> Result<(), GateError> {
+        let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(approver, &purpose, Some(id), Action::ApprovalDeny);
+        let verdict = self.decide_approval(approver, &record.request)?;
+        let resource = self.approval_resource(&record.request);
+        call.proceed("deny an approval", resource, &verdict, None, || {
+            self.approvals
+                .deny(id, approver.id.clone(), self.clock.unix_secs())
+        })
+    }
+
+    /// Withdraws a grant: by its requester, by the approver who gave it, or by any principal the
+    /// rules allow to approve its scope.
+    pub fn revoke_approval(&self, who: &Principal, id: &ApprovalId) -> Result<(), GateError> {
+        let record = self.approvals.get(id)?;
+        let purpose = record.request.scope.purpose.clone();
+        let call = self.call(who, &purpose, Some(id), Action::ApprovalRevoke);
+        let granted_by = match &record.state {
+            ApprovalState::Granted { grant } => Some(&grant.approver),
+            _ => None,
+        };
+        let mut verdict = self.decide_approval(who, &record.request)?;
+        if who.id == record.request.requester || granted_by == Some(&who.id) {
+            verdict.allowed = true;
+            verdict.reason = "allowed".into();
+        }
+        let resource = self.approval_resource(&record.request);
+        call.proceed("revoke an approval", resource, &verdict, None, || {
+            self.approvals
+                .revoke(id, who.id.clone(), self.clock.unix_secs())
+        })
+    }
+}

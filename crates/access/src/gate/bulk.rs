@@ -1,0 +1,280 @@
+//! Many records at once: scans and aggregates (releasing records, possibly across a border, under
+//! the obligations the residency policy sets), exports of sealed records, crypto-shredding, and
+//! opening the log itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use domicile_audit::{Action, BulkDigest, Resource as AuditResource, ResultDigest, Target};
+use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
+use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
+
+use super::call::Gathered;
+use super::verdict::Verdict;
+use super::{bulk, AggregateCount, Gate, GateError, Released, ScanRequest, ScanResult, SubjectRef};
+use crate::rules::{AccessAction, Resource};
+use crate::Principal;
+
+/// Bulk reads, exports, shredding and the log.
+impl Gate {
+    /// Bulk read of a collection's records of one class (training, migration, metrics).
+    ///
+    /// Records whose subject's home does not allow them to rest here are skipped and counted.
+    /// When `destination` is another region, the residency policy decides the transfer for each
+    /// subject home, and the Gate honours the obligations: under `Pseudonymize` (alone or as an
+    /// option) the records leave with pseudonyms instead of subject ids; obligations it cannot
+    /// meet by pseudonymising (aggregation only, an export licence) refuse the scan — use
+    /// [`aggregate`](Self::aggregate) for those.
+    pub fn scan(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        request: &ScanRequest,
+    ) -> Result<ScanResult, GateError> {
+        let call = self.call(who, purpose, None, Action::Scan);
+        let collection = request.collection.as_str();
+        let mut verdict = self.decide_release(who, purpose, request)?;
+        let pseudonymise = !verdict.obligations.is_empty();
+        if pseudonymise && !verdict.met_by_pseudonymising() {
+            verdict.refuse(
+                "the transfer's obligations cannot be met by pseudonymising; aggregate instead",
+            );
+        }
+        let resource = bulk(request.class, collection, 0);
+        let ((records, skipped), receipt) = call.release("scan", resource, &verdict, || {
+            let mut records = Vec::new();
+            let mut skipped = 0;
+            let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
+            let mut digest = BulkDigest::new();
+            for item in self.store.scan_collection(&request.collection) {
+                let raw = item?;
+                if raw.meta.class != request.class {
+                    continue;
+                }
+                let here = match placed.get(&raw.meta.subject) {
+                    Some(ok) => *ok,
+                    None => {
+                        let ok = match self.store.subject(&raw.meta.subject)? {
+                            Some(s) => {
+                                self.policy
+                                    .may_rest_in(raw.meta.class, &s.home, &self.region)?
+                                    .allowed
+                            }
+                            None => false,
+                        };
+                        placed.insert(raw.meta.subject.clone(), ok);
+                        ok
+                    }
+                };
+                if !here {
+                    skipped += 1;
+                    continue;
+                }
+                digest.add(&raw.digest().0);
+                let subject = if pseudonymise {
+                    SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
+                } else {
+                    SubjectRef::Id(raw.meta.subject.clone())
+                };
+                records.push(Released {
+                    subject,
+                    class: raw.meta.class,
+                    collection: raw.meta.collection,
+                    key: raw.meta.key,
+                    value: raw.value,
+                });
+            }
+            let released = bulk(request.class, collection, records.len() as u64);
+            Ok(Gathered::released(
+                (records, skipped),
+                released,
+                Some(digest.finish()),
+            ))
+        })?;
+        Ok(ScanResult {
+            records,
+            skipped_misplaced: skipped,
+            obligations: verdict.obligations,
+            receipt,
+        })
+    }
+
+    /// Counts a collection's records of one class by group, for release to `destination`.
+    /// Under an `Aggregate { min_subjects }` obligation (alone or as an option), groups with
+    /// fewer distinct subjects than that are suppressed; the release is one audit entry.
+    pub fn aggregate(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        request: &ScanRequest,
+        group_of: &dyn Fn(&RawRecord) -> String,
+    ) -> Result<Vec<AggregateCount>, GateError> {
+        let call = self.call(who, purpose, None, Action::Scan);
+        let collection = request.collection.as_str();
+        let mut verdict = self.decide_release(who, purpose, request)?;
+        let min_subjects = verdict.min_subjects_when_aggregating();
+        if min_subjects.is_none() {
+            verdict.refuse("the transfer's obligations cannot be met by aggregating");
+        }
+        let k = min_subjects.unwrap_or(u32::MAX);
+        let resource = bulk(request.class, collection, 0);
+        let (counts, _) = call.release("aggregate", resource, &verdict, || {
+            let mut groups: BTreeMap<String, (BTreeSet<SubjectId>, u64)> = BTreeMap::new();
+            let mut scanned = 0u64;
+            for item in self.store.scan_collection(&request.collection) {
+                let raw = item?;
+                if raw.meta.class != request.class {
+                    continue;
+                }
+                scanned += 1;
+                let g = groups.entry(group_of(&raw)).or_default();
+                g.0.insert(raw.meta.subject.clone());
+                g.1 += 1;
+            }
+            let counts: Vec<AggregateCount> = groups
+                .into_iter()
+                .filter(|(_, (subjects, _))| subjects.len() as u64 >= u64::from(k))
+                .map(|(group, (subjects, records))| AggregateCount {
+                    group,
+                    subjects: subjects.len() as u64,
+                    records,
+                })
+                .collect();
+            let body = serde_json::to_vec(&counts).expect("aggregate counts serialise to JSON");
+            let digest = ResultDigest(RecordDigest::of(&body).0);
+            let released = bulk(request.class, collection, scanned);
+            Ok(Gathered::released(counts, released, Some(digest)))
+        })?;
+        Ok(counts)
+    }
+
+    /// Exports a subject's sealed records for `destination` (no plaintext leaves): the residency
+    /// policy decides the transfer of every record's class, and an `ExportLicence` obligation
+    /// needs `licence`, a reference to the licence held.
+    pub fn export(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subject: &SubjectId,
+        destination: &Region,
+        licence: Option<&str>,
+    ) -> Result<(ExportBundle, TransferKey), GateError> {
+        let call = self.call(who, purpose, None, Action::Export);
+        let home = self.home_of(subject)?;
+        self.policy.check_region(destination)?;
+        let records = self.store.scan_subject(subject)?;
+        let classes: BTreeSet<DataClass> = records.iter().map(|r| r.meta.class).collect();
+        // The strictest class decides the access rules' question; the residency policy is asked
+        // about every class.
+        let class = classes
+            .iter()
+            .next()
+            .copied()
+            .unwrap_or(DataClass::Protected);
+        let resource = self.records_here(class, "*", Some(home.clone()));
+        let mut verdict = self.decide_access(who, AccessAction::Export, resource, purpose, None)?;
+        for class in &classes {
+            self.add_transfer(
+                &mut verdict,
+                *class,
+                std::slice::from_ref(&home),
+                destination,
+                purpose,
+            )?;
+        }
+        let unmet = verdict
+            .obligations
+            .iter()
+            .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
+            .cloned();
+        if let Some(o) = unmet {
+            verdict.refuse(format!("obligation not met: {o}"));
+        }
+        let resource = AuditResource {
+            class,
+            collection: "*".into(),
+            subject: Some(self.audit_key.pseudonym(subject)),
+            target: Target::Bulk {
+                count: records.len() as u64,
+            },
+        };
+        call.proceed("export", resource, &verdict, None, || {
+            self.store.export_subject(subject)
+        })
+    }
+
+    /// Crypto-shreds a subject in this region.
+    pub fn shred_subject(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subject: &SubjectId,
+    ) -> Result<ShredReceipt, GateError> {
+        self.home_of(subject)?;
+        let mut receipts = self.shred_subjects(who, purpose, std::slice::from_ref(subject))?;
+        receipts.pop().ok_or_else(|| GateError::UnknownSubject {
+            subject: subject.clone(),
+            region: self.region.clone(),
+        })
+    }
+
+    /// Crypto-shreds many subjects in this region in one decided, logged, durable step. Subjects
+    /// not registered here (already shredded, say) are skipped; a receipt is returned for every
+    /// subject shredded.
+    pub fn shred_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<ShredReceipt>, GateError> {
+        let call = self.call(who, purpose, None, Action::Shred);
+        let mut present = Vec::with_capacity(subjects.len());
+        let mut homes = BTreeSet::new();
+        for id in subjects {
+            if let Some(s) = self.store.subject(id)? {
+                homes.insert(s.home);
+                present.push(id.clone());
+            }
+        }
+        let mut verdict = Verdict::unopposed();
+        for home in homes {
+            let resource = self.records_here(DataClass::Protected, "*", Some(home));
+            verdict.merge(self.decide_access(
+                who,
+                AccessAction::Delete,
+                resource,
+                purpose,
+                None,
+            )?);
+        }
+        let resource = match present.as_slice() {
+            [one] => AuditResource {
+                subject: Some(self.audit_key.pseudonym(one)),
+                ..bulk(DataClass::KeyMaterial, "*", 1)
+            },
+            many => bulk(DataClass::KeyMaterial, "*", many.len() as u64),
+        };
+        call.proceed("shred", resource, &verdict, None, || {
+            self.store.shred_subjects(&present)
+        })
+    }
+
+    /// Lets a principal read this region's audit log: the decision is itself logged. Returns the
+    /// log's directory, to hand to `domicile audit verify | query`.
+    pub fn open_log(&self, who: &Principal, purpose: &Purpose) -> Result<PathBuf, GateError> {
+        let call = self.call(who, purpose, None, Action::AuditRead);
+        let resource = Resource::AuditLog {
+            region: self.region.clone(),
+        };
+        let verdict = self.decide_access(who, AccessAction::ReadLog, resource, purpose, None)?;
+        let logged = bulk(DataClass::AuditRecord, "audit-log", self.log.size());
+        let (dir, _) = call.release("read the log", logged.clone(), &verdict, || {
+            Ok(Gathered::released(
+                self.log.dir().to_path_buf(),
+                logged,
+                None,
+            ))
+        })?;
+        Ok(dir)
+    }
+}

@@ -1,0 +1,184 @@
+//! Deciding: the questions a Gate puts to the residency policy, the access rules and the
+//! approval book before a call, each answered as a [`Verdict`].
+
+use domicile_residency::{DataClass, Purpose, Region, SubjectId};
+
+use super::verdict::Verdict;
+use super::{Gate, GateError, RecordRef, ScanRequest};
+use crate::approval::ApprovalId;
+use crate::rules::{AccessAction, AccessRequest, ApprovalFacts, Resource};
+use crate::{Principal, SpiffeId};
+
+/// The questions a Gate asks before it acts.
+impl Gate {
+    /// The home region of a subject registered here, or [`GateError::UnknownSubject`].
+    pub(super) fn home_of(&self, subject: &SubjectId) -> Result<Region, GateError> {
+        self.store
+            .subject(subject)?
+            .map(|s| s.home)
+            .ok_or_else(|| GateError::UnknownSubject {
+                subject: subject.clone(),
+                region: self.region.clone(),
+            })
+    }
+
+    /// The access rules alone, as a verdict.
+    pub(super) fn decide_access(
+        &self,
+        who: &Principal,
+        action: AccessAction,
+        resource: Resource,
+        purpose: &Purpose,
+        approval: Option<ApprovalFacts>,
+    ) -> Result<Verdict, GateError> {
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action,
+            resource,
+            purpose,
+            approval,
+        })?;
+        Ok(Verdict::of_access(access))
+    }
+
+    /// The access rules for a bulk action on this region's records of `class` in `collection`.
+    pub(super) fn decide_bulk(
+        &self,
+        who: &Principal,
+        action: AccessAction,
+        class: DataClass,
+        collection: &str,
+        purpose: &Purpose,
+    ) -> Result<Verdict, GateError> {
+        let resource = self.records_here(class, collection, None);
+        self.decide_access(who, action, resource, purpose, None)
+    }
+
+    /// A bulk release (scan or aggregate): the access rules for scanning, and, when the records
+    /// leave the region, the residency policy's transfer decision for every possible home.
+    pub(super) fn decide_release(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        request: &ScanRequest,
+    ) -> Result<Verdict, GateError> {
+        let collection = request.collection.as_str();
+        let mut verdict =
+            self.decide_bulk(who, AccessAction::Scan, request.class, collection, purpose)?;
+        if let Some(dest) = &request.destination {
+            let homes = self.policy.regions().to_vec();
+            self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Verifies an approval for this access; a failure is returned as the note a denial carries.
+    fn approval_facts(
+        &self,
+        who: &Principal,
+        approval: Option<&ApprovalId>,
+        class: DataClass,
+        subject: Option<&SubjectId>,
+        purpose: &Purpose,
+    ) -> (Option<ApprovalFacts>, Option<String>) {
+        let Some(id) = approval else {
+            return (None, None);
+        };
+        let approvers = self.approvers.read().unwrap_or_else(|p| p.into_inner());
+        let trusted = |approver: &SpiffeId| approvers.get(approver).cloned();
+        match self.approvals.check(
+            id,
+            &who.id,
+            class,
+            &self.region,
+            subject,
+            purpose,
+            self.clock.unix_secs(),
+            &trusted,
+        ) {
+            Ok(facts) => (Some(facts), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    }
+
+    /// This region's records of `class` in `collection`, of a subject homed in `home` (or of
+    /// many subjects, for `None`), as the access rules see them.
+    pub(super) fn records_here(
+        &self,
+        class: DataClass,
+        collection: &str,
+        home: Option<Region>,
+    ) -> Resource {
+        Resource::Records {
+            class,
+            region: self.region.clone(),
+            subject_home: home,
+            collection: collection.to_owned(),
+        }
+    }
+
+    /// Residency and access rules (no approval) for records of `class` in `collection` of a
+    /// subject homed in `home`: may they rest here, and may `who` do `action` to them.
+    pub(super) fn decide_placed(
+        &self,
+        who: &Principal,
+        action: AccessAction,
+        class: DataClass,
+        collection: &str,
+        home: Region,
+        purpose: &Purpose,
+    ) -> Result<Verdict, GateError> {
+        let residency = self.policy.may_rest_in(class, &home, &self.region)?;
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action,
+            resource: self.records_here(class, collection, Some(home)),
+            purpose,
+            approval: None,
+        })?;
+        Ok(Verdict::of_record(&residency, &access, None))
+    }
+
+    /// Residency, access rules and approval for one record of a subject registered here.
+    pub(super) fn decide_record(
+        &self,
+        who: &Principal,
+        action: AccessAction,
+        record: &RecordRef,
+        purpose: &Purpose,
+        approval: Option<&ApprovalId>,
+    ) -> Result<Verdict, GateError> {
+        let home = self.home_of(&record.subject)?;
+        let residency = self.policy.may_rest_in(record.class, &home, &self.region)?;
+        let (facts, note) =
+            self.approval_facts(who, approval, record.class, Some(&record.subject), purpose);
+        let access = self.rules.decide(&AccessRequest {
+            principal: who,
+            action,
+            resource: self.records_here(record.class, record.collection.as_str(), Some(home)),
+            purpose,
+            approval: facts,
+        })?;
+        Ok(Verdict::of_record(&residency, &access, note))
+    }
+
+    /// The residency policy's answer to moving `class` from this region to `destination`, for
+    /// every possible home, merged into `verdict`.
+    pub(super) fn add_transfer(
+        &self,
+        verdict: &mut Verdict,
+        class: DataClass,
+        homes: &[Region],
+        destination: &Region,
+        purpose: &Purpose,
+    ) -> Result<(), GateError> {
+        self.policy.check_region(destination)?;
+        for home in homes {
+            let transfer =
+                self.policy
+                    .may_transfer(class, home, &self.region, destination, purpose)?;
+            verdict.merge(Verdict::of_transfer(transfer));
+        }
+        Ok(())
+    }
+}

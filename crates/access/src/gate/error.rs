@@ -1,0 +1,67 @@
+//! Why a Gate call did not go ahead.
+
+use domicile_audit::AuditError;
+use domicile_residency::{DataClass, Region, ResidencyError, RuleId, SubjectId};
+use domicile_store::{Collection, RecordKey, StoreError};
+
+use super::verdict::join;
+use crate::AccessError;
+
+/// Why a Gate call did not go ahead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// The rules refused the request. The refusal is in the log at `seq`.
+    #[error("{action} refused by {r}: {reason} (audit entry {seq})", r = join(.rules))]
+    Denied {
+        /// What was asked.
+        action: &'static str,
+        /// The rules that decided.
+        rules: Vec<RuleId>,
+        /// Why, in a sentence.
+        reason: String,
+        /// The audit entry that records the refusal.
+        seq: u64,
+    },
+    /// The audit log could not make the entry durable, so nothing was done (fail-closed).
+    #[error("refused because the audit log is unavailable")]
+    AuditUnavailable(#[source] AuditError),
+    /// The record asked for does not exist, or is not the stated subject's or class. The message
+    /// names the audit entry, not the subject (whose id it must not carry far from its region).
+    #[error("no {class} record of the subject stated at {collection}/{key} (audit entry {seq})")]
+    NotFound {
+        /// The collection.
+        collection: Collection,
+        /// The key.
+        key: RecordKey,
+        /// The subject stated.
+        subject: SubjectId,
+        /// The class stated.
+        class: DataClass,
+        /// The audit entry that records the attempt.
+        seq: u64,
+    },
+    /// The subject is not registered in this region. The message does not name the subject.
+    #[error("the subject stated is not registered in region {region}")]
+    UnknownSubject {
+        /// The subject.
+        subject: SubjectId,
+        /// The region.
+        region: Region,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    /// Access control failed (bad rules, bad approval book).
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The residency policy refused a question (an unknown region).
+    #[error(transparent)]
+    Residency(#[from] ResidencyError),
+}
+
+impl From<StoreError> for GateError {
+    fn from(e: StoreError) -> Self {
+        GateError::Store(Box::new(e))
+    }
+}

@@ -1,0 +1,215 @@
+//! What a split reads and writes through a Gate: the inventory it plans and verifies against,
+//! the subjects it shreds, the records it moves out, and the batches it writes on the other side
+//! (which the product's ingest services write too).
+
+use std::collections::BTreeSet;
+
+use domicile_audit::{Action, BulkDigest};
+use domicile_residency::{DataClass, Purpose, Region, Subject, SubjectId};
+use domicile_store::{NewRecord, RawRecord, RecordDigest, RecordMeta, StoreError};
+
+use super::call::Gathered;
+use super::verdict::Verdict;
+use super::{bulk, Gate, GateError, SubjectInventory};
+use crate::rules::AccessAction;
+use crate::Principal;
+
+/// Reading and writing whole subjects.
+impl Gate {
+    /// Every registered subject with their home region (under this Gate's policy) and every one
+    /// of their records' metadata and plaintext digest: what a split plans and verifies against.
+    /// One bulk `scan` entry in the log, with the count of records and a digest over them.
+    pub fn inventory(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+    ) -> Result<Vec<SubjectInventory>, GateError> {
+        let call = self.call(who, purpose, None, Action::Scan);
+        let verdict =
+            self.decide_bulk(who, AccessAction::Scan, DataClass::Protected, "*", purpose)?;
+        let resource = bulk(DataClass::Protected, "*", 0);
+        let (inventory, _) = call.release("inventory", resource, &verdict, || {
+            let mut subjects = self.store.subjects()?;
+            subjects.sort_by(|a, b| a.subject.id.cmp(&b.subject.id));
+            let mut out = Vec::with_capacity(subjects.len());
+            let mut count = 0u64;
+            let mut digest = BulkDigest::new();
+            for registered in subjects {
+                let records: Vec<(RecordMeta, RecordDigest)> = self
+                    .store
+                    .scan_subject(&registered.subject.id)?
+                    .into_iter()
+                    .map(|r| {
+                        let d = r.digest();
+                        digest.add(&d.0);
+                        (r.meta, d)
+                    })
+                    .collect();
+                count += records.len() as u64;
+                out.push(SubjectInventory {
+                    subject: registered.subject,
+                    home: registered.home,
+                    records,
+                });
+            }
+            let released = bulk(DataClass::Protected, "*", count);
+            Ok(Gathered::released(out, released, Some(digest.finish())))
+        })?;
+        Ok(inventory)
+    }
+
+    /// The ids of every subject registered in this region, in id order: what a split shreds.
+    /// One bulk `scan` entry (collection `subjects`) in the log.
+    pub fn subject_ids(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+    ) -> Result<Vec<SubjectId>, GateError> {
+        let call = self.call(who, purpose, None, Action::Scan);
+        let verdict = self.decide_bulk(
+            who,
+            AccessAction::Scan,
+            DataClass::Protected,
+            "subjects",
+            purpose,
+        )?;
+        let resource = bulk(DataClass::Protected, "subjects", 0);
+        let (ids, _) = call.release("list subjects", resource, &verdict, || {
+            let mut ids: Vec<SubjectId> = self
+                .store
+                .subjects()?
+                .into_iter()
+                .map(|s| s.subject.id)
+                .collect();
+            ids.sort();
+            let released = bulk(DataClass::Protected, "subjects", ids.len() as u64);
+            Ok(Gathered::released(ids, released, None))
+        })?;
+        Ok(ids)
+    }
+
+    /// Reads every record of several subjects, to move them elsewhere (a split). One `migrate`
+    /// entry in the log with the count and a digest over everything released, durable before it
+    /// returns.
+    pub fn read_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+    ) -> Result<Vec<(SubjectId, Vec<RawRecord>)>, GateError> {
+        let call = self.call(who, purpose, None, Action::Migrate);
+        let verdict =
+            self.decide_bulk(who, AccessAction::Read, DataClass::Protected, "*", purpose)?;
+        let resource = bulk(DataClass::Protected, "*", 0);
+        let (read, _) = call.release("read for migration", resource, &verdict, || {
+            let mut out = Vec::with_capacity(subjects.len());
+            let mut count = 0u64;
+            let mut digest = BulkDigest::new();
+            for subject in subjects {
+                let records = self.store.scan_subject(subject)?;
+                records.iter().for_each(|r| digest.add(&r.digest().0));
+                count += records.len() as u64;
+                out.push((subject.clone(), records));
+            }
+            let released = bulk(DataClass::Protected, "*", count);
+            Ok(Gathered::released(out, released, Some(digest.finish())))
+        })?;
+        Ok(read)
+    }
+
+    /// Registers subjects and writes their records in one atomic, durable batch (a split's
+    /// target side). Every record is decided — the residency policy for its class and the
+    /// subject's home here, the access rules for writing it — and one `migrate` entry with the
+    /// count and a digest over the values is durable before the store is touched. If any record
+    /// is refused, nothing is written.
+    pub fn write_subjects(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+    ) -> Result<Vec<RecordMeta>, GateError> {
+        self.write_many(who, purpose, batch, Action::Migrate)
+    }
+
+    /// Registers subjects and writes their records in one atomic, durable batch, as the
+    /// product's services ingest data: decided and logged like
+    /// [`write_subjects`](Self::write_subjects), as one bulk `write` entry.
+    pub fn write_batch(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+    ) -> Result<Vec<RecordMeta>, GateError> {
+        self.write_many(who, purpose, batch, Action::Write)
+    }
+
+    /// The batch write both of the above are: every distinct (class, home, collection) decided
+    /// once and merged into one verdict, one entry, then one atomic store batch.
+    fn write_many(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        batch: &[(Subject, Vec<RawRecord>)],
+        action: Action,
+    ) -> Result<Vec<RecordMeta>, GateError> {
+        let call = self.call(who, purpose, None, action);
+        let mut verdict = Verdict::unopposed();
+        // One decision per (class, home, collection): the rest of the batch asks the same.
+        let mut decided: BTreeSet<(DataClass, Region, String)> = BTreeSet::new();
+        let mut digest = BulkDigest::new();
+        let mut count = 0u64;
+        for (subject, records) in batch {
+            let home = self.policy.home_region(subject)?;
+            for r in records {
+                count += 1;
+                digest.add(&r.digest().0);
+                let (class, collection) = (r.meta.class, r.meta.collection.as_str());
+                if !decided.insert((class, home.clone(), collection.to_owned())) {
+                    continue;
+                }
+                let mut one = self.decide_placed(
+                    who,
+                    AccessAction::Write,
+                    class,
+                    collection,
+                    home.clone(),
+                    purpose,
+                )?;
+                if !one.allowed {
+                    // The refusal names the record by its pseudonyms, never by the subject's id.
+                    one.reason = format!(
+                        "{class} record {} of subject {}: {}",
+                        self.record_key_pseudonym(&r.meta.collection, &r.meta.key),
+                        self.pseudonym(&subject.id),
+                        one.reason
+                    );
+                }
+                verdict.merge(one);
+            }
+        }
+        let resource = bulk(DataClass::Protected, "*", count);
+        call.proceed(
+            "write a batch",
+            resource,
+            &verdict,
+            Some(digest.finish()),
+            || -> Result<Vec<RecordMeta>, StoreError> {
+                let subjects: Vec<Subject> = batch.iter().map(|(s, _)| s.clone()).collect();
+                self.store.register_subjects(&subjects)?;
+                let new: Vec<NewRecord<'_>> = batch
+                    .iter()
+                    .flat_map(|(subject, records)| {
+                        records.iter().map(move |r| NewRecord {
+                            subject: &subject.id,
+                            class: r.meta.class,
+                            collection: &r.meta.collection,
+                            key: &r.meta.key,
+                            value: &r.value,
+                        })
+                    })
+                    .collect();
+                self.store.put_batch(&new)
+            },
+        )
+    }
+}

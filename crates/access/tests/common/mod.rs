@@ -1,0 +1,79 @@
+//! Fixtures shared by the access tests.
+//!
+//! Each test binary uses some of these, not all.
+#![allow(dead_code)]
+
+use domicile_access::{Principal, PrincipalKind};
+
+/// Starts a principal with SPIFFE id `id`: by default a person with no roles, whose office and
+/// location are in their organisation's country.
+pub fn principal(id: &str) -> PrincipalFixture {
+    PrincipalFixture {
+        id: id.to_owned(),
+        kind: PrincipalKind::Person,
+        organisation: ("org".to_owned(), "US".to_owned()),
+        office: None,
+        location: None,
+        roles: Vec::new(),
+    }
+}
+
+/// A principal being described for a test; [`build`](Self::build) parses it.
+#[derive(Debug, Clone)]
+pub struct PrincipalFixture {
+    id: String,
+    kind: PrincipalKind,
+    organisation: (String, String),
+    office: Option<String>,
+    location: Option<String>,
+    roles: Vec<String>,
+}
+
+impl PrincipalFixture {
+    /// A person, a service or an auditor.
+    pub fn kind(mut self, kind: PrincipalKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Employed by organisation `name`, registered in `country`.
+    pub fn org(mut self, name: &str, country: &str) -> Self {
+        self.organisation = (name.to_owned(), country.to_owned());
+        self
+    }
+
+    /// Works from an office in `country` (default: the organisation's country).
+    pub fn office(mut self, country: &str) -> Self {
+        self.office = Some(country.to_owned());
+        self
+    }
+
+    /// Is physically in `country` (default: the office's country).
+    pub fn located_in(mut self, country: &str) -> Self {
+        self.location = Some(country.to_owned());
+        self
+    }
+
+    /// Holds these roles.
+    pub fn roles(mut self, roles: &[&str]) -> Self {
+        self.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
+    /// The principal; panics (naming the fixture) if it does not parse.
+    pub fn build(self) -> Principal {
+        let (org, country) = (&self.organisation.0, &self.organisation.1);
+        let office = self.office.as_deref().unwrap_or(country);
+        let location = self.location.as_deref().unwrap_or(office);
+        let roles: Vec<&str> = self.roles.iter().map(String::as_str).collect();
+        Principal::parse(
+            &self.id,
+            self.kind,
+            (org, country),
+            office,
+            location,
+            &roles,
+        )
+        .unwrap_or_else(|e| panic!("fixture {self:?} is not a principal: {e}"))
+    }
+}
