@@ -51,15 +51,14 @@ pub const DIR_MODE: u32 = 0o700;
 #[non_exhaustive]
 pub enum FileError {
     /// The operating system refused or failed an operation.
-    #[error("could not {op} {path}: {source}")]
+    #[error("could not {op} {path}: {cause}")]
     Io {
         /// What was attempted (`create`, `write`, `sync`, `rename`, `read`, …).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error, printed in the message (and so not also offered as a source).
+        cause: io::Error,
     },
     /// [`create_private`] found the file already there.
     #[error("{path} already exists; refusing to overwrite it (move it aside, or pass --force where the command offers it)")]
@@ -87,11 +86,11 @@ pub enum FileError {
 
 impl FileError {
     /// An I/O failure of `op` on `path`.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         FileError::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         }
     }
 
@@ -107,7 +106,7 @@ impl FileError {
 
     /// Whether the error means "the file was not there".
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        matches!(self, FileError::Io { cause, .. } if cause.kind() == io::ErrorKind::NotFound)
     }
 }
 
