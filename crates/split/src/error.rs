@@ -23,6 +23,9 @@ pub enum SplitError {
         #[source]
         source: std::io::Error,
     },
+    /// A crash-safe file operation failed (see `domicile_durable`).
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
     /// A policy name that is not `global` or `us-split`.
     #[error("unknown policy {name:?}: expected global or us-split")]
     UnknownPolicy {
