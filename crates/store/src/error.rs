@@ -163,7 +163,9 @@ pub enum StoreError {
     File(#[from] domicile_durable::FileError),
     /// A worker thread panicked; what it was doing was not finished (a file it was writing is
     /// either the old one or the new one, never a mix).
-    #[error("a worker thread panicked while {what}; nothing it was doing can be trusted to be durable")]
+    #[error(
+        "a worker thread panicked while {what}; nothing it was doing can be trusted to be durable"
+    )]
     WorkerPanicked {
         /// What the thread was doing.
         what: &'static str,

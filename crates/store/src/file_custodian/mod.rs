@@ -393,11 +393,7 @@ impl KeyCustodian for FileCustodian {
                 kek_version: kek.map(KekVersion),
             });
         }
-        write_all_durably(
-            tombstones
-                .iter()
-                .map(|(p, b)| (p.as_path(), b.as_slice())),
-        )?;
+        write_all_durably(tombstones.iter().map(|(p, b)| (p.as_path(), b.as_slice())))?;
         Ok(out)
     }
 
