@@ -173,6 +173,15 @@ pub enum AuditError {
         /// Why.
         reason: &'static str,
     },
+    /// A worker thread panicked (a bug); what it was doing is unfinished and reports nothing.
+    #[error("a worker thread panicked while {what}")]
+    WorkerPanicked {
+        /// What the thread was doing.
+        what: &'static str,
+    },
+    /// The system random source failed, so no key could be generated.
+    #[error("the system random source failed; no key was generated")]
+    RandomUnavailable,
     /// A cryptographic primitive failed.
     #[error("cryptography: {0}")]
     Crypto(&'static str),

@@ -72,70 +72,170 @@ pub(crate) fn chained_frame(prev: &[u8; 8], payload: &[u8]) -> (Vec<u8>, [u8; 8]
     (out, c)
 }
 
-/// A frame read from a buffer.
+/// A frame found in a buffer: where it starts, its payload, and the check it carries.
 pub(crate) struct Frame<'a> {
+    /// The offset of its header in the file.
     pub offset: usize,
+    /// Its payload (an entry's canonical bytes, or a note's text).
     pub payload: &'a [u8],
-    pub hash: Hash,
+    /// The check stored in its header.
+    stored: [u8; 8],
+    /// Whether it ends exactly at the end of the buffer.
+    last: bool,
+}
+
+impl Frame<'_> {
+    /// Whether `hash` (the frame's leaf hash or chained check) matches the stored check: a
+    /// mismatch is a [`Break`] at this frame.
+    pub(crate) fn check(&self, hash: &Hash) -> Result<(), Break> {
+        if hash[..8] == self.stored {
+            return Ok(());
+        }
+        Err(Break {
+            offset: self.offset,
+            reason: "a frame's check does not match its bytes",
+            at_tail: self.last,
+        })
+    }
+
+    /// The payload's leaf hash, if it matches the stored check (a segment frame).
+    pub(crate) fn leaf_hash(&self) -> Result<Hash, Break> {
+        let hash = leaf_hash(self.payload);
+        self.check(&hash).map(|()| hash)
+    }
 }
 
 /// Where framing stopped holding.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Break {
+    /// The offset of the frame that does not hold.
     pub offset: usize,
+    /// What is wrong with it.
     pub reason: &'static str,
     /// Whether a torn write explains it: it is the last thing in the file.
-    pub at_tail: bool,
+    at_tail: bool,
 }
 
-/// Reads the frames of `buf` from `start`, calling `each` per frame, until the end or the first
-/// frame that does not hold.
-pub(crate) fn read_frames<'a>(
+impl Break {
+    /// The one place that tells a torn tail from corruption. A crash during an append can only
+    /// leave the last frame short or failing its check, so a break there is a torn write when
+    /// the reader `may_be_torn` (it was never acknowledged); anything else, or a break where a
+    /// torn write is not acceptable (a verifier, or entries a checkpoint signed), is corruption.
+    /// Returns the length to truncate the file to.
+    pub(crate) fn torn_tail(self, path: &Path, may_be_torn: bool) -> Result<usize, AuditError> {
+        if self.at_tail && may_be_torn {
+            Ok(self.offset)
+        } else {
+            Err(self.corrupt(path, ""))
+        }
+    }
+
+    /// The break as corruption of `path`, with `context` appended to the reason.
+    pub(crate) fn corrupt(self, path: &Path, context: &str) -> AuditError {
+        AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: self.offset as u64,
+            reason: format!("{}{context}", self.reason),
+        }
+    }
+}
+
+/// The frames of a buffer from an offset, boundaries only: each item is a [`Frame`] whose check
+/// is not yet verified (the verifier checks them on many cores), or the [`Break`] where a frame
+/// is cut short, after which the iterator ends. Use [`Frames::checked`] to verify each frame as
+/// it is read.
+pub(crate) struct Frames<'a> {
     buf: &'a [u8],
-    start: usize,
-    chained: bool,
-    mut each: impl FnMut(Frame<'a>) -> Result<(), AuditError>,
-) -> Result<Option<Break>, AuditError> {
-    let mut pos = start;
-    let mut prev = [0u8; 8];
-    while pos < buf.len() {
+    pos: usize,
+    stopped: bool,
+}
+
+/// The frames of `buf` from `start` (see [`Frames`]).
+pub(crate) fn frames(buf: &[u8], start: usize) -> Frames<'_> {
+    Frames {
+        buf,
+        pos: start,
+        stopped: false,
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<Frame<'a>, Break>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (buf, pos) = (self.buf, self.pos);
+        if self.stopped || pos >= buf.len() {
+            return None;
+        }
         let rest = buf.len() - pos;
-        if rest < FRAME_HEADER {
-            return Ok(Some(Break {
+        let cut = |reason| {
+            Some(Err(Break {
                 offset: pos,
-                reason: "a frame header is cut short",
+                reason,
                 at_tail: true,
-            }));
+            }))
+        };
+        if rest < FRAME_HEADER {
+            self.stopped = true;
+            return cut("a frame header is cut short");
         }
         let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
         if rest - FRAME_HEADER < len {
-            return Ok(Some(Break {
-                offset: pos,
-                reason: "a frame is cut short",
-                at_tail: true,
-            }));
+            self.stopped = true;
+            return cut("a frame is cut short");
         }
-        let payload = &buf[pos + FRAME_HEADER..pos + FRAME_HEADER + len];
-        let hash = if chained {
-            chained_check(&prev, payload)
-        } else {
-            leaf_hash(payload)
-        };
-        if hash[..8] != buf[pos + 4..pos + FRAME_HEADER] {
-            return Ok(Some(Break {
-                offset: pos,
-                reason: "a frame's check does not match its bytes",
-                at_tail: pos + FRAME_HEADER + len == buf.len(),
-            }));
-        }
-        prev.copy_from_slice(&hash[..8]);
-        each(Frame {
+        let end = pos + FRAME_HEADER + len;
+        let mut stored = [0u8; 8];
+        stored.copy_from_slice(&buf[pos + 4..pos + FRAME_HEADER]);
+        self.pos = end;
+        Some(Ok(Frame {
             offset: pos,
-            payload,
-            hash,
-        })?;
-        pos += FRAME_HEADER + len;
+            payload: &buf[pos + FRAME_HEADER..end],
+            stored,
+            last: end == buf.len(),
+        }))
     }
-    Ok(None)
+}
+
+impl<'a> Frames<'a> {
+    /// The frames with their checks verified as they are read: each item is a frame and its
+    /// hash (the leaf hash, or for a notes file the check chained to the frame before), or the
+    /// first [`Break`], after which the iterator ends.
+    pub(crate) fn checked(self, chained: bool) -> Checked<'a> {
+        Checked {
+            frames: self,
+            chained,
+            prev: [0; 8],
+        }
+    }
+}
+
+/// [`Frames`] with each frame's check verified (see [`Frames::checked`]).
+pub(crate) struct Checked<'a> {
+    frames: Frames<'a>,
+    chained: bool,
+    prev: [u8; 8],
+}
+
+impl<'a> Iterator for Checked<'a> {
+    type Item = Result<(Frame<'a>, Hash), Break>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.frames.next()?.and_then(|f| {
+            let hash = if self.chained {
+                chained_check(&self.prev, f.payload)
+            } else {
+                leaf_hash(f.payload)
+            };
+            f.check(&hash)?;
+            self.prev.copy_from_slice(&hash[..8]);
+            Ok((f, hash))
+        });
+        if item.is_err() {
+            self.frames.stopped = true;
+        }
+        Some(item)
+    }
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
@@ -177,23 +277,16 @@ pub(crate) fn read_notes_file(path: &Path) -> Result<NotesFile, AuditError> {
         return Ok(file);
     }
     let buf = read_file(path)?;
-    let brk = read_frames(&buf, 0, true, |f| {
-        file.payloads.push(f.payload.to_vec());
-        file.last_check.copy_from_slice(&f.hash[..8]);
-        Ok(())
-    })?;
-    match brk {
-        None => Ok(file),
-        Some(b) if b.at_tail => {
-            file.torn = Some(b.offset);
-            Ok(file)
+    for frame in frames(&buf, 0).checked(true) {
+        match frame {
+            Ok((f, hash)) => {
+                file.payloads.push(f.payload.to_vec());
+                file.last_check.copy_from_slice(&hash[..8]);
+            }
+            Err(b) => file.torn = Some(b.torn_tail(path, true)?),
         }
-        Some(b) => Err(AuditError::Corrupt {
-            path: path.to_owned(),
-            offset: b.offset as u64,
-            reason: b.reason.into(),
-        }),
     }
+    Ok(file)
 }
 
 /// The segment files of a log, in order: (first seq, path).

@@ -93,7 +93,7 @@ impl SigningKey {
         let mut seed = [0u8; 32];
         SystemRandom::new()
             .fill(&mut seed)
-            .map_err(|_| AuditError::Crypto("the system random source failed"))?;
+            .map_err(|_| AuditError::RandomUnavailable)?;
         SigningKey::from_seed(name, kind, seed)
     }
 

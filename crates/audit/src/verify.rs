@@ -101,7 +101,9 @@ pub fn for_each_entry(
                 reason: format!("the segment starts at entry {first}, expected {seq}"),
             });
         }
-        let brk = files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
+        for frame in files::frames(&buf, SEGMENT_HEADER).checked(false) {
+            // Strict: a torn tail is corruption to a verifier, which repairs nothing.
+            let (f, hash) = frame.map_err(|b| b.corrupt(path, &format!(" (entry {seq})")))?;
             if Entry::seq_of_canonical(f.payload) != Some(seq) {
                 return Err(AuditError::BadStoredEntry {
                     seq,
@@ -112,16 +114,8 @@ pub fn for_each_entry(
                     ),
                 });
             }
-            each(seq, f.payload, &f.hash)?;
+            each(seq, f.payload, &hash)?;
             seq += 1;
-            Ok(())
-        })?;
-        if let Some(b) = brk {
-            return Err(AuditError::Corrupt {
-                path: path.clone(),
-                offset: b.offset as u64,
-                reason: format!("{} (entry {seq})", b.reason),
-            });
         }
         done += buf.len() as u64;
         progress(done, total);
@@ -173,44 +167,29 @@ fn for_each_entry_checked(
         }
         // Frame boundaries first (cheap, sequential), then the checks in parallel.
         let mut frames = Vec::new();
-        let mut pos = SEGMENT_HEADER;
         let mut cut = None;
-        while pos < buf.len() {
-            let rest = buf.len() - pos;
-            let len = (rest >= files::FRAME_HEADER)
-                .then(|| {
-                    u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]])
-                        as usize
-                })
-                .filter(|len| rest - files::FRAME_HEADER >= *len);
-            let Some(len) = len else {
-                cut = Some(pos);
-                break;
-            };
-            frames.push((pos, len));
-            pos += files::FRAME_HEADER + len;
-        }
-        let check = |i: usize, (offset, len): (usize, usize)| -> Result<Hash, AuditError> {
-            let at = *first + i as u64;
-            let payload = &buf[offset + files::FRAME_HEADER..offset + files::FRAME_HEADER + len];
-            let hash = crate::merkle::leaf_hash(payload);
-            if hash[..8] != buf[offset + 4..offset + files::FRAME_HEADER] {
-                return Err(AuditError::Corrupt {
-                    path: path.clone(),
-                    offset: offset as u64,
-                    reason: format!("a frame's check does not match its bytes (entry {at})"),
-                });
+        for frame in files::frames(&buf, SEGMENT_HEADER) {
+            match frame {
+                Ok(f) => frames.push(f),
+                Err(b) => cut = Some(b),
             }
-            if Entry::seq_of_canonical(payload) != Some(at) {
+        }
+        let check = |i: usize, f: &files::Frame<'_>| -> Result<Hash, AuditError> {
+            let at = *first + i as u64;
+            let hash = f
+                .leaf_hash()
+                .map_err(|b| b.corrupt(path, &format!(" (entry {at})")))?;
+            if Entry::seq_of_canonical(f.payload) != Some(at) {
                 return Err(AuditError::BadStoredEntry {
                     seq: at,
                     reason: format!(
-                        "{} byte {offset}: the entry's sequence number is not its position",
-                        path.display()
+                        "{} byte {}: the entry's sequence number is not its position",
+                        path.display(),
+                        f.offset
                     ),
                 });
             }
-            Entry::from_canonical(payload).map_err(|e| AuditError::BadStoredEntry {
+            Entry::from_canonical(f.payload).map_err(|e| AuditError::BadStoredEntry {
                 seq: at,
                 reason: e.to_string(),
             })?;
@@ -226,7 +205,7 @@ fn for_each_entry_checked(
                         chunk
                             .iter()
                             .enumerate()
-                            .map(|(j, f)| check(c * per + j, *f))
+                            .map(|(j, f)| check(c * per + j, f))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -235,7 +214,9 @@ fn for_each_entry_checked(
                 .into_iter()
                 .flat_map(|w| {
                     w.join().unwrap_or_else(|_| {
-                        vec![Err(AuditError::Crypto("a verification thread panicked"))]
+                        vec![Err(AuditError::WorkerPanicked {
+                            what: "checking entries",
+                        })]
                     })
                 })
                 .collect()
@@ -275,7 +256,9 @@ fn for_each_entry_checked(
                 .collect()
         });
         if trees.len() != starts.len() {
-            return Err(AuditError::Crypto("a verification thread panicked"));
+            return Err(AuditError::WorkerPanicked {
+                what: "hashing blocks of entries",
+            });
         }
         let mut i = 0;
         let mut block = 0;
@@ -294,12 +277,8 @@ fn for_each_entry_checked(
         if let Some(Err(e)) = results.into_iter().nth(good) {
             return Err(e);
         }
-        if let Some(offset) = cut {
-            return Err(AuditError::Corrupt {
-                path: path.clone(),
-                offset: offset as u64,
-                reason: format!("a frame is cut short (entry {seq})"),
-            });
+        if let Some(b) = cut {
+            return Err(b.corrupt(path, &format!(" (entry {seq})")));
         }
         done += buf.len() as u64;
         progress(done, total);
@@ -503,15 +482,12 @@ pub fn entry_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, AuditError> {
         .ok_or_else(missing)?;
     let buf = files::read_file(path)?;
     files::check_header(&buf, path, *first)?;
-    let mut found = None;
-    let mut i = *first;
-    files::read_frames(&buf, SEGMENT_HEADER, false, |f| {
-        if i == seq {
-            found = Some(f.payload.to_vec());
-        }
-        i += 1;
-        Ok(())
-    })?;
+    // The entries up to the first frame that does not hold, as the writer would see them.
+    let found = files::frames(&buf, SEGMENT_HEADER)
+        .checked(false)
+        .map_while(Result::ok)
+        .nth((seq - *first) as usize)
+        .map(|(f, _)| f.payload.to_vec());
     found.ok_or_else(missing)
 }
 

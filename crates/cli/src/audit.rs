@@ -310,16 +310,15 @@ fn read_vkey(path: &Path) -> Result<VerifierKey, Failure> {
     Ok(VerifierKey::parse(&read_text(path)?)?)
 }
 
+/// Writes an output file atomically and durably. A private key is created exclusively (never
+/// overwritten); other outputs replace what was there.
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure(format!("writing {}: {e}", path.display()), 1);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).create_new(true);
-    }
-    let mut f = options.open(path).map_err(fail)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(fail)
+    let written = if private {
+        domicile_durable::create_private(path, bytes)
+    } else {
+        domicile_durable::write_private(path, bytes)
+    };
+    written.map_err(|e| Failure(e.to_string(), 1))
 }
 
 fn policy(args: &WitnessArgs) -> Result<Option<WitnessPolicy>, Failure> {
@@ -497,10 +496,10 @@ fn witness(log: &Path, vkey: &Path, key: &Path, state: &Path) -> Result<(), Fail
     cosigned.signatures.push(sig);
     domicile_audit::store_cosigned(log, &log_key, &cosigned)?;
     // The state is the checkpoint body this witness last cosigned.
-    let tmp = state.with_extension("tmp");
-    fs::write(&tmp, &note.text)
-        .and_then(|_| fs::rename(&tmp, state))
-        .map_err(|e| Failure(format!("writing {}: {e}", state.display()), 1))?;
+    // Durable before the cosignature is printed: a witness that forgot what it cosigned after a
+    // power cut could be led to cosign a fork.
+    domicile_durable::write_private(state, note.text.as_bytes())
+        .map_err(|e| Failure(e.to_string(), 1))?;
     print_out(&cosigned.to_text())
 }
 

@@ -561,13 +561,14 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
 fn keygen(a: KeygenArgs) -> Result<(), CliError> {
     let der = SigningKey::generate_pkcs8()?;
     let key = SigningKey::from_pkcs8(&der)?;
-    std::fs::write(&a.out, &der).map_err(|e| io_error("write", &a.out, e))?;
+    // A private key: mode 0600, written atomically and durably.
+    domicile_durable::write_private(&a.out, &der).map_err(RecsysError::from)?;
     let public = hex(&key.public_key());
     let mut pub_path = a.out.clone().into_os_string();
     pub_path.push(".pub");
     let pub_path = PathBuf::from(pub_path);
-    std::fs::write(&pub_path, format!("{public}\n"))
-        .map_err(|e| io_error("write", &pub_path, e))?;
+    domicile_durable::write_private(&pub_path, format!("{public}\n").as_bytes())
+        .map_err(RecsysError::from)?;
     println!("{public}");
     Ok(())
 }

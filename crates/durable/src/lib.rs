@@ -12,6 +12,7 @@
 //! - [`read_optional`] / [`read_bounded`]: read a file that may be absent, or that must not be
 //!   larger than a bound (every input a user can hand us is bounded).
 //! - [`append_synced`]: append and fdatasync.
+//! - [`rename_synced`] / [`remove_synced`]: move a file into place, or remove one, durably.
 //! - [`create_private_dir`]: `mkdir -p` with mode 0700, each new directory made durable.
 //! - [`check_private`]: refuse a secret file that group or others can read or write, with an
 //!   error that says how to fix it (as ssh does).
@@ -192,6 +193,21 @@ pub fn write_private_unsynced_dir(path: &Path, bytes: &[u8]) -> Result<(), FileE
         let _ = fs::remove_file(&tmp);
         FileError::io("rename", path, e)
     })
+}
+
+/// Moves a file another library wrote (a database created under a temporary name, say) to
+/// `path` atomically, and makes the move durable: a crash leaves the file under one name or the
+/// other, never under neither.
+pub fn rename_synced(from: &Path, path: &Path) -> Result<(), FileError> {
+    fs::rename(from, path).map_err(|e| FileError::io("rename", from, e))?;
+    sync_dir(parent(path))
+}
+
+/// Removes `path` and makes the removal durable: a secret believed destroyed must not come back
+/// after a power cut.
+pub fn remove_synced(path: &Path) -> Result<(), FileError> {
+    fs::remove_file(path).map_err(|e| FileError::io("remove", path, e))?;
+    sync_dir(parent(path))
 }
 
 /// Creates `path` holding `bytes`, durably and with mode 0600, and fails with

@@ -115,7 +115,7 @@ impl SigningKey {
         let rng = ring::rand::SystemRandom::new();
         Ed25519KeyPair::generate_pkcs8(&rng)
             .map(|d| d.as_ref().to_vec())
-            .map_err(|e| RecsysError::InvalidKey(e.to_string()))
+            .map_err(|_| RecsysError::RandomUnavailable)
     }
 
     /// Reads a PKCS#8 document.
@@ -161,11 +161,9 @@ pub fn write_artifact(
     key: Option<&SigningKey>,
 ) -> Result<Manifest, RecsysError> {
     let (bytes, manifest) = encode_artifact(model, provenance, key)?;
-    // Write beside the target and rename, so that a crash never leaves a half-written model
-    // under the final name.
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, &bytes).map_err(|e| RecsysError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| RecsysError::io("rename into", path, e))?;
+    // Atomic and durable: a crash never leaves a half-written model under the final name, and a
+    // model reported written survives a power cut.
+    domicile_durable::write_private(path, &bytes)?;
     Ok(manifest)
 }
 

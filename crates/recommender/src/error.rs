@@ -100,6 +100,12 @@ pub enum RecsysError {
         /// The hex public key the caller trusts.
         expected: String,
     },
+    /// A crash-safe file operation failed (see `domicile_durable`).
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
+    /// The system random source failed, so no key could be generated.
+    #[error("the system random source failed; no key was generated")]
+    RandomUnavailable,
     /// A signing key that ring refuses.
     #[error("invalid Ed25519 signing key: {0}")]
     InvalidKey(String),

@@ -13,9 +13,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,35 +59,17 @@ pub struct Deployment {
     regions: BTreeMap<Region, RegionNode>,
 }
 
-/// Writes `bytes` to `path` with mode 0600: temporary file, fsync, rename.
+/// Writes `bytes` to `path` with mode 0600, atomically and durably (see `domicile_durable`).
 pub(crate) fn write_private_bytes(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
     write_private(path, bytes)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| SplitError::io("create", dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| SplitError::io("create", &tmp, e))?;
-    f.write_all(bytes)
-        .map_err(|e| SplitError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| SplitError::io("sync", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| SplitError::io("rename", path, e))?;
-    Ok(())
+    Ok(domicile_durable::write_private(path, bytes)?)
 }
 
 fn read_text(path: &Path) -> Result<Option<String>, SplitError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SplitError::io("read", path, e)),
-    }
+    Ok(domicile_durable::read_optional_string(path)?)
 }
 
 fn signing_key(path: &Path, origin: &str) -> Result<SigningKey, SplitError> {
@@ -171,8 +150,6 @@ impl Deployment {
             }
             Some(_) => {}
             None => {
-                fs::create_dir_all(data_root)
-                    .map_err(|e| SplitError::io("create", data_root, e))?;
                 let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
                 write_private(&path, &json)?;
             }

@@ -26,6 +26,9 @@ pub enum SplitError {
     /// A policy name the binary does not link.
     #[error(transparent)]
     UnknownPolicy(#[from] domicile_residency::UnknownPolicy),
+    /// A crash-safe file operation failed (see `domicile_durable`).
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
     /// The deployment manifest is missing or does not parse.
     #[error("the deployment manifest {path} is unusable: {detail}")]
     Manifest {

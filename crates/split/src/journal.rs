@@ -1,8 +1,7 @@
 //! The split journal: an append-only JSON-lines file, fsynced after every line, that makes a
 //! split resumable after a crash or Ctrl-C and idempotent when rerun.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -64,14 +63,7 @@ impl Journal {
     /// write leaves — is cut off; any other line that does not parse is an error naming it.
     pub fn open(path: impl AsRef<Path>) -> Result<Journal, SplitError> {
         let path = path.as_ref().to_owned();
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| SplitError::io("create", dir, e))?;
-        }
-        let text = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(SplitError::io("read", &path, e)),
-        };
+        let text = domicile_durable::read_optional(&path)?.unwrap_or_default();
         let mut lines = Vec::new();
         let mut good_len = 0usize;
         let mut offset = 0usize;
@@ -93,12 +85,11 @@ impl Journal {
             }
             offset += raw.len();
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| SplitError::io("open", &path, e))?;
+        // Creates the journal (and its directory) durably, mode 0600.
+        let file = domicile_durable::open_append(&path)?;
         if good_len < text.len() {
+            // The torn line was never acknowledged; cutting it needs no sync of its own, as the
+            // next append's fdatasync makes the new length durable with it.
             file.set_len(good_len as u64)
                 .map_err(|e| SplitError::io("truncate", &path, e))?;
         }
@@ -119,12 +110,7 @@ impl Journal {
     pub fn append(&mut self, line: JournalLine) -> Result<(), SplitError> {
         let mut bytes = serde_json::to_vec(&line).expect("journal lines serialise");
         bytes.push(b'\n');
-        self.file
-            .write_all(&bytes)
-            .map_err(|e| SplitError::io("append to", &self.path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| SplitError::io("sync", &self.path, e))?;
+        domicile_durable::append_synced(&mut self.file, &self.path, &bytes)?;
         self.lines.push(line);
         Ok(())
     }

@@ -96,15 +96,15 @@ impl MigrationKey {
             path: path.to_owned(),
             detail,
         };
-        let pkcs8 = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let pkcs8 = match domicile_durable::read_optional(path)? {
+            Some(bytes) => bytes,
+            None => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| bad("key generation failed".into()))?;
-                crate::deployment::write_private_bytes(path, doc.as_ref())?;
+                    .map_err(|_| bad("the system random source failed".into()))?;
+                // Exclusive: two splits starting at once must not each keep a different key.
+                domicile_durable::create_private(path, doc.as_ref())?;
                 doc.as_ref().to_vec()
             }
-            Err(e) => return Err(SplitError::io("read", path, e)),
         };
         Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map(MigrationKey)

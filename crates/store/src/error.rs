@@ -157,6 +157,19 @@ pub enum StoreError {
         /// The region.
         region: Region,
     },
+    /// A crash-safe file operation failed (see `domicile_durable`): the operation, the file and
+    /// the operating system's error.
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
+    /// A worker thread panicked; what it was doing was not finished (a file it was writing is
+    /// either the old one or the new one, never a mix).
+    #[error(
+        "a worker thread panicked while {what}; nothing it was doing can be trusted to be durable"
+    )]
+    WorkerPanicked {
+        /// What the thread was doing.
+        what: &'static str,
+    },
     /// The system random number generator or a cipher failed; nothing was written.
     #[error("cryptographic operation failed: {what}")]
     Crypto {

@@ -71,11 +71,7 @@ impl RedbBackend {
             fresh.write(|_| Ok(()))?;
             fresh.flush()?;
             drop(fresh);
-            std::fs::rename(&creating, &path)
-                .map_err(|e| StoreError::io("rename", &creating, e))?;
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io("sync", &dir, e))?;
+            domicile_durable::rename_synced(&creating, &path)?;
         }
         let db = Database::create(&path).map_err(failed("open the database"))?;
         Ok(RedbBackend { db, path })

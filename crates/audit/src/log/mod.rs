@@ -1,0 +1,395 @@
+//! The writer: [`AuditLog`], with group commit, persisted tree state and signed checkpoints.
+//!
+//! One mechanism per file: this one is the log's public face and the state its parts share;
+//! [`recovery`] opens a log directory (replaying segments, truncating a torn tail, rebuilding
+//! or validating the tree cache); [`commit`] is the group commit that makes appends durable;
+//! [`checkpointer`] signs checkpoints in the background; [`lock`] keeps one writer per
+//! directory.
+
+mod checkpointer;
+mod commit;
+mod lock;
+mod recovery;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::entry::{Entry, SEQ_OFFSET};
+use crate::files;
+use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash, MerkleTree};
+use crate::note::{Note, SigningKey, VerifierKey};
+use crate::AuditError;
+use lock::DirClaim;
+
+/// How a log is run.
+#[derive(Debug)]
+pub struct LogConfig {
+    /// The checkpoint signing key. Its name is the log's origin.
+    pub signing_key: SigningKey,
+    /// Sign a checkpoint once this many entries have been appended since the last one
+    /// (0: never by count).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint when this much time has passed since the last one and there are new
+    /// entries (`None`: never by time).
+    pub checkpoint_interval: Option<Duration>,
+    /// Start a new segment file once the current one reaches this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl LogConfig {
+    /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments.
+    pub fn new(signing_key: SigningKey) -> Self {
+        LogConfig {
+            signing_key,
+            checkpoint_every: 1000,
+            checkpoint_interval: Some(Duration::from_secs(1)),
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Proof that an entry is durable: its position and leaf hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's sequence number (its leaf index).
+    pub seq: u64,
+    /// `SHA-256(0x00 ‖ canonical bytes)`.
+    pub leaf_hash: Hash,
+}
+
+/// Counters since the log was opened, for operators and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Entries made durable.
+    pub entries: u64,
+    /// Group commits: one write and one `fdatasync` each.
+    pub batches: u64,
+    /// Bytes written to segments, framing included.
+    pub bytes: u64,
+    /// Time spent writing and syncing segments.
+    pub write_time: Duration,
+}
+
+/// What [`AuditLog::open`] found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Entries in the log.
+    pub entries: u64,
+    /// The size of the latest signed checkpoint, if any.
+    pub checkpoint_size: Option<u64>,
+    /// A torn write found at the end of the last segment and truncated: (file, offset, bytes
+    /// removed). Such an entry was never acknowledged.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Whether the persisted tree disagreed with the entries and was discarded.
+    pub tree_rebuilt: bool,
+    /// Entries whose leaf hash was recomputed because the persisted tree did not cover them
+    /// (it is written with each checkpoint, so after a clean close this is 0).
+    pub rehashed: u64,
+}
+
+/// The latest signed checkpoint.
+#[derive(Debug, Clone)]
+struct Signed {
+    size: u64,
+    root: Hash,
+    note: Note,
+}
+
+/// The appenders' queue: what is waiting to be committed, and how far the log is durable.
+struct Pending {
+    /// The sequence number the next append gets.
+    next_seq: u64,
+    /// Frames queued since the last commit began.
+    buf: Vec<u8>,
+    /// Their leaf hashes, in order.
+    hashes: Vec<Hash>,
+    /// Entries durable on disk (and in the tree): every `seq` below this is acknowledged.
+    durable: u64,
+    /// Why a commit failed; once set, every append is refused until the log is reopened.
+    failed: Option<String>,
+    /// Whether `close` has begun.
+    closing: bool,
+    /// Whether an appender is committing a batch (the leader of this group commit).
+    flushing: bool,
+    /// Counters since the log was opened.
+    stats: LogStats,
+}
+
+/// The files the writer holds open.
+struct Files {
+    /// The segment being appended to, and its length.
+    segment: Option<(File, u64)>,
+    /// The first sequence number in that segment.
+    segment_first: u64,
+    /// The persisted tree levels (a cache), one file per level, opened for appending.
+    levels: Vec<File>,
+    /// How many hashes of each level are on disk.
+    persisted: Vec<usize>,
+}
+
+/// What is known of the latest checkpoint this log signed, under one lock (the checkpointer
+/// reads all three together, and signing changes all three together).
+struct LastCheckpoint {
+    /// The latest signed checkpoint, `None` until the log signs its first.
+    signed: Option<Signed>,
+    /// When it was signed (or the log opened): the checkpoint interval counts from here.
+    at: Instant,
+    /// The chained check of the last frame of `checkpoints.notes`, which the next note's frame
+    /// is chained to (so a note dropped from the middle of the file is found).
+    chain: [u8; 8],
+}
+
+impl LastCheckpoint {
+    /// The number of entries the latest checkpoint covers.
+    fn covered(&self) -> u64 {
+        self.signed.as_ref().map_or(0, |s| s.size)
+    }
+}
+
+/// The state shared by the log's handle, its appenders and its checkpointer.
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    pending: Mutex<Pending>,
+    /// Wakes the checkpointer: a checkpoint may be due, or the log is closing.
+    to_checkpointer: Condvar,
+    /// Wakes appenders waiting for a commit to finish.
+    to_appenders: Condvar,
+    /// The Merkle tree over every durable entry.
+    tree: RwLock<MerkleTree>,
+    files: Mutex<Files>,
+    last: Mutex<LastCheckpoint>,
+}
+
+/// A tamper-evident, append-only access log in one directory.
+///
+/// `append` may be called from many threads at once: entries queued while one appender is
+/// committing are written and `fdatasync`ed together by the next (group commit, led by an
+/// appender, with no hand-off to another thread), and each call returns only once
+/// its entry is durable. If the log cannot make an entry durable, `append` returns
+/// [`AuditError::NotDurable`] and the log refuses every later append until reopened: callers
+/// must treat the error as a refusal (fail-closed). Cheap to share: wrap it in an `Arc`.
+pub struct AuditLog {
+    inner: Arc<Inner>,
+    /// Released when the log is dropped, after the final checkpoint.
+    claim: Option<DirClaim>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    report: OpenReport,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.inner.dir)
+            .field("origin", &self.inner.config.signing_key.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock is a bug elsewhere; the data (counters and buffers) stays
+    // meaningful, and the failed flag makes the log refuse appends if a write was interrupted.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opening, appending, proving and closing: the log's public face.
+impl AuditLog {
+    /// Opens (creating if needed) the log in `dir`.
+    ///
+    /// Truncates a torn tail left by a crash (reported in [`AuditLog::open_report`]), loads the
+    /// persisted tree, and checks it against the latest checkpoint this log signed. A log whose
+    /// entries no longer match its own signed checkpoint is refused with
+    /// [`AuditError::Inconsistent`]: it must never sign a checkpoint that forks its history.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<AuditLog, AuditError> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("creating", &dir, e))?;
+        let claim = DirClaim::take(&dir)?;
+        let mut log = AuditLog::open_claimed(dir, config)?;
+        log.claim = Some(claim);
+        Ok(log)
+    }
+
+    /// What opening found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The log's origin (its signing key's name).
+    pub fn origin(&self) -> &str {
+        self.inner.config.signing_key.name()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends `entry`, setting its sequence number, and returns once it is durable.
+    pub fn append(&self, mut entry: Entry) -> Result<Receipt, AuditError> {
+        entry.seq = 0;
+        let mut bytes = entry.to_canonical()?;
+        let inner = &self.inner;
+        let mut p = lock(&inner.pending);
+        if let Some(reason) = &p.failed {
+            return Err(AuditError::NotDurable {
+                reason: reason.clone(),
+            });
+        }
+        if p.closing {
+            return Err(AuditError::Closed);
+        }
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+        let hash = leaf_hash(&bytes);
+        files::put_frame(&mut p.buf, &bytes, &hash);
+        p.hashes.push(hash);
+        loop {
+            if p.durable > seq {
+                return Ok(Receipt {
+                    seq,
+                    leaf_hash: hash,
+                });
+            }
+            if let Some(reason) = &p.failed {
+                return Err(AuditError::NotDurable {
+                    reason: reason.clone(),
+                });
+            }
+            if !p.flushing {
+                // Nobody is committing: lead, and commit everything queued so far with ours.
+                p = inner.commit(p);
+                continue;
+            }
+            p = inner
+                .to_appenders
+                .wait(p)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> LogStats {
+        lock(&self.inner.pending).stats
+    }
+
+    /// The number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .size()
+    }
+
+    /// The current root over all durable entries.
+    pub fn root(&self) -> Hash {
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .root()
+    }
+
+    /// Signs a checkpoint over every durable entry now (unless the latest one already covers
+    /// them) and returns the latest signed checkpoint note.
+    pub fn checkpoint(&self) -> Result<Option<Note>, AuditError> {
+        self.inner.sign_checkpoint()
+    }
+
+    /// The latest signed checkpoint note, if any.
+    pub fn latest_checkpoint(&self) -> Option<Note> {
+        lock(&self.inner.last)
+            .signed
+            .as_ref()
+            .map(|s| s.note.clone())
+    }
+
+    /// An RFC 6962 inclusion proof for entry `seq` in the tree of size `size`.
+    pub fn prove_inclusion(&self, seq: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
+        let proof = tree.inclusion_proof(seq, size)?;
+        // The interior nodes come from the persisted cache; a proof that does not check out
+        // against our own root is refused here rather than handed to an auditor.
+        let leaf = tree.leaf(seq).unwrap_or_default();
+        verify_inclusion(&leaf, seq, size, &proof, &tree.root_at(size)?)?;
+        Ok(proof)
+    }
+
+    /// An RFC 6962 consistency proof between tree sizes `size1` and `size2`.
+    pub fn prove_consistency(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
+        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
+        let proof = tree.consistency_proof(size1, size2)?;
+        if size1 > 0 {
+            verify_consistency(
+                size1,
+                size2,
+                &proof,
+                &tree.root_at(size1)?,
+                &tree.root_at(size2)?,
+            )?;
+        }
+        Ok(proof)
+    }
+
+    /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
+    pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
+        let _files = lock(&self.inner.files);
+        store_cosigned(
+            &self.inner.dir,
+            &self.inner.config.signing_key.verifier(),
+            note,
+        )
+    }
+
+    /// Waits for queued appends, signs a final checkpoint and stops the checkpointer. Dropping the log does the same,
+    /// ignoring errors; call `close` to see them.
+    pub fn close(&self) -> Result<(), AuditError> {
+        {
+            let mut p = lock(&self.inner.pending);
+            p.closing = true;
+            self.inner.to_checkpointer.notify_all();
+            // Appends already queued finish first: their appenders are committing them.
+            while p.flushing || (p.failed.is_none() && !p.hashes.is_empty()) {
+                p = self
+                    .inner
+                    .to_appenders
+                    .wait(p)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if let Some(handle) = lock(&self.checkpointer).take() {
+            let _ = handle.join();
+        }
+        if let Some(reason) = &lock(&self.inner.pending).failed {
+            return Err(AuditError::NotDurable {
+                reason: reason.clone(),
+            });
+        }
+        self.inner.sign_checkpoint().map(|_| ())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = self.close();
+        // `claim` drops after this, so the directory is free only once the log is closed.
+    }
+}
+
+/// Stores a cosigned checkpoint note in the log directory `dir` (for a witness run offline, as
+/// `domicile audit witness` does). The note must carry the log's own signature; whether its text
+/// is one of the log's checkpoints is checked by [`crate::verify`].
+pub fn store_cosigned(dir: &Path, log_key: &VerifierKey, note: &Note) -> Result<(), AuditError> {
+    note.verify(log_key)?;
+    let path = files::cosignatures_path(dir);
+    let existing = files::read_notes_file(&path)?;
+    if let Some(offset) = existing.torn {
+        recovery::truncate(&path, offset as u64)?;
+    }
+    checkpointer::append_frame_durably(&path, &existing.last_check, note.to_text().as_bytes())
+        .map(|_| ())
+}
