@@ -20,7 +20,7 @@ use domicile_residency::{JustificationCode, RuleId, SubjectId};
 
 /// Arguments of `domicile audit`.
 #[derive(Debug, clap::Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     #[command(subcommand)]
     command: AuditCommand,
 }
@@ -209,7 +209,7 @@ fn usage(msg: String) -> Failure {
 }
 
 /// Runs `domicile audit`.
-pub fn run(args: AuditArgs) -> ExitCode {
+pub(crate) fn run(args: AuditArgs) -> ExitCode {
     match run_command(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(msg, code)) => {

@@ -13,7 +13,7 @@ use domicile_store::{FileCustodian, KekVersion, KeyCustodian, StoreError};
 
 /// Arguments of `domicile keys`.
 #[derive(Debug, clap::Args)]
-pub struct KeysArgs {
+pub(crate) struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -63,7 +63,7 @@ enum KeysError {
 }
 
 /// Runs `domicile keys`.
-pub fn run(args: KeysArgs) -> ExitCode {
+pub(crate) fn run(args: KeysArgs) -> ExitCode {
     match command(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(KeysError::Usage(msg)) => {

@@ -5,8 +5,6 @@
 //! custodian's region keys. `policies` is the composition root's list of the residency policies
 //! this binary links; everything below the binary takes them from it.
 
-#![forbid(unsafe_code)]
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -18,7 +18,7 @@ use domicile_residency::{
 
 /// Arguments of `domicile recsys`.
 #[derive(Debug, clap::Args)]
-pub struct RecsysArgs {
+pub(crate) struct RecsysArgs {
     #[command(subcommand)]
     command: RecsysCommand,
 }
@@ -269,7 +269,7 @@ fn io_error(action: &str, path: &Path, e: std::io::Error) -> CliError {
 }
 
 /// Runs `domicile recsys`.
-pub fn run(args: RecsysArgs) -> ExitCode {
+pub(crate) fn run(args: RecsysArgs) -> ExitCode {
     let result = match args.command {
         RecsysCommand::Train(a) => train(a),
         RecsysCommand::Recommend(a) => recommend(a),

@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `domicile split`.
 #[derive(Debug, clap::Args)]
-pub struct SplitArgs {
+pub(crate) struct SplitArgs {
     #[command(subcommand)]
     command: SplitCommand,
 }
@@ -86,7 +86,7 @@ enum SplitCommand {
 }
 
 /// Runs `domicile split`.
-pub fn run_split(args: SplitArgs) -> ExitCode {
+pub(crate) fn run_split(args: SplitArgs) -> ExitCode {
     match command(args.command) {
         Ok(code) => code,
         Err(e) => {

@@ -21,9 +21,6 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 use std::collections::BTreeSet;
 
 use domicile_residency::{

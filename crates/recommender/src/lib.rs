@@ -46,9 +46,6 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 mod als;
 mod artifact;
 mod error;

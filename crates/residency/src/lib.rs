@@ -33,9 +33,6 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 mod class;
 mod decision;
 mod error;

@@ -25,6 +25,16 @@ pub struct ExecuteOptions<'a> {
     pub progress: Option<&'a dyn Fn(&Progress)>,
 }
 
+impl std::fmt::Debug for ExecuteOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecuteOptions")
+            .field("batch_subjects", &self.batch_subjects)
+            .field("stop", &self.stop)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
 impl Default for ExecuteOptions<'_> {
     fn default() -> Self {
         ExecuteOptions {

@@ -45,9 +45,6 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 mod deployment;
 mod error;
 mod execute;
@@ -90,6 +87,17 @@ pub struct RunOptions<'a> {
     pub progress: Option<&'a dyn Fn(&Progress)>,
     /// The migration key's file; `<keys>/migration.key` when `None`.
     pub migration_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("batch_subjects", &self.batch_subjects)
+            .field("stop", &self.stop)
+            .field("progress", &self.progress.is_some())
+            .field("migration_key", &self.migration_key)
+            .finish()
+    }
 }
 
 impl Default for RunOptions<'_> {

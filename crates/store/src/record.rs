@@ -242,15 +242,15 @@ pub(crate) mod layout {
     use crate::custodian::Pseudonym;
 
     /// `d ‖ u16 len ‖ collection ‖ key`: a sealed record.
-    pub const RECORD: u8 = b'd';
+    pub(crate) const RECORD: u8 = b'd';
     /// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ key`: empty; indexes a subject's records.
-    pub const SUBJECT_INDEX: u8 = b's';
+    pub(crate) const SUBJECT_INDEX: u8 = b's';
     /// `r ‖ pseudonym`: the subject's registry entry, sealed under their data key.
-    pub const REGISTRY: u8 = b'r';
+    pub(crate) const REGISTRY: u8 = b'r';
     /// `m`: the store's metadata (format and region).
-    pub const META: &[u8] = b"m";
+    pub(crate) const META: &[u8] = b"m";
 
-    pub fn collection_prefix(collection: &str) -> Vec<u8> {
+    pub(crate) fn collection_prefix(collection: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + collection.len());
         out.push(RECORD);
         out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
@@ -258,20 +258,20 @@ pub(crate) mod layout {
         out
     }
 
-    pub fn record(collection: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn record(collection: &str, key: &str) -> Vec<u8> {
         let mut out = collection_prefix(collection);
         out.extend_from_slice(key.as_bytes());
         out
     }
 
-    pub fn subject_prefix(pseudonym: &Pseudonym) -> Vec<u8> {
+    pub(crate) fn subject_prefix(pseudonym: &Pseudonym) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(SUBJECT_INDEX);
         out.extend_from_slice(&pseudonym.0);
         out
     }
 
-    pub fn subject_index(pseudonym: &Pseudonym, collection: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn subject_index(pseudonym: &Pseudonym, collection: &str, key: &str) -> Vec<u8> {
         let mut out = subject_prefix(pseudonym);
         out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
         out.extend_from_slice(collection.as_bytes());
@@ -279,7 +279,7 @@ pub(crate) mod layout {
         out
     }
 
-    pub fn registry(pseudonym: &Pseudonym) -> Vec<u8> {
+    pub(crate) fn registry(pseudonym: &Pseudonym) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(REGISTRY);
         out.extend_from_slice(&pseudonym.0);
@@ -287,7 +287,7 @@ pub(crate) mod layout {
     }
 
     /// Splits `u16 len ‖ collection ‖ key` (the tail of a record or index key).
-    pub fn split_collection_key(tail: &[u8]) -> Option<(&[u8], &[u8])> {
+    pub(crate) fn split_collection_key(tail: &[u8]) -> Option<(&[u8], &[u8])> {
         if tail.len() < 2 {
             return None;
         }

@@ -3,7 +3,7 @@
 
 /// Where may Lena's (a German resident's) watch history rest, and may a model trained on
 /// everyone be served where she lives?
-pub fn answer() -> Vec<String> {
+pub(crate) fn answer() -> Vec<String> {
     use std::collections::BTreeSet;
 
     use domicile_residency::{DataClass, ResidencyPolicy, Subject};

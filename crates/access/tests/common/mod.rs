@@ -7,7 +7,7 @@ use domicile_access::{Principal, PrincipalKind};
 
 /// Starts a principal with SPIFFE id `id`: by default a person with no roles, whose office and
 /// location are in their organisation's country.
-pub fn principal(id: &str) -> PrincipalFixture {
+pub(crate) fn principal(id: &str) -> PrincipalFixture {
     PrincipalFixture {
         id: id.to_owned(),
         kind: PrincipalKind::Person,
@@ -20,7 +20,7 @@ pub fn principal(id: &str) -> PrincipalFixture {
 
 /// A principal being described for a test; [`build`](Self::build) parses it.
 #[derive(Debug, Clone)]
-pub struct PrincipalFixture {
+pub(crate) struct PrincipalFixture {
     id: String,
     kind: PrincipalKind,
     organisation: (String, String),
@@ -31,37 +31,37 @@ pub struct PrincipalFixture {
 
 impl PrincipalFixture {
     /// A person, a service or an auditor.
-    pub fn kind(mut self, kind: PrincipalKind) -> Self {
+    pub(crate) fn kind(mut self, kind: PrincipalKind) -> Self {
         self.kind = kind;
         self
     }
 
     /// Employed by organisation `name`, registered in `country`.
-    pub fn org(mut self, name: &str, country: &str) -> Self {
+    pub(crate) fn org(mut self, name: &str, country: &str) -> Self {
         self.organisation = (name.to_owned(), country.to_owned());
         self
     }
 
     /// Works from an office in `country` (default: the organisation's country).
-    pub fn office(mut self, country: &str) -> Self {
+    pub(crate) fn office(mut self, country: &str) -> Self {
         self.office = Some(country.to_owned());
         self
     }
 
     /// Is physically in `country` (default: the office's country).
-    pub fn located_in(mut self, country: &str) -> Self {
+    pub(crate) fn located_in(mut self, country: &str) -> Self {
         self.location = Some(country.to_owned());
         self
     }
 
     /// Holds these roles.
-    pub fn roles(mut self, roles: &[&str]) -> Self {
+    pub(crate) fn roles(mut self, roles: &[&str]) -> Self {
         self.roles = roles.iter().map(|r| (*r).to_owned()).collect();
         self
     }
 
     /// The principal; panics (naming the fixture) if it does not parse.
-    pub fn build(self) -> Principal {
+    pub(crate) fn build(self) -> Principal {
         let (org, country) = (&self.organisation.0, &self.organisation.1);
         let office = self.office.as_deref().unwrap_or(country);
         let location = self.location.as_deref().unwrap_or(office);

@@ -11,53 +11,53 @@ use domicile_store::{
 };
 
 /// Every backend this build has.
-pub fn backends() -> Vec<BackendKind> {
+pub(crate) fn backends() -> Vec<BackendKind> {
     vec![BackendKind::Sled, BackendKind::Redb]
 }
 
-pub fn policy() -> Arc<dyn ResidencyPolicy> {
+pub(crate) fn policy() -> Arc<dyn ResidencyPolicy> {
     Arc::new(UsSplitPolicy::new())
 }
 
-pub fn region(name: &str) -> Region {
+pub(crate) fn region(name: &str) -> Region {
     Region::parse(name).unwrap()
 }
 
-pub fn collection(name: &str) -> Collection {
+pub(crate) fn collection(name: &str) -> Collection {
     Collection::parse(name).unwrap()
 }
 
-pub fn key(name: &str) -> RecordKey {
+pub(crate) fn key(name: &str) -> RecordKey {
     RecordKey::parse(name).unwrap()
 }
 
-pub fn subject(id: &str, residence: &str) -> Subject {
+pub(crate) fn subject(id: &str, residence: &str) -> Subject {
     Subject::parse(id, Some(residence), None).unwrap()
 }
 
 /// A data root and a key root side by side in a temporary directory.
-pub struct Dirs {
+pub(crate) struct Dirs {
     pub tmp: tempfile::TempDir,
 }
 
 impl Dirs {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Dirs {
             tmp: tempfile::tempdir().unwrap(),
         }
     }
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.tmp.path().join("data")
     }
-    pub fn keys(&self) -> PathBuf {
+    pub(crate) fn keys(&self) -> PathBuf {
         self.tmp.path().join("keys")
     }
-    pub fn custodian(&self) -> Arc<FileCustodian> {
+    pub(crate) fn custodian(&self) -> Arc<FileCustodian> {
         Arc::new(FileCustodian::open(self.keys()).unwrap())
     }
 }
 
-pub fn open(
+pub(crate) fn open(
     data: &Path,
     kind: BackendKind,
     region_name: &str,
@@ -67,7 +67,7 @@ pub fn open(
 }
 
 /// Every regular file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -83,7 +83,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -96,6 +96,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
