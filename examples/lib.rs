@@ -10,6 +10,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+/// `docs/embedding.md`, the guide for engineers who embed domicile, included here so that every
+/// code block in it compiles and runs as a doctest.
+#[doc = include_str!("../docs/embedding.md")]
+pub mod embedding_guide {}
+
 use domicile_access::{
     ApprovalScope, ApproverKey, Gate, GateError, Principal, PrincipalKind, RecordRef, ScanRequest,
 };

@@ -4,10 +4,12 @@
 //! store through a sealed export bundle, and crypto-shred a user — then show that an old copy of
 //! the data directory no longer opens their records.
 //!
-//! Run it with `cargo run --example embed_store` (it works in a fresh temporary directory, or in
-//! the directory given as its first argument).
+//! Run it with `cargo run --example embed_store` (it works in a fresh temporary directory that it
+//! removes afterwards, or in the directory given with `--dir`, which it keeps).
 
 use std::path::{Path, PathBuf};
+
+use clap::Parser;
 use std::sync::Arc;
 
 use domicile_policy_us_split::UsSplitPolicy;
@@ -33,13 +35,24 @@ struct Watched {
     seconds: u32,
 }
 
+/// A service embedding the sealed store: placement, sealing, tampering, rotation, export and
+/// crypto-shredding, step by step.
+#[derive(Debug, Parser)]
+#[command(name = "embed_store")]
+struct Args {
+    /// Work in this directory and keep it (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = match std::env::args().nth(1) {
-        Some(dir) => PathBuf::from(dir),
+    let args = Args::parse();
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("domicile-embed-store-{}", std::process::id())),
     };
     let result = run(&root);
-    if std::env::args().nth(1).is_none() {
+    if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&root);
     }
     result

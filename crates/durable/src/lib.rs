@@ -7,6 +7,7 @@
 //! after Tessera's `storage/posix/file_ops.go`:
 //!
 //! - [`write_private`]: replace a file atomically and durably, mode 0600.
+//! - [`write_public`]: the same for public material (verifier keys), mode 0644.
 //! - [`create_private`]: the same, but refuse if the file exists (private keys are never
 //!   overwritten silently).
 //! - [`read_optional`] / [`read_bounded`]: read a file that may be absent, or that must not be
@@ -42,6 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Mode of every private file domicile writes.
 pub const FILE_MODE: u32 = 0o600;
+/// Mode of public files ([`write_public`]).
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
 /// Mode of every private directory domicile creates.
 pub const DIR_MODE: u32 = 0o700;
 
@@ -180,6 +183,15 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, FileError> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     write_private_unsynced_dir(path, bytes)?;
     sync_dir(parent(path))
+}
+
+/// Replaces `path` with `bytes` atomically and durably, like [`write_private`], but readable by
+/// everyone (mode 0644): for public material meant to be handed out, such as a log's verifier
+/// key or a signing key's public half.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_private(path, bytes)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(PUBLIC_FILE_MODE))
+        .map_err(|e| FileError::io("set permissions of", path, e))
 }
 
 /// [`write_private`] without the final directory fsync, for callers that write many files into
@@ -354,6 +366,14 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file")]);
+    }
+
+    #[test]
+    fn public_files_are_readable_by_everyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.vkey");
+        write_public(&path, b"origin+1234+AQ==\n").unwrap();
+        assert_eq!(mode(&path), 0o644);
     }
 
     #[test]
