@@ -6,7 +6,7 @@ use domicile_durable::FileError;
 use domicile_residency::ResidencyError;
 
 /// What went wrong in access control. A refusal by the rules is not an error: it is a
-/// [`Denied`](AccessError::Denied) only where an operation cannot go on.
+/// [`GateError::Denied`](crate::GateError::Denied) only where an operation cannot go on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccessError {

@@ -46,7 +46,6 @@ pub use entry::{
 };
 pub use error::AuditError;
 pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
-pub use merkle::{Hash, MerkleTree, ProofError};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};

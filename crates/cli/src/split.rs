@@ -57,7 +57,7 @@ enum SplitCommand {
         /// Subjects per batch.
         #[arg(long, default_value_t = 256)]
         batch: usize,
-        /// The migration key that signs the report (default: <keys>/migration.key).
+        /// The migration key that signs the report (default: KEYS/migration.key, KEYS being --keys).
         #[arg(long)]
         migration_key: Option<PathBuf>,
         /// No progress bar.

@@ -161,7 +161,7 @@ impl fmt::Display for PolicyId {
 /// home region; for a model artifact, the region it was trained in; for audit records and key
 /// material, the region that created them.
 ///
-/// Run [`conformance::run`](crate::conformance::run) (feature `conformance`) from the policy
+/// Run `domicile_residency::conformance::run` (feature `conformance`) from the policy
 /// crate's tests to check the invariants every policy must keep.
 pub trait ResidencyPolicy: Send + Sync {
     /// The policy's fixed parts: id, regions, rule table, access rules. The methods below that
