@@ -18,8 +18,8 @@ use domicile_audit::{
     WitnessPolicy,
 };
 use domicile_residency::{
-    CountryCode, DataClass, JustificationCode, Obligation, PolicyDigest, PolicyId, Purpose, Region,
-    RuleId, SubjectId,
+    CountryCode, DataClass, JustificationCode, Obligation, PolicyId, Purpose, Region, RuleId,
+    SubjectId,
 };
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -268,7 +268,7 @@ fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
         policy: PolicyId {
             name: "us-split".into(),
             version: "1.0.0".into(),
-            digest: PolicyDigest([0x5a; 32]),
+            digest: domicile_residency::Sha256Digest([0x5a; 32]),
         },
         request_id: format!("req-{i:06}"),
         outcome: if allowed {

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use domicile_residency::{
-    CountryCode, DataClass, Decision, Jurisdiction, JustificationCode, Obligation, PolicyDigest,
-    PolicyId, Purpose, Region, RuleId,
+    CountryCode, DataClass, Decision, Jurisdiction, JustificationCode, Obligation, PolicyId,
+    Purpose, Region, RuleId,
 };
 
 use crate::pseudonym::{Pseudonym, ResultDigest};
@@ -554,7 +554,7 @@ impl<'a> Reader<'a> {
         let policy = PolicyId {
             name: self.string("policy.name")?,
             version: self.string("policy.version")?,
-            digest: PolicyDigest(self.h32("policy.digest")?),
+            digest: domicile_residency::Sha256Digest(self.h32("policy.digest")?),
         };
         let request_id = self.string("request_id")?;
         let outcome = match self.u8("outcome")? {
@@ -642,7 +642,7 @@ pub(crate) mod tests {
             policy: PolicyId {
                 name: "us-split".into(),
                 version: "1.0.0".into(),
-                digest: PolicyDigest([3; 32]),
+                digest: domicile_residency::Sha256Digest([3; 32]),
             },
             request_id: format!("req-{i}"),
             outcome: Outcome::Ok {

@@ -59,8 +59,7 @@ pub use witness::{verify_cosignature, Witness, WitnessPolicy};
 #[doc(hidden)]
 pub fn doc_example_entry() -> Result<Entry, Box<dyn std::error::Error>> {
     use domicile_residency::{
-        CountryCode, DataClass, JustificationCode, PolicyDigest, PolicyId, Purpose, Region, RuleId,
-        SubjectId,
+        CountryCode, DataClass, JustificationCode, PolicyId, Purpose, Region, RuleId, SubjectId,
     };
     let audit_key = AuditKey::from_bytes([7; 32]);
     Ok(Entry {
@@ -92,7 +91,7 @@ pub fn doc_example_entry() -> Result<Entry, Box<dyn std::error::Error>> {
         policy: PolicyId {
             name: "us-split".into(),
             version: "1.0.0".into(),
-            digest: PolicyDigest([0; 32]),
+            digest: domicile_residency::Sha256Digest([0; 32]),
         },
         request_id: "req-1".into(),
         outcome: Outcome::Ok {

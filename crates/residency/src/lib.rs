@@ -35,6 +35,7 @@
 
 mod class;
 mod decision;
+mod digest;
 mod error;
 mod jurisdiction;
 mod policy;
@@ -55,6 +56,7 @@ pub const ACCESS_SCHEMA: &str = include_str!("access_schema.cedarschema");
 
 pub use class::DataClass;
 pub use decision::{Decision, Obligation, Rule, RuleId};
+pub use digest::Sha256Digest;
 pub use error::ResidencyError;
 pub use jurisdiction::{CountryCode, Jurisdiction, JurisdictionGroup};
 pub use policy::{PolicyDigest, PolicyId, ResidencyPolicy};

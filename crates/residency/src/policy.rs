@@ -10,60 +10,9 @@ use crate::{
     Subject,
 };
 
-/// A SHA-256 digest of a policy's rule table and access-rule text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PolicyDigest(pub [u8; 32]);
-
-impl PolicyDigest {
-    /// Parses `sha256:` followed by 64 lowercase hex digits.
-    pub fn parse(value: &str) -> Result<Self, ResidencyError> {
-        let bad = || ResidencyError::InvalidDigest {
-            value: value.to_owned(),
-        };
-        let hex = value.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
-            let nibble = |b: u8| match b {
-                b'0'..=b'9' => Some(b - b'0'),
-                b'a'..=b'f' => Some(b - b'a' + 10),
-                _ => None,
-            };
-            let (hi, lo) = (
-                nibble(chunk[0]).ok_or_else(bad)?,
-                nibble(chunk[1]).ok_or_else(bad)?,
-            );
-            out[i] = hi << 4 | lo;
-        }
-        Ok(PolicyDigest(out))
-    }
-}
-
-impl fmt::Display for PolicyDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl TryFrom<String> for PolicyDigest {
-    type Error = ResidencyError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        PolicyDigest::parse(&value)
-    }
-}
-
-impl From<PolicyDigest> for String {
-    fn from(d: PolicyDigest) -> String {
-        d.to_string()
-    }
-}
+/// A SHA-256 digest of a policy's rule table and access-rule text: the workspace's one digest
+/// type, under the name a policy id gives it.
+pub type PolicyDigest = crate::Sha256Digest;
 
 /// Which rules were in force: the policy's name, its version, and a digest of its rule table and
 /// access-rule text. Written into every audit entry.
@@ -139,7 +88,7 @@ impl PolicyId {
         Ok(PolicyId {
             name: name.to_owned(),
             version: version.to_owned(),
-            digest: PolicyDigest(digest),
+            digest: crate::Sha256Digest(digest),
         })
     }
 }

@@ -33,66 +33,9 @@ pub const RECORD_FORMAT_V1: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 22;
 const AAD_LABEL: &[u8] = b"domicile.record";
 
-/// The SHA-256 digest of a record's plaintext, as the access gate logs what was read.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct RecordDigest(pub [u8; 32]);
-
-impl RecordDigest {
-    /// The digest of `plaintext`.
-    pub fn of(plaintext: &[u8]) -> Self {
-        let digest = ring::digest::digest(&ring::digest::SHA256, plaintext);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        RecordDigest(out)
-    }
-}
-
-impl fmt::Display for RecordDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for RecordDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RecordDigest({self})")
-    }
-}
-
-impl From<RecordDigest> for String {
-    fn from(d: RecordDigest) -> String {
-        d.to_string()
-    }
-}
-
-impl TryFrom<String> for RecordDigest {
-    type Error = StoreError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let bad = || StoreError::Bundle {
-            reason: format!(
-                "invalid digest {value:?}: expected sha256: and 64 lowercase hex digits"
-            ),
-        };
-        let hex = value.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(RecordDigest(out))
-    }
-}
+/// The SHA-256 digest of a record's plaintext, as the access gate logs what was read: the
+/// workspace's one digest type (`sha256:` and 64 hex digits).
+pub type RecordDigest = domicile_residency::Sha256Digest;
 
 /// What the store knows about a record besides its value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
