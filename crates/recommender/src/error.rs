@@ -100,6 +100,15 @@ pub enum RecsysError {
         /// The hex public key the caller trusts.
         expected: String,
     },
+    /// No key to trust was given, and untrusted artifacts were not allowed either.
+    #[error("{path}: no trusted key was given, so the artifact cannot be trusted; pin the signer's public key (--trusted-key), or allow untrusted artifacts explicitly (--allow-unsigned)")]
+    NoTrustedKey {
+        /// The file.
+        path: String,
+    },
+    /// An artifact file could not be read or written (crash-safe file operations).
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
     /// A signing key that ring refuses.
     #[error("invalid Ed25519 signing key: {0}")]
     InvalidKey(String),

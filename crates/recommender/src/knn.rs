@@ -226,7 +226,7 @@ mod tests {
         for (u, i) in [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("a", "z")] {
             b.add(u, i, 1.0, 0);
         }
-        let m = b.build();
+        let m = b.build().unwrap();
         let knn = ItemKnn::fit(
             &m.user_items(),
             3,
@@ -254,7 +254,7 @@ mod tests {
         b.add("a", "x", 2.0, 0);
         b.add("a", "y", 1.0, 0);
         b.add("b", "x", 1.0, 0);
-        let m = b.build();
+        let m = b.build().unwrap();
         let v = weigh(&m.user_items(), 2, Similarity::Bm25 { k1: 100.0, b: 0.8 });
         // Lengths: x = 3, y = 1, mean 2. User a has 2 items: idf = ln 2 − ln 3.
         let norm_x = 0.2 + 0.8 * 3.0 / 2.0;
