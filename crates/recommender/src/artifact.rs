@@ -398,8 +398,7 @@ pub fn decode_artifact(
         )));
     }
     let model = decode_payload(payload, name, manifest.hyper_parameters)?;
-    if model.kind() != manifest.kind || model.items().len() as u64 != manifest.n_items
-    {
+    if model.kind() != manifest.kind || model.items().len() as u64 != manifest.n_items {
         return Err(corrupt(
             "the payload's kind or counts do not match the manifest".into(),
         ));

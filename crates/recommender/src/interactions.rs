@@ -765,8 +765,14 @@ mod tests {
             matches!(&err, RecsysError::Malformed { path, line: 4, .. } if path == "big.csv"),
             "{err}"
         );
-        assert!(err.to_string().starts_with("big.csv:4: weight 3e38 brings"), "{err}");
-        assert!(err.to_string().contains("past the largest finite f32"), "{err}");
+        assert!(
+            err.to_string().starts_with("big.csv:4: weight 3e38 brings"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("past the largest finite f32"),
+            "{err}"
+        );
         // The same through events: a line number, no user id in the message.
         let mut b = InteractionsBuilder::named("mem");
         b.at_line(7);

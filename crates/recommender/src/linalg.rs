@@ -201,7 +201,9 @@ mod tests {
     fn in_place_cholesky_agrees_with_the_f64_solver() {
         // A = MᵀM + I for a fixed M: symmetric positive definite, 11 × 11 (not a lane multiple).
         let n = 11;
-        let m: Vec<f64> = (0..n * n).map(|i| ((i * 37 % 17) as f64 - 8.0) / 8.0).collect();
+        let m: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 37 % 17) as f64 - 8.0) / 8.0)
+            .collect();
         let mut a = vec![0f64; n * n];
         for r in 0..n {
             for c in 0..n {
@@ -216,7 +218,10 @@ mod tests {
         let mut x: Vec<f32> = b.iter().map(|&v| v as f32).collect();
         cholesky_solve_in_place(&l, n, &mut x);
         for i in 0..n {
-            assert!((x[i] as f64 - want[i]).abs() < 1e-3 * (1.0 + want[i].abs()), "{i}");
+            assert!(
+                (x[i] as f64 - want[i]).abs() < 1e-3 * (1.0 + want[i].abs()),
+                "{i}"
+            );
         }
         let mut singular = vec![1f32, 1.0, 1.0, 1.0];
         assert!(!cholesky_in_place(&mut singular, 2));

@@ -337,6 +337,13 @@ impl Recommender {
         self.knn.as_ref()
     }
 
+    /// The model with other blend weights: they are serving-time parameters (ranks are fused
+    /// after every component has scored), so they can be tuned without retraining.
+    pub fn with_blend(mut self, blend: BlendConfig) -> Self {
+        self.config.blend = blend;
+        self
+    }
+
     /// The histories of `data`'s users against this model's items (see [`Histories`]).
     pub fn histories(&self, data: &Interactions) -> Histories {
         Histories::for_model(self, data)
@@ -804,7 +811,11 @@ mod tests {
                 .binary_search(&(i as u32))
                 .map_or(0.0, |at| weights[at]);
             let c = 1.0 + (als.alpha * w) as f64;
-            let s: f64 = y.iter().zip(&x).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+            let s: f64 = y
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
             for r in 0..f {
                 ax[r] += c * s * y[r] as f64;
                 if w > 0.0 {
@@ -814,7 +825,12 @@ mod tests {
         }
         for r in 0..f {
             ax[r] += als.regularization as f64 * x[r] as f64;
-            assert!((ax[r] - b[r]).abs() < 1e-3 * (1.0 + b[r].abs()), "row {r}: {} vs {}", ax[r], b[r]);
+            assert!(
+                (ax[r] - b[r]).abs() < 1e-3 * (1.0 + b[r].abs()),
+                "row {r}: {} vs {}",
+                ax[r],
+                b[r]
+            );
         }
         assert!(als.fold_in(&[], &[]).iter().all(|&v| v == 0.0));
     }

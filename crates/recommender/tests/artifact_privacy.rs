@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use domicile_access::{ApprovalBook, Gate, ManualClock, Principal, PrincipalKind, ScanRequest, SubjectRef};
+use domicile_access::{
+    ApprovalBook, Gate, ManualClock, Principal, PrincipalKind, ScanRequest, SubjectRef,
+};
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
@@ -20,7 +22,15 @@ use domicile_residency::{
 use domicile_store::{Collection, FileCustodian, RawRecord, RecordKey, RecordMeta, SealedStore};
 
 fn principal(id: &str, roles: &[&str]) -> Principal {
-    Principal::parse(id, PrincipalKind::Service, ("usds", "US"), "US", "US", roles).unwrap()
+    Principal::parse(
+        id,
+        PrincipalKind::Service,
+        ("usds", "US"),
+        "US",
+        "US",
+        roles,
+    )
+    .unwrap()
 }
 
 /// Whether `needle` occurs anywhere in `haystack`.
@@ -38,8 +48,13 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     let policy: Arc<dyn ResidencyPolicy> = Arc::new(UsSplitPolicy::new());
     let us = Region::parse("us").unwrap();
     let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
-    let store =
-        SealedStore::open(dir.path().join("data"), us.clone(), policy.clone(), custodian).unwrap();
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        us.clone(),
+        policy.clone(),
+        custodian,
+    )
+    .unwrap();
     let log_key =
         domicile_audit::SigningKey::generate("audit.domicile.example/us", KeyKind::Ed25519)
             .unwrap();
@@ -101,7 +116,10 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     gate.write_batch(&app, &why, &batch).unwrap();
 
     // The training service reads the histories through the Gate, with a training purpose.
-    let trainer = principal("spiffe://domicile.example/us/usds/trainer", &["training-service"]);
+    let trainer = principal(
+        "spiffe://domicile.example/us/usds/trainer",
+        &["training-service"],
+    );
     let training = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-1");
     let scanned = gate
         .scan(
@@ -135,11 +153,18 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     let data = builder.build().unwrap();
     let provenance = data
         .provenance(Some(policy.id().clone()), |id, c| {
-            policy.home_region(&Subject::new(SubjectId::parse(id)?, c.expect("countries set")))
+            policy.home_region(&Subject::new(
+                SubjectId::parse(id)?,
+                c.expect("countries set"),
+            ))
         })
         .unwrap();
     assert_eq!(
-        provenance.trained_on.iter().map(Region::as_str).collect::<Vec<_>>(),
+        provenance
+            .trained_on
+            .iter()
+            .map(Region::as_str)
+            .collect::<Vec<_>>(),
         ["us"]
     );
 
@@ -176,9 +201,14 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     }
     let mut vectors = 0;
     for subject in subjects.iter().step_by(subjects.len() / 25) {
-        let x = trained.factors_of(subject.id.as_str()).expect("a trained user");
+        let x = trained
+            .factors_of(subject.id.as_str())
+            .expect("a trained user");
         assert!(x.iter().any(|&v| v != 0.0));
-        assert!(!contains(&bytes, &le_bytes(x)), "a user-factor vector is in the artifact");
+        assert!(
+            !contains(&bytes, &le_bytes(x)),
+            "a user-factor vector is in the artifact"
+        );
         // Not even the first four factors.
         assert!(!contains(&bytes, &le_bytes(&x[..4])));
         vectors += 1;
