@@ -85,12 +85,14 @@ pub struct BlendConfig {
 
 impl Default for BlendConfig {
     fn default() -> Self {
+        // Chosen on a validation split inside the training data, never the test split
+        // (`cargo bench -p domicile-recommender --bench tune_blend`; docs/recommender.md).
         BlendConfig {
             als: 1.0,
-            item_knn: 0.7,
+            item_knn: 0.5,
             popularity: 0.05,
             rrf_k: 60.0,
-            candidates_per_k: 3,
+            candidates_per_k: 5,
         }
     }
 }
