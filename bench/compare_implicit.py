@@ -8,8 +8,9 @@ the release `domicile` binary, generates a seeded world with `domicile recsys ge
 it (seeded, per-pair random hold-out, every user keeps one training pair), then trains on the
 same training CSV and the same hyper-parameters:
 
-  domicile: `recsys train` (ALS, item-item cosine, item-item BM25, blend) and
-            `recsys recommend --exclude-seen` for the test users;
+  domicile: `recsys train` (ALS, item-item cosine, item-item BM25, blend), signed, and
+            `recsys recommend --exclude-seen --trusted-key` for the test users, each user folded
+            in from their training history (models hold no user; serving time includes fold-in);
   implicit: AlternatingLeastSquares (conjugate gradient), CosineRecommender, BM25Recommender,
             each `fit` then a batch `recommend(..., filter_already_liked_items=True)`.
 
@@ -106,7 +107,7 @@ def main():
     ap.add_argument("--regularization", type=float, default=0.05)
     ap.add_argument("--alpha", type=float, default=2.0)
     ap.add_argument("--cg-steps", type=int, default=3)
-    ap.add_argument("--neighbours", type=int, default=50)
+    ap.add_argument("--neighbours", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--workdir", default=None, help="keep the data here (default: a temporary directory)")
@@ -153,8 +154,11 @@ def main():
     print(f"{len(rows_by_user)} users, {n_items} items, {len(train_rows)} training pairs, "
           f"{sum(len(s) for s in test.values())} held out for {len(test)} users")
 
+    key = work / "model.key"
+    if not key.exists():
+        run([binary, "recsys", "keygen", "--out", key])
     results = []
-    common = ["--factors", args.factors, "--iterations", args.iterations, "--regularization",
+    common = ["--signing-key", key, "--factors", args.factors, "--iterations", args.iterations, "--regularization",
               args.regularization, "--alpha", args.alpha, "--cg-steps", args.cg_steps,
               "--neighbours", args.neighbours, "--threads", args.threads]
     for name, extra in [("als", ["--model", "als"]),
@@ -165,9 +169,10 @@ def main():
         out = run([binary, "recsys", "train", "--interactions", train_csv, "--model-out", model, *common, *extra])
         fit = float(re.search(r"fitted \S+ in ([0-9.]+) s", out).group(1))
         recs_csv = work / f"{name}.recs.csv"
-        out = run([binary, "recsys", "recommend", "--model", model, "--users", users_file, "--k", args.k,
+        out = run([binary, "recsys", "recommend", "--model", model, "--interactions", train_csv,
+                   "--trusted-key", f"{key}.pub", "--users", users_file, "--k", args.k,
                    "--exclude-seen", "--threads", args.threads, "--out", recs_csv])
-        serve = float(re.search(r"in ([0-9.]+) s", out).group(1))
+        serve = float(re.search(r"recommended for \d+ users in ([0-9.]+) s", out).group(1))
         recs = {}
         with open(recs_csv, newline="") as f:
             for row in csv.DictReader(f):

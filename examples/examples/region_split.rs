@@ -9,7 +9,9 @@
 //!    source, sign the report.
 //! 5. Models: the global model is refused in `us`, taking it out of `row` needs an export
 //!    licence, and a US model is trained through the `us` Gate on US subjects only; the split's
-//!    cost is measured on held-out US users.
+//!    cost is measured on held-out US users (each folded in from their own history). Every
+//!    artifact is searched for every subject id and pseudonym of the world: a model is the
+//!    algorithm only, so exporting it exports no one's data.
 //! 6. Replay the access scenarios against the split deployment.
 //! 7. Verify every region's audit log as an outside auditor would, with public keys only.
 //! 8. Write a report folder: `report.json` and a self-contained `index.html` with charts.
@@ -28,9 +30,10 @@ use domicile_audit::VerifierKey;
 use domicile_examples::{print_tail, scenarios, service, Error, Scenario, TRUST_DOMAIN};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
-    evaluate, restrict_users, split as holdout_split, write_artifact, ConfidenceWeights, Event,
-    EventKind, Holdout, Interactions, InteractionsBuilder, Metrics, ModelKind, Provenance,
-    RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, World, WorldConfig,
+    evaluate, read_artifact, restrict_users, split as holdout_split, write_artifact,
+    ConfidenceWeights, Event, EventKind, Holdout, Interactions, InteractionsBuilder, Metrics,
+    ModelKind, Provenance, RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust,
+    World, WorldConfig,
 };
 use domicile_residency::{
     DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
@@ -128,12 +131,23 @@ struct LogCheck {
     verifier_key: String,
 }
 
+/// What a search of one artifact's bytes for the people of the world found.
+#[derive(Debug, Serialize)]
+struct ArtifactSearch {
+    artifact: String,
+    bytes: u64,
+    subject_ids_searched: usize,
+    pseudonyms_searched: usize,
+    found: usize,
+}
+
 #[derive(Debug, Serialize)]
 struct DemoReport {
     world: BTreeMap<String, u64>,
     timings_seconds: BTreeMap<String, f64>,
     split: SignedReport,
     models: Vec<ModelReport>,
+    personal_data_in_artifacts: Vec<ArtifactSearch>,
     export_of_global_model_from_row: String,
     scenarios: Vec<Scenario>,
     logs: Vec<LogCheck>,
@@ -306,7 +320,7 @@ fn scan_behaviour(
             )?;
         }
     }
-    Ok((builder.build(), scanned.records.len() as u64))
+    Ok((builder.build()?, scanned.records.len() as u64))
 }
 
 fn train(data: &Interactions, args: &Args) -> Result<(Recommender, f64), Error> {
@@ -407,6 +421,8 @@ fn main() -> Result<(), Error> {
     let global_policy = global.policy().clone();
     let global_provenance = provenance_under(&train_all, global_policy.as_ref())?;
     let model_key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()?)?;
+    // Every deployment pins this key: an artifact signed by any other is refused.
+    let trusted = Trust::pinned(model_key.public_key());
     let global_path = models_dir.join("global.domrec");
     write_artifact(
         &global_path,
@@ -420,8 +436,11 @@ fn main() -> Result<(), Error> {
         args.iterations,
         regions(&global_provenance.trained_on)
     );
+    // The model holds no user: each request folds the user in from their own history.
+    let global_histories = global_model.histories(&train_all);
     for user in world.users.iter().take(2) {
-        let recs = global_model.recommend(&user.id, &RecommendOptions::top(5))?;
+        let recs =
+            global_model.recommend(&global_histories, &user.id, &RecommendOptions::top(5))?;
         let items: Vec<&str> = recs.iter().map(|r| r.item.as_str()).collect();
         println!(
             "   top 5 for {} ({}): {}",
@@ -430,6 +449,9 @@ fn main() -> Result<(), Error> {
             items.join(" ")
         );
     }
+    let mut pseudonyms: Vec<String> = world_subjects(&world)
+        .map(|id| Ok(global_gate.pseudonym(&SubjectId::parse(id)?)))
+        .collect::<Result<_, Error>>()?;
     global.close()?;
     // The split opens the stores itself: let go of every handle on them first.
     drop(global_gate);
@@ -499,14 +521,19 @@ fn main() -> Result<(), Error> {
     );
     let (us_model, us_fit) = train(&us_train, &args)?;
     let us_provenance = provenance_under(&us_train, &us_split)?;
-    let deploy_us = us_split.may_deploy_model(&us_provenance.trained_on, &us)?;
     let us_path = models_dir.join("us.domrec");
     write_artifact(&us_path, &us_model, &us_provenance, Some(&model_key))?;
+    // Deploy from the file, as a region would: only under the pinned key, and the policy
+    // decides on the provenance the signed manifest carries.
+    let us_deployed = read_artifact(&us_path, &trusted)?;
+    let deploy_us = us_split.may_deploy_model(&us_deployed.manifest.trained_on, &us)?;
     println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {{{}}}", regions(&us_provenance.trained_on));
     println!("   deploy the US model in us: {deploy_us}");
     let test_us = restrict_users(&test_all, |u| us_users.contains(test_all.users.id(u)));
-    let global_metrics = evaluate(&global_model, &test_us, 10, Strategy::Default)?;
-    let us_metrics = evaluate(&us_model, &test_us, 10, Strategy::Default)?;
+    // Both models serve the held-out US users from the same place: each user's own training
+    // history, read in `us` and folded in at serving time.
+    let global_metrics = evaluate(&global_model, &us_train, &test_us, 10, Strategy::Default)?;
+    let us_metrics = evaluate(&us_model, &us_train, &test_us, 10, Strategy::Default)?;
     println!(
         "   the split's cost, on {} held-out US users:",
         us_metrics.users
@@ -523,6 +550,46 @@ fn main() -> Result<(), Error> {
             "     {name:<26} {:>10.4} {:>10.4} {:>10.4}",
             m.precision, m.recall, m.ndcg
         );
+    }
+    // Invariant 10: search the bytes of the artifact that would be exported (global) and of the
+    // one deployed (us) for every subject id of the world and every pseudonym any region's log
+    // gives them.
+    for region in [&us, &row] {
+        let gate = &split
+            .region(region)
+            .ok_or("a region of the split is missing")?
+            .gate;
+        for id in world_subjects(&world) {
+            pseudonyms.push(gate.pseudonym(&SubjectId::parse(id)?));
+        }
+    }
+    let ids: Vec<&str> = world_subjects(&world).collect();
+    let mut searches = Vec::new();
+    for path in [&global_path, &us_path] {
+        let bytes = std::fs::read(path)?;
+        let found = people_in(&bytes, &ids, &pseudonyms);
+        println!(
+            "   searched {} ({} bytes) for {} subject ids and {} pseudonyms: {}",
+            path.display(),
+            bytes.len(),
+            ids.len(),
+            pseudonyms.len(),
+            if found == 0 {
+                "none found".to_owned()
+            } else {
+                format!("{found} FOUND")
+            }
+        );
+        searches.push(ArtifactSearch {
+            artifact: path.display().to_string(),
+            bytes: bytes.len() as u64,
+            subject_ids_searched: ids.len(),
+            pseudonyms_searched: pseudonyms.len(),
+            found,
+        });
+    }
+    if searches.iter().any(|s| s.found > 0) {
+        return Err("a model artifact carries personal data (invariant 10)".into());
     }
     phase(&mut timings, "models", start);
 
@@ -613,6 +680,7 @@ fn main() -> Result<(), Error> {
                 artifact: us_path.display().to_string(),
             },
         ],
+        personal_data_in_artifacts: searches,
         export_of_global_model_from_row: export.to_string(),
         scenarios,
         logs,
@@ -698,6 +766,19 @@ fn html(report: &DemoReport) -> String {
             escape(&s.detail)
         );
     }
+    let mut search_rows = String::new();
+    for a in &report.personal_data_in_artifacts {
+        let _ = write!(
+            search_rows,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            escape(&a.artifact),
+            a.bytes,
+            a.subject_ids_searched,
+            a.pseudonyms_searched,
+            if a.found == 0 { "ok" } else { "no" },
+            a.found
+        );
+    }
     let mut log_rows = String::new();
     for l in &report.logs {
         let _ = write!(
@@ -728,6 +809,7 @@ Report signed by migration key <code>{}</code>.</p>\
 <h2>The split's cost in recommendation quality (held-out US users)</h2>{}\
 <table><tr><th>model</th><th>trained on</th><th>subjects</th><th>fit</th><th>precision@10</th><th>recall@10</th><th>ndcg@10</th><th>deploy in us</th></tr>{}</table>\
 <p>Taking the global model out of <code>row</code>: {}</p>\
+<h2>Personal data in model artifacts</h2><table><tr><th>artifact</th><th>bytes</th><th>subject ids searched</th><th>pseudonyms searched</th><th>found</th></tr>{}</table>\
 <h2>Audit logs, verified with public keys only</h2><table><tr><th>region</th><th>entries</th><th>checkpoints</th><th>root</th></tr>{}</table>\
 </body></html>",
         split.source_policy.name,
@@ -747,8 +829,55 @@ Report signed by migration key <code>{}</code>.</p>\
         bars("Quality on held-out US users", &quality_rows, ""),
         model_rows,
         escape(&report.export_of_global_model_from_row),
+        search_rows,
         log_rows,
     )
+}
+
+/// Every subject of the world: users and creators.
+fn world_subjects(world: &World) -> impl Iterator<Item = &str> {
+    world
+        .users
+        .iter()
+        .map(|u| u.id.as_str())
+        .chain(world.creators.iter().map(|c| c.id.as_str()))
+}
+
+/// How many of the subject ids and pseudonyms occur in `bytes`.
+///
+/// Pseudonyms are long, so they are searched as they are. World ids are as short as `u7`, and a
+/// two-to-five-byte string turns up by chance in megabytes of float factors, so an id is
+/// searched as they are, when six bytes or longer, and otherwise in each form an encoder would
+/// store it in: length-prefixed (u32 little-endian, as the artifact stores item ids) and as a
+/// JSON string.
+fn people_in(bytes: &[u8], ids: &[&str], pseudonyms: &[String]) -> usize {
+    let mut needles: Vec<Vec<u8>> = pseudonyms.iter().map(|p| p.as_bytes().to_vec()).collect();
+    for id in ids {
+        if id.len() >= 6 {
+            needles.push(id.as_bytes().to_vec());
+        }
+        let mut framed = (id.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(id.as_bytes());
+        needles.push(framed);
+        needles.push(format!("\"{id}\"").into_bytes());
+    }
+    let mut by_len: BTreeMap<usize, HashSet<&[u8]>> = BTreeMap::new();
+    for n in &needles {
+        by_len.entry(n.len()).or_default().insert(n);
+    }
+    let mut found = 0;
+    for (len, set) in by_len {
+        // A bitmap of the needles' first two bytes rejects almost every window before hashing.
+        let mut first = vec![false; 1 << 16];
+        for n in &set {
+            first[(n[0] as usize) << 8 | n[1] as usize] = true;
+        }
+        found += bytes
+            .windows(len)
+            .filter(|w| first[(w[0] as usize) << 8 | w[1] as usize] && set.contains(w))
+            .count();
+    }
+    found
 }
 
 /// Region names, comma separated.

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use domicile_recommender::{
     evaluate, hex, in_pool, read_artifact, split, write_artifact, ConfidenceWeights, Holdout,
     Interactions, Metrics, ModelKind, RecommendOptions, Recommender, RecsysError, SignatureStatus,
-    SigningKey, Similarity, Strategy, TrainConfig, World, WorldConfig,
+    SigningKey, Similarity, Strategy, TrainConfig, Trust, World, WorldConfig,
 };
 use domicile_residency::{
     CountryCode, PolicyId, Region, ResidencyError, ResidencyPolicy, Subject, SubjectId,
@@ -27,7 +27,8 @@ pub(crate) struct RecsysArgs {
 enum RecsysCommand {
     /// Train a model on an interactions CSV (or events JSONL) and write a model artifact.
     Train(TrainArgs),
-    /// Write top-k recommendations for users as CSV `user,item,rank,score`.
+    /// Write top-k recommendations for users as CSV `user,item,rank,score`, each user's factors
+    /// folded in from their history in --interactions.
     Recommend(RecommendArgs),
     /// Hold out part of the interactions, train every model on the rest, print their metrics.
     Eval(EvalArgs),
@@ -93,7 +94,7 @@ struct HyperArgs {
     #[arg(long, value_enum, default_value_t = SimilarityArg::Bm25)]
     similarity: SimilarityArg,
     /// Neighbours kept per item.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     neighbours: usize,
     /// Seed of the initial factors.
     #[arg(long, default_value_t = 42)]
@@ -151,10 +152,14 @@ struct TrainArgs {
 
 #[derive(Debug, Args)]
 struct RecommendArgs {
-    /// The model artifact.
+    /// The model artifact (the algorithm only: it holds no user).
     #[arg(long)]
     model: PathBuf,
-    /// `all`, or a file with one user id per line.
+    /// The users' histories: interactions CSV or events JSONL. Each user's ALS factors are
+    /// folded in from their own history; it is also what --exclude-seen leaves out.
+    #[arg(long)]
+    interactions: PathBuf,
+    /// `all` (every user with a history in --interactions), or a file with one user id per line.
     #[arg(long)]
     users: String,
     /// Items per user.
@@ -166,9 +171,14 @@ struct RecommendArgs {
     /// At most this many items per creator.
     #[arg(long)]
     per_creator_cap: Option<usize>,
-    /// Require the model to be signed by this Ed25519 public key (hex, or a file holding it).
+    /// The Ed25519 public key (hex, or a file holding it) the model must be signed by. Required
+    /// unless --allow-unsigned is given.
     #[arg(long)]
     trusted_key: Option<String>,
+    /// Serve an unsigned model, or one signed by a key other than --trusted-key, with a warning:
+    /// nothing then vouches for its provenance.
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -353,15 +363,14 @@ fn with_policy(
 ) -> Result<domicile_recommender::Provenance, CliError> {
     // A policy homes a subject by country: a user without one cannot be placed, and a model
     // whose provenance is unknown must not be written.
-    if let Some(p) = data
-        .pairs()
-        .iter()
-        .find(|p| data.user_country[p.user as usize].is_none())
-    {
+    let homeless = (0..data.n_users())
+        .filter(|&u| data.user_country[u].is_none())
+        .count();
+    if homeless > 0 {
+        // Counted, not named: an error can reach a terminal or log far from the users' region.
         return Err(CliError::Message(format!(
-            "user {:?} has no country, so --policy cannot find their home region; \
-             add a `country` column, or name the one region of every subject with --region",
-            data.users.id(p.user)
+            "{homeless} users have no country, so --policy cannot find their home region; \
+             add a `country` column, or name the one region of every subject with --region"
         )));
     }
     let id: PolicyId = policy.id().clone();
@@ -399,18 +408,47 @@ fn read_trusted_key(text: &str) -> Result<[u8; 32], CliError> {
 }
 
 fn recommend(a: RecommendArgs) -> Result<(), CliError> {
-    let trusted = a.trusted_key.as_deref().map(read_trusted_key).transpose()?;
-    let loaded = read_artifact(&a.model, trusted.as_ref())?;
+    let trust = match (a.trusted_key.as_deref(), a.allow_unsigned) {
+        (Some(text), false) => Trust::pinned(read_trusted_key(text)?),
+        (Some(text), true) => Trust::pinned(read_trusted_key(text)?).or_untrusted(),
+        (None, true) => Trust::allow_untrusted(),
+        // Refused by the library with a typed error that says what to pass.
+        (None, false) => Trust::default(),
+    };
+    let loaded = read_artifact(&a.model, &trust)?;
     match &loaded.signature {
-        SignatureStatus::Verified { public_key } => {
-            eprintln!("model {} signed by {}", a.model.display(), hex(public_key))
-        }
-        SignatureStatus::Unsigned => eprintln!("warning: model {} is unsigned", a.model.display()),
-        _ => {}
+        SignatureStatus::Trusted { public_key } => eprintln!(
+            "model {} signed by the trusted key {}",
+            a.model.display(),
+            hex(public_key)
+        ),
+        SignatureStatus::Untrusted { public_key } => eprintln!(
+            "WARNING: model {} is signed by {}, which is not a trusted key; serving it only \
+             because --allow-unsigned was given: nothing vouches for its provenance (trained_on)",
+            a.model.display(),
+            hex(public_key)
+        ),
+        _ => eprintln!(
+            "WARNING: model {} is UNSIGNED; serving it only because --allow-unsigned was given: \
+             nothing vouches for its provenance (trained_on)",
+            a.model.display()
+        ),
     }
     let model = loaded.model;
+    let data = load(&a.interactions)?;
+    let histories = model.histories(&data);
     let users: Vec<String> = if a.users == "all" {
-        model.users().ids().to_vec()
+        let mut active = vec![false; data.n_users()];
+        for p in data.pairs() {
+            active[p.user as usize] = true;
+        }
+        data.users
+            .ids()
+            .iter()
+            .zip(active)
+            .filter(|(_, a)| *a)
+            .map(|(id, _)| id.clone())
+            .collect()
     } else {
         let path = Path::new(&a.users);
         let file = std::fs::File::open(path).map_err(|e| io_error("open", path, e))?;
@@ -423,7 +461,7 @@ fn recommend(a: RecommendArgs) -> Result<(), CliError> {
             }
             if id.contains(',') {
                 return Err(CliError::Message(format!(
-                    "{}:{}: user id {id:?} contains a comma",
+                    "{}:{}: a user id contains a comma",
                     path.display(),
                     n + 1
                 )));
@@ -440,7 +478,10 @@ fn recommend(a: RecommendArgs) -> Result<(), CliError> {
     };
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let start = Instant::now();
-    let recs = in_pool(a.threads, || model.recommend_many(&refs, &options))??;
+    // Timed from the histories on: fold-in and serving, as a server would on each request.
+    let recs = in_pool(a.threads, || {
+        model.recommend_many(&histories, &refs, &options)
+    })??;
     let took = start.elapsed().as_secs_f64();
     let file = std::fs::File::create(&a.out).map_err(|e| io_error("create", &a.out, e))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -513,7 +554,7 @@ fn eval(a: EvalArgs) -> Result<(), CliError> {
         let start = Instant::now();
         let model = Recommender::train(&train, &config)?;
         let fit = start.elapsed().as_secs_f64();
-        let m = model.in_pool(|| evaluate(&model, &test, a.k, Strategy::Default))??;
+        let m = model.in_pool(|| evaluate(&model, &train, &test, a.k, Strategy::Default))??;
         print_metrics(name, &m, fit, a.json);
     }
     Ok(())

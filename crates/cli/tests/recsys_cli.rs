@@ -1,5 +1,6 @@
 //! `domicile recsys` end to end: the real binary generates a world, trains signed models,
-//! serves them, evaluates them, and refuses tampered, foreign-signed and malformed input.
+//! serves them (folding each user in from their history), evaluates them, and refuses tampered,
+//! unsigned, foreign-signed, forged and malformed input.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -95,6 +96,8 @@ fn generate_train_sign_recommend_and_verify() {
         "recommend",
         "--model",
         s(&model),
+        "--interactions",
+        s(&world),
         "--users",
         "all",
         "--k",
@@ -136,6 +139,10 @@ fn generate_train_sign_recommend_and_verify() {
         "recommend",
         "--model",
         s(&model),
+        "--interactions",
+        s(&world),
+        "--trusted-key",
+        public.trim(),
         "--users",
         s(&users),
         "--k",
@@ -159,6 +166,8 @@ fn generate_train_sign_recommend_and_verify() {
         "recommend",
         "--model",
         s(&model),
+        "--interactions",
+        s(&world),
         "--users",
         "all",
         "--trusted-key",
@@ -167,6 +176,77 @@ fn generate_train_sign_recommend_and_verify() {
         s(&recs),
     ]);
     assert!(err.contains("not by the trusted key"), "{err}");
+
+    // No trusted key at all: refused, saying what to pass.
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&model),
+        "--interactions",
+        s(&world),
+        "--users",
+        "all",
+        "--out",
+        s(&recs),
+    ]);
+    assert!(err.contains("no trusted key was given"), "{err}");
+
+    // A forged provenance: the blend relabelled as trained on `us` alone and re-signed with
+    // another key. Its signature is valid under its own key; it is refused all the same.
+    let loaded = domicile_recommender::read_artifact(
+        &model,
+        &domicile_recommender::Trust::allow_untrusted(),
+    )
+    .unwrap();
+    let forger =
+        domicile_recommender::SigningKey::from_pkcs8(&std::fs::read(&other).unwrap()).unwrap();
+    let forged_provenance = domicile_recommender::Provenance {
+        trained_on: [domicile_residency::Region::parse("us").unwrap()]
+            .into_iter()
+            .collect(),
+        subjects: loaded.manifest.subjects,
+        events: loaded.manifest.events,
+        data_digest: [0; 32],
+        policy: loaded.manifest.policy.clone(),
+    };
+    let forged = dir.path().join("forged.domrec");
+    domicile_recommender::write_artifact(&forged, &loaded.model, &forged_provenance, Some(&forger))
+        .unwrap();
+    let err = fails(&[
+        "recommend",
+        "--model",
+        s(&forged),
+        "--interactions",
+        s(&world),
+        "--users",
+        "all",
+        "--trusted-key",
+        s(&pub_file),
+        "--out",
+        s(&recs),
+    ]);
+    assert!(err.contains("not by the trusted key"), "{err}");
+    // Allowed explicitly, it is served, and stderr says loudly that it is not trusted.
+    let out = domicile(&[
+        "recommend",
+        "--model",
+        s(&forged),
+        "--interactions",
+        s(&world),
+        "--users",
+        "all",
+        "--trusted-key",
+        s(&pub_file),
+        "--allow-unsigned",
+        "--out",
+        s(&recs),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING") && err.contains("not a trusted key"),
+        "{err}"
+    );
 
     // One flipped byte in the manifest: the signature no longer verifies.
     let mut bytes = std::fs::read(&model).unwrap();
@@ -177,14 +257,18 @@ fn generate_train_sign_recommend_and_verify() {
         "recommend",
         "--model",
         s(&tampered),
+        "--interactions",
+        s(&world),
         "--users",
         "all",
+        "--trusted-key",
+        public.trim(),
         "--out",
         s(&recs),
     ]);
     assert!(err.contains("signature does not verify"), "{err}");
 
-    // An unsigned model loads with a warning, and is refused when a signature is required.
+    // An unsigned model is refused, unless --allow-unsigned is given, and then with a warning.
     let unsigned = dir.path().join("unsigned.domrec");
     let mut args = vec![
         "train",
@@ -202,17 +286,23 @@ fn generate_train_sign_recommend_and_verify() {
         "recommend",
         "--model",
         s(&unsigned),
+        "--interactions",
+        s(&world),
         "--users",
         "all",
+        "--allow-unsigned",
         "--out",
         s(&recs),
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is unsigned"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: model"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is UNSIGNED"));
     let err = fails(&[
         "recommend",
         "--model",
         s(&unsigned),
+        "--interactions",
+        s(&world),
         "--users",
         "all",
         "--trusted-key",
@@ -320,10 +410,19 @@ fn events_jsonl_trains_and_bad_input_names_its_line() {
         "recommend",
         "--model",
         s(&bad),
+        "--interactions",
+        s(&events),
+        "--allow-unsigned",
         "--users",
         "all",
         "--out",
         s(&model),
     ]);
     assert!(err.contains("not a domicile model artifact"), "{err}");
+
+    // A pair whose summed weight overflows f32 is an error naming file and line.
+    std::fs::write(&bad, "user,item,weight\na,x,3e38\nb,y,1\na,x,3e38\n").unwrap();
+    let err = fails(&["train", "--interactions", s(&bad), "--model-out", s(&model)]);
+    assert!(err.contains("bad.csv:4: weight 3e38"), "{err}");
+    assert!(err.contains("past the largest finite f32"), "{err}");
 }

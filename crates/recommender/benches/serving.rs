@@ -1,6 +1,8 @@
 //! Serving benchmarks: top-10 for one user over 100k items × 64 factors (the quantised
-//! `ItemIndex` against the plain f32 scan and against scoring everything and sorting), and batch
-//! top-10 for many users against one-user-at-a-time serving. Prints the ratios.
+//! `ItemIndex` against the plain f32 scan and against scoring everything and sorting), batch
+//! top-10 for many users against one-user-at-a-time serving, and the full serving path of one
+//! request on a trained 100k-item, 64-factor model: fold the user's factors in from their
+//! history, then top-10 (budget: 1 ms). Prints the ratios and the fold-in time.
 //!
 //! `cargo bench -p domicile-recommender --bench serving -- --measurement-time 3 --warm-up-time 1`
 
@@ -8,7 +10,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::Criterion;
-use domicile_recommender::{top_k_batch, top_k_inner_product, ItemIndex};
+use domicile_recommender::{
+    top_k_batch, top_k_inner_product, ConfidenceWeights, ItemIndex, ModelKind, RecommendOptions,
+    Recommender, Strategy, TrainConfig, World, WorldConfig,
+};
 use rand::{Rng, SeedableRng};
 
 const F: usize = 64;
@@ -90,8 +95,57 @@ fn benches(c: &mut Criterion) {
     );
 }
 
+/// One request on a trained model: fold-in from the history, then top-10 by the `ItemIndex`.
+fn fold_in_benches(c: &mut Criterion) {
+    let world = World::generate(WorldConfig {
+        users: 30_000,
+        videos: ITEMS,
+        events: 600_000,
+        ..WorldConfig::default()
+    })
+    .expect("a valid world");
+    let data = world.interactions(&ConfidenceWeights::default());
+    let mut config = TrainConfig::for_kind(ModelKind::Als);
+    config.als.factors = F;
+    config.als.iterations = 2;
+    config.als.threads = 2;
+    let model = Recommender::train(&data, &config).expect("trains");
+    assert_eq!(model.items().len(), ITEMS, "every video drew an event");
+    let histories = model.histories(&data);
+    // A user with a long history (the fold-in's cost grows with it): the 99th percentile.
+    let mut lengths: Vec<(usize, u32)> = (0..histories.len() as u32)
+        .map(|u| (histories.history(u).0.len(), u))
+        .collect();
+    lengths.sort_unstable();
+    let (len, user) = lengths[lengths.len() * 99 / 100];
+    let history = histories.history(user);
+    let options = RecommendOptions {
+        strategy: Strategy::Als,
+        ..RecommendOptions::top(10)
+    };
+    let als = model.als().expect("an ALS model");
+    // Build the index and YᵀY once, as the first request of a server would.
+    model.recommend_history(history, &options).expect("serves");
+    let mut g = c.benchmark_group("one_request_100k_items_64_factors");
+    g.bench_function("fold_in", |b| {
+        b.iter(|| als.fold_in(black_box(history.0), history.1))
+    });
+    g.bench_function("fold_in_and_top10", |b| {
+        b.iter(|| model.recommend_history(black_box(history), &options))
+    });
+    g.finish();
+    let fold = time(2_000, || als.fold_in(history.0, history.1));
+    let request = time(500, || model.recommend_history(history, &options));
+    println!(
+        "one request, 100k items x 64 factors, a history of {len} items (99th percentile): fold-in {:.3} ms; fold-in + top-10 {:.3} ms (budget 1 ms)",
+        fold * 1e3,
+        request * 1e3
+    );
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    fold_in_benches(&mut c);
     benches(&mut c);
     c.final_summary();
 }

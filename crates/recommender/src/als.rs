@@ -21,7 +21,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::interactions::Csr;
-use crate::linalg::{axpy, cholesky_solve, dot, symv};
+use std::sync::OnceLock;
+
+use crate::linalg::{axpy, cholesky_in_place, cholesky_solve, cholesky_solve_in_place, dot, symv};
 use crate::RecsysError;
 
 /// Hyper-parameters of implicit ALS.
@@ -244,6 +246,118 @@ impl AlsModel {
     }
 }
 
+/// The item side of a trained ALS model, all that a model artifact carries of it: the item
+/// factors and the two hyper-parameters a fold-in needs.
+///
+/// User factors are per-subject state, Protected data of their subject (invariant 10 of the
+/// design): they are never stored beside the item factors, but recomputed at serving time from
+/// the subject's own history by [`ItemFactors::fold_in`].
+#[derive(Debug, Clone)]
+pub struct ItemFactors {
+    pub(crate) factors: usize,
+    pub(crate) items: Vec<f32>,
+    pub(crate) regularization: f32,
+    pub(crate) alpha: f32,
+    /// `YᵀY + λI`, computed once, on the first fold-in.
+    gram: OnceLock<Vec<f32>>,
+}
+
+impl PartialEq for ItemFactors {
+    fn eq(&self, other: &Self) -> bool {
+        self.factors == other.factors
+            && self.items == other.items
+            && self.regularization.to_bits() == other.regularization.to_bits()
+            && self.alpha.to_bits() == other.alpha.to_bits()
+    }
+}
+
+/// Construction, access and fold-in.
+impl ItemFactors {
+    /// Item factors (`n_items × factors`, row-major) with the confidence scale and penalty they
+    /// were trained with.
+    pub(crate) fn new(factors: usize, items: Vec<f32>, config: &AlsConfig) -> Self {
+        ItemFactors {
+            factors,
+            items,
+            regularization: config.regularization,
+            alpha: config.alpha,
+            gram: OnceLock::new(),
+        }
+    }
+
+    /// The number of factors per item.
+    pub fn factors(&self) -> usize {
+        self.factors
+    }
+
+    /// The number of items.
+    pub fn n_items(&self) -> usize {
+        self.items.len() / self.factors
+    }
+
+    /// All item factors, row-major, [`Self::factors`] floats per item.
+    pub fn item_factors(&self) -> &[f32] {
+        &self.items
+    }
+
+    /// Item `i`'s factors.
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.items[i * self.factors..(i + 1) * self.factors]
+    }
+
+    /// A user's factors, folded in from their history (item indices and weights): the exact
+    /// solution of the user's equation of training against the fixed item factors,
+    ///
+    /// ```text
+    /// x_u = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u = (YᵀY + λI + Σ_{i∈I(u)} α·w_ui y_i y_iᵀ)⁻¹ Σ_{i∈I(u)} (1 + α·w_ui) y_i
+    /// ```
+    ///
+    /// as `implicit`'s `recalculate_user` computes it. `YᵀY + λI` is computed once per model, so
+    /// one fold-in costs `O(|I(u)|·f² + f³/6)`: a Cholesky solve of one `f × f` system. An empty
+    /// history folds in to the zero vector.
+    pub fn fold_in(&self, items: &[u32], weights: &[f32]) -> Vec<f32> {
+        let mut x = vec![0f32; self.factors];
+        self.fold_in_into(items, weights, &mut x, &mut Vec::new());
+        x
+    }
+
+    /// [`Self::fold_in`] into `x`, with `a` as scratch for the system's matrix.
+    pub(crate) fn fold_in_into(
+        &self,
+        items: &[u32],
+        weights: &[f32],
+        x: &mut [f32],
+        a: &mut Vec<f32>,
+    ) {
+        let f = self.factors;
+        x.fill(0.0);
+        if items.is_empty() {
+            return;
+        }
+        let gram = self
+            .gram
+            .get_or_init(|| gram(&self.items, f, self.regularization));
+        a.clear();
+        a.extend_from_slice(gram);
+        for (&i, &w) in items.iter().zip(weights) {
+            let y = self.item(i as usize);
+            let cm1 = self.alpha * w;
+            // Lower triangle only: the Cholesky factorisation reads no more.
+            for r in 0..f {
+                axpy(cm1 * y[r], &y[..=r], &mut a[r * f..r * f + r + 1]);
+            }
+            axpy(1.0 + cm1, y, x);
+        }
+        if !cholesky_in_place(a, f) {
+            // Only possible with λ = 0 and a history spanning fewer than f directions: no unique
+            // solution exists, and the zero vector (no ALS evidence) is the honest answer.
+            x.fill(0.0);
+            return;
+        }
+        cholesky_solve_in_place(a, f, x);
+    }
+}
+
 /// `MᵀM + reg·I` for a row-major `rows × f` matrix, summed in parallel.
 fn gram(m: &[f32], f: usize, reg: f32) -> Vec<f32> {
     const BLOCK: usize = 512;
@@ -408,7 +522,7 @@ mod tests {
                 }
             }
         }
-        b.build().user_items()
+        b.build().unwrap().user_items()
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! Model artifacts: a versioned binary file with a provenance manifest, signed with the
 //! region's Ed25519 key.
 //!
+//! An artifact is the algorithm only (invariant 10 of the design): item ids, item-creator
+//! groups, ALS item factors, item-item neighbours, popularity, hyper-parameters, the code version
+//! and the provenance. It holds no subject id, pseudonym, user factor or history: those are
+//! computed at serving time from each subject's own history ([`crate::Histories`],
+//! [`crate::ItemFactors::fold_in`]). Creator ids are not written either (creators are subjects
+//! too); the per-creator cap needs only to know which items share a creator.
+//!
+//! An artifact is trusted only when signed by a key the reader pinned (invariant 11): the key
+//! embedded in the file proves integrity, not authority, since anyone can re-sign a forged
+//! manifest with a key of their own.
+//!
 //! Layout (integers little-endian):
 //!
 //! ```text
 //! magic           8 bytes   "DOMRECS\x01"
-//! format version  u32       1
+//! format version  u32       2
 //! manifest length u32, manifest (JSON, UTF-8)
 //! payload length  u64, payload (the model, see `encode_payload`)
 //! signature kind  u8        0 = unsigned, 1 = Ed25519
@@ -24,7 +35,7 @@ use domicile_residency::{PolicyId, Region};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 
-use crate::als::AlsModel;
+use crate::als::ItemFactors;
 use crate::interactions::{Csr, IdMap};
 use crate::knn::ItemKnn;
 use crate::model::{ModelKind, Recommender, TrainConfig};
@@ -33,7 +44,7 @@ use crate::RecsysError;
 
 const MAGIC: &[u8; 8] = b"DOMRECS\x01";
 /// The artifact format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where a model's training data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +86,6 @@ pub struct Manifest {
     pub code_version: String,
     /// The residency policy in force, if the data was read through one.
     pub policy: Option<PolicyId>,
-    /// Users known to the model.
-    pub n_users: u64,
     /// Items the model can recommend.
     pub n_items: u64,
 }
@@ -85,13 +94,72 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SignatureStatus {
-    /// Signed, and the signature verifies under this Ed25519 public key.
-    Verified {
+    /// Signed by the pinned key, and the signature verifies.
+    Trusted {
+        /// The signer's public key (the pinned key).
+        public_key: [u8; 32],
+    },
+    /// Signed by a key nobody pinned: the bytes are intact, but nothing vouches for the manifest
+    /// (anyone can re-sign a forged `trained_on`). Loaded only under [`Trust::allow_untrusted`].
+    Untrusted {
         /// The signer's public key.
         public_key: [u8; 32],
     },
-    /// Not signed: nothing vouches for the manifest beyond its own payload digest.
+    /// Not signed: nothing vouches for the manifest beyond its own payload digest. Loaded only
+    /// under [`Trust::allow_untrusted`].
     Unsigned,
+}
+
+impl SignatureStatus {
+    /// Whether the artifact was signed by the pinned key.
+    pub fn is_trusted(&self) -> bool {
+        matches!(self, SignatureStatus::Trusted { .. })
+    }
+}
+
+/// Which artifacts a reader accepts.
+///
+/// The default accepts nothing: a reader must pin the key it trusts ([`Trust::pinned`]), or say
+/// explicitly that it takes untrusted artifacts ([`Trust::allow_untrusted`]) and then tell its
+/// user so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trust {
+    pinned: Option<[u8; 32]>,
+    allow_untrusted: bool,
+}
+
+impl Trust {
+    /// Only artifacts signed by this Ed25519 public key load.
+    pub fn pinned(public_key: [u8; 32]) -> Self {
+        Trust {
+            pinned: Some(public_key),
+            allow_untrusted: false,
+        }
+    }
+
+    /// Unsigned and foreign-signed artifacts load too (still checked for corruption), with a
+    /// [`SignatureStatus`] that says so. For tests and demonstrations; a caller serving such a
+    /// model must warn.
+    pub fn allow_untrusted() -> Self {
+        Trust {
+            pinned: None,
+            allow_untrusted: true,
+        }
+    }
+
+    /// This trust, also accepting untrusted artifacts (a pinned key still reports
+    /// [`SignatureStatus::Trusted`] for its own artifacts).
+    pub fn or_untrusted(self) -> Self {
+        Trust {
+            allow_untrusted: true,
+            ..self
+        }
+    }
+
+    /// The pinned key, if any.
+    pub fn pinned_key(&self) -> Option<&[u8; 32]> {
+        self.pinned.as_ref()
+    }
 }
 
 /// A model read from an artifact, with its manifest and signature status.
@@ -99,7 +167,7 @@ pub enum SignatureStatus {
 pub struct LoadedModel {
     /// The manifest.
     pub manifest: Manifest,
-    /// The model.
+    /// The model (the algorithm only: no subject's data).
     pub model: Recommender,
     /// Who signed it.
     pub signature: SignatureStatus,
@@ -161,8 +229,8 @@ pub fn write_artifact(
     key: Option<&SigningKey>,
 ) -> Result<Manifest, RecsysError> {
     let (bytes, manifest) = encode_artifact(model, provenance, key)?;
-    // Atomic and durable: a crash never leaves a half-written model under the final name, and a
-    // model reported written survives a power cut.
+    // Atomic, durable and private (0600): a crash never leaves a half-written model under the
+    // final name, and model files are export-controlled technology.
     domicile_durable::write_private(path, &bytes)?;
     Ok(manifest)
 }
@@ -189,7 +257,6 @@ pub fn encode_artifact(
             .unwrap_or(0),
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
         policy: provenance.policy.clone(),
-        n_users: model.users().len() as u64,
         n_items: model.items().len() as u64,
     };
     let manifest_json = serde_json::to_vec(&manifest).expect("a manifest always serialises");
@@ -212,23 +279,29 @@ pub fn encode_artifact(
     Ok((out, manifest))
 }
 
+/// The largest artifact [`read_artifact`] reads: a bound on what a user-supplied file can make
+/// this process allocate (a 200k-item, 64-factor model with neighbours is about 100 MB).
+pub const MAX_ARTIFACT_BYTES: u64 = 4 << 30;
+
 /// Reads and checks an artifact.
 ///
-/// With `trusted` set, the artifact must be signed by that public key: an unsigned artifact is
-/// [`RecsysError::Unsigned`], another signer [`RecsysError::ForeignSigner`]. Without it, a signed
-/// artifact is still verified under its embedded key (catching any modification) and an unsigned
-/// one loads with [`SignatureStatus::Unsigned`]. In every case the payload must match the
-/// manifest's digest, kind and counts.
-pub fn read_artifact(path: &Path, trusted: Option<&[u8; 32]>) -> Result<LoadedModel, RecsysError> {
-    let bytes = std::fs::read(path).map_err(|e| RecsysError::io("read", path, e))?;
-    decode_artifact(&bytes, &path.display().to_string(), trusted)
+/// Under [`Trust::pinned`] the artifact must be signed by that key: an unsigned artifact is
+/// [`RecsysError::Unsigned`], another signer [`RecsysError::ForeignSigner`]. Under
+/// [`Trust::allow_untrusted`] those load, with [`SignatureStatus::Unsigned`] or
+/// [`SignatureStatus::Untrusted`]. With neither, every artifact is refused
+/// ([`RecsysError::NoTrustedKey`]). A signature is always verified under the key it names, so
+/// any changed byte is [`RecsysError::BadSignature`], and the payload must match the manifest's
+/// digest, kind and counts.
+pub fn read_artifact(path: &Path, trust: &Trust) -> Result<LoadedModel, RecsysError> {
+    let bytes = domicile_durable::read_bounded(path, MAX_ARTIFACT_BYTES)?;
+    decode_artifact(&bytes, &path.display().to_string(), trust)
 }
 
 /// Decodes artifact bytes; `name` is used in error messages.
 pub fn decode_artifact(
     bytes: &[u8],
     name: &str,
-    trusted: Option<&[u8; 32]>,
+    trust: &Trust,
 ) -> Result<LoadedModel, RecsysError> {
     let corrupt = |reason: String| RecsysError::Corrupt {
         path: name.to_owned(),
@@ -270,30 +343,43 @@ pub fn decode_artifact(
             bytes.len() - r.at
         )));
     }
-    let status = match (signature, trusted) {
-        (None, Some(expected)) => {
-            return Err(RecsysError::Unsigned {
-                path: name.to_owned(),
-                expected: hex(expected),
+    let status = match signature {
+        None if trust.allow_untrusted => SignatureStatus::Unsigned,
+        None => {
+            return Err(match &trust.pinned {
+                Some(expected) => RecsysError::Unsigned {
+                    path: name.to_owned(),
+                    expected: hex(expected),
+                },
+                None => RecsysError::NoTrustedKey {
+                    path: name.to_owned(),
+                },
             })
         }
-        (None, None) => SignatureStatus::Unsigned,
-        (Some((pk, sig)), trusted) => {
-            if let Some(expected) = trusted {
-                if &pk != expected {
-                    return Err(RecsysError::ForeignSigner {
+        Some((pk, sig)) => {
+            let pinned = trust.pinned == Some(pk);
+            if !pinned && !trust.allow_untrusted {
+                return Err(match &trust.pinned {
+                    Some(expected) => RecsysError::ForeignSigner {
                         path: name.to_owned(),
                         found: hex(&pk),
                         expected: hex(expected),
-                    });
-                }
+                    },
+                    None => RecsysError::NoTrustedKey {
+                        path: name.to_owned(),
+                    },
+                });
             }
             UnparsedPublicKey::new(&ED25519, &pk)
                 .verify(&bytes[..signed_len], sig)
                 .map_err(|_| RecsysError::BadSignature {
                     path: name.to_owned(),
                 })?;
-            SignatureStatus::Verified { public_key: pk }
+            if pinned {
+                SignatureStatus::Trusted { public_key: pk }
+            } else {
+                SignatureStatus::Untrusted { public_key: pk }
+            }
         }
     };
     let manifest: Manifest = serde_json::from_slice(manifest_bytes)
@@ -312,10 +398,7 @@ pub fn decode_artifact(
         )));
     }
     let model = decode_payload(payload, name, manifest.hyper_parameters)?;
-    if model.kind() != manifest.kind
-        || model.users().len() as u64 != manifest.n_users
-        || model.items().len() as u64 != manifest.n_items
-    {
+    if model.kind() != manifest.kind || model.items().len() as u64 != manifest.n_items {
         return Err(corrupt(
             "the payload's kind or counts do not match the manifest".into(),
         ));
@@ -472,24 +555,21 @@ fn kind_tag(kind: ModelKind) -> u8 {
     }
 }
 
-/// The model's payload: kind, id maps, creators, histories, popularity, then each optional
-/// component behind a presence byte.
+/// The model's payload: kind, item ids, item-creator groups, popularity, then each optional
+/// component behind a presence byte. Nothing per subject (invariant 10): no user id, no user
+/// factor, no history, no creator id.
 fn encode_payload(model: &Recommender) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     w.u8(kind_tag(model.kind()));
-    w.ids(&model.users);
     w.ids(&model.items);
-    w.ids(&model.creators);
     w.u32s(&model.item_creator);
-    w.csr(&model.seen);
     w.f32s(&model.popularity.scores);
     match &model.als {
         None => w.u8(0),
         Some(als) => {
             w.u8(1);
             w.u32(als.factors as u32);
-            w.f32s(&als.user_factors);
-            w.f32s(&als.item_factors);
+            w.f32s(&als.items);
         }
     }
     match &model.knn {
@@ -519,19 +599,12 @@ fn decode_payload(
             config.kind
         )));
     }
-    let users = r.ids()?;
     let items = r.ids()?;
-    let creators = r.ids()?;
-    let (n_users, n_items) = (users.len(), items.len());
+    let n_items = items.len();
     let item_creator = r.u32s()?;
-    if item_creator.len() != n_items
-        || item_creator
-            .iter()
-            .any(|&c| c != crate::model::NO_CREATOR && c as usize >= creators.len())
-    {
+    if item_creator.len() != n_items {
         return Err(r.corrupt("the item-creator table does not match the items".into()));
     }
-    let seen = r.csr(n_users, n_items)?;
     let scores = r.f32s()?;
     if scores.len() != n_items {
         return Err(r.corrupt("the popularity table does not match the items".into()));
@@ -540,19 +613,11 @@ fn decode_payload(
         0 => None,
         _ => {
             let factors = r.u32()? as usize;
-            let user_factors = r.f32s()?;
             let item_factors = r.f32s()?;
-            if factors == 0
-                || user_factors.len() != n_users * factors
-                || item_factors.len() != n_items * factors
-            {
-                return Err(r.corrupt("the ALS factor tables do not match the id maps".into()));
+            if factors == 0 || item_factors.len() != n_items * factors {
+                return Err(r.corrupt("the ALS item factors do not match the items".into()));
             }
-            Some(AlsModel {
-                factors,
-                user_factors,
-                item_factors,
-            })
+            Some(ItemFactors::new(factors, item_factors, &config.als))
         }
     };
     let knn = match r.u8()? {
@@ -566,11 +631,8 @@ fn decode_payload(
     }
     Ok(Recommender {
         config,
-        users,
         items,
-        creators,
         item_creator,
-        seen,
         als,
         knn,
         popularity: Popularity::from_scores(scores),
@@ -583,7 +645,7 @@ mod tests {
     use super::*;
     use crate::{InteractionsBuilder, RecommendOptions};
 
-    fn trained(kind: ModelKind) -> (Recommender, Provenance) {
+    fn trained(kind: ModelKind) -> (Recommender, Provenance, crate::Interactions) {
         let mut b = InteractionsBuilder::new();
         for u in 0..20u32 {
             for i in 0..15u32 {
@@ -602,7 +664,7 @@ mod tests {
                 }
             }
         }
-        let data = b.build();
+        let data = b.build().unwrap();
         let mut config = TrainConfig::for_kind(kind);
         config.als.factors = 4;
         config.als.iterations = 2;
@@ -616,7 +678,7 @@ mod tests {
                 })
             })
             .unwrap();
-        (model, prov)
+        (model, prov, data)
     }
 
     #[test]
@@ -628,43 +690,48 @@ mod tests {
             ModelKind::Blend,
             ModelKind::Popularity,
         ] {
-            let (model, prov) = trained(kind);
+            let (model, prov, data) = trained(kind);
             let (bytes, manifest) = encode_artifact(&model, &prov, Some(&key)).unwrap();
-            let loaded = decode_artifact(&bytes, "m", Some(&key.public_key())).unwrap();
+            let trusted = Trust::pinned(key.public_key());
+            let loaded = decode_artifact(&bytes, "m", &trusted).unwrap();
             assert_eq!(loaded.manifest, manifest);
             assert_eq!(
                 loaded.signature,
-                SignatureStatus::Verified {
+                SignatureStatus::Trusted {
                     public_key: key.public_key()
                 }
             );
             let names: Vec<&str> = manifest.trained_on.iter().map(Region::as_str).collect();
             assert_eq!(names, ["row", "us"]);
             let opts = RecommendOptions::top(5);
+            let histories = model.histories(&data);
             assert_eq!(
-                loaded.model.recommend("u3", &opts).unwrap(),
-                model.recommend("u3", &opts).unwrap()
+                loaded.model.recommend(&histories, "u3", &opts).unwrap(),
+                model.recommend(&histories, "u3", &opts).unwrap()
             );
             let (bytes, _) = encode_artifact(&model, &prov, None).unwrap();
             assert_eq!(
-                decode_artifact(&bytes, "m", None).unwrap().signature,
+                decode_artifact(&bytes, "m", &Trust::allow_untrusted())
+                    .unwrap()
+                    .signature,
                 SignatureStatus::Unsigned
             );
         }
     }
 
     #[test]
-    fn tampering_unsigned_and_foreign_keys_are_refused() {
-        let (model, prov) = trained(ModelKind::Als);
+    fn tampering_unsigned_foreign_and_forged_artifacts_are_refused() {
+        let (model, prov, _) = trained(ModelKind::Als);
         let key = SigningKey::from_seed(&[7u8; 32]).unwrap();
         let other = SigningKey::from_seed(&[8u8; 32]).unwrap();
+        let pinned = Trust::pinned(key.public_key());
         let (bytes, _) = encode_artifact(&model, &prov, Some(&key)).unwrap();
-        // Flip one bit anywhere before the signature: always refused, with or without a trusted key.
+        // Flip one bit anywhere before the signature: always refused, whatever the trust.
         for at in [9, 20, 200, bytes.len() - 200] {
             let mut t = bytes.clone();
             t[at] ^= 0x10;
-            for trusted in [None, Some(&key.public_key())] {
-                let err = decode_artifact(&t, "m", trusted).unwrap_err();
+            for trust in [pinned, Trust::allow_untrusted(), pinned.or_untrusted()] {
+                let err = decode_artifact(&t, "m", &trust).unwrap_err();
                 assert!(
                     matches!(
                         err,
@@ -674,23 +741,57 @@ mod tests {
                 );
             }
         }
-        let err = decode_artifact(&bytes, "m", Some(&other.public_key())).unwrap_err();
+        let err = decode_artifact(&bytes, "m", &Trust::pinned(other.public_key())).unwrap_err();
         assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
+        // Trust must be stated: no pinned key and no permission is a refusal, even when signed.
+        let err = decode_artifact(&bytes, "m", &Trust::default()).unwrap_err();
+        assert!(matches!(err, RecsysError::NoTrustedKey { .. }), "{err}");
         let (unsigned, _) = encode_artifact(&model, &prov, None).unwrap();
-        let err = decode_artifact(&unsigned, "m", Some(&key.public_key())).unwrap_err();
+        let err = decode_artifact(&unsigned, "m", &pinned).unwrap_err();
         assert!(matches!(err, RecsysError::Unsigned { .. }), "{err}");
+        let err = decode_artifact(&unsigned, "m", &Trust::default()).unwrap_err();
+        assert!(matches!(err, RecsysError::NoTrustedKey { .. }), "{err}");
+
+        // A forged provenance (a `row,us` model relabelled `us`), re-signed with another key: the
+        // signature is valid under its own key, and that is exactly why it is refused.
+        let mut forged = prov.clone();
+        forged.trained_on = [Region::parse("us").unwrap()].into_iter().collect();
+        let (forgery, _) = encode_artifact(&model, &forged, Some(&other)).unwrap();
+        let err = decode_artifact(&forgery, "m", &pinned).unwrap_err();
+        assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
+        // Allowed explicitly, it loads, and says it is untrusted.
+        let loaded = decode_artifact(&forgery, "m", &pinned.or_untrusted()).unwrap();
+        assert_eq!(
+            loaded.signature,
+            SignatureStatus::Untrusted {
+                public_key: other.public_key()
+            }
+        );
+        assert!(!loaded.signature.is_trusted());
+
         // An unsigned artifact is still checked against its manifest.
         let mut t = unsigned.clone();
         let n = t.len();
         t[n - 10] ^= 1;
         assert!(matches!(
-            decode_artifact(&t, "m", None),
+            decode_artifact(&t, "m", &Trust::allow_untrusted()),
             Err(RecsysError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_artifact(b"hello", "m", None),
+            decode_artifact(b"hello", "m", &pinned),
             Err(RecsysError::NotAnArtifact { .. })
         ));
-        assert!(decode_artifact(&bytes[..bytes.len() - 1], "m", None).is_err());
+        assert!(decode_artifact(&bytes[..bytes.len() - 1], "m", &pinned).is_err());
+    }
+
+    #[test]
+    fn artifacts_are_written_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (model, prov, _) = trained(ModelKind::Blend);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.domrec");
+        write_artifact(&path, &model, &prov, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -100,6 +100,12 @@ pub enum RecsysError {
         /// The hex public key the caller trusts.
         expected: String,
     },
+    /// No key to trust was given, and untrusted artifacts were not allowed either.
+    #[error("{path}: no trusted key was given, so the artifact cannot be trusted; pin the signer's public key (--trusted-key), or allow untrusted artifacts explicitly (--allow-unsigned)")]
+    NoTrustedKey {
+        /// The file.
+        path: String,
+    },
     /// A crash-safe file operation failed (see `domicile_durable`).
     #[error(transparent)]
     File(#[from] domicile_durable::FileError),

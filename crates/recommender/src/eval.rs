@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::histories::Histories;
 use crate::interactions::{Interaction, Interactions};
 use crate::model::{RecommendOptions, Recommender, Strategy};
 use crate::RecsysError;
@@ -200,31 +201,36 @@ pub fn relevant_items(test: &Interactions) -> (Vec<u32>, Vec<Vec<u32>>) {
 }
 
 /// Evaluates a model against held-out interactions, serving `strategy` with seen items
-/// excluded. Users are evaluated in batch, in parallel.
+/// excluded. Each test user's history is their pairs in `known` (usually the training split),
+/// folded in as at serving time: the model itself holds no user. Users are evaluated in batch,
+/// in parallel.
 ///
-/// Test users and items are matched to the model by id, so the test set may come from anywhere
-/// (the US users of a world, read through another path): a test user the model has never seen
-/// gets the cold-start ranking, and a held-out item the model does not know still counts as
-/// relevant (it can never be recommended, as in production).
+/// Test users and items are matched by id, so the test set may come from anywhere (the US users
+/// of a world, read through another path): a test user without history in `known` gets the
+/// cold-start ranking, and a held-out item the model does not know still counts as relevant (it
+/// can never be recommended, as in production).
 pub fn evaluate(
     model: &Recommender,
+    known: &Interactions,
     test: &Interactions,
     k: usize,
     strategy: Strategy,
 ) -> Result<Metrics, RecsysError> {
+    let histories = Histories::for_model(model, known);
     let (users, relevant) = relevant_items(test);
-    let same_maps = model.users() == &test.users && model.items() == &test.items;
+    let same_users = histories.users() == &test.users;
     let idx: Vec<Option<u32>> = users
         .iter()
         .map(|&u| {
-            if same_maps {
+            if same_users {
                 Some(u)
             } else {
-                model.users().get(test.users.id(u))
+                histories.users().get(test.users.id(u))
             }
         })
         .collect();
-    let relevant: Vec<Vec<u32>> = if same_maps {
+    let same_items = model.items() == &test.items;
+    let relevant: Vec<Vec<u32>> = if same_items {
         relevant
     } else {
         relevant
@@ -241,7 +247,7 @@ pub fn evaluate(
         strategy,
         ..RecommendOptions::top(k)
     };
-    let recs = model.recommend_batch(&idx, &options)?;
+    let recs = model.recommend_batch(&histories, &idx, &options)?;
     let lists: Vec<Vec<u32>> = recs
         .into_iter()
         .map(|l| l.into_iter().map(|s| s.item).collect())
@@ -326,7 +332,7 @@ mod tests {
             }
         }
         b.add("lonely", "i0", 1.0, 0);
-        b.build()
+        b.build().unwrap()
     }
 
     #[test]

@@ -180,17 +180,65 @@ pub struct Interactions {
     pairs: Vec<Interaction>,
 }
 
+/// One raw observation, with the line it came from (for errors).
+#[derive(Debug, Clone, Copy)]
+struct Observation {
+    user: u32,
+    item: u32,
+    weight: f32,
+    line: u32,
+    timestamp: i64,
+}
+
 /// Collects raw (user, item, weight, timestamp) observations, then aggregates them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InteractionsBuilder {
     data: Interactions,
-    raw: Vec<Interaction>,
+    raw: Vec<Observation>,
+    /// Where the observations come from, for errors.
+    source: String,
+    /// The line the next observations come from (`None`: count observations instead).
+    line: Option<usize>,
+}
+
+impl Default for InteractionsBuilder {
+    fn default() -> Self {
+        Self::named("<input>")
+    }
 }
 
 impl InteractionsBuilder {
-    /// An empty builder.
+    /// An empty builder; errors name the source `<input>` and observations by their 1-based
+    /// position.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty builder whose errors name `source` (a file) and the line set by
+    /// [`Self::at_line`].
+    pub fn named(source: &str) -> Self {
+        InteractionsBuilder {
+            data: Interactions::default(),
+            raw: Vec::new(),
+            source: source.to_owned(),
+            line: None,
+        }
+    }
+
+    /// The 1-based line of the source the next observations come from.
+    pub fn at_line(&mut self, line: usize) {
+        self.line = Some(line);
+    }
+
+    fn observe(&mut self, user: u32, item: u32, weight: f32, timestamp: i64) {
+        let line = self.line.unwrap_or(self.raw.len() + 1);
+        self.raw.push(Observation {
+            user,
+            item,
+            weight,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            timestamp,
+        });
     }
 
     /// Adds an observation. Observations of the same pair are summed; the pair keeps the latest
@@ -198,23 +246,13 @@ impl InteractionsBuilder {
     pub fn add(&mut self, user: &str, item: &str, weight: f32, timestamp: i64) -> (u32, u32) {
         let u = self.user(user);
         let i = self.item(item);
-        self.raw.push(Interaction {
-            user: u,
-            item: i,
-            weight,
-            timestamp,
-        });
+        self.observe(u, i, weight, timestamp);
         (u, i)
     }
 
     /// Adds an observation by indices already handed out by [`Self::user`] and [`Self::item`].
     pub fn add_indexed(&mut self, user: u32, item: u32, weight: f32, timestamp: i64) {
-        self.raw.push(Interaction {
-            user,
-            item,
-            weight,
-            timestamp,
-        });
+        self.observe(user, item, weight, timestamp);
     }
 
     /// The index of a user, adding it if new.
@@ -268,23 +306,62 @@ impl InteractionsBuilder {
     }
 
     /// Aggregates the observations: sums each pair's weights and drops pairs whose total is not
-    /// positive.
-    pub fn build(self) -> Interactions {
-        let InteractionsBuilder { mut data, mut raw } = self;
-        raw.sort_unstable_by_key(|p| (p.user, p.item));
+    /// positive (a video only skipped is unobserved).
+    ///
+    /// A weight that is not a finite number, or a pair whose weights sum past the largest `f32`,
+    /// is an error naming the source and line ([`RecsysError::Malformed`]): silently dropping
+    /// the pair would hide the strongest signal in the data.
+    pub fn build(self) -> Result<Interactions, RecsysError> {
+        let InteractionsBuilder {
+            mut data,
+            mut raw,
+            source,
+            ..
+        } = self;
+        let malformed = |line: u32, reason: String| RecsysError::Malformed {
+            path: source.clone(),
+            line: line as usize,
+            reason,
+        };
+        if let Some(o) = raw.iter().find(|o| !o.weight.is_finite()) {
+            return Err(malformed(
+                o.line,
+                format!("weight {} is not a finite number", o.weight),
+            ));
+        }
+        // Stable, so a pair's observations stay in input order and an overflow is reported at
+        // the line whose weight pushed the sum past the largest f32.
+        raw.sort_by_key(|p| (p.user, p.item));
         let mut pairs: Vec<Interaction> = Vec::with_capacity(raw.len());
         for p in raw {
             match pairs.last_mut() {
                 Some(last) if last.user == p.user && last.item == p.item => {
-                    last.weight += p.weight;
+                    let sum = last.weight + p.weight;
+                    if !sum.is_finite() {
+                        return Err(malformed(
+                            p.line,
+                            format!(
+                                "weight {:e} brings its (user, item) pair's summed weight past the \
+                                 largest finite f32 ({:e}); scale the weights down",
+                                p.weight,
+                                f32::MAX
+                            ),
+                        ));
+                    }
+                    last.weight = sum;
                     last.timestamp = last.timestamp.max(p.timestamp);
                 }
-                _ => pairs.push(p),
+                _ => pairs.push(Interaction {
+                    user: p.user,
+                    item: p.item,
+                    weight: p.weight,
+                    timestamp: p.timestamp,
+                }),
             }
         }
-        pairs.retain(|p| p.weight > 0.0 && p.weight.is_finite());
+        pairs.retain(|p| p.weight > 0.0);
         data.pairs = pairs;
-        data
+        Ok(data)
     }
 }
 
@@ -474,9 +551,10 @@ impl Interactions {
         let ts_col = find("timestamp");
         let country_col = find("country");
         let creator_col = find("creator");
-        let mut b = InteractionsBuilder::new();
+        let mut b = InteractionsBuilder::named(name);
         for (n, line) in lines.enumerate() {
             let lineno = n + 2;
+            b.at_line(lineno);
             let line = line.map_err(|e| malformed(lineno, format!("unreadable: {e}")))?;
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
@@ -538,7 +616,7 @@ impl Interactions {
                 }
             }
         }
-        Ok(b.build())
+        b.build()
     }
 
     /// Parses an events JSONL file (one [`Event`] per line), weighting each event by `weights`.
@@ -547,8 +625,9 @@ impl Interactions {
         name: &str,
         weights: &ConfidenceWeights,
     ) -> Result<Interactions, RecsysError> {
-        let mut b = InteractionsBuilder::new();
+        let mut b = InteractionsBuilder::named(name);
         for (n, line) in reader.lines().enumerate() {
+            b.at_line(n + 1);
             let malformed = |reason: String| RecsysError::Malformed {
                 path: name.to_owned(),
                 line: n + 1,
@@ -563,7 +642,7 @@ impl Interactions {
             b.add_event(&event, weights)
                 .map_err(|e| malformed(e.to_string()))?;
         }
-        Ok(b.build())
+        b.build()
     }
 
     /// Writes the pairs as an interactions CSV with every column this type knows
@@ -624,7 +703,7 @@ mod tests {
                 b.set_country(uu, CountryCode::parse(if u % 2 == 0 { "US" } else { "BR" }).unwrap());
                 b.set_creator(ii, &format!("c{}", i % 4));
             }
-            let m = b.build();
+            let m = b.build().unwrap();
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("x.csv");
             m.write_csv(&path).unwrap();
@@ -668,13 +747,43 @@ mod tests {
         b.add("a", "y", 1.0, 1);
         b.add("a", "y", -1.0, 2);
         b.add("b", "x", 0.5, 3);
-        let m = b.build();
+        let m = b.build().unwrap();
         assert_eq!(m.pairs().len(), 2);
         assert_eq!(m.pairs()[0].weight, 3.0);
         assert_eq!(m.pairs()[0].timestamp, 9);
         assert_eq!(m.n_items(), 2, "a dropped pair's item is still known");
         let t = m.user_items().transpose(m.n_items());
         assert_eq!(t.row(0), (&[0u32, 1][..], &[3.0f32, 0.5][..]));
+    }
+
+    #[test]
+    fn overflowing_and_non_finite_weights_name_file_and_line() {
+        // Each weight is finite; the pair's sum is not. Line 4 is the one that overflows.
+        let text = "user,item,weight\na,x,3e38\nb,x,1\na,x,3e38\na,y,1\n";
+        let err = Interactions::parse_csv(text.as_bytes(), "big.csv").unwrap_err();
+        assert!(
+            matches!(&err, RecsysError::Malformed { path, line: 4, .. } if path == "big.csv"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("big.csv:4: weight 3e38 brings"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("past the largest finite f32"),
+            "{err}"
+        );
+        // The same through events: a line number, no user id in the message.
+        let mut b = InteractionsBuilder::named("mem");
+        b.at_line(7);
+        b.add("secret-user", "x", f32::INFINITY, 0);
+        let err = b.build().unwrap_err();
+        assert_eq!(err.to_string(), "mem:7: weight inf is not a finite number");
+        let mut b = InteractionsBuilder::new();
+        b.add("u", "x", f32::MAX, 0);
+        b.add("u", "x", f32::MAX, 0);
+        let err = b.build().unwrap_err();
+        assert!(err.to_string().starts_with("<input>:2: "), "{err}");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! serving, offline evaluation, and model artifacts that carry their provenance.
 //!
 //! A regional deployment must train its recommender only on data that may be used there, and
-//! every model it ships must say whose data it learned from (invariant 7 of the design). This
+//! every model it ships must say whose data it learned from (invariant 7 of the design). A model
+//! is the algorithm only (invariant 10): a [`Recommender`] and its artifact hold item factors,
+//! item-item neighbours and popularity, never a user id, user factor or history. A user's
+//! history is their Protected data; at serving time it is read in their home region
+//! ([`Histories`]) and ALS folds the user's factors in from it ([`ItemFactors::fold_in`]). This
 //! crate turns feedback events (views with watch time, likes, shares, comments, follows, skips)
 //! into implicit-feedback weights ([`ConfidenceWeights`]), trains implicit ALS with a
 //! conjugate-gradient solver ([`AlsModel`]), item-item neighbours with cosine or BM25 weighting
@@ -10,13 +14,15 @@
 //! inner product with no BLAS ([`top_k_inner_product`], [`top_k_batch`]), blends them with
 //! seen-filtering and per-creator caps ([`Recommender`]), evaluates them on seeded hold-outs
 //! ([`split`], [`evaluate`]), and writes versioned, Ed25519-signed artifacts whose [`Manifest`]
-//! records `trained_on`: the home regions of every subject whose events were used. A seeded
+//! records `trained_on`: the home regions of every subject whose events were used; a reader
+//! trusts an artifact only when a key it pinned signed it ([`Trust`]). A seeded
 //! [`World`] generator provides realistic data up to tens of millions of events.
 //!
 //! ```
 //! use domicile_recommender::{
 //!     evaluate, read_artifact, split, write_artifact, ConfidenceWeights, Holdout, ModelKind,
-//!     RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, World, WorldConfig,
+//!     RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust, World,
+//!     WorldConfig,
 //! };
 //! use domicile_residency::Region;
 //!
@@ -27,10 +33,12 @@
 //! let mut config = TrainConfig::for_kind(ModelKind::Als);
 //! config.als.factors = 16;
 //! let model = Recommender::train(&train, &config)?;
-//! let metrics = evaluate(&model, &test, 10, Strategy::Default)?;
+//! // Test users' histories are their training pairs, folded in at serving time.
+//! let metrics = evaluate(&model, &train, &test, 10, Strategy::Default)?;
 //! assert!(metrics.users > 0);
 //!
-//! let recs = model.recommend("u7", &RecommendOptions::top(10))?;
+//! let histories = model.histories(&train);
+//! let recs = model.recommend(&histories, "u7", &RecommendOptions::top(10))?;
 //! assert_eq!(recs.len(), 10);
 //!
 //! // Provenance: US residents train into region `us`, everyone else into `row`.
@@ -41,8 +49,11 @@
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("model.domrec");
 //! write_artifact(&path, &model, &provenance, Some(&key))?;
-//! let loaded = read_artifact(&path, Some(&key.public_key()))?;
+//! let loaded = read_artifact(&path, &Trust::pinned(key.public_key()))?;
 //! assert_eq!(loaded.manifest.trained_on.len(), 2);
+//! assert!(loaded.signature.is_trusted());
+//! // The artifact names no user.
+//! assert!(!std::fs::read(&path)?.windows(3).any(|w| w == b"u17"));
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -51,6 +62,7 @@ mod artifact;
 mod error;
 mod eval;
 mod event;
+mod histories;
 mod interactions;
 mod knn;
 mod linalg;
@@ -59,20 +71,22 @@ mod popularity;
 mod topk;
 mod world;
 
-pub use als::{in_pool, AlsConfig, AlsModel, Solver};
+pub use als::{in_pool, AlsConfig, AlsModel, ItemFactors, Solver};
 pub use artifact::{
     decode_artifact, encode_artifact, hex, read_artifact, write_artifact, LoadedModel, Manifest,
-    Provenance, SignatureStatus, SigningKey, FORMAT_VERSION,
+    Provenance, SignatureStatus, SigningKey, Trust, FORMAT_VERSION, MAX_ARTIFACT_BYTES,
 };
 pub use error::RecsysError;
 pub use eval::{
     evaluate, ranking_metrics, relevant_items, restrict_users, split, Holdout, Metrics,
 };
 pub use event::{ConfidenceWeights, Event, EventKind};
+pub use histories::Histories;
 pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilder};
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};
 pub use model::{
     BlendConfig, ModelKind, RecommendOptions, Recommendation, Recommender, Strategy, TrainConfig,
+    TrainedSubjects,
 };
 pub use popularity::Popularity;
 pub use topk::{top_k_batch, top_k_inner_product, ItemIndex, Scored};

@@ -124,6 +124,48 @@ pub(crate) fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     Some(x)
 }
 
+/// Factors a symmetric positive definite `n × n` row-major matrix in place into its Cholesky
+/// factor `L` (lower triangle; the strict upper triangle is left as it was, and only the lower
+/// triangle of the input is read). Returns `false` if the matrix is not (numerically) positive
+/// definite.
+///
+/// f32 with the lane-wise `dot`: the fold-in solve is on the serving path, and its matrix
+/// (`YᵀY + λI` plus the user's rank-one terms) is as well conditioned as the training solves,
+/// which are f32 too.
+pub(crate) fn cholesky_in_place(a: &mut [f32], n: usize) -> bool {
+    for j in 0..n {
+        let row = &a[j * n..j * n + j];
+        let d = a[j * n + j] - dot(row, row);
+        if d.is_nan() || d <= 0.0 {
+            return false;
+        }
+        a[j * n + j] = d.sqrt();
+        let (head, tail) = a.split_at_mut((j + 1) * n);
+        let row_j = &head[j * n..j * n + j];
+        let d = head[j * n + j];
+        for row_i in tail.chunks_exact_mut(n) {
+            row_i[j] = (row_i[j] - dot(&row_i[..j], row_j)) / d;
+        }
+    }
+    true
+}
+
+/// Solves `L Lᵀ x = b` in place (`b` becomes `x`) with the factor of [`cholesky_in_place`].
+pub(crate) fn cholesky_solve_in_place(l: &[f32], n: usize, b: &mut [f32]) {
+    // Forward: L y = b.
+    for i in 0..n {
+        let s = b[i] - dot(&l[i * n..i * n + i], &b[..i]);
+        b[i] = s / l[i * n + i];
+    }
+    // Backward: Lᵀ x = y. Row i of L is column i of Lᵀ: once x_i is known, its terms leave
+    // every earlier equation.
+    for i in (0..n).rev() {
+        let xi = b[i] / l[i * n + i];
+        b[i] = xi;
+        axpy(-xi, &l[i * n..i * n + i], &mut b[..i]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +195,35 @@ mod tests {
         let x = cholesky_solve(&[4.0, 2.0, 2.0, 3.0], &[2.0, 1.0]).unwrap();
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
         assert!(cholesky_solve(&[0.0, 1.0, 1.0, 0.0], &[1.0, 1.0]).is_none());
+    }
+
+    #[test]
+    fn in_place_cholesky_agrees_with_the_f64_solver() {
+        // A = MᵀM + I for a fixed M: symmetric positive definite, 11 × 11 (not a lane multiple).
+        let n = 11;
+        let m: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 37 % 17) as f64 - 8.0) / 8.0)
+            .collect();
+        let mut a = vec![0f64; n * n];
+        for r in 0..n {
+            for c in 0..n {
+                a[r * n + c] = (0..n).map(|k| m[k * n + r] * m[k * n + c]).sum::<f64>()
+                    + if r == c { 1.0 } else { 0.0 };
+            }
+        }
+        let b: Vec<f64> = (0..n).map(|i| i as f64 - 5.0).collect();
+        let want = cholesky_solve(&a, &b).unwrap();
+        let mut l: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+        assert!(cholesky_in_place(&mut l, n));
+        let mut x: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+        cholesky_solve_in_place(&l, n, &mut x);
+        for i in 0..n {
+            assert!(
+                (x[i] as f64 - want[i]).abs() < 1e-3 * (1.0 + want[i].abs()),
+                "{i}"
+            );
+        }
+        let mut singular = vec![1f32, 1.0, 1.0, 1.0];
+        assert!(!cholesky_in_place(&mut singular, 2));
     }
 }

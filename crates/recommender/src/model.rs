@@ -7,8 +7,9 @@ use std::str::FromStr;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::als::{in_pool, AlsConfig, AlsModel};
-use crate::interactions::{Csr, IdMap, Interactions};
+use crate::als::{in_pool, AlsConfig, AlsModel, ItemFactors};
+use crate::histories::Histories;
+use crate::interactions::{IdMap, Interactions};
 use crate::knn::{ItemKnn, ItemKnnConfig};
 use crate::popularity::Popularity;
 use crate::topk::{top_k_batch, ItemIndex, Scored};
@@ -84,12 +85,14 @@ pub struct BlendConfig {
 
 impl Default for BlendConfig {
     fn default() -> Self {
+        // Chosen on a validation split inside the training data, never the test split
+        // (`cargo bench -p domicile-recommender --bench tune_blend`; docs/recommender.md).
         BlendConfig {
             als: 1.0,
-            item_knn: 0.7,
+            item_knn: 0.5,
             popularity: 0.05,
             rrf_k: 60.0,
-            candidates_per_k: 3,
+            candidates_per_k: 5,
         }
     }
 }
@@ -181,30 +184,70 @@ pub struct Recommendation {
     pub score: f32,
 }
 
-/// A trained recommender: id maps, the users' training histories, and the trained components.
+/// A trained recommender: the algorithm only. Item ids, item-creator groups, the trained
+/// components (ALS item factors, item-item neighbours, popularity) and the configuration.
+///
+/// It holds nothing about any person (invariant 10 of the design): no user id, no user factors,
+/// no history. A request brings the user's history ([`Histories`], or one history as item
+/// indices and weights), and ALS folds the user's factors in from it
+/// ([`ItemFactors::fold_in`]).
 #[derive(Debug, Clone)]
 pub struct Recommender {
     pub(crate) config: TrainConfig,
-    pub(crate) users: IdMap,
     pub(crate) items: IdMap,
-    pub(crate) creators: IdMap,
-    /// Each item's creator index, `u32::MAX` when unknown.
+    /// Each item's creator group (an opaque index, not a creator id: the cap needs only to know
+    /// which items share a creator), `u32::MAX` when unknown.
     pub(crate) item_creator: Vec<u32>,
-    /// User × item training weights: the histories the item-item model scores from and the
-    /// seen-filter removes.
-    pub(crate) seen: Csr,
-    pub(crate) als: Option<AlsModel>,
+    pub(crate) als: Option<ItemFactors>,
     pub(crate) knn: Option<ItemKnn>,
     pub(crate) popularity: Popularity,
     /// The quantised index over the ALS item factors, built on first use.
     pub(crate) index: std::sync::OnceLock<ItemIndex>,
 }
 
+/// What training learned about each subject: the user factors of the last ALS sweep.
+///
+/// Protected data of those subjects, never part of an artifact: kept only to compare with
+/// fold-in (tests, evaluation of the fold-in itself) or as a sealed record in the subject's home
+/// region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedSubjects {
+    users: IdMap,
+    factors: usize,
+    user_factors: Vec<f32>,
+}
+
+impl TrainedSubjects {
+    /// The users, by index.
+    pub fn users(&self) -> &IdMap {
+        &self.users
+    }
+
+    /// The trained factors of the user with this id, if the model has an ALS component and knows
+    /// the user.
+    pub fn factors_of(&self, user: &str) -> Option<&[f32]> {
+        let u = self.users.get(user)? as usize;
+        self.user_factors
+            .get(u * self.factors..(u + 1) * self.factors)
+    }
+}
+
 pub(crate) const NO_CREATOR: u32 = u32::MAX;
 
+/// Training.
 impl Recommender {
-    /// Trains the components `config.kind` needs on `data`.
+    /// Trains the components `config.kind` needs on `data`. The user factors ALS computes on the
+    /// way are dropped: serving folds them in again from each user's history.
     pub fn train(data: &Interactions, config: &TrainConfig) -> Result<Self, RecsysError> {
+        Ok(Self::train_with_subjects(data, config)?.0)
+    }
+
+    /// [`Self::train`], also returning the trained user factors (Protected data of the users;
+    /// see [`TrainedSubjects`]).
+    pub fn train_with_subjects(
+        data: &Interactions,
+        config: &TrainConfig,
+    ) -> Result<(Self, TrainedSubjects), RecsysError> {
         if data.pairs().is_empty() {
             return Err(RecsysError::Empty(
                 "the interactions hold no positive pairs",
@@ -214,34 +257,53 @@ impl Recommender {
         let n_items = data.n_items();
         let wants_als = matches!(config.kind, ModelKind::Als | ModelKind::Blend);
         let wants_knn = matches!(config.kind, ModelKind::ItemKnn | ModelKind::Blend);
-        let als = if wants_als {
-            Some(AlsModel::fit(&seen, n_items, &config.als)?)
+        let (als, subjects) = if wants_als {
+            let fitted = AlsModel::fit(&seen, n_items, &config.als)?;
+            let subjects = TrainedSubjects {
+                users: data.users.clone(),
+                factors: fitted.factors,
+                user_factors: fitted.user_factors,
+            };
+            (
+                Some(ItemFactors::new(
+                    fitted.factors,
+                    fitted.item_factors,
+                    &config.als,
+                )),
+                subjects,
+            )
         } else {
-            None
+            let subjects = TrainedSubjects {
+                users: data.users.clone(),
+                factors: 0,
+                user_factors: Vec::new(),
+            };
+            (None, subjects)
         };
         let knn = if wants_knn {
             Some(ItemKnn::fit(&seen, n_items, &config.item_knn)?)
         } else {
             None
         };
-        Ok(Recommender {
+        let model = Recommender {
             config: *config,
-            users: data.users.clone(),
             items: data.items.clone(),
-            creators: data.creators.clone(),
             item_creator: data
                 .item_creator
                 .iter()
                 .map(|c| c.unwrap_or(NO_CREATOR))
                 .collect(),
             popularity: Popularity::fit(data.pairs(), n_items, config.popularity_half_life_ms),
-            seen,
             als,
             knn,
             index: std::sync::OnceLock::new(),
-        })
+        };
+        Ok((model, subjects))
     }
+}
 
+/// What the model is.
+impl Recommender {
     /// The configuration the model was trained with.
     pub fn config(&self) -> &TrainConfig {
         &self.config
@@ -252,18 +314,23 @@ impl Recommender {
         self.config.kind
     }
 
-    /// The user ids the model knows, by index.
-    pub fn users(&self) -> &IdMap {
-        &self.users
-    }
-
     /// The item ids the model can recommend, by index.
     pub fn items(&self) -> &IdMap {
         &self.items
     }
 
-    /// The ALS component, if trained.
-    pub fn als(&self) -> Option<&AlsModel> {
+    /// Each item's creator group (`u32::MAX`: unknown).
+    pub fn item_creators(&self) -> &[u32] {
+        &self.item_creator
+    }
+
+    /// The popularity component (always trained: it serves cold starts).
+    pub fn popularity(&self) -> &Popularity {
+        &self.popularity
+    }
+
+    /// The ALS component (item factors), if trained.
+    pub fn als(&self) -> Option<&ItemFactors> {
         self.als.as_ref()
     }
 
@@ -272,29 +339,71 @@ impl Recommender {
         self.knn.as_ref()
     }
 
-    /// Recommends items for a user by id. An unknown user, or one with no training history, gets
-    /// the cold-start ranking (popularity with recency).
+    /// The model with other blend weights: they are serving-time parameters (ranks are fused
+    /// after every component has scored), so they can be tuned without retraining.
+    pub fn with_blend(mut self, blend: BlendConfig) -> Self {
+        self.config.blend = blend;
+        self
+    }
+
+    /// The histories of `data`'s users against this model's items (see [`Histories`]).
+    pub fn histories(&self, data: &Interactions) -> Histories {
+        Histories::for_model(self, data)
+    }
+
+    /// A user's ALS factors, folded in from their history (`None` without an ALS component).
+    pub fn fold_in(&self, history: (&[u32], &[f32])) -> Option<Vec<f32>> {
+        self.als.as_ref().map(|a| a.fold_in(history.0, history.1))
+    }
+}
+
+/// Serving.
+impl Recommender {
+    /// Recommends items for the user with this id, from their history in `histories`. A user
+    /// with no history gets the cold-start ranking (popularity with recency).
     pub fn recommend(
         &self,
+        histories: &Histories,
         user: &str,
         options: &RecommendOptions,
     ) -> Result<Vec<Recommendation>, RecsysError> {
-        let scored = self.recommend_index(self.users.get(user), options)?;
+        let scored = self.recommend_history(histories.of(user), options)?;
         Ok(self.named(scored))
     }
 
     /// Recommends for many users at once, in parallel; the result is in the order of `users`.
     pub fn recommend_many(
         &self,
+        histories: &Histories,
         users: &[&str],
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Recommendation>>, RecsysError> {
-        let idx: Vec<Option<u32>> = users.iter().map(|u| self.users.get(u)).collect();
+        let idx: Vec<Option<u32>> = users.iter().map(|u| histories.users().get(u)).collect();
         Ok(self
-            .recommend_batch(&idx, options)?
+            .recommend_batch(histories, &idx, options)?
             .into_iter()
             .map(|s| self.named(s))
             .collect())
+    }
+
+    /// Recommends for one history (item indices, sorted ascending, and weights): ALS folds the
+    /// user's factors in first. An empty history gets the cold-start ranking.
+    pub fn recommend_history(
+        &self,
+        history: (&[u32], &[f32]),
+        options: &RecommendOptions,
+    ) -> Result<Vec<Scored>, RecsysError> {
+        let strategy = self.strategy(options.strategy)?;
+        let mut scratch = (vec![0f32; self.items.len()], Vec::new());
+        let x = self.needs_factors(strategy).then(|| self.fold_in(history));
+        Ok(self.serve_one(
+            history,
+            x.flatten().as_deref(),
+            options,
+            strategy,
+            &mut scratch,
+            None,
+        ))
     }
 
     fn named(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
@@ -329,103 +438,106 @@ impl Recommender {
         }
     }
 
-    fn history(&self, user: Option<u32>) -> (&[u32], &[f32]) {
-        match user {
-            Some(u) if (u as usize) < self.seen.rows() => self.seen.row(u as usize),
-            _ => (&[], &[]),
-        }
+    /// Whether serving `strategy` scores from ALS user factors.
+    fn needs_factors(&self, strategy: Strategy) -> bool {
+        self.als.is_some()
+            && match strategy {
+                Strategy::Als => true,
+                Strategy::Blend => self.config.blend.als > 0.0,
+                _ => false,
+            }
     }
 
-    /// Recommends by user index (`None`: a user the model has never seen).
-    pub fn recommend_index(
-        &self,
-        user: Option<u32>,
-        options: &RecommendOptions,
-    ) -> Result<Vec<Scored>, RecsysError> {
-        let strategy = self.strategy(options.strategy)?;
-        let mut scratch = (vec![0f32; self.items.len()], Vec::new());
-        Ok(self.serve_one(user, options, strategy, &mut scratch))
-    }
-
-    /// Recommends by user index for many users, in parallel over the current rayon pool. ALS
-    /// without a creator cap takes the tiled batch kernel.
+    /// Recommends by user index into `histories` for many users (`None`: a user with no
+    /// history), in parallel over the current rayon pool. ALS user factors are folded in for
+    /// every user first; ALS top-k (alone, or as the blend's candidates) then takes the tiled
+    /// batch kernel.
     pub fn recommend_batch(
         &self,
+        histories: &Histories,
         users: &[Option<u32>],
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Scored>>, RecsysError> {
         let strategy = self.strategy(options.strategy)?;
-        let warm = |q: usize| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty());
-        if let (Strategy::Als, None) = (strategy, options.per_creator_cap) {
-            let mut out = self.als_batch(users, options.k, options.exclude_seen);
+        let history = |q: usize| match users[q] {
+            Some(u) => histories.history(u),
+            None => (&[][..], &[][..]),
+        };
+        let warm: Vec<usize> = (0..users.len())
+            .filter(|&q| !history(q).0.is_empty())
+            .collect();
+        let als_lists = match (self.needs_factors(strategy), &self.als) {
+            (true, Some(als)) => {
+                let m = match strategy {
+                    Strategy::Als => self.fetch_size(options),
+                    _ => self.fetch_size(options) * self.config.blend.candidates_per_k.max(1),
+                };
+                Some(self.als_batch(als, &warm, &history, m, options.exclude_seen))
+            }
+            _ => None,
+        };
+        if let (Strategy::Als, None, Some(lists)) = (strategy, options.per_creator_cap, &als_lists)
+        {
+            let mut out = vec![Vec::new(); users.len()];
+            for (&q, list) in warm.iter().zip(lists) {
+                out[q] = list.clone();
+            }
             for (q, slot) in out.iter_mut().enumerate() {
-                if !warm(q) {
-                    *slot = self.cold_start(users[q], options);
+                if history(q).0.is_empty() {
+                    *slot = self.cold_start((&[], &[]), options);
                 }
             }
             return Ok(out);
         }
-        // The blend's ALS candidates come from the batch kernel too; the rest is per user.
-        let blend_als = match strategy {
-            Strategy::Blend if self.config.blend.als > 0.0 && self.als.is_some() => {
-                let m = self.fetch_size(options) * self.config.blend.candidates_per_k.max(1);
-                Some(self.als_batch(users, m, options.exclude_seen))
+        let mut by_query: Vec<Option<Vec<Scored>>> = vec![None; users.len()];
+        if let Some(lists) = als_lists {
+            for (&q, list) in warm.iter().zip(lists) {
+                by_query[q] = Some(list);
             }
-            _ => None,
-        };
+        }
         let n_items = self.items.len();
-        Ok((0..users.len())
+        Ok(by_query
             .into_par_iter()
+            .enumerate()
             .with_min_len(16)
             .map_init(
                 || (vec![0f32; n_items], Vec::new()),
-                |scratch, q| {
-                    let als = blend_als.as_ref().map(|lists| lists[q].clone());
-                    self.serve_one_with(users[q], options, strategy, scratch, als)
+                |scratch, (q, als)| {
+                    self.serve_one(history(q), None, options, strategy, scratch, als)
                 },
             )
             .collect())
     }
 
-    /// ALS top-k for the users with a training history, by the batch kernel (others get an
-    /// empty list).
-    fn als_batch(&self, users: &[Option<u32>], k: usize, exclude_seen: bool) -> Vec<Vec<Scored>> {
-        let Some(als) = &self.als else {
-            return vec![Vec::new(); users.len()];
-        };
-        let warm: Vec<usize> = (0..users.len())
-            .filter(|&q| users[q].is_some_and(|u| !self.history(Some(u)).0.is_empty()))
-            .collect();
+    /// Folds in the users at `warm` (in parallel) and takes their ALS top-`k` by the batch
+    /// kernel, in the order of `warm`.
+    fn als_batch<'h>(
+        &self,
+        als: &ItemFactors,
+        warm: &[usize],
+        history: &(dyn Fn(usize) -> (&'h [u32], &'h [f32]) + Sync),
+        k: usize,
+        exclude_seen: bool,
+    ) -> Vec<Vec<Scored>> {
         let f = als.factors;
         let mut queries = vec![0f32; warm.len() * f];
-        for (row, &q) in warm.iter().enumerate() {
-            let u = users[q].expect("filtered to known users") as usize;
-            queries[row * f..(row + 1) * f].copy_from_slice(als.user(u));
-        }
+        queries
+            .par_chunks_mut(f)
+            .zip(warm.par_iter())
+            .with_min_len(16)
+            .for_each_init(Vec::new, |a, (x, &q)| {
+                let (items, weights) = history(q);
+                als.fold_in_into(items, weights, x, a);
+            });
         let excludes: Vec<&[u32]> = warm
             .iter()
-            .map(|&q| {
-                if exclude_seen {
-                    self.history(users[q]).0
-                } else {
-                    &[]
-                }
-            })
+            .map(|&q| if exclude_seen { history(q).0 } else { &[] })
             .collect();
-        let results = top_k_batch(&queries, &als.item_factors, f, k, |q| excludes[q]);
-        let mut out = vec![Vec::new(); users.len()];
-        for (q, r) in warm.into_iter().zip(results) {
-            out[q] = r;
-        }
-        out
+        top_k_batch(&queries, &als.items, f, k, |q| excludes[q])
     }
 
-    fn cold_start(&self, user: Option<u32>, options: &RecommendOptions) -> Vec<Scored> {
-        let exclude = if options.exclude_seen {
-            self.history(user).0
-        } else {
-            &[]
-        };
+    fn cold_start(&self, history: (&[u32], &[f32]), options: &RecommendOptions) -> Vec<Scored> {
+        let exclude = if options.exclude_seen { history.0 } else { &[] };
         let fetch = self.fetch_size(options);
         self.cap(self.popularity.recommend(fetch, exclude), options)
     }
@@ -438,45 +550,46 @@ impl Recommender {
         }
     }
 
+    /// One user: `factors` are their folded-in ALS factors when the strategy needs them and they
+    /// were not served in batch; `als_candidates` the ALS list when they were.
     fn serve_one(
         &self,
-        user: Option<u32>,
-        options: &RecommendOptions,
-        strategy: Strategy,
-        scratch: &mut (Vec<f32>, Vec<u32>),
-    ) -> Vec<Scored> {
-        self.serve_one_with(user, options, strategy, scratch, None)
-    }
-
-    /// [`Self::serve_one`], with the blend's ALS candidates when they were computed in batch.
-    fn serve_one_with(
-        &self,
-        user: Option<u32>,
+        history: (&[u32], &[f32]),
+        factors: Option<&[f32]>,
         options: &RecommendOptions,
         strategy: Strategy,
         scratch: &mut (Vec<f32>, Vec<u32>),
         als_candidates: Option<Vec<Scored>>,
     ) -> Vec<Scored> {
-        let history = self.history(user);
         if history.0.is_empty() || strategy == Strategy::Popularity {
-            return self.cold_start(user, options);
+            return self.cold_start(history, options);
         }
         let exclude = if options.exclude_seen { history.0 } else { &[] };
         let fetch = self.fetch_size(options);
-        let u = user.expect("a user with history is known") as usize;
         let list = match strategy {
-            Strategy::Als => self.als_top(u, fetch, exclude),
+            Strategy::Als => match als_candidates {
+                Some(list) => list,
+                None => self.als_top(factors, fetch, exclude),
+            },
             Strategy::ItemKnn => self.knn_top(history, fetch, exclude, scratch),
-            _ => self.blend_top(u, history, fetch, exclude, scratch, als_candidates),
+            _ => self.blend_top(factors, history, fetch, exclude, scratch, als_candidates),
         };
         self.cap(list, options)
     }
 
-    fn als_top(&self, u: usize, k: usize, exclude: &[u32]) -> Vec<Scored> {
+    fn als_top(&self, factors: Option<&[f32]>, k: usize, exclude: &[u32]) -> Vec<Scored> {
         let als = self.als.as_ref().expect("strategy checked");
+        let folded;
+        let x = match factors {
+            Some(x) => x,
+            None => {
+                folded = vec![0f32; als.factors];
+                &folded
+            }
+        };
         self.index
-            .get_or_init(|| ItemIndex::new(&als.item_factors, als.factors))
-            .top_k(als.user(u), k, exclude)
+            .get_or_init(|| ItemIndex::new(&als.items, als.factors))
+            .top_k(x, k, exclude)
     }
 
     fn knn_top(
@@ -510,7 +623,7 @@ impl Recommender {
 
     fn blend_top(
         &self,
-        u: usize,
+        factors: Option<&[f32]>,
         history: (&[u32], &[f32]),
         k: usize,
         exclude: &[u32],
@@ -527,7 +640,7 @@ impl Recommender {
         };
         if self.als.is_some() && b.als > 0.0 {
             add(
-                als_candidates.unwrap_or_else(|| self.als_top(u, m, exclude)),
+                als_candidates.unwrap_or_else(|| self.als_top(factors, m, exclude)),
                 b.als,
             );
         }
@@ -604,7 +717,7 @@ mod tests {
                 }
             }
         }
-        b.build()
+        b.build().unwrap()
     }
 
     fn config(kind: ModelKind) -> TrainConfig {
@@ -626,24 +739,25 @@ mod tests {
             ModelKind::Popularity,
         ] {
             let model = Recommender::train(&d, &config(kind)).unwrap();
-            let u = d.users.get("u1").unwrap();
-            let seen: Vec<u32> = model.history(Some(u)).0.to_vec();
+            let h = model.histories(&d);
+            let u = h.users().get("u1").unwrap();
+            let seen: Vec<u32> = h.history(u).0.to_vec();
             let recs = model
-                .recommend_index(Some(u), &RecommendOptions::top(10))
+                .recommend_history(h.history(u), &RecommendOptions::top(10))
                 .unwrap();
             assert_eq!(recs.len(), 10, "{kind}");
             assert!(recs.iter().all(|s| !seen.contains(&s.item)), "{kind}");
             let mut capped = RecommendOptions::top(10);
             capped.per_creator_cap = Some(2);
-            let recs = model.recommend_index(Some(u), &capped).unwrap();
+            let recs = model.recommend_history(h.history(u), &capped).unwrap();
             assert_eq!(recs.len(), 4, "{kind}: two creators, two each");
             let batch = model
-                .recommend_batch(&[Some(u), None], &RecommendOptions::top(10))
+                .recommend_batch(&h, &[Some(u), None], &RecommendOptions::top(10))
                 .unwrap();
             assert_eq!(
                 batch[0],
                 model
-                    .recommend_index(Some(u), &RecommendOptions::top(10))
+                    .recommend_history(h.history(u), &RecommendOptions::top(10))
                     .unwrap(),
                 "{kind}"
             );
@@ -659,8 +773,9 @@ mod tests {
     fn unknown_users_get_popularity_and_missing_parts_are_errors() {
         let d = data();
         let model = Recommender::train(&d, &config(ModelKind::Als)).unwrap();
+        let h = model.histories(&d);
         let recs = model
-            .recommend("nobody", &RecommendOptions::top(3))
+            .recommend(&h, "nobody", &RecommendOptions::top(3))
             .unwrap();
         let pop: Vec<String> = model
             .popularity
@@ -672,9 +787,53 @@ mod tests {
         let mut opts = RecommendOptions::top(3);
         opts.strategy = Strategy::ItemKnn;
         assert!(matches!(
-            model.recommend("u1", &opts),
+            model.recommend(&h, "u1", &opts),
             Err(RecsysError::MissingComponent(_))
         ));
         assert!("knn".parse::<ModelKind>().is_err());
+    }
+
+    #[test]
+    fn fold_in_solves_the_training_equation_exactly() {
+        // With an exact solver, the trained user factors solve the same equation against the
+        // item factors of the previous half-sweep; fold-in against the final item factors must
+        // satisfy the equation to rounding: check the residual directly.
+        let d = data();
+        let model = Recommender::train(&d, &config(ModelKind::Als)).unwrap();
+        let als = model.als().unwrap();
+        let h = model.histories(&d);
+        let (items, weights) = h.of("u3");
+        let x = als.fold_in(items, weights);
+        let f = als.factors();
+        let mut ax = vec![0f64; f];
+        let mut b = vec![0f64; f];
+        for i in 0..als.n_items() {
+            let y = als.item(i);
+            let w = items
+                .binary_search(&(i as u32))
+                .map_or(0.0, |at| weights[at]);
+            let c = 1.0 + (als.alpha * w) as f64;
+            let s: f64 = y
+                .iter()
+                .zip(&x)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            for r in 0..f {
+                ax[r] += c * s * y[r] as f64;
+                if w > 0.0 {
+                    b[r] += c * y[r] as f64;
+                }
+            }
+        }
+        for r in 0..f {
+            ax[r] += als.regularization as f64 * x[r] as f64;
+            assert!(
+                (ax[r] - b[r]).abs() < 1e-3 * (1.0 + b[r].abs()),
+                "row {r}: {} vs {}",
+                ax[r],
+                b[r]
+            );
+        }
+        assert!(als.fold_in(&[], &[]).iter().all(|&v| v == 0.0));
     }
 }

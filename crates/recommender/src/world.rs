@@ -391,6 +391,7 @@ impl World {
             b.add_indexed(e.user, e.video, weights.weight(&e.kind), e.timestamp)
         });
         b.build()
+            .expect("generated weights are finite and far from overflowing")
     }
 
     /// Writes every event as JSONL (the [`Event`] format).

@@ -4,7 +4,7 @@
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
     evaluate, read_artifact, restrict_users, split, write_artifact, ConfidenceWeights, Holdout,
-    ModelKind, Recommender, Strategy, TrainConfig, World, WorldConfig,
+    ModelKind, Recommender, Strategy, TrainConfig, Trust, World, WorldConfig,
 };
 use domicile_residency::{ResidencyPolicy, Subject, SubjectId};
 
@@ -42,7 +42,7 @@ fn als_recovers_the_planted_structure_far_better_than_popularity() {
     .unwrap();
     let recall = |kind, strategy| {
         let model = Recommender::train(&train, &config(kind)).unwrap();
-        evaluate(&model, &test, 10, strategy).unwrap()
+        evaluate(&model, &train, &test, 10, strategy).unwrap()
     };
     let pop = recall(ModelKind::Popularity, Strategy::Default);
     let als = recall(ModelKind::Als, Strategy::Default);
@@ -81,8 +81,8 @@ fn temporal_holdout_is_learnable_too() {
     let data = world().interactions(&ConfidenceWeights::default());
     let (train, test) = split(&data, Holdout::Temporal { fraction: 0.2 }).unwrap();
     let model = Recommender::train(&train, &config(ModelKind::Als)).unwrap();
-    let als = evaluate(&model, &test, 10, Strategy::Default).unwrap();
-    let pop = evaluate(&model, &test, 10, Strategy::Popularity).unwrap();
+    let als = evaluate(&model, &train, &test, 10, Strategy::Default).unwrap();
+    let pop = evaluate(&model, &train, &test, 10, Strategy::Popularity).unwrap();
     assert!(
         als.recall > 1.5 * pop.recall,
         "ALS {} vs popularity {}",
@@ -120,7 +120,7 @@ fn trained_on_names_every_contributing_region() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("us.domrec");
     write_artifact(&path, &model, &prov, None).unwrap();
-    let loaded = read_artifact(&path, None).unwrap();
+    let loaded = read_artifact(&path, &Trust::allow_untrusted()).unwrap();
     assert_eq!(loaded.manifest.trained_on, prov.trained_on);
     assert_eq!(loaded.manifest.policy.as_ref(), Some(policy.id()));
     assert_eq!(loaded.manifest.subjects, prov.subjects);
@@ -139,7 +139,7 @@ fn evaluation_matches_by_id_across_separately_built_data() {
     )
     .unwrap();
     let model = Recommender::train(&train, &config(ModelKind::Als)).unwrap();
-    let direct = evaluate(&model, &test, 10, Strategy::Default).unwrap();
+    let direct = evaluate(&model, &train, &test, 10, Strategy::Default).unwrap();
     // The same test pairs, rebuilt through CSV with fresh id maps in another order.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("test.csv");
@@ -147,7 +147,7 @@ fn evaluation_matches_by_id_across_separately_built_data() {
     let reread =
         domicile_recommender::Interactions::read(&path, &ConfidenceWeights::default()).unwrap();
     assert_ne!(reread.items.ids(), test.items.ids());
-    let by_id = evaluate(&model, &reread, 10, Strategy::Default).unwrap();
+    let by_id = evaluate(&model, &train, &reread, 10, Strategy::Default).unwrap();
     assert_eq!(by_id.users, direct.users);
     assert!((by_id.recall - direct.recall).abs() < 1e-12);
     assert!((by_id.ndcg - direct.ndcg).abs() < 1e-12);
