@@ -63,12 +63,6 @@ enum SimilarityArg {
     Cosine,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum PolicyArg {
-    Global,
-    UsSplit,
-}
-
 /// Hyper-parameters shared by `train` and `eval`.
 #[derive(Debug, Args)]
 struct HyperArgs {
@@ -142,9 +136,10 @@ struct TrainArgs {
     #[arg(long)]
     signing_key: Option<PathBuf>,
     /// The residency policy whose home-region rules name the regions in `trained_on`
-    /// (from each user's `country`); without it every subject is counted in --region.
-    #[arg(long, value_enum)]
-    policy: Option<PolicyArg>,
+    /// (from each user's `country`), by name (`global`, `us-split`, … as this binary links);
+    /// without it every subject is counted in --region.
+    #[arg(long)]
+    policy: Option<String>,
     /// The region every subject is homed in when no --policy is given.
     #[arg(long, default_value = "global")]
     region: String,
@@ -323,16 +318,16 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
             })
         }
     };
-    let provenance = match a.policy {
+    let provenance = match &a.policy {
         None => {
             let region = Region::parse(&a.region)?;
             data.provenance(None, |_, _| Ok(region.clone()))?
         }
-        Some(PolicyArg::Global) => {
-            with_policy(&data, &domicile_policy_global::GlobalPolicy::new())?
-        }
-        Some(PolicyArg::UsSplit) => {
-            with_policy(&data, &domicile_policy_us_split::UsSplitPolicy::new())?
+        Some(name) => {
+            let policy = crate::policies::resolver()
+                .resolve(name)
+                .map_err(|e| CliError::Message(e.to_string()))?;
+            with_policy(&data, policy.as_ref())?
         }
     };
     let config = a.hyper.config(a.model.into());
@@ -359,7 +354,7 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
 
 fn with_policy(
     data: &Interactions,
-    policy: &impl ResidencyPolicy,
+    policy: &dyn ResidencyPolicy,
 ) -> Result<domicile_recommender::Provenance, CliError> {
     // A policy homes a subject by country: a user without one cannot be placed, and a model
     // whose provenance is unknown must not be written.
