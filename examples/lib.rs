@@ -82,6 +82,27 @@ pub fn service(region: &str, org: (&str, &str), name: &str, role: &str) -> Princ
     .expect("a valid principal")
 }
 
+/// The walkthroughs' principal directory: every principal they use, as the operator of each
+/// region would sign it. A principal not named here, or claiming other attributes, is refused
+/// (`gate/unverified-principal`).
+pub fn directory() -> domicile_access::PrincipalDirectory {
+    let cast = [
+        service("global", ("tiktok-global", "SG"), "ingest", "app-service"),
+        service("global", ("tiktok-global", "SG"), "trainer", "training-service"),
+        service("us", ("usds", "US"), "profile-service", "app-service"),
+        service("us", ("usds", "US"), "trainer", "training-service"),
+        service("row", ("bytedance-sg", "SG"), "profile-service", "app-service"),
+        service("row", ("bytedance-sg", "SG"), "trainer", "training-service"),
+        person("us", ("usds", "US"), "alice", &["engineer"]),
+        person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]),
+        person("row", ("bytedance-sg", "SG"), "dan", &["approver"]),
+        person("us", ("usds", "US"), "carol", &["approver"]),
+        person("us", ("audit-firm", "US"), "eve", &["auditor"]),
+    ];
+    domicile_access::PrincipalDirectory::from_entries(cast)
+        .expect("the walkthroughs' cast has distinct ids matching their organisations")
+}
+
 /// Whether a Gate call went ahead, and the decision in a line.
 pub fn outcome<T>(result: Result<T, GateError>) -> (bool, String) {
     match result {

@@ -55,6 +55,7 @@ fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64
         clock.clone(),
     )
     .unwrap();
+    gate.enrol(app(region.as_str())).unwrap();
     Deployment {
         _dir: dir,
         gate,
@@ -66,7 +67,7 @@ fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64
 
 fn app(region: &str) -> Principal {
     principal(&format!(
-        "spiffe://domicile.example/{region}/app/profile-service"
+        "spiffe://domicile.example/{region}/usds/profile-service"
     ))
     .kind(PrincipalKind::Service)
     .org("usds", "US")
@@ -150,7 +151,7 @@ fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let got = d
         .gate
         .read(&alice, &support(), &profile("ana"), None)
@@ -199,7 +200,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let (rules, seq) = denied(
         d.gate
             .read(&bo, &support(), &profile("ana"), None)
@@ -207,10 +208,8 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     );
     assert_eq!(
         rules,
-        [
-            "us-split/protected-rests-in-home-region",
-            "us-split/access/deny-by-default"
-        ]
+        ["us-split/access/deny-by-default"],
+        "a denial cites only the rules that denied"
     );
     assert!(
         !entries(&d)[seq as usize].decision.allowed,
@@ -231,7 +230,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     let dan = principal("spiffe://domicile.example/row/bytedance-sg/dan")
         .org("bytedance-sg", "SG")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let dan_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(dan.id.clone(), dan_key.public_key_base64());
@@ -245,7 +244,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let carol_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), carol_key.public_key_base64());
@@ -327,7 +326,7 @@ fn a_request_nobody_answers_expires() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
@@ -339,7 +338,7 @@ fn a_request_nobody_answers_expires() {
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), key.public_key_base64());
@@ -357,7 +356,7 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
@@ -368,7 +367,7 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let registered = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), registered.public_key_base64());
@@ -390,7 +389,7 @@ fn auditors_read_the_log_and_no_record() {
         .kind(PrincipalKind::Auditor)
         .org("kpmg", "US")
         .roles(&["auditor"])
-        .build();
+        .enrol(&d.gate);
     let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-7");
     assert_eq!(d.gate.open_log(&eve, &audit).unwrap(), d.log_dir);
     let (rules, _) = denied(
@@ -431,7 +430,7 @@ fn the_us_training_service_receives_only_us_subjects() {
         .kind(PrincipalKind::Service)
         .org("usds", "US")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     let training = Purpose::new(JustificationCode::RecommendationTraining);
     let request = ScanRequest {
         class: DataClass::Protected,
@@ -465,7 +464,7 @@ fn the_us_training_service_receives_only_us_subjects() {
         .kind(PrincipalKind::Service)
         .org("bytedance-sg", "SG")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     denied(d.gate.scan(&row_trainer, &training, &request).unwrap_err());
 }
 
@@ -504,7 +503,7 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
         .kind(PrincipalKind::Service)
         .org("usds", "US")
         .roles(&["migration-service"])
-        .build();
+        .enrol(&d.gate);
     let purpose = Purpose::new(JustificationCode::Migration);
     let request = ScanRequest {
         class: DataClass::Excepted,
@@ -549,7 +548,7 @@ fn fail_closed_when_the_log_cannot_be_written() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     for _ in 0..3 {
         match d.gate.read(&alice, &support(), &profile("ana"), None) {
             Err(GateError::AuditUnavailable(_)) => {}
@@ -581,11 +580,11 @@ fn every_decision_is_in_a_log_that_verifies() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let mut decisions = 3;
     for _ in 0..5 {
         d.gate
@@ -611,7 +610,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
     let bo = principal("spiffe://domicile.example/global/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     // No approval needed, any subject.
     assert!(d.gate.read(&bo, &support(), &profile("ana"), None).is_ok());
     assert!(d.gate.read(&bo, &support(), &profile("lena"), None).is_ok());
@@ -619,7 +618,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         .kind(PrincipalKind::Service)
         .org("bytedance-sg", "SG")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     let request = ScanRequest {
         class: DataClass::Protected,
         collection: Collection::parse("behaviour").unwrap(),
@@ -642,7 +641,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         .kind(PrincipalKind::Auditor)
         .org("kpmg", "US")
         .roles(&["auditor"])
-        .build();
+        .enrol(&d.gate);
     assert!(d
         .gate
         .read(&eve, &support(), &profile("ana"), None)
@@ -681,7 +680,7 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     assert!(
         d.gate
             .read(&alice, &support(), &profile("ana"), None)
@@ -717,14 +716,14 @@ fn a_denial_reads_as_a_sentence() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let err = d
         .gate
         .read(&bo, &support(), &profile("ana"), None)
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("read refused by us-split/protected-rests-in-home-region, us-split/access/deny-by-default: "),
+        err.starts_with("read refused by us-split/access/deny-by-default: "),
         "{err}"
     );
     assert!(err.ends_with("(audit entry 3)"), "{err}");

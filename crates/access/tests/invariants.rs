@@ -123,6 +123,9 @@ proptest! {
         let gate = Gate::new(Arc::new(store), Arc::new(log), AuditKey::generate().unwrap(),
             ApprovalBook::in_memory(), Arc::new(ManualClock::at_unix_secs(1_800_000_000))).unwrap();
         let people = principals();
+        for p in &people {
+            gate.enrol(p.clone()).unwrap();
+        }
         let record = |s: usize| RecordRef {
             subject: SubjectId::parse(SUBJECTS[s].0).unwrap(),
             class: DataClass::Protected,

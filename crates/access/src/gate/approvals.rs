@@ -4,6 +4,9 @@
 
 use domicile_audit::{Action, Resource as AuditResource, Target};
 
+use super::gate_rules::{
+    gate_rule, APPROVAL_FILED, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
+};
 use super::verdict::{join, Verdict};
 use super::{Gate, GateError};
 use crate::approval::{
@@ -60,11 +63,15 @@ impl Gate {
             pending_ttl_secs,
         )?;
         let call = self.call(who, &purpose, Some(&request.id), Action::ApprovalRequest);
-        // Filing a request decides nothing: no rule is named.
-        call.log_ok(
+        let verdict = self
+            .unverified(who)
+            .unwrap_or_else(|| Verdict::allowed_by(gate_rule(APPROVAL_FILED)));
+        call.proceed(
+            "file a request",
             self.approval_resource(&request),
-            &Verdict::unopposed(),
+            &verdict,
             None,
+            || Ok::<_, GateError>(()),
         )?;
         Ok(request)
     }
@@ -89,10 +96,22 @@ impl Gate {
             &scope.purpose,
             Some(facts),
         )?;
-        if approver.id == request.requester {
-            verdict.allowed = false;
-            verdict.reason = "a principal cannot approve their own request".into();
-        } else if !verdict.allowed {
+        let requester_person = self
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .principal(&request.requester)
+            .map(Principal::person_key);
+        let approver_person = approver.person_key();
+        if verdict.allowed
+            && (approver.id == request.requester
+                || requester_person.as_deref() == Some(approver_person.as_str()))
+        {
+            verdict = Verdict::refused_by(
+                gate_rule(SELF_APPROVAL),
+                "a person cannot answer their own request, under any of their ids",
+            );
+        } else if !verdict.allowed && verdict.rules.iter().all(|r| r.as_str() != UNVERIFIED_PRINCIPAL) {
             verdict.reason = format!(
                 "the access rules do not let {} approve it ({})",
                 approver.id,
@@ -147,8 +166,9 @@ impl Gate {
         })
     }
 
-    /// Withdraws a grant: by its requester, by the approver who gave it, or by any principal the
-    /// rules allow to approve its scope.
+    /// Withdraws a grant: only the approver who gave it, or the security team of this region
+    /// (a verified principal holding the `security` role in this region), may
+    /// (`gate/revoke-by-approver-or-security`).
     pub fn revoke_approval(&self, who: &Principal, id: &ApprovalId) -> Result<(), GateError> {
         let record = self.approvals.get(id)?;
         let purpose = record.request.scope.purpose.clone();
@@ -157,11 +177,18 @@ impl Gate {
             ApprovalState::Granted { grant } => Some(&grant.approver),
             _ => None,
         };
-        let mut verdict = self.decide_approval(who, &record.request)?;
-        if who.id == record.request.requester || granted_by == Some(&who.id) {
-            verdict.allowed = true;
-            verdict.reason = "allowed".into();
-        }
+        let verdict = match self.unverified(who) {
+            Some(refused) => refused,
+            None if granted_by == Some(&who.id)
+                || (who.has_role("security") && who.id.region() == &self.region) =>
+            {
+                Verdict::allowed_by(gate_rule(REVOKE))
+            }
+            None => Verdict::refused_by(
+                gate_rule(REVOKE),
+                "only the approver who gave the grant or the region's security team withdraws it",
+            ),
+        };
         let resource = self.approval_resource(&record.request);
         call.proceed("revoke an approval", resource, &verdict, None, || {
             self.approvals

@@ -3,6 +3,7 @@
 
 use domicile_residency::{DataClass, Purpose, Region, SubjectId};
 
+use super::gate_rules::{gate_rule, UNVERIFIED_PRINCIPAL};
 use super::verdict::Verdict;
 use super::{Gate, GateError, RecordRef, ScanRequest};
 use crate::approval::ApprovalId;
@@ -11,6 +12,18 @@ use crate::{Principal, SpiffeId};
 
 /// The questions a Gate asks before it acts.
 impl Gate {
+    /// A refusal by `gate/unverified-principal` unless the directory names `who` with exactly
+    /// the attributes it claims. Every question to the access rules is asked after this one.
+    pub(super) fn unverified(&self, who: &Principal) -> Option<Verdict> {
+        let directory = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        directory.verify(who).err().map(|why| {
+            Verdict::refused_by(
+                gate_rule(UNVERIFIED_PRINCIPAL),
+                format!("{why} (for {})", who.id),
+            )
+        })
+    }
+
     /// The home region of a subject registered here, or [`GateError::UnknownSubject`].
     pub(super) fn home_of(&self, subject: &SubjectId) -> Result<Region, GateError> {
         self.store
@@ -31,6 +44,9 @@ impl Gate {
         purpose: &Purpose,
         approval: Option<ApprovalFacts>,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let access = self.rules.decide(&AccessRequest {
             principal: who,
             action,
@@ -128,6 +144,9 @@ impl Gate {
         home: Region,
         purpose: &Purpose,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let residency = self.policy.may_rest_in(class, &home, &self.region)?;
         let access = self.rules.decide(&AccessRequest {
             principal: who,
@@ -148,6 +167,9 @@ impl Gate {
         purpose: &Purpose,
         approval: Option<&ApprovalId>,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let home = self.home_of(&record.subject)?;
         let residency = self.policy.may_rest_in(record.class, &home, &self.region)?;
         let (facts, note) =
