@@ -71,11 +71,11 @@ pub use directory::{PrincipalDirectory, Unverified};
 pub use error::AccessError;
 pub use gate::{
     gate_rules, AggregateCount, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE,
-    SELF_APPROVAL, UNVERIFIED_PRINCIPAL, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
+    MAX_APPROVAL_SUBJECTS, SELF_APPROVAL, UNVERIFIED_PRINCIPAL, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
     SubjectInventory, SubjectRef,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
-    AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
+    is_ticket, AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
     DEFAULT_DECISION_CACHE,
 };

@@ -75,6 +75,10 @@ fn app(region: &str) -> Principal {
     .build()
 }
 
+fn legal() -> Purpose {
+    Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-77")
+}
+
 fn support() -> Purpose {
     Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1234")
 }
@@ -208,21 +212,35 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     );
     assert_eq!(
         rules,
-        ["us-split/access/deny-by-default"],
+        [
+            "us-split/access/parent-and-partner-never-read-us-plaintext",
+            "us-split/protected-moves-only-toward-home-for-migration"
+        ],
         "a denial cites only the rules that denied"
     );
     assert!(
         !entries(&d)[seq as usize].decision.allowed,
         "the denial is logged"
     );
+    // For a legal request, even USDS staff need a USDS approver's approval.
+    let bo = principal("spiffe://domicile.example/us/usds/frank")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .enrol(&d.gate);
+    let (rules, _) = denied(
+        d.gate
+            .read(&bo, &legal(), &profile("ana"), None)
+            .unwrap_err(),
+    );
+    assert_eq!(rules, ["us-split/access/deny-by-default"]);
 
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
         subjects: Some([SubjectId::parse("ana").unwrap()].into()),
-        purpose: support(),
+        purpose: legal(),
     };
-    // A non-US approver's grant is rejected.
+    // An approver of the parent company is refused.
     let request = d
         .gate
         .request_approval(&bo, scope.clone(), 3600, 86_400)
@@ -237,7 +255,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     denied(d.gate.approve(&dan, &dan_key, &request.id).unwrap_err());
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_err());
 
     // A US-entity approver's grant works until it expires, and not one second after.
@@ -252,7 +270,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     assert_eq!(grant.expires_at, grant.granted_at + 3600);
     let got = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap();
     assert_eq!(got.value, b"{\"name\":\"ana\"}");
     let last = entries(&d).pop().unwrap();
@@ -261,19 +279,19 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .decision
         .rules
         .iter()
-        .any(|r| r.as_str() == "us-split/access/approved-foreign-staff-read-us-data"));
+        .any(|r| r.as_str() == "us-split/access/usds-staff-read-us-data-with-approval"));
 
     d.clock.advance(Duration::from_secs(3599));
     assert!(
         d.gate
-            .read(&bo, &support(), &profile("ana"), Some(&request.id))
+            .read(&bo, &legal(), &profile("ana"), Some(&request.id))
             .is_ok(),
         "valid in its last second"
     );
     d.clock.advance(Duration::from_secs(1));
     let err = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
 
@@ -283,17 +301,17 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     d.gate.approve(&carol, &carol_key, &request.id).unwrap();
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ben"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ben"), Some(&request.id))
         .is_err());
     // Revoked approvals stop working at once.
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_ok());
     d.gate.revoke_approval(&carol, &request.id).unwrap();
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_err());
     // Every step of every approval is in the log.
     let steps: Vec<Action> = entries(&d)
@@ -323,15 +341,15 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
 fn a_request_nobody_answers_expires() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
-        .org("bytedance-sg", "SG")
+    let bo = principal("spiffe://domicile.example/us/usds/bo")
+        .org("usds", "US")
         .roles(&["engineer"])
         .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
-        subjects: None,
-        purpose: support(),
+        subjects: Some([SubjectId::parse("ana").unwrap()].into()),
+        purpose: legal(),
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
     d.clock.advance(Duration::from_secs(61));
@@ -353,15 +371,15 @@ fn a_request_nobody_answers_expires() {
 fn a_grant_signed_by_an_unregistered_key_is_rejected() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
-        .org("bytedance-sg", "SG")
+    let bo = principal("spiffe://domicile.example/us/usds/bo")
+        .org("usds", "US")
         .roles(&["engineer"])
         .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
-        subjects: None,
-        purpose: support(),
+        subjects: Some([SubjectId::parse("ana").unwrap()].into()),
+        purpose: legal(),
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
     let carol = principal("spiffe://domicile.example/us/usds/carol")
@@ -376,7 +394,7 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
         .unwrap();
     let err = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
 }
@@ -385,9 +403,9 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
 fn auditors_read_the_log_and_no_record() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let eve = principal("spiffe://domicile.example/us/kpmg/eve")
+    let eve = principal("spiffe://domicile.example/us/audit-firm/eve")
         .kind(PrincipalKind::Auditor)
-        .org("kpmg", "US")
+        .org("audit-firm", "US")
         .roles(&["auditor"])
         .enrol(&d.gate);
     let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-7");
@@ -472,7 +490,7 @@ fn the_us_training_service_receives_only_us_subjects() {
 fn excepted_data_leaves_pseudonymised_or_aggregated() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     let service = app("us");
-    let why = Purpose::new(JustificationCode::ProductionIncident).with_ticket("INC-9");
+    let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-9");
     for i in 0..60 {
         let s = format!("user-{i}");
         d.gate
@@ -499,9 +517,9 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
             )
             .unwrap();
     }
-    let migration = principal("spiffe://domicile.example/us/usds/migrator")
+    let migration = principal("spiffe://domicile.example/us/domicile/migration")
         .kind(PrincipalKind::Service)
-        .org("usds", "US")
+        .org("domicile", "US")
         .roles(&["migration-service"])
         .enrol(&d.gate);
     let purpose = Purpose::new(JustificationCode::Migration);
@@ -723,7 +741,7 @@ fn a_denial_reads_as_a_sentence() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("read refused by us-split/access/deny-by-default: "),
+        err.starts_with("read refused by us-split/access/parent-and-partner-never-read-us-plaintext, us-split/protected-moves-only-toward-home-for-migration: "),
         "{err}"
     );
     assert!(err.ends_with("(audit entry 3)"), "{err}");

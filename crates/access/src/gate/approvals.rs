@@ -4,8 +4,10 @@
 
 use domicile_audit::{Action, Resource as AuditResource, Target};
 
+use domicile_residency::DataClass;
+
 use super::gate_rules::{
-    gate_rule, APPROVAL_FILED, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
+    gate_rule, APPROVAL_FILED, APPROVAL_SCOPE, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 use super::verdict::{join, Verdict};
 use super::{Gate, GateError};
@@ -13,7 +15,38 @@ use crate::approval::{
     ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant,
 };
 use crate::rules::{AccessAction, ApprovalFacts, Resource};
+use crate::rules::is_ticket;
 use crate::{Principal, SpiffeId};
+
+/// The most subjects one approval may name.
+pub const MAX_APPROVAL_SUBJECTS: usize = 20;
+
+/// A refusal by `gate/approval-scope-is-specific` unless the scope names 1 to
+/// [`MAX_APPROVAL_SUBJECTS`] subjects, one class of personal or public data (never key material,
+/// audit records or models), and a purpose with a ticket of the checked shape.
+fn unspecific(scope: &ApprovalScope) -> Option<Verdict> {
+    let subjects = scope.subjects.as_ref().map_or(0, |s| s.len());
+    let why = if !(1..=MAX_APPROVAL_SUBJECTS).contains(&subjects) {
+        Some(format!(
+            "an approval names 1 to {MAX_APPROVAL_SUBJECTS} subjects, not {}",
+            if subjects == 0 {
+                "all".to_owned()
+            } else {
+                subjects.to_string()
+            }
+        ))
+    } else if !matches!(
+        scope.class,
+        DataClass::Protected | DataClass::Excepted | DataClass::Public
+    ) {
+        Some(format!("approvals never cover {} data", scope.class))
+    } else if !scope.purpose.ticket.as_deref().is_some_and(is_ticket) {
+        Some("an approval's purpose carries a ticket reference (`SUP-1234`)".into())
+    } else {
+        None
+    };
+    why.map(|w| Verdict::refused_by(gate_rule(APPROVAL_SCOPE), w))
+}
 
 /// Approvals and approvers.
 impl Gate {
@@ -55,6 +88,27 @@ impl Gate {
     ) -> Result<ApprovalRequest, GateError> {
         self.policy.check_region(&scope.region)?;
         let purpose = scope.purpose.clone();
+        if let Some(refused) = self.unverified(who).or_else(|| unspecific(&scope)) {
+            let call = self.call(who, &purpose, None, Action::ApprovalRequest);
+            let resource = AuditResource {
+                class: scope.class,
+                collection: "approvals".into(),
+                subject: None,
+                target: Target::Record {
+                    key: "approval:refused".into(),
+                },
+            };
+            return call.proceed("file a request", resource, &refused, None, || {
+                Ok::<_, GateError>(ApprovalRequest {
+                    id: crate::ApprovalId::random()?,
+                    requester: who.id.clone(),
+                    scope,
+                    duration_secs,
+                    requested_at: 0,
+                    answer_by: 0,
+                })
+            });
+        }
         let request = self.approvals.file(
             who.id.clone(),
             scope,

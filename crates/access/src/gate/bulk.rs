@@ -166,6 +166,10 @@ impl Gate {
     ) -> Result<(ExportBundle, TransferKey), GateError> {
         let call = self.call(who, purpose, None, Action::Export);
         let home = self.home_of(subject)?;
+        // A caller of another region takes the export home: its region is the destination.
+        let destination = &self
+            .destination_for(who, Some(destination))
+            .unwrap_or_else(|| destination.clone());
         self.policy.check_region(destination)?;
         let records = self.store.scan_subject(subject)?;
         let classes: BTreeSet<DataClass> = records.iter().map(|r| r.meta.class).collect();
@@ -246,7 +250,7 @@ impl Gate {
             let resource = self.records_here(DataClass::Protected, "*", Some(home));
             verdict.merge(self.decide_access(
                 who,
-                AccessAction::Delete,
+                AccessAction::Shred,
                 resource,
                 purpose,
                 None,
