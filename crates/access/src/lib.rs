@@ -70,9 +70,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{PrincipalDirectory, Unverified};
 pub use error::AccessError;
 pub use gate::{
-    gate_rules, AggregateCount, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE,
-    MAX_APPROVAL_SUBJECTS, SELF_APPROVAL, UNVERIFIED_PRINCIPAL, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
-    SubjectInventory, SubjectRef,
+    gate_rules, AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
+    SubjectInventory, SubjectRef, APPROVAL_FILED, APPROVAL_SCOPE, MAX_APPROVAL_SUBJECTS,
+    OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{

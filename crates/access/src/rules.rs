@@ -449,7 +449,9 @@ mod tests {
         for ok in ["SUP-1234", "AUD-2026-11", "T-1", "INC2-99"] {
             assert!(is_ticket(ok), "{ok}");
         }
-        for bad in ["", "x", "sup-1", "SUP", "SUP-", "SUP-12a", "1SUP-1", "A-1-2-3", " SUP-1"] {
+        for bad in [
+            "", "x", "sup-1", "SUP", "SUP-", "SUP-12a", "1SUP-1", "A-1-2-3", " SUP-1",
+        ] {
             assert!(!is_ticket(bad), "{bad:?}");
         }
     }

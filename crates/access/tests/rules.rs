@@ -116,7 +116,10 @@ fn usds_engineer_needs_a_us_approval_of_at_most_eight_hours_for_a_legal_request(
         Some(us_approval),
     );
     assert!(ok);
-    assert_eq!(why, ["us-split/access/usds-staff-read-us-data-with-approval"]);
+    assert_eq!(
+        why,
+        ["us-split/access/usds-staff-read-us-data-with-approval"]
+    );
     let sg_approval = ApprovalFacts {
         approver_org_country: CountryCode::parse("SG").unwrap(),
         ..us_approval

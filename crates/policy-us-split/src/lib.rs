@@ -61,7 +61,12 @@ pub const US_ENTITY: &str = "usds";
 /// US plaintext.
 pub const TECHNOLOGY_PARTNER: &str = "techpartner";
 /// The parent company's entities: none of them reads US plaintext.
-pub const PARENT_ENTITIES: [&str; 4] = ["bytedance-ltd", "bytedance-cn", "bytedance-sg", "bytedance-us"];
+pub const PARENT_ENTITIES: [&str; 4] = [
+    "bytedance-ltd",
+    "bytedance-cn",
+    "bytedance-sg",
+    "bytedance-us",
+];
 /// The independent monitor organisations whose auditors read the log.
 pub const MONITORS: [&str; 1] = ["audit-firm"];
 

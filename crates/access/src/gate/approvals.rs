@@ -14,8 +14,8 @@ use super::{Gate, GateError};
 use crate::approval::{
     ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant,
 };
-use crate::rules::{AccessAction, ApprovalFacts, Resource};
 use crate::rules::is_ticket;
+use crate::rules::{AccessAction, ApprovalFacts, Resource};
 use crate::{Principal, SpiffeId};
 
 /// The most subjects one approval may name.
@@ -165,7 +165,12 @@ impl Gate {
                 gate_rule(SELF_APPROVAL),
                 "a person cannot answer their own request, under any of their ids",
             );
-        } else if !verdict.allowed && verdict.rules.iter().all(|r| r.as_str() != UNVERIFIED_PRINCIPAL) {
+        } else if !verdict.allowed
+            && verdict
+                .rules
+                .iter()
+                .all(|r| r.as_str() != UNVERIFIED_PRINCIPAL)
+        {
             verdict.reason = format!(
                 "the access rules do not let {} approve it ({})",
                 approver.id,

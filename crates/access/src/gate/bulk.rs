@@ -197,7 +197,10 @@ impl Gate {
             .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
             .cloned();
         if let Some(o) = unmet {
-            verdict.refuse(gate_rule(OBLIGATION_UNMET), format!("obligation not met: {o}"));
+            verdict.refuse(
+                gate_rule(OBLIGATION_UNMET),
+                format!("obligation not met: {o}"),
+            );
         }
         let resource = AuditResource {
             class,
@@ -248,13 +251,7 @@ impl Gate {
         let mut verdict = Verdict::unopposed();
         for home in homes {
             let resource = self.records_here(DataClass::Protected, "*", Some(home));
-            verdict.merge(self.decide_access(
-                who,
-                AccessAction::Shred,
-                resource,
-                purpose,
-                None,
-            )?);
+            verdict.merge(self.decide_access(who, AccessAction::Shred, resource, purpose, None)?);
         }
         let resource = match present.as_slice() {
             [one] => AuditResource {

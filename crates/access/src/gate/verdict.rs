@@ -265,7 +265,11 @@ mod tests {
             "the access rules do not permit it (p/access/deny); n"
         );
 
-        assert_eq!(no.rules, vec![rule("p/access/deny")], "the allowing residency rule is not cited");
+        assert_eq!(
+            no.rules,
+            vec![rule("p/access/deny")],
+            "the allowing residency rule is not cited"
+        );
 
         let misplaced = decision(false, "p/home-only", Vec::new());
         let no = Verdict::of_record(&misplaced, &access(true, &["p/access/a"]), None);
