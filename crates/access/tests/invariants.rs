@@ -152,6 +152,14 @@ proptest! {
             let log = entries(&log_dir);
             prop_assert!(log.len() as u64 > before, "{op:?} left no entry");
             let last = log.last().unwrap();
+            // Every decision names a rule, and every rule it names exists: in the policy's table
+            // or among the Gate's own rules.
+            prop_assert!(!last.decision.rules.is_empty(), "{op:?}: no rule named");
+            for rule in &last.decision.rules {
+                let known = gate.policy().rule(rule).is_some()
+                    || domicile_access::gate_rules().iter().any(|r| &r.id == rule);
+                prop_assert!(known, "{op:?}: {rule} is in no rule table");
+            }
             match result {
                 Ok(returned) => {
                     prop_assert!(last.decision.allowed);
