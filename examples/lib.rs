@@ -87,6 +87,75 @@ pub fn service(region: &str, org: (&str, &str), name: &str, role: &str) -> Princ
     .expect("a valid principal")
 }
 
+/// The walkthroughs' principal directory: every principal they use, as the operator of each
+/// region would sign it. A principal not named here, or claiming other attributes, is refused
+/// (`gate/unverified-principal`).
+pub fn directory() -> domicile_access::PrincipalDirectory {
+    let cast = [
+        service("global", ("tiktok-global", "SG"), "ingest", "app-service"),
+        service(
+            "global",
+            ("tiktok-global", "SG"),
+            "trainer",
+            "training-service",
+        ),
+        service("us", ("usds", "US"), "profile-service", "app-service"),
+        service("us", ("usds", "US"), "trainer", "training-service"),
+        service(
+            "row",
+            ("bytedance-sg", "SG"),
+            "profile-service",
+            "app-service",
+        ),
+        service("row", ("bytedance-sg", "SG"), "trainer", "training-service"),
+        person("us", ("usds", "US"), "alice", &["engineer"]),
+        person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]),
+        person("row", ("bytedance-sg", "SG"), "dan", &["approver"]),
+        person("us", ("usds", "US"), "carol", &["approver"]),
+        person("us", ("audit-firm", "US"), "eve", &["auditor"]),
+        person("us", ("other-audit", "US"), "kim", &["auditor"]),
+        person("row", ("bytedance-cn", "CN"), "wu", &["engineer"]),
+        usds_engineer_abroad(),
+        person("us", ("bytedance-us", "US"), "sam", &["engineer"]),
+        person("us", ("techpartner", "US"), "oscar", &["engineer"]),
+        service(
+            "us",
+            ("bytedance-cn", "CN"),
+            "profile-service",
+            "app-service",
+        ),
+        service(
+            "us",
+            ("bytedance-sg", "SG"),
+            "migration",
+            "migration-service",
+        ),
+        person("us", ("usds", "US"), "paul", &["app-service"]),
+        person("us", ("usds", "US"), "frank", &["engineer"]).with_person("frank"),
+        frank_as_approver(),
+    ];
+    domicile_access::PrincipalDirectory::from_entries(cast)
+        .expect("the walkthroughs' cast has distinct ids matching their organisations")
+}
+
+/// A USDS engineer whose directory entry says he is located in China.
+pub fn usds_engineer_abroad() -> Principal {
+    Principal::parse(
+        &format!("spiffe://{TRUST_DOMAIN}/us/usds/mike"),
+        PrincipalKind::Person,
+        ("usds", "US"),
+        "US",
+        "CN",
+        &["engineer"],
+    )
+    .expect("a valid principal")
+}
+
+/// frank's second id, as an approver: the same person, so he cannot approve his own request.
+pub fn frank_as_approver() -> Principal {
+    person("us", ("usds", "US"), "frank-approver", &["approver"]).with_person("frank")
+}
+
 /// Whether a Gate call went ahead, and the decision in a line.
 pub fn outcome<T>(result: Result<T, GateError>) -> (bool, String) {
     match result {
@@ -135,27 +204,112 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         key: RecordKey::parse(us_subject.as_str())?,
     };
     let support = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-4242");
+    let legal = Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-4242");
     let alice = person("us", ("usds", "US"), "alice", &["engineer"]);
     record(
         &alice,
-        "US-entity engineer reads a US user's profile (ticket)",
+        "USDS engineer in the US reads a US user's profile (ticket)",
         true,
         outcome(us.read(&alice, &support, &profile, None)),
+    );
+    let sloppy = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("x");
+    record(
+        &alice,
+        "... with \"x\" as the ticket",
+        false,
+        outcome(us.read(&alice, &sloppy, &profile, None)),
     );
     let bo = person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]);
     record(
         &bo,
-        "Engineer employed in Singapore reads it, no approval",
+        "Engineer of the parent's Singapore entity reads it",
         false,
         outcome(us.read(&bo, &support, &profile, None)),
+    );
+    let mut wu = person("row", ("bytedance-cn", "CN"), "wu", &["engineer"]);
+    wu.organisation = domicile_access::Organisation {
+        name: "usds".into(),
+        country: "US".parse()?,
+    };
+    wu.location_country = "US".parse()?;
+    record(
+        &wu,
+        "row/bytedance-cn/wu claims to be USDS in the US",
+        false,
+        outcome(us.read(&wu, &support, &profile, None)),
+    );
+    let mike = usds_engineer_abroad();
+    record(
+        &mike,
+        "USDS engineer located in China reads it",
+        false,
+        outcome(us.read(&mike, &support, &profile, None)),
+    );
+    let sub = person("us", ("bytedance-us", "US"), "sam", &["engineer"]);
+    record(
+        &sub,
+        "Engineer of the parent's US subsidiary reads it",
+        false,
+        outcome(us.read(&sub, &support, &profile, None)),
+    );
+    let oscar = person("us", ("techpartner", "US"), "oscar", &["engineer"]);
+    record(
+        &oscar,
+        "The technology partner's operator reads it",
+        false,
+        outcome(us.read(&oscar, &support, &profile, None)),
+    );
+    let foreign_app = service(
+        "us",
+        ("bytedance-cn", "CN"),
+        "profile-service",
+        "app-service",
+    );
+    record(
+        &foreign_app,
+        "A Chinese organisation's service with a us/ id reads it",
+        false,
+        outcome(us.read(&foreign_app, &support, &profile, None)),
+    );
+    let paul = person("us", ("usds", "US"), "paul", &["app-service"]);
+    record(
+        &paul,
+        "A person holding the app-service role reads it",
+        false,
+        outcome(us.read(&paul, &support, &profile, None)),
+    );
+    record(
+        &paul,
+        "... and crypto-shreds the subject",
+        false,
+        outcome(us.shred_subject(&paul, &support, us_subject)),
+    );
+    let frank = person("us", ("usds", "US"), "frank", &["engineer"]).with_person("frank");
+    record(
+        &frank,
+        "USDS engineer reads it for a legal request, no approval",
+        false,
+        outcome(us.read(&frank, &legal, &profile, None)),
+    );
+    let everyone = ApprovalScope {
+        class: DataClass::Protected,
+        region: Region::parse("us")?,
+        subjects: None,
+        purpose: legal.clone(),
+    };
+    record(
+        &frank,
+        "... asks for an approval covering every subject",
+        false,
+        outcome(us.request_approval(&frank, everyone, 2, 3_600)),
     );
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us")?,
         subjects: Some([us_subject.clone()].into()),
-        purpose: support.clone(),
+        purpose: legal.clone(),
     };
-    let request = us.request_approval(&bo, scope, 2, 3_600)?;
+    let request = us.request_approval(&frank, scope, 2, 3_600)?;
     let dan = person("row", ("bytedance-sg", "SG"), "dan", &["approver"]);
     let dan_key = ApproverKey::generate()?;
     us.register_approver(dan.id.clone(), dan_key.public_key_base64());
@@ -165,35 +319,63 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         false,
         outcome(us.approve(&dan, &dan_key, &request.id)),
     );
+    let frank_approver = frank_as_approver();
+    let frank_key = ApproverKey::generate()?;
+    us.register_approver(frank_approver.id.clone(), frank_key.public_key_base64());
+    record(
+        &frank_approver,
+        "frank, under his approver id, grants his own request",
+        false,
+        outcome(us.approve(&frank_approver, &frank_key, &request.id)),
+    );
     let carol = person("us", ("usds", "US"), "carol", &["approver"]);
     let carol_key = ApproverKey::generate()?;
     us.register_approver(carol.id.clone(), carol_key.public_key_base64());
     record(
         &carol,
-        "US-entity approver grants it for 2 seconds",
+        "USDS approver in the US grants it for 2 seconds",
         true,
         outcome(us.approve(&carol, &carol_key, &request.id)),
     );
     record(
-        &bo,
-        "Singapore engineer reads it with the approval",
+        &frank,
+        "USDS engineer reads it with the approval",
         true,
-        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+        outcome(us.read(&frank, &legal, &profile, Some(&request.id))),
+    );
+    record(
+        &frank,
+        "The requester revokes the grant",
+        false,
+        outcome(us.revoke_approval(&frank, &request.id)),
     );
     std::thread::sleep(Duration::from_millis(2_100));
     record(
-        &bo,
-        "... and again after the approval expired",
+        &frank,
+        "... reads again after the approval expired",
         false,
-        outcome(us.read(&bo, &support, &profile, Some(&request.id))),
+        outcome(us.read(&frank, &legal, &profile, Some(&request.id))),
     );
     let eve = person("us", ("audit-firm", "US"), "eve", &["auditor"]);
     let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-2026-11");
     record(
         &eve,
-        "Auditor opens the us audit log",
+        "The named monitor's auditor opens the us audit log",
         true,
         outcome(us.open_log(&eve, &audit)),
+    );
+    record(
+        &eve,
+        "... without a ticket",
+        false,
+        outcome(us.open_log(&eve, &Purpose::new(JustificationCode::Audit))),
+    );
+    let kim = person("us", ("other-audit", "US"), "kim", &["auditor"]);
+    record(
+        &kim,
+        "An auditor of an organisation the policy does not name opens it",
+        false,
+        outcome(us.open_log(&kim, &audit)),
     );
     record(
         &eve,
@@ -213,6 +395,22 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         "The row training service scans US behaviour",
         false,
         outcome(us.scan(&row_trainer, &training, &behaviour)),
+    );
+    let migration = service(
+        "us",
+        ("bytedance-sg", "SG"),
+        "migration",
+        "migration-service",
+    );
+    record(
+        &migration,
+        "A migration-service of another organisation scans US behaviour",
+        false,
+        outcome(us.scan(
+            &migration,
+            &Purpose::new(JustificationCode::Migration),
+            &behaviour,
+        )),
     );
     Ok(out)
 }

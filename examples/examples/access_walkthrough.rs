@@ -39,6 +39,7 @@ fn main() -> Result<(), Error> {
         domicile_examples::policies().resolve("us-split")?,
         domicile_examples::TRUST_DOMAIN,
     )?;
+    deployment.set_directory(domicile_examples::directory())?;
     let us = Region::parse("us")?;
     let row = Region::parse("row")?;
 

@@ -397,6 +397,7 @@ fn main() -> Result<(), Error> {
         domicile_examples::policies().resolve("global")?,
         TRUST_DOMAIN,
     )?;
+    global.set_directory(domicile_examples::directory())?;
     let written = ingest(&world, &global)?;
     println!("   {written} records sealed and written through the global Gate, each logged");
     phase(&mut timings, "ingest", start);
@@ -486,6 +487,7 @@ fn main() -> Result<(), Error> {
     println!("== 5. models after the split");
     let start = Instant::now();
     let split = Deployment::open(&data, &keys, &domicile_examples::policies())?;
+    split.set_directory(domicile_examples::directory())?;
     let us = Region::parse("us")?;
     let row = Region::parse("row")?;
     let global_rehomed = provenance_under(&train_all, &us_split)?;

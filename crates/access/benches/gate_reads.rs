@@ -110,6 +110,7 @@ fn main() {
         &["engineer"],
     )
     .expect("principal");
+    gate.enrol(alice.clone()).expect("enrol");
     let purpose = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1");
     let refs = Arc::new(refs);
     println!(

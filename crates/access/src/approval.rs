@@ -226,7 +226,7 @@ pub struct ApprovalRecord {
     pub state: ApprovalState,
 }
 
-/// An approver's Ed25519 signing key.
+/// An Ed25519 signing key: an approver's, or the operator's that signs the principal directory.
 pub struct ApproverKey {
     pair: Ed25519KeyPair,
     pkcs8: Vec<u8>,
@@ -268,7 +268,7 @@ impl ApproverKey {
         B64.encode(self.pair.public_key().as_ref())
     }
 
-    fn sign(&self, msg: &[u8]) -> String {
+    pub(crate) fn sign(&self, msg: &[u8]) -> String {
         B64.encode(self.pair.sign(msg).as_ref())
     }
 }

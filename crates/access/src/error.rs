@@ -75,6 +75,14 @@ pub enum AccessError {
         #[source]
         source: serde_json::Error,
     },
+    /// A principal directory, or one of its entries, was refused.
+    #[error("invalid principal directory{}: {reason}", if id.is_empty() { String::new() } else { format!(" entry {id}") })]
+    InvalidDirectory {
+        /// The entry's id, or empty for the whole directory.
+        id: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The system's random source failed, so a fresh id or key could not be made.
     #[error("the system random source failed while {making}")]
     Random {

@@ -35,6 +35,9 @@
 //!                            ("usds", "US"), "US", "US", &["app-service"])?;
 //! let alice = Principal::parse("spiffe://example.com/us/usds/alice", PrincipalKind::Person,
 //!                              ("usds", "US"), "US", "US", &["engineer"])?;
+//! // The operator's directory says who each SPIFFE id is; callers claiming otherwise are refused.
+//! gate.enrol(app.clone())?;
+//! gate.enrol(alice.clone())?;
 //! let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1234");
 //!
 //! gate.register_subject(&app, &why, &Subject::parse("ana", Some("US"), None)?)?;
@@ -53,6 +56,7 @@
 
 mod approval;
 mod clock;
+mod directory;
 mod error;
 mod gate;
 mod principal;
@@ -63,13 +67,15 @@ pub use approval::{
     ApproverKey, Grant, GrantFields, DEFAULT_PENDING_TTL_SECS,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use directory::{PrincipalDirectory, Unverified};
 pub use error::AccessError;
 pub use gate::{
-    AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
-    SubjectInventory, SubjectRef,
+    gate_rules, AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
+    SubjectInventory, SubjectRef, APPROVAL_FILED, APPROVAL_SCOPE, MAX_APPROVAL_SUBJECTS,
+    OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
-    AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
+    is_ticket, AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
     DEFAULT_DECISION_CACHE,
 };

@@ -229,6 +229,10 @@ pub struct Principal {
     pub location_country: CountryCode,
     /// The roles the principal holds.
     pub roles: BTreeSet<Role>,
+    /// The person behind the id, when one person holds several ids (an engineer and the same
+    /// engineer as an approver): self-approval is refused by person, not by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl Principal {
@@ -265,7 +269,19 @@ impl Principal {
                 .iter()
                 .map(|r| Role::parse(r))
                 .collect::<Result<_, _>>()?,
+            person: None,
         })
+    }
+
+    /// The same principal, naming the person behind it.
+    pub fn with_person(mut self, person: &str) -> Self {
+        self.person = Some(person.to_owned());
+        self
+    }
+
+    /// Who the principal is as a person: the person named, or else the id itself.
+    pub fn person_key(&self) -> String {
+        self.person.clone().unwrap_or_else(|| self.id.to_string())
     }
 
     /// Whether the principal holds the role.

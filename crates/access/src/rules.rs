@@ -37,6 +37,8 @@ pub enum AccessAction {
     Export,
     /// Approve another principal's access request.
     Approve,
+    /// Crypto-shred a subject: destroy their data keys, so no copy of their records opens again.
+    Shred,
     /// Read the region's audit log.
     ReadLog,
 }
@@ -51,6 +53,7 @@ impl AccessAction {
             AccessAction::Scan => "scan",
             AccessAction::Export => "export",
             AccessAction::Approve => "approve",
+            AccessAction::Shred => "shred",
             AccessAction::ReadLog => "read_log",
         }
     }
@@ -67,6 +70,7 @@ impl AccessAction {
             AccessAction::Scan => domicile_audit::Action::Scan,
             AccessAction::Export => domicile_audit::Action::Export,
             AccessAction::Approve => domicile_audit::Action::ApprovalGrant,
+            AccessAction::Shred => domicile_audit::Action::Shred,
             AccessAction::ReadLog => domicile_audit::Action::AuditRead,
         }
     }
@@ -159,10 +163,27 @@ struct DecisionKey {
 }
 
 fn has_ticket(purpose: &Purpose) -> bool {
-    purpose
-        .ticket
-        .as_deref()
-        .is_some_and(|t| !t.trim().is_empty())
+    purpose.ticket.as_deref().is_some_and(is_ticket)
+}
+
+/// Whether `text` has the shape of a ticket reference: a project key of 1-10 uppercase letters
+/// and digits starting with a letter, then one or two `-` and 1-9 digits groups (`SUP-1234`,
+/// `AUD-2026-11`). The rules' `context.has_ticket` is true only for such a reference: "x" or a
+/// sentence is not a ticket.
+pub fn is_ticket(text: &str) -> bool {
+    let mut parts = text.split('-');
+    let key = parts.next().unwrap_or("");
+    let key_ok = (1..=10).contains(&key.len())
+        && key.as_bytes()[0].is_ascii_uppercase()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let numbers: Vec<&str> = parts.collect();
+    key_ok
+        && (1..=2).contains(&numbers.len())
+        && numbers
+            .iter()
+            .all(|n| (1..=9).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// How many distinct decisions [`AccessRules`] remembers by default.
@@ -365,13 +386,7 @@ impl AccessRules {
             ("purpose".to_owned(), text(request.purpose.code.as_str())),
             (
                 "has_ticket".to_owned(),
-                RestrictedExpression::new_bool(
-                    request
-                        .purpose
-                        .ticket
-                        .as_deref()
-                        .is_some_and(|t| !t.trim().is_empty()),
-                ),
+                RestrictedExpression::new_bool(has_ticket(request.purpose)),
             ),
             (
                 "approved".to_owned(),
@@ -427,7 +442,19 @@ impl AccessRules {
 
 #[cfg(test)]
 mod tests {
-    use super::AccessAction;
+    use super::{is_ticket, AccessAction};
+
+    #[test]
+    fn only_a_ticket_shaped_reference_counts_as_a_ticket() {
+        for ok in ["SUP-1234", "AUD-2026-11", "T-1", "INC2-99"] {
+            assert!(is_ticket(ok), "{ok}");
+        }
+        for bad in [
+            "", "x", "sup-1", "SUP", "SUP-", "SUP-12a", "1SUP-1", "A-1-2-3", " SUP-1",
+        ] {
+            assert!(!is_ticket(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn each_rules_action_is_logged_under_the_log_s_name_for_it() {
@@ -438,6 +465,7 @@ mod tests {
             (AccessAction::Scan, "scan"),
             (AccessAction::Export, "export"),
             (AccessAction::Approve, "approval_grant"),
+            (AccessAction::Shred, "shred"),
             (AccessAction::ReadLog, "audit_read"),
         ];
         for (asked, logged) in all {

@@ -55,6 +55,7 @@ fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64
         clock.clone(),
     )
     .unwrap();
+    gate.enrol(app(region.as_str())).unwrap();
     Deployment {
         _dir: dir,
         gate,
@@ -66,12 +67,16 @@ fn deployment(policy: Arc<dyn ResidencyPolicy>, region: &str, segment_bytes: u64
 
 fn app(region: &str) -> Principal {
     principal(&format!(
-        "spiffe://domicile.example/{region}/app/profile-service"
+        "spiffe://domicile.example/{region}/usds/profile-service"
     ))
     .kind(PrincipalKind::Service)
     .org("usds", "US")
     .roles(&["app-service"])
     .build()
+}
+
+fn legal() -> Purpose {
+    Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-77")
 }
 
 fn support() -> Purpose {
@@ -150,7 +155,7 @@ fn us_engineer_reads_with_a_ticket_and_it_is_logged() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let got = d
         .gate
         .read(&alice, &support(), &profile("ana"), None)
@@ -199,7 +204,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let (rules, seq) = denied(
         d.gate
             .read(&bo, &support(), &profile("ana"), None)
@@ -208,22 +213,34 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     assert_eq!(
         rules,
         [
-            "us-split/protected-rests-in-home-region",
-            "us-split/access/deny-by-default"
-        ]
+            "us-split/access/parent-and-partner-never-read-us-plaintext",
+            "us-split/protected-moves-only-toward-home-for-migration"
+        ],
+        "a denial cites only the rules that denied"
     );
     assert!(
         !entries(&d)[seq as usize].decision.allowed,
         "the denial is logged"
     );
+    // For a legal request, even USDS staff need a USDS approver's approval.
+    let bo = principal("spiffe://domicile.example/us/usds/frank")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .enrol(&d.gate);
+    let (rules, _) = denied(
+        d.gate
+            .read(&bo, &legal(), &profile("ana"), None)
+            .unwrap_err(),
+    );
+    assert_eq!(rules, ["us-split/access/deny-by-default"]);
 
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
         subjects: Some([SubjectId::parse("ana").unwrap()].into()),
-        purpose: support(),
+        purpose: legal(),
     };
-    // A non-US approver's grant is rejected.
+    // An approver of the parent company is refused.
     let request = d
         .gate
         .request_approval(&bo, scope.clone(), 3600, 86_400)
@@ -231,21 +248,21 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     let dan = principal("spiffe://domicile.example/row/bytedance-sg/dan")
         .org("bytedance-sg", "SG")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let dan_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(dan.id.clone(), dan_key.public_key_base64());
     denied(d.gate.approve(&dan, &dan_key, &request.id).unwrap_err());
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_err());
 
     // A US-entity approver's grant works until it expires, and not one second after.
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let carol_key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), carol_key.public_key_base64());
@@ -253,7 +270,7 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     assert_eq!(grant.expires_at, grant.granted_at + 3600);
     let got = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap();
     assert_eq!(got.value, b"{\"name\":\"ana\"}");
     let last = entries(&d).pop().unwrap();
@@ -262,19 +279,19 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .decision
         .rules
         .iter()
-        .any(|r| r.as_str() == "us-split/access/approved-foreign-staff-read-us-data"));
+        .any(|r| r.as_str() == "us-split/access/usds-staff-read-us-data-with-approval"));
 
     d.clock.advance(Duration::from_secs(3599));
     assert!(
         d.gate
-            .read(&bo, &support(), &profile("ana"), Some(&request.id))
+            .read(&bo, &legal(), &profile("ana"), Some(&request.id))
             .is_ok(),
         "valid in its last second"
     );
     d.clock.advance(Duration::from_secs(1));
     let err = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
 
@@ -284,17 +301,17 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
     d.gate.approve(&carol, &carol_key, &request.id).unwrap();
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ben"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ben"), Some(&request.id))
         .is_err());
     // Revoked approvals stop working at once.
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_ok());
     d.gate.revoke_approval(&carol, &request.id).unwrap();
     assert!(d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .is_err());
     // Every step of every approval is in the log.
     let steps: Vec<Action> = entries(&d)
@@ -324,22 +341,22 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
 fn a_request_nobody_answers_expires() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
-        .org("bytedance-sg", "SG")
+    let bo = principal("spiffe://domicile.example/us/usds/bo")
+        .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
-        subjects: None,
-        purpose: support(),
+        subjects: Some([SubjectId::parse("ana").unwrap()].into()),
+        purpose: legal(),
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
     d.clock.advance(Duration::from_secs(61));
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let key = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), key.public_key_base64());
@@ -354,21 +371,21 @@ fn a_request_nobody_answers_expires() {
 fn a_grant_signed_by_an_unregistered_key_is_rejected() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
-        .org("bytedance-sg", "SG")
+    let bo = principal("spiffe://domicile.example/us/usds/bo")
+        .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let scope = ApprovalScope {
         class: DataClass::Protected,
         region: Region::parse("us").unwrap(),
-        subjects: None,
-        purpose: support(),
+        subjects: Some([SubjectId::parse("ana").unwrap()].into()),
+        purpose: legal(),
     };
     let request = d.gate.request_approval(&bo, scope, 3600, 60).unwrap();
     let carol = principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
-        .build();
+        .enrol(&d.gate);
     let registered = ApproverKey::generate().unwrap();
     d.gate
         .register_approver(carol.id.clone(), registered.public_key_base64());
@@ -377,7 +394,7 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
         .unwrap();
     let err = d
         .gate
-        .read(&bo, &support(), &profile("ana"), Some(&request.id))
+        .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
 }
@@ -386,11 +403,11 @@ fn a_grant_signed_by_an_unregistered_key_is_rejected() {
 fn auditors_read_the_log_and_no_record() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     seed(&d, "us", "ana", "US");
-    let eve = principal("spiffe://domicile.example/us/kpmg/eve")
+    let eve = principal("spiffe://domicile.example/us/audit-firm/eve")
         .kind(PrincipalKind::Auditor)
-        .org("kpmg", "US")
+        .org("audit-firm", "US")
         .roles(&["auditor"])
-        .build();
+        .enrol(&d.gate);
     let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-7");
     assert_eq!(d.gate.open_log(&eve, &audit).unwrap(), d.log_dir);
     let (rules, _) = denied(
@@ -431,7 +448,7 @@ fn the_us_training_service_receives_only_us_subjects() {
         .kind(PrincipalKind::Service)
         .org("usds", "US")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     let training = Purpose::new(JustificationCode::RecommendationTraining);
     let request = ScanRequest {
         class: DataClass::Protected,
@@ -465,7 +482,7 @@ fn the_us_training_service_receives_only_us_subjects() {
         .kind(PrincipalKind::Service)
         .org("bytedance-sg", "SG")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     denied(d.gate.scan(&row_trainer, &training, &request).unwrap_err());
 }
 
@@ -473,7 +490,7 @@ fn the_us_training_service_receives_only_us_subjects() {
 fn excepted_data_leaves_pseudonymised_or_aggregated() {
     let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
     let service = app("us");
-    let why = Purpose::new(JustificationCode::ProductionIncident).with_ticket("INC-9");
+    let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-9");
     for i in 0..60 {
         let s = format!("user-{i}");
         d.gate
@@ -500,11 +517,11 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
             )
             .unwrap();
     }
-    let migration = principal("spiffe://domicile.example/us/usds/migrator")
+    let migration = principal("spiffe://domicile.example/us/domicile/migration")
         .kind(PrincipalKind::Service)
-        .org("usds", "US")
+        .org("domicile", "US")
         .roles(&["migration-service"])
-        .build();
+        .enrol(&d.gate);
     let purpose = Purpose::new(JustificationCode::Migration);
     let request = ScanRequest {
         class: DataClass::Excepted,
@@ -549,7 +566,7 @@ fn fail_closed_when_the_log_cannot_be_written() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     for _ in 0..3 {
         match d.gate.read(&alice, &support(), &profile("ana"), None) {
             Err(GateError::AuditUnavailable(_)) => {}
@@ -581,11 +598,11 @@ fn every_decision_is_in_a_log_that_verifies() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let mut decisions = 3;
     for _ in 0..5 {
         d.gate
@@ -611,7 +628,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
     let bo = principal("spiffe://domicile.example/global/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     // No approval needed, any subject.
     assert!(d.gate.read(&bo, &support(), &profile("ana"), None).is_ok());
     assert!(d.gate.read(&bo, &support(), &profile("lena"), None).is_ok());
@@ -619,7 +636,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         .kind(PrincipalKind::Service)
         .org("bytedance-sg", "SG")
         .roles(&["training-service"])
-        .build();
+        .enrol(&d.gate);
     let request = ScanRequest {
         class: DataClass::Protected,
         collection: Collection::parse("behaviour").unwrap(),
@@ -642,7 +659,7 @@ fn the_global_policy_shows_the_pre_split_behaviour() {
         .kind(PrincipalKind::Auditor)
         .org("kpmg", "US")
         .roles(&["auditor"])
-        .build();
+        .enrol(&d.gate);
     assert!(d
         .gate
         .read(&eve, &support(), &profile("ana"), None)
@@ -681,7 +698,7 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     let alice = principal("spiffe://domicile.example/us/usds/alice")
         .org("usds", "US")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     assert!(
         d.gate
             .read(&alice, &support(), &profile("ana"), None)
@@ -717,14 +734,14 @@ fn a_denial_reads_as_a_sentence() {
     let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
         .org("bytedance-sg", "SG")
         .roles(&["engineer"])
-        .build();
+        .enrol(&d.gate);
     let err = d
         .gate
         .read(&bo, &support(), &profile("ana"), None)
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("read refused by us-split/protected-rests-in-home-region, us-split/access/deny-by-default: "),
+        err.starts_with("read refused by us-split/access/parent-and-partner-never-read-us-plaintext, us-split/protected-moves-only-toward-home-for-migration: "),
         "{err}"
     );
     assert!(err.ends_with("(audit entry 3)"), "{err}");

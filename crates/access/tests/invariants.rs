@@ -123,6 +123,9 @@ proptest! {
         let gate = Gate::new(Arc::new(store), Arc::new(log), AuditKey::generate().unwrap(),
             ApprovalBook::in_memory(), Arc::new(ManualClock::at_unix_secs(1_800_000_000))).unwrap();
         let people = principals();
+        for p in &people {
+            gate.enrol(p.clone()).unwrap();
+        }
         let record = |s: usize| RecordRef {
             subject: SubjectId::parse(SUBJECTS[s].0).unwrap(),
             class: DataClass::Protected,
@@ -149,6 +152,14 @@ proptest! {
             let log = entries(&log_dir);
             prop_assert!(log.len() as u64 > before, "{op:?} left no entry");
             let last = log.last().unwrap();
+            // Every decision names a rule, and every rule it names exists: in the policy's table
+            // or among the Gate's own rules.
+            prop_assert!(!last.decision.rules.is_empty(), "{op:?}: no rule named");
+            for rule in &last.decision.rules {
+                let known = gate.policy().rule(rule).is_some()
+                    || domicile_access::gate_rules().iter().any(|r| &r.id == rule);
+                prop_assert!(known, "{op:?}: {rule} is in no rule table");
+            }
             match result {
                 Ok(returned) => {
                     prop_assert!(last.decision.allowed);

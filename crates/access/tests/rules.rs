@@ -27,6 +27,10 @@ fn support() -> Purpose {
     Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1")
 }
 
+fn legal() -> Purpose {
+    Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-1")
+}
+
 fn decide(
     rules: &AccessRules,
     who: &Principal,
@@ -82,12 +86,12 @@ fn us_engineer_reads_us_protected_data_with_a_ticket() {
 }
 
 #[test]
-fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
+fn usds_engineer_needs_a_us_approval_of_at_most_eight_hours_for_a_legal_request() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()
         .with_shape_checks(true);
-    let bo = principal("spiffe://d/row/acme-sg/bo")
-        .org("acme-sg", "SG")
+    let bo = principal("spiffe://d/us/usds/bo")
+        .org("usds", "US")
         .roles(&["engineer"])
         .build();
     let (ok, _) = decide(
@@ -95,7 +99,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         &bo,
         AccessAction::Read,
         protected("us"),
-        &support(),
+        &legal(),
         None,
     );
     assert!(!ok);
@@ -108,11 +112,14 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
         &bo,
         AccessAction::Read,
         protected("us"),
-        &support(),
+        &legal(),
         Some(us_approval),
     );
     assert!(ok);
-    assert_eq!(why, ["us-split/access/approved-foreign-staff-read-us-data"]);
+    assert_eq!(
+        why,
+        ["us-split/access/usds-staff-read-us-data-with-approval"]
+    );
     let sg_approval = ApprovalFacts {
         approver_org_country: CountryCode::parse("SG").unwrap(),
         ..us_approval
@@ -123,7 +130,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
             &bo,
             AccessAction::Read,
             protected("us"),
-            &support(),
+            &legal(),
             Some(sg_approval)
         )
         .0
@@ -138,7 +145,7 @@ fn foreign_engineer_needs_a_us_approval_of_at_most_eight_hours() {
             &bo,
             AccessAction::Read,
             protected("us"),
-            &support(),
+            &legal(),
             Some(too_long)
         )
         .0
@@ -209,7 +216,7 @@ fn auditors_read_the_log_and_nothing_else() {
             Resource::AuditLog {
                 region: region("us"),
             },
-            &Purpose::new(JustificationCode::Audit),
+            &Purpose::new(JustificationCode::Audit).with_ticket("AUD-1"),
             None,
         );
         assert!(ok);

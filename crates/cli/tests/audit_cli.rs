@@ -472,6 +472,7 @@ fn pseudonyms_computed_by_the_cli_match_the_ones_the_gate_logged() {
         &["app-service"],
     )
     .unwrap();
+    gate.enrol(app.clone()).unwrap();
     let why = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1");
     gate.register_subject(
         &app,

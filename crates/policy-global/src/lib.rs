@@ -31,7 +31,7 @@ use domicile_residency::{
 /// The policy's name: the first segment of its rule ids.
 pub const NAME: &str = "global";
 /// The policy's version. Bump it when a rule changes.
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "1.1.0";
 /// The one region, operated from the United States (where the pre-split product's primary data
 /// centre was).
 pub const REGIONS: &[(&str, &str)] = &[("global", "US")];
@@ -69,7 +69,11 @@ fn rule_table() -> Vec<Rule> {
         ),
         Rule::new(
             "global/access/migration-service-moves-data",
-            "The migration service reads, writes, scans, exports and deletes for migration.",
+            "Only the deployment's own migration service (organisation domicile) of the region reads, writes, scans, exports, deletes and shreds, for migration.",
+        ),
+        Rule::new(
+            "global/access/app-service-shreds-on-request",
+            "A subject is crypto-shredded at a user's ticketed request by the app service.",
         ),
         Rule::new("global/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("global/access/auditor-reads-log", "Auditors read the audit log."),

@@ -170,3 +170,30 @@ proptest! {
         prop_assert!(d.obligations.is_empty());
     }
 }
+
+#[test]
+fn the_cedar_text_spells_the_approval_limit_as_max_approval_secs() {
+    use domicile_policy_us_split::{ACCESS_RULES, MAX_APPROVAL_SECS};
+    let limit = format!("context.approval_secs <= {MAX_APPROVAL_SECS}");
+    let limits: Vec<&str> = ACCESS_RULES
+        .lines()
+        .filter(|l| l.contains("context.approval_secs"))
+        .collect();
+    assert!(!limits.is_empty());
+    for line in limits {
+        assert!(line.contains(&limit), "{line:?} is not {limit:?}");
+    }
+}
+
+#[test]
+fn the_organisations_the_rules_name_are_the_crate_s_constants() {
+    use domicile_policy_us_split::{
+        ACCESS_RULES, MONITORS, PARENT_ENTITIES, TECHNOLOGY_PARTNER, US_ENTITY,
+    };
+    let named = |org: &str| ACCESS_RULES.contains(&format!("Domicile::Organisation::\"{org}\""));
+    assert!(named(US_ENTITY) && named(TECHNOLOGY_PARTNER));
+    assert!(PARENT_ENTITIES
+        .iter()
+        .chain(MONITORS.iter())
+        .all(|o| named(o)));
+}

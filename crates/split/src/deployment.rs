@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use domicile_access::{ApprovalBook, Gate, Principal, PrincipalKind, SystemClock};
+use domicile_access::{
+    ApprovalBook, Gate, Principal, PrincipalDirectory, PrincipalKind, SystemClock,
+};
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey, VerifierKey};
 use domicile_residency::{PolicyResolver, Region, ResidencyPolicy};
 use domicile_store::{FileCustodian, KeyCustodian, SealedStore};
@@ -243,14 +245,33 @@ impl Deployment {
                 },
             );
         }
-        Ok(Deployment {
+        let deployment = Deployment {
             data_root,
             keys_root,
             policy,
             trust_domain: trust_domain.to_owned(),
             custodian,
             regions,
-        })
+        };
+        // Trust nobody but the deployment's own migration principals until the operator's
+        // directory is given.
+        deployment.set_directory(PrincipalDirectory::empty())?;
+        Ok(deployment)
+    }
+
+    /// Gives every region's Gate the operator's principal directory, to which the deployment's
+    /// own migration principals are added.
+    pub fn set_directory(&self, mut directory: PrincipalDirectory) -> Result<(), SplitError> {
+        for region in self.regions.keys() {
+            let own = self.migration_principal(region);
+            if directory.principal(&own.id).is_none() {
+                directory.insert(own)?;
+            }
+        }
+        for node in self.regions.values() {
+            node.gate.set_directory(directory.clone());
+        }
+        Ok(())
     }
 
     /// The data root.

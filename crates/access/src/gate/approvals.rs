@@ -4,13 +4,49 @@
 
 use domicile_audit::{Action, Resource as AuditResource, Target};
 
+use domicile_residency::DataClass;
+
+use super::gate_rules::{
+    gate_rule, APPROVAL_FILED, APPROVAL_SCOPE, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
+};
 use super::verdict::{join, Verdict};
 use super::{Gate, GateError};
 use crate::approval::{
     ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant,
 };
+use crate::rules::is_ticket;
 use crate::rules::{AccessAction, ApprovalFacts, Resource};
 use crate::{Principal, SpiffeId};
+
+/// The most subjects one approval may name.
+pub const MAX_APPROVAL_SUBJECTS: usize = 20;
+
+/// A refusal by `gate/approval-scope-is-specific` unless the scope names 1 to
+/// [`MAX_APPROVAL_SUBJECTS`] subjects, one class of personal or public data (never key material,
+/// audit records or models), and a purpose with a ticket of the checked shape.
+fn unspecific(scope: &ApprovalScope) -> Option<Verdict> {
+    let subjects = scope.subjects.as_ref().map_or(0, |s| s.len());
+    let why = if !(1..=MAX_APPROVAL_SUBJECTS).contains(&subjects) {
+        Some(format!(
+            "an approval names 1 to {MAX_APPROVAL_SUBJECTS} subjects, not {}",
+            if subjects == 0 {
+                "all".to_owned()
+            } else {
+                subjects.to_string()
+            }
+        ))
+    } else if !matches!(
+        scope.class,
+        DataClass::Protected | DataClass::Excepted | DataClass::Public
+    ) {
+        Some(format!("approvals never cover {} data", scope.class))
+    } else if !scope.purpose.ticket.as_deref().is_some_and(is_ticket) {
+        Some("an approval's purpose carries a ticket reference (`SUP-1234`)".into())
+    } else {
+        None
+    };
+    why.map(|w| Verdict::refused_by(gate_rule(APPROVAL_SCOPE), w))
+}
 
 /// Approvals and approvers.
 impl Gate {
@@ -52,6 +88,27 @@ impl Gate {
     ) -> Result<ApprovalRequest, GateError> {
         self.policy.check_region(&scope.region)?;
         let purpose = scope.purpose.clone();
+        if let Some(refused) = self.unverified(who).or_else(|| unspecific(&scope)) {
+            let call = self.call(who, &purpose, None, Action::ApprovalRequest);
+            let resource = AuditResource {
+                class: scope.class,
+                collection: "approvals".into(),
+                subject: None,
+                target: Target::Record {
+                    key: "approval:refused".into(),
+                },
+            };
+            return call.proceed("file a request", resource, &refused, None, || {
+                Ok::<_, GateError>(ApprovalRequest {
+                    id: crate::ApprovalId::random()?,
+                    requester: who.id.clone(),
+                    scope,
+                    duration_secs,
+                    requested_at: 0,
+                    answer_by: 0,
+                })
+            });
+        }
         let request = self.approvals.file(
             who.id.clone(),
             scope,
@@ -60,11 +117,15 @@ impl Gate {
             pending_ttl_secs,
         )?;
         let call = self.call(who, &purpose, Some(&request.id), Action::ApprovalRequest);
-        // Filing a request decides nothing: no rule is named.
-        call.log_ok(
+        let verdict = self
+            .unverified(who)
+            .unwrap_or_else(|| Verdict::allowed_by(gate_rule(APPROVAL_FILED)));
+        call.proceed(
+            "file a request",
             self.approval_resource(&request),
-            &Verdict::unopposed(),
+            &verdict,
             None,
+            || Ok::<_, GateError>(()),
         )?;
         Ok(request)
     }
@@ -89,10 +150,27 @@ impl Gate {
             &scope.purpose,
             Some(facts),
         )?;
-        if approver.id == request.requester {
-            verdict.allowed = false;
-            verdict.reason = "a principal cannot approve their own request".into();
-        } else if !verdict.allowed {
+        let requester_person = self
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .principal(&request.requester)
+            .map(Principal::person_key);
+        let approver_person = approver.person_key();
+        if verdict.allowed
+            && (approver.id == request.requester
+                || requester_person.as_deref() == Some(approver_person.as_str()))
+        {
+            verdict = Verdict::refused_by(
+                gate_rule(SELF_APPROVAL),
+                "a person cannot answer their own request, under any of their ids",
+            );
+        } else if !verdict.allowed
+            && verdict
+                .rules
+                .iter()
+                .all(|r| r.as_str() != UNVERIFIED_PRINCIPAL)
+        {
             verdict.reason = format!(
                 "the access rules do not let {} approve it ({})",
                 approver.id,
@@ -147,8 +225,9 @@ impl Gate {
         })
     }
 
-    /// Withdraws a grant: by its requester, by the approver who gave it, or by any principal the
-    /// rules allow to approve its scope.
+    /// Withdraws a grant: only the approver who gave it, or the security team of this region
+    /// (a verified principal holding the `security` role in this region), may
+    /// (`gate/revoke-by-approver-or-security`).
     pub fn revoke_approval(&self, who: &Principal, id: &ApprovalId) -> Result<(), GateError> {
         let record = self.approvals.get(id)?;
         let purpose = record.request.scope.purpose.clone();
@@ -157,11 +236,18 @@ impl Gate {
             ApprovalState::Granted { grant } => Some(&grant.approver),
             _ => None,
         };
-        let mut verdict = self.decide_approval(who, &record.request)?;
-        if who.id == record.request.requester || granted_by == Some(&who.id) {
-            verdict.allowed = true;
-            verdict.reason = "allowed".into();
-        }
+        let verdict = match self.unverified(who) {
+            Some(refused) => refused,
+            None if granted_by == Some(&who.id)
+                || (who.has_role("security") && who.id.region() == &self.region) =>
+            {
+                Verdict::allowed_by(gate_rule(REVOKE))
+            }
+            None => Verdict::refused_by(
+                gate_rule(REVOKE),
+                "only the approver who gave the grant or the region's security team withdraws it",
+            ),
+        };
         let resource = self.approval_resource(&record.request);
         call.proceed("revoke an approval", resource, &verdict, None, || {
             self.approvals

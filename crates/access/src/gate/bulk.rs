@@ -10,6 +10,7 @@ use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
 use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
 
 use super::call::Gathered;
+use super::gate_rules::{gate_rule, OBLIGATION_UNMET};
 use super::verdict::Verdict;
 use super::{bulk, AggregateCount, Gate, GateError, Released, ScanRequest, ScanResult, SubjectRef};
 use crate::rules::{AccessAction, Resource};
@@ -37,6 +38,7 @@ impl Gate {
         let pseudonymise = !verdict.obligations.is_empty();
         if pseudonymise && !verdict.met_by_pseudonymising() {
             verdict.refuse(
+                gate_rule(OBLIGATION_UNMET),
                 "the transfer's obligations cannot be met by pseudonymising; aggregate instead",
             );
         }
@@ -114,7 +116,10 @@ impl Gate {
         let mut verdict = self.decide_release(who, purpose, request)?;
         let min_subjects = verdict.min_subjects_when_aggregating();
         if min_subjects.is_none() {
-            verdict.refuse("the transfer's obligations cannot be met by aggregating");
+            verdict.refuse(
+                gate_rule(OBLIGATION_UNMET),
+                "the transfer's obligations cannot be met by aggregating",
+            );
         }
         let k = min_subjects.unwrap_or(u32::MAX);
         let resource = bulk(request.class, collection, 0);
@@ -161,6 +166,10 @@ impl Gate {
     ) -> Result<(ExportBundle, TransferKey), GateError> {
         let call = self.call(who, purpose, None, Action::Export);
         let home = self.home_of(subject)?;
+        // A caller of another region takes the export home: its region is the destination.
+        let destination = &self
+            .destination_for(who, Some(destination))
+            .unwrap_or_else(|| destination.clone());
         self.policy.check_region(destination)?;
         let records = self.store.scan_subject(subject)?;
         let classes: BTreeSet<DataClass> = records.iter().map(|r| r.meta.class).collect();
@@ -188,7 +197,10 @@ impl Gate {
             .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
             .cloned();
         if let Some(o) = unmet {
-            verdict.refuse(format!("obligation not met: {o}"));
+            verdict.refuse(
+                gate_rule(OBLIGATION_UNMET),
+                format!("obligation not met: {o}"),
+            );
         }
         let resource = AuditResource {
             class,
@@ -239,13 +251,7 @@ impl Gate {
         let mut verdict = Verdict::unopposed();
         for home in homes {
             let resource = self.records_here(DataClass::Protected, "*", Some(home));
-            verdict.merge(self.decide_access(
-                who,
-                AccessAction::Delete,
-                resource,
-                purpose,
-                None,
-            )?);
+            verdict.merge(self.decide_access(who, AccessAction::Shred, resource, purpose, None)?);
         }
         let resource = match present.as_slice() {
             [one] => AuditResource {

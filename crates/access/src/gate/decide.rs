@@ -3,6 +3,7 @@
 
 use domicile_residency::{DataClass, Purpose, Region, SubjectId};
 
+use super::gate_rules::{gate_rule, UNVERIFIED_PRINCIPAL};
 use super::verdict::Verdict;
 use super::{Gate, GateError, RecordRef, ScanRequest};
 use crate::approval::ApprovalId;
@@ -11,6 +12,18 @@ use crate::{Principal, SpiffeId};
 
 /// The questions a Gate asks before it acts.
 impl Gate {
+    /// A refusal by `gate/unverified-principal` unless the directory names `who` with exactly
+    /// the attributes it claims. Every question to the access rules is asked after this one.
+    pub(super) fn unverified(&self, who: &Principal) -> Option<Verdict> {
+        let directory = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        directory.verify(who).err().map(|why| {
+            Verdict::refused_by(
+                gate_rule(UNVERIFIED_PRINCIPAL),
+                format!("{why} (for {})", who.id),
+            )
+        })
+    }
+
     /// The home region of a subject registered here, or [`GateError::UnknownSubject`].
     pub(super) fn home_of(&self, subject: &SubjectId) -> Result<Region, GateError> {
         self.store
@@ -31,6 +44,9 @@ impl Gate {
         purpose: &Purpose,
         approval: Option<ApprovalFacts>,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let access = self.rules.decide(&AccessRequest {
             principal: who,
             action,
@@ -51,7 +67,51 @@ impl Gate {
         purpose: &Purpose,
     ) -> Result<Verdict, GateError> {
         let resource = self.records_here(class, collection, None);
-        self.decide_access(who, action, resource, purpose, None)
+        let mut verdict = self.decide_access(who, action, resource, purpose, None)?;
+        self.add_caller_transfer(&mut verdict, who, class, None, purpose)?;
+        Ok(verdict)
+    }
+
+    /// Where what a call releases goes: the caller's region when it is not this one (the
+    /// caller's verified id says where it is; a caller never declares it), else `declared`.
+    pub(super) fn destination_for(
+        &self,
+        who: &Principal,
+        declared: Option<&Region>,
+    ) -> Option<Region> {
+        if who.id.region() != &self.region {
+            Some(who.id.region().clone())
+        } else {
+            declared.cloned()
+        }
+    }
+
+    /// When the caller is of another region, the residency policy's answer to moving `class`
+    /// there (of a subject homed in `home`, or of every possible home), merged into `verdict`:
+    /// every call asks the residency policy, and a caller elsewhere is a transfer.
+    pub(super) fn add_caller_transfer(
+        &self,
+        verdict: &mut Verdict,
+        who: &Principal,
+        class: DataClass,
+        home: Option<&Region>,
+        purpose: &Purpose,
+    ) -> Result<(), GateError> {
+        let Some(dest) = self.destination_for(who, None) else {
+            return Ok(());
+        };
+        if self.policy.check_region(&dest).is_err() {
+            verdict.merge(Verdict::refused_by(
+                gate_rule(UNVERIFIED_PRINCIPAL),
+                "the caller's region is not a region of this deployment",
+            ));
+            return Ok(());
+        }
+        let homes = match home {
+            Some(h) => vec![h.clone()],
+            None => self.policy.regions().to_vec(),
+        };
+        self.add_transfer(verdict, class, &homes, &dest, purpose)
     }
 
     /// A bulk release (scan or aggregate): the access rules for scanning, and, when the records
@@ -63,9 +123,13 @@ impl Gate {
         request: &ScanRequest,
     ) -> Result<Verdict, GateError> {
         let collection = request.collection.as_str();
-        let mut verdict =
-            self.decide_bulk(who, AccessAction::Scan, request.class, collection, purpose)?;
-        if let Some(dest) = &request.destination {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
+        let resource = self.records_here(request.class, collection, None);
+        let mut verdict = self.decide_access(who, AccessAction::Scan, resource, purpose, None)?;
+        let destination = self.destination_for(who, request.destination.as_ref());
+        if let Some(dest) = &destination {
             let homes = self.policy.regions().to_vec();
             self.add_transfer(&mut verdict, request.class, &homes, dest, purpose)?;
         }
@@ -128,15 +192,22 @@ impl Gate {
         home: Region,
         purpose: &Purpose,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let residency = self.policy.may_rest_in(class, &home, &self.region)?;
         let access = self.rules.decide(&AccessRequest {
             principal: who,
             action,
-            resource: self.records_here(class, collection, Some(home)),
+            resource: self.records_here(class, collection, Some(home.clone())),
             purpose,
             approval: None,
         })?;
-        Ok(Verdict::of_record(&residency, &access, None))
+        let mut verdict = Verdict::of_record(&residency, &access, None);
+        if matches!(action, AccessAction::Read | AccessAction::Scan) {
+            self.add_caller_transfer(&mut verdict, who, class, Some(&home), purpose)?;
+        }
+        Ok(verdict)
     }
 
     /// Residency, access rules and approval for one record of a subject registered here.
@@ -148,6 +219,9 @@ impl Gate {
         purpose: &Purpose,
         approval: Option<&ApprovalId>,
     ) -> Result<Verdict, GateError> {
+        if let Some(refused) = self.unverified(who) {
+            return Ok(refused);
+        }
         let home = self.home_of(&record.subject)?;
         let residency = self.policy.may_rest_in(record.class, &home, &self.region)?;
         let (facts, note) =
@@ -155,11 +229,19 @@ impl Gate {
         let access = self.rules.decide(&AccessRequest {
             principal: who,
             action,
-            resource: self.records_here(record.class, record.collection.as_str(), Some(home)),
+            resource: self.records_here(
+                record.class,
+                record.collection.as_str(),
+                Some(home.clone()),
+            ),
             purpose,
             approval: facts,
         })?;
-        Ok(Verdict::of_record(&residency, &access, note))
+        let mut verdict = Verdict::of_record(&residency, &access, note);
+        if action == AccessAction::Read {
+            self.add_caller_transfer(&mut verdict, who, record.class, Some(&home), purpose)?;
+        }
+        Ok(verdict)
     }
 
     /// The residency policy's answer to moving `class` from this region to `destination`, for

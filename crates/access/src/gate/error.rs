@@ -49,6 +49,9 @@ pub enum GateError {
         /// The region.
         region: Region,
     },
+    /// The SPIFFE id is not in the region's principal directory.
+    #[error("the principal is not in the region's principal directory")]
+    UnknownPrincipal,
     /// The store failed.
     #[error(transparent)]
     Store(Box<StoreError>),

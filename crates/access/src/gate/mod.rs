@@ -22,6 +22,7 @@ mod bulk;
 mod call;
 mod decide;
 mod error;
+mod gate_rules;
 mod migration;
 mod records;
 mod verdict;
@@ -37,11 +38,16 @@ use domicile_store::{Collection, RecordDigest, RecordKey, RecordMeta, SealedStor
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+pub use approvals::MAX_APPROVAL_SUBJECTS;
 pub use error::GateError;
+pub use gate_rules::{
+    gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
+    UNVERIFIED_PRINCIPAL,
+};
 
 use crate::approval::ApprovalBook;
 use crate::rules::AccessRules;
-use crate::{AccessError, Clock, SpiffeId};
+use crate::{AccessError, Clock, Principal, PrincipalDirectory, SpiffeId};
 
 /// One record, named the way a caller asks for it: whose, what class, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +157,7 @@ pub struct Gate {
     audit_key: AuditKey,
     approvals: ApprovalBook,
     approvers: RwLock<BTreeMap<SpiffeId, String>>,
+    directory: RwLock<PrincipalDirectory>,
     clock: Arc<dyn Clock>,
     request_prefix: String,
     request_counter: AtomicU64,
@@ -170,6 +177,10 @@ impl Gate {
     /// A Gate in front of `store`, logging to `log`. The policy is the store's; pseudonyms in the
     /// log (of subjects and of record keys) are keyed with `audit_key`; approvals are kept in
     /// `approvals`.
+    ///
+    /// The Gate starts with an empty [`PrincipalDirectory`]: it trusts nobody until the
+    /// operator's directory is given with [`set_directory`](Self::set_directory) or principals
+    /// are enrolled with [`enrol`](Self::enrol).
     pub fn new(
         store: Arc<SealedStore>,
         log: Arc<AuditLog>,
@@ -194,10 +205,37 @@ impl Gate {
             audit_key,
             approvals,
             approvers: RwLock::new(BTreeMap::new()),
+            directory: RwLock::new(PrincipalDirectory::empty()),
             clock,
             request_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             request_counter: AtomicU64::new(0),
         })
+    }
+
+    /// Replaces the principal directory: from now on every call is made only by principals it
+    /// names, with exactly the attributes it gives them.
+    pub fn set_directory(&self, directory: PrincipalDirectory) {
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+    }
+
+    /// Adds one principal to the directory (the operator's act, as embedding code performs it).
+    pub fn enrol(&self, principal: Principal) -> Result<(), GateError> {
+        Ok(self
+            .directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(principal)?)
+    }
+
+    /// The principal of a verified SPIFFE id (from a client certificate), as the directory
+    /// describes it: what a server passes to the Gate's calls.
+    pub fn principal(&self, id: &SpiffeId) -> Result<Principal, GateError> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .principal(id)
+            .cloned()
+            .ok_or(GateError::UnknownPrincipal)
     }
 
     /// The region this Gate guards.

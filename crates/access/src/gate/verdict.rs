@@ -3,9 +3,10 @@
 //!
 //! Pure: no store, no log, no clock. Every Gate call that asks more than one question (a record's
 //! residency and its access rule, a transfer for every possible home, a batch's many records, a
-//! shred's many homes) merges the answers here, by one rule: every rule that spoke is named once,
-//! in the order asked; the first refusal decides and its reason is the one given; obligations are
-//! kept once each; and a refusal carries no obligations into the log.
+//! shred's many homes) merges the answers here, by one rule: an allowed verdict names every rule
+//! that allowed part of it, once each, in the order asked; a refusal names only the rules that
+//! refused; the first refusal's reason is the one given; obligations are kept once each; and a
+//! refusal carries no obligations into the log.
 
 use domicile_audit::EntryDecision;
 use domicile_residency::{Decision, Obligation, RuleId};
@@ -17,7 +18,8 @@ use crate::rules::AccessDecision;
 pub(super) struct Verdict {
     /// Whether every question was answered yes.
     pub(super) allowed: bool,
-    /// Every rule that spoke, each once, in the order asked.
+    /// The rules that decided, each once, in the order asked: every allowing rule when allowed,
+    /// only the refusing rules when refused.
     pub(super) rules: Vec<RuleId>,
     /// What the caller must honour, each once.
     pub(super) obligations: Vec<Obligation>,
@@ -63,9 +65,14 @@ impl Verdict {
         access: &AccessDecision,
         approval_note: Option<String>,
     ) -> Verdict {
-        let mut rules = vec![residency.rule.clone()];
-        rules.extend(access.rules.iter().cloned());
         let allowed = residency.allowed && access.allowed;
+        let mut rules = Vec::new();
+        if residency.allowed == allowed {
+            rules.push(residency.rule.clone());
+        }
+        if access.allowed == allowed {
+            rules.extend(access.rules.iter().cloned());
+        }
         let reason = if !residency.allowed {
             format!("the residency policy forbids it ({})", residency.rule)
         } else if !access.allowed {
@@ -109,9 +116,38 @@ impl Verdict {
         }
     }
 
-    /// Merges another answer of the same call into this one: its rules and obligations are added
-    /// (each once), and if it refuses while this one allows, its refusal decides.
+    /// A refusal by one of the Gate's own rules (`gate/…`), for `reason`.
+    pub(super) fn refused_by(rule: RuleId, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            allowed: false,
+            rules: vec![rule],
+            obligations: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An allowance by one of the Gate's own rules (`gate/…`).
+    pub(super) fn allowed_by(rule: RuleId) -> Verdict {
+        Verdict {
+            allowed: true,
+            rules: vec![rule],
+            obligations: Vec::new(),
+            reason: "allowed".into(),
+        }
+    }
+
+    /// Merges another answer of the same call into this one. Both allowing: its rules and
+    /// obligations are added (each once). It refusing while this one allows: its refusal decides,
+    /// and only its rules are named. Both refusing: its refusing rules are added, the first
+    /// reason stays. This one refusing and it allowing: nothing changes.
     pub(super) fn merge(&mut self, other: Verdict) {
+        if self.allowed && !other.allowed {
+            self.allowed = false;
+            self.rules.clear();
+            self.reason = other.reason;
+        } else if !self.allowed && other.allowed {
+            return;
+        }
         for rule in other.rules {
             if !self.rules.contains(&rule) {
                 self.rules.push(rule);
@@ -122,18 +158,14 @@ impl Verdict {
                 self.obligations.push(o);
             }
         }
-        if !other.allowed && self.allowed {
-            self.allowed = false;
-            self.reason = other.reason;
-        }
     }
 
-    /// Turns an allowing verdict into a refusal for `reason` (the Gate cannot honour what was
-    /// decided); a verdict that already refuses keeps its first reason.
-    pub(super) fn refuse(&mut self, reason: impl Into<String>) {
+    /// Turns an allowing verdict into a refusal by the Gate's `rule` for `reason` (the Gate
+    /// cannot honour what was decided); a verdict that already refuses keeps its rules and first
+    /// reason.
+    pub(super) fn refuse(&mut self, rule: RuleId, reason: impl Into<String>) {
         if self.allowed {
-            self.allowed = false;
-            self.reason = reason.into();
+            *self = Verdict::refused_by(rule, reason);
         }
     }
 
@@ -233,9 +265,16 @@ mod tests {
             "the access rules do not permit it (p/access/deny); n"
         );
 
+        assert_eq!(
+            no.rules,
+            vec![rule("p/access/deny")],
+            "the allowing residency rule is not cited"
+        );
+
         let misplaced = decision(false, "p/home-only", Vec::new());
         let no = Verdict::of_record(&misplaced, &access(true, &["p/access/a"]), None);
         assert!(!no.allowed);
+        assert_eq!(no.rules, vec![rule("p/home-only")]);
         assert_eq!(no.reason, "the residency policy forbids it (p/home-only)");
     }
 
@@ -253,11 +292,8 @@ mod tests {
         assert!(!v.allowed);
         assert_eq!(
             v.rules,
-            vec![
-                rule("p/access/a"),
-                rule("p/access/b"),
-                rule("p/no-transfer")
-            ]
+            vec![rule("p/access/b"), rule("p/no-transfer")],
+            "a refusal names only the rules that refused"
         );
         assert_eq!(v.reason, "the access rules do not permit it (p/access/b)");
     }
@@ -278,9 +314,10 @@ mod tests {
         )));
         assert_eq!(v.obligations, vec![k.clone()]);
         assert_eq!(v.entry_decision().obligations, vec![k]);
-        v.refuse("cannot honour it");
-        v.refuse("a second reason is not the one given");
+        v.refuse(rule("gate/obligation-unmet"), "cannot honour it");
+        v.refuse(rule("gate/other"), "a second reason is not the one given");
         assert_eq!(v.reason, "cannot honour it");
+        assert_eq!(v.rules, vec![rule("gate/obligation-unmet")]);
         assert!(v.entry_decision().obligations.is_empty());
     }
 

@@ -3,7 +3,7 @@
 //! Each test binary uses some of these, not all.
 #![allow(dead_code)]
 
-use domicile_access::{Principal, PrincipalKind};
+use domicile_access::{Gate, Principal, PrincipalKind};
 
 /// Starts a principal with SPIFFE id `id`: by default a person with no roles, whose office and
 /// location are in their organisation's country.
@@ -75,5 +75,13 @@ impl PrincipalFixture {
             &roles,
         )
         .unwrap_or_else(|e| panic!("fixture {self:?} is not a principal: {e}"))
+    }
+
+    /// The principal, enrolled in `gate`'s directory as the operator would.
+    pub(crate) fn enrol(self, gate: &Gate) -> Principal {
+        let p = self.build();
+        gate.enrol(p.clone())
+            .unwrap_or_else(|e| panic!("{} cannot be enrolled: {e}", p.id));
+        p
     }
 }

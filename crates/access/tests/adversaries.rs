@@ -1,0 +1,150 @@
+//! The review's attacks as properties: whatever a principal claims, only a principal whose
+//! directory entry is USDS (located in the US) reads US Protected plaintext under the US split,
+//! and every refusal names a rule that exists.
+
+use std::sync::Arc;
+
+use domicile_access::{
+    ApprovalBook, Gate, ManualClock, Principal, PrincipalKind, RecordRef, ScanRequest,
+};
+use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey};
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Subject};
+use domicile_store::{Collection, FileCustodian, RecordKey, SealedStore};
+use proptest::prelude::*;
+
+const ORGS: [(&str, &str); 7] = [
+    ("usds", "US"),
+    ("bytedance-us", "US"),
+    ("bytedance-sg", "SG"),
+    ("bytedance-cn", "CN"),
+    ("techpartner", "US"),
+    ("audit-firm", "US"),
+    ("domicile", "US"),
+];
+const ROLES: [&str; 8] = [
+    "engineer",
+    "approver",
+    "auditor",
+    "security",
+    "app-service",
+    "training-service",
+    "migration-service",
+    "nothing",
+];
+const PLACES: [&str; 4] = ["US", "PR", "CN", "SG"];
+const KINDS: [PrincipalKind; 3] = [
+    PrincipalKind::Person,
+    PrincipalKind::Service,
+    PrincipalKind::Auditor,
+];
+
+/// A principal from indexes into the tables above.
+fn someone(region: usize, org: usize, kind: usize, place: usize, roles: &[usize]) -> Principal {
+    let (name, country) = ORGS[org];
+    let region = ["us", "row"][region];
+    let roles: Vec<&str> = roles.iter().map(|r| ROLES[*r]).collect();
+    Principal::parse(
+        &format!("spiffe://d/{region}/{name}/p"),
+        KINDS[kind],
+        (name, country),
+        country,
+        PLACES[place],
+        &roles,
+    )
+    .unwrap()
+}
+
+fn us_gate() -> (tempfile::TempDir, Gate, RecordRef) {
+    let dir = tempfile::tempdir().unwrap();
+    let us = Region::parse("us").unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        us,
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    let record = RecordRef {
+        subject: "ana-7f3a".parse().unwrap(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile").unwrap(),
+        key: RecordKey::parse("ana-7f3a").unwrap(),
+    };
+    store
+        .register_subject(&Subject::parse("ana-7f3a", Some("US"), None).unwrap())
+        .unwrap();
+    store
+        .put_raw(
+            &record.subject,
+            record.class,
+            &record.collection,
+            &record.key,
+            b"{}",
+        )
+        .unwrap();
+    let signing = SigningKey::generate("audit.d/us", KeyKind::Ed25519).unwrap();
+    let log = AuditLog::open(dir.path().join("audit"), LogConfig::new(signing)).unwrap();
+    let gate = Gate::new(
+        Arc::new(store),
+        Arc::new(log),
+        AuditKey::generate().unwrap(),
+        ApprovalBook::in_memory(),
+        Arc::new(ManualClock::at_unix_secs(1_800_000_000)),
+    )
+    .unwrap();
+    (dir, gate, record)
+}
+
+type Shape = (usize, usize, usize, usize, Vec<usize>);
+
+fn shape() -> impl Strategy<Value = Shape> {
+    (
+        0..2usize,
+        0..ORGS.len(),
+        0..KINDS.len(),
+        0..PLACES.len(),
+        proptest::collection::vec(0..ROLES.len(), 1..3),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn only_usds_in_the_us_reads_us_protected_plaintext(
+        entry in shape(),
+        claim in shape(),
+        code in 0..JustificationCode::ALL.len(),
+    ) {
+        let (_dir, gate, record) = us_gate();
+        let listed = someone(entry.0, entry.1, entry.2, entry.3, &entry.4);
+        gate.enrol(listed.clone()).unwrap();
+        // The caller claims anything, under the listed id.
+        let mut claimed = someone(claim.0, claim.1, claim.2, claim.3, &claim.4);
+        claimed.id = listed.id.clone();
+        let why = Purpose::new(JustificationCode::ALL[code]).with_ticket("SUP-1");
+        let behaviour = ScanRequest {
+            class: DataClass::Protected,
+            collection: Collection::parse("profile").unwrap(),
+            destination: None,
+        };
+        for who in [&listed, &claimed] {
+            let read = gate.read(who, &why, &record, None).is_ok();
+            let scanned = gate
+                .scan(who, &why, &behaviour)
+                .map(|r| !r.records.is_empty())
+                .unwrap_or(false);
+            if read || scanned {
+                prop_assert_eq!(who, &listed, "a claim other than the entry was honoured");
+                let usds_in_us = listed.organisation.name == "usds"
+                    && ["US", "PR"].contains(&listed.location_country.as_str());
+                // The deployment's own migration service also reads, for migration only.
+                let migration = listed.organisation.name == "domicile"
+                    && JustificationCode::ALL[code] == JustificationCode::Migration;
+                prop_assert!(usds_in_us || migration, "{listed:?} read US Protected data");
+            }
+        }
+    }
+}
