@@ -153,22 +153,23 @@ impl AuditLog {
                     signed: r.size,
                 });
             }
+            // The entries must still be the history signed then (a log whose checkpoints were
+            // replaced along with its entries checks out against itself, not against this).
+            if tree.root_at(r.size)? != r.root && !report.tree_rebuilt {
+                tree = MerkleTree::new();
+                report.tree_rebuilt = true;
+                report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
+            }
+            if tree.root_at(r.size)? != r.root {
+                return Err(AuditError::Inconsistent {
+                    reason: format!(
+                        "the entries do not give the root this log signed at size {}: its history was replaced",
+                        r.size
+                    ),
+                });
+            }
             if signed.as_ref().is_none_or(|s| s.size < r.size) {
-                // The log lost checkpoints it signed: its entries must still be that history,
-                // and the next checkpoint must extend the one remembered.
-                if tree.root_at(r.size)? != r.root && !report.tree_rebuilt {
-                    tree = MerkleTree::new();
-                    report.tree_rebuilt = true;
-                    report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
-                }
-                if tree.root_at(r.size)? != r.root {
-                    return Err(AuditError::Inconsistent {
-                        reason: format!(
-                            "the entries do not give the root this log signed at size {}: its history was replaced",
-                            r.size
-                        ),
-                    });
-                }
+                // The log lost checkpoints it signed: the next one must extend the remembered.
                 signed = Some(r);
             }
         }
