@@ -455,7 +455,10 @@ fn main() -> Result<(), Error> {
         },
     )?;
     progress_bar.finish_and_clear();
-    signed.verify(&signed.public_key)?;
+    // Checked as an auditor would: against the key pinned when the deployment was created, and
+    // every region's log proved consistent with the report's checkpoints.
+    let pinned = domicile_split::pinned_migration_key(&data)?.ok_or("no pinned migration key")?;
+    domicile_split::check_report(&data, &pinned)?;
     for line in signed.report.to_string().lines() {
         println!("   {line}");
     }

@@ -607,7 +607,11 @@ fn a_rollback_of_entries_and_checkpoints_is_refused_by_the_writer_and_the_audito
     // Roll back: the directory as it was at size 3, checkpoints included.
     std::fs::remove_dir_all(dir.path()).unwrap();
     copy_tree(&snapshot.path().join("log"), dir.path());
-    assert_eq!(check(dir.path()).unwrap().entries, 3, "it verifies against itself");
+    assert_eq!(
+        check(dir.path()).unwrap().entries,
+        3,
+        "it verifies against itself"
+    );
     let err = domicile_audit::verify_against(
         dir.path(),
         &key().verifier(),
@@ -700,7 +704,8 @@ fn one_witness_given_twice_counts_once() {
     let log = AuditLog::open(dir.path(), config()).unwrap();
     log.append(entry(0)).unwrap();
     let note = log.checkpoint().unwrap().unwrap();
-    let witness = Witness::new(witness_key("witness.example/a", 9), key().verifier(), None).unwrap();
+    let witness =
+        Witness::new(witness_key("witness.example/a", 9), key().verifier(), None).unwrap();
     let mut cosigned = note.clone();
     cosigned
         .signatures

@@ -12,9 +12,9 @@ use clap::{Subcommand, ValueEnum};
 use domicile_audit::merkle::hex;
 use domicile_audit::query;
 use domicile_audit::{
-    for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify_against, AuditError,
-    AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note, Pseudonym,
-    SigningKey, VerifierKey, Witness, WitnessPolicy,
+    for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify_against,
+    AuditError, AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note,
+    Pseudonym, SigningKey, VerifierKey, Witness, WitnessPolicy,
 };
 use domicile_residency::{JustificationCode, RuleId, SubjectId};
 
@@ -316,8 +316,8 @@ fn print_out(text: &str) -> Result<(), Failure> {
 const MAX_INPUT_BYTES: u64 = 16 << 20;
 
 fn read_text(path: &Path) -> Result<String, Failure> {
-    let bytes = domicile_durable::read_bounded(path, MAX_INPUT_BYTES)
-        .map_err(|e| usage(e.to_string()))?;
+    let bytes =
+        domicile_durable::read_bounded(path, MAX_INPUT_BYTES).map_err(|e| usage(e.to_string()))?;
     String::from_utf8(bytes).map_err(|_| usage(format!("{} is not UTF-8 text", path.display())))
 }
 

@@ -281,7 +281,10 @@ fn verify_deployment(data: &Path, keys: &Path, pinned: &str) -> Result<ExitCode,
             continue;
         }
         match domicile_audit::verify(&node.log_dir, &node.verifier, None, &mut |_, _| {}) {
-            Ok(report) => println!("{:<8} log verifies: {} entries", node.region, report.entries),
+            Ok(report) => println!(
+                "{:<8} log verifies: {} entries",
+                node.region, report.entries
+            ),
             Err(e) => problems.push(format!(
                 "{}: the audit log does not verify: {e}",
                 node.region

@@ -159,7 +159,8 @@ impl Deployment {
         // Pin the migration key now, so that a split report is later checked against a key
         // fixed before any split ran, not against the key written inside the report.
         if crate::report::pinned_migration_key(data_root)?.is_none() {
-            let key = crate::MigrationKey::load_or_create(&keys_root.as_ref().join("migration.key"))?;
+            let key =
+                crate::MigrationKey::load_or_create(&keys_root.as_ref().join("migration.key"))?;
             crate::report::pin_migration_key(data_root, &key)?;
         }
         Self::open_with(data_root, keys_root, policy, trust_domain)

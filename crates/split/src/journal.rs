@@ -59,7 +59,7 @@ pub enum JournalLine {
         /// Source region → the pseudonyms (in that region's log) of every subject whose
         /// records were read back from every target region the plan names. Only these may be
         /// shredded.
-        subjects: BTreeMap<Region, Vec<String>>,
+        subjects: VerifiedSubjects,
     },
     /// A subject was crypto-shredded in a source region.
     Shredded(ShredSummary),
@@ -69,6 +69,10 @@ pub enum JournalLine {
         finished_ms: u64,
     },
 }
+
+/// Source region → the sorted pseudonyms of the subjects a verification read back from every
+/// target region.
+pub type VerifiedSubjects = BTreeMap<Region, Vec<String>>;
 
 /// A journal line as it is stored: the line and its MAC.
 #[derive(Serialize, Deserialize)]
@@ -265,13 +269,7 @@ impl Journal {
     /// The latest verification line whose plan is the one the start line names, if
     /// verification passed: (plan summary, what it found, the verified subjects' pseudonyms per
     /// source region).
-    pub fn verified(
-        &self,
-    ) -> Option<(
-        &PlanSummary,
-        &VerificationSummary,
-        &BTreeMap<Region, Vec<String>>,
-    )> {
+    pub fn verified(&self) -> Option<(&PlanSummary, &VerificationSummary, &VerifiedSubjects)> {
         let started = match self.start()? {
             JournalLine::Start { plan, .. } => plan,
             _ => return None,

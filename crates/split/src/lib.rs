@@ -64,7 +64,7 @@ pub use deployment::{Deployment, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::shred_source;
-pub use journal::{Journal, JournalLine};
+pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,
     RecordAction,

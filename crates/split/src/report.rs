@@ -226,9 +226,7 @@ pub fn parse_migration_vkey(text: &str, path: &Path) -> Result<String, SplitErro
     }
     match B64.decode(text) {
         Ok(bytes) if bytes.len() == 32 => Ok(text.to_owned()),
-        _ => Err(bad(
-            "it is not a migration public key (base64 of 32 bytes)",
-        )),
+        _ => Err(bad("it is not a migration public key (base64 of 32 bytes)")),
     }
 }
 

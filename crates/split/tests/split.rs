@@ -314,7 +314,8 @@ fn a_subject_without_residence_blocks_the_split() {
     )
     .unwrap();
     let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
-    let mut journal = Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
+    let mut journal =
+        Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
     let err = copy(
         &plan,
         &source,
@@ -496,8 +497,15 @@ fn a_verified_line_copied_from_another_journal_shreds_nothing() {
     text.push('\n');
     std::fs::write(&journal_b, text).unwrap();
     let err = run(&data_b, &keys_b, &policies(), "us-split", &split_options(4)).unwrap_err();
-    assert!(matches!(err, SplitError::JournalForged { line: 2, .. }), "{err}");
-    assert_eq!(global_subjects(&data_b, &keys_b), 12, "nothing was shredded");
+    assert!(
+        matches!(err, SplitError::JournalForged { line: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        global_subjects(&data_b, &keys_b),
+        12,
+        "nothing was shredded"
+    );
     assert!(!data_b.join("split/report.json").exists());
 }
 
@@ -508,7 +516,8 @@ fn a_report_after_a_resume_covers_the_whole_split() {
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 12);
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let stop_now = |_: &domicile_split::Progress| stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stop_now =
+        |_: &domicile_split::Progress| stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = run(
         &data,
         &keys,
@@ -559,7 +568,9 @@ fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 6);
     let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
-    let pinned = pinned_migration_key(&data).unwrap().expect("pinned at create");
+    let pinned = pinned_migration_key(&data)
+        .unwrap()
+        .expect("pinned at create");
     assert_eq!(pinned, signed.public_key);
     let (_, logs) = check_report(&data, &pinned).unwrap();
     assert_eq!(logs.len(), 3);
