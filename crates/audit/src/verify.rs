@@ -524,12 +524,18 @@ pub fn load_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
         Some(n) => Some(Checkpoint::parse(&n.text)?),
         None => None,
     };
-    let (tree, _) = files::load_tree_readonly(dir)?;
-    if let Some(cp) = &latest {
-        if tree.size() >= cp.size && tree.root_at(cp.size)? == cp.root {
+    // The cache may be thrown away or damaged: any doubt about it means a rebuild, never an
+    // error.
+    if let (Ok((tree, _)), Some(cp)) = (files::load_tree_readonly(dir), &latest) {
+        if tree.size() >= cp.size && tree.root_at(cp.size).is_ok_and(|r| r == cp.root) {
             return Ok(tree);
         }
     }
+    rebuild_tree(dir)
+}
+
+/// The tree of a log directory, from its entries alone.
+fn rebuild_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
     let mut tree = MerkleTree::new();
     for_each_entry(dir, &mut |_, _| {}, |_, _, h| {
         tree.push(*h);
@@ -578,17 +584,17 @@ pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
         }
     }
     let cp = Checkpoint::parse(&note.text)?;
-    let tree = load_tree(dir)?;
-    let proof = tree.inclusion_proof(seq, cp.size)?;
     let entry = entry_bytes(dir, seq)?;
-    // Refuse to hand out a proof that does not check (a damaged tree cache, say).
-    crate::merkle::verify_inclusion(
-        &crate::merkle::leaf_hash(&entry),
-        seq,
-        cp.size,
-        &proof,
-        &cp.root,
-    )?;
+    let leaf = crate::merkle::leaf_hash(&entry);
+    let check =
+        |proof: &[Hash]| crate::merkle::verify_inclusion(&leaf, seq, cp.size, proof, &cp.root);
+    let mut proof = load_tree(dir)?.inclusion_proof(seq, cp.size)?;
+    if check(&proof).is_err() {
+        // A damaged interior node of the cache: rebuild from the entries and try once more.
+        proof = rebuild_tree(dir)?.inclusion_proof(seq, cp.size)?;
+    }
+    // Refuse to hand out a proof that does not check.
+    check(&proof)?;
     Ok(InclusionProof {
         entry,
         index: seq,

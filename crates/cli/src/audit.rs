@@ -592,11 +592,13 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
         source: e,
     };
     match q.format {
-        Format::Table => writeln!(out, "{}", query::table_header()).map_err(io)?,
+        // The table is written once every row is known, so its columns line up.
+        Format::Table => {}
         Format::Csv => writeln!(out, "{}", query::CSV_HEADER).map_err(io)?,
         Format::Jsonl => {}
     }
     let mut matched = 0u64;
+    let mut rows = Vec::new();
     for_each_entry(&q.log, &mut |_, _| {}, |seq, bytes, _| {
         let e = Entry::from_canonical(bytes).map_err(|err| AuditError::BadStoredEntry {
             seq,
@@ -612,11 +614,17 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
                 value: seq.to_string(),
                 reason: err.to_string(),
             })?,
-            Format::Table => query::table_row(&e),
+            Format::Table => {
+                rows.push(e);
+                return Ok(());
+            }
             Format::Csv => query::csv_row(&e),
         };
         writeln!(out, "{line}").map_err(io)
     })?;
+    if matches!(q.format, Format::Table) {
+        out.write_all(query::table(&rows).as_bytes()).map_err(io)?;
+    }
     out.flush().map_err(io)?;
     eprintln!("{matched} matching entries");
     Ok(())

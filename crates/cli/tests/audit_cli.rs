@@ -238,8 +238,13 @@ fn operator_and_auditor_workflow() {
     );
     assert_eq!(window.lines().count(), 5, "{window}"); // seq 5..=9
     let table = ok(&["audit", "query", "--log", p(&log)], None);
-    assert!(table.starts_with("   SEQ"), "{table}");
+    assert!(table.starts_with("SEQ  TIME"), "{table}");
     assert_eq!(table.lines().count(), 31);
+    // The columns line up: every row has PURPOSE at the header's offset.
+    let at = table.lines().next().unwrap().find("PURPOSE").unwrap();
+    for line in table.lines().skip(1) {
+        assert!(line[at..].starts_with("user_requested_support"), "{line}");
+    }
 
     // Prove and check a proof offline.
     let proof = tmp.path().join("entry-7.tlog-proof");
