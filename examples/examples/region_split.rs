@@ -384,7 +384,7 @@ fn main() -> Result<(), Error> {
         TRUST_DOMAIN,
     )?;
     let written = ingest(&world, &global)?;
-    println!("   {written} records sealed and written through the global Gate, each logged");
+    println!("   {written} records sealed and written through the global Gate, one audit entry per batch");
     phase(&mut timings, "ingest", start);
 
     println!("== 3. train and serve the global recommender (through the global Gate)");
