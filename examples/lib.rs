@@ -425,9 +425,7 @@ pub fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
         }
         Ok(())
     })?;
-    println!("{}", domicile_audit::query::table_header());
-    for e in entries {
-        println!("{}", domicile_audit::query::table_row(&e));
-    }
+    let entries: Vec<Entry> = entries.into();
+    print!("{}", domicile_audit::query::table(&entries));
     Ok(())
 }

@@ -746,3 +746,51 @@ fn a_denial_reads_as_a_sentence() {
     );
     assert!(err.ends_with("(audit entry 3)"), "{err}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(6))]
+
+    /// Invariant 6 on the Gate's failure paths: a write that the store refuses (the record key
+    /// already belongs to another subject), a read of a missing record and a write for an
+    /// unregistered subject are logged, and the raw log bytes name none of the ids or record
+    /// keys involved. (The log once held `record profile/alice@example.com already belongs to
+    /// another subject` in clear.)
+    #[test]
+    fn failure_entries_carry_codes_never_ids(
+        owner in "[a-z]{4,8}@example\\.com",
+        intruder in "[a-z]{4,8}\\.intruder",
+        ghost in "[a-z]{4,8}\\.ghost",
+    ) {
+        let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+        seed(&d, "us", &owner, "US");
+        let service = app("us");
+        let why = Purpose::new(JustificationCode::UserRequestedSupport);
+        d.gate
+            .register_subject(&service, &why, &Subject::parse(&intruder, Some("US"), None).unwrap())
+            .unwrap();
+        // The intruder's write to the owner's record key: the store refuses it.
+        let mut stolen = profile(&intruder);
+        stolen.key = RecordKey::parse(&owner).unwrap();
+        let _ = d.gate.write(&service, &why, &stolen, b"{}", None);
+        // A read of a record that is not there, and a write for a subject never registered.
+        let mut missing = profile(&owner);
+        missing.key = RecordKey::parse(&format!("{owner}-nothing")).unwrap();
+        let _ = d.gate.read(&app("us"), &support(), &missing, None);
+        let _ = d.gate.write(&service, &why, &profile(&ghost), b"{}", None);
+        let failures = entries(&d)
+            .into_iter()
+            .filter(|e| matches!(e.outcome, domicile_audit::Outcome::Error { .. }))
+            .count();
+        proptest::prop_assert!(failures >= 1, "the store's refusal is logged as a failure");
+        let mut raw = Vec::new();
+        for f in std::fs::read_dir(d.log_dir.join("segments")).unwrap() {
+            raw.extend(std::fs::read(f.unwrap().path()).unwrap());
+        }
+        for needle in [&owner, &intruder, &ghost] {
+            proptest::prop_assert!(
+                !raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "the log names {}", needle
+            );
+        }
+    }
+}

@@ -162,6 +162,27 @@ pub enum AuditError {
         /// The quorum.
         want: usize,
     },
+    /// The log holds fewer entries than a checkpoint already signed or held: it was rolled
+    /// back. The writer refuses to append to it or sign for it, since any checkpoint it signed
+    /// now would fork the history it signed before.
+    #[error("the log holds {entries} entries but a checkpoint of size {signed} was already signed for it: it was rolled back; refusing to go on")]
+    RolledBack {
+        /// Entries the log holds.
+        entries: u64,
+        /// The size of the signed (or held) checkpoint.
+        signed: u64,
+    },
+    /// A checkpoint the verifier already holds is not consistent with the log.
+    #[error("the log is not consistent with the held checkpoint of size {size}: {reason}")]
+    NotConsistentWithHeld {
+        /// The held checkpoint's size.
+        size: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A crash-safe file operation failed.
+    #[error(transparent)]
+    File(#[from] domicile_durable::FileError),
     /// A Merkle proof did not verify or could not be built.
     #[error("proof: {0}")]
     Proof(#[from] ProofError),

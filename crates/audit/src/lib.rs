@@ -51,7 +51,7 @@ pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
 pub use verify::{
     entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,
-    VerifyReport,
+    verify_against, VerifyReport,
 };
 pub use witness::{verify_cosignature, Witness, WitnessPolicy};
 

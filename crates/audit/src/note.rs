@@ -59,11 +59,20 @@ fn key_id(name: &str, kind: KeyKind, public: &[u8]) -> u32 {
 }
 
 fn bad_key(text: &str, reason: &'static str) -> AuditError {
-    // Never quote a private key in an error: only its name part, if any.
-    let shown = if text.starts_with("PRIVATE+KEY+") {
-        text.split('+').take(3).collect::<Vec<_>>().join("+") + "+…"
+    // Never quote key material in an error: a file passed as a public key may hold a secret
+    // (a signing key, an audit key). Only a name part that is a valid key name is shown.
+    let text = text.trim();
+    if text.starts_with("PRIVATE+KEY+") {
+        return AuditError::BadKey {
+            key: "(a private signing key)".into(),
+            reason: "this is a private signing key; give its public verifier key (the .vkey file)",
+        };
+    }
+    let name = text.split('+').next().unwrap_or("");
+    let shown = if text.contains('+') && valid_name(name) && name.len() <= 200 {
+        format!("{name}+…")
     } else {
-        text.to_owned()
+        "(key text not shown)".into()
     };
     AuditError::BadKey { key: shown, reason }
 }
@@ -269,6 +278,12 @@ impl VerifierKey {
         self.id
     }
 
+    /// The raw Ed25519 public key: what makes two verifier keys the same signer, whatever
+    /// their names.
+    pub(crate) fn public_bytes(&self) -> &[u8; 32] {
+        &self.public
+    }
+
     pub(crate) fn verify_bytes(&self, msg: &[u8], sig: &[u8]) -> bool {
         signature::UnparsedPublicKey::new(&signature::ED25519, &self.public)
             .verify(msg, sig)
@@ -461,7 +476,9 @@ mod tests {
         let parsed = Note::parse(note.to_text().as_bytes()).unwrap();
         parsed.verify(&v).unwrap();
         let err = VerifierKey::parse("x+00000000+AAAA").unwrap_err();
-        assert!(err.to_string().contains("x+00000000+AAAA"), "{err}");
+        // Only the name part is shown: a file passed as a key may hold a secret.
+        assert!(err.to_string().contains("\"x+…\""), "{err}");
+        assert!(!err.to_string().contains("AAAA"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,76 @@ impl Filter {
     }
 }
 
+/// The column titles of the query table.
+const TABLE_TITLES: [&str; 9] = [
+    "SEQ",
+    "TIME",
+    "PRINCIPAL",
+    "ACTION",
+    "CLASS",
+    "SUBJECT",
+    "ALLOW",
+    "RULE",
+    "PURPOSE",
+];
+
+/// One entry as the cells of the query table.
+fn table_cells(e: &Entry) -> [String; 9] {
+    let subject = e
+        .resource
+        .subject
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
+    [
+        e.seq.to_string(),
+        rfc3339(e.time_ms),
+        e.principal.id.clone(),
+        e.action.as_str().to_owned(),
+        e.resource.class.as_str().to_owned(),
+        subject.get(..16).unwrap_or("-").to_owned(),
+        (if e.decision.allowed { "yes" } else { "no" }).to_owned(),
+        rules.join(" "),
+        e.purpose.to_string(),
+    ]
+}
+
+/// The query table of `entries`, header first, every column as wide as its widest cell (so the
+/// columns line up whatever the principals, actions and rules are). Ends in a newline.
+pub fn table(entries: &[Entry]) -> String {
+    let rows: Vec<[String; 9]> = entries.iter().map(table_cells).collect();
+    let mut widths = TABLE_TITLES.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 9]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            if i == 0 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else if i == 8 {
+                out.push_str("  ");
+                out.push_str(cell);
+            } else {
+                out.push_str("  ");
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(TABLE_TITLES);
+    for row in &rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
+}
+
 /// The header of the table `domicile audit query` prints.
 pub fn table_header() -> String {
     format!(
@@ -200,5 +270,29 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn the_table_columns_line_up_whatever_their_contents() {
+        let short = crate::doc_example_entry().unwrap();
+        let mut long = short.clone();
+        long.principal.id = "spiffe://domicile.example/row/bytedance-sg/a-very-long-name".into();
+        long.action = crate::Action::ApprovalGrant;
+        let text = table(&[short, long]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        // Every column after the first starts at the same offset on every line.
+        for title in ["TIME", "PRINCIPAL", "ACTION", "CLASS", "RULE", "PURPOSE"] {
+            let at = lines[0].find(title).unwrap();
+            for l in &lines[1..] {
+                assert_eq!(&l[at - 2..at], "  ", "{title} in {l:?}");
+                assert_ne!(&l[at..at + 1], " ", "{title} in {l:?}");
+            }
+        }
     }
 }

@@ -315,10 +315,37 @@ fn read_notes(path: &Path) -> Result<Vec<Note>, AuditError> {
 /// origin, grows, and has the root of the entries up to its size (so all checkpoints are
 /// consistent with each other); that no entry lies beyond the latest checkpoint; and, with a
 /// witness policy, that the latest checkpoint carries a quorum of valid cosignatures.
+///
+/// This checks the log against itself: a log cut back together with its checkpoints still
+/// verifies. Use [`verify_against`] with a checkpoint the auditor already holds to find that.
 pub fn verify(
     dir: &Path,
     log_key: &VerifierKey,
     witnesses: Option<&WitnessPolicy>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, AuditError> {
+    verify_against(dir, log_key, witnesses, &[], progress)
+}
+
+/// Which checkpoint a root check belongs to.
+#[derive(Clone, Copy)]
+enum Pinned {
+    /// The i-th stored checkpoint.
+    Stored(usize),
+    /// A checkpoint the verifier holds.
+    Held,
+}
+
+/// [`verify`], and also proves the log consistent with every checkpoint in `held`: notes the
+/// auditor obtained earlier (from a report, a witness, a previous verification). Each must be
+/// signed by `log_key` for its origin, and the log must hold at least its size with its root
+/// at that size: a log cut back below a held checkpoint is [`AuditError::RolledBack`], one
+/// whose history differs is [`AuditError::NotConsistentWithHeld`].
+pub fn verify_against(
+    dir: &Path,
+    log_key: &VerifierKey,
+    witnesses: Option<&WitnessPolicy>,
+    held: &[Note],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, AuditError> {
     let notes = stored_checkpoints(dir)?;
@@ -347,26 +374,62 @@ pub fn verify(
         }
         cps.push(cp);
     }
+    // Every root to check, in size order: the stored checkpoints and the held ones.
+    let mut checks: Vec<(Checkpoint, Pinned)> = cps
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), Pinned::Stored(i)))
+        .collect();
+    for note in held {
+        let bad = |size, reason: String| AuditError::NotConsistentWithHeld { size, reason };
+        note.verify(log_key)
+            .map_err(|e| bad(0, format!("it is not signed by the log's key: {e}")))?;
+        let cp = Checkpoint::parse(&note.text).map_err(|e| bad(0, e.to_string()))?;
+        if cp.origin != log_key.name() {
+            return Err(bad(
+                cp.size,
+                format!("its origin is {:?}, not {:?}", cp.origin, log_key.name()),
+            ));
+        }
+        if cp.size == 0 {
+            if cp.root != empty_root() {
+                return Err(bad(0, "it signs a non-empty root for size 0".into()));
+            }
+            continue;
+        }
+        checks.push((cp, Pinned::Held));
+    }
+    checks.sort_by_key(|(c, _)| c.size);
 
     let mut frontier = Frontier::default();
     let mut next = 0;
-    let mismatch = |index: usize, root: Hash| AuditError::BadStoredCheckpoint {
-        index,
-        size: cps[index].size,
-        reason: format!(
+    let mismatch = |index: usize, root: Hash| {
+        let (cp, pinned) = &checks[index];
+        let reason = format!(
             "the entries give root {}, the checkpoint signs {}",
             hex(&root),
-            hex(&cps[index].root)
-        ),
+            hex(&cp.root)
+        );
+        match pinned {
+            Pinned::Stored(i) => AuditError::BadStoredCheckpoint {
+                index: *i,
+                size: cp.size,
+                reason,
+            },
+            Pinned::Held => AuditError::NotConsistentWithHeld {
+                size: cp.size,
+                reason,
+            },
+        }
     };
     let count = for_each_entry_checked(dir, progress, |first, leaves| {
         match leaves {
             Leaves::One(hash) => frontier.push(hash),
             Leaves::Block(tree) => {
                 // Checkpoints inside the block: the frontier, then the block's prefix.
-                while next < cps.len() && cps[next].size < first + BLOCK as u64 {
-                    let root = frontier.root_with(tree.root_at(cps[next].size - first)?);
-                    if root != cps[next].root {
+                while next < checks.len() && checks[next].0.size < first + BLOCK as u64 {
+                    let root = frontier.root_with(tree.root_at(checks[next].0.size - first)?);
+                    if root != checks[next].0.root {
                         return Err(mismatch(next, root));
                     }
                     next += 1;
@@ -380,20 +443,26 @@ pub fn verify(
             } else {
                 BLOCK as u64
             };
-        while next < cps.len() && cps[next].size == end {
+        while next < checks.len() && checks[next].0.size == end {
             let root = frontier.root();
-            if root != cps[next].root {
+            if root != checks[next].0.root {
                 return Err(mismatch(next, root));
             }
             next += 1;
         }
         Ok(())
     })?;
-    if let Some(cp) = cps.get(next) {
-        return Err(AuditError::Truncated {
-            entries: count,
-            index: next,
-            size: cp.size,
+    if let Some((cp, pinned)) = checks.get(next) {
+        return Err(match pinned {
+            Pinned::Stored(index) => AuditError::Truncated {
+                entries: count,
+                index: *index,
+                size: cp.size,
+            },
+            Pinned::Held => AuditError::RolledBack {
+                entries: count,
+                signed: cp.size,
+            },
         });
     }
     let signed = cps.last().map_or(0, |c| c.size);
@@ -455,12 +524,18 @@ pub fn load_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
         Some(n) => Some(Checkpoint::parse(&n.text)?),
         None => None,
     };
-    let (tree, _) = files::load_tree_readonly(dir)?;
-    if let Some(cp) = &latest {
-        if tree.size() >= cp.size && tree.root_at(cp.size)? == cp.root {
+    // The cache may be thrown away or damaged: any doubt about it means a rebuild, never an
+    // error.
+    if let (Ok((tree, _)), Some(cp)) = (files::load_tree_readonly(dir), &latest) {
+        if tree.size() >= cp.size && tree.root_at(cp.size).is_ok_and(|r| r == cp.root) {
             return Ok(tree);
         }
     }
+    rebuild_tree(dir)
+}
+
+/// The tree of a log directory, from its entries alone.
+fn rebuild_tree(dir: &Path) -> Result<MerkleTree, AuditError> {
     let mut tree = MerkleTree::new();
     for_each_entry(dir, &mut |_, _| {}, |_, _, h| {
         tree.push(*h);
@@ -509,17 +584,17 @@ pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
         }
     }
     let cp = Checkpoint::parse(&note.text)?;
-    let tree = load_tree(dir)?;
-    let proof = tree.inclusion_proof(seq, cp.size)?;
     let entry = entry_bytes(dir, seq)?;
-    // Refuse to hand out a proof that does not check (a damaged tree cache, say).
-    crate::merkle::verify_inclusion(
-        &crate::merkle::leaf_hash(&entry),
-        seq,
-        cp.size,
-        &proof,
-        &cp.root,
-    )?;
+    let leaf = crate::merkle::leaf_hash(&entry);
+    let check =
+        |proof: &[Hash]| crate::merkle::verify_inclusion(&leaf, seq, cp.size, proof, &cp.root);
+    let mut proof = load_tree(dir)?.inclusion_proof(seq, cp.size)?;
+    if check(&proof).is_err() {
+        // A damaged interior node of the cache: rebuild from the entries and try once more.
+        proof = rebuild_tree(dir)?.inclusion_proof(seq, cp.size)?;
+    }
+    // Refuse to hand out a proof that does not check.
+    check(&proof)?;
     Ok(InclusionProof {
         entry,
         index: seq,

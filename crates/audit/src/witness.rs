@@ -127,6 +127,14 @@ pub fn verify_cosignature(note: &Note, key: &VerifierKey) -> Result<u64, AuditEr
     Ok(time)
 }
 
+/// The keys of `keys` with distinct public keys (two names for one key are one witness).
+fn distinct_keys(keys: &[VerifierKey]) -> Vec<&VerifierKey> {
+    let mut seen = std::collections::BTreeSet::new();
+    keys.iter()
+        .filter(|k| seen.insert(*k.public_bytes()))
+        .collect()
+}
+
 /// Which witnesses a verifier trusts and how many of them must have cosigned.
 #[derive(Debug, Clone, Default)]
 pub struct WitnessPolicy {
@@ -152,6 +160,15 @@ impl WitnessPolicy {
                 reason: format!("{k} is not a cosignature (type 0x04) key"),
             });
         }
+        let distinct = distinct_keys(&witnesses).len();
+        if distinct < witnesses.len() {
+            return Err(AuditError::BadPolicy {
+                reason: format!(
+                    "{} witness keys are given but only {distinct} are distinct; one witness counts once",
+                    witnesses.len()
+                ),
+            });
+        }
         Ok(WitnessPolicy { witnesses, quorum })
     }
 
@@ -159,7 +176,8 @@ impl WitnessPolicy {
     /// that is fewer than the quorum. A cosignature that is present but invalid is an error.
     pub fn check(&self, note: &Note) -> Result<usize, AuditError> {
         let mut good = 0;
-        for key in &self.witnesses {
+        // `witnesses` is a public field: count each signer once even if it was pushed twice.
+        for key in distinct_keys(&self.witnesses) {
             match verify_cosignature(note, key) {
                 Ok(_) => good += 1,
                 Err(AuditError::MissingSignature { .. }) => {}

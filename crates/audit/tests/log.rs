@@ -561,3 +561,195 @@ fn the_directory_is_locked_against_other_processes_while_open() {
         .try_lock()
         .expect("the lock is released when the log is closed");
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn remembering(state: &Path) -> LogConfig {
+    let mut c = config();
+    c.signed_state = Some(state.to_owned());
+    c
+}
+
+/// The attack: the last entries and the last checkpoint dropped together. The log still
+/// verifies against itself, but not against a checkpoint the auditor holds, and the writer
+/// (which remembers its last checkpoint beside its key) refuses to append to it or sign it.
+#[test]
+fn a_rollback_of_entries_and_checkpoints_is_refused_by_the_writer_and_the_auditor() {
+    let keys = tempfile::tempdir().unwrap();
+    let state = keys.path().join("log.state");
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), remembering(&state)).unwrap();
+    for i in 0..3 {
+        log.append(entry(i)).unwrap();
+    }
+    log.checkpoint().unwrap();
+    log.close().unwrap();
+    drop(log);
+    copy_tree(dir.path(), &snapshot.path().join("log"));
+    let log = AuditLog::open(dir.path(), remembering(&state)).unwrap();
+    for i in 3..5 {
+        log.append(entry(i)).unwrap();
+    }
+    let held = log.checkpoint().unwrap().unwrap();
+    log.close().unwrap();
+    drop(log);
+    // Roll back: the directory as it was at size 3, checkpoints included.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    copy_tree(&snapshot.path().join("log"), dir.path());
+    assert_eq!(
+        check(dir.path()).unwrap().entries,
+        3,
+        "it verifies against itself"
+    );
+    let err = domicile_audit::verify_against(
+        dir.path(),
+        &key().verifier(),
+        None,
+        std::slice::from_ref(&held),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::RolledBack {
+                entries: 3,
+                signed: 5
+            }
+        ),
+        "{err}"
+    );
+    let err = AuditLog::open(dir.path(), remembering(&state)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::RolledBack {
+                entries: 3,
+                signed: 5
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains('3') && err.to_string().contains('5'));
+    // A writer without that memory signs a fork: other entries at 3 and 4.
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 100..102 {
+        log.append(entry(i)).unwrap();
+    }
+    log.checkpoint().unwrap();
+    log.close().unwrap();
+    drop(log);
+    // The remembering writer refuses it, and so does the auditor holding the old checkpoint.
+    let err = AuditLog::open(dir.path(), remembering(&state)).unwrap_err();
+    assert!(matches!(err, AuditError::Inconsistent { .. }), "{err}");
+    let err = domicile_audit::verify_against(
+        dir.path(),
+        &key().verifier(),
+        None,
+        std::slice::from_ref(&held),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, AuditError::NotConsistentWithHeld { size: 5, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_held_checkpoint_the_log_extends_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..3 {
+        log.append(entry(i)).unwrap();
+    }
+    let held = log.checkpoint().unwrap().unwrap();
+    for i in 3..2000 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let report = domicile_audit::verify_against(
+        dir.path(),
+        &key().verifier(),
+        None,
+        &[held],
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(report.entries, 2000);
+}
+
+#[test]
+fn one_witness_given_twice_counts_once() {
+    let w = witness_key("witness.example/a", 9).verifier();
+    let err = WitnessPolicy::new(vec![w.clone(), w.clone()], 2).unwrap_err();
+    assert!(matches!(err, AuditError::BadPolicy { .. }), "{err}");
+    // Pushed twice past the constructor, it still counts once.
+    let mut policy = WitnessPolicy::new(vec![w.clone()], 1).unwrap();
+    policy.witnesses.push(w);
+    policy.quorum = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    log.append(entry(0)).unwrap();
+    let note = log.checkpoint().unwrap().unwrap();
+    let witness =
+        Witness::new(witness_key("witness.example/a", 9), key().verifier(), None).unwrap();
+    let mut cosigned = note.clone();
+    cosigned
+        .signatures
+        .push(witness.cosign(&note, &[], 1_700_000_000).unwrap());
+    let err = policy.check(&cosigned).unwrap_err();
+    assert!(
+        matches!(err, AuditError::QuorumNotMet { got: 1, want: 2 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secret_key_given_as_a_verifier_key_is_not_echoed() {
+    let audit_key = domicile_audit::AuditKey::generate().unwrap().to_hex();
+    let err = VerifierKey::parse(&audit_key).unwrap_err().to_string();
+    assert!(!err.contains(&audit_key), "{err}");
+    let private = key().to_private_text();
+    let err = VerifierKey::parse(&private).unwrap_err().to_string();
+    let secret = private.rsplit('+').next().unwrap();
+    assert!(!err.contains(secret), "{err}");
+    assert!(err.contains("private"), "{err}");
+}
+
+/// The tree cache may be thrown away: damaged, it is rebuilt for a proof, never fatal.
+#[test]
+fn a_damaged_tree_cache_does_not_stop_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..40 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    for f in std::fs::read_dir(dir.path().join("tree")).unwrap() {
+        let path = f.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() > 40 {
+            bytes[33] ^= 0xff; // an interior hash, not the first
+            bytes.truncate(bytes.len() - 5); // and a ragged end
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    for seq in [0, 17, 39] {
+        let proof = prove(dir.path(), seq).unwrap();
+        proof.check(&key().verifier(), None).unwrap();
+    }
+}

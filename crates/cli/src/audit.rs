@@ -12,9 +12,9 @@ use clap::{Subcommand, ValueEnum};
 use domicile_audit::merkle::hex;
 use domicile_audit::query;
 use domicile_audit::{
-    for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify, AuditError,
-    AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note, Pseudonym,
-    SigningKey, VerifierKey, Witness, WitnessPolicy,
+    for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify_against,
+    AuditError, AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note,
+    Pseudonym, SigningKey, VerifierKey, Witness, WitnessPolicy,
 };
 use domicile_residency::{JustificationCode, RuleId, SubjectId};
 
@@ -68,6 +68,14 @@ enum AuditCommand {
         vkey: PathBuf,
         #[command(flatten)]
         witnesses: WitnessArgs,
+        /// A signed checkpoint note you already hold (from an earlier verification, a report,
+        /// a witness); the log must be consistent with it (repeatable). A log cut back below
+        /// it, or with another history, fails.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+        /// Accept a log with no entries (a missing or empty log is an error otherwise).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Print the latest signed checkpoint note (with any cosignatures).
     Checkpoint {
@@ -235,7 +243,9 @@ fn run_command(command: AuditCommand) -> Result<(), Failure> {
             log,
             vkey,
             witnesses,
-        } => verify_cmd(&log, &vkey, &witnesses),
+            checkpoints,
+            allow_empty,
+        } => verify_cmd(&log, &vkey, &witnesses, &checkpoints, allow_empty),
         AuditCommand::Checkpoint { log } => checkpoint(&log),
         AuditCommand::Query(q) => query(&q),
         AuditCommand::Prove { log, seq, out } => {
@@ -302,8 +312,13 @@ fn print_out(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure(format!("writing to stdout: {e}"), 1))
 }
 
+/// The largest input file any `domicile audit` command reads (keys, notes, proofs).
+const MAX_INPUT_BYTES: u64 = 16 << 20;
+
 fn read_text(path: &Path) -> Result<String, Failure> {
-    fs::read_to_string(path).map_err(|e| usage(format!("reading {}: {e}", path.display())))
+    let bytes =
+        domicile_durable::read_bounded(path, MAX_INPUT_BYTES).map_err(|e| usage(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| usage(format!("{} is not UTF-8 text", path.display())))
 }
 
 fn read_vkey(path: &Path) -> Result<VerifierKey, Failure> {
@@ -367,13 +382,16 @@ fn keygen(origin: &str, out: &Path, witness: bool) -> Result<(), Failure> {
     print_out(&format!("{}\n", key.verifier()))
 }
 
-fn append(log: &Path, key: &Path, audit_key: Option<&Path>) -> Result<(), Failure> {
-    let key = SigningKey::parse(&read_text(key)?)?;
+fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), Failure> {
+    let key = SigningKey::parse(&read_text(key_path)?)?;
     let audit_key = audit_key
         .map(|p| read_text(p).and_then(|t| Ok(AuditKey::parse(&t)?)))
         .transpose()?;
     let mut config = LogConfig::new(key);
     config.checkpoint_interval = None;
+    // The signer remembers its latest checkpoint beside its key (`log.state` next to
+    // `log.key`), so a log cut back since is refused instead of signed again as a fork.
+    config.signed_state = Some(key_path.with_extension("state"));
     let log = AuditLog::open(log, config)?;
     if let Some((path, offset, bytes)) = &log.open_report().torn_tail {
         eprintln!(
@@ -419,26 +437,56 @@ fn append(log: &Path, key: &Path, audit_key: Option<&Path>) -> Result<(), Failur
     Ok(())
 }
 
-fn verify_cmd(log: &Path, vkey: &Path, witnesses: &WitnessArgs) -> Result<(), Failure> {
+fn verify_cmd(
+    log: &Path,
+    vkey: &Path,
+    witnesses: &WitnessArgs,
+    checkpoints: &[PathBuf],
+    allow_empty: bool,
+) -> Result<(), Failure> {
     let key = read_vkey(vkey)?;
     let policy = policy(witnesses)?;
+    let held = checkpoints
+        .iter()
+        .map(|p| {
+            Note::parse(read_text(p)?.as_bytes())
+                .map_err(|e| usage(format!("{}: {e}", p.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !log.is_dir() && !allow_empty {
+        return Err(Failure(
+            format!(
+                "FAILED: there is no log at {} (pass --allow-empty to accept a missing log)",
+                log.display()
+            ),
+            1,
+        ));
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let result = verify(log, &key, policy.as_ref(), &mut |done, total| {
+    let result = verify_against(log, &key, policy.as_ref(), &held, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
     match result {
+        Ok(r) if r.entries == 0 && !allow_empty => Err(Failure(
+            format!(
+                "FAILED: the log at {} holds no entries (pass --allow-empty to accept an empty log)",
+                log.display()
+            ),
+            1,
+        )),
         Ok(r) => print_out(&format!(
-            "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures\n",
+            "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures, consistent with {} held checkpoint(s)\n",
             r.entries,
             r.checkpoints,
             hex(&r.root),
-            r.witnesses
+            r.witnesses,
+            held.len()
         )),
         Err(e) => Err(Failure(format!("FAILED: {e}"), 1)),
     }
@@ -544,11 +592,13 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
         source: e,
     };
     match q.format {
-        Format::Table => writeln!(out, "{}", query::table_header()).map_err(io)?,
+        // The table is written once every row is known, so its columns line up.
+        Format::Table => {}
         Format::Csv => writeln!(out, "{}", query::CSV_HEADER).map_err(io)?,
         Format::Jsonl => {}
     }
     let mut matched = 0u64;
+    let mut rows = Vec::new();
     for_each_entry(&q.log, &mut |_, _| {}, |seq, bytes, _| {
         let e = Entry::from_canonical(bytes).map_err(|err| AuditError::BadStoredEntry {
             seq,
@@ -564,11 +614,17 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
                 value: seq.to_string(),
                 reason: err.to_string(),
             })?,
-            Format::Table => query::table_row(&e),
+            Format::Table => {
+                rows.push(e);
+                return Ok(());
+            }
             Format::Csv => query::csv_row(&e),
         };
         writeln!(out, "{line}").map_err(io)
     })?;
+    if matches!(q.format, Format::Table) {
+        out.write_all(query::table(&rows).as_bytes()).map_err(io)?;
+    }
     out.flush().map_err(io)?;
     eprintln!("{matched} matching entries");
     Ok(())

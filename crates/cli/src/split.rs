@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use domicile_split::{
-    run, split_dir, Deployment, Plan, Progress, RunOptions, SignedReport, SplitError,
+    check_report, parse_migration_vkey, pinned_migration_key, run, split_dir, Deployment, Plan,
+    Progress, RunOptions, SplitError, MIGRATION_VKEY,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -64,21 +65,29 @@ enum SplitCommand {
         #[arg(long)]
         quiet: bool,
     },
-    /// Check a split deployment: every record may rest where it is, the counts match the signed
-    /// report, and every region's audit log verifies with its public key.
+    /// Check a split deployment: every record may rest where it is, the signed report verifies
+    /// against the pinned migration key, its counts match, and every region's audit log is
+    /// consistent with the report's signed checkpoints.
     Verify {
         #[command(flatten)]
         dirs: Dirs,
+        /// A file holding the migration public key to trust (default: the key pinned in
+        /// <data>/migration.vkey when the deployment was created).
+        #[arg(long)]
+        migration_vkey: Option<PathBuf>,
     },
-    /// Print the split's signed report and check its signature.
+    /// Print the split's signed report, check its signature against the pinned migration key,
+    /// and prove every region's log consistent with its checkpoints.
     Report {
         /// The deployment's data root.
         #[arg(long)]
         data: PathBuf,
-        /// The migration public key (base64) to check the signature against; without it, the key
-        /// in the report is shown for you to compare.
-        #[arg(long)]
+        /// The migration public key (base64) to trust instead of the pinned one.
+        #[arg(long, conflicts_with = "migration_vkey")]
         public_key: Option<String>,
+        /// A file holding the migration public key to trust instead of the pinned one.
+        #[arg(long)]
+        migration_vkey: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -180,13 +189,21 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        SplitCommand::Verify { dirs } => verify_deployment(&dirs.data, &dirs.keys),
+        SplitCommand::Verify {
+            dirs,
+            migration_vkey,
+        } => {
+            let pinned = trusted_key(&dirs.data, None, migration_vkey.as_deref())?;
+            verify_deployment(&dirs.data, &dirs.keys, &pinned)
+        }
         SplitCommand::Report {
             data,
             public_key,
+            migration_vkey,
             json,
         } => {
-            let signed = read_report(&data)?;
+            let pinned = trusted_key(&data, public_key.as_deref(), migration_vkey.as_deref())?;
+            let (signed, logs) = check_report(&data, &pinned)?;
             if json {
                 println!(
                     "{}",
@@ -195,77 +212,83 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             } else {
                 println!("{}", signed.report);
             }
-            match public_key {
-                Some(key) => {
-                    signed.verify(&key)?;
-                    eprintln!("signature: valid, by {key}");
-                }
-                None => {
-                    signed.verify(&signed.public_key.clone())?;
-                    eprintln!(
-                        "signature: valid, by the key in the report ({}); pass --public-key to check it is the one you trust",
-                        signed.public_key
-                    );
-                }
+            eprintln!("signature: valid, by the trusted migration key {pinned}");
+            for log in logs {
+                eprintln!(
+                    "{:<8} log consistent with the report's {} checkpoint(s): {} entries now",
+                    log.region, log.checkpoints, log.entries
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn read_report(data: &Path) -> Result<SignedReport, SplitError> {
-    let path = split_dir(data).join("report.json");
-    let bytes = std::fs::read(&path).map_err(|e| SplitError::Io {
-        action: "read",
-        path: path.clone(),
-        source: e,
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| SplitError::BadReport(format!("{}: {e}", path.display())))
+/// The migration public key the checker trusts: given on the command line, else pinned in the
+/// deployment when it was created. Never the key written inside the report.
+fn trusted_key(
+    data: &Path,
+    given: Option<&str>,
+    file: Option<&Path>,
+) -> Result<String, SplitError> {
+    if let Some(text) = given {
+        return parse_migration_vkey(text, Path::new("--public-key"));
+    }
+    if let Some(path) = file {
+        let bytes = domicile_durable::read_bounded(path, 4096)?;
+        let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
+            path: path.to_owned(),
+            detail: "it is not text".into(),
+        })?;
+        return parse_migration_vkey(&text, path);
+    }
+    pinned_migration_key(data)?.ok_or_else(|| SplitError::Key {
+        path: data.join(MIGRATION_VKEY),
+        detail: "the deployment pins no migration key; pass --migration-vkey FILE with the key you trust".into(),
+    })
 }
 
-fn verify_deployment(data: &Path, keys: &Path) -> Result<ExitCode, SplitError> {
+fn verify_deployment(data: &Path, keys: &Path, pinned: &str) -> Result<ExitCode, SplitError> {
     let deployment = Deployment::open(data, keys, &crate::policies::resolver())?;
     let domicile_split::Placement {
         counts,
         mut problems,
     } = domicile_split::check_placement(&deployment)?;
     deployment.close()?;
-    if let Ok(signed) = read_report(data) {
-        signed.verify(&signed.public_key.clone())?;
-        if signed.report.verification.per_region != counts {
-            problems.push(format!(
-                "the records per region differ from the signed report: now {counts:?}, reported {:?}",
-                signed.report.verification.per_region
-            ));
-        }
-    }
-    // Every region's log: the deployment's, and those of regions a split left behind (their
-    // logs stay, and keep the record of the split's source side).
-    let mut logs: Vec<(String, PathBuf, domicile_audit::VerifierKey)> = deployment
-        .regions()
-        .map(|n| (n.region.to_string(), n.log_dir.clone(), n.verifier.clone()))
-        .collect();
-    if let Ok(signed) = read_report(data) {
-        for region in signed.report.checkpoints_after.keys() {
-            if logs.iter().any(|(r, _, _)| r == region) {
-                continue;
+    // The report, against the pinned key, and every log it names against its checkpoints.
+    let mut checked: Vec<String> = Vec::new();
+    match check_report(data, pinned) {
+        Ok((signed, logs)) => {
+            if signed.report.verification.per_region != counts {
+                problems.push(format!(
+                    "the records per region differ from the signed report: now {counts:?}, reported {:?}",
+                    signed.report.verification.per_region
+                ));
             }
-            let vkey_path = data.join(region).join("log.vkey");
-            match std::fs::read_to_string(&vkey_path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    domicile_audit::VerifierKey::parse(t.trim()).map_err(|e| e.to_string())
-                }) {
-                Ok(vkey) => logs.push((region.clone(), data.join(region).join("audit"), vkey)),
-                Err(e) => problems.push(format!("{region}: {}: {e}", vkey_path.display())),
+            for log in logs {
+                println!(
+                    "{:<8} log verifies, consistent with the report's {} checkpoint(s): {} entries",
+                    log.region, log.checkpoints, log.entries
+                );
+                checked.push(log.region);
             }
         }
+        Err(e) => problems.push(e.to_string()),
     }
-    for (region, dir, vkey) in logs {
-        match domicile_audit::verify(&dir, &vkey, None, &mut |_, _| {}) {
-            Ok(report) => println!("{region:<8} log verifies: {} entries", report.entries),
-            Err(e) => problems.push(format!("{region}: the audit log does not verify: {e}")),
+    // The deployment's own regions the report does not name.
+    for node in deployment.regions() {
+        if checked.iter().any(|r| r == node.region.as_str()) {
+            continue;
+        }
+        match domicile_audit::verify(&node.log_dir, &node.verifier, None, &mut |_, _| {}) {
+            Ok(report) => println!(
+                "{:<8} log verifies: {} entries",
+                node.region, report.entries
+            ),
+            Err(e) => problems.push(format!(
+                "{}: the audit log does not verify: {e}",
+                node.region
+            )),
         }
     }
     for (region, classes) in &counts {
@@ -273,7 +296,7 @@ fn verify_deployment(data: &Path, keys: &Path) -> Result<ExitCode, SplitError> {
         println!("{:<8} records: {}", region.as_str(), list.join(", "));
     }
     if problems.is_empty() {
-        println!("ok: every record may rest where it is, and every log verifies");
+        println!("ok: every record may rest where it is, the report is signed by the trusted migration key, and every log is consistent with it");
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &problems {

@@ -238,8 +238,13 @@ fn operator_and_auditor_workflow() {
     );
     assert_eq!(window.lines().count(), 5, "{window}"); // seq 5..=9
     let table = ok(&["audit", "query", "--log", p(&log)], None);
-    assert!(table.starts_with("   SEQ"), "{table}");
+    assert!(table.starts_with("SEQ  TIME"), "{table}");
     assert_eq!(table.lines().count(), 31);
+    // The columns line up: every row has PURPOSE at the header's offset.
+    let at = table.lines().next().unwrap().find("PURPOSE").unwrap();
+    for line in table.lines().skip(1) {
+        assert!(line[at..].starts_with("user_requested_support"), "{line}");
+    }
 
     // Prove and check a proof offline.
     let proof = tmp.path().join("entry-7.tlog-proof");
@@ -399,7 +404,10 @@ fn bad_arguments_are_reported_plainly() {
         None,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-key"));
+    // The key text is not echoed (a file given as a key may hold a secret), the reason is.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected name+id+key"), "{err}");
+    assert!(!err.contains("not-a-key"), "{err}");
     let out = domicile(
         &[
             "audit",
@@ -548,4 +556,187 @@ fn pseudonyms_computed_by_the_cli_match_the_ones_the_gate_logged() {
         all.extend_from_slice(args);
         assert!(!domicile(&all, None).status.success(), "{args:?}");
     }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The attacks on the log's edges through the binary: a missing or empty log, the secret audit
+/// key given as the verifier key, a rollback of entries and checkpoints together (found with a
+/// held checkpoint, refused by `append`), and one witness key given twice.
+#[test]
+fn the_auditor_pins_checkpoints_and_the_writer_refuses_rollbacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let log = tmp.path().join("log");
+    ok(
+        &[
+            "audit",
+            "keygen",
+            "--origin",
+            "audit.example/us",
+            "--out",
+            p(&keys),
+        ],
+        None,
+    );
+    let (key, vkey, audit_key) = (
+        keys.join("log.key"),
+        keys.join("log.vkey"),
+        keys.join("audit.key"),
+    );
+    // A missing log is an error unless --allow-empty.
+    let out = domicile(
+        &["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)],
+        None,
+    );
+    assert!(!out.status.success());
+    ok(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(&log),
+            "--vkey",
+            p(&vkey),
+            "--allow-empty",
+        ],
+        None,
+    );
+    // The secret audit key where the verifier key belongs: an error that does not echo it.
+    let secret = std::fs::read_to_string(&audit_key).unwrap();
+    let out = domicile(
+        &["audit", "verify", "--log", p(&log), "--vkey", p(&audit_key)],
+        None,
+    );
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(secret.trim()),
+        "the secret key was printed: {all}"
+    );
+    // Three entries, then a snapshot, then two more.
+    let lines = |range: std::ops::Range<u32>| {
+        range
+            .map(|i| {
+                entry_line(
+                    i,
+                    "user-17",
+                    "spiffe://domicile.example/us/ttusds/alice",
+                    true,
+                ) + "\n"
+            })
+            .collect::<String>()
+    };
+    let append = |text: &str| {
+        domicile(
+            &[
+                "audit",
+                "append",
+                "--log",
+                p(&log),
+                "--key",
+                p(&key),
+                "--audit-key",
+                p(&audit_key),
+            ],
+            Some(text),
+        )
+    };
+    assert!(append(&lines(0..3)).status.success());
+    let snapshot = tmp.path().join("snapshot");
+    copy_tree(&log, &snapshot);
+    let out = append(&lines(3..5));
+    assert!(out.status.success());
+    let held = tmp.path().join("held.note");
+    std::fs::write(&held, &out.stdout).unwrap();
+    ok(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(&log),
+            "--vkey",
+            p(&vkey),
+            "--checkpoint",
+            p(&held),
+        ],
+        None,
+    );
+    // Roll back: entries and checkpoints as they were at size 3.
+    std::fs::remove_dir_all(&log).unwrap();
+    copy_tree(&snapshot, &log);
+    ok(
+        &["audit", "verify", "--log", p(&log), "--vkey", p(&vkey)],
+        None,
+    );
+    let out = domicile(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(&log),
+            "--vkey",
+            p(&vkey),
+            "--checkpoint",
+            p(&held),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    // The writer refuses to append to it (and so to sign a fork), naming both sizes.
+    let out = append(&lines(100..102));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds 3 entries") && err.contains("size 5"),
+        "{err}"
+    );
+    // One witness given twice does not make a quorum of two.
+    ok(
+        &[
+            "audit",
+            "keygen",
+            "--witness",
+            "--origin",
+            "witness.example/a",
+            "--out",
+            p(&tmp.path().join("w")),
+        ],
+        None,
+    );
+    let w = tmp.path().join("w/witness.vkey");
+    let out = domicile(
+        &[
+            "audit",
+            "verify",
+            "--log",
+            p(&snapshot),
+            "--vkey",
+            p(&vkey),
+            "--witness-vkey",
+            p(&w),
+            "--witness-vkey",
+            p(&w),
+            "--quorum",
+            "2",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("distinct"));
 }

@@ -109,7 +109,7 @@ fn plan_run_verify_report() {
     let verify = domicile(&["split", "verify", "--data", d, "--keys", k]);
     assert!(verify.status.success(), "{}", text(&verify));
     assert!(
-        text(&verify).contains("every log verifies"),
+        text(&verify).contains("every log is consistent with it"),
         "{}",
         text(&verify)
     );
@@ -128,6 +128,32 @@ fn plan_run_verify_report() {
         "{}",
         text(&bad)
     );
+
+    // The attacks on `split verify`: each must fail with a non-zero exit code.
+    let report_path = data.join("split/report.json");
+    let original = std::fs::read(&report_path).unwrap();
+    let fails = |what: &str| {
+        let out = domicile(&["split", "verify", "--data", d, "--keys", k]);
+        assert!(!out.status.success(), "{what}: {}", text(&out));
+        assert!(!text(&out).contains("ok:"), "{what}: {}", text(&out));
+    };
+    // Re-signed with another key, which the report names itself.
+    let other =
+        domicile_split::MigrationKey::load_or_create(&dir.path().join("other.key")).unwrap();
+    let mut forged: domicile_split::SignedReport = serde_json::from_slice(&original).unwrap();
+    forged.report.shredded_records.clear();
+    let forged = other.sign(forged.report);
+    std::fs::write(&report_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    fails("a report re-signed with another key");
+    std::fs::write(&report_path, b"garbage").unwrap();
+    fails("a garbage report");
+    std::fs::remove_file(&report_path).unwrap();
+    fails("a missing report");
+    std::fs::write(&report_path, &original).unwrap();
+    let again = domicile(&["split", "verify", "--data", d, "--keys", k]);
+    assert!(again.status.success(), "{}", text(&again));
+    std::fs::remove_dir_all(data.join("global/audit")).unwrap();
+    fails("a deleted log");
 }
 
 #[test]

@@ -565,7 +565,8 @@ impl Interactions {
                 return Err(malformed(
                     lineno,
                     format!(
-                        "{line:?} has {} fields, the header has {}",
+                        // The line's content is not quoted: it holds user ids.
+                        "the line has {} fields, the header has {}",
                         fields.len(),
                         columns.len()
                     ),
@@ -575,7 +576,7 @@ impl Interactions {
             if user.is_empty() || item.is_empty() {
                 return Err(malformed(
                     lineno,
-                    format!("{line:?} has an empty user or item id"),
+                    "the line has an empty user or item id".to_owned(),
                 ));
             }
             let weight = match weight_col {
@@ -678,6 +679,21 @@ impl Interactions {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_malformed_csv_line_is_named_by_file_and_number_not_quoted() {
+        let csv = "user,item\nalice@example.com,v1\nbob@example.com,v2,extra\n";
+        let err = Interactions::parse_csv(csv.as_bytes(), "events.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("events.csv") && err.contains('3'), "{err}");
+        assert!(!err.contains("bob@example.com"), "{err}");
+        let err = Interactions::parse_csv("user,item\ncarol@example.com,\n".as_bytes(), "x.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("carol@example.com"), "{err}");
+    }
+
     use super::*;
 
     /// A pair with everything the CSV carries, by id.

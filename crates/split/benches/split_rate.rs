@@ -153,7 +153,9 @@ fn main() {
     let target = Deployment::open_with(&cd, &ck, Arc::new(UsSplitPolicy::new()), "bench.example")
         .expect("target");
     let plan = Plan::compute(&source, target.policy().as_ref()).expect("plan");
-    let mut journal = Journal::open(cd.join("split/journal.jsonl")).expect("journal");
+    let key = domicile_split::MigrationKey::load_or_create(&ck.join("migration.key")).expect("key");
+    let mut journal =
+        Journal::open(cd.join("split/journal.jsonl"), &key, "bench.example").expect("journal");
     copy(
         &plan,
         &source,

@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! <data>/deployment.json            which policy, which trust domain
+//! <data>/migration.vkey             the pinned migration public key (base64), written at create
 //! <data>/<region>/store/            sealed records
 //! <data>/<region>/audit/            the audit log
 //! <data>/<region>/log.vkey          the log's verifier key (public: hand it to auditors)
 //! <data>/<region>/approvals.json    approval requests and grants
 //! <keys>/<region>/…                 the file custodian's keys
 //! <keys>/<region>/audit/log.key     the log's checkpoint signing key (0600)
+//! <keys>/<region>/audit/log.state   the latest checkpoint the log signed (refuses rollbacks)
 //! <keys>/<region>/audit/pseudonym.key  the region's audit key for subject pseudonyms (0600)
 //! ```
 
@@ -156,6 +158,13 @@ impl Deployment {
                 write_private(&path, &json)?;
             }
         }
+        // Pin the migration key now, so that a split report is later checked against a key
+        // fixed before any split ran, not against the key written inside the report.
+        if crate::report::pinned_migration_key(data_root)?.is_none() {
+            let key =
+                crate::MigrationKey::load_or_create(&keys_root.as_ref().join("migration.key"))?;
+            crate::report::pin_migration_key(data_root, &key)?;
+        }
         Self::open_with(data_root, keys_root, policy, trust_domain)
     }
 
@@ -227,7 +236,11 @@ impl Deployment {
                 write_private(&vkey_path, format!("{}\n", verifier).as_bytes())?;
             }
             let log_dir = region_data.join("audit");
-            let log = AuditLog::open(&log_dir, LogConfig::new(signing))?;
+            let mut config = LogConfig::new(signing);
+            // The signer remembers its latest checkpoint beside its key, apart from the data,
+            // so a log cut back in the data directory is refused rather than re-signed.
+            config.signed_state = Some(region_keys.join("log.state"));
+            let log = AuditLog::open(&log_dir, config)?;
             let gate = Gate::new(
                 Arc::new(store),
                 Arc::new(log),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use domicile_access::{AccessError, GateError};
 use domicile_audit::AuditError;
-use domicile_residency::{ResidencyError, SubjectId};
+use domicile_residency::{Region, ResidencyError, SubjectId};
 use domicile_store::StoreError;
 
 /// What stopped a split. Each variant names what was wrong; none leaves data half-moved without
@@ -66,6 +66,34 @@ pub enum SplitError {
         path: PathBuf,
         /// What differs.
         detail: String,
+    },
+    /// A journal line's MAC does not verify under the migration key: it was copied from
+    /// another journal, edited, reordered, or written with another key. Nothing is trusted.
+    #[error("the split journal {path} fails authentication at line {line}: it was edited, copied from another split, or written under another migration key; nothing was done")]
+    JournalForged {
+        /// The journal.
+        path: PathBuf,
+        /// The first line (from 1) that fails.
+        line: usize,
+    },
+    /// Subjects in a source region that no authenticated verification covers: shredding them
+    /// would destroy data not read back from its targets, so nothing is shredded.
+    #[error("{count} subject(s) in {region} were not verified in every target region the plan names; nothing was shredded (rerun the split to copy and verify them)")]
+    Unverified {
+        /// The source region.
+        region: Region,
+        /// How many.
+        count: usize,
+    },
+    /// The deployment was already split to another policy; this run would do nothing.
+    #[error("the deployment was already split to {policy} (journal {journal}); a further split to {target} is not supported by this journal: move {journal} and report.json aside to start a new split")]
+    AlreadySplit {
+        /// The policy the deployment is under now.
+        policy: String,
+        /// The policy asked for.
+        target: String,
+        /// The finished journal.
+        journal: PathBuf,
     },
     /// Verification found records missing, changed, or where they must not be.
     #[error("verification failed with {} problem(s); first: {}", problems.len(), problems.first().map(String::as_str).unwrap_or(""))]

@@ -65,9 +65,9 @@ pub struct CopyReport {
     pub batches: u64,
     /// Batches found already done in the journal (a resumed split).
     pub resumed_batches: u64,
-    /// Source records read in this run.
+    /// Source records read (in a report: over every run of the split, from the journal).
     pub records_read: u64,
-    /// Records written per target region in this run.
+    /// Records written per target region (in a report: over every run of the split).
     pub written: BTreeMap<Region, u64>,
 }
 
@@ -268,12 +268,16 @@ pub fn copy(
                 .map(|h| h.join().expect("a region writer thread panicked"))
                 .collect()
         });
+        let mut batch_written = BTreeMap::new();
         for (region, written) in results {
-            *report.written.entry(region).or_insert(0) += written? as u64;
+            let written = written? as u64;
+            *report.written.entry(region.clone()).or_insert(0) += written;
+            batch_written.insert(region, written);
         }
         journal.append(JournalLine::Batch {
             index,
             records: batch_records,
+            written: batch_written,
         })?;
         report.records_read += batch_records;
         records_done += batch_records;

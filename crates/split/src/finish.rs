@@ -13,6 +13,12 @@ const SHRED_BATCH: usize = 1_000;
 /// so no copy of the source taken before can be opened, and their records deleted. Resumable:
 /// subjects already in the journal are skipped, and a subject whose shred was interrupted is
 /// finished.
+///
+/// Only subjects that the journal's authenticated verification line lists (read back from
+/// every target region the plan names) are shredded, and every remaining subject of every
+/// source region is checked against that list before the first key is destroyed: a journal
+/// without a verification of its own plan, or a subject it does not cover, is
+/// [`SplitError::Unverified`] with nothing shredded (DESIGN.md invariant 8).
 pub fn shred_source(
     source: &Deployment,
     target: &Deployment,
@@ -20,6 +26,16 @@ pub fn shred_source(
 ) -> Result<Vec<ShredSummary>, SplitError> {
     let purpose = migration_purpose();
     let mut done: Vec<ShredSummary> = journal.shredded().into_iter().cloned().collect();
+    let verified: std::collections::BTreeMap<_, std::collections::BTreeSet<&str>> = journal
+        .verified()
+        .map(|(_, _, subjects)| {
+            subjects
+                .iter()
+                .map(|(r, ps)| (r.clone(), ps.iter().map(String::as_str).collect()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut work = Vec::new();
     for node in source.regions() {
         if target.region(&node.region).is_some() {
             continue;
@@ -27,6 +43,20 @@ pub fn shred_source(
         let who = source.migration_principal(&node.region);
         // The store lists the subjects still registered here; shredded ones are gone from it.
         let ids = node.gate.subject_ids(&who, &purpose)?;
+        let covered = verified.get(&node.region);
+        let unverified = ids
+            .iter()
+            .filter(|id| !covered.is_some_and(|c| c.contains(node.gate.pseudonym(id).as_str())))
+            .count();
+        if unverified > 0 {
+            return Err(SplitError::Unverified {
+                region: node.region.clone(),
+                count: unverified,
+            });
+        }
+        work.push((node, who, ids));
+    }
+    for (node, who, ids) in work {
         for chunk in ids.chunks(SHRED_BATCH) {
             for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
                 let summary = ShredSummary {

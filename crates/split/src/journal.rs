@@ -1,12 +1,23 @@
 //! The split journal: an append-only JSON-lines file, fsynced after every line, that makes a
 //! split resumable after a crash or Ctrl-C and idempotent when rerun.
+//!
+//! Every line is authenticated: it carries an HMAC-SHA256, under a key derived from the
+//! migration key, over the deployment's trust domain, the MAC of the line
+//! before it, and the line itself. The start line names the plan's fingerprint, so the chain
+//! binds every later line to that plan in that deployment. A line copied from another journal,
+//! edited, dropped from the middle or reordered fails its MAC, and opening the journal is then
+//! a typed error ([`SplitError::JournalForged`]): a journal a user can edit is input, and only
+//! lines the migration key vouches for are evidence (DESIGN.md invariant 11).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use domicile_residency::Region;
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{ShredSummary, VerificationSummary};
+use crate::report::{MigrationKey, ShredSummary, VerificationSummary};
 use crate::{PlanSummary, SplitError};
 
 /// One line of the journal.
@@ -25,7 +36,7 @@ pub enum JournalLine {
         /// When, in milliseconds since the Unix epoch.
         started_ms: u64,
         /// Region → checkpoint note text, before.
-        checkpoints_before: std::collections::BTreeMap<String, String>,
+        checkpoints_before: BTreeMap<String, String>,
     },
     /// A batch was copied to every target region, durably.
     Batch {
@@ -33,13 +44,22 @@ pub enum JournalLine {
         index: u64,
         /// Records read from the source.
         records: u64,
+        /// Records written per target region.
+        #[serde(default)]
+        written: BTreeMap<Region, u64>,
     },
     /// Every record verified in its target regions.
     Verified {
+        /// The plan's fingerprint (as in the start line) that was verified.
+        plan_fingerprint: String,
         /// The plan's summary, kept so that finishing can resume after the source is shredded.
         plan: Box<PlanSummary>,
         /// What verification found.
         verification: VerificationSummary,
+        /// Source region → the pseudonyms (in that region's log) of every subject whose
+        /// records were read back from every target region the plan names. Only these may be
+        /// shredded.
+        subjects: VerifiedSubjects,
     },
     /// A subject was crypto-shredded in a source region.
     Shredded(ShredSummary),
@@ -50,28 +70,105 @@ pub enum JournalLine {
     },
 }
 
+/// Source region → the sorted pseudonyms of the subjects a verification read back from every
+/// target region.
+pub type VerifiedSubjects = BTreeMap<Region, Vec<String>>;
+
+/// A journal line as it is stored: the line and its MAC.
+#[derive(Serialize, Deserialize)]
+struct StoredLine {
+    line: JournalLine,
+    /// HMAC-SHA256, hex.
+    mac: String,
+}
+
 /// The journal of one split.
-#[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: File,
     lines: Vec<JournalLine>,
+    key: hmac::Key,
+    binding: Vec<u8>,
+    /// The MAC of the last line (zeros before the first).
+    chain: [u8; 32],
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("lines", &self.lines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn mac_message(binding: &[u8], prev: &[u8; 32], line: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(line.len() + binding.len() + 96);
+    for part in [b"domicile split journal v1".as_slice(), binding, prev, line] {
+        msg.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        msg.extend_from_slice(part);
+    }
+    msg
+}
+
+fn mac_of(key: &hmac::Key, binding: &[u8], prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hmac::sign(key, &mac_message(binding, prev, line)).as_ref());
+    out
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal at `path`. A torn last line — what a kill during a
-    /// write leaves — is cut off; any other line that does not parse is an error naming it.
-    pub fn open(path: impl AsRef<Path>) -> Result<Journal, SplitError> {
+    /// Opens (creating if needed) the journal at `path` of a split of the deployment in
+    /// `trust_domain`, authenticated under `key`. A torn last line — what a
+    /// kill during a write leaves — is cut off; any other line that does not parse is an error
+    /// naming it, and a line whose MAC does not verify is [`SplitError::JournalForged`].
+    pub fn open(
+        path: impl AsRef<Path>,
+        key: &MigrationKey,
+        trust_domain: &str,
+    ) -> Result<Journal, SplitError> {
         let path = path.as_ref().to_owned();
+        let key = key.journal_key();
+        let binding = trust_domain.as_bytes().to_vec();
         let text = domicile_durable::read_optional(&path)?.unwrap_or_default();
         let mut lines = Vec::new();
+        let mut chain = [0u8; 32];
         let mut good_len = 0usize;
         let mut offset = 0usize;
         for raw in text.split_inclusive(|b| *b == b'\n') {
             let complete = raw.ends_with(b"\n");
-            match serde_json::from_slice::<JournalLine>(raw) {
-                Ok(line) if complete => {
-                    lines.push(line);
+            match serde_json::from_slice::<StoredLine>(raw) {
+                Ok(stored) if complete => {
+                    let bytes = serde_json::to_vec(&stored.line).expect("journal lines serialise");
+                    // Checked in constant time by ring.
+                    let tag = unhex(&stored.mac);
+                    let ok = tag.is_some_and(|tag| {
+                        hmac::verify(&key, &mac_message(&binding, &chain, &bytes), &tag).is_ok()
+                    });
+                    if !ok {
+                        return Err(SplitError::JournalForged {
+                            path: path.clone(),
+                            line: lines.len() + 1,
+                        });
+                    }
+                    let want = tag.expect("verified above");
+                    chain = want;
+                    lines.push(stored.line);
                     good_len = offset + raw.len();
                 }
                 _ if !complete => break, // a torn tail: never acknowledged
@@ -93,7 +190,14 @@ impl Journal {
             file.set_len(good_len as u64)
                 .map_err(|e| SplitError::io("truncate", &path, e))?;
         }
-        Ok(Journal { path, file, lines })
+        Ok(Journal {
+            path,
+            file,
+            lines,
+            key,
+            binding,
+            chain,
+        })
     }
 
     /// The journal's path.
@@ -106,12 +210,20 @@ impl Journal {
         &self.lines
     }
 
-    /// Appends a line and waits until it is durable.
+    /// Appends a line, authenticated and chained to the one before, and waits until it is
+    /// durable.
     pub fn append(&mut self, line: JournalLine) -> Result<(), SplitError> {
-        let mut bytes = serde_json::to_vec(&line).expect("journal lines serialise");
+        let json = serde_json::to_vec(&line).expect("journal lines serialise");
+        let mac = mac_of(&self.key, &self.binding, &self.chain, &json);
+        let stored = StoredLine {
+            line,
+            mac: hex(&mac),
+        };
+        let mut bytes = serde_json::to_vec(&stored).expect("journal lines serialise");
         bytes.push(b'\n');
         domicile_durable::append_synced(&mut self.file, &self.path, &bytes)?;
-        self.lines.push(line);
+        self.chain = mac;
+        self.lines.push(stored.line);
         Ok(())
     }
 
@@ -123,7 +235,7 @@ impl Journal {
     }
 
     /// Indexes of the batches already copied.
-    pub fn batches_done(&self) -> std::collections::BTreeSet<u64> {
+    pub fn batches_done(&self) -> BTreeSet<u64> {
         self.lines
             .iter()
             .filter_map(|l| match l {
@@ -133,10 +245,42 @@ impl Journal {
             .collect()
     }
 
-    /// The verification line, if verification passed.
-    pub fn verified(&self) -> Option<(&PlanSummary, &VerificationSummary)> {
-        self.lines.iter().find_map(|l| match l {
-            JournalLine::Verified { plan, verification } => Some((plan.as_ref(), verification)),
+    /// Records read and written per target region, over every batch the journal records (all
+    /// runs of this split, not only the latest).
+    pub fn copied(&self) -> (u64, BTreeMap<Region, u64>) {
+        let mut read = 0;
+        let mut written: BTreeMap<Region, u64> = BTreeMap::new();
+        for l in &self.lines {
+            if let JournalLine::Batch {
+                records,
+                written: w,
+                ..
+            } = l
+            {
+                read += records;
+                for (r, n) in w {
+                    *written.entry(r.clone()).or_insert(0) += n;
+                }
+            }
+        }
+        (read, written)
+    }
+
+    /// The latest verification line whose plan is the one the start line names, if
+    /// verification passed: (plan summary, what it found, the verified subjects' pseudonyms per
+    /// source region).
+    pub fn verified(&self) -> Option<(&PlanSummary, &VerificationSummary, &VerifiedSubjects)> {
+        let started = match self.start()? {
+            JournalLine::Start { plan, .. } => plan,
+            _ => return None,
+        };
+        self.lines.iter().rev().find_map(|l| match l {
+            JournalLine::Verified {
+                plan_fingerprint,
+                plan,
+                verification,
+                subjects,
+            } if plan_fingerprint == started => Some((plan.as_ref(), verification, subjects)),
             _ => None,
         })
     }
@@ -164,55 +308,98 @@ impl Journal {
 mod tests {
     use super::*;
 
+    fn key(dir: &Path) -> MigrationKey {
+        MigrationKey::load_or_create(&dir.join("migration.key")).unwrap()
+    }
+
+    fn batch(index: u64) -> JournalLine {
+        JournalLine::Batch {
+            index,
+            records: 3,
+            written: BTreeMap::new(),
+        }
+    }
+
+    fn open(path: &Path, key: &MigrationKey) -> Result<Journal, SplitError> {
+        Journal::open(path, key, "domicile.example")
+    }
+
     #[test]
     fn a_torn_last_line_is_cut_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
+        let key = key(dir.path());
         let path = dir.path().join("journal.jsonl");
-        let mut journal = Journal::open(&path).unwrap();
-        journal
-            .append(JournalLine::Batch {
-                index: 0,
-                records: 3,
-            })
-            .unwrap();
-        journal
-            .append(JournalLine::Batch {
-                index: 1,
-                records: 4,
-            })
-            .unwrap();
+        let mut journal = open(&path, &key).unwrap();
+        journal.append(batch(0)).unwrap();
+        journal.append(batch(1)).unwrap();
         drop(journal);
         // A kill in the middle of the third line.
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes.extend_from_slice(b"{\"kind\":\"batch\",\"ind");
+        bytes.extend_from_slice(b"{\"line\":{\"kind\":\"batch\",\"ind");
         std::fs::write(&path, &bytes).unwrap();
-        let mut journal = Journal::open(&path).unwrap();
+        let mut journal = open(&path, &key).unwrap();
         assert_eq!(journal.batches_done(), [0, 1].into());
-        journal
-            .append(JournalLine::Batch {
-                index: 2,
-                records: 5,
-            })
-            .unwrap();
+        journal.append(batch(2)).unwrap();
         drop(journal);
-        let journal = Journal::open(&path).unwrap();
+        let journal = open(&path, &key).unwrap();
         assert_eq!(journal.batches_done(), [0, 1, 2].into());
     }
 
     #[test]
     fn a_damaged_line_in_the_middle_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
+        let key = key(dir.path());
         let path = dir.path().join("journal.jsonl");
-        std::fs::write(
-            &path,
-            b"{\"kind\":\"batch\",\"index\":0,\"records\":1}\nnot json\n{\"kind\":\"finished\",\"finished_ms\":1}\n",
-        )
-        .unwrap();
-        let err = Journal::open(&path).unwrap_err();
+        let mut journal = open(&path, &key).unwrap();
+        journal.append(batch(0)).unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"not json\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = open(&path, &key).unwrap_err();
         assert!(err.to_string().contains("line 2 does not parse"), "{err}");
-        // Nothing was changed by the failed open.
-        assert!(std::fs::read_to_string(&path)
-            .unwrap()
-            .ends_with("\"finished_ms\":1}\n"));
+    }
+
+    #[test]
+    fn a_line_from_another_journal_or_an_edited_line_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key(dir.path());
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        let mut ja = open(&a, &key).unwrap();
+        ja.append(batch(0)).unwrap();
+        ja.append(batch(7)).unwrap();
+        let mut jb = open(&b, &key).unwrap();
+        jb.append(batch(1)).unwrap();
+        drop((ja, jb));
+        // Line 2 of `a` appended to `b`: same key, but chained to another line.
+        let a_text = std::fs::read_to_string(&a).unwrap();
+        let copied = a_text.lines().nth(1).unwrap();
+        let mut b_text = std::fs::read_to_string(&b).unwrap();
+        b_text.push_str(copied);
+        b_text.push('\n');
+        std::fs::write(&b, &b_text).unwrap();
+        let err = open(&b, &key).unwrap_err();
+        assert!(
+            matches!(err, SplitError::JournalForged { line: 2, .. }),
+            "{err}"
+        );
+        // An edited value in a line of `a`.
+        std::fs::write(&a, a_text.replace("\"index\":7", "\"index\":8")).unwrap();
+        assert!(matches!(
+            open(&a, &key).unwrap_err(),
+            SplitError::JournalForged { line: 2, .. }
+        ));
+        // Another key, or another deployment, verifies nothing.
+        std::fs::write(&a, &a_text).unwrap();
+        let other = MigrationKey::load_or_create(&dir.path().join("other.key")).unwrap();
+        assert!(matches!(
+            open(&a, &other).unwrap_err(),
+            SplitError::JournalForged { line: 1, .. }
+        ));
+        assert!(matches!(
+            Journal::open(&a, &key, "other.example").unwrap_err(),
+            SplitError::JournalForged { line: 1, .. }
+        ));
+        assert_eq!(open(&a, &key).unwrap().batches_done(), [0, 7].into());
     }
 }

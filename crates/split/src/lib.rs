@@ -64,12 +64,15 @@ pub use deployment::{Deployment, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::shred_source;
-pub use journal::{Journal, JournalLine};
+pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,
     RecordAction,
 };
-pub use report::{MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary};
+pub use report::{
+    check_report, parse_migration_vkey, pin_migration_key, pinned_migration_key, LogCheck,
+    MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary, MIGRATION_VKEY,
+};
 pub use verify::{check_placement, verify, Placement};
 
 /// Where a split keeps its journal and report: `<data>/split/`.
@@ -125,31 +128,50 @@ pub fn run(
 ) -> Result<SignedReport, SplitError> {
     let dir = split_dir(data_root);
     let report_path = dir.join("report.json");
-    let mut journal = Journal::open(dir.join("journal.jsonl"))?;
     let manifest = Deployment::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
         path: data_root.join(MANIFEST),
         detail: "there is no deployment here (no manifest)".into(),
     })?;
-    if journal.finished() {
-        let bytes =
-            std::fs::read(&report_path).map_err(|e| SplitError::io("read", &report_path, e))?;
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| SplitError::BadReport(format!("{}: {e}", report_path.display())));
-    }
     let key_path = options
         .migration_key
         .clone()
         .unwrap_or_else(|| keys_root.join("migration.key"));
     let key = MigrationKey::load_or_create(&key_path)?;
+    // The report is checked against the pinned key later, so sign only with that one.
+    match report::pinned_migration_key(data_root)? {
+        Some(pinned) if pinned != key.public_key() => {
+            return Err(SplitError::Key {
+                path: key_path,
+                detail: format!(
+                    "its public key is not the one this deployment pinned in {}",
+                    data_root.join(MIGRATION_VKEY).display()
+                ),
+            })
+        }
+        Some(_) => {}
+        // A deployment created before keys were pinned: pin on first use.
+        None => report::pin_migration_key(data_root, &key)?,
+    }
+    let mut journal = Journal::open(dir.join("journal.jsonl"), &key, &manifest.trust_domain)?;
+    if journal.finished() {
+        if manifest.policy != target_policy {
+            return Err(SplitError::AlreadySplit {
+                policy: manifest.policy,
+                target: target_policy.to_owned(),
+                journal: journal.path().to_owned(),
+            });
+        }
+        let bytes = domicile_durable::read_bounded(&report_path, report::MAX_REPORT_BYTES)?;
+        let signed: SignedReport = serde_json::from_slice(&bytes)
+            .map_err(|e| SplitError::BadReport(format!("{}: {e}", report_path.display())))?;
+        signed.verify(&key.public_key())?;
+        return Ok(signed);
+    }
     let source_policy = if manifest.policy == target_policy {
         // The manifest was switched but the run stopped before writing `finished`.
         journal
-            .lines()
-            .iter()
-            .find_map(|l| match l {
-                JournalLine::Verified { plan, .. } => Some(plan.source_policy.name.clone()),
-                _ => None,
-            })
+            .verified()
+            .map(|(plan, _, _)| plan.source_policy.name.clone())
             .ok_or_else(|| SplitError::Manifest {
                 path: data_root.join(MANIFEST),
                 detail: format!("the deployment is already under {target_policy}"),
@@ -169,30 +191,72 @@ pub fn run(
         policies.resolve(target_policy)?,
         &manifest.trust_domain,
     )?;
-    let (plan_summary, verification, copy_report) = match journal.verified() {
-        Some((plan, verification)) => (plan.clone(), verification.clone(), CopyReport::default()),
-        None => {
-            let plan = Plan::compute(&source, target.policy().as_ref())?;
-            let copy_report = copy(
-                &plan,
-                &source,
-                &target,
-                &mut journal,
-                &ExecuteOptions {
-                    batch_subjects: options.batch_subjects,
-                    stop: options.stop,
-                    progress: options.progress,
-                },
-            )?;
-            let verification = verify(&plan, &target)?;
-            let summary = plan.summary();
-            journal.append(JournalLine::Verified {
-                plan: Box::new(summary.clone()),
-                verification: verification.clone(),
-            })?;
-            (summary, verification, copy_report)
+    // An authenticated verification of this journal's plan is trusted only once shredding has
+    // begun (the source can no longer be planned again); before that, every run copies what is
+    // missing and reads every target back itself.
+    let resumed_after_verification = !journal.shredded().is_empty() && journal.verified().is_some();
+    let (plan_summary, verification, mut copy_report) = if resumed_after_verification {
+        let (plan, verification, _) = journal.verified().expect("checked above");
+        (plan.clone(), verification.clone(), CopyReport::default())
+    } else {
+        let plan = Plan::compute(&source, target.policy().as_ref())?;
+        let copy_report = copy(
+            &plan,
+            &source,
+            &target,
+            &mut journal,
+            &ExecuteOptions {
+                batch_subjects: options.batch_subjects,
+                stop: options.stop,
+                progress: options.progress,
+            },
+        )?;
+        let verification = verify(&plan, &target)?;
+        let summary = plan.summary();
+        let plan_fingerprint = match journal.start() {
+            Some(JournalLine::Start { plan, .. }) => plan.clone(),
+            _ => unreachable!("copy writes the start line"),
+        };
+        // Every planned subject's records were just read back from every target the plan
+        // names: these, and only these, may be shredded in their source regions.
+        let mut subjects: BTreeMap<domicile_residency::Region, Vec<String>> = BTreeMap::new();
+        for s in &plan.subjects {
+            for region in s.records.iter().map(|r| &r.source).chain(
+                source
+                    .regions()
+                    .map(|n| &n.region)
+                    .filter(|_| s.records.is_empty()),
+            ) {
+                if let Some(node) = source.region(region) {
+                    subjects
+                        .entry(region.clone())
+                        .or_default()
+                        .push(node.gate.pseudonym(&s.subject.id));
+                }
+            }
         }
+        for list in subjects.values_mut() {
+            list.sort();
+            list.dedup();
+        }
+        journal.append(JournalLine::Verified {
+            plan_fingerprint,
+            plan: Box::new(summary.clone()),
+            verification: verification.clone(),
+            subjects,
+        })?;
+        (summary, verification, copy_report)
     };
+    // The report covers the whole split, every run of it, from the journal.
+    let (records_read, written) = journal.copied();
+    if let Some(JournalLine::Start { batches, .. }) = journal.start() {
+        copy_report.batches = *batches;
+        if resumed_after_verification {
+            copy_report.resumed_batches = *batches;
+        }
+    }
+    copy_report.records_read = records_read;
+    copy_report.written = written;
     let receipts = shred_source(&source, &target, &mut journal)?;
     let mut shredded_subjects = BTreeMap::new();
     let mut shredded_records = BTreeMap::new();
@@ -209,10 +273,12 @@ pub fn run(
         _ => (execute::now_ms(), BTreeMap::new()),
     };
     let mut checkpoints_after = BTreeMap::new();
+    let mut log_keys = BTreeMap::new();
     for node in source.regions().chain(target.regions()) {
         if let Some(note) = node.gate.log().checkpoint()? {
             checkpoints_after.insert(node.region.to_string(), note.to_text());
         }
+        log_keys.insert(node.region.to_string(), node.verifier.to_string());
     }
     let report = SplitReport {
         format: 1,
@@ -228,6 +294,7 @@ pub fn run(
         shred_receipts: receipts,
         checkpoints_before,
         checkpoints_after,
+        log_keys,
     };
     let signed = key.sign(report);
     deployment::write_private_bytes(

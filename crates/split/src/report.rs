@@ -67,6 +67,10 @@ pub struct SplitReport {
     pub checkpoints_before: BTreeMap<String, String>,
     /// Region → signed checkpoint note after the split.
     pub checkpoints_after: BTreeMap<String, String>,
+    /// Region → the verifier key of its audit log, so that the checkpoints (and the logs)
+    /// are checked against keys this signed report vouches for.
+    #[serde(default)]
+    pub log_keys: BTreeMap<String, String>,
 }
 
 /// A report with the migration key's Ed25519 signature over its JSON.
@@ -80,8 +84,12 @@ pub struct SignedReport {
     pub signature: String,
 }
 
-/// The migration key: signs split reports.
-pub struct MigrationKey(Ed25519KeyPair);
+/// The migration key: signs split reports, and (through a key derived from it) authenticates
+/// the split journal's lines.
+pub struct MigrationKey {
+    pair: Ed25519KeyPair,
+    journal: ring::hmac::Key,
+}
 
 impl fmt::Debug for MigrationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,19 +114,29 @@ impl MigrationKey {
                 doc.as_ref().to_vec()
             }
         };
-        Ed25519KeyPair::from_pkcs8(&pkcs8)
-            .map(MigrationKey)
-            .map_err(|e| bad(format!("not an Ed25519 PKCS#8 key: {e}")))
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| bad(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        // A separate key for the journal's MACs, so that no MAC is ever a signature input.
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"domicile split journal key v1\n");
+        ctx.update(&pkcs8);
+        let journal = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref());
+        Ok(MigrationKey { pair, journal })
     }
 
     /// The public key, base64.
     pub fn public_key(&self) -> String {
-        B64.encode(self.0.public_key().as_ref())
+        B64.encode(self.pair.public_key().as_ref())
+    }
+
+    /// The key that authenticates journal lines.
+    pub(crate) fn journal_key(&self) -> ring::hmac::Key {
+        self.journal.clone()
     }
 
     /// Signs a report.
     pub fn sign(&self, report: SplitReport) -> SignedReport {
-        let signature = B64.encode(self.0.sign(&signed_bytes(&report)).as_ref());
+        let signature = B64.encode(self.pair.sign(&signed_bytes(&report)).as_ref());
         SignedReport {
             report,
             public_key: self.public_key(),
@@ -186,4 +204,138 @@ impl fmt::Display for SplitReport {
             self.finished_ms.saturating_sub(self.started_ms) as f64 / 1000.0
         )
     }
+}
+
+/// The file in the data root that pins the deployment's migration public key (base64, one
+/// line), written when the deployment is created.
+pub const MIGRATION_VKEY: &str = "migration.vkey";
+
+/// The largest report read.
+pub(crate) const MAX_REPORT_BYTES: u64 = 256 << 20;
+
+/// Checks that `text` is a migration public key (base64 of 32 bytes) and returns it trimmed.
+/// A secret key given where the public one belongs is refused without echoing it.
+pub fn parse_migration_vkey(text: &str, path: &Path) -> Result<String, SplitError> {
+    let text = text.trim();
+    let bad = |detail: &str| SplitError::Key {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if text.len() > 64 || text.contains('\n') {
+        return Err(bad("it is not a migration public key (base64 of 32 bytes); if it is the migration key itself, give its public key instead"));
+    }
+    match B64.decode(text) {
+        Ok(bytes) if bytes.len() == 32 => Ok(text.to_owned()),
+        _ => Err(bad("it is not a migration public key (base64 of 32 bytes)")),
+    }
+}
+
+/// The migration public key pinned in `<data>/migration.vkey`, if there is one.
+pub fn pinned_migration_key(data_root: &Path) -> Result<Option<String>, SplitError> {
+    let path = data_root.join(MIGRATION_VKEY);
+    match domicile_durable::read_optional(&path)? {
+        Some(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
+                path: path.clone(),
+                detail: "it is not text".into(),
+            })?;
+            parse_migration_vkey(&text, &path).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Pins `key`'s public key in `<data>/migration.vkey` (created exclusively: an existing pin is
+/// never replaced).
+pub fn pin_migration_key(data_root: &Path, key: &MigrationKey) -> Result<(), SplitError> {
+    domicile_durable::create_private(
+        &data_root.join(MIGRATION_VKEY),
+        format!("{}\n", key.public_key()).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// What [`check_report`] proved of one region's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheck {
+    /// The region.
+    pub region: String,
+    /// Entries in its log now.
+    pub entries: u64,
+    /// The report's checkpoints (before and after) the log was proved consistent with.
+    pub checkpoints: usize,
+}
+
+/// Reads the split report of the deployment at `data_root` and checks it against what the
+/// checker already trusts: its signature against `pinned` (the migration public key, base64,
+/// pinned at create time or given by the operator — never the key inside the report), and
+/// every region's current audit log, verified with the log key the signed report names, is
+/// proved consistent with the report's signed checkpoints before and after the split.
+///
+/// A missing or unreadable report, a signature by another key, a missing log, or a log that
+/// does not extend the reported checkpoints is an error.
+pub fn check_report(
+    data_root: &Path,
+    pinned: &str,
+) -> Result<(SignedReport, Vec<LogCheck>), SplitError> {
+    let path = crate::split_dir(data_root).join("report.json");
+    if !path.exists() {
+        return Err(SplitError::BadReport(format!(
+            "there is no report at {}",
+            path.display()
+        )));
+    }
+    let bytes = domicile_durable::read_bounded(&path, MAX_REPORT_BYTES)?;
+    let signed: SignedReport = serde_json::from_slice(&bytes)
+        .map_err(|e| SplitError::BadReport(format!("{} does not parse: {e}", path.display())))?;
+    signed.verify(pinned)?;
+    let mut checks = Vec::new();
+    let regions: std::collections::BTreeSet<&String> = signed
+        .report
+        .checkpoints_before
+        .keys()
+        .chain(signed.report.checkpoints_after.keys())
+        .collect();
+    for region in regions {
+        let vkey_path = data_root.join(region).join("log.vkey");
+        let vkey_text = match signed.report.log_keys.get(region) {
+            Some(k) => k.clone(),
+            None => domicile_durable::read_optional_string(&vkey_path)?.ok_or_else(|| {
+                SplitError::BadReport(format!(
+                    "{region}: the report names no log key and {} is missing",
+                    vkey_path.display()
+                ))
+            })?,
+        };
+        let vkey = domicile_audit::VerifierKey::parse(&vkey_text)?;
+        let log_dir = data_root.join(region).join("audit");
+        if !log_dir.is_dir() {
+            return Err(SplitError::BadReport(format!(
+                "{region}: the audit log {} is missing",
+                log_dir.display()
+            )));
+        }
+        let mut held = Vec::new();
+        for note in [
+            signed.report.checkpoints_before.get(region),
+            signed.report.checkpoints_after.get(region),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            held.push(domicile_audit::Note::parse(note.as_bytes())?);
+        }
+        let found = domicile_audit::verify_against(&log_dir, &vkey, None, &held, &mut |_, _| {})
+            .map_err(|e| {
+                SplitError::BadReport(format!(
+                    "{region}: the audit log is not consistent with the report: {e}"
+                ))
+            })?;
+        checks.push(LogCheck {
+            region: region.clone(),
+            entries: found.entries,
+            checkpoints: held.len(),
+        });
+    }
+    Ok((signed, checks))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use domicile_access::RecordRef;
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject};
-use domicile_split::{run, Deployment, Journal, RunOptions};
+use domicile_split::{run, Deployment, Journal, MigrationKey, RunOptions, SplitError};
 use domicile_store::{Collection, FileCustodian, KeyCustodian, SealedStore};
 
 /// The policies these tests link, as a binary's composition root would list them.
@@ -273,7 +273,7 @@ fn a_split_moves_everything_where_the_policy_says_and_shreds_the_source() {
 #[test]
 fn a_subject_without_residence_blocks_the_split() {
     use domicile_access::SubjectInventory;
-    use domicile_split::{copy, ExecuteOptions, Plan, SplitError};
+    use domicile_split::{copy, ExecuteOptions, Plan};
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 2);
@@ -313,7 +313,9 @@ fn a_subject_without_residence_blocks_the_split() {
         "domicile.example",
     )
     .unwrap();
-    let mut journal = Journal::open(dir.path().join("journal.jsonl")).unwrap();
+    let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+    let mut journal =
+        Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
     let err = copy(
         &plan,
         &source,
@@ -377,7 +379,8 @@ fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
     let mut seed: u64 = 0x5eed_1234;
     let mut killed_midway = 0;
     for _round in 0..8 {
-        if Journal::open(data.join("split/journal.jsonl"))
+        let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+        if Journal::open(data.join("split/journal.jsonl"), &key, "domicile.example")
             .unwrap()
             .finished()
         {
@@ -435,4 +438,161 @@ fn each_regions_migration_principal_is_located_in_that_region() {
         assert_eq!(who.id.region().as_str(), region);
     }
     split.close().unwrap();
+}
+
+fn global_subjects(data: &Path, keys: &Path) -> usize {
+    let custodian: Arc<dyn KeyCustodian> = Arc::new(FileCustodian::open(keys).unwrap());
+    let store = SealedStore::open(
+        data,
+        Region::parse("global").unwrap(),
+        Arc::new(domicile_policy_global::GlobalPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    store.subjects().unwrap().len()
+}
+
+fn split_options(batch: usize) -> RunOptions<'static> {
+    RunOptions {
+        batch_subjects: batch,
+        ..RunOptions::default()
+    }
+}
+
+/// The attack: a `verified` line copied from another split's journal (same migration key)
+/// into a fresh split's journal made the rerun skip copy and verification and shred the source.
+#[test]
+fn a_verified_line_copied_from_another_journal_shreds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, keys_a) = (dir.path().join("a/data"), dir.path().join("a/keys"));
+    let (data_b, keys_b) = (dir.path().join("b/data"), dir.path().join("b/keys"));
+    world(&data_a, &keys_a, 12);
+    run(&data_a, &keys_a, &policies(), "us-split", &split_options(4)).unwrap();
+    // B shares A's migration key, so only the journal's chain and plan binding can tell.
+    std::fs::create_dir_all(&keys_b).unwrap();
+    std::fs::copy(keys_a.join("migration.key"), keys_b.join("migration.key")).unwrap();
+    world(&data_b, &keys_b, 12);
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = run(
+        &data_b,
+        &keys_b,
+        &policies(),
+        "us-split",
+        &RunOptions {
+            batch_subjects: 4,
+            stop: Some(&stop),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, SplitError::Interrupted { .. }), "{err}");
+    let journal_a = std::fs::read_to_string(data_a.join("split/journal.jsonl")).unwrap();
+    let verified = journal_a
+        .lines()
+        .find(|l| l.contains("\"kind\":\"verified\""))
+        .unwrap();
+    let journal_b = data_b.join("split/journal.jsonl");
+    let mut text = std::fs::read_to_string(&journal_b).unwrap();
+    text.push_str(verified);
+    text.push('\n');
+    std::fs::write(&journal_b, text).unwrap();
+    let err = run(&data_b, &keys_b, &policies(), "us-split", &split_options(4)).unwrap_err();
+    assert!(
+        matches!(err, SplitError::JournalForged { line: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        global_subjects(&data_b, &keys_b),
+        12,
+        "nothing was shredded"
+    );
+    assert!(!data_b.join("split/report.json").exists());
+}
+
+/// A resumed split's report covers every run: all records copied, every receipt.
+#[test]
+fn a_report_after_a_resume_covers_the_whole_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 12);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop_now =
+        |_: &domicile_split::Progress| stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = run(
+        &data,
+        &keys,
+        &policies(),
+        "us-split",
+        &RunOptions {
+            batch_subjects: 4,
+            stop: Some(&stop),
+            progress: Some(&stop_now),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, SplitError::Interrupted { .. }), "{err}");
+    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    let copy = &signed.report.copy;
+    assert_eq!(copy.records_read, 12 * 4, "every record, over both runs");
+    assert_eq!(copy.batches, 3);
+    assert_eq!(copy.resumed_batches, 1);
+    assert_eq!(
+        copy.written.values().sum::<u64>(),
+        12 * 3 + 12 * 2,
+        "moved once, public replicated twice"
+    );
+    assert_eq!(signed.report.shred_receipts.len(), 12);
+}
+
+/// A finished split asked for another policy refuses instead of reprinting the old report.
+#[test]
+fn a_second_split_to_another_policy_is_refused_not_silently_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 4);
+    run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    let err = run(&data, &keys, &policies(), "global", &split_options(4)).unwrap_err();
+    assert!(matches!(err, SplitError::AlreadySplit { .. }), "{err}");
+    assert_eq!(
+        Deployment::manifest(&data).unwrap().unwrap().policy,
+        "us-split"
+    );
+}
+
+/// `check_report` trusts the pinned key and the logs, not the report.
+#[test]
+fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
+    use domicile_split::{check_report, pinned_migration_key, split_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 6);
+    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    let pinned = pinned_migration_key(&data)
+        .unwrap()
+        .expect("pinned at create");
+    assert_eq!(pinned, signed.public_key);
+    let (_, logs) = check_report(&data, &pinned).unwrap();
+    assert_eq!(logs.len(), 3);
+    let report_path = split_dir(&data).join("report.json");
+    let original = std::fs::read(&report_path).unwrap();
+    // Re-signed with another key (which it names itself): refused.
+    let other = MigrationKey::load_or_create(&dir.path().join("other.key")).unwrap();
+    let mut forged = signed.report.clone();
+    forged.shredded_records.clear();
+    let forged = other.sign(forged);
+    std::fs::write(&report_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    assert!(check_report(&data, &pinned).is_err());
+    // Garbage: refused.
+    std::fs::write(&report_path, b"garbage").unwrap();
+    assert!(check_report(&data, &pinned).is_err());
+    // Missing: refused.
+    std::fs::remove_file(&report_path).unwrap();
+    assert!(check_report(&data, &pinned).is_err());
+    // A deleted log: refused.
+    std::fs::write(&report_path, &original).unwrap();
+    check_report(&data, &pinned).unwrap();
+    std::fs::remove_dir_all(data.join("us/audit")).unwrap();
+    let err = check_report(&data, &pinned).unwrap_err();
+    assert!(err.to_string().contains("us"), "{err}");
 }

@@ -152,8 +152,9 @@ impl Call<'_> {
         match self.log(
             resource,
             verdict,
+            // A code, never the error's text: that names record keys and subject ids.
             Outcome::Error {
-                reason: error.to_string(),
+                reason: error.reason_code(),
             },
         ) {
             Ok(_) => error,

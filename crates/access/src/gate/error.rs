@@ -68,3 +68,47 @@ impl From<StoreError> for GateError {
         GateError::Store(Box::new(e))
     }
 }
+
+/// The variant name of `value` in snake case, from its `Debug` text: a code that names the
+/// kind of failure and nothing it carries.
+fn variant_code(value: &impl std::fmt::Debug) -> String {
+    let debug = format!("{value:?}");
+    let name: String = debug
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let mut code = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_lowercase());
+        } else {
+            code.push(c);
+        }
+    }
+    if code.is_empty() {
+        "unknown".into()
+    } else {
+        code
+    }
+}
+
+/// What a log entry may say about a failure.
+impl GateError {
+    /// A stable reason code for the audit log (`store/ownership_conflict`, `not_found`, …):
+    /// the kind of failure, never its text. Lower layers' messages name record keys, subject
+    /// ids and paths; none of that may reach the log (DESIGN.md invariants 6 and 9).
+    pub fn reason_code(&self) -> String {
+        match self {
+            GateError::Denied { .. } => "denied".into(),
+            GateError::AuditUnavailable(_) => "audit_unavailable".into(),
+            GateError::NotFound { .. } => "not_found".into(),
+            GateError::UnknownSubject { .. } => "unknown_subject".into(),
+            GateError::Store(e) => format!("store/{}", variant_code(e)),
+            GateError::Access(e) => format!("access/{}", variant_code(e)),
+            GateError::Residency(e) => format!("residency/{}", variant_code(e)),
+        }
+    }
+}

@@ -134,6 +134,10 @@ impl Inner {
             &last.chain,
             note.to_text().as_bytes(),
         )?;
+        if let Some(state) = &self.config.signed_state {
+            // Remembered apart from the log, so that cutting the log back is found on open.
+            domicile_durable::write_private(state, note.to_text().as_bytes())?;
+        }
         *last = LastCheckpoint {
             signed: Some(Signed {
                 size,

@@ -37,16 +37,23 @@ pub struct LogConfig {
     pub checkpoint_interval: Option<Duration>,
     /// Start a new segment file once the current one reaches this many bytes.
     pub segment_bytes: u64,
+    /// Where the writer remembers the latest checkpoint it signed, apart from the log
+    /// directory (beside the signing key: `log.state` next to `log.key`). With it, a log whose
+    /// entries and checkpoints were both cut back is refused with [`AuditError::RolledBack`]
+    /// instead of being signed again as a fork. `None`: the log directory alone is trusted.
+    pub signed_state: Option<PathBuf>,
 }
 
 impl LogConfig {
-    /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments.
+    /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments, no state
+    /// file (see [`LogConfig::signed_state`]).
     pub fn new(signing_key: SigningKey) -> Self {
         LogConfig {
             signing_key,
             checkpoint_every: 1000,
             checkpoint_interval: Some(Duration::from_secs(1)),
             segment_bytes: 64 << 20,
+            signed_state: None,
         }
     }
 }

@@ -54,6 +54,23 @@ impl AuditLog {
                 note,
             });
         }
+        // The latest checkpoint the writer remembers signing, kept apart from the log.
+        let remembered = match &config.signed_state {
+            Some(path) => match domicile_durable::read_optional(path)? {
+                Some(bytes) => {
+                    let note = Note::parse(&bytes)?;
+                    note.verify(&verifier)?;
+                    let cp = Checkpoint::parse(&note.text)?;
+                    Some(Signed {
+                        size: cp.size,
+                        root: cp.root,
+                        note,
+                    })
+                }
+                None => None,
+            },
+            None => None,
+        };
         report.checkpoint_size = signed.as_ref().map(|s| s.size);
 
         // The entries: only the last segment is read; earlier ones are counted by the next
@@ -129,6 +146,33 @@ impl AuditLog {
             report.tree_rebuilt = true;
         }
         report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
+        if let Some(r) = remembered {
+            if tree.size() < r.size {
+                return Err(AuditError::RolledBack {
+                    entries: tree.size(),
+                    signed: r.size,
+                });
+            }
+            // The entries must still be the history signed then (a log whose checkpoints were
+            // replaced along with its entries checks out against itself, not against this).
+            if tree.root_at(r.size)? != r.root && !report.tree_rebuilt {
+                tree = MerkleTree::new();
+                report.tree_rebuilt = true;
+                report.rehashed = extend_tree(&mut tree, &segments, tail_first, &tail_hashes)?;
+            }
+            if tree.root_at(r.size)? != r.root {
+                return Err(AuditError::Inconsistent {
+                    reason: format!(
+                        "the entries do not give the root this log signed at size {}: its history was replaced",
+                        r.size
+                    ),
+                });
+            }
+            if signed.as_ref().is_none_or(|s| s.size < r.size) {
+                // The log lost checkpoints it signed: the next one must extend the remembered.
+                signed = Some(r);
+            }
+        }
         if let Some(s) = &signed {
             if tree.size() < s.size {
                 return Err(AuditError::Truncated {
