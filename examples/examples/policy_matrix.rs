@@ -172,5 +172,20 @@ fn main() -> Result<(), ResidencyError> {
             if after == us { "row" } else { "us" },
         );
     }
+    println!("\n== who may do what: each policy's access rules (Cedar), then the Gate's own");
+    for p in policies {
+        println!("-- {}", p.id());
+        for rule in p
+            .rules()
+            .iter()
+            .filter(|r| r.id.as_str().contains("/access/"))
+        {
+            println!("   {:<62} {}", rule.id.as_str(), rule.summary);
+        }
+    }
+    println!("-- every Gate");
+    for rule in domicile_access::gate_rules() {
+        println!("   {:<62} {}", rule.id.as_str(), rule.summary);
+    }
     Ok(())
 }

@@ -106,6 +106,7 @@ impl GateError {
             GateError::AuditUnavailable(_) => "audit_unavailable".into(),
             GateError::NotFound { .. } => "not_found".into(),
             GateError::UnknownSubject { .. } => "unknown_subject".into(),
+            GateError::UnknownPrincipal => "unknown_principal".into(),
             GateError::Store(e) => format!("store/{}", variant_code(e)),
             GateError::Access(e) => format!("access/{}", variant_code(e)),
             GateError::Residency(e) => format!("residency/{}", variant_code(e)),
