@@ -215,9 +215,11 @@ impl FileCustodian {
             KeyFile::Live {
                 version,
                 kek,
-                subject,
                 wrapped,
             } => {
+                let kek_key = self.kek(state, region, kek)?;
+                let (secret, subject) =
+                    format::unwrap_key(&path, &kek_key, region, kek, version, &wrapped)?;
                 let pseudonyms = self.pseudonym_key_locked(state, region)?;
                 if pseudonyms.pseudonym(&subject) != *pseudonym {
                     // The message names the file (a pseudonym), never the subject id inside it.
@@ -226,9 +228,6 @@ impl FileCustodian {
                         "it holds the key of a subject whose pseudonym is not this file's name",
                     ));
                 }
-                let kek_key = self.kek(state, region, kek)?;
-                let secret =
-                    format::unwrap_key(&path, &kek_key, region, &subject, kek, version, &wrapped)?;
                 let key = Arc::new(DataKey::from_bytes(
                     subject,
                     version,
