@@ -60,7 +60,7 @@ use std::sync::atomic::AtomicBool;
 
 use domicile_residency::PolicyResolver;
 
-pub use deployment::{Deployment, Manifest, RegionNode, MANIFEST};
+pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::shred_source;
@@ -125,11 +125,14 @@ pub fn run(
 ) -> Result<SignedReport, SplitError> {
     let dir = split_dir(data_root);
     let report_path = dir.join("report.json");
-    let mut journal = Journal::open(dir.join("journal.jsonl"))?;
     let manifest = Deployment::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
         path: data_root.join(MANIFEST),
         detail: "there is no deployment here (no manifest)".into(),
     })?;
+    // A mistyped --keys must not create keys, a journal or a migration key, nor orphan every
+    // record: checked before anything is written (store v2 hook).
+    Deployment::check_keys(keys_root, &manifest)?;
+    let mut journal = Journal::open(dir.join("journal.jsonl"))?;
     if journal.finished() {
         let bytes =
             std::fs::read(&report_path).map_err(|e| SplitError::io("read", &report_path, e))?;
@@ -238,12 +241,14 @@ pub fn run(
         &dir.join("report.txt"),
         format!("{}\n", signed.report).as_bytes(),
     )?;
+    let target_prints = target.key_prints()?;
     source.close()?;
     target.close()?;
     // From now on the deployment is the target one.
     let switched = Manifest {
         policy: target_policy.to_owned(),
         trust_domain: manifest.trust_domain.clone(),
+        keys: target_prints,
     };
     deployment::write_private_bytes(
         &data_root.join(MANIFEST),

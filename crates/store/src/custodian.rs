@@ -88,6 +88,17 @@ impl PseudonymKey {
         Pseudonym(out)
     }
 
+    /// A public fingerprint of this key: the first 16 bytes of HMAC-SHA-256(key,
+    /// `"domicile.key-fingerprint.v1"`), in hex. It names the key set a store was written under
+    /// without revealing the key.
+    pub fn fingerprint(&self) -> String {
+        let tag = hmac::sign(&self.pseudonyms, b"domicile.key-fingerprint.v1");
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The keyed blind index of the record at (`collection`, `key`): HMAC-SHA-256(index key,
     /// lp(collection) ‖ lp(key)). The backend stores records under it, never under the key.
     pub fn blind_index(&self, collection: &str, key: &str) -> BlindIndex {

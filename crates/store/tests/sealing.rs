@@ -402,3 +402,26 @@ fn a_format_1_store_is_refused_with_what_to_do() {
         "{text}"
     );
 }
+
+/// A key file group or others can read is refused, as ssh refuses one, with how to fix it.
+#[test]
+fn a_group_readable_key_is_refused_with_a_chmod_hint() {
+    let dirs = Dirs::new();
+    let kind = domicile_store::BackendKind::Sled;
+    {
+        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        store.register_subject(&subject("gil", "US")).unwrap();
+    }
+    for file in ["us/pseudonym.key", "us/kek/00000001.kek"] {
+        let path = dirs.keys().join(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err =
+            SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian())
+                .and_then(|s| s.subjects())
+                .unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{file}: {err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    assert_eq!(store.subjects().unwrap().len(), 1);
+}
