@@ -168,7 +168,7 @@ impl Deployment {
         let keys_root = keys_root.as_ref();
         match Self::manifest(data_root)? {
             Some(found) if found.policy != name || found.trust_domain != trust_domain => {
-                return Err(SplitError::Manifest {
+                Err(SplitError::Manifest {
                     path,
                     detail: format!(
                     "it names policy {:?} in trust domain {:?}, not {name:?} in {trust_domain:?}",
