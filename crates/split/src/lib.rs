@@ -63,7 +63,7 @@ use domicile_residency::PolicyResolver;
 pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
-pub use finish::shred_source;
+pub use finish::{finalize_shreds, shred_source};
 pub use journal::{Journal, JournalLine};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,

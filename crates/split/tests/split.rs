@@ -202,6 +202,13 @@ fn check_split(data: &Path, keys: &Path, expected: &BTreeMap<(String, String, St
     )
     .unwrap();
     assert!(global.subjects().unwrap().is_empty());
+    // The shreds are final: the KEK that wrapped the shredded keys is gone, one newer is left.
+    let kek_files: Vec<String> = std::fs::read_dir(keys.join("global/kek"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kek_files.len(), 1, "{kek_files:?}");
+    assert!(!keys.join("global/kek/00000001.kek").exists());
     // Every region's log verifies with its public key.
     for region in ["global", "us", "row"] {
         let vkey = std::fs::read_to_string(data.join(region).join("log.vkey")).unwrap();
