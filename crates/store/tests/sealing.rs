@@ -295,6 +295,8 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
     assert!(err.to_string().contains("00000001.kek"), "{err}");
     drop(store);
     std::fs::write(&kek, &good_kek).unwrap();
+    // Restored as a private key must be: a 0644 key file is refused (see below).
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A truncated data key file.
     let good_dk = std::fs::read(&dk).unwrap();
