@@ -2,7 +2,7 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys. `policies` is the composition root's list of the residency policies
+//! custodian's region keys, `init` to create a deployment and its keys. `policies` is the composition root's list of the residency policies
 //! this binary links; everything below the binary takes them from it.
 
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod init;
 mod keys;
 mod policies;
 mod recsys;
@@ -33,6 +34,9 @@ enum Command {
     Split(split::SplitArgs),
     /// List, rotate and retire a region's key-encryption keys.
     Keys(keys::KeysArgs),
+    /// Create a deployment: its manifest, stores, logs and keys (the only command that creates
+    /// keys).
+    Init(init::InitArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,5 +46,6 @@ fn main() -> ExitCode {
         Command::Recsys(args) => recsys::run(args),
         Command::Split(args) => split::run_split(args),
         Command::Keys(args) => keys::run(args),
+        Command::Init(args) => init::run(args),
     }
 }

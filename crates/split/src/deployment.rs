@@ -38,6 +38,36 @@ pub struct Manifest {
     pub policy: String,
     /// The SPIFFE trust domain of the deployment's principals.
     pub trust_domain: String,
+    /// Per region, the fingerprints of the keys the deployment was created with: opening it
+    /// with any other keys directory is [`SplitError::KeysMismatch`]. Empty in a manifest
+    /// written before store format 2, which is refused.
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyPrints>,
+}
+
+/// The fingerprints binding a region's data to its keys (none reveals a key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPrints {
+    /// The custodian's index and pseudonym key ([`domicile_store::PseudonymKey::fingerprint`]);
+    /// every backend key of the region's store is derived from it.
+    pub index: String,
+    /// SHA-256 of the log signing key file, first 16 bytes in hex.
+    pub log: String,
+    /// SHA-256 of the audit pseudonym key file, first 16 bytes in hex.
+    pub audit: String,
+}
+
+fn file_print(path: &Path) -> Result<Option<String>, SplitError> {
+    let Some(bytes) = domicile_durable::read_secret(path)? else {
+        return Ok(None);
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Ok(Some(
+        digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
 }
 
 /// One region of a deployment.
@@ -81,7 +111,7 @@ fn signing_key(path: &Path, origin: &str) -> Result<SigningKey, SplitError> {
         path: path.to_owned(),
         detail,
     };
-    match read_text(path)? {
+    match domicile_durable::read_secret(path)?.map(|b| String::from_utf8_lossy(&b).into_owned()) {
         Some(text) => {
             let key = SigningKey::parse(&text).map_err(|e| bad(e.to_string()))?;
             if key.name() != origin {
@@ -95,7 +125,7 @@ fn signing_key(path: &Path, origin: &str) -> Result<SigningKey, SplitError> {
         None => {
             let key =
                 SigningKey::generate(origin, KeyKind::Ed25519).map_err(|e| bad(e.to_string()))?;
-            write_private(path, key.to_private_text().as_bytes())?;
+            domicile_durable::create_private(path, key.to_private_text().as_bytes())?;
             Ok(key)
         }
     }
@@ -106,11 +136,11 @@ fn audit_key(path: &Path) -> Result<AuditKey, SplitError> {
         path: path.to_owned(),
         detail,
     };
-    match read_text(path)? {
+    match domicile_durable::read_secret(path)?.map(|b| String::from_utf8_lossy(&b).into_owned()) {
         Some(text) => AuditKey::parse(&text).map_err(|e| bad(e.to_string())),
         None => {
             let key = AuditKey::generate().map_err(|e| bad(e.to_string()))?;
-            write_private(path, format!("{}\n", key.to_hex()).as_bytes())?;
+            domicile_durable::create_private(path, format!("{}\n", key.to_hex()).as_bytes())?;
             Ok(key)
         }
     }
@@ -137,13 +167,11 @@ impl Deployment {
     ) -> Result<Self, SplitError> {
         let data_root = data_root.as_ref();
         let path = data_root.join(MANIFEST);
-        let name = policy.id().name.as_str();
-        let manifest = Manifest {
-            policy: name.to_owned(),
-            trust_domain: trust_domain.to_owned(),
-        };
-        match Self::manifest(data_root)? {
-            Some(found) if found != manifest => {
+        let name = policy.id().name.as_str().to_owned();
+        let name = name.as_str();
+        let keys_root = keys_root.as_ref();
+        let deployment = match Self::manifest(data_root)? {
+            Some(found) if found.policy != name || found.trust_domain != trust_domain => {
                 return Err(SplitError::Manifest {
                     path,
                     detail: format!(
@@ -152,23 +180,94 @@ impl Deployment {
                 ),
                 })
             }
-            Some(_) => {}
+            Some(found) => {
+                Self::check_keys(keys_root, &found)?;
+                Self::open_with(data_root, keys_root, policy, trust_domain)?
+            }
             None => {
+                // The one place keys are created: an explicit initialisation.
+                let deployment = Self::open_with(data_root, keys_root, policy, trust_domain)?;
+                let manifest = Manifest {
+                    policy: name.to_owned(),
+                    trust_domain: trust_domain.to_owned(),
+                    keys: deployment.key_prints()?,
+                };
                 let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
                 write_private(&path, &json)?;
+                deployment
             }
-        }
+        };
         // Pin the migration key now, so that a split report is later checked against a key
         // fixed before any split ran, not against the key written inside the report.
         if crate::report::pinned_migration_key(data_root)?.is_none() {
-            let key =
-                crate::MigrationKey::load_or_create(&keys_root.as_ref().join("migration.key"))?;
+            let key = crate::MigrationKey::load_or_create(&keys_root.join("migration.key"))?;
             crate::report::pin_migration_key(data_root, &key)?;
         }
-        Self::open_with(data_root, keys_root, policy, trust_domain)
+        Ok(deployment)
     }
 
-    /// Reads the manifest of the deployment at `data_root`, if there is one.
+    /// The fingerprints of the keys of the regions of `keys_root` named, read without creating
+    /// anything; a region without a key is [`SplitError::KeysMismatch`] (`missing`).
+    pub fn read_key_prints<'a>(
+        keys_root: &Path,
+        regions: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BTreeMap<String, KeyPrints>, SplitError> {
+        let mut out = BTreeMap::new();
+        for region in regions {
+            let missing = |which| SplitError::KeysMismatch {
+                keys: keys_root.to_owned(),
+                region: region.to_owned(),
+                which,
+                detail: "missing".into(),
+            };
+            let parsed = Region::parse(region)?;
+            let index = FileCustodian::region_fingerprint(keys_root, &parsed)?
+                .ok_or_else(|| missing("index key"))?;
+            let audit_dir = keys_root.join(region).join("audit");
+            let log = file_print(&audit_dir.join("log.key"))?
+                .ok_or_else(|| missing("log signing key"))?;
+            let audit = file_print(&audit_dir.join("pseudonym.key"))?
+                .ok_or_else(|| missing("audit key"))?;
+            out.insert(region.to_owned(), KeyPrints { index, log, audit });
+        }
+        Ok(out)
+    }
+
+    /// The fingerprints of this deployment's keys, per region, for its manifest.
+    pub fn key_prints(&self) -> Result<BTreeMap<String, KeyPrints>, SplitError> {
+        Self::read_key_prints(&self.keys_root, self.regions.keys().map(|r| r.as_str()))
+    }
+
+    /// Checks that `keys_root` holds the keys `manifest` was written with, creating nothing.
+    pub fn check_keys(keys_root: &Path, manifest: &Manifest) -> Result<(), SplitError> {
+        if manifest.keys.is_empty() {
+            return Err(SplitError::Manifest {
+                path: PathBuf::from(MANIFEST),
+                detail: "it binds no keys: it was written by a domicile older than store format 2, whose stores hold record keys in the clear; this build does not open them (create a new deployment with `domicile init` and re-ingest)".into(),
+            });
+        }
+        let found = Self::read_key_prints(keys_root, manifest.keys.keys().map(String::as_str))?;
+        for (region, expected) in &manifest.keys {
+            let got = &found[region];
+            for (which, e, g) in [
+                ("index key", &expected.index, &got.index),
+                ("log signing key", &expected.log, &got.log),
+                ("audit key", &expected.audit, &got.audit),
+            ] {
+                if e != g {
+                    return Err(SplitError::KeysMismatch {
+                        keys: keys_root.to_owned(),
+                        region: region.clone(),
+                        which,
+                        detail: format!("fingerprint {g} where the manifest has {e}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest at `data_root`, or `None` if there is no deployment there.
     pub fn manifest(data_root: &Path) -> Result<Option<Manifest>, SplitError> {
         let path = data_root.join(MANIFEST);
         let Some(text) = read_text(&path)? else {
@@ -194,6 +293,8 @@ impl Deployment {
             path: data_root.join(MANIFEST),
             detail: "there is no deployment here (no manifest)".into(),
         })?;
+        // Before anything is opened: a wrong keys directory creates no file.
+        Self::check_keys(keys_root.as_ref(), &manifest)?;
         Self::open_with(
             data_root,
             keys_root,

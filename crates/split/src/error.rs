@@ -37,6 +37,19 @@ pub enum SplitError {
         /// What is wrong.
         detail: String,
     },
+    /// The keys directory is not the one the deployment was created with: a key is missing or
+    /// its fingerprint differs from the manifest's. Nothing was created or changed.
+    #[error("the keys directory {keys} does not hold this deployment's {which} of region {region} ({detail}); pass the --keys directory the deployment was created with (`domicile init` creates keys for a new deployment)")]
+    KeysMismatch {
+        /// The keys directory given.
+        keys: PathBuf,
+        /// The region whose key does not match.
+        region: String,
+        /// Which key: `index key`, `log signing key` or `audit key`.
+        which: &'static str,
+        /// `missing`, or `fingerprint <found> where the manifest has <expected>`.
+        detail: String,
+    },
     /// A key file is missing, corrupt or of the wrong kind.
     #[error("the key file {path} is unusable: {detail}")]
     Key {

@@ -60,10 +60,10 @@ use std::sync::atomic::AtomicBool;
 
 use domicile_residency::PolicyResolver;
 
-pub use deployment::{Deployment, Manifest, RegionNode, MANIFEST};
+pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
-pub use finish::shred_source;
+pub use finish::{finalize_shreds, shred_source};
 pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,
@@ -132,6 +132,9 @@ pub fn run(
         path: data_root.join(MANIFEST),
         detail: "there is no deployment here (no manifest)".into(),
     })?;
+    // A mistyped --keys must not create keys, a journal or a migration key, nor orphan every
+    // record: checked before anything is written.
+    Deployment::check_keys(keys_root, &manifest)?;
     let key_path = options
         .migration_key
         .clone()
@@ -305,12 +308,14 @@ pub fn run(
         &dir.join("report.txt"),
         format!("{}\n", signed.report).as_bytes(),
     )?;
+    let target_prints = target.key_prints()?;
     source.close()?;
     target.close()?;
     // From now on the deployment is the target one.
     let switched = Manifest {
         policy: target_policy.to_owned(),
         trust_domain: manifest.trust_domain.clone(),
+        keys: target_prints,
     };
     deployment::write_private_bytes(
         &data_root.join(MANIFEST),

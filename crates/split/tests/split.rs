@@ -202,6 +202,13 @@ fn check_split(data: &Path, keys: &Path, expected: &BTreeMap<(String, String, St
     )
     .unwrap();
     assert!(global.subjects().unwrap().is_empty());
+    // The shreds are final: the KEK that wrapped the shredded keys is gone, one newer is left.
+    let kek_files: Vec<String> = std::fs::read_dir(keys.join("global/kek"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kek_files.len(), 1, "{kek_files:?}");
+    assert!(!keys.join("global/kek/00000001.kek").exists());
     // Every region's log verifies with its public key.
     for region in ["global", "us", "row"] {
         let vkey = std::fs::read_to_string(data.join(region).join("log.vkey")).unwrap();
@@ -595,4 +602,98 @@ fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
     std::fs::remove_dir_all(data.join("us/audit")).unwrap();
     let err = check_report(&data, &pinned).unwrap_err();
     assert!(err.to_string().contains("us"), "{err}");
+}
+
+/// Invariant 9, black-box: before and after a split (and its shreds), no file under the data or
+/// keys directory holds a subject id (every one is a distinctive `user-NNNN`).
+#[test]
+fn no_file_names_a_subject_before_or_after_the_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let expected = world(&data, &keys, 24);
+    let ids: BTreeSet<String> = expected.keys().map(|(s, _, _)| s.clone()).collect();
+    let leaks = |stage: &str| {
+        let mut found = Vec::new();
+        for id in &ids {
+            for root in [&data, &keys] {
+                for file in files_contain(root, id.as_bytes()) {
+                    found.push(format!("{stage}: {file} names {id}"));
+                }
+            }
+        }
+        found
+    };
+    let mut found = leaks("before");
+    run(
+        &data,
+        &keys,
+        &policies(),
+        "us-split",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    found.extend(leaks("after"));
+    assert_eq!(found, Vec::<String>::new());
+}
+
+/// A mistyped or empty keys directory is refused before anything is created or changed.
+#[test]
+fn a_wrong_or_empty_keys_directory_is_refused_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 3);
+    let listing = |root: &Path| {
+        let mut all: Vec<String> = walk(root);
+        all.sort();
+        all
+    };
+    let before = listing(dir.path());
+    // A path that does not exist, then someone else's keys.
+    let other = tempfile::tempdir().unwrap();
+    Deployment::create(
+        other.path().join("data"),
+        other.path().join("keys"),
+        policies().resolve("global").unwrap(),
+        "domicile.example",
+    )
+    .unwrap();
+    let before_other = listing(other.path());
+    for wrong in [dir.path().join("keyz"), other.path().join("keys")] {
+        let err = Deployment::open(&data, &wrong, &policies()).unwrap_err();
+        assert!(
+            matches!(err, domicile_split::SplitError::KeysMismatch { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--keys"), "{err}");
+        let err = run(
+            &data,
+            &wrong,
+            &policies(),
+            "us-split",
+            &RunOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, domicile_split::SplitError::KeysMismatch { .. }),
+            "{err}"
+        );
+        assert_eq!(listing(dir.path()), before, "a refused open created files");
+        assert_eq!(listing(other.path()), before_other);
+    }
+    Deployment::open(&data, &keys, &policies()).unwrap();
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
 }

@@ -56,21 +56,83 @@ impl fmt::Display for Pseudonym {
     }
 }
 
-/// A region's key for subject pseudonyms.
-pub struct PseudonymKey(hmac::Key);
+/// A region's key for subject pseudonyms and record blind indexes.
+///
+/// Two HMAC-SHA-256 keys: the pseudonym key itself, and the **index key** derived from it
+/// (HMAC-SHA-256(pseudonym key, `"domicile.blind-index.v2"`)), so that one secret held by the
+/// custodian yields both and neither output can stand in for the other.
+pub struct PseudonymKey {
+    pseudonyms: hmac::Key,
+    index: hmac::Key,
+}
+
+/// The label the index key is derived under.
+const INDEX_KEY_LABEL: &[u8] = b"domicile.blind-index.v2";
 
 impl PseudonymKey {
     /// A pseudonym key from 32 secret bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
-        PseudonymKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+        let pseudonyms = hmac::Key::new(hmac::HMAC_SHA256, bytes);
+        let derived = hmac::sign(&pseudonyms, INDEX_KEY_LABEL);
+        PseudonymKey {
+            index: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            pseudonyms,
+        }
     }
 
     /// The subject's pseudonym under this key.
     pub fn pseudonym(&self, subject: &SubjectId) -> Pseudonym {
-        let tag = hmac::sign(&self.0, subject.as_str().as_bytes());
+        let tag = hmac::sign(&self.pseudonyms, subject.as_str().as_bytes());
         let mut out = [0u8; 16];
         out.copy_from_slice(&tag.as_ref()[..16]);
         Pseudonym(out)
+    }
+
+    /// A public fingerprint of this key: the first 16 bytes of HMAC-SHA-256(key,
+    /// `"domicile.key-fingerprint.v1"`), in hex. It names the key set a store was written under
+    /// without revealing the key.
+    pub fn fingerprint(&self) -> String {
+        let tag = hmac::sign(&self.pseudonyms, b"domicile.key-fingerprint.v1");
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The keyed blind index of the record at (`collection`, `key`): HMAC-SHA-256(index key,
+    /// lp(collection) ‖ lp(key)). The backend stores records under it, never under the key.
+    pub fn blind_index(&self, collection: &str, key: &str) -> BlindIndex {
+        let mut ctx = hmac::Context::with_key(&self.index);
+        ctx.update(&(collection.len() as u32).to_be_bytes());
+        ctx.update(collection.as_bytes());
+        ctx.update(&(key.len() as u32).to_be_bytes());
+        ctx.update(key.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        BlindIndex(out)
+    }
+}
+
+/// A record's keyed blind index: what the backend key holds instead of the record key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlindIndex(pub [u8; 32]);
+
+impl BlindIndex {
+    /// Lowercase hex of the first 8 bytes: how errors name a record without naming its key.
+    pub fn short_hex(&self) -> String {
+        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for BlindIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlindIndex({})", self.short_hex())
+    }
+}
+
+impl fmt::Display for BlindIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.short_hex())
     }
 }
 

@@ -43,6 +43,14 @@ pub enum StoreError {
         /// What does not match.
         reason: String,
     },
+    /// The store was written in a format this build does not read.
+    #[error("this store is in store format {found}, but this build reads format {supported} only (v2 blinds record keys and seals them inside each record): keep the old data directory, create a new deployment with `domicile init`, and re-ingest the data (or export it with the build that wrote it)")]
+    UnsupportedStoreFormat {
+        /// The format version found in the store's metadata.
+        found: String,
+        /// The only format this build reads.
+        supported: u32,
+    },
     /// The store's own metadata names a different region than the one it was opened for.
     #[error("this store holds region {found}'s records, but was opened as region {expected}")]
     RegionMismatch {
@@ -98,7 +106,8 @@ pub enum StoreError {
     Authentication {
         /// The record's collection.
         collection: Collection,
-        /// The record's key.
+        /// The record, as `#` and the first bytes of its blind index in hex: the key itself is
+        /// never printed.
         key: String,
         /// What did not match.
         reason: String,
@@ -108,7 +117,7 @@ pub enum StoreError {
     SubjectShredded {
         /// The record's collection.
         collection: Collection,
-        /// The record's key.
+        /// The record, as `#` and the first bytes of its blind index in hex.
         key: String,
     },
     /// A value could not be encoded or decoded with serde.

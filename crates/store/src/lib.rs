@@ -73,14 +73,14 @@ mod store;
 
 pub use backend::{Backend, Batch, BatchOp, ScanIter};
 pub use custodian::{
-    DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym, PseudonymKey,
-    RotationReport,
+    BlindIndex, DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym,
+    PseudonymKey, RotationReport,
 };
 pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
 pub use file_custodian::FileCustodian;
 pub use names::{Collection, RecordKey};
-pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT_V1};
+pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STORE_FORMAT};
 #[cfg(feature = "redb")]
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;

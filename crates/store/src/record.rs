@@ -1,21 +1,23 @@
 //! Records: what a read returns, and the versioned on-disk format of a sealed record.
 //!
-//! Version 1 of a sealed record (the value the backend holds at the record's key):
+//! Version 2 of a sealed record (the value the backend holds at the record's blind index):
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     format version (1)
+//! 0       1     format version (2)
 //! 1       1     data class code (1 protected … 6 key_material)
 //! 2       16    subject pseudonym
 //! 18      4     data key version, big-endian
 //! 22      12    AES-256-GCM nonce (fresh, random)
-//! 34      n     ciphertext
+//! 34      n     ciphertext of u16 key length ‖ record key ‖ value
 //! 34+n    16    GCM tag
 //! ```
 //!
-//! The AAD binds the format version, the region, the class, the collection, the key, the subject
-//! and the data key version, each length-prefixed (see `docs/storage.md`), so a ciphertext opens
-//! only at its own (region, collection, key, subject).
+//! The record key travels only inside the ciphertext. The AAD binds the format version, the
+//! region, the class, the collection, the record's keyed blind index, the subject and the data
+//! key version (see `docs/storage.md`); after opening, the key in the payload must have the blind
+//! index the record was found under. So a ciphertext opens only at its own (region, collection,
+//! key, subject), and no byte outside it names the key or the subject.
 
 use std::fmt;
 
@@ -25,11 +27,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{put_field, TAG_LEN};
-use crate::custodian::Pseudonym;
+use crate::custodian::{BlindIndex, Pseudonym};
 use crate::{Collection, RecordKey, StoreError};
 
-/// The current sealed record format version.
-pub const RECORD_FORMAT_V1: u8 = 1;
+/// The current sealed record format version (2: record keys sealed, backend keys blinded).
+pub const RECORD_FORMAT: u8 = 2;
+/// The current store format version, written in the store's metadata entry (`m`).
+pub const STORE_FORMAT: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 22;
 const AAD_LABEL: &[u8] = b"domicile.record";
 
@@ -129,7 +133,7 @@ pub(crate) fn parse_header(sealed: &[u8]) -> Result<(Header, &[u8]), String> {
             sealed.len()
         ));
     }
-    if sealed[0] != RECORD_FORMAT_V1 {
+    if sealed[0] != RECORD_FORMAT {
         return Err(format!("unknown record format version {}", sealed[0]));
     }
     let class = class_from_code(sealed[1])
@@ -153,40 +157,64 @@ pub(crate) fn write_header(
     pseudonym: &Pseudonym,
     dk_version: u32,
 ) {
-    out.push(RECORD_FORMAT_V1);
+    out.push(RECORD_FORMAT);
     out.push(class_code(class));
     out.extend_from_slice(&pseudonym.0);
     out.extend_from_slice(&dk_version.to_be_bytes());
 }
 
-/// The AAD of a version 1 record.
+/// The AAD of a version 2 record.
 pub(crate) fn record_aad(
     region: &Region,
     class: DataClass,
     collection: &str,
-    key: &str,
+    blind: &BlindIndex,
     subject: &SubjectId,
     dk_version: u32,
 ) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64 + collection.len() + key.len() + subject.as_str().len());
+    let mut aad = Vec::with_capacity(96 + collection.len() + subject.as_str().len());
     put_field(&mut aad, AAD_LABEL);
-    aad.push(RECORD_FORMAT_V1);
+    aad.push(RECORD_FORMAT);
     put_field(&mut aad, region.as_str().as_bytes());
     aad.push(class_code(class));
     put_field(&mut aad, collection.as_bytes());
-    put_field(&mut aad, key.as_bytes());
+    aad.extend_from_slice(&blind.0);
     put_field(&mut aad, subject.as_str().as_bytes());
     aad.extend_from_slice(&dk_version.to_be_bytes());
     aad
 }
 
-/// The backend key layout. Every key starts with a one-byte namespace.
-pub(crate) mod layout {
-    use crate::custodian::Pseudonym;
+/// The plaintext of a version 2 record: u16 key length ‖ key ‖ value.
+pub(crate) fn encode_payload(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + key.len() + value.len());
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(value);
+    out
+}
 
-    /// `d ‖ u16 len ‖ collection ‖ key`: a sealed record.
+/// Splits an opened payload into its record key and value (the value moved, not copied).
+pub(crate) fn decode_payload(mut payload: Vec<u8>) -> Option<(String, Vec<u8>)> {
+    if payload.len() < 2 {
+        return None;
+    }
+    let len = u16::from_be_bytes([payload[0], payload[1]]) as usize;
+    if payload.len() < 2 + len {
+        return None;
+    }
+    let key = std::str::from_utf8(&payload[2..2 + len]).ok()?.to_owned();
+    payload.drain(..2 + len);
+    Some((key, payload))
+}
+
+/// The backend key layout (store format 2). Every key starts with a one-byte namespace;
+/// collection names are schema and stay in the clear, record keys appear only as blind indexes.
+pub(crate) mod layout {
+    use crate::custodian::{BlindIndex, Pseudonym};
+
+    /// `d ‖ u16 len ‖ collection ‖ blind index (32)`: a sealed record.
     pub(crate) const RECORD: u8 = b'd';
-    /// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ key`: empty; indexes a subject's records.
+    /// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ blind index`: empty; indexes a subject's records.
     pub(crate) const SUBJECT_INDEX: u8 = b's';
     /// `r ‖ pseudonym`: the subject's registry entry, sealed under their data key.
     pub(crate) const REGISTRY: u8 = b'r';
@@ -194,16 +222,16 @@ pub(crate) mod layout {
     pub(crate) const META: &[u8] = b"m";
 
     pub(crate) fn collection_prefix(collection: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + collection.len());
+        let mut out = Vec::with_capacity(3 + collection.len() + 32);
         out.push(RECORD);
         out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
         out.extend_from_slice(collection.as_bytes());
         out
     }
 
-    pub(crate) fn record(collection: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn record(collection: &str, blind: &BlindIndex) -> Vec<u8> {
         let mut out = collection_prefix(collection);
-        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&blind.0);
         out
     }
 
@@ -214,11 +242,15 @@ pub(crate) mod layout {
         out
     }
 
-    pub(crate) fn subject_index(pseudonym: &Pseudonym, collection: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn subject_index(
+        pseudonym: &Pseudonym,
+        collection: &str,
+        blind: &BlindIndex,
+    ) -> Vec<u8> {
         let mut out = subject_prefix(pseudonym);
         out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
         out.extend_from_slice(collection.as_bytes());
-        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&blind.0);
         out
     }
 
@@ -229,13 +261,17 @@ pub(crate) mod layout {
         out
     }
 
-    /// Splits `u16 len ‖ collection ‖ key` (the tail of a record or index key).
-    pub(crate) fn split_collection_key(tail: &[u8]) -> Option<(&[u8], &[u8])> {
+    /// Splits `u16 len ‖ collection ‖ blind index` (the tail of a record or index key).
+    pub(crate) fn split_collection_blind(tail: &[u8]) -> Option<(&[u8], BlindIndex)> {
         if tail.len() < 2 {
             return None;
         }
         let len = u16::from_be_bytes([tail[0], tail[1]]) as usize;
         let rest = &tail[2..];
-        (rest.len() >= len).then(|| rest.split_at(len))
+        if rest.len() != len + 32 {
+            return None;
+        }
+        let (collection, blind) = rest.split_at(len);
+        Some((collection, BlindIndex(blind.try_into().ok()?)))
     }
 }

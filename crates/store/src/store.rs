@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::aead;
 use crate::backend::{Backend, Batch};
 use crate::custodian::{
-    DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
+    BlindIndex, DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
 };
 use crate::record::{self, layout, RawRecord, Record, RecordMeta};
 use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
@@ -21,7 +21,8 @@ use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 /// The collection name registry entries are sealed under (reserved: `Collection::parse`
 /// refuses names starting with `_`).
 const REGISTRY_COLLECTION: &str = "_registry";
-const META_V1: &[u8] = b"domicile-store 1\n";
+/// The metadata entry's prefix; the format version and a newline follow it.
+const META_PREFIX: &[u8] = b"domicile-store ";
 
 /// Which embedded database a store directory uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -70,8 +71,9 @@ pub struct ShredReceipt {
     pub data_key_version: u32,
     /// Whether this call destroyed the key (false: an earlier, interrupted shred had).
     pub key_destroyed_now: bool,
-    /// Every record deleted, as (collection, key).
-    pub records: Vec<(Collection, RecordKey)>,
+    /// Every record deleted, as (collection, blind index): the keys themselves are not
+    /// recoverable once the data key is gone, and a receipt names no record key.
+    pub records: Vec<(Collection, BlindIndex)>,
     /// Whether the subject's registry entry was deleted.
     pub registry_entry_deleted: bool,
 }
@@ -149,16 +151,23 @@ impl SealedStore {
         custodian: Arc<dyn KeyCustodian>,
     ) -> Result<Self, StoreError> {
         policy.check_region(&region)?;
-        let mut meta = META_V1.to_vec();
+        let mut meta = META_PREFIX.to_vec();
+        meta.extend_from_slice(format!("{}\n", record::STORE_FORMAT).as_bytes());
         meta.extend_from_slice(region.as_str().as_bytes());
         match backend.get(layout::META)? {
             Some(found) if found == meta => {}
             Some(found) => {
+                let (version, found_region) = parse_meta(&found);
+                if version != Some(record::STORE_FORMAT) {
+                    return Err(StoreError::UnsupportedStoreFormat {
+                        found: version.map_or_else(|| "unknown".to_owned(), |v| v.to_string()),
+                        supported: record::STORE_FORMAT,
+                    });
+                }
                 return Err(StoreError::RegionMismatch {
                     expected: region,
-                    found: String::from_utf8_lossy(found.strip_prefix(META_V1).unwrap_or(&found))
-                        .into_owned(),
-                })
+                    found: found_region,
+                });
             }
             None => {
                 backend.put(layout::META, &meta)?;
@@ -226,11 +235,15 @@ impl SealedStore {
             let pseudonym = self.pseudonyms.pseudonym(&subject.id);
             let plaintext = serde_json::to_vec(subject)
                 .expect("a Subject (strings and country codes) always encodes as JSON");
+            let blind = self
+                .pseudonyms
+                .blind_index(REGISTRY_COLLECTION, subject.id.as_str());
             let sealed = self.seal(
                 key,
                 &pseudonym,
                 DataClass::Protected,
                 REGISTRY_COLLECTION,
+                &blind,
                 subject.id.as_str(),
                 &plaintext,
             )?;
@@ -283,7 +296,10 @@ impl SealedStore {
             return Ok(None);
         };
         let collection = Collection::reserved(REGISTRY_COLLECTION);
-        let plaintext = match self.open_sealed(&collection, id.as_str(), sealed)? {
+        let blind = self
+            .pseudonyms
+            .blind_index(REGISTRY_COLLECTION, id.as_str());
+        let plaintext = match self.open_sealed(&collection, &blind, sealed)? {
             Opened::Plain { plaintext, .. } => plaintext,
             // An interrupted shred leaves the entry behind its destroyed key: not registered.
             Opened::Shredded => return Ok(None),
@@ -291,14 +307,14 @@ impl SealedStore {
         let subject: Subject =
             serde_json::from_slice(&plaintext).map_err(|e| StoreError::Authentication {
                 collection: collection.clone(),
-                key: id.to_string(),
+                key: blind.to_string(),
                 reason: format!("the registry entry does not decode: {e}"),
             })?;
         if &subject.id != id {
             return Err(StoreError::Authentication {
                 collection,
-                key: id.to_string(),
-                reason: format!("the registry entry names subject {}", subject.id),
+                key: blind.to_string(),
+                reason: "the registry entry names another subject".into(),
             });
         }
         let home = self.policy.home_region(&subject)?;
@@ -398,7 +414,10 @@ impl SealedStore {
                     rule: decision.rule,
                 })));
             }
-            let record_key = layout::record(r.collection.as_str(), r.key.as_str());
+            let blind = self
+                .pseudonyms
+                .blind_index(r.collection.as_str(), r.key.as_str());
+            let record_key = layout::record(r.collection.as_str(), &blind);
             // A key belongs to one subject; overwriting another's record would orphan it in
             // that subject's index and escape their shred.
             let owner = match owners.get(&record_key) {
@@ -421,12 +440,13 @@ impl SealedStore {
                 &pseudonym,
                 r.class,
                 r.collection.as_str(),
+                &blind,
                 r.key.as_str(),
                 r.value,
             )?;
             batch.put(record_key, sealed);
             batch.put(
-                layout::subject_index(&pseudonym, r.collection.as_str(), r.key.as_str()),
+                layout::subject_index(&pseudonym, r.collection.as_str(), &blind),
                 Vec::new(),
             );
             metas.push(RecordMeta {
@@ -480,20 +500,26 @@ impl SealedStore {
         collection: &Collection,
         key: &RecordKey,
     ) -> Result<Option<RawRecord>, StoreError> {
+        let blind = self
+            .pseudonyms
+            .blind_index(collection.as_str(), key.as_str());
         let Some(sealed) = self
             .backend
-            .get(&layout::record(collection.as_str(), key.as_str()))?
+            .get(&layout::record(collection.as_str(), &blind))?
         else {
             return Ok(None);
         };
-        self.open_record(collection, key, sealed).map(Some)
+        self.open_record(collection, &blind, sealed).map(Some)
     }
 
     /// Deletes the record at (`collection`, `key`); returns whether there was one. Durable when
     /// it returns.
     pub fn delete(&self, collection: &Collection, key: &RecordKey) -> Result<bool, StoreError> {
         let _gate = read_lock(&self.shred_gate);
-        let record_key = layout::record(collection.as_str(), key.as_str());
+        let blind = self
+            .pseudonyms
+            .blind_index(collection.as_str(), key.as_str());
+        let record_key = layout::record(collection.as_str(), &blind);
         let Some(sealed) = self.backend.get(&record_key)? else {
             return Ok(false);
         };
@@ -503,7 +529,7 @@ impl SealedStore {
             batch.delete(layout::subject_index(
                 &header.pseudonym,
                 collection.as_str(),
-                key.as_str(),
+                &blind,
             ));
         }
         self.backend.apply(&batch)?;
@@ -515,18 +541,26 @@ impl SealedStore {
     pub fn scan_subject(&self, subject: &SubjectId) -> Result<Vec<RawRecord>, StoreError> {
         let pseudonym = self.pseudonyms.pseudonym(subject);
         let mut out = Vec::new();
-        for (collection, key) in self.subject_record_ids(&pseudonym)? {
-            let record_key = layout::record(collection.as_str(), key.as_str());
+        for (collection, blind) in self.subject_record_ids(&pseudonym)? {
+            let record_key = layout::record(collection.as_str(), &blind);
             // An index entry without its record is what an interrupted delete leaves: skip it.
             if let Some(sealed) = self.backend.get(&record_key)? {
-                out.push(self.open_record(&collection, &key, sealed)?);
+                out.push(self.open_record(&collection, &blind, sealed)?);
             }
         }
+        // Index order is blind-index order, which says nothing; callers get key order.
+        out.sort_by(|a, b| {
+            let name =
+                |r: &RawRecord| (r.meta.collection.as_str().len(), r.meta.collection.clone());
+            name(a)
+                .cmp(&name(b))
+                .then_with(|| a.meta.key.cmp(&b.meta.key))
+        });
         Ok(out)
     }
 
-    /// Every record of the collection, in key order, opened one at a time as the iterator is
-    /// advanced.
+    /// Every record of the collection, in blind-index order (which reveals nothing about the
+    /// keys), opened one at a time as the iterator is advanced.
     pub fn scan_collection<'a>(
         &'a self,
         collection: &'a Collection,
@@ -535,13 +569,12 @@ impl SealedStore {
         let skip = prefix.len();
         self.backend.scan_prefix(&prefix).map(move |item| {
             let (k, sealed) = item?;
-            let key_text = String::from_utf8_lossy(&k[skip..]).into_owned();
-            let key = RecordKey::parse(&key_text).map_err(|_| StoreError::Authentication {
-                collection: collection.clone(),
-                key: key_text,
-                reason: "the stored key is not a valid record key".into(),
+            let blind = <[u8; 32]>::try_from(&k[skip..]).map_err(|_| StoreError::Backend {
+                backend: self.backend.name(),
+                operation: "scan a collection",
+                detail: format!("a record key of {} bytes is not a blind index", k.len()),
             })?;
-            self.open_record(collection, &key, sealed)
+            self.open_record(collection, &BlindIndex(blind), sealed)
         })
     }
 
@@ -571,12 +604,12 @@ impl SealedStore {
         for (subject, destroyed) in subjects.iter().zip(destroyed) {
             let pseudonym = self.pseudonyms.pseudonym(subject);
             let records = self.subject_record_ids(&pseudonym)?;
-            for (collection, key) in &records {
-                batch.delete(layout::record(collection.as_str(), key.as_str()));
+            for (collection, blind) in &records {
+                batch.delete(layout::record(collection.as_str(), blind));
                 batch.delete(layout::subject_index(
                     &pseudonym,
                     collection.as_str(),
-                    key.as_str(),
+                    blind,
                 ));
             }
             let registry_key = layout::registry(&pseudonym);
@@ -611,21 +644,20 @@ impl SealedStore {
     fn subject_record_ids(
         &self,
         pseudonym: &Pseudonym,
-    ) -> Result<Vec<(Collection, RecordKey)>, StoreError> {
+    ) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
         let prefix = layout::subject_prefix(pseudonym);
         let mut ids = Vec::new();
         for item in self.backend.scan_prefix(&prefix) {
             let (k, _) = item?;
-            let parsed = layout::split_collection_key(&k[prefix.len()..]).and_then(|(c, key)| {
+            let parsed = layout::split_collection_blind(&k[prefix.len()..]).and_then(|(c, b)| {
                 let c = Collection::parse(std::str::from_utf8(c).ok()?).ok()?;
-                let key = RecordKey::parse(std::str::from_utf8(key).ok()?).ok()?;
-                Some((c, key))
+                Some((c, b))
             });
             let Some(id) = parsed else {
                 return Err(StoreError::Backend {
                     backend: self.backend.name(),
                     operation: "read the subject index",
-                    detail: format!("malformed index key {:02x?}", k),
+                    detail: format!("a malformed index key of {} bytes", k.len()),
                 });
             };
             ids.push(id);
@@ -647,12 +679,15 @@ impl SealedStore {
         }
     }
 
+    /// Seals `plaintext` as the record `record_key` of `collection` (found under `blind`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn seal(
         &self,
         key: &DataKey,
         pseudonym: &Pseudonym,
         class: DataClass,
         collection: &str,
+        blind: &BlindIndex,
         record_key: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
@@ -660,41 +695,50 @@ impl SealedStore {
             &self.region,
             class,
             collection,
-            record_key,
+            blind,
             key.subject(),
             key.version(),
         );
-        let mut out = Vec::with_capacity(record::HEADER_LEN + 12 + plaintext.len() + aead::TAG_LEN);
+        let payload = record::encode_payload(record_key, plaintext);
+        let mut out = Vec::with_capacity(record::HEADER_LEN + 12 + payload.len() + aead::TAG_LEN);
         record::write_header(&mut out, class, pseudonym, key.version());
-        aead::seal_into(key.aead(), &self.rng, &aad, plaintext, &mut out)?;
+        aead::seal_into(key.aead(), &self.rng, &aad, &payload, &mut out)?;
         Ok(out)
     }
 
     fn open_record(
         &self,
         collection: &Collection,
-        key: &RecordKey,
+        blind: &BlindIndex,
         sealed: Vec<u8>,
     ) -> Result<RawRecord, StoreError> {
-        match self.open_sealed(collection, key.as_str(), sealed)? {
+        match self.open_sealed(collection, blind, sealed)? {
             Opened::Plain {
+                key,
                 plaintext,
                 class,
                 subject,
                 data_key_version,
-            } => Ok(RawRecord {
-                meta: RecordMeta {
+            } => {
+                let key = RecordKey::parse(&key).map_err(|_| StoreError::Authentication {
                     collection: collection.clone(),
-                    key: key.clone(),
-                    subject,
-                    class,
-                    data_key_version,
-                },
-                value: plaintext,
-            }),
+                    key: blind.to_string(),
+                    reason: "the sealed record key is not a valid record key".into(),
+                })?;
+                Ok(RawRecord {
+                    meta: RecordMeta {
+                        collection: collection.clone(),
+                        key,
+                        subject,
+                        class,
+                        data_key_version,
+                    },
+                    value: plaintext,
+                })
+            }
             Opened::Shredded => Err(StoreError::SubjectShredded {
                 collection: collection.clone(),
-                key: key.to_string(),
+                key: blind.to_string(),
             }),
         }
     }
@@ -702,12 +746,12 @@ impl SealedStore {
     fn open_sealed(
         &self,
         collection: &Collection,
-        key: &str,
+        blind: &BlindIndex,
         sealed: Vec<u8>,
     ) -> Result<Opened, StoreError> {
         let refuse = |reason: String| StoreError::Authentication {
             collection: collection.clone(),
-            key: key.to_owned(),
+            key: blind.to_string(),
             reason,
         };
         let (header, _) = record::parse_header(&sealed).map_err(refuse)?;
@@ -732,14 +776,23 @@ impl SealedStore {
             &self.region,
             header.class,
             collection.as_str(),
-            key,
+            blind,
             data_key.subject(),
             data_key.version(),
         );
-        let plaintext = aead::open_owned(data_key.aead(), &aad, sealed, record::HEADER_LEN).ok_or_else(|| {
+        let payload = aead::open_owned(data_key.aead(), &aad, sealed, record::HEADER_LEN).ok_or_else(|| {
             refuse("the AES-256-GCM tag does not match (the record was changed, or moved from another key, collection, subject or region)".into())
         })?;
+        let (key, plaintext) = record::decode_payload(payload)
+            .ok_or_else(|| refuse("its sealed payload is malformed".into()))?;
+        // The AAD bound the blind index; the key inside must be the one it blinds.
+        if self.pseudonyms.blind_index(collection.as_str(), &key) != *blind {
+            return Err(refuse(
+                "the sealed record key does not match the blind index it is stored under".into(),
+            ));
+        }
         Ok(Opened::Plain {
+            key,
             plaintext,
             class: header.class,
             subject: data_key.subject().clone(),
@@ -750,12 +803,22 @@ impl SealedStore {
 
 enum Opened {
     Plain {
+        key: String,
         plaintext: Vec<u8>,
         class: DataClass,
         subject: SubjectId,
         data_key_version: u32,
     },
     Shredded,
+}
+
+/// The store format version and region of a metadata entry (`None`: not a version number).
+fn parse_meta(found: &[u8]) -> (Option<u32>, String) {
+    let text = String::from_utf8_lossy(found.strip_prefix(META_PREFIX).unwrap_or(found));
+    match text.split_once('\n') {
+        Some((version, region)) => (version.parse().ok(), region.to_owned()),
+        None => (None, String::new()),
+    }
 }
 
 fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use domicile_residency::DataClass;
-use domicile_store::{Backend, RedbBackend, SealedStore, SledBackend, StoreError};
+use domicile_store::{Backend, KeyCustodian, RedbBackend, SealedStore, SledBackend, StoreError};
 
 const MARKER: &str = "MARKER-7f3a9c1e-do-not-persist-in-clear";
 
@@ -138,7 +138,9 @@ fn flipping_any_byte_fails_authentication_naming_the_key() {
                     matches!(err, StoreError::Authentication { .. }),
                     "{kind:?} byte {i}: {err}"
                 );
-                assert!(err.to_string().contains("messages/msg-0042"), "{err}");
+                // Named by collection and blind index, never by its key.
+                assert!(err.to_string().contains("messages/#"), "{err}");
+                assert!(!err.to_string().contains("msg-0042"), "{err}");
             }
         }
         // Restoring the original bytes makes it open again: the failures were the flips.
@@ -183,21 +185,24 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
         let row = open(&dirs.data(), kind, "row", custodian.clone());
         row.register_subject(&subject("alice", "DE")).unwrap();
     }
-    let sealed_a = {
-        let backend = raw_backend(&dirs, kind, "us");
-        let entries = record_entries(backend.as_ref());
-        entries
-            .into_iter()
-            .find(|(k, _)| k.ends_with(b"a1"))
-            .unwrap()
-            .1
-    };
-    let layout_key = |c: &str, k: &str| {
+    let us_index = custodian.pseudonym_key(&region("us")).unwrap();
+    let row_index = custodian.pseudonym_key(&region("row")).unwrap();
+    // The v2 layout: `d ‖ u16 len ‖ collection ‖ blind index of (collection, key)`.
+    let blinded = |index: &domicile_store::PseudonymKey, c: &str, k: &str| {
         let mut out = vec![b'd'];
         out.extend_from_slice(&(c.len() as u16).to_be_bytes());
         out.extend_from_slice(c.as_bytes());
-        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&index.blind_index(c, k).0);
         out
+    };
+    let layout_key = |c: &str, k: &str| blinded(&us_index, c, k);
+    let sealed_a = {
+        let backend = raw_backend(&dirs, kind, "us");
+        let entries = record_entries(backend.as_ref());
+        assert!(entries
+            .iter()
+            .all(|(k, _)| !contains(k, b"a1") && !contains(k, b"b1")));
+        backend.get(&layout_key("likes", "a1")).unwrap().unwrap()
     };
     // Bob's record header (his pseudonym and data key version), read before the cases below
     // overwrite his record.
@@ -222,10 +227,7 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
             matches!(err, StoreError::Authentication { .. }),
             "{what}: {err}"
         );
-        assert!(
-            err.to_string().contains(&format!("{c}/{k}")),
-            "{what}: {err}"
-        );
+        assert!(err.to_string().contains(&format!("{c}/#")), "{what}: {err}");
     }
     // Another subject: alice's ciphertext under a header naming bob (his pseudonym and key).
     {
@@ -245,7 +247,9 @@ fn a_ciphertext_moved_elsewhere_fails_to_open() {
     // Another region: the same bytes at the same key in the row store.
     {
         let backend = raw_backend(&dirs, kind, "row");
-        backend.put(&layout_key("likes", "a1"), &sealed_a).unwrap();
+        backend
+            .put(&blinded(&row_index, "likes", "a1"), &sealed_a)
+            .unwrap();
         backend.flush().unwrap();
     }
     let row = open(&dirs.data(), kind, "row", custodian.clone());
@@ -291,6 +295,8 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
     assert!(err.to_string().contains("00000001.kek"), "{err}");
     drop(store);
     std::fs::write(&kek, &good_kek).unwrap();
+    // Restored as a private key must be: a 0644 key file is refused (see below).
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A truncated data key file.
     let good_dk = std::fs::read(&dk).unwrap();
@@ -323,4 +329,101 @@ fn a_store_opened_as_another_region_is_refused() {
     assert!(matches!(err, StoreError::RegionMismatch { .. }), "{err}");
     let err = SealedStore::open(dirs.data(), region("eu"), policy(), custodian).unwrap_err();
     assert!(err.to_string().contains("eu"), "{err}");
+}
+
+/// Invariant 9: no byte the store or the custodian writes names a subject or a record key, for
+/// live subjects, shredded ones, and either backend.
+#[test]
+fn no_file_names_a_subject_or_a_record_key() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let custodian = dirs.custodian();
+        let ids: Vec<String> = (0..40).map(|i| format!("SUBJ-e1c9-{i:03}")).collect();
+        let keys: Vec<String> = (0..40).map(|i| format!("RKEY-77b2-{i:03}")).collect();
+        {
+            let store = open(&dirs.data(), kind, "us", custodian.clone());
+            let likes = collection("likes");
+            for (id, k) in ids.iter().zip(&keys) {
+                let s = subject(id, "US");
+                store.register_subject(&s).unwrap();
+                store
+                    .put(&s.id, DataClass::Protected, &likes, &key(k), "v")
+                    .unwrap();
+            }
+            // Reads and scans give the real keys back after opening.
+            let scanned: Vec<String> = store
+                .scan_collection(&likes)
+                .map(|r| r.unwrap().meta.key.to_string())
+                .collect();
+            let mut sorted = scanned.clone();
+            sorted.sort();
+            assert_eq!(sorted, keys);
+            let one = store.scan_subject(&subject(&ids[3], "US").id).unwrap();
+            assert_eq!(one[0].meta.key.as_str(), keys[3]);
+            let shred: Vec<_> = ids[..20].iter().map(|i| subject(i, "US").id).collect();
+            store.shred_subjects(&shred).unwrap();
+            store.flush().unwrap();
+        }
+        drop(custodian);
+        for root in [dirs.data(), dirs.keys()] {
+            for file in files_under(&root) {
+                let bytes = std::fs::read(&file).unwrap();
+                for needle in ids.iter().chain(&keys) {
+                    assert!(
+                        !contains(&bytes, needle.as_bytes()),
+                        "{kind:?}: {} names {needle}",
+                        file.display()
+                    );
+                }
+                // Nor any common prefix of them, in case a fragment leaked.
+                assert!(!contains(&bytes, b"SUBJ-e1c9") && !contains(&bytes, b"RKEY-77b2"));
+            }
+        }
+    }
+}
+
+/// A store written in format 1 is refused with an error naming the version and what to do.
+#[test]
+fn a_format_1_store_is_refused_with_what_to_do() {
+    let dirs = Dirs::new();
+    let kind = domicile_store::BackendKind::Sled;
+    {
+        let backend = raw_backend(&dirs, kind, "us");
+        backend.put(b"m", b"domicile-store 1\nus").unwrap();
+        backend.flush().unwrap();
+    }
+    let err = SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian())
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnsupportedStoreFormat { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("format 1") && text.contains("domicile init"),
+        "{text}"
+    );
+}
+
+/// A key file group or others can read is refused, as ssh refuses one, with how to fix it.
+#[test]
+fn a_group_readable_key_is_refused_with_a_chmod_hint() {
+    let dirs = Dirs::new();
+    let kind = domicile_store::BackendKind::Sled;
+    {
+        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        store.register_subject(&subject("gil", "US")).unwrap();
+    }
+    for file in ["us/pseudonym.key", "us/kek/00000001.kek"] {
+        let path = dirs.keys().join(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err =
+            SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian())
+                .and_then(|s| s.subjects())
+                .unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{file}: {err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    assert_eq!(store.subjects().unwrap().len(), 1);
 }

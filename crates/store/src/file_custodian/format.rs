@@ -8,8 +8,14 @@
 //! pseudonym.key   "DMPK" ‖ 1 ‖ secret[32]
 //! NNNNNNNN.kek    "DMKK" ‖ 1 ‖ u32 version ‖ secret[32]
 //! rotating        "DMRT" ‖ 1 ‖ u32 target version
-//! <pseudonym>.dk  "DMDK" ‖ 1 ‖ 1 (live) ‖ u32 version ‖ u32 kek ‖ u16 id length ‖ id ‖ nonce ‖ wrapped key ‖ tag
-//!                 "DMDK" ‖ 1 ‖ 2 (shredded) ‖ u32 version
+//! <pseudonym>.dk  "DMDK" ‖ 2 ‖ 1 (live) ‖ u32 version ‖ u32 kek ‖ nonce ‖ wrap(key[32] ‖ subject id) ‖ tag
+//!                 "DMDK" ‖ 2 ‖ 2 (shredded) ‖ u32 version
+//! ```
+//!
+//! Data key files are format 2: the subject id is sealed with the key, so no byte of the key
+//! directory names a person.
+//!
+//! ```text
 //! ```
 
 use std::path::Path;
@@ -26,11 +32,13 @@ const KEK_MAGIC: &[u8; 4] = b"DMKK";
 const ROTATION_MAGIC: &[u8; 4] = b"DMRT";
 const DATA_KEY_MAGIC: &[u8; 4] = b"DMDK";
 const FORMAT_V1: u8 = 1;
+/// The data key file format: 2 seals the subject id inside the wrap.
+const DATA_KEY_FORMAT: u8 = 2;
 const STATE_LIVE: u8 = 1;
 const STATE_SHREDDED: u8 = 2;
 /// Binds a wrapped data key to its purpose, so no other AES-GCM ciphertext under a KEK can be
 /// passed off as one.
-const WRAP_AAD_LABEL: &[u8] = b"domicile.data-key.v1";
+const WRAP_AAD_LABEL: &[u8] = b"domicile.data-key.v2";
 
 /// A data key file, parsed.
 pub(super) enum KeyFile {
@@ -38,7 +46,6 @@ pub(super) enum KeyFile {
     Live {
         version: u32,
         kek: u32,
-        subject: SubjectId,
         wrapped: Vec<u8>,
     },
     /// A tombstone: the key was destroyed; only its version is kept.
@@ -144,17 +151,17 @@ pub(super) fn encode_live(
     version: u32,
     secret: &[u8; 32],
 ) -> Result<Vec<u8>, StoreError> {
-    let aad = wrap_aad(region, subject, kek_version, version);
+    let aad = wrap_aad(region, kek_version, version);
     let mut body = Vec::with_capacity(128);
     body.extend_from_slice(DATA_KEY_MAGIC);
-    body.push(FORMAT_V1);
+    body.push(DATA_KEY_FORMAT);
     body.push(STATE_LIVE);
     body.extend_from_slice(&version.to_be_bytes());
     body.extend_from_slice(&kek_version.to_be_bytes());
-    let id = subject.as_str().as_bytes();
-    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
-    body.extend_from_slice(id);
-    aead::seal_into(kek, rng, &aad, secret, &mut body)?;
+    let mut plaintext = Vec::with_capacity(32 + subject.as_str().len());
+    plaintext.extend_from_slice(secret);
+    plaintext.extend_from_slice(subject.as_str().as_bytes());
+    aead::seal_into(kek, rng, &aad, &plaintext, &mut body)?;
     Ok(body)
 }
 
@@ -163,7 +170,7 @@ pub(super) fn encode_live(
 pub(super) fn encode_tombstone(version: u32) -> Vec<u8> {
     let mut body = Vec::with_capacity(10);
     body.extend_from_slice(DATA_KEY_MAGIC);
-    body.push(FORMAT_V1);
+    body.push(DATA_KEY_FORMAT);
     body.push(STATE_SHREDDED);
     body.extend_from_slice(&version.to_be_bytes());
     body
@@ -175,7 +182,12 @@ pub(super) fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<KeyFile, Store
     if bytes.len() < 10 || &bytes[..4] != DATA_KEY_MAGIC {
         return Err(corrupt("not a domicile data key file"));
     }
-    if bytes[4] != FORMAT_V1 {
+    if bytes[4] == FORMAT_V1 {
+        return Err(corrupt(
+            "it is a format 1 data key file (subject id in the clear), which this build no longer reads: create a new key directory with `domicile init` and re-ingest",
+        ));
+    }
+    if bytes[4] != DATA_KEY_FORMAT {
         return Err(corrupt(&format!("unknown format version {}", bytes[4])));
     }
     let version = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
@@ -183,50 +195,51 @@ pub(super) fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<KeyFile, Store
         STATE_SHREDDED if bytes.len() == 10 => Ok(KeyFile::Shredded { version }),
         STATE_LIVE => {
             let rest = &bytes[10..];
-            if rest.len() < 6 {
+            if rest.len() < 4 + 12 + 32 + 1 + aead::TAG_LEN {
                 return Err(corrupt("it is truncated"));
             }
             let kek = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-            let id_len = u16::from_be_bytes([rest[4], rest[5]]) as usize;
-            let rest = &rest[6..];
-            if rest.len() != id_len + 12 + 32 + aead::TAG_LEN {
-                return Err(corrupt("it is truncated or has trailing bytes"));
-            }
-            let id = std::str::from_utf8(&rest[..id_len])
-                .ok()
-                .and_then(|s| SubjectId::parse(s).ok())
-                .ok_or_else(|| corrupt("its subject id is not valid"))?;
             Ok(KeyFile::Live {
                 version,
                 kek,
-                subject: id,
-                wrapped: rest[id_len..].to_vec(),
+                wrapped: rest[4..].to_vec(),
             })
         }
         _ => Err(corrupt("its state byte is unknown")),
     }
 }
 
-/// Opens the wrapped key of a live data key file read from `path`.
+/// Opens the wrapped key of a live data key file read from `path`: the key and its subject.
 pub(super) fn unwrap_key(
     path: &Path,
     kek: &LessSafeKey,
     region: &Region,
-    subject: &SubjectId,
     kek_version: u32,
     version: u32,
     wrapped: &[u8],
-) -> Result<[u8; 32], StoreError> {
-    let aad = wrap_aad(region, subject, kek_version, version);
+) -> Result<([u8; 32], SubjectId), StoreError> {
+    let aad = wrap_aad(region, kek_version, version);
     let secret = aead::open(kek, &aad, wrapped).ok_or_else(|| {
         StoreError::key_file(
             path,
             format!("the wrapped data key does not open under KEK v{kek_version} of region {region} (wrong key, or the file was changed or moved)"),
         )
     })?;
-    secret
-        .try_into()
-        .map_err(|_| StoreError::key_file(path, "the wrapped data key is not 32 bytes"))
+    if secret.len() <= 32 {
+        return Err(StoreError::key_file(
+            path,
+            "the wrapped data key is too short",
+        ));
+    }
+    let (key, id) = secret.split_at(32);
+    let subject = std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| SubjectId::parse(s).ok())
+        .ok_or_else(|| StoreError::key_file(path, "its sealed subject id is not valid"))?;
+    Ok((
+        key.try_into().expect("split_at(32) gives 32 bytes"),
+        subject,
+    ))
 }
 
 /// An AES-256-GCM key-encryption key from its secret bytes.
@@ -238,11 +251,12 @@ pub(super) fn aes_key(secret: &[u8; 32]) -> Result<LessSafeKey, StoreError> {
         })
 }
 
-fn wrap_aad(region: &Region, subject: &SubjectId, kek: u32, version: u32) -> Vec<u8> {
+/// The subject is bound by being sealed with the key, and the file's name (its pseudonym) is
+/// checked against the subject after unwrapping.
+fn wrap_aad(region: &Region, kek: u32, version: u32) -> Vec<u8> {
     let mut aad = Vec::with_capacity(64);
     put_field(&mut aad, WRAP_AAD_LABEL);
     put_field(&mut aad, region.as_str().as_bytes());
-    put_field(&mut aad, subject.as_str().as_bytes());
     aad.extend_from_slice(&kek.to_be_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad
@@ -269,29 +283,30 @@ mod tests {
     }
 
     #[test]
-    fn a_live_key_unwraps_only_for_its_own_subject() {
+    fn a_live_key_unwraps_to_its_subject_and_names_no_one_in_the_clear() {
         let rng = SystemRandom::new();
         let kek = aes_key(&[1; 32]).unwrap();
         let region = Region::parse("us").unwrap();
-        let alice = SubjectId::parse("alice").unwrap();
-        let bob = SubjectId::parse("bob").unwrap();
+        let alice = SubjectId::parse("alice-4711").unwrap();
         let body = encode_live(&kek, &rng, &region, &alice, 1, 3, &[5; 32]).unwrap();
+        assert!(!body.windows(10).any(|w| w == b"alice-4711"));
         let path = Path::new("a.dk");
         let KeyFile::Live {
             version,
             kek: kv,
-            subject,
             wrapped,
         } = parse_key_file(path, &body).unwrap()
         else {
             panic!("a live key file parses as live");
         };
-        assert_eq!((version, kv, &subject), (3, 1, &alice));
+        assert_eq!((version, kv), (3, 1));
         assert_eq!(
-            unwrap_key(path, &kek, &region, &alice, 1, 3, &wrapped).unwrap(),
-            [5; 32]
+            unwrap_key(path, &kek, &region, 1, 3, &wrapped).unwrap(),
+            ([5; 32], alice)
         );
-        assert!(unwrap_key(path, &kek, &region, &bob, 1, 3, &wrapped).is_err());
+        let other = Region::parse("row").unwrap();
+        assert!(unwrap_key(path, &kek, &other, 1, 3, &wrapped).is_err());
+        assert!(unwrap_key(path, &kek, &region, 1, 4, &wrapped).is_err());
     }
 
     #[test]

@@ -79,6 +79,21 @@ impl FileCustodian {
         &self.root
     }
 
+    /// The fingerprint of `region`'s index and pseudonym key under key root `root`
+    /// ([`PseudonymKey::fingerprint`]), or `None` if the region has no key there. Reads, never
+    /// creates: this is how a deployment checks it was handed its own keys.
+    pub fn region_fingerprint(
+        root: impl AsRef<Path>,
+        region: &Region,
+    ) -> Result<Option<String>, StoreError> {
+        let path = root.as_ref().join(region.as_str()).join("pseudonym.key");
+        let Some(bytes) = domicile_durable::read_secret(&path)? else {
+            return Ok(None);
+        };
+        let secret = format::parse_pseudonym_key(&path, &bytes)?;
+        Ok(Some(PseudonymKey::from_bytes(&secret).fingerprint()))
+    }
+
     /// The directory holding `region`'s keys.
     pub fn region_dir(&self, region: &Region) -> PathBuf {
         self.root.join(region.as_str())
@@ -172,11 +187,13 @@ impl FileCustodian {
             return Ok(key.clone());
         }
         let path = self.kek_path(region, version);
-        let bytes = read_optional(&path)?.ok_or_else(|| StoreError::MissingKek {
-            region: region.clone(),
-            version: KekVersion(version),
-            path: path.clone(),
-        })?;
+        // A key others can read is refused with a chmod hint, as ssh refuses one.
+        let bytes =
+            domicile_durable::read_secret(&path)?.ok_or_else(|| StoreError::MissingKek {
+                region: region.clone(),
+                version: KekVersion(version),
+                path: path.clone(),
+            })?;
         let secret = format::parse_kek(&path, &bytes, version)?;
         let key = Arc::new(format::aes_key(&secret)?);
         region_state.keks.insert(version, key.clone());
@@ -215,9 +232,11 @@ impl FileCustodian {
             KeyFile::Live {
                 version,
                 kek,
-                subject,
                 wrapped,
             } => {
+                let kek_key = self.kek(state, region, kek)?;
+                let (secret, subject) =
+                    format::unwrap_key(&path, &kek_key, region, kek, version, &wrapped)?;
                 let pseudonyms = self.pseudonym_key_locked(state, region)?;
                 if pseudonyms.pseudonym(&subject) != *pseudonym {
                     // The message names the file (a pseudonym), never the subject id inside it.
@@ -226,9 +245,6 @@ impl FileCustodian {
                         "it holds the key of a subject whose pseudonym is not this file's name",
                     ));
                 }
-                let kek_key = self.kek(state, region, kek)?;
-                let secret =
-                    format::unwrap_key(&path, &kek_key, region, &subject, kek, version, &wrapped)?;
                 let key = Arc::new(DataKey::from_bytes(
                     subject,
                     version,
@@ -255,11 +271,12 @@ impl FileCustodian {
         }
         let dir = self.prepare_region(region)?;
         let path = dir.join("pseudonym.key");
-        let secret = match read_optional(&path)? {
+        let secret = match domicile_durable::read_secret(&path)? {
             Some(bytes) => format::parse_pseudonym_key(&path, &bytes)?,
             None => {
                 let secret = aead::random_key(&self.rng)?;
-                write_private(&path, &format::encode_pseudonym_key(&secret))?;
+                // Exclusive: a key that appeared meanwhile is never overwritten.
+                domicile_durable::create_private(&path, &format::encode_pseudonym_key(&secret))?;
                 secret
             }
         };

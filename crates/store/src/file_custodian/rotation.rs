@@ -51,7 +51,6 @@ impl FileCustodian {
             let KeyFile::Live {
                 version,
                 kek,
-                subject,
                 wrapped,
             } = read_key_file(&path)?
             else {
@@ -70,8 +69,8 @@ impl FileCustodian {
                 });
             }
             let old_key = self.kek(&mut state, region, kek)?;
-            let secret =
-                format::unwrap_key(&path, &old_key, region, &subject, kek, version, &wrapped)?;
+            let (secret, subject) =
+                format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
             let body = format::encode_live(
                 &target_key,
                 &self.rng,
