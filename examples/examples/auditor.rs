@@ -161,12 +161,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// An auditor verifies a region's access log and its proofs with the public key only, then
+/// catches a tampered copy.
+#[derive(Debug, clap::Parser)]
+#[command(name = "auditor")]
+struct Args {
+    /// An empty directory to write the log, its keys and the tampered copy into.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
 fn parse_dir() -> Result<PathBuf, Box<dyn Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [flag, dir] if flag == "--dir" => Ok(PathBuf::from(dir)),
-        _ => Err("usage: auditor --dir PATH".into()),
-    }
+    use clap::Parser;
+    Ok(Args::parse().dir)
 }
 
 fn unix_now() -> u64 {

@@ -24,7 +24,14 @@ fn cell(d: &Decision) -> String {
     out
 }
 
+/// Prints, side by side for each policy, the residency decisions and the access rules, with the
+/// rule that made each one.
+#[derive(Debug, clap::Parser)]
+#[command(name = "policy_matrix")]
+struct Args {}
+
 fn main() -> Result<(), ResidencyError> {
+    let Args {} = clap::Parser::parse();
     let global = GlobalPolicy::new();
     let split = UsSplitPolicy::new();
     let policies: [&dyn ResidencyPolicy; 2] = [&global, &split];

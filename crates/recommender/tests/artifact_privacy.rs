@@ -91,6 +91,7 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
         ));
     });
     let app = principal("spiffe://domicile.example/us/usds/ingest", &["app-service"]);
+    gate.enrol(app.clone()).unwrap();
     let why = Purpose::new(JustificationCode::UserRequestedSupport);
     let mut batch = Vec::new();
     let mut subjects = Vec::new();
@@ -120,6 +121,7 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
         "spiffe://domicile.example/us/usds/trainer",
         &["training-service"],
     );
+    gate.enrol(trainer.clone()).unwrap();
     let training = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-1");
     let scanned = gate
         .scan(
