@@ -597,13 +597,15 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
 fn keygen(a: KeygenArgs) -> Result<(), CliError> {
     let der = SigningKey::generate_pkcs8()?;
     let key = SigningKey::from_pkcs8(&der)?;
-    // A private key: mode 0600, written atomically and durably.
-    domicile_durable::write_private(&a.out, &der).map_err(RecsysError::from)?;
+    // A private key: mode 0600, written atomically and durably, and never over an existing key
+    // (a model-signing key replaced without a word would orphan every model it signed).
+    domicile_durable::create_private(&a.out, &der).map_err(RecsysError::from)?;
     let public = hex(&key.public_key());
     let mut pub_path = a.out.clone().into_os_string();
     pub_path.push(".pub");
     let pub_path = PathBuf::from(pub_path);
-    domicile_durable::write_private(&pub_path, format!("{public}\n").as_bytes())
+    // The public half is meant to be handed out: world-readable.
+    domicile_durable::write_public(&pub_path, format!("{public}\n").as_bytes())
         .map_err(RecsysError::from)?;
     println!("{public}");
     Ok(())

@@ -426,3 +426,22 @@ fn events_jsonl_trains_and_bad_input_names_its_line() {
     assert!(err.contains("bad.csv:4: weight 3e38"), "{err}");
     assert!(err.contains("past the largest finite f32"), "{err}");
 }
+
+#[test]
+fn keygen_writes_a_private_key_once_and_a_public_half_everyone_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("model.key");
+    ok(&["keygen", "--out", s(&key)]);
+    let first = std::fs::read(&key).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&dir.path().join("model.key.pub")), 0o644);
+    let err = fails(&["keygen", "--out", s(&key)]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        first,
+        "the key was overwritten"
+    );
+}

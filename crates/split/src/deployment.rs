@@ -334,7 +334,8 @@ impl Deployment {
             let region_data = data_root.join(region.as_str());
             let vkey_path = region_data.join("log.vkey");
             if read_text(&vkey_path)?.as_deref() != Some(format!("{}\n", verifier).as_str()) {
-                write_private(&vkey_path, format!("{}\n", verifier).as_bytes())?;
+                // Public: auditors are handed this file (mode 0644).
+                domicile_durable::write_public(&vkey_path, format!("{}\n", verifier).as_bytes())?;
             }
             let log_dir = region_data.join("audit");
             let mut config = LogConfig::new(signing);
