@@ -425,6 +425,20 @@ fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), F
             let subject = SubjectId::parse(&id).map_err(|e| bad(e.to_string()))?;
             entry.resource.subject = Some(key.pseudonym(&subject));
         }
+        // Invariant 6: a record key often embeds a user id, so the log takes it only as its
+        // keyed pseudonym (`hmac:…`, what `audit pseudonym --collection C --key K` prints) or as
+        // an approval reference, never in clear.
+        if let domicile_audit::Target::Record { key } = &entry.resource.target {
+            let pseudonymous = key.parse::<domicile_audit::RecordKeyPseudonym>().is_ok()
+                || key.starts_with("approval:");
+            if !pseudonymous {
+                return Err(bad(
+                    "resource.target.key is not a record-key pseudonym (hmac: and 64 hex \
+                     digits); compute it with `domicile audit pseudonym --collection C --key K`"
+                        .into(),
+                ));
+            }
+        }
         log.append(entry)?;
         count += 1;
     }

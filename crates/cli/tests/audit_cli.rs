@@ -42,7 +42,7 @@ fn entry_line(i: u32, subject: &str, principal: &str, allowed: bool) -> String {
         concat!(
             r#"{{"time_ms":{},"region":"us","principal":{{"id":"{}","organisation":"ttusds","#,
             r#""office_country":"US","location_country":"US"}},"action":"read","#,
-            r#""resource":{{"class":"protected","collection":"profiles","target":{{"kind":"record","key":"rec-{}"}}}},"#,
+            r#""resource":{{"class":"protected","collection":"profiles","target":{{"kind":"record","key":"hmac:{:064x}"}}}},"#,
             r#""purpose":{{"code":"user_requested_support","ticket":"SUP-{}"}},"#,
             r#""decision":{{"allowed":{},"rules":["{}"]}},"#,
             r#""policy":{{"name":"us-split","version":"1.0.0","digest":"sha256:{}"}},"#,
@@ -739,4 +739,69 @@ fn the_auditor_pins_checkpoints_and_the_writer_refuses_rollbacks() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("distinct"));
+}
+
+#[test]
+fn append_refuses_a_record_key_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, keys) = (dir.path().join("log"), dir.path().join("keys"));
+    ok(
+        &[
+            "audit",
+            "keygen",
+            "--origin",
+            "audit.example/us",
+            "--out",
+            p(&keys),
+        ],
+        None,
+    );
+    let line = entry_line(
+        0,
+        "user-17",
+        "spiffe://domicile.example/us/usds/alice",
+        true,
+    )
+    .replacen(&format!("hmac:{:064x}", 0), "profile/alice@example.com", 1);
+    assert!(line.contains("profile/alice@example.com"));
+    let out = domicile(
+        &[
+            "audit",
+            "append",
+            "--log",
+            p(&log),
+            "--key",
+            p(&keys.join("log.key")),
+            "--audit-key",
+            p(&keys.join("audit.key")),
+        ],
+        Some(&line),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a record-key pseudonym"), "{err}");
+    assert!(
+        !err.contains("alice@example.com"),
+        "the refusal echoes the key: {err}"
+    );
+    let written = walk_bytes(&log);
+    assert!(
+        !written.windows(5).any(|w| w == b"alice"),
+        "the refused entry reached the log"
+    );
+}
+
+fn walk_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk_bytes(&path));
+            } else {
+                out.extend(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
 }
