@@ -519,9 +519,12 @@ impl ApprovalBook {
             )));
         }
         if now >= grant.expires_at {
+            // Auditor-facing text: times in RFC 3339 UTC, never raw Unix seconds.
+            let at = |secs: u64| domicile_audit::query::rfc3339(secs.saturating_mul(1000));
             return Err(invalid(format!(
-                "it expired at {} (now {now})",
-                grant.expires_at
+                "it expired at {} (now {})",
+                at(grant.expires_at),
+                at(now)
             )));
         }
         if !record.request.scope.covers(class, region, subject, purpose) {

@@ -294,6 +294,13 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .read(&bo, &legal(), &profile("ana"), Some(&request.id))
         .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
+    // Auditor-facing times are RFC 3339 UTC, not raw Unix seconds.
+    let text = err.to_string();
+    let at = text.split("expired at ").nth(1).unwrap_or_default();
+    assert!(
+        at.len() > 20 && at.as_bytes()[4] == b'-' && at[..24].ends_with('Z'),
+        "{err}"
+    );
 
     // The approval covers only its scope: another subject is refused.
     seed(&d, "us", "ben", "US");
