@@ -72,7 +72,7 @@ enum SplitCommand {
         #[command(flatten)]
         dirs: Dirs,
         /// A file holding the migration public key to trust (default: the key pinned in
-        /// <data>/migration.vkey when the deployment was created).
+        /// DATA/migration.vkey, DATA being --data, when the deployment was created).
         #[arg(long)]
         migration_vkey: Option<PathBuf>,
     },
