@@ -77,6 +77,19 @@ pub(crate) fn run(args: KeysArgs) -> ExitCode {
     }
 }
 
+/// Refuses a keys directory that holds no key-encryption keys for `region`, before anything is
+/// opened: a mistyped `--keys` must not create a new, empty custodian (only `domicile init`
+/// creates keys).
+fn existing_region(keys: &std::path::Path, region: &Region) -> Result<(), KeysError> {
+    if keys.join(region.as_str()).join("kek").is_dir() {
+        return Ok(());
+    }
+    Err(KeysError::Usage(format!(
+        "{} holds no key-encryption keys for region {region}: is --keys right? (`domicile init` creates a deployment's keys)",
+        keys.display()
+    )))
+}
+
 fn command(command: KeysCommand) -> Result<(), KeysError> {
     match command {
         KeysCommand::List { keys, region } => {
@@ -123,8 +136,10 @@ fn command(command: KeysCommand) -> Result<(), KeysError> {
             Ok(())
         }
         KeysCommand::Rotate { keys, region } => {
+            let region = Region::parse(&region)?;
+            existing_region(&keys, &region)?;
             let custodian = FileCustodian::open(&keys)?;
-            let report = custodian.rotate_kek(&Region::parse(&region)?)?;
+            let report = custodian.rotate_kek(&region)?;
             println!(
                 "{}: {} data key(s) rewrapped under {}{}{}",
                 report.region,
@@ -154,8 +169,9 @@ fn command(command: KeysCommand) -> Result<(), KeysError> {
                 .map_err(|_| {
                     KeysError::Usage(format!("version {version:?}: expected a number such as v1"))
                 })?;
-            let custodian = FileCustodian::open(&keys)?;
             let region = Region::parse(&region)?;
+            existing_region(&keys, &region)?;
+            let custodian = FileCustodian::open(&keys)?;
             custodian.retire_kek(&region, KekVersion(number))?;
             println!("{region}: key-encryption key v{number} retired");
             Ok(())

@@ -108,3 +108,28 @@ fn rotate_and_retire() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_keys_directory_is_refused_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("keyz");
+    let w = wrong.to_str().unwrap();
+    for args in [
+        vec!["keys", "rotate", "--keys", w, "--region", "us"],
+        vec![
+            "keys",
+            "retire",
+            "--keys",
+            w,
+            "--region",
+            "us",
+            "--version",
+            "v1",
+        ],
+    ] {
+        let out = domicile(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("is --keys right?"), "{}", text(&out));
+        assert!(!wrong.exists(), "{args:?} created {w}");
+    }
+}
