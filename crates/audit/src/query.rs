@@ -110,36 +110,6 @@ pub fn table(entries: &[Entry]) -> String {
     out
 }
 
-/// The header of the table `domicile audit query` prints.
-pub fn table_header() -> String {
-    format!(
-        "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
-        "SEQ", "TIME", "PRINCIPAL", "ACTION", "CLASS", "SUBJECT", "ALLOW", "RULE", "PURPOSE"
-    )
-}
-
-/// One entry as a line of that table.
-pub fn table_row(e: &Entry) -> String {
-    let subject = e
-        .resource
-        .subject
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
-    format!(
-        "{:>6}  {:<24}  {:<40}  {:<7}  {:<10}  {:<16}  {:<5}  {:<40}  {:<22}",
-        e.seq,
-        rfc3339(e.time_ms),
-        e.principal.id,
-        e.action.as_str(),
-        e.resource.class.as_str(),
-        subject.get(..16).unwrap_or("-"),
-        if e.decision.allowed { "yes" } else { "no" },
-        rules.join(" "),
-        e.purpose.to_string()
-    )
-}
-
 /// The header of the CSV `domicile audit query --format csv` prints.
 pub const CSV_HEADER: &str = "seq,time,principal,organisation,action,class,collection,subject,target,allowed,rules,purpose,ticket,request_id";
 
