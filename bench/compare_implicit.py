@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Compare domicile's recommender with the `implicit` library on the same data and split.
 
-    python3 bench/compare_implicit.py            # from the workspace root
+    python3 bench/compare_implicit.py                       # a generated world, from the workspace root
+  python3 bench/compare_implicit.py --dataset ml-100k     # MovieLens 100k, ratings >= 4 as positives
+
+MovieLens 100k (GroupLens; 100,000 ratings of 1,682 movies by 943 users) is public data. No
+network but the package registries is reachable here, so the script takes the copy that the
+RecBole wheel on PyPI ships (`recbole/dataset_example/ml-100k/ml-100k.inter`, fetched with
+`pip download recbole==1.2.1 --no-deps` into bench/.cache), keeps ratings of 4 and 5 as positives
+of weight 1, and splits them like the generated world.
 
 Creates bench/.venv on first use and installs `implicit numpy scipy` from PyPI into it, builds
 the release `domicile` binary, generates a seeded world with `domicile recsys generate`, splits
@@ -23,6 +30,7 @@ function, with the formulas of docs/recommender.md.
 
 import argparse
 import csv
+import zipfile
 import os
 import random
 import re
@@ -48,6 +56,37 @@ def ensure_venv():
     # One BLAS thread, as implicit recommends; implicit's own num_threads sets its parallelism.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_NUM_THREADS="1")
     os.execve(str(py), [str(py), __file__, *sys.argv[1:]], env)
+
+
+RECBOLE = "recbole==1.2.1"
+ML_100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
+
+
+def movielens_100k(out):
+    """Writes MovieLens 100k's ratings >= 4 as an interactions CSV (user, item, weight 1,
+    timestamp in ms) and returns the path."""
+    cache = ROOT / "bench" / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("recbole-1.2.1-*.whl"))
+    if not wheels:
+        print(f"fetching MovieLens 100k from PyPI ({RECBOLE}, no dependencies) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", RECBOLE, "-d", str(cache)],
+                       check=True)
+        wheels = sorted(cache.glob("recbole-1.2.1-*.whl"))
+    kept = total = 0
+    with zipfile.ZipFile(wheels[0]) as z, z.open(ML_100K) as f, open(out, "w", newline="") as o:
+        w = csv.writer(o)
+        w.writerow(["user", "item", "weight", "timestamp"])
+        lines = (line.decode("utf-8").rstrip("\n").split("\t") for line in f)
+        header = next(lines)
+        assert header[:4] == ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], header
+        for user, item, rating, ts in lines:
+            total += 1
+            if float(rating) >= 4:
+                kept += 1
+                w.writerow([f"u{user}", f"m{item}", 1, int(float(ts)) * 1000])
+    print(f"MovieLens 100k: {total} ratings, {kept} of them >= 4 kept as positives")
+    return out
 
 
 def run(cmd):
@@ -97,6 +136,8 @@ def main():
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=["generated", "ml-100k"], default="generated",
+                    help="a generated world (default) or MovieLens 100k (public; ratings >= 4)")
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--videos", type=int, default=20_000)
     ap.add_argument("--events", type=int, default=2_000_000)
@@ -121,9 +162,12 @@ def main():
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "domicile"], cwd=ROOT, check=True)
     print(f"implicit {implicit.__version__}, numpy {np.__version__}; data in {work}")
 
-    world = work / "world.csv"
-    run([binary, "recsys", "generate", "--users", args.users, "--videos", args.videos,
-         "--events", args.events, "--seed", args.seed, "--out", world])
+    if args.dataset == "ml-100k":
+        world = movielens_100k(work / "ml-100k.csv")
+    else:
+        world = work / "world.csv"
+        run([binary, "recsys", "generate", "--users", args.users, "--videos", args.videos,
+             "--events", args.events, "--seed", args.seed, "--out", world])
 
     # Read and split, seeded: each pair is held out with probability `holdout`; a user whose every
     # pair was drawn keeps the first one for training.
@@ -166,6 +210,7 @@ def main():
                         ("item-knn-bm25", ["--model", "item-knn", "--similarity", "bm25"]),
                         ("blend", ["--model", "blend"])]:
         model = work / f"{name}.domrec"
+        wall = time.perf_counter()
         out = run([binary, "recsys", "train", "--interactions", train_csv, "--model-out", model, *common, *extra])
         fit = float(re.search(r"fitted \S+ in ([0-9.]+) s", out).group(1))
         recs_csv = work / f"{name}.recs.csv"
@@ -173,11 +218,12 @@ def main():
                    "--trusted-key", f"{key}.pub", "--users", users_file, "--k", args.k,
                    "--exclude-seen", "--threads", args.threads, "--out", recs_csv])
         serve = float(re.search(r"recommended for \d+ users in ([0-9.]+) s", out).group(1))
+        wall = time.perf_counter() - wall
         recs = {}
         with open(recs_csv, newline="") as f:
             for row in csv.DictReader(f):
                 recs.setdefault(row["user"], []).append(row["item"])
-        results.append((f"domicile {name}", fit, serve, metrics(recs, test, args.k, n_items)))
+        results.append((f"domicile {name}", fit, serve, metrics(recs, test, args.k, n_items), wall))
         print(f"domicile {name}: fit {fit:.2f} s, serve {serve:.2f} s, {results[-1][3]}", flush=True)
 
     # The same training matrix for implicit, with confidence 1 + alpha * w.
@@ -207,32 +253,35 @@ def main():
     ]
     models[0][1].cg_steps = args.cg_steps  # an attribute, not a constructor argument, in 0.7
     for name, model, matrix in models:
-        start = time.perf_counter()
+        wall = start = time.perf_counter()
         model.fit(matrix, show_progress=False)
         fit = time.perf_counter() - start
         start = time.perf_counter()
         ids, _scores = model.recommend(test_idx, user_items[test_idx], N=args.k, filter_already_liked_items=True)
         serve = time.perf_counter() - start
+        wall = time.perf_counter() - wall
         recs = {test_users[q]: [items_by_index[i] for i in ids[q] if i >= 0] for q in range(len(test_users))}
-        results.append((name, fit, serve, metrics(recs, test, args.k, n_items)))
+        results.append((name, fit, serve, metrics(recs, test, args.k, n_items), wall))
         print(f"{name}: fit {fit:.2f} s, serve {serve:.2f} s, {results[-1][3]}", flush=True)
 
     k = args.k
     print(f"\nfactors {args.factors}, iterations {args.iterations}, regularization {args.regularization}, "
           f"alpha {args.alpha}, cg steps {args.cg_steps}, neighbours {args.neighbours}, threads {args.threads}")
-    print(f"{'model':<26}{'fit s':>8}{'serve s':>9}{'prec@'+str(k):>10}{'recall@'+str(k):>11}"
+    print(f"{'model':<26}{'fit s':>8}{'serve s':>9}{'wall s':>8}{'prec@'+str(k):>10}{'recall@'+str(k):>11}"
           f"{'ndcg@'+str(k):>9}{'map@'+str(k):>9}{'coverage':>10}")
-    for name, fit, serve, m in results:
-        print(f"{name:<26}{fit:>8.2f}{serve:>9.2f}{m['precision']:>10.4f}{m['recall']:>11.4f}"
+    for name, fit, serve, m, wall in results:
+        print(f"{name:<26}{fit:>8.2f}{serve:>9.2f}{wall:>8.2f}{m['precision']:>10.4f}{m['recall']:>11.4f}"
               f"{m['ndcg']:>9.4f}{m['map']:>9.4f}{m['coverage']:>10.4f}")
-    ours = {n: (f, m) for n, f, _, m in results}
+    ours = {n: (f, m) for n, f, _, m, _ in results}
     als_ratio = ours["implicit als"][0] / ours["domicile als"][0]
     print(f"\nALS fit: domicile is {als_ratio:.2f}x implicit's speed "
           f"({ours['domicile als'][0]:.2f} s vs {ours['implicit als'][0]:.2f} s)")
-    serve = {n: s for n, _, s, _ in results}
+    serve = {n: s for n, _, s, _, _ in results}
     print(f"ALS batch recommend ({len(test_users)} users): domicile {serve['domicile als']:.2f} s "
           f"(model loading excluded), implicit {serve['implicit als']:.2f} s")
-    best = lambda prefix: max((m["ndcg"], n) for n, _, _, m in results if n.startswith(prefix))
+    best = lambda prefix: max((m["ndcg"], n) for n, _, _, m, _ in results if n.startswith(prefix))
+    print("wall s: domicile's is the whole `recsys train` plus `recsys recommend` processes (CSV parsing,\n"
+          "signing, writing and reading the model, fold-in); implicit's is its fit plus its recommend, in-process.")
     print(f"best NDCG@{k}: domicile {best('domicile')[1]} {best('domicile')[0]:.4f}, "
           f"implicit {best('implicit')[1]} {best('implicit')[0]:.4f}")
 

@@ -93,6 +93,10 @@ struct HyperArgs {
     /// Seed of the initial factors.
     #[arg(long, default_value_t = 42)]
     init_seed: u64,
+    /// Blend only: the share of the training pairs held out to choose the ALS and item-item
+    /// weights on this data (0: the fixed default weights).
+    #[arg(long, default_value_t = 0.1)]
+    blend_validation: f32,
 }
 
 impl HyperArgs {
@@ -111,6 +115,7 @@ impl HyperArgs {
         c.als.seed = self.init_seed;
         c.item_knn.threads = self.threads;
         c.item_knn.neighbours = self.neighbours;
+        c.blend.validation = self.blend_validation;
         c.item_knn.similarity = match self.similarity {
             SimilarityArg::Bm25 => Similarity::bm25(),
             SimilarityArg::Cosine => Similarity::Cosine,
@@ -335,6 +340,16 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
     let model = Recommender::train(&data, &config)?;
     let fit = start.elapsed().as_secs_f64();
     println!("fitted {} in {fit:.3} s", config.kind);
+    let blend = model.config().blend;
+    if config.kind == ModelKind::Blend && blend.validation > 0.0 {
+        println!(
+            "blend weights chosen on {:.0} % of the training pairs held out: ALS {}, item-item {}, popularity {}",
+            blend.validation * 100.0,
+            blend.als,
+            blend.item_knn,
+            blend.popularity
+        );
+    }
     let manifest = write_artifact(&a.model_out, &model, &provenance, key.as_ref())?;
     let regions: Vec<&str> = manifest.trained_on.iter().map(Region::as_str).collect();
     println!(

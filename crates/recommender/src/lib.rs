@@ -86,7 +86,7 @@ pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilde
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};
 pub use model::{
     BlendConfig, ModelKind, RecommendOptions, Recommendation, Recommender, Strategy, TrainConfig,
-    TrainedSubjects,
+    TrainedSubjects, BLEND_WEIGHT_GRID,
 };
 pub use popularity::Popularity;
 pub use topk::{top_k_batch, top_k_inner_product, ItemIndex, Scored};
