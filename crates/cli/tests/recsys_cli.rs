@@ -85,6 +85,10 @@ fn generate_train_sign_recommend_and_verify() {
     args.extend(SMALL);
     let out = ok(&args);
     assert!(out.contains("fitted blend in"), "{out}");
+    assert!(
+        out.contains("blend weights chosen on 10 % of the training pairs held out"),
+        "{out}"
+    );
     assert!(out.contains("trained_on row,us;"), "{out}");
     assert!(
         out.contains(&format!("signed by {}", public.trim())),

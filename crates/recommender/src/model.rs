@@ -285,8 +285,10 @@ impl Recommender {
         }
         let seen = data.user_items();
         let n_items = data.n_items();
-        let wants_als = matches!(config.kind, ModelKind::Als | ModelKind::Blend);
-        let wants_knn = matches!(config.kind, ModelKind::ItemKnn | ModelKind::Blend);
+        // A blend whose weights leave a component out does not fit it (nor ship it).
+        let blend = config.kind == ModelKind::Blend;
+        let wants_als = config.kind == ModelKind::Als || (blend && config.blend.als > 0.0);
+        let wants_knn = config.kind == ModelKind::ItemKnn || (blend && config.blend.item_knn > 0.0);
         let (als, subjects) = if wants_als {
             let fitted = AlsModel::fit(&seen, n_items, &config.als)?;
             let subjects = TrainedSubjects {
@@ -929,6 +931,13 @@ mod tests {
         );
         // Deterministic: the same data and seed choose the same weights.
         assert_eq!(Recommender::train(&d, &c).unwrap().config().blend, chosen);
+        // A component the weights leave out is not fitted.
+        if chosen.als == 0.0 {
+            assert!(model.als().is_none());
+        }
+        if chosen.item_knn == 0.0 {
+            assert!(model.item_knn().is_none());
+        }
         // Fixed weights are kept as given.
         c.blend.validation = 0.0;
         c.blend.item_knn = 3.0;

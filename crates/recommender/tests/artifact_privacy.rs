@@ -174,6 +174,8 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     config.als.factors = 16;
     config.als.threads = 2;
     config.item_knn.threads = 2;
+    // Fixed weights: the test needs both components in the artifact.
+    config.blend.validation = 0.0;
     let (model, trained) = Recommender::train_with_subjects(&data, &config).unwrap();
     let key = SigningKey::from_seed(&[3u8; 32]).unwrap();
     let path = dir.path().join("us.domrec");
