@@ -158,6 +158,44 @@ pub enum StoreError {
         /// Why not.
         reason: String,
     },
+    /// Another process holds the region's key store (rotating, shredding or splitting), and
+    /// did not let go within the time this one waited.
+    #[error("the keys of region {region} are in use by {holder} (lock {path}); waited {waited:?}: run this again when that process has finished")]
+    KeysInUse {
+        /// The region.
+        region: Region,
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it: pid, command and since when.
+        holder: String,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The embedded key store (`datakeys.redb`) failed.
+    #[error("key store {path} failed to {operation}: {detail}")]
+    KeyStore {
+        /// The database file.
+        path: PathBuf,
+        /// What it was asked to do.
+        operation: &'static str,
+        /// redb's message.
+        detail: String,
+    },
+    /// The keys directory keeps data keys in key layout 2 (one file per subject), which this
+    /// build no longer reads in place.
+    #[error("the data keys of region {region} under {keys} are in key layout 2 (one file per subject under {region}/subjects/); this build keeps them in {region}/datakeys.redb (key layout 3): run `domicile keys migrate --keys {keys}` once, with no other process using these keys")]
+    OldKeyLayout {
+        /// The region.
+        region: Region,
+        /// The keys root.
+        keys: PathBuf,
+    },
+    /// The keys directory does not exist: only an explicit initialisation creates one.
+    #[error("{path} is not a keys directory (it does not exist): is --keys right? `domicile init` creates a deployment's keys")]
+    NoKeysDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The subject has no data key in this region (it was never registered or was shredded).
     #[error("subject {subject} has no data key in region {region}")]
     NoDataKey {

@@ -78,7 +78,7 @@ pub use custodian::{
 };
 pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
-pub use file_custodian::FileCustodian;
+pub use file_custodian::{FileCustodian, DEFAULT_LOCK_WAIT};
 pub use names::{Collection, RecordKey};
 pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STORE_FORMAT};
 #[cfg(feature = "redb")]
