@@ -11,8 +11,8 @@
 //! for another process holding a region's keys (a split, say) before saying who holds them.
 
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
 use domicile_residency::Region;

@@ -42,7 +42,11 @@ fn jitter(bound: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
-    (nanos.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) >> 33) % bound.max(1)
+    (nanos
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        >> 33)
+        % bound.max(1)
 }
 
 const COUNTRIES: [&str; 4] = ["US", "DE", "PR", "BR"];
@@ -183,7 +187,8 @@ fn opens_under(entry: &[u8], region: &str, secret: &[u8]) -> bool {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, secret).unwrap());
     let nonce = Nonce::try_assume_unique_for_key(&wrapped[..12]).unwrap();
     let mut sealed = wrapped[12..].to_vec();
-    key.open_in_place(nonce, Aad::from(aad), &mut sealed).is_ok()
+    key.open_in_place(nonce, Aad::from(aad), &mut sealed)
+        .is_ok()
 }
 
 /// The attacker's checks on shredded keys: no file left under `keys` holds any of their
@@ -447,7 +452,9 @@ fn rotation_and_finalisation_killed_at_random_moments_lose_no_key_and_no_shred()
     // Shred some US subjects (as an erasure request would), keeping a copy of the data.
     let old_data = dir.path().join("old-data");
     copy_dir(&data, &old_data);
-    let shredded: Vec<usize> = (0..N).filter(|i| COUNTRIES[i % 4] == "US" && i % 3 == 0).collect();
+    let shredded: Vec<usize> = (0..N)
+        .filter(|i| COUNTRIES[i % 4] == "US" && i % 3 == 0)
+        .collect();
     let shredded_entries = {
         let custodian = Arc::new(FileCustodian::open_existing(&keys).unwrap());
         let store = SealedStore::open(
@@ -457,7 +464,9 @@ fn rotation_and_finalisation_killed_at_random_moments_lose_no_key_and_no_shred()
             custodian.clone(),
         )
         .unwrap();
-        let pseudonyms = custodian.pseudonym_key(&Region::parse("us").unwrap()).unwrap();
+        let pseudonyms = custodian
+            .pseudonym_key(&Region::parse("us").unwrap())
+            .unwrap();
         let wanted: Vec<[u8; 16]> = shredded
             .iter()
             .map(|i| pseudonyms.pseudonym(&SubjectId::parse(&id(*i)).unwrap()).0)
@@ -580,7 +589,9 @@ fn a_key_layout_2_directory_is_refused_naming_the_layout_and_then_migrated() {
         t.contains("key layout 2") && t.contains("domicile keys migrate"),
         "{t}"
     );
-    let out = domicile(&["keys", "migrate", "--keys", k]).output().unwrap();
+    let out = domicile(&["keys", "migrate", "--keys", k])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let moved = format!("us: {} data key(s) moved", held.len());
     assert!(text(&out).contains(&moved), "{}", text(&out));

@@ -331,7 +331,15 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(TABLE).unwrap();
-            let k = table.iter().unwrap().next().unwrap().unwrap().0.value().to_vec();
+            let k = table
+                .iter()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .0
+                .value()
+                .to_vec();
             table.insert(k.as_slice(), good_dk.as_slice()).unwrap();
         }
         txn.commit().unwrap();
@@ -340,10 +348,11 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
     // A key store that is not a database at all: a clear error naming it.
     let good_db = std::fs::read(&dk).unwrap();
     std::fs::write(&dk, b"not a database").unwrap();
-    let err = match SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian()) {
-        Ok(store) => store.get_raw(&c, &k).unwrap_err(),
-        Err(e) => e,
-    };
+    let err =
+        match SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian()) {
+            Ok(store) => store.get_raw(&c, &k).unwrap_err(),
+            Err(e) => e,
+        };
     assert!(matches!(err, StoreError::KeyStore { .. }), "{err}");
     assert!(err.to_string().contains("datakeys.redb"), "{err}");
     std::fs::write(&dk, &good_db).unwrap();

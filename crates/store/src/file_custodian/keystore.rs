@@ -79,10 +79,7 @@ fn holder_text() -> String {
                 .unwrap_or(p)
         })
         .unwrap_or_else(|| "?".into());
-    let sub: Vec<String> = args
-        .take(2)
-        .take_while(|a| !a.starts_with('-'))
-        .collect();
+    let sub: Vec<String> = args.take(2).take_while(|a| !a.starts_with('-')).collect();
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -172,9 +169,7 @@ fn create_db(path: &Path, entries: &[(Pseudonym, Vec<u8>)]) -> Result<(), StoreE
 /// Whether `dir/subjects/` holds layout-2 key files (one per subject).
 pub(super) fn has_file_keys(dir: &Path) -> bool {
     std::fs::read_dir(dir.join("subjects")).is_ok_and(|mut entries| {
-        entries.any(|e| {
-            e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "dk"))
-        })
+        entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "dk")))
     })
 }
 
@@ -272,7 +267,9 @@ impl RegionKeyStore {
             .db
             .begin_read()
             .map_err(failed(&path, "begin a read"))?;
-        let table = txn.open_table(META).map_err(failed(&path, "open its table"))?;
+        let table = txn
+            .open_table(META)
+            .map_err(failed(&path, "open its table"))?;
         let got = table
             .get(ROTATING)
             .map_err(failed(&path, "read the rotation mark"))?;
@@ -307,7 +304,9 @@ impl RegionKeyStore {
                 keys.insert(pseudonym.0.as_slice(), entry.as_slice())
                     .map_err(failed(&path, "write a data key"))?;
             }
-            let mut meta = txn.open_table(META).map_err(failed(&path, "open its table"))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(failed(&path, "open its table"))?;
             match change.rotating {
                 Some(Some(target)) => {
                     meta.insert(ROTATING, target.to_be_bytes().as_slice())

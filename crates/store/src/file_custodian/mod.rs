@@ -44,7 +44,6 @@ use crate::StoreError;
 use format::KeyFile;
 use keystore::{Change, RegionKeyStore};
 
-
 /// How long a custodian waits, by default, for another process to let go of a region's keys.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 
@@ -494,10 +493,12 @@ impl KeyCustodian for FileCustodian {
             let path = store.entry_path(&pseudonym);
             let bytes = match tombstones.get(&pseudonym) {
                 Some(t) => t.clone(),
-                None => store.get(&pseudonym)?.ok_or_else(|| StoreError::NoDataKey {
-                    subject: subject.clone(),
-                    region: region.clone(),
-                })?,
+                None => store
+                    .get(&pseudonym)?
+                    .ok_or_else(|| StoreError::NoDataKey {
+                        subject: subject.clone(),
+                        region: region.clone(),
+                    })?,
             };
             let (version, kek) = format::parse_key_file(&path, &bytes)?.versions();
             if kek.is_some() {
