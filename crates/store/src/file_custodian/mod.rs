@@ -496,7 +496,7 @@ impl KeyCustodian for FileCustodian {
                 None => store
                     .get(&pseudonym)?
                     .ok_or_else(|| StoreError::NoDataKey {
-                        subject: subject.clone(),
+                        subject: pseudonym,
                         region: region.clone(),
                     })?,
             };
