@@ -263,7 +263,7 @@ impl SealedStore {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
                     key: self.blind_index(&r.collection, &r.key),
-                    subject: self.pseudonym(&subject),
+                    subject: self.pseudonym(subject),
                     class: r.class,
                     home,
                     region: self.region().clone(),
