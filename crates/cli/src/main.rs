@@ -2,7 +2,7 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys, `init` to create a deployment and its keys. `policies` is the composition root's list of the residency policies
+//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it. `policies` is the composition root's list of the residency policies
 //! this binary links; everything below the binary takes them from it.
 
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod ingest;
 mod init;
 mod keys;
 mod policies;
@@ -37,6 +38,9 @@ enum Command {
     /// Create a deployment: its manifest, stores, logs and keys (the only command that creates
     /// keys).
     Init(init::InitArgs),
+    /// Load subjects and records from JSON Lines through the Gates, each placed by the policy
+    /// (batched, resumable).
+    Ingest(ingest::IngestArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +51,6 @@ fn main() -> ExitCode {
         Command::Split(args) => split::run_split(args),
         Command::Keys(args) => keys::run(args),
         Command::Init(args) => init::run(args),
+        Command::Ingest(args) => ingest::run(args),
     }
 }

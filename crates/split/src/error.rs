@@ -50,6 +50,14 @@ pub enum SplitError {
         /// `missing`, or `fingerprint <found> where the manifest has <expected>`.
         detail: String,
     },
+    /// A line of an ingest file cannot be ingested (named by number, never by the ids in it).
+    #[error("line {line}: {reason}")]
+    IngestLine {
+        /// The line number, from 1.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A key file is missing, corrupt or of the wrong kind.
     #[error("the key file {path} is unusable: {detail}")]
     Key {

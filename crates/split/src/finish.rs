@@ -75,21 +75,17 @@ pub fn shred_source(
     Ok(done)
 }
 
-/// Makes the shreds of `region` final: rewraps every live data key under a new KEK and
-/// destroys every older KEK, so wrapped data keys left behind in freed disk blocks, or in a
-/// copy of the keys directory taken from now on, open under no key that still exists.
-/// Returns the KEK version now current. Safe to repeat (an interrupted rotation is finished).
+/// Makes the shreds of `region` final ([`KeyCustodian::finalize_shreds`]): every live data key
+/// is rewrapped under a new KEK (the file custodian writes a fresh key store) and every older
+/// KEK is destroyed, so wrapped data keys left behind in freed disk blocks, or in a copy of the
+/// keys directory taken from now on, open under no key that still exists. Returns the KEK
+/// version now current. Safe to repeat.
+///
+/// [`KeyCustodian::finalize_shreds`]: domicile_store::KeyCustodian::finalize_shreds
 pub fn finalize_shreds(
     deployment: &Deployment,
     region: &domicile_residency::Region,
 ) -> Result<domicile_store::KekVersion, SplitError> {
     use domicile_store::KeyCustodian;
-    let custodian = deployment.custodian();
-    let report = custodian.rotate_kek(region)?;
-    for version in custodian.kek_versions(region)? {
-        if version < report.kek {
-            custodian.retire_kek(region, version)?;
-        }
-    }
-    Ok(report.kek)
+    Ok(deployment.custodian().finalize_shreds(region)?)
 }

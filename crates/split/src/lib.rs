@@ -49,6 +49,7 @@ mod deployment;
 mod error;
 mod execute;
 mod finish;
+pub mod ingest;
 mod journal;
 mod plan;
 mod report;
@@ -64,6 +65,7 @@ pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::{finalize_shreds, shred_source};
+pub use ingest::{ingest_file, IngestOptions, IngestReport, OnUnknown};
 pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,

@@ -310,4 +310,22 @@ pub trait KeyCustodian: Send + Sync {
     /// Destroys an old KEK version. Refused for the current version and for any version that
     /// still wraps a data key.
     fn retire_kek(&self, region: &Region, version: KekVersion) -> Result<(), StoreError>;
+
+    /// Makes every shred of `region` so far final: rewraps every live data key under a new KEK
+    /// and destroys every older KEK, so a destroyed key's wrapped bytes, wherever a copy of them
+    /// survives (freed disk blocks, a backup of the keys taken from now on), open under no key
+    /// that still exists. Returns the KEK version now current. Safe to repeat.
+    ///
+    /// The default rotates and retires through the methods above; the file custodian also
+    /// writes its key store afresh, so no file left in the keys directory holds a destroyed
+    /// key's bytes at all.
+    fn finalize_shreds(&self, region: &Region) -> Result<KekVersion, StoreError> {
+        let report = self.rotate_kek(region)?;
+        for version in self.kek_versions(region)? {
+            if version < report.kek {
+                self.retire_kek(region, version)?;
+            }
+        }
+        Ok(report.kek)
+    }
 }

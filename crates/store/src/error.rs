@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use domicile_residency::{DataClass, Region, ResidencyError, RuleId, SubjectId};
+use domicile_residency::{DataClass, Region, ResidencyError, RuleId};
 
-use crate::{Collection, KekVersion, RecordKey};
+use crate::{BlindIndex, Collection, KekVersion, Pseudonym};
 
 /// What went wrong in the sealed store, its backend or its key custodian.
 ///
@@ -67,11 +67,12 @@ pub enum StoreError {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A record key that is empty, too long or holds control characters.
-    #[error("invalid record key {value:?}: {reason}")]
+    /// A record key that is empty, too long or holds control characters. The key itself is not
+    /// kept: record keys often embed subject ids.
+    #[error("invalid record key ({length} bytes): {reason}")]
     InvalidRecordKey {
-        /// The text that was given.
-        value: String,
+        /// The length of the text that was given, in bytes.
+        length: usize,
         /// Why it was refused.
         reason: &'static str,
     },
@@ -80,10 +81,10 @@ pub enum StoreError {
     #[error(transparent)]
     Policy(#[from] ResidencyError),
     /// The subject has no entry in this store's registry: register it first.
-    #[error("subject {subject} is not registered in region {region}: call register_subject first")]
+    #[error("subject {subject} (pseudonym) is not registered in region {region}: call register_subject first")]
     SubjectNotRegistered {
-        /// The subject.
-        subject: SubjectId,
+        /// The subject, by its pseudonym in this region.
+        subject: Pseudonym,
         /// This store's region.
         region: Region,
     },
@@ -97,8 +98,8 @@ pub enum StoreError {
     KeyHeldByOtherSubject {
         /// The record's collection.
         collection: Collection,
-        /// The record's key.
-        key: RecordKey,
+        /// The record, by its blind index (the key itself is never printed).
+        key: BlindIndex,
     },
     /// A stored record did not authenticate: it was changed, moved from another key, collection,
     /// subject or region, or written under a key this custodian does not hold.
@@ -121,13 +122,11 @@ pub enum StoreError {
         key: String,
     },
     /// A value could not be encoded or decoded with serde.
-    #[error("record {collection}/{key}: {detail}")]
+    #[error("a record of {collection}: {detail}")]
     Serialization {
         /// The record's collection.
         collection: Collection,
-        /// The record's key.
-        key: RecordKey,
-        /// serde's message.
+        /// What failed, by serde's category and position (never quoting the value).
         detail: String,
     },
     /// A key file is corrupt, of an unknown format, or does not open under its KEK.
@@ -158,11 +157,49 @@ pub enum StoreError {
         /// Why not.
         reason: String,
     },
+    /// Another process holds the region's key store (rotating, shredding or splitting), and
+    /// did not let go within the time this one waited.
+    #[error("the keys of region {region} are in use by {holder} (lock {path}); waited {waited:?}: run this again when that process has finished")]
+    KeysInUse {
+        /// The region.
+        region: Region,
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it: pid, command and since when.
+        holder: String,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The embedded key store (`datakeys.redb`) failed.
+    #[error("key store {path} failed to {operation}: {detail}")]
+    KeyStore {
+        /// The database file.
+        path: PathBuf,
+        /// What it was asked to do.
+        operation: &'static str,
+        /// redb's message.
+        detail: String,
+    },
+    /// The keys directory keeps data keys in key layout 2 (one file per subject), which this
+    /// build no longer reads in place.
+    #[error("the data keys of region {region} under {keys} are in key layout 2 (one file per subject under {region}/subjects/); this build keeps them in {region}/datakeys.redb (key layout 3): run `domicile keys migrate --keys {keys}` once, with no other process using these keys")]
+    OldKeyLayout {
+        /// The region.
+        region: Region,
+        /// The keys root.
+        keys: PathBuf,
+    },
+    /// The keys directory does not exist: only an explicit initialisation creates one.
+    #[error("{path} is not a keys directory (it does not exist): is --keys right? `domicile init` creates a deployment's keys")]
+    NoKeysDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The subject has no data key in this region (it was never registered or was shredded).
-    #[error("subject {subject} has no data key in region {region}")]
+    #[error("subject {subject} (pseudonym) has no data key in region {region}")]
     NoDataKey {
-        /// The subject.
-        subject: SubjectId,
+        /// The subject, by its pseudonym in this region.
+        subject: Pseudonym,
         /// The region.
         region: Region,
     },
@@ -195,14 +232,14 @@ pub enum StoreError {
 
 /// Why a record was refused a place: what, whose, where, and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record {collection}/{key} of subject {subject} refused: {class} data of a subject homed in {home} may not rest in {region} (rule {rule})")]
+#[error("record {collection}/{key} of subject {subject} (pseudonym) refused: {class} data of a subject homed in {home} may not rest in {region} (rule {rule})")]
 pub struct PlacementRefusal {
     /// The record's collection.
     pub collection: Collection,
-    /// The record's key.
-    pub key: RecordKey,
-    /// Whose record it is.
-    pub subject: SubjectId,
+    /// The record, by its blind index in this region.
+    pub key: BlindIndex,
+    /// Whose record it is, by pseudonym in this region.
+    pub subject: Pseudonym,
     /// Its class.
     pub class: DataClass,
     /// The subject's home region.

@@ -159,7 +159,7 @@ impl SealedStore {
         let (entry, _) =
             self.registered(subject)?
                 .ok_or_else(|| StoreError::SubjectNotRegistered {
-                    subject: subject.clone(),
+                    subject: self.pseudonym(subject),
                     region: self.region().clone(),
                 })?;
         let rng = SystemRandom::new();
@@ -262,8 +262,8 @@ impl SealedStore {
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
-                    key: r.key.clone(),
-                    subject: subject.clone(),
+                    key: self.blind_index(&r.collection, &r.key),
+                    subject: self.pseudonym(subject),
                     class: r.class,
                     home,
                     region: self.region().clone(),

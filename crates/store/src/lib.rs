@@ -5,9 +5,12 @@
 //! only ciphertext: each record is sealed with AES-256-GCM under its subject's **data key**,
 //! with an AAD that binds it to its region, class, collection, key and subject, so it opens
 //! nowhere else. Data keys live with a [`KeyCustodian`] (the [`FileCustodian`] by default), in a
-//! directory apart from the data, wrapped under the region's versioned key-encryption key.
-//! Destroying a subject's data key — [`SealedStore::shred_subject`] — makes every copy of their
-//! records unreadable, including backups of the data directory taken before. Rotating the
+//! directory apart from the data, wrapped under the region's versioned key-encryption key
+//! (the file custodian keeps them in one redb key store per region, committed a batch at a time,
+//! held by one process at a time). Destroying a subject's data key — [`SealedStore::shred_subject`] — makes every copy of their
+//! records unreadable, including backups of the data directory taken before;
+//! [`KeyCustodian::finalize_shreds`] then retires the key-encryption key that wrapped it, so
+//! backups of the key directory taken from then on cannot bring it back. Rotating the
 //! key-encryption key rewraps data keys and touches no record. And every put asks the
 //! [`ResidencyPolicy`](domicile_residency::ResidencyPolicy) whether that class of that subject's
 //! data may rest in this region; a refusal names the rule and writes nothing.
@@ -78,7 +81,7 @@ pub use custodian::{
 };
 pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
-pub use file_custodian::FileCustodian;
+pub use file_custodian::{FileCustodian, DEFAULT_LOCK_WAIT};
 pub use names::{Collection, RecordKey};
 pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STORE_FORMAT};
 #[cfg(feature = "redb")]

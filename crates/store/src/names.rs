@@ -115,7 +115,7 @@ impl RecordKey {
     pub fn parse(value: &str) -> Result<Self, StoreError> {
         let refuse = |reason| {
             Err(StoreError::InvalidRecordKey {
-                value: value.to_owned(),
+                length: value.len(),
                 reason,
             })
         };

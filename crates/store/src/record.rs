@@ -75,8 +75,12 @@ impl RawRecord {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, StoreError> {
         serde_json::from_slice(&self.value).map_err(|e| StoreError::Serialization {
             collection: self.meta.collection.clone(),
-            key: self.meta.key.clone(),
-            detail: format!("cannot decode the value: {e}"),
+            detail: format!(
+                "cannot decode the value ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
         })
     }
 }

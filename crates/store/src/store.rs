@@ -197,6 +197,17 @@ impl SealedStore {
         &self.policy
     }
 
+    /// The subject's pseudonym in this region: how errors and indexes name them.
+    pub fn pseudonym(&self, subject: &SubjectId) -> Pseudonym {
+        self.pseudonyms.pseudonym(subject)
+    }
+
+    /// The record's blind index in this region: how errors and the backend name it.
+    pub fn blind_index(&self, collection: &Collection, key: &RecordKey) -> BlindIndex {
+        self.pseudonyms
+            .blind_index(collection.as_str(), key.as_str())
+    }
+
     /// The key custodian.
     pub fn custodian(&self) -> &Arc<dyn KeyCustodian> {
         &self.custodian
@@ -358,10 +369,10 @@ impl SealedStore {
         key: &RecordKey,
         value: &T,
     ) -> Result<RecordMeta, StoreError> {
+        let _ = key; // a key is not named in the error: keys often embed subject ids
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Serialization {
             collection: collection.clone(),
-            key: key.clone(),
-            detail: format!("cannot encode the value: {e}"),
+            detail: format!("cannot encode the value ({:?} error)", e.classify()),
         })?;
         self.put_raw(subject, class, collection, key, &bytes)
     }
@@ -397,7 +408,7 @@ impl SealedStore {
             let (entry, pseudonym) =
                 self.registered(r.subject)?
                     .ok_or_else(|| StoreError::SubjectNotRegistered {
-                        subject: r.subject.clone(),
+                        subject: self.pseudonyms.pseudonym(r.subject),
                         region: self.region.clone(),
                     })?;
             let decision = self
@@ -406,8 +417,10 @@ impl SealedStore {
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
-                    key: r.key.clone(),
-                    subject: r.subject.clone(),
+                    key: self
+                        .pseudonyms
+                        .blind_index(r.collection.as_str(), r.key.as_str()),
+                    subject: pseudonym,
                     class: r.class,
                     home: entry.home,
                     region: self.region.clone(),
@@ -430,11 +443,11 @@ impl SealedStore {
             if owner.is_some_and(|owner| owner != pseudonym) {
                 return Err(StoreError::KeyHeldByOtherSubject {
                     collection: r.collection.clone(),
-                    key: r.key.clone(),
+                    key: blind,
                 });
             }
             owners.insert(record_key.clone(), pseudonym);
-            let data_key = self.live_key(r.subject, &pseudonym)?;
+            let data_key = self.live_key(&pseudonym)?;
             let sealed = self.seal(
                 &data_key,
                 &pseudonym,
@@ -665,15 +678,11 @@ impl SealedStore {
         Ok(ids)
     }
 
-    fn live_key(
-        &self,
-        subject: &SubjectId,
-        pseudonym: &Pseudonym,
-    ) -> Result<Arc<DataKey>, StoreError> {
+    fn live_key(&self, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
         match self.custodian.data_key(&self.region, pseudonym)? {
             DataKeyState::Live(key) => Ok(key),
             _ => Err(StoreError::NoDataKey {
-                subject: subject.clone(),
+                subject: *pseudonym,
                 region: self.region.clone(),
             }),
         }

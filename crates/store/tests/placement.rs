@@ -80,7 +80,7 @@ proptest! {
 fn a_refused_batch_writes_nothing() {
     let dirs = Dirs::new();
     let store = open(&dirs.data(), BackendKind::Sled, "us", dirs.custodian());
-    let (home, away) = (subject("h", "US"), subject("a", "FR"));
+    let (home, away) = (subject("h", "US"), subject("away-person-9", "FR"));
     store.register_subject(&home).unwrap();
     store.register_subject(&away).unwrap();
     let c = collection("profiles");
@@ -104,7 +104,15 @@ fn a_refused_batch_writes_nothing() {
         ])
         .unwrap_err();
     assert!(matches!(err, StoreError::PlacementRefused { .. }), "{err}");
-    assert!(err.to_string().contains("profiles/2"), "{err}");
+    // Named by blind index and pseudonym, never by key or id.
+    let named = format!("profiles/{}", store.blind_index(&c, &k2));
+    assert!(err.to_string().contains(&named), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&store.pseudonym(&away.id).to_hex()),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(away.id.as_str()), "{err}");
     assert!(store.get_raw(&c, &k1).unwrap().is_none());
 }
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::*;
 use domicile_residency::DataClass;
 use domicile_store::{Backend, KeyCustodian, RedbBackend, SealedStore, SledBackend, StoreError};
+use redb::ReadableTable;
 
 const MARKER: &str = "MARKER-7f3a9c1e-do-not-persist-in-clear";
 
@@ -63,7 +64,8 @@ fn no_file_holds_the_marker_for_either_backend() {
                 checked += 1;
             }
         }
-        assert!(checked > 5, "{kind:?}: only {checked} files were checked");
+        // The store's files, and the keys: pseudonym key, KEK, data key store, lock.
+        assert!(checked >= 5, "{kind:?}: only {checked} files were checked");
     }
 }
 
@@ -78,9 +80,8 @@ fn key_files_are_private() {
     );
     store.register_subject(&subject("ann", "US")).unwrap();
     let files = files_under(&dirs.keys());
-    assert!(files
-        .iter()
-        .any(|f| f.extension().is_some_and(|x| x == "dk")));
+    assert!(files.iter().any(|f| f.ends_with("us/datakeys.redb")));
+    assert!(files.iter().any(|f| f.ends_with("us/keys.lock")));
     assert!(files
         .iter()
         .any(|f| f.extension().is_some_and(|x| x == "kek")));
@@ -274,7 +275,7 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
     }
     let region_keys = dirs.keys().join("us");
     let kek = region_keys.join("kek").join("00000001.kek");
-    let dk = files_under(&region_keys.join("subjects")).pop().unwrap();
+    let dk = region_keys.join("datakeys.redb");
 
     // A different KEK of the right shape: the wrapped data key no longer opens.
     let good_kek = std::fs::read(&kek).unwrap();
@@ -298,15 +299,63 @@ fn wrong_missing_or_corrupt_keys_are_clear_errors() {
     // Restored as a private key must be: a 0644 key file is refused (see below).
     std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    // A truncated data key file.
-    let good_dk = std::fs::read(&dk).unwrap();
-    std::fs::write(&dk, &good_dk[..good_dk.len() - 3]).unwrap();
+    // A truncated data key entry, written into the key store behind the custodian's back.
+    let truncate = |cut: usize| -> Vec<u8> {
+        const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("data_keys");
+        let db = redb::Database::create(&dk).unwrap();
+        let txn = db.begin_write().unwrap();
+        let good = {
+            let mut table = txn.open_table(TABLE).unwrap();
+            let (k, v) = {
+                let mut it = table.iter().unwrap();
+                let (k, v) = it.next().unwrap().unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            };
+            let new_len = if cut == 0 { v.len() } else { v.len() - cut };
+            table.insert(k.as_slice(), &v[..new_len]).unwrap();
+            v
+        };
+        txn.commit().unwrap();
+        good
+    };
+    let good_dk = truncate(3);
     let store = open(&dirs.data(), kind, "us", dirs.custodian());
     let err = store.get_raw(&c, &k).unwrap_err();
     assert!(matches!(err, StoreError::KeyFile { .. }), "{err}");
     assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(err.to_string().contains("datakeys.redb#"), "{err}");
     drop(store);
-    std::fs::write(&dk, &good_dk).unwrap();
+    {
+        const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("data_keys");
+        let db = redb::Database::create(&dk).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TABLE).unwrap();
+            let k = table
+                .iter()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .0
+                .value()
+                .to_vec();
+            table.insert(k.as_slice(), good_dk.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    // A key store that is not a database at all: a clear error naming it.
+    let good_db = std::fs::read(&dk).unwrap();
+    std::fs::write(&dk, b"not a database").unwrap();
+    let err =
+        match SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian()) {
+            Ok(store) => store.get_raw(&c, &k).unwrap_err(),
+            Err(e) => e,
+        };
+    assert!(matches!(err, StoreError::KeyStore { .. }), "{err}");
+    assert!(err.to_string().contains("datakeys.redb"), "{err}");
+    std::fs::write(&dk, &good_db).unwrap();
 
     // Restored: it opens again.
     let store = open(&dirs.data(), kind, "us", dirs.custodian());

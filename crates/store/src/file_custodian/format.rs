@@ -8,15 +8,13 @@
 //! pseudonym.key   "DMPK" ‖ 1 ‖ secret[32]
 //! NNNNNNNN.kek    "DMKK" ‖ 1 ‖ u32 version ‖ secret[32]
 //! rotating        "DMRT" ‖ 1 ‖ u32 target version
-//! <pseudonym>.dk  "DMDK" ‖ 2 ‖ 1 (live) ‖ u32 version ‖ u32 kek ‖ nonce ‖ wrap(key[32] ‖ subject id) ‖ tag
+//! data key entry "DMDK" ‖ 2 ‖ 1 (live) ‖ u32 version ‖ u32 kek ‖ nonce ‖ wrap(key[32] ‖ subject id) ‖ tag
 //!                 "DMDK" ‖ 2 ‖ 2 (shredded) ‖ u32 version
 //! ```
 //!
-//! Data key files are format 2: the subject id is sealed with the key, so no byte of the key
-//! directory names a person.
-//!
-//! ```text
-//! ```
+//! Data key entries (the values of `datakeys.redb`, keyed by pseudonym; in key layout 2 they were
+//! one file each, `subjects/<pseudonym>.dk`) are format 2: the subject id is sealed with the key,
+//! so no byte of the key directory names a person.
 
 use std::path::Path;
 
@@ -120,7 +118,9 @@ pub(super) fn parse_kek(path: &Path, bytes: &[u8], version: u32) -> Result<[u8; 
     Ok(secret)
 }
 
-/// Encodes the marker of a rotation to KEK `target`.
+/// Encodes the layout-2 marker of a rotation to KEK `target` (layout 3 keeps the mark in the
+/// key store; [`super::migrate`] reads the old marker).
+#[cfg(test)]
 pub(super) fn encode_rotation_marker(target: u32) -> Vec<u8> {
     let mut body = Vec::with_capacity(9);
     body.extend_from_slice(ROTATION_MAGIC);

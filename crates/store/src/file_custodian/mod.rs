@@ -1,27 +1,36 @@
-//! The file custodian: keys in files under `<keys>/<region>/`, the embedded default.
+//! The file custodian: keys under `<keys>/<region>/`, the embedded default.
 //!
 //! ```text
 //! <keys>/<region>/pseudonym.key          the region's pseudonym key
 //! <keys>/<region>/kek/00000001.kek       key-encryption keys, one file per version
-//! <keys>/<region>/kek/rotating           present while a rotation is unfinished
-//! <keys>/<region>/subjects/<pseudonym>.dk  a subject's wrapped data key, or its tombstone
+//! <keys>/<region>/datakeys.redb          every subject's wrapped data key, or its tombstone
+//! <keys>/<region>/keys.lock              held by the one process using the data keys
 //! ```
 //!
-//! Every file is written through `domicile_durable` (a unique temporary name with mode 0600,
+//! Key files are written through `domicile_durable` (a unique temporary name with mode 0600,
 //! fsynced, renamed into place, its directory fsynced), so a crash leaves either the old file or
-//! the new one. One mechanism per file: this one is the custodian and its caches; [`format`]
-//! parses and encodes the key files (documented in `docs/storage.md`); [`rotation`] rotates and
-//! retires key-encryption keys.
+//! the new one; data keys are written in batches, one durable redb transaction per batch
+//! ([`keystore`]). KEKs stay one file each so that retiring one is deleting a file: a wrapped
+//! key left in a freed page of an old key store opens under no KEK that still exists.
+//!
+//! One mechanism per file: this one is the custodian and its caches; [`format`] parses and
+//! encodes keys (documented in `docs/storage.md`); [`keystore`] holds the region's data keys and
+//! its lock; [`rotation`] rotates, retires and finalises key-encryption keys; [`migrate`] moves a
+//! key layout 2 directory (one file per data key) into the key store.
 
 mod format;
+mod keystore;
+mod migrate;
 mod rotation;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
-use domicile_durable::{read_optional, write_private, write_private_unsynced_dir};
+use domicile_durable::write_private;
 use domicile_residency::{Region, SubjectId};
 use ring::aead::LessSafeKey;
 use ring::rand::SystemRandom;
@@ -33,16 +42,29 @@ use crate::custodian::{
 };
 use crate::StoreError;
 use format::KeyFile;
+use keystore::{Change, RegionKeyStore};
 
-/// A [`KeyCustodian`] keeping each region's keys in files under `<keys>/<region>/`.
+/// How long a custodian waits, by default, for another process to let go of a region's keys.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// A [`KeyCustodian`] keeping each region's keys under `<keys>/<region>/`.
 ///
-/// Use one `FileCustodian` per key directory per process: it caches unwrapped data keys, and
-/// that cache is what makes `get` cost no file read. Key-encryption keys are stored in the clear
-/// in this directory, so the directory itself must be protected like an HSM's storage (its own
-/// disk or mount, never copied along with the data).
+/// Opening the same keys directory twice in one process gives two handles on one custodian
+/// (one cache, one lock). Across processes, the first to use a region's data keys holds them
+/// until it drops its custodian; another waits up to [`DEFAULT_LOCK_WAIT`] (see
+/// [`set_lock_wait`](Self::set_lock_wait)) and then gets [`StoreError::KeysInUse`] naming the
+/// holder. Key-encryption keys are stored in the clear in this directory, so the directory
+/// itself must be protected like an HSM's storage (its own disk or mount, never copied along
+/// with the data).
+#[derive(Clone)]
 pub struct FileCustodian {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     root: PathBuf,
     rng: SystemRandom,
+    lock_wait_ms: AtomicU64,
     state: Mutex<HashMap<Region, RegionState>>,
 }
 
@@ -51,32 +73,82 @@ struct RegionState {
     pseudonym_key: Option<Arc<PseudonymKey>>,
     keks: BTreeMap<u32, Arc<LessSafeKey>>,
     data_keys: HashMap<Pseudonym, Arc<DataKey>>,
+    store: Option<RegionKeyStore>,
 }
+
+type State = HashMap<Region, RegionState>;
+
+/// The custodians open in this process, by canonical root: a second `open` of one directory
+/// shares the first's caches and lock rather than waiting for itself.
+static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
 
 impl std::fmt::Debug for FileCustodian {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileCustodian")
-            .field("root", &self.root)
+            .field("root", &self.inner.root)
             .finish_non_exhaustive()
     }
 }
 
 /// Opening, paths and the caches of keys already read.
 impl FileCustodian {
-    /// A custodian keeping keys under directory `root` (created 0700 if missing).
+    /// A custodian keeping keys under directory `root`, created (0700) if missing. Tools that
+    /// work on an existing deployment use [`open_existing`](Self::open_existing), so a
+    /// mistyped path creates nothing.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let root = root.as_ref().to_path_buf();
-        domicile_durable::create_private_dir(&root)?;
-        Ok(FileCustodian {
-            root,
+        let root = root.as_ref();
+        domicile_durable::create_private_dir(root)?;
+        Self::attach(root)
+    }
+
+    /// A custodian over the existing keys directory `root`; a missing one is
+    /// [`StoreError::NoKeysDirectory`] and nothing is created.
+    pub fn open_existing(root: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let root = root.as_ref();
+        if !root.is_dir() {
+            return Err(StoreError::NoKeysDirectory {
+                path: root.to_owned(),
+            });
+        }
+        Self::attach(root)
+    }
+
+    fn attach(root: &Path) -> Result<Self, StoreError> {
+        let canonical = fs::canonicalize(root).map_err(|e| StoreError::io("resolve", root, e))?;
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(inner) = open
+            .iter()
+            .find(|(path, _)| *path == canonical)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(FileCustodian { inner });
+        }
+        let inner = Arc::new(Inner {
+            root: root.to_path_buf(),
             rng: SystemRandom::new(),
+            lock_wait_ms: AtomicU64::new(DEFAULT_LOCK_WAIT.as_millis() as u64),
             state: Mutex::new(HashMap::new()),
-        })
+        });
+        open.push((canonical, Arc::downgrade(&inner)));
+        Ok(FileCustodian { inner })
+    }
+
+    /// How long to wait for another process holding a region's keys before giving up with
+    /// [`StoreError::KeysInUse`] (zero: give up at once).
+    pub fn set_lock_wait(&self, wait: Duration) {
+        self.inner
+            .lock_wait_ms
+            .store(wait.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn lock_wait(&self) -> Duration {
+        Duration::from_millis(self.inner.lock_wait_ms.load(Ordering::Relaxed))
     }
 
     /// The key directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.root
     }
 
     /// The fingerprint of `region`'s index and pseudonym key under key root `root`
@@ -96,32 +168,54 @@ impl FileCustodian {
 
     /// The directory holding `region`'s keys.
     pub fn region_dir(&self, region: &Region) -> PathBuf {
-        self.root.join(region.as_str())
+        self.inner.root.join(region.as_str())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Region, RegionState>> {
+    /// Lets go of `region`'s key store and its lock (another process may take them), and
+    /// forgets the keys cached for it. The next use opens it again.
+    pub fn release(&self, region: &Region) {
+        self.lock().remove(region);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves only caches behind, which stay consistent with
-        // the files (every file change happens before the cache changes).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        // the key store (every change is committed before the cache changes).
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn prepare_region(&self, region: &Region) -> Result<PathBuf, StoreError> {
         let dir = self.region_dir(region);
         domicile_durable::create_private_dir(&dir.join("kek"))?;
-        domicile_durable::create_private_dir(&dir.join("subjects"))?;
         Ok(dir)
+    }
+
+    /// The region's key store, opened (and its lock taken) on first use.
+    fn store<'s>(
+        &self,
+        state: &'s mut State,
+        region: &Region,
+    ) -> Result<&'s mut RegionKeyStore, StoreError> {
+        let region_state = state.entry(region.clone()).or_default();
+        if region_state.store.is_none() {
+            let dir = self.prepare_region(region)?;
+            region_state.store = Some(RegionKeyStore::open(
+                &self.inner.root,
+                &dir,
+                region,
+                self.lock_wait(),
+                false,
+            )?);
+        }
+        Ok(region_state
+            .store
+            .as_mut()
+            .expect("the key store was opened just above"))
     }
 
     fn kek_path(&self, region: &Region, version: u32) -> PathBuf {
         self.region_dir(region)
             .join("kek")
             .join(format!("{version:08}.kek"))
-    }
-
-    fn data_key_path(&self, region: &Region, pseudonym: &Pseudonym) -> PathBuf {
-        self.region_dir(region)
-            .join("subjects")
-            .join(format!("{}.dk", pseudonym.to_hex()))
     }
 
     fn list_keks(&self, region: &Region) -> Result<Vec<u32>, StoreError> {
@@ -147,11 +241,7 @@ impl FileCustodian {
     }
 
     /// The current KEK version, creating version 1 for a new region.
-    fn current_kek(
-        &self,
-        state: &mut HashMap<Region, RegionState>,
-        region: &Region,
-    ) -> Result<u32, StoreError> {
+    fn current_kek(&self, state: &mut State, region: &Region) -> Result<u32, StoreError> {
         self.prepare_region(region)?;
         match self.list_keks(region)?.last() {
             Some(v) => Ok(*v),
@@ -168,7 +258,7 @@ impl FileCustodian {
     }
 
     fn new_kek_file(&self, region: &Region, version: u32) -> Result<LessSafeKey, StoreError> {
-        let secret = aead::random_key(&self.rng)?;
+        let secret = aead::random_key(&self.inner.rng)?;
         write_private(
             &self.kek_path(region, version),
             &format::encode_kek(version, &secret),
@@ -178,7 +268,7 @@ impl FileCustodian {
 
     fn kek(
         &self,
-        state: &mut HashMap<Region, RegionState>,
+        state: &mut State,
         region: &Region,
         version: u32,
     ) -> Result<Arc<LessSafeKey>, StoreError> {
@@ -200,57 +290,63 @@ impl FileCustodian {
         Ok(key)
     }
 
-    fn data_key_files(&self, region: &Region) -> Result<Vec<PathBuf>, StoreError> {
-        let dir = self.region_dir(region).join("subjects");
-        let mut files = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))? {
-            let entry = entry.map_err(|e| StoreError::io("list", &dir, e))?;
-            let path = entry.path();
-            if path.extension().is_some_and(|x| x == "dk") {
-                files.push(path);
-            }
+    /// Unwraps the live entry `bytes` held for `pseudonym`, checking it is that pseudonym's key.
+    fn unwrap_entry(
+        &self,
+        state: &mut State,
+        region: &Region,
+        pseudonym: &Pseudonym,
+        bytes: &[u8],
+    ) -> Result<Option<DataKey>, StoreError> {
+        let path = self.store(state, region)?.entry_path(pseudonym);
+        let KeyFile::Live {
+            version,
+            kek,
+            wrapped,
+        } = format::parse_key_file(&path, bytes)?
+        else {
+            return Ok(None);
+        };
+        let kek_key = self.kek(state, region, kek)?;
+        let (secret, subject) =
+            format::unwrap_key(&path, &kek_key, region, kek, version, &wrapped)?;
+        let pseudonyms = self.pseudonym_key_locked(state, region)?;
+        if pseudonyms.pseudonym(&subject) != *pseudonym {
+            // The message names the entry (a pseudonym), never the subject id inside it.
+            return Err(StoreError::key_file(
+                &path,
+                "it holds the key of a subject whose pseudonym is not this entry's",
+            ));
         }
-        files.sort();
-        Ok(files)
+        Ok(Some(DataKey::from_bytes(
+            subject,
+            version,
+            KekVersion(kek),
+            &secret,
+        )?))
     }
 
     fn load(
         &self,
-        state: &mut HashMap<Region, RegionState>,
+        state: &mut State,
         region: &Region,
         pseudonym: &Pseudonym,
     ) -> Result<DataKeyState, StoreError> {
         if let Some(key) = state.get(region).and_then(|r| r.data_keys.get(pseudonym)) {
             return Ok(DataKeyState::Live(key.clone()));
         }
-        let path = self.data_key_path(region, pseudonym);
-        let Some(bytes) = read_optional(&path)? else {
+        let store = self.store(state, region)?;
+        let Some(bytes) = store.get(pseudonym)? else {
             return Ok(DataKeyState::Absent);
         };
-        match format::parse_key_file(&path, &bytes)? {
-            KeyFile::Shredded { version } => Ok(DataKeyState::Shredded { version }),
-            KeyFile::Live {
-                version,
-                kek,
-                wrapped,
-            } => {
-                let kek_key = self.kek(state, region, kek)?;
-                let (secret, subject) =
-                    format::unwrap_key(&path, &kek_key, region, kek, version, &wrapped)?;
-                let pseudonyms = self.pseudonym_key_locked(state, region)?;
-                if pseudonyms.pseudonym(&subject) != *pseudonym {
-                    // The message names the file (a pseudonym), never the subject id inside it.
-                    return Err(StoreError::key_file(
-                        &path,
-                        "it holds the key of a subject whose pseudonym is not this file's name",
-                    ));
-                }
-                let key = Arc::new(DataKey::from_bytes(
-                    subject,
-                    version,
-                    KekVersion(kek),
-                    &secret,
-                )?);
+        let path = store.entry_path(pseudonym);
+        match self.unwrap_entry(state, region, pseudonym, &bytes)? {
+            None => {
+                let (version, _) = format::parse_key_file(&path, &bytes)?.versions();
+                Ok(DataKeyState::Shredded { version })
+            }
+            Some(key) => {
+                let key = Arc::new(key);
                 state
                     .entry(region.clone())
                     .or_default()
@@ -263,7 +359,7 @@ impl FileCustodian {
 
     fn pseudonym_key_locked(
         &self,
-        state: &mut HashMap<Region, RegionState>,
+        state: &mut State,
         region: &Region,
     ) -> Result<Arc<PseudonymKey>, StoreError> {
         if let Some(key) = state.get(region).and_then(|r| r.pseudonym_key.clone()) {
@@ -274,7 +370,7 @@ impl FileCustodian {
         let secret = match domicile_durable::read_secret(&path)? {
             Some(bytes) => format::parse_pseudonym_key(&path, &bytes)?,
             None => {
-                let secret = aead::random_key(&self.rng)?;
+                let secret = aead::random_key(&self.inner.rng)?;
                 // Exclusive: a key that appeared meanwhile is never overwritten.
                 domicile_durable::create_private(&path, &format::encode_pseudonym_key(&secret))?;
                 secret
@@ -313,17 +409,17 @@ impl KeyCustodian for FileCustodian {
         region: &Region,
         subjects: &[SubjectId],
     ) -> Result<Vec<Arc<DataKey>>, StoreError> {
-        // Held throughout: no other caller can create a second key for a subject of this batch
-        // while its file is being written.
+        // Held throughout (and the region's lock keeps other processes out): no other caller
+        // can create a second key for a subject of this batch while it is being committed.
         let mut state = self.lock();
         let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
         let kek_version = self.current_kek(&mut state, region)?;
         let kek = self.kek(&mut state, region, kek_version)?;
         let mut out = Vec::with_capacity(subjects.len());
-        let mut new: HashMap<Pseudonym, (PathBuf, Vec<u8>, Arc<DataKey>)> = HashMap::new();
+        let mut new: HashMap<Pseudonym, (Vec<u8>, Arc<DataKey>)> = HashMap::new();
         for subject in subjects {
             let pseudonym = pseudonym_key.pseudonym(subject);
-            if let Some((_, _, key)) = new.get(&pseudonym) {
+            if let Some((_, key)) = new.get(&pseudonym) {
                 out.push(key.clone());
                 continue;
             }
@@ -335,10 +431,10 @@ impl KeyCustodian for FileCustodian {
                 DataKeyState::Shredded { version } => version + 1,
                 DataKeyState::Absent => 1,
             };
-            let secret = aead::random_key(&self.rng)?;
+            let secret = aead::random_key(&self.inner.rng)?;
             let body = format::encode_live(
                 &kek,
-                &self.rng,
+                &self.inner.rng,
                 region,
                 subject,
                 kek_version,
@@ -351,17 +447,18 @@ impl KeyCustodian for FileCustodian {
                 KekVersion(kek_version),
                 &secret,
             )?);
-            new.insert(
-                pseudonym,
-                (self.data_key_path(region, &pseudonym), body, key.clone()),
-            );
+            new.insert(pseudonym, (body, key.clone()));
             out.push(key);
         }
-        // Every file is durable before any key is cached or handed out: a record sealed under a
-        // key whose file a crash lost could never be opened again.
-        write_all_durably(new.values().map(|(p, b, _)| (p.as_path(), b.as_slice())))?;
+        // The whole batch is one durable commit before any key is cached or handed out: a
+        // record sealed under a key a crash lost could never be opened again.
+        let put = new.iter().map(|(p, (b, _))| (*p, b.clone())).collect();
+        self.store(&mut state, region)?.commit(Change {
+            put,
+            rotating: None,
+        })?;
         let cache = &mut state.entry(region.clone()).or_default().data_keys;
-        for (pseudonym, (_, _, key)) in new {
+        for (pseudonym, (_, key)) in new {
             cache.insert(pseudonym, key);
         }
         Ok(out)
@@ -384,25 +481,28 @@ impl KeyCustodian for FileCustodian {
         let mut state = self.lock();
         let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
         let mut out = Vec::with_capacity(subjects.len());
-        let mut tombstones: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+        let mut tombstones: HashMap<Pseudonym, Vec<u8>> = HashMap::new();
         for subject in subjects {
             let pseudonym = pseudonym_key.pseudonym(subject);
-            let path = self.data_key_path(region, &pseudonym);
             // Drop the cached key first: from here on no record of this subject opens in this
-            // process, even if writing the tombstone fails.
+            // process, even if committing the tombstone fails.
             if let Some(r) = state.get_mut(region) {
                 r.data_keys.remove(&pseudonym);
             }
-            let bytes = match tombstones.get(&path) {
+            let store = self.store(&mut state, region)?;
+            let path = store.entry_path(&pseudonym);
+            let bytes = match tombstones.get(&pseudonym) {
                 Some(t) => t.clone(),
-                None => read_optional(&path)?.ok_or_else(|| StoreError::NoDataKey {
-                    subject: subject.clone(),
-                    region: region.clone(),
-                })?,
+                None => store
+                    .get(&pseudonym)?
+                    .ok_or_else(|| StoreError::NoDataKey {
+                        subject: pseudonym,
+                        region: region.clone(),
+                    })?,
             };
             let (version, kek) = format::parse_key_file(&path, &bytes)?.versions();
             if kek.is_some() {
-                tombstones.insert(path, format::encode_tombstone(version));
+                tombstones.insert(pseudonym, format::encode_tombstone(version));
             }
             out.push(DestroyedKey {
                 region: region.clone(),
@@ -410,7 +510,10 @@ impl KeyCustodian for FileCustodian {
                 kek_version: kek.map(KekVersion),
             });
         }
-        write_all_durably(tombstones.iter().map(|(p, b)| (p.as_path(), b.as_slice())))?;
+        self.store(&mut state, region)?.commit(Change {
+            put: tombstones.into_iter().collect(),
+            rotating: None,
+        })?;
         Ok(out)
     }
 
@@ -430,52 +533,8 @@ impl KeyCustodian for FileCustodian {
     fn retire_kek(&self, region: &Region, version: KekVersion) -> Result<(), StoreError> {
         self.retire(region, version)
     }
-}
 
-fn read_key_file(path: &Path) -> Result<KeyFile, StoreError> {
-    let bytes = fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
-    format::parse_key_file(path, &bytes)
-}
-
-/// Writes every file atomically with mode 0600 and makes them all durable.
-///
-/// One file is written as `write_private` writes it. Many are written and fsynced by several
-/// threads at once, so the file system commits many of them per journal flush (one at a time,
-/// each would wait for its own); then each directory is synced once.
-fn write_all_durably<'a>(
-    files: impl Iterator<Item = (&'a Path, &'a [u8])>,
-) -> Result<(), StoreError> {
-    let files: Vec<(&Path, &[u8])> = files.collect();
-    match files.as_slice() {
-        [] => return Ok(()),
-        [(path, bytes)] => return Ok(write_private(path, bytes)?),
-        _ => {}
+    fn finalize_shreds(&self, region: &Region) -> Result<KekVersion, StoreError> {
+        self.finalize(region)
     }
-    let workers = 32.min(files.len());
-    let chunk = files.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .try_for_each(|(p, b)| write_private_unsynced_dir(p, b))
-                })
-            })
-            .collect();
-        handles.into_iter().try_for_each(|h| match h.join() {
-            Ok(written) => written.map_err(StoreError::from),
-            Err(_) => Err(StoreError::WorkerPanicked {
-                what: "writing key files",
-            }),
-        })
-    })?;
-    let dirs: std::collections::BTreeSet<&Path> = files
-        .iter()
-        .map(|(p, _)| p.parent().unwrap_or(Path::new(".")))
-        .collect();
-    for dir in dirs {
-        domicile_durable::sync_dir(dir)?;
-    }
-    Ok(())
 }

@@ -1,24 +1,30 @@
-//! Key-encryption key rotation and retirement for the file custodian.
+//! Key-encryption key rotation, retirement and finalisation for the file custodian.
 //!
-//! A rotation writes the new KEK, then a `kek/rotating` marker naming it, then rewraps data keys
-//! one file at a time, then removes the marker. Each step is a crash-safe file replacement, so
-//! an interrupted rotation is resumed (the marker says to which KEK) and no data key is ever
-//! unreadable: until its file is rewritten it opens under its old KEK, which is kept.
+//! A rotation writes the new KEK file, then marks the rotation in the key store, then rewraps
+//! data keys in batches (one transaction each; the last one also clears the mark). An
+//! interrupted rotation is resumed (the mark says to which KEK) and no data key is ever
+//! unreadable: until its entry is rewritten it opens under its old KEK, which is kept.
+//!
+//! Finalisation is the same rewrap into a brand-new key store file under a brand-new KEK,
+//! followed by the destruction of every older KEK: the bytes of destroyed data keys survive in
+//! no file of the keys directory, and wherever else they survive (freed disk blocks, backups)
+//! they are wrapped under a key that no longer exists.
 
 use std::sync::Arc;
 
 use domicile_residency::Region;
 
 use super::format::{self, KeyFile};
-use super::{read_key_file, FileCustodian};
-use crate::custodian::{KekVersion, RotationReport};
+use super::keystore::Change;
+use super::FileCustodian;
+use crate::custodian::{KekVersion, Pseudonym, RotationReport};
 use crate::StoreError;
 
 /// Rotation and retirement: the KEK's life after its creation.
 impl FileCustodian {
     /// One bounded step of a KEK rotation: starts a rotation if none is unfinished, then rewraps
-    /// at most `max_rewraps` data keys. Call it until the report says `complete`; spreading a
-    /// rotation over many small steps keeps the custodian responsive.
+    /// at most `max_rewraps` data keys in one transaction. Call it until the report says
+    /// `complete`; spreading a rotation over many small steps keeps the custodian responsive.
     /// [`KeyCustodian::rotate_kek`](crate::KeyCustodian::rotate_kek) is this with no bound.
     pub fn rotate_kek_step(
         &self,
@@ -26,17 +32,19 @@ impl FileCustodian {
         max_rewraps: usize,
     ) -> Result<RotationReport, StoreError> {
         let mut state = self.lock();
-        let dir = self.prepare_region(region)?;
-        let marker = dir.join("kek").join("rotating");
-        let (target, resumed) = match domicile_durable::read_optional(&marker)? {
-            Some(bytes) => (format::parse_rotation_marker(&marker, &bytes)?, true),
+        self.prepare_region(region)?;
+        let (target, resumed) = match self.store(&mut state, region)?.rotation_target()? {
+            Some(target) => (target, true),
             None => {
                 let current = self.current_kek(&mut state, region)?;
                 let next = current + 1;
                 let key = self.new_kek_file(region, next)?;
-                // The marker is written after the new KEK, so a resumed rotation always finds its
-                // target key on disk.
-                domicile_durable::write_private(&marker, &format::encode_rotation_marker(next))?;
+                // The mark is committed after the new KEK is durable, so a resumed rotation
+                // always finds its target key on disk.
+                self.store(&mut state, region)?.commit(Change {
+                    put: Vec::new(),
+                    rotating: Some(Some(next)),
+                })?;
                 state
                     .entry(region.clone())
                     .or_default()
@@ -46,44 +54,45 @@ impl FileCustodian {
             }
         };
         let target_key = self.kek(&mut state, region, target)?;
-        let mut rewrapped = 0;
-        for path in self.data_key_files(region)? {
+        let mut put: Vec<(Pseudonym, Vec<u8>)> = Vec::new();
+        let mut complete = true;
+        let entries = self.store(&mut state, region)?.entries()?;
+        for (pseudonym, bytes) in entries {
+            let path = self.store(&mut state, region)?.entry_path(&pseudonym);
             let KeyFile::Live {
                 version,
                 kek,
                 wrapped,
-            } = read_key_file(&path)?
+            } = format::parse_key_file(&path, &bytes)?
             else {
                 continue;
             };
             if kek == target {
                 continue;
             }
-            if rewrapped == max_rewraps {
-                return Ok(RotationReport {
-                    region: region.clone(),
-                    kek: KekVersion(target),
-                    rewrapped,
-                    resumed,
-                    complete: false,
-                });
+            if put.len() == max_rewraps {
+                complete = false;
+                break;
             }
             let old_key = self.kek(&mut state, region, kek)?;
             let (secret, subject) =
                 format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
             let body = format::encode_live(
                 &target_key,
-                &self.rng,
+                &self.inner.rng,
                 region,
                 &subject,
                 target,
                 version,
                 &secret,
             )?;
-            domicile_durable::write_private(&path, &body)?;
-            rewrapped += 1;
+            put.push((pseudonym, body));
         }
-        domicile_durable::remove_synced(&marker)?;
+        let rewrapped = put.len();
+        self.store(&mut state, region)?.commit(Change {
+            put,
+            rotating: complete.then_some(None),
+        })?;
         // Cached keys remember the KEK they were loaded under; drop them so reports stay true.
         if let Some(region_state) = state.get_mut(region) {
             region_state.data_keys.clear();
@@ -93,7 +102,7 @@ impl FileCustodian {
             kek: KekVersion(target),
             rewrapped,
             resumed,
-            complete: true,
+            complete,
         })
     }
 
@@ -118,9 +127,11 @@ impl FileCustodian {
         if versions.last() == Some(&version.0) {
             return Err(refuse("it is the current version".into()));
         }
+        let store = self.store(&mut state, region)?;
         let mut still_wrapped = 0;
-        for file in self.data_key_files(region)? {
-            if read_key_file(&file)?.versions().1 == Some(version.0) {
+        for (pseudonym, bytes) in store.entries()? {
+            let entry = format::parse_key_file(&store.entry_path(&pseudonym), &bytes)?;
+            if entry.versions().1 == Some(version.0) {
                 still_wrapped += 1;
             }
         }
@@ -135,5 +146,64 @@ impl FileCustodian {
             r.keks.remove(&version.0);
         }
         Ok(())
+    }
+
+    /// Makes every shred of `region` so far final (see
+    /// [`KeyCustodian::finalize_shreds`](crate::KeyCustodian::finalize_shreds)): a new KEK; every
+    /// live key rewrapped under it into a fresh key store file that replaces the old one (whose
+    /// free pages may hold destroyed keys); then every older KEK destroyed.
+    ///
+    /// Crash-safe at every step: before the swap, the old store and its KEKs are intact; after
+    /// it, every key opens under the new KEK, and running this again finishes the destruction.
+    pub(super) fn finalize(&self, region: &Region) -> Result<KekVersion, StoreError> {
+        let mut state = self.lock();
+        self.prepare_region(region)?;
+        let current = self.current_kek(&mut state, region)?;
+        let target = current + 1;
+        let target_key = Arc::new(self.new_kek_file(region, target)?);
+        state
+            .entry(region.clone())
+            .or_default()
+            .keks
+            .insert(target, target_key.clone());
+        let entries = self.store(&mut state, region)?.entries()?;
+        let mut fresh = Vec::with_capacity(entries.len());
+        for (pseudonym, bytes) in entries {
+            let path = self.store(&mut state, region)?.entry_path(&pseudonym);
+            match format::parse_key_file(&path, &bytes)? {
+                KeyFile::Shredded { version } => {
+                    fresh.push((pseudonym, format::encode_tombstone(version)));
+                }
+                KeyFile::Live {
+                    version,
+                    kek,
+                    wrapped,
+                } => {
+                    let old_key = self.kek(&mut state, region, kek)?;
+                    let (secret, subject) =
+                        format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
+                    let body = format::encode_live(
+                        &target_key,
+                        &self.inner.rng,
+                        region,
+                        &subject,
+                        target,
+                        version,
+                        &secret,
+                    )?;
+                    fresh.push((pseudonym, body));
+                }
+            }
+        }
+        self.store(&mut state, region)?.rewrite(&fresh)?;
+        let region_state = state.entry(region.clone()).or_default();
+        region_state.data_keys.clear();
+        for version in self.list_keks(region)? {
+            if version < target {
+                domicile_durable::remove_synced(&self.kek_path(region, version))?;
+                region_state.keks.remove(&version);
+            }
+        }
+        Ok(KekVersion(target))
     }
 }

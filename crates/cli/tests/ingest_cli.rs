@@ -1,0 +1,234 @@
+//! `domicile ingest` end to end: `domicile init`, then JSON Lines through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use domicile_residency::Region;
+use domicile_store::{Collection, FileCustodian, KeyCustodian, RecordKey, SealedStore};
+
+fn domicile(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_domicile"))
+        .args(args)
+        .output()
+        .expect("the domicile binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn id(i: usize) -> String {
+    format!("ingest-person-{i:04}")
+}
+
+/// Subjects 0..n, homed in turn in US, DE and PR; lines 5 and 9 (subjects 4 and 8) have no
+/// residence and an unassigned country code.
+fn jsonl(path: &Path, n: usize) {
+    let mut out = String::new();
+    for i in 0..n {
+        let residence = match i {
+            4 => serde_json::Value::Null,
+            8 => "XX".into(),
+            _ => ["US", "DE", "PR"][i % 3].into(),
+        };
+        let line = serde_json::json!({
+            "subject": {"id": id(i), "residence": residence},
+            "records": [
+                {"class": "protected", "collection": "profile", "key": format!("{}-profile", id(i)),
+                 "value": {"name": format!("name of {}", id(i))}},
+                {"class": "public", "collection": "videos", "key": format!("{}-video", id(i)),
+                 "value": {"title": "a video"}},
+            ]
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn init(dir: &Path) -> (PathBuf, PathBuf) {
+    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    let out = domicile(&[
+        "init",
+        "--policy",
+        "us-split",
+        "--data",
+        data.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    (data, keys)
+}
+
+fn ingest(data: &Path, keys: &Path, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "ingest",
+        "--data",
+        data.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--org",
+        "usds",
+        "--quiet",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    domicile(&args)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == needle[0])
+        .any(|(i, _)| haystack[i..].starts_with(needle))
+}
+
+/// Every ingested subject's profile is in its home region and nowhere else.
+fn assert_placed(data: &Path, keys: &Path, n: usize) {
+    let custodian: Arc<dyn KeyCustodian> = Arc::new(FileCustodian::open_existing(keys).unwrap());
+    let policy = Arc::new(domicile_policy_us_split::UsSplitPolicy::new());
+    let open = |r: &str| {
+        SealedStore::open(
+            data,
+            Region::parse(r).unwrap(),
+            policy.clone(),
+            custodian.clone(),
+        )
+        .unwrap()
+    };
+    let (us, row) = (open("us"), open("row"));
+    let profile = Collection::parse("profile").unwrap();
+    for i in (0..n).filter(|i| *i != 4 && *i != 8) {
+        let key = RecordKey::parse(&format!("{}-profile", id(i))).unwrap();
+        let (home, other) = if i % 3 == 1 { (&row, &us) } else { (&us, &row) };
+        let got = home.get::<serde_json::Value>(&profile, &key).unwrap();
+        assert_eq!(
+            got.unwrap().value["name"],
+            format!("name of {}", id(i)),
+            "{}",
+            id(i)
+        );
+        assert!(other.get_raw(&profile, &key).unwrap().is_none());
+    }
+    for i in [4, 8] {
+        let key = RecordKey::parse(&format!("{}-profile", id(i))).unwrap();
+        assert!(us.get_raw(&profile, &key).unwrap().is_none());
+        assert!(row.get_raw(&profile, &key).unwrap().is_none());
+    }
+}
+
+#[test]
+fn ingest_places_each_subject_by_the_policy_and_names_no_one_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 30);
+    let out = ingest(&data, &keys, &file, &["--batch", "7"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("ingested 28 subjects") && t.contains("from 30 lines"),
+        "{t}"
+    );
+    assert!(
+        t.contains("skipped line 5: home region unknown: no country of residence"),
+        "{t}"
+    );
+    assert!(t.contains("skipped line 9: home region unknown"), "{t}");
+    for i in 0..30 {
+        assert!(!t.contains(&id(i)), "the output names {}: {t}", id(i));
+    }
+    assert_placed(&data, &keys, 30);
+    // No file of the deployment or its keys names a person.
+    for file in files_under(&data).into_iter().chain(files_under(&keys)) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !contains(&bytes, b"ingest-person-"),
+            "{} names a subject",
+            file.display()
+        );
+    }
+    // Run again on the same file: everything is in already.
+    let again = ingest(&data, &keys, &file, &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("resumed after line 30")
+            && text(&again).contains("ingested 0 subjects"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 12);
+    let out = ingest(
+        &data,
+        &keys,
+        &file,
+        &["--batch", "2", "--on-unknown", "refuse"],
+    );
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("line 5: the subject's home region is unknown: no country of residence"),
+        "{t}"
+    );
+    assert!(!t.contains(&id(4)), "{t}");
+    // Lines 1–4 are in (two batches of two); a rerun that skips unknown homes resumes there.
+    let out = ingest(&data, &keys, &file, &["--batch", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("resumed after line 4") && t.contains("ingested 6 subjects"),
+        "{t}"
+    );
+    assert_placed(&data, &keys, 12);
+}
+
+#[test]
+fn a_malformed_line_is_refused_by_number_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        "{\"subject\": {\"id\": \"secret-id-77\", \"residence\": \"US\"}}\n{\"subject\": {\"id\": \"secret-id-78\", \"residence\": 5}}\n",
+    )
+    .unwrap();
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("line 2: not a subject line"), "{t}");
+    assert!(!t.contains("secret-id"), "{t}");
+    // A wrong keys directory is refused before anything is written.
+    let out = ingest(&data, &dir.path().join("nokeys"), &file, &[]);
+    assert!(!out.status.success());
+    assert!(!dir.path().join("nokeys").exists());
+}

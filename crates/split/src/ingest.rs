@@ -1,0 +1,400 @@
+//! Getting data into a deployment without writing Rust: subjects and their records from JSON
+//! Lines, through each region's Gate, batched, resumable.
+//!
+//! One line per subject:
+//!
+//! ```text
+//! {"subject": {"id": "u-1", "residence": "US", "account_country": "US"},
+//!  "records": [{"class": "protected", "collection": "profile", "key": "u-1", "value": {"name": "…"}}]}
+//! ```
+//!
+//! (on one line). Each subject's home region is decided by the deployment's policy, and its
+//! records are written through that region's Gate, which decides each (class, collection) by the
+//! residency policy and the access rules and logs one bulk entry per batch before the store is
+//! touched. A subject whose home cannot be decided is reported by line number (never by id) and
+//! skipped or refused, as [`OnUnknown`] says.
+//!
+//! **Resumable.** After each batch is durable, `<data>/ingest/<file digest>.json` records how
+//! many lines (and bytes) of that file are in; a rerun on the same file starts after them. A
+//! crash between a batch and its progress line makes the rerun write that batch again, which
+//! overwrites the same records with the same values.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use domicile_access::{Principal, PrincipalDirectory, PrincipalKind};
+use domicile_residency::{
+    DataClass, JustificationCode, Purpose, Region, ResidencyError, Subject, SubjectId,
+};
+use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta};
+use serde::{Deserialize, Serialize};
+
+use crate::{Deployment, SplitError};
+
+/// What to do with a subject whose home region the policy cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnknown {
+    /// Report its line and go on without it.
+    #[default]
+    Skip,
+    /// Stop at its line ([`SplitError::IngestLine`]); batches before it stay written, and a
+    /// rerun after the line is fixed resumes there.
+    Refuse,
+}
+
+/// How to ingest.
+#[derive(Clone, Copy)]
+pub struct IngestOptions<'a> {
+    /// The ingest service's name: in each region it is
+    /// `spiffe://<trust-domain>/<region>/<organisation>/<name>`, a service holding the
+    /// `app-service` role, located where the policy says the region is operated from.
+    pub principal: &'a str,
+    /// The organisation running the ingest service in every region (`usds` for a US split,
+    /// whose access rules let only USDS's services write in `us`).
+    pub organisation: &'a str,
+    /// Subjects per batch (one audit entry and one durable store batch per region each).
+    pub batch_subjects: usize,
+    /// What to do with a subject whose home region is unknown.
+    pub on_unknown: OnUnknown,
+    /// Called after each batch with the number of bytes of the file now ingested.
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl Default for IngestOptions<'_> {
+    fn default() -> Self {
+        IngestOptions {
+            principal: "ingest",
+            organisation: "domicile",
+            batch_subjects: 1_000,
+            on_unknown: OnUnknown::Skip,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for IngestOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestOptions")
+            .field("principal", &self.principal)
+            .field("organisation", &self.organisation)
+            .field("batch_subjects", &self.batch_subjects)
+            .field("on_unknown", &self.on_unknown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    /// Lines of the file already ingested by an earlier run, skipped now.
+    pub resumed_after_line: u64,
+    /// Lines read by this run.
+    pub lines: u64,
+    /// Subjects written, per region.
+    pub subjects: BTreeMap<String, u64>,
+    /// Records written, per region.
+    pub records: BTreeMap<String, u64>,
+    /// Subjects skipped because their home region is unknown: (line, why), no id.
+    pub skipped: Vec<(u64, String)>,
+}
+
+/// One line of the input.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    subject: LineSubject,
+    #[serde(default)]
+    records: Vec<LineRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineSubject {
+    id: String,
+    residence: Option<String>,
+    account_country: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineRecord {
+    class: String,
+    collection: String,
+    key: String,
+    value: serde_json::Value,
+}
+
+/// The progress file: how much of which file is in.
+#[derive(Debug, Serialize, Deserialize)]
+struct Progress {
+    format: u32,
+    /// SHA-256 of the whole input file, hex.
+    file: String,
+    lines: u64,
+    bytes: u64,
+}
+
+/// Why a residency error makes a home unknown, in words that name no one.
+fn unknown_home(e: &ResidencyError) -> String {
+    match e {
+        ResidencyError::MissingResidence { .. } => "no country of residence".into(),
+        ResidencyError::InvalidResidence { value, .. } => {
+            format!("country of residence {value:?} is not an ISO 3166-1 code")
+        }
+        ResidencyError::ContradictoryResidence { detail, .. } => {
+            format!("contradictory residence attributes ({detail})")
+        }
+        _ => "its home region cannot be decided".into(),
+    }
+}
+
+fn line_error(line: u64, reason: impl Into<String>) -> SplitError {
+    SplitError::IngestLine {
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// The ingest service principal of `region`.
+pub fn ingest_principal(
+    deployment: &Deployment,
+    region: &Region,
+    name: &str,
+    organisation: &str,
+) -> Result<Principal, SplitError> {
+    let location = deployment.policy().region_location(region)?;
+    Ok(Principal::parse(
+        &format!(
+            "spiffe://{}/{region}/{organisation}/{name}",
+            deployment.trust_domain()
+        ),
+        PrincipalKind::Service,
+        (organisation, location.as_str()),
+        location.as_str(),
+        location.as_str(),
+        &["app-service"],
+    )?)
+}
+
+fn sha256_hex(path: &Path) -> Result<String, SplitError> {
+    let mut file = std::fs::File::open(path).map_err(|e| SplitError::Io {
+        action: "open",
+        path: path.to_owned(),
+        source: e,
+    })?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| SplitError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source: e,
+        })?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Where the progress of ingesting the file with digest `digest` is kept.
+pub fn progress_path(data_root: &Path, digest: &str) -> PathBuf {
+    data_root
+        .join("ingest")
+        .join(format!("{}.json", &digest[..32]))
+}
+
+/// Ingests the JSON Lines file `path` into `deployment` (see the module docs).
+pub fn ingest_file(
+    deployment: &Deployment,
+    path: &Path,
+    options: &IngestOptions<'_>,
+) -> Result<IngestReport, SplitError> {
+    let digest = sha256_hex(path)?;
+    let progress_file = progress_path(deployment.data_root(), &digest);
+    let done =
+        match domicile_durable::read_optional(&progress_file)? {
+            None => None,
+            Some(bytes) => Some(serde_json::from_slice::<Progress>(&bytes).map_err(|e| {
+                SplitError::Manifest {
+                    path: progress_file.clone(),
+                    detail: format!("not an ingest progress file: {e}"),
+                }
+            })?),
+        };
+    let (mut line_no, mut offset) = match &done {
+        Some(p) if p.file == digest => (p.lines, p.bytes),
+        _ => (0, 0),
+    };
+    let mut report = IngestReport {
+        resumed_after_line: line_no,
+        ..IngestReport::default()
+    };
+    let io = |action: &'static str| {
+        let path = path.to_owned();
+        move |e: std::io::Error| SplitError::Io {
+            action,
+            path: path.clone(),
+            source: e,
+        }
+    };
+    let mut file = std::fs::File::open(path).map_err(io("open"))?;
+    file.seek(SeekFrom::Start(offset)).map_err(io("seek in"))?;
+    let mut reader = BufReader::new(file);
+
+    // The ingest principals, trusted by this deployment's Gates for this run.
+    let mut principals = BTreeMap::new();
+    let mut directory = PrincipalDirectory::empty();
+    for node in deployment.regions() {
+        let who = ingest_principal(
+            deployment,
+            &node.region,
+            options.principal,
+            options.organisation,
+        )?;
+        directory.insert(who.clone())?;
+        principals.insert(node.region.clone(), who);
+    }
+    deployment.set_directory(directory)?;
+    let why = Purpose::new(JustificationCode::UserRequestedSupport).with_detail("domicile ingest");
+    let policy = deployment.policy().clone();
+
+    let mut batch: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>> = BTreeMap::new();
+    let mut in_batch = 0usize;
+    let mut text = String::new();
+    let flush = |batch: &mut BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>>,
+                 report: &mut IngestReport,
+                 lines: u64,
+                 bytes: u64|
+     -> Result<(), SplitError> {
+        for (region, items) in std::mem::take(batch) {
+            let node = deployment
+                .region(&region)
+                .expect("homes are regions of the policy");
+            let written = node.gate.write_batch(&principals[&region], &why, &items)?;
+            *report.subjects.entry(region.to_string()).or_default() += items.len() as u64;
+            *report.records.entry(region.to_string()).or_default() += written.len() as u64;
+        }
+        let progress = Progress {
+            format: 1,
+            file: digest.clone(),
+            lines,
+            bytes,
+        };
+        domicile_durable::write_private(
+            &progress_file,
+            &serde_json::to_vec(&progress).expect("progress serialises"),
+        )?;
+        if let Some(f) = options.progress {
+            f(bytes);
+        }
+        Ok(())
+    };
+    loop {
+        text.clear();
+        let n = reader.read_line(&mut text).map_err(io("read"))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        offset += n as u64;
+        report.lines += 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        // serde's message may quote the input, which holds ids: only where and what kind.
+        let line: Line = serde_json::from_str(&text).map_err(|e| {
+            line_error(
+                line_no,
+                format!(
+                    "not a subject line ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ),
+            )
+        })?;
+        let subject = match Subject::parse(
+            &line.subject.id,
+            line.subject.residence.as_deref(),
+            line.subject.account_country.as_deref(),
+        ) {
+            Ok(s) => s,
+            Err(ResidencyError::InvalidSubjectId { reason, .. }) => {
+                return Err(line_error(line_no, format!("invalid subject id: {reason}")))
+            }
+            Err(e) => {
+                match options.on_unknown {
+                    OnUnknown::Skip => report.skipped.push((line_no, unknown_home(&e))),
+                    OnUnknown::Refuse => {
+                        return Err(line_error(
+                            line_no,
+                            format!("the subject's home region is unknown: {}", unknown_home(&e)),
+                        ))
+                    }
+                }
+                continue;
+            }
+        };
+        let home = match policy.home_region(&subject) {
+            Ok(home) => home,
+            Err(e) => {
+                match options.on_unknown {
+                    OnUnknown::Skip => report.skipped.push((line_no, unknown_home(&e))),
+                    OnUnknown::Refuse => {
+                        return Err(line_error(
+                            line_no,
+                            format!("the subject's home region is unknown: {}", unknown_home(&e)),
+                        ))
+                    }
+                }
+                continue;
+            }
+        };
+        let records = line
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                record(&subject.id, r)
+                    .map_err(|why| line_error(line_no, format!("record {}: {why}", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        batch.entry(home).or_default().push((subject, records));
+        in_batch += 1;
+        if in_batch >= options.batch_subjects.max(1) {
+            flush(&mut batch, &mut report, line_no, offset)?;
+            in_batch = 0;
+        }
+    }
+    flush(&mut batch, &mut report, line_no, offset)?;
+    Ok(report)
+}
+
+/// A record of the input, checked: class, collection and key valid (messages name none of the
+/// values, which may be ids).
+fn record(subject: &SubjectId, r: LineRecord) -> Result<RawRecord, String> {
+    let class: DataClass = r
+        .class
+        .parse()
+        .map_err(|_| format!("unknown data class {:?}", r.class))?;
+    let collection = Collection::parse(&r.collection).map_err(|e| e.to_string())?;
+    let key = RecordKey::parse(&r.key).map_err(|_| "invalid record key".to_owned())?;
+    let value = serde_json::to_vec(&r.value).expect("a JSON value serialises");
+    Ok(RawRecord {
+        meta: RecordMeta {
+            collection,
+            key,
+            subject: subject.clone(),
+            class,
+            data_key_version: 0,
+        },
+        value,
+    })
+}
