@@ -65,6 +65,8 @@ mod error;
 mod export;
 mod file_custodian;
 mod names;
+#[cfg(feature = "postgres")]
+mod postgres_backend;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_backend;
@@ -80,6 +82,11 @@ pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
 pub use file_custodian::FileCustodian;
 pub use names::{Collection, RecordKey};
+#[cfg(feature = "postgres")]
+pub use postgres_backend::{
+    PostgresBackend, PostgresConfig, DEFAULT_SCHEMA as POSTGRES_DEFAULT_SCHEMA,
+    POSTGRES_SCHEMA_VERSION,
+};
 pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STORE_FORMAT};
 #[cfg(feature = "redb")]
 pub use redb_backend::RedbBackend;
