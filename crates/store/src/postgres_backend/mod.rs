@@ -37,13 +37,26 @@ const CHUNK_ROWS: usize = 4096;
 const CHUNK_BYTES: usize = 32 << 20;
 
 pub(crate) fn failed(operation: &'static str) -> impl Fn(postgres::Error) -> StoreError {
-    move |e| StoreError::Backend {
-        backend: "postgres",
-        operation,
-        detail: match e.code() {
-            Some(code) => format!("{e} (SQLSTATE {})", code.code()),
-            None => e.to_string(),
-        },
+    move |e| {
+        // The driver's message is often only the outermost layer ("error performing TLS
+        // handshake"); the cause (an unknown issuer, a refused connection) is in its sources.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !detail.contains(&cause_text) {
+                detail = format!("{detail}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        if let Some(code) = e.code() {
+            detail = format!("{detail} (SQLSTATE {})", code.code());
+        }
+        StoreError::Backend {
+            backend: "postgres",
+            operation,
+            detail,
+        }
     }
 }
 
@@ -100,7 +113,10 @@ impl fmt::Debug for Connector {
 impl Connector {
     fn connect_client(&self) -> Result<postgres::Client, postgres::Error> {
         let mut client = match &self.config.tls {
-            Some(tls) => self.config.client.connect(tls::MakeRustls::new(tls.clone()))?,
+            Some(tls) => self
+                .config
+                .client
+                .connect(tls::MakeRustls::new(tls.clone()))?,
             None => self.config.client.connect(NoTls)?,
         };
         // An acknowledged write is a committed one; a server whose default is
@@ -129,9 +145,8 @@ impl Connector {
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
             ))?,
-            delete_many: client.prepare(&format!(
-                "DELETE FROM {t} WHERE key = ANY($1::BYTEA[])"
-            ))?,
+            delete_many: client
+                .prepare(&format!("DELETE FROM {t} WHERE key = ANY($1::BYTEA[])"))?,
             scan_bounded: client.prepare(&format!(
                 "SELECT key, value FROM {t} WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3"
             ))?,
@@ -301,10 +316,9 @@ impl PostgresBackend {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         self.run("scan a prefix", true, |conn| {
             let rows = match until {
-                Some(until) => conn.client.query(
-                    &conn.statements.scan_bounded,
-                    &[&from, &until, &SCAN_PAGE],
-                )?,
+                Some(until) => conn
+                    .client
+                    .query(&conn.statements.scan_bounded, &[&from, &until, &SCAN_PAGE])?,
                 None => conn
                     .client
                     .query(&conn.statements.scan_unbounded, &[&from, &SCAN_PAGE])?,

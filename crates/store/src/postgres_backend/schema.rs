@@ -83,11 +83,7 @@ enum Attempt {
     Fail(StoreError),
 }
 
-fn migrate_once(
-    client: &mut postgres::Client,
-    schema: &str,
-    quoted: &str,
-) -> Result<i64, Attempt> {
+fn migrate_once(client: &mut postgres::Client, schema: &str, quoted: &str) -> Result<i64, Attempt> {
     let db = |operation: &'static str| {
         move |e: postgres::Error| {
             if lost_creation_race(&e) {
