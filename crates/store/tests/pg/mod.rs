@@ -256,21 +256,27 @@ impl PgServer {
     pub(crate) fn sigkill(&self) {
         let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap();
         let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let kill = |signal: &str, pids: &[i32]| {
+            let status = Command::new("kill")
+                .arg(signal)
+                .args(pids.iter().map(|p| p.to_string()))
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {signal} {pids:?}");
+        };
+        // Frozen first, so it forks no new backend between listing its children and the kill.
+        kill("-STOP", &[postmaster]);
         let mut pids = vec![postmaster];
         pids.extend(children_of(postmaster));
-        let status = Command::new("kill")
-            .arg("-KILL")
-            .args(pids.iter().map(|p| p.to_string()))
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -KILL {pids:?}");
+        kill("-KILL", &pids);
+        // Gone means reaped: a zombie postmaster still "holds" postmaster.pid for the next start.
         let started = Instant::now();
         while pids
             .iter()
-            .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
         {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                started.elapsed() < Duration::from_secs(60),
                 "the server's processes outlived SIGKILL"
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -335,18 +341,6 @@ fn children_of(parent: i32) -> Vec<i32> {
         }
     }
     out
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(true)
 }
 
 impl Drop for PgServer {
