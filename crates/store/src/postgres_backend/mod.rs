@@ -83,6 +83,7 @@ fn retryable(e: &postgres::Error) -> bool {
 /// The statements every connection prepares once, when it is opened.
 struct Statements {
     get: Statement,
+    get_many: Statement,
     put: Statement,
     delete: Statement,
     upsert_many: Statement,
@@ -135,6 +136,9 @@ impl Connector {
         let t = format!("\"{}\".records", self.config.schema);
         Ok(Statements {
             get: client.prepare(&format!("SELECT value FROM {t} WHERE key = $1"))?,
+            get_many: client.prepare(&format!(
+                "SELECT key, value FROM {t} WHERE key = ANY($1::BYTEA[])"
+            ))?,
             put: client.prepare(&format!(
                 "INSERT INTO {t} (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -386,6 +390,18 @@ impl Backend for PostgresBackend {
             let row = conn.client.query_opt(&conn.statements.get, &[&key])?;
             Ok(row.map(|r| r.get(0)))
         })
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let rows = self.run("read keys", true, |conn| {
+                conn.client.query(&conn.statements.get_many, &[&chunk])
+            })?;
+            found.extend(rows.into_iter().map(|r| (r.get(0), r.get(1))));
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
