@@ -13,6 +13,8 @@
 //! - **sealed on postgres**: `SealedStore::put_batch` / `get_raw` / `scan_collection` on
 //!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one serializable
 //!   transaction per batch).
+//! - **PostgresBackend bare**: the backend alone (`apply`, `get`, `scan_prefix`) with the bare
+//!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
 //!
 //! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`
@@ -97,7 +99,7 @@ fn sealed(store: &SealedStore, w: &Workload) -> Rates {
     (put, get, rate(scanned, started.elapsed()))
 }
 
-fn bare_sled(backend: &SledBackend, w: &Workload) -> Rates {
+fn bare_backend(backend: &dyn Backend, w: &Workload) -> Rates {
     let started = Instant::now();
     for chunk in w.keys.chunks(BATCH) {
         let mut batch = Batch::new();
@@ -212,7 +214,17 @@ fn main() {
     )
     .unwrap();
     let pg_sealed = sealed(&pg_store, &w);
-    let sled_bare = bare_sled(&SledBackend::open(dir.path().join("bare")).unwrap(), &w);
+    let pg_backend = bare_backend(
+        &PostgresBackend::connect(
+            &PostgresConfig::new(&server.url())
+                .unwrap()
+                .schema("unsealed")
+                .unwrap(),
+        )
+        .unwrap(),
+        &w,
+    );
+    let sled_bare = bare_backend(&SledBackend::open(dir.path().join("bare")).unwrap(), &w);
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -229,6 +241,7 @@ fn main() {
     );
     for (name, (p, g, s)) in [
         ("bare postgres table", table),
+        ("PostgresBackend bare", pg_backend),
         ("sealed on postgres", pg_sealed),
         ("bare sled", sled_bare),
         ("sealed on sled", sled_sealed),
@@ -238,6 +251,7 @@ fn main() {
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
     for (name, (p, g, s)) in [
         ("sealed postgres / bare table", ratio(pg_sealed, table)),
+        ("PostgresBackend / bare table", ratio(pg_backend, table)),
         (
             "sealed postgres / sealed sled",
             ratio(pg_sealed, sled_sealed),

@@ -138,7 +138,13 @@ fn processes_connecting_to_a_new_database_at_once_all_succeed() {
 
 #[test]
 fn conflicting_batches_are_retried_and_stay_atomic() {
-    let Some(server) = PgServer::start("conflicting_batches_are_retried_and_stay_atomic") else {
+    // Serializable by default, as CockroachDB always is: concurrent writers of the same rows
+    // then meet SQLSTATE 40001.
+    let Some(server) = PgServer::start_with(
+        "conflicting_batches_are_retried_and_stay_atomic",
+        &[("default_transaction_isolation", "serializable")],
+        &[],
+    ) else {
         return;
     };
     let backend =

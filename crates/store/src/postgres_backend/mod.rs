@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{IsolationLevel, NoTls, Statement};
+use postgres::{NoTls, Statement};
 
 use crate::backend::{Backend, Batch, BatchOp, ScanIter};
 use crate::StoreError;
@@ -184,12 +184,15 @@ impl r2d2::ManageConnection for Connector {
 /// YugabyteDB.
 ///
 /// - **Connections** come from an r2d2 pool; each prepares its statements once when opened.
-/// - **Batches** are one `SERIALIZABLE` transaction of multi-row statements (`INSERT … SELECT
-///   FROM unnest($1::BYTEA[], $2::BYTEA[]) ON CONFLICT DO UPDATE`, `DELETE … = ANY($1)`), so a
-///   batch is all there or not there after any crash.
+/// - **Batches** are one transaction of multi-row statements (`INSERT … SELECT FROM
+///   unnest($1::BYTEA[], $2::BYTEA[]) ON CONFLICT DO UPDATE`, `DELETE … = ANY($1)`), so a batch
+///   is all there or not there after any crash. Its writes are blind (the net effect of the
+///   batch, whatever was there before), so it needs no isolation level above the database's
+///   default: READ COMMITTED on PostgreSQL, SERIALIZABLE on CockroachDB.
 /// - **Conflicts**: a transaction that fails with SQLSTATE 40001 (or 40P01) is run again after an
 ///   exponential, jittered backoff, up to 12 times; CockroachDB and YugabyteDB raise 40001 as
-///   part of normal operation. No advisory locks are taken anywhere.
+///   part of normal operation, PostgreSQL under `default_transaction_isolation = serializable`.
+///   No advisory locks are taken anywhere.
 /// - **Durability**: every write commits before it returns, with `synchronous_commit = on`, so
 ///   [`Backend::flush`] has nothing left to do.
 /// - **Schema**: the table is created and upgraded by embedded, versioned migrations on
@@ -463,11 +466,7 @@ impl Backend for PostgresBackend {
         // Running the whole batch again is safe: its net effect does not depend on what was
         // there before.
         self.run("apply a batch", true, |conn| {
-            let mut tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(IsolationLevel::Serializable)
-                .start()?;
+            let mut tx = conn.client.transaction()?;
             if !deletes.is_empty() {
                 tx.execute(&conn.statements.delete_many, &[&deletes])?;
             }
