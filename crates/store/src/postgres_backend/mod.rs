@@ -80,6 +80,12 @@ fn retryable(e: &postgres::Error) -> bool {
     )
 }
 
+/// Rows of a scan page: (key, value).
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One multi-row upsert of a batch: its keys and their values.
+type Chunk<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
+
 /// The statements every connection prepares once, when it is opened.
 struct Statements {
     get: Statement,
@@ -316,11 +322,7 @@ impl PostgresBackend {
         }
     }
 
-    fn scan_page(
-        &self,
-        from: &[u8],
-        until: Option<&[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_page(&self, from: &[u8], until: Option<&[u8]>) -> Result<Rows, StoreError> {
         self.run("scan a prefix", true, |conn| {
             let rows = match until {
                 Some(until) => conn
@@ -448,7 +450,7 @@ impl Backend for PostgresBackend {
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| *k)
             .collect();
-        let mut chunks: Vec<(Vec<&[u8]>, Vec<&[u8]>)> = Vec::new();
+        let mut chunks: Vec<Chunk<'_>> = Vec::new();
         let mut bytes = 0;
         for (k, v) in last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))) {
             match chunks.last_mut() {
