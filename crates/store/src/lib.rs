@@ -13,8 +13,9 @@
 //! data may rest in this region; a refusal names the rule and writes nothing.
 //!
 //! Records rest in a [`Backend`]: sled 0.34.7 by default, redb behind the `redb` feature (on by
-//! default), both held to one [`conformance`] suite. The on-disk formats are in
-//! `docs/storage.md`.
+//! default), and PostgreSQL — or CockroachDB, YugabyteDB — behind the `postgres` feature
+//! (`PostgresBackend`, for a region that outgrows one machine), all held to one [`conformance`]
+//! suite. The on-disk formats are in `docs/storage.md`.
 //!
 //! ```
 //! use std::sync::Arc;
