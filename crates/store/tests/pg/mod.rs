@@ -24,7 +24,8 @@ pub(crate) struct PgServer {
 /// `/usr/lib/postgresql/*/bin` that has them.
 fn find_bin() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").exists().then_some(dir);
     }
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
