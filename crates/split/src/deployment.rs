@@ -4,7 +4,8 @@
 //! ```text
 //! <data>/deployment.json            which policy, which trust domain
 //! <data>/migration.vkey             the pinned migration public key (base64), written at create
-//! <data>/<region>/store/            sealed records
+//! <data>/<region>/store/            sealed records (sled), or
+//! <data>/<region>/store.postgres     where they are instead: a PostgreSQL region (see below)
 //! <data>/<region>/audit/            the audit log
 //! <data>/<region>/log.vkey          the log's verifier key (public: hand it to auditors)
 //! <data>/<region>/approvals.json    approval requests and grants
@@ -13,6 +14,18 @@
 //! <keys>/<region>/audit/log.state   the latest checkpoint the log signed (refuses rollbacks)
 //! <keys>/<region>/audit/pseudonym.key  the region's audit key for subject pseudonyms (0600)
 //! ```
+//!
+//! # A region on PostgreSQL
+//!
+//! With the cargo feature `postgres`, a region whose `DOMICILE_DATABASE_URL_<REGION>` is set
+//! (`DOMICILE_DATABASE_URL_US` for `us`; `-` becomes `_`) keeps its sealed records in that
+//! database, in the schema `domicile_<region>`, instead of `<data>/<region>/store/`;
+//! `DOMICILE_DATABASE_CA_<REGION>` (a PEM file) makes the connection TLS, checked against it.
+//! Every other region stays on sled, so a split can move a sled `global` into PostgreSQL `us`
+//! and `row`. The URL (which may hold a password) is never written anywhere; the region's data
+//! directory gets `store.postgres`, naming the schema, so that opening the region later without
+//! the variable (or in a build without the feature) is an error instead of an empty sled store,
+//! and setting the variable for a region that already has a sled store is refused likewise.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -321,9 +334,9 @@ impl Deployment {
         let custodian = Arc::new(FileCustodian::open(&keys_root)?);
         let mut regions = BTreeMap::new();
         for region in policy.regions() {
-            let store = SealedStore::open(
+            let store = open_store(
                 &data_root,
-                region.clone(),
+                region,
                 policy.clone(),
                 custodian.clone() as Arc<dyn KeyCustodian>,
             )?;
@@ -449,5 +462,93 @@ impl Deployment {
             node.gate.log().close()?;
         }
         Ok(())
+    }
+}
+
+/// The environment variable naming `region`'s database, and the one naming its TLS roots.
+fn database_vars(region: &Region) -> (String, String) {
+    let name = region.as_str().to_ascii_uppercase().replace('-', "_");
+    (
+        format!("DOMICILE_DATABASE_URL_{name}"),
+        format!("DOMICILE_DATABASE_CA_{name}"),
+    )
+}
+
+/// The file that says a region's records are in PostgreSQL, not in `<data>/<region>/store/`.
+const POSTGRES_MARKER: &str = "store.postgres";
+
+/// Opens `region`'s sealed store: in PostgreSQL if its database variable is set (feature
+/// `postgres`), else on sled under `data_root`; refuses a region whose records are in the other.
+fn open_store(
+    data_root: &Path,
+    region: &Region,
+    policy: Arc<dyn ResidencyPolicy>,
+    custodian: Arc<dyn KeyCustodian>,
+) -> Result<SealedStore, SplitError> {
+    let (url_var, _ca_var) = database_vars(region);
+    let region_dir = data_root.join(region.as_str());
+    let marker = region_dir.join(POSTGRES_MARKER);
+    let url = std::env::var(&url_var).ok().filter(|u| !u.is_empty());
+    let mismatch = |reason: String| {
+        SplitError::Store(Box::new(domicile_store::StoreError::StoreMismatch {
+            path: region_dir.clone(),
+            reason,
+        }))
+    };
+    let Some(url) = url else {
+        if marker.exists() {
+            return Err(mismatch(format!(
+                "region {region}'s records are in PostgreSQL ({}): set {url_var} to its                  database URL, in a build with the `postgres` feature",
+                marker.display()
+            )));
+        }
+        return Ok(SealedStore::open(
+            data_root,
+            region.clone(),
+            policy,
+            custodian,
+        )?);
+    };
+    if region_dir.join("store").exists() && !marker.exists() {
+        return Err(mismatch(format!(
+            "{url_var} is set, but region {region} already keeps its records on sled in {}:              unset it, or split into a new deployment",
+            region_dir.join("store").display()
+        )));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let schema = format!("domicile_{}", region.as_str().replace('-', "_"));
+        let mut config = domicile_store::PostgresConfig::new(&url)?.schema(&schema)?;
+        if let Some(ca) = std::env::var_os(&_ca_var).filter(|c| !c.is_empty()) {
+            config = config.tls_root_certificates(ca)?;
+        }
+        let backend = domicile_store::PostgresBackend::connect(&config)?;
+        if !marker.exists() {
+            std::fs::create_dir_all(&region_dir)
+                .map_err(|e| domicile_store::StoreError::Io {
+                    action: "create",
+                    path: region_dir.clone(),
+                    source: e,
+                })
+                .map_err(Box::new)?;
+            domicile_durable::write_public(
+                &marker,
+                format!("postgres\nschema {schema}\nurl from {url_var}\n").as_bytes(),
+            )?;
+        }
+        Ok(SealedStore::with_backend(
+            Box::new(backend),
+            region.clone(),
+            policy,
+            custodian,
+        )?)
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = url;
+        Err(mismatch(format!(
+            "{url_var} is set, but this build has no PostgreSQL backend (cargo feature `postgres` \
+             of domicile-split)"
+        )))
     }
 }

@@ -84,6 +84,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The value at `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The values at each of `keys`, in the same order: what `get` of each would return.
+    ///
+    /// The default asks [`get`](Backend::get) key by key; a networked backend overrides it to
+    /// fetch them all in one round trip (the sealed store reads every key a batch overwrites).
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Sets `key` to `value`.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
 

@@ -18,6 +18,10 @@ type Case = (&'static str, fn(&dyn Backend));
 pub const CASES: &[Case] = &[
     ("a missing key reads as none", missing_key),
     (
+        "get_many answers each key in order, repeated and missing ones included",
+        get_many_in_order,
+    ),
+    (
         "put then get returns the value; a second put replaces it",
         put_get_replace,
     ),
@@ -56,6 +60,38 @@ pub fn run(dir: &Path, open: Opener<'_>) {
 fn missing_key(b: &dyn Backend) {
     assert_eq!(b.get(b"nothing").unwrap(), None, "missing key");
     assert_eq!(b.scan_prefix(b"").count(), 0, "a new backend is empty");
+}
+
+fn get_many_in_order(b: &dyn Backend) {
+    assert_eq!(b.get_many(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    b.put(b"a", b"1").unwrap();
+    b.put(b"c", b"").unwrap();
+    let got = b.get_many(&[b"c", b"missing", b"a", b"c", b""]).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"".to_vec()),
+            None,
+            Some(b"1".to_vec()),
+            Some(b"".to_vec()),
+            None
+        ],
+        "get_many"
+    );
+    let keys: Vec<Vec<u8>> = (0u32..5000).map(|i| i.to_be_bytes().to_vec()).collect();
+    let mut batch = Batch::new();
+    for k in keys.iter().step_by(2) {
+        batch.put(k.clone(), k.clone());
+    }
+    b.apply(&batch).unwrap();
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    for (i, got) in b.get_many(&refs).unwrap().into_iter().enumerate() {
+        assert_eq!(
+            got,
+            (i % 2 == 0).then(|| keys[i].clone()),
+            "get_many key {i}"
+        );
+    }
 }
 
 fn put_get_replace(b: &dyn Backend) {

@@ -228,6 +228,28 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A database's schema is at a version this build does not know: written by a newer build,
+    /// or not written by domicile at all. Nothing was changed in it.
+    #[error("the database schema {schema:?} is at version {found}, but this build knows versions 1 to {latest} only: {advice}")]
+    DatabaseSchema {
+        /// The database schema (namespace) the store lives in.
+        schema: String,
+        /// The version recorded in it.
+        found: i64,
+        /// The newest version this build can migrate to.
+        latest: i64,
+        /// What to do about it.
+        advice: &'static str,
+    },
+    /// A database connection setting that cannot be used (a malformed URL, a schema name that is
+    /// not a plain identifier, a TLS root certificate file that does not parse).
+    #[error("invalid database setting {setting}: {reason}")]
+    InvalidDatabaseConfig {
+        /// Which setting.
+        setting: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// Why a record was refused a place: what, whose, where, and the rule.

@@ -16,8 +16,9 @@
 //! data may rest in this region; a refusal names the rule and writes nothing.
 //!
 //! Records rest in a [`Backend`]: sled 0.34.7 by default, redb behind the `redb` feature (on by
-//! default), both held to one [`conformance`] suite. The on-disk formats are in
-//! `docs/storage.md`.
+//! default), and PostgreSQL — or CockroachDB, YugabyteDB — behind the `postgres` feature
+//! (`PostgresBackend`, for a region that outgrows one machine), all held to one [`conformance`]
+//! suite. The on-disk formats are in `docs/storage.md`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -68,6 +69,8 @@ mod error;
 mod export;
 mod file_custodian;
 mod names;
+#[cfg(feature = "postgres")]
+mod postgres_backend;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_backend;
@@ -83,6 +86,11 @@ pub use error::{PlacementRefusal, StoreError};
 pub use export::{ExportBundle, ExportedRecord, ImportReport, TransferKey};
 pub use file_custodian::{FileCustodian, DEFAULT_LOCK_WAIT};
 pub use names::{Collection, RecordKey};
+#[cfg(feature = "postgres")]
+pub use postgres_backend::{
+    PostgresBackend, PostgresConfig, DEFAULT_SCHEMA as POSTGRES_DEFAULT_SCHEMA,
+    POSTGRES_SCHEMA_VERSION,
+};
 pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STORE_FORMAT};
 #[cfg(feature = "redb")]
 pub use redb_backend::RedbBackend;

@@ -404,7 +404,24 @@ impl SealedStore {
         let mut batch = Batch::new();
         let mut metas = Vec::with_capacity(records.len());
         let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
-        for r in records {
+        // Every key the batch writes, with what it holds now, read in one call (one round trip
+        // on a networked backend) instead of one get per record.
+        let record_keys: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let blind = self
+                    .pseudonyms
+                    .blind_index(r.collection.as_str(), r.key.as_str());
+                (blind, layout::record(r.collection.as_str(), &blind))
+            })
+            .collect();
+        let current = self.backend.get_many(
+            &record_keys
+                .iter()
+                .map(|(_, k)| k.as_slice())
+                .collect::<Vec<_>>(),
+        )?;
+        for ((r, (blind, record_key)), old) in records.iter().zip(record_keys).zip(current) {
             let (entry, pseudonym) =
                 self.registered(r.subject)?
                     .ok_or_else(|| StoreError::SubjectNotRegistered {
@@ -427,18 +444,13 @@ impl SealedStore {
                     rule: decision.rule,
                 })));
             }
-            let blind = self
-                .pseudonyms
-                .blind_index(r.collection.as_str(), r.key.as_str());
-            let record_key = layout::record(r.collection.as_str(), &blind);
             // A key belongs to one subject; overwriting another's record would orphan it in
             // that subject's index and escape their shred.
             let owner = match owners.get(&record_key) {
                 Some(owner) => Some(*owner),
-                None => self
-                    .backend
-                    .get(&record_key)?
-                    .and_then(|old| record::parse_header(&old).ok().map(|(h, _)| h.pseudonym)),
+                None => {
+                    old.and_then(|old| record::parse_header(&old).ok().map(|(h, _)| h.pseudonym))
+                }
             };
             if owner.is_some_and(|owner| owner != pseudonym) {
                 return Err(StoreError::KeyHeldByOtherSubject {

@@ -1,0 +1,500 @@
+//! The PostgreSQL backend (cargo feature `postgres`): a region's sealed records in a table of
+//! a PostgreSQL, CockroachDB or YugabyteDB database.
+//!
+//! - [`PostgresConfig`] (`config.rs`): where the database is, TLS, the schema, the pool size.
+//! - `schema.rs`: the embedded, versioned migrations run on connect.
+//! - `tls.rs`: rustls on ring as tokio-postgres's TLS connector.
+//! - this file: the connection pool, the prepared statements and the [`Backend`] operations.
+//!
+//! Everything the database receives is what the sealed store hands any backend: blind-indexed
+//! keys and sealed values. The database operator sees no plaintext, key or identifier.
+
+mod config;
+mod schema;
+mod tls;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{NoTls, Statement};
+
+use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::StoreError;
+
+pub use config::{PostgresConfig, DEFAULT_SCHEMA};
+pub use schema::LATEST as POSTGRES_SCHEMA_VERSION;
+
+/// How many times a transaction that lost a serialization conflict (SQLSTATE 40001) is run
+/// again before the error is returned.
+const MAX_ATTEMPTS: u32 = 12;
+/// Rows per page of a prefix scan.
+const SCAN_PAGE: i64 = 512;
+/// Rows and bytes per multi-row statement of a batch (all in the batch's one transaction).
+const CHUNK_ROWS: usize = 4096;
+const CHUNK_BYTES: usize = 32 << 20;
+
+pub(crate) fn failed(operation: &'static str) -> impl Fn(postgres::Error) -> StoreError {
+    move |e| {
+        // The driver's message is often only the outermost layer ("error performing TLS
+        // handshake"); the cause (an unknown issuer, a refused connection) is in its sources.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !detail.contains(&cause_text) {
+                detail = format!("{detail}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        if let Some(code) = e.code() {
+            detail = format!("{detail} (SQLSTATE {})", code.code());
+        }
+        StoreError::Backend {
+            backend: "postgres",
+            operation,
+            detail,
+        }
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential from 2 ms, capped at 0.5 s, with jitter
+/// so that two transactions that collided do not collide again in step.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(2u64 << attempt.min(8)).min(Duration::from_millis(500));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = base.mul_f64(f64::from(nanos % 1000) / 1000.0);
+    base / 2 + jitter / 2
+}
+
+/// Whether a statement failed because the transaction lost a conflict and may simply run again.
+fn retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Rows of a scan page: (key, value).
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One multi-row upsert of a batch: its keys and their values.
+type Chunk<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>);
+
+/// The statements every connection prepares once, when it is opened.
+struct Statements {
+    get: Statement,
+    get_many: Statement,
+    put: Statement,
+    delete: Statement,
+    upsert_many: Statement,
+    delete_many: Statement,
+    scan_bounded: Statement,
+    scan_unbounded: Statement,
+}
+
+/// One pooled connection with its prepared statements.
+struct Connection {
+    client: postgres::Client,
+    statements: Statements,
+}
+
+/// Opens connections for the pool.
+struct Connector {
+    config: PostgresConfig,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Connector {
+    fn connect_client(&self) -> Result<postgres::Client, postgres::Error> {
+        let mut client = match &self.config.tls {
+            Some(tls) => self
+                .config
+                .client
+                .connect(tls::MakeRustls::new(tls.clone()))?,
+            None => self.config.client.connect(NoTls)?,
+        };
+        // An acknowledged write is a committed one; a server whose default is
+        // synchronous_commit=off would acknowledge before its WAL is flushed. Servers without
+        // the setting (42704) have no such mode.
+        match client.batch_execute("SET synchronous_commit TO on") {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {}
+            Err(e) if e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(client)
+    }
+
+    fn prepare(&self, client: &mut postgres::Client) -> Result<Statements, postgres::Error> {
+        let t = format!("\"{}\".records", self.config.schema);
+        Ok(Statements {
+            get: client.prepare(&format!("SELECT value FROM {t} WHERE key = $1"))?,
+            get_many: client.prepare(&format!(
+                "SELECT key, value FROM {t} WHERE key = ANY($1::BYTEA[])"
+            ))?,
+            put: client.prepare(&format!(
+                "INSERT INTO {t} (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ))?,
+            delete: client.prepare(&format!("DELETE FROM {t} WHERE key = $1"))?,
+            upsert_many: client.prepare(&format!(
+                "INSERT INTO {t} (key, value) \
+                 SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ))?,
+            delete_many: client
+                .prepare(&format!("DELETE FROM {t} WHERE key = ANY($1::BYTEA[])"))?,
+            scan_bounded: client.prepare(&format!(
+                "SELECT key, value FROM {t} WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3"
+            ))?,
+            scan_unbounded: client.prepare(&format!(
+                "SELECT key, value FROM {t} WHERE key >= $1 ORDER BY key LIMIT $2"
+            ))?,
+        })
+    }
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        let mut client = self.connect_client()?;
+        let statements = self.prepare(&mut client)?;
+        Ok(Connection { client, statements })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        conn.client.batch_execute("")
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A [`Backend`] on a PostgreSQL table (cargo feature `postgres`), also run by CockroachDB and
+/// YugabyteDB.
+///
+/// - **Connections** come from an r2d2 pool; each prepares its statements once when opened.
+/// - **Batches** are one transaction of multi-row statements (`INSERT … SELECT FROM
+///   unnest($1::BYTEA[], $2::BYTEA[]) ON CONFLICT DO UPDATE`, `DELETE … = ANY($1)`), so a batch
+///   is all there or not there after any crash. Its writes are blind (the net effect of the
+///   batch, whatever was there before), so it needs no isolation level above the database's
+///   default: READ COMMITTED on PostgreSQL, SERIALIZABLE on CockroachDB.
+/// - **Conflicts**: a transaction that fails with SQLSTATE 40001 (or 40P01) is run again after an
+///   exponential, jittered backoff, up to 12 times; CockroachDB and YugabyteDB raise 40001 as
+///   part of normal operation, PostgreSQL under `default_transaction_isolation = serializable`.
+///   No advisory locks are taken anywhere.
+/// - **Durability**: every write commits before it returns, with `synchronous_commit = on`, so
+///   [`Backend::flush`] has nothing left to do.
+/// - **Schema**: the table is created and upgraded by embedded, versioned migrations on
+///   [`connect`](Self::connect); a database at a version this build does not know is
+///   [`StoreError::DatabaseSchema`].
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use domicile_policy_us_split::UsSplitPolicy;
+/// use domicile_residency::Region;
+/// use domicile_store::{FileCustodian, PostgresBackend, PostgresConfig, SealedStore};
+///
+/// let config = PostgresConfig::new("postgresql://domicile@db.us.internal/us")?
+///     .tls_root_certificates("/etc/domicile/us/db-ca.pem")?;
+/// let store = SealedStore::with_backend(
+///     Box::new(PostgresBackend::connect(&config)?),
+///     Region::parse("us")?,
+///     Arc::new(UsSplitPolicy::new()),
+///     Arc::new(FileCustodian::open("/var/lib/domicile/keys")?),
+/// )?;
+/// # drop(store);
+/// Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PostgresBackend {
+    pool: r2d2::Pool<Connector>,
+    schema: String,
+    retries: AtomicU64,
+}
+
+impl fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.schema)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects, creating or migrating the schema's tables as needed.
+    pub fn connect(config: &PostgresConfig) -> Result<Self, StoreError> {
+        config.check()?;
+        let connector = Connector {
+            config: config.clone(),
+        };
+        // Migrate on a connection of its own, before any connection prepares statements on
+        // tables that might not exist yet.
+        let mut client = connector
+            .connect_client()
+            .map_err(failed("connect to the database"))?;
+        schema::migrate(&mut client, &config.schema)?;
+        drop(client);
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            // A dead connection is found by the failed statement (and `has_broken`) instead of a
+            // round trip before every checkout.
+            .test_on_check_out(false)
+            .connection_timeout(config.connect_timeout)
+            .build(connector)
+            .map_err(|e| StoreError::Backend {
+                backend: "postgres",
+                operation: "open a connection pool",
+                detail: e.to_string(),
+            })?;
+        Ok(PostgresBackend {
+            pool,
+            schema: config.schema.clone(),
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// How many times a transaction has been run again after a serialization conflict.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn connection(
+        &self,
+        operation: &'static str,
+    ) -> Result<r2d2::PooledConnection<Connector>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Backend {
+            backend: "postgres",
+            operation,
+            detail: format!("no database connection: {e}"),
+        })
+    }
+
+    /// Runs `body` on a pooled connection; runs it again after a serialization conflict, and
+    /// once more on a fresh connection if `idempotent` and the connection turned out closed
+    /// (a server restart leaves the pool's connections dead).
+    fn run<T>(
+        &self,
+        operation: &'static str,
+        idempotent: bool,
+        mut body: impl FnMut(&mut Connection) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        let mut reconnected = false;
+        loop {
+            let mut conn = self.connection(operation)?;
+            match body(&mut conn) {
+                Ok(value) => return Ok(value),
+                Err(e) if retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    drop(conn);
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(e) if idempotent && !reconnected && e.is_closed() => {
+                    reconnected = true;
+                    drop(conn);
+                }
+                Err(e) => return Err(failed(operation)(e)),
+            }
+        }
+    }
+
+    fn scan_page(&self, from: &[u8], until: Option<&[u8]>) -> Result<Rows, StoreError> {
+        self.run("scan a prefix", true, |conn| {
+            let rows = match until {
+                Some(until) => conn
+                    .client
+                    .query(&conn.statements.scan_bounded, &[&from, &until, &SCAN_PAGE])?,
+                None => conn
+                    .client
+                    .query(&conn.statements.scan_unbounded, &[&from, &SCAN_PAGE])?,
+            };
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+/// The least key greater than every key starting with `prefix`, if there is one (there is not
+/// when the prefix is empty or all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A prefix scan fetched page by page (keyset pagination: each page starts just after the last
+/// key of the one before).
+struct Scan<'a> {
+    backend: &'a PostgresBackend,
+    from: Vec<u8>,
+    until: Option<Vec<u8>>,
+    page: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.page.is_empty() && !self.done {
+            match self.backend.scan_page(&self.from, self.until.as_deref()) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(rows) => {
+                    self.done = (rows.len() as i64) < SCAN_PAGE;
+                    if let Some((last, _)) = rows.last() {
+                        // The least key after `last` in byte order.
+                        self.from = last.clone();
+                        self.from.push(0);
+                    }
+                    self.page = rows.into();
+                }
+            }
+        }
+        self.page.pop_front().map(Ok)
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("read a key", true, |conn| {
+            let row = conn.client.query_opt(&conn.statements.get, &[&key])?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let rows = self.run("read keys", true, |conn| {
+                conn.client.query(&conn.statements.get_many, &[&chunk])
+            })?;
+            found.extend(rows.into_iter().map(|r| (r.get(0), r.get(1))));
+        }
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.run("write a key", true, |conn| {
+            conn.client.execute(&conn.statements.put, &[&key, &value])?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.run("delete a key", false, |conn| {
+            Ok(conn.client.execute(&conn.statements.delete, &[&key])? > 0)
+        })
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
+        Box::new(Scan {
+            backend: self,
+            from: prefix.to_vec(),
+            until: prefix_end(prefix),
+            page: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The batch's net effect: the last write to each key wins, so each key is written once
+        // (a multi-row upsert may not touch one row twice).
+        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put { key, value } => last.insert(key, Some(value)),
+                BatchOp::Delete { key } => last.insert(key, None),
+            };
+        }
+        let deletes: Vec<&[u8]> = last
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        let mut chunks: Vec<Chunk<'_>> = Vec::new();
+        let mut bytes = 0;
+        for (k, v) in last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))) {
+            match chunks.last_mut() {
+                Some((keys, values)) if keys.len() < CHUNK_ROWS && bytes < CHUNK_BYTES => {
+                    keys.push(k);
+                    values.push(v);
+                }
+                _ => {
+                    bytes = 0;
+                    chunks.push((vec![k], vec![v]));
+                }
+            }
+            bytes += k.len() + v.len();
+        }
+        // Running the whole batch again is safe: its net effect does not depend on what was
+        // there before.
+        self.run("apply a batch", true, |conn| {
+            let mut tx = conn.client.transaction()?;
+            if !deletes.is_empty() {
+                tx.execute(&conn.statements.delete_many, &[&deletes])?;
+            }
+            for (keys, values) in &chunks {
+                tx.execute(&conn.statements.upsert_many, &[keys, values])?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every write returned only after its transaction committed durably.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_least_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"a"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"ab\x00"), Some(b"ab\x01".to_vec()));
+    }
+}

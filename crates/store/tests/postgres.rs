@@ -1,0 +1,400 @@
+//! The PostgreSQL backend against a real, throwaway PostgreSQL server: the backend conformance
+//! suite, schema versions, concurrent first connections, serialization-conflict retries, TLS,
+//! and what the database operator sees in a `pg_dump` of a sealed store.
+#![cfg(feature = "postgres")]
+
+mod common;
+mod pg;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use domicile_residency::DataClass;
+use domicile_store::{
+    conformance, Backend, Batch, PostgresBackend, PostgresConfig, SealedStore, StoreError,
+    POSTGRES_SCHEMA_VERSION,
+};
+use pg::PgServer;
+
+fn config(server: &PgServer, schema: &str) -> PostgresConfig {
+    PostgresConfig::new(&server.url())
+        .unwrap()
+        .schema(schema)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+}
+
+#[test]
+fn postgres_conforms() {
+    let Some(server) = PgServer::start("postgres_conforms") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Each case's "path" becomes a schema of its own; reopening the same path reopens it.
+    conformance::run(dir.path(), &|path: &Path| {
+        let mut h = DefaultHasher::new();
+        path.hash(&mut h);
+        let schema = format!("t_{:016x}", h.finish());
+        Ok(Box::new(PostgresBackend::connect(&config(&server, &schema))?) as Box<dyn Backend>)
+    });
+}
+
+#[test]
+fn schema_versions_newer_or_unknown_are_refused() {
+    let Some(server) = PgServer::start("schema_versions_newer_or_unknown_are_refused") else {
+        return;
+    };
+    let backend = PostgresBackend::connect(&config(&server, "region_us")).unwrap();
+    backend.put(b"k", b"v").unwrap();
+    drop(backend);
+    assert_eq!(
+        server
+            .psql("SELECT version FROM region_us.domicile_schema")
+            .trim(),
+        POSTGRES_SCHEMA_VERSION.to_string()
+    );
+    // Reconnecting migrates nothing and keeps the data.
+    let backend = PostgresBackend::connect(&config(&server, "region_us")).unwrap();
+    assert_eq!(backend.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(backend);
+
+    let newer = POSTGRES_SCHEMA_VERSION + 1;
+    server.psql(&format!(
+        "UPDATE region_us.domicile_schema SET version = {newer}"
+    ));
+    let err = PostgresBackend::connect(&config(&server, "region_us")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::DatabaseSchema { found, .. } if found == newer),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer domicile build"), "{err}");
+    assert!(err.to_string().contains("region_us"), "{err}");
+
+    server.psql("UPDATE region_us.domicile_schema SET version = -3");
+    let err = PostgresBackend::connect(&config(&server, "region_us")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::DatabaseSchema { found: -3, .. }),
+        "{err}"
+    );
+    // Refusing changed nothing: the version is still the one found.
+    assert_eq!(
+        server
+            .psql("SELECT version FROM region_us.domicile_schema")
+            .trim(),
+        "-3"
+    );
+    // The version column is 64 bits wide, as are all integers the backend declares.
+    assert_eq!(
+        server
+            .psql(
+                "SELECT data_type FROM information_schema.columns \
+                 WHERE table_schema = 'region_us' AND column_name = 'version'"
+            )
+            .trim(),
+        "bigint"
+    );
+}
+
+#[test]
+fn processes_connecting_to_a_new_database_at_once_all_succeed() {
+    let Some(server) = PgServer::start("processes_connecting_to_a_new_database_at_once") else {
+        return;
+    };
+    let url = server.url();
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let config = PostgresConfig::new(&url).unwrap().schema("racing").unwrap();
+                let backend = PostgresBackend::connect(&config)?;
+                backend.put(format!("k{i}").as_bytes(), b"v")?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let backend = PostgresBackend::connect(&config(&server, "racing")).unwrap();
+    assert_eq!(backend.scan_prefix(b"k").count(), 6);
+    assert_eq!(
+        server
+            .psql("SELECT count(*) FROM racing.domicile_schema")
+            .trim(),
+        "1"
+    );
+    // No advisory lock was ever taken (CockroachDB has none).
+    assert_eq!(
+        server
+            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn conflicting_batches_are_retried_and_stay_atomic() {
+    // Serializable by default, as CockroachDB always is: concurrent writers of the same rows
+    // then meet SQLSTATE 40001.
+    let Some(server) = PgServer::start_with(
+        "conflicting_batches_are_retried_and_stay_atomic",
+        &[("default_transaction_isolation", "serializable")],
+        &[],
+    ) else {
+        return;
+    };
+    let backend =
+        Arc::new(PostgresBackend::connect(&config(&server, "conflicts").pool_size(4)).unwrap());
+    const KEYS: usize = 16;
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let backend = backend.clone();
+            std::thread::spawn(move || {
+                for n in 0..40u8 {
+                    let mut batch = Batch::new();
+                    for k in 0..KEYS {
+                        batch.put(format!("hot/{k:02}").into_bytes(), vec![t, n]);
+                    }
+                    backend.apply(&batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        backend.retries() > 0,
+        "four writers on the same rows never met a serialization failure (SQLSTATE 40001)"
+    );
+    // Every batch was whole: all keys hold the value of the same (last) batch.
+    let values: Vec<Vec<u8>> = backend.scan_prefix(b"hot/").map(|r| r.unwrap().1).collect();
+    assert_eq!(values.len(), KEYS);
+    assert!(
+        values.iter().all(|v| v == &values[0]),
+        "batches interleaved: {values:?}"
+    );
+    eprintln!("{} retries after SQLSTATE 40001", backend.retries());
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
+fn make_certificates(dir: &Path, name: &str) -> bool {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    let subj = format!("/CN=domicile test {name} CA");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &subj,
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && {
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ])
+    }
+}
+
+#[test]
+fn tls_with_rustls_is_required_and_checks_the_server() {
+    let test = "tls_with_rustls_is_required_and_checks_the_server";
+    let certs = tempfile::tempdir().unwrap();
+    if !make_certificates(certs.path(), "right") || !make_certificates(certs.path(), "wrong") {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: the openssl command is needed to make test certificates");
+        }
+        eprintln!("SKIPPED {test}: the openssl command could not make test certificates");
+        return;
+    }
+    // Made last, "wrong"'s run re-issued server.pem under the wrong CA: issue it again.
+    assert!(make_certificates(certs.path(), "right"));
+    let read = |name: &str| std::fs::read(certs.path().join(name)).unwrap();
+    let (cert, key) = (read("server.pem"), read("server.key"));
+    // Only TLS connections are accepted over TCP.
+    let hba = b"local all all trust\n\
+                hostssl all all 127.0.0.1/32 trust\n\
+                hostnossl all all 127.0.0.1/32 reject\n";
+    let Some(server) = PgServer::start_with(
+        test,
+        &[
+            ("ssl", "on"),
+            ("ssl_cert_file", "server.pem"),
+            ("ssl_key_file", "server.key"),
+        ],
+        &[
+            ("pg_hba.conf", hba, 0o600),
+            ("server.pem", &cert, 0o644),
+            ("server.key", &key, 0o600),
+        ],
+    ) else {
+        return;
+    };
+
+    // With the right CA: connected (and, by pg_hba.conf, necessarily over TLS).
+    let tls = config(&server, "tls")
+        .tls_root_certificates(certs.path().join("right-ca.pem"))
+        .unwrap();
+    let backend = PostgresBackend::connect(&tls).unwrap();
+    backend.put(b"k", b"v").unwrap();
+    assert_eq!(backend.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        server
+            .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.client_addr IS NOT NULL")
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            .min(1),
+        1,
+        "the backend's connection is TLS"
+    );
+    drop(backend);
+
+    // A server whose certificate another CA signed is refused.
+    let wrong = config(&server, "tls")
+        .tls_root_certificates(certs.path().join("wrong-ca.pem"))
+        .unwrap();
+    let err = PostgresBackend::connect(&wrong).unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    // Without TLS the server turns us away; asking for TLS without roots is refused up front.
+    let err = PostgresBackend::connect(&config(&server, "tls")).unwrap_err();
+    assert!(err.to_string().contains("pg_hba.conf"), "{err}");
+    let url = format!("{}&sslmode=require", server.url());
+    let err = PostgresBackend::connect(&PostgresConfig::new(&url).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidDatabaseConfig {
+                setting: "sslmode",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A roots file that holds no certificate is a typed error naming it.
+    std::fs::write(certs.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let err = config(&server, "tls")
+        .tls_root_certificates(certs.path().join("empty.pem"))
+        .unwrap_err();
+    assert!(err.to_string().contains("empty.pem"), "{err}");
+}
+
+#[test]
+fn a_pg_dump_of_a_sealed_store_names_no_one() {
+    let Some(server) = PgServer::start("a_pg_dump_of_a_sealed_store_names_no_one") else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let backend = PostgresBackend::connect(&config(&server, "region_us")).unwrap();
+    let store =
+        SealedStore::with_backend(Box::new(backend), region("us"), policy(), dirs.custodian())
+            .unwrap();
+    let subjects = ["zelda-ortega-7731", "quentin-abara-2208"];
+    let secrets = [
+        "watched:cooking-with-grandma-ep-4",
+        "searched:knee surgery recovery",
+    ];
+    let likes = collection("likes");
+    let mut keys = Vec::new();
+    for (i, id) in subjects.iter().enumerate() {
+        let s = subject(id, "US");
+        store.register_subject(&s).unwrap();
+        for j in 0..5 {
+            let k = key(&format!("{id}/history-{j}"));
+            store
+                .put_raw(
+                    &s.id,
+                    DataClass::Protected,
+                    &likes,
+                    &k,
+                    secrets[i].as_bytes(),
+                )
+                .unwrap();
+            keys.push(k);
+        }
+    }
+    for k in &keys {
+        assert!(store.get_raw(&likes, k).unwrap().is_some());
+    }
+    drop(store);
+
+    let dump = server.pg_dump();
+    assert!(
+        dump.len() > 1000 && dump.windows(7).any(|w| w == b"records"),
+        "the dump holds the records table"
+    );
+    let hex = |s: &str| -> Vec<u8> {
+        s.bytes()
+            .flat_map(|b| format!("{b:02x}").into_bytes())
+            .collect()
+    };
+    let mut needles: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+    needles.extend(secrets.iter().map(|s| s.to_string()));
+    needles.extend(keys.iter().map(|k| k.to_string()));
+    for needle in &needles {
+        // pg_dump writes BYTEA as hex, so look for both spellings.
+        for form in [needle.as_bytes().to_vec(), hex(needle)] {
+            assert!(
+                !dump.windows(form.len()).any(|w| w == form.as_slice()),
+                "the pg_dump shows {needle:?}"
+            );
+        }
+    }
+}
