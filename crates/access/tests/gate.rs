@@ -478,12 +478,44 @@ fn the_us_training_service_receives_only_us_subjects() {
             .unwrap();
         assert_eq!(home.as_str(), "us");
     }
-    let last = entries(&d).pop().unwrap();
+    let mut log = entries(&d);
+    let last = log.pop().unwrap();
+    let decision = log.pop().unwrap();
     assert_eq!(last.action, Action::Scan);
+    // The decision was logged before anything was decrypted, under the same request id.
+    assert_eq!(decision.request_id, last.request_id);
     assert_eq!(
-        last.resource.target,
-        domicile_audit::Target::Bulk { count: 3 }
+        decision.resource.target,
+        domicile_audit::Target::Bulk { count: 0 }
     );
+    // What was released: the records per class and collection, and the subjects, whose list
+    // beside the log proves who was in the scan (and who was not).
+    let domicile_audit::Target::Batch {
+        count,
+        subjects,
+        parts,
+    } = &last.resource.target
+    else {
+        panic!("{:?}", last.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (3, 3));
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (
+            parts[0].class,
+            parts[0].collection.as_str(),
+            parts[0].records
+        ),
+        (DataClass::Protected, "behaviour", 3)
+    );
+    let set = domicile_audit::read_subject_set(&d.log_dir, subjects).unwrap();
+    let mut cache = domicile_audit::query::SetCache::new();
+    for (id, inside) in [("ana", true), ("gus", true), ("lena", false)] {
+        let p: domicile_audit::Pseudonym = d.gate.pseudonym(&id.parse().unwrap()).parse().unwrap();
+        assert_eq!(set.prove(&p).is_some(), inside, "{id}");
+        let touch = domicile_audit::query::touched(&d.log_dir, &last, &p, &mut cache).unwrap();
+        assert_eq!(touch.is_some(), inside, "{id}");
+    }
     // A row trainer may not scan US behaviour.
     let row_trainer = principal("spiffe://domicile.example/row/bytedance-sg/trainer")
         .kind(PrincipalKind::Service)
@@ -721,10 +753,13 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     assert_eq!(metas.len(), 2);
     let last = entries(&d).pop().unwrap();
     assert_eq!(last.action, Action::Write);
-    assert_eq!(
-        last.resource.target,
-        domicile_audit::Target::Bulk { count: 2 }
-    );
+    let domicile_audit::Target::Batch {
+        count, subjects, ..
+    } = &last.resource.target
+    else {
+        panic!("{:?}", last.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (2, 2));
     assert_eq!(
         d.gate
             .read(&alice, &support(), &profile("pedro"), None)

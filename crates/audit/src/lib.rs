@@ -37,18 +37,23 @@ mod note;
 mod proof;
 mod pseudonym;
 pub mod query;
+mod subjects;
 mod verify;
 mod witness;
 
 pub use checkpoint::Checkpoint;
 pub use entry::{
-    Action, Entry, EntryDecision, Outcome, Principal, Resource, Target, ENTRY_VERSION,
+    Action, Entry, EntryDecision, Outcome, Principal, Resource, Tally, Target, ENTRY_VERSION,
 };
 pub use error::AuditError;
 pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
+pub use subjects::{
+    read_subject_set, subject_set_path, write_subject_set, SetRoot, SubjectSet,
+    SubjectSetCommitment, SubjectSetProof, MAX_SET_SUBJECTS,
+};
 pub use verify::{
     entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,
     verify_against, VerifyReport,
