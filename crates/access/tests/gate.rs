@@ -836,3 +836,78 @@ proptest::proptest! {
         }
     }
 }
+
+/// Training and deployment are decisions in the log: the `train` entry commits to every subject
+/// the model learned from, and a deployment the policy forbids is refused and logged.
+#[test]
+fn training_and_deployment_are_logged_decisions() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    for (s, c) in [("ana", "US"), ("pedro", "PR")] {
+        seed(&d, "us", s, c);
+    }
+    let trainer = principal("spiffe://domicile.example/us/usds/trainer")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
+        .enrol(&d.gate);
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    let scan = d.gate.scan(&trainer, &training, &request).unwrap();
+    let us: std::collections::BTreeSet<Region> = [Region::parse("us").unwrap()].into();
+    let artifact = b"model bytes";
+    let receipt = d
+        .gate
+        .record_training(
+            &trainer,
+            &training,
+            &domicile_access::Training {
+                inputs: &[&scan],
+                trained_on: &us,
+                artifact,
+            },
+        )
+        .unwrap();
+    let log = entries(&d);
+    let train = &log[receipt.seq as usize];
+    assert_eq!(train.action, Action::Train);
+    assert_eq!(train.resource.class, DataClass::ModelArtifact);
+    let domicile_audit::Target::Batch {
+        count,
+        subjects,
+        parts,
+    } = &train.resource.target
+    else {
+        panic!("{:?}", train.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (2, 2));
+    assert_eq!(parts[0].collection, "behaviour");
+    let mut cache = domicile_audit::query::SetCache::new();
+    let ana: domicile_audit::Pseudonym = d.gate.pseudonym(&"ana".parse().unwrap()).parse().unwrap();
+    assert!(
+        domicile_audit::query::touched(&d.log_dir, train, &ana, &mut cache)
+            .unwrap()
+            .is_some()
+    );
+
+    // A US model deploys in us; a model that learned from row subjects does not.
+    let ok = d
+        .gate
+        .deploy_model(&trainer, &training, &us, artifact)
+        .unwrap();
+    assert_eq!(entries(&d)[ok.seq as usize].action, Action::Deploy);
+    let both: std::collections::BTreeSet<Region> =
+        [Region::parse("us").unwrap(), Region::parse("row").unwrap()].into();
+    let (rules, seq) = denied(
+        d.gate
+            .deploy_model(&trainer, &training, &both, artifact)
+            .unwrap_err(),
+    );
+    assert!(!rules.is_empty());
+    let refused = &entries(&d)[seq as usize];
+    assert_eq!(refused.action, Action::Deploy);
+    assert!(!refused.decision.allowed);
+}

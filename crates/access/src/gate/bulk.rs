@@ -231,6 +231,7 @@ impl Gate {
         call.proceed_batch("export", touched, class, "*", &verdict, None, || {
             self.store.export_subject(subject)
         })
+        .map(|(bundle, _)| bundle)
     }
 
     /// Crypto-shreds a subject in this region.
@@ -285,6 +286,7 @@ impl Gate {
             None,
             || self.store.shred_subjects(&present),
         )
+        .map(|(receipts, _)| receipts)
     }
 
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the

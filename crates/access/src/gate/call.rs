@@ -61,6 +61,7 @@ pub(super) struct Touched {
     parts: BTreeMap<(DataClass, String), u64>,
     subjects: BTreeSet<Pseudonym>,
     named: Option<Pseudonym>,
+    header: Option<(DataClass, String)>,
 }
 
 /// Counting what a bulk call touches, and the entry's resource for it.
@@ -88,6 +89,12 @@ impl Touched {
         self.named = Some(subject);
     }
 
+    /// Logs the entry under `class` and `collection` whatever was counted: the call produced
+    /// something of its own (a model) from the records it counts.
+    pub(super) fn under(&mut self, class: DataClass, collection: &str) {
+        self.header = Some((class, collection.to_owned()));
+    }
+
     /// The records counted.
     #[cfg(test)]
     pub(super) fn records(&self) -> u64 {
@@ -112,10 +119,11 @@ impl Touched {
                 records,
             })
             .collect();
-        let (class, collection) = match parts.as_slice() {
-            [] => (class, collection.to_owned()),
-            [one] => (one.class, one.collection.clone()),
-            many => {
+        let (class, collection) = match (self.header, parts.as_slice()) {
+            (Some(header), _) => header,
+            (None, []) => (class, collection.to_owned()),
+            (None, [one]) => (one.class, one.collection.clone()),
+            (None, many) => {
                 let strictest = DataClass::ALL
                     .into_iter()
                     .find(|c| many.iter().any(|t| t.class == *c))
@@ -371,9 +379,25 @@ impl Call<'_> {
         self.release(what, resource, verdict, gather)
     }
 
+    /// The shape of a call that only decides (a model's deployment): a refusal is logged and
+    /// returned; an allowance is logged, with `digest`, and its receipt returned.
+    pub(super) fn decided(
+        &self,
+        what: &'static str,
+        resource: AuditResource,
+        verdict: &Verdict,
+        digest: Option<ResultDigest>,
+    ) -> Result<Receipt, GateError> {
+        if !verdict.allowed {
+            return Err(self.refuse(what, resource, verdict));
+        }
+        self.log_ok(resource, verdict, digest)
+    }
+
     /// [`proceed`](Self::proceed) for a bulk call that acts: its entry names what `touched`
     /// counted (under `class` and `collection` when it counted nothing), and the subject set is
-    /// kept beside the log, before anything is written or destroyed.
+    /// kept beside the log, before anything is written or destroyed. Returns what `act`
+    /// returned and the receipt of the entry.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn proceed_batch<T, E: Into<GateError>>(
         &self,
@@ -384,7 +408,7 @@ impl Call<'_> {
         verdict: &Verdict,
         digest: Option<ResultDigest>,
         act: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, GateError> {
+    ) -> Result<(T, Receipt), GateError> {
         let (resource, set) = touched.resource(class, collection);
         if !verdict.allowed {
             return Err(
@@ -399,8 +423,8 @@ impl Call<'_> {
                 },
             );
         }
-        self.log_with(resource.clone(), Some(&set), verdict, ok(digest))?;
-        act().map_err(|e| {
+        let receipt = self.log_with(resource.clone(), Some(&set), verdict, ok(digest))?;
+        let value = act().map_err(|e| {
             let error = e.into();
             let outcome = Outcome::Error {
                 reason: error.reason_code(),
@@ -409,7 +433,8 @@ impl Call<'_> {
                 Ok(_) => error,
                 Err(unlogged) => unlogged,
             }
-        })
+        })?;
+        Ok((value, receipt))
     }
 }
 

@@ -242,5 +242,6 @@ impl Gate {
                 self.store.put_batch(&new)
             },
         )
+        .map(|(metas, _)| metas)
     }
 }

@@ -15,6 +15,7 @@
 //! - `records.rs`: one record at a time (read, write, delete, register a subject);
 //! - `bulk.rs`: many records at once (scan, aggregate, export, shred) and opening the log;
 //! - `migration.rs`: what a split reads and writes (inventory, subject lists, batches);
+//! - `models.rs`: recording a model's training and deciding its deployment;
 //! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access.
 
 mod approvals;
@@ -24,6 +25,7 @@ mod decide;
 mod error;
 mod gate_rules;
 mod migration;
+mod models;
 mod records;
 mod verdict;
 
@@ -44,6 +46,7 @@ pub use gate_rules::{
     gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
     UNVERIFIED_PRINCIPAL,
 };
+pub use models::Training;
 
 use crate::approval::ApprovalBook;
 use crate::rules::AccessRules;
