@@ -96,7 +96,9 @@ pub struct ApprovalScope {
 }
 
 impl ApprovalScope {
-    /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope.
+    /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope:
+    /// the same class and region, a subject it names, and the same justification code and
+    /// ticket (an approval granted for one case does not open another).
     pub fn covers(
         &self,
         class: DataClass,
@@ -113,6 +115,7 @@ impl ApprovalScope {
             && &self.region == region
             && subject_ok
             && self.purpose.code == purpose.code
+            && self.purpose.ticket == purpose.ticket
     }
 }
 
@@ -214,6 +217,18 @@ pub enum ApprovalState {
         /// When.
         at: u64,
     },
+}
+
+/// An answer to a request as the audit log records it: the steps that decide whether an
+/// approval may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggedStep {
+    /// Granted.
+    Granted,
+    /// Refused.
+    Denied,
+    /// Withdrawn after it was granted.
+    Revoked,
 }
 
 /// A request and where it stands.
@@ -456,6 +471,47 @@ impl ApprovalBook {
             Self::pending(record, now)?;
             record.state = ApprovalState::Denied { by, at: now };
             Ok(())
+        })
+    }
+
+    /// Brings a record into line with its history in the region's audit log, the source of
+    /// truth (see `Gate::new`): `logged` is the last approval step the log holds for it, with who
+    /// took it and when. A revocation or denial in the log is final whatever the book says (a
+    /// book restored from an old copy cannot undo it); a grant the book holds but the log does
+    /// not was never given (`None`: the log holds no answer), so the record is pending again.
+    /// Returns whether the record changed.
+    pub fn settle(
+        &self,
+        id: &ApprovalId,
+        logged: Option<(LoggedStep, SpiffeId, u64)>,
+    ) -> Result<bool, AccessError> {
+        self.update(|records| {
+            let Some(record) = records.get_mut(id) else {
+                return Ok(false);
+            };
+            let next = match (logged, &record.state) {
+                (Some((LoggedStep::Revoked, by, at)), ApprovalState::Granted { grant }) => {
+                    Some(ApprovalState::Revoked {
+                        grant: grant.clone(),
+                        by,
+                        at,
+                    })
+                }
+                (Some((LoggedStep::Revoked, by, at)), ApprovalState::Pending)
+                | (Some((LoggedStep::Denied, by, at)), ApprovalState::Pending)
+                | (Some((LoggedStep::Denied, by, at)), ApprovalState::Granted { .. }) => {
+                    Some(ApprovalState::Denied { by, at })
+                }
+                (None, ApprovalState::Granted { .. }) => Some(ApprovalState::Pending),
+                _ => None,
+            };
+            Ok(match next {
+                Some(state) => {
+                    record.state = state;
+                    true
+                }
+                None => false,
+            })
         })
     }
 

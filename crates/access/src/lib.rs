@@ -64,7 +64,7 @@ mod rules;
 
 pub use approval::{
     ApprovalBook, ApprovalId, ApprovalRecord, ApprovalRequest, ApprovalScope, ApprovalState,
-    ApproverKey, Grant, GrantFields, DEFAULT_PENDING_TTL_SECS,
+    ApproverKey, Grant, GrantFields, LoggedStep, DEFAULT_PENDING_TTL_SECS,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{PrincipalDirectory, Unverified};

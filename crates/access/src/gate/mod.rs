@@ -181,6 +181,9 @@ impl Gate {
     /// log (of subjects and of record keys) are keyed with `audit_key`; approvals are kept in
     /// `approvals`.
     ///
+    /// The approval book is settled against the log first: the log is where approvals are
+    /// granted, denied and revoked, the book only a cache of it (see [`ApprovalBook::settle`]).
+    ///
     /// The Gate starts with an empty [`PrincipalDirectory`]: it trusts nobody until the
     /// operator's directory is given with [`set_directory`](Self::set_directory) or principals
     /// are enrolled with [`enrol`](Self::enrol).
@@ -199,7 +202,7 @@ impl Gate {
             .map_err(|_| AccessError::Random {
                 making: "making the Gate's request-id prefix",
             })?;
-        Ok(Gate {
+        let gate = Gate {
             region: store.region().clone(),
             policy,
             rules,
@@ -212,7 +215,9 @@ impl Gate {
             clock,
             request_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             request_counter: AtomicU64::new(0),
-        })
+        };
+        gate.settle_approvals_from_log()?;
+        Ok(gate)
     }
 
     /// Replaces the principal directory: from now on every call is made only by principals it
