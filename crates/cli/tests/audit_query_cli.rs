@@ -217,3 +217,29 @@ fn a_subject_id_without_the_audit_key_is_refused_without_echoing_it() {
     assert!(text(&out).contains("--audit-key"), "{}", text(&out));
     assert!(!text(&out).contains("alice"), "{}", text(&out));
 }
+
+/// `audit check-proof` reads its input with a size bound: an endless input (here
+/// `/dev/urandom`) is refused promptly, not read until memory runs out.
+#[test]
+fn check_proof_reads_its_input_with_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = domicile(&[
+        "audit",
+        "keygen",
+        "--origin",
+        "audit.example/us",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let vkey = dir.path().join("log.vkey");
+    let out = domicile(&[
+        "audit",
+        "check-proof",
+        "--vkey",
+        vkey.to_str().unwrap(),
+        "/dev/urandom",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("/dev/urandom"), "{}", text(&out));
+}
