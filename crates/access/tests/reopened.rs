@@ -1,6 +1,8 @@
-//! Approvals whose history is the log: the approval book is a cache the Gate settles against the
-//! region's audit log when it opens, so restoring an old copy of the book cannot undo a
-//! revocation; and an approval's scope includes the ticket it was granted for.
+//! A Gate reopened over a region's files, as after a restart or a restore: approvals whose
+//! history is the log (the approval book is a cache the Gate settles against the region's audit
+//! log when it opens, so restoring an old copy of the book cannot undo a revocation; an
+//! approval's scope includes the ticket it was granted for), and bulk reads that fail half-way
+//! still leave their decision and their failure in the log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ fn open(dir: &Path, log_key: &SigningKey, audit_key: &AuditKey) -> Node {
         Arc::new(ManualClock::at_unix_secs(1_790_000_000)),
     )
     .unwrap();
-    for p in [app(), frank(), carol()] {
+    for p in [app(), frank(), carol(), trainer()] {
         gate.enrol(p).unwrap();
     }
     Node { gate, log }
@@ -73,6 +75,14 @@ fn carol() -> Principal {
     principal("spiffe://domicile.example/us/usds/carol")
         .org("usds", "US")
         .roles(&["approver"])
+        .build()
+}
+
+fn trainer() -> Principal {
+    principal("spiffe://domicile.example/us/usds/trainer")
+        .kind(domicile_access::PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
         .build()
 }
 
@@ -157,4 +167,74 @@ fn restoring_an_old_approval_book_cannot_undo_a_revocation() {
     let text = String::from_utf8(std::fs::read(&book).unwrap()).unwrap();
     assert!(text.contains("revoked"), "{text}");
     close(node);
+}
+
+/// A bulk read logs its decision before it decrypts anything, and its failure after: a scan
+/// that meets a subject whose data key is gone (a key file lost from a restored keys directory)
+/// leaves both in the log, under one request id, the failure as a reason code.
+#[test]
+fn a_bulk_read_that_fails_half_way_leaves_its_decision_and_its_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = SigningKey::generate("audit.domicile.example/us", KeyKind::Ed25519).unwrap();
+    let audit_key = AuditKey::generate().unwrap();
+    let node = open(dir.path(), &log_key, &audit_key);
+    let why = Purpose::new(JustificationCode::UserRequestedSupport);
+    for id in ["ana", "gus"] {
+        node.gate
+            .register_subject(&app(), &why, &Subject::parse(id, Some("US"), None).unwrap())
+            .unwrap();
+        let record = RecordRef {
+            subject: SubjectId::parse(id).unwrap(),
+            class: DataClass::Protected,
+            collection: Collection::parse("behaviour").unwrap(),
+            key: RecordKey::parse(&format!("{id}-1")).unwrap(),
+        };
+        node.gate.write(&app(), &why, &record, b"{}", None).unwrap();
+    }
+    close(node);
+    // One subject's wrapped data key is lost.
+    let keys = dir.path().join("keys").join("us").join("subjects");
+    let lost = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "dk"))
+        .unwrap();
+    std::fs::remove_file(lost).unwrap();
+
+    let node = open(dir.path(), &log_key, &audit_key);
+    let before = node.log.size();
+    let request = domicile_access::ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    node.gate.scan(&trainer(), &training, &request).unwrap_err();
+    let log_dir = node.log.dir().to_path_buf();
+    close(node);
+    let mut entries = Vec::new();
+    domicile_audit::for_each_entry(&log_dir, &mut |_, _| {}, |seq, bytes, _| {
+        if seq >= before {
+            entries.push(domicile_audit::Entry::from_canonical(bytes)?);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    let (decision, failure) = (&entries[0], &entries[1]);
+    assert_eq!(decision.request_id, failure.request_id);
+    assert!(decision.decision.allowed);
+    assert!(matches!(
+        decision.outcome,
+        domicile_audit::Outcome::Ok {
+            result_digest: None
+        }
+    ));
+    let domicile_audit::Outcome::Error { reason } = &failure.outcome else {
+        panic!("{:?}", failure.outcome)
+    };
+    assert!(reason.starts_with("store/"), "{reason}");
+    for id in ["ana", "gus"] {
+        assert!(!reason.contains(id), "{reason}");
+    }
 }
