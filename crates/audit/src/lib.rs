@@ -51,8 +51,8 @@ pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
 pub use subjects::{
-    read_subject_set, subject_set_path, write_subject_set, SetRoot, SubjectSet,
-    SubjectSetCommitment, SubjectSetProof, MAX_SET_SUBJECTS,
+    read_subject_set, subject_set_path, verify_subject_sets, write_subject_set, SetRoot,
+    SubjectSet, SubjectSetCommitment, SubjectSetProof, MAX_SET_SUBJECTS,
 };
 pub use verify::{
     entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,

@@ -284,6 +284,31 @@ pub fn read_subject_set(
     Ok(set)
 }
 
+/// Checks the subject list of every bulk entry of the log in `dir` (see [`read_subject_set`]):
+/// that each is kept beside the log and is exactly the set its entry commits to. Returns how
+/// many bulk entries commit to a set. Run after [`crate::verify`], which proves the entries.
+pub fn verify_subject_sets(dir: &Path) -> Result<u64, AuditError> {
+    let mut checked = std::collections::BTreeSet::new();
+    let mut entries = 0u64;
+    crate::for_each_entry(dir, &mut |_, _| {}, |seq, bytes, _| {
+        let e = crate::Entry::from_canonical(bytes).map_err(|err| AuditError::BadStoredEntry {
+            seq,
+            reason: err.to_string(),
+        })?;
+        if let crate::Target::Batch { subjects, .. } = &e.resource.target {
+            entries += 1;
+            if subjects.count > 0 && checked.insert(subjects.root) {
+                read_subject_set(dir, subjects).map_err(|err| AuditError::BadStoredEntry {
+                    seq,
+                    reason: err.to_string(),
+                })?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -500,14 +500,19 @@ fn verify_cmd(
             ),
             1,
         )),
-        Ok(r) => print_out(&format!(
-            "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures, consistent with {} held checkpoint(s)\n",
-            r.entries,
-            r.checkpoints,
-            hex(&r.root),
-            r.witnesses,
-            held.len()
-        )),
+        Ok(r) => {
+            // The entries are proven; now the subject lists the bulk ones commit to.
+            let bulk = domicile_audit::verify_subject_sets(log)
+                .map_err(|e| Failure(format!("FAILED: {e}"), 1))?;
+            print_out(&format!(
+                "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures, consistent with {} held checkpoint(s); the subject sets of {bulk} bulk entries match their lists\n",
+                r.entries,
+                r.checkpoints,
+                hex(&r.root),
+                r.witnesses,
+                held.len()
+            ))
+        }
         Err(e) => Err(Failure(format!("FAILED: {e}"), 1)),
     }
 }

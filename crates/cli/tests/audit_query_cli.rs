@@ -181,8 +181,28 @@ fn query_by_subject_lists_the_bulk_work_of_a_split_with_proofs() {
         jsonl(&query(&global_log, &global_key, "user-1", "jsonl"))
     );
 
+    // `audit verify` checks the lists beside the log as well as the entries.
+    let vkey = data.join("global/log.vkey");
+    let verify = |log: &Path| {
+        domicile(&[
+            "audit",
+            "verify",
+            "--log",
+            log.to_str().unwrap(),
+            "--vkey",
+            vkey.to_str().unwrap(),
+        ])
+    };
+    let ok = verify(&global_log);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("bulk entries match their lists"),
+        "{}",
+        text(&ok)
+    );
+
     // A subject list beside the log edited to drop user-1: the query refuses to answer rather
-    // than say the person was not there.
+    // than say the person was not there, and verify fails.
     let sets = global_log.join("subjects");
     let mut edited = 0;
     for f in std::fs::read_dir(&sets).unwrap() {
@@ -200,6 +220,9 @@ fn query_by_subject_lists_the_bulk_work_of_a_split_with_proofs() {
     let out = query(&global_log, &global_key, "user-1", "table");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("does not verify"), "{}", text(&out));
+    let bad = verify(&global_log);
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(text(&bad).contains("subject set"), "{}", text(&bad));
 }
 
 #[test]
