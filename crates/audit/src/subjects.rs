@@ -357,6 +357,38 @@ mod tests {
     }
 
     #[test]
+    fn the_log_keeps_the_list_before_the_entry_and_refuses_an_entry_without_one() {
+        use crate::{AuditLog, KeyKind, LogConfig, SigningKey, Target};
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate("audit.example/us", KeyKind::Ed25519).unwrap();
+        let log = AuditLog::open(dir.path(), LogConfig::new(key)).unwrap();
+        let entry = crate::entry::tests::sample_batch(1);
+        let Target::Batch { subjects, .. } = entry.resource.target.clone() else {
+            unreachable!()
+        };
+        // Without its list: refused, nothing appended.
+        let err = log.append(entry.clone()).unwrap_err();
+        assert!(matches!(err, AuditError::BadSubjectSet { .. }), "{err}");
+        assert_eq!(log.size(), 0);
+        // With a list that is not the committed set: refused.
+        let other = set(3);
+        assert!(log.append_batch(entry.clone(), &other).is_err());
+        // Rebuilt from the same pseudonyms: kept, then appended; the list reads back.
+        let key = crate::AuditKey::from_bytes([9; 32]);
+        let same: SubjectSet = (0..5)
+            .map(|n| {
+                key.pseudonym(
+                    &domicile_residency::SubjectId::parse(&format!("user-{}", 1 + n)).unwrap(),
+                )
+            })
+            .collect();
+        log.append_batch(entry, &same).unwrap();
+        assert_eq!(read_subject_set(dir.path(), &subjects).unwrap(), same);
+        log.close().unwrap();
+        assert_eq!(verify_subject_sets(dir.path()).unwrap(), 1);
+    }
+
+    #[test]
     fn a_list_edited_on_disk_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = set(6);
