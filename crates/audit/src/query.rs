@@ -98,10 +98,11 @@ pub fn touched(
     if subjects.count == 0 {
         return Ok(None);
     }
-    if !cache.contains_key(&subjects.root) {
-        cache.insert(subjects.root, read_subject_set(dir, subjects)?);
-    }
-    let Some(proof) = cache[&subjects.root].prove(pseudonym) else {
+    let set = match cache.entry(subjects.root) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(read_subject_set(dir, subjects)?),
+    };
+    let Some(proof) = set.prove(pseudonym) else {
         return Ok(None);
     };
     proof.verify(pseudonym, subjects)?;

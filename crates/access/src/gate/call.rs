@@ -444,6 +444,14 @@ fn ok(digest: Option<ResultDigest>) -> Outcome {
     }
 }
 
+/// The clock's time in milliseconds since the Unix epoch (0 for a clock set before it).
+fn now_ms(clock: &dyn Clock) -> u64 {
+    clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,12 +502,4 @@ mod tests {
         );
         assert!(set.is_empty());
     }
-}
-
-/// The clock's time in milliseconds since the Unix epoch (0 for a clock set before it).
-fn now_ms(clock: &dyn Clock) -> u64 {
-    clock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
