@@ -8,7 +8,9 @@
 //! holding only the log's public [`VerifierKey`] runs [`verify`] over a copy of the directory:
 //! any changed, dropped, reordered or appended byte is found. Witnesses cosign checkpoints after
 //! checking consistency proofs, so everyone can be sure they were shown the same log. Subjects
-//! appear only as keyed HMAC [`Pseudonym`]s.
+//! appear only as keyed HMAC [`Pseudonym`]s. A bulk entry ([`Target::Batch`]) commits to the
+//! [`SubjectSet`] it touched, whose list is kept beside the log, so that the accesses that
+//! touched one person are found with a proof, bulk ones included ([`query::touched`]).
 //!
 //! ```
 //! use domicile_audit::{verify, AuditLog, KeyKind, LogConfig, SigningKey};
