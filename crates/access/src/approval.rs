@@ -485,27 +485,18 @@ impl ApprovalBook {
         id: &ApprovalId,
         logged: Option<(LoggedStep, SpiffeId, u64)>,
     ) -> Result<bool, AccessError> {
+        // Settling changes few records, if any: the book is written only when one does.
+        let Ok(record) = self.get(id) else {
+            return Ok(false);
+        };
+        if settled(logged.clone(), &record.state).is_none() {
+            return Ok(false);
+        }
         self.update(|records| {
             let Some(record) = records.get_mut(id) else {
                 return Ok(false);
             };
-            let next = match (logged, &record.state) {
-                (Some((LoggedStep::Revoked, by, at)), ApprovalState::Granted { grant }) => {
-                    Some(ApprovalState::Revoked {
-                        grant: grant.clone(),
-                        by,
-                        at,
-                    })
-                }
-                (Some((LoggedStep::Revoked, by, at)), ApprovalState::Pending)
-                | (Some((LoggedStep::Denied, by, at)), ApprovalState::Pending)
-                | (Some((LoggedStep::Denied, by, at)), ApprovalState::Granted { .. }) => {
-                    Some(ApprovalState::Denied { by, at })
-                }
-                (None, ApprovalState::Granted { .. }) => Some(ApprovalState::Pending),
-                _ => None,
-            };
-            Ok(match next {
+            Ok(match settled(logged, &record.state) {
                 Some(state) => {
                     record.state = state;
                     true
@@ -620,6 +611,30 @@ impl ApprovalBook {
     }
 }
 
+/// Where a record whose book state is `state` stands once the log's last answer `logged` is
+/// applied; `None` when the book already agrees.
+fn settled(
+    logged: Option<(LoggedStep, SpiffeId, u64)>,
+    state: &ApprovalState,
+) -> Option<ApprovalState> {
+    match (logged, state) {
+        (Some((LoggedStep::Revoked, by, at)), ApprovalState::Granted { grant }) => {
+            Some(ApprovalState::Revoked {
+                grant: grant.clone(),
+                by,
+                at,
+            })
+        }
+        (Some((LoggedStep::Revoked, by, at)), ApprovalState::Pending)
+        | (Some((LoggedStep::Denied, by, at)), ApprovalState::Pending)
+        | (Some((LoggedStep::Denied, by, at)), ApprovalState::Granted { .. }) => {
+            Some(ApprovalState::Denied { by, at })
+        }
+        (None, ApprovalState::Granted { .. }) => Some(ApprovalState::Pending),
+        _ => None,
+    }
+}
+
 fn state_name(state: &ApprovalState) -> &'static str {
     match state {
         ApprovalState::Pending => "pending",
@@ -648,6 +663,37 @@ mod tests {
 
     fn requester() -> SpiffeId {
         "spiffe://d/us/usds/alice".parse().unwrap()
+    }
+
+    #[test]
+    fn the_log_decides_where_a_record_stands() {
+        let book = ApprovalBook::in_memory();
+        let request = book.file(requester(), scope(), 60, 100, 3600).unwrap();
+        let key = ApproverKey::generate().unwrap();
+        let carol: SpiffeId = "spiffe://d/us/usds/carol".parse().unwrap();
+        let country = CountryCode::parse("US").unwrap();
+        let id = &request.id;
+        // The book agrees with a log that holds no answer yet: nothing changes.
+        assert!(!book.settle(id, None).unwrap());
+        book.grant(id, carol.clone(), country, &key, 110).unwrap();
+        // A grant the log does not hold was never given.
+        assert!(book.settle(id, None).unwrap());
+        assert_eq!(book.get(id).unwrap().state, ApprovalState::Pending);
+        book.grant(id, carol.clone(), country, &key, 120).unwrap();
+        assert!(!book
+            .settle(id, Some((LoggedStep::Granted, carol.clone(), 120)))
+            .unwrap());
+        // A revocation in the log stands over a granted book.
+        assert!(book
+            .settle(id, Some((LoggedStep::Revoked, carol.clone(), 130)))
+            .unwrap());
+        assert!(matches!(
+            book.get(id).unwrap().state,
+            ApprovalState::Revoked { at: 130, .. }
+        ));
+        assert!(!book
+            .settle(id, Some((LoggedStep::Revoked, carol, 130)))
+            .unwrap());
     }
 
     #[test]
