@@ -1,5 +1,8 @@
 //! The auditor's walkthrough: a region writes its access log, witnesses cosign it, an auditor
-//! verifies it with public keys only, and then finds the damage in tampered copies.
+//! verifies it with public keys only, and then finds the damage in tampered copies: one for each
+//! layer of verification (frame checksum, Merkle root, checkpoint signature, consistency with a
+//! held checkpoint, witness quorum), each tampering crafted to pass every layer before the one
+//! that catches it, so that each layer is shown to do work of its own.
 //!
 //! ```text
 //! cargo run --example auditor -- --dir /tmp/auditor
@@ -13,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use domicile_audit::{
-    prove, verify, Action, AuditKey, AuditLog, Checkpoint, Entry, EntryDecision, InclusionProof,
-    KeyKind, LogConfig, Outcome, Principal, Resource, ResultDigest, SigningKey, Target, Witness,
-    WitnessPolicy,
+    prove, stored_checkpoints, verify, verify_against, Action, AuditKey, AuditLog, Checkpoint,
+    Entry, EntryDecision, InclusionProof, KeyKind, LogConfig, Note, Outcome, Principal, Resource,
+    ResultDigest, SigningKey, Target, Witness, WitnessPolicy,
 };
 use domicile_residency::{
     CountryCode, DataClass, JustificationCode, Obligation, PolicyId, Purpose, Region, RuleId,
@@ -39,6 +42,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("log verifier key: {vkey}");
 
     // 1. The region appends 2,000 access decisions from 8 threads, as its gate would.
+    let log_key_text = log_key.to_private_text();
     let mut config = LogConfig::new(log_key);
     config.checkpoint_every = 500;
     let log = Arc::new(AuditLog::open(dir.join("log"), config)?);
@@ -78,8 +82,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             keys.join(format!("{file}.vkey")),
             format!("{}\n", w.verifier()),
         )?;
-        witnesses.push(w.verifier());
+        witnesses.push(w);
     }
+    let witness_a = witnesses.remove(0);
+    let witnesses = vec![witness_a.verifier(), witnesses[0].verifier()];
     log.add_cosigned(&cosigned)?;
     log.close()?;
     println!("\nlatest checkpoint, cosigned:\n{}", cosigned.to_text());
@@ -117,28 +123,102 @@ fn main() -> Result<(), Box<dyn Error>> {
     })?;
     println!("user-17 is {pseudonym}: {lines} accesses");
 
-    // 6. Tampered copies: one changed byte, and the last entries removed.
-    let changed = dir.join("tampered-byte");
-    copy_dir(&dir.join("log"), &changed)?;
+    // 6. Tampered copies, one per layer of verification, each crafted to pass every layer
+    //    before the one that catches it. The tampering: entry TAMPERED's decision is flipped.
+    println!("\nfive tamperings, each caught by its own layer:");
+    let log_dir = dir.join("log");
+    let held = held_checkpoint(&log_dir)?;
+    let held_size = Checkpoint::parse(&held.text)?.size;
+
+    // Layer 1, the frame checksum: one byte changed in place.
+    let changed = dir.join("tampered-1-frame");
+    copy_dir(&log_dir, &changed)?;
     let seg = first_segment(&changed)?;
     let mut bytes = std::fs::read(&seg)?;
     let at = bytes.len() / 3;
     bytes[at] ^= 0x01;
     std::fs::write(&seg, bytes)?;
-    match verify(&changed, &vkey, None, &mut |_, _| {}) {
-        Ok(_) => return Err("verify missed a changed byte".into()),
-        Err(e) => println!("\nverify {}: FAILED as it should: {e}", changed.display()),
-    }
+    caught(
+        "1 frame checksum",
+        &changed,
+        verify(&changed, &vkey, None, &mut |_, _| {}),
+    )?;
 
-    let truncated = dir.join("tampered-truncated");
-    copy_dir(&dir.join("log"), &truncated)?;
-    let seg = first_segment(&truncated)?;
-    let bytes = std::fs::read(&seg)?;
-    std::fs::write(&seg, &bytes[..bytes.len() - 600])?;
-    match verify(&truncated, &vkey, None, &mut |_, _| {}) {
-        Ok(_) => return Err("verify missed a truncation".into()),
-        Err(e) => println!("verify {}: FAILED as it should: {e}", truncated.display()),
+    // Layer 2, the Merkle root: the entry re-encoded and its frame's checksum recomputed, so
+    // every frame holds; the entries no longer hash to the root the checkpoints sign.
+    let reframed = dir.join("tampered-2-merkle");
+    copy_dir(&log_dir, &reframed)?;
+    rewrite_entry(&first_segment(&reframed)?, TAMPERED, &flip_decision)?;
+    caught(
+        "2 Merkle root",
+        &reframed,
+        verify(&reframed, &vkey, None, &mut |_, _| {}),
+    )?;
+
+    // Layer 3, the checkpoint signature: the whole log rebuilt with the tampered entry, frames
+    // and roots all consistent, its checkpoints signed by a key of the same name that is not
+    // the log's.
+    let resigned = dir.join("tampered-3-signature");
+    let impostor = SigningKey::generate(vkey.name(), KeyKind::Ed25519)?;
+    rebuild(&log_dir, &resigned, impostor, 2_000)?;
+    caught(
+        "3 checkpoint signature",
+        &resigned,
+        verify(&resigned, &vkey, None, &mut |_, _| {}),
+    )?;
+
+    // Layer 4, consistency with a held checkpoint: the region itself rewrites history with its
+    // real key. The fork verifies on its own; the checkpoint of size {held_size} the auditor
+    // kept from an earlier audit pins the log, and the fork does not extend it.
+    let forked = dir.join("tampered-4-fork");
+    let real = SigningKey::parse(&log_key_text)?;
+    let fork_note = rebuild(&log_dir, &forked, real, held_size + 100)?;
+    let alone = verify(&forked, &vkey, None, &mut |_, _| {})?;
+    println!(
+        "   the fork verifies on its own ({} entries, signed by the log's key), but:",
+        alone.entries
+    );
+    caught(
+        "4 consistency with the held checkpoint",
+        &forked,
+        verify_against(
+            &forked,
+            &vkey,
+            None,
+            std::slice::from_ref(&held),
+            &mut |_, _| {},
+        ),
+    )?;
+
+    // Layer 5, the witness quorum: an auditor holding no checkpoint asks for two witnesses.
+    // The real witnesses refuse to cosign the fork (it does not extend what they cosigned); the
+    // region has it cosigned by a key of its own under witness a's name, which does not count.
+    match witness_a.cosign(&fork_note, &[], unix_now()) {
+        Ok(_) => return Err("a witness cosigned a fork".into()),
+        Err(e) => println!("   witness a refuses the fork: {e}"),
     }
+    let fake_a = Witness::new(
+        SigningKey::generate("witness.example.org/a", KeyKind::Cosignature)?,
+        vkey.clone(),
+        None,
+    )?;
+    let mut fork_cosigned = fork_note.clone();
+    fork_cosigned
+        .signatures
+        .push(fake_a.cosign(&fork_note, &[], unix_now())?);
+    let fork_log = AuditLog::open(&forked, {
+        let mut c = LogConfig::new(SigningKey::parse(&log_key_text)?);
+        c.checkpoint_interval = None;
+        c
+    })?;
+    fork_log.add_cosigned(&fork_cosigned)?;
+    fork_log.close()?;
+    drop(fork_log);
+    caught(
+        "5 witness quorum",
+        &forked,
+        verify(&forked, &vkey, Some(&policy), &mut |_, _| {}),
+    )?;
 
     let cp = Checkpoint::parse(&cosigned.text)?;
     println!("\nnow try the command line:");
@@ -147,10 +227,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         dir.join("log").display(),
         keys.join("log.vkey").display()
     );
+    std::fs::write(dir.join("held.checkpoint"), held.to_text())?;
     println!(
-        "  domicile audit verify --log {} --vkey {}",
-        changed.display(),
-        keys.join("log.vkey").display()
+        "  domicile audit verify --log {} --vkey {} --checkpoint {}",
+        forked.display(),
+        keys.join("log.vkey").display(),
+        dir.join("held.checkpoint").display()
     );
     println!(
         "  domicile audit check-proof --vkey {} {}",
@@ -181,6 +263,116 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The entry every tampering changes.
+const TAMPERED: u64 = 700;
+
+/// The tampering: the entry's decision is flipped (a denial made to read as allowed, or an
+/// allowed access as denied).
+fn flip_decision(e: &mut Entry) {
+    e.decision.allowed = !e.decision.allowed;
+}
+
+/// Prints how verification of `dir` failed, or fails if it did not.
+fn caught<T>(
+    layer: &str,
+    dir: &Path,
+    result: Result<T, domicile_audit::AuditError>,
+) -> Result<(), Box<dyn Error>> {
+    match result {
+        Ok(_) => Err(format!("layer {layer}: verify missed {}", dir.display()).into()),
+        Err(e) => {
+            println!(
+                "   layer {layer}: {} FAILED as it should: {e}",
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A checkpoint the auditor kept from an earlier audit: the first one covering the tampered
+/// entry.
+fn held_checkpoint(log: &Path) -> Result<Note, Box<dyn Error>> {
+    for note in stored_checkpoints(log)? {
+        if Checkpoint::parse(&note.text)?.size > TAMPERED {
+            return Ok(note);
+        }
+    }
+    Err("no checkpoint covers the tampered entry".into())
+}
+
+/// Re-encodes entry `seq` of a segment after `change`, and rewrites its frame with a correct
+/// length and checksum (the first 8 bytes of its leaf hash), so that every frame holds.
+fn rewrite_entry(
+    segment: &Path,
+    seq: u64,
+    change: &dyn Fn(&mut Entry),
+) -> Result<(), Box<dyn Error>> {
+    const HEADER: usize = 16;
+    let bytes = std::fs::read(segment)?;
+    let mut out = bytes[..HEADER].to_vec();
+    let mut at = HEADER;
+    while at < bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into()?) as usize;
+        let payload = &bytes[at + 12..at + 12 + len];
+        let mut payload = payload.to_vec();
+        if Entry::seq_of_canonical(&payload) == Some(seq) {
+            let mut e = Entry::from_canonical(&payload)?;
+            change(&mut e);
+            payload = e.to_canonical()?;
+        }
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&domicile_audit::merkle::leaf_hash(&payload)[..8]);
+        out.extend_from_slice(&payload);
+        at += 12 + len;
+    }
+    std::fs::write(segment, out)?;
+    Ok(())
+}
+
+/// Builds, in `to`, a log of the first `size` entries of `from` with entry [`TAMPERED`]
+/// changed, signed by `key`; returns its latest checkpoint.
+fn rebuild(from: &Path, to: &Path, key: SigningKey, size: u64) -> Result<Note, Box<dyn Error>> {
+    let mut entries = Vec::new();
+    domicile_audit::for_each_entry(from, &mut |_, _| {}, |seq, bytes, _| {
+        if seq < size {
+            entries.push(Entry::from_canonical(bytes)?);
+        }
+        Ok(())
+    })?;
+    flip_decision(&mut entries[TAMPERED as usize]);
+    let mut config = LogConfig::new(key);
+    config.checkpoint_every = 500;
+    config.checkpoint_interval = None;
+    let log = Arc::new(AuditLog::open(to, config)?);
+    // Appended from several threads in order of a shared counter, as a busy region would.
+    let entries = Arc::new(entries);
+    let next = Arc::new(std::sync::Mutex::new(0usize));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (log, entries, next) = (log.clone(), entries.clone(), next.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                loop {
+                    // The lock is held across the append so that the order is kept; group
+                    // commit still batches what the other threads queued meanwhile.
+                    let mut n = next.lock().map_err(|_| "poisoned")?;
+                    let Some(e) = entries.get(*n) else {
+                        return Ok(());
+                    };
+                    *n += 1;
+                    log.append(e.clone()).map_err(|e| e.to_string())?;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a thread panicked")??;
+    }
+    log.close()?;
+    let note = log.latest_checkpoint().ok_or("no checkpoint")?;
+    Ok(note)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -256,8 +448,11 @@ fn access(i: u64, audit_key: &AuditKey) -> Result<Entry, Box<dyn Error>> {
             }
             .into(),
             subject: Some(audit_key.pseudonym(&subject)),
+            // Record keys embed user ids: the log holds their keyed pseudonym (invariant 6).
             target: Target::Record {
-                key: format!("{subject}/profile"),
+                key: audit_key
+                    .record_key_pseudonym("profiles", &format!("{subject}/profile"))
+                    .to_string(),
             },
         },
         purpose: Purpose::new(if outside {

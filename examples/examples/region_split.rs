@@ -21,11 +21,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use domicile_access::{Gate, ScanRequest, SubjectRef};
+use domicile_access::{Gate, GateError, ScanRequest, ScanResult, SubjectRef, Training};
 use domicile_audit::VerifierKey;
 use domicile_examples::{print_tail, scenarios, service, Error, Scenario, TRUST_DOMAIN};
 use domicile_policy_us_split::UsSplitPolicy;
@@ -290,7 +290,7 @@ fn scan_behaviour(
     gate: &Gate,
     region: &str,
     org: (&str, &str),
-) -> Result<(Interactions, u64), Error> {
+) -> Result<(Interactions, ScanResult), Error> {
     let trainer = service(region, org, "trainer", "training-service");
     let why = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-TRAIN");
     let request = ScanRequest {
@@ -320,7 +320,56 @@ fn scan_behaviour(
             )?;
         }
     }
-    Ok((builder.build()?, scanned.records.len() as u64))
+    Ok((builder.build()?, scanned))
+}
+
+/// The training service records the model it wrote at `path`, trained on what `scan` released:
+/// one `train` entry in the region's log, committing to every subject the model learned from.
+fn record_training(
+    gate: &Gate,
+    region: &str,
+    org: (&str, &str),
+    scan: &ScanResult,
+    trained_on: &BTreeSet<Region>,
+    path: &Path,
+) -> Result<u64, Error> {
+    let trainer = service(region, org, "trainer", "training-service");
+    let why = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-TRAIN");
+    let artifact = std::fs::read(path)?;
+    let receipt = gate.record_training(
+        &trainer,
+        &why,
+        &Training {
+            inputs: &[scan],
+            trained_on,
+            artifact: &artifact,
+        },
+    )?;
+    Ok(receipt.seq)
+}
+
+/// Asks region `region`'s Gate to deploy the artifact at `path`, trained on `trained_on`: the
+/// decision, allowed or refused, is an entry in that region's log.
+fn deploy(
+    gate: &Gate,
+    region: &str,
+    org: (&str, &str),
+    trained_on: &BTreeSet<Region>,
+    path: &Path,
+) -> Result<String, Error> {
+    let trainer = service(region, org, "trainer", "training-service");
+    let why = Purpose::new(JustificationCode::RecommendationTraining).with_ticket("RECSYS-DEPLOY");
+    let artifact = std::fs::read(path)?;
+    Ok(
+        match gate.deploy_model(&trainer, &why, trained_on, &artifact) {
+            Ok(receipt) => format!("allowed (deploy entry {})", receipt.seq),
+            Err(GateError::Denied { rules, seq, .. }) => {
+                let rules: Vec<&str> = rules.iter().map(|r| r.as_str()).collect();
+                format!("refused by {} (deploy entry {seq})", rules.join(", "))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 fn train(data: &Interactions, args: &Args) -> Result<(Recommender, f64), Error> {
@@ -399,7 +448,10 @@ fn main() -> Result<(), Error> {
     )?;
     global.set_directory(domicile_examples::directory())?;
     let written = ingest(&world, &global)?;
-    println!("   {written} records sealed and written through the global Gate, one audit entry per batch");
+    println!(
+        "   {written} records sealed and written through the global Gate in {} audit entries (one per batch of {BATCH} subjects)",
+        global.regions().next().map_or(0, |n| n.gate.log().size())
+    );
     phase(&mut timings, "ingest", start);
 
     println!("== 3. train and serve the global recommender (through the global Gate)");
@@ -410,7 +462,8 @@ fn main() -> Result<(), Error> {
         .ok_or("no global region")?
         .gate
         .clone();
-    let (all, scanned) = scan_behaviour(&global_gate, "global", ("tiktok-global", "SG"))?;
+    let (all, global_scan) = scan_behaviour(&global_gate, "global", ("tiktok-global", "SG"))?;
+    let scanned = global_scan.records.len();
     let (train_all, test_all) = holdout_split(
         &all,
         Holdout::Random {
@@ -431,8 +484,16 @@ fn main() -> Result<(), Error> {
         &global_provenance,
         Some(&model_key),
     )?;
+    let train_seq = record_training(
+        &global_gate,
+        "global",
+        ("tiktok-global", "SG"),
+        &global_scan,
+        &global_provenance.trained_on,
+        &global_path,
+    )?;
     println!(
-        "   scanned {scanned} watch histories; ALS ({} factors, {} iterations) fit in {global_fit:.1} s; trained_on {{{}}}",
+        "   scanned {scanned} watch histories; ALS ({} factors, {} iterations) fit in {global_fit:.1} s; trained_on {{{}}}; logged as train entry {train_seq}",
         args.factors,
         args.iterations,
         regions(&global_provenance.trained_on)
@@ -509,7 +570,8 @@ fn main() -> Result<(), Error> {
     )?;
     println!("   take the global model out of row: {export}");
     let us_gate = split.region(&us).ok_or("no us region")?.gate.clone();
-    let (us_data, us_scanned) = scan_behaviour(&us_gate, "us", ("usds", "US"))?;
+    let (us_data, us_scan) = scan_behaviour(&us_gate, "us", ("usds", "US"))?;
+    let us_scanned = us_scan.records.len();
     // Train on US data minus the pairs held out for evaluation, so both models face the same test.
     let held_out: HashSet<(&str, &str)> = test_all
         .pairs()
@@ -532,8 +594,32 @@ fn main() -> Result<(), Error> {
     // decides on the provenance the signed manifest carries.
     let us_deployed = read_artifact(&us_path, &trusted)?;
     let deploy_us = us_split.may_deploy_model(&us_deployed.manifest.trained_on, &us)?;
+    let us_train_seq = record_training(
+        &us_gate,
+        "us",
+        ("usds", "US"),
+        &us_scan,
+        &us_provenance.trained_on,
+        &us_path,
+    )?;
+    // Both deployments asked of the us Gate, so both decisions are in the us log.
+    let deployed_us = deploy(
+        &us_gate,
+        "us",
+        ("usds", "US"),
+        &us_deployed.manifest.trained_on,
+        &us_path,
+    )?;
+    let deployed_global = deploy(
+        &us_gate,
+        "us",
+        ("usds", "US"),
+        &global_rehomed.trained_on,
+        &global_path,
+    )?;
     println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {{{}}}", regions(&us_provenance.trained_on));
     println!("   deploy the US model in us: {deploy_us}");
+    println!("   the us Gate logged the US model's training (train entry {us_train_seq}); deploying it: {deployed_us}; deploying the global model: {deployed_global}");
     let test_us = restrict_users(&test_all, |u| us_users.contains(test_all.users.id(u)));
     // Both models serve the held-out US users from the same place: each user's own training
     // history, read in `us` and folded in at serving time.

@@ -96,7 +96,9 @@ pub struct ApprovalScope {
 }
 
 impl ApprovalScope {
-    /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope.
+    /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope:
+    /// the same class and region, a subject it names, and the same justification code and
+    /// ticket (an approval granted for one case does not open another).
     pub fn covers(
         &self,
         class: DataClass,
@@ -113,6 +115,7 @@ impl ApprovalScope {
             && &self.region == region
             && subject_ok
             && self.purpose.code == purpose.code
+            && self.purpose.ticket == purpose.ticket
     }
 }
 
@@ -214,6 +217,18 @@ pub enum ApprovalState {
         /// When.
         at: u64,
     },
+}
+
+/// An answer to a request as the audit log records it: the steps that decide whether an
+/// approval may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggedStep {
+    /// Granted.
+    Granted,
+    /// Refused.
+    Denied,
+    /// Withdrawn after it was granted.
+    Revoked,
 }
 
 /// A request and where it stands.
@@ -459,6 +474,38 @@ impl ApprovalBook {
         })
     }
 
+    /// Brings a record into line with its history in the region's audit log, the source of
+    /// truth (see `Gate::new`): `logged` is the last approval step the log holds for it, with who
+    /// took it and when. A revocation or denial in the log is final whatever the book says (a
+    /// book restored from an old copy cannot undo it); a grant the book holds but the log does
+    /// not was never given (`None`: the log holds no answer), so the record is pending again.
+    /// Returns whether the record changed.
+    pub fn settle(
+        &self,
+        id: &ApprovalId,
+        logged: Option<(LoggedStep, SpiffeId, u64)>,
+    ) -> Result<bool, AccessError> {
+        // Settling changes few records, if any: the book is written only when one does.
+        let Ok(record) = self.get(id) else {
+            return Ok(false);
+        };
+        if settled(logged.clone(), &record.state).is_none() {
+            return Ok(false);
+        }
+        self.update(|records| {
+            let Some(record) = records.get_mut(id) else {
+                return Ok(false);
+            };
+            Ok(match settled(logged, &record.state) {
+                Some(state) => {
+                    record.state = state;
+                    true
+                }
+                None => false,
+            })
+        })
+    }
+
     /// Withdraws a grant.
     pub fn revoke(&self, id: &ApprovalId, by: SpiffeId, now: u64) -> Result<(), AccessError> {
         self.update(|records| {
@@ -564,6 +611,30 @@ impl ApprovalBook {
     }
 }
 
+/// Where a record whose book state is `state` stands once the log's last answer `logged` is
+/// applied; `None` when the book already agrees.
+fn settled(
+    logged: Option<(LoggedStep, SpiffeId, u64)>,
+    state: &ApprovalState,
+) -> Option<ApprovalState> {
+    match (logged, state) {
+        (Some((LoggedStep::Revoked, by, at)), ApprovalState::Granted { grant }) => {
+            Some(ApprovalState::Revoked {
+                grant: grant.clone(),
+                by,
+                at,
+            })
+        }
+        (Some((LoggedStep::Revoked, by, at)), ApprovalState::Pending)
+        | (Some((LoggedStep::Denied, by, at)), ApprovalState::Pending)
+        | (Some((LoggedStep::Denied, by, at)), ApprovalState::Granted { .. }) => {
+            Some(ApprovalState::Denied { by, at })
+        }
+        (None, ApprovalState::Granted { .. }) => Some(ApprovalState::Pending),
+        _ => None,
+    }
+}
+
 fn state_name(state: &ApprovalState) -> &'static str {
     match state {
         ApprovalState::Pending => "pending",
@@ -592,6 +663,37 @@ mod tests {
 
     fn requester() -> SpiffeId {
         "spiffe://d/us/usds/alice".parse().unwrap()
+    }
+
+    #[test]
+    fn the_log_decides_where_a_record_stands() {
+        let book = ApprovalBook::in_memory();
+        let request = book.file(requester(), scope(), 60, 100, 3600).unwrap();
+        let key = ApproverKey::generate().unwrap();
+        let carol: SpiffeId = "spiffe://d/us/usds/carol".parse().unwrap();
+        let country = CountryCode::parse("US").unwrap();
+        let id = &request.id;
+        // The book agrees with a log that holds no answer yet: nothing changes.
+        assert!(!book.settle(id, None).unwrap());
+        book.grant(id, carol.clone(), country, &key, 110).unwrap();
+        // A grant the log does not hold was never given.
+        assert!(book.settle(id, None).unwrap());
+        assert_eq!(book.get(id).unwrap().state, ApprovalState::Pending);
+        book.grant(id, carol.clone(), country, &key, 120).unwrap();
+        assert!(!book
+            .settle(id, Some((LoggedStep::Granted, carol.clone(), 120)))
+            .unwrap());
+        // A revocation in the log stands over a granted book.
+        assert!(book
+            .settle(id, Some((LoggedStep::Revoked, carol.clone(), 130)))
+            .unwrap());
+        assert!(matches!(
+            book.get(id).unwrap().state,
+            ApprovalState::Revoked { at: 130, .. }
+        ));
+        assert!(!book
+            .settle(id, Some((LoggedStep::Revoked, carol, 130)))
+            .unwrap());
     }
 
     #[test]

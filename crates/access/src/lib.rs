@@ -64,14 +64,14 @@ mod rules;
 
 pub use approval::{
     ApprovalBook, ApprovalId, ApprovalRecord, ApprovalRequest, ApprovalScope, ApprovalState,
-    ApproverKey, Grant, GrantFields, DEFAULT_PENDING_TTL_SECS,
+    ApproverKey, Grant, GrantFields, LoggedStep, DEFAULT_PENDING_TTL_SECS,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{PrincipalDirectory, Unverified};
 pub use error::AccessError;
 pub use gate::{
     gate_rules, AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
-    SubjectInventory, SubjectRef, APPROVAL_FILED, APPROVAL_SCOPE, MAX_APPROVAL_SUBJECTS,
+    SubjectInventory, SubjectRef, Training, APPROVAL_FILED, APPROVAL_SCOPE, MAX_APPROVAL_SUBJECTS,
     OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};

@@ -478,12 +478,44 @@ fn the_us_training_service_receives_only_us_subjects() {
             .unwrap();
         assert_eq!(home.as_str(), "us");
     }
-    let last = entries(&d).pop().unwrap();
+    let mut log = entries(&d);
+    let last = log.pop().unwrap();
+    let decision = log.pop().unwrap();
     assert_eq!(last.action, Action::Scan);
+    // The decision was logged before anything was decrypted, under the same request id.
+    assert_eq!(decision.request_id, last.request_id);
     assert_eq!(
-        last.resource.target,
-        domicile_audit::Target::Bulk { count: 3 }
+        decision.resource.target,
+        domicile_audit::Target::Bulk { count: 0 }
     );
+    // What was released: the records per class and collection, and the subjects, whose list
+    // beside the log proves who was in the scan (and who was not).
+    let domicile_audit::Target::Batch {
+        count,
+        subjects,
+        parts,
+    } = &last.resource.target
+    else {
+        panic!("{:?}", last.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (3, 3));
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (
+            parts[0].class,
+            parts[0].collection.as_str(),
+            parts[0].records
+        ),
+        (DataClass::Protected, "behaviour", 3)
+    );
+    let set = domicile_audit::read_subject_set(&d.log_dir, subjects).unwrap();
+    let mut cache = domicile_audit::query::SetCache::new();
+    for (id, inside) in [("ana", true), ("gus", true), ("lena", false)] {
+        let p: domicile_audit::Pseudonym = d.gate.pseudonym(&id.parse().unwrap()).parse().unwrap();
+        assert_eq!(set.prove(&p).is_some(), inside, "{id}");
+        let touch = domicile_audit::query::touched(&d.log_dir, &last, &p, &mut cache).unwrap();
+        assert_eq!(touch.is_some(), inside, "{id}");
+    }
     // A row trainer may not scan US behaviour.
     let row_trainer = principal("spiffe://domicile.example/row/bytedance-sg/trainer")
         .kind(PrincipalKind::Service)
@@ -721,10 +753,13 @@ fn a_batch_write_is_all_or_nothing_and_one_entry() {
     assert_eq!(metas.len(), 2);
     let last = entries(&d).pop().unwrap();
     assert_eq!(last.action, Action::Write);
-    assert_eq!(
-        last.resource.target,
-        domicile_audit::Target::Bulk { count: 2 }
-    );
+    let domicile_audit::Target::Batch {
+        count, subjects, ..
+    } = &last.resource.target
+    else {
+        panic!("{:?}", last.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (2, 2));
     assert_eq!(
         d.gate
             .read(&alice, &support(), &profile("pedro"), None)
@@ -800,4 +835,79 @@ proptest::proptest! {
             );
         }
     }
+}
+
+/// Training and deployment are decisions in the log: the `train` entry commits to every subject
+/// the model learned from, and a deployment the policy forbids is refused and logged.
+#[test]
+fn training_and_deployment_are_logged_decisions() {
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20);
+    for (s, c) in [("ana", "US"), ("pedro", "PR")] {
+        seed(&d, "us", s, c);
+    }
+    let trainer = principal("spiffe://domicile.example/us/usds/trainer")
+        .kind(PrincipalKind::Service)
+        .org("usds", "US")
+        .roles(&["training-service"])
+        .enrol(&d.gate);
+    let training = Purpose::new(JustificationCode::RecommendationTraining);
+    let request = ScanRequest {
+        class: DataClass::Protected,
+        collection: Collection::parse("behaviour").unwrap(),
+        destination: None,
+    };
+    let scan = d.gate.scan(&trainer, &training, &request).unwrap();
+    let us: std::collections::BTreeSet<Region> = [Region::parse("us").unwrap()].into();
+    let artifact = b"model bytes";
+    let receipt = d
+        .gate
+        .record_training(
+            &trainer,
+            &training,
+            &domicile_access::Training {
+                inputs: &[&scan],
+                trained_on: &us,
+                artifact,
+            },
+        )
+        .unwrap();
+    let log = entries(&d);
+    let train = &log[receipt.seq as usize];
+    assert_eq!(train.action, Action::Train);
+    assert_eq!(train.resource.class, DataClass::ModelArtifact);
+    let domicile_audit::Target::Batch {
+        count,
+        subjects,
+        parts,
+    } = &train.resource.target
+    else {
+        panic!("{:?}", train.resource.target)
+    };
+    assert_eq!((*count, subjects.count), (2, 2));
+    assert_eq!(parts[0].collection, "behaviour");
+    let mut cache = domicile_audit::query::SetCache::new();
+    let ana: domicile_audit::Pseudonym = d.gate.pseudonym(&"ana".parse().unwrap()).parse().unwrap();
+    assert!(
+        domicile_audit::query::touched(&d.log_dir, train, &ana, &mut cache)
+            .unwrap()
+            .is_some()
+    );
+
+    // A US model deploys in us; a model that learned from row subjects does not.
+    let ok = d
+        .gate
+        .deploy_model(&trainer, &training, &us, artifact)
+        .unwrap();
+    assert_eq!(entries(&d)[ok.seq as usize].action, Action::Deploy);
+    let both: std::collections::BTreeSet<Region> =
+        [Region::parse("us").unwrap(), Region::parse("row").unwrap()].into();
+    let (rules, seq) = denied(
+        d.gate
+            .deploy_model(&trainer, &training, &both, artifact)
+            .unwrap_err(),
+    );
+    assert!(!rules.is_empty());
+    let refused = &entries(&d)[seq as usize];
+    assert_eq!(refused.action, Action::Deploy);
+    assert!(!refused.decision.allowed);
 }

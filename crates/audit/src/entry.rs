@@ -1,12 +1,19 @@
 //! Log entries: who touched what, why, under which decision, and with what outcome.
 //!
-//! The canonical encoding (version 1) is the Merkle leaf. It is a flat, self-delimiting byte
+//! The canonical encoding is the Merkle leaf. It is a flat, self-delimiting byte
 //! string: a version byte, then the sequence number and time as big-endian u64s (at fixed
 //! offsets, so the log stamps the sequence number without re-encoding), then every field in the
 //! order of [`Entry`]: strings as a big-endian u32 length and UTF-8 bytes, optional values behind
 //! a 0/1 byte, enums as a one-byte tag, lists as a u32 count. Decoding checks every value with
 //! the same constructors the rest of domicile uses and then re-encodes, so one entry has exactly
 //! one encoding. JSON (serde) is for export and for `domicile audit append`.
+//!
+//! Version 2 adds one kind of target, [`Target::Batch`]: a bulk access that names the subjects
+//! it touched (by the commitment to their [`SubjectSet`](crate::SubjectSet)) and the records it
+//! touched per class and collection. An entry is written as version 2 exactly when its target is
+//! a batch, and as version 1 otherwise, so every log written before version 2 verifies and
+//! re-encodes unchanged; a version-1 entry cannot hold a batch, nor a version-2 entry anything
+//! else.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,10 +23,12 @@ use domicile_residency::{
 };
 
 use crate::pseudonym::{Pseudonym, ResultDigest};
+use crate::subjects::{SetRoot, SubjectSetCommitment};
 use crate::AuditError;
 
-/// The version byte of the canonical encoding this crate writes.
-pub const ENTRY_VERSION: u8 = 1;
+/// The newest version of the canonical encoding this crate writes (for entries whose target is
+/// a [`Target::Batch`]; the others are written as version 1, see the module documentation).
+pub const ENTRY_VERSION: u8 = 2;
 
 /// Byte offset of the sequence number in the canonical encoding.
 pub(crate) const SEQ_OFFSET: usize = 1;
@@ -122,11 +131,34 @@ pub enum Target {
         /// The record's key within its collection.
         key: String,
     },
-    /// A bulk access.
+    /// A bulk access, by count only (entry version 1, and a bulk call's decision before it
+    /// has touched anything).
     Bulk {
         /// How many records.
         count: u64,
     },
+    /// A bulk access that names what it touched (entry version 2): how many records, the
+    /// subjects (a commitment to their pseudonyms, whose list is kept beside the log), and the
+    /// records per class and collection.
+    Batch {
+        /// How many records in all.
+        count: u64,
+        /// The subjects whose records were touched.
+        subjects: SubjectSetCommitment,
+        /// The records per class and collection, in (class, collection) order.
+        parts: Vec<Tally>,
+    },
+}
+
+/// How many records of one class in one collection a bulk access touched.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Tally {
+    /// The data class.
+    pub class: DataClass,
+    /// The collection.
+    pub collection: String,
+    /// How many records.
+    pub records: u64,
 }
 
 /// What was touched.
@@ -290,10 +322,19 @@ fn tag_of<T: PartialEq + Copy>(all: &[T], v: T) -> u8 {
 }
 
 impl Entry {
-    /// The canonical version-1 encoding: the bytes the Merkle leaf is the hash of.
+    /// The version of the canonical encoding of this entry: 2 when its target is a
+    /// [`Target::Batch`], 1 otherwise.
+    pub fn version(&self) -> u8 {
+        match self.resource.target {
+            Target::Batch { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The canonical encoding: the bytes the Merkle leaf is the hash of.
     pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
         let mut w = Writer(Vec::with_capacity(384));
-        w.u8(ENTRY_VERSION);
+        w.u8(self.version());
         w.u64(self.seq);
         w.u64(self.time_ms);
         w.str("region", self.region.as_str())?;
@@ -325,6 +366,22 @@ impl Entry {
             Target::Bulk { count } => {
                 w.u8(1);
                 w.u64(*count);
+            }
+            Target::Batch {
+                count,
+                subjects,
+                parts,
+            } => {
+                w.u8(2);
+                w.u64(*count);
+                w.u64(subjects.count);
+                w.0.extend_from_slice(&subjects.root.0);
+                w.u32(parts.len() as u32);
+                for t in parts {
+                    w.u8(tag_of(&DataClass::ALL, t.class));
+                    w.str("resource.target.parts", &t.collection)?;
+                    w.u64(t.records);
+                }
             }
         }
         w.u8(tag_of(&JustificationCode::ALL, self.purpose.code));
@@ -494,7 +551,7 @@ impl<'a> Reader<'a> {
     }
     fn entry(&mut self) -> Result<Entry, AuditError> {
         let version = self.u8("version")?;
-        if version != ENTRY_VERSION {
+        if !(1..=ENTRY_VERSION).contains(&version) {
             return Err(self.bad("version", format!("unknown entry version {version}")));
         }
         let seq = self.u64("seq")?;
@@ -527,8 +584,36 @@ impl<'a> Reader<'a> {
             1 => Target::Bulk {
                 count: self.u64("resource.target.count")?,
             },
+            2 => {
+                let count = self.u64("resource.target.count")?;
+                let subjects = SubjectSetCommitment {
+                    count: self.u64("resource.target.subjects")?,
+                    root: SetRoot(self.h32("resource.target.subjects")?),
+                };
+                let n = self.u32("resource.target.parts")?;
+                let mut parts = Vec::new();
+                for _ in 0..n {
+                    parts.push(Tally {
+                        class: self.tag("resource.target.parts", &DataClass::ALL)?,
+                        collection: self.string("resource.target.parts")?,
+                        records: self.u64("resource.target.parts")?,
+                    });
+                }
+                Target::Batch {
+                    count,
+                    subjects,
+                    parts,
+                }
+            }
             t => return Err(self.bad("resource.target", format!("unknown tag {t}"))),
         };
+        // A batch is version 2 and version 2 is a batch: one entry, one encoding.
+        if (version == 2) != matches!(target, Target::Batch { .. }) {
+            return Err(self.bad(
+                "resource.target",
+                format!("a version-{version} entry cannot hold this kind of target"),
+            ));
+        }
         let code = self.tag("purpose.code", &JustificationCode::ALL)?;
         let purpose = Purpose {
             code,
@@ -655,7 +740,7 @@ pub(crate) mod tests {
     fn canonical_round_trip_and_json() {
         let e = sample(7);
         let bytes = e.to_canonical().unwrap();
-        assert_eq!(bytes[0], ENTRY_VERSION);
+        assert_eq!(bytes[0], 1);
         assert_eq!(Entry::from_canonical(&bytes).unwrap(), e);
         assert_eq!(Entry::seq_of_canonical(&bytes), Some(0));
         let json = serde_json::to_string(&e).unwrap();
@@ -681,6 +766,77 @@ pub(crate) mod tests {
                 max_duration_secs: 3600,
             });
             let mut bytes = e.to_canonical().unwrap();
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            if let Ok(decoded) = Entry::from_canonical(&bytes) {
+                proptest::prop_assert_eq!(decoded.to_canonical().unwrap(), bytes);
+            }
+        }
+    }
+
+    /// A bulk entry that names its subjects and what it touched per class and collection.
+    pub(crate) fn sample_batch(i: u64) -> Entry {
+        let key = AuditKey::from_bytes([9; 32]);
+        let set: crate::SubjectSet = (0..5)
+            .map(|n| key.pseudonym(&SubjectId::parse(&format!("user-{}", i + n)).unwrap()))
+            .collect();
+        let mut e = sample(i);
+        e.action = Action::Scan;
+        e.resource = Resource {
+            class: DataClass::Protected,
+            collection: "*".into(),
+            subject: None,
+            target: Target::Batch {
+                count: 12,
+                subjects: set.commitment(),
+                parts: vec![
+                    Tally {
+                        class: DataClass::Protected,
+                        collection: "watch_history".into(),
+                        records: 9,
+                    },
+                    Tally {
+                        class: DataClass::Public,
+                        collection: "videos".into(),
+                        records: 3,
+                    },
+                ],
+            },
+        };
+        e
+    }
+
+    #[test]
+    fn batches_are_version_2_and_round_trip() {
+        let e = sample_batch(3);
+        let bytes = e.to_canonical().unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(Entry::from_canonical(&bytes).unwrap(), e);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
+        // The version byte and the kind of target must agree: a batch relabelled as version 1,
+        // or a record relabelled as version 2, is refused.
+        let mut relabelled = bytes.clone();
+        relabelled[0] = 1;
+        assert!(Entry::from_canonical(&relabelled).is_err());
+        let mut v2_record = sample(3).to_canonical().unwrap();
+        v2_record[0] = 2;
+        let err = Entry::from_canonical(&v2_record).unwrap_err();
+        assert!(err.to_string().contains("version-2"), "{err}");
+        let mut v3 = bytes;
+        v3[0] = 3;
+        assert!(Entry::from_canonical(&v3).is_err());
+    }
+
+    proptest::proptest! {
+        /// Batches too have one encoding.
+        #[test]
+        fn batch_decoding_accepts_only_the_canonical_encoding(
+            i in 0u64..1000,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let mut bytes = sample_batch(i).to_canonical().unwrap();
             let at = at.index(bytes.len());
             bytes[at] = byte;
             if let Ok(decoded) = Entry::from_canonical(&bytes) {

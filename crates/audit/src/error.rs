@@ -180,6 +180,15 @@ pub enum AuditError {
         /// Why.
         reason: String,
     },
+    /// A bulk entry's subject set cannot be checked: its list beside the log is missing,
+    /// malformed, or not the set the entry commits to.
+    #[error("the subject set {root} does not verify: {reason}")]
+    BadSubjectSet {
+        /// The set's Merkle root, as the entry records it.
+        root: crate::SetRoot,
+        /// Why.
+        reason: String,
+    },
     /// A crash-safe file operation failed.
     #[error(transparent)]
     File(#[from] domicile_durable::FileError),

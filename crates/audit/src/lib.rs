@@ -8,7 +8,9 @@
 //! holding only the log's public [`VerifierKey`] runs [`verify`] over a copy of the directory:
 //! any changed, dropped, reordered or appended byte is found. Witnesses cosign checkpoints after
 //! checking consistency proofs, so everyone can be sure they were shown the same log. Subjects
-//! appear only as keyed HMAC [`Pseudonym`]s.
+//! appear only as keyed HMAC [`Pseudonym`]s. A bulk entry ([`Target::Batch`]) commits to the
+//! [`SubjectSet`] it touched, whose list is kept beside the log, so that the accesses that
+//! touched one person are found with a proof, bulk ones included ([`query::touched`]).
 //!
 //! ```
 //! use domicile_audit::{verify, AuditLog, KeyKind, LogConfig, SigningKey};
@@ -37,18 +39,23 @@ mod note;
 mod proof;
 mod pseudonym;
 pub mod query;
+mod subjects;
 mod verify;
 mod witness;
 
 pub use checkpoint::Checkpoint;
 pub use entry::{
-    Action, Entry, EntryDecision, Outcome, Principal, Resource, Target, ENTRY_VERSION,
+    Action, Entry, EntryDecision, Outcome, Principal, Resource, Tally, Target, ENTRY_VERSION,
 };
 pub use error::AuditError;
 pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
+pub use subjects::{
+    read_subject_set, subject_set_path, verify_subject_sets, write_subject_set, SetRoot,
+    SubjectSet, SubjectSetCommitment, SubjectSetProof, MAX_SET_SUBJECTS,
+};
 pub use verify::{
     entry_bytes, for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify,
     verify_against, VerifyReport,

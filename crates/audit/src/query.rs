@@ -1,9 +1,14 @@
-//! Reading a log as an auditor does: filters, and the table and CSV lines of
-//! `domicile audit query`, so that every tool prints entries the same way.
+//! Reading a log as an auditor does: filters, the question "did this entry touch this person?"
+//! (answered for bulk entries with a proof against the subject set they commit to), and the
+//! table and CSV lines of `domicile audit query`, so that every tool prints entries the same way.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use domicile_residency::{JustificationCode, RuleId};
 
-use crate::{Entry, Pseudonym, Target};
+use crate::subjects::read_subject_set;
+use crate::{AuditError, Entry, Pseudonym, SetRoot, SubjectSet, SubjectSetProof, Target};
 
 /// Which entries to keep. Every field that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,10 +30,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether `e` passes the filter.
+    /// Whether `e` passes the filter. The subject is matched against the entry's own subject
+    /// field only; [`touched`] also finds the bulk entries whose subject set holds them.
     pub fn matches(&self, e: &Entry) -> bool {
+        self.subject.is_none_or(|s| e.resource.subject == Some(s)) && self.matches_but_subject(e)
+    }
+
+    /// Whether `e` passes every part of the filter but the subject.
+    pub fn matches_but_subject(&self, e: &Entry) -> bool {
         self.principal.as_ref().is_none_or(|p| &e.principal.id == p)
-            && self.subject.is_none_or(|s| e.resource.subject == Some(s))
             && self.since_ms.is_none_or(|t| e.time_ms >= t)
             && self.until_ms.is_none_or(|t| e.time_ms < t)
             && self.allowed.is_none_or(|a| e.decision.allowed == a)
@@ -37,6 +47,88 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|r| e.decision.rules.contains(r))
             && self.purpose.is_none_or(|p| e.purpose.code == p)
+    }
+}
+
+/// How an entry touched a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// The entry names the subject in its own subject field.
+    Named,
+    /// The subject is in the entry's subject set: the proof, verified against the entry's
+    /// commitment.
+    InSet(SubjectSetProof),
+}
+
+impl Touch {
+    /// A one-line account of the touch, for the query table.
+    pub fn describe(&self) -> String {
+        match self {
+            Touch::Named => "named".into(),
+            Touch::InSet(p) => format!(
+                "leaf {} of {} in the subject set, proof of {} hashes verified",
+                p.index,
+                p.size,
+                p.path.len()
+            ),
+        }
+    }
+}
+
+/// The subject lists read so far, by root, so that a query reads each list once.
+pub type SetCache = BTreeMap<SetRoot, SubjectSet>;
+
+/// Whether entry `e` of the log in `dir` touched the subject `pseudonym`: named in the entry, or
+/// in the subject set a bulk entry commits to. For a bulk entry the list kept beside the log is
+/// read, checked against the entry's commitment, and the inclusion proof built and verified, so
+/// the answer is the entry's (and so the signed log's), not the list file's. A list that is
+/// missing or does not match is an error: "not in that access" could not be proven.
+pub fn touched(
+    dir: &Path,
+    e: &Entry,
+    pseudonym: &Pseudonym,
+    cache: &mut SetCache,
+) -> Result<Option<Touch>, AuditError> {
+    if e.resource.subject == Some(*pseudonym) {
+        return Ok(Some(Touch::Named));
+    }
+    let Target::Batch { subjects, .. } = &e.resource.target else {
+        return Ok(None);
+    };
+    if subjects.count == 0 {
+        return Ok(None);
+    }
+    let set = match cache.entry(subjects.root) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => e.insert(read_subject_set(dir, subjects)?),
+    };
+    let Some(proof) = set.prove(pseudonym) else {
+        return Ok(None);
+    };
+    proof.verify(pseudonym, subjects)?;
+    Ok(Some(Touch::InSet(proof)))
+}
+
+/// An entry's target as the query's table and CSV show it.
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::Record { key } => key.clone(),
+        Target::Bulk { count } => format!("{count} records"),
+        Target::Batch {
+            count,
+            subjects,
+            parts,
+        } => {
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|p| format!("{} {}/{}", p.records, p.class.as_str(), p.collection))
+                .collect();
+            format!(
+                "{count} records of {} subjects ({})",
+                subjects.count,
+                parts.join(", ")
+            )
+        }
     }
 }
 
@@ -55,11 +147,11 @@ const TABLE_TITLES: [&str; 9] = [
 
 /// One entry as the cells of the query table.
 fn table_cells(e: &Entry) -> [String; 9] {
-    let subject = e
-        .resource
-        .subject
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let subject = match (&e.resource.subject, &e.resource.target) {
+        (Some(s), _) => s.to_string()[..16].to_owned(),
+        (None, Target::Batch { subjects, .. }) => format!("{} subjects", subjects.count),
+        (None, _) => "-".to_owned(),
+    };
     let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
     [
         e.seq.to_string(),
@@ -67,7 +159,7 @@ fn table_cells(e: &Entry) -> [String; 9] {
         e.principal.id.clone(),
         e.action.as_str().to_owned(),
         e.resource.class.as_str().to_owned(),
-        subject.get(..16).unwrap_or("-").to_owned(),
+        subject,
         (if e.decision.allowed { "yes" } else { "no" }).to_owned(),
         rules.join(" "),
         e.purpose.to_string(),
@@ -77,21 +169,43 @@ fn table_cells(e: &Entry) -> [String; 9] {
 /// The query table of `entries`, header first, every column as wide as its widest cell (so the
 /// columns line up whatever the principals, actions and rules are). Ends in a newline.
 pub fn table(entries: &[Entry]) -> String {
-    let rows: Vec<[String; 9]> = entries.iter().map(table_cells).collect();
-    let mut widths = TABLE_TITLES.map(str::len);
-    for row in &rows {
+    let rows: Vec<Vec<String>> = entries.iter().map(|e| table_cells(e).to_vec()).collect();
+    render(&TABLE_TITLES, &rows)
+}
+
+/// The query table of the entries that touched one subject, with a last column saying how each
+/// touched them ([`Touch::describe`]).
+pub fn table_with_touches(entries: &[(Entry, Touch)]) -> String {
+    let mut titles = TABLE_TITLES.to_vec();
+    titles.push("HOW");
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|(e, t)| {
+            let mut row = table_cells(e).to_vec();
+            row.push(t.describe());
+            row
+        })
+        .collect();
+    render(&titles, &rows)
+}
+
+/// Lays out `rows` under `titles`: the first column right-aligned, the last unpadded.
+fn render(titles: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 9]| {
+    let last = titles.len() - 1;
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
             if i == 0 {
                 out.push_str(&" ".repeat(pad));
                 out.push_str(cell);
-            } else if i == 8 {
+            } else if i == last {
                 out.push_str("  ");
                 out.push_str(cell);
             } else {
@@ -103,9 +217,9 @@ pub fn table(entries: &[Entry]) -> String {
         out.push('\n');
         out
     };
-    let mut out = line(TABLE_TITLES);
-    for row in &rows {
-        out.push_str(&line(row.each_ref().map(String::as_str)));
+    let mut out = line(&mut titles.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
     out
 }
@@ -115,10 +229,7 @@ pub const CSV_HEADER: &str = "seq,time,principal,organisation,action,class,colle
 
 /// One entry as a CSV line (RFC 4180 quoting).
 pub fn csv_row(e: &Entry) -> String {
-    let target = match &e.resource.target {
-        Target::Record { key } => key.clone(),
-        Target::Bulk { count } => format!("{count} records"),
-    };
+    let target = target_text(&e.resource.target);
     let rules: Vec<&str> = e.decision.rules.iter().map(RuleId::as_str).collect();
     let fields = [
         e.seq.to_string(),

@@ -180,9 +180,15 @@ struct QueryArgs {
     /// Only this principal id.
     #[arg(long)]
     principal: Option<String>,
-    /// Only this subject pseudonym (64 hex digits; see `domicile audit pseudonym`).
+    /// Only entries that touched this subject: a subject id when --audit-key is given, else
+    /// its pseudonym (64 hex digits; see `domicile audit pseudonym`). Bulk entries whose
+    /// subject set holds them are listed too, each with its inclusion proof, verified against
+    /// the entry.
     #[arg(long)]
     subject: Option<String>,
+    /// The region's audit key file, to turn --subject ID into its pseudonym.
+    #[arg(long, requires = "subject")]
+    audit_key: Option<PathBuf>,
     /// Only entries at or after this time (RFC 3339 UTC, or milliseconds since the epoch).
     #[arg(long)]
     since: Option<String>,
@@ -494,14 +500,19 @@ fn verify_cmd(
             ),
             1,
         )),
-        Ok(r) => print_out(&format!(
-            "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures, consistent with {} held checkpoint(s)\n",
-            r.entries,
-            r.checkpoints,
-            hex(&r.root),
-            r.witnesses,
-            held.len()
-        )),
+        Ok(r) => {
+            // The entries are proven; now the subject lists the bulk ones commit to.
+            let bulk = domicile_audit::verify_subject_sets(log)
+                .map_err(|e| Failure(format!("FAILED: {e}"), 1))?;
+            print_out(&format!(
+                "OK: {} entries, {} signed checkpoints, root {}, {} witness cosignatures, consistent with {} held checkpoint(s); the subject sets of {bulk} bulk entries match their lists\n",
+                r.entries,
+                r.checkpoints,
+                hex(&r.root),
+                r.witnesses,
+                held.len()
+            ))
+        }
         Err(e) => Err(Failure(format!("FAILED: {e}"), 1)),
     }
 }
@@ -575,13 +586,26 @@ fn parse_time(text: &str) -> Result<u64, Failure> {
 }
 
 fn query(q: &QueryArgs) -> Result<(), Failure> {
+    let subject: Option<Pseudonym> = match (&q.subject, &q.audit_key) {
+        (None, _) => None,
+        (Some(id), Some(key_path)) => {
+            let key = AuditKey::parse(&read_text(key_path)?)?;
+            // The id is never echoed: it names a person.
+            let id = SubjectId::parse(id)
+                .map_err(|_| usage("--subject is not a valid subject id".into()))?;
+            Some(key.pseudonym(&id))
+        }
+        (Some(p), None) => Some(p.parse::<Pseudonym>().map_err(|_| {
+            usage(
+                "--subject without --audit-key must be a pseudonym (64 hex digits); \
+                 give --audit-key KEY to look a subject id up"
+                    .into(),
+            )
+        })?),
+    };
     let filter = query::Filter {
         principal: q.principal.clone(),
-        subject: q
-            .subject
-            .as_deref()
-            .map(|s| s.parse::<Pseudonym>())
-            .transpose()?,
+        subject: None,
         since_ms: q.since.as_deref().map(parse_time).transpose()?,
         until_ms: q.until.as_deref().map(parse_time).transpose()?,
         allowed: q.decision.map(|d| matches!(d, DecisionArg::Allow)),
@@ -608,39 +632,85 @@ fn query(q: &QueryArgs) -> Result<(), Failure> {
     match q.format {
         // The table is written once every row is known, so its columns line up.
         Format::Table => {}
+        Format::Csv if subject.is_some() => {
+            writeln!(out, "{},how", query::CSV_HEADER).map_err(io)?
+        }
         Format::Csv => writeln!(out, "{}", query::CSV_HEADER).map_err(io)?,
         Format::Jsonl => {}
     }
     let mut matched = 0u64;
+    let mut in_sets = 0u64;
     let mut rows = Vec::new();
+    let mut touched_rows = Vec::new();
+    let mut sets = query::SetCache::new();
     for_each_entry(&q.log, &mut |_, _| {}, |seq, bytes, _| {
         let e = Entry::from_canonical(bytes).map_err(|err| AuditError::BadStoredEntry {
             seq,
             reason: err.to_string(),
         })?;
-        if !filter.matches(&e) {
+        if !filter.matches_but_subject(&e) {
             return Ok(());
         }
+        let touch = match &subject {
+            None => None,
+            Some(p) => match query::touched(&q.log, &e, p, &mut sets)? {
+                None => return Ok(()),
+                Some(t) => Some(t),
+            },
+        };
         matched += 1;
+        if matches!(touch, Some(query::Touch::InSet(_))) {
+            in_sets += 1;
+        }
         let line = match q.format {
-            Format::Jsonl => serde_json::to_string(&e).map_err(|err| AuditError::BadField {
-                field: "entry",
-                value: seq.to_string(),
-                reason: err.to_string(),
-            })?,
+            Format::Jsonl => {
+                let mut json = serde_json::to_value(&e).map_err(|err| AuditError::BadField {
+                    field: "entry",
+                    value: seq.to_string(),
+                    reason: err.to_string(),
+                })?;
+                if let (Some(query::Touch::InSet(proof)), Some(obj)) =
+                    (&touch, json.as_object_mut())
+                {
+                    obj.insert(
+                        "subject_proof".into(),
+                        serde_json::json!({
+                            "index": proof.index,
+                            "size": proof.size,
+                            "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+                        }),
+                    );
+                }
+                json.to_string()
+            }
             Format::Table => {
-                rows.push(e);
+                match touch {
+                    Some(t) => touched_rows.push((e, t)),
+                    None => rows.push(e),
+                }
                 return Ok(());
             }
-            Format::Csv => query::csv_row(&e),
+            Format::Csv => match &touch {
+                Some(t) => format!("{},\"{}\"", query::csv_row(&e), t.describe()),
+                None => query::csv_row(&e),
+            },
         };
         writeln!(out, "{line}").map_err(io)
     })?;
     if matches!(q.format, Format::Table) {
-        out.write_all(query::table(&rows).as_bytes()).map_err(io)?;
+        let table = match subject {
+            Some(_) => query::table_with_touches(&touched_rows),
+            None => query::table(&rows),
+        };
+        out.write_all(table.as_bytes()).map_err(io)?;
     }
     out.flush().map_err(io)?;
-    eprintln!("{matched} matching entries");
+    match subject {
+        Some(_) => eprintln!(
+            "{matched} entries touched the subject ({in_sets} of them bulk, each proven by its subject set)"
+        ),
+        None => eprintln!("{matched} matching entries"),
+    }
     Ok(())
 }
 

@@ -61,21 +61,26 @@ pub fn verify(plan: &Plan, target: &Deployment) -> Result<VerificationSummary, S
                 );
                 match want.remove(&key) {
                     Some((d, class)) if d == digest && class == meta.class => {}
+                    // Records are named by their key's pseudonym in the region's log (record keys
+                    // often embed a user id): `domicile audit pseudonym --collection C --key K`.
                     Some(_) => problems.push(format!(
-                        "{}: record {}/{} differs from the source",
-                        node.region, meta.collection, meta.key
+                        "{}: record {} differs from the source",
+                        node.region,
+                        node.gate.record_key_pseudonym(&meta.collection, &meta.key)
                     )),
                     None => problems.push(format!(
-                        "{}: record {}/{} is here but the plan did not put it here",
-                        node.region, meta.collection, meta.key
+                        "{}: record {} is here but the plan did not put it here",
+                        node.region,
+                        node.gate.record_key_pseudonym(&meta.collection, &meta.key)
                     )),
                 }
             }
         }
         for ((_, collection, key), _) in want {
             problems.push(format!(
-                "{}: record {collection}/{key} is missing",
-                node.region
+                "{}: record {} is missing",
+                node.region,
+                node.gate.record_key_pseudonym(&collection, &key)
             ));
         }
     }

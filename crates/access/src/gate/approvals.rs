@@ -1,8 +1,16 @@
 //! Time-boxed access through a Gate: requesting it, granting, denying and revoking it, and
 //! registering the approvers whose signatures count. Each step is decided by the access rules
 //! (who may approve what, for how long) and is an audit entry before it takes effect.
+//!
+//! The region's log is the source of truth for where each approval stands; the approval book
+//! (a file) is a cache of it that also holds the signed grants. When a Gate opens, every record
+//! of the book is settled against the log ([`ApprovalBook::settle`]): a revocation or a denial in
+//! the log stands whatever the book says, so restoring an old copy of the book cannot bring a
+//! revoked grant back, and a grant the log does not hold was never given.
 
-use domicile_audit::{Action, Resource as AuditResource, Target};
+use std::collections::BTreeMap;
+
+use domicile_audit::{Action, Entry, Outcome, Resource as AuditResource, Target};
 
 use domicile_residency::DataClass;
 
@@ -12,7 +20,7 @@ use super::gate_rules::{
 use super::verdict::{join, Verdict};
 use super::{Gate, GateError};
 use crate::approval::{
-    ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant,
+    ApprovalId, ApprovalRequest, ApprovalScope, ApprovalState, ApproverKey, Grant, LoggedStep,
 };
 use crate::rules::is_ticket;
 use crate::rules::{AccessAction, ApprovalFacts, Resource};
@@ -50,6 +58,56 @@ fn unspecific(scope: &ApprovalScope) -> Option<Verdict> {
 
 /// Approvals and approvers.
 impl Gate {
+    /// Settles every record of the approval book against this region's log (see the module
+    /// documentation). Returns how many records the log corrected.
+    pub(super) fn settle_approvals_from_log(&self) -> Result<usize, GateError> {
+        let records = self.approvals.list();
+        if records.is_empty() {
+            return Ok(0);
+        }
+        // Each approval's answers in log order, keyed by request id so that an answer whose
+        // effect then failed (an error entry under the same request id) is dropped.
+        let mut steps: BTreeMap<String, (u64, ApprovalId, LoggedStep, SpiffeId, u64)> =
+            BTreeMap::new();
+        domicile_audit::for_each_entry(self.log.dir(), &mut |_, _| {}, |seq, bytes, _| {
+            let e = Entry::from_canonical(bytes)?;
+            if matches!(e.outcome, Outcome::Error { .. }) {
+                steps.remove(&e.request_id);
+                return Ok(());
+            }
+            let step = match e.action {
+                Action::ApprovalGrant => LoggedStep::Granted,
+                Action::ApprovalDeny => LoggedStep::Denied,
+                Action::ApprovalRevoke => LoggedStep::Revoked,
+                _ => return Ok(()),
+            };
+            let id = e
+                .approval
+                .as_deref()
+                .and_then(|a| ApprovalId::parse(a).ok());
+            let by = SpiffeId::parse(&e.principal.id).ok();
+            if let (true, Some(id), Some(by)) = (e.decision.allowed, id, by) {
+                steps.insert(e.request_id, (seq, id, step, by, e.time_ms / 1000));
+            }
+            Ok(())
+        })
+        .map_err(GateError::AuditUnavailable)?;
+        let mut ordered: Vec<_> = steps.into_values().collect();
+        ordered.sort_by_key(|(seq, ..)| *seq);
+        let mut last: BTreeMap<ApprovalId, (LoggedStep, SpiffeId, u64)> = BTreeMap::new();
+        for (_, id, step, by, at) in ordered {
+            last.insert(id, (step, by, at));
+        }
+        let mut corrected = 0;
+        for record in records {
+            let id = &record.request.id;
+            if self.approvals.settle(id, last.remove(id))? {
+                corrected += 1;
+            }
+        }
+        Ok(corrected)
+    }
+
     /// Registers an approver's public key (base64 Ed25519): grants signed by any other key for
     /// this approver are rejected.
     pub fn register_approver(&self, approver: SpiffeId, public_key_base64: String) {

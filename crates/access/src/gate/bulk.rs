@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use domicile_audit::{Action, BulkDigest, Resource as AuditResource, ResultDigest, Target};
+use domicile_audit::{Action, BulkDigest, ResultDigest};
 use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
 use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
 
-use super::call::Gathered;
+use super::call::{Gathered, Touched};
 use super::gate_rules::{gate_rule, OBLIGATION_UNMET};
 use super::verdict::Verdict;
 use super::{bulk, AggregateCount, Gate, GateError, Released, ScanRequest, ScanResult, SubjectRef};
@@ -43,56 +43,64 @@ impl Gate {
             );
         }
         let resource = bulk(request.class, collection, 0);
-        let ((records, skipped), receipt) = call.release("scan", resource, &verdict, || {
-            let mut records = Vec::new();
-            let mut skipped = 0;
-            let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
-            let mut digest = BulkDigest::new();
-            for item in self.store.scan_collection(&request.collection) {
-                let raw = item?;
-                if raw.meta.class != request.class {
-                    continue;
-                }
-                let here = match placed.get(&raw.meta.subject) {
-                    Some(ok) => *ok,
-                    None => {
-                        let ok = match self.store.subject(&raw.meta.subject)? {
-                            Some(s) => {
-                                self.policy
-                                    .may_rest_in(raw.meta.class, &s.home, &self.region)?
-                                    .allowed
-                            }
-                            None => false,
-                        };
-                        placed.insert(raw.meta.subject.clone(), ok);
-                        ok
+        let ((records, skipped), receipt) =
+            call.release_bulk("scan", resource, &verdict, || {
+                let mut records = Vec::new();
+                let mut touched = Touched::default();
+                let mut skipped = 0;
+                let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
+                let mut digest = BulkDigest::new();
+                for item in self.store.scan_collection(&request.collection) {
+                    let raw = item?;
+                    if raw.meta.class != request.class {
+                        continue;
                     }
-                };
-                if !here {
-                    skipped += 1;
-                    continue;
+                    let here = match placed.get(&raw.meta.subject) {
+                        Some(ok) => *ok,
+                        None => {
+                            let ok = match self.store.subject(&raw.meta.subject)? {
+                                Some(s) => {
+                                    self.policy
+                                        .may_rest_in(raw.meta.class, &s.home, &self.region)?
+                                        .allowed
+                                }
+                                None => false,
+                            };
+                            placed.insert(raw.meta.subject.clone(), ok);
+                            ok
+                        }
+                    };
+                    if !here {
+                        skipped += 1;
+                        continue;
+                    }
+                    digest.add(&raw.digest().0);
+                    touched.record(
+                        self.pseudonym_of(&raw.meta.subject),
+                        raw.meta.class,
+                        raw.meta.collection.as_str(),
+                    );
+                    let subject = if pseudonymise {
+                        SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
+                    } else {
+                        SubjectRef::Id(raw.meta.subject.clone())
+                    };
+                    records.push(Released {
+                        subject,
+                        class: raw.meta.class,
+                        collection: raw.meta.collection,
+                        key: raw.meta.key,
+                        value: raw.value,
+                    });
                 }
-                digest.add(&raw.digest().0);
-                let subject = if pseudonymise {
-                    SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
-                } else {
-                    SubjectRef::Id(raw.meta.subject.clone())
-                };
-                records.push(Released {
-                    subject,
-                    class: raw.meta.class,
-                    collection: raw.meta.collection,
-                    key: raw.meta.key,
-                    value: raw.value,
-                });
-            }
-            let released = bulk(request.class, collection, records.len() as u64);
-            Ok(Gathered::released(
-                (records, skipped),
-                released,
-                Some(digest.finish()),
-            ))
-        })?;
+                Ok(Gathered::released_batch(
+                    (records, skipped),
+                    touched,
+                    request.class,
+                    collection,
+                    Some(digest.finish()),
+                ))
+            })?;
         Ok(ScanResult {
             records,
             skipped_misplaced: skipped,
@@ -123,15 +131,19 @@ impl Gate {
         }
         let k = min_subjects.unwrap_or(u32::MAX);
         let resource = bulk(request.class, collection, 0);
-        let (counts, _) = call.release("aggregate", resource, &verdict, || {
+        let (counts, _) = call.release_bulk("aggregate", resource, &verdict, || {
             let mut groups: BTreeMap<String, (BTreeSet<SubjectId>, u64)> = BTreeMap::new();
-            let mut scanned = 0u64;
+            let mut touched = Touched::default();
             for item in self.store.scan_collection(&request.collection) {
                 let raw = item?;
                 if raw.meta.class != request.class {
                     continue;
                 }
-                scanned += 1;
+                touched.record(
+                    self.pseudonym_of(&raw.meta.subject),
+                    raw.meta.class,
+                    raw.meta.collection.as_str(),
+                );
                 let g = groups.entry(group_of(&raw)).or_default();
                 g.0.insert(raw.meta.subject.clone());
                 g.1 += 1;
@@ -147,8 +159,13 @@ impl Gate {
                 .collect();
             let body = serde_json::to_vec(&counts).expect("aggregate counts serialise to JSON");
             let digest = ResultDigest(RecordDigest::of(&body).0);
-            let released = bulk(request.class, collection, scanned);
-            Ok(Gathered::released(counts, released, Some(digest)))
+            Ok(Gathered::released_batch(
+                counts,
+                touched,
+                request.class,
+                collection,
+                Some(digest),
+            ))
         })?;
         Ok(counts)
     }
@@ -202,17 +219,19 @@ impl Gate {
                 format!("obligation not met: {o}"),
             );
         }
-        let resource = AuditResource {
-            class,
-            collection: "*".into(),
-            subject: Some(self.audit_key.pseudonym(subject)),
-            target: Target::Bulk {
-                count: records.len() as u64,
-            },
-        };
-        call.proceed("export", resource, &verdict, None, || {
+        let mut touched = Touched::default();
+        touched.name(self.pseudonym_of(subject));
+        for r in &records {
+            touched.record(
+                self.pseudonym_of(subject),
+                r.meta.class,
+                r.meta.collection.as_str(),
+            );
+        }
+        call.proceed_batch("export", touched, class, "*", &verdict, None, || {
             self.store.export_subject(subject)
         })
+        .map(|(bundle, _)| bundle)
     }
 
     /// Crypto-shreds a subject in this region.
@@ -253,16 +272,21 @@ impl Gate {
             let resource = self.records_here(DataClass::Protected, "*", Some(home));
             verdict.merge(self.decide_access(who, AccessAction::Shred, resource, purpose, None)?);
         }
-        let resource = match present.as_slice() {
-            [one] => AuditResource {
-                subject: Some(self.audit_key.pseudonym(one)),
-                ..bulk(DataClass::KeyMaterial, "*", 1)
-            },
-            many => bulk(DataClass::KeyMaterial, "*", many.len() as u64),
-        };
-        call.proceed("shred", resource, &verdict, None, || {
-            self.store.shred_subjects(&present)
-        })
+        // The entry commits to every subject whose keys it destroys.
+        let mut touched = Touched::default();
+        for id in &present {
+            touched.subject(self.pseudonym_of(id));
+        }
+        call.proceed_batch(
+            "shred",
+            touched,
+            DataClass::KeyMaterial,
+            "*",
+            &verdict,
+            None,
+            || self.store.shred_subjects(&present),
+        )
+        .map(|(receipts, _)| receipts)
     }
 
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the

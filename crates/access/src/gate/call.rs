@@ -10,14 +10,24 @@
 //!   migration reads, opening the log): a refusal is logged and returned; otherwise the call
 //!   gathers what it will return, the entry naming exactly that (its count and digest) is durable
 //!   in the log, and only then is it returned. A failure to gather is logged too.
+//! - [`Call::release_bulk`], for bulk reads (scan, aggregate, inventory, subject lists,
+//!   migration reads): [`Call::release`], but the decision is durable in the log before anything
+//!   is read or decrypted, so a bulk read that fails half-way, or never returns, still left its
+//!   mark. Its second entry, under the same request id, names what was released.
+//!
+//! A bulk entry names what it touched ([`Touched`]): the records per class and collection, and
+//! the set of subjects, whose list is kept beside the log and whose Merkle root the entry
+//! carries (`domicile audit query --subject` proves membership against it).
 
 use std::sync::atomic::Ordering;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use domicile_audit::{
-    Action, Entry, Outcome, Principal as AuditPrincipal, Receipt, Resource as AuditResource,
-    ResultDigest,
+    Action, Entry, Outcome, Principal as AuditPrincipal, Pseudonym, Receipt,
+    Resource as AuditResource, ResultDigest, SubjectSet, Tally, Target,
 };
-use domicile_residency::Purpose;
+use domicile_residency::{DataClass, Purpose, SubjectId};
 
 use super::verdict::Verdict;
 use super::{Gate, GateError};
@@ -40,7 +50,107 @@ pub(super) struct Call<'a> {
 pub(super) struct Gathered<T> {
     value: T,
     resource: AuditResource,
+    subjects: Option<SubjectSet>,
     outcome: Outcome,
+}
+
+/// What a bulk call touched, as its entry records it: the records per class and collection and
+/// the subjects, by pseudonym.
+#[derive(Default)]
+pub(super) struct Touched {
+    parts: BTreeMap<(DataClass, String), u64>,
+    subjects: BTreeSet<Pseudonym>,
+    named: Option<Pseudonym>,
+    header: Option<(DataClass, String)>,
+}
+
+/// Counting what a bulk call touches, and the entry's resource for it.
+impl Touched {
+    /// Counts one record of `subject` (already pseudonymised), of `class`, in `collection`.
+    pub(super) fn record(&mut self, subject: Pseudonym, class: DataClass, collection: &str) {
+        self.subject(subject);
+        match self.parts.get_mut(&(class, collection.to_owned())) {
+            Some(n) => *n += 1,
+            None => {
+                self.parts.insert((class, collection.to_owned()), 1);
+            }
+        }
+    }
+
+    /// Counts a subject touched without a record (a shred, a listing).
+    pub(super) fn subject(&mut self, subject: Pseudonym) {
+        self.subjects.insert(subject);
+    }
+
+    /// Names `subject` in the entry's own subject field too: the call is about that one person
+    /// (an export).
+    pub(super) fn name(&mut self, subject: Pseudonym) {
+        self.subject(subject);
+        self.named = Some(subject);
+    }
+
+    /// Logs the entry under `class` and `collection` whatever was counted: the call produced
+    /// something of its own (a model) from the records it counts.
+    pub(super) fn under(&mut self, class: DataClass, collection: &str) {
+        self.header = Some((class, collection.to_owned()));
+    }
+
+    /// The records counted.
+    #[cfg(test)]
+    pub(super) fn records(&self) -> u64 {
+        self.parts.values().sum()
+    }
+
+    /// The entry's resource: a [`Target::Batch`] with the counts and the subject set, under
+    /// the one class and collection touched or, when several were, the strictest class
+    /// touched and collection `*`; `class` and `collection` (what the call asked for) when
+    /// nothing was touched. Returns the set, to keep beside the log.
+    pub(super) fn resource(
+        self,
+        class: DataClass,
+        collection: &str,
+    ) -> (AuditResource, SubjectSet) {
+        let parts: Vec<Tally> = self
+            .parts
+            .into_iter()
+            .map(|((class, collection), records)| Tally {
+                class,
+                collection,
+                records,
+            })
+            .collect();
+        let (class, collection) = match (self.header, parts.as_slice()) {
+            (Some(header), _) => header,
+            (None, []) => (class, collection.to_owned()),
+            (None, [one]) => (one.class, one.collection.clone()),
+            (None, many) => {
+                let strictest = DataClass::ALL
+                    .into_iter()
+                    .find(|c| many.iter().any(|t| t.class == *c))
+                    .unwrap_or(class);
+                (strictest, "*".to_owned())
+            }
+        };
+        let set = SubjectSet::new(self.subjects);
+        let resource = AuditResource {
+            class,
+            collection,
+            subject: self.named,
+            target: Target::Batch {
+                count: parts.iter().map(|t| t.records).sum(),
+                subjects: set.commitment(),
+                parts,
+            },
+        };
+        (resource, set)
+    }
+}
+
+/// A subject's pseudonym under the Gate's audit key.
+impl Gate {
+    pub(super) fn pseudonym_of(&self, subject: &SubjectId) -> Pseudonym {
+        self.audit_key.pseudonym(subject)
+    }
 }
 
 /// The two ways a read-shaped call's gathering ends without failing.
@@ -54,6 +164,27 @@ impl<T> Gathered<T> {
         Gathered {
             value,
             resource,
+            subjects: None,
+            outcome: Outcome::Ok {
+                result_digest: digest,
+            },
+        }
+    }
+
+    /// Found, in bulk: `value` is released, and its entry names everything `touched` counted
+    /// (under `class` and `collection` when it counted nothing) and carries `digest`.
+    pub(super) fn released_batch(
+        value: T,
+        touched: Touched,
+        class: DataClass,
+        collection: &str,
+        digest: Option<ResultDigest>,
+    ) -> Self {
+        let (resource, set) = touched.resource(class, collection);
+        Gathered {
+            value,
+            resource,
+            subjects: Some(set),
             outcome: Outcome::Ok {
                 result_digest: digest,
             },
@@ -66,6 +197,7 @@ impl<T> Gathered<T> {
         Gathered {
             value,
             resource,
+            subjects: None,
             outcome: Outcome::Error {
                 reason: reason.to_owned(),
             },
@@ -105,6 +237,17 @@ impl Call<'_> {
         verdict: &Verdict,
         outcome: Outcome,
     ) -> Result<Receipt, GateError> {
+        self.log_with(resource, None, verdict, outcome)
+    }
+
+    /// [`log`](Self::log), keeping the subject set a batch entry commits to beside the log.
+    fn log_with(
+        &self,
+        resource: AuditResource,
+        subjects: Option<&SubjectSet>,
+        verdict: &Verdict,
+        outcome: Outcome,
+    ) -> Result<Receipt, GateError> {
         let who = self.who;
         let entry = Entry {
             seq: 0,
@@ -125,10 +268,11 @@ impl Call<'_> {
             request_id: self.request_id.clone(),
             outcome,
         };
-        self.gate
-            .log
-            .append(entry)
-            .map_err(GateError::AuditUnavailable)
+        match subjects {
+            Some(set) => self.gate.log.append_batch(entry, set),
+            None => self.gate.log.append(entry),
+        }
+        .map_err(GateError::AuditUnavailable)
     }
 
     /// Logs that the call went ahead, with the digest of what it released or wrote.
@@ -209,8 +353,94 @@ impl Call<'_> {
             return Err(self.refuse(what, resource, verdict));
         }
         let gathered = gather().map_err(|e| self.fail(resource, verdict, e))?;
-        let receipt = self.log(gathered.resource, verdict, gathered.outcome)?;
+        let receipt = self.log_with(
+            gathered.resource,
+            gathered.subjects.as_ref(),
+            verdict,
+            gathered.outcome,
+        )?;
         Ok((gathered.value, receipt))
+    }
+
+    /// The shape of a bulk read: a refusal is logged and returned; otherwise the decision is
+    /// logged (naming `resource`, nothing released yet) and durable before `gather` reads or
+    /// decrypts anything; then as [`release`](Self::release): a failure of `gather` is logged,
+    /// and the entry naming what was gathered is durable before it is returned.
+    pub(super) fn release_bulk<T>(
+        &self,
+        what: &'static str,
+        resource: AuditResource,
+        verdict: &Verdict,
+        gather: impl FnOnce() -> Result<Gathered<T>, GateError>,
+    ) -> Result<(T, Receipt), GateError> {
+        if verdict.allowed {
+            self.log_ok(resource.clone(), verdict, None)?;
+        }
+        self.release(what, resource, verdict, gather)
+    }
+
+    /// The shape of a call that only decides (a model's deployment): a refusal is logged and
+    /// returned; an allowance is logged, with `digest`, and its receipt returned.
+    pub(super) fn decided(
+        &self,
+        what: &'static str,
+        resource: AuditResource,
+        verdict: &Verdict,
+        digest: Option<ResultDigest>,
+    ) -> Result<Receipt, GateError> {
+        if !verdict.allowed {
+            return Err(self.refuse(what, resource, verdict));
+        }
+        self.log_ok(resource, verdict, digest)
+    }
+
+    /// [`proceed`](Self::proceed) for a bulk call that acts: its entry names what `touched`
+    /// counted (under `class` and `collection` when it counted nothing), and the subject set is
+    /// kept beside the log, before anything is written or destroyed. Returns what `act`
+    /// returned and the receipt of the entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn proceed_batch<T, E: Into<GateError>>(
+        &self,
+        what: &'static str,
+        touched: Touched,
+        class: DataClass,
+        collection: &str,
+        verdict: &Verdict,
+        digest: Option<ResultDigest>,
+        act: impl FnOnce() -> Result<T, E>,
+    ) -> Result<(T, Receipt), GateError> {
+        let (resource, set) = touched.resource(class, collection);
+        if !verdict.allowed {
+            return Err(
+                match self.log_with(resource, Some(&set), verdict, ok(None)) {
+                    Ok(receipt) => GateError::Denied {
+                        action: what,
+                        rules: verdict.rules.clone(),
+                        reason: verdict.reason.clone(),
+                        seq: receipt.seq,
+                    },
+                    Err(unlogged) => unlogged,
+                },
+            );
+        }
+        let receipt = self.log_with(resource.clone(), Some(&set), verdict, ok(digest))?;
+        let value = act().map_err(|e| {
+            let error = e.into();
+            let outcome = Outcome::Error {
+                reason: error.reason_code(),
+            };
+            match self.log_with(resource, Some(&set), verdict, outcome) {
+                Ok(_) => error,
+                Err(unlogged) => unlogged,
+            }
+        })?;
+        Ok((value, receipt))
+    }
+}
+
+fn ok(digest: Option<ResultDigest>) -> Outcome {
+    Outcome::Ok {
+        result_digest: digest,
     }
 }
 
@@ -220,4 +450,56 @@ fn now_ms(clock: &dyn Clock) -> u64 {
         .now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(b: u8) -> Pseudonym {
+        Pseudonym([b; 32])
+    }
+
+    #[test]
+    fn one_part_names_its_class_and_collection_several_the_strictest_and_star() {
+        let mut one = Touched::default();
+        one.record(p(1), DataClass::Public, "videos");
+        one.record(p(2), DataClass::Public, "videos");
+        let (r, set) = one.resource(DataClass::Protected, "*");
+        assert_eq!(
+            (r.class, r.collection.as_str()),
+            (DataClass::Public, "videos")
+        );
+        assert_eq!(set.len(), 2);
+
+        let mut many = Touched::default();
+        many.record(p(1), DataClass::Public, "videos");
+        many.record(p(1), DataClass::Excepted, "metrics");
+        many.record(p(3), DataClass::Excepted, "metrics");
+        assert_eq!(many.records(), 3);
+        let (r, set) = many.resource(DataClass::Public, "videos");
+        assert_eq!((r.class, r.collection.as_str()), (DataClass::Excepted, "*"));
+        assert_eq!(set.len(), 2);
+        let Target::Batch { count, parts, .. } = r.target else {
+            panic!("not a batch")
+        };
+        assert_eq!(count, 3);
+        assert_eq!(
+            parts
+                .iter()
+                .map(|t| (t.class, t.collection.as_str(), t.records))
+                .collect::<Vec<_>>(),
+            [
+                (DataClass::Excepted, "metrics", 2),
+                (DataClass::Public, "videos", 1)
+            ]
+        );
+
+        let (r, set) = Touched::default().resource(DataClass::Public, "videos");
+        assert_eq!(
+            (r.class, r.collection.as_str()),
+            (DataClass::Public, "videos")
+        );
+        assert!(set.is_empty());
+    }
 }

@@ -52,6 +52,13 @@ pub enum GateError {
     /// The SPIFFE id is not in the region's principal directory.
     #[error("the principal is not in the region's principal directory")]
     UnknownPrincipal,
+    /// A model's training inputs hold a record this Gate did not release as given (its
+    /// pseudonym is not one the Gate writes).
+    #[error("a training input holds a record this Gate did not release: {reason}")]
+    ForeignTrainingInput {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -107,6 +114,7 @@ impl GateError {
             GateError::NotFound { .. } => "not_found".into(),
             GateError::UnknownSubject { .. } => "unknown_subject".into(),
             GateError::UnknownPrincipal => "unknown_principal".into(),
+            GateError::ForeignTrainingInput { .. } => "foreign_training_input".into(),
             GateError::Store(e) => format!("store/{}", variant_code(e)),
             GateError::Access(e) => format!("access/{}", variant_code(e)),
             GateError::Residency(e) => format!("residency/{}", variant_code(e)),

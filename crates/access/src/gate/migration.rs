@@ -8,7 +8,7 @@ use domicile_audit::{Action, BulkDigest};
 use domicile_residency::{DataClass, Purpose, Region, Subject, SubjectId};
 use domicile_store::{NewRecord, RawRecord, RecordDigest, RecordMeta, StoreError};
 
-use super::call::Gathered;
+use super::call::{Gathered, Touched};
 use super::verdict::Verdict;
 use super::{bulk, Gate, GateError, SubjectInventory};
 use crate::rules::AccessAction;
@@ -18,7 +18,9 @@ use crate::Principal;
 impl Gate {
     /// Every registered subject with their home region (under this Gate's policy) and every one
     /// of their records' metadata and plaintext digest: what a split plans and verifies against.
-    /// One bulk `scan` entry in the log, with the count of records and a digest over them.
+    /// Two bulk `scan` entries in the log: the decision, durable before anything is decrypted,
+    /// then what was released, with the records per class and collection, the set of subjects
+    /// and a digest over the records.
     pub fn inventory(
         &self,
         who: &Principal,
@@ -28,13 +30,15 @@ impl Gate {
         let verdict =
             self.decide_bulk(who, AccessAction::Scan, DataClass::Protected, "*", purpose)?;
         let resource = bulk(DataClass::Protected, "*", 0);
-        let (inventory, _) = call.release("inventory", resource, &verdict, || {
+        let (inventory, _) = call.release_bulk("inventory", resource, &verdict, || {
             let mut subjects = self.store.subjects()?;
             subjects.sort_by(|a, b| a.subject.id.cmp(&b.subject.id));
             let mut out = Vec::with_capacity(subjects.len());
-            let mut count = 0u64;
+            let mut touched = Touched::default();
             let mut digest = BulkDigest::new();
             for registered in subjects {
+                let pseudonym = self.pseudonym_of(&registered.subject.id);
+                touched.subject(pseudonym);
                 let records: Vec<(RecordMeta, RecordDigest)> = self
                     .store
                     .scan_subject(&registered.subject.id)?
@@ -42,24 +46,30 @@ impl Gate {
                     .map(|r| {
                         let d = r.digest();
                         digest.add(&d.0);
+                        touched.record(pseudonym, r.meta.class, r.meta.collection.as_str());
                         (r.meta, d)
                     })
                     .collect();
-                count += records.len() as u64;
                 out.push(SubjectInventory {
                     subject: registered.subject,
                     home: registered.home,
                     records,
                 });
             }
-            let released = bulk(DataClass::Protected, "*", count);
-            Ok(Gathered::released(out, released, Some(digest.finish())))
+            Ok(Gathered::released_batch(
+                out,
+                touched,
+                DataClass::Protected,
+                "*",
+                Some(digest.finish()),
+            ))
         })?;
         Ok(inventory)
     }
 
     /// The ids of every subject registered in this region, in id order: what a split shreds.
-    /// One bulk `scan` entry (collection `subjects`) in the log.
+    /// Two bulk `scan` entries (collection `subjects`) in the log: the decision, then the list
+    /// released, committing to the set of subjects.
     pub fn subject_ids(
         &self,
         who: &Principal,
@@ -74,7 +84,7 @@ impl Gate {
             purpose,
         )?;
         let resource = bulk(DataClass::Protected, "subjects", 0);
-        let (ids, _) = call.release("list subjects", resource, &verdict, || {
+        let (ids, _) = call.release_bulk("list subjects", resource, &verdict, || {
             let mut ids: Vec<SubjectId> = self
                 .store
                 .subjects()?
@@ -82,15 +92,24 @@ impl Gate {
                 .map(|s| s.subject.id)
                 .collect();
             ids.sort();
-            let released = bulk(DataClass::Protected, "subjects", ids.len() as u64);
-            Ok(Gathered::released(ids, released, None))
+            let mut touched = Touched::default();
+            ids.iter()
+                .for_each(|id| touched.subject(self.pseudonym_of(id)));
+            Ok(Gathered::released_batch(
+                ids,
+                touched,
+                DataClass::Protected,
+                "subjects",
+                None,
+            ))
         })?;
         Ok(ids)
     }
 
-    /// Reads every record of several subjects, to move them elsewhere (a split). One `migrate`
-    /// entry in the log with the count and a digest over everything released, durable before it
-    /// returns.
+    /// Reads every record of several subjects, to move them elsewhere (a split). Two `migrate`
+    /// entries in the log: the decision, durable before anything is decrypted, and what was
+    /// released (records per class and collection, the subject set, a digest over everything),
+    /// durable before it returns.
     pub fn read_subjects(
         &self,
         who: &Principal,
@@ -101,18 +120,27 @@ impl Gate {
         let verdict =
             self.decide_bulk(who, AccessAction::Read, DataClass::Protected, "*", purpose)?;
         let resource = bulk(DataClass::Protected, "*", 0);
-        let (read, _) = call.release("read for migration", resource, &verdict, || {
+        let (read, _) = call.release_bulk("read for migration", resource, &verdict, || {
             let mut out = Vec::with_capacity(subjects.len());
-            let mut count = 0u64;
+            let mut touched = Touched::default();
             let mut digest = BulkDigest::new();
             for subject in subjects {
+                let pseudonym = self.pseudonym_of(subject);
+                touched.subject(pseudonym);
                 let records = self.store.scan_subject(subject)?;
-                records.iter().for_each(|r| digest.add(&r.digest().0));
-                count += records.len() as u64;
+                for r in &records {
+                    digest.add(&r.digest().0);
+                    touched.record(pseudonym, r.meta.class, r.meta.collection.as_str());
+                }
                 out.push((subject.clone(), records));
             }
-            let released = bulk(DataClass::Protected, "*", count);
-            Ok(Gathered::released(out, released, Some(digest.finish())))
+            Ok(Gathered::released_batch(
+                out,
+                touched,
+                DataClass::Protected,
+                "*",
+                Some(digest.finish()),
+            ))
         })?;
         Ok(read)
     }
@@ -157,12 +185,14 @@ impl Gate {
         // One decision per (class, home, collection): the rest of the batch asks the same.
         let mut decided: BTreeSet<(DataClass, Region, String)> = BTreeSet::new();
         let mut digest = BulkDigest::new();
-        let mut count = 0u64;
+        let mut touched = Touched::default();
         for (subject, records) in batch {
             let home = self.policy.home_region(subject)?;
+            let pseudonym = self.pseudonym_of(&subject.id);
+            touched.subject(pseudonym);
             for r in records {
-                count += 1;
                 digest.add(&r.digest().0);
+                touched.record(pseudonym, r.meta.class, r.meta.collection.as_str());
                 let (class, collection) = (r.meta.class, r.meta.collection.as_str());
                 if !decided.insert((class, home.clone(), collection.to_owned())) {
                     continue;
@@ -187,10 +217,11 @@ impl Gate {
                 verdict.merge(one);
             }
         }
-        let resource = bulk(DataClass::Protected, "*", count);
-        call.proceed(
+        call.proceed_batch(
             "write a batch",
-            resource,
+            touched,
+            DataClass::Protected,
+            "*",
             &verdict,
             Some(digest.finish()),
             || -> Result<Vec<RecordMeta>, StoreError> {
@@ -211,5 +242,6 @@ impl Gate {
                 self.store.put_batch(&new)
             },
         )
+        .map(|(metas, _)| metas)
     }
 }

@@ -15,6 +15,7 @@
 //! - `records.rs`: one record at a time (read, write, delete, register a subject);
 //! - `bulk.rs`: many records at once (scan, aggregate, export, shred) and opening the log;
 //! - `migration.rs`: what a split reads and writes (inventory, subject lists, batches);
+//! - `models.rs`: recording a model's training and deciding its deployment;
 //! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access.
 
 mod approvals;
@@ -24,6 +25,7 @@ mod decide;
 mod error;
 mod gate_rules;
 mod migration;
+mod models;
 mod records;
 mod verdict;
 
@@ -44,6 +46,7 @@ pub use gate_rules::{
     gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
     UNVERIFIED_PRINCIPAL,
 };
+pub use models::Training;
 
 use crate::approval::ApprovalBook;
 use crate::rules::AccessRules;
@@ -178,6 +181,9 @@ impl Gate {
     /// log (of subjects and of record keys) are keyed with `audit_key`; approvals are kept in
     /// `approvals`.
     ///
+    /// The approval book is settled against the log first: the log is where approvals are
+    /// granted, denied and revoked, the book only a cache of it (see [`ApprovalBook::settle`]).
+    ///
     /// The Gate starts with an empty [`PrincipalDirectory`]: it trusts nobody until the
     /// operator's directory is given with [`set_directory`](Self::set_directory) or principals
     /// are enrolled with [`enrol`](Self::enrol).
@@ -196,7 +202,7 @@ impl Gate {
             .map_err(|_| AccessError::Random {
                 making: "making the Gate's request-id prefix",
             })?;
-        Ok(Gate {
+        let gate = Gate {
             region: store.region().clone(),
             policy,
             rules,
@@ -209,7 +215,9 @@ impl Gate {
             clock,
             request_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             request_counter: AtomicU64::new(0),
-        })
+        };
+        gate.settle_approvals_from_log()?;
+        Ok(gate)
     }
 
     /// Replaces the principal directory: from now on every call is made only by principals it

@@ -21,6 +21,7 @@ use crate::entry::{Entry, SEQ_OFFSET};
 use crate::files;
 use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash, MerkleTree};
 use crate::note::{Note, SigningKey, VerifierKey};
+use crate::subjects::{subject_set_path, write_subject_set, SubjectSet};
 use crate::AuditError;
 use lock::DirClaim;
 
@@ -234,9 +235,39 @@ impl AuditLog {
         &self.inner.dir
     }
 
-    /// Appends `entry`, setting its sequence number, and returns once it is durable.
+    /// Appends a bulk entry together with the subjects it touched: the list is kept beside the
+    /// log (durably, before the entry is appended), and the entry's target must be a
+    /// [`Target::Batch`](crate::Target::Batch) committing to exactly this set.
+    pub fn append_batch(&self, entry: Entry, subjects: &SubjectSet) -> Result<Receipt, AuditError> {
+        let want = subjects.commitment();
+        match &entry.resource.target {
+            crate::Target::Batch { subjects: got, .. } if *got == want => {}
+            _ => {
+                return Err(AuditError::BadSubjectSet {
+                    root: want.root,
+                    reason: "the entry does not commit to the set given with it".into(),
+                })
+            }
+        }
+        write_subject_set(&self.inner.dir, subjects)?;
+        self.append(entry)
+    }
+
+    /// Appends `entry`, setting its sequence number, and returns once it is durable. An entry
+    /// whose target is a [`Target::Batch`](crate::Target::Batch) is refused unless its subject
+    /// list is already kept beside the log ([`AuditLog::append_batch`] keeps it): no entry may
+    /// commit to a set no auditor can read.
     pub fn append(&self, mut entry: Entry) -> Result<Receipt, AuditError> {
         entry.seq = 0;
+        if let crate::Target::Batch { subjects, .. } = &entry.resource.target {
+            if subjects.count > 0 && !subject_set_path(&self.inner.dir, &subjects.root).exists() {
+                return Err(AuditError::BadSubjectSet {
+                    root: subjects.root,
+                    reason: "its list is not kept beside the log; append it with append_batch"
+                        .into(),
+                });
+            }
+        }
         let mut bytes = entry.to_canonical()?;
         let inner = &self.inner;
         let mut p = lock(&inner.pending);
