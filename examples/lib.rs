@@ -36,6 +36,9 @@ pub fn policies() -> domicile_residency::PolicyResolver {
         .with(std::sync::Arc::new(
             domicile_policy_us_split::UsSplitPolicy::new(),
         ))
+        .with(std::sync::Arc::new(
+            domicile_policy_eu_split::EuSplitPolicy::new(),
+        ))
 }
 
 /// The trust domain of the walkthroughs' principals.

@@ -184,11 +184,11 @@ fn bad_input_gets_a_clear_error() {
         "--keys",
         k.to_str().unwrap(),
         "--to",
-        "eu-split",
+        "apac-split",
     ]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("unknown policy \"eu-split\""),
+        text(&out).contains("unknown policy \"apac-split\""),
         "{}",
         text(&out)
     );
@@ -212,7 +212,7 @@ fn an_unknown_target_policy_names_the_policies_this_build_links() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains(r#"unknown policy "mars-split": this build knows global, us-split"#),
+        text(&out).contains(r#"unknown policy "mars-split": this build knows eu-split, global, us-split"#),
         "{}",
         text(&out)
     );
