@@ -230,7 +230,8 @@ impl EuSplitPolicy {
     /// pseudonymised or aggregated.
     fn excepted_abroad(&self, home: &Region) -> Decision {
         if *home == self.eu {
-            self.allow(EXCEPTED_LEAVES_EU).with(Obligation::Pseudonymize)
+            self.allow(EXCEPTED_LEAVES_EU)
+                .with(Obligation::Pseudonymize)
         } else {
             self.allow(EXCEPTED_CROSSES).with(Obligation::AnyOf {
                 options: vec![

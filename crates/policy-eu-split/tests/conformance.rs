@@ -73,7 +73,10 @@ fn eu_excepted_leaves_only_pseudonymised_and_others_also_aggregated() {
             .may_transfer(DataClass::Excepted, &eu, &eu, to, &metrics)
             .unwrap();
         assert!(d.allowed);
-        assert_eq!(d.rule.as_str(), "eu-split/eu-excepted-leaves-only-pseudonymised");
+        assert_eq!(
+            d.rule.as_str(),
+            "eu-split/eu-excepted-leaves-only-pseudonymised"
+        );
         assert_eq!(d.obligations, vec![Obligation::Pseudonymize]);
     }
     let d = policy
@@ -147,7 +150,10 @@ fn models_follow_their_data_and_only_row_models_leave_under_a_licence() {
         .may_transfer(DataClass::ModelArtifact, &us, &row, &us, &migration)
         .unwrap();
     assert!(home_again.allowed);
-    assert_eq!(home_again.rule.as_str(), "eu-split/model-rests-where-trained");
+    assert_eq!(
+        home_again.rule.as_str(),
+        "eu-split/model-rests-where-trained"
+    );
 }
 
 #[test]
@@ -246,7 +252,10 @@ fn every_list_of_european_countries_in_the_cedar_text_is_the_policy_s() {
 fn the_organisations_and_roles_the_rules_name_are_the_crate_s_constants() {
     let named = |org: &str| ACCESS_RULES.contains(&format!("Domicile::Organisation::\"{org}\""));
     assert!(named(EU_ENTITY) && named(EU_MONITOR) && named(US_ENTITY) && named(TECHNOLOGY_PARTNER));
-    assert!(PARENT_ENTITIES.iter().chain(MONITORS.iter()).all(|o| named(o)));
+    assert!(PARENT_ENTITIES
+        .iter()
+        .chain(MONITORS.iter())
+        .all(|o| named(o)));
     assert!(ACCESS_RULES.contains(&format!("Domicile::Role::\"{SECURITY_GATEWAY_ROLE}\"")));
 }
 

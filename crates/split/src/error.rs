@@ -58,7 +58,9 @@ pub enum SplitError {
         /// What is wrong.
         detail: String,
     },
-    /// The source and target deployments share a region name.
+    /// The source and target deployments share a region name where a split cannot keep it.
+    /// [`Plan::compute`](crate::Plan::compute) no longer returns it: a target that keeps source
+    /// regions is a split of a split, which moves only what must leave.
     #[error("the target policy reuses region {region} of the source deployment; a split moves data into new regions")]
     SharedRegion {
         /// The shared region.
@@ -98,7 +100,9 @@ pub enum SplitError {
         /// How many.
         count: usize,
     },
-    /// The deployment was already split to another policy; this run would do nothing.
+    /// The deployment was already split to another policy and this journal cannot start
+    /// another. [`run`](crate::run) no longer returns it: it keeps the finished journal under
+    /// `split/previous/<n>/` and starts a split of a split.
     #[error("the deployment was already split to {policy} (journal {journal}); a further split to {target} is not supported by this journal: move {journal} and report.json aside to start a new split")]
     AlreadySplit {
         /// The policy the deployment is under now.
