@@ -5,7 +5,7 @@
 //! - `access_walkthrough`: the access scenarios against a US-split deployment, then its log;
 //! - `auditor`: an auditor verifies a log and catches a tampered copy;
 //! - `embed_store`: a service embedding the sealed store;
-//! - `policy_matrix`: the two policies side by side.
+//! - `policy_matrix`: the three policies side by side, and who may read what under each.
 
 use std::path::Path;
 use std::time::Duration;
