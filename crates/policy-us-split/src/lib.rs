@@ -39,7 +39,7 @@ use domicile_residency::{
 /// The policy's name: the first segment of its rule ids.
 pub const NAME: &str = "us-split";
 /// The policy's version. Bump it when a rule changes.
-pub const VERSION: &str = "2.0.0";
+pub const VERSION: &str = "2.1.0";
 /// The regions, each with the country it is operated from: `us` on US soil by the trusted
 /// technology partner, `row` (rest of world) in Singapore.
 pub const REGIONS: &[(&str, &str)] = &[("us", "US"), ("row", "SG")];
@@ -95,7 +95,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new(PUBLIC, "Public data may rest in both regions and move both ways."),
         Rule::new(EXCEPTED_HOME, "Excepted data rests in its home region."),
         Rule::new(EXCEPTED_CROSSES, "Excepted data crosses the border only aggregated over at least 50 subjects or pseudonymised."),
-        Rule::new(MODEL_HOME, "A model artifact rests in the region it was trained in."),
+        Rule::new(MODEL_HOME, "A model artifact rests in the region it was trained in, and may always go back there."),
         Rule::new(MODEL_LEAVES_ROW, "A model artifact leaving row is export-controlled technology and needs a licence (China's technology export catalogue, item 21)."),
         Rule::new(MODEL_STAYS_US, "A model artifact trained in us never leaves us."),
         Rule::new(STAYS, "Audit records and key material rest only in the region that created them."),
@@ -250,6 +250,8 @@ impl ResidencyPolicy for UsSplitPolicy {
             DataClass::Protected => self.deny(PROTECTED_MOVES),
             DataClass::Public => self.allow(PUBLIC),
             DataClass::Excepted => self.allow(EXCEPTED_CROSSES).with(self.deidentify()),
+            // A model going back to where it was trained is going home, not being exported.
+            DataClass::ModelArtifact if to == home => self.allow(MODEL_HOME),
             DataClass::ModelArtifact if *from == self.row && *home == self.row => {
                 self.allow(MODEL_LEAVES_ROW).with(self.export_licence())
             }

@@ -101,6 +101,13 @@ fn models_follow_their_data_and_row_models_need_a_licence() {
         .may_transfer(DataClass::ModelArtifact, &us, &us, &row, &migration)
         .unwrap();
     assert!(!leaving_us.allowed);
+    assert_eq!(leaving_us.rule.as_str(), "us-split/us-model-stays-in-us");
+    // A US model going back into us is going home: it is not labelled as leaving us.
+    let into_us = policy
+        .may_transfer(DataClass::ModelArtifact, &us, &row, &us, &migration)
+        .unwrap();
+    assert!(into_us.allowed);
+    assert_eq!(into_us.rule.as_str(), "us-split/model-rests-where-trained");
 }
 
 #[test]

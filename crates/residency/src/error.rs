@@ -98,6 +98,22 @@ pub enum ResidencyError {
         /// The policy's regions, comma separated.
         known: String,
     },
+    /// An export licence reference that is not `REGIME/ITEM/LICENCE-ID` of the checked shape.
+    #[error("invalid export licence {value:?}: {reason}")]
+    InvalidLicence {
+        /// The text that was given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An export licence that does not meet the obligation it was presented for.
+    #[error("export licence {licence} does not cover this transfer: {reason}")]
+    LicenceDoesNotCover {
+        /// The licence, as `REGIME/ITEM/LICENCE-ID`.
+        licence: String,
+        /// What the policy requires instead.
+        reason: String,
+    },
     /// A policy digest that is not `sha256:` and 64 hex digits.
     #[error(
         "invalid policy digest {value:?}: expected sha256: followed by 64 lowercase hex digits"

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use domicile_audit::{Action, BulkDigest, Resource as AuditResource, ResultDigest, Target};
-use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
+use domicile_residency::{DataClass, ExportLicence, Obligation, Purpose, Region, SubjectId};
 use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
 
 use super::call::Gathered;
@@ -155,16 +155,20 @@ impl Gate {
 
     /// Exports a subject's sealed records for `destination` (no plaintext leaves): the residency
     /// policy decides the transfer of every record's class, and an `ExportLicence` obligation
-    /// needs `licence`, a reference to the licence held.
+    /// needs `licence`, the licence held, whose regime and item must be the obligation's
+    /// ([`ExportLicence::check`]). The licence relied on is recorded in the audit entry, in its
+    /// `approval` field as `licence:REGIME/ITEM/LICENCE-ID`.
     pub fn export(
         &self,
         who: &Principal,
         purpose: &Purpose,
         subject: &SubjectId,
         destination: &Region,
-        licence: Option<&str>,
+        licence: Option<&ExportLicence>,
     ) -> Result<(ExportBundle, TransferKey), GateError> {
-        let call = self.call(who, purpose, None, Action::Export);
+        let call = self
+            .call(who, purpose, None, Action::Export)
+            .relying_on_licence(licence);
         let home = self.home_of(subject)?;
         // A caller of another region takes the export home: its region is the destination.
         let destination = &self
@@ -191,16 +195,19 @@ impl Gate {
                 purpose,
             )?;
         }
-        let unmet = verdict
-            .obligations
-            .iter()
-            .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
-            .cloned();
-        if let Some(o) = unmet {
-            verdict.refuse(
-                gate_rule(OBLIGATION_UNMET),
-                format!("obligation not met: {o}"),
-            );
+        // Sealed records leave as they are: only a licence meets an obligation here, and only
+        // one of the regime and item the policy names.
+        let unmet = verdict.obligations.iter().find_map(|o| match (o, licence) {
+            (Obligation::ExportLicence { .. }, Some(held)) => {
+                held.check(o).err().map(|e| e.to_string())
+            }
+            (Obligation::ExportLicence { .. }, None) => Some(format!(
+                "obligation not met: {o}; no export licence was given"
+            )),
+            (other, _) => Some(format!("obligation not met: {other}")),
+        });
+        if let Some(why) = unmet {
+            verdict.refuse(gate_rule(OBLIGATION_UNMET), why);
         }
         let resource = AuditResource {
             class,

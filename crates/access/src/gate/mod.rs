@@ -39,6 +39,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 pub use approvals::MAX_APPROVAL_SUBJECTS;
+pub use call::LICENCE_PREFIX;
 pub use error::GateError;
 pub use gate_rules::{
     gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
