@@ -97,6 +97,22 @@ pub const MONITORS: [&str; 2] = [EU_MONITOR, "audit-firm"];
 /// reach EU data.
 pub const SECURITY_GATEWAY_ROLE: &str = "security-gateway";
 
+/// The fields of a record value that name or single out a person: a Gate releasing records
+/// pseudonymised replaces their values with keyed pseudonyms (under its transfer key, not the
+/// audit key), so Excepted data crosses a border de-identified in value as well as subject.
+pub const IDENTIFYING_FIELDS: [&str; 10] = [
+    "user",
+    "user_id",
+    "subject",
+    "account",
+    "name",
+    "email",
+    "phone",
+    "device_id",
+    "ip",
+    "location",
+];
+
 /// The United States and its territories: Puerto Rico, Guam, the US Virgin Islands, American
 /// Samoa, the Northern Mariana Islands and the US Minor Outlying Islands.
 pub const US_COUNTRIES: [&str; 7] = ["US", "PR", "GU", "VI", "AS", "MP", "UM"];
@@ -126,8 +142,8 @@ fn rule_table() -> Vec<Rule> {
         Rule::new(PROTECTED_MOVES, "Protected data moves between regions only toward its subject's home region, and only for migration."),
         Rule::new(PUBLIC, "Public data may rest in every region and move every way."),
         Rule::new(EXCEPTED_HOME, "Excepted data rests in its home region."),
-        Rule::new(EXCEPTED_LEAVES_EU, "Excepted data of eu leaves eu only pseudonymised."),
-        Rule::new(EXCEPTED_CROSSES, "Excepted data of us or row crosses a border only aggregated over at least 50 subjects or pseudonymised."),
+        Rule::new(EXCEPTED_LEAVES_EU, "Excepted data of eu leaves eu only for interoperability or business metrics, and only pseudonymised (its identifying fields too)."),
+        Rule::new(EXCEPTED_CROSSES, "Excepted data of us or row crosses a border only for interoperability or business metrics, aggregated over at least 50 subjects or pseudonymised (its identifying fields too)."),
         Rule::new(MODEL_HOME, "A model artifact rests in the region it was trained in, and may always go back there."),
         Rule::new(MODEL_LEAVES_ROW, "A model artifact leaving row is export-controlled technology and needs a licence (China's technology export catalogue, item 21)."),
         Rule::new(MODEL_STAYS_EU, "A model artifact trained in eu never leaves eu."),
@@ -150,6 +166,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("eu-split/access/app-service-shreds-on-request", "A subject is crypto-shredded at a user's ticketed request only by their home region's app service."),
         Rule::new("eu-split/access/training-scans-own-region-behaviour", "Each region's training service (in us USDS's, in eu the EU entity's) scans only its own region's behaviour, for recommendation training."),
         Rule::new("eu-split/access/training-writes-own-region-models", "Each region's training service reads and writes model artifacts of its own region."),
+        Rule::new("eu-split/access/metrics-service-scans-excepted-for-metrics", "Each region's metrics service (in us USDS's, in eu the EU entity's) scans its own region's Excepted data for interoperability or business metrics; what leaves the region leaves de-identified."),
         Rule::new("eu-split/access/migration-service-moves-data", "Only the deployment's own migration service of a region moves that region's data, for migration."),
         Rule::new("eu-split/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("eu-split/access/auditor-reads-log", "The independent monitors read the logs for an audit with a ticket: the EU security monitor (eu-monitor) the eu log, the audit firm the us and row logs."),
@@ -325,13 +342,20 @@ impl ResidencyPolicy for EuSplitPolicy {
             }
             DataClass::Protected => self.deny(PROTECTED_MOVES),
             DataClass::Public => self.allow(PUBLIC),
-            // Pseudonymised before it crosses any border, whichever way.
-            DataClass::Excepted => self.excepted_abroad(home),
+            // Only for interoperability or business metrics, and pseudonymised before it crosses
+            // any border, whichever way.
+            DataClass::Excepted if purpose.code.lets_excepted_cross() => self.excepted_abroad(home),
+            DataClass::Excepted if *home == self.eu => self.deny(EXCEPTED_LEAVES_EU),
+            DataClass::Excepted => self.deny(EXCEPTED_CROSSES),
             // A model going back to where it was trained is going home, not being exported.
             DataClass::ModelArtifact if to == home => self.allow(MODEL_HOME),
             DataClass::ModelArtifact => self.model_abroad(home),
             DataClass::AuditRecord | DataClass::KeyMaterial => self.deny(STAYS),
         })
+    }
+
+    fn identifying_fields(&self, _class: DataClass) -> &[&'static str] {
+        &IDENTIFYING_FIELDS
     }
 
     fn may_deploy_model(

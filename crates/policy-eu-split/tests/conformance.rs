@@ -67,7 +67,19 @@ fn missing_residence_names_the_subject() {
 fn eu_excepted_leaves_only_pseudonymised_and_others_also_aggregated() {
     let policy = EuSplitPolicy::new();
     let (eu, us, row) = regions();
-    let metrics = Purpose::new(JustificationCode::ProductionIncident);
+    let metrics = Purpose::new(JustificationCode::BusinessMetrics);
+    let incident = Purpose::new(JustificationCode::ProductionIncident);
+    let d = policy
+        .may_transfer(DataClass::Excepted, &eu, &eu, &us, &incident)
+        .unwrap();
+    assert!(
+        !d.allowed,
+        "Excepted data leaves eu only for interoperability or metrics"
+    );
+    assert_eq!(
+        d.rule.as_str(),
+        "eu-split/eu-excepted-leaves-only-pseudonymised"
+    );
     for to in [&us, &row] {
         let d = policy
             .may_transfer(DataClass::Excepted, &eu, &eu, to, &metrics)

@@ -61,7 +61,7 @@ pub enum ResidencyError {
         value: String,
     },
     /// A justification code that is not in the list.
-    #[error("unknown justification code {value:?}: expected one of user_requested_support, trust_and_safety, legal_request, production_incident, recommendation_training, migration, audit")]
+    #[error("unknown justification code {value:?}: expected one of user_requested_support, trust_and_safety, legal_request, production_incident, recommendation_training, migration, audit, interoperability, business_metrics")]
     UnknownJustificationCode {
         /// The text that was given.
         value: String,

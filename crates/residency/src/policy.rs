@@ -171,6 +171,15 @@ pub trait ResidencyPolicy: Send + Sync {
         region: &Region,
     ) -> Result<Decision, ResidencyError>;
 
+    /// The fields of a record value (a JSON object) of `class` that name or single out a person
+    /// (`user`, `email`, `device_id`, …). A Gate releasing records under `Pseudonymize` replaces
+    /// each of these fields' values with a keyed pseudonym, so that a pseudonymised value does
+    /// not still read `{"user":"ana",…}`. None by default.
+    fn identifying_fields(&self, class: DataClass) -> &[&'static str] {
+        let _ = class;
+        &[]
+    }
+
     /// The access rules (who may do what) as Cedar policy text. Each policy carries an
     /// `@id("<policy>/access/<name>")` annotation that is also in the rule table.
     fn access_rules(&self) -> &str {

@@ -43,59 +43,69 @@ impl Gate {
             );
         }
         let resource = bulk(request.class, collection, 0);
-        let ((records, skipped), receipt) = call.release("scan", resource, &verdict, || {
-            let mut records = Vec::new();
-            let mut skipped = 0;
-            let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
-            let mut digest = BulkDigest::new();
-            for item in self.store.scan_collection(&request.collection) {
-                let raw = item?;
-                if raw.meta.class != request.class {
-                    continue;
-                }
-                let here = match placed.get(&raw.meta.subject) {
-                    Some(ok) => *ok,
-                    None => {
-                        let ok = match self.store.subject(&raw.meta.subject)? {
-                            Some(s) => {
-                                self.policy
-                                    .may_rest_in(raw.meta.class, &s.home, &self.region)?
-                                    .allowed
-                            }
-                            None => false,
-                        };
-                        placed.insert(raw.meta.subject.clone(), ok);
-                        ok
+        let ((records, skipped, withheld), receipt) =
+            call.release("scan", resource, &verdict, || {
+                let mut records = Vec::new();
+                let mut skipped = 0;
+                let mut withheld = 0;
+                let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
+                let mut digest = BulkDigest::new();
+                for item in self.store.scan_collection(&request.collection) {
+                    let raw = item?;
+                    if raw.meta.class != request.class {
+                        continue;
                     }
-                };
-                if !here {
-                    skipped += 1;
-                    continue;
+                    let here = match placed.get(&raw.meta.subject) {
+                        Some(ok) => *ok,
+                        None => {
+                            let ok = match self.store.subject(&raw.meta.subject)? {
+                                Some(s) => {
+                                    self.policy
+                                        .may_rest_in(raw.meta.class, &s.home, &self.region)?
+                                        .allowed
+                                }
+                                None => false,
+                            };
+                            placed.insert(raw.meta.subject.clone(), ok);
+                            ok
+                        }
+                    };
+                    if !here {
+                        skipped += 1;
+                        continue;
+                    }
+                    let (subject, value) = if pseudonymise {
+                        // De-identified in value as well as subject, under the transfer key.
+                        let Some(value) = self.deidentify(raw.meta.class, &raw.value) else {
+                            withheld += 1;
+                            continue;
+                        };
+                        digest.add(&RecordDigest::of(&value).0);
+                        let subject = self.transfer_pseudonym(&raw.meta.subject);
+                        (SubjectRef::Pseudonym(subject), value)
+                    } else {
+                        digest.add(&raw.digest().0);
+                        (SubjectRef::Id(raw.meta.subject.clone()), raw.value)
+                    };
+                    records.push(Released {
+                        subject,
+                        class: raw.meta.class,
+                        collection: raw.meta.collection,
+                        key: raw.meta.key,
+                        value,
+                    });
                 }
-                digest.add(&raw.digest().0);
-                let subject = if pseudonymise {
-                    SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
-                } else {
-                    SubjectRef::Id(raw.meta.subject.clone())
-                };
-                records.push(Released {
-                    subject,
-                    class: raw.meta.class,
-                    collection: raw.meta.collection,
-                    key: raw.meta.key,
-                    value: raw.value,
-                });
-            }
-            let released = bulk(request.class, collection, records.len() as u64);
-            Ok(Gathered::released(
-                (records, skipped),
-                released,
-                Some(digest.finish()),
-            ))
-        })?;
+                let released = bulk(request.class, collection, records.len() as u64);
+                Ok(Gathered::released(
+                    (records, skipped, withheld),
+                    released,
+                    Some(digest.finish()),
+                ))
+            })?;
         Ok(ScanResult {
             records,
             skipped_misplaced: skipped,
+            withheld_not_deidentifiable: withheld,
             obligations: verdict.obligations,
             receipt,
         })

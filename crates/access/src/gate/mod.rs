@@ -15,7 +15,8 @@
 //! - `records.rs`: one record at a time (read, write, delete, register a subject);
 //! - `bulk.rs`: many records at once (scan, aggregate, export, shred) and opening the log;
 //! - `migration.rs`: what a split reads and writes (inventory, subject lists, batches);
-//! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access.
+//! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access;
+//! - `transfer.rs`: de-identifying released records under the transfer key.
 
 mod approvals;
 mod bulk;
@@ -25,6 +26,7 @@ mod error;
 mod gate_rules;
 mod migration;
 mod records;
+mod transfer;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -64,13 +66,14 @@ pub struct RecordRef {
 }
 
 /// Who a released record is about: the subject id, or a keyed pseudonym when the decision
-/// obliged pseudonymisation.
+/// obliged pseudonymisation ([`Gate::transfer_pseudonym`], under the transfer key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectRef {
     /// The subject id itself.
     Id(SubjectId),
-    /// HMAC-SHA256 of the id under the region's audit key, as 64 hex digits.
+    /// `hmac:` and 64 hex digits: HMAC-SHA256 of the id under the Gate's transfer key, which is
+    /// not the audit key, so it never equals the subject's pseudonym in the log.
     Pseudonym(String),
 }
 
@@ -119,6 +122,9 @@ pub struct ScanResult {
     pub records: Vec<Released>,
     /// Records skipped because their subject's home does not allow them here.
     pub skipped_misplaced: u64,
+    /// Records withheld because they had to be de-identified and their value is not a JSON
+    /// object whose identifying fields could be found.
+    pub withheld_not_deidentifiable: u64,
     /// The obligations the Gate honoured.
     pub obligations: Vec<Obligation>,
     /// The audit receipt of the scan.
@@ -156,6 +162,7 @@ pub struct Gate {
     store: Arc<SealedStore>,
     log: Arc<AuditLog>,
     audit_key: AuditKey,
+    transfer_key: ring::hmac::Key,
     approvals: ApprovalBook,
     approvers: RwLock<BTreeMap<SpiffeId, String>>,
     directory: RwLock<PrincipalDirectory>,
@@ -197,6 +204,12 @@ impl Gate {
             .map_err(|_| AccessError::Random {
                 making: "making the Gate's request-id prefix",
             })?;
+        let mut transfer = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut transfer)
+            .map_err(|_| AccessError::Random {
+                making: "making the Gate's transfer key",
+            })?;
         Ok(Gate {
             region: store.region().clone(),
             policy,
@@ -204,6 +217,7 @@ impl Gate {
             store,
             log,
             audit_key,
+            transfer_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &transfer),
             approvals,
             approvers: RwLock::new(BTreeMap::new()),
             directory: RwLock::new(PrincipalDirectory::empty()),
