@@ -346,6 +346,13 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         true,
         outcome(us.read(&frank, &legal, &profile, Some(&request.id))),
     );
+    let unrelated = Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-9999");
+    record(
+        &frank,
+        "... with the approval, under an unrelated ticket",
+        false,
+        outcome(us.read(&frank, &unrelated, &profile, Some(&request.id))),
+    );
     record(
         &frank,
         "The requester revokes the grant",

@@ -280,6 +280,20 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .rules
         .iter()
         .any(|r| r.as_str() == "us-split/access/usds-staff-read-us-data-with-approval"));
+    // The decision carries the obligation the approval met: a US approver, at most 8 hours.
+    assert_eq!(
+        last.decision.obligations,
+        vec![domicile_policy_us_split::us_approval_obligation()]
+    );
+    // The approval is bound to the ticket it was given for: the same request under another
+    // ticket is not covered.
+    let unrelated = Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-78");
+    let (rules, _) = denied(
+        d.gate
+            .read(&bo, &unrelated, &profile("ana"), Some(&request.id))
+            .unwrap_err(),
+    );
+    assert_eq!(rules, ["us-split/access/deny-by-default"]);
 
     d.clock.advance(Duration::from_secs(3599));
     assert!(

@@ -354,6 +354,19 @@ impl ResidencyPolicy for EuSplitPolicy {
         })
     }
 
+    fn approval_obligation(&self, region: &Region) -> Option<Obligation> {
+        if *region == self.eu {
+            Some(eu_approval_obligation())
+        } else if *region == self.us {
+            Some(Obligation::RequireApproval {
+                by: Jurisdiction::parse("US").expect("US is an assigned country code"),
+                max_duration_secs: MAX_APPROVAL_SECS,
+            })
+        } else {
+            None
+        }
+    }
+
     fn identifying_fields(&self, _class: DataClass) -> &[&'static str] {
         &IDENTIFYING_FIELDS
     }

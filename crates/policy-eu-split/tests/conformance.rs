@@ -235,16 +235,24 @@ fn the_cedar_text_spells_the_approval_limit_as_max_approval_secs() {
 
 #[test]
 fn every_list_of_european_countries_in_the_cedar_text_is_the_policy_s() {
-    let expected: Vec<String> = EuSplitPolicy::europe_countries()
-        .iter()
-        .map(|c| format!("\"{}\"", c.as_str()))
-        .collect();
+    use domicile_residency::JurisdictionGroup;
+    let quoted = |cs: Vec<CountryCode>| {
+        let mut v: Vec<String> = cs.iter().map(|c| format!("\"{}\"", c.as_str())).collect();
+        v.sort();
+        v
+    };
+    let europe = quoted(EuSplitPolicy::europe_countries());
+    let eea = quoted(
+        CountryCode::all()
+            .filter(|c| c.is_member_of(JurisdictionGroup::Eea))
+            .collect(),
+    );
     let lists: Vec<&str> = ACCESS_RULES
         .lines()
         .filter(|l| l.contains("\"IE\""))
         .collect();
-    // Staff and approver locations (three), approvers' organisations (two), the remote-access
-    // forbid.
+    // Where staff and approvers must be (three permits and the remote-access forbid), and where
+    // an approver's organisation must be incorporated (two permits).
     assert_eq!(lists.len(), 6, "{lists:#?}");
     for line in lists {
         let start = line.find('[').unwrap();
@@ -254,9 +262,22 @@ fn every_list_of_european_countries_in_the_cedar_text_is_the_policy_s() {
             .map(|s| s.trim().to_owned())
             .collect();
         listed.sort();
-        let mut want = expected.clone();
-        want.sort();
-        assert_eq!(listed, want, "{line}");
+        if line.contains("approver_org_country") {
+            assert_eq!(listed, eea, "{line}");
+        } else {
+            assert_eq!(listed, europe, "{line}");
+        }
+    }
+    // The approval obligation the Gate checks says the same.
+    match domicile_policy_eu_split::eu_approval_obligation() {
+        Obligation::RequireApproval {
+            by,
+            max_duration_secs,
+        } => {
+            assert_eq!(by.as_str(), "EEA");
+            assert_eq!(max_duration_secs, MAX_APPROVAL_SECS);
+        }
+        other => panic!("{other}"),
     }
 }
 

@@ -281,6 +281,10 @@ impl ResidencyPolicy for UsSplitPolicy {
         })
     }
 
+    fn approval_obligation(&self, region: &Region) -> Option<Obligation> {
+        (*region == self.us).then(us_approval_obligation)
+    }
+
     fn identifying_fields(&self, _class: DataClass) -> &[&'static str] {
         &IDENTIFYING_FIELDS
     }
