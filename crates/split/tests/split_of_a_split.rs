@@ -255,6 +255,32 @@ fn a_us_split_moved_to_eu_split_moves_europeans_out_of_row_into_eu_and_nothing_e
         )
         .unwrap_or_else(|e| panic!("the {region} log does not verify: {e}"));
     }
+    // Row's log: each migration read of Europeans out of row was decided by the residency
+    // policy too, as a move toward their home, and names the rule.
+    let mut migrations = Vec::new();
+    domicile_audit::for_each_entry(&data.join("row/audit"), &mut |_, _| {}, |_, bytes, _| {
+        let entry = domicile_audit::Entry::from_canonical(bytes)?;
+        if entry.action == domicile_audit::Action::Migrate
+            && entry.policy.name == "eu-split"
+            && entry.decision.allowed
+        {
+            migrations.push(entry);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(!migrations.is_empty());
+    for entry in &migrations {
+        assert!(
+            entry
+                .decision
+                .rules
+                .iter()
+                .any(|r| r.as_str() == "eu-split/protected-moves-only-toward-home-for-migration"),
+            "{:?}",
+            entry.decision.rules
+        );
+    }
     let again = run(&data, &keys, &policies(), "eu-split", &options()).unwrap();
     assert_eq!(again, second);
     // And the deployment opens under the new policy, through its manifest.
