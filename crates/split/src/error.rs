@@ -66,6 +66,13 @@ pub enum SplitError {
         /// The shared region.
         region: String,
     },
+    /// The target policy keeps some of the source's regions but not this one: the split would
+    /// run on the kept regions only and leave this region's data behind, so nothing is done.
+    #[error("the target policy keeps some regions of the source deployment but not {region}; a split that keeps regions cannot drop one (its data would be left behind), so nothing was done")]
+    RegionDropped {
+        /// The source region the target policy does not have.
+        region: String,
+    },
     /// Subjects whose home region the target policy cannot decide.
     #[error("{} subject(s) have no usable residence under the target policy (first: {first}); resolve them before splitting", count)]
     Unresolved {

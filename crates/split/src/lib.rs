@@ -135,6 +135,20 @@ pub fn run(
     // A mistyped --keys must not create keys, a journal or a migration key, nor orphan every
     // record: checked before anything is written.
     Deployment::check_keys(keys_root, &manifest)?;
+    // A target that keeps some regions (a split of a split) must keep them all: a region it
+    // dropped would be left behind with its data. Checked before anything is written.
+    let (now, to) = (
+        policies.resolve(&manifest.policy)?,
+        policies.resolve(target_policy)?,
+    );
+    let kept = |r: &domicile_residency::Region| to.has_region(r);
+    if now.regions().iter().any(kept) {
+        if let Some(dropped) = now.regions().iter().find(|r| !kept(r)) {
+            return Err(SplitError::RegionDropped {
+                region: dropped.to_string(),
+            });
+        }
+    }
     let key_path = options
         .migration_key
         .clone()

@@ -288,3 +288,29 @@ fn a_us_split_moved_to_eu_split_moves_europeans_out_of_row_into_eu_and_nothing_e
     assert_eq!(deployment.policy().id().name, "eu-split");
     deployment.close().unwrap();
 }
+
+/// Back from eu-split to us-split would keep `us` and `row` but drop `eu`, leaving its data
+/// behind: refused before anything is done, and the deployment stays under eu-split.
+#[test]
+fn a_split_that_keeps_regions_but_drops_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 10);
+    run(&data, &keys, &policies(), "us-split", &options()).unwrap();
+    run(&data, &keys, &policies(), "eu-split", &options()).unwrap();
+    let eu_split: Arc<dyn ResidencyPolicy> = Arc::new(EuSplitPolicy::new());
+    let before = read_all(&data, &keys, eu_split.clone());
+    let err = run(&data, &keys, &policies(), "us-split", &options()).unwrap_err();
+    assert!(
+        matches!(&err, domicile_split::SplitError::RegionDropped { region } if region == "eu"),
+        "{err}"
+    );
+    assert_eq!(
+        Deployment::manifest(&data).unwrap().unwrap().policy,
+        "eu-split"
+    );
+    assert_eq!(read_all(&data, &keys, eu_split), before);
+    // Nothing was moved aside: rerunning the finished split still returns its report.
+    assert!(!data.join("split/previous/2").exists());
+    run(&data, &keys, &policies(), "eu-split", &options()).unwrap();
+}
