@@ -314,3 +314,42 @@ fn a_split_that_keeps_regions_but_drops_one_is_refused() {
     assert!(!data.join("split/previous/2").exists());
     run(&data, &keys, &policies(), "eu-split", &options()).unwrap();
 }
+
+/// Ctrl-C during the second split, after its first batch: the rerun resumes from the journal and
+/// ends exactly where an uninterrupted split of an identical world ends.
+#[test]
+fn an_interrupted_split_of_a_split_resumes_to_the_same_state() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let finished = |interrupt: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+        world(&data, &keys, 20);
+        run(&data, &keys, &policies(), "us-split", &options()).unwrap();
+        if interrupt {
+            let stop = AtomicBool::new(false);
+            let after_one = |_: &domicile_split::Progress| stop.store(true, Ordering::Relaxed);
+            let stopping = RunOptions {
+                stop: Some(&stop),
+                progress: Some(&after_one),
+                ..options()
+            };
+            let err = run(&data, &keys, &policies(), "eu-split", &stopping).unwrap_err();
+            assert!(
+                matches!(err, domicile_split::SplitError::Interrupted { .. }),
+                "{err}"
+            );
+            assert_eq!(
+                Deployment::manifest(&data).unwrap().unwrap().policy,
+                "us-split",
+                "an interrupted split leaves the deployment under its old policy"
+            );
+        }
+        let report = run(&data, &keys, &policies(), "eu-split", &options()).unwrap();
+        let stores = read_all(&data, &keys, Arc::new(EuSplitPolicy::new()));
+        (stores, report.report.shredded_subjects, dir)
+    };
+    let (resumed, resumed_shreds, _a) = finished(true);
+    let (straight, straight_shreds, _b) = finished(false);
+    assert_eq!(resumed, straight);
+    assert_eq!(resumed_shreds, straight_shreds);
+}
