@@ -5,7 +5,7 @@
 //! - `access_walkthrough`: the access scenarios against a US-split deployment, then its log;
 //! - `auditor`: an auditor verifies a log and catches a tampered copy;
 //! - `embed_store`: a service embedding the sealed store;
-//! - `policy_matrix`: the two policies side by side.
+//! - `policy_matrix`: the three policies side by side, and who may read what under each.
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub fn policies() -> domicile_residency::PolicyResolver {
         ))
         .with(std::sync::Arc::new(
             domicile_policy_us_split::UsSplitPolicy::new(),
+        ))
+        .with(std::sync::Arc::new(
+            domicile_policy_eu_split::EuSplitPolicy::new(),
         ))
 }
 
@@ -342,6 +345,13 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         "USDS engineer reads it with the approval",
         true,
         outcome(us.read(&frank, &legal, &profile, Some(&request.id))),
+    );
+    let unrelated = Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-9999");
+    record(
+        &frank,
+        "... with the approval, under an unrelated ticket",
+        false,
+        outcome(us.read(&frank, &unrelated, &profile, Some(&request.id))),
     );
     record(
         &frank,

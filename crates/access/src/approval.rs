@@ -91,14 +91,15 @@ pub struct ApprovalScope {
     /// The subjects covered; `None` covers every subject of the region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects: Option<BTreeSet<SubjectId>>,
-    /// Why; the access must state the same justification code.
+    /// Why; the access must state the same justification code and the same ticket.
     pub purpose: Purpose,
 }
 
 impl ApprovalScope {
     /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope:
-    /// the same class and region, a subject it names, and the same justification code and
-    /// ticket (an approval granted for one case does not open another).
+    /// the same class, region and justification code, a subject the scope names, and the very
+    /// ticket the approval was given for (an approval under `LEG-1` does not cover work under
+    /// `SUP-9`).
     pub fn covers(
         &self,
         class: DataClass,
@@ -115,6 +116,7 @@ impl ApprovalScope {
             && &self.region == region
             && subject_ok
             && self.purpose.code == purpose.code
+            && self.purpose.ticket.is_some()
             && self.purpose.ticket == purpose.ticket
     }
 }
@@ -694,6 +696,23 @@ mod tests {
         assert!(!book
             .settle(id, Some((LoggedStep::Revoked, carol, 130)))
             .unwrap());
+    }
+
+    #[test]
+    fn a_scope_covers_only_work_under_its_own_ticket() {
+        let code = JustificationCode::ProductionIncident;
+        let ticketed = ApprovalScope {
+            purpose: Purpose::new(code).with_ticket("INC-7"),
+            ..scope()
+        };
+        let us = Region::parse("us").unwrap();
+        let covers = |p: &Purpose| ticketed.covers(DataClass::Protected, &us, None, p);
+        assert!(covers(&Purpose::new(code).with_ticket("INC-7")));
+        assert!(!covers(&Purpose::new(code).with_ticket("INC-8")));
+        assert!(!covers(&Purpose::new(code)));
+        // A scope given without a ticket covers nothing.
+        let bare = scope();
+        assert!(!bare.covers(DataClass::Protected, &us, None, &Purpose::new(code)));
     }
 
     #[test]

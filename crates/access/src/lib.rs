@@ -71,8 +71,8 @@ pub use directory::{PrincipalDirectory, Unverified};
 pub use error::AccessError;
 pub use gate::{
     gate_rules, AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
-    SubjectInventory, SubjectRef, Training, APPROVAL_FILED, APPROVAL_SCOPE, MAX_APPROVAL_SUBJECTS,
-    OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
+    SubjectInventory, SubjectRef, Training, APPROVAL_FILED, APPROVAL_SCOPE, LICENCE_PREFIX,
+    MAX_APPROVAL_SUBJECTS, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{

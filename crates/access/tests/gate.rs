@@ -280,6 +280,20 @@ fn foreign_engineer_needs_a_us_approval_that_expires() {
         .rules
         .iter()
         .any(|r| r.as_str() == "us-split/access/usds-staff-read-us-data-with-approval"));
+    // The decision carries the obligation the approval met: a US approver, at most 8 hours.
+    assert_eq!(
+        last.decision.obligations,
+        vec![domicile_policy_us_split::us_approval_obligation()]
+    );
+    // The approval is bound to the ticket it was given for: the same request under another
+    // ticket is not covered.
+    let unrelated = Purpose::new(JustificationCode::LegalRequest).with_ticket("LEG-78");
+    let (rules, _) = denied(
+        d.gate
+            .read(&bo, &unrelated, &profile("ana"), Some(&request.id))
+            .unwrap_err(),
+    );
+    assert_eq!(rules, ["us-split/access/deny-by-default"]);
 
     d.clock.advance(Duration::from_secs(3599));
     assert!(
@@ -551,24 +565,61 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
                 &service,
                 &why,
                 &rec,
-                format!("{{\"os\":\"{bucket}\"}}").as_bytes(),
+                format!("{{\"os\":\"{bucket}\",\"user\":\"{s}\"}}").as_bytes(),
                 None,
             )
             .unwrap();
     }
-    let migration = principal("spiffe://domicile.example/us/domicile/migration")
+    // A subject whose Excepted value is not JSON: its identifying fields cannot be found.
+    d.gate
+        .register_subject(
+            &service,
+            &why,
+            &Subject::parse("opaque", Some("US"), None).unwrap(),
+        )
+        .unwrap();
+    let opaque = RecordRef {
+        subject: SubjectId::parse("opaque").unwrap(),
+        class: DataClass::Excepted,
+        collection: Collection::parse("metrics").unwrap(),
+        key: RecordKey::parse("opaque").unwrap(),
+    };
+    d.gate
+        .write(&service, &why, &opaque, b"user=opaque;os=tizen", None)
+        .unwrap();
+    let migration = principal("spiffe://domicile.example/us/usds/metrics")
         .kind(PrincipalKind::Service)
-        .org("domicile", "US")
-        .roles(&["migration-service"])
+        .org("usds", "US")
+        .roles(&["metrics-service"])
         .enrol(&d.gate);
-    let purpose = Purpose::new(JustificationCode::Migration);
     let request = ScanRequest {
         class: DataClass::Excepted,
         collection: Collection::parse("metrics").unwrap(),
         destination: Some(Region::parse("row").unwrap()),
     };
+    // Excepted data crosses only for interoperability or business metrics.
+    for other in [
+        JustificationCode::ProductionIncident,
+        JustificationCode::Migration,
+    ] {
+        let (rules, _) = denied(
+            d.gate
+                .scan(
+                    &migration,
+                    &Purpose::new(other).with_ticket("INC-1"),
+                    &request,
+                )
+                .unwrap_err(),
+        );
+        assert!(
+            rules.contains(&"us-split/excepted-crosses-deidentified".to_owned()),
+            "{rules:?}"
+        );
+    }
+    let purpose = Purpose::new(JustificationCode::BusinessMetrics).with_ticket("MET-1");
     let result = d.gate.scan(&migration, &purpose, &request).unwrap();
     assert_eq!(result.records.len(), 60);
+    assert_eq!(result.withheld_not_deidentifiable, 1);
     assert!(
         result
             .records
@@ -576,10 +627,37 @@ fn excepted_data_leaves_pseudonymised_or_aggregated() {
             .all(|r| matches!(r.subject, SubjectRef::Pseudonym(_))),
         "subject ids must not cross the border"
     );
+    // De-identified in value too, and under the transfer key: neither the subject's pseudonym
+    // nor a field's equals the subject's pseudonym in the audit log.
+    let log_json = serde_json::to_string(&entries(&d)).unwrap();
+    for r in &result.records {
+        let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        let user = value["user"].as_str().unwrap();
+        assert!(user.starts_with("hmac:") && user.len() == 69, "{user}");
+        assert!(!String::from_utf8_lossy(&r.value).contains("user-"));
+        let SubjectRef::Pseudonym(p) = &r.subject else {
+            unreachable!()
+        };
+        let hex = &p["hmac:".len()..];
+        assert!(
+            !log_json.contains(hex),
+            "a released pseudonym is in the log"
+        );
+        assert!(!log_json.contains(&user["hmac:".len()..]));
+    }
+    for i in 0..60 {
+        let s = SubjectId::parse(&format!("user-{i}")).unwrap();
+        assert_ne!(d.gate.transfer_pseudonym(&s), d.gate.pseudonym(&s));
+        assert_ne!(
+            d.gate.transfer_pseudonym(&s)["hmac:".len()..],
+            d.gate.pseudonym(&s)
+        );
+    }
     let counts = d
         .gate
         .aggregate(&migration, &purpose, &request, &|r| {
-            String::from_utf8_lossy(&r.value).into_owned()
+            let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap_or_default();
+            v["os"].as_str().unwrap_or("unknown").to_owned()
         })
         .unwrap();
     assert_eq!(

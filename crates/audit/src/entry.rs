@@ -233,7 +233,8 @@ pub struct Entry {
     pub resource: Resource,
     /// Why, with the justification code and a ticket or detail.
     pub purpose: Purpose,
-    /// The approval this access relied on, if any.
+    /// The approval this access relied on, if any, or the export licence it relied on, written
+    /// `licence:REGIME/ITEM/LICENCE-ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
     /// The decision.

@@ -13,4 +13,5 @@ pub(crate) fn resolver() -> PolicyResolver {
     PolicyResolver::new()
         .with(Arc::new(domicile_policy_global::GlobalPolicy::new()))
         .with(Arc::new(domicile_policy_us_split::UsSplitPolicy::new()))
+        .with(Arc::new(domicile_policy_eu_split::EuSplitPolicy::new()))
 }

@@ -156,6 +156,52 @@ fn plan_run_verify_report() {
     fails("a deleted log");
 }
 
+/// A split of a split: `domicile split run --to eu-split` on a us-split deployment moves the
+/// European (user-1, in Germany) out of `row` into `eu`, and nothing else.
+#[test]
+fn a_us_split_deployment_splits_again_to_eu_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    global_world(&data, &keys);
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+    let first = domicile(&[
+        "split", "run", "--data", d, "--keys", k, "--to", "us-split", "--quiet",
+    ]);
+    assert!(first.status.success(), "{}", text(&first));
+
+    let plan = domicile(&[
+        "split", "plan", "--data", d, "--keys", k, "--to", "eu-split",
+    ]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let out = text(&plan);
+    // Only the European's two records in row move: the profile to eu, the video to eu and us.
+    assert!(out.contains("subjects: 1 (0 unresolved)"), "{out}");
+    assert!(out.contains("homed in eu: 1"), "{out}");
+    assert!(
+        out.contains("move 1") && out.contains("replicate 1"),
+        "{out}"
+    );
+
+    let run = domicile(&[
+        "split", "run", "--data", d, "--keys", k, "--to", "eu-split", "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains("shredded in row: 1 subjects, 2 records"),
+        "{}",
+        text(&run)
+    );
+    let verify = domicile(&["split", "verify", "--data", d, "--keys", k]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(
+        data.join("split/previous/1/report.json").is_file(),
+        "the first split's report is kept"
+    );
+    let manifest = Deployment::manifest(&data).unwrap().unwrap();
+    assert_eq!(manifest.policy, "eu-split");
+    assert!(manifest.keys.contains_key("eu"));
+}
+
 #[test]
 fn bad_input_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,11 +230,11 @@ fn bad_input_gets_a_clear_error() {
         "--keys",
         k.to_str().unwrap(),
         "--to",
-        "eu-split",
+        "apac-split",
     ]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("unknown policy \"eu-split\""),
+        text(&out).contains("unknown policy \"apac-split\""),
         "{}",
         text(&out)
     );
@@ -212,7 +258,9 @@ fn an_unknown_target_policy_names_the_policies_this_build_links() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains(r#"unknown policy "mars-split": this build knows global, us-split"#),
+        text(&out).contains(
+            r#"unknown policy "mars-split": this build knows eu-split, global, us-split"#
+        ),
         "{}",
         text(&out)
     );

@@ -31,12 +31,14 @@ use domicile_residency::{
 /// The policy's name: the first segment of its rule ids.
 pub const NAME: &str = "global";
 /// The policy's version. Bump it when a rule changes.
-pub const VERSION: &str = "1.1.0";
+pub const VERSION: &str = "1.2.0";
 /// The one region, operated from the United States (where the pre-split product's primary data
 /// centre was).
 pub const REGIONS: &[(&str, &str)] = &[("global", "US")];
 /// The Cedar access rules.
 pub const ACCESS_RULES: &str = include_str!("access.cedar");
+/// The independent monitor organisations whose auditors read the log.
+pub const MONITORS: [&str; 1] = ["audit-firm"];
 
 const RESTS: &str = "global/everything-rests-in-global";
 const TRANSFER: &str = "global/transfers-stay-in-global";
@@ -76,7 +78,7 @@ fn rule_table() -> Vec<Rule> {
             "A subject is crypto-shredded at a user's ticketed request by the app service.",
         ),
         Rule::new("global/access/deny-by-default", "A request that no access rule permits is denied."),
-        Rule::new("global/access/auditor-reads-log", "Auditors read the audit log."),
+        Rule::new("global/access/auditor-reads-log", "The independent monitor (audit-firm) reads the audit log for an audit with a ticket."),
         Rule::new(
             "global/access/auditor-reads-nothing-else",
             "Auditors read nothing but the audit log.",

@@ -35,3 +35,16 @@ fn unknown_region_is_named() {
         "region us is not a region of policy global (its regions: global)"
     );
 }
+
+#[test]
+fn the_log_is_read_only_by_the_named_monitors() {
+    use domicile_policy_global::{ACCESS_RULES, MONITORS};
+    assert!(MONITORS
+        .iter()
+        .all(|m| ACCESS_RULES.contains(&format!("Domicile::Organisation::\"{m}\""))));
+    let rule = &ACCESS_RULES[ACCESS_RULES
+        .find("@id(\"global/access/auditor-reads-log\")")
+        .unwrap()..];
+    let rule = &rule[..rule.find("};").unwrap()];
+    assert!(rule.contains("context.has_ticket") && rule.contains("context.purpose == \"audit\""));
+}

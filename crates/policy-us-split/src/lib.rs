@@ -39,7 +39,7 @@ use domicile_residency::{
 /// The policy's name: the first segment of its rule ids.
 pub const NAME: &str = "us-split";
 /// The policy's version. Bump it when a rule changes.
-pub const VERSION: &str = "2.0.0";
+pub const VERSION: &str = "2.1.0";
 /// The regions, each with the country it is operated from: `us` on US soil by the trusted
 /// technology partner, `row` (rest of world) in Singapore.
 pub const REGIONS: &[(&str, &str)] = &[("us", "US"), ("row", "SG")];
@@ -70,6 +70,22 @@ pub const PARENT_ENTITIES: [&str; 4] = [
 /// The independent monitor organisations whose auditors read the log.
 pub const MONITORS: [&str; 1] = ["audit-firm"];
 
+/// The fields of a record value that name or single out a person: a Gate releasing records
+/// pseudonymised replaces their values with keyed pseudonyms (under its transfer key, not the
+/// audit key), so Excepted data crosses a border de-identified in value as well as subject.
+pub const IDENTIFYING_FIELDS: [&str; 10] = [
+    "user",
+    "user_id",
+    "subject",
+    "account",
+    "name",
+    "email",
+    "phone",
+    "device_id",
+    "ip",
+    "location",
+];
+
 /// The United States and its territories: Puerto Rico, Guam, the US Virgin Islands, American
 /// Samoa, the Northern Mariana Islands and the US Minor Outlying Islands.
 pub const US_COUNTRIES: [&str; 7] = ["US", "PR", "GU", "VI", "AS", "MP", "UM"];
@@ -94,8 +110,8 @@ fn rule_table() -> Vec<Rule> {
         Rule::new(PROTECTED_MOVES, "Protected data moves between regions only toward its subject's home region, and only for migration."),
         Rule::new(PUBLIC, "Public data may rest in both regions and move both ways."),
         Rule::new(EXCEPTED_HOME, "Excepted data rests in its home region."),
-        Rule::new(EXCEPTED_CROSSES, "Excepted data crosses the border only aggregated over at least 50 subjects or pseudonymised."),
-        Rule::new(MODEL_HOME, "A model artifact rests in the region it was trained in."),
+        Rule::new(EXCEPTED_CROSSES, "Excepted data crosses the border only for interoperability or business metrics, aggregated over at least 50 subjects or pseudonymised (its identifying fields too)."),
+        Rule::new(MODEL_HOME, "A model artifact rests in the region it was trained in, and may always go back there."),
         Rule::new(MODEL_LEAVES_ROW, "A model artifact leaving row is export-controlled technology and needs a licence (China's technology export catalogue, item 21)."),
         Rule::new(MODEL_STAYS_US, "A model artifact trained in us never leaves us."),
         Rule::new(STAYS, "Audit records and key material rest only in the region that created them."),
@@ -109,6 +125,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("us-split/access/app-service-shreds-on-request", "A subject is crypto-shredded at a user's ticketed request only by their home region's app service."),
         Rule::new("us-split/access/training-scans-own-region-behaviour", "Each region's training service (in us, USDS's) scans only its own region's behaviour, for recommendation training."),
         Rule::new("us-split/access/training-writes-own-region-models", "Each region's training service reads and writes model artifacts of its own region."),
+        Rule::new("us-split/access/metrics-service-scans-excepted-for-metrics", "Each region's metrics service (in us, USDS's) scans its own region's Excepted data for interoperability or business metrics; what leaves the region leaves de-identified."),
         Rule::new("us-split/access/migration-service-moves-data", "Only the deployment's own migration service of a region moves that region's data, for migration."),
         Rule::new("us-split/access/parent-and-partner-never-read-us-plaintext", "The parent company's entities and the technology partner never read, scan, export or approve access to US Protected or Excepted data."),
         Rule::new("us-split/access/deny-by-default", "A request that no access rule permits is denied."),
@@ -249,7 +266,12 @@ impl ResidencyPolicy for UsSplitPolicy {
             }
             DataClass::Protected => self.deny(PROTECTED_MOVES),
             DataClass::Public => self.allow(PUBLIC),
-            DataClass::Excepted => self.allow(EXCEPTED_CROSSES).with(self.deidentify()),
+            DataClass::Excepted if purpose.code.lets_excepted_cross() => {
+                self.allow(EXCEPTED_CROSSES).with(self.deidentify())
+            }
+            DataClass::Excepted => self.deny(EXCEPTED_CROSSES),
+            // A model going back to where it was trained is going home, not being exported.
+            DataClass::ModelArtifact if to == home => self.allow(MODEL_HOME),
             DataClass::ModelArtifact if *from == self.row && *home == self.row => {
                 self.allow(MODEL_LEAVES_ROW).with(self.export_licence())
             }
@@ -257,6 +279,14 @@ impl ResidencyPolicy for UsSplitPolicy {
             DataClass::ModelArtifact => self.deny(MODEL_STAYS_US),
             DataClass::AuditRecord | DataClass::KeyMaterial => self.deny(STAYS),
         })
+    }
+
+    fn approval_obligation(&self, region: &Region) -> Option<Obligation> {
+        (*region == self.us).then(us_approval_obligation)
+    }
+
+    fn identifying_fields(&self, _class: DataClass) -> &[&'static str] {
+        &IDENTIFYING_FIELDS
     }
 
     fn may_deploy_model(

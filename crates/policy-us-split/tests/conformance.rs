@@ -54,7 +54,7 @@ fn excepted_crosses_only_deidentified() {
             &us,
             &us,
             &row,
-            &Purpose::new(JustificationCode::ProductionIncident),
+            &Purpose::new(JustificationCode::BusinessMetrics),
         )
         .unwrap();
     assert!(d.allowed);
@@ -69,6 +69,23 @@ fn excepted_crosses_only_deidentified() {
             ]
         }]
     );
+}
+
+#[test]
+fn excepted_crosses_only_for_interoperability_or_business_metrics() {
+    let policy = UsSplitPolicy::new();
+    let (us, row) = regions();
+    for code in JustificationCode::ALL {
+        let d = policy
+            .may_transfer(DataClass::Excepted, &us, &us, &row, &Purpose::new(code))
+            .unwrap();
+        assert_eq!(d.allowed, code.lets_excepted_cross(), "{code}");
+        assert_eq!(d.rule.as_str(), "us-split/excepted-crosses-deidentified");
+    }
+    let policy: &dyn ResidencyPolicy = &policy;
+    assert!(policy
+        .identifying_fields(DataClass::Excepted)
+        .contains(&"user"));
 }
 
 #[test]
@@ -101,6 +118,13 @@ fn models_follow_their_data_and_row_models_need_a_licence() {
         .may_transfer(DataClass::ModelArtifact, &us, &us, &row, &migration)
         .unwrap();
     assert!(!leaving_us.allowed);
+    assert_eq!(leaving_us.rule.as_str(), "us-split/us-model-stays-in-us");
+    // A US model going back into us is going home: it is not labelled as leaving us.
+    let into_us = policy
+        .may_transfer(DataClass::ModelArtifact, &us, &row, &us, &migration)
+        .unwrap();
+    assert!(into_us.allowed);
+    assert_eq!(into_us.rule.as_str(), "us-split/model-rests-where-trained");
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub enum ResidencyError {
         value: String,
     },
     /// A justification code that is not in the list.
-    #[error("unknown justification code {value:?}: expected one of user_requested_support, trust_and_safety, legal_request, production_incident, recommendation_training, migration, audit")]
+    #[error("unknown justification code {value:?}: expected one of user_requested_support, trust_and_safety, legal_request, production_incident, recommendation_training, migration, audit, interoperability, business_metrics")]
     UnknownJustificationCode {
         /// The text that was given.
         value: String,
@@ -97,6 +97,22 @@ pub enum ResidencyError {
         policy: String,
         /// The policy's regions, comma separated.
         known: String,
+    },
+    /// An export licence reference that is not `REGIME/ITEM/LICENCE-ID` of the checked shape.
+    #[error("invalid export licence {value:?}: {reason}")]
+    InvalidLicence {
+        /// The text that was given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An export licence that does not meet the obligation it was presented for.
+    #[error("export licence {licence} does not cover this transfer: {reason}")]
+    LicenceDoesNotCover {
+        /// The licence, as `REGIME/ITEM/LICENCE-ID`.
+        licence: String,
+        /// What the policy requires instead.
+        reason: String,
     },
     /// A policy digest that is not `sha256:` and 64 hex digits.
     #[error(

@@ -171,6 +171,25 @@ pub trait ResidencyPolicy: Send + Sync {
         region: &Region,
     ) -> Result<Decision, ResidencyError>;
 
+    /// The fields of a record value (a JSON object) of `class` that name or single out a person
+    /// (`user`, `email`, `device_id`, …). A Gate releasing records under `Pseudonymize` replaces
+    /// each of these fields' values with a keyed pseudonym, so that a pseudonymised value does
+    /// not still read `{"user":"ana",…}`. None by default.
+    fn identifying_fields(&self, class: DataClass) -> &[&'static str] {
+        let _ = class;
+        &[]
+    }
+
+    /// What an approval of access to `region`'s data must satisfy, as an
+    /// [`Obligation::RequireApproval`](crate::Obligation::RequireApproval): whose approvers (by
+    /// the jurisdiction of their organisation) and for how long at most. A Gate checks every
+    /// approval it relies on against it and records it in the access's decision. `None` (the
+    /// default) when the policy's rules give approvals no role there.
+    fn approval_obligation(&self, region: &Region) -> Option<crate::Obligation> {
+        let _ = region;
+        None
+    }
+
     /// The access rules (who may do what) as Cedar policy text. Each policy carries an
     /// `@id("<policy>/access/<name>")` annotation that is also in the rule table.
     fn access_rules(&self) -> &str {

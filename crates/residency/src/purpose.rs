@@ -25,11 +25,18 @@ pub enum JustificationCode {
     Migration,
     /// An auditor's review.
     Audit,
+    /// Global interoperability of the product: Excepted data a region needs from another to
+    /// work with it (cross-region messaging, content delivery), de-identified.
+    Interoperability,
+    /// Business metrics: Excepted data counted or reported across regions, de-identified.
+    BusinessMetrics,
 }
 
 impl JustificationCode {
     /// All codes, in a fixed order.
-    pub const ALL: [JustificationCode; 7] = [
+    ///
+    /// New codes are appended: the audit log's canonical encoding names a code by its position.
+    pub const ALL: [JustificationCode; 9] = [
         JustificationCode::UserRequestedSupport,
         JustificationCode::TrustAndSafety,
         JustificationCode::LegalRequest,
@@ -37,7 +44,18 @@ impl JustificationCode {
         JustificationCode::RecommendationTraining,
         JustificationCode::Migration,
         JustificationCode::Audit,
+        JustificationCode::Interoperability,
+        JustificationCode::BusinessMetrics,
     ];
+
+    /// The purposes for which Excepted data may cross a border (de-identified): interoperability
+    /// and business metrics. Every other purpose keeps it at home.
+    pub fn lets_excepted_cross(&self) -> bool {
+        matches!(
+            self,
+            JustificationCode::Interoperability | JustificationCode::BusinessMetrics
+        )
+    }
 
     /// The wire name (`user_requested_support`, …).
     pub fn as_str(&self) -> &'static str {
@@ -49,6 +67,8 @@ impl JustificationCode {
             JustificationCode::RecommendationTraining => "recommendation_training",
             JustificationCode::Migration => "migration",
             JustificationCode::Audit => "audit",
+            JustificationCode::Interoperability => "interoperability",
+            JustificationCode::BusinessMetrics => "business_metrics",
         }
     }
 }

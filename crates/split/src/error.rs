@@ -66,10 +66,19 @@ pub enum SplitError {
         /// What is wrong.
         detail: String,
     },
-    /// The source and target deployments share a region name.
+    /// The source and target deployments share a region name where a split cannot keep it.
+    /// [`Plan::compute`](crate::Plan::compute) no longer returns it: a target that keeps source
+    /// regions is a split of a split, which moves only what must leave.
     #[error("the target policy reuses region {region} of the source deployment; a split moves data into new regions")]
     SharedRegion {
         /// The shared region.
+        region: String,
+    },
+    /// The target policy keeps some of the source's regions but not this one: the split would
+    /// run on the kept regions only and leave this region's data behind, so nothing is done.
+    #[error("the target policy keeps some regions of the source deployment but not {region}; a split that keeps regions cannot drop one (its data would be left behind), so nothing was done")]
+    RegionDropped {
+        /// The source region the target policy does not have.
         region: String,
     },
     /// Subjects whose home region the target policy cannot decide.
@@ -106,7 +115,9 @@ pub enum SplitError {
         /// How many.
         count: usize,
     },
-    /// The deployment was already split to another policy; this run would do nothing.
+    /// The deployment was already split to another policy and this journal cannot start
+    /// another. [`run`](crate::run) no longer returns it: it keeps the finished journal under
+    /// `split/previous/<n>/` and starts a split of a split.
     #[error("the deployment was already split to {policy} (journal {journal}); a further split to {target} is not supported by this journal: move {journal} and report.json aside to start a new split")]
     AlreadySplit {
         /// The policy the deployment is under now.

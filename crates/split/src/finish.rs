@@ -75,6 +75,64 @@ pub fn shred_source(
     Ok(done)
 }
 
+/// Crypto-shreds, in a split of a split, every subject that leaves a region the target keeps
+/// (a European in `row` under `eu-split`), and only them: the subjects the journal's
+/// authenticated verification line lists for that region, each read back from every other
+/// region the plan names before any key is destroyed (DESIGN.md invariant 8). Everyone else in
+/// the region stays. Resumable like [`shred_source`]; each shredded region's KEK is then rotated
+/// ([`finalize_shreds`]).
+pub fn shred_leaving(
+    deployment: &Deployment,
+    journal: &mut Journal,
+) -> Result<Vec<ShredSummary>, SplitError> {
+    let purpose = migration_purpose();
+    let mut done: Vec<ShredSummary> = journal.shredded().into_iter().cloned().collect();
+    let verified: Vec<(
+        domicile_residency::Region,
+        std::collections::BTreeSet<String>,
+    )> = journal
+        .verified()
+        .map(|(_, _, subjects)| {
+            subjects
+                .iter()
+                .map(|(r, ps)| (r.clone(), ps.iter().cloned().collect()))
+                .collect()
+        })
+        .ok_or_else(|| SplitError::JournalMismatch {
+            path: journal.path().to_owned(),
+            detail: "it holds no verification of this split's plan; nothing was shredded".into(),
+        })?;
+    for (region, leaving) in verified {
+        let Some(node) = deployment.region(&region) else {
+            continue;
+        };
+        let who = deployment.migration_principal(&region);
+        let ids: Vec<_> = node
+            .gate
+            .subject_ids(&who, &purpose)?
+            .into_iter()
+            .filter(|id| leaving.contains(&node.gate.pseudonym(id)))
+            .collect();
+        for chunk in ids.chunks(SHRED_BATCH) {
+            for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
+                let summary = ShredSummary {
+                    region: region.clone(),
+                    subject_pseudonym: node.gate.pseudonym(&receipt.subject),
+                    records: receipt.records.len() as u64,
+                    data_key_version: receipt.data_key_version,
+                    key_destroyed_now: receipt.key_destroyed_now,
+                };
+                journal.append(JournalLine::Shredded(summary.clone()))?;
+                done.push(summary);
+            }
+        }
+        if !leaving.is_empty() {
+            finalize_shreds(deployment, &region)?;
+        }
+    }
+    Ok(done)
+}
+
 /// Makes the shreds of `region` final ([`KeyCustodian::finalize_shreds`]): every live data key
 /// is rewrapped under a new KEK (the file custodian writes a fresh key store) and every older
 /// KEK is destroyed, so wrapped data keys left behind in freed disk blocks, or in a copy of the

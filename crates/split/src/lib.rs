@@ -64,7 +64,7 @@ use domicile_residency::PolicyResolver;
 pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
-pub use finish::{finalize_shreds, shred_source};
+pub use finish::{finalize_shreds, shred_leaving, shred_source};
 pub use ingest::{ingest_file, IngestOptions, IngestReport, OnUnknown};
 pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
@@ -75,7 +75,7 @@ pub use report::{
     check_report, parse_migration_vkey, pin_migration_key, pinned_migration_key, LogCheck,
     MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary, MIGRATION_VKEY,
 };
-pub use verify::{check_placement, verify, Placement};
+pub use verify::{check_placement, verify, verify_moved, Placement};
 
 /// Where a split keeps its journal and report: `<data>/split/`.
 pub fn split_dir(data_root: &Path) -> PathBuf {
@@ -137,6 +137,20 @@ pub fn run(
     // A mistyped --keys must not create keys, a journal or a migration key, nor orphan every
     // record: checked before anything is written.
     Deployment::check_keys(keys_root, &manifest)?;
+    // A target that keeps some regions (a split of a split) must keep them all: a region it
+    // dropped would be left behind with its data. Checked before anything is written.
+    let (now, to) = (
+        policies.resolve(&manifest.policy)?,
+        policies.resolve(target_policy)?,
+    );
+    let kept = |r: &domicile_residency::Region| to.has_region(r);
+    if now.regions().iter().any(kept) {
+        if let Some(dropped) = now.regions().iter().find(|r| !kept(r)) {
+            return Err(SplitError::RegionDropped {
+                region: dropped.to_string(),
+            });
+        }
+    }
     let key_path = options
         .migration_key
         .clone()
@@ -158,14 +172,14 @@ pub fn run(
         None => report::pin_migration_key(data_root, &key)?,
     }
     let mut journal = Journal::open(dir.join("journal.jsonl"), &key, &manifest.trust_domain)?;
+    if journal.finished() && manifest.policy != target_policy {
+        // A split of a split: the finished one's journal and report are kept, under
+        // `split/previous/<n>/`, and this one starts a journal of its own.
+        drop(journal);
+        archive_finished(&dir)?;
+        journal = Journal::open(dir.join("journal.jsonl"), &key, &manifest.trust_domain)?;
+    }
     if journal.finished() {
-        if manifest.policy != target_policy {
-            return Err(SplitError::AlreadySplit {
-                policy: manifest.policy,
-                target: target_policy.to_owned(),
-                journal: journal.path().to_owned(),
-            });
-        }
         let bytes = domicile_durable::read_bounded(&report_path, report::MAX_REPORT_BYTES)?;
         let signed: SignedReport = serde_json::from_slice(&bytes)
             .map_err(|e| SplitError::BadReport(format!("{}: {e}", report_path.display())))?;
@@ -184,30 +198,49 @@ pub fn run(
     } else {
         manifest.policy.clone()
     };
-    let source = Deployment::open_with(
-        data_root,
-        keys_root,
-        policies.resolve(&source_policy)?,
-        &manifest.trust_domain,
-    )?;
     let target = Deployment::open_with(
         data_root,
         keys_root,
         policies.resolve(target_policy)?,
         &manifest.trust_domain,
     )?;
+    // A split of a split keeps regions of the source (`us-split` → `eu-split` keeps `us` and
+    // `row`): a region's store opens once, so the target deployment is also the source, and
+    // only what must leave the region it rests in moves.
+    let source_regions = policies.resolve(&source_policy)?;
+    let in_place = source_regions
+        .regions()
+        .iter()
+        .any(|r| target.region(r).is_some());
+    let source_owned = if in_place {
+        None
+    } else {
+        Some(Deployment::open_with(
+            data_root,
+            keys_root,
+            source_regions,
+            &manifest.trust_domain,
+        )?)
+    };
+    let source: &Deployment = source_owned.as_ref().unwrap_or(&target);
     // An authenticated verification of this journal's plan is trusted only once shredding has
     // begun (the source can no longer be planned again); before that, every run copies what is
     // missing and reads every target back itself.
     let resumed_after_verification = !journal.shredded().is_empty() && journal.verified().is_some();
-    let (plan_summary, verification, mut copy_report) = if resumed_after_verification {
+    let (plan_summary, mut verification, mut copy_report) = if resumed_after_verification {
         let (plan, verification, _) = journal.verified().expect("checked above");
         (plan.clone(), verification.clone(), CopyReport::default())
     } else {
-        let plan = Plan::compute(&source, target.policy().as_ref())?;
+        let plan = if in_place {
+            let mut plan = Plan::compute(source, target.policy().as_ref())?;
+            plan.source_policy = policies.resolve(&source_policy)?.id().clone();
+            plan
+        } else {
+            Plan::compute(source, target.policy().as_ref())?
+        };
         let copy_report = copy(
             &plan,
-            &source,
+            source,
             &target,
             &mut journal,
             &ExecuteOptions {
@@ -216,7 +249,11 @@ pub fn run(
                 progress: options.progress,
             },
         )?;
-        let verification = verify(&plan, &target)?;
+        let verification = if in_place {
+            verify_moved(&plan, &target)?
+        } else {
+            verify(&plan, &target)?
+        };
         let summary = plan.summary();
         let plan_fingerprint = match journal.start() {
             Some(JournalLine::Start { plan, .. }) => plan.clone(),
@@ -262,7 +299,23 @@ pub fn run(
     }
     copy_report.records_read = records_read;
     copy_report.written = written;
-    let receipts = shred_source(&source, &target, &mut journal)?;
+    let receipts = if in_place {
+        let receipts = shred_leaving(&target, &mut journal)?;
+        // Invariant 1 over everything, moved or not: no record rests where the new policy
+        // does not allow it.
+        let placement = check_placement(&target)?;
+        if !placement.problems.is_empty() {
+            return Err(SplitError::VerificationFailed {
+                problems: placement.problems,
+            });
+        }
+        // The report's counts are what rests in each region now, after the shred, as for a
+        // split whose source regions are gone.
+        verification.per_region = placement.counts;
+        receipts
+    } else {
+        shred_source(source, &target, &mut journal)?
+    };
     let mut shredded_subjects = BTreeMap::new();
     let mut shredded_records = BTreeMap::new();
     for r in &receipts {
@@ -311,7 +364,9 @@ pub fn run(
         format!("{}\n", signed.report).as_bytes(),
     )?;
     let target_prints = target.key_prints()?;
-    source.close()?;
+    if let Some(source) = &source_owned {
+        source.close()?;
+    }
     target.close()?;
     // From now on the deployment is the target one.
     let switched = Manifest {
@@ -327,4 +382,25 @@ pub fn run(
         finished_ms: signed.report.finished_ms,
     })?;
     Ok(signed)
+}
+
+/// Moves a finished split's journal and report aside, to `<split>/previous/<n>/` (the first
+/// free `n` from 1), so that a further split starts a journal of its own.
+fn archive_finished(dir: &Path) -> Result<(), SplitError> {
+    let previous = dir.join("previous");
+    let mut n = 1u32;
+    while previous.join(n.to_string()).exists() {
+        n += 1;
+    }
+    let into = previous.join(n.to_string());
+    domicile_durable::create_private_dir(&into)?;
+    for name in ["journal.jsonl", "report.json", "report.txt"] {
+        let from = dir.join(name);
+        if from.exists() {
+            domicile_durable::rename_synced(&from, &into.join(name))?;
+        }
+    }
+    // The names are gone from `dir` durably too, so a power cut cannot bring the finished
+    // journal back in front of the new split.
+    Ok(domicile_durable::sync_dir(dir)?)
 }

@@ -115,14 +115,13 @@ impl Plan {
     /// Plans the move of `source` to `target`: reads the source's inventory through its Gates
     /// (one logged bulk entry per region) and decides every record under the target policy.
     /// Changes no data.
+    ///
+    /// When the target policy keeps some of the source's regions (a split of a split:
+    /// `us-split` → `eu-split` keeps `us` and `row`), the plan holds only what must leave the
+    /// region it rests in ([`only_what_leaves`](Self::only_what_leaves)); everything else stays
+    /// where it is, untouched.
     pub fn compute(source: &Deployment, target: &dyn ResidencyPolicy) -> Result<Plan, SplitError> {
-        for region in target.regions() {
-            if source.region(region).is_some() {
-                return Err(SplitError::SharedRegion {
-                    region: region.to_string(),
-                });
-            }
-        }
+        let shares_regions = target.regions().iter().any(|r| source.region(r).is_some());
         let purpose = migration_purpose();
         let mut inventories: Vec<(Region, SubjectInventory)> = Vec::new();
         for node in source.regions() {
@@ -131,7 +130,40 @@ impl Plan {
                 inventories.push((node.region.clone(), inv));
             }
         }
-        Self::from_inventories(source.policy().id().clone(), target, inventories)
+        let plan = Self::from_inventories(source.policy().id().clone(), target, inventories)?;
+        Ok(if shares_regions {
+            plan.only_what_leaves()
+        } else {
+            plan
+        })
+    }
+
+    /// Narrows a plan whose target keeps some source regions to what must move. A subject
+    /// *leaves* a region when one of their records there may not rest there under the target
+    /// policy (a European's profile in `row` under `eu-split`); every record of theirs in that
+    /// region is then copied to its other target regions, and the subject is shredded there
+    /// after verification. Records of subjects who do not leave stay where they are and are not
+    /// in the plan; subjects left with nothing to move are dropped.
+    pub fn only_what_leaves(mut self) -> Plan {
+        for s in &mut self.subjects {
+            let leaves: BTreeSet<Region> = s
+                .records
+                .iter()
+                .filter(|r| !r.targets.contains(&r.source))
+                .map(|r| r.source.clone())
+                .collect();
+            s.records.retain(|r| leaves.contains(&r.source));
+            for r in &mut s.records {
+                r.targets.remove(&r.source);
+                r.action = match r.targets.len() {
+                    0 => RecordAction::Shred,
+                    1 => RecordAction::Move,
+                    _ => RecordAction::Replicate,
+                };
+            }
+        }
+        self.subjects.retain(|s| !s.records.is_empty());
+        self
     }
 
     /// Plans from inventories already taken: (source region, inventory) pairs.

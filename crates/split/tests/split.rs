@@ -552,19 +552,37 @@ fn a_report_after_a_resume_covers_the_whole_split() {
     assert_eq!(signed.report.shred_receipts.len(), 12);
 }
 
-/// A finished split asked for another policy refuses instead of reprinting the old report.
+/// A finished split asked for another policy starts a split of its own (a split of a split)
+/// instead of reprinting the old report: the finished journal and report are kept aside, and
+/// an interrupted second split leaves the deployment under the first policy.
 #[test]
-fn a_second_split_to_another_policy_is_refused_not_silently_skipped() {
+fn a_second_split_to_another_policy_keeps_the_first_s_journal_and_starts_its_own() {
+    use std::sync::atomic::AtomicBool;
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 4);
-    run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
-    let err = run(&data, &keys, &policies(), "global", &split_options(4)).unwrap_err();
-    assert!(matches!(err, SplitError::AlreadySplit { .. }), "{err}");
+    let policies = policies().with(Arc::new(domicile_policy_eu_split::EuSplitPolicy::new()));
+    let first = run(&data, &keys, &policies, "us-split", &split_options(4)).unwrap();
+    let stop = AtomicBool::new(true);
+    let options = RunOptions {
+        stop: Some(&stop),
+        ..split_options(4)
+    };
+    let err = run(&data, &keys, &policies, "eu-split", &options).unwrap_err();
+    assert!(matches!(err, SplitError::Interrupted { .. }), "{err}");
     assert_eq!(
         Deployment::manifest(&data).unwrap().unwrap().policy,
         "us-split"
     );
+    let kept = data.join("split/previous/1");
+    let report: domicile_split::SignedReport =
+        serde_json::from_slice(&std::fs::read(kept.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report, first);
+    let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+    let old = Journal::open(kept.join("journal.jsonl"), &key, "domicile.example").unwrap();
+    assert!(old.finished());
+    let new = Journal::open(data.join("split/journal.jsonl"), &key, "domicile.example").unwrap();
+    assert!(!new.finished() && new.start().is_some());
 }
 
 /// `check_report` trusts the pinned key and the logs, not the report.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use domicile_audit::{Action, BulkDigest, ResultDigest};
-use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
+use domicile_residency::{DataClass, ExportLicence, Obligation, Purpose, Region, SubjectId};
 use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
 
 use super::call::{Gathered, Touched};
@@ -43,11 +43,12 @@ impl Gate {
             );
         }
         let resource = bulk(request.class, collection, 0);
-        let ((records, skipped), receipt) =
+        let ((records, skipped, withheld), receipt) =
             call.release_bulk("scan", resource, &verdict, || {
                 let mut records = Vec::new();
                 let mut touched = Touched::default();
                 let mut skipped = 0;
+                let mut withheld = 0;
                 let mut placed: BTreeMap<SubjectId, bool> = BTreeMap::new();
                 let mut digest = BulkDigest::new();
                 for item in self.store.scan_collection(&request.collection) {
@@ -74,27 +75,34 @@ impl Gate {
                         skipped += 1;
                         continue;
                     }
-                    digest.add(&raw.digest().0);
+                    let (subject, value) = if pseudonymise {
+                        // De-identified in value as well as subject, under the transfer key.
+                        let Some(value) = self.deidentify(raw.meta.class, &raw.value) else {
+                            withheld += 1;
+                            continue;
+                        };
+                        digest.add(&RecordDigest::of(&value).0);
+                        let subject = self.transfer_pseudonym(&raw.meta.subject);
+                        (SubjectRef::Pseudonym(subject), value)
+                    } else {
+                        digest.add(&raw.digest().0);
+                        (SubjectRef::Id(raw.meta.subject.clone()), raw.value)
+                    };
                     touched.record(
                         self.pseudonym_of(&raw.meta.subject),
                         raw.meta.class,
                         raw.meta.collection.as_str(),
                     );
-                    let subject = if pseudonymise {
-                        SubjectRef::Pseudonym(self.pseudonym(&raw.meta.subject))
-                    } else {
-                        SubjectRef::Id(raw.meta.subject.clone())
-                    };
                     records.push(Released {
                         subject,
                         class: raw.meta.class,
                         collection: raw.meta.collection,
                         key: raw.meta.key,
-                        value: raw.value,
+                        value,
                     });
                 }
                 Ok(Gathered::released_batch(
-                    (records, skipped),
+                    (records, skipped, withheld),
                     touched,
                     request.class,
                     collection,
@@ -104,6 +112,7 @@ impl Gate {
         Ok(ScanResult {
             records,
             skipped_misplaced: skipped,
+            withheld_not_deidentifiable: withheld,
             obligations: verdict.obligations,
             receipt,
         })
@@ -172,16 +181,20 @@ impl Gate {
 
     /// Exports a subject's sealed records for `destination` (no plaintext leaves): the residency
     /// policy decides the transfer of every record's class, and an `ExportLicence` obligation
-    /// needs `licence`, a reference to the licence held.
+    /// needs `licence`, the licence held, whose regime and item must be the obligation's
+    /// ([`ExportLicence::check`]). The licence relied on is recorded in the audit entry, in its
+    /// `approval` field as `licence:REGIME/ITEM/LICENCE-ID`.
     pub fn export(
         &self,
         who: &Principal,
         purpose: &Purpose,
         subject: &SubjectId,
         destination: &Region,
-        licence: Option<&str>,
+        licence: Option<&ExportLicence>,
     ) -> Result<(ExportBundle, TransferKey), GateError> {
-        let call = self.call(who, purpose, None, Action::Export);
+        let call = self
+            .call(who, purpose, None, Action::Export)
+            .relying_on_licence(licence);
         let home = self.home_of(subject)?;
         // A caller of another region takes the export home: its region is the destination.
         let destination = &self
@@ -208,16 +221,19 @@ impl Gate {
                 purpose,
             )?;
         }
-        let unmet = verdict
-            .obligations
-            .iter()
-            .find(|o| !matches!(o, Obligation::ExportLicence { .. }) || licence.is_none())
-            .cloned();
-        if let Some(o) = unmet {
-            verdict.refuse(
-                gate_rule(OBLIGATION_UNMET),
-                format!("obligation not met: {o}"),
-            );
+        // Sealed records leave as they are: only a licence meets an obligation here, and only
+        // one of the regime and item the policy names.
+        let unmet = verdict.obligations.iter().find_map(|o| match (o, licence) {
+            (Obligation::ExportLicence { .. }, Some(held)) => {
+                held.check(o).err().map(|e| e.to_string())
+            }
+            (Obligation::ExportLicence { .. }, None) => Some(format!(
+                "obligation not met: {o}; no export licence was given"
+            )),
+            (other, _) => Some(format!("obligation not met: {other}")),
+        });
+        if let Some(why) = unmet {
+            verdict.refuse(gate_rule(OBLIGATION_UNMET), why);
         }
         let mut touched = Touched::default();
         touched.name(self.pseudonym_of(subject));

@@ -27,12 +27,15 @@ use domicile_audit::{
     Action, Entry, Outcome, Principal as AuditPrincipal, Pseudonym, Receipt,
     Resource as AuditResource, ResultDigest, SubjectSet, Tally, Target,
 };
-use domicile_residency::{DataClass, Purpose, SubjectId};
+use domicile_residency::{DataClass, ExportLicence, Purpose, SubjectId};
 
 use super::verdict::Verdict;
 use super::{Gate, GateError};
 use crate::approval::ApprovalId;
 use crate::{Clock, Principal};
+
+/// How an entry's `approval` field names an export licence the call relied on.
+pub const LICENCE_PREFIX: &str = "licence:";
 
 /// One Gate call as the log sees it: who, why, on which approval, under which request id, and
 /// the action every entry of the call records.
@@ -41,6 +44,7 @@ pub(super) struct Call<'a> {
     who: &'a Principal,
     purpose: &'a Purpose,
     approval: Option<&'a ApprovalId>,
+    licence: Option<&'a ExportLicence>,
     action: Action,
     request_id: String,
 }
@@ -221,9 +225,27 @@ impl Gate {
             who,
             purpose,
             approval,
+            licence: None,
             action,
             request_id: format!("{}-{n:08}", self.request_prefix),
         }
+    }
+}
+
+/// What a call relies on besides its decision.
+impl<'a> Call<'a> {
+    /// The export licence the call relies on: its entries record it.
+    pub(super) fn relying_on_licence(mut self, licence: Option<&'a ExportLicence>) -> Self {
+        self.licence = licence;
+        self
+    }
+
+    /// The authorisation an entry records: the approval, or the export licence as
+    /// `licence:REGIME/ITEM/LICENCE-ID`.
+    fn relied_on(&self) -> Option<String> {
+        self.approval
+            .map(|a| a.to_string())
+            .or_else(|| self.licence.map(|l| format!("{LICENCE_PREFIX}{l}")))
     }
 }
 
@@ -262,7 +284,7 @@ impl Call<'_> {
             action: self.action,
             resource,
             purpose: self.purpose.clone(),
-            approval: self.approval.map(|a| a.to_string()),
+            approval: self.relied_on(),
             decision: verdict.entry_decision(),
             policy: self.gate.policy.id().clone(),
             request_id: self.request_id.clone(),

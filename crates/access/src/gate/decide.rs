@@ -1,9 +1,9 @@
 //! Deciding: the questions a Gate puts to the residency policy, the access rules and the
 //! approval book before a call, each answered as a [`Verdict`].
 
-use domicile_residency::{DataClass, Purpose, Region, SubjectId};
+use domicile_residency::{DataClass, Obligation, Purpose, Region, SubjectId};
 
-use super::gate_rules::{gate_rule, UNVERIFIED_PRINCIPAL};
+use super::gate_rules::{gate_rule, OBLIGATION_UNMET, UNVERIFIED_PRINCIPAL};
 use super::verdict::Verdict;
 use super::{Gate, GateError, RecordRef, ScanRequest};
 use crate::approval::ApprovalId;
@@ -238,10 +238,40 @@ impl Gate {
             approval: facts,
         })?;
         let mut verdict = Verdict::of_record(&residency, &access, note);
+        if let (Some(facts), true) = (facts, verdict.allowed) {
+            self.add_approval_obligation(&mut verdict, facts);
+        }
         if action == AccessAction::Read {
             self.add_caller_transfer(&mut verdict, who, record.class, Some(&home), purpose)?;
         }
         Ok(verdict)
+    }
+
+    /// An access allowed on an approval carries the policy's `RequireApproval` obligation for
+    /// this region into its decision (so the log says which obligation the approval met), after
+    /// the Gate checks the approval against it itself: an approver of an organisation outside
+    /// the obligation's jurisdiction, or an approval longer than its maximum, is refused by
+    /// `gate/obligation-unmet` whatever the access rules said.
+    fn add_approval_obligation(&self, verdict: &mut Verdict, facts: ApprovalFacts) {
+        let Some(obligation) = self.policy.approval_obligation(&self.region) else {
+            return;
+        };
+        if let Obligation::RequireApproval {
+            by,
+            max_duration_secs,
+        } = &obligation
+        {
+            if !by.covers(facts.approver_org_country) || facts.duration_secs > *max_duration_secs {
+                verdict.refuse(
+                    gate_rule(OBLIGATION_UNMET),
+                    format!("the approval does not meet the obligation: {obligation}"),
+                );
+                return;
+            }
+        }
+        if !verdict.obligations.contains(&obligation) {
+            verdict.obligations.push(obligation);
+        }
     }
 
     /// The residency policy's answer to moving `class` from this region to `destination`, for

@@ -110,6 +110,11 @@ impl Gate {
     /// entries in the log: the decision, durable before anything is decrypted, and what was
     /// released (records per class and collection, the subject set, a digest over everything),
     /// durable before it returns.
+    ///
+    /// Besides the access rules, the residency policy is asked, for every home the subjects
+    /// have, whether their Protected data may go from here toward that home for this purpose
+    /// (for a subject homed here: whether it may rest here): a migration read moves data only
+    /// toward each subject's home.
     pub fn read_subjects(
         &self,
         who: &Principal,
@@ -117,8 +122,24 @@ impl Gate {
         subjects: &[SubjectId],
     ) -> Result<Vec<(SubjectId, Vec<RawRecord>)>, GateError> {
         let call = self.call(who, purpose, None, Action::Migrate);
-        let verdict =
+        let mut verdict =
             self.decide_bulk(who, AccessAction::Read, DataClass::Protected, "*", purpose)?;
+        let mut homes = BTreeSet::new();
+        for id in subjects {
+            if let Some(registered) = self.store.subject(id)? {
+                homes.insert(registered.home);
+            }
+        }
+        for home in &homes {
+            let toward_home = self.policy.may_transfer(
+                DataClass::Protected,
+                home,
+                &self.region,
+                home,
+                purpose,
+            )?;
+            verdict.merge(Verdict::of_transfer(toward_home));
+        }
         let resource = bulk(DataClass::Protected, "*", 0);
         let (read, _) = call.release_bulk("read for migration", resource, &verdict, || {
             let mut out = Vec::with_capacity(subjects.len());

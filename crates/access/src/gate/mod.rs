@@ -16,7 +16,8 @@
 //! - `bulk.rs`: many records at once (scan, aggregate, export, shred) and opening the log;
 //! - `migration.rs`: what a split reads and writes (inventory, subject lists, batches);
 //! - `models.rs`: recording a model's training and deciding its deployment;
-//! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access.
+//! - `approvals.rs`: requesting, granting, denying and revoking time-boxed access;
+//! - `transfer.rs`: de-identifying released records under the transfer key.
 
 mod approvals;
 mod bulk;
@@ -27,6 +28,7 @@ mod gate_rules;
 mod migration;
 mod models;
 mod records;
+mod transfer;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 pub use approvals::MAX_APPROVAL_SUBJECTS;
+pub use call::LICENCE_PREFIX;
 pub use error::GateError;
 pub use gate_rules::{
     gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
@@ -66,13 +69,14 @@ pub struct RecordRef {
 }
 
 /// Who a released record is about: the subject id, or a keyed pseudonym when the decision
-/// obliged pseudonymisation.
+/// obliged pseudonymisation ([`Gate::transfer_pseudonym`], under the transfer key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectRef {
     /// The subject id itself.
     Id(SubjectId),
-    /// HMAC-SHA256 of the id under the region's audit key, as 64 hex digits.
+    /// `hmac:` and 64 hex digits: HMAC-SHA256 of the id under the Gate's transfer key, which is
+    /// not the audit key, so it never equals the subject's pseudonym in the log.
     Pseudonym(String),
 }
 
@@ -121,6 +125,9 @@ pub struct ScanResult {
     pub records: Vec<Released>,
     /// Records skipped because their subject's home does not allow them here.
     pub skipped_misplaced: u64,
+    /// Records withheld because they had to be de-identified and their value is not a JSON
+    /// object whose identifying fields could be found.
+    pub withheld_not_deidentifiable: u64,
     /// The obligations the Gate honoured.
     pub obligations: Vec<Obligation>,
     /// The audit receipt of the scan.
@@ -158,6 +165,7 @@ pub struct Gate {
     store: Arc<SealedStore>,
     log: Arc<AuditLog>,
     audit_key: AuditKey,
+    transfer_key: ring::hmac::Key,
     approvals: ApprovalBook,
     approvers: RwLock<BTreeMap<SpiffeId, String>>,
     directory: RwLock<PrincipalDirectory>,
@@ -202,6 +210,12 @@ impl Gate {
             .map_err(|_| AccessError::Random {
                 making: "making the Gate's request-id prefix",
             })?;
+        let mut transfer = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut transfer)
+            .map_err(|_| AccessError::Random {
+                making: "making the Gate's transfer key",
+            })?;
         let gate = Gate {
             region: store.region().clone(),
             policy,
@@ -209,6 +223,7 @@ impl Gate {
             store,
             log,
             audit_key,
+            transfer_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &transfer),
             approvals,
             approvers: RwLock::new(BTreeMap::new()),
             directory: RwLock::new(PrincipalDirectory::empty()),
