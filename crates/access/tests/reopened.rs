@@ -193,13 +193,26 @@ fn a_bulk_read_that_fails_half_way_leaves_its_decision_and_its_failure() {
     }
     close(node);
     // One subject's wrapped data key is lost.
-    let keys = dir.path().join("keys").join("us").join("subjects");
-    let lost = std::fs::read_dir(&keys)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "dk"))
-        .unwrap();
-    std::fs::remove_file(lost).unwrap();
+    // The key store (redb) maps each subject's pseudonym to its wrapped data key: drop one.
+    use redb::ReadableTable;
+    const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("data_keys");
+    let db = redb::Database::create(dir.path().join("keys/us/datakeys.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(TABLE).unwrap();
+        let lost = table
+            .iter()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .0
+            .value()
+            .to_vec();
+        table.remove(lost.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
 
     let node = open(dir.path(), &log_key, &audit_key);
     let before = node.log.size();

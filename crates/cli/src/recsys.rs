@@ -36,6 +36,41 @@ enum RecsysCommand {
     Generate(GenerateArgs),
     /// Generate an Ed25519 model-signing key (PKCS#8); prints the public key in hex.
     Keygen(KeygenArgs),
+    /// Deploy a signed model artifact into one region of a deployment: its signature checked
+    /// against the trusted key, the residency policy asked whether a model trained on its
+    /// `trained_on` may run there, the decision logged in the region's audit log, and only then
+    /// the artifact copied to `<data>/<region>/models/`.
+    Deploy(DeployArgs),
+}
+
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// The deployment's data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// The deployment's keys directory.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The region to deploy into.
+    #[arg(long)]
+    region: String,
+    /// The model artifact.
+    #[arg(long)]
+    model: PathBuf,
+    /// The Ed25519 public key (hex, or a file holding it) the model must be signed by. Required
+    /// unless --allow-unsigned is given.
+    #[arg(long)]
+    trusted_key: Option<String>,
+    /// Deploy an unsigned model, or one signed by a key other than --trusted-key, with a
+    /// warning: nothing then vouches for its provenance.
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// The organisation running the deploying service (`usds` in a US split's `us` region).
+    #[arg(long, default_value = "domicile")]
+    org: String,
+    /// The ticket the deployment is made under, recorded in the log entry.
+    #[arg(long)]
+    ticket: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -286,6 +321,7 @@ pub(crate) fn run(args: RecsysArgs) -> ExitCode {
         RecsysCommand::Eval(a) => eval(a),
         RecsysCommand::Generate(a) => generate(a),
         RecsysCommand::Keygen(a) => keygen(a),
+        RecsysCommand::Deploy(a) => deploy(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -417,33 +453,122 @@ fn read_trusted_key(text: &str) -> Result<[u8; 32], CliError> {
     Ok(out)
 }
 
-fn recommend(a: RecommendArgs) -> Result<(), CliError> {
-    let trust = match (a.trusted_key.as_deref(), a.allow_unsigned) {
+/// How `--trusted-key` and `--allow-unsigned` decide which artifacts load.
+fn trust_of(trusted_key: Option<&str>, allow_unsigned: bool) -> Result<Trust, CliError> {
+    Ok(match (trusted_key, allow_unsigned) {
         (Some(text), false) => Trust::pinned(read_trusted_key(text)?),
         (Some(text), true) => Trust::pinned(read_trusted_key(text)?).or_untrusted(),
         (None, true) => Trust::allow_untrusted(),
         // Refused by the library with a typed error that says what to pass.
         (None, false) => Trust::default(),
-    };
-    let loaded = read_artifact(&a.model, &trust)?;
-    match &loaded.signature {
+    })
+}
+
+/// Says on stderr who vouches for a loaded model, loudly when nobody trusted does.
+fn report_signature(path: &Path, signature: &SignatureStatus, doing: &str) {
+    match signature {
         SignatureStatus::Trusted { public_key } => eprintln!(
             "model {} signed by the trusted key {}",
-            a.model.display(),
+            path.display(),
             hex(public_key)
         ),
         SignatureStatus::Untrusted { public_key } => eprintln!(
-            "WARNING: model {} is signed by {}, which is not a trusted key; serving it only \
+            "WARNING: model {} is signed by {}, which is not a trusted key; {doing} it only \
              because --allow-unsigned was given: nothing vouches for its provenance (trained_on)",
-            a.model.display(),
+            path.display(),
             hex(public_key)
         ),
         _ => eprintln!(
-            "WARNING: model {} is UNSIGNED; serving it only because --allow-unsigned was given: \
+            "WARNING: model {} is UNSIGNED; {doing} it only because --allow-unsigned was given: \
              nothing vouches for its provenance (trained_on)",
-            a.model.display()
+            path.display()
         ),
     }
+}
+
+fn deploy(a: DeployArgs) -> Result<(), CliError> {
+    use domicile_residency::{JustificationCode, Purpose};
+    let trust = trust_of(a.trusted_key.as_deref(), a.allow_unsigned)?;
+    let bytes = domicile_durable::read_bounded(&a.model, domicile_recommender::MAX_ARTIFACT_BYTES)
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    let loaded =
+        domicile_recommender::decode_artifact(&bytes, &a.model.display().to_string(), &trust)?;
+    report_signature(&a.model, &loaded.signature, "deploying");
+    let region = Region::parse(&a.region)?;
+    let split_error = |e: domicile_split::SplitError| CliError::Message(e.to_string());
+    let deployment =
+        domicile_split::Deployment::open(&a.data, &a.keys, &crate::policies::resolver())
+            .map_err(split_error)?;
+    let node = deployment.region(&region).ok_or_else(|| {
+        CliError::Message(format!(
+            "region {region} is not a region of this deployment (policy {})",
+            deployment.policy().id()
+        ))
+    })?;
+    let who =
+        domicile_split::ingest::ingest_principal(&deployment, &region, "model-deployer", &a.org)
+            .map_err(split_error)?;
+    node.gate
+        .enrol(who.clone())
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    let mut purpose = Purpose::new(JustificationCode::RecommendationTraining);
+    if let Some(ticket) = &a.ticket {
+        purpose = purpose.with_ticket(ticket);
+    }
+    let decided = node
+        .gate
+        .deploy_model(&who, &purpose, &loaded.manifest.trained_on, &bytes);
+    let closed = deployment.close().map_err(split_error);
+    let receipt = decided.map_err(|e| {
+        CliError::Message(format!(
+            "deploying {} in {region} refused (logged): {e}",
+            a.model.display()
+        ))
+    })?;
+    closed?;
+    let dir = a.data.join(region.as_str()).join("models");
+    domicile_durable::create_private_dir(&dir).map_err(|e| CliError::Message(e.to_string()))?;
+    let name = a
+        .model
+        .file_name()
+        .ok_or_else(|| CliError::Message(format!("{} names no file", a.model.display())))?;
+    let target = dir.join(name);
+    domicile_durable::write_private(&target, &bytes)
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    let trained_on: Vec<&str> = loaded
+        .manifest
+        .trained_on
+        .iter()
+        .map(Region::as_str)
+        .collect();
+    let rule = deployment_rule(&deployment, &loaded.manifest.trained_on, &region)?;
+    println!(
+        "deployed {} (trained_on {}) in {region}, allowed by {rule}; logged as entry {} of the \
+         {region} log",
+        target.display(),
+        trained_on.join(","),
+        receipt.seq
+    );
+    Ok(())
+}
+
+/// The residency rule that allows a model trained on `trained_on` in `region`.
+fn deployment_rule(
+    deployment: &domicile_split::Deployment,
+    trained_on: &BTreeSet<Region>,
+    region: &Region,
+) -> Result<String, CliError> {
+    Ok(deployment
+        .policy()
+        .may_deploy_model(trained_on, region)?
+        .rule
+        .to_string())
+}
+
+fn recommend(a: RecommendArgs) -> Result<(), CliError> {
+    let trust = trust_of(a.trusted_key.as_deref(), a.allow_unsigned)?;
+    let loaded = read_artifact(&a.model, &trust)?;
+    report_signature(&a.model, &loaded.signature, "serving");
     let model = loaded.model;
     let data = load(&a.interactions)?;
     let histories = model.histories(&data);

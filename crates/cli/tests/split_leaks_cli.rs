@@ -72,20 +72,32 @@ fn global_world(data: &Path, keys: &Path) {
 }
 
 fn swap_two_data_keys(keys: &Path, region: &str) {
-    let dir = keys.join(region).join("subjects");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dk"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 2, "{files:?}");
-    let (a, b) = (
-        std::fs::read(&files[0]).unwrap(),
-        std::fs::read(&files[1]).unwrap(),
-    );
-    std::fs::write(&files[0], b).unwrap();
-    std::fs::write(&files[1], a).unwrap();
+    // The key store (redb) maps each subject's pseudonym to its wrapped data key: swap the
+    // wrapped keys of two live entries, as a botched restore might.
+    use redb::ReadableTable;
+    const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("data_keys");
+    let db = redb::Database::create(keys.join(region).join("datakeys.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(TABLE).unwrap();
+        let live: Vec<(Vec<u8>, Vec<u8>)> = table
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .filter(|(_, v)| v.len() > 14 && v[5] == 1)
+            .collect();
+        assert!(live.len() >= 2, "{} live data keys", live.len());
+        table
+            .insert(live[0].0.as_slice(), live[1].1.as_slice())
+            .unwrap();
+        table
+            .insert(live[1].0.as_slice(), live[0].1.as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
 }
 
 #[test]

@@ -96,13 +96,11 @@ fn registering_in_a_batch_equals_one_at_a_time() {
         store.get_raw(&collection, &key).unwrap().unwrap().value,
         b"v"
     );
-    // Key files are private.
+    // The key store is private.
     use std::os::unix::fs::PermissionsExt;
-    let keys_dir = dir.path().join("keys").join("us").join("subjects");
-    for entry in std::fs::read_dir(keys_dir).unwrap() {
-        let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-    }
+    let key_store = dir.path().join("keys").join("us").join("datakeys.redb");
+    let mode = std::fs::metadata(key_store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
 
 #[test]
