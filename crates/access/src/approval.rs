@@ -88,7 +88,9 @@ pub struct ApprovalScope {
     pub class: DataClass,
     /// The region whose data is reached.
     pub region: Region,
-    /// The subjects covered; `None` covers every subject of the region.
+    /// The subjects covered; `None` covers every subject of the region. A Gate files them by
+    /// pseudonym ([`ApprovalScope::SUBJECT_PSEUDONYM_PREFIX`] and the subject's 64-hex-digit
+    /// audit pseudonym), so that the approval book on disk names nobody in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects: Option<BTreeSet<SubjectId>>,
     /// Why; the access must state the same justification code and the same ticket.
@@ -96,6 +98,9 @@ pub struct ApprovalScope {
 }
 
 impl ApprovalScope {
+    /// How a Gate writes a scope's subject: this prefix, then the subject's audit pseudonym.
+    pub const SUBJECT_PSEUDONYM_PREFIX: &'static str = "pseudonym:";
+
     /// Whether an access of `class` in `region` to `subject` for `purpose` falls inside the scope:
     /// the same class, region and justification code, a subject the scope names, and the very
     /// ticket the approval was given for (an approval under `LEG-1` does not cover work under

@@ -146,6 +146,16 @@ fn restoring_an_old_approval_book_cannot_undo_a_revocation() {
     // The operator's backup of the book, taken while the grant stood.
     let book = dir.path().join("approvals.json");
     let backup = std::fs::read(&book).unwrap();
+    // The book names its subject by pseudonym only: the raw bytes hold no subject id.
+    let text = String::from_utf8_lossy(&backup);
+    assert!(!text.contains("\"ana\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "pseudonym:{}",
+            node.gate.pseudonym(&SubjectId::parse("ana").unwrap())
+        )),
+        "{text}"
+    );
     node.gate.revoke_approval(&carol(), &request.id).unwrap();
     assert!(node
         .gate

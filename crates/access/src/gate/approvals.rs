@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use domicile_audit::{Action, Entry, Outcome, Resource as AuditResource, Target};
 
-use domicile_residency::DataClass;
+use domicile_residency::{DataClass, SubjectId};
 
 use super::gate_rules::{
     gate_rule, APPROVAL_FILED, APPROVAL_SCOPE, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
@@ -126,10 +126,16 @@ impl Gate {
             .as_ref()
             .filter(|s| s.len() == 1)
             .and_then(|s| s.iter().next());
+        let pseudonym = |s: &SubjectId| {
+            s.as_str()
+                .strip_prefix(ApprovalScope::SUBJECT_PSEUDONYM_PREFIX)
+                .and_then(|hex| hex.parse().ok())
+                .unwrap_or_else(|| self.audit_key.pseudonym(s))
+        };
         AuditResource {
             class: request.scope.class,
             collection: "approvals".into(),
-            subject: single.map(|s| self.audit_key.pseudonym(s)),
+            subject: single.map(pseudonym),
             target: Target::Record {
                 key: format!("approval:{}", request.id),
             },
@@ -167,6 +173,14 @@ impl Gate {
                 })
             });
         }
+        // The book on disk names subjects by pseudonym only (what an access is checked against
+        // is pseudonymised the same way, in `approval_facts`).
+        let scope = ApprovalScope {
+            subjects: scope
+                .subjects
+                .map(|ids| ids.iter().map(|id| self.scope_subject(id)).collect()),
+            ..scope
+        };
         let request = self.approvals.file(
             who.id.clone(),
             scope,
@@ -311,5 +325,24 @@ impl Gate {
             self.approvals
                 .revoke(id, who.id.clone(), self.clock.unix_secs())
         })
+    }
+}
+
+/// Subjects in approval scopes.
+impl Gate {
+    /// A subject as an approval scope names it on disk: by its audit pseudonym.
+    pub(super) fn scope_subject(&self, id: &SubjectId) -> SubjectId {
+        if id
+            .as_str()
+            .starts_with(ApprovalScope::SUBJECT_PSEUDONYM_PREFIX)
+        {
+            return id.clone();
+        }
+        SubjectId::parse(&format!(
+            "{}{}",
+            ApprovalScope::SUBJECT_PSEUDONYM_PREFIX,
+            self.pseudonym(id)
+        ))
+        .expect("a prefix and 64 hex digits make a valid subject id")
     }
 }

@@ -150,12 +150,13 @@ impl Gate {
         };
         let approvers = self.approvers.read().unwrap_or_else(|p| p.into_inner());
         let trusted = |approver: &SpiffeId| approvers.get(approver).cloned();
+        let subject = subject.map(|s| self.scope_subject(s));
         match self.approvals.check(
             id,
             &who.id,
             class,
             &self.region,
-            subject,
+            subject.as_ref(),
             purpose,
             self.clock.unix_secs(),
             &trusted,
