@@ -114,7 +114,12 @@ impl ExportBundle {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
         let bundle: ExportBundle =
             serde_json::from_slice(bytes).map_err(|e| StoreError::Bundle {
-                reason: format!("not a domicile export bundle: {e}"),
+                reason: format!(
+                    "not a domicile export bundle ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
             })?;
         if bundle.format != BUNDLE_FORMAT_V1 {
             return Err(StoreError::Bundle {
@@ -224,7 +229,11 @@ impl SealedStore {
             })?;
         let header: SealedSubject =
             serde_json::from_slice(&header).map_err(|e| StoreError::Bundle {
-                reason: format!("its subject entry does not decode: {e}"),
+                reason: format!(
+                    "its subject entry does not decode ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ),
             })?;
         if header.records != bundle.records.len() {
             return Err(StoreError::Bundle {
@@ -237,7 +246,7 @@ impl SealedStore {
         }
         let subject = &header.subject.id;
         let mut values = Vec::with_capacity(bundle.records.len());
-        for r in &bundle.records {
+        for (n, r) in bundle.records.iter().enumerate() {
             let aad = record_aad(
                 &bundle.source_region,
                 subject,
@@ -247,9 +256,12 @@ impl SealedStore {
             );
             let value =
                 aead::open(&key.key, &aad, &r.sealed).ok_or_else(|| StoreError::Bundle {
+                    // Named by position and blind index: record keys often embed a user id.
                     reason: format!(
-                        "record {}/{} does not open under this transfer key",
-                        r.collection, r.key
+                        "record {} of the bundle ({}, key {}) does not open under this transfer key",
+                        n + 1,
+                        r.collection,
+                        self.blind_index(&r.collection, &r.key)
                     ),
                 })?;
             values.push(value);
