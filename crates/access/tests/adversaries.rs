@@ -148,3 +148,58 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever principals do — read, write, delete, scan, export, shred — every decision the
+    /// log holds names at least one rule, and every rule it names exists: in the policy's rule
+    /// table (residency and access rules) or among the Gate's own rules.
+    #[test]
+    fn every_logged_decision_names_a_rule_that_exists(
+        callers in proptest::collection::vec((shape(), 0..JustificationCode::ALL.len(), 0..6usize), 1..8),
+    ) {
+        let (dir, gate, record) = us_gate();
+        let policy = UsSplitPolicy::new();
+        let mut known: std::collections::BTreeSet<String> = domicile_residency::ResidencyPolicy::rules(&policy)
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        known.extend(domicile_access::gate_rules().iter().map(|r| r.id.to_string()));
+        let row = Region::parse("row").unwrap();
+        for (who, code, action) in &callers {
+            let p = someone(who.0, who.1, who.2, who.3, &who.4);
+            // A second principal under an id already listed is not enrolled: its calls are
+            // then refused as unverified, which must name a rule too.
+            let _ = gate.enrol(p.clone());
+            let why = Purpose::new(JustificationCode::ALL[*code]).with_ticket("SUP-1");
+            let scan = ScanRequest {
+                class: DataClass::Protected,
+                collection: Collection::parse("profile").unwrap(),
+                destination: None,
+            };
+            // Allowed or refused, each call leaves its decision in the log.
+            let _ = match action {
+                0 => gate.read(&p, &why, &record, None).map(|_| ()),
+                1 => gate.write(&p, &why, &record, b"{}", None).map(|_| ()),
+                2 => gate.delete(&p, &why, &record).map(|_| ()),
+                3 => gate.scan(&p, &why, &scan).map(|_| ()),
+                4 => gate.export(&p, &why, &record.subject, &row, None).map(|_| ()),
+                _ => gate.shred_subject(&p, &why, &record.subject).map(|_| ()),
+            };
+        }
+        drop(gate);
+        let mut decisions = 0;
+        domicile_audit::for_each_entry(&dir.path().join("audit"), &mut |_, _| {}, |_, bytes, _| {
+            let entry = domicile_audit::Entry::from_canonical(bytes)?;
+            decisions += 1;
+            assert!(!entry.decision.rules.is_empty(), "a decision names no rule: {entry:?}");
+            for rule in &entry.decision.rules {
+                assert!(known.contains(rule.as_str()), "{rule} is not a rule of the policy or the Gate");
+            }
+            Ok(())
+        })
+        .unwrap();
+        prop_assert!(decisions >= callers.len());
+    }
+}
