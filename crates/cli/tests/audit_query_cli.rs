@@ -3,75 +3,12 @@
 //! writes, shreds) is listed for the people it touched, each with a verified proof, and for no
 //! one else.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Arc;
+use std::process::Output;
 
-use domicile_access::RecordRef;
-use domicile_residency::{DataClass, JustificationCode, Purpose, Subject};
-use domicile_split::Deployment;
-use domicile_store::{Collection, RecordKey};
-
-fn policies() -> domicile_residency::PolicyResolver {
-    domicile_residency::PolicyResolver::new()
-        .with(Arc::new(domicile_policy_global::GlobalPolicy::new()))
-        .with(Arc::new(domicile_policy_us_split::UsSplitPolicy::new()))
-}
-
-fn domicile(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_domicile"))
-        .args(args)
-        .output()
-        .expect("the domicile binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A global deployment: user-0 and user-3 live in the US, user-1 in Germany, user-2 in
-/// Brazil; each has a protected profile and a public video.
-fn global_world(data: &Path, keys: &Path) {
-    let global = Deployment::create(
-        data,
-        keys,
-        policies().resolve("global").unwrap(),
-        "domicile.example",
-    )
-    .unwrap();
-    let node = global.regions().next().unwrap();
-    let app = global.migration_principal(&node.region);
-    let why = Purpose::new(JustificationCode::Migration);
-    for (i, country) in ["US", "DE", "BR", "US"].iter().enumerate() {
-        let id = format!("user-{i}");
-        node.gate
-            .register_subject(
-                &app,
-                &why,
-                &Subject::parse(&id, Some(country), None).unwrap(),
-            )
-            .unwrap();
-        for (class, collection) in [
-            (DataClass::Protected, "profile"),
-            (DataClass::Public, "videos"),
-        ] {
-            let record = RecordRef {
-                subject: id.parse().unwrap(),
-                class,
-                collection: Collection::parse(collection).unwrap(),
-                key: RecordKey::parse(&format!("{id}-{collection}")).unwrap(),
-            };
-            node.gate
-                .write(&app, &why, &record, b"{\"v\":1}", None)
-                .unwrap();
-        }
-    }
-    global.close().unwrap();
-}
+use common::{domicile, global_world, text};
 
 fn query(log: &Path, key: &Path, subject: &str, format: &str) -> Output {
     domicile(&[
