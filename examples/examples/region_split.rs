@@ -67,6 +67,24 @@ struct Args {
     /// ALS factors for both models.
     #[arg(long, default_value_t = 64)]
     factors: usize,
+    /// Where the split's new regions (`us`, `row`) keep their sealed records: `sled` (embedded,
+    /// the default) or `postgres` (needs `--features postgres` and `--database-url`); `global`
+    /// stays on sled, so the split crosses backends.
+    #[arg(long, value_enum, default_value_t = Backend::Sled)]
+    backend: Backend,
+    /// The PostgreSQL database for `--backend postgres` (each region in its own schema). After
+    /// the demo it is dumped with `pg_dump` and searched for every subject id and record key.
+    #[arg(long, required_if_eq("backend", "postgres"))]
+    database_url: Option<String>,
+}
+
+/// Where the split's regions keep their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// The embedded store (sled).
+    Sled,
+    /// A PostgreSQL database.
+    Postgres,
 }
 
 const BATCH: usize = 1_000;
@@ -148,9 +166,21 @@ struct DemoReport {
     split: SignedReport,
     models: Vec<ModelReport>,
     personal_data_in_artifacts: Vec<ArtifactSearch>,
+    /// With `--backend postgres`: what a `pg_dump` of the regions' database showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_dump: Option<DumpSearch>,
     export_of_global_model_from_row: String,
     scenarios: Vec<Scenario>,
     logs: Vec<LogCheck>,
+}
+
+/// What the database operator sees: a `pg_dump` of the database, searched.
+#[derive(Debug, Serialize)]
+struct DumpSearch {
+    bytes: u64,
+    subject_ids_searched: usize,
+    pseudonyms_searched: usize,
+    found: usize,
 }
 
 fn raw(
@@ -527,6 +557,20 @@ fn main() -> Result<(), Error> {
         progress_bar.set_length(p.records_total);
         progress_bar.set_position(p.records_done);
     };
+    if let (Backend::Postgres, Some(url)) = (args.backend, &args.database_url) {
+        for region in ["us", "row"] {
+            domicile_split::configure_database(
+                &data,
+                &keys,
+                &Region::parse(region)?,
+                &domicile_split::DatabaseConfig {
+                    url: url.clone(),
+                    ca: None,
+                },
+            )?;
+        }
+        println!("   the split's regions us and row keep their records in PostgreSQL");
+    }
     let signed = run(
         &data,
         &keys,
@@ -738,6 +782,33 @@ fn main() -> Result<(), Error> {
     print_tail(&data.join("us").join("audit"), 6)?;
     phase(&mut timings, "audit", start);
 
+    let database_dump = match (args.backend, &args.database_url) {
+        (Backend::Postgres, Some(url)) => {
+            println!("== 7b. what the database operator sees: pg_dump of the regions' database");
+            let dump = pg_dump(url)?;
+            let found = people_in_dump(&dump, &ids, &pseudonyms);
+            println!(
+                "   searched the dump ({} bytes) for {} subject ids (as text, hex and JSON) and {} pseudonyms, and for plaintext field names: {}",
+                dump.len(),
+                ids.len(),
+                pseudonyms.len(),
+                if found == 0 { "none found".to_owned() } else { format!("{found} FOUND") }
+            );
+            if found > 0 {
+                return Err(
+                    "the database holds a subject id, record key or plaintext value".into(),
+                );
+            }
+            Some(DumpSearch {
+                bytes: dump.len() as u64,
+                subject_ids_searched: ids.len(),
+                pseudonyms_searched: pseudonyms.len(),
+                found,
+            })
+        }
+        _ => None,
+    };
+
     let mut world_counts = BTreeMap::new();
     world_counts.insert("users".to_owned(), world.users.len() as u64);
     world_counts.insert("us_users".to_owned(), us_users.len() as u64);
@@ -772,6 +843,7 @@ fn main() -> Result<(), Error> {
             },
         ],
         personal_data_in_artifacts: searches,
+        database_dump,
         export_of_global_model_from_row: export.to_string(),
         scenarios,
         logs,
@@ -952,8 +1024,79 @@ fn people_in(bytes: &[u8], ids: &[&str], pseudonyms: &[String]) -> usize {
         needles.push(framed);
         needles.push(format!("\"{id}\"").into_bytes());
     }
+    count_needles(bytes, &needles)
+}
+
+/// `pg_dump` of the database at `url`: the first `pg_dump` on `PATH`, else the newest under
+/// `/usr/lib/postgresql/*/bin`.
+fn pg_dump(url: &str) -> Result<Vec<u8>, Error> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("pg_dump"))
+        .find(|p| p.exists());
+    let installed = || {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin").join("pg_dump");
+                bin.exists().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    };
+    let program = on_path
+        .or_else(installed)
+        .ok_or("pg_dump was not found (on PATH or under /usr/lib/postgresql): install PostgreSQL's client tools")?;
+    let out = std::process::Command::new(&program)
+        .arg(format!("--dbname={url}"))
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(out.stdout)
+}
+
+/// How many subject ids, pseudonyms and plaintext field names occur in a `pg_dump`, which shows
+/// `bytea` as hex: each id is searched as text and as hex when six bytes or longer, and in every
+/// length as the JSON the records' values hold (`"id":"u7"`), raw and hex; the values' field
+/// names likewise.
+fn people_in_dump(dump: &[u8], ids: &[&str], pseudonyms: &[String]) -> usize {
+    let hex = |b: &[u8]| -> Vec<u8> {
+        b.iter()
+            .flat_map(|x| format!("{x:02x}").into_bytes())
+            .collect()
+    };
+    let mut needles: Vec<Vec<u8>> = pseudonyms.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let mut texts: Vec<Vec<u8>> = ["\"topics\":", "\"duration_ms\":", "\"country\":"]
+        .iter()
+        .map(|f| f.as_bytes().to_vec())
+        .collect();
+    for id in ids {
+        if id.len() >= 6 {
+            texts.push(id.as_bytes().to_vec());
+        }
+        texts.push(format!("\"id\":\"{id}\"").into_bytes());
+    }
+    for text in texts {
+        needles.push(hex(&text));
+        needles.push(text);
+    }
+    count_needles(dump, &needles)
+}
+
+/// How many windows of `bytes` are one of `needles` (each at least two bytes).
+fn count_needles(bytes: &[u8], needles: &[Vec<u8>]) -> usize {
     let mut by_len: BTreeMap<usize, HashSet<&[u8]>> = BTreeMap::new();
-    for n in &needles {
+    for n in needles {
         by_len.entry(n.len()).or_default().insert(n);
     }
     let mut found = 0;

@@ -25,6 +25,8 @@ pub(crate) struct InitArgs {
     /// The SPIFFE trust domain of the deployment's principals.
     #[arg(long, default_value = "domicile.example")]
     trust_domain: String,
+    #[command(flatten)]
+    databases: crate::database::DatabaseArgs,
 }
 
 /// Runs `domicile init`.
@@ -32,7 +34,15 @@ pub(crate) fn run(args: InitArgs) -> ExitCode {
     let created = crate::policies::resolver()
         .resolve(&args.policy)
         .map_err(domicile_split::SplitError::from)
-        .and_then(|policy| Deployment::create(&args.data, &args.keys, policy, &args.trust_domain));
+        .and_then(|policy| {
+            if let Some(manifest) = Deployment::manifest(&args.data)? {
+                // An existing deployment: its keys first, so a mistyped --keys gets nothing.
+                Deployment::check_keys(&args.keys, &manifest)?;
+            }
+            args.databases
+                .apply(&args.data, &args.keys, policy.as_ref())?;
+            Deployment::create(&args.data, &args.keys, policy, &args.trust_domain)
+        });
     match created {
         Ok(deployment) => {
             let regions: Vec<String> = deployment.regions().map(|n| n.region.to_string()).collect();

@@ -64,6 +64,9 @@ enum SplitCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Where the split's new regions keep their records (default: sled).
+        #[command(flatten)]
+        databases: crate::database::DatabaseArgs,
     },
     /// Check a split deployment: every record may rest where it is, the signed report verifies
     /// against the pinned migration key, its counts match, and every region's audit log is
@@ -137,7 +140,20 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             batch,
             migration_key,
             quiet,
+            databases,
         } => {
+            let policies = crate::policies::resolver();
+            if databases.names_any() {
+                // Only into the keys directory the deployment was created with: a mistyped
+                // --keys must create nothing.
+                let manifest =
+                    Deployment::manifest(&dirs.data)?.ok_or_else(|| SplitError::Manifest {
+                        path: dirs.data.join(domicile_split::MANIFEST),
+                        detail: "there is no deployment here (no manifest)".into(),
+                    })?;
+                Deployment::check_keys(&dirs.keys, &manifest)?;
+                databases.apply(&dirs.data, &dirs.keys, policies.resolve(&to)?.as_ref())?;
+            }
             let stop = Arc::new(AtomicBool::new(false));
             {
                 let stop = stop.clone();

@@ -17,15 +17,20 @@
 //!
 //! # A region on PostgreSQL
 //!
-//! With the cargo feature `postgres`, a region whose `DOMICILE_DATABASE_URL_<REGION>` is set
-//! (`DOMICILE_DATABASE_URL_US` for `us`; `-` becomes `_`) keeps its sealed records in that
-//! database, in the schema `domicile_<region>`, instead of `<data>/<region>/store/`;
-//! `DOMICILE_DATABASE_CA_<REGION>` (a PEM file) makes the connection TLS, checked against it.
-//! Every other region stays on sled, so a split can move a sled `global` into PostgreSQL `us`
-//! and `row`. The URL (which may hold a password) is never written anywhere; the region's data
-//! directory gets `store.postgres`, naming the schema, so that opening the region later without
-//! the variable (or in a build without the feature) is an error instead of an empty sled store,
-//! and setting the variable for a region that already has a sled store is refused likewise.
+//! With the cargo feature `postgres`, a region can keep its sealed records in a PostgreSQL
+//! database (in the schema `domicile_<region>`) instead of `<data>/<region>/store/`. The
+//! operator names the database once, when the region is created — `domicile init` or
+//! `domicile split run` with `--database-url REGION=URL` (and `--database-ca REGION=PEM` for
+//! TLS checked against those roots), or [`configure_database`] from a library — and it is kept
+//! in `<keys>/<region>/database.json` (0600, beside the region's other secrets, since the URL
+//! may hold a password), so every later command finds it. `DOMICILE_DATABASE_URL_<REGION>`
+//! (`DOMICILE_DATABASE_URL_US` for `us`; `-` becomes `_`) and `DOMICILE_DATABASE_CA_<REGION>`
+//! override the file for one process. Every other region stays on sled, so a split can move a
+//! sled `global` into PostgreSQL `us` and `row`. The URL is never written under the data
+//! directory; the region's data directory gets `store.postgres`, naming the schema, so that
+//! opening the region later without its database (or in a build without the feature) is an
+//! error instead of an empty sled store, and naming a database for a region that already has a
+//! sled store is refused likewise.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -336,6 +341,7 @@ impl Deployment {
         for region in policy.regions() {
             let store = open_store(
                 &data_root,
+                &keys_root,
                 region,
                 policy.clone(),
                 custodian.clone() as Arc<dyn KeyCustodian>,
@@ -477,29 +483,139 @@ fn database_vars(region: &Region) -> (String, String) {
 /// The file that says a region's records are in PostgreSQL, not in `<data>/<region>/store/`.
 const POSTGRES_MARKER: &str = "store.postgres";
 
-/// Opens `region`'s sealed store: in PostgreSQL if its database variable is set (feature
+/// The file, in `<keys>/<region>/`, naming the region's database.
+pub const DATABASE_FILE: &str = "database.json";
+
+/// Where a region's sealed records are kept when they are not on sled: a PostgreSQL database.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    /// The connection URL (`postgresql://user:password@host:port/db?sslmode=require`). It may
+    /// hold a password, so it is kept in the keys directory and never printed.
+    pub url: String,
+    /// PEM roots the server's certificate must chain to; with them the connection is TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<redacted>")
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
+/// Names the PostgreSQL database that `region`'s sealed records go to, in
+/// `<keys_root>/<region>/database.json` (0600). Called before the region is first opened
+/// (`Deployment::create`, or `split::run` for a split's new regions). Refused, writing nothing,
+/// for a region that already keeps its records on sled under `data_root`, and for a region
+/// already configured with a different database.
+pub fn configure_database(
+    data_root: &Path,
+    keys_root: &Path,
+    region: &Region,
+    config: &DatabaseConfig,
+) -> Result<(), SplitError> {
+    if config.url.trim().is_empty() {
+        return Err(SplitError::Database {
+            region: region.to_string(),
+            detail: "the database URL is empty".into(),
+        });
+    }
+    let region_dir = data_root.join(region.as_str());
+    if region_dir.join("store").exists() && !region_dir.join(POSTGRES_MARKER).exists() {
+        return Err(SplitError::Database {
+            region: region.to_string(),
+            detail: format!(
+                "the region already keeps its records on sled in {}; they do not move to a \
+                 database by naming one (split into a new deployment instead)",
+                region_dir.join("store").display()
+            ),
+        });
+    }
+    let dir = keys_root.join(region.as_str());
+    let path = dir.join(DATABASE_FILE);
+    if let Some(found) = read_database_file(&path, region)? {
+        if &found == config {
+            return Ok(());
+        }
+        return Err(SplitError::Database {
+            region: region.to_string(),
+            detail: format!(
+                "{} already names another database; a region's records do not move between \
+                 databases by reconfiguring it",
+                path.display()
+            ),
+        });
+    }
+    domicile_durable::create_private_dir(keys_root)?;
+    domicile_durable::create_private_dir(&dir)?;
+    let json = serde_json::to_vec_pretty(config).expect("a database config serialises");
+    write_private(&path, &json)
+}
+
+fn read_database_file(path: &Path, region: &Region) -> Result<Option<DatabaseConfig>, SplitError> {
+    let Some(bytes) = domicile_durable::read_secret(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| SplitError::Database {
+            region: region.to_string(),
+            // A serde error may quote the file, and the file holds a password: say where only.
+            detail: format!(
+                "{} is not a database configuration (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
+        })
+}
+
+/// The database `region` is configured with: its environment variables if set, else
+/// `<keys>/<region>/database.json`, else none (sled).
+fn region_database(
+    keys_root: &Path,
+    region: &Region,
+) -> Result<Option<(DatabaseConfig, String)>, SplitError> {
+    let (url_var, ca_var) = database_vars(region);
+    if let Some(url) = std::env::var(&url_var).ok().filter(|u| !u.is_empty()) {
+        let ca = std::env::var_os(&ca_var)
+            .filter(|c| !c.is_empty())
+            .map(PathBuf::from);
+        return Ok(Some((DatabaseConfig { url, ca }, url_var)));
+    }
+    let path = keys_root.join(region.as_str()).join(DATABASE_FILE);
+    Ok(read_database_file(&path, region)?.map(|c| (c, path.display().to_string())))
+}
+
+/// Opens `region`'s sealed store: in PostgreSQL if a database is configured for it (feature
 /// `postgres`), else on sled under `data_root`; refuses a region whose records are in the other.
 fn open_store(
     data_root: &Path,
+    keys_root: &Path,
     region: &Region,
     policy: Arc<dyn ResidencyPolicy>,
     custodian: Arc<dyn KeyCustodian>,
 ) -> Result<SealedStore, SplitError> {
-    let (url_var, _ca_var) = database_vars(region);
+    let (url_var, _) = database_vars(region);
     let region_dir = data_root.join(region.as_str());
     let marker = region_dir.join(POSTGRES_MARKER);
-    let url = std::env::var(&url_var).ok().filter(|u| !u.is_empty());
     let mismatch = |reason: String| {
         SplitError::Store(Box::new(domicile_store::StoreError::StoreMismatch {
             path: region_dir.clone(),
             reason,
         }))
     };
-    let Some(url) = url else {
+    let Some((database, source)) = region_database(keys_root, region)? else {
         if marker.exists() {
             return Err(mismatch(format!(
-                "region {region}'s records are in PostgreSQL ({}): set {url_var} to its                  database URL, in a build with the `postgres` feature",
-                marker.display()
+                "region {region}'s records are in PostgreSQL ({}), but no database is named \
+                 for it: restore {} in the keys directory or set {url_var}, in a build with \
+                 the `postgres` feature",
+                marker.display(),
+                Path::new(region.as_str()).join(DATABASE_FILE).display()
             )));
         }
         return Ok(SealedStore::open(
@@ -511,15 +627,16 @@ fn open_store(
     };
     if region_dir.join("store").exists() && !marker.exists() {
         return Err(mismatch(format!(
-            "{url_var} is set, but region {region} already keeps its records on sled in {}:              unset it, or split into a new deployment",
+            "{source} names a database, but region {region} already keeps its records on sled \
+             in {}: remove that setting, or split into a new deployment",
             region_dir.join("store").display()
         )));
     }
     #[cfg(feature = "postgres")]
     {
         let schema = format!("domicile_{}", region.as_str().replace('-', "_"));
-        let mut config = domicile_store::PostgresConfig::new(&url)?.schema(&schema)?;
-        if let Some(ca) = std::env::var_os(&_ca_var).filter(|c| !c.is_empty()) {
+        let mut config = domicile_store::PostgresConfig::new(&database.url)?.schema(&schema)?;
+        if let Some(ca) = &database.ca {
             config = config.tls_root_certificates(ca)?;
         }
         let backend = domicile_store::PostgresBackend::connect(&config)?;
@@ -533,7 +650,7 @@ fn open_store(
                 .map_err(Box::new)?;
             domicile_durable::write_public(
                 &marker,
-                format!("postgres\nschema {schema}\nurl from {url_var}\n").as_bytes(),
+                format!("postgres\nschema {schema}\n").as_bytes(),
             )?;
         }
         Ok(SealedStore::with_backend(
@@ -545,10 +662,10 @@ fn open_store(
     }
     #[cfg(not(feature = "postgres"))]
     {
-        let _ = url;
+        let _ = database;
         Err(mismatch(format!(
-            "{url_var} is set, but this build has no PostgreSQL backend (cargo feature `postgres` \
-             of domicile-split)"
+            "{source} names a database for region {region}, but this build has no PostgreSQL \
+             backend (cargo feature `postgres` of domicile-split)"
         )))
     }
 }

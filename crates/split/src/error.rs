@@ -66,6 +66,18 @@ pub enum SplitError {
         /// What is wrong.
         detail: String,
     },
+    /// A command-line argument is malformed or names something the deployment lacks.
+    #[error("{0}")]
+    BadArgument(String),
+    /// A region's database configuration is unusable or conflicts with the one it has. The
+    /// detail never quotes the URL, which may hold a password.
+    #[error("the database of region {region}: {detail}")]
+    Database {
+        /// The region.
+        region: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The source and target deployments share a region name where a split cannot keep it.
     /// [`Plan::compute`](crate::Plan::compute) no longer returns it: a target that keeps source
     /// regions is a split of a split, which moves only what must leave.

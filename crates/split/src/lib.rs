@@ -61,7 +61,10 @@ use std::sync::atomic::AtomicBool;
 
 use domicile_residency::PolicyResolver;
 
-pub use deployment::{Deployment, KeyPrints, Manifest, RegionNode, MANIFEST};
+pub use deployment::{
+    configure_database, DatabaseConfig, Deployment, KeyPrints, Manifest, RegionNode, DATABASE_FILE,
+    MANIFEST,
+};
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::{finalize_shreds, shred_leaving, shred_source};
