@@ -61,6 +61,7 @@ mod error;
 mod gate;
 mod principal;
 mod rules;
+mod warrant;
 
 pub use approval::{
     ApprovalBook, ApprovalId, ApprovalRecord, ApprovalRequest, ApprovalScope, ApprovalState,
@@ -72,10 +73,12 @@ pub use error::AccessError;
 pub use gate::{
     gate_rules, AggregateCount, Gate, GateError, RecordRef, Released, ScanRequest, ScanResult,
     SubjectInventory, SubjectRef, Training, APPROVAL_FILED, APPROVAL_SCOPE, LICENCE_PREFIX,
-    MAX_APPROVAL_SUBJECTS, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
+    MAX_APPROVAL_SUBJECTS, MIGRATION_WARRANT, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
+    UNVERIFIED_PRINCIPAL,
 };
 pub use principal::{Organisation, Principal, PrincipalKind, Role, SpiffeId};
 pub use rules::{
     is_ticket, AccessAction, AccessDecision, AccessRequest, AccessRules, ApprovalFacts, Resource,
     DEFAULT_DECISION_CACHE,
 };
+pub use warrant::{MigrationWarrant, WarrantError};

@@ -156,11 +156,16 @@ fn main() {
     let key = domicile_split::MigrationKey::load_or_create(&ck.join("migration.key")).expect("key");
     let mut journal =
         Journal::open(cd.join("split/journal.jsonl"), &key, "bench.example").expect("journal");
+    let warrant = key.sign_warrant(
+        &domicile_split::plan_fingerprint(&plan, BATCH),
+        plan.subjects.iter().map(|s| s.subject.id.clone()),
+    );
     copy(
         &plan,
         &source,
         &target,
         &mut journal,
+        &warrant,
         &ExecuteOptions {
             batch_subjects: BATCH,
             ..ExecuteOptions::default()

@@ -13,6 +13,8 @@
 //! <keys>/<region>/audit/log.key     the log's checkpoint signing key (0600)
 //! <keys>/<region>/audit/log.state   the latest checkpoint the log signed (refuses rollbacks)
 //! <keys>/<region>/audit/pseudonym.key  the region's audit key for subject pseudonyms (0600)
+//! <keys>/<region>/transfer.key      the key de-identifying excepted data that leaves (0600)
+//! <keys>/<region>/database.json     where the region's records are, if not on sled (0600)
 //! ```
 //!
 //! # A region on PostgreSQL
@@ -149,6 +151,36 @@ fn signing_key(path: &Path, origin: &str) -> Result<SigningKey, SplitError> {
     }
 }
 
+/// The region's transfer key (what de-identifies excepted data leaving it), kept per deployment
+/// so that a transfer pseudonym is the same across restarts: read, or created (0600) on first use.
+fn transfer_key(region_keys: &Path) -> Result<[u8; 32], SplitError> {
+    let path = &region_keys.join("transfer.key");
+    let bad = |detail: String| SplitError::Key {
+        path: path.to_owned(),
+        detail,
+    };
+    if let Some(bytes) = domicile_durable::read_secret(path)? {
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        let mut key = [0u8; 32];
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(bad("it is not 64 hex digits".into()));
+        }
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| bad("it is not 64 hex digits".into()))?;
+        }
+        return Ok(key);
+    }
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| bad("the system's random source failed".into()))?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    domicile_durable::create_private_dir(region_keys)?;
+    domicile_durable::create_private(path, format!("{hex}\n").as_bytes())?;
+    Ok(key)
+}
+
 fn audit_key(path: &Path) -> Result<AuditKey, SplitError> {
     let bad = |detail: String| SplitError::Key {
         path: path.to_owned(),
@@ -220,6 +252,7 @@ impl Deployment {
         if crate::report::pinned_migration_key(data_root)?.is_none() {
             let key = crate::MigrationKey::load_or_create(&keys_root.join("migration.key"))?;
             crate::report::pin_migration_key(data_root, &key)?;
+            deployment.trust_pinned_migration_key()?;
         }
         Ok(deployment)
     }
@@ -368,7 +401,8 @@ impl Deployment {
                 audit_key(&region_keys.join("pseudonym.key"))?,
                 ApprovalBook::open(region_data.join("approvals.json"))?,
                 Arc::new(SystemClock),
-            )?;
+            )?
+            .with_transfer_key(transfer_key(&keys_root.join(region.as_str()))?);
             regions.insert(
                 region.clone(),
                 RegionNode {
@@ -387,10 +421,22 @@ impl Deployment {
             custodian,
             regions,
         };
+        deployment.trust_pinned_migration_key()?;
         // Trust nobody but the deployment's own migration principals until the operator's
         // directory is given.
         deployment.set_directory(PrincipalDirectory::empty())?;
         Ok(deployment)
+    }
+
+    /// Lets every region's Gate honour the warrants of the migration key pinned in
+    /// `<data>/migration.vkey` (none pinned: the Gates honour none).
+    fn trust_pinned_migration_key(&self) -> Result<(), SplitError> {
+        if let Some(pinned) = crate::report::pinned_migration_key(&self.data_root)? {
+            for node in self.regions.values() {
+                node.gate.trust_migration_key(&pinned)?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives every region's Gate the operator's principal directory, to which the deployment's

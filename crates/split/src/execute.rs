@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use domicile_access::MigrationWarrant;
 use domicile_residency::{Region, Subject, SubjectId};
 use domicile_store::RawRecord;
 use ring::digest::{Context, SHA256};
@@ -110,12 +111,14 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Copies every planned record into its target regions, batch by batch, skipping batches the
-/// journal records as done. Nothing in the source changes.
+/// journal records as done. Nothing in the source changes. Every Gate call runs under `warrant`
+/// (the plan's, signed by the migration key: [`MigrationKey::sign_warrant`](crate::MigrationKey::sign_warrant)).
 pub fn copy(
     plan: &Plan,
     source: &Deployment,
     target: &Deployment,
     journal: &mut Journal,
+    warrant: &MigrationWarrant,
     options: &ExecuteOptions<'_>,
 ) -> Result<CopyReport, SplitError> {
     if let Some(first) = plan.unresolved.first() {
@@ -192,7 +195,7 @@ pub fn copy(
                 .region(region)
                 .expect("planned sources are regions of the source");
             let who = source.migration_principal(region);
-            for (id, records) in node.gate.read_subjects(&who, &purpose, &ids)? {
+            for (id, records) in node.gate.read_subjects(&who, &purpose, &ids, warrant)? {
                 read.insert((region.clone(), id), records);
             }
         }
@@ -255,7 +258,7 @@ pub fn copy(
                             .region(region)
                             .expect("planned targets are regions of the target");
                         let who = target.migration_principal(region);
-                        let written = node.gate.write_subjects(&who, purpose, subjects);
+                        let written = node.gate.write_subjects(&who, purpose, subjects, warrant);
                         (
                             region.clone(),
                             written.map(|w| w.len()).map_err(SplitError::from),

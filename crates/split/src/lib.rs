@@ -241,11 +241,16 @@ pub fn run(
         } else {
             Plan::compute(source, target.policy().as_ref())?
         };
+        let warrant = key.sign_warrant(
+            &plan_fingerprint(&plan, options.batch_subjects),
+            plan.subjects.iter().map(|s| s.subject.id.clone()),
+        );
         let copy_report = copy(
             &plan,
             source,
             &target,
             &mut journal,
+            &warrant,
             &ExecuteOptions {
                 batch_subjects: options.batch_subjects,
                 stop: options.stop,

@@ -129,6 +129,19 @@ impl MigrationKey {
         B64.encode(self.pair.public_key().as_ref())
     }
 
+    /// A warrant for the plan with fingerprint `plan` to move exactly `subjects`: what the
+    /// Gates' migration reads and writes require (see [`domicile_access::MigrationWarrant`]).
+    pub fn sign_warrant(
+        &self,
+        plan: &str,
+        subjects: impl IntoIterator<Item = domicile_residency::SubjectId>,
+    ) -> domicile_access::MigrationWarrant {
+        let subjects: Vec<_> = subjects.into_iter().collect();
+        let message = domicile_access::MigrationWarrant::message(plan, &subjects);
+        let signature = self.pair.sign(&message).as_ref().to_vec();
+        domicile_access::MigrationWarrant::new(plan, subjects, signature)
+    }
+
     /// The key that authenticates journal lines.
     pub(crate) fn journal_key(&self) -> ring::hmac::Key {
         self.journal.clone()

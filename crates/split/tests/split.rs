@@ -323,11 +323,13 @@ fn a_subject_without_residence_blocks_the_split() {
     let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
     let mut journal =
         Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
+    let warrant = key.sign_warrant("unused", std::iter::empty());
     let err = copy(
         &plan,
         &source,
         &target,
         &mut journal,
+        &warrant,
         &ExecuteOptions::default(),
     )
     .unwrap_err();

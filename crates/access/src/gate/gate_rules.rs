@@ -16,6 +16,9 @@ pub const APPROVAL_SCOPE: &str = "gate/approval-scope-is-specific";
 pub const REVOKE: &str = "gate/revoke-by-approver-or-security";
 /// The Gate cannot honour what the decision obliges (pseudonymise, aggregate, licence).
 pub const OBLIGATION_UNMET: &str = "gate/obligation-unmet";
+/// Whole subjects move (a migration read or write) only under a migration warrant: a split
+/// plan's fingerprint and its exact subject set, signed by the migration key the Gate trusts.
+pub const MIGRATION_WARRANT: &str = "gate/migration-under-signed-plan";
 
 /// The Gate's rules, with a sentence each: a decision in any Gate's log names one of these or a
 /// rule of the policy in force.
@@ -27,6 +30,7 @@ pub fn gate_rules() -> Vec<Rule> {
         Rule::new(APPROVAL_SCOPE, "A request for approval names a bounded set of subjects, one class that approvals may cover, and a purpose with a ticket."),
         Rule::new(REVOKE, "A grant is withdrawn only by the approver who gave it or by the security team of its region."),
         Rule::new(OBLIGATION_UNMET, "A release whose obligations the Gate cannot honour is refused."),
+        Rule::new(MIGRATION_WARRANT, "Whole subjects are read or written for a migration only under a split plan's warrant, signed by the deployment's migration key, that names each of them."),
     ]
 }
 

@@ -9,10 +9,11 @@ use domicile_residency::{DataClass, Purpose, Region, Subject, SubjectId};
 use domicile_store::{NewRecord, RawRecord, RecordDigest, RecordMeta, StoreError};
 
 use super::call::{Gathered, Touched};
+use super::gate_rules::{gate_rule, MIGRATION_WARRANT};
 use super::verdict::Verdict;
 use super::{bulk, Gate, GateError, SubjectInventory};
 use crate::rules::AccessAction;
-use crate::Principal;
+use crate::{MigrationWarrant, Principal, WarrantError};
 
 /// Reading and writing whole subjects.
 impl Gate {
@@ -115,15 +116,23 @@ impl Gate {
     /// have, whether their Protected data may go from here toward that home for this purpose
     /// (for a subject homed here: whether it may rest here): a migration read moves data only
     /// toward each subject's home.
+    ///
+    /// Only under `warrant`: a split plan's fingerprint and subject set signed by the migration
+    /// key this Gate trusts ([`trust_migration_key`](Self::trust_migration_key)), naming every
+    /// subject asked for; otherwise refused under [`MIGRATION_WARRANT`](crate::MIGRATION_WARRANT).
+    /// The plan's fingerprint is recorded in the entries' purpose.
     pub fn read_subjects(
         &self,
         who: &Principal,
         purpose: &Purpose,
         subjects: &[SubjectId],
+        warrant: &MigrationWarrant,
     ) -> Result<Vec<(SubjectId, Vec<RawRecord>)>, GateError> {
+        let purpose = &under_warrant(purpose, warrant);
         let call = self.call(who, purpose, None, Action::Migrate);
         let mut verdict =
             self.decide_bulk(who, AccessAction::Read, DataClass::Protected, "*", purpose)?;
+        verdict.merge(self.warrant_verdict(warrant, subjects.iter()));
         let mut homes = BTreeSet::new();
         for id in subjects {
             if let Some(registered) = self.store.subject(id)? {
@@ -171,13 +180,53 @@ impl Gate {
     /// subject's home here, the access rules for writing it — and one `migrate` entry with the
     /// count and a digest over the values is durable before the store is touched. If any record
     /// is refused, nothing is written.
+    ///
+    /// Only under `warrant`, as [`read_subjects`](Self::read_subjects) is: every subject of the
+    /// batch must be one it names.
     pub fn write_subjects(
         &self,
         who: &Principal,
         purpose: &Purpose,
         batch: &[(Subject, Vec<RawRecord>)],
+        warrant: &MigrationWarrant,
     ) -> Result<Vec<RecordMeta>, GateError> {
-        self.write_many(who, purpose, batch, Action::Migrate)
+        let purpose = &under_warrant(purpose, warrant);
+        let check = self.warrant_verdict(warrant, batch.iter().map(|(s, _)| &s.id));
+        self.write_many(who, purpose, batch, Action::Migrate, Some(check))
+    }
+
+    /// The Gate's answer to a migration under `warrant` for `subjects`: allowed by
+    /// [`MIGRATION_WARRANT`] when the warrant verifies under the trusted migration key and names
+    /// every one of them, else refused by it, saying which (by count, never by id).
+    fn warrant_verdict<'a>(
+        &self,
+        warrant: &MigrationWarrant,
+        subjects: impl IntoIterator<Item = &'a SubjectId>,
+    ) -> Verdict {
+        let rule = gate_rule(MIGRATION_WARRANT);
+        let key = self
+            .migration_key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let checked = match key {
+            None => Err(WarrantError::NoTrustedKey),
+            Some(key) => warrant.verify(&key),
+        };
+        if let Err(e) = checked {
+            return Verdict::refused_by(rule, e.to_string());
+        }
+        let outside = subjects.into_iter().filter(|s| !warrant.covers(s)).count();
+        if outside > 0 {
+            return Verdict::refused_by(
+                rule,
+                format!(
+                    "{outside} subject(s) asked for are not in the warrant of plan {}",
+                    warrant.plan()
+                ),
+            );
+        }
+        Verdict::allowed_by(rule)
     }
 
     /// Registers subjects and writes their records in one atomic, durable batch, as the
@@ -189,7 +238,7 @@ impl Gate {
         purpose: &Purpose,
         batch: &[(Subject, Vec<RawRecord>)],
     ) -> Result<Vec<RecordMeta>, GateError> {
-        self.write_many(who, purpose, batch, Action::Write)
+        self.write_many(who, purpose, batch, Action::Write, None)
     }
 
     /// The batch write both of the above are: every distinct (class, home, collection) decided
@@ -200,9 +249,13 @@ impl Gate {
         purpose: &Purpose,
         batch: &[(Subject, Vec<RawRecord>)],
         action: Action,
+        warrant: Option<Verdict>,
     ) -> Result<Vec<RecordMeta>, GateError> {
         let call = self.call(who, purpose, None, action);
         let mut verdict = Verdict::unopposed();
+        if let Some(warrant) = warrant {
+            verdict.merge(warrant);
+        }
         // One decision per (class, home, collection): the rest of the batch asks the same.
         let mut decided: BTreeSet<(DataClass, Region, String)> = BTreeSet::new();
         let mut digest = BulkDigest::new();
@@ -265,4 +318,14 @@ impl Gate {
         )
         .map(|(metas, _)| metas)
     }
+}
+
+/// `purpose` with the warrant's plan fingerprint added to its detail, so that every entry a
+/// warrant authorises (or is refused under) says which plan it claimed.
+fn under_warrant(purpose: &Purpose, warrant: &MigrationWarrant) -> Purpose {
+    let detail = match &purpose.detail {
+        Some(d) => format!("{d}; plan {}", warrant.plan()),
+        None => format!("plan {}", warrant.plan()),
+    };
+    purpose.clone().with_detail(detail)
 }

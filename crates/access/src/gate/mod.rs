@@ -46,8 +46,8 @@ pub use approvals::MAX_APPROVAL_SUBJECTS;
 pub use call::LICENCE_PREFIX;
 pub use error::GateError;
 pub use gate_rules::{
-    gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, OBLIGATION_UNMET, REVOKE, SELF_APPROVAL,
-    UNVERIFIED_PRINCIPAL,
+    gate_rules, APPROVAL_FILED, APPROVAL_SCOPE, MIGRATION_WARRANT, OBLIGATION_UNMET, REVOKE,
+    SELF_APPROVAL, UNVERIFIED_PRINCIPAL,
 };
 pub use models::Training;
 
@@ -172,6 +172,8 @@ pub struct Gate {
     clock: Arc<dyn Clock>,
     request_prefix: String,
     request_counter: AtomicU64,
+    /// The migration key's public half, whose warrants authorise migration reads and writes.
+    migration_key: RwLock<Option<Vec<u8>>>,
 }
 
 impl fmt::Debug for Gate {
@@ -230,9 +232,30 @@ impl Gate {
             clock,
             request_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             request_counter: AtomicU64::new(0),
+            migration_key: RwLock::new(None),
         };
         gate.settle_approvals_from_log()?;
         Ok(gate)
+    }
+
+    /// Trusts the deployment's migration key (its Ed25519 public key, base64): from now on a
+    /// [`MigrationWarrant`](crate::MigrationWarrant) signed by it authorises
+    /// [`read_subjects`](Self::read_subjects) and [`write_subjects`](Self::write_subjects) for
+    /// the subjects it names. A Gate given no key honours no warrant.
+    pub fn trust_migration_key(&self, public_key_base64: &str) -> Result<(), GateError> {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(public_key_base64.trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                AccessError::InvalidKey("the migration public key is not 32 bytes of base64".into())
+            })?;
+        *self
+            .migration_key
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(key);
+        Ok(())
     }
 
     /// Replaces the principal directory: from now on every call is made only by principals it
