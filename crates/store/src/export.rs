@@ -16,13 +16,15 @@ use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{self, put_field};
-use crate::record::{class_code, RecordDigest, RecordMeta};
+use crate::record::{class_code, class_from_code, RecordDigest, RecordMeta};
 use crate::store::NewRecord;
 use crate::{Collection, PlacementRefusal, RecordKey, SealedStore, StoreError};
 
-const BUNDLE_FORMAT_V1: u32 = 1;
-const SUBJECT_LABEL: &[u8] = b"domicile.transfer.v1.subject";
-const RECORD_LABEL: &[u8] = b"domicile.transfer.v1.record";
+/// The bundle format this build writes and reads. Format 1 carried each record's collection and
+/// key in clear beside its sealed value; format 2 seals them inside.
+const BUNDLE_FORMAT: u32 = 2;
+const SUBJECT_LABEL: &[u8] = b"domicile.transfer.v2.subject";
+const RECORD_LABEL: &[u8] = b"domicile.transfer.v2.record";
 
 /// The key an [`ExportBundle`] is sealed under. Send it by a different channel than the bundle.
 pub struct TransferKey {
@@ -58,11 +60,12 @@ impl fmt::Debug for TransferKey {
     }
 }
 
-/// One subject's records, sealed under a transfer key. Serializable; holds no plaintext value
-/// and no subject id in the clear.
+/// One subject's records, sealed under a transfer key. Serializable; holds no plaintext value,
+/// no subject id and no record key or collection in the clear (format 2): only the source region,
+/// the number of records, and their sizes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportBundle {
-    /// The bundle format version (1).
+    /// The bundle format version (2).
     pub format: u32,
     /// The region the records were exported from.
     pub source_region: Region,
@@ -73,18 +76,42 @@ pub struct ExportBundle {
     pub records: Vec<ExportedRecord>,
 }
 
-/// One record of an [`ExportBundle`].
+/// One record of an [`ExportBundle`]: its class, collection, key and value, sealed together
+/// under the transfer key (`nonce ‖ ciphertext ‖ tag`, base64), bound to the source region, the
+/// subject and its position in the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportedRecord {
-    /// Its collection.
-    pub collection: Collection,
-    /// Its key.
-    pub key: RecordKey,
-    /// Its class.
-    pub class: DataClass,
-    /// The value, sealed under the transfer key (`nonce ‖ ciphertext ‖ tag`, base64).
+    /// The sealed record.
     #[serde(with = "b64")]
     pub sealed: Vec<u8>,
+}
+
+/// What a record's sealed payload holds: class code, collection and key (length-prefixed), value.
+fn encode_record(class: DataClass, c: &Collection, k: &RecordKey, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + c.as_str().len() + k.as_str().len() + 9);
+    out.push(class_code(class));
+    put_field(&mut out, c.as_str().as_bytes());
+    put_field(&mut out, k.as_str().as_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The inverse of [`encode_record`]; `None` if it does not decode.
+fn decode_record(bytes: &[u8]) -> Option<(DataClass, Collection, RecordKey, Vec<u8>)> {
+    let (&code, rest) = bytes.split_first()?;
+    let class = class_from_code(code)?;
+    let (collection, rest) = take_field(rest)?;
+    let (key, value) = take_field(rest)?;
+    let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
+    let key = RecordKey::parse(std::str::from_utf8(key).ok()?).ok()?;
+    Some((class, collection, key, value.to_vec()))
+}
+
+/// A length-prefixed field (as [`put_field`] writes it) and what follows it.
+fn take_field(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// What [`SealedStore::import`] wrote.
@@ -121,11 +148,7 @@ impl ExportBundle {
                     e.column()
                 ),
             })?;
-        if bundle.format != BUNDLE_FORMAT_V1 {
-            return Err(StoreError::Bundle {
-                reason: format!("unknown bundle format version {}", bundle.format),
-            });
-        }
+        check_format(bundle.format)?;
         Ok(bundle)
     }
 }
@@ -137,20 +160,28 @@ fn subject_aad(source: &Region) -> Vec<u8> {
     aad
 }
 
-fn record_aad(
-    source: &Region,
-    subject: &SubjectId,
-    class: DataClass,
-    c: &Collection,
-    k: &RecordKey,
-) -> Vec<u8> {
+fn check_format(format: u32) -> Result<(), StoreError> {
+    match format {
+        BUNDLE_FORMAT => Ok(()),
+        1 => Err(StoreError::Bundle {
+            reason: "it is bundle format 1, which carried record keys in clear; this build reads \
+                     only format 2: export the subject again with this build"
+                .into(),
+        }),
+        other => Err(StoreError::Bundle {
+            reason: format!("unknown bundle format version {other}"),
+        }),
+    }
+}
+
+/// A record's associated data: the source region, the subject and its position in the bundle,
+/// so a record cannot be moved to another bundle, subject or place without failing to open.
+fn record_aad(source: &Region, subject: &SubjectId, position: usize) -> Vec<u8> {
     let mut aad = Vec::new();
     put_field(&mut aad, RECORD_LABEL);
     put_field(&mut aad, source.as_str().as_bytes());
     put_field(&mut aad, subject.as_str().as_bytes());
-    aad.push(class_code(class));
-    put_field(&mut aad, c.as_str().as_bytes());
-    put_field(&mut aad, k.as_str().as_bytes());
+    aad.extend_from_slice(&(position as u64).to_be_bytes());
     aad
 }
 
@@ -171,17 +202,13 @@ impl SealedStore {
         let key = TransferKey::generate(&rng)?;
         let records = self.scan_subject(subject)?;
         let mut exported = Vec::with_capacity(records.len());
-        for record in &records {
+        for (position, record) in records.iter().enumerate() {
             let m = &record.meta;
-            let aad = record_aad(self.region(), subject, m.class, &m.collection, &m.key);
-            let mut sealed = Vec::with_capacity(record.value.len() + 28);
-            aead::seal_into(&key.key, &rng, &aad, &record.value, &mut sealed)?;
-            exported.push(ExportedRecord {
-                collection: m.collection.clone(),
-                key: m.key.clone(),
-                class: m.class,
-                sealed,
-            });
+            let aad = record_aad(self.region(), subject, position);
+            let plain = encode_record(m.class, &m.collection, &m.key, &record.value);
+            let mut sealed = Vec::with_capacity(plain.len() + 28);
+            aead::seal_into(&key.key, &rng, &aad, &plain, &mut sealed)?;
+            exported.push(ExportedRecord { sealed });
         }
         let header = SealedSubject {
             subject: entry.subject,
@@ -198,7 +225,7 @@ impl SealedStore {
         )?;
         Ok((
             ExportBundle {
-                format: BUNDLE_FORMAT_V1,
+                format: BUNDLE_FORMAT,
                 source_region: self.region().clone(),
                 subject: sealed_subject,
                 records: exported,
@@ -215,11 +242,7 @@ impl SealedStore {
         bundle: &ExportBundle,
         key: &TransferKey,
     ) -> Result<ImportReport, StoreError> {
-        if bundle.format != BUNDLE_FORMAT_V1 {
-            return Err(StoreError::Bundle {
-                reason: format!("unknown bundle format version {}", bundle.format),
-            });
-        }
+        check_format(bundle.format)?;
         let header = aead::open(&key.key, &subject_aad(&bundle.source_region), &bundle.subject)
             .ok_or_else(|| StoreError::Bundle {
                 reason: format!(
@@ -245,38 +268,34 @@ impl SealedStore {
             });
         }
         let subject = &header.subject.id;
-        let mut values = Vec::with_capacity(bundle.records.len());
+        let mut opened = Vec::with_capacity(bundle.records.len());
         for (n, r) in bundle.records.iter().enumerate() {
-            let aad = record_aad(
-                &bundle.source_region,
-                subject,
-                r.class,
-                &r.collection,
-                &r.key,
-            );
-            let value =
+            let aad = record_aad(&bundle.source_region, subject, n);
+            // Named by position only: what would name it further is sealed.
+            let plain =
                 aead::open(&key.key, &aad, &r.sealed).ok_or_else(|| StoreError::Bundle {
-                    // Named by position and blind index: record keys often embed a user id.
                     reason: format!(
-                        "record {} of the bundle ({}, key {}) does not open under this transfer key",
-                        n + 1,
-                        r.collection,
-                        self.blind_index(&r.collection, &r.key)
+                        "record {} of the bundle does not open under this transfer key (edited, \
+                     moved or from another bundle)",
+                        n + 1
                     ),
                 })?;
-            values.push(value);
+            let record = decode_record(&plain).ok_or_else(|| StoreError::Bundle {
+                reason: format!("record {} of the bundle does not decode", n + 1),
+            })?;
+            opened.push(record);
         }
         // Check placement of every record before registering, so a refused import leaves no
         // trace in this store.
         let home = self.policy().home_region(&header.subject)?;
-        for r in &bundle.records {
-            let decision = self.policy().may_rest_in(r.class, &home, self.region())?;
+        for (class, collection, key, _) in &opened {
+            let decision = self.policy().may_rest_in(*class, &home, self.region())?;
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
-                    collection: r.collection.clone(),
-                    key: self.blind_index(&r.collection, &r.key),
+                    collection: collection.clone(),
+                    key: self.blind_index(collection, key),
                     subject: self.pseudonym(subject),
-                    class: r.class,
+                    class: *class,
                     home,
                     region: self.region().clone(),
                     rule: decision.rule,
@@ -284,23 +303,21 @@ impl SealedStore {
             }
         }
         self.register_subject(&header.subject)?;
-        let new: Vec<NewRecord<'_>> = bundle
-            .records
+        let new: Vec<NewRecord<'_>> = opened
             .iter()
-            .zip(&values)
-            .map(|(r, value)| NewRecord {
+            .map(|(class, collection, key, value)| NewRecord {
                 subject,
-                class: r.class,
-                collection: &r.collection,
-                key: &r.key,
+                class: *class,
+                collection,
+                key,
                 value,
             })
             .collect();
         let metas = self.put_batch(&new)?;
         let records = metas
             .into_iter()
-            .zip(&values)
-            .map(|(meta, value)| (meta, RecordDigest::of(value)))
+            .zip(&opened)
+            .map(|(meta, (_, _, _, value))| (meta, RecordDigest::of(value)))
             .collect();
         Ok(ImportReport {
             subject: subject.clone(),

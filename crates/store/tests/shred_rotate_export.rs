@@ -264,6 +264,9 @@ fn export_moves_a_subject_between_regions_without_plaintext_in_the_bundle() {
     let bytes = bundle.to_bytes();
     assert!(!contains(&bytes, b"secret-like"));
     assert!(!contains(&bytes, b"mia\""), "the subject id is sealed");
+    // Bundle format 2: record keys (which embed the user id) and collections are sealed too.
+    assert!(!contains(&bytes, b"mia"), "a record key is in the bundle");
+    assert!(!contains(&bytes, b"likes"), "a collection is in the bundle");
 
     // Protected data of a US subject may not rest in row: refused, nothing written.
     let bundle = ExportBundle::from_bytes(&bytes).unwrap();
@@ -322,11 +325,21 @@ fn export_moves_a_subject_between_regions_without_plaintext_in_the_bundle() {
     let err = target.import(&short, &transfer).unwrap_err();
     assert!(err.to_string().contains("should hold 5 records"), "{err}");
     let mut changed = bundle.clone();
-    changed.records[1].key = key("mia-9");
+    changed.records[1].sealed[20] ^= 1;
     let err = target.import(&changed, &transfer).unwrap_err();
-    // Named by position and blind index: the record key, which embeds a user id, is not printed.
+    // Named by position only: the record key, which embeds a user id, is not printed.
     assert!(err.to_string().contains("record 2 of the bundle"), "{err}");
     assert!(!err.to_string().contains("mia"), "{err}");
+    // Records swapped within the bundle: each is bound to its position.
+    let mut swapped = bundle.clone();
+    swapped.records.swap(0, 1);
+    let err = target.import(&swapped, &transfer).unwrap_err();
+    assert!(err.to_string().contains("record 1 of the bundle"), "{err}");
+    // A bundle of the old format, which carried keys in clear, is refused with what to do.
+    let mut old = serde_json::to_value(&bundle).unwrap();
+    old["format"] = 1.into();
+    let err = ExportBundle::from_bytes(&serde_json::to_vec(&old).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("format 1"), "{err}");
     // A malformed bundle is described by position, never by quoting its content.
     let err = ExportBundle::from_bytes(br#"{"format": "mia-secret"}"#).unwrap_err();
     assert!(!err.to_string().contains("mia"), "{err}");
