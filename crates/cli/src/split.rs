@@ -123,8 +123,16 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
                 );
             } else {
                 println!("{summary}");
-                for id in plan.unresolved.iter().take(10) {
-                    println!("  unresolved: {id} has no usable residence");
+                // By pseudonym (under the first region's audit key), as the logs name them:
+                // `domicile audit pseudonym --subject ID` finds who it is.
+                if let Some(node) = source.regions().next() {
+                    for id in plan.unresolved.iter().take(10) {
+                        println!(
+                            "  unresolved: subject {} (pseudonym under {}'s audit key) has no usable residence",
+                            node.gate.pseudonym(id),
+                            node.region
+                        );
+                    }
                 }
             }
             source.close()?;

@@ -94,12 +94,14 @@ pub enum SplitError {
         region: String,
     },
     /// Subjects whose home region the target policy cannot decide.
-    #[error("{} subject(s) have no usable residence under the target policy (first: {first}); resolve them before splitting", count)]
+    #[error("{} subject(s) have no usable residence under the target policy (first: the subject with pseudonym {first} under region {region}'s audit key; `domicile audit pseudonym --subject ID` finds it); resolve them before splitting", count)]
     Unresolved {
         /// How many.
         count: usize,
-        /// The first one.
-        first: SubjectId,
+        /// The first one's pseudonym under `region`'s audit key (never the id: errors reach logs).
+        first: String,
+        /// The region whose audit key `first` is under.
+        region: String,
     },
     /// The journal belongs to another plan (the source changed since the split started).
     #[error("the split journal {path} does not match this plan: {detail}")]

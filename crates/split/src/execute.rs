@@ -122,9 +122,14 @@ pub fn copy(
     options: &ExecuteOptions<'_>,
 ) -> Result<CopyReport, SplitError> {
     if let Some(first) = plan.unresolved.first() {
+        let node = source
+            .regions()
+            .next()
+            .expect("a deployment has at least one region");
         return Err(SplitError::Unresolved {
             count: plan.unresolved.len(),
-            first: first.clone(),
+            first: node.gate.pseudonym(first),
+            region: node.region.to_string(),
         });
     }
     let batch_subjects = options.batch_subjects.max(1);
