@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use domicile_access::{AccessError, GateError};
 use domicile_audit::AuditError;
-use domicile_residency::{Region, ResidencyError, SubjectId};
+use domicile_residency::{Region, ResidencyError};
 use domicile_store::StoreError;
 
 /// What stopped a split. Each variant names what was wrong; none leaves data half-moved without
