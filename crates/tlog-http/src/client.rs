@@ -310,9 +310,9 @@ pub async fn follow(
     let root = tree.root_at(cp.size).map_err(AuditError::from)?;
     if root != cp.root {
         return Err(ClientError::Mismatch {
-            what: url,
+            what: "the tree of the entry bundles".into(),
             reason: format!(
-                "the entries served have root {}, the checkpoint signs {}",
+                "its root is {}, the checkpoint signs {}",
                 hex(&root),
                 hex(&cp.root)
             ),
