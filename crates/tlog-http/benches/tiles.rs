@@ -38,14 +38,11 @@ fn build_log(dir: &std::path::Path) {
     log.close().unwrap();
 }
 
-/// The tiles the clients ask for, in turn: every full level-0 tile and entry bundle.
-fn paths() -> Vec<TilePath> {
-    let mut out = Vec::new();
-    for n in 0..ENTRIES / 256 {
-        out.push(TilePath::full(TileKind::Hashes(0), n));
-        out.push(TilePath::full(TileKind::Entries, n));
-    }
-    out
+/// The tiles the clients ask for, in turn: every full tile of one kind.
+fn paths(kind: TileKind) -> Vec<TilePath> {
+    (0..ENTRIES / 256)
+        .map(|n| TilePath::full(kind, n))
+        .collect()
 }
 
 fn main() {
@@ -57,33 +54,52 @@ fn main() {
     }
     .unwrap();
     build_log(tmp.path());
-    let paths = Arc::new(paths());
-
-    // Baseline: the same tiles cut in process, one thread, no HTTP.
     let source = TileSource::new(tmp.path());
     source.refresh().unwrap();
-    let start = Instant::now();
-    let mut baseline = 0u64;
-    let mut bytes = 0usize;
-    while start.elapsed() < RUN {
-        for p in paths.iter() {
-            bytes += source.tile(p).unwrap().unwrap().len();
-            baseline += 1;
-        }
-    }
-    let baseline_rate = baseline as f64 / start.elapsed().as_secs_f64();
-    std::hint::black_box(bytes);
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let served = rt.block_on(async {
+    let url = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = public_routes_for(Arc::clone(&source));
         tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    });
+    println!(
+        "tiles: {ENTRIES} entries, {CLIENTS} keep-alive clients, {} s each",
+        RUN.as_secs()
+    );
+    for (name, kind) in [
+        ("level-0 hash tiles", TileKind::Hashes(0)),
+        ("entry bundles", TileKind::Entries),
+    ] {
+        let paths = Arc::new(paths(kind));
+        let baseline = in_process(&source, &paths);
+        let served = over_http(&rt, &url, &paths);
+        println!("  {name:<20} served {served:>9.0}/s   cut in process {baseline:>9.0}/s (one thread)   ratio {:.2}x", served / baseline);
+    }
+}
+
+/// Baseline: the same tiles cut in process, one thread, no HTTP.
+fn in_process(source: &TileSource, paths: &[TilePath]) -> f64 {
+    let start = Instant::now();
+    let mut count = 0u64;
+    let mut bytes = 0usize;
+    while start.elapsed() < RUN {
+        for p in paths {
+            bytes += source.tile(p).unwrap().unwrap().len();
+            count += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+fn over_http(rt: &tokio::runtime::Runtime, url: &str, paths: &Arc<Vec<TilePath>>) -> f64 {
+    rt.block_on(async {
         let client = HttpClient::new(&[]).unwrap();
         let count = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + RUN;
@@ -91,8 +107,8 @@ fn main() {
         for c in 0..CLIENTS {
             let (client, url, paths, count) = (
                 client.clone(),
-                url.clone(),
-                Arc::clone(&paths),
+                url.to_owned(),
+                Arc::clone(paths),
                 Arc::clone(&count),
             );
             tasks.push(tokio::spawn(async move {
@@ -111,12 +127,5 @@ fn main() {
             t.await.unwrap();
         }
         count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-    });
-
-    println!(
-        "tiles: {ENTRIES} entries; full level-0 tiles and entry bundles in turn, {CLIENTS} keep-alive clients"
-    );
-    println!("  served over HTTP      {served:>10.0} tiles/s");
-    println!("  cut in process        {baseline_rate:>10.0} tiles/s (baseline, one thread)");
-    println!("  ratio                 {:>10.2}x", served / baseline_rate);
+    })
 }
