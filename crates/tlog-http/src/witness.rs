@@ -4,20 +4,22 @@
 //!
 //! The checks and the cosignature are [`domicile_audit::Witness`]'s; this module adds what the
 //! protocol adds around them: the request format, the status codes, several logs per witness,
-//! and state persisted atomically before answering. For each log the witness keeps the body of
-//! the checkpoint it last cosigned in `<state dir>/<hex SHA-256 of the origin>` (the format
-//! `domicile audit witness` uses), written with [`domicile_durable::write_private`] while the
-//! log's lock is held, so checking the old size and recording the new one is one step.
+//! and state persisted atomically before answering. For each log the witness keeps the
+//! checkpoint it last cosigned in `<state dir>/<hex SHA-256 of the origin>`: the note with the
+//! log's signature and its own cosignature, written with [`domicile_durable::write_private`]
+//! while the log's lock is held, so checking the old size and recording the new one is one step.
+//! (A bare checkpoint body, as `domicile audit witness` keeps, is read too.) The same note is
+//! served to monitors at `GET /<hex SHA-256 of the origin>/checkpoint`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -131,7 +133,12 @@ impl WitnessService {
             let last = match domicile_durable::read_optional_string(&state)? {
                 None => None,
                 Some(text) => {
-                    let cp = Checkpoint::parse(&text)?;
+                    let body = if text.contains("\n\n") {
+                        Note::parse(text.as_bytes())?.text
+                    } else {
+                        text
+                    };
+                    let cp = Checkpoint::parse(&body)?;
                     if cp.origin != origin {
                         return Err(WitnessSetupError::BadState {
                             path: state,
@@ -248,17 +255,50 @@ impl WitnessService {
                 }
                 other => refuse(422, other.to_string()),
             })?;
+        // What monitors are served: the log's verified signatures and this cosignature.
+        let mut kept = Note {
+            text: request.checkpoint.text.clone(),
+            signatures: request
+                .checkpoint
+                .signatures
+                .iter()
+                .filter(|s| s.name == log.key.name() && s.id == log.key.id())
+                .cloned()
+                .collect(),
+        };
+        kept.signatures.push(sig.clone());
         // Durable before answering, and before the lock is released: a witness that forgot
         // what it cosigned could be led to cosign a fork.
-        if let Err(e) =
-            domicile_durable::write_private(&log.state, request.checkpoint.text.as_bytes())
-        {
+        if let Err(e) = domicile_durable::write_private(&log.state, kept.to_text().as_bytes()) {
             tracing::error!(error = %e, origin = %cp.origin, "the witness state could not be persisted");
             *log.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             return Err(refuse(500, "the witness could not persist its state"));
         }
         tracing::info!(origin = %cp.origin, size = cp.size, "cosigned");
         Ok(format!("{}\n", sig.to_line()))
+    }
+}
+
+/// Monitoring: what a witness serves to monitors.
+impl WitnessService {
+    /// The note served at `GET /<origin hash>/checkpoint`: the latest checkpoint cosigned for
+    /// the log whose origin hashes to `origin_hash` (lowercase hex SHA-256), with the log's
+    /// signature and this witness's cosignature; `None` for a log it does not follow or never
+    /// cosigned.
+    pub fn latest_cosigned(&self, origin_hash: &str) -> Result<Option<String>, WitnessSetupError> {
+        let Some(log) = self
+            .logs
+            .values()
+            .find(|l| l.state.file_name().is_some_and(|n| n == origin_hash))
+        else {
+            return Ok(None);
+        };
+        let _held = log.witness.lock().unwrap_or_else(|p| p.into_inner());
+        match domicile_durable::read_optional_string(&log.state)? {
+            // A bare body (kept by `domicile audit witness`) carries no cosignature to serve.
+            Some(text) if text.contains("\n\n") => Ok(Some(text)),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -325,10 +365,12 @@ impl AddCheckpoint {
     }
 }
 
-/// The witness's routes: `POST /add-checkpoint`.
+/// The witness's routes: `POST /add-checkpoint`, and `GET /<origin hash>/checkpoint` for
+/// monitors (the submission and monitoring prefixes are the same).
 pub fn witness_routes(service: Arc<WitnessService>) -> Router {
     Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
+        .route("/{origin_hash}/checkpoint", get(latest_checkpoint))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(service)
 }
@@ -365,6 +407,41 @@ async fn add_checkpoint(State(service): State<Arc<WitnessService>>, body: Bytes)
             format!("{}\n", r.reason),
         )
             .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the witness failed\n").into_response(),
+    }
+}
+
+async fn latest_checkpoint(
+    State(service): State<Arc<WitnessService>>,
+    UrlPath(origin_hash): UrlPath<String>,
+) -> Response {
+    let found = tokio::task::spawn_blocking(move || service.latest_cosigned(&origin_hash)).await;
+    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match found {
+        Ok(Ok(Some(note))) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            note,
+        )
+            .into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            plain,
+            "this witness has cosigned no checkpoint of that log\n",
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the witness state could not be read");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                plain,
+                "the witness state could not be read\n",
+            )
+                .into_response()
+        }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the witness failed\n").into_response(),
     }
 }

@@ -15,8 +15,8 @@ use domicile_audit::{
     verify_cosignature, AuditLog, KeyKind, Note, SigningKey, VerifierKey, WitnessPolicy,
 };
 use domicile_tlog_http::{
-    follow, public_routes, submit_to_witnesses, witness_log, witness_routes, HttpClient,
-    WitnessEndpoint, WitnessService,
+    follow, public_routes, state_path, submit_to_witnesses, witness_log, witness_routes,
+    HttpClient, WitnessEndpoint, WitnessService,
 };
 
 const ORIGIN: &str = "audit.example/us";
@@ -183,6 +183,19 @@ fn rollbacks_and_forks_are_refused_and_the_state_survives_a_restart() {
     let note5 = small.checkpoint().unwrap().unwrap();
     assert_eq!(add(addr, &body(5, &[], &note5)).status, 409);
     assert_eq!(add(addr, &body(20, &[], &note5)).status, 400);
+
+    // Monitors read what it cosigned: the log's signature and the cosignature, both valid.
+    let hash = state_path(Path::new(""), ORIGIN).display().to_string();
+    let a = common::get(addr, &format!("/{hash}/checkpoint"));
+    assert_eq!(a.status, 200);
+    let served = Note::parse(&a.body).unwrap();
+    assert_eq!(served.text, note20.text);
+    served.verify(&log_key(ORIGIN).verifier()).unwrap();
+    verify_cosignature(&served, &wkey.verifier()).unwrap();
+    assert_eq!(
+        common::get(addr, &format!("/{}/checkpoint", "0".repeat(64))).status,
+        404
+    );
 
     // A new witness process on the same state remembers size 20.
     let addr2 = start_witness(&wkey, vec![vkey], &state);
