@@ -10,7 +10,9 @@ use std::sync::Arc;
 use clap::Subcommand;
 use domicile_audit::merkle::hex;
 use domicile_audit::{Note, SigningKey, VerifierKey, WitnessPolicy};
-use domicile_tlog_http::{follow, public_routes, witness_routes, HttpClient, WitnessService};
+use domicile_tlog_http::{
+    follow, public_routes, witness_routes, HttpClient, ServeLimits, WitnessService,
+};
 
 /// Arguments of `domicile witness`.
 #[derive(Debug, clap::Args)]
@@ -94,7 +96,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("starting the async runtime: {e}"))
 }
 
-/// Serves `app` until SIGTERM or Ctrl-C, finishing the requests in flight.
+/// Serves `app` until SIGTERM or Ctrl-C, finishing the requests in flight, with a deadline for
+/// each request's headers and a cap on connections.
 fn serve(listen: SocketAddr, app: axum::Router) -> Result<(), String> {
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -102,8 +105,7 @@ fn serve(listen: SocketAddr, app: axum::Router) -> Result<(), String> {
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on {addr}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
+        domicile_tlog_http::serve(listener, app, ServeLimits::default(), shutdown())
             .await
             .map_err(|e| format!("serving on {addr}: {e}"))
     })

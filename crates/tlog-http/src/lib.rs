@@ -8,7 +8,8 @@
 //! checks them against the signed checkpoint and the witnesses' cosignatures.
 //! [`witness_routes`] is a witness (`POST /add-checkpoint`) reusing the checks of
 //! [`domicile_audit::Witness`], and [`submit_to_witnesses`] is what a log calls to gather
-//! cosignatures for each new checkpoint.
+//! cosignatures for each new checkpoint. [`serve`] runs either on a public socket with a header
+//! deadline, a connection cap and a graceful shutdown.
 //!
 //! ```
 //! use domicile_audit::{AuditLog, KeyKind, LogConfig, SigningKey};
@@ -39,6 +40,7 @@
 
 mod client;
 pub mod path;
+mod serve;
 mod tiles;
 mod witness;
 
@@ -47,6 +49,7 @@ pub use client::{
     WitnessEndpoint,
 };
 pub use path::{TileKind, TilePath, TILE_WIDTH};
+pub use serve::{serve, ServeLimits};
 pub use tiles::{
     public_routes, public_routes_for, ServeError, TileSource, CHECKPOINT_CACHE_CONTROL,
     TILE_CACHE_CONTROL,
