@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use domicile_audit::merkle::{hex, leaf_hash, Hash, MerkleTree};
 use domicile_audit::{
@@ -28,6 +29,10 @@ use crate::witness::{AddCheckpoint, TLOG_SIZE_CONTENT_TYPE};
 
 /// The largest response body read: a full entry bundle of the longest entries.
 const MAX_RESPONSE_BYTES: usize = 256 * (2 + 65_535) + 4096;
+
+/// How long one request may take, connection and body included, unless set otherwise: a
+/// witness that does not answer must not stall the log that submits to it.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What went wrong talking to a log or a witness, or in what they served.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,7 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
 }
 
 impl HttpClient {
@@ -127,10 +133,32 @@ impl HttpClient {
             .build();
         Ok(HttpClient {
             inner: Client::builder(TokioExecutor::new()).build(https),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
         })
     }
 
+    /// The same client with another limit on how long one request may take.
+    pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
+        self.timeout = timeout;
+        self
+    }
+
     async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Option<String>, Bytes), ClientError> {
+        match tokio::time::timeout(self.timeout, self.call_unbounded(method, url, body)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Transport {
+                url: url.into(),
+                reason: format!("no complete answer within {:?}", self.timeout),
+            }),
+        }
+    }
+
+    async fn call_unbounded(
         &self,
         method: Method,
         url: &str,

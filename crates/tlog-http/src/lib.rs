@@ -46,7 +46,7 @@ mod witness;
 
 pub use client::{
     follow, submit_to_witnesses, witness_log, ClientError, Cosigned, FollowReport, HttpClient,
-    WitnessEndpoint,
+    WitnessEndpoint, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use path::{TileKind, TilePath, TILE_WIDTH};
 pub use serve::{serve, ServeLimits};

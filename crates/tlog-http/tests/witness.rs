@@ -269,6 +269,31 @@ fn a_log_gathers_a_quorum_and_an_auditor_checks_it_over_http() {
         assert_eq!(cosigned.cosigned_by.len(), 2);
         assert_eq!(cosigned.refusals.len(), 1);
     }
+    // A witness that accepts connections but never answers is a refusal once the client's
+    // timeout passes, not a stalled log.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow_client = HttpClient::new(&[])
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(300));
+    let silent_endpoint = [WitnessEndpoint::new(
+        format!("http://{}", silent.local_addr().unwrap()),
+        w3.verifier(),
+    )];
+    let cosigned = rt
+        .block_on(submit_to_witnesses(
+            &slow_client,
+            &silent_endpoint,
+            &log.latest_checkpoint().unwrap(),
+            |a, b| log.prove_consistency(a, b),
+            0,
+        ))
+        .unwrap();
+    assert!(
+        cosigned.refusals[0].1.contains("no complete answer within"),
+        "{:?}",
+        cosigned.refusals
+    );
+
     // A third witness that never cosigned cannot make a quorum of three.
     let err = rt
         .block_on(submit_to_witnesses(
