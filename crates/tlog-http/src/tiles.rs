@@ -7,13 +7,14 @@
 //! covers, which includes every size a checkpoint was ever signed for; a tile or bundle beyond it
 //! is 404. Tiles are immutable once they exist (the log is append-only), so they carry Sunlight's
 //! and Tessera's `Cache-Control: public, max-age=604800, immutable`; the checkpoint changes and
-//! carries `no-store`.
+//! carries `no-store`. Entry bundles are gzip-compressed for clients that accept it, as the spec
+//! recommends (hash tiles are random bytes and are sent as they are).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -215,7 +216,40 @@ async fn serve_checkpoint(State(source): State<Arc<TileSource>>) -> Response {
     }
 }
 
-async fn serve_tile(State(source): State<Arc<TileSource>>, Path(path): Path<String>) -> Response {
+/// Whether an `Accept-Encoding` header accepts gzip (by name or `*`, with a non-zero weight).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 3),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(bytes)?;
+    enc.finish()
+}
+
+async fn serve_tile(
+    State(source): State<Arc<TileSource>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let tile = match TilePath::parse(&path) {
         Ok(t) => t,
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
@@ -228,16 +262,32 @@ async fn serve_tile(State(source): State<Arc<TileSource>>, Path(path): Path<Stri
         },
         TileKind::Entries => tokio::task::spawn_blocking(move || source.tile(&tile)).await,
     };
+    let compress = tile.kind == TileKind::Entries && accepts_gzip(&headers);
     match found {
-        Ok(Ok(Some(bytes))) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (header::CACHE_CONTROL, TILE_CACHE_CONTROL),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(Ok(Some(bytes))) => {
+            let mut r = (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CACHE_CONTROL, TILE_CACHE_CONTROL),
+                ],
+            )
+                .into_response();
+            if tile.kind == TileKind::Entries {
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            }
+            let body = match compress.then(|| gzip(&bytes)) {
+                Some(Ok(zipped)) => {
+                    r.headers_mut()
+                        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    zipped
+                }
+                _ => bytes,
+            };
+            *r.body_mut() = axum::body::Body::from(body);
+            r
+        }
         Ok(Ok(None)) => plain(
             StatusCode::NOT_FOUND,
             format!("{tile} is beyond the latest checkpoint\n"),

@@ -220,6 +220,51 @@ fn malformed_paths_and_methods_are_refused() {
 }
 
 #[test]
+fn entry_bundles_are_gzipped_for_clients_that_accept_it() {
+    use std::io::Read;
+    let dir = tempdir();
+    let log = Arc::new(open_log(dir.path(), log_key("audit.example/us")));
+    grow(&log, 300);
+    log.checkpoint().unwrap();
+    let addr = serve(public_routes(dir.path().to_owned()));
+    let plain = get(addr, "/tile/entries/000");
+    assert_eq!(plain.header("content-encoding"), None);
+    let gz = common::request_with(
+        addr,
+        "GET",
+        "/tile/entries/000",
+        &[("Accept-Encoding", "gzip, identity")],
+        b"",
+    );
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain.body);
+    assert!(gz.body.len() < plain.body.len() / 2);
+    // Refused by weight, and never for hash tiles.
+    let no = common::request_with(
+        addr,
+        "GET",
+        "/tile/entries/000",
+        &[("Accept-Encoding", "gzip;q=0")],
+        b"",
+    );
+    assert_eq!(no.header("content-encoding"), None);
+    let tile = common::request_with(
+        addr,
+        "GET",
+        "/tile/0/000",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(tile.header("content-encoding"), None);
+}
+
+#[test]
 fn a_log_whose_entries_were_changed_is_not_served() {
     let dir = tempdir();
     let log = Arc::new(open_log(dir.path(), log_key("audit.example/us")));
