@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{grow, log_key, open_log, tempdir};
 use domicile_tlog_http::{follow, public_routes, ClientError, HttpClient};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -62,7 +62,7 @@ fn follow_over_https_trusts_the_given_ca_only() {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
                     .await;
             });
