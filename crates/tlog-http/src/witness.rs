@@ -216,15 +216,17 @@ impl WitnessService {
             return Err(refuse(500, "the witness's clock reads 0"));
         }
         let witness = log.witness.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(why) = log
+        // The cause (a path, an OS error) was logged when it happened; callers learn only that
+        // the witness is out of service for this log.
+        if log
             .broken
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
+            .is_some()
         {
             return Err(refuse(
                 503,
-                format!("this witness cannot record state for the log: {why}"),
+                "this witness could not record its state for the log and is out of service for it until restarted",
             ));
         }
         let stored = witness.last().map_or(0, |(s, _)| s);
