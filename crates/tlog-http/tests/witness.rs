@@ -327,3 +327,30 @@ fn a_log_gathers_a_quorum_and_an_auditor_checks_it_over_http() {
         "{err}"
     );
 }
+
+#[test]
+fn a_witness_that_cannot_persist_its_state_cosigns_nothing_more() {
+    let tmp = tempdir();
+    let state = tmp.path().join("state");
+    let key = log_key(ORIGIN);
+    let wkey = witness_key("witness.example/w1", 1);
+    let (log, note5) = log_at(&tmp.path().join("log"), key, 5);
+    let addr = start_witness(&wkey, vec![log_key(ORIGIN).verifier()], &state);
+    assert_eq!(add(addr, &body(0, &[], &note5)).status, 200);
+    // The state directory becomes a file: the next state cannot be written.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::write(&state, b"not a directory").unwrap();
+    grow(&log, 9);
+    let note9 = log.checkpoint().unwrap().unwrap();
+    let proof = log.prove_consistency(5, 9).unwrap();
+    let a = add(addr, &body(5, &proof, &note9));
+    assert_eq!(a.status, 500, "{}", text(&a));
+    assert!(
+        !text(&a).contains(&*state.to_string_lossy()),
+        "{}",
+        text(&a)
+    );
+    // No cosignature was handed out for 9, and none will be until a restart reads the disk.
+    assert_eq!(add(addr, &body(9, &[], &note9)).status, 503);
+    assert_eq!(add(addr, &body(5, &proof, &note9)).status, 503);
+}
