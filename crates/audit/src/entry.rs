@@ -30,6 +30,10 @@ use crate::AuditError;
 /// a [`Target::Batch`]; the others are written as version 1, see the module documentation).
 pub const ENTRY_VERSION: u8 = 2;
 
+/// The longest canonical encoding the log accepts: C2SP tlog-tiles entry bundles prefix each
+/// entry with a big-endian uint16 length, so a longer entry could never be published.
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
 /// Byte offset of the sequence number in the canonical encoding.
 pub(crate) const SEQ_OFFSET: usize = 1;
 

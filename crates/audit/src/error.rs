@@ -39,6 +39,15 @@ pub enum AuditError {
         /// The log directory.
         path: PathBuf,
     },
+    /// An entry's canonical encoding is too long to be published in a C2SP tlog-tiles entry
+    /// bundle; it was not appended (the access it records must be refused).
+    #[error("the entry's canonical encoding is {len} bytes, more than the {max} a log entry may have; it was not appended")]
+    EntryTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The log was closed.
     #[error("the audit log is closed")]
     Closed,

@@ -39,6 +39,7 @@ mod note;
 mod proof;
 mod pseudonym;
 pub mod query;
+mod reader;
 mod subjects;
 mod verify;
 mod witness;
@@ -46,12 +47,14 @@ mod witness;
 pub use checkpoint::Checkpoint;
 pub use entry::{
     Action, Entry, EntryDecision, Outcome, Principal, Resource, Tally, Target, ENTRY_VERSION,
+    MAX_ENTRY_BYTES,
 };
 pub use error::AuditError;
 pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};
+pub use reader::LogReader;
 pub use subjects::{
     read_subject_set, subject_set_path, verify_subject_sets, write_subject_set, SetRoot,
     SubjectSet, SubjectSetCommitment, SubjectSetProof, MAX_SET_SUBJECTS,

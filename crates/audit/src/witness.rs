@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{verify_consistency, Hash};
+use crate::merkle::{empty_root, verify_consistency, Hash};
 use crate::note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 use crate::AuditError;
 
@@ -77,8 +77,14 @@ impl Witness {
                 ),
             });
         }
+        if cp.size == 0 && cp.root != empty_root() {
+            return Err(AuditError::Inconsistent {
+                reason: "a checkpoint of size 0 must have the root of the empty tree".into(),
+            });
+        }
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((size, root)) = *last {
+        // The empty tree is a prefix of every tree: after cosigning it, no proof is needed.
+        if let Some((size, root)) = (*last).filter(|(size, _)| *size > 0) {
             if cp.size < size {
                 return Err(AuditError::Inconsistent {
                     reason: format!("the log rolled back from size {size} to {}", cp.size),

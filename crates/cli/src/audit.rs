@@ -61,8 +61,15 @@ enum AuditCommand {
     /// Verify a log offline: every entry, every checkpoint, their consistency, the cosignatures.
     Verify {
         /// The log directory.
-        #[arg(long)]
-        log: PathBuf,
+        #[arg(long, required_unless_present = "url")]
+        log: Option<PathBuf>,
+        /// Follow the log over HTTP instead, as C2SP tlog-tiles at this URL prefix: every entry
+        /// bundle and tile is fetched and checked against the signed checkpoint.
+        #[arg(long, conflicts_with_all = ["log", "allow_empty"])]
+        url: Option<String>,
+        /// A PEM CA certificate to trust for an https:// --url, beside the system's (repeatable).
+        #[arg(long, requires = "url")]
+        ca: Vec<PathBuf>,
         /// The log's verifier key file.
         #[arg(long)]
         vkey: PathBuf,
@@ -76,6 +83,16 @@ enum AuditCommand {
         /// Accept a log with no entries (a missing or empty log is an error otherwise).
         #[arg(long)]
         allow_empty: bool,
+    },
+    /// Publish a log directory over HTTP as C2SP tlog-tiles (`/checkpoint`, `/tile/…`), read-only,
+    /// until SIGTERM or Ctrl-C. Prints `listening on ADDR` once it accepts connections.
+    Serve {
+        /// The log directory.
+        #[arg(long)]
+        log: PathBuf,
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:7381")]
+        listen: std::net::SocketAddr,
     },
     /// Print the latest signed checkpoint note (with any cosignatures).
     Checkpoint {
@@ -247,11 +264,31 @@ fn run_command(command: AuditCommand) -> Result<(), Failure> {
         } => append(&log, &key, audit_key.as_deref()),
         AuditCommand::Verify {
             log,
+            url,
+            ca,
             vkey,
             witnesses,
             checkpoints,
             allow_empty,
-        } => verify_cmd(&log, &vkey, &witnesses, &checkpoints, allow_empty),
+        } => match (log, url) {
+            (_, Some(url)) => {
+                let held = held_notes(&checkpoints)?;
+                let report = crate::tlog::verify_url(
+                    &url,
+                    &read_vkey(&vkey)?,
+                    policy(&witnesses)?.as_ref(),
+                    &held,
+                    &ca,
+                )
+                .map_err(|e| Failure(e, 1))?;
+                print_out(&report)
+            }
+            (Some(log), None) => verify_cmd(&log, &vkey, &witnesses, &checkpoints, allow_empty),
+            (None, None) => Err(usage("give --log DIR or --url URL".into())),
+        },
+        AuditCommand::Serve { log, listen } => {
+            crate::tlog::audit_serve(&log, listen).map_err(|e| Failure(e, 1))
+        }
         AuditCommand::Checkpoint { log } => checkpoint(&log),
         AuditCommand::Query(q) => query(&q),
         AuditCommand::Prove { log, seq, out } => {
@@ -466,13 +503,7 @@ fn verify_cmd(
 ) -> Result<(), Failure> {
     let key = read_vkey(vkey)?;
     let policy = policy(witnesses)?;
-    let held = checkpoints
-        .iter()
-        .map(|p| {
-            Note::parse(read_text(p)?.as_bytes())
-                .map_err(|e| usage(format!("{}: {e}", p.display())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let held = held_notes(checkpoints)?;
     if !log.is_dir() && !allow_empty {
         return Err(Failure(
             format!(
@@ -515,6 +546,17 @@ fn verify_cmd(
         }
         Err(e) => Err(Failure(format!("FAILED: {e}"), 1)),
     }
+}
+
+/// The checkpoint notes an auditor already holds, from files.
+fn held_notes(checkpoints: &[PathBuf]) -> Result<Vec<Note>, Failure> {
+    checkpoints
+        .iter()
+        .map(|p| {
+            Note::parse(read_text(p)?.as_bytes())
+                .map_err(|e| usage(format!("{}: {e}", p.display())))
+        })
+        .collect()
 }
 
 fn checkpoint(log: &Path) -> Result<(), Failure> {

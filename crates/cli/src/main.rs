@@ -2,7 +2,8 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it. `policies` is the composition root's list of the residency policies
+//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it, `tlog` for
+//! the log over HTTP (`witness serve`, `audit serve`, `audit verify --url`). `policies` is the composition root's list of the residency policies
 //! this binary links; everything below the binary takes them from it.
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ mod keys;
 mod policies;
 mod recsys;
 mod split;
+mod tlog;
 
 /// Data sovereignty for one product run as several regional deployments.
 #[derive(Debug, Parser)]
@@ -42,6 +44,8 @@ enum Command {
     /// Load subjects and records from JSON Lines through the Gates, each placed by the policy
     /// (batched, resumable).
     Ingest(ingest::IngestArgs),
+    /// Run a C2SP tlog-witness over HTTP that cosigns logs' checkpoints.
+    Witness(tlog::WitnessArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +57,6 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Init(args) => init::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Witness(args) => tlog::run_witness(args),
     }
 }

@@ -269,6 +269,12 @@ impl AuditLog {
             }
         }
         let mut bytes = entry.to_canonical()?;
+        if bytes.len() > crate::MAX_ENTRY_BYTES {
+            return Err(AuditError::EntryTooLong {
+                len: bytes.len(),
+                max: crate::MAX_ENTRY_BYTES,
+            });
+        }
         let inner = &self.inner;
         let mut p = lock(&inner.pending);
         if let Some(reason) = &p.failed {
