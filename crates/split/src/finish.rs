@@ -58,17 +58,21 @@ pub fn shred_source(
     }
     for (node, who, ids) in work {
         for chunk in ids.chunks(SHRED_BATCH) {
-            for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
-                let summary = ShredSummary {
+            let summaries: Vec<ShredSummary> = node
+                .gate
+                .shred_subjects(&who, &purpose, chunk)?
+                .into_iter()
+                .map(|receipt| ShredSummary {
                     region: node.region.clone(),
                     subject_pseudonym: node.gate.pseudonym(&receipt.subject),
                     records: receipt.records.len() as u64,
                     data_key_version: receipt.data_key_version,
                     key_destroyed_now: receipt.key_destroyed_now,
-                };
-                journal.append(JournalLine::Shredded(summary.clone()))?;
-                done.push(summary);
-            }
+                })
+                .collect();
+            // One journal write and sync for the chunk's receipts.
+            journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
+            done.extend(summaries);
         }
         finalize_shreds(source, &node.region)?;
     }
@@ -114,17 +118,21 @@ pub fn shred_leaving(
             .filter(|id| leaving.contains(&node.gate.pseudonym(id)))
             .collect();
         for chunk in ids.chunks(SHRED_BATCH) {
-            for receipt in node.gate.shred_subjects(&who, &purpose, chunk)? {
-                let summary = ShredSummary {
+            let summaries: Vec<ShredSummary> = node
+                .gate
+                .shred_subjects(&who, &purpose, chunk)?
+                .into_iter()
+                .map(|receipt| ShredSummary {
                     region: region.clone(),
                     subject_pseudonym: node.gate.pseudonym(&receipt.subject),
                     records: receipt.records.len() as u64,
                     data_key_version: receipt.data_key_version,
                     key_destroyed_now: receipt.key_destroyed_now,
-                };
-                journal.append(JournalLine::Shredded(summary.clone()))?;
-                done.push(summary);
-            }
+                })
+                .collect();
+            // One journal write and sync for the chunk's receipts.
+            journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
+            done.extend(summaries);
         }
         if !leaving.is_empty() {
             finalize_shreds(deployment, &region)?;
