@@ -247,9 +247,10 @@ pub struct Entry {
     pub outcome: Outcome,
 }
 
-struct Writer(Vec<u8>);
+/// Writes canonical bytes onto the end of a buffer the caller owns (and may reuse).
+struct Writer<'a>(&'a mut Vec<u8>);
 
-impl Writer {
+impl Writer<'_> {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -334,7 +335,16 @@ impl Entry {
 
     /// The canonical encoding: the bytes the Merkle leaf is the hash of.
     pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
-        let mut w = Writer(Vec::with_capacity(384));
+        let mut out = Vec::with_capacity(384);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the canonical encoding to `out`, so that a caller encoding many entries reuses
+    /// one buffer (the log's append path allocates nothing per entry). On error, `out` may hold
+    /// part of the encoding after its old contents.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), AuditError> {
+        let mut w = Writer(out);
         w.u8(self.version());
         w.u64(self.seq);
         w.u64(self.time_ms);
@@ -418,7 +428,7 @@ impl Entry {
                 w.str("outcome.reason", reason)?;
             }
         }
-        Ok(w.0)
+        Ok(())
     }
 
     /// Decodes a canonical encoding, refusing anything that is not exactly the encoding of a
