@@ -16,7 +16,7 @@ use std::sync::MutexGuard;
 use std::thread::Thread;
 use std::time::Instant;
 
-use super::{lock, Inner, Pending};
+use super::{lock, Files, Inner, Pending};
 use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
 use crate::merkle::Hash;
 use crate::AuditError;
@@ -115,11 +115,20 @@ impl Inner {
     /// them leads the next batch.
     pub(super) fn commit<'a>(&'a self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
         p.flushing = true;
+        drop(p);
+        let started = Instant::now();
+        // The segment is made ready first (a new one started if this one is full, which costs
+        // a directory sync), and the queue taken only then, with all that arrived meanwhile.
+        let mut files = lock(&self.files);
+        let ready = self.ready_segment(&mut files, 0);
+        let mut p = lock(&self.pending);
         let spare = std::mem::take(&mut p.spare);
         let mut batch = std::mem::replace(&mut p.queue, spare);
         drop(p);
-        let started = Instant::now();
-        let result = self.write_batch(&batch.frames, &batch.hashes);
+        let result = ready
+            .and_then(|()| self.ready_segment(&mut files, batch.frames.len() as u64))
+            .and_then(|()| self.write_batch(&mut files, &batch.frames, &batch.hashes));
+        drop(files);
         let took = started.elapsed();
         let mut p = lock(&self.pending);
         p.flushing = false;
@@ -146,7 +155,7 @@ impl Inner {
         }
         // Wake the checkpointer when a checkpoint is due by count, or when these are the first
         // entries since the last checkpoint (its timer starts now).
-        let covered = lock(&self.last).covered();
+        let covered = self.covered.load(Ordering::Acquire);
         let first_since = before <= covered && p.durable > covered;
         if first_since || self.due_by_count(p.durable) {
             self.to_checkpointer.notify_one();
@@ -190,28 +199,40 @@ impl Inner {
         }
     }
 
-    /// Writes one batch of frames to the segment (starting a new segment when this one is
-    /// full), fdatasyncs it, and only then adds the leaves to the tree.
-    fn write_batch(&self, buf: &[u8], hashes: &[Hash]) -> Result<(), AuditError> {
-        let mut files = lock(&self.files);
-        let first_seq = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
-        let rotate = match &files.segment {
+    /// Starts a new segment, at the next sequence number, when there is none or when `adding`
+    /// more bytes would take the current one (if it holds any frame) past the configured size.
+    fn ready_segment(&self, files: &mut Files, adding: u64) -> Result<(), AuditError> {
+        let full = match &files.segment {
             None => true,
             Some((_, len)) => {
-                *len > SEGMENT_HEADER as u64 && len + buf.len() as u64 > self.config.segment_bytes
+                *len > SEGMENT_HEADER as u64 && len + adding.max(1) > self.config.segment_bytes
             }
         };
-        if rotate {
-            let path = files::segment_path(&self.dir, first_seq);
-            let mut f = files::open_append(&path)?;
-            let mut header = SEGMENT_MAGIC.to_vec();
-            header.extend_from_slice(&first_seq.to_be_bytes());
-            f.write_all(&header)
-                .map_err(|e| AuditError::io("writing", &path, e))?;
-            files::sync_dir(&files::segments_dir(&self.dir))?;
-            files.segment = Some((f, SEGMENT_HEADER as u64));
-            files.segment_first = first_seq;
+        if !full {
+            return Ok(());
         }
+        // One commit at a time: the durable entries are exactly those before this batch.
+        let first_seq = self.durable.load(Ordering::Acquire);
+        let path = files::segment_path(&self.dir, first_seq);
+        let mut f = files::open_append(&path)?;
+        let mut header = SEGMENT_MAGIC.to_vec();
+        header.extend_from_slice(&first_seq.to_be_bytes());
+        f.write_all(&header)
+            .map_err(|e| AuditError::io("writing", &path, e))?;
+        files::sync_dir(&files::segments_dir(&self.dir))?;
+        files.segment = Some((f, SEGMENT_HEADER as u64));
+        files.segment_first = first_seq;
+        Ok(())
+    }
+
+    /// Writes one batch of frames to the segment, fdatasyncs it, and only then adds the leaves
+    /// to the tree.
+    fn write_batch(
+        &self,
+        files: &mut Files,
+        buf: &[u8],
+        hashes: &[Hash],
+    ) -> Result<(), AuditError> {
         let first = files.segment_first;
         let Some((file, len)) = files.segment.as_mut() else {
             return Err(AuditError::NotDurable {

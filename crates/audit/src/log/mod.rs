@@ -176,35 +176,31 @@ struct Early {
     pool: Vec<Vec<u8>>,
 }
 
-/// The files the writer holds open.
+/// The segment the commits append to (one commit at a time holds it).
 struct Files {
     /// The segment being appended to, and its length.
     segment: Option<(File, u64)>,
     /// The first sequence number in that segment.
     segment_first: u64,
-    /// The persisted tree levels (a cache), one file per level, opened for appending.
+}
+
+/// The persisted tree levels, written by the checkpointer alone: a commit never waits for them.
+struct TreeFiles {
+    /// One file per level (a cache), opened for appending.
     levels: Vec<File>,
     /// How many hashes of each level are on disk.
     persisted: Vec<usize>,
 }
 
-/// What is known of the latest checkpoint this log signed, under one lock (the checkpointer
-/// reads all three together, and signing changes all three together).
+/// What is known of the latest checkpoint this log signed, under one lock (signing changes
+/// both together). Its size and time are mirrored in [`Inner::covered`] and
+/// [`Inner::signed_at`], which commits read without waiting for a signature in progress.
 struct LastCheckpoint {
     /// The latest signed checkpoint, `None` until the log signs its first.
     signed: Option<Signed>,
-    /// When it was signed (or the log opened): the checkpoint interval counts from here.
-    at: Instant,
     /// The chained check of the last frame of `checkpoints.notes`, which the next note's frame
     /// is chained to (so a note dropped from the middle of the file is found).
     chain: [u8; 8],
-}
-
-impl LastCheckpoint {
-    /// The number of entries the latest checkpoint covers.
-    fn covered(&self) -> u64 {
-        self.signed.as_ref().map_or(0, |s| s.size)
-    }
 }
 
 /// The state shared by the log's handle, its appenders and its checkpointer.
@@ -223,6 +219,16 @@ struct Inner {
     /// The Merkle tree over every durable entry.
     tree: RwLock<MerkleTree>,
     files: Mutex<Files>,
+    tree_files: Mutex<TreeFiles>,
+    /// The number of entries the latest checkpoint covers.
+    covered: AtomicU64,
+    /// When the latest checkpoint was signed (or the log opened), in nanoseconds since
+    /// `opened`: the checkpoint interval counts from here.
+    signed_at: AtomicU64,
+    /// When the log was opened.
+    opened: Instant,
+    /// Held while signing a checkpoint and while storing cosignatures, so notes files are
+    /// appended one at a time.
     last: Mutex<LastCheckpoint>,
 }
 
@@ -417,7 +423,7 @@ impl AuditLog {
 
     /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
     pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
-        let _files = lock(&self.inner.files);
+        let _notes = lock(&self.inner.last);
         store_cosigned(
             &self.inner.dir,
             &self.inner.config.signing_key.verifier(),

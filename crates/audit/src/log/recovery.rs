@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{
     AuditLog, Batch, Early, Files, Inner, LastCheckpoint, LogConfig, LogStats, OpenReport, Pending,
-    Signed,
+    Signed, TreeFiles,
 };
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
@@ -236,12 +236,13 @@ impl AuditLog {
             files: Mutex::new(Files {
                 segment,
                 segment_first,
-                levels,
-                persisted,
             }),
+            tree_files: Mutex::new(TreeFiles { levels, persisted }),
+            covered: AtomicU64::new(signed.as_ref().map_or(0, |s| s.size)),
+            signed_at: AtomicU64::new(0),
+            opened: Instant::now(),
             last: Mutex::new(LastCheckpoint {
                 signed,
-                at: Instant::now(),
                 chain: notes_file.last_check,
             }),
         });
