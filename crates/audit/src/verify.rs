@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use crate::checkpoint::Checkpoint;
-use crate::entry::Entry;
+use rayon::prelude::*;
+
+use crate::entry::{CanonicalTexts, Entry};
 use crate::files::{self, SEGMENT_HEADER};
 use crate::merkle::{empty_root, hex, node_hash, Hash, MerkleTree};
 use crate::note::{Note, VerifierKey};
@@ -134,10 +136,11 @@ enum Leaves<'a> {
     Block(&'a MerkleTree),
 }
 
-/// Like [`for_each_entry`], and also decodes every entry, but does the per-entry work (leaf hash,
-/// frame check, decoding) and the hashing of aligned blocks of leaves into subtrees on all cores,
-/// segment by segment. `each(first seq, leaves)` still sees the entries in order, and the first
-/// bad entry in log order is the one reported.
+/// Like [`for_each_entry`], and also checks that every entry is canonical, but does the
+/// per-entry work (leaf hash, frame check, canonical check) and the hashing of aligned blocks of
+/// leaves into subtrees on all cores (rayon), segment by segment; the tree above the blocks is
+/// built after, in order. `each(first seq, leaves)` still sees the entries in order, and the
+/// first bad entry in log order is the one reported.
 fn for_each_entry_checked(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
@@ -150,9 +153,6 @@ fn for_each_entry_checked(
             .map_err(|e| AuditError::io("reading", path, e))?
             .len();
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
     let mut done = 0;
     let mut seq = 0u64;
     for (first, path) in &segments {
@@ -174,7 +174,9 @@ fn for_each_entry_checked(
                 Err(b) => cut = Some(b),
             }
         }
-        let check = |i: usize, f: &files::Frame<'_>| -> Result<Hash, AuditError> {
+        let check = |texts: &mut CanonicalTexts,
+                     (i, f): (usize, &files::Frame<'_>)|
+         -> Result<Hash, AuditError> {
             let at = *first + i as u64;
             let hash = f
                 .leaf_hash()
@@ -189,38 +191,18 @@ fn for_each_entry_checked(
                     ),
                 });
             }
-            Entry::from_canonical(f.payload).map_err(|e| AuditError::BadStoredEntry {
+            Entry::check_canonical(f.payload, texts).map_err(|e| AuditError::BadStoredEntry {
                 seq: at,
                 reason: e.to_string(),
             })?;
             Ok(hash)
         };
-        let per = frames.len().div_ceil(threads).max(1);
-        let results: Vec<Result<Hash, AuditError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = frames
-                .chunks(per)
-                .enumerate()
-                .map(|(c, chunk)| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .enumerate()
-                            .map(|(j, f)| check(c * per + j, f))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        vec![Err(AuditError::WorkerPanicked {
-                            what: "checking entries",
-                        })]
-                    })
-                })
-                .collect()
-        });
+        let results: Vec<Result<Hash, AuditError>> = frames
+            .par_iter()
+            .enumerate()
+            .with_min_len(256)
+            .map_init(CanonicalTexts::default, check)
+            .collect();
         // Everything before the first bad entry goes to the tree; then that entry is reported.
         let good = results
             .iter()
@@ -232,34 +214,10 @@ fn for_each_entry_checked(
             .step_by(BLOCK)
             .take_while(|i| i + BLOCK <= hashes.len())
             .collect();
-        let per = starts.len().div_ceil(threads).max(1);
-        let hashes_ref = &hashes;
-        let trees: Vec<MerkleTree> = std::thread::scope(|scope| {
-            let workers: Vec<_> = starts
-                .chunks(per)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|&i| {
-                                MerkleTree::from_leaf_hashes(
-                                    hashes_ref[i..i + BLOCK].iter().copied(),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
-        });
-        if trees.len() != starts.len() {
-            return Err(AuditError::WorkerPanicked {
-                what: "hashing blocks of entries",
-            });
-        }
+        let trees: Vec<MerkleTree> = starts
+            .par_iter()
+            .map(|&i| MerkleTree::from_leaf_hashes(hashes[i..i + BLOCK].iter().copied()))
+            .collect();
         let mut i = 0;
         let mut block = 0;
         while i < hashes.len() {
