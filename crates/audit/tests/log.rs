@@ -104,6 +104,45 @@ fn concurrent_appends_get_distinct_receipts_and_verify() {
 }
 
 #[test]
+fn many_racing_appenders_each_find_their_own_entry_at_their_receipt() {
+    // Enough threads on two cores that appenders are preempted between taking a sequence number
+    // and queueing their frame, so frames come back out of order and wait for the gap.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), config()).unwrap());
+    let threads: Vec<_> = (0..256u64)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..16u64)
+                    .map(|i| {
+                        let e = entry(t * 1000 + i);
+                        let id = e.request_id.clone();
+                        (id, log.append(e).unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let receipts: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    log.close().unwrap();
+    assert_eq!(check(dir.path()).unwrap().entries, 4096);
+    let mut stored = Vec::new();
+    domicile_audit::for_each_entry(dir.path(), &mut |_, _| {}, |_, bytes, hash| {
+        stored.push((Entry::from_canonical(bytes).unwrap().request_id, *hash));
+        Ok(())
+    })
+    .unwrap();
+    for (id, r) in &receipts {
+        let (stored_id, stored_hash) = &stored[r.seq as usize];
+        assert_eq!(stored_id, id, "entry {} is another appender's", r.seq);
+        assert_eq!(stored_hash, &r.leaf_hash, "entry {}", r.seq);
+    }
+}
+
+#[test]
 fn restarts_continue_the_same_history() {
     let dir = tempfile::tempdir().unwrap();
     let mut sizes = Vec::new();

@@ -41,7 +41,9 @@ impl Pending {
             return;
         }
         // Highest first, so that the next in order is at the end.
-        self.early.frames.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        self.early
+            .frames
+            .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         while self.early.frames.last().is_some_and(|e| e.0 == self.filled) {
             let Some((_, mut frame, hash, who)) = self.early.frames.pop() else {
                 break;
