@@ -6,8 +6,10 @@
 //! ```
 //!
 //! 1. Durable append with group commit against a raw loop that writes the same bytes with the
-//!    same number of write + fdatasync batches (the batching the log chose), 1 and 64 appenders.
-//! 2. 64 concurrent appenders: entries/s and p50/p99 time to receipt.
+//!    same number of write + fdatasync batches (the batching the log chose), and against a raw
+//!    loop that writes one entry per fdatasync (what one appender without a log would get), with
+//!    1, 64 and 1,024 appenders.
+//! 2. The same appenders: entries/s, entries per fdatasync and p50/p99 time to receipt.
 //! 3. Offline verify against the bare SHA-256 leaf hashing of the same entries.
 //! 4. Inclusion and consistency proof time at 1M and 10M entries.
 
@@ -98,13 +100,45 @@ fn raw_loop(dir: &std::path::Path, bytes: u64, batches: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// User and system CPU time of this process so far, in seconds (from `/proc/self/stat`; 0
+/// where there is none).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; clock ticks
+    // are 100 a second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The machine's load average, to print beside the numbers it weighs on.
+fn load() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "load average (1, 5, 15 min): {}",
+        avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
 /// Runs log and raw back to back, `rounds` times. The disk and the machine are shared, so the
 /// ratio is taken within each pair (same weather) and the median pair ratio is reported.
-fn bench_append(threads: usize, per_thread: usize, rounds: usize) -> tempfile::TempDir {
+fn bench_append(
+    threads: usize,
+    per_thread: usize,
+    rounds: usize,
+    target: Option<f64>,
+) -> tempfile::TempDir {
     let mut log_rates = Vec::new();
     let mut raw_rates = Vec::new();
     let mut ratios = Vec::new();
@@ -132,10 +166,14 @@ fn bench_append(threads: usize, per_thread: usize, rounds: usize) -> tempfile::T
         v[v.len() / 2]
     };
     lat.sort();
+    let rate = median(&mut log_rates);
     println!(
-        "durable append, {threads:>2} appenders: {:>9.0} entries/s (median of {rounds} runs; {:.1} entries per fdatasync batch)",
-        median(&mut log_rates),
-        entries as f64 / batches as f64
+        "durable append, {threads:>4} appenders: {rate:>9.0} entries/s (median of {rounds} runs; {:.1} entries per fdatasync batch){}",
+        entries as f64 / batches as f64,
+        match target {
+            Some(t) => format!(" (target >= {t:.0}/s: {})", if rate >= t { "met" } else { "NOT met" }),
+            None => String::new(),
+        }
     );
     println!(
         "  raw write+fdatasync loop, same bytes and batches: {:>9.0} entries/s  -> log/raw = {:.2}x, median of paired runs (target >= 0.8x)",
@@ -150,20 +188,20 @@ fn bench_append(threads: usize, per_thread: usize, rounds: usize) -> tempfile::T
     last.expect("at least one round")
 }
 
-/// The same 64-appender run on tmpfs, where fdatasync costs next to nothing: what the log's own
+/// The same appender runs on tmpfs, where fdatasync costs next to nothing: what the log's own
 /// work (encoding, hashing, framing, waking appenders) allows on this machine.
-fn cpu_ceiling(per_thread: usize) {
+fn cpu_ceiling(threads: usize, per_thread: usize) {
     let shm = std::path::Path::new("/dev/shm");
     if !shm.is_dir() {
         println!("cpu ceiling: skipped, no /dev/shm");
         return;
     }
     let dir = tempfile::tempdir_in(shm).expect("tempdir");
-    let run = durable_appends(dir.path(), 64, per_thread);
+    let run = durable_appends(dir.path(), threads, per_thread);
     let mut lat = run.latencies;
     lat.sort();
     println!(
-        "64 appenders on tmpfs (fdatasync ~free, the log's CPU ceiling): {:>9.0} entries/s, {:.1} entries/batch, p50 {:?}, p99 {:?}",
+        "{threads:>4} appenders on tmpfs (fdatasync ~free, the log's CPU ceiling): {:>9.0} entries/s, {:.1} entries/batch, p50 {:?}, p99 {:?}",
         run.stats.entries as f64 / run.secs,
         run.stats.entries as f64 / run.stats.batches as f64,
         percentile(&lat, 0.5),
@@ -195,15 +233,31 @@ fn bench_verify(entries_per_thread: usize) {
         Ok(())
     })
     .expect("read");
-    let start = Instant::now();
-    let report = verify(dir, &vkey, None, &mut |_, _| {}).expect("verify");
-    let secs = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let mut x = 0u8;
-    for l in &leaves {
-        x ^= leaf_hash(l)[0];
+    // The median of five runs (the first also starts verify's worker threads), and the CPU
+    // time they took over all threads: on a shared machine the wall time says how much of the
+    // cores the run was given, the CPU time what verifying costs.
+    let mut times = Vec::new();
+    let mut report = None;
+    let cpu_before = cpu_seconds();
+    for _ in 0..5 {
+        let start = Instant::now();
+        report = Some(verify(dir, &vkey, None, &mut |_, _| {}).expect("verify"));
+        times.push(start.elapsed().as_secs_f64());
     }
-    let bare = start.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu_before) / 5.0;
+    times.sort_by(f64::total_cmp);
+    let secs = times[times.len() / 2];
+    let report = report.expect("verified");
+    let start = Instant::now();
+    let bare_cpu_before = cpu_seconds();
+    let mut x = 0u8;
+    for _ in 0..5 {
+        for l in &leaves {
+            x ^= leaf_hash(l)[0];
+        }
+    }
+    let bare_cpu = (cpu_seconds() - bare_cpu_before) / 5.0;
+    let bare = start.elapsed().as_secs_f64() / 5.0;
     std::hint::black_box(x);
     let start = Instant::now();
     for l in &leaves {
@@ -213,9 +267,16 @@ fn bench_verify(entries_per_thread: usize) {
     let n = report.entries as f64;
     let avg = leaves.iter().map(Vec::len).sum::<usize>() as f64 / n;
     println!(
-        "verify: {:>10.0} entries/s over {} entries of {avg:.0} bytes (framing, decode, tree, signatures; target >= 1M/s)",
+        "verify: {:>10.0} entries/s over {} entries of {avg:.0} bytes, median of 5 (framing, canonical check, tree, signatures; target >= 2M/s)",
         n / secs,
         report.entries
+    );
+    println!(
+        "  CPU time per entry, all threads: {:.2} µs ({:.1} cores busy on average while verifying; bare hashing {:.2} µs): {:.1}M entries/s if given two cores",
+        cpu / n * 1e6,
+        cpu / secs,
+        bare_cpu / n * 1e6,
+        2.0 * n / cpu / 1e6
     );
     println!(
         "  bare SHA-256 leaf hashing of the same entries: {:>10.0} entries/s -> verify/bare = {:.2}x",
@@ -223,7 +284,7 @@ fn bench_verify(entries_per_thread: usize) {
         bare / secs
     );
     println!(
-        "  (of which decoding every entry, one thread: {:>10.0} entries/s; verify spreads hashing and decoding over {} threads)",
+        "  (decoding every entry into an Entry, one thread: {:>10.0} entries/s; verify checks without building entries, on {} threads)",
         n / decode,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -285,17 +346,51 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs one part (ceiling, append1, append64, append1024, verify, proofs),
+    // for profiling it: `perf record -g target/release/deps/audit-* --quick --only append1024`.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!(
         "domicile-audit benches{}",
         if quick { " (quick)" } else { "" }
     );
     let rounds = if quick { 5 } else { 9 };
-    cpu_ceiling(if quick { 1_000 } else { 3_000 });
-    drop(bench_append(1, 300, rounds));
-    drop(bench_append(64, if quick { 300 } else { 1_000 }, rounds));
-    bench_verify(if quick { 1_500 } else { 8_000 });
-    bench_proofs(1 << 20);
-    if !quick {
-        bench_proofs(10_000_000);
+    println!("{}", load());
+    if run("ceiling") {
+        cpu_ceiling(64, if quick { 1_000 } else { 3_000 });
+        cpu_ceiling(1024, if quick { 100 } else { 300 });
+    }
+    if run("append1") {
+        drop(bench_append(1, 300, rounds, None));
+    }
+    if run("append64") {
+        drop(bench_append(
+            64,
+            if quick { 300 } else { 1_000 },
+            rounds,
+            Some(250_000.0),
+        ));
+    }
+    if run("append1024") {
+        drop(bench_append(
+            1024,
+            if quick { 60 } else { 200 },
+            rounds,
+            Some(500_000.0),
+        ));
+    }
+    println!("{}", load());
+    if run("verify") {
+        bench_verify(if quick { 4_000 } else { 16_000 });
+    }
+    if run("proofs") {
+        bench_proofs(1 << 20);
+        if !quick {
+            bench_proofs(10_000_000);
+        }
     }
 }

@@ -251,9 +251,10 @@ pub struct Entry {
     pub outcome: Outcome,
 }
 
-struct Writer(Vec<u8>);
+/// Writes canonical bytes onto the end of a buffer the caller owns (and may reuse).
+struct Writer<'a>(&'a mut Vec<u8>);
 
-impl Writer {
+impl Writer<'_> {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -338,7 +339,16 @@ impl Entry {
 
     /// The canonical encoding: the bytes the Merkle leaf is the hash of.
     pub fn to_canonical(&self) -> Result<Vec<u8>, AuditError> {
-        let mut w = Writer(Vec::with_capacity(384));
+        let mut out = Vec::with_capacity(384);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the canonical encoding to `out`, so that a caller encoding many entries reuses
+    /// one buffer (the log's append path allocates nothing per entry). On error, `out` may hold
+    /// part of the encoding after its old contents.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), AuditError> {
+        let mut w = Writer(out);
         w.u8(self.version());
         w.u64(self.seq);
         w.u64(self.time_ms);
@@ -422,7 +432,7 @@ impl Entry {
                 w.str("outcome.reason", reason)?;
             }
         }
-        Ok(w.0)
+        Ok(())
     }
 
     /// Decodes a canonical encoding, refusing anything that is not exactly the encoding of a
@@ -444,6 +454,50 @@ impl Entry {
     pub fn seq_of_canonical(bytes: &[u8]) -> Option<u64> {
         let b = bytes.get(SEQ_OFFSET..SEQ_OFFSET + 8)?;
         Some(u64::from_be_bytes(b.try_into().ok()?))
+    }
+}
+
+/// Texts already found to be in canonical form, per field (region names, country codes, rule
+/// ids, jurisdictions): a verifier checking millions of entries parses each distinct one once.
+/// Parsing is a pure function of the field and the text, so remembering a success is sound.
+#[derive(Default)]
+pub(crate) struct CanonicalTexts {
+    known: Vec<(&'static str, Box<[u8]>)>,
+}
+
+/// How many distinct texts [`CanonicalTexts`] remembers; past that it parses every time.
+const KNOWN_TEXTS: usize = 256;
+
+impl CanonicalTexts {
+    fn knows(&self, field: &'static str, text: &str) -> bool {
+        self.known
+            .iter()
+            .any(|(f, t)| *f == field && **t == *text.as_bytes())
+    }
+
+    fn learn(&mut self, field: &'static str, text: &str) {
+        if self.known.len() < KNOWN_TEXTS {
+            self.known.push((field, text.as_bytes().into()));
+        }
+    }
+}
+
+/// Checking an encoding without building the entry.
+impl Entry {
+    /// Whether `bytes` is exactly the canonical encoding of a valid entry: the same checks, in
+    /// the same order and with the same errors, as [`Entry::from_canonical`], without building
+    /// the entry (no allocation once `texts` knows the log's regions, countries and rules). What
+    /// the verifier runs on every entry; a property test holds the two to the same answers.
+    pub(crate) fn check_canonical(
+        bytes: &[u8],
+        texts: &mut CanonicalTexts,
+    ) -> Result<(), AuditError> {
+        let mut r = Reader { bytes, pos: 0 };
+        r.check_entry(texts)?;
+        if r.pos != bytes.len() {
+            return Err(r.bad("entry", format!("{} trailing bytes", bytes.len() - r.pos)));
+        }
+        Ok(())
     }
 }
 
@@ -554,6 +608,165 @@ impl<'a> Reader<'a> {
             t => return Err(self.bad(F, format!("unknown obligation tag {t}"))),
         })
     }
+    /// [`Reader::exact`] for a value that is only checked: a text `texts` already knows is not
+    /// parsed again.
+    fn check_exact<T, E: std::fmt::Display>(
+        &mut self,
+        field: &'static str,
+        texts: &mut CanonicalTexts,
+        f: impl Fn(&str) -> Result<T, E>,
+        text: impl Fn(&T) -> &str,
+    ) -> Result<(), AuditError> {
+        let start = self.pos;
+        let s = self.str_ref(field)?;
+        if texts.knows(field, s) {
+            return Ok(());
+        }
+        self.pos = start;
+        self.exact(field, f, text)?;
+        texts.learn(field, s);
+        Ok(())
+    }
+
+    fn skip_str(&mut self, field: &'static str) -> Result<(), AuditError> {
+        self.str_ref(field).map(drop)
+    }
+
+    fn skip_opt_str(&mut self, field: &'static str) -> Result<(), AuditError> {
+        match self.u8(field)? {
+            0 => Ok(()),
+            1 => self.skip_str(field),
+            t => Err(self.bad(field, format!("presence byte {t}"))),
+        }
+    }
+
+    /// [`Reader::obligation`], checking only.
+    fn check_obligation(
+        &mut self,
+        depth: u32,
+        texts: &mut CanonicalTexts,
+    ) -> Result<(), AuditError> {
+        const F: &str = "decision.obligations";
+        if depth > 8 {
+            return Err(self.bad(F, "obligations nested too deeply".into()));
+        }
+        match self.u8(F)? {
+            1 => {}
+            2 => {
+                self.u32(F)?;
+            }
+            3 => {
+                self.check_exact(F, texts, Jurisdiction::parse, |j| j.as_str())?;
+                self.u64(F)?;
+            }
+            4 => {
+                self.skip_str(F)?;
+                self.skip_str(F)?;
+            }
+            5 => {
+                let n = self.u32(F)?;
+                for _ in 0..n {
+                    self.check_obligation(depth + 1, texts)?;
+                }
+            }
+            t => return Err(self.bad(F, format!("unknown obligation tag {t}"))),
+        }
+        Ok(())
+    }
+
+    /// [`Reader::entry`], checking only: keep the two in step (the property tests compare them).
+    fn check_entry(&mut self, texts: &mut CanonicalTexts) -> Result<(), AuditError> {
+        let version = self.u8("version")?;
+        if !(1..=ENTRY_VERSION).contains(&version) {
+            return Err(self.bad("version", format!("unknown entry version {version}")));
+        }
+        self.u64("seq")?;
+        self.u64("time_ms")?;
+        self.check_exact("region", texts, Region::parse, Region::as_str)?;
+        self.skip_str("principal.id")?;
+        self.skip_str("principal.organisation")?;
+        self.check_exact("principal.office_country", texts, CountryCode::parse, |c| {
+            c.as_str()
+        })?;
+        self.check_exact(
+            "principal.location_country",
+            texts,
+            CountryCode::parse,
+            |c| c.as_str(),
+        )?;
+        self.tag("action", &Action::ALL)?;
+        self.tag("resource.class", &DataClass::ALL)?;
+        self.skip_str("resource.collection")?;
+        match self.u8("resource.subject")? {
+            0 => {}
+            1 => {
+                self.h32("resource.subject")?;
+            }
+            t => return Err(self.bad("resource.subject", format!("presence byte {t}"))),
+        }
+        let batch = match self.u8("resource.target")? {
+            0 => {
+                self.skip_str("resource.target.key")?;
+                false
+            }
+            1 => {
+                self.u64("resource.target.count")?;
+                false
+            }
+            2 => {
+                self.u64("resource.target.count")?;
+                self.u64("resource.target.subjects")?;
+                self.h32("resource.target.subjects")?;
+                let n = self.u32("resource.target.parts")?;
+                for _ in 0..n {
+                    self.tag("resource.target.parts", &DataClass::ALL)?;
+                    self.skip_str("resource.target.parts")?;
+                    self.u64("resource.target.parts")?;
+                }
+                true
+            }
+            t => return Err(self.bad("resource.target", format!("unknown tag {t}"))),
+        };
+        if (version == 2) != batch {
+            return Err(self.bad(
+                "resource.target",
+                format!("a version-{version} entry cannot hold this kind of target"),
+            ));
+        }
+        self.tag("purpose.code", &JustificationCode::ALL)?;
+        self.skip_opt_str("purpose.ticket")?;
+        self.skip_opt_str("purpose.detail")?;
+        self.skip_opt_str("approval")?;
+        match self.u8("decision.allowed")? {
+            0 | 1 => {}
+            t => return Err(self.bad("decision.allowed", format!("boolean byte {t}"))),
+        }
+        let n = self.u32("decision.rules")?;
+        for _ in 0..n {
+            self.check_exact("decision.rules", texts, RuleId::parse, RuleId::as_str)?;
+        }
+        let n = self.u32("decision.obligations")?;
+        for _ in 0..n {
+            self.check_obligation(0, texts)?;
+        }
+        self.skip_str("policy.name")?;
+        self.skip_str("policy.version")?;
+        self.h32("policy.digest")?;
+        self.skip_str("request_id")?;
+        match self.u8("outcome")? {
+            0 => match self.u8("outcome.result_digest")? {
+                0 => {}
+                1 => {
+                    self.h32("outcome.result_digest")?;
+                }
+                t => return Err(self.bad("outcome.result_digest", format!("presence byte {t}"))),
+            },
+            1 => self.skip_str("outcome.reason")?,
+            t => return Err(self.bad("outcome", format!("unknown tag {t}"))),
+        }
+        Ok(())
+    }
+
     fn entry(&mut self) -> Result<Entry, AuditError> {
         let version = self.u8("version")?;
         if !(1..=ENTRY_VERSION).contains(&version) {
@@ -773,7 +986,22 @@ pub(crate) mod tests {
             let mut bytes = e.to_canonical().unwrap();
             let at = at.index(bytes.len());
             bytes[at] = byte;
-            if let Ok(decoded) = Entry::from_canonical(&bytes) {
+            let decoded = Entry::from_canonical(&bytes);
+            // The verifier's check gives the same answer, with the same error.
+            let mut texts = CanonicalTexts::default();
+            let checked = Entry::check_canonical(&bytes, &mut texts);
+            proptest::prop_assert_eq!(
+                checked.as_ref().err().map(ToString::to_string),
+                decoded.as_ref().err().map(ToString::to_string)
+            );
+            // And again with every text of the unchanged entry already known.
+            let mut warm = CanonicalTexts::default();
+            Entry::check_canonical(&e.to_canonical().unwrap(), &mut warm).unwrap();
+            proptest::prop_assert_eq!(
+                Entry::check_canonical(&bytes, &mut warm).err().map(|e| e.to_string()),
+                decoded.as_ref().err().map(ToString::to_string)
+            );
+            if let Ok(decoded) = decoded {
                 proptest::prop_assert_eq!(decoded.to_canonical().unwrap(), bytes);
             }
         }
@@ -844,6 +1072,11 @@ pub(crate) mod tests {
             let mut bytes = sample_batch(i).to_canonical().unwrap();
             let at = at.index(bytes.len());
             bytes[at] = byte;
+            let mut texts = CanonicalTexts::default();
+            proptest::prop_assert_eq!(
+                Entry::check_canonical(&bytes, &mut texts).err().map(|e| e.to_string()),
+                Entry::from_canonical(&bytes).err().map(|e| e.to_string())
+            );
             if let Ok(decoded) = Entry::from_canonical(&bytes) {
                 proptest::prop_assert_eq!(decoded.to_canonical().unwrap(), bytes);
             }
@@ -864,11 +1097,18 @@ pub(crate) mod tests {
     #[test]
     fn every_truncation_and_trailing_byte_is_refused() {
         let bytes = sample(1).to_canonical().unwrap();
+        let mut texts = CanonicalTexts::default();
         for n in 0..bytes.len() {
             assert!(Entry::from_canonical(&bytes[..n]).is_err(), "prefix {n}");
+            assert!(
+                Entry::check_canonical(&bytes[..n], &mut texts).is_err(),
+                "prefix {n}"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Entry::from_canonical(&longer).is_err());
+        assert!(Entry::check_canonical(&longer, &mut texts).is_err());
+        assert!(Entry::check_canonical(&bytes, &mut texts).is_ok());
     }
 }

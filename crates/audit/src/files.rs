@@ -238,6 +238,19 @@ impl<'a> Iterator for Checked<'a> {
     }
 }
 
+/// Opens a file for reading, refusing anything but a regular file (a FIFO would block).
+pub(crate) fn open_regular(path: &Path) -> Result<File, AuditError> {
+    let meta = fs::metadata(path).map_err(|e| AuditError::io("reading", path, e))?;
+    if !meta.is_file() {
+        return Err(AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: 0,
+            reason: "not a regular file".into(),
+        });
+    }
+    File::open(path).map_err(|e| AuditError::io("opening", path, e))
+}
+
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
     let mut f = File::open(path).map_err(|e| AuditError::io("opening", path, e))?;
     let meta = f

@@ -61,9 +61,16 @@ pub enum ProofError {
     },
 }
 
-/// Hex of a hash, for messages.
+/// Lowercase hex of a hash, for messages and for the pseudonyms an entry carries (the Gate
+/// writes one per read, so this is one allocation, not one per byte).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// `SHA-256(0x00 ‖ data)`: the hash of a leaf holding `data`.
@@ -416,6 +423,15 @@ pub fn verify_consistency<P: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        assert_eq!(hex(&[]), "");
+        let all: Vec<u8> = (0..=255).collect();
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&all), want);
+    }
 
     /// The reference tree of RFC 6962's test suite (and transparency-dev/merkle).
     fn reference_leaves() -> Vec<Vec<u8>> {

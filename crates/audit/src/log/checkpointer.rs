@@ -3,12 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use super::{lock, Files, Inner, LastCheckpoint, Signed};
+use super::{lock, Inner, LastCheckpoint, Signed, TreeFiles};
 use crate::checkpoint::Checkpoint;
 use crate::files;
-use crate::merkle::{hex, MerkleTree};
+use crate::merkle::{hex, Hash};
 use crate::note::Note;
 use crate::AuditError;
 
@@ -50,13 +51,12 @@ impl Inner {
     /// How long until a checkpoint is due by time; `None` when there is nothing to sign.
     fn time_to_checkpoint(&self, durable: u64) -> Option<Duration> {
         let interval = self.config.checkpoint_interval?;
-        let last = lock(&self.last);
-        let covered = last.covered();
-        if durable <= covered {
+        if durable <= self.covered.load(Ordering::Acquire) {
             // Nothing to sign: sleep until an append or close wakes the checkpointer.
             return None;
         }
-        Some(interval.saturating_sub(last.at.elapsed()))
+        let since = Duration::from_nanos(self.signed_at.load(Ordering::Acquire));
+        Some(interval.saturating_sub(self.opened.elapsed().saturating_sub(since)))
     }
 
     pub(super) fn due_by_count(&self, durable: u64) -> bool {
@@ -64,53 +64,70 @@ impl Inner {
         if every == 0 {
             return false;
         }
-        let covered = lock(&self.last).covered();
-        durable >= covered + every
+        durable >= self.covered.load(Ordering::Acquire) + every
     }
 
     /// Appends the tree hashes computed since the last call to the level files and syncs them.
     /// Runs with each checkpoint, not with each batch: writing several files per batch would
-    /// make every fdatasync of the segment flush them too.
-    fn persist_tree(&self, files: &mut Files, tree: &MerkleTree) -> Result<(), AuditError> {
-        let Files {
-            levels, persisted, ..
-        } = files;
-        for (k, level) in tree.levels().iter().enumerate() {
-            if persisted[k] < level.len() {
-                let path = || files::level_path(&self.dir, k);
-                levels[k]
-                    .write_all(level[persisted[k]..].as_flattened())
-                    .map_err(|e| AuditError::io("writing", path(), e))?;
-                levels[k]
-                    .sync_data()
-                    .map_err(|e| AuditError::io("syncing", path(), e))?;
-                persisted[k] = level.len();
+    /// make every fdatasync of the segment flush them too. `fresh[k]` are the hashes of level
+    /// `k` not yet on disk, copied out of the tree so that no lock a commit needs is held while
+    /// they are written.
+    fn persist_tree(&self, files: &mut TreeFiles, fresh: &[Vec<Hash>]) -> Result<(), AuditError> {
+        let TreeFiles { levels, persisted } = files;
+        for (k, new) in fresh.iter().enumerate() {
+            if new.is_empty() {
+                continue;
             }
+            let path = || files::level_path(&self.dir, k);
+            levels[k]
+                .write_all(new.as_flattened())
+                .map_err(|e| AuditError::io("writing", path(), e))?;
+            levels[k]
+                .sync_data()
+                .map_err(|e| AuditError::io("syncing", path(), e))?;
+            persisted[k] += new.len();
         }
         Ok(())
     }
 
     /// Signs a checkpoint over every durable entry, unless the latest already covers them,
     /// after persisting the tree; returns the latest checkpoint note.
+    ///
+    /// Off the commit path: the tree is read-locked only to copy out its size, roots and new
+    /// hashes; the level files, the signature and the notes file are written with no lock a
+    /// commit takes, so appends go on being acknowledged while a checkpoint is signed.
     pub(super) fn sign_checkpoint(&self) -> Result<Option<Note>, AuditError> {
-        let mut files = lock(&self.files);
         let mut last = lock(&self.last);
-        let tree = self.tree.read().unwrap_or_else(|p| p.into_inner());
-        let size = tree.size();
-        self.persist_tree(&mut files, &tree)?;
+        let mut tree_files = lock(&self.tree_files);
+        let (size, root, root_then, fresh) = {
+            let tree = self.tree.read().unwrap_or_else(|p| p.into_inner());
+            let size = tree.size();
+            let root_then = match &last.signed {
+                Some(latest) if size != latest.size => Some(tree.root_at(latest.size).map_err(
+                    |e| AuditError::Inconsistent {
+                        reason: format!(
+                            "the tree of {size} entries is smaller than the last checkpoint: {e}"
+                        ),
+                    },
+                )?),
+                _ => None,
+            };
+            let fresh: Vec<Vec<Hash>> = tree
+                .levels()
+                .iter()
+                .zip(&tree_files.persisted)
+                .map(|(level, &done)| level.get(done..).unwrap_or_default().to_vec())
+                .collect();
+            (size, tree.root(), root_then, fresh)
+        };
+        self.persist_tree(&mut tree_files, &fresh)?;
+        drop(tree_files);
         if let Some(latest) = &last.signed {
             if size == latest.size {
                 return Ok(Some(latest.note.clone()));
             }
             // Never sign a history that does not extend the last one signed.
-            let root_then = tree
-                .root_at(latest.size)
-                .map_err(|e| AuditError::Inconsistent {
-                    reason: format!(
-                        "the tree of {size} entries is smaller than the last checkpoint: {e}"
-                    ),
-                })?;
-            if root_then != latest.root {
+            if let Some(root_then) = root_then.filter(|r| *r != latest.root) {
                 return Err(AuditError::Inconsistent {
                     reason: format!(
                         "the tree at size {} has root {}, but the last checkpoint signed {}",
@@ -126,7 +143,7 @@ impl Inner {
         let cp = Checkpoint {
             origin: self.config.signing_key.name().to_owned(),
             size,
-            root: tree.root(),
+            root,
         };
         let note = self.config.signing_key.sign_note(&cp.to_body())?;
         let chain = append_frame_durably(
@@ -144,9 +161,11 @@ impl Inner {
                 root: cp.root,
                 note: note.clone(),
             }),
-            at: Instant::now(),
             chain,
         };
+        self.covered.store(size, Ordering::Release);
+        let at = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.signed_at.store(at, Ordering::Release);
         Ok(Some(note))
     }
 }

@@ -1,74 +1,240 @@
 //! Group commit: appenders queue frames; the first to find no commit in progress leads, writing
 //! and fdatasyncing everything queued in one go, while the others wait for it.
+//!
+//! The lock on the queue is held only to take a sequence number and to copy a frame in; the
+//! encoding and the leaf hash are computed by each appender with no lock held. A leader takes
+//! the whole queue, so a batch holds every entry that arrived while the previous batch was being
+//! synced, and its size grows with the number of waiting appenders. When the batch is durable
+//! the leader wakes the first appender of the next batch to lead it (so the disk is not idle
+//! while the rest are woken), then wakes exactly the appenders its batch covered, each by its
+//! own thread handle: a woken appender checks the durable count without taking the lock, so a
+//! thousand of them do not queue for it one after another.
 
 use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
+use std::thread::Thread;
 use std::time::Instant;
 
-use super::{lock, Inner, Pending};
+use super::{lock, Files, Inner, Pending};
 use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
 use crate::merkle::Hash;
 use crate::AuditError;
 
+/// Keeping the queue in sequence order.
+impl Pending {
+    /// Queues the frame of entry `seq` for appender `who`. A frame whose predecessors are all
+    /// queued goes to the next batch, with any early frames it now lets follow; one that came
+    /// before a lower number waits in `early`.
+    fn insert(&mut self, seq: u64, bytes: &[u8], hash: Hash, who: Thread) {
+        if seq != self.filled {
+            let mut frame = self.early.pool.pop().unwrap_or_default();
+            files::put_frame(&mut frame, bytes, &hash);
+            self.early.frames.push((seq, frame, hash, who));
+            return;
+        }
+        files::put_frame(&mut self.queue.frames, bytes, &hash);
+        self.queue.hashes.push(hash);
+        self.queue.waiters.push(who);
+        self.filled += 1;
+        if self.early.frames.is_empty() {
+            return;
+        }
+        // Highest first, so that the next in order is at the end.
+        self.early
+            .frames
+            .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        while self.early.frames.last().is_some_and(|e| e.0 == self.filled) {
+            let Some((_, mut frame, hash, who)) = self.early.frames.pop() else {
+                break;
+            };
+            self.queue.frames.extend_from_slice(&frame);
+            self.queue.hashes.push(hash);
+            self.queue.waiters.push(who);
+            self.filled += 1;
+            frame.clear();
+            self.early.pool.push(frame);
+        }
+    }
+
+    fn refusal(&self) -> Option<AuditError> {
+        self.failed.as_ref().map(|reason| AuditError::NotDurable {
+            reason: reason.clone(),
+        })
+    }
+}
+
 /// The durable append path.
 impl Inner {
-    /// Commits everything queued: called by the appender that finds no commit in progress.
-    /// Appenders that queue meanwhile wait for this one to finish, then one of them leads the
-    /// next batch: a group commit with no hand-off to another thread on the way.
+    /// Takes the next sequence number, unless the log is failed or closing.
+    pub(super) fn reserve(&self) -> Result<u64, AuditError> {
+        let mut p = lock(&self.pending);
+        if let Some(refused) = p.refusal() {
+            return Err(refused);
+        }
+        if p.closing {
+            return Err(AuditError::Closed);
+        }
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Queues the frame of entry `seq` (reserved with [`Inner::reserve`]) and returns once it
+    /// is durable, leading a commit when none is in progress.
+    pub(super) fn enqueue(&self, seq: u64, bytes: &[u8], hash: Hash) -> Result<(), AuditError> {
+        let mut p = lock(&self.pending);
+        if let Some(refused) = p.refusal() {
+            return Err(refused);
+        }
+        p.insert(seq, bytes, hash, std::thread::current());
+        loop {
+            if p.durable > seq {
+                return Ok(());
+            }
+            if let Some(refused) = p.refusal() {
+                return Err(refused);
+            }
+            if !p.flushing && !p.queue.is_empty() {
+                // Nobody is committing: lead, and commit everything queued so far.
+                p = self.commit(p);
+                continue;
+            }
+            drop(p);
+            // Woken by the commit that covers this entry, to lead the next one, because the
+            // log failed, or spuriously (park may return early: everything is checked again).
+            // A wake-up sent between the unlock and here is not lost: park returns at once.
+            std::thread::park();
+            if self.durable.load(Ordering::Acquire) > seq {
+                return Ok(());
+            }
+            p = lock(&self.pending);
+        }
+    }
+
+    /// Commits the queue: called by the appender (or `close`) that finds no commit in
+    /// progress. Appenders that queue meanwhile wait for this one to finish, then the first of
+    /// them leads the next batch.
     pub(super) fn commit<'a>(&'a self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
         p.flushing = true;
-        let buf = std::mem::take(&mut p.buf);
-        let hashes = std::mem::take(&mut p.hashes);
         drop(p);
         let started = Instant::now();
-        let result = self.write_batch(&buf, &hashes);
+        // The segment is made ready first (a new one started if this one is full, which costs
+        // a directory sync), and the queue taken only then, with all that arrived meanwhile.
+        let mut files = lock(&self.files);
+        let ready = self.ready_segment(&mut files, 0);
+        let mut p = lock(&self.pending);
+        let spare = std::mem::take(&mut p.spare);
+        let mut batch = std::mem::replace(&mut p.queue, spare);
+        drop(p);
+        let result = ready
+            .and_then(|()| self.ready_segment(&mut files, batch.frames.len() as u64))
+            .and_then(|()| self.write_batch(&mut files, &batch.frames, &batch.hashes));
+        drop(files);
         let took = started.elapsed();
         let mut p = lock(&self.pending);
         p.flushing = false;
         let before = p.durable;
+        let mut next_leader = None;
         match result {
             Ok(()) => {
-                p.durable += hashes.len() as u64;
-                p.stats.entries += hashes.len() as u64;
+                p.durable += batch.len() as u64;
+                self.durable.store(p.durable, Ordering::Release);
+                p.stats.entries += batch.len() as u64;
                 p.stats.batches += 1;
-                p.stats.bytes += buf.len() as u64;
+                p.stats.bytes += batch.frames.len() as u64;
                 p.stats.write_time += took;
+                next_leader = p.queue.waiters.first().cloned();
             }
-            Err(e) => p.failed = Some(e.to_string()),
+            Err(e) => {
+                // Nothing queued can become durable now: every waiting appender is refused.
+                p.failed = Some(e.to_string());
+                let Pending { queue, early, .. } = &mut *p;
+                batch.waiters.append(&mut queue.waiters);
+                batch.waiters.extend(early.frames.drain(..).map(|e| e.3));
+                queue.clear();
+            }
         }
-        self.to_appenders.notify_all();
         // Wake the checkpointer when a checkpoint is due by count, or when these are the first
         // entries since the last checkpoint (its timer starts now).
-        let covered = lock(&self.last).covered();
+        let covered = self.covered.load(Ordering::Acquire);
         let first_since = before <= covered && p.durable > covered;
         if first_since || self.due_by_count(p.durable) {
             self.to_checkpointer.notify_one();
         }
+        self.to_closer.notify_all();
+        drop(p);
+
+        let me = std::thread::current().id();
+        if let Some(next) = next_leader.filter(|t| t.id() != me) {
+            next.unpark();
+        }
+        for t in batch.waiters.iter().filter(|t| t.id() != me) {
+            t.unpark();
+        }
+        batch.clear();
+        let mut p = lock(&self.pending);
+        if p.spare.frames.capacity() < batch.frames.capacity() {
+            p.spare = batch;
+        }
         p
     }
 
-    /// Writes one batch of frames to the segment (starting a new segment when this one is
-    /// full), fdatasyncs it, and only then adds the leaves to the tree.
-    fn write_batch(&self, buf: &[u8], hashes: &[Hash]) -> Result<(), AuditError> {
-        let mut files = lock(&self.files);
-        let first_seq = self.tree.read().unwrap_or_else(|p| p.into_inner()).size();
-        let rotate = match &files.segment {
+    /// Waits until every sequence number taken so far is durable (or the log failed), leading
+    /// commits itself when nobody else does: what `close` does before the final checkpoint.
+    /// Sets `closing` first, so no new append starts.
+    pub(super) fn drain(&self) {
+        let mut p = lock(&self.pending);
+        p.closing = true;
+        self.to_checkpointer.notify_all();
+        loop {
+            if p.failed.is_some() || (!p.flushing && p.filled == p.next_seq && p.queue.is_empty()) {
+                return;
+            }
+            if !p.flushing && !p.queue.is_empty() {
+                p = self.commit(p);
+                continue;
+            }
+            // A commit in progress, or an appender between its sequence number and its frame:
+            // either ends in a commit, which notifies.
+            p = self.to_closer.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Starts a new segment, at the next sequence number, when there is none or when `adding`
+    /// more bytes would take the current one (if it holds any frame) past the configured size.
+    fn ready_segment(&self, files: &mut Files, adding: u64) -> Result<(), AuditError> {
+        let full = match &files.segment {
             None => true,
             Some((_, len)) => {
-                *len > SEGMENT_HEADER as u64 && len + buf.len() as u64 > self.config.segment_bytes
+                *len > SEGMENT_HEADER as u64 && len + adding.max(1) > self.config.segment_bytes
             }
         };
-        if rotate {
-            let path = files::segment_path(&self.dir, first_seq);
-            let mut f = files::open_append(&path)?;
-            let mut header = SEGMENT_MAGIC.to_vec();
-            header.extend_from_slice(&first_seq.to_be_bytes());
-            f.write_all(&header)
-                .map_err(|e| AuditError::io("writing", &path, e))?;
-            files::sync_dir(&files::segments_dir(&self.dir))?;
-            files.segment = Some((f, SEGMENT_HEADER as u64));
-            files.segment_first = first_seq;
+        if !full {
+            return Ok(());
         }
+        // One commit at a time: the durable entries are exactly those before this batch.
+        let first_seq = self.durable.load(Ordering::Acquire);
+        let path = files::segment_path(&self.dir, first_seq);
+        let mut f = files::open_append(&path)?;
+        let mut header = SEGMENT_MAGIC.to_vec();
+        header.extend_from_slice(&first_seq.to_be_bytes());
+        f.write_all(&header)
+            .map_err(|e| AuditError::io("writing", &path, e))?;
+        files::sync_dir(&files::segments_dir(&self.dir))?;
+        files.segment = Some((f, SEGMENT_HEADER as u64));
+        files.segment_first = first_seq;
+        Ok(())
+    }
+
+    /// Writes one batch of frames to the segment, fdatasyncs it, and only then adds the leaves
+    /// to the tree.
+    fn write_batch(
+        &self,
+        files: &mut Files,
+        buf: &[u8],
+        hashes: &[Hash],
+    ) -> Result<(), AuditError> {
         let first = files.segment_first;
         let Some((file, len)) = files.segment.as_mut() else {
             return Err(AuditError::NotDurable {

@@ -13,8 +13,9 @@ mod recovery;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::entry::{Entry, SEQ_OFFSET};
@@ -107,54 +108,99 @@ struct Signed {
 }
 
 /// The appenders' queue: what is waiting to be committed, and how far the log is durable.
+///
+/// An append takes its sequence number here ([`Inner::reserve`]), hashes its leaf with the lock
+/// released, and comes back to queue its frame ([`Inner::enqueue`]). Frames are queued in
+/// sequence order: one that comes back before a lower number is held in `early` until the gap
+/// is filled, so a batch is always a contiguous run of the log.
 struct Pending {
     /// The sequence number the next append gets.
     next_seq: u64,
-    /// Frames queued since the last commit began.
-    buf: Vec<u8>,
-    /// Their leaf hashes, in order.
-    hashes: Vec<Hash>,
+    /// Every `seq` below this is queued, being committed or durable; the ones from here to
+    /// `next_seq` are being hashed by their appenders or wait in `early`.
+    filled: u64,
+    /// The next batch: frames from `filled - queue.len()` up to `filled`, in order.
+    queue: Batch,
+    /// Frames that came back before a lower sequence number did.
+    early: Early,
+    /// A committed batch's buffers, cleared, for the next commit to take (no allocation per
+    /// entry once the buffers have grown to the batch sizes the load brings).
+    spare: Batch,
     /// Entries durable on disk (and in the tree): every `seq` below this is acknowledged.
+    /// Mirrored in [`Inner::durable`] for waiters that check without the lock.
     durable: u64,
     /// Why a commit failed; once set, every append is refused until the log is reopened.
     failed: Option<String>,
     /// Whether `close` has begun.
     closing: bool,
-    /// Whether an appender is committing a batch (the leader of this group commit).
+    /// Whether a commit is in progress (its leader is writing and syncing a batch).
     flushing: bool,
     /// Counters since the log was opened.
     stats: LogStats,
 }
 
-/// The files the writer holds open.
+/// A run of consecutive frames and the appenders waiting for them.
+#[derive(Default)]
+struct Batch {
+    /// The frames, back to back, as they go to the segment.
+    frames: Vec<u8>,
+    /// Their leaf hashes, in order.
+    hashes: Vec<Hash>,
+    /// The appenders waiting for these entries to be durable.
+    waiters: Vec<Thread>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Empties the batch, keeping its buffers' capacity.
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.hashes.clear();
+        self.waiters.clear();
+    }
+}
+
+/// Frames queued out of order, each waiting for the frames before it.
+#[derive(Default)]
+struct Early {
+    /// Per frame: its sequence number, the frame, its leaf hash and its appender.
+    frames: Vec<(u64, Vec<u8>, Hash, Thread)>,
+    /// Emptied frame buffers, for the next frame that comes early.
+    pool: Vec<Vec<u8>>,
+}
+
+/// The segment the commits append to (one commit at a time holds it).
 struct Files {
     /// The segment being appended to, and its length.
     segment: Option<(File, u64)>,
     /// The first sequence number in that segment.
     segment_first: u64,
-    /// The persisted tree levels (a cache), one file per level, opened for appending.
+}
+
+/// The persisted tree levels, written by the checkpointer alone: a commit never waits for them.
+struct TreeFiles {
+    /// One file per level (a cache), opened for appending.
     levels: Vec<File>,
     /// How many hashes of each level are on disk.
     persisted: Vec<usize>,
 }
 
-/// What is known of the latest checkpoint this log signed, under one lock (the checkpointer
-/// reads all three together, and signing changes all three together).
+/// What is known of the latest checkpoint this log signed, under one lock (signing changes
+/// both together). Its size and time are mirrored in [`Inner::covered`] and
+/// [`Inner::signed_at`], which commits read without waiting for a signature in progress.
 struct LastCheckpoint {
     /// The latest signed checkpoint, `None` until the log signs its first.
     signed: Option<Signed>,
-    /// When it was signed (or the log opened): the checkpoint interval counts from here.
-    at: Instant,
     /// The chained check of the last frame of `checkpoints.notes`, which the next note's frame
     /// is chained to (so a note dropped from the middle of the file is found).
     chain: [u8; 8],
-}
-
-impl LastCheckpoint {
-    /// The number of entries the latest checkpoint covers.
-    fn covered(&self) -> u64 {
-        self.signed.as_ref().map_or(0, |s| s.size)
-    }
 }
 
 /// The state shared by the log's handle, its appenders and its checkpointer.
@@ -162,13 +208,27 @@ struct Inner {
     dir: PathBuf,
     config: LogConfig,
     pending: Mutex<Pending>,
+    /// [`Pending::durable`], readable without the lock: a woken appender checks it and
+    /// returns without queueing for the lock behind a thousand others.
+    durable: AtomicU64,
     /// Wakes the checkpointer: a checkpoint may be due, or the log is closing.
     to_checkpointer: Condvar,
-    /// Wakes appenders waiting for a commit to finish.
-    to_appenders: Condvar,
+    /// Wakes `close` when a commit finishes. Appenders are woken one by one (each parks its own
+    /// thread), so that a commit wakes exactly the appenders it covers.
+    to_closer: Condvar,
     /// The Merkle tree over every durable entry.
     tree: RwLock<MerkleTree>,
     files: Mutex<Files>,
+    tree_files: Mutex<TreeFiles>,
+    /// The number of entries the latest checkpoint covers.
+    covered: AtomicU64,
+    /// When the latest checkpoint was signed (or the log opened), in nanoseconds since
+    /// `opened`: the checkpoint interval counts from here.
+    signed_at: AtomicU64,
+    /// When the log was opened.
+    opened: Instant,
+    /// Held while signing a checkpoint and while storing cosignatures, so notes files are
+    /// appended one at a time.
     last: Mutex<LastCheckpoint>,
 }
 
@@ -176,8 +236,9 @@ struct Inner {
 ///
 /// `append` may be called from many threads at once: entries queued while one appender is
 /// committing are written and `fdatasync`ed together by the next (group commit, led by an
-/// appender, with no hand-off to another thread), and each call returns only once
-/// its entry is durable. If the log cannot make an entry durable, `append` returns
+/// appender; a lone appender writes its own entry with no hand-off to another thread), so a
+/// batch holds every entry that arrived during the previous sync, and each call returns only
+/// once its entry is durable. If the log cannot make an entry durable, `append` returns
 /// [`AuditError::NotDurable`] and the log refuses every later append until reopened: callers
 /// must treat the error as a refusal (fail-closed). Cheap to share: wrap it in an `Arc`.
 pub struct AuditLog {
@@ -268,51 +329,38 @@ impl AuditLog {
                 });
             }
         }
-        let mut bytes = entry.to_canonical()?;
-        if bytes.len() > crate::MAX_ENTRY_BYTES {
-            return Err(AuditError::EntryTooLong {
-                len: bytes.len(),
-                max: crate::MAX_ENTRY_BYTES,
-            });
+        thread_local! {
+            /// Each appender thread's encoding buffer, reused from one append to the next.
+            static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let inner = &self.inner;
-        let mut p = lock(&inner.pending);
-        if let Some(reason) = &p.failed {
-            return Err(AuditError::NotDurable {
-                reason: reason.clone(),
-            });
-        }
-        if p.closing {
-            return Err(AuditError::Closed);
-        }
-        let seq = p.next_seq;
-        p.next_seq += 1;
-        bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
-        let hash = leaf_hash(&bytes);
-        files::put_frame(&mut p.buf, &bytes, &hash);
-        p.hashes.push(hash);
-        loop {
-            if p.durable > seq {
-                return Ok(Receipt {
-                    seq,
-                    leaf_hash: hash,
+        ENCODED.with(|cell| {
+            // A buffer already borrowed means an append from inside an append on this thread,
+            // which cannot happen (append blocks); fall back to a fresh buffer all the same.
+            let mut own = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let bytes = match borrowed.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut own,
+            };
+            bytes.clear();
+            // Encoding, then hashing once the sequence number is known, happen in the
+            // appender's own thread with no lock held: the lock guards only the queue.
+            entry.encode_into(bytes)?;
+            if bytes.len() > crate::MAX_ENTRY_BYTES {
+                return Err(AuditError::EntryTooLong {
+                    len: bytes.len(),
+                    max: crate::MAX_ENTRY_BYTES,
                 });
             }
-            if let Some(reason) = &p.failed {
-                return Err(AuditError::NotDurable {
-                    reason: reason.clone(),
-                });
-            }
-            if !p.flushing {
-                // Nobody is committing: lead, and commit everything queued so far with ours.
-                p = inner.commit(p);
-                continue;
-            }
-            p = inner
-                .to_appenders
-                .wait(p)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+            let seq = self.inner.reserve()?;
+            bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+            let hash = leaf_hash(bytes);
+            self.inner.enqueue(seq, bytes, hash)?;
+            Ok(Receipt {
+                seq,
+                leaf_hash: hash,
+            })
+        })
     }
 
     /// Counters since the log was opened.
@@ -381,7 +429,7 @@ impl AuditLog {
 
     /// Stores a checkpoint note that witnesses cosigned. Its text must be one this log signed.
     pub fn add_cosigned(&self, note: &Note) -> Result<(), AuditError> {
-        let _files = lock(&self.inner.files);
+        let _notes = lock(&self.inner.last);
         store_cosigned(
             &self.inner.dir,
             &self.inner.config.signing_key.verifier(),
@@ -392,19 +440,7 @@ impl AuditLog {
     /// Waits for queued appends, signs a final checkpoint and stops the checkpointer. Dropping the log does the same,
     /// ignoring errors; call `close` to see them.
     pub fn close(&self) -> Result<(), AuditError> {
-        {
-            let mut p = lock(&self.inner.pending);
-            p.closing = true;
-            self.inner.to_checkpointer.notify_all();
-            // Appends already queued finish first: their appenders are committing them.
-            while p.flushing || (p.failed.is_none() && !p.hashes.is_empty()) {
-                p = self
-                    .inner
-                    .to_appenders
-                    .wait(p)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-        }
+        self.inner.drain();
         if let Some(handle) = lock(&self.checkpointer).take() {
             let _ = handle.join();
         }

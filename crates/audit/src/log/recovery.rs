@@ -3,11 +3,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use super::{
-    AuditLog, Files, Inner, LastCheckpoint, LogConfig, LogStats, OpenReport, Pending, Signed,
+    AuditLog, Batch, Early, Files, Inner, LastCheckpoint, LogConfig, LogStats, OpenReport, Pending,
+    Signed, TreeFiles,
 };
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
@@ -217,26 +219,30 @@ impl AuditLog {
             config,
             pending: Mutex::new(Pending {
                 next_seq: size,
-                buf: Vec::new(),
-                hashes: Vec::new(),
+                filled: size,
+                queue: Batch::default(),
+                early: Early::default(),
+                spare: Batch::default(),
                 durable: size,
                 failed: None,
                 closing: false,
                 flushing: false,
                 stats: LogStats::default(),
             }),
+            durable: AtomicU64::new(size),
             to_checkpointer: Condvar::new(),
-            to_appenders: Condvar::new(),
+            to_closer: Condvar::new(),
             tree: RwLock::new(tree),
             files: Mutex::new(Files {
                 segment,
                 segment_first,
-                levels,
-                persisted,
             }),
+            tree_files: Mutex::new(TreeFiles { levels, persisted }),
+            covered: AtomicU64::new(signed.as_ref().map_or(0, |s| s.size)),
+            signed_at: AtomicU64::new(0),
+            opened: Instant::now(),
             last: Mutex::new(LastCheckpoint {
                 signed,
-                at: Instant::now(),
                 chain: notes_file.last_check,
             }),
         });
