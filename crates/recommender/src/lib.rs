@@ -57,31 +57,41 @@
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod algorithm;
 mod als;
 mod artifact;
+mod builtin;
 mod error;
 mod eval;
 mod event;
 mod histories;
+mod hosted;
 mod interactions;
 mod knn;
 mod linalg;
 mod model;
 mod popularity;
+mod screen;
 mod topk;
 mod world;
 
+pub use algorithm::{
+    Algorithm, AlgorithmError, AlgorithmRegistry, Catalogue, History, ItemModel, TrainingSet,
+    COLD_START_HALF_LIFE_MS, NO_CREATOR,
+};
 pub use als::{in_pool, AlsConfig, AlsModel, ItemFactors, Solver};
 pub use artifact::{
     decode_artifact, encode_artifact, hex, read_artifact, write_artifact, LoadedModel, Manifest,
     Provenance, SignatureStatus, SigningKey, Trust, FORMAT_VERSION, MAX_ARTIFACT_BYTES,
 };
+pub use builtin::{BuiltIn, BuiltInError};
 pub use error::RecsysError;
 pub use eval::{
     evaluate, ranking_metrics, relevant_items, restrict_users, split, Holdout, Metrics,
 };
 pub use event::{ConfidenceWeights, Event, EventKind};
 pub use histories::Histories;
+pub use hosted::{Model, Serving};
 pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilder};
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};
 pub use model::{
@@ -89,5 +99,6 @@ pub use model::{
     TrainedSubjects, BLEND_WEIGHT_GRID,
 };
 pub use popularity::Popularity;
-pub use topk::{top_k_batch, top_k_inner_product, ItemIndex, Scored};
+pub use screen::{Screen, MIN_BARE_ID_LEN};
+pub use topk::{top_k_batch, top_k_inner_product, top_k_scores, ItemIndex, Scored};
 pub use world::{World, WorldConfig, WorldCreator, WorldEvent, WorldUser, WorldVideo};

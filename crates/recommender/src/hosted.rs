@@ -1,0 +1,309 @@
+//! The platform's model: any [`Algorithm`]'s trained parameters, hosted with the catalogue, and
+//! served the same way whatever the algorithm (cold start, seen-filtering, per-creator caps).
+
+use std::collections::HashMap;
+
+use crate::algorithm::{Algorithm, Catalogue, History, ItemModel, TrainingSet, NO_CREATOR};
+use crate::histories::Histories;
+use crate::interactions::{IdMap, Interactions};
+use crate::model::{RecommendOptions, Recommendation, Recommender, Strategy};
+use crate::topk::Scored;
+use crate::RecsysError;
+
+/// A trained model as the platform keeps, writes, deploys and serves it: the algorithm's
+/// item-side parameters ([`ItemModel`]) and the [`Catalogue`] (item ids, creator groups,
+/// popularity for cold starts). Like every artifact, it holds no subject's data.
+#[derive(Debug)]
+pub struct Model {
+    algorithm: String,
+    algorithm_version: String,
+    catalogue: Catalogue,
+    inner: Box<dyn ItemModel>,
+}
+
+/// Training and loading.
+impl Model {
+    /// Trains `algorithm` on `data` with `settings` (its hyper-parameters, a JSON object).
+    ///
+    /// The algorithm is handed a [`TrainingSet`] (dense indices, no subject id) and nothing
+    /// else; the platform keeps `data`'s ids. Its errors come back as
+    /// [`RecsysError::Algorithm`] naming it.
+    pub fn train(
+        algorithm: &dyn Algorithm,
+        data: &Interactions,
+        settings: &serde_json::Value,
+    ) -> Result<Model, RecsysError> {
+        if data.pairs().is_empty() {
+            return Err(RecsysError::Empty(
+                "the interactions hold no positive pairs",
+            ));
+        }
+        let catalogue = Catalogue::of(data);
+        let inner = {
+            let set = TrainingSet::new(data, &catalogue);
+            algorithm
+                .train(&set, settings)
+                .map_err(|cause| RecsysError::Algorithm {
+                    algorithm: algorithm.name().to_owned(),
+                    cause,
+                })?
+        };
+        Ok(Model {
+            algorithm: algorithm.name().to_owned(),
+            algorithm_version: algorithm.version().to_owned(),
+            catalogue,
+            inner,
+        })
+    }
+
+    pub(crate) fn from_parts(
+        algorithm: &dyn Algorithm,
+        catalogue: Catalogue,
+        inner: Box<dyn ItemModel>,
+    ) -> Model {
+        Model {
+            algorithm: algorithm.name().to_owned(),
+            algorithm_version: algorithm.version().to_owned(),
+            catalogue,
+            inner,
+        }
+    }
+}
+
+/// What the model is.
+impl Model {
+    /// The algorithm's name (`als`, `ease`, …).
+    pub fn algorithm(&self) -> &str {
+        &self.algorithm
+    }
+
+    /// The algorithm's code version.
+    pub fn algorithm_version(&self) -> &str {
+        &self.algorithm_version
+    }
+
+    /// The hyper-parameters the algorithm trained with (what the manifest records).
+    pub fn hyper_parameters(&self) -> serde_json::Value {
+        self.inner.hyper_parameters()
+    }
+
+    /// The catalogue: item ids, creator groups, popularity.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The item ids the model can recommend, by index.
+    pub fn items(&self) -> &IdMap {
+        &self.catalogue.items
+    }
+
+    /// The algorithm's trained parameters.
+    pub fn item_model(&self) -> &dyn ItemModel {
+        self.inner.as_ref()
+    }
+
+    /// The trained parameters as their concrete type, if they are a `T`.
+    pub fn downcast<T: ItemModel>(&self) -> Option<&T> {
+        self.inner.as_any().downcast_ref::<T>()
+    }
+
+    /// The built-in recommender, if this is a built-in model.
+    pub fn as_recommender(&self) -> Option<&Recommender> {
+        self.downcast::<Recommender>()
+    }
+
+    /// The histories of `data`'s users against this model's items (see [`Histories`]).
+    pub fn histories(&self, data: &Interactions) -> Histories {
+        Histories::for_items(self.items(), data)
+    }
+}
+
+/// Serving: the same for every algorithm.
+impl Model {
+    /// Recommends items for the user with this id, from their history in `histories`; a user
+    /// without one gets the cold-start ranking (popularity with recency).
+    pub fn recommend(
+        &self,
+        histories: &Histories,
+        user: &str,
+        options: &RecommendOptions,
+    ) -> Result<Vec<Recommendation>, RecsysError> {
+        let scored = self.recommend_history(histories.of(user), options)?;
+        Ok(self.named(scored))
+    }
+
+    /// Recommends for many users at once, in parallel; the result is in the order of `users`.
+    pub fn recommend_many(
+        &self,
+        histories: &Histories,
+        users: &[&str],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Recommendation>>, RecsysError> {
+        let idx: Vec<Option<u32>> = users.iter().map(|u| histories.users().get(u)).collect();
+        Ok(self
+            .recommend_batch(histories, &idx, options)?
+            .into_iter()
+            .map(|s| self.named(s))
+            .collect())
+    }
+
+    /// Recommends for one history (item indices sorted ascending, and weights).
+    pub fn recommend_history(
+        &self,
+        history: History<'_>,
+        options: &RecommendOptions,
+    ) -> Result<Vec<Scored>, RecsysError> {
+        Self::check(options)?;
+        if history.0.is_empty() {
+            return Ok(self.cold_start(history, options));
+        }
+        let list = self
+            .inner
+            .recommend(history, self.fetch_size(options), options.exclude_seen);
+        Ok(self.cap(list, options))
+    }
+
+    /// Recommends by user index into `histories` for many users (`None`: a user with no
+    /// history), in parallel.
+    pub fn recommend_batch(
+        &self,
+        histories: &Histories,
+        users: &[Option<u32>],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError> {
+        Self::check(options)?;
+        let history = |u: Option<u32>| match u {
+            Some(u) => histories.history(u),
+            None => (&[][..], &[][..]),
+        };
+        let warm: Vec<usize> = (0..users.len())
+            .filter(|&q| !history(users[q]).0.is_empty())
+            .collect();
+        let warm_histories: Vec<History<'_>> = warm.iter().map(|&q| history(users[q])).collect();
+        let lists = self.inner.recommend_batch(
+            &warm_histories,
+            self.fetch_size(options),
+            options.exclude_seen,
+        );
+        let mut out: Vec<Option<Vec<Scored>>> = vec![None; users.len()];
+        for (&q, list) in warm.iter().zip(lists) {
+            out[q] = Some(self.cap(list, options));
+        }
+        Ok(out
+            .into_iter()
+            .zip(users)
+            .map(|(list, &u)| list.unwrap_or_else(|| self.cold_start(history(u), options)))
+            .collect())
+    }
+
+    fn check(options: &RecommendOptions) -> Result<(), RecsysError> {
+        if options.strategy != Strategy::Default {
+            return Err(RecsysError::InvalidConfig {
+                name: "strategy",
+                value: format!("{:?}", options.strategy),
+                reason: "a hosted model serves its algorithm's own ranking (Strategy::Default); \
+                         strategies are the built-in Recommender's",
+            });
+        }
+        Ok(())
+    }
+
+    fn named(&self, scored: Vec<Scored>) -> Vec<Recommendation> {
+        scored
+            .into_iter()
+            .map(|s| Recommendation {
+                item: self.items().id(s.item).to_owned(),
+                score: s.score,
+            })
+            .collect()
+    }
+
+    fn cold_start(&self, history: History<'_>, options: &RecommendOptions) -> Vec<Scored> {
+        let exclude = if options.exclude_seen { history.0 } else { &[] };
+        let list = self
+            .catalogue
+            .popularity
+            .recommend(self.fetch_size(options), exclude);
+        self.cap(list, options)
+    }
+
+    fn fetch_size(&self, options: &RecommendOptions) -> usize {
+        // A creator cap throws candidates away; fetch more so that k usually survive.
+        match options.per_creator_cap {
+            Some(_) => options.k.saturating_mul(4).saturating_add(16),
+            None => options.k,
+        }
+    }
+
+    /// Keeps items the catalogue knows, applies the per-creator cap and truncates to k.
+    fn cap(&self, list: Vec<Scored>, options: &RecommendOptions) -> Vec<Scored> {
+        let n = self.catalogue.n_items();
+        let mut count: HashMap<u32, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(options.k);
+        for s in list {
+            if out.len() == options.k {
+                break;
+            }
+            // An algorithm's index out of range is dropped, never served (nor a panic).
+            if s.item as usize >= n {
+                continue;
+            }
+            if let Some(cap) = options.per_creator_cap {
+                let creator = self.catalogue.item_creator[s.item as usize];
+                if creator != NO_CREATOR {
+                    let c = count.entry(creator).or_insert(0);
+                    if *c >= cap {
+                        continue;
+                    }
+                    *c += 1;
+                }
+            }
+            out.push(s);
+        }
+        out
+    }
+}
+
+/// What [`crate::evaluate`] serves: a built-in [`Recommender`] or a hosted [`Model`].
+pub trait Serving: Sync {
+    /// The item ids, by index.
+    fn items(&self) -> &IdMap;
+
+    /// Top-k lists for users by index into `histories` (`None`: no history).
+    fn serve_batch(
+        &self,
+        histories: &Histories,
+        users: &[Option<u32>],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError>;
+}
+
+impl Serving for Model {
+    fn items(&self) -> &IdMap {
+        Model::items(self)
+    }
+
+    fn serve_batch(
+        &self,
+        histories: &Histories,
+        users: &[Option<u32>],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError> {
+        self.recommend_batch(histories, users, options)
+    }
+}
+
+impl Serving for Recommender {
+    fn items(&self) -> &IdMap {
+        Recommender::items(self)
+    }
+
+    fn serve_batch(
+        &self,
+        histories: &Histories,
+        users: &[Option<u32>],
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError> {
+        self.recommend_batch(histories, users, options)
+    }
+}
