@@ -444,7 +444,12 @@ pub fn decode_artifact(
     let algorithm = algorithms.resolve(&manifest.algorithm)?;
     let inner = algorithm
         .load(&manifest.hyper_parameters, parameters, &catalogue)
-        .map_err(|cause| corrupt(format!("the {} algorithm refused its parameters: {cause}", manifest.algorithm)))?;
+        .map_err(|cause| {
+            corrupt(format!(
+                "the {} algorithm refused its parameters: {cause}",
+                manifest.algorithm
+            ))
+        })?;
     let model = Model::from_parts(algorithm.as_ref(), catalogue, inner);
     Ok(LoadedModel {
         manifest,
@@ -611,7 +616,10 @@ fn encode_payload(catalogue: &Catalogue, parameters: &[u8]) -> Vec<u8> {
     w.0
 }
 
-fn decode_payload<'a>(payload: &'a [u8], name: &'a str) -> Result<(Catalogue, &'a [u8]), RecsysError> {
+fn decode_payload<'a>(
+    payload: &'a [u8],
+    name: &'a str,
+) -> Result<(Catalogue, &'a [u8]), RecsysError> {
     let mut r = Reader {
         bytes: payload,
         at: 0,
@@ -737,7 +745,9 @@ mod tests {
     fn registry() -> AlgorithmRegistry {
         BuiltIn::all()
             .into_iter()
-            .fold(AlgorithmRegistry::new(), |r, a| r.with(std::sync::Arc::new(a)))
+            .fold(AlgorithmRegistry::new(), |r, a| {
+                r.with(std::sync::Arc::new(a))
+            })
     }
 
     fn trained(kind: ModelKind) -> (Model, Provenance, crate::Interactions) {
@@ -786,7 +796,8 @@ mod tests {
             ModelKind::Popularity,
         ] {
             let (model, prov, data) = trained(kind);
-            let (bytes, manifest) = encode_artifact(&model, &prov, Some(&key), &Screen::of(&data)).unwrap();
+            let (bytes, manifest) =
+                encode_artifact(&model, &prov, Some(&key), &Screen::of(&data)).unwrap();
             let trusted = Trust::pinned(key.public_key());
             let loaded = decode_artifact(&bytes, "m", &trusted, &registry()).unwrap();
             assert_eq!(loaded.manifest, manifest);
@@ -836,7 +847,8 @@ mod tests {
                 );
             }
         }
-        let err = decode_artifact(&bytes, "m", &Trust::pinned(other.public_key()), &registry()).unwrap_err();
+        let err = decode_artifact(&bytes, "m", &Trust::pinned(other.public_key()), &registry())
+            .unwrap_err();
         assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
         // Trust must be stated: no pinned key and no permission is a refusal, even when signed.
         let err = decode_artifact(&bytes, "m", &Trust::default(), &registry()).unwrap_err();
@@ -851,7 +863,8 @@ mod tests {
         // signature is valid under its own key, and that is exactly why it is refused.
         let mut forged = prov.clone();
         forged.trained_on = [Region::parse("us").unwrap()].into_iter().collect();
-        let (forgery, _) = encode_artifact(&model, &forged, Some(&other), &Screen::default()).unwrap();
+        let (forgery, _) =
+            encode_artifact(&model, &forged, Some(&other), &Screen::default()).unwrap();
         let err = decode_artifact(&forgery, "m", &pinned, &registry()).unwrap_err();
         assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
         // Allowed explicitly, it loads, and says it is untrusted.

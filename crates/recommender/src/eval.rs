@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::histories::Histories;
-use crate::interactions::{Interaction, Interactions};
 use crate::hosted::Serving;
+use crate::interactions::{Interaction, Interactions};
 use crate::model::{RecommendOptions, Strategy};
 use crate::RecsysError;
 

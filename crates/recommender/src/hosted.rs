@@ -56,6 +56,19 @@ impl Model {
         })
     }
 
+    /// Hosts a built-in recommender trained directly ([`Recommender::train`], or
+    /// [`Recommender::train_with_subjects`] to compare fold-in with trained user factors), with
+    /// its own items, creator groups and popularity as the catalogue.
+    pub fn from_recommender(model: Recommender) -> Model {
+        let catalogue = Catalogue {
+            items: model.items.clone(),
+            item_creator: model.item_creator.clone(),
+            popularity: model.popularity.clone(),
+        };
+        let algorithm = crate::builtin::BuiltIn::new(model.kind());
+        Model::from_parts(&algorithm, catalogue, Box::new(model))
+    }
+
     pub(crate) fn from_parts(
         algorithm: &dyn Algorithm,
         catalogue: Catalogue,

@@ -18,11 +18,19 @@
 //! trusts an artifact only when a key it pinned signed it ([`Trust`]). A seeded
 //! [`World`] generator provides realistic data up to tens of millions of events.
 //!
+//! The models are pluggable: an [`Algorithm`] (the built-ins are [`BuiltIn`]; a buyer's lives
+//! in its own crate, such as `domicile-recommender-ease`) is handed a [`TrainingSet`] of dense
+//! indices and returns item-side parameters; the platform hosts them as a [`Model`], serves
+//! them, computes provenance, signs, and screens the parameters for every subject id and
+//! pseudonym it handed over before writing ([`Screen`]). The binary lists the algorithms it
+//! links in an [`AlgorithmRegistry`].
+//!
 //! ```
+//! use std::sync::Arc;
 //! use domicile_recommender::{
-//!     evaluate, read_artifact, split, write_artifact, ConfidenceWeights, Holdout, ModelKind,
-//!     RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust, World,
-//!     WorldConfig,
+//!     evaluate, read_artifact, split, write_artifact, AlgorithmRegistry, BuiltIn,
+//!     ConfidenceWeights, Holdout, Model, ModelKind, RecommendOptions, Screen, SigningKey,
+//!     Strategy, TrainConfig, Trust, World, WorldConfig,
 //! };
 //! use domicile_residency::Region;
 //!
@@ -30,9 +38,11 @@
 //! let data = world.interactions(&ConfidenceWeights::default());
 //! let (train, test) = split(&data, Holdout::Random { fraction: 0.2, seed: 42 })?;
 //!
+//! // Any algorithm trains through the same door: it is handed dense indices, never an id.
+//! let als = BuiltIn::new(ModelKind::Als);
 //! let mut config = TrainConfig::for_kind(ModelKind::Als);
 //! config.als.factors = 16;
-//! let model = Recommender::train(&train, &config)?;
+//! let model = Model::train(&als, &train, &BuiltIn::settings(&config))?;
 //! // Test users' histories are their training pairs, folded in at serving time.
 //! let metrics = evaluate(&model, &train, &test, 10, Strategy::Default)?;
 //! assert!(metrics.users > 0);
@@ -48,9 +58,12 @@
 //! let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()?)?;
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("model.domrec");
-//! write_artifact(&path, &model, &provenance, Some(&key))?;
-//! let loaded = read_artifact(&path, &Trust::pinned(key.public_key()))?;
+//! // Screened for every subject of the training data before it is written.
+//! write_artifact(&path, &model, &provenance, Some(&key), &Screen::of(&train))?;
+//! let algorithms = AlgorithmRegistry::new().with(Arc::new(als));
+//! let loaded = read_artifact(&path, &Trust::pinned(key.public_key()), &algorithms)?;
 //! assert_eq!(loaded.manifest.trained_on.len(), 2);
+//! assert_eq!(loaded.manifest.algorithm, "als");
 //! assert!(loaded.signature.is_trusted());
 //! // The artifact names no user.
 //! assert!(!std::fs::read(&path)?.windows(3).any(|w| w == b"u17"));

@@ -553,9 +553,7 @@ impl Recommender {
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Scored>>, RecsysError> {
         let strategy = self.strategy(options.strategy)?;
-        let warm: Vec<usize> = (0..n)
-            .filter(|&q| !history(q).0.is_empty())
-            .collect();
+        let warm: Vec<usize> = (0..n).filter(|&q| !history(q).0.is_empty()).collect();
         let als_lists = match (self.needs_factors(strategy), &self.als) {
             (true, Some(als)) => {
                 let m = match strategy {

@@ -57,7 +57,10 @@ impl Screen {
 
     /// This screen, also searching for these pseudonyms (the audit log's hex HMACs of the same
     /// subjects, say).
-    pub fn with_pseudonyms<S: AsRef<str>>(mut self, pseudonyms: impl IntoIterator<Item = S>) -> Screen {
+    pub fn with_pseudonyms<S: AsRef<str>>(
+        mut self,
+        pseudonyms: impl IntoIterator<Item = S>,
+    ) -> Screen {
         self.pseudonyms.extend(
             pseudonyms
                 .into_iter()
@@ -135,7 +138,9 @@ mod tests {
         let screen = Screen::default()
             .with_subject_ids(["u7", "subject-000123"])
             .with_pseudonyms(["ab".repeat(32)]);
-        let floats: Vec<u8> = (0..4096u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let floats: Vec<u8> = (0..4096u32)
+            .flat_map(|i| (i as f32).to_le_bytes())
+            .collect();
         assert_eq!(screen.occurrences(&floats), 0);
         // A short id alone is not searched bare (it would be found by chance)...
         assert_eq!(screen.occurrences(b"xxu7xx"), 0);
