@@ -186,8 +186,9 @@ impl fmt::Debug for TrainingSet<'_> {
 }
 
 impl<'a> TrainingSet<'a> {
-    /// The training set of `data` (ids dropped) against `catalogue` (which must be `data`'s).
-    pub(crate) fn new(data: &Interactions, catalogue: &'a Catalogue) -> Self {
+    /// The training set of `data` (ids dropped) against `catalogue` (which must be `data`'s:
+    /// [`Catalogue::of`]). [`crate::Model::train`] builds it; an algorithm's own tests may too.
+    pub fn new(data: &Interactions, catalogue: &'a Catalogue) -> Self {
         let mut anonymous = data.with_pairs(data.pairs().to_vec());
         let mut users = IdMap::new();
         for u in 0..data.n_users() {

@@ -170,10 +170,9 @@ impl Model {
         if history.0.is_empty() {
             return Ok(self.cold_start(history, options));
         }
-        let list = self
-            .inner
-            .recommend(history, self.fetch_size(options), options.exclude_seen);
-        Ok(self.cap(list, options))
+        let fetch = self.fetch_size(options);
+        let list = self.inner.recommend(history, fetch, options.exclude_seen);
+        Ok(self.cap(self.filled(list, history, fetch, options), options))
     }
 
     /// Recommends by user index into `histories` for many users (`None`: a user with no
@@ -193,14 +192,13 @@ impl Model {
             .filter(|&q| !history(users[q]).0.is_empty())
             .collect();
         let warm_histories: Vec<History<'_>> = warm.iter().map(|&q| history(users[q])).collect();
-        let lists = self.inner.recommend_batch(
-            &warm_histories,
-            self.fetch_size(options),
-            options.exclude_seen,
-        );
+        let fetch = self.fetch_size(options);
+        let lists = self
+            .inner
+            .recommend_batch(&warm_histories, fetch, options.exclude_seen);
         let mut out: Vec<Option<Vec<Scored>>> = vec![None; users.len()];
-        for (&q, list) in warm.iter().zip(lists) {
-            out[q] = Some(self.cap(list, options));
+        for ((&q, list), h) in warm.iter().zip(lists).zip(&warm_histories) {
+            out[q] = Some(self.cap(self.filled(list, *h, fetch, options), options));
         }
         Ok(out
             .into_iter()
@@ -238,6 +236,39 @@ impl Model {
             .popularity
             .recommend(self.fetch_size(options), exclude);
         self.cap(list, options)
+    }
+
+    /// An algorithm's list, filled up to `fetch` from popularity when it returned fewer (an
+    /// algorithm that cannot score some histories, or a small catalogue), below every item the
+    /// algorithm scored, still ordered by popularity.
+    fn filled(
+        &self,
+        mut list: Vec<Scored>,
+        history: History<'_>,
+        fetch: usize,
+        options: &RecommendOptions,
+    ) -> Vec<Scored> {
+        if list.len() >= fetch {
+            return list;
+        }
+        let mut skip: Vec<u32> = list.iter().map(|s| s.item).collect();
+        if options.exclude_seen {
+            skip.extend_from_slice(history.0);
+        }
+        skip.sort_unstable();
+        skip.dedup();
+        let floor = list.iter().map(|s| s.score).fold(0f32, f32::min);
+        for s in self
+            .catalogue
+            .popularity
+            .recommend(fetch - list.len(), &skip)
+        {
+            list.push(Scored {
+                item: s.item,
+                score: floor - 1.0 / (1.0 + s.score),
+            });
+        }
+        list
     }
 
     fn fetch_size(&self, options: &RecommendOptions) -> usize {
