@@ -3,12 +3,14 @@
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
 //! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it. `policies` is the composition root's list of the residency policies
-//! this binary links; everything below the binary takes them from it.
+//! this binary links, `algorithms` its list of recommendation algorithms; everything below the
+//! binary takes them from there.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod algorithms;
 mod audit;
 mod ingest;
 mod init;
