@@ -112,6 +112,6 @@ pub use model::{
     TrainedSubjects, BLEND_WEIGHT_GRID,
 };
 pub use popularity::Popularity;
-pub use screen::{Screen, MIN_BARE_ID_LEN};
+pub use screen::{Screen, MIN_NEEDLE_LEN};
 pub use topk::{top_k_batch, top_k_inner_product, top_k_scores, ItemIndex, Scored};
 pub use world::{World, WorldConfig, WorldCreator, WorldEvent, WorldUser, WorldVideo};

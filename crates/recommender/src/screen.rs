@@ -15,9 +15,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::interactions::Interactions;
 
-/// Ids at least this long are searched as they are: shorter ones (`u7`) turn up by chance in
-/// megabytes of float parameters, so they are searched in the forms an encoder stores them in.
-pub const MIN_BARE_ID_LEN: usize = 6;
+/// The shortest byte string searched for. Shorter ones turn up by chance in hundreds of
+/// megabytes of float parameters (a 4-byte string about once per 4 GB of uniform bytes, and
+/// parameters are not uniform), and a false find would refuse an honest model. So a short id
+/// (`u7`) is searched only in the framings that make it this long (u32-length-prefixed), and
+/// as it is only from this length on.
+pub const MIN_NEEDLE_LEN: usize = 6;
 
 /// The subject ids and pseudonyms an artifact is screened for.
 #[derive(Clone, Default)]
@@ -82,20 +85,14 @@ impl Screen {
 
     /// How many times any id or pseudonym occurs in `bytes`.
     ///
-    /// Pseudonyms, and ids of [`MIN_BARE_ID_LEN`] bytes or more, are searched as they are.
-    /// Every id is also searched length-prefixed (u8, u16 and u32 little-endian, as binary
-    /// encoders store strings), as a JSON string and NUL-terminated.
+    /// Every pseudonym and id is searched as it is, length-prefixed (u8, u16 and u32
+    /// little-endian, as binary encoders store strings), as a JSON string and NUL-terminated:
+    /// each form that is at least [`MIN_NEEDLE_LEN`] bytes long.
     pub fn occurrences(&self, bytes: &[u8]) -> usize {
-        let mut needles: Vec<Vec<u8>> = self
-            .pseudonyms
-            .iter()
-            .map(|p| p.as_bytes().to_vec())
-            .collect();
-        for id in &self.ids {
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for id in self.ids.iter().chain(&self.pseudonyms) {
             let b = id.as_bytes();
-            if b.len() >= MIN_BARE_ID_LEN {
-                needles.push(b.to_vec());
-            }
+            needles.push(b.to_vec());
             if let Ok(n) = u8::try_from(b.len()) {
                 needles.push([&[n][..], b].concat());
             }
@@ -108,7 +105,7 @@ impl Screen {
         }
         let mut by_len: BTreeMap<usize, HashSet<&[u8]>> = BTreeMap::new();
         for n in &needles {
-            if n.len() >= 2 {
+            if n.len() >= MIN_NEEDLE_LEN {
                 by_len.entry(n.len()).or_default().insert(n);
             }
         }
@@ -136,21 +133,25 @@ mod tests {
     #[test]
     fn ids_are_found_in_the_forms_encoders_store_them() {
         let screen = Screen::default()
-            .with_subject_ids(["u7", "subject-000123"])
+            .with_subject_ids(["u7", "u1234", "subject-000123"])
             .with_pseudonyms(["ab".repeat(32)]);
         let floats: Vec<u8> = (0..4096u32)
-            .flat_map(|i| (i as f32).to_le_bytes())
+            .flat_map(|i| (i as f32 * 0.001).to_le_bytes())
             .collect();
         assert_eq!(screen.occurrences(&floats), 0);
-        // A short id alone is not searched bare (it would be found by chance)...
-        assert_eq!(screen.occurrences(b"xxu7xx"), 0);
-        // ...but framed it is, in every framing.
+        // A short id is not searched bare, nor in short framings (it would be found by
+        // chance)...
+        for short in [&b"xxu7xx"[..], b"\x02u7", b"[\"u7\"]", b"u7\x00"] {
+            assert_eq!(screen.occurrences(short), 0, "{short:?}");
+        }
+        // ...but u32-framed it is, and a five-byte id in every framing.
         for framed in [
-            &b"\x02u7"[..],
-            b"\x02\x00u7",
-            b"\x02\x00\x00\x00u7",
-            b"[\"u7\"]",
-            b"u7\x00",
+            &b"\x02\x00\x00\x00u7"[..],
+            b"\x05u1234",
+            b"\x05\x00u1234",
+            b"\x05\x00\x00\x00u1234",
+            b"[\"u1234\"]",
+            b"u1234\x00",
         ] {
             assert_eq!(screen.occurrences(framed), 1, "{framed:?}");
         }
