@@ -230,7 +230,8 @@ fn sha256_text(bytes: &[u8]) -> String {
 }
 
 /// Builds the manifest for `model` trained with `provenance`, screens the algorithm's
-/// parameters and hyper-parameters for every subject id and pseudonym of `screen`, and writes the
+/// parameters and hyper-parameters for every subject of its training data
+/// ([`Model::training_subjects`]) and every subject id and pseudonym of `screen`, and writes the
 /// artifact to `path`, signed with `key` when one is given. Returns the manifest written.
 ///
 /// A screen that finds anyone is [`RecsysError::SubjectInParameters`], and nothing is written.
@@ -265,7 +266,12 @@ pub fn encode_artifact(
     described.extend_from_slice(model.algorithm().as_bytes());
     described.push(b'\n');
     described.extend_from_slice(model.algorithm_version().as_bytes());
-    let occurrences = screen.occurrences(&parameters) + screen.occurrences(&described);
+    // The training data's own subjects always, and whatever else the writer knows of
+    // (pseudonyms, other regions' subjects).
+    let occurrences = [screen, model.training_subjects()]
+        .iter()
+        .map(|s| s.occurrences(&parameters) + s.occurrences(&described))
+        .sum::<usize>();
     if occurrences > 0 {
         return Err(RecsysError::SubjectInParameters {
             algorithm: model.algorithm().to_owned(),

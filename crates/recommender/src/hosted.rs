@@ -7,6 +7,7 @@ use crate::algorithm::{Algorithm, Catalogue, History, ItemModel, TrainingSet, NO
 use crate::histories::Histories;
 use crate::interactions::{IdMap, Interactions};
 use crate::model::{RecommendOptions, Recommendation, Recommender, Strategy};
+use crate::screen::Screen;
 use crate::topk::Scored;
 use crate::RecsysError;
 
@@ -19,6 +20,9 @@ pub struct Model {
     algorithm_version: String,
     catalogue: Catalogue,
     inner: Box<dyn ItemModel>,
+    /// The subjects of the data it was trained on (in memory only, never written): every
+    /// artifact written from this model is screened for them, whatever screen the writer passes.
+    handed: Screen,
 }
 
 /// Training and loading.
@@ -53,6 +57,7 @@ impl Model {
             algorithm_version: algorithm.version().to_owned(),
             catalogue,
             inner,
+            handed: Screen::of(data),
         })
     }
 
@@ -79,6 +84,7 @@ impl Model {
             algorithm_version: algorithm.version().to_owned(),
             catalogue,
             inner,
+            handed: Screen::default(),
         }
     }
 }
@@ -108,6 +114,13 @@ impl Model {
     /// The item ids the model can recommend, by index.
     pub fn items(&self) -> &IdMap {
         &self.catalogue.items
+    }
+
+    /// The subjects of the training data ([`Model::train`]'s `data`; none for a model loaded
+    /// from an artifact or hosted with [`Model::from_recommender`]), for which every artifact
+    /// written from this model is screened.
+    pub fn training_subjects(&self) -> &Screen {
+        &self.handed
     }
 
     /// The algorithm's trained parameters.

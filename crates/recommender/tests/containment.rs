@@ -204,6 +204,14 @@ fn an_algorithm_smuggling_subjects_into_its_parameters_is_refused_at_write_time(
             }
             other => panic!("{leak:?}: expected SubjectInParameters, got {other}"),
         }
+        // The training data's own subjects are screened even when the writer passes no screen.
+        if leak != Leak::Pseudonyms {
+            let err = write_artifact(&path, &model, &prov, None, &Screen::default()).unwrap_err();
+            assert!(
+                matches!(err, RecsysError::SubjectInParameters { .. }),
+                "{leak:?}: {err}"
+            );
+        }
         // Refused before anything is written, and the refusal names no one.
         assert!(!path.exists(), "{leak:?}: a refused artifact was written");
         let message = err.to_string();
