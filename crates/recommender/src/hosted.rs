@@ -251,9 +251,10 @@ impl Model {
         self.cap(list, options)
     }
 
-    /// An algorithm's list, filled up to `fetch` from popularity when it returned fewer (an
-    /// algorithm that cannot score some histories, or a small catalogue), below every item the
-    /// algorithm scored, still ordered by popularity.
+    /// An algorithm's list without the history's items when they are to be excluded (whether or
+    /// not the algorithm left them out), filled up to `fetch` from popularity when it returned
+    /// fewer (an algorithm that cannot score some histories, or a small catalogue), below every
+    /// item the algorithm scored, still ordered by popularity.
     fn filled(
         &self,
         mut list: Vec<Scored>,
@@ -261,6 +262,9 @@ impl Model {
         fetch: usize,
         options: &RecommendOptions,
     ) -> Vec<Scored> {
+        if options.exclude_seen {
+            list.retain(|s| history.0.binary_search(&s.item).is_err());
+        }
         if list.len() >= fetch {
             return list;
         }
@@ -362,5 +366,136 @@ impl Serving for Recommender {
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Scored>>, RecsysError> {
         self.recommend_batch(histories, users, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use super::*;
+    use crate::algorithm::AlgorithmError;
+    use crate::InteractionsBuilder;
+
+    /// Recommends a fixed list whatever the history: items 2, 99 (out of range), 5, then stops.
+    #[derive(Debug)]
+    struct Fixed;
+
+    #[derive(Debug)]
+    struct FixedModel;
+
+    impl Algorithm for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn version(&self) -> &str {
+            "1"
+        }
+        fn train(
+            &self,
+            _: &TrainingSet<'_>,
+            _: &serde_json::Value,
+        ) -> Result<Box<dyn ItemModel>, AlgorithmError> {
+            Ok(Box::new(FixedModel))
+        }
+        fn load(
+            &self,
+            _: &serde_json::Value,
+            _: &[u8],
+            _: &Catalogue,
+        ) -> Result<Box<dyn ItemModel>, AlgorithmError> {
+            Ok(Box::new(FixedModel))
+        }
+    }
+
+    impl ItemModel for FixedModel {
+        fn hyper_parameters(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+        fn parameters(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn recommend(&self, _: History<'_>, k: usize, _: bool) -> Vec<Scored> {
+            [(2, 3.0), (99, 2.5), (5, 2.0)]
+                .into_iter()
+                .take(k)
+                .map(|(item, score)| Scored { item, score })
+                .collect()
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn data() -> Interactions {
+        let mut b = InteractionsBuilder::new();
+        for u in 0..12u32 {
+            for i in 0..8u32 {
+                if i <= u % 8 {
+                    let (_, item) = b.add(&format!("u{u}"), &format!("v{i}"), 1.0, 0);
+                    b.set_creator(item, &format!("c{}", i % 2));
+                }
+            }
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn serving_is_the_platforms_cold_start_fill_cap_and_bounds() {
+        let d = data();
+        let model = Model::train(&Fixed, &d, &serde_json::json!({})).unwrap();
+        let h = model.histories(&d);
+        let popular: Vec<u32> = model
+            .catalogue()
+            .popularity()
+            .recommend(8, &[])
+            .iter()
+            .map(|s| s.item)
+            .collect();
+        // An empty history: popularity.
+        let cold = model
+            .recommend_history((&[], &[]), &RecommendOptions::top(3))
+            .unwrap();
+        assert_eq!(
+            cold.iter().map(|s| s.item).collect::<Vec<_>>(),
+            popular[..3]
+        );
+        // A warm user: the algorithm's list, without the item it should not have offered (2, in
+        // the history) or the out-of-range one, filled from popularity below it, never
+        // repeating an item or serving a seen one.
+        let u = h.users().get("u3").unwrap();
+        let seen = h.history(u).0.to_vec();
+        let recs = model
+            .recommend_history(h.history(u), &RecommendOptions::top(6))
+            .unwrap();
+        let items: Vec<u32> = recs.iter().map(|s| s.item).collect();
+        assert_eq!(items[0], 5, "{items:?}");
+        assert!(items.iter().all(|&i| (i as usize) < d.n_items()));
+        let mut unique = items.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), items.len(), "{items:?}");
+        assert!(
+            items.iter().all(|i| !seen.contains(i)),
+            "{items:?} {seen:?}"
+        );
+        assert!(
+            recs.windows(2).all(|w| w[0].score >= w[1].score),
+            "{recs:?}"
+        );
+        // A creator cap of 1: at most one item per creator (two creators here).
+        let mut capped = RecommendOptions::top(6);
+        capped.per_creator_cap = Some(1);
+        let recs = model.recommend_history(h.history(u), &capped).unwrap();
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        // The batch path agrees with the single one, cold users included.
+        let batch = model
+            .recommend_batch(&h, &[Some(u), None], &RecommendOptions::top(6))
+            .unwrap();
+        assert_eq!(batch[0].iter().map(|s| s.item).collect::<Vec<_>>(), items);
+        assert_eq!(
+            batch[1].iter().map(|s| s.item).collect::<Vec<_>>(),
+            popular[..6]
+        );
     }
 }
