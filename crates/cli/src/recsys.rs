@@ -131,9 +131,9 @@ impl HyperArgs {
             Err(_) => serde_json::json!({}),
         };
         for pair in &self.settings {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                CliError::Message(format!("--set {pair:?}: expected KEY=VALUE"))
-            })?;
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| CliError::Message(format!("--set {pair:?}: expected KEY=VALUE")))?;
             let value = serde_json::from_str(value)
                 .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
             settings
