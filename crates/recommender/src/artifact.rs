@@ -268,10 +268,8 @@ pub fn encode_artifact(
     described.extend_from_slice(model.algorithm_version().as_bytes());
     // The training data's own subjects always, and whatever else the writer knows of
     // (pseudonyms, other regions' subjects).
-    let occurrences = [screen, model.training_subjects()]
-        .iter()
-        .map(|s| s.occurrences(&parameters) + s.occurrences(&described))
-        .sum::<usize>();
+    let screen = screen.merged(model.training_subjects());
+    let occurrences = screen.occurrences(&parameters) + screen.occurrences(&described);
     if occurrences > 0 {
         return Err(RecsysError::SubjectInParameters {
             algorithm: model.algorithm().to_owned(),

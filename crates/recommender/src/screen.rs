@@ -73,6 +73,14 @@ impl Screen {
         self
     }
 
+    /// This screen and `other` as one (searched in one pass over the bytes).
+    pub fn merged(&self, other: &Screen) -> Screen {
+        let mut out = self.clone();
+        out.ids.extend(other.ids.iter().cloned());
+        out.pseudonyms.extend(other.pseudonyms.iter().cloned());
+        out
+    }
+
     /// How many subject ids are searched for.
     pub fn subject_ids(&self) -> usize {
         self.ids.len()
