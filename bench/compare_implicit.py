@@ -15,7 +15,8 @@ the release `domicile` binary, generates a seeded world with `domicile recsys ge
 it (seeded, per-pair random hold-out, every user keeps one training pair), then trains on the
 same training CSV and the same hyper-parameters:
 
-  domicile: `recsys train` (ALS, item-item cosine, item-item BM25, blend), signed, and
+  domicile: `recsys train` (ALS, item-item cosine, item-item BM25, blend, and the buyer's EASE
+            from crates/recommender-ease, `--model ease --set lambda=...`), signed, and
             `recsys recommend --exclude-seen --trusted-key` for the test users, each user folded
             in from their training history (models hold no user; serving time includes fold-in);
   implicit: AlternatingLeastSquares (conjugate gradient), CosineRecommender, BM25Recommender,
@@ -150,6 +151,10 @@ def main():
     ap.add_argument("--cg-steps", type=int, default=3)
     ap.add_argument("--neighbours", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ease-lambda", type=float, default=200.0,
+                    help="EASE's penalty (choose it on a validation split of the training data)")
+    ap.add_argument("--ease-items", type=int, default=0,
+                    help="EASE models only this many most-watched items (0: every item)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--workdir", default=None, help="keep the data here (default: a temporary directory)")
     ap.add_argument("--no-build", action="store_true", help="use the existing target/release/domicile")
@@ -208,7 +213,10 @@ def main():
     for name, extra in [("als", ["--model", "als"]),
                         ("item-knn-cosine", ["--model", "item-knn", "--similarity", "cosine"]),
                         ("item-knn-bm25", ["--model", "item-knn", "--similarity", "bm25"]),
-                        ("blend", ["--model", "blend"])]:
+                        ("blend", ["--model", "blend"]),
+                        ("ease", ["--model", "ease", "--set", f"lambda={args.ease_lambda}",
+                                  "--set", f"threads={args.threads}",
+                                  *(["--set", f"top_items={args.ease_items}"] if args.ease_items else [])])]:
         model = work / f"{name}.domrec"
         wall = time.perf_counter()
         out = run([binary, "recsys", "train", "--interactions", train_csv, "--model-out", model, *common, *extra])

@@ -26,6 +26,17 @@ use serde::Serialize;
 /// The error type of the walkthroughs.
 pub type Error = Box<dyn std::error::Error>;
 
+/// The recommendation algorithms the walkthroughs link: the built-in models and the buyer's
+/// EASE, as in the `domicile` binary's composition root.
+pub fn algorithms() -> domicile_recommender::AlgorithmRegistry {
+    domicile_recommender::BuiltIn::all()
+        .into_iter()
+        .fold(domicile_recommender::AlgorithmRegistry::new(), |r, a| {
+            r.with(std::sync::Arc::new(a))
+        })
+        .with(std::sync::Arc::new(domicile_recommender_ease::Ease))
+}
+
 /// The residency policies the walkthroughs link: like the `domicile` binary, the examples are a
 /// composition root, and this is their list.
 pub fn policies() -> domicile_residency::PolicyResolver {

@@ -8,10 +8,13 @@
 //! 4. Split to the US-split policy (`domicile-split`): copy through the Gates, verify, shred the
 //!    source, sign the report.
 //! 5. Models: the global model is refused in `us`, taking it out of `row` needs an export
-//!    licence, and a US model is trained through the `us` Gate on US subjects only; the split's
-//!    cost is measured on held-out US users (each folded in from their own history). Every
-//!    artifact is searched for every subject id and pseudonym of the world: a model is the
-//!    algorithm only, so exporting it exports no one's data.
+//!    licence, and a US model is trained through the `us` Gate on US subjects only; then `us`
+//!    swaps in the buyer's own algorithm (EASE, from `domicile-recommender-ease`, through the
+//!    `Algorithm` trait alone), trains it on US data only and deploys it through the `us` Gate.
+//!    The split's cost is measured on held-out US users (each folded in from their own
+//!    history) for all three. The platform screens every artifact for every subject id and
+//!    pseudonym of the world before writing it, and the demo searches the files again: a model
+//!    is the algorithm only, so exporting it exports no one's data.
 //! 6. Replay the access scenarios against the split deployment.
 //! 7. Verify every region's audit log as an outside auditor would, with public keys only.
 //! 8. Write a report folder: `report.json` and a self-contained `index.html` with charts.
@@ -30,11 +33,12 @@ use domicile_audit::VerifierKey;
 use domicile_examples::{print_tail, scenarios, service, Error, Scenario, TRUST_DOMAIN};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
-    evaluate, read_artifact, restrict_users, split as holdout_split, write_artifact,
-    ConfidenceWeights, Event, EventKind, Holdout, Interactions, InteractionsBuilder, Metrics,
-    ModelKind, Provenance, RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust,
-    World, WorldConfig,
+    evaluate, read_artifact, restrict_users, split as holdout_split, write_artifact, Algorithm,
+    BuiltIn, ConfidenceWeights, Event, EventKind, Holdout, Interactions, InteractionsBuilder,
+    Metrics, Model, ModelKind, Provenance, RecommendOptions, Screen, SigningKey, Strategy,
+    TrainConfig, Trust, World, WorldConfig,
 };
+use domicile_recommender_ease::{Ease, EaseConfig};
 use domicile_residency::{
     DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
 };
@@ -67,6 +71,13 @@ struct Args {
     /// ALS factors for both models.
     #[arg(long, default_value_t = 64)]
     factors: usize,
+    /// EASE's penalty λ for the buyer's model.
+    #[arg(long, default_value_t = 200.0)]
+    ease_lambda: f64,
+    /// EASE models the most-watched items of the US data, at most this many (its training is a
+    /// dense inverse, n³ operations); the others it never recommends.
+    #[arg(long, default_value_t = 3_000)]
+    ease_items: usize,
     /// Where the split's new regions (`us`, `row`) keep their sealed records: `sled` (embedded,
     /// the default) or `postgres` (needs `--features postgres` and `--database-url`); `global`
     /// stays on sled, so the split crosses backends.
@@ -402,14 +413,24 @@ fn deploy(
     )
 }
 
-fn train(data: &Interactions, args: &Args) -> Result<(Recommender, f64), Error> {
+/// Trains `algorithm` on `data`: the platform hands it dense indices only, never an id.
+fn train(
+    algorithm: &dyn Algorithm,
+    data: &Interactions,
+    settings: &serde_json::Value,
+) -> Result<(Model, f64), Error> {
+    let start = Instant::now();
+    let model = Model::train(algorithm, data, settings)?;
+    Ok((model, start.elapsed().as_secs_f64()))
+}
+
+/// The built-in ALS model's settings.
+fn als_settings(args: &Args) -> serde_json::Value {
     let mut config = TrainConfig::for_kind(ModelKind::Als);
     config.als.factors = args.factors;
     config.als.iterations = args.iterations;
     config.als.threads = 2;
-    let start = Instant::now();
-    let model = Recommender::train(data, &config)?;
-    Ok((model, start.elapsed().as_secs_f64()))
+    BuiltIn::settings(&config)
 }
 
 fn provenance_under(
@@ -501,18 +522,30 @@ fn main() -> Result<(), Error> {
             seed: args.seed,
         },
     )?;
-    let (global_model, global_fit) = train(&train_all, &args)?;
+    let als = BuiltIn::new(ModelKind::Als);
+    let (global_model, global_fit) = train(&als, &train_all, &als_settings(&args))?;
     let global_policy = global.policy().clone();
     let global_provenance = provenance_under(&train_all, global_policy.as_ref())?;
     let model_key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()?)?;
     // Every deployment pins this key: an artifact signed by any other is refused.
     let trusted = Trust::pinned(model_key.public_key());
+    let algorithms = domicile_examples::algorithms();
     let global_path = models_dir.join("global.domrec");
+    let mut pseudonyms: Vec<String> = world_subjects(&world)
+        .map(|id| Ok(global_gate.pseudonym(&SubjectId::parse(id)?)))
+        .collect::<Result<_, Error>>()?;
+    // Before writing, the platform screens the parameters for every subject it handed over.
+    let screen = |pseudonyms: &[String]| {
+        Screen::default()
+            .with_subject_ids(world_subjects(&world))
+            .with_pseudonyms(pseudonyms)
+    };
     write_artifact(
         &global_path,
         &global_model,
         &global_provenance,
         Some(&model_key),
+        &screen(&pseudonyms),
     )?;
     let train_seq = record_training(
         &global_gate,
@@ -541,9 +574,6 @@ fn main() -> Result<(), Error> {
             items.join(" ")
         );
     }
-    let mut pseudonyms: Vec<String> = world_subjects(&world)
-        .map(|id| Ok(global_gate.pseudonym(&SubjectId::parse(id)?)))
-        .collect::<Result<_, Error>>()?;
     global.close()?;
     // The split opens the stores itself: let go of every handle on them first.
     drop(global_gate);
@@ -614,6 +644,17 @@ fn main() -> Result<(), Error> {
     )?;
     println!("   take the global model out of row: {export}");
     let us_gate = split.region(&us).ok_or("no us region")?.gate.clone();
+    // Every pseudonym any region's log gives the world's subjects: what artifacts are screened
+    // and searched for from here on.
+    for region in [&us, &row] {
+        let gate = &split
+            .region(region)
+            .ok_or("a region of the split is missing")?
+            .gate;
+        for id in world_subjects(&world) {
+            pseudonyms.push(gate.pseudonym(&SubjectId::parse(id)?));
+        }
+    }
     let (us_data, us_scan) = scan_behaviour(&us_gate, "us", ("usds", "US"))?;
     let us_scanned = us_scan.records.len();
     // Train on US data minus the pairs held out for evaluation, so both models face the same test.
@@ -630,13 +671,19 @@ fn main() -> Result<(), Error> {
             .copied()
             .collect(),
     );
-    let (us_model, us_fit) = train(&us_train, &args)?;
+    let (us_model, us_fit) = train(&als, &us_train, &als_settings(&args))?;
     let us_provenance = provenance_under(&us_train, &us_split)?;
     let us_path = models_dir.join("us.domrec");
-    write_artifact(&us_path, &us_model, &us_provenance, Some(&model_key))?;
+    write_artifact(
+        &us_path,
+        &us_model,
+        &us_provenance,
+        Some(&model_key),
+        &screen(&pseudonyms),
+    )?;
     // Deploy from the file, as a region would: only under the pinned key, and the policy
     // decides on the provenance the signed manifest carries.
-    let us_deployed = read_artifact(&us_path, &trusted)?;
+    let us_deployed = read_artifact(&us_path, &trusted, &algorithms)?;
     let deploy_us = us_split.may_deploy_model(&us_deployed.manifest.trained_on, &us)?;
     let us_train_seq = record_training(
         &us_gate,
@@ -664,11 +711,64 @@ fn main() -> Result<(), Error> {
     println!("   the us training service scanned {us_scanned} watch histories (US subjects only); fit in {us_fit:.1} s; trained_on {{{}}}", regions(&us_provenance.trained_on));
     println!("   deploy the US model in us: {deploy_us}");
     println!("   the us Gate logged the US model's training (train entry {us_train_seq}); deploying it: {deployed_us}; deploying the global model: {deployed_global}");
+
+    // The swap: `us` plugs in its own algorithm. EASE lives in its own crate and reaches the
+    // platform through the Algorithm trait alone; the same US training data, the same screen,
+    // signature, training record and deploy decision as the built-in model.
+    let ease_settings = EaseConfig {
+        lambda: args.ease_lambda,
+        top_items: Some(args.ease_items),
+        threads: 2,
+        ..EaseConfig::default()
+    }
+    .to_settings();
+    let (ease_model, ease_fit) = train(&Ease, &us_train, &ease_settings)?;
+    let ease_path = models_dir.join("us-ease.domrec");
+    write_artifact(
+        &ease_path,
+        &ease_model,
+        &us_provenance,
+        Some(&model_key),
+        &screen(&pseudonyms),
+    )?;
+    let ease_deployed = read_artifact(&ease_path, &trusted, &algorithms)?;
+    let ease_train_seq = record_training(
+        &us_gate,
+        "us",
+        ("usds", "US"),
+        &us_scan,
+        &ease_deployed.manifest.trained_on,
+        &ease_path,
+    )?;
+    let deployed_ease = deploy(
+        &us_gate,
+        "us",
+        ("usds", "US"),
+        &ease_deployed.manifest.trained_on,
+        &ease_path,
+    )?;
+    println!(
+        "   the buyer's algorithm ({} {}, λ {}, {} items modelled) fit on the same US data in {ease_fit:.1} s; trained_on {{{}}}; train entry {ease_train_seq}; deploying it in us: {deployed_ease}",
+        ease_deployed.manifest.algorithm,
+        ease_deployed.manifest.algorithm_version,
+        args.ease_lambda,
+        ease_model
+            .downcast::<domicile_recommender_ease::EaseModel>()
+            .map_or(0, |m| m.modelled_items().len()),
+        regions(&ease_deployed.manifest.trained_on)
+    );
     let test_us = restrict_users(&test_all, |u| us_users.contains(test_all.users.id(u)));
     // Both models serve the held-out US users from the same place: each user's own training
     // history, read in `us` and folded in at serving time.
     let global_metrics = evaluate(&global_model, &us_train, &test_us, 10, Strategy::Default)?;
     let us_metrics = evaluate(&us_model, &us_train, &test_us, 10, Strategy::Default)?;
+    let ease_metrics = evaluate(
+        &ease_deployed.model,
+        &us_train,
+        &test_us,
+        10,
+        Strategy::Default,
+    )?;
     println!(
         "   the split's cost, on {} held-out US users:",
         us_metrics.users
@@ -680,27 +780,20 @@ fn main() -> Result<(), Error> {
     for (name, m) in [
         ("global (all regions)", &global_metrics),
         ("US-only (after split)", &us_metrics),
+        ("US-only, buyer's EASE", &ease_metrics),
     ] {
         println!(
             "     {name:<26} {:>10.4} {:>10.4} {:>10.4}",
             m.precision, m.recall, m.ndcg
         );
     }
-    // Invariant 10: search the bytes of the artifact that would be exported (global) and of the
-    // one deployed (us) for every subject id of the world and every pseudonym any region's log
-    // gives them.
-    for region in [&us, &row] {
-        let gate = &split
-            .region(region)
-            .ok_or("a region of the split is missing")?
-            .gate;
-        for id in world_subjects(&world) {
-            pseudonyms.push(gate.pseudonym(&SubjectId::parse(id)?));
-        }
-    }
+    // Invariant 10: search the whole of the artifact that would be exported (global) and of the
+    // ones deployed (us) for every subject id of the world and every pseudonym any region's log
+    // gives them, as an auditor would: the platform screened the parameters before writing, and
+    // this checks the files.
     let ids: Vec<&str> = world_subjects(&world).collect();
     let mut searches = Vec::new();
-    for path in [&global_path, &us_path] {
+    for path in [&global_path, &us_path, &ease_path] {
         let bytes = std::fs::read(path)?;
         let found = people_in(&bytes, &ids, &pseudonyms);
         println!(
@@ -840,6 +933,16 @@ fn main() -> Result<(), Error> {
                 us_holdout: (&us_metrics).into(),
                 deploy_in_us: deploy_us.to_string(),
                 artifact: us_path.display().to_string(),
+            },
+            ModelReport {
+                name: "us-only-ease".into(),
+                trained_on: ease_deployed.manifest.trained_on.clone(),
+                subjects: ease_deployed.manifest.subjects,
+                interactions: ease_deployed.manifest.events,
+                fit_seconds: ease_fit,
+                us_holdout: (&ease_metrics).into(),
+                deploy_in_us: deployed_ease.clone(),
+                artifact: ease_path.display().to_string(),
             },
         ],
         personal_data_in_artifacts: searches,
@@ -1006,25 +1109,13 @@ fn world_subjects(world: &World) -> impl Iterator<Item = &str> {
         .chain(world.creators.iter().map(|c| c.id.as_str()))
 }
 
-/// How many of the subject ids and pseudonyms occur in `bytes`.
-///
-/// Pseudonyms are long, so they are searched as they are. World ids are as short as `u7`, and a
-/// two-to-five-byte string turns up by chance in megabytes of float factors, so an id is
-/// searched as they are, when six bytes or longer, and otherwise in each form an encoder would
-/// store it in: length-prefixed (u32 little-endian, as the artifact stores item ids) and as a
-/// JSON string.
+/// How many of the subject ids and pseudonyms occur in `bytes`: the platform's own screen
+/// ([`Screen::occurrences`]), run over the whole file.
 fn people_in(bytes: &[u8], ids: &[&str], pseudonyms: &[String]) -> usize {
-    let mut needles: Vec<Vec<u8>> = pseudonyms.iter().map(|p| p.as_bytes().to_vec()).collect();
-    for id in ids {
-        if id.len() >= 6 {
-            needles.push(id.as_bytes().to_vec());
-        }
-        let mut framed = (id.len() as u32).to_le_bytes().to_vec();
-        framed.extend_from_slice(id.as_bytes());
-        needles.push(framed);
-        needles.push(format!("\"{id}\"").into_bytes());
-    }
-    count_needles(bytes, &needles)
+    Screen::default()
+        .with_subject_ids(ids.iter().copied())
+        .with_pseudonyms(pseudonyms)
+        .occurrences(bytes)
 }
 
 /// `pg_dump` of the database at `url`: the first `pg_dump` on `PATH`, else the newest under

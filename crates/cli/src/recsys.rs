@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
 use domicile_recommender::{
-    evaluate, hex, in_pool, read_artifact, split, write_artifact, ConfidenceWeights, Holdout,
-    Interactions, Metrics, ModelKind, RecommendOptions, Recommender, RecsysError, SignatureStatus,
-    SigningKey, Similarity, Strategy, TrainConfig, Trust, World, WorldConfig,
+    evaluate, hex, in_pool, read_artifact, split, write_artifact, Algorithm, BuiltIn,
+    ConfidenceWeights, Holdout, Interactions, Metrics, Model, ModelKind, RecommendOptions,
+    RecsysError, Screen, SignatureStatus, SigningKey, Similarity, Strategy, TrainConfig, Trust,
+    World, WorldConfig,
 };
 use domicile_residency::{
     CountryCode, PolicyId, Region, ResidencyError, ResidencyPolicy, Subject, SubjectId,
@@ -74,25 +75,6 @@ struct DeployArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum KindArg {
-    Als,
-    ItemKnn,
-    Blend,
-    Popularity,
-}
-
-impl From<KindArg> for ModelKind {
-    fn from(k: KindArg) -> Self {
-        match k {
-            KindArg::Als => ModelKind::Als,
-            KindArg::ItemKnn => ModelKind::ItemKnn,
-            KindArg::Blend => ModelKind::Blend,
-            KindArg::Popularity => ModelKind::Popularity,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
 enum SimilarityArg {
     Bm25,
     Cosine,
@@ -132,9 +114,36 @@ struct HyperArgs {
     /// weights on this data (0: the fixed default weights).
     #[arg(long, default_value_t = 0.1)]
     blend_validation: f32,
+    /// A hyper-parameter of the algorithm, KEY=VALUE (repeatable): a top-level key of its
+    /// settings JSON, VALUE read as JSON when it parses (`--set lambda=200`, `--set
+    /// top_items=3000`), else as a string. This is how algorithms other than the built-ins
+    /// take their hyper-parameters.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
 }
 
 impl HyperArgs {
+    /// The settings JSON for `algorithm`: for a built-in, the configuration the flags above
+    /// describe; for any other, an empty object; then every `--set`.
+    fn settings_for(&self, algorithm: &dyn Algorithm) -> Result<serde_json::Value, CliError> {
+        let mut settings = match algorithm.name().parse::<ModelKind>() {
+            Ok(kind) => BuiltIn::settings(&self.config(kind)),
+            Err(_) => serde_json::json!({}),
+        };
+        for pair in &self.settings {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| CliError::Message(format!("--set {pair:?}: expected KEY=VALUE")))?;
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+            settings
+                .as_object_mut()
+                .expect("settings are a JSON object")
+                .insert(key.to_owned(), value);
+        }
+        Ok(settings)
+    }
+
     fn config(&self, kind: ModelKind) -> TrainConfig {
         let mut c = TrainConfig::for_kind(kind);
         c.als.factors = self.factors;
@@ -167,9 +176,10 @@ struct TrainArgs {
     /// Where to write the model artifact.
     #[arg(long)]
     model_out: PathBuf,
-    /// The model to train.
-    #[arg(long, value_enum, default_value_t = KindArg::Als)]
-    model: KindArg,
+    /// The algorithm to train: a built-in (als, item-knn, blend, popularity) or any other this
+    /// binary links (ease); an unknown name lists them.
+    #[arg(long, default_value = "als")]
+    model: String,
     #[command(flatten)]
     hyper: HyperArgs,
     /// Ed25519 signing key (PKCS#8 DER, or a raw 32-byte seed); without it the model is unsigned.
@@ -240,7 +250,7 @@ struct EvalArgs {
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Models to evaluate, comma-separated, from popularity, als, item-knn-cosine,
-    /// item-knn-bm25, blend.
+    /// item-knn-bm25, blend, and any other algorithm this binary links (ease).
     #[arg(
         long,
         default_value = "popularity,als,item-knn-cosine,item-knn-bm25,blend"
@@ -371,13 +381,19 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
             with_policy(&data, policy.as_ref())?
         }
     };
-    let config = a.hyper.config(a.model.into());
+    let algorithms = crate::algorithms::registry();
+    let algorithm = algorithms.resolve(&a.model)?;
+    let settings = a.hyper.settings_for(algorithm.as_ref())?;
     let start = Instant::now();
-    let model = Recommender::train(&data, &config)?;
+    let model = Model::train(algorithm.as_ref(), &data, &settings)?;
     let fit = start.elapsed().as_secs_f64();
-    println!("fitted {} in {fit:.3} s", config.kind);
-    let blend = model.config().blend;
-    if config.kind == ModelKind::Blend && blend.validation > 0.0 {
+    println!("fitted {} in {fit:.3} s", model.algorithm());
+    if let Some(blend) = model
+        .as_recommender()
+        .filter(|r| r.kind() == ModelKind::Blend)
+        .map(|r| r.config().blend)
+        .filter(|b| b.validation > 0.0)
+    {
         println!(
             "blend weights chosen on {:.0} % of the training pairs held out: ALS {}, item-item {}, popularity {}",
             blend.validation * 100.0,
@@ -386,7 +402,10 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
             blend.popularity
         );
     }
-    let manifest = write_artifact(&a.model_out, &model, &provenance, key.as_ref())?;
+    // The platform screens the algorithm's parameters for every subject it was handed (users and
+    // creators of the data) before the artifact is written.
+    let screen = Screen::of(&data);
+    let manifest = write_artifact(&a.model_out, &model, &provenance, key.as_ref(), &screen)?;
     let regions: Vec<&str> = manifest.trained_on.iter().map(Region::as_str).collect();
     println!(
         "wrote {} ({}; trained_on {}; {} subjects, {} interactions; data {})",
@@ -491,8 +510,12 @@ fn deploy(a: DeployArgs) -> Result<(), CliError> {
     let trust = trust_of(a.trusted_key.as_deref(), a.allow_unsigned)?;
     let bytes = domicile_durable::read_bounded(&a.model, domicile_recommender::MAX_ARTIFACT_BYTES)
         .map_err(|e| CliError::Message(e.to_string()))?;
-    let loaded =
-        domicile_recommender::decode_artifact(&bytes, &a.model.display().to_string(), &trust)?;
+    let loaded = domicile_recommender::decode_artifact(
+        &bytes,
+        &a.model.display().to_string(),
+        &trust,
+        &crate::algorithms::registry(),
+    )?;
     report_signature(&a.model, &loaded.signature, "deploying");
     let region = Region::parse(&a.region)?;
     let split_error = |e: domicile_split::SplitError| CliError::Message(e.to_string());
@@ -567,7 +590,7 @@ fn deployment_rule(
 
 fn recommend(a: RecommendArgs) -> Result<(), CliError> {
     let trust = trust_of(a.trusted_key.as_deref(), a.allow_unsigned)?;
-    let loaded = read_artifact(&a.model, &trust)?;
+    let loaded = read_artifact(&a.model, &trust, &crate::algorithms::registry())?;
     report_signature(&a.model, &loaded.signature, "serving");
     let model = loaded.model;
     let data = load(&a.interactions)?;
@@ -648,13 +671,20 @@ fn eval(a: EvalArgs) -> Result<(), CliError> {
     };
     let (train, test) = split(&data, holdout)?;
     let names: BTreeSet<&str> = a.models.split(',').map(str::trim).collect();
-    let known = [
+    let builtin = [
         "popularity",
         "als",
         "item-knn-cosine",
         "item-knn-bm25",
         "blend",
     ];
+    let algorithms = crate::algorithms::registry();
+    // Every other algorithm the binary links, by its own name.
+    let others: Vec<&str> = algorithms
+        .names()
+        .filter(|n| n.parse::<ModelKind>().is_err())
+        .collect();
+    let known: Vec<&str> = builtin.iter().copied().chain(others).collect();
     if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
         return Err(CliError::Message(format!(
             "unknown model {bad:?} in --models; expected some of {}",
@@ -675,21 +705,31 @@ fn eval(a: EvalArgs) -> Result<(), CliError> {
         );
     }
     for name in known.iter().filter(|n| names.contains(*n)) {
-        let mut config = match *name {
-            "popularity" => a.hyper.config(ModelKind::Popularity),
-            "als" => a.hyper.config(ModelKind::Als),
-            "blend" => a.hyper.config(ModelKind::Blend),
-            _ => a.hyper.config(ModelKind::ItemKnn),
+        let (algorithm, settings) = if builtin.contains(name) {
+            let mut config = match *name {
+                "popularity" => a.hyper.config(ModelKind::Popularity),
+                "als" => a.hyper.config(ModelKind::Als),
+                "blend" => a.hyper.config(ModelKind::Blend),
+                _ => a.hyper.config(ModelKind::ItemKnn),
+            };
+            if *name == "item-knn-cosine" {
+                config.item_knn.similarity = Similarity::Cosine;
+            } else if *name == "item-knn-bm25" {
+                config.item_knn.similarity = Similarity::bm25();
+            }
+            let algorithm = algorithms.resolve(config.kind.as_str())?;
+            (algorithm, BuiltIn::settings(&config))
+        } else {
+            let algorithm = algorithms.resolve(name)?;
+            let settings = a.hyper.settings_for(algorithm.as_ref())?;
+            (algorithm, settings)
         };
-        if *name == "item-knn-cosine" {
-            config.item_knn.similarity = Similarity::Cosine;
-        } else if *name == "item-knn-bm25" {
-            config.item_knn.similarity = Similarity::bm25();
-        }
         let start = Instant::now();
-        let model = Recommender::train(&train, &config)?;
+        let model = Model::train(algorithm.as_ref(), &train, &settings)?;
         let fit = start.elapsed().as_secs_f64();
-        let m = model.in_pool(|| evaluate(&model, &train, &test, a.k, Strategy::Default))??;
+        let m = in_pool(a.hyper.threads, || {
+            evaluate(&model, &train, &test, a.k, Strategy::Default)
+        })??;
         print_metrics(name, &m, fit, a.json);
     }
     Ok(())

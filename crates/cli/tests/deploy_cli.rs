@@ -187,4 +187,75 @@ fn deploy_checks_the_signature_and_the_policy_and_logs_every_decision() {
         entries.iter().any(|e| e.contains("\"allowed\":true")),
         "{log}"
     );
+
+    // The buyer's algorithm goes through the same door: EASE trained on US subjects alone
+    // deploys into `us`; EASE trained on the whole world is refused there, and both are logged.
+    let ease = |world: &Path, model: &Path| {
+        ok(&[
+            "recsys",
+            "train",
+            "--interactions",
+            s(world),
+            "--model-out",
+            s(model),
+            "--model",
+            "ease",
+            "--set",
+            "lambda=20",
+            "--set",
+            "threads=2",
+            "--signing-key",
+            s(&key),
+            "--policy",
+            "us-split",
+        ])
+    };
+    let (us_ease, global_ease) = (p("us-ease.domrec"), p("global-ease.domrec"));
+    assert!(ease(&us_world, &us_ease).contains("trained_on us;"));
+    assert!(ease(&world, &global_ease).contains("trained_on row,us;"));
+    let out = deploy(&us_ease, "us", &trusted);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(models_dir.join("us-ease.domrec")).unwrap(),
+        std::fs::read(&us_ease).unwrap()
+    );
+    let out = deploy(&global_ease, "us", &trusted);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused (logged)"));
+    assert!(!models_dir.join("global-ease.domrec").exists());
+    // The deployed artifact serves in `us` from each user's own history.
+    let recs = p("us-recs.csv");
+    ok(&[
+        "recsys",
+        "recommend",
+        "--model",
+        s(&models_dir.join("us-ease.domrec")),
+        "--interactions",
+        s(&us_world),
+        "--users",
+        "all",
+        "--exclude-seen",
+        "--trusted-key",
+        s(&public),
+        "--out",
+        s(&recs),
+    ]);
+    assert!(std::fs::read_to_string(&recs).unwrap().lines().count() > 10);
+    let log = ok(&[
+        "audit",
+        "query",
+        "--log",
+        s(&data.join("us/audit")),
+        "--format",
+        "jsonl",
+    ]);
+    let deploys = log
+        .lines()
+        .filter(|l| l.contains("\"action\":\"deploy\""))
+        .count();
+    assert_eq!(deploys, 4, "{log}");
 }

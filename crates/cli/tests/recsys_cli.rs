@@ -197,9 +197,15 @@ fn generate_train_sign_recommend_and_verify() {
 
     // A forged provenance: the blend relabelled as trained on `us` alone and re-signed with
     // another key. Its signature is valid under its own key; it is refused all the same.
+    let builtins = domicile_recommender::BuiltIn::all()
+        .into_iter()
+        .fold(domicile_recommender::AlgorithmRegistry::new(), |r, a| {
+            r.with(std::sync::Arc::new(a))
+        });
     let loaded = domicile_recommender::read_artifact(
         &model,
         &domicile_recommender::Trust::allow_untrusted(),
+        &builtins,
     )
     .unwrap();
     let forger =
@@ -214,8 +220,14 @@ fn generate_train_sign_recommend_and_verify() {
         policy: loaded.manifest.policy.clone(),
     };
     let forged = dir.path().join("forged.domrec");
-    domicile_recommender::write_artifact(&forged, &loaded.model, &forged_provenance, Some(&forger))
-        .unwrap();
+    domicile_recommender::write_artifact(
+        &forged,
+        &loaded.model,
+        &forged_provenance,
+        Some(&forger),
+        &domicile_recommender::Screen::default(),
+    )
+    .unwrap();
     let err = fails(&[
         "recommend",
         "--model",
@@ -448,4 +460,104 @@ fn keygen_writes_a_private_key_once_and_a_public_half_everyone_may_read() {
         first,
         "the key was overwritten"
     );
+}
+
+#[test]
+fn a_linked_algorithm_trains_signs_serves_and_evaluates_by_name_and_an_unknown_one_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world.csv");
+    ok(&[
+        "generate",
+        "--users",
+        "300",
+        "--videos",
+        "120",
+        "--events",
+        "10000",
+        "--out",
+        s(&world),
+    ]);
+    let model = dir.path().join("ease.domrec");
+    // An unknown name lists every algorithm the binary links, the buyer's among them.
+    let err = fails(&[
+        "train",
+        "--interactions",
+        s(&world),
+        "--model-out",
+        s(&model),
+        "--model",
+        "svd",
+    ]);
+    for name in ["als", "blend", "ease", "item-knn", "popularity"] {
+        assert!(err.contains(name), "{name} not listed: {err}");
+    }
+    assert!(!model.exists());
+    // A hyper-parameter the algorithm does not know is its typed error, named.
+    let err = fails(&[
+        "train",
+        "--interactions",
+        s(&world),
+        "--model-out",
+        s(&model),
+        "--model",
+        "ease",
+        "--set",
+        "lamda=10",
+    ]);
+    assert!(err.contains("ease") && err.contains("lamda"), "{err}");
+
+    let key = dir.path().join("us.key");
+    ok(&["keygen", "--out", s(&key)]);
+    let out = ok(&[
+        "train",
+        "--interactions",
+        s(&world),
+        "--model-out",
+        s(&model),
+        "--model",
+        "ease",
+        "--set",
+        "lambda=50",
+        "--set",
+        "threads=2",
+        "--signing-key",
+        s(&key),
+        "--policy",
+        "us-split",
+    ]);
+    assert!(out.contains("fitted ease"), "{out}");
+    let recs = dir.path().join("recs.csv");
+    ok(&[
+        "recommend",
+        "--model",
+        s(&model),
+        "--interactions",
+        s(&world),
+        "--users",
+        "all",
+        "--exclude-seen",
+        "--per-creator-cap",
+        "2",
+        "--trusted-key",
+        s(&dir.path().join("us.key.pub")),
+        "--out",
+        s(&recs),
+    ]);
+    let text = std::fs::read_to_string(&recs).unwrap();
+    assert!(text.lines().count() > 100, "{text}");
+    let out = ok(&[
+        "eval",
+        "--interactions",
+        s(&world),
+        "--models",
+        "popularity,ease",
+        "--set",
+        "lambda=50",
+        "--threads",
+        "2",
+    ]);
+    assert!(out.lines().any(|l| l.starts_with("ease")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("popularity")), "{out}");
+    let err = fails(&["eval", "--interactions", s(&world), "--models", "svd"]);
+    assert!(err.contains("ease"), "{err}");
 }

@@ -1,12 +1,15 @@
 //! Model artifacts: a versioned binary file with a provenance manifest, signed with the
 //! region's Ed25519 key.
 //!
-//! An artifact is the algorithm only (invariant 10 of the design): item ids, item-creator
-//! groups, ALS item factors, item-item neighbours, popularity, hyper-parameters, the code version
-//! and the provenance. It holds no subject id, pseudonym, user factor or history: those are
-//! computed at serving time from each subject's own history ([`crate::Histories`],
+//! An artifact is the algorithm only (invariant 10 of the design): the catalogue (item ids,
+//! item-creator groups, popularity), the algorithm's item-side parameters (for the built-ins:
+//! ALS item factors, item-item neighbours), hyper-parameters, the code versions and the
+//! provenance. It holds no subject id, pseudonym, user factor or history: those are computed at
+//! serving time from each subject's own history ([`crate::Histories`],
 //! [`crate::ItemFactors::fold_in`]). Creator ids are not written either (creators are subjects
-//! too); the per-creator cap needs only to know which items share a creator.
+//! too); the per-creator cap needs only to know which items share a creator. Any algorithm's
+//! parameters are screened for the subject ids and pseudonyms the platform handed over before
+//! they are written ([`crate::Screen`]).
 //!
 //! An artifact is trusted only when signed by a key the reader pinned (invariant 11): the key
 //! embedded in the file proves integrity, not authority, since anyone can re-sign a forged
@@ -16,9 +19,10 @@
 //!
 //! ```text
 //! magic           8 bytes   "DOMRECS\x01"
-//! format version  u32       2
+//! format version  u32       3
 //! manifest length u32, manifest (JSON, UTF-8)
-//! payload length  u64, payload (the model, see `encode_payload`)
+//! payload length  u64, payload: item ids · creator groups · popularity · the algorithm's
+//!                 parameters (u64 length, bytes)
 //! signature kind  u8        0 = unsigned, 1 = Ed25519
 //! [public key 32 bytes, signature 64 bytes]   when signed
 //! ```
@@ -35,16 +39,19 @@ use domicile_residency::{PolicyId, Region};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
 
+use crate::algorithm::{AlgorithmRegistry, Catalogue};
 use crate::als::ItemFactors;
+use crate::hosted::Model;
 use crate::interactions::{Csr, IdMap};
 use crate::knn::ItemKnn;
 use crate::model::{ModelKind, Recommender, TrainConfig};
 use crate::popularity::Popularity;
+use crate::screen::Screen;
 use crate::RecsysError;
 
 const MAGIC: &[u8; 8] = b"DOMRECS\x01";
 /// The artifact format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Where a model's training data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +73,12 @@ pub struct Provenance {
 pub struct Manifest {
     /// The artifact format version.
     pub format_version: u32,
-    /// The model kind.
-    pub kind: ModelKind,
-    /// Every hyper-parameter the model was trained with.
-    pub hyper_parameters: TrainConfig,
+    /// The algorithm that trained the model (`als`, `ease`, …): the reader must link it.
+    pub algorithm: String,
+    /// The algorithm's code version.
+    pub algorithm_version: String,
+    /// Every hyper-parameter the model was trained with, as the algorithm reports them.
+    pub hyper_parameters: serde_json::Value,
     /// The home regions of every subject whose events were used.
     pub trained_on: BTreeSet<Region>,
     /// How many subjects contributed.
@@ -82,7 +91,7 @@ pub struct Manifest {
     pub payload_digest: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
-    /// The version of domicile-recommender that wrote it.
+    /// The version of domicile-recommender (the platform) that wrote it.
     pub code_version: String,
     /// The residency policy in force, if the data was read through one.
     pub policy: Option<PolicyId>,
@@ -163,12 +172,12 @@ impl Trust {
 }
 
 /// A model read from an artifact, with its manifest and signature status.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadedModel {
     /// The manifest.
     pub manifest: Manifest,
     /// The model (the algorithm only: no subject's data).
-    pub model: Recommender,
+    pub model: Model,
     /// Who signed it.
     pub signature: SignatureStatus,
 }
@@ -220,15 +229,20 @@ fn sha256_text(bytes: &[u8]) -> String {
     )
 }
 
-/// Builds the manifest for `model` trained with `provenance`, and writes the artifact to `path`,
-/// signed with `key` when one is given. Returns the manifest written.
+/// Builds the manifest for `model` trained with `provenance`, screens the algorithm's
+/// parameters and hyper-parameters for every subject of its training data
+/// ([`Model::training_subjects`]) and every subject id and pseudonym of `screen`, and writes the
+/// artifact to `path`, signed with `key` when one is given. Returns the manifest written.
+///
+/// A screen that finds anyone is [`RecsysError::SubjectInParameters`], and nothing is written.
 pub fn write_artifact(
     path: &Path,
-    model: &Recommender,
+    model: &Model,
     provenance: &Provenance,
     key: Option<&SigningKey>,
+    screen: &Screen,
 ) -> Result<Manifest, RecsysError> {
-    let (bytes, manifest) = encode_artifact(model, provenance, key)?;
+    let (bytes, manifest) = encode_artifact(model, provenance, key, screen)?;
     // Atomic, durable and private (0600): a crash never leaves a half-written model under the
     // final name, and model files are export-controlled technology.
     domicile_durable::write_private(path, &bytes)?;
@@ -237,15 +251,37 @@ pub fn write_artifact(
 
 /// The artifact's bytes and manifest (see [`write_artifact`]).
 pub fn encode_artifact(
-    model: &Recommender,
+    model: &Model,
     provenance: &Provenance,
     key: Option<&SigningKey>,
+    screen: &Screen,
 ) -> Result<(Vec<u8>, Manifest), RecsysError> {
-    let payload = encode_payload(model);
+    let parameters = model.item_model().parameters();
+    let hyper_parameters = model.hyper_parameters();
+    // Everything the algorithm chose to put into the file: its parameters, and the names and
+    // hyper-parameters the manifest records for it.
+    let mut described =
+        serde_json::to_vec(&hyper_parameters).expect("a JSON value always serialises");
+    described.push(b'\n');
+    described.extend_from_slice(model.algorithm().as_bytes());
+    described.push(b'\n');
+    described.extend_from_slice(model.algorithm_version().as_bytes());
+    // The training data's own subjects always, and whatever else the writer knows of
+    // (pseudonyms, other regions' subjects).
+    let screen = screen.merged(model.training_subjects());
+    let occurrences = screen.occurrences(&parameters) + screen.occurrences(&described);
+    if occurrences > 0 {
+        return Err(RecsysError::SubjectInParameters {
+            algorithm: model.algorithm().to_owned(),
+            occurrences,
+        });
+    }
+    let payload = encode_payload(model.catalogue(), &parameters);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
-        kind: model.kind(),
-        hyper_parameters: *model.config(),
+        algorithm: model.algorithm().to_owned(),
+        algorithm_version: model.algorithm_version().to_owned(),
+        hyper_parameters,
         trained_on: provenance.trained_on.clone(),
         subjects: provenance.subjects,
         events: provenance.events,
@@ -291,10 +327,15 @@ pub const MAX_ARTIFACT_BYTES: u64 = 4 << 30;
 /// [`SignatureStatus::Untrusted`]. With neither, every artifact is refused
 /// ([`RecsysError::NoTrustedKey`]). A signature is always verified under the key it names, so
 /// any changed byte is [`RecsysError::BadSignature`], and the payload must match the manifest's
-/// digest, kind and counts.
-pub fn read_artifact(path: &Path, trust: &Trust) -> Result<LoadedModel, RecsysError> {
+/// digest and counts. The algorithm the manifest names must be in `algorithms`
+/// ([`RecsysError::UnknownAlgorithm`] otherwise), and loads its own parameters.
+pub fn read_artifact(
+    path: &Path,
+    trust: &Trust,
+    algorithms: &AlgorithmRegistry,
+) -> Result<LoadedModel, RecsysError> {
     let bytes = domicile_durable::read_bounded(path, MAX_ARTIFACT_BYTES)?;
-    decode_artifact(&bytes, &path.display().to_string(), trust)
+    decode_artifact(&bytes, &path.display().to_string(), trust, algorithms)
 }
 
 /// Decodes artifact bytes; `name` is used in error messages.
@@ -302,6 +343,7 @@ pub fn decode_artifact(
     bytes: &[u8],
     name: &str,
     trust: &Trust,
+    algorithms: &AlgorithmRegistry,
 ) -> Result<LoadedModel, RecsysError> {
     let corrupt = |reason: String| RecsysError::Corrupt {
         path: name.to_owned(),
@@ -397,12 +439,22 @@ pub fn decode_artifact(
             manifest.payload_digest
         )));
     }
-    let model = decode_payload(payload, name, manifest.hyper_parameters)?;
-    if model.kind() != manifest.kind || model.items().len() as u64 != manifest.n_items {
+    let (catalogue, parameters) = decode_payload(payload, name)?;
+    if catalogue.n_items() as u64 != manifest.n_items {
         return Err(corrupt(
-            "the payload's kind or counts do not match the manifest".into(),
+            "the payload's item count does not match the manifest".into(),
         ));
     }
+    let algorithm = algorithms.resolve(&manifest.algorithm)?;
+    let inner = algorithm
+        .load(&manifest.hyper_parameters, parameters, &catalogue)
+        .map_err(|cause| {
+            corrupt(format!(
+                "the {} algorithm refused its parameters: {cause}",
+                manifest.algorithm
+            ))
+        })?;
+    let model = Model::from_parts(algorithm.as_ref(), catalogue, inner);
     Ok(LoadedModel {
         manifest,
         model,
@@ -555,14 +607,58 @@ fn kind_tag(kind: ModelKind) -> u8 {
     }
 }
 
-/// The model's payload: kind, item ids, item-creator groups, popularity, then each optional
-/// component behind a presence byte. Nothing per subject (invariant 10): no user id, no user
-/// factor, no history, no creator id.
-fn encode_payload(model: &Recommender) -> Vec<u8> {
+/// The payload: the catalogue (item ids, item-creator groups, popularity), then the
+/// algorithm's parameters. Nothing per subject (invariant 10): no user id, no user factor, no
+/// history, no creator id.
+fn encode_payload(catalogue: &Catalogue, parameters: &[u8]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(parameters.len() + 64));
+    w.ids(&catalogue.items);
+    w.u32s(&catalogue.item_creator);
+    w.f32s(&catalogue.popularity.scores);
+    w.u64(parameters.len() as u64);
+    w.0.extend_from_slice(parameters);
+    w.0
+}
+
+fn decode_payload<'a>(
+    payload: &'a [u8],
+    name: &'a str,
+) -> Result<(Catalogue, &'a [u8]), RecsysError> {
+    let mut r = Reader {
+        bytes: payload,
+        at: 0,
+        name,
+    };
+    let items = r.ids()?;
+    let n_items = items.len();
+    let item_creator = r.u32s()?;
+    if item_creator.len() != n_items {
+        return Err(r.corrupt("the item-creator table does not match the items".into()));
+    }
+    let scores = r.f32s()?;
+    if scores.len() != n_items {
+        return Err(r.corrupt("the popularity table does not match the items".into()));
+    }
+    let n = r.len(1)?;
+    let parameters = r.take(n)?;
+    if r.at != payload.len() {
+        return Err(r.corrupt("trailing bytes in the payload".into()));
+    }
+    Ok((
+        Catalogue {
+            items,
+            item_creator,
+            popularity: Popularity::from_scores(scores),
+        },
+        parameters,
+    ))
+}
+
+/// The built-in recommender's parameters: kind, its popularity (under its own half-life), then
+/// each optional component behind a presence byte.
+pub(crate) fn encode_components(model: &Recommender) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     w.u8(kind_tag(model.kind()));
-    w.ids(&model.items);
-    w.u32s(&model.item_creator);
     w.f32s(&model.popularity.scores);
     match &model.als {
         None => w.u8(0),
@@ -582,29 +678,25 @@ fn encode_payload(model: &Recommender) -> Vec<u8> {
     w.0
 }
 
-fn decode_payload(
-    payload: &[u8],
-    name: &str,
+/// The built-in recommender from its parameters and the artifact's catalogue.
+pub(crate) fn decode_components(
+    parameters: &[u8],
     config: TrainConfig,
+    catalogue: &Catalogue,
 ) -> Result<Recommender, RecsysError> {
     let mut r = Reader {
-        bytes: payload,
+        bytes: parameters,
         at: 0,
-        name,
+        name: "the built-in parameters",
     };
     let tag = r.u8()?;
     if tag != kind_tag(config.kind) {
         return Err(r.corrupt(format!(
-            "payload kind tag {tag} does not match the manifest's {}",
+            "kind tag {tag} does not match the manifest's {}",
             config.kind
         )));
     }
-    let items = r.ids()?;
-    let n_items = items.len();
-    let item_creator = r.u32s()?;
-    if item_creator.len() != n_items {
-        return Err(r.corrupt("the item-creator table does not match the items".into()));
-    }
+    let n_items = catalogue.n_items();
     let scores = r.f32s()?;
     if scores.len() != n_items {
         return Err(r.corrupt("the popularity table does not match the items".into()));
@@ -626,13 +718,22 @@ fn decode_payload(
             neighbours: r.csr(n_items, n_items)?,
         }),
     };
-    if r.at != payload.len() {
-        return Err(r.corrupt("trailing bytes in the payload".into()));
+    if r.at != parameters.len() {
+        return Err(r.corrupt("trailing bytes".into()));
+    }
+    let needs = match config.kind {
+        ModelKind::Als => als.is_some(),
+        ModelKind::ItemKnn => knn.is_some(),
+        ModelKind::Blend => als.is_some() || knn.is_some(),
+        ModelKind::Popularity => true,
+    };
+    if !needs {
+        return Err(r.corrupt(format!("a {} model without its component", config.kind)));
     }
     Ok(Recommender {
         config,
-        items,
-        item_creator,
+        items: catalogue.items.clone(),
+        item_creator: catalogue.item_creator.clone(),
         als,
         knn,
         popularity: Popularity::from_scores(scores),
@@ -643,9 +744,17 @@ fn decode_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InteractionsBuilder, RecommendOptions};
+    use crate::{BuiltIn, InteractionsBuilder, RecommendOptions};
 
-    fn trained(kind: ModelKind) -> (Recommender, Provenance, crate::Interactions) {
+    fn registry() -> AlgorithmRegistry {
+        BuiltIn::all()
+            .into_iter()
+            .fold(AlgorithmRegistry::new(), |r, a| {
+                r.with(std::sync::Arc::new(a))
+            })
+    }
+
+    fn trained(kind: ModelKind) -> (Model, Provenance, crate::Interactions) {
         let mut b = InteractionsBuilder::new();
         for u in 0..20u32 {
             for i in 0..15u32 {
@@ -668,7 +777,7 @@ mod tests {
         let mut config = TrainConfig::for_kind(kind);
         config.als.factors = 4;
         config.als.iterations = 2;
-        let model = Recommender::train(&data, &config).unwrap();
+        let model = Model::train(&BuiltIn::new(kind), &data, &BuiltIn::settings(&config)).unwrap();
         let prov = data
             .provenance(None, |_, c| {
                 Region::parse(if c.unwrap().as_str() == "US" {
@@ -691,9 +800,10 @@ mod tests {
             ModelKind::Popularity,
         ] {
             let (model, prov, data) = trained(kind);
-            let (bytes, manifest) = encode_artifact(&model, &prov, Some(&key)).unwrap();
+            let (bytes, manifest) =
+                encode_artifact(&model, &prov, Some(&key), &Screen::of(&data)).unwrap();
             let trusted = Trust::pinned(key.public_key());
-            let loaded = decode_artifact(&bytes, "m", &trusted).unwrap();
+            let loaded = decode_artifact(&bytes, "m", &trusted, &registry()).unwrap();
             assert_eq!(loaded.manifest, manifest);
             assert_eq!(
                 loaded.signature,
@@ -709,9 +819,9 @@ mod tests {
                 loaded.model.recommend(&histories, "u3", &opts).unwrap(),
                 model.recommend(&histories, "u3", &opts).unwrap()
             );
-            let (bytes, _) = encode_artifact(&model, &prov, None).unwrap();
+            let (bytes, _) = encode_artifact(&model, &prov, None, &Screen::default()).unwrap();
             assert_eq!(
-                decode_artifact(&bytes, "m", &Trust::allow_untrusted())
+                decode_artifact(&bytes, "m", &Trust::allow_untrusted(), &registry())
                     .unwrap()
                     .signature,
                 SignatureStatus::Unsigned
@@ -721,17 +831,17 @@ mod tests {
 
     #[test]
     fn tampering_unsigned_foreign_and_forged_artifacts_are_refused() {
-        let (model, prov, _) = trained(ModelKind::Als);
+        let (model, prov, data) = trained(ModelKind::Als);
         let key = SigningKey::from_seed(&[7u8; 32]).unwrap();
         let other = SigningKey::from_seed(&[8u8; 32]).unwrap();
         let pinned = Trust::pinned(key.public_key());
-        let (bytes, _) = encode_artifact(&model, &prov, Some(&key)).unwrap();
+        let (bytes, _) = encode_artifact(&model, &prov, Some(&key), &Screen::of(&data)).unwrap();
         // Flip one bit anywhere before the signature: always refused, whatever the trust.
         for at in [9, 20, 200, bytes.len() - 200] {
             let mut t = bytes.clone();
             t[at] ^= 0x10;
             for trust in [pinned, Trust::allow_untrusted(), pinned.or_untrusted()] {
-                let err = decode_artifact(&t, "m", &trust).unwrap_err();
+                let err = decode_artifact(&t, "m", &trust, &registry()).unwrap_err();
                 assert!(
                     matches!(
                         err,
@@ -741,26 +851,28 @@ mod tests {
                 );
             }
         }
-        let err = decode_artifact(&bytes, "m", &Trust::pinned(other.public_key())).unwrap_err();
+        let err = decode_artifact(&bytes, "m", &Trust::pinned(other.public_key()), &registry())
+            .unwrap_err();
         assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
         // Trust must be stated: no pinned key and no permission is a refusal, even when signed.
-        let err = decode_artifact(&bytes, "m", &Trust::default()).unwrap_err();
+        let err = decode_artifact(&bytes, "m", &Trust::default(), &registry()).unwrap_err();
         assert!(matches!(err, RecsysError::NoTrustedKey { .. }), "{err}");
-        let (unsigned, _) = encode_artifact(&model, &prov, None).unwrap();
-        let err = decode_artifact(&unsigned, "m", &pinned).unwrap_err();
+        let (unsigned, _) = encode_artifact(&model, &prov, None, &Screen::default()).unwrap();
+        let err = decode_artifact(&unsigned, "m", &pinned, &registry()).unwrap_err();
         assert!(matches!(err, RecsysError::Unsigned { .. }), "{err}");
-        let err = decode_artifact(&unsigned, "m", &Trust::default()).unwrap_err();
+        let err = decode_artifact(&unsigned, "m", &Trust::default(), &registry()).unwrap_err();
         assert!(matches!(err, RecsysError::NoTrustedKey { .. }), "{err}");
 
         // A forged provenance (a `row,us` model relabelled `us`), re-signed with another key: the
         // signature is valid under its own key, and that is exactly why it is refused.
         let mut forged = prov.clone();
         forged.trained_on = [Region::parse("us").unwrap()].into_iter().collect();
-        let (forgery, _) = encode_artifact(&model, &forged, Some(&other)).unwrap();
-        let err = decode_artifact(&forgery, "m", &pinned).unwrap_err();
+        let (forgery, _) =
+            encode_artifact(&model, &forged, Some(&other), &Screen::default()).unwrap();
+        let err = decode_artifact(&forgery, "m", &pinned, &registry()).unwrap_err();
         assert!(matches!(err, RecsysError::ForeignSigner { .. }), "{err}");
         // Allowed explicitly, it loads, and says it is untrusted.
-        let loaded = decode_artifact(&forgery, "m", &pinned.or_untrusted()).unwrap();
+        let loaded = decode_artifact(&forgery, "m", &pinned.or_untrusted(), &registry()).unwrap();
         assert_eq!(
             loaded.signature,
             SignatureStatus::Untrusted {
@@ -774,14 +886,14 @@ mod tests {
         let n = t.len();
         t[n - 10] ^= 1;
         assert!(matches!(
-            decode_artifact(&t, "m", &Trust::allow_untrusted()),
+            decode_artifact(&t, "m", &Trust::allow_untrusted(), &registry()),
             Err(RecsysError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_artifact(b"hello", "m", &pinned),
+            decode_artifact(b"hello", "m", &pinned, &registry()),
             Err(RecsysError::NotAnArtifact { .. })
         ));
-        assert!(decode_artifact(&bytes[..bytes.len() - 1], "m", &pinned).is_err());
+        assert!(decode_artifact(&bytes[..bytes.len() - 1], "m", &pinned, &registry()).is_err());
     }
 
     #[test]
@@ -790,7 +902,7 @@ mod tests {
         let (model, prov, _) = trained(ModelKind::Blend);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.domrec");
-        write_artifact(&path, &model, &prov, None).unwrap();
+        write_artifact(&path, &model, &prov, None, &Screen::default()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -112,12 +112,50 @@ pub enum RecsysError {
     /// The system random source failed, so no key could be generated.
     #[error("the system random source failed; no key was generated")]
     RandomUnavailable,
+    /// An algorithm's serialised parameters (or the hyper-parameters it asked the manifest to
+    /// record) hold a subject id or pseudonym the platform handed over: the artifact is not
+    /// written. The message counts the occurrences and names no one.
+    #[error(
+        "the {algorithm} algorithm's parameters hold {occurrences} occurrence(s) of subject ids \
+         or pseudonyms of its training data; the artifact was not written (a model is the \
+         algorithm only)"
+    )]
+    SubjectInParameters {
+        /// The algorithm.
+        algorithm: String,
+        /// How many occurrences the screen found.
+        occurrences: usize,
+    },
+    /// An algorithm name this binary does not link (from `--model`, or an artifact's manifest).
+    #[error("unknown algorithm {name:?}; this binary links: {}", known.join(", "))]
+    UnknownAlgorithm {
+        /// The name asked for.
+        name: String,
+        /// Every name the registry holds.
+        known: Vec<String>,
+    },
+    /// An algorithm refused to train (its own error, which the message quotes).
+    #[error("the {algorithm} algorithm failed: {cause}")]
+    Algorithm {
+        /// The algorithm.
+        algorithm: String,
+        /// Its error; downcast it with [`RecsysError::algorithm_cause`].
+        cause: crate::AlgorithmError,
+    },
     /// A signing key that ring refuses.
     #[error("invalid Ed25519 signing key: {0}")]
     InvalidKey(String),
 }
 
 impl RecsysError {
+    /// The algorithm's own error behind [`RecsysError::Algorithm`], if it is a `T`.
+    pub fn algorithm_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        match self {
+            RecsysError::Algorithm { cause, .. } => cause.downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -18,8 +18,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::histories::Histories;
+use crate::hosted::Serving;
 use crate::interactions::{Interaction, Interactions};
-use crate::model::{RecommendOptions, Recommender, Strategy};
+use crate::model::{RecommendOptions, Strategy};
 use crate::RecsysError;
 
 /// How to hold out test pairs.
@@ -209,14 +210,14 @@ pub fn relevant_items(test: &Interactions) -> (Vec<u32>, Vec<Vec<u32>>) {
 /// of a world, read through another path): a test user without history in `known` gets the
 /// cold-start ranking, and a held-out item the model does not know still counts as relevant (it
 /// can never be recommended, as in production).
-pub fn evaluate(
-    model: &Recommender,
+pub fn evaluate<M: Serving + ?Sized>(
+    model: &M,
     known: &Interactions,
     test: &Interactions,
     k: usize,
     strategy: Strategy,
 ) -> Result<Metrics, RecsysError> {
-    let histories = Histories::for_model(model, known);
+    let histories = Histories::for_items(model.items(), known);
     let (users, relevant) = relevant_items(test);
     let same_users = histories.users() == &test.users;
     let idx: Vec<Option<u32>> = users
@@ -247,7 +248,7 @@ pub fn evaluate(
         strategy,
         ..RecommendOptions::top(k)
     };
-    let recs = model.recommend_batch(&histories, &idx, &options)?;
+    let recs = model.serve_batch(&histories, &idx, &options)?;
     let lists: Vec<Vec<u32>> = recs
         .into_iter()
         .map(|l| l.into_iter().map(|s| s.item).collect())

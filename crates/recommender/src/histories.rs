@@ -22,7 +22,11 @@ pub struct Histories {
 impl Histories {
     /// The histories of every user of `data`, matched to `model`'s items by id.
     pub fn for_model(model: &Recommender, data: &Interactions) -> Histories {
-        let items = model.items();
+        Histories::for_items(model.items(), data)
+    }
+
+    /// The histories of every user of `data`, matched by id to `items` (a model's).
+    pub fn for_items(items: &IdMap, data: &Interactions) -> Histories {
         let seen = if items == &data.items {
             data.user_items()
         } else {

@@ -18,11 +18,19 @@
 //! trusts an artifact only when a key it pinned signed it ([`Trust`]). A seeded
 //! [`World`] generator provides realistic data up to tens of millions of events.
 //!
+//! The models are pluggable: an [`Algorithm`] (the built-ins are [`BuiltIn`]; a buyer's lives
+//! in its own crate, such as `domicile-recommender-ease`) is handed a [`TrainingSet`] of dense
+//! indices and returns item-side parameters; the platform hosts them as a [`Model`], serves
+//! them, computes provenance, signs, and screens the parameters for every subject id and
+//! pseudonym it handed over before writing ([`Screen`]). The binary lists the algorithms it
+//! links in an [`AlgorithmRegistry`].
+//!
 //! ```
+//! use std::sync::Arc;
 //! use domicile_recommender::{
-//!     evaluate, read_artifact, split, write_artifact, ConfidenceWeights, Holdout, ModelKind,
-//!     RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust, World,
-//!     WorldConfig,
+//!     evaluate, read_artifact, split, write_artifact, AlgorithmRegistry, BuiltIn,
+//!     ConfidenceWeights, Holdout, Model, ModelKind, RecommendOptions, Screen, SigningKey,
+//!     Strategy, TrainConfig, Trust, World, WorldConfig,
 //! };
 //! use domicile_residency::Region;
 //!
@@ -30,9 +38,11 @@
 //! let data = world.interactions(&ConfidenceWeights::default());
 //! let (train, test) = split(&data, Holdout::Random { fraction: 0.2, seed: 42 })?;
 //!
+//! // Any algorithm trains through the same door: it is handed dense indices, never an id.
+//! let als = BuiltIn::new(ModelKind::Als);
 //! let mut config = TrainConfig::for_kind(ModelKind::Als);
 //! config.als.factors = 16;
-//! let model = Recommender::train(&train, &config)?;
+//! let model = Model::train(&als, &train, &BuiltIn::settings(&config))?;
 //! // Test users' histories are their training pairs, folded in at serving time.
 //! let metrics = evaluate(&model, &train, &test, 10, Strategy::Default)?;
 //! assert!(metrics.users > 0);
@@ -48,40 +58,53 @@
 //! let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()?)?;
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("model.domrec");
-//! write_artifact(&path, &model, &provenance, Some(&key))?;
-//! let loaded = read_artifact(&path, &Trust::pinned(key.public_key()))?;
+//! // Screened for every subject of the training data before it is written.
+//! write_artifact(&path, &model, &provenance, Some(&key), &Screen::of(&train))?;
+//! let algorithms = AlgorithmRegistry::new().with(Arc::new(als));
+//! let loaded = read_artifact(&path, &Trust::pinned(key.public_key()), &algorithms)?;
 //! assert_eq!(loaded.manifest.trained_on.len(), 2);
+//! assert_eq!(loaded.manifest.algorithm, "als");
 //! assert!(loaded.signature.is_trusted());
 //! // The artifact names no user.
 //! assert!(!std::fs::read(&path)?.windows(3).any(|w| w == b"u17"));
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod algorithm;
 mod als;
 mod artifact;
+mod builtin;
 mod error;
 mod eval;
 mod event;
 mod histories;
+mod hosted;
 mod interactions;
 mod knn;
 mod linalg;
 mod model;
 mod popularity;
+mod screen;
 mod topk;
 mod world;
 
+pub use algorithm::{
+    Algorithm, AlgorithmError, AlgorithmRegistry, Catalogue, History, ItemModel, TrainingSet,
+    COLD_START_HALF_LIFE_MS, NO_CREATOR,
+};
 pub use als::{in_pool, AlsConfig, AlsModel, ItemFactors, Solver};
 pub use artifact::{
     decode_artifact, encode_artifact, hex, read_artifact, write_artifact, LoadedModel, Manifest,
     Provenance, SignatureStatus, SigningKey, Trust, FORMAT_VERSION, MAX_ARTIFACT_BYTES,
 };
+pub use builtin::{BuiltIn, BuiltInError};
 pub use error::RecsysError;
 pub use eval::{
     evaluate, ranking_metrics, relevant_items, restrict_users, split, Holdout, Metrics,
 };
 pub use event::{ConfidenceWeights, Event, EventKind};
 pub use histories::Histories;
+pub use hosted::{Model, Serving};
 pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilder};
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};
 pub use model::{
@@ -89,5 +112,6 @@ pub use model::{
     TrainedSubjects, BLEND_WEIGHT_GRID,
 };
 pub use popularity::Popularity;
-pub use topk::{top_k_batch, top_k_inner_product, ItemIndex, Scored};
+pub use screen::{Screen, MIN_NEEDLE_LEN};
+pub use topk::{top_k_batch, top_k_inner_product, top_k_scores, ItemIndex, Scored};
 pub use world::{World, WorldConfig, WorldCreator, WorldEvent, WorldUser, WorldVideo};

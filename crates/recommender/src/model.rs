@@ -253,7 +253,7 @@ impl TrainedSubjects {
     }
 }
 
-pub(crate) const NO_CREATOR: u32 = u32::MAX;
+pub(crate) use crate::algorithm::NO_CREATOR;
 
 /// Training.
 impl Recommender {
@@ -538,27 +538,35 @@ impl Recommender {
         users: &[Option<u32>],
         options: &RecommendOptions,
     ) -> Result<Vec<Vec<Scored>>, RecsysError> {
-        let strategy = self.strategy(options.strategy)?;
         let history = |q: usize| match users[q] {
             Some(u) => histories.history(u),
             None => (&[][..], &[][..]),
         };
-        let warm: Vec<usize> = (0..users.len())
-            .filter(|&q| !history(q).0.is_empty())
-            .collect();
+        self.recommend_batch_by(users.len(), &history, options)
+    }
+
+    /// [`Self::recommend_batch`] for `n` users whose histories `history(q)` gives.
+    pub(crate) fn recommend_batch_by<'h>(
+        &self,
+        n: usize,
+        history: &(dyn Fn(usize) -> (&'h [u32], &'h [f32]) + Sync),
+        options: &RecommendOptions,
+    ) -> Result<Vec<Vec<Scored>>, RecsysError> {
+        let strategy = self.strategy(options.strategy)?;
+        let warm: Vec<usize> = (0..n).filter(|&q| !history(q).0.is_empty()).collect();
         let als_lists = match (self.needs_factors(strategy), &self.als) {
             (true, Some(als)) => {
                 let m = match strategy {
                     Strategy::Als => self.fetch_size(options),
                     _ => self.fetch_size(options) * self.config.blend.candidates_per_k.max(1),
                 };
-                Some(self.als_batch(als, &warm, &history, m, options.exclude_seen))
+                Some(self.als_batch(als, &warm, history, m, options.exclude_seen))
             }
             _ => None,
         };
         if let (Strategy::Als, None, Some(lists)) = (strategy, options.per_creator_cap, &als_lists)
         {
-            let mut out = vec![Vec::new(); users.len()];
+            let mut out = vec![Vec::new(); n];
             for (&q, list) in warm.iter().zip(lists) {
                 out[q] = list.clone();
             }
@@ -569,7 +577,7 @@ impl Recommender {
             }
             return Ok(out);
         }
-        let mut by_query: Vec<Option<Vec<Scored>>> = vec![None; users.len()];
+        let mut by_query: Vec<Option<Vec<Scored>>> = vec![None; n];
         if let Some(lists) = als_lists {
             for (&q, list) in warm.iter().zip(lists) {
                 by_query[q] = Some(list);

@@ -142,6 +142,33 @@ fn scan(
     }
 }
 
+/// The `k` items with the largest scores, best first (equal scores: lower index first), leaving
+/// out the items in `exclude` (sorted ascending) and every score that is NaN. `scores` holds one
+/// score per item index: what an algorithm that scores the whole catalogue serves from.
+///
+/// ```
+/// use domicile_recommender::top_k_scores;
+/// let top = top_k_scores(&[0.1, 0.9, f32::NAN, 0.5], 2, &[1]);
+/// assert_eq!(top.iter().map(|s| s.item).collect::<Vec<_>>(), [3, 0]);
+/// ```
+pub fn top_k_scores(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<Scored> {
+    let mut top = TopK::new(k);
+    let mut ex = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if s.is_nan() || s < top.threshold() {
+            continue;
+        }
+        while ex < exclude.len() && (exclude[ex] as usize) < i {
+            ex += 1;
+        }
+        if ex < exclude.len() && exclude[ex] as usize == i {
+            continue;
+        }
+        top.push(i as u32, s);
+    }
+    top.into_sorted()
+}
+
 /// The exact `k` items with the largest inner product with `query`, best first, leaving out the
 /// items in `exclude` (sorted ascending). `items` is row-major with `query.len()` floats per row.
 /// Large catalogues are split across the current rayon pool's threads.

@@ -12,9 +12,9 @@ use domicile_access::{
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
-    read_artifact, top_k_inner_product, write_artifact, ConfidenceWeights, InteractionsBuilder,
-    ModelKind, RecommendOptions, Recommender, SigningKey, Strategy, TrainConfig, Trust, World,
-    WorldConfig,
+    read_artifact, top_k_inner_product, write_artifact, AlgorithmRegistry, BuiltIn,
+    ConfidenceWeights, InteractionsBuilder, Model, ModelKind, RecommendOptions, Recommender,
+    Screen, SigningKey, Strategy, TrainConfig, Trust, World, WorldConfig,
 };
 use domicile_residency::{
     DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
@@ -179,7 +179,10 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
     let (model, trained) = Recommender::train_with_subjects(&data, &config).unwrap();
     let key = SigningKey::from_seed(&[3u8; 32]).unwrap();
     let path = dir.path().join("us.domrec");
-    write_artifact(&path, &model, &provenance, Some(&key)).unwrap();
+    // The platform screens the parameters for every subject id and pseudonym it handed over.
+    let screen = Screen::of(&data).with_pseudonyms(subjects.iter().map(|s| gate.pseudonym(&s.id)));
+    let hosted = Model::from_recommender(model.clone());
+    write_artifact(&path, &hosted, &provenance, Some(&key), &screen).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 
     // The search can find what it looks for: item ids and item-factor rows are in the file.
@@ -224,9 +227,12 @@ fn an_artifact_trained_through_a_gate_holds_no_personal_data_and_fold_in_agrees(
 
     // Served from the artifact, with the pinned key: each user's factors are folded in from
     // their own history, and the top-10 agrees with the full model's (trained user factors).
-    let loaded = read_artifact(&path, &Trust::pinned(key.public_key())).unwrap();
+    let registry = BuiltIn::all()
+        .into_iter()
+        .fold(AlgorithmRegistry::new(), |r, a| r.with(Arc::new(a)));
+    let loaded = read_artifact(&path, &Trust::pinned(key.public_key()), &registry).unwrap();
     assert!(loaded.signature.is_trusted());
-    let served = loaded.model;
+    let served = loaded.model.as_recommender().expect("a built-in blend");
     let histories = served.histories(&data);
     let options = RecommendOptions {
         strategy: Strategy::Als,

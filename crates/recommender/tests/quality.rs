@@ -3,8 +3,9 @@
 
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
-    evaluate, read_artifact, restrict_users, split, write_artifact, ConfidenceWeights, Holdout,
-    ModelKind, Recommender, Strategy, TrainConfig, Trust, World, WorldConfig,
+    evaluate, read_artifact, restrict_users, split, write_artifact, AlgorithmRegistry, BuiltIn,
+    ConfidenceWeights, Holdout, Model, ModelKind, Recommender, Screen, Strategy, TrainConfig,
+    Trust, World, WorldConfig,
 };
 use domicile_residency::{ResidencyPolicy, Subject, SubjectId};
 
@@ -116,11 +117,13 @@ fn trained_on_names_every_contributing_region() {
     assert_eq!(names, ["us"]);
     assert_ne!(prov.data_digest, mixed.data_digest);
 
-    let model = Recommender::train(&us_only, &config(ModelKind::Als)).unwrap();
+    let als = BuiltIn::new(ModelKind::Als);
+    let model = Model::train(&als, &us_only, &BuiltIn::settings(&config(ModelKind::Als))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("us.domrec");
-    write_artifact(&path, &model, &prov, None).unwrap();
-    let loaded = read_artifact(&path, &Trust::allow_untrusted()).unwrap();
+    write_artifact(&path, &model, &prov, None, &Screen::of(&us_only)).unwrap();
+    let registry = AlgorithmRegistry::new().with(std::sync::Arc::new(als));
+    let loaded = read_artifact(&path, &Trust::allow_untrusted(), &registry).unwrap();
     assert_eq!(loaded.manifest.trained_on, prov.trained_on);
     assert_eq!(loaded.manifest.policy.as_ref(), Some(policy.id()));
     assert_eq!(loaded.manifest.subjects, prov.subjects);
