@@ -2,7 +2,8 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it. `policies` is the composition root's list of the residency policies
+//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data into it, `pki` for SVIDs and the principal directory, `serve` and
+//! `gateway` to run a region's node and the gateway in front of the nodes. `policies` is the composition root's list of the residency policies
 //! this binary links; everything below the binary takes them from it.
 
 use std::process::ExitCode;
@@ -13,8 +14,10 @@ mod audit;
 mod ingest;
 mod init;
 mod keys;
+mod pki;
 mod policies;
 mod recsys;
+mod serve;
 mod split;
 
 /// Data sovereignty for one product run as several regional deployments.
@@ -41,6 +44,13 @@ enum Command {
     /// Load subjects and records from JSON Lines through the Gates, each placed by the policy
     /// (batched, resumable).
     Ingest(ingest::IngestArgs),
+    /// A development CA issuing SPIFFE X.509-SVIDs, and the operator's signed principal
+    /// directory.
+    Pki(pki::PkiArgs),
+    /// Serve one region of a deployment over mutual TLS (its Gate as JSON endpoints).
+    Serve(serve::ServeArgs),
+    /// Route requests to each subject's home region node over mutual TLS.
+    Gateway(serve::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +62,8 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Init(args) => init::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Pki(args) => pki::run(args),
+        Command::Serve(args) => serve::run_serve(args),
+        Command::Gateway(args) => serve::run_gateway(args),
     }
 }

@@ -82,6 +82,7 @@ pub struct NodeClient {
     connector: TlsConnector,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
+    server_name: ServerName<'static>,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -102,7 +103,22 @@ impl NodeClient {
             connector: TlsConnector::from(config),
             idle: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(60),
+            // The server is verified by its SPIFFE id (SpiffeServerVerifier), not by this name.
+            server_name: ServerName::try_from("domicile-node").expect("a valid DNS name"),
         }
+    }
+
+    /// The same client, sending `name` as the TLS server name (for configurations that
+    /// verify host names rather than SPIFFE ids).
+    pub fn with_server_name(mut self, name: ServerName<'static>) -> Self {
+        self.server_name = name;
+        self
+    }
+
+    /// The same client, giving up on an answer after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The node's address.
@@ -116,11 +132,9 @@ impl NodeClient {
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        // The server is verified by its SPIFFE id, not by this name.
-        let name = ServerName::try_from("domicile-node").expect("a valid DNS name");
         let tls = self
             .connector
-            .connect(name, tcp)
+            .connect(self.server_name.clone(), tcp)
             .await
             .map_err(|source| ClientError::Handshake { addr, source })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))

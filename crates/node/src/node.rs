@@ -276,11 +276,11 @@ fn outcome<T: Serialize>(
     let subject = subject.unwrap_or_default();
     match result {
         Ok(value) => {
-            tracing::info!(op, caller = %who.id, subject = %subject, "allowed");
+            tracing::info!(op, caller = %who.id, subject_pseudonym = %subject, "allowed");
             Json(value).into_response()
         }
         Err(problem) => {
-            tracing::info!(op, caller = %who.id, subject = %subject, code = %problem.code, "refused");
+            tracing::info!(op, caller = %who.id, subject_pseudonym = %subject, code = %problem.code, "refused");
             problem.into_response()
         }
     }
