@@ -117,8 +117,12 @@ fn pki(command: PkiCommand) -> Result<(), Error> {
             out,
         } => {
             let text = domicile_durable::read_bounded(&entries, 16 << 20)?;
-            let principals: Vec<Principal> = serde_json::from_slice(&text)
-                .map_err(|e| format!("{} is not a JSON array of principals: {e}", entries.display()))?;
+            let principals: Vec<Principal> = serde_json::from_slice(&text).map_err(|e| {
+                format!(
+                    "{} is not a JSON array of principals: {e}",
+                    entries.display()
+                )
+            })?;
             let key = domicile_durable::read_secret(&operator_key)?
                 .ok_or_else(|| format!("{} does not exist", operator_key.display()))?;
             let key = ApproverKey::from_pkcs8(&key)?;

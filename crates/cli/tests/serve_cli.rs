@@ -48,8 +48,15 @@ fn setup() -> Setup {
         operator: String::new(),
     };
     domicile(&[
-        "init", "--policy", "us-split", "--data", &setup.s("data"), "--keys", &setup.s("keys"),
-        "--trust-domain", TD,
+        "init",
+        "--policy",
+        "us-split",
+        "--data",
+        &setup.s("data"),
+        "--keys",
+        &setup.s("keys"),
+        "--trust-domain",
+        TD,
     ]);
     domicile(&["pki", "init", "--trust-domain", TD, "--out", &setup.s("ca")]);
     for (id, out) in [
@@ -58,8 +65,14 @@ fn setup() -> Setup {
         ("us/usds/alice", "alice"),
     ] {
         domicile(&[
-            "pki", "issue", "--ca", &setup.s("ca"), "--id", &format!("spiffe://{TD}/{id}"),
-            "--out", &setup.s(out),
+            "pki",
+            "issue",
+            "--ca",
+            &setup.s("ca"),
+            "--id",
+            &format!("spiffe://{TD}/{id}"),
+            "--out",
+            &setup.s(out),
         ]);
     }
     let operator = domicile(&["pki", "operator-key", "--out", &setup.s("operator.key")]);
@@ -73,8 +86,14 @@ fn setup() -> Setup {
     ]);
     std::fs::write(setup.path("entries.json"), entries.to_string()).unwrap();
     domicile(&[
-        "pki", "sign-directory", "--entries", &setup.s("entries.json"), "--operator-key",
-        &setup.s("operator.key"), "--out", &setup.s("directory.json"),
+        "pki",
+        "sign-directory",
+        "--entries",
+        &setup.s("entries.json"),
+        "--operator-key",
+        &setup.s("operator.key"),
+        "--out",
+        &setup.s("directory.json"),
     ]);
     Setup {
         operator: operator.trim().to_owned(),
@@ -87,10 +106,26 @@ fn start(setup: &Setup) -> (Child, std::net::SocketAddr) {
     let _ = std::fs::remove_file(&addr_file);
     let child = Command::new(env!("CARGO_BIN_EXE_domicile"))
         .args([
-            "serve", "--data", &setup.s("data"), "--keys", &setup.s("keys"), "--region", "us",
-            "--directory", &setup.s("directory.json"), "--operator-key", &setup.operator,
-            "--ca", &setup.s("ca/ca.pem"), "--cert", &setup.s("node/svid.pem"), "--key",
-            &setup.s("node/svid.key"), "--listen", "127.0.0.1:0", "--addr-file",
+            "serve",
+            "--data",
+            &setup.s("data"),
+            "--keys",
+            &setup.s("keys"),
+            "--region",
+            "us",
+            "--directory",
+            &setup.s("directory.json"),
+            "--operator-key",
+            &setup.operator,
+            "--ca",
+            &setup.s("ca/ca.pem"),
+            "--cert",
+            &setup.s("node/svid.pem"),
+            "--key",
+            &setup.s("node/svid.key"),
+            "--listen",
+            "127.0.0.1:0",
+            "--addr-file",
             &addr_file.display().to_string(),
         ])
         .stdout(Stdio::null())
@@ -104,7 +139,10 @@ fn start(setup: &Setup) -> (Child, std::net::SocketAddr) {
                 return (child, addr);
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the node did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -120,7 +158,9 @@ fn client(setup: &Setup, who: &str, addr: std::net::SocketAddr) -> NodeClient {
     .unwrap();
     NodeClient::new(
         addr,
-        identity.client_config(Some(Region::parse("us").unwrap())).unwrap(),
+        identity
+            .client_config(Some(Region::parse("us").unwrap()))
+            .unwrap(),
     )
 }
 
@@ -137,7 +177,10 @@ fn terminate_and_wait(child: &mut Child) {
             assert!(status.success(), "the node exited with {status}");
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "the node did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the node did not stop"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -210,7 +253,10 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
         let in_flight_before = acked.lock().unwrap().len();
-        assert!(in_flight_before > 0, "no write was acknowledged before SIGTERM");
+        assert!(
+            in_flight_before > 0,
+            "no write was acknowledged before SIGTERM"
+        );
         tokio::task::spawn_blocking(move || terminate_and_wait(&mut child))
             .await
             .unwrap();
@@ -239,7 +285,10 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
             let p = node
                 .gate
                 .record_key_pseudonym(&collection, &domicile_store::RecordKey::parse(key).unwrap());
-            assert!(logged.contains(&p), "acknowledged write {key} is not in the log");
+            assert!(
+                logged.contains(&p),
+                "acknowledged write {key} is not in the log"
+            );
         }
         let report =
             domicile_audit::verify(&node.log_dir, &node.verifier, None, &mut |_, _| {}).unwrap();

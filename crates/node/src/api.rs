@@ -236,9 +236,7 @@ pub struct ExportResponse {
 pub fn write_value(body: &WriteRequest) -> Result<Vec<u8>, &'static str> {
     match (&body.value, &body.value_base64) {
         (Some(text), None) => Ok(text.as_bytes().to_vec()),
-        (None, Some(b64)) => B64
-            .decode(b64)
-            .map_err(|_| "value_base64 is not base64"),
+        (None, Some(b64)) => B64.decode(b64).map_err(|_| "value_base64 is not base64"),
         _ => Err("give exactly one of value and value_base64"),
     }
 }

@@ -72,7 +72,9 @@ impl Gateway {
             let why = match e {
                 R::MissingResidence { .. } => "no country of residence was given",
                 R::InvalidResidence { .. } => "the country of residence is not valid",
-                R::ContradictoryResidence { .. } => "the residence attributes contradict each other",
+                R::ContradictoryResidence { .. } => {
+                    "the residence attributes contradict each other"
+                }
                 _ => "the policy could not decide it",
             };
             Problem::new(
@@ -167,7 +169,9 @@ async fn relay(
             StatusCode::SERVICE_UNAVAILABLE,
             "region_unavailable",
             "Home region unavailable",
-            format!("the subject's home region {region} {why}; the request was not sent anywhere else"),
+            format!(
+                "the subject's home region {region} {why}; the request was not sent anywhere else"
+            ),
         )
     };
     let Some(node) = gateway.nodes.get(region) else {
@@ -178,8 +182,8 @@ async fn relay(
         Ok(v) => v,
         Err(_) => return Problem::internal("caller_id_not_a_header").into_response(),
     };
-    let body = serde_json::to_vec(&serde_json::Value::Object(fields))
-        .expect("a JSON object serialises");
+    let body =
+        serde_json::to_vec(&serde_json::Value::Object(fields)).expect("a JSON object serialises");
     let header = [(HeaderName::from_static(ON_BEHALF_OF), on_behalf)];
     match node.send(Method::POST, path, &header, body).await {
         Ok(answer) => {
@@ -188,9 +192,10 @@ async fn relay(
             if let Some(ct) = answer.headers.get("content-type") {
                 response.headers_mut().insert("content-type", ct.clone());
             }
-            response
-                .headers_mut()
-                .insert("domicile-region", HeaderValue::from_str(region.as_str()).expect("a region is a valid header value"));
+            response.headers_mut().insert(
+                "domicile-region",
+                HeaderValue::from_str(region.as_str()).expect("a region is a valid header value"),
+            );
             response
         }
         Err(e) => {

@@ -31,8 +31,8 @@ use serde::Serialize;
 
 use crate::api::{
     write_value, ApprovalRequestBody, DeleteRequest, DeployRequest, Done, ExportRequest,
-    ExportResponse, ReadRequest, RecordJson, RegisterRequest, ScanBody, ScanResponse,
-    ShredRequest, WriteRequest,
+    ExportResponse, ReadRequest, RecordJson, RegisterRequest, ScanBody, ScanResponse, ShredRequest,
+    WriteRequest,
 };
 use crate::problem::Problem;
 
@@ -328,11 +328,10 @@ async fn read(
     let pseudonym = state.gate.pseudonym(&req.record.subject);
     let gate = state.gate.clone();
     let w = who.clone();
-    let result = blocking(move || {
-        gate.read(&w, &req.purpose, &req.record.into(), req.approval.as_ref())
-    })
-    .await
-    .map(RecordJson::from);
+    let result =
+        blocking(move || gate.read(&w, &req.purpose, &req.record.into(), req.approval.as_ref()))
+            .await
+            .map(RecordJson::from);
     outcome("read", &who, Some(pseudonym), result)
 }
 

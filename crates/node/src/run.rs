@@ -132,7 +132,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, NodeError> {
         })
 }
 
-async fn bind(listen: SocketAddr, addr_file: Option<&PathBuf>) -> Result<tokio::net::TcpListener, NodeError> {
+async fn bind(
+    listen: SocketAddr,
+    addr_file: Option<&PathBuf>,
+) -> Result<tokio::net::TcpListener, NodeError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| NodeError::Io {
@@ -172,14 +175,12 @@ fn grant_key(keys: &std::path::Path, region: &Region) -> Result<ApproverKey, Nod
 pub fn run_node(config: NodeConfig, policies: &PolicyResolver) -> Result<(), NodeError> {
     let deployment = Deployment::open_region(&config.data, &config.keys, policies, &config.region)?;
     let text = domicile_durable::read_bounded(&config.directory, MAX_DIRECTORY_BYTES)?;
-    let directory = PrincipalDirectory::open_signed(
-        &String::from_utf8_lossy(&text),
-        &config.operator_key,
-    )
-    .map_err(|source| NodeError::Directory {
-        path: config.directory.clone(),
-        source,
-    })?;
+    let directory =
+        PrincipalDirectory::open_signed(&String::from_utf8_lossy(&text), &config.operator_key)
+            .map_err(|source| NodeError::Directory {
+                path: config.directory.clone(),
+                source,
+            })?;
     let approvers: Vec<SpiffeId> = directory.principals().map(|p| p.id.clone()).collect();
     deployment.set_directory(directory)?;
     let identity = Identity::load(
@@ -255,7 +256,10 @@ pub fn run_node(config: NodeConfig, policies: &PolicyResolver) -> Result<(), Nod
 }
 
 /// Runs a gateway until SIGTERM or SIGINT, routing under `policy`.
-pub fn run_gateway(config: GatewayConfig, policy: Arc<dyn ResidencyPolicy>) -> Result<(), NodeError> {
+pub fn run_gateway(
+    config: GatewayConfig,
+    policy: Arc<dyn ResidencyPolicy>,
+) -> Result<(), NodeError> {
     let identity = Identity::load(&config.ca, &config.cert, &config.key, &config.trust_domain)?;
     let tls = identity.server_config()?;
     runtime()?.block_on(async {

@@ -108,7 +108,9 @@ impl Identity {
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| pem_error(cert, "certificate"))?;
-        let leaf = chain.first().ok_or_else(|| pem_error(cert, "certificate"))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| pem_error(cert, "certificate"))?;
         let id = spiffe_id_of(leaf, trust_domain).map_err(|source| TlsError::OwnIdentity {
             path: cert.to_owned(),
             source,
@@ -137,9 +139,10 @@ impl Identity {
     /// [`SpiffeClientVerifier`] (optional at the handshake; data endpoints require one).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = provider();
-        let inner = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+        let inner =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .allow_unauthenticated()
+                .build()?;
         let verifier = Arc::new(SpiffeClientVerifier {
             inner,
             trust_domain: self.trust_domain().to_owned(),

@@ -34,9 +34,15 @@ fn world_subjects(n: usize) -> Vec<(String, Option<&'static str>, Option<&'stati
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..n)
         .map(|i| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let residence = COUNTRIES[(state >> 33) as usize % COUNTRIES.len()];
-            let account = if (state >> 20) % 3 == 0 { Some(residence) } else { None };
+            let account = if (state >> 20) % 3 == 0 {
+                Some(residence)
+            } else {
+                None
+            };
             (format!("s{i}"), Some(residence), account)
         })
         .collect()
@@ -52,10 +58,18 @@ async fn every_subject_reaches_its_home_region_and_no_other() {
     let mut nodes = BTreeMap::new();
     for (region, addr) in [("us", us.addr), ("row", row.addr)] {
         let r = Region::parse(region).unwrap();
-        nodes.insert(r.clone(), NodeClient::new(addr, gateway_id.client_config(Some(r)).unwrap()));
+        nodes.insert(
+            r.clone(),
+            NodeClient::new(addr, gateway_id.client_config(Some(r)).unwrap()),
+        );
     }
     let gateway = Arc::new(Gateway::new(policy.clone(), nodes, 1 << 20));
-    let gw = serve_app(&gateway_id, domicile_node::gateway_router(gateway), Limits::default()).await;
+    let gw = serve_app(
+        &gateway_id,
+        domicile_node::gateway_router(gateway),
+        Limits::default(),
+    )
+    .await;
     let app = client(&world, "us/usds/profile-service", gw.addr, None);
 
     let subjects = world_subjects(80);
@@ -106,7 +120,10 @@ async fn every_subject_reaches_its_home_region_and_no_other() {
     }
 
     // No home can be decided: refused, sent nowhere.
-    let sizes = (world.region("us").gate.log().size(), world.region("row").gate.log().size());
+    let sizes = (
+        world.region("us").gate.log().size(),
+        world.region("row").gate.log().size(),
+    );
     let answer = app
         .post(
             "/v1/records/read",
@@ -139,14 +156,20 @@ async fn every_subject_reaches_its_home_region_and_no_other() {
     assert_eq!(answer.headers["content-type"], "application/problem+json");
     assert_eq!(answer.json()["code"], "region_unavailable");
     assert_eq!(
-        (world.region("us").gate.log().size(), world.region("row").gate.log().size()),
+        (
+            world.region("us").gate.log().size(),
+            world.region("row").gate.log().size()
+        ),
         sizes,
         "a request that could not be routed touched a log"
     );
     // A caller without a certificate is refused by the gateway itself.
     let anonymous = raw_client(&world, gw.addr, None);
     let answer = anonymous
-        .post("/v1/records/read", &serde_json::json!({"home": {"residence": "US"}}))
+        .post(
+            "/v1/records/read",
+            &serde_json::json!({"home": {"residence": "US"}}),
+        )
         .await
         .unwrap();
     assert_eq!(answer.status, 401);

@@ -8,7 +8,9 @@ use domicile_node::Limits;
 
 const ALICE: &str = "spiffe://domicile.example/us/usds/alice";
 
-async fn read_as(client: &domicile_node::NodeClient) -> Result<domicile_node::Answer, domicile_node::ClientError> {
+async fn read_as(
+    client: &domicile_node::NodeClient,
+) -> Result<domicile_node::Answer, domicile_node::ClientError> {
     client
         .post(
             "/v1/records/read",
@@ -24,8 +26,14 @@ async fn refused_handshakes_reach_nothing() {
 
     // The control: alice's own SVID, from the deployment's CA, is accepted (and the read is
     // decided and logged: there is no such record).
-    let alice = raw_client(&world, node.addr, Some(forged_cert(Some(&world.ca_dir()), &[ALICE])));
-    let answer = read_as(&alice).await.expect("a valid SVID completes the handshake");
+    let alice = raw_client(
+        &world,
+        node.addr,
+        Some(forged_cert(Some(&world.ca_dir()), &[ALICE])),
+    );
+    let answer = read_as(&alice)
+        .await
+        .expect("a valid SVID completes the handshake");
     assert_eq!(answer.status, 404, "{:?}", answer.json());
     let size_before = world.region("us").gate.log().size();
 
@@ -81,7 +89,10 @@ async fn without_a_client_certificate_only_public_endpoints_answer() {
     assert_eq!(answer.headers["content-type"], "application/problem+json");
     let problem = answer.json();
     assert_eq!(problem["code"], "client_certificate_required");
-    assert_eq!(problem["type"], "urn:domicile:problem:client_certificate_required");
+    assert_eq!(
+        problem["type"],
+        "urn:domicile:problem:client_certificate_required"
+    );
     assert_eq!(problem["status"], 401);
     assert_eq!(world.region("us").gate.log().size(), size_before);
     node.stop().await;

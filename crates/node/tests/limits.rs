@@ -125,12 +125,17 @@ async fn trickle(
             Ok(Ok(n)) => {
                 answer.extend_from_slice(&buf[..n]);
                 // Read to the end: the server closes after answering.
-                let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer))
+                        .await;
                 break;
             }
         }
     }
-    (start.elapsed(), String::from_utf8_lossy(&answer).into_owned())
+    (
+        start.elapsed(),
+        String::from_utf8_lossy(&answer).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +148,10 @@ async fn a_client_sending_a_byte_a_second_is_cut_off() {
     let mut slow = tls_stream(&world, node.addr).await;
     let headers = b"POST /v1/records/read HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n";
     let (took, _) = trickle(&mut slow, headers).await;
-    assert!(took < Duration::from_secs(10), "the slow client held on for {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the slow client held on for {took:?}"
+    );
 
     // Complete headers, then a body a byte a second: answered 408 at the request timeout.
     let mut slow = tls_stream(&world, node.addr).await;
@@ -151,7 +159,10 @@ async fn a_client_sending_a_byte_a_second_is_cut_off() {
     slow.write_all(&request).await.unwrap();
     request.clear();
     let (took, answer) = trickle(&mut slow, &[b' '; 60]).await;
-    assert!(took < Duration::from_secs(12), "the slow body held on for {took:?}");
+    assert!(
+        took < Duration::from_secs(12),
+        "the slow body held on for {took:?}"
+    );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 

@@ -36,7 +36,12 @@ pub fn principal(id: &str, org: (&str, &str), location: &str, roles: &[&str]) ->
 /// The cast: services and people of both regions.
 pub fn cast() -> Vec<Principal> {
     vec![
-        principal("us/usds/profile-service", ("usds", "US"), "US", &["app-service"]),
+        principal(
+            "us/usds/profile-service",
+            ("usds", "US"),
+            "US",
+            &["app-service"],
+        ),
         principal(
             "row/bytedance-sg/profile-service",
             ("bytedance-sg", "SG"),
@@ -44,7 +49,12 @@ pub fn cast() -> Vec<Principal> {
             &["app-service"],
         ),
         principal("us/usds/alice", ("usds", "US"), "US", &["engineer"]),
-        principal("row/bytedance-sg/bo", ("bytedance-sg", "SG"), "SG", &["engineer"]),
+        principal(
+            "row/bytedance-sg/bo",
+            ("bytedance-sg", "SG"),
+            "SG",
+            &["engineer"],
+        ),
         principal("us/usds/carol", ("usds", "US"), "US", &["approver"]),
         principal("us/usds/gateway", ("usds", "US"), "US", &["gateway"]),
     ]
@@ -159,12 +169,7 @@ pub async fn serve_app(identity: &Identity, app: axum::Router, limits: Limits) -
     }
 }
 
-pub async fn start_node(
-    world: &World,
-    region: &str,
-    limits: Limits,
-    gateways: &[&str],
-) -> Running {
+pub async fn start_node(world: &World, region: &str, limits: Limits, gateways: &[&str]) -> Running {
     let node = world.region(region);
     let grant_key = ApproverKey::generate().unwrap();
     let gateways: BTreeSet<SpiffeId> = gateways
@@ -206,8 +211,10 @@ pub fn forged_cert(ca_dir: Option<&Path>, uris: &[&str]) -> (String, String) {
     use rcgen::{CertificateParams, KeyPair, SanType};
     let (issuer_params, issuer_key) = match ca_dir {
         Some(dir) => (
-            CertificateParams::from_ca_cert_pem(&std::fs::read_to_string(dir.join("ca.pem")).unwrap())
-                .unwrap(),
+            CertificateParams::from_ca_cert_pem(
+                &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+            )
+            .unwrap(),
             KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap(),
         ),
         None => {
