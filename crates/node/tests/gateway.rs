@@ -38,7 +38,7 @@ fn world_subjects(n: usize) -> Vec<(String, Option<&'static str>, Option<&'stati
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let residence = COUNTRIES[(state >> 33) as usize % COUNTRIES.len()];
-            let account = if (state >> 20) % 3 == 0 {
+            let account = if (state >> 20).is_multiple_of(3) {
                 Some(residence)
             } else {
                 None
