@@ -33,6 +33,18 @@ pub fn principal(id: &str, org: (&str, &str), location: &str, roles: &[&str]) ->
     .expect("a valid principal")
 }
 
+pub fn service(id: &str, org: (&str, &str), role: &str) -> Principal {
+    Principal::parse(
+        &format!("spiffe://{TD}/{id}"),
+        PrincipalKind::Service,
+        org,
+        org.1,
+        org.1,
+        &[role],
+    )
+    .expect("a valid principal")
+}
+
 /// The cast: services and people of both regions.
 pub fn cast() -> Vec<Principal> {
     vec![
@@ -57,6 +69,14 @@ pub fn cast() -> Vec<Principal> {
         ),
         principal("us/usds/carol", ("usds", "US"), "US", &["approver"]),
         principal("us/usds/gateway", ("usds", "US"), "US", &["gateway"]),
+        principal("us/usds/frank", ("usds", "US"), "US", &["engineer"]),
+        principal(
+            "row/bytedance-sg/dan",
+            ("bytedance-sg", "SG"),
+            "SG",
+            &["approver"],
+        ),
+        service("us/usds/trainer", ("usds", "US"), "training-service"),
     ]
 }
 
