@@ -64,3 +64,64 @@ pub fn spiffe_id_of(cert_der: &[u8], trust_domain: &str) -> Result<SpiffeId, Ide
     }
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, KeyPair, SanType};
+
+    fn cert_with(sans: Vec<SanType>) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn uri(u: &str) -> SanType {
+        SanType::URI(u.try_into().unwrap())
+    }
+
+    #[test]
+    fn exactly_one_spiffe_uri_of_the_trust_domain_names_a_principal() {
+        let ok = cert_with(vec![
+            uri("spiffe://d.example/us/usds/alice"),
+            SanType::DnsName("localhost".try_into().unwrap()),
+        ]);
+        assert_eq!(
+            spiffe_id_of(&ok, "d.example").unwrap().to_string(),
+            "spiffe://d.example/us/usds/alice"
+        );
+        assert_eq!(
+            spiffe_id_of(&cert_with(vec![]), "d.example"),
+            Err(IdentityError::UriSanCount { count: 0 })
+        );
+        let two = cert_with(vec![
+            uri("spiffe://d.example/us/usds/alice"),
+            uri("spiffe://d.example/us/usds/carol"),
+        ]);
+        assert_eq!(
+            spiffe_id_of(&two, "d.example"),
+            Err(IdentityError::UriSanCount { count: 2 })
+        );
+        assert!(matches!(
+            spiffe_id_of(&ok, "other.example"),
+            Err(IdentityError::OtherTrustDomain { .. })
+        ));
+        for not_spiffe in [
+            "https://d.example/us/usds/alice",
+            "spiffe://d.example/us/usds",
+            "spiffe://d.example/us/usds/alice/extra",
+            "spiffe://D.example/us/usds/alice",
+        ] {
+            assert_eq!(
+                spiffe_id_of(&cert_with(vec![uri(not_spiffe)]), "d.example"),
+                Err(IdentityError::NotSpiffe),
+                "{not_spiffe}"
+            );
+        }
+        assert_eq!(
+            spiffe_id_of(b"not a certificate", "d.example"),
+            Err(IdentityError::NotX509)
+        );
+    }
+}

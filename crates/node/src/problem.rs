@@ -209,3 +209,46 @@ impl From<GateError> for Problem {
         Problem::from_gate(&e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domicile_residency::RuleId;
+
+    #[test]
+    fn a_denial_is_a_403_naming_its_rules_and_entry() {
+        let denied = GateError::Denied {
+            action: "read",
+            rules: vec![RuleId::parse("us-split/access/deny-by-default").unwrap()],
+            reason: "the access rules do not permit it".into(),
+            seq: 41,
+        };
+        let p = Problem::from_gate(&denied);
+        assert_eq!(p.status, 403);
+        assert_eq!(p.code, "denied");
+        assert_eq!(p.kind, "urn:domicile:problem:denied");
+        assert_eq!(p.audit_entry, Some(41));
+        assert!(p.detail.contains("us-split/access/deny-by-default"));
+    }
+
+    #[test]
+    fn a_missing_record_names_the_entry_not_the_subject() {
+        let missing = GateError::NotFound {
+            collection: domicile_store::Collection::parse("profile").unwrap(),
+            key: domicile_store::RecordKey::parse("k").unwrap(),
+            subject: "subject-zelda".parse().unwrap(),
+            class: domicile_residency::DataClass::Protected,
+            seq: 7,
+        };
+        let p = Problem::from_gate(&missing);
+        assert_eq!((p.status, p.code.as_str()), (404, "not_found"));
+        assert!(!serde_json::to_string(&p).unwrap().contains("zelda"));
+    }
+
+    #[test]
+    fn a_problem_is_served_as_problem_json() {
+        let response = Problem::too_large(10).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}
