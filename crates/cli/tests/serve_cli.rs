@@ -132,7 +132,13 @@ fn start(setup: &Setup) -> (Child, std::net::SocketAddr) {
             &addr_file.display().to_string(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(setup.path("node.log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -193,7 +199,7 @@ fn terminate_and_wait(child: &mut Child) {
 fn write_body(key: &str) -> serde_json::Value {
     serde_json::json!({
         "purpose": {"code": "user_requested_support", "detail": "profile update"},
-        "record": {"subject": "ana", "class": "protected", "collection": "profile", "key": key},
+        "record": {"subject": "ana-q7x", "class": "protected", "collection": "profile", "key": key},
         "value": format!("value of {key}"),
     })
 }
@@ -230,7 +236,7 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
                 "/v1/subjects/register",
                 &serde_json::json!({
                     "purpose": {"code": "user_requested_support", "detail": "sign-up"},
-                    "subject": {"id": "ana", "residence": "US"},
+                    "subject": {"id": "ana-q7x", "residence": "US"},
                 }),
             )
             .await
@@ -310,7 +316,7 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
                     "/v1/records/read",
                     &serde_json::json!({
                         "purpose": {"code": "user_requested_support", "ticket": "SUP-7"},
-                        "record": {"subject": "ana", "class": "protected",
+                        "record": {"subject": "ana-q7x", "class": "protected",
                                    "collection": "profile", "key": key},
                     }),
                 )
@@ -321,4 +327,12 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
         }
     });
     terminate_and_wait(&mut child);
+
+    // The node's logs name callers and pseudonyms, never the subject.
+    let logs = std::fs::read_to_string(setup.path("node.log")).unwrap();
+    assert!(logs.contains("allowed"), "the node logged nothing: {logs}");
+    assert!(
+        !logs.contains("ana-q7x"),
+        "the node's log names the subject"
+    );
 }
