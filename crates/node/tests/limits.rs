@@ -166,6 +166,18 @@ async fn a_client_sending_a_byte_a_second_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 
+    // A connection that sends nothing at all after its handshake is closed too.
+    let mut idle = tls_stream(&world, node.addr).await;
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle.read(&mut buf)).await;
+    assert!(closed.is_ok(), "an idle connection was held for 15 s");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "held for {:?}",
+        start.elapsed()
+    );
+
     // Meanwhile the node serves everyone else.
     let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
     assert_eq!(app.get("/readyz").await.unwrap().status, 200);
