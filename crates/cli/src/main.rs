@@ -3,10 +3,11 @@
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
 //! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data
-//! into it, `tlog` for the log over HTTP (`witness serve`, `audit serve`, `audit verify --url`).
-//! `policies` is the composition root's list of the residency policies this binary links,
-//! `algorithms` its list of recommendation algorithms; everything below the binary takes them
-//! from there.
+//! into it, `tlog` for the log over HTTP (`witness serve`, `audit serve`, `audit verify --url`),
+//! `pki` for SVIDs and the principal directory, `serve` and `gateway` to run a region's node and
+//! the gateway in front of the nodes. `policies` is the composition root's list of the residency
+//! policies this binary links, `algorithms` its list of recommendation algorithms; everything
+//! below the binary takes them from there.
 
 use std::process::ExitCode;
 
@@ -18,8 +19,10 @@ mod database;
 mod ingest;
 mod init;
 mod keys;
+mod pki;
 mod policies;
 mod recsys;
+mod serve;
 mod split;
 mod tlog;
 
@@ -49,6 +52,13 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Run a C2SP tlog-witness over HTTP that cosigns logs' checkpoints.
     Witness(tlog::WitnessArgs),
+    /// A development CA issuing SPIFFE X.509-SVIDs, and the operator's signed principal
+    /// directory.
+    Pki(pki::PkiArgs),
+    /// Serve one region of a deployment over mutual TLS (its Gate as JSON endpoints).
+    Serve(serve::ServeArgs),
+    /// Route requests to each subject's home region node over mutual TLS.
+    Gateway(serve::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,5 +71,8 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Witness(args) => tlog::run_witness(args),
+        Command::Pki(args) => pki::run(args),
+        Command::Serve(args) => serve::run_serve(args),
+        Command::Gateway(args) => serve::run_gateway(args),
     }
 }

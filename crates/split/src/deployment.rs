@@ -354,6 +354,33 @@ impl Deployment {
         )
     }
 
+    /// Opens one region of the deployment at `data_root`, and only that one: what a region's
+    /// node (`domicile serve`) holds, so that each region of a deployment can be served by its
+    /// own process (a region's store, log and data keys have one holder at a time). The other
+    /// regions are not opened: [`regions`](Self::regions) yields this one alone.
+    pub fn open_region(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policies: &PolicyResolver,
+        region: &Region,
+    ) -> Result<Self, SplitError> {
+        let data_root = data_root.as_ref();
+        let manifest = Self::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
+            path: data_root.join(MANIFEST),
+            detail: "there is no deployment here (no manifest)".into(),
+        })?;
+        Self::check_keys(keys_root.as_ref(), &manifest)?;
+        let policy = policies.resolve(&manifest.policy)?;
+        policy.check_region(region)?;
+        Self::open_regions(
+            data_root,
+            keys_root,
+            policy,
+            &manifest.trust_domain,
+            Some(region),
+        )
+    }
+
     /// Opens every region of `policy` under `data_root`, creating stores, logs and keys on
     /// first use.
     pub fn open_with(
@@ -361,6 +388,17 @@ impl Deployment {
         keys_root: impl AsRef<Path>,
         policy: Arc<dyn ResidencyPolicy>,
         trust_domain: &str,
+    ) -> Result<Self, SplitError> {
+        Self::open_regions(data_root, keys_root, policy, trust_domain, None)
+    }
+
+    /// Opens the regions of `policy` (all of them, or `only` one) under `data_root`.
+    fn open_regions(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policy: Arc<dyn ResidencyPolicy>,
+        trust_domain: &str,
+        only: Option<&Region>,
     ) -> Result<Self, SplitError> {
         let data_root = data_root.as_ref().to_owned();
         let keys_root = keys_root.as_ref().to_owned();
@@ -372,6 +410,9 @@ impl Deployment {
         let custodian = Arc::new(FileCustodian::open(&keys_root)?);
         let mut regions = BTreeMap::new();
         for region in policy.regions() {
+            if only.is_some_and(|only| only != region) {
+                continue;
+            }
             let store = open_store(
                 &data_root,
                 &keys_root,
