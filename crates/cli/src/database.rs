@@ -12,7 +12,7 @@ use domicile_split::{configure_database, DatabaseConfig, SplitError};
 pub(crate) struct DatabaseArgs {
     /// Keep REGION's sealed records in this PostgreSQL database instead of on sled
     /// (repeatable: `--database-url us=postgresql://… --database-url row=…`). Needs a build with
-    /// the `postgres` feature. Kept in KEYS/<region>/database.json (0600), since it may hold a
+    /// the `postgres` feature. Kept in `KEYS/<region>/database.json` (0600), since it may hold a
     /// password; later commands find it there.
     #[arg(long = "database-url", value_name = "REGION=URL")]
     urls: Vec<String>,
