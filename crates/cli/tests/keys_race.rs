@@ -295,7 +295,12 @@ fn rotation_looping_beside_a_split_loses_no_shred_and_no_key() {
     let old_data = dir.path().join("old-data");
     copy_dir(&data, &old_data);
 
-    let split = split_run(&data, &keys).spawn().unwrap();
+    // Two subjects per batch: 80 batches, each journaled and logged, so the split holds the
+    // keys long enough for rotations to meet it (with the default batch it can finish first).
+    let split = split_run(&data, &keys)
+        .args(["--batch", "2"])
+        .spawn()
+        .unwrap();
     let (mut rotated, mut refused) = (0, 0);
     let split_out = {
         let mut split = split;
