@@ -295,10 +295,10 @@ fn rotation_looping_beside_a_split_loses_no_shred_and_no_key() {
     let old_data = dir.path().join("old-data");
     copy_dir(&data, &old_data);
 
-    // Two subjects per batch: 80 batches, each journaled and logged, so the split holds the
+    // One subject per batch: 160 batches, each journaled and logged, so the split holds the
     // keys long enough for rotations to meet it (with the default batch it can finish first).
     let split = split_run(&data, &keys)
-        .args(["--batch", "2"])
+        .args(["--batch", "1"])
         .spawn()
         .unwrap();
     let (mut rotated, mut refused) = (0, 0);
