@@ -256,7 +256,41 @@ fn main() -> Result<(), Error> {
         cast.len()
     );
 
-    println!("\n== the nodes and the gateway, as processes");
+    println!(
+        "\n== two witnesses (C2SP tlog-witness over HTTP), the nodes and the gateway, as processes"
+    );
+    let mut witness_flags = Vec::new();
+    for w in ["witness-1", "witness-2"] {
+        cluster.run(&[
+            "audit",
+            "keygen",
+            "--origin",
+            &format!("{w}.example"),
+            "--out",
+            &cluster.path(&format!("witnesses/{w}")),
+            "--witness",
+        ])?;
+        let addr = cluster.spawn(
+            w,
+            &[
+                "witness",
+                "serve",
+                "--key",
+                &cluster.path(&format!("witnesses/{w}/witness.key")),
+                "--log-vkey",
+                &cluster.path("data/us/log.vkey"),
+                "--log-vkey",
+                &cluster.path("data/row/log.vkey"),
+                "--state",
+                &cluster.path(&format!("witnesses/{w}/state")),
+            ],
+        )?;
+        println!("   {w:<11} http://{addr}  (domicile witness serve)");
+        witness_flags.push(format!(
+            "http://{addr}={}",
+            cluster.path(&format!("witnesses/{w}/witness.vkey"))
+        ));
+    }
     let gateway_id = gateway_principal.id.to_string();
     let mut nodes = Vec::new();
     for region in ["us", "row"] {
@@ -282,6 +316,12 @@ fn main() -> Result<(), Error> {
                 &cluster.path(&format!("svids/{region}-node/svid.key")),
                 "--gateway",
                 &gateway_id,
+                "--witness",
+                &witness_flags[0],
+                "--witness",
+                &witness_flags[1],
+                "--witness-quorum",
+                "2",
             ],
         )?;
         println!(
@@ -323,20 +363,40 @@ fn main() -> Result<(), Error> {
 
     println!("\n== the auditor follows each log over HTTPS as tlog-tiles");
     // The auditor follows each region's log over HTTPS as C2SP tlog-tiles, with no client
-    // certificate and only the log's public key: every entry bundle fetched, every tile at every
-    // level checked against the tree rebuilt from the entries, the root against the signed
-    // checkpoint (`domicile audit verify --url https://<node> --vkey data/<region>/log.vkey --ca
-    // ca/ca.pem` does the same). Witness cosignatures are not gathered by the nodes yet.
+    // certificate, the log's public key and the witnesses' keys only: every entry bundle
+    // fetched, every tile at every level checked against the tree rebuilt from the entries, the
+    // root against the signed checkpoint, and cosignatures from both witnesses required
+    // (`domicile audit verify --url https://<node> --vkey data/<region>/log.vkey --ca ca/ca.pem
+    // --witness-vkey witnesses/witness-1/witness.vkey --witness-vkey … --quorum 2` does the same).
+    // The nodes submit each new checkpoint to the witnesses a second or so after it is signed,
+    // so the auditor waits for the checkpoint covering the scenarios to be cosigned.
     let follower = domicile_tlog_http::HttpClient::new(&[root.join("ca/ca.pem").as_path()])?;
+    let mut witness_keys = Vec::new();
+    for w in ["witness-1", "witness-2"] {
+        witness_keys.push(domicile_audit::VerifierKey::parse(
+            std::fs::read_to_string(root.join("witnesses").join(w).join("witness.vkey"))?.trim(),
+        )?);
+    }
+    let quorum = domicile_audit::WitnessPolicy::new(witness_keys, 2)?;
     runtime.block_on(async {
         for (region, addr) in [("us", nodes[0]), ("row", nodes[1])] {
             let vkey = domicile_audit::VerifierKey::parse(
                 std::fs::read_to_string(root.join("data").join(region).join("log.vkey"))?.trim(),
             )?;
             let url = format!("https://127.0.0.1:{}", addr.port());
-            let report = domicile_tlog_http::follow(&follower, &url, &vkey, None, &[]).await?;
+            let start = Instant::now();
+            let report = loop {
+                match domicile_tlog_http::follow(&follower, &url, &vkey, Some(&quorum), &[]).await {
+                    Ok(report) => break report,
+                    Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             println!(
-                "   {region}: followed {url} as tlog-tiles: {} entries, every tile and entry checked, root {} signed by {} ✓",
+                "   {region}: followed {url} as tlog-tiles: {} entries, every tile and entry checked, root {} signed by {} and cosigned by both witnesses ✓",
                 report.entries,
                 domicile_audit::merkle::hex(&report.root),
                 vkey.name()

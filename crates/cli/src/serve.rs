@@ -83,6 +83,16 @@ pub(crate) struct ServeArgs {
     /// Write the bound address here once listening (useful with port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// A C2SP tlog-witness each new checkpoint is submitted to, as URL=VKEY-FILE (repeatable):
+    /// `--witness http://127.0.0.1:7380=w1/witness.vkey`. The cosigned checkpoint is published.
+    #[arg(long = "witness", value_name = "URL=VKEY-FILE")]
+    witnesses: Vec<String>,
+    /// How many witnesses must cosign (default: all of them).
+    #[arg(long)]
+    witness_quorum: Option<usize>,
+    /// PEM roots for HTTPS witnesses, besides the system's (repeatable).
+    #[arg(long)]
+    witness_ca: Vec<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -155,6 +165,29 @@ pub(crate) fn run_serve(args: ServeArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
+    let mut witnesses = Vec::new();
+    for w in &args.witnesses {
+        // The URL holds `=` only in a query, which a witness prefix has no use for: split at
+        // the last one.
+        let (url, vkey) = w
+            .rsplit_once('=')
+            .filter(|(u, k)| !u.is_empty() && !k.is_empty())
+            .ok_or("--witness takes URL=VKEY-FILE")?;
+        let text =
+            std::fs::read_to_string(vkey).map_err(|e| format!("--witness: reading {vkey}: {e}"))?;
+        let key = domicile_audit::VerifierKey::parse(text.trim())
+            .map_err(|e| format!("--witness: {vkey}: {e}"))?;
+        witnesses.push((url.to_owned(), key));
+    }
+    if let Some(q) = args.witness_quorum {
+        if q == 0 || q > witnesses.len() {
+            return Err(format!(
+                "--witness-quorum {q}: between 1 and the {} witnesses given",
+                witnesses.len()
+            )
+            .into());
+        }
+    }
     let operator_key = match std::fs::read_to_string(&args.operator_key) {
         Ok(text) => text.trim().to_owned(),
         Err(_) => args.operator_key.clone(),
@@ -178,6 +211,9 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         limits: args.limits.limits(),
         checkpoint_every: Duration::from_secs(args.checkpoint_every.max(1)),
         addr_file: args.addr_file,
+        witness_quorum: args.witness_quorum.unwrap_or(witnesses.len()),
+        witnesses,
+        witness_ca: args.witness_ca,
     };
     domicile_node::run_node(config, &crate::policies::resolver())?;
     Ok(())

@@ -43,6 +43,9 @@ enum WitnessCommand {
         /// The address to listen on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:7380")]
         listen: SocketAddr,
+        /// Write the bound address here once listening (useful with port 0).
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
     },
 }
 
@@ -53,8 +56,9 @@ pub(crate) fn run_witness(args: WitnessArgs) -> ExitCode {
         log_vkeys,
         state,
         listen,
+        addr_file,
     } = args.command;
-    match witness_serve(&key, &log_vkeys, &state, listen) {
+    match witness_serve(&key, &log_vkeys, &state, listen, addr_file.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("domicile witness: {msg}");
@@ -73,6 +77,7 @@ fn witness_serve(
     log_vkeys: &[PathBuf],
     state: &Path,
     listen: SocketAddr,
+    addr_file: Option<&Path>,
 ) -> Result<(), String> {
     domicile_durable::check_private(key).map_err(|e| e.to_string())?;
     let key = SigningKey::parse(&read_text(key)?).map_err(|e| e.to_string())?;
@@ -81,12 +86,12 @@ fn witness_serve(
         .map(|p| VerifierKey::parse(&read_text(p)?).map_err(|e| format!("{}: {e}", p.display())))
         .collect::<Result<Vec<_>, _>>()?;
     let service = WitnessService::open(&key, logs, state).map_err(|e| e.to_string())?;
-    serve(listen, witness_routes(Arc::new(service)))
+    serve(listen, witness_routes(Arc::new(service)), addr_file)
 }
 
 /// `domicile audit serve`: publishes a log directory as tlog-tiles.
 pub(crate) fn audit_serve(log: &Path, listen: SocketAddr) -> Result<(), String> {
-    serve(listen, public_routes(log.to_owned()))
+    serve(listen, public_routes(log.to_owned()), None)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -98,13 +103,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Serves `app` until SIGTERM or Ctrl-C, finishing the requests in flight, with a deadline for
 /// each request's headers and a cap on connections.
-fn serve(listen: SocketAddr, app: axum::Router) -> Result<(), String> {
+fn serve(listen: SocketAddr, app: axum::Router, addr_file: Option<&Path>) -> Result<(), String> {
+    let addr_file = addr_file.map(Path::to_owned);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("listening on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on {addr}");
+        if let Some(path) = &addr_file {
+            domicile_durable::write_public(path, format!("{addr}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
         domicile_tlog_http::serve(listener, app, ServeLimits::default(), shutdown())
             .await
             .map_err(|e| format!("serving on {addr}: {e}"))

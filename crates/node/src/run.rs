@@ -99,6 +99,13 @@ pub struct NodeConfig {
     pub checkpoint_every: Duration,
     /// Where to write the bound address once listening (for scripts and tests using port 0).
     pub addr_file: Option<PathBuf>,
+    /// The C2SP tlog-witnesses each new checkpoint is submitted to (their URL prefix and
+    /// cosignature key); the cosigned checkpoint is what `/checkpoint` then publishes.
+    pub witnesses: Vec<(String, domicile_audit::VerifierKey)>,
+    /// How many of them must cosign for a checkpoint to count as witnessed.
+    pub witness_quorum: usize,
+    /// PEM roots the witnesses' certificates chain to (besides the system's), for HTTPS ones.
+    pub witness_ca: Vec<PathBuf>,
 }
 
 /// What `domicile gateway` is given.
@@ -215,14 +222,61 @@ pub fn run_node(config: NodeConfig, policies: &PolicyResolver) -> Result<(), Nod
         // A fresh checkpoint now and whenever the log has grown, so `/checkpoint` follows it.
         let ticker_gate = gate.clone();
         let every = config.checkpoint_every;
+        let witnesses: Vec<domicile_tlog_http::WitnessEndpoint> = config
+            .witnesses
+            .iter()
+            .map(|(url, key)| domicile_tlog_http::WitnessEndpoint::new(url.clone(), key.clone()))
+            .collect();
+        let witness_client = if witnesses.is_empty() {
+            None
+        } else {
+            let cas: Vec<&std::path::Path> =
+                config.witness_ca.iter().map(PathBuf::as_path).collect();
+            Some(
+                domicile_tlog_http::HttpClient::new(&cas).map_err(|e| NodeError::Io {
+                    action: "set up the witness client".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?,
+            )
+        };
+        let quorum = config.witness_quorum;
         let ticker = tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
+            let mut witnessed = 0u64;
             loop {
                 interval.tick().await;
                 let g = ticker_gate.clone();
                 let signed = tokio::task::spawn_blocking(move || g.log().checkpoint()).await;
                 if let Ok(Err(e)) = signed {
                     tracing::warn!(error = %e, "could not sign a checkpoint");
+                }
+                // Each new checkpoint goes to the witnesses; the cosigned note is stored and
+                // served at `/checkpoint`. A witness down or refusing is logged, and retried
+                // with the next checkpoint: the log itself never waits for witnesses.
+                let size = ticker_gate.log().size();
+                if let Some(client) = &witness_client {
+                    if size > witnessed {
+                        match domicile_tlog_http::witness_log(
+                            client,
+                            &witnesses,
+                            ticker_gate.log(),
+                            quorum,
+                        )
+                        .await
+                        {
+                            Ok(cosigned) => {
+                                witnessed = size;
+                                tracing::info!(
+                                    size,
+                                    cosignatures = cosigned.cosigned_by.len(),
+                                    "checkpoint cosigned by the witnesses"
+                                );
+                            }
+                            Err(e) => {
+                                tracing::warn!(size, error = %e, "witnesses did not cosign")
+                            }
+                        }
+                    }
                 }
             }
         });
