@@ -368,24 +368,34 @@ fn a_split_killed_at_random_moments_finishes_with_every_shred_final() {
     let probe = dir.path().join("probe");
     copy_dir(&data, &probe.join("data"));
     copy_dir(&keys, &probe.join("keys"));
+    // One subject per batch, so that the split lasts long enough to be killed in (the batched
+    // journal made the default run short).
+    let slow = |data: &Path, keys: &Path| {
+        let mut command = split_run(data, keys);
+        command.args(["--batch", "1"]);
+        command
+    };
     let start = Instant::now();
-    let out = split_run(&probe.join("data"), &probe.join("keys"))
+    let out = slow(&probe.join("data"), &probe.join("keys"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let full = start.elapsed().as_millis() as u64;
 
     let mut kills = 0;
-    for _ in 0..6 {
-        let mut child = split_run(&data, &keys).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(jitter(full)));
+    for round in 0..6 {
+        let mut child = slow(&data, &keys).spawn().unwrap();
+        // The first round is killed a quarter of the way in, so that at least one kill lands;
+        // the others at random moments.
+        let wait = if round == 0 { full / 4 } else { jitter(full) };
+        std::thread::sleep(Duration::from_millis(wait));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
         }
         child.wait().unwrap();
     }
-    let out = split_run(&data, &keys).output().unwrap();
+    let out = slow(&data, &keys).output().unwrap();
     assert!(out.status.success(), "after {kills} kills: {}", text(&out));
     assert!(kills > 0);
     assert_shreds_final(&keys, "global", &before);
