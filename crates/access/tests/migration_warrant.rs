@@ -247,6 +247,33 @@ fn a_subject_the_warrant_does_not_name_is_neither_read_nor_written() {
         read.iter().all(|(_, records)| records.is_empty()),
         "{read:?}"
     );
+    // Every byte the log wrote, allowed and refused entries alike, names the subjects only by
+    // pseudonym: the warrant's subject set is never written down.
+    for (path, bytes) in files(&w.log_dir) {
+        for subject in [ANA, BO, DEE] {
+            assert!(
+                !bytes
+                    .windows(subject.len())
+                    .any(|win| win == subject.as_bytes()),
+                "{} names {subject}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
 }
 
 #[test]

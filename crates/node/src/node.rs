@@ -539,21 +539,16 @@ async fn deny(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let who = try_problem!(caller(&state, &peer, &headers));
-    let id = try_problem!(approval_id(&id));
-    try_problem!(empty_body(body, state.max_body).await);
-    let gate = state.gate.clone();
-    let w = who.clone();
-    let region = state.gate.region().clone();
-    let result = blocking(move || gate.deny_approval(&w, &id))
-        .await
-        .map(|()| Done {
-            done: "approval-deny".into(),
-            region,
-            existed: None,
-            audit_entry: None,
-        });
-    outcome("approval-deny", &who, None, result)
+    answer_approval(
+        state,
+        peer,
+        id,
+        headers,
+        body,
+        "approval-deny",
+        |gate, who, id| gate.deny_approval(who, id),
+    )
+    .await
 }
 
 async fn revoke(
@@ -563,21 +558,41 @@ async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    answer_approval(
+        state,
+        peer,
+        id,
+        headers,
+        body,
+        "approval-revoke",
+        |gate, who, id| gate.revoke_approval(who, id),
+    )
+    .await
+}
+
+/// Denying and revoking: the caller, the approval id, an empty body, then `act` on the Gate.
+async fn answer_approval(
+    state: Shared,
+    peer: Peer,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+    done: &'static str,
+    act: impl FnOnce(&Gate, &Principal, &ApprovalId) -> Result<(), GateError> + Send + 'static,
+) -> Response {
     let who = try_problem!(caller(&state, &peer, &headers));
     let id = try_problem!(approval_id(&id));
     try_problem!(empty_body(body, state.max_body).await);
     let gate = state.gate.clone();
     let w = who.clone();
     let region = state.gate.region().clone();
-    let result = blocking(move || gate.revoke_approval(&w, &id))
-        .await
-        .map(|()| Done {
-            done: "approval-revoke".into(),
-            region,
-            existed: None,
-            audit_entry: None,
-        });
-    outcome("approval-revoke", &who, None, result)
+    let result = blocking(move || act(&gate, &w, &id)).await.map(|()| Done {
+        done: done.into(),
+        region,
+        existed: None,
+        audit_entry: None,
+    });
+    outcome(done, &who, None, result)
 }
 
 async fn deploy(

@@ -245,38 +245,35 @@ pub fn run_node(config: NodeConfig, policies: &PolicyResolver) -> Result<(), Nod
             let mut witnessed = 0u64;
             loop {
                 interval.tick().await;
-                let g = ticker_gate.clone();
-                let signed = tokio::task::spawn_blocking(move || g.log().checkpoint()).await;
-                if let Ok(Err(e)) = signed {
-                    tracing::warn!(error = %e, "could not sign a checkpoint");
-                }
                 // Each new checkpoint goes to the witnesses; the cosigned note is stored and
                 // served at `/checkpoint`. A witness down or refusing is logged, and retried
                 // with the next checkpoint: the log itself never waits for witnesses.
-                let size = ticker_gate.log().size();
-                if let Some(client) = &witness_client {
-                    if size > witnessed {
-                        match domicile_tlog_http::witness_log(
-                            client,
-                            &witnesses,
-                            ticker_gate.log(),
-                            quorum,
-                        )
-                        .await
-                        {
-                            Ok(cosigned) => {
-                                witnessed = size;
-                                tracing::info!(
-                                    size,
-                                    cosignatures = cosigned.cosigned_by.len(),
-                                    "checkpoint cosigned by the witnesses"
-                                );
-                            }
-                            Err(e) => {
-                                tracing::warn!(size, error = %e, "witnesses did not cosign")
-                            }
-                        }
+                // `witness_log` signs the checkpoint it submits, so it is signed here only
+                // when there are no witnesses.
+                let Some(client) = &witness_client else {
+                    let g = ticker_gate.clone();
+                    let signed = tokio::task::spawn_blocking(move || g.log().checkpoint()).await;
+                    if let Ok(Err(e)) = signed {
+                        tracing::warn!(error = %e, "could not sign a checkpoint");
                     }
+                    continue;
+                };
+                let size = ticker_gate.log().size();
+                if size <= witnessed {
+                    continue;
+                }
+                match domicile_tlog_http::witness_log(client, &witnesses, ticker_gate.log(), quorum)
+                    .await
+                {
+                    Ok(cosigned) => {
+                        witnessed = size;
+                        tracing::info!(
+                            size,
+                            cosignatures = cosigned.cosigned_by.len(),
+                            "checkpoint cosigned by the witnesses"
+                        );
+                    }
+                    Err(e) => tracing::warn!(size, error = %e, "witnesses did not cosign"),
                 }
             }
         });
