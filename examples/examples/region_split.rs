@@ -47,6 +47,11 @@ use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+/// sled allocates and frees a node copy on nearly every operation; mimalloc serves that
+/// pattern markedly faster than the system allocator (see the README's performance table).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A global deployment becomes a US split, with proof.
 #[derive(Debug, Parser)]
 struct Args {

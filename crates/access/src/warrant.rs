@@ -30,6 +30,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use domicile_residency::SubjectId;
 
@@ -42,6 +43,9 @@ pub struct MigrationWarrant {
     plan: String,
     subjects: BTreeSet<SubjectId>,
     signature: Vec<u8>,
+    /// The message [`verify`](Self::verify) checks, computed once: a split checks the same
+    /// warrant for every batch, and hashing every id each time cost more than the copy.
+    message: OnceLock<Vec<u8>>,
 }
 
 impl fmt::Debug for MigrationWarrant {
@@ -97,6 +101,7 @@ impl MigrationWarrant {
             plan: plan.into(),
             subjects: subjects.into_iter().collect(),
             signature,
+            message: OnceLock::new(),
         }
     }
 
@@ -122,9 +127,11 @@ impl MigrationWarrant {
 
     /// Checks the signature against an Ed25519 public key (32 bytes).
     pub fn verify(&self, public_key: &[u8]) -> Result<(), WarrantError> {
-        let message = Self::message(&self.plan, &self.subjects);
+        let message = self
+            .message
+            .get_or_init(|| Self::message(&self.plan, &self.subjects));
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
-            .verify(&message, &self.signature)
+            .verify(message, &self.signature)
             .map_err(|_| WarrantError::BadSignature {
                 plan: self.plan.clone(),
             })

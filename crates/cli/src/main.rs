@@ -61,6 +61,11 @@ enum Command {
     Gateway(serve::GatewayArgs),
 }
 
+/// sled allocates and frees a node copy on nearly every operation; mimalloc serves that
+/// pattern markedly faster than the system allocator (ingest and split, README).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

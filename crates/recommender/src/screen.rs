@@ -11,7 +11,7 @@
 //! hashed, nor a per-user vector stored by index. It is the check of last resort behind the
 //! structural one (no ids, no store, no Gate are handed over), not a proof.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::interactions::Interactions;
 
@@ -91,52 +91,101 @@ impl Screen {
         self.pseudonyms.len()
     }
 
-    /// How many times any id or pseudonym occurs in `bytes`.
+    /// How many times any id or pseudonym occurs in `bytes` (overlapping finds counted).
     ///
-    /// Every pseudonym and id is searched as it is, length-prefixed (u8, u16 and u32
-    /// little-endian, as binary encoders store strings), as a JSON string and NUL-terminated:
-    /// each form that is at least [`MIN_NEEDLE_LEN`] bytes long.
+    /// Every framing an encoder stores a string in (length-prefixed by a u8, u16 or u32, as a
+    /// JSON string, NUL-terminated) contains the string itself, so an id or pseudonym at least
+    /// [`MIN_NEEDLE_LEN`] bytes long is searched as it is, which finds it in every framing. A
+    /// shorter one is searched in each framing that makes it that long. All of them are found
+    /// in one pass over the bytes (Aho-Corasick), whatever their number.
     pub fn occurrences(&self, bytes: &[u8]) -> usize {
-        let mut needles: Vec<Vec<u8>> = Vec::new();
+        let mut needles: HashSet<Vec<u8>> = HashSet::new();
         for id in self.ids.iter().chain(&self.pseudonyms) {
             let b = id.as_bytes();
-            needles.push(b.to_vec());
-            if let Ok(n) = u8::try_from(b.len()) {
-                needles.push([&[n][..], b].concat());
+            if b.len() >= MIN_NEEDLE_LEN {
+                needles.insert(b.to_vec());
+                continue;
             }
-            if let Ok(n) = u16::try_from(b.len()) {
-                needles.push([&n.to_le_bytes()[..], b].concat());
+            let n = b.len();
+            for framed in [
+                [&[n as u8][..], b].concat(),
+                [&(n as u16).to_le_bytes()[..], b].concat(),
+                [&(n as u32).to_le_bytes()[..], b].concat(),
+                format!("\"{id}\"").into_bytes(),
+                [b, &[0u8][..]].concat(),
+            ] {
+                if framed.len() >= MIN_NEEDLE_LEN {
+                    needles.insert(framed);
+                }
             }
-            needles.push([&(b.len() as u32).to_le_bytes()[..], b].concat());
-            needles.push(format!("\"{id}\"").into_bytes());
-            needles.push([b, &[0u8][..]].concat());
         }
-        let mut by_len: BTreeMap<usize, HashSet<&[u8]>> = BTreeMap::new();
-        for n in &needles {
-            if n.len() >= MIN_NEEDLE_LEN {
-                by_len.entry(n.len()).or_default().insert(n);
-            }
+        count_occurrences(bytes, needles.into_iter().collect())
+    }
+}
+
+/// How many times any of `needles` (each at least [`MIN_NEEDLE_LEN`] bytes) occurs in `bytes`,
+/// overlapping finds counted, in one pass: each position's first [`MIN_NEEDLE_LEN`] bytes are
+/// tested against a bitmap of the needles' prefixes, and only a hit is looked up and compared.
+/// Building it costs one hash per needle, so a screen of a hundred thousand ids is cheap to
+/// build for every artifact.
+fn count_occurrences(bytes: &[u8], needles: Vec<Vec<u8>>) -> usize {
+    const BITS: u32 = 22;
+    let prefix = |b: &[u8]| -> u64 {
+        let mut word = [0u8; 8];
+        word[..MIN_NEEDLE_LEN].copy_from_slice(&b[..MIN_NEEDLE_LEN]);
+        u64::from_le_bytes(word)
+    };
+    let slot = |p: u64| (p.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize;
+    let mut bitmap = vec![0u64; 1 << (BITS - 6)];
+    let mut by_prefix: HashMap<u64, Vec<usize>> = HashMap::with_capacity(needles.len());
+    for (i, n) in needles.iter().enumerate() {
+        let p = prefix(n);
+        let s = slot(p);
+        bitmap[s >> 6] |= 1 << (s & 63);
+        by_prefix.entry(p).or_default().push(i);
+    }
+    if bytes.len() < MIN_NEEDLE_LEN {
+        return 0;
+    }
+    let mut found = 0;
+    for at in 0..=bytes.len() - MIN_NEEDLE_LEN {
+        let p = prefix(&bytes[at..]);
+        let s = slot(p);
+        if bitmap[s >> 6] & (1 << (s & 63)) == 0 {
+            continue;
         }
-        let mut found = 0;
-        for (len, set) in by_len {
-            // A bitmap of the needles' first two bytes rejects almost every window before
-            // hashing.
-            let mut first = vec![false; 1 << 16];
-            for n in &set {
-                first[(n[0] as usize) << 8 | n[1] as usize] = true;
-            }
-            found += bytes
-                .windows(len)
-                .filter(|w| first[(w[0] as usize) << 8 | w[1] as usize] && set.contains(w))
+        if let Some(candidates) = by_prefix.get(&p) {
+            found += candidates
+                .iter()
+                .filter(|&&i| bytes[at..].starts_with(&needles[i]))
                 .count();
         }
-        found
     }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass search counts exactly what comparing every window with every needle
+        /// counts, overlapping and nested needles included (a small alphabet makes them common).
+        #[test]
+        fn one_pass_counts_what_every_window_counts(
+            bytes in proptest::collection::vec(0u8..4, 0..400),
+            needles in proptest::collection::hash_set(
+                proptest::collection::vec(0u8..4, MIN_NEEDLE_LEN..10), 0..20),
+        ) {
+            let needles: Vec<Vec<u8>> = needles.into_iter().collect();
+            let naive: usize = needles
+                .iter()
+                .map(|n| bytes.windows(n.len()).filter(|w| w == n).count())
+                .sum();
+            prop_assert_eq!(count_occurrences(&bytes, needles), naive);
+        }
+    }
 
     #[test]
     fn ids_are_found_in_the_forms_encoders_store_them() {

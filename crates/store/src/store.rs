@@ -603,6 +603,39 @@ impl SealedStore {
         })
     }
 
+    /// Every record of the region, in key order (collection, then blind index: nothing about
+    /// the keys), opened one at a time as the iterator is advanced. A record left behind an
+    /// interrupted shred (its data key destroyed) is skipped, as a subject scan skips it.
+    ///
+    /// One sequential pass over the store: to list a whole region (an inventory), this costs a
+    /// fraction of a [`scan_subject`](Self::scan_subject) per subject, which reads every record
+    /// at a random place.
+    pub fn scan_records(&self) -> impl Iterator<Item = Result<RawRecord, StoreError>> + '_ {
+        self.backend
+            .scan_prefix(&[layout::RECORD])
+            .filter_map(move |item| {
+                let (k, sealed) = match item {
+                    Ok(item) => item,
+                    Err(e) => return Some(Err(e)),
+                };
+                let parsed = layout::split_collection_blind(&k[1..]).and_then(|(c, b)| {
+                    let c = Collection::parse(std::str::from_utf8(c).ok()?).ok()?;
+                    Some((c, b))
+                });
+                let Some((collection, blind)) = parsed else {
+                    return Some(Err(StoreError::Backend {
+                        backend: self.backend.name(),
+                        operation: "scan the records",
+                        detail: format!("a malformed record key of {} bytes", k.len()),
+                    }));
+                };
+                match self.open_record(&collection, &blind, sealed) {
+                    Err(StoreError::SubjectShredded { .. }) => None,
+                    other => Some(other),
+                }
+            })
+    }
+
     /// Crypto-shreds a subject: destroys their data key with the custodian — from then on none of
     /// their records opens, not even from a copy of the data directory taken earlier — then
     /// deletes their records and registry entry. Calling it again after an interruption finishes

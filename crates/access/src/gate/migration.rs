@@ -2,7 +2,7 @@
 //! the subjects it shreds, the records it moves out, and the batches it writes on the other side
 //! (which the product's ingest services write too).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use domicile_audit::{Action, BulkDigest};
 use domicile_residency::{DataClass, Purpose, Region, Subject, SubjectId};
@@ -34,23 +34,39 @@ impl Gate {
         let (inventory, _) = call.release_bulk("inventory", resource, &verdict, || {
             let mut subjects = self.store.subjects()?;
             subjects.sort_by(|a, b| a.subject.id.cmp(&b.subject.id));
+            // One sequential pass over the region's records, grouped by subject, instead of a
+            // subject scan (a random read per record) for each subject.
+            let mut by_subject: HashMap<SubjectId, Vec<(RecordMeta, RecordDigest)>> =
+                HashMap::new();
+            for record in self.store.scan_records() {
+                let record = record?;
+                let d = record.digest();
+                by_subject
+                    .entry(record.meta.subject.clone())
+                    .or_default()
+                    .push((record.meta, d));
+            }
             let mut out = Vec::with_capacity(subjects.len());
             let mut touched = Touched::default();
             let mut digest = BulkDigest::new();
             for registered in subjects {
                 let pseudonym = self.pseudonym_of(&registered.subject.id);
                 touched.subject(pseudonym);
-                let records: Vec<(RecordMeta, RecordDigest)> = self
-                    .store
-                    .scan_subject(&registered.subject.id)?
-                    .into_iter()
-                    .map(|r| {
-                        let d = r.digest();
-                        digest.add(&d.0);
-                        touched.record(pseudonym, r.meta.class, r.meta.collection.as_str());
-                        (r.meta, d)
-                    })
-                    .collect();
+                let mut records = by_subject
+                    .remove(&registered.subject.id)
+                    .unwrap_or_default();
+                // The order a subject scan returns: by collection, then by key.
+                records.sort_by(|(a, _), (b, _)| {
+                    (a.collection.as_str().len(), a.collection.as_str(), &a.key).cmp(&(
+                        b.collection.as_str().len(),
+                        b.collection.as_str(),
+                        &b.key,
+                    ))
+                });
+                for (meta, d) in &records {
+                    digest.add(&d.0);
+                    touched.record(pseudonym, meta.class, meta.collection.as_str());
+                }
                 out.push(SubjectInventory {
                     subject: registered.subject,
                     home: registered.home,
