@@ -241,16 +241,45 @@ fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
             kind: e.kind,
         });
     });
-    let mut written = 0u64;
-    let mut batch: Vec<(Subject, Vec<RawRecord>)> = Vec::with_capacity(BATCH);
     let bar = bar(
         world.users.len() as u64 + world.creators.len() as u64,
         "ingesting subjects",
     );
-    let mut flush = |batch: &mut Vec<(Subject, Vec<RawRecord>)>| -> Result<(), Error> {
-        written += node.gate.write_batch(&app, &why, batch)?.len() as u64;
-        bar.inc(batch.len() as u64);
-        batch.clear();
+    // The batches are encoded on a second thread while this one writes the previous one
+    // through the Gate, so the product's JSON encoding and the store's writes overlap.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<IngestBatch>(2);
+    let mut written = 0u64;
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let encoder = scope.spawn(move || {
+            encode_world(world, histories, |batch| tx.send(batch).is_ok())
+                .map_err(|e| e.to_string())
+        });
+        for batch in rx {
+            written += node.gate.write_batch(&app, &why, &batch)?.len() as u64;
+            bar.inc(batch.len() as u64);
+        }
+        encoder.join().expect("the encoder thread panicked")?;
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok(written)
+}
+
+/// One batch of subjects with their records, as the ingest service writes it.
+type IngestBatch = Vec<(Subject, Vec<RawRecord>)>;
+
+/// Encodes the world's subjects and records as the product stores them, handing `send` one
+/// batch at a time; stops early if `send` returns false.
+fn encode_world(
+    world: &World,
+    mut histories: Vec<Vec<StoredEvent>>,
+    mut send: impl FnMut(IngestBatch) -> bool,
+) -> Result<(), Error> {
+    let mut batch: IngestBatch = Vec::with_capacity(BATCH);
+    let mut flush = |batch: &mut IngestBatch| -> Result<(), Error> {
+        if !send(std::mem::replace(batch, Vec::with_capacity(BATCH))) {
+            return Err("the writer stopped".into());
+        }
         Ok(())
     };
     for (i, user) in world.users.iter().enumerate() {
@@ -314,8 +343,7 @@ fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
     if !batch.is_empty() {
         flush(&mut batch)?;
     }
-    bar.finish_and_clear();
-    Ok(written)
+    Ok(())
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
