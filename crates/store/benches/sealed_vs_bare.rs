@@ -315,7 +315,7 @@ fn bench_size(c: &mut Criterion, records: usize, size: usize) {
 fn print_ratios(records: usize) {
     let totals = TOTALS.lock().unwrap();
     println!();
-    println!("sealed vs bare sled, {records} records per size (throughput ratio = bare time / sealed time; target >= 0.90)");
+    println!("sealed vs bare sled, {records} records per size (throughput ratio = bare time / sealed time; targets: put >= 0.7, get >= 0.8, scan >= 0.7)");
     println!(
         "{:<22} {:>6} {:>14} {:>14} {:>7}",
         "operation", "size", "bare/op", "sealed/op", "ratio"
