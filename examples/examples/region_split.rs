@@ -43,7 +43,7 @@ use domicile_residency::{
     DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
 };
 use domicile_split::{run, Deployment, Progress, RunOptions, SignedReport};
-use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta};
+use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta, RedbBackend, SealedStore};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -83,9 +83,10 @@ struct Args {
     /// dense inverse, n³ operations); the others it never recommends.
     #[arg(long, default_value_t = 3_000)]
     ease_items: usize,
-    /// Where the split's new regions (`us`, `row`) keep their sealed records: `sled` (embedded,
-    /// the default) or `postgres` (needs `--features postgres` and `--database-url`); `global`
-    /// stays on sled, so the split crosses backends.
+    /// Where the regions keep their sealed records: `sled` (embedded, the default); `redb` (the
+    /// other embedded store, for every region); or `postgres` for the split's new regions `us`
+    /// and `row` (needs `--features postgres` and `--database-url`), with `global` on sled, so
+    /// the split crosses backends.
     #[arg(long, value_enum, default_value_t = Backend::Sled)]
     backend: Backend,
     /// The PostgreSQL database for `--backend postgres` (each region in its own schema). After
@@ -99,6 +100,8 @@ struct Args {
 enum Backend {
     /// The embedded store (sled).
     Sled,
+    /// The other embedded store (redb), for every region.
+    Redb,
     /// A PostgreSQL database.
     Postgres,
 }
@@ -524,6 +527,16 @@ fn main() -> Result<(), Error> {
 
     println!("== 2. run it as one global deployment ({})", data.display());
     let start = Instant::now();
+    if args.backend == Backend::Redb {
+        // A store directory holding a redb database is opened as one.
+        for region in ["global", "us", "row"] {
+            drop(RedbBackend::open(SealedStore::store_dir(
+                &data,
+                &Region::parse(region)?,
+            ))?);
+        }
+        println!("   every region keeps its records in redb");
+    }
     let global = Deployment::create(
         &data,
         &keys,

@@ -43,7 +43,7 @@ use domicile_access::{
 };
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey, VerifierKey};
 use domicile_residency::{PolicyResolver, Region, ResidencyPolicy};
-use domicile_store::{FileCustodian, KeyCustodian, SealedStore};
+use domicile_store::{BackendKind, FileCustodian, KeyCustodian, RedbBackend, SealedStore};
 use serde::{Deserialize, Serialize};
 
 use crate::SplitError;
@@ -705,8 +705,19 @@ fn open_store(
                 Path::new(region.as_str()).join(DATABASE_FILE).display()
             )));
         }
-        return Ok(SealedStore::open(
+        // A store directory that holds a redb database is opened as one; anything else (a
+        // new directory included) is sled, the default.
+        let kind = if SealedStore::store_dir(data_root, region)
+            .join(RedbBackend::FILE_NAME)
+            .exists()
+        {
+            BackendKind::Redb
+        } else {
+            BackendKind::Sled
+        };
+        return Ok(SealedStore::open_with(
             data_root,
+            kind,
             region.clone(),
             policy,
             custodian,

@@ -40,6 +40,10 @@ fn failed<E: fmt::Display>(operation: &'static str) -> impl Fn(E) -> StoreError 
 }
 
 impl RedbBackend {
+    /// The name of the database file inside the store directory: a store directory that holds
+    /// it is a redb store.
+    pub const FILE_NAME: &'static str = FILE_NAME;
+
     /// Opens (creating if needed) a redb database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_path_buf();
