@@ -13,8 +13,9 @@ mod config;
 mod schema;
 mod tls;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -93,6 +94,8 @@ struct Statements {
     put: Statement,
     delete: Statement,
     upsert_many: Statement,
+    upsert_owned: Statement,
+    owners_of: Statement,
     delete_many: Statement,
     scan_bounded: Statement,
     scan_unbounded: Statement,
@@ -154,6 +157,23 @@ impl Connector {
                 "INSERT INTO {t} (key, value) \
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ))?,
+            // Overwrites a row only where the new value names the same owner in bytes
+            // $3..$3+$4 (1-based, as SQL counts) or the old value is too short to name one: the
+            // owner check and the write in one statement, atomic under any isolation level (an
+            // ON CONFLICT update locks the row and tests the latest committed value). The rows
+            // it skips are missing from its row count.
+            upsert_owned: client.prepare(&format!(
+                "INSERT INTO {t} AS old (key, value) \
+                 SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value \
+                 WHERE octet_length(old.value) < $3::INT + $4::INT - 1 \
+                    OR substring(old.value FROM $3::INT FOR $4::INT) \
+                       = substring(excluded.value FROM $3::INT FOR $4::INT)"
+            ))?,
+            owners_of: client.prepare(&format!(
+                "SELECT key, substring(value FROM $2::INT FOR $3::INT) FROM {t} \
+                 WHERE key = ANY($1::BYTEA[])"
             ))?,
             delete_many: client
                 .prepare(&format!("DELETE FROM {t} WHERE key = ANY($1::BYTEA[])"))?,
@@ -385,6 +405,107 @@ impl Iterator for Scan<'_> {
     }
 }
 
+/// A batch reduced to its net effect (the last write to each key wins, so a multi-row upsert
+/// never touches one row twice), as the chunks its statements send.
+struct NetWrites<'a> {
+    deletes: Vec<&'a [u8]>,
+    /// Puts of keys no owner check applies to.
+    plain: Vec<Chunk<'a>>,
+    /// Puts of keys that must not belong to another owner.
+    owned: Vec<Chunk<'a>>,
+}
+
+impl<'a> NetWrites<'a> {
+    fn of(batch: &'a Batch, owned: &[&[u8]]) -> Self {
+        let owned: HashSet<&[u8]> = owned.iter().copied().collect();
+        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put { key, value } => last.insert(key, Some(value)),
+                BatchOp::Delete { key } => last.insert(key, None),
+            };
+        }
+        let mut writes = NetWrites {
+            deletes: Vec::new(),
+            plain: Vec::new(),
+            owned: Vec::new(),
+        };
+        let (mut plain_bytes, mut owned_bytes) = (0, 0);
+        for (k, v) in last {
+            let Some(v) = v else {
+                writes.deletes.push(k);
+                continue;
+            };
+            let (chunks, bytes) = if owned.contains(k) {
+                (&mut writes.owned, &mut owned_bytes)
+            } else {
+                (&mut writes.plain, &mut plain_bytes)
+            };
+            match chunks.last_mut() {
+                Some((keys, values)) if keys.len() < CHUNK_ROWS && *bytes < CHUNK_BYTES => {
+                    keys.push(k);
+                    values.push(v);
+                }
+                _ => {
+                    *bytes = 0;
+                    chunks.push((vec![k], vec![v]));
+                }
+            }
+            *bytes += k.len() + v.len();
+        }
+        writes
+    }
+
+    /// The deletes and the puts without an owner check.
+    fn write_plain(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+    ) -> Result<(), postgres::Error> {
+        if !self.deletes.is_empty() {
+            tx.execute(&statements.delete_many, &[&self.deletes])?;
+        }
+        for (keys, values) in &self.plain {
+            tx.execute(&statements.upsert_many, &[keys, values])?;
+        }
+        Ok(())
+    }
+}
+
+/// The first of `keys` whose row still names another owner than its new value after an
+/// owner-checked upsert skipped it.
+fn held_key(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    keys: &[&[u8]],
+    values: &[&[u8]],
+    start: i32,
+    len: i32,
+) -> Result<Option<Vec<u8>>, postgres::Error> {
+    let rows = tx.query(&statements.owners_of, &[&keys, &start, &len])?;
+    let stored: HashMap<Vec<u8>, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let field = |v: &[u8]| -> Vec<u8> {
+        let from = (start as usize - 1).min(v.len());
+        let to = (from + len as usize).min(v.len());
+        v[from..to].to_vec()
+    };
+    Ok(keys.iter().zip(values).find_map(|(k, v)| {
+        let held = stored.get(*k)?;
+        (held.len() == len as usize && *held != field(v)).then(|| k.to_vec())
+    }))
+}
+
+fn too_far(owner: &Range<usize>) -> StoreError {
+    StoreError::Backend {
+        backend: "postgres",
+        operation: "apply a batch",
+        detail: format!(
+            "the owner bytes {}..{} lie beyond what a value may hold",
+            owner.start, owner.end
+        ),
+    }
+}
+
 impl Backend for PostgresBackend {
     fn name(&self) -> &'static str {
         "postgres"
@@ -436,47 +557,60 @@ impl Backend for PostgresBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        // The batch's net effect: the last write to each key wins, so each key is written once
-        // (a multi-row upsert may not touch one row twice).
-        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for op in batch.ops() {
-            match op {
-                BatchOp::Put { key, value } => last.insert(key, Some(value)),
-                BatchOp::Delete { key } => last.insert(key, None),
-            };
-        }
-        let deletes: Vec<&[u8]> = last
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut chunks: Vec<Chunk<'_>> = Vec::new();
-        let mut bytes = 0;
-        for (k, v) in last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))) {
-            match chunks.last_mut() {
-                Some((keys, values)) if keys.len() < CHUNK_ROWS && bytes < CHUNK_BYTES => {
-                    keys.push(k);
-                    values.push(v);
-                }
-                _ => {
-                    bytes = 0;
-                    chunks.push((vec![k], vec![v]));
-                }
-            }
-            bytes += k.len() + v.len();
-        }
+        let writes = NetWrites::of(batch, &[]);
         // Running the whole batch again is safe: its net effect does not depend on what was
         // there before.
         self.run("apply a batch", true, |conn| {
             let mut tx = conn.client.transaction()?;
-            if !deletes.is_empty() {
-                tx.execute(&conn.statements.delete_many, &[&deletes])?;
-            }
-            for (keys, values) in &chunks {
-                tx.execute(&conn.statements.upsert_many, &[keys, values])?;
-            }
+            writes.write_plain(&mut tx, &conn.statements)?;
             tx.commit()
         })
+    }
+
+    fn apply_owned(
+        &self,
+        batch: &Batch,
+        owned: &[&[u8]],
+        owner: Range<usize>,
+    ) -> Result<Option<usize>, StoreError> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let writes = NetWrites::of(batch, owned);
+        let start = i32::try_from(owner.start + 1).map_err(|_| too_far(&owner))?;
+        let len = i32::try_from(owner.len()).map_err(|_| too_far(&owner))?;
+        // Running it again is safe too: a key this batch already took is ours on the second run.
+        let held = self.run("apply a batch", true, |conn| {
+            let mut tx = conn.client.transaction()?;
+            writes.write_plain(&mut tx, &conn.statements)?;
+            for (keys, values) in &writes.owned {
+                let written = tx.execute(
+                    &conn.statements.upsert_owned,
+                    &[keys, values, &start, &len],
+                )?;
+                if written < keys.len() as u64 {
+                    // Some key belongs to another owner: name it, and write nothing (dropping
+                    // the transaction rolls it back).
+                    return held_key(&mut tx, &conn.statements, keys, values, start, len)
+                        .map(Some);
+                }
+            }
+            tx.commit()?;
+            Ok(None)
+        })?;
+        match held {
+            None => Ok(None),
+            Some(Some(key)) => Ok(owned.iter().position(|k| *k == key.as_slice())),
+            // The upsert skipped a row, yet none names another owner: refuse rather than
+            // report a write that was rolled back.
+            Some(None) => Err(StoreError::Backend {
+                backend: "postgres",
+                operation: "apply a batch",
+                detail: "an owner-checked write skipped a row that no other owner holds; \
+                         nothing was written"
+                    .to_owned(),
+            }),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {
