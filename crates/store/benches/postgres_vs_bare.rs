@@ -4,15 +4,17 @@
 //! Starts a throwaway PostgreSQL 15 server (fsync and synchronous_commit on) the way the tests
 //! do. Workload: `DOMICILE_BENCH_RECORDS` records (default 20 000) of 256 B over 100 subjects and
 //! 10 collections, written in durable batches of 1 000; then 2 000 random gets; then whole
-//! collections scanned.
+//! collections scanned. The PostgreSQL sides run interleaved (each batch, each run of 100 gets,
+//! each collection's scan goes to every side in turn), and so do the two sled sides, so that a
+//! change in the shared machine's load lands on every side alike.
 //!
 //! - **bare table**: `CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)`; a batch
 //!   is one transaction of one prepared `INSERT … SELECT FROM unnest($1, $2)` of the plaintext
 //!   values, a get one prepared `SELECT`, a scan one `SELECT … WHERE key >= $1 AND key < $2
 //!   ORDER BY key` — the fastest plain way to store the same bytes.
 //! - **sealed on postgres**: `SealedStore::put_batch` / `get_raw` / `scan_collection` on
-//!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one serializable
-//!   transaction per batch).
+//!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one
+//!   transaction per batch, the owner check inside it).
 //! - **PostgresBackend bare**: the backend alone (`apply`, `get`, `scan_prefix`) with the bare
 //!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
@@ -47,6 +49,213 @@ fn bare_key(collection: usize, key: &str) -> Vec<u8> {
 /// (put records/s, get/s, scanned records/s)
 type Rates = (f64, f64, f64);
 
+/// One side of the comparison: the same three operations on its own storage.
+trait Side {
+    /// Writes records `first..first + keys.len()` as one durable batch.
+    fn put_batch(&mut self, first: usize, keys: &[(usize, RecordKey)], value: &[u8]);
+    /// Reads one record; it must be there.
+    fn get(&mut self, collection: usize, key: &RecordKey);
+    /// Reads a whole collection; returns how many records it holds.
+    fn scan(&mut self, collection: usize) -> usize;
+}
+
+struct SealedSide<'a> {
+    store: &'a SealedStore,
+    subjects: Vec<SubjectId>,
+    collections: Vec<Collection>,
+}
+
+impl<'a> SealedSide<'a> {
+    fn new(store: &'a SealedStore) -> Self {
+        let subjects = (0..SUBJECTS)
+            .map(|i| {
+                let s = Subject::parse(&format!("subject-{i}"), Some("US"), None).unwrap();
+                store.register_subject(&s).unwrap();
+                s.id
+            })
+            .collect();
+        let collections = (0..COLLECTIONS)
+            .map(|i| Collection::parse(&format!("c{i:02}")).unwrap())
+            .collect();
+        SealedSide {
+            store,
+            subjects,
+            collections,
+        }
+    }
+}
+
+impl Side for SealedSide<'_> {
+    fn put_batch(&mut self, first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let new: Vec<NewRecord<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(j, (c, k))| NewRecord {
+                subject: &self.subjects[(first + j) % SUBJECTS],
+                class: DataClass::Protected,
+                collection: &self.collections[*c],
+                key: k,
+                value,
+            })
+            .collect();
+        self.store.put_batch(&new).unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        assert!(self
+            .store
+            .get_raw(&self.collections[collection], key)
+            .unwrap()
+            .is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let mut scanned = 0;
+        for record in self.store.scan_collection(&self.collections[collection]) {
+            record.unwrap();
+            scanned += 1;
+        }
+        scanned
+    }
+}
+
+struct BackendSide<'a>(&'a dyn Backend);
+
+impl Side for BackendSide<'_> {
+    fn put_batch(&mut self, _first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let mut batch = Batch::new();
+        for (c, k) in keys {
+            batch.put(bare_key(*c, k.as_str()), value.to_vec());
+        }
+        self.0.apply(&batch).unwrap();
+        self.0.flush().unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        assert!(self
+            .0
+            .get(&bare_key(collection, key.as_str()))
+            .unwrap()
+            .is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let mut scanned = 0;
+        for item in self
+            .0
+            .scan_prefix(format!("d/c{collection:02}/").as_bytes())
+        {
+            item.unwrap();
+            scanned += 1;
+        }
+        scanned
+    }
+}
+
+struct TableSide {
+    client: postgres::Client,
+    insert: postgres::Statement,
+    get: postgres::Statement,
+    scan: postgres::Statement,
+}
+
+impl TableSide {
+    fn new(url: &str) -> Self {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client
+            .batch_execute("CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO bare (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])")
+            .unwrap();
+        let get = client
+            .prepare("SELECT value FROM bare WHERE key = $1")
+            .unwrap();
+        let scan = client
+            .prepare("SELECT key, value FROM bare WHERE key >= $1 AND key < $2 ORDER BY key")
+            .unwrap();
+        TableSide {
+            client,
+            insert,
+            get,
+            scan,
+        }
+    }
+}
+
+impl Side for TableSide {
+    fn put_batch(&mut self, _first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|(c, k)| bare_key(*c, k.as_str())).collect();
+        let values: Vec<&[u8]> = keys.iter().map(|_| value).collect();
+        let mut tx = self.client.transaction().unwrap();
+        tx.execute(&self.insert, &[&keys, &values]).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        let row = self
+            .client
+            .query_opt(&self.get, &[&bare_key(collection, key.as_str())])
+            .unwrap();
+        assert!(row.is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let from = format!("d/c{collection:02}/").into_bytes();
+        let until = format!("d/c{collection:02}0").into_bytes();
+        let rows = self.client.query(&self.scan, &[&from, &until]).unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, Vec<u8>>(1).len())
+            .filter(|len| *len == SIZE)
+            .count()
+    }
+}
+
+/// Runs the workload on every side, interleaved — each batch, each run of gets and each
+/// collection's scan goes to every side in turn — so that a change in the machine's load
+/// (it is shared) lands on all of them alike, and returns each side's rates.
+fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Rates> {
+    let mut took = vec![[Duration::ZERO; 3]; sides.len()];
+    for (chunk_no, chunk) in w.keys.chunks(BATCH).enumerate() {
+        for (side, took) in sides.iter_mut().zip(&mut took) {
+            let started = Instant::now();
+            side.put_batch(chunk_no * BATCH, chunk, &w.value);
+            took[0] += started.elapsed();
+        }
+    }
+    let mut rng = rand::rng();
+    let picks: Vec<usize> = (0..GETS)
+        .map(|_| rng.random_range(0..w.keys.len()))
+        .collect();
+    for run in picks.chunks(100) {
+        for (side, took) in sides.iter_mut().zip(&mut took) {
+            let started = Instant::now();
+            for &i in run {
+                let (c, k) = &w.keys[i];
+                side.get(*c, k);
+            }
+            took[1] += started.elapsed();
+        }
+    }
+    for c in 0..COLLECTIONS {
+        for (side, took) in sides.iter_mut().zip(&mut took) {
+            let started = Instant::now();
+            let scanned = side.scan(c);
+            took[2] += started.elapsed();
+            assert_eq!(scanned, w.keys.iter().filter(|(kc, _)| *kc == c).count());
+        }
+    }
+    took.iter()
+        .map(|t| {
+            (
+                rate(w.keys.len(), t[0]),
+                rate(GETS, t[1]),
+                rate(w.keys.len(), t[2]),
+            )
+        })
+        .collect()
+}
+
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
 }
@@ -56,141 +265,17 @@ struct Workload {
     value: Vec<u8>,
 }
 
-fn sealed(store: &SealedStore, w: &Workload) -> Rates {
-    let subjects: Vec<SubjectId> = (0..SUBJECTS)
-        .map(|i| {
-            let s = Subject::parse(&format!("subject-{i}"), Some("US"), None).unwrap();
-            store.register_subject(&s).unwrap();
-            s.id
-        })
-        .collect();
-    let collections: Vec<Collection> = (0..COLLECTIONS)
-        .map(|i| Collection::parse(&format!("c{i:02}")).unwrap())
-        .collect();
-    let started = Instant::now();
-    for (chunk_no, chunk) in w.keys.chunks(BATCH).enumerate() {
-        let new: Vec<NewRecord<'_>> = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, (c, k))| NewRecord {
-                subject: &subjects[(chunk_no * BATCH + j) % SUBJECTS],
-                class: DataClass::Protected,
-                collection: &collections[*c],
-                key: k,
-                value: &w.value,
-            })
-            .collect();
-        store.put_batch(&new).unwrap();
-    }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        assert!(store.get_raw(&collections[*c], k).unwrap().is_some());
-    }
-    let get = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in &collections {
-        for record in store.scan_collection(c) {
-            record.unwrap();
-            scanned += 1;
-        }
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get, rate(scanned, started.elapsed()))
-}
-
-fn bare_backend(backend: &dyn Backend, w: &Workload) -> Rates {
-    let started = Instant::now();
-    for chunk in w.keys.chunks(BATCH) {
-        let mut batch = Batch::new();
-        for (c, k) in chunk {
-            batch.put(bare_key(*c, k.as_str()), w.value.clone());
-        }
-        backend.apply(&batch).unwrap();
-        backend.flush().unwrap();
-    }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        assert!(backend.get(&bare_key(*c, k.as_str())).unwrap().is_some());
-    }
-    let get = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in 0..COLLECTIONS {
-        for item in backend.scan_prefix(format!("d/c{c:02}/").as_bytes()) {
-            item.unwrap();
-            scanned += 1;
-        }
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get, rate(scanned, started.elapsed()))
-}
-
-fn bare_table(url: &str, w: &Workload) -> Rates {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-    client
-        .batch_execute("CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
-        .unwrap();
-    let insert = client
-        .prepare("INSERT INTO bare (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])")
-        .unwrap();
-    let get = client
-        .prepare("SELECT value FROM bare WHERE key = $1")
-        .unwrap();
-    let scan = client
-        .prepare("SELECT key, value FROM bare WHERE key >= $1 AND key < $2 ORDER BY key")
-        .unwrap();
-    let started = Instant::now();
-    for chunk in w.keys.chunks(BATCH) {
-        let keys: Vec<Vec<u8>> = chunk
-            .iter()
-            .map(|(c, k)| bare_key(*c, k.as_str()))
-            .collect();
-        let values: Vec<&[u8]> = chunk.iter().map(|_| w.value.as_slice()).collect();
-        let mut tx = client.transaction().unwrap();
-        tx.execute(&insert, &[&keys, &values]).unwrap();
-        tx.commit().unwrap();
-    }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        let row = client
-            .query_opt(&get, &[&bare_key(*c, k.as_str())])
-            .unwrap();
-        assert!(row.is_some());
-    }
-    let get_rate = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in 0..COLLECTIONS {
-        let from = format!("d/c{c:02}/").into_bytes();
-        let until = format!("d/c{c:02}0").into_bytes();
-        let rows = client.query(&scan, &[&from, &until]).unwrap();
-        scanned += rows
-            .iter()
-            .map(|r| r.get::<_, Vec<u8>>(1).len())
-            .filter(|len| *len == SIZE)
-            .count();
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get_rate, rate(scanned, started.elapsed()))
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a filter or `--list` from the harness is not ours to read.
     let records: usize = std::env::var("DOMICILE_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let Some(server) = pg::PgServer::start("postgres_vs_bare") else {
+    // Room in the buffer cache for every side's table, so that one side's writes do not evict
+    // another's pages in the middle of the run (the tests' 32 MB would).
+    let Some(server) =
+        pg::PgServer::start_with("postgres_vs_bare", &[("shared_buffers", "256MB")], &[])
+    else {
         return;
     };
     let w = Workload {
@@ -208,7 +293,6 @@ fn main() {
     let policy = Arc::new(UsSplitPolicy::new());
     let us = Region::parse("us").unwrap();
 
-    let table = bare_table(&server.url(), &w);
     let pg_store = SealedStore::with_backend(
         Box::new(PostgresBackend::connect(&PostgresConfig::new(&server.url()).unwrap()).unwrap()),
         us.clone(),
@@ -216,18 +300,22 @@ fn main() {
         Arc::new(FileCustodian::open(dir.path().join("pg-keys")).unwrap()),
     )
     .unwrap();
-    let pg_sealed = sealed(&pg_store, &w);
-    let pg_backend = bare_backend(
-        &PostgresBackend::connect(
-            &PostgresConfig::new(&server.url())
-                .unwrap()
-                .schema("unsealed")
-                .unwrap(),
-        )
-        .unwrap(),
+    let unsealed = PostgresBackend::connect(
+        &PostgresConfig::new(&server.url())
+            .unwrap()
+            .schema("unsealed")
+            .unwrap(),
+    )
+    .unwrap();
+    let postgres = run(
+        &mut [
+            &mut TableSide::new(&server.url()),
+            &mut BackendSide(&unsealed),
+            &mut SealedSide::new(&pg_store),
+        ],
         &w,
     );
-    let sled_bare = bare_backend(&SledBackend::open(dir.path().join("bare")).unwrap(), &w);
+    let (table, pg_backend, pg_sealed) = (postgres[0], postgres[1], postgres[2]);
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -235,7 +323,14 @@ fn main() {
         Arc::new(FileCustodian::open(dir.path().join("sled-keys")).unwrap()),
     )
     .unwrap();
-    let sled_sealed = sealed(&sled_store, &w);
+    let sled = run(
+        &mut [
+            &mut BackendSide(&SledBackend::open(dir.path().join("bare")).unwrap()),
+            &mut SealedSide::new(&sled_store),
+        ],
+        &w,
+    );
+    let (sled_bare, sled_sealed) = (sled[0], sled[1]);
 
     println!("{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, every collection scanned");
     println!(

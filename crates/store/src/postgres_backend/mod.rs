@@ -31,8 +31,12 @@ pub use schema::LATEST as POSTGRES_SCHEMA_VERSION;
 /// How many times a transaction that lost a serialization conflict (SQLSTATE 40001) is run
 /// again before the error is returned.
 const MAX_ATTEMPTS: u32 = 12;
-/// Rows per page of a prefix scan.
-const SCAN_PAGE: i64 = 512;
+/// Rows of a prefix scan's first page: a short scan (a subject's index entries) costs one
+/// small query.
+const SCAN_FIRST_PAGE: i64 = 256;
+/// Rows of its largest page: each page is twice the one before up to this, so a long scan
+/// (a whole collection) takes few round trips while holding at most this many rows.
+const SCAN_MAX_PAGE: i64 = 8192;
 /// Rows and bytes per multi-row statement of a batch (all in the batch's one transaction).
 const CHUNK_ROWS: usize = 4096;
 const CHUNK_BYTES: usize = 32 << 20;
@@ -342,15 +346,20 @@ impl PostgresBackend {
         }
     }
 
-    fn scan_page(&self, from: &[u8], until: Option<&[u8]>) -> Result<Rows, StoreError> {
+    fn scan_page(
+        &self,
+        from: &[u8],
+        until: Option<&[u8]>,
+        rows: i64,
+    ) -> Result<Rows, StoreError> {
         self.run("scan a prefix", true, |conn| {
             let rows = match until {
                 Some(until) => conn
                     .client
-                    .query(&conn.statements.scan_bounded, &[&from, &until, &SCAN_PAGE])?,
+                    .query(&conn.statements.scan_bounded, &[&from, &until, &rows])?,
                 None => conn
                     .client
-                    .query(&conn.statements.scan_unbounded, &[&from, &SCAN_PAGE])?,
+                    .query(&conn.statements.scan_unbounded, &[&from, &rows])?,
             };
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
         })
@@ -371,12 +380,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A prefix scan fetched page by page (keyset pagination: each page starts just after the last
-/// key of the one before).
+/// key of the one before), each page twice as long as the one before, up to a bound.
 struct Scan<'a> {
     backend: &'a PostgresBackend,
     from: Vec<u8>,
     until: Option<Vec<u8>>,
     page: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Rows asked for in the next page.
+    page_rows: i64,
     done: bool,
 }
 
@@ -385,13 +396,15 @@ impl Iterator for Scan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            match self.backend.scan_page(&self.from, self.until.as_deref()) {
+            let asked = self.page_rows;
+            self.page_rows = (asked * 2).min(SCAN_MAX_PAGE);
+            match self.backend.scan_page(&self.from, self.until.as_deref(), asked) {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 Ok(rows) => {
-                    self.done = (rows.len() as i64) < SCAN_PAGE;
+                    self.done = (rows.len() as i64) < asked;
                     if let Some((last, _)) = rows.last() {
                         // The least key after `last` in byte order.
                         self.from = last.clone();
@@ -483,7 +496,8 @@ fn held_key(
     len: i32,
 ) -> Result<Option<Vec<u8>>, postgres::Error> {
     let rows = tx.query(&statements.owners_of, &[&keys, &start, &len])?;
-    let stored: HashMap<Vec<u8>, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    let stored: HashMap<Vec<u8>, Vec<u8>> =
+        rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
     let field = |v: &[u8]| -> Vec<u8> {
         let from = (start as usize - 1).min(v.len());
         let to = (from + len as usize).min(v.len());
@@ -549,6 +563,7 @@ impl Backend for PostgresBackend {
             from: prefix.to_vec(),
             until: prefix_end(prefix),
             page: VecDeque::new(),
+            page_rows: SCAN_FIRST_PAGE,
             done: false,
         })
     }
@@ -584,15 +599,12 @@ impl Backend for PostgresBackend {
             let mut tx = conn.client.transaction()?;
             writes.write_plain(&mut tx, &conn.statements)?;
             for (keys, values) in &writes.owned {
-                let written = tx.execute(
-                    &conn.statements.upsert_owned,
-                    &[keys, values, &start, &len],
-                )?;
+                let written =
+                    tx.execute(&conn.statements.upsert_owned, &[keys, values, &start, &len])?;
                 if written < keys.len() as u64 {
                     // Some key belongs to another owner: name it, and write nothing (dropping
                     // the transaction rolls it back).
-                    return held_key(&mut tx, &conn.statements, keys, values, start, len)
-                        .map(Some);
+                    return held_key(&mut tx, &conn.statements, keys, values, start, len).map(Some);
                 }
             }
             tx.commit()?;
