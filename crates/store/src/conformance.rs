@@ -244,7 +244,10 @@ fn owned_keys_are_checked(b: &dyn Backend) {
     b.flush().unwrap();
     assert_eq!(b.get(b"o/a").unwrap(), Some(owned_value(b'A', b"second")));
     assert_eq!(b.get(b"o/b").unwrap(), Some(owned_value(b'B', b"b")));
-    assert_eq!(b.get(b"o/short").unwrap(), Some(owned_value(b'B', b"now B's")));
+    assert_eq!(
+        b.get(b"o/short").unwrap(),
+        Some(owned_value(b'B', b"now B's"))
+    );
     assert_eq!(b.get(b"p/plain").unwrap(), Some(Vec::new()));
     assert_eq!(b.get(b"p/gone").unwrap(), None);
     // B takes A's key among others: nothing of the batch is written, and the key is named.

@@ -346,12 +346,7 @@ impl PostgresBackend {
         }
     }
 
-    fn scan_page(
-        &self,
-        from: &[u8],
-        until: Option<&[u8]>,
-        rows: i64,
-    ) -> Result<Rows, StoreError> {
+    fn scan_page(&self, from: &[u8], until: Option<&[u8]>, rows: i64) -> Result<Rows, StoreError> {
         self.run("scan a prefix", true, |conn| {
             let rows = match until {
                 Some(until) => conn
@@ -398,7 +393,10 @@ impl Iterator for Scan<'_> {
         if self.page.is_empty() && !self.done {
             let asked = self.page_rows;
             self.page_rows = (asked * 2).min(SCAN_MAX_PAGE);
-            match self.backend.scan_page(&self.from, self.until.as_deref(), asked) {
+            match self
+                .backend
+                .scan_page(&self.from, self.until.as_deref(), asked)
+            {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
