@@ -211,16 +211,47 @@ impl Side for TableSide {
     }
 }
 
-/// Runs the workload on every side, interleaved — each batch, each run of gets and each
+/// A side's rates two ways: over the whole run, and the median of its rounds (batches, runs of
+/// 100 gets, collections), which a stall of the shared machine in one round does not move.
+#[derive(Clone, Copy)]
+struct Measured {
+    whole: Rates,
+    median: Rates,
+}
+
+/// Time and items of each round of one operation on one side.
+#[derive(Default)]
+struct Rounds(Vec<(usize, Duration)>);
+
+impl Rounds {
+    fn time(&mut self, items: usize, op: impl FnOnce()) {
+        let started = Instant::now();
+        op();
+        self.0.push((items, started.elapsed()));
+    }
+
+    fn whole(&self) -> f64 {
+        let items: usize = self.0.iter().map(|(n, _)| n).sum();
+        rate(items, self.0.iter().map(|(_, t)| *t).sum())
+    }
+
+    fn median(&self) -> f64 {
+        let mut rates: Vec<f64> = self.0.iter().map(|(n, t)| rate(*n, *t)).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    }
+}
+
+/// Runs the workload on every side, interleaved — each batch, each run of 100 gets and each
 /// collection's scan goes to every side in turn — so that a change in the machine's load
 /// (it is shared) lands on all of them alike, and returns each side's rates.
-fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Rates> {
-    let mut took = vec![[Duration::ZERO; 3]; sides.len()];
+fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Measured> {
+    let mut rounds: Vec<[Rounds; 3]> = sides.iter().map(|_| Default::default()).collect();
     for (chunk_no, chunk) in w.keys.chunks(BATCH).enumerate() {
-        for (side, took) in sides.iter_mut().zip(&mut took) {
-            let started = Instant::now();
-            side.put_batch(chunk_no * BATCH, chunk, &w.value);
-            took[0] += started.elapsed();
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[0].time(chunk.len(), || {
+                side.put_batch(chunk_no * BATCH, chunk, &w.value)
+            });
         }
     }
     let mut rng = rand::rng();
@@ -228,30 +259,26 @@ fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Rates> {
         .map(|_| rng.random_range(0..w.keys.len()))
         .collect();
     for run in picks.chunks(100) {
-        for (side, took) in sides.iter_mut().zip(&mut took) {
-            let started = Instant::now();
-            for &i in run {
-                let (c, k) = &w.keys[i];
-                side.get(*c, k);
-            }
-            took[1] += started.elapsed();
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[1].time(run.len(), || {
+                for &i in run {
+                    let (c, k) = &w.keys[i];
+                    side.get(*c, k);
+                }
+            });
         }
     }
     for c in 0..COLLECTIONS {
-        for (side, took) in sides.iter_mut().zip(&mut took) {
-            let started = Instant::now();
-            let scanned = side.scan(c);
-            took[2] += started.elapsed();
-            assert_eq!(scanned, w.keys.iter().filter(|(kc, _)| *kc == c).count());
+        let expected = w.keys.iter().filter(|(kc, _)| *kc == c).count();
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[2].time(expected, || assert_eq!(side.scan(c), expected));
         }
     }
-    took.iter()
-        .map(|t| {
-            (
-                rate(w.keys.len(), t[0]),
-                rate(GETS, t[1]),
-                rate(w.keys.len(), t[2]),
-            )
+    rounds
+        .iter()
+        .map(|[put, get, scan]| Measured {
+            whole: (put.whole(), get.whole(), scan.whole()),
+            median: (put.median(), get.median(), scan.median()),
         })
         .collect()
 }
@@ -332,30 +359,40 @@ fn main() {
     );
     let (sled_bare, sled_sealed) = (sled[0], sled[1]);
 
-    println!("{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, every collection scanned");
     println!(
-        "{:<22} {:>16} {:>12} {:>16}",
+        "{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, \
+         every collection scanned; rates are the median of the rounds (whole run in brackets)"
+    );
+    println!(
+        "{:<22} {:>24} {:>20} {:>24}",
         "side", "put records/s", "gets/s", "scanned rec/s"
     );
-    for (name, (p, g, s)) in [
+    for (name, m) in [
         ("bare postgres table", table),
         ("PostgresBackend bare", pg_backend),
         ("sealed on postgres", pg_sealed),
         ("bare sled", sled_bare),
         ("sealed on sled", sled_sealed),
     ] {
-        println!("{name:<22} {p:>16.0} {g:>12.0} {s:>16.0}");
+        let cell = |median: f64, whole: f64| format!("{median:.0} ({whole:.0})");
+        println!(
+            "{name:<22} {:>24} {:>20} {:>24}",
+            cell(m.median.0, m.whole.0),
+            cell(m.median.1, m.whole.1),
+            cell(m.median.2, m.whole.2),
+        );
     }
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
-    for (name, (p, g, s)) in [
-        ("sealed postgres / bare table", ratio(pg_sealed, table)),
-        ("PostgresBackend / bare table", ratio(pg_backend, table)),
-        (
-            "sealed postgres / sealed sled",
-            ratio(pg_sealed, sled_sealed),
-        ),
-        ("sealed sled / bare sled", ratio(sled_sealed, sled_bare)),
+    for (name, a, b) in [
+        ("sealed postgres / bare table", pg_sealed, table),
+        ("PostgresBackend / bare table", pg_backend, table),
+        ("sealed postgres / sealed sled", pg_sealed, sled_sealed),
+        ("sealed sled / bare sled", sled_sealed, sled_bare),
     ] {
-        println!("{name:<30} put {p:.2}x  get {g:.2}x  scan {s:.2}x");
+        let (p, g, s) = ratio(a.median, b.median);
+        let (wp, wg, ws) = ratio(a.whole, b.whole);
+        println!(
+            "{name:<30} put {p:.2}x ({wp:.2}x)  get {g:.2}x ({wg:.2}x)  scan {s:.2}x ({ws:.2}x)"
+        );
     }
 }
