@@ -162,21 +162,23 @@ impl Connector {
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
             ))?,
-            // Overwrites a row only where the new value names the same owner in bytes
-            // $3..$3+$4 (1-based, as SQL counts) or the old value is too short to name one: the
+            // Overwrites a row only where the new value names the same owner in the $4 bytes
+            // from $3 (1-based, as SQL counts) or the old value is too short to name one: the
             // owner check and the write in one statement, atomic under any isolation level (an
             // ON CONFLICT update locks the row and tests the latest committed value). The rows
-            // it skips are missing from its row count.
+            // it skips are missing from its row count. The positions are sent as BIGINT and
+            // narrowed for `substring`, whose INT is 32 bits on PostgreSQL and 64 on
+            // CockroachDB.
             upsert_owned: client.prepare(&format!(
                 "INSERT INTO {t} AS old (key, value) \
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value \
-                 WHERE octet_length(old.value) < $3::INT + $4::INT - 1 \
-                    OR substring(old.value FROM $3::INT FOR $4::INT) \
-                       = substring(excluded.value FROM $3::INT FOR $4::INT)"
+                 WHERE octet_length(old.value) < $3::BIGINT + $4::BIGINT - 1 \
+                    OR substring(old.value FROM $3::BIGINT::INT FOR $4::BIGINT::INT) \
+                       = substring(excluded.value FROM $3::BIGINT::INT FOR $4::BIGINT::INT)"
             ))?,
             owners_of: client.prepare(&format!(
-                "SELECT key, substring(value FROM $2::INT FOR $3::INT) FROM {t} \
+                "SELECT key, substring(value FROM $2::BIGINT::INT FOR $3::BIGINT::INT) FROM {t} \
                  WHERE key = ANY($1::BYTEA[])"
             ))?,
             delete_many: client
@@ -483,27 +485,22 @@ impl<'a> NetWrites<'a> {
     }
 }
 
-/// The first of `keys` whose row still names another owner than its new value after an
-/// owner-checked upsert skipped it.
+/// The first of `keys` whose row still names another owner (in the bytes `owner`) than its
+/// new value does, after an owner-checked upsert skipped it.
 fn held_key(
     tx: &mut postgres::Transaction<'_>,
     statements: &Statements,
-    keys: &[&[u8]],
-    values: &[&[u8]],
-    start: i32,
-    len: i32,
+    (keys, values): &Chunk<'_>,
+    owner: &Range<usize>,
+    (start, len): (i64, i64),
 ) -> Result<Option<Vec<u8>>, postgres::Error> {
-    let rows = tx.query(&statements.owners_of, &[&keys, &start, &len])?;
+    let rows = tx.query(&statements.owners_of, &[keys, &start, &len])?;
     let stored: HashMap<Vec<u8>, Vec<u8>> =
         rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-    let field = |v: &[u8]| -> Vec<u8> {
-        let from = (start as usize - 1).min(v.len());
-        let to = (from + len as usize).min(v.len());
-        v[from..to].to_vec()
-    };
     Ok(keys.iter().zip(values).find_map(|(k, v)| {
         let held = stored.get(*k)?;
-        (held.len() == len as usize && *held != field(v)).then(|| k.to_vec())
+        (held.len() == owner.len() && Some(held.as_slice()) != v.get(owner.clone()))
+            .then(|| k.to_vec())
     }))
 }
 
@@ -590,19 +587,23 @@ impl Backend for PostgresBackend {
             return Ok(None);
         }
         let writes = NetWrites::of(batch, owned);
+        // `substring` counts in 32-bit integers on PostgreSQL.
         let start = i32::try_from(owner.start + 1).map_err(|_| too_far(&owner))?;
         let len = i32::try_from(owner.len()).map_err(|_| too_far(&owner))?;
+        let (start, len) = (i64::from(start), i64::from(len));
         // Running it again is safe too: a key this batch already took is ours on the second run.
         let held = self.run("apply a batch", true, |conn| {
             let mut tx = conn.client.transaction()?;
             writes.write_plain(&mut tx, &conn.statements)?;
-            for (keys, values) in &writes.owned {
+            for chunk in &writes.owned {
+                let (keys, values) = chunk;
                 let written =
                     tx.execute(&conn.statements.upsert_owned, &[keys, values, &start, &len])?;
                 if written < keys.len() as u64 {
                     // Some key belongs to another owner: name it, and write nothing (dropping
                     // the transaction rolls it back).
-                    return held_key(&mut tx, &conn.statements, keys, values, start, len).map(Some);
+                    return held_key(&mut tx, &conn.statements, chunk, &owner, (start, len))
+                        .map(Some);
                 }
             }
             tx.commit()?;
