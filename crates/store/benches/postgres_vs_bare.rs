@@ -15,6 +15,9 @@
 //! - **sealed on postgres**: `SealedStore::put_batch` / `get_raw` / `scan_collection` on
 //!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one
 //!   transaction per batch, the owner check inside it).
+//! - **owner read first**: the same sealed store on a `PostgresBackend` without its own
+//!   `apply_owned`, so the trait's default reads every key's current value before the batch (as
+//!   `put_batch` did before the owner check moved into the write's statement).
 //! - **PostgresBackend bare**: the backend alone (`apply`, `get`, `scan_prefix`) with the bare
 //!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
@@ -31,7 +34,7 @@ use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, Region, Subject, SubjectId};
 use domicile_store::{
     Backend, Batch, Collection, FileCustodian, NewRecord, PostgresBackend, PostgresConfig,
-    RecordKey, SealedStore, SledBackend,
+    RecordKey, ScanIter, SealedStore, SledBackend, StoreError,
 };
 use rand::Rng;
 
@@ -149,6 +152,39 @@ impl Side for BackendSide<'_> {
             scanned += 1;
         }
         scanned
+    }
+}
+
+/// The PostgreSQL backend without its own `apply_owned`: the trait's default reads every key a
+/// batch takes (whole values, one round trip) before writing, as the sealed store did before
+/// the owner check moved into the write's statement. The bench's "owner read first" side.
+#[derive(Debug)]
+struct OwnerReadFirst(PostgresBackend);
+
+impl Backend for OwnerReadFirst {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get_many(keys)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.0.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.0.delete(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
+        self.0.scan_prefix(prefix)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.0.apply(batch)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.0.flush()
     }
 }
 
@@ -334,15 +370,32 @@ fn main() {
             .unwrap(),
     )
     .unwrap();
+    let read_first_store = SealedStore::with_backend(
+        Box::new(OwnerReadFirst(
+            PostgresBackend::connect(
+                &PostgresConfig::new(&server.url())
+                    .unwrap()
+                    .schema("read_first")
+                    .unwrap(),
+            )
+            .unwrap(),
+        )),
+        us.clone(),
+        policy.clone(),
+        Arc::new(FileCustodian::open(dir.path().join("pg-keys-2")).unwrap()),
+    )
+    .unwrap();
     let postgres = run(
         &mut [
             &mut TableSide::new(&server.url()),
             &mut BackendSide(&unsealed),
             &mut SealedSide::new(&pg_store),
+            &mut SealedSide::new(&read_first_store),
         ],
         &w,
     );
-    let (table, pg_backend, pg_sealed) = (postgres[0], postgres[1], postgres[2]);
+    let (table, pg_backend, pg_sealed, pg_read_first) =
+        (postgres[0], postgres[1], postgres[2], postgres[3]);
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -371,6 +424,7 @@ fn main() {
         ("bare postgres table", table),
         ("PostgresBackend bare", pg_backend),
         ("sealed on postgres", pg_sealed),
+        ("  owner read first", pg_read_first),
         ("bare sled", sled_bare),
         ("sealed on sled", sled_sealed),
     ] {
@@ -385,6 +439,7 @@ fn main() {
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
     for (name, a, b) in [
         ("sealed postgres / bare table", pg_sealed, table),
+        ("  owner read first / table", pg_read_first, table),
         ("PostgresBackend / bare table", pg_backend, table),
         ("sealed postgres / sealed sled", pg_sealed, sled_sealed),
         ("sealed sled / bare sled", sled_sealed, sled_bare),
