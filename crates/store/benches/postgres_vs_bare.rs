@@ -22,7 +22,9 @@
 //!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
 //!
-//! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`
+//! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`; with
+//! `DOMICILE_BENCH_PG_STATEMENTS=1` it also prints the server's time and WAL bytes per row for
+//! each statement (`pg_stat_statements`, in PostgreSQL's contrib).
 
 #[path = "../tests/pg/mod.rs"]
 mod pg;
@@ -328,6 +330,35 @@ struct Workload {
     value: Vec<u8>,
 }
 
+/// Where the server's time and WAL went, statement by statement (`pg_stat_statements`), for
+/// `DOMICILE_BENCH_PG_STATEMENTS=1`.
+fn print_statements(url: &str) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT calls, total_exec_time, rows, wal_bytes::FLOAT8, \
+                    regexp_replace(left(query, 100), '[[:space:]]+', ' ', 'g') \
+             FROM pg_stat_statements WHERE wal_bytes > 100000 OR calls > 100 \
+             ORDER BY total_exec_time DESC LIMIT 12",
+            &[],
+        )
+        .unwrap();
+    println!("server time and WAL by statement (pg_stat_statements):");
+    println!(
+        "{:>6} {:>10} {:>8} {:>12} statement",
+        "calls", "exec ms", "rows", "WAL B/row"
+    );
+    for r in rows {
+        let (calls, ms, n, wal, query): (i64, f64, i64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let per_row = if n > 0 { wal / n as f64 } else { 0.0 };
+        println!("{calls:>6} {ms:>10.1} {n:>8} {per_row:>12.0} {query}");
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter or `--list` from the harness is not ours to read.
     let records: usize = std::env::var("DOMICILE_BENCH_RECORDS")
@@ -336,9 +367,12 @@ fn main() {
         .unwrap_or(20_000);
     // Room in the buffer cache for every side's table, so that one side's writes do not evict
     // another's pages in the middle of the run (the tests' 32 MB would).
-    let Some(server) =
-        pg::PgServer::start_with("postgres_vs_bare", &[("shared_buffers", "256MB")], &[])
-    else {
+    let statements = std::env::var("DOMICILE_BENCH_PG_STATEMENTS").as_deref() == Ok("1");
+    let mut settings = vec![("shared_buffers", "256MB")];
+    if statements {
+        settings.push(("shared_preload_libraries", "pg_stat_statements"));
+    }
+    let Some(server) = pg::PgServer::start_with("postgres_vs_bare", &settings, &[]) else {
         return;
     };
     let w = Workload {
@@ -394,6 +428,9 @@ fn main() {
         ],
         &w,
     );
+    if statements {
+        print_statements(&server.url());
+    }
     let (table, pg_backend, pg_sealed, pg_read_first) =
         (postgres[0], postgres[1], postgres[2], postgres[3]);
     let sled_store = SealedStore::open(
