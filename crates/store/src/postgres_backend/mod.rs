@@ -16,7 +16,7 @@ mod tls;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -37,6 +37,9 @@ const SCAN_FIRST_PAGE: i64 = 256;
 /// Rows of its largest page: each page is twice the one before up to this, so a long scan
 /// (a whole collection) takes few round trips while holding at most this many rows.
 const SCAN_MAX_PAGE: i64 = 8192;
+/// Batches written by upsert, without first trying plain inserts, after a batch found one of
+/// its keys already there.
+const UPSERTS_AFTER_A_PRESENT_KEY: u32 = 32;
 /// Rows and bytes per multi-row statement of a batch (all in the batch's one transaction).
 const CHUNK_ROWS: usize = 4096;
 const CHUNK_BYTES: usize = 32 << 20;
@@ -97,6 +100,7 @@ struct Statements {
     get_many: Statement,
     put: Statement,
     delete: Statement,
+    insert_many: Statement,
     upsert_many: Statement,
     upsert_owned: Statement,
     owners_of: Statement,
@@ -157,6 +161,9 @@ impl Connector {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
             ))?,
             delete: client.prepare(&format!("DELETE FROM {t} WHERE key = $1"))?,
+            insert_many: client.prepare(&format!(
+                "INSERT INTO {t} (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])"
+            ))?,
             upsert_many: client.prepare(&format!(
                 "INSERT INTO {t} (key, value) \
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
@@ -252,6 +259,8 @@ pub struct PostgresBackend {
     pool: r2d2::Pool<Connector>,
     schema: String,
     retries: AtomicU64,
+    /// How many more batches go straight to upserts (see `insert_first`).
+    upserts_first: AtomicU32,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -294,6 +303,7 @@ impl PostgresBackend {
             pool,
             schema: config.schema.clone(),
             retries: AtomicU64::new(0),
+            upserts_first: AtomicU32::new(0),
         })
     }
 
@@ -469,19 +479,74 @@ impl<'a> NetWrites<'a> {
         writes
     }
 
-    /// The deletes and the puts without an owner check.
+    /// The deletes and the puts without an owner check: as upserts, or as plain inserts,
+    /// which fail with SQLSTATE 23505 if a key is already there.
     fn write_plain(
         &self,
         tx: &mut postgres::Transaction<'_>,
         statements: &Statements,
+        how: Write,
     ) -> Result<(), postgres::Error> {
         if !self.deletes.is_empty() {
             tx.execute(&statements.delete_many, &[&self.deletes])?;
         }
+        let statement = match how {
+            Write::Insert => &statements.insert_many,
+            Write::Upsert => &statements.upsert_many,
+        };
         for (keys, values) in &self.plain {
-            tx.execute(&statements.upsert_many, &[keys, values])?;
+            tx.execute(statement, &[keys, values])?;
         }
         Ok(())
+    }
+
+    /// The owned puts as plain inserts: none of their keys may be there yet, so none can be
+    /// another owner's (SQLSTATE 23505 otherwise).
+    fn insert_owned(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+    ) -> Result<(), postgres::Error> {
+        for (keys, values) in &self.owned {
+            tx.execute(&statements.insert_many, &[keys, values])?;
+        }
+        Ok(())
+    }
+}
+
+/// How a batch's puts are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// `INSERT`: for keys not there yet, what a batch of new records holds. About a third less
+    /// server time and WAL than an upsert, which first probes the key (a speculative insertion).
+    Insert,
+    /// `INSERT … ON CONFLICT (key) DO UPDATE`: for any key.
+    Upsert,
+}
+
+impl PostgresBackend {
+    /// Runs `attempt` with plain inserts, and again with upserts if a key turned out to be
+    /// there already (the failed transaction wrote nothing); after that, the next batches go
+    /// straight to upserts for a while, so a run of overwrites does not pay twice.
+    fn insert_first<T>(
+        &self,
+        conn: &mut Connection,
+        mut attempt: impl FnMut(&mut Connection, Write) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let upserts_first = self
+            .upserts_first
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !upserts_first {
+            match attempt(conn, Write::Insert) {
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    self.upserts_first
+                        .store(UPSERTS_AFTER_A_PRESENT_KEY, Ordering::Relaxed);
+                }
+                done => return done,
+            }
+        }
+        attempt(conn, Write::Upsert)
     }
 }
 
@@ -571,9 +636,11 @@ impl Backend for PostgresBackend {
         // Running the whole batch again is safe: its net effect does not depend on what was
         // there before.
         self.run("apply a batch", true, |conn| {
-            let mut tx = conn.client.transaction()?;
-            writes.write_plain(&mut tx, &conn.statements)?;
-            tx.commit()
+            self.insert_first(conn, |conn, how| {
+                let mut tx = conn.client.transaction()?;
+                writes.write_plain(&mut tx, &conn.statements, how)?;
+                tx.commit()
+            })
         })
     }
 
@@ -593,21 +660,36 @@ impl Backend for PostgresBackend {
         let (start, len) = (i64::from(start), i64::from(len));
         // Running it again is safe too: a key this batch already took is ours on the second run.
         let held = self.run("apply a batch", true, |conn| {
-            let mut tx = conn.client.transaction()?;
-            writes.write_plain(&mut tx, &conn.statements)?;
-            for chunk in &writes.owned {
-                let (keys, values) = chunk;
-                let written =
-                    tx.execute(&conn.statements.upsert_owned, &[keys, values, &start, &len])?;
-                if written < keys.len() as u64 {
-                    // Some key belongs to another owner: name it, and write nothing (dropping
-                    // the transaction rolls it back).
-                    return held_key(&mut tx, &conn.statements, chunk, &owner, (start, len))
-                        .map(Some);
+            self.insert_first(conn, |conn, how| {
+                let mut tx = conn.client.transaction()?;
+                writes.write_plain(&mut tx, &conn.statements, how)?;
+                match how {
+                    Write::Insert => writes.insert_owned(&mut tx, &conn.statements)?,
+                    Write::Upsert => {
+                        for chunk in &writes.owned {
+                            let (keys, values) = chunk;
+                            let written = tx.execute(
+                                &conn.statements.upsert_owned,
+                                &[keys, values, &start, &len],
+                            )?;
+                            if written < keys.len() as u64 {
+                                // Some key belongs to another owner: name it, and write nothing
+                                // (dropping the transaction rolls it back).
+                                return held_key(
+                                    &mut tx,
+                                    &conn.statements,
+                                    chunk,
+                                    &owner,
+                                    (start, len),
+                                )
+                                .map(Some);
+                            }
+                        }
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(None)
+                tx.commit()?;
+                Ok(None)
+            })
         })?;
         match held {
             None => Ok(None),
