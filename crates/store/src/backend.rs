@@ -130,11 +130,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// owner when its current value is at least `owner.end` bytes long and differs from the
     /// value `batch` puts there in those bytes. A shorter or absent value has no owner.
     ///
-    /// The default reads the keys with [`get_many`](Backend::get_many), then applies the batch:
-    /// the check and the write are two steps, as they are in the sealed store above an embedded
-    /// backend (whose writers of one key are serialised by the store). A networked backend
-    /// overrides it to check in the write's own transaction, in one round trip and atomically
-    /// with the write, without sending the current values back.
+    /// The default reads the keys with [`get_many`](Backend::get_many), then applies the batch
+    /// (what the sealed store did itself before this method): the check and the write are two
+    /// steps, so a writer taking one of the keys in between is not seen. A networked backend
+    /// overrides it to check inside the write's own transaction — atomic with the write, in no
+    /// extra round trip, without sending the current values back (PostgreSQL does).
     fn apply_owned(
         &self,
         batch: &Batch,
