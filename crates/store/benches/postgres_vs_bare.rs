@@ -4,20 +4,27 @@
 //! Starts a throwaway PostgreSQL 15 server (fsync and synchronous_commit on) the way the tests
 //! do. Workload: `DOMICILE_BENCH_RECORDS` records (default 20 000) of 256 B over 100 subjects and
 //! 10 collections, written in durable batches of 1 000; then 2 000 random gets; then whole
-//! collections scanned.
+//! collections scanned. The PostgreSQL sides run interleaved (each batch, each run of 100 gets,
+//! each collection's scan goes to every side in turn), and so do the two sled sides, so that a
+//! change in the shared machine's load lands on every side alike.
 //!
 //! - **bare table**: `CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)`; a batch
 //!   is one transaction of one prepared `INSERT … SELECT FROM unnest($1, $2)` of the plaintext
 //!   values, a get one prepared `SELECT`, a scan one `SELECT … WHERE key >= $1 AND key < $2
 //!   ORDER BY key` — the fastest plain way to store the same bytes.
 //! - **sealed on postgres**: `SealedStore::put_batch` / `get_raw` / `scan_collection` on
-//!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one serializable
-//!   transaction per batch).
+//!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one
+//!   transaction per batch, the owner check inside it).
+//! - **owner read first**: the same sealed store on a `PostgresBackend` without its own
+//!   `apply_owned`, so the trait's default reads every key's current value before the batch (as
+//!   `put_batch` did before the owner check moved into the write's statement).
 //! - **PostgresBackend bare**: the backend alone (`apply`, `get`, `scan_prefix`) with the bare
 //!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
 //!
-//! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`
+//! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`; with
+//! `DOMICILE_BENCH_PG_STATEMENTS=1` it also prints the server's time and WAL bytes per row for
+//! each statement (`pg_stat_statements`, in PostgreSQL's contrib).
 
 #[path = "../tests/pg/mod.rs"]
 mod pg;
@@ -29,7 +36,7 @@ use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, Region, Subject, SubjectId};
 use domicile_store::{
     Backend, Batch, Collection, FileCustodian, NewRecord, PostgresBackend, PostgresConfig,
-    RecordKey, SealedStore, SledBackend,
+    RecordKey, ScanIter, SealedStore, SledBackend, StoreError,
 };
 use rand::Rng;
 
@@ -47,6 +54,273 @@ fn bare_key(collection: usize, key: &str) -> Vec<u8> {
 /// (put records/s, get/s, scanned records/s)
 type Rates = (f64, f64, f64);
 
+/// One side of the comparison: the same three operations on its own storage.
+trait Side {
+    /// Writes records `first..first + keys.len()` as one durable batch.
+    fn put_batch(&mut self, first: usize, keys: &[(usize, RecordKey)], value: &[u8]);
+    /// Reads one record; it must be there.
+    fn get(&mut self, collection: usize, key: &RecordKey);
+    /// Reads a whole collection; returns how many records it holds.
+    fn scan(&mut self, collection: usize) -> usize;
+}
+
+struct SealedSide<'a> {
+    store: &'a SealedStore,
+    subjects: Vec<SubjectId>,
+    collections: Vec<Collection>,
+}
+
+impl<'a> SealedSide<'a> {
+    fn new(store: &'a SealedStore) -> Self {
+        let subjects = (0..SUBJECTS)
+            .map(|i| {
+                let s = Subject::parse(&format!("subject-{i}"), Some("US"), None).unwrap();
+                store.register_subject(&s).unwrap();
+                s.id
+            })
+            .collect();
+        let collections = (0..COLLECTIONS)
+            .map(|i| Collection::parse(&format!("c{i:02}")).unwrap())
+            .collect();
+        SealedSide {
+            store,
+            subjects,
+            collections,
+        }
+    }
+}
+
+impl Side for SealedSide<'_> {
+    fn put_batch(&mut self, first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let new: Vec<NewRecord<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(j, (c, k))| NewRecord {
+                subject: &self.subjects[(first + j) % SUBJECTS],
+                class: DataClass::Protected,
+                collection: &self.collections[*c],
+                key: k,
+                value,
+            })
+            .collect();
+        self.store.put_batch(&new).unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        assert!(self
+            .store
+            .get_raw(&self.collections[collection], key)
+            .unwrap()
+            .is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let mut scanned = 0;
+        for record in self.store.scan_collection(&self.collections[collection]) {
+            record.unwrap();
+            scanned += 1;
+        }
+        scanned
+    }
+}
+
+struct BackendSide<'a>(&'a dyn Backend);
+
+impl Side for BackendSide<'_> {
+    fn put_batch(&mut self, _first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let mut batch = Batch::new();
+        for (c, k) in keys {
+            batch.put(bare_key(*c, k.as_str()), value.to_vec());
+        }
+        self.0.apply(&batch).unwrap();
+        self.0.flush().unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        assert!(self
+            .0
+            .get(&bare_key(collection, key.as_str()))
+            .unwrap()
+            .is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let mut scanned = 0;
+        for item in self
+            .0
+            .scan_prefix(format!("d/c{collection:02}/").as_bytes())
+        {
+            item.unwrap();
+            scanned += 1;
+        }
+        scanned
+    }
+}
+
+/// The PostgreSQL backend without its own `apply_owned`: the trait's default reads every key a
+/// batch takes (whole values, one round trip) before writing, as the sealed store did before
+/// the owner check moved into the write's statement. The bench's "owner read first" side.
+#[derive(Debug)]
+struct OwnerReadFirst(PostgresBackend);
+
+impl Backend for OwnerReadFirst {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get_many(keys)
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.0.put(key, value)
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.0.delete(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
+        self.0.scan_prefix(prefix)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.0.apply(batch)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.0.flush()
+    }
+}
+
+struct TableSide {
+    client: postgres::Client,
+    insert: postgres::Statement,
+    get: postgres::Statement,
+    scan: postgres::Statement,
+}
+
+impl TableSide {
+    fn new(url: &str) -> Self {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client
+            .batch_execute("CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO bare (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])")
+            .unwrap();
+        let get = client
+            .prepare("SELECT value FROM bare WHERE key = $1")
+            .unwrap();
+        let scan = client
+            .prepare("SELECT key, value FROM bare WHERE key >= $1 AND key < $2 ORDER BY key")
+            .unwrap();
+        TableSide {
+            client,
+            insert,
+            get,
+            scan,
+        }
+    }
+}
+
+impl Side for TableSide {
+    fn put_batch(&mut self, _first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|(c, k)| bare_key(*c, k.as_str())).collect();
+        let values: Vec<&[u8]> = keys.iter().map(|_| value).collect();
+        let mut tx = self.client.transaction().unwrap();
+        tx.execute(&self.insert, &[&keys, &values]).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn get(&mut self, collection: usize, key: &RecordKey) {
+        let row = self
+            .client
+            .query_opt(&self.get, &[&bare_key(collection, key.as_str())])
+            .unwrap();
+        assert!(row.is_some());
+    }
+
+    fn scan(&mut self, collection: usize) -> usize {
+        let from = format!("d/c{collection:02}/").into_bytes();
+        let until = format!("d/c{collection:02}0").into_bytes();
+        let rows = self.client.query(&self.scan, &[&from, &until]).unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, Vec<u8>>(1).len())
+            .filter(|len| *len == SIZE)
+            .count()
+    }
+}
+
+/// A side's rates two ways: over the whole run, and the median of its rounds (batches, runs of
+/// 100 gets, collections), which a stall of the shared machine in one round does not move.
+#[derive(Clone, Copy)]
+struct Measured {
+    whole: Rates,
+    median: Rates,
+}
+
+/// Time and items of each round of one operation on one side.
+#[derive(Default)]
+struct Rounds(Vec<(usize, Duration)>);
+
+impl Rounds {
+    fn time(&mut self, items: usize, op: impl FnOnce()) {
+        let started = Instant::now();
+        op();
+        self.0.push((items, started.elapsed()));
+    }
+
+    fn whole(&self) -> f64 {
+        let items: usize = self.0.iter().map(|(n, _)| n).sum();
+        rate(items, self.0.iter().map(|(_, t)| *t).sum())
+    }
+
+    fn median(&self) -> f64 {
+        let mut rates: Vec<f64> = self.0.iter().map(|(n, t)| rate(*n, *t)).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    }
+}
+
+/// Runs the workload on every side, interleaved — each batch, each run of 100 gets and each
+/// collection's scan goes to every side in turn — so that a change in the machine's load
+/// (it is shared) lands on all of them alike, and returns each side's rates.
+fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Measured> {
+    let mut rounds: Vec<[Rounds; 3]> = sides.iter().map(|_| Default::default()).collect();
+    for (chunk_no, chunk) in w.keys.chunks(BATCH).enumerate() {
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[0].time(chunk.len(), || {
+                side.put_batch(chunk_no * BATCH, chunk, &w.value)
+            });
+        }
+    }
+    let mut rng = rand::rng();
+    let picks: Vec<usize> = (0..GETS)
+        .map(|_| rng.random_range(0..w.keys.len()))
+        .collect();
+    for run in picks.chunks(100) {
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[1].time(run.len(), || {
+                for &i in run {
+                    let (c, k) = &w.keys[i];
+                    side.get(*c, k);
+                }
+            });
+        }
+    }
+    for c in 0..COLLECTIONS {
+        let expected = w.keys.iter().filter(|(kc, _)| *kc == c).count();
+        for (side, rounds) in sides.iter_mut().zip(&mut rounds) {
+            rounds[2].time(expected, || assert_eq!(side.scan(c), expected));
+        }
+    }
+    rounds
+        .iter()
+        .map(|[put, get, scan]| Measured {
+            whole: (put.whole(), get.whole(), scan.whole()),
+            median: (put.median(), get.median(), scan.median()),
+        })
+        .collect()
+}
+
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
 }
@@ -56,132 +330,33 @@ struct Workload {
     value: Vec<u8>,
 }
 
-fn sealed(store: &SealedStore, w: &Workload) -> Rates {
-    let subjects: Vec<SubjectId> = (0..SUBJECTS)
-        .map(|i| {
-            let s = Subject::parse(&format!("subject-{i}"), Some("US"), None).unwrap();
-            store.register_subject(&s).unwrap();
-            s.id
-        })
-        .collect();
-    let collections: Vec<Collection> = (0..COLLECTIONS)
-        .map(|i| Collection::parse(&format!("c{i:02}")).unwrap())
-        .collect();
-    let started = Instant::now();
-    for (chunk_no, chunk) in w.keys.chunks(BATCH).enumerate() {
-        let new: Vec<NewRecord<'_>> = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, (c, k))| NewRecord {
-                subject: &subjects[(chunk_no * BATCH + j) % SUBJECTS],
-                class: DataClass::Protected,
-                collection: &collections[*c],
-                key: k,
-                value: &w.value,
-            })
-            .collect();
-        store.put_batch(&new).unwrap();
-    }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        assert!(store.get_raw(&collections[*c], k).unwrap().is_some());
-    }
-    let get = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in &collections {
-        for record in store.scan_collection(c) {
-            record.unwrap();
-            scanned += 1;
-        }
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get, rate(scanned, started.elapsed()))
-}
-
-fn bare_backend(backend: &dyn Backend, w: &Workload) -> Rates {
-    let started = Instant::now();
-    for chunk in w.keys.chunks(BATCH) {
-        let mut batch = Batch::new();
-        for (c, k) in chunk {
-            batch.put(bare_key(*c, k.as_str()), w.value.clone());
-        }
-        backend.apply(&batch).unwrap();
-        backend.flush().unwrap();
-    }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        assert!(backend.get(&bare_key(*c, k.as_str())).unwrap().is_some());
-    }
-    let get = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in 0..COLLECTIONS {
-        for item in backend.scan_prefix(format!("d/c{c:02}/").as_bytes()) {
-            item.unwrap();
-            scanned += 1;
-        }
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get, rate(scanned, started.elapsed()))
-}
-
-fn bare_table(url: &str, w: &Workload) -> Rates {
+/// Where the server's time and WAL went, statement by statement (`pg_stat_statements`), for
+/// `DOMICILE_BENCH_PG_STATEMENTS=1`.
+fn print_statements(url: &str) {
     let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
     client
-        .batch_execute("CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .unwrap();
-    let insert = client
-        .prepare("INSERT INTO bare (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])")
+    let rows = client
+        .query(
+            "SELECT calls, total_exec_time, rows, wal_bytes::FLOAT8, \
+                    regexp_replace(left(query, 100), '[[:space:]]+', ' ', 'g') \
+             FROM pg_stat_statements WHERE wal_bytes > 100000 OR calls > 100 \
+             ORDER BY total_exec_time DESC LIMIT 12",
+            &[],
+        )
         .unwrap();
-    let get = client
-        .prepare("SELECT value FROM bare WHERE key = $1")
-        .unwrap();
-    let scan = client
-        .prepare("SELECT key, value FROM bare WHERE key >= $1 AND key < $2 ORDER BY key")
-        .unwrap();
-    let started = Instant::now();
-    for chunk in w.keys.chunks(BATCH) {
-        let keys: Vec<Vec<u8>> = chunk
-            .iter()
-            .map(|(c, k)| bare_key(*c, k.as_str()))
-            .collect();
-        let values: Vec<&[u8]> = chunk.iter().map(|_| w.value.as_slice()).collect();
-        let mut tx = client.transaction().unwrap();
-        tx.execute(&insert, &[&keys, &values]).unwrap();
-        tx.commit().unwrap();
+    println!("server time and WAL by statement (pg_stat_statements):");
+    println!(
+        "{:>6} {:>10} {:>8} {:>12} statement",
+        "calls", "exec ms", "rows", "WAL B/row"
+    );
+    for r in rows {
+        let (calls, ms, n, wal, query): (i64, f64, i64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let per_row = if n > 0 { wal / n as f64 } else { 0.0 };
+        println!("{calls:>6} {ms:>10.1} {n:>8} {per_row:>12.0} {query}");
     }
-    let put = rate(w.keys.len(), started.elapsed());
-    let mut rng = rand::rng();
-    let started = Instant::now();
-    for _ in 0..GETS {
-        let (c, k) = &w.keys[rng.random_range(0..w.keys.len())];
-        let row = client
-            .query_opt(&get, &[&bare_key(*c, k.as_str())])
-            .unwrap();
-        assert!(row.is_some());
-    }
-    let get_rate = rate(GETS, started.elapsed());
-    let started = Instant::now();
-    let mut scanned = 0;
-    for c in 0..COLLECTIONS {
-        let from = format!("d/c{c:02}/").into_bytes();
-        let until = format!("d/c{c:02}0").into_bytes();
-        let rows = client.query(&scan, &[&from, &until]).unwrap();
-        scanned += rows
-            .iter()
-            .map(|r| r.get::<_, Vec<u8>>(1).len())
-            .filter(|len| *len == SIZE)
-            .count();
-    }
-    assert_eq!(scanned, w.keys.len());
-    (put, get_rate, rate(scanned, started.elapsed()))
 }
 
 fn main() {
@@ -190,7 +365,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let Some(server) = pg::PgServer::start("postgres_vs_bare") else {
+    // Room in the buffer cache for every side's table, so that one side's writes do not evict
+    // another's pages in the middle of the run (the tests' 32 MB would).
+    let statements = std::env::var("DOMICILE_BENCH_PG_STATEMENTS").as_deref() == Ok("1");
+    let mut settings = vec![("shared_buffers", "256MB")];
+    if statements {
+        settings.push(("shared_preload_libraries", "pg_stat_statements"));
+    }
+    let Some(server) = pg::PgServer::start_with("postgres_vs_bare", &settings, &[]) else {
         return;
     };
     let w = Workload {
@@ -208,7 +390,6 @@ fn main() {
     let policy = Arc::new(UsSplitPolicy::new());
     let us = Region::parse("us").unwrap();
 
-    let table = bare_table(&server.url(), &w);
     let pg_store = SealedStore::with_backend(
         Box::new(PostgresBackend::connect(&PostgresConfig::new(&server.url()).unwrap()).unwrap()),
         us.clone(),
@@ -216,18 +397,42 @@ fn main() {
         Arc::new(FileCustodian::open(dir.path().join("pg-keys")).unwrap()),
     )
     .unwrap();
-    let pg_sealed = sealed(&pg_store, &w);
-    let pg_backend = bare_backend(
-        &PostgresBackend::connect(
-            &PostgresConfig::new(&server.url())
-                .unwrap()
-                .schema("unsealed")
-                .unwrap(),
-        )
-        .unwrap(),
+    let unsealed = PostgresBackend::connect(
+        &PostgresConfig::new(&server.url())
+            .unwrap()
+            .schema("unsealed")
+            .unwrap(),
+    )
+    .unwrap();
+    let read_first_store = SealedStore::with_backend(
+        Box::new(OwnerReadFirst(
+            PostgresBackend::connect(
+                &PostgresConfig::new(&server.url())
+                    .unwrap()
+                    .schema("read_first")
+                    .unwrap(),
+            )
+            .unwrap(),
+        )),
+        us.clone(),
+        policy.clone(),
+        Arc::new(FileCustodian::open(dir.path().join("pg-keys-2")).unwrap()),
+    )
+    .unwrap();
+    let postgres = run(
+        &mut [
+            &mut TableSide::new(&server.url()),
+            &mut BackendSide(&unsealed),
+            &mut SealedSide::new(&pg_store),
+            &mut SealedSide::new(&read_first_store),
+        ],
         &w,
     );
-    let sled_bare = bare_backend(&SledBackend::open(dir.path().join("bare")).unwrap(), &w);
+    if statements {
+        print_statements(&server.url());
+    }
+    let (table, pg_backend, pg_sealed, pg_read_first) =
+        (postgres[0], postgres[1], postgres[2], postgres[3]);
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -235,32 +440,51 @@ fn main() {
         Arc::new(FileCustodian::open(dir.path().join("sled-keys")).unwrap()),
     )
     .unwrap();
-    let sled_sealed = sealed(&sled_store, &w);
+    let sled = run(
+        &mut [
+            &mut BackendSide(&SledBackend::open(dir.path().join("bare")).unwrap()),
+            &mut SealedSide::new(&sled_store),
+        ],
+        &w,
+    );
+    let (sled_bare, sled_sealed) = (sled[0], sled[1]);
 
-    println!("{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, every collection scanned");
     println!(
-        "{:<22} {:>16} {:>12} {:>16}",
+        "{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, \
+         every collection scanned; rates are the median of the rounds (whole run in brackets)"
+    );
+    println!(
+        "{:<22} {:>24} {:>20} {:>24}",
         "side", "put records/s", "gets/s", "scanned rec/s"
     );
-    for (name, (p, g, s)) in [
+    for (name, m) in [
         ("bare postgres table", table),
         ("PostgresBackend bare", pg_backend),
         ("sealed on postgres", pg_sealed),
+        ("  owner read first", pg_read_first),
         ("bare sled", sled_bare),
         ("sealed on sled", sled_sealed),
     ] {
-        println!("{name:<22} {p:>16.0} {g:>12.0} {s:>16.0}");
+        let cell = |median: f64, whole: f64| format!("{median:.0} ({whole:.0})");
+        println!(
+            "{name:<22} {:>24} {:>20} {:>24}",
+            cell(m.median.0, m.whole.0),
+            cell(m.median.1, m.whole.1),
+            cell(m.median.2, m.whole.2),
+        );
     }
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
-    for (name, (p, g, s)) in [
-        ("sealed postgres / bare table", ratio(pg_sealed, table)),
-        ("PostgresBackend / bare table", ratio(pg_backend, table)),
-        (
-            "sealed postgres / sealed sled",
-            ratio(pg_sealed, sled_sealed),
-        ),
-        ("sealed sled / bare sled", ratio(sled_sealed, sled_bare)),
+    for (name, a, b) in [
+        ("sealed postgres / bare table", pg_sealed, table),
+        ("  owner read first / table", pg_read_first, table),
+        ("PostgresBackend / bare table", pg_backend, table),
+        ("sealed postgres / sealed sled", pg_sealed, sled_sealed),
+        ("sealed sled / bare sled", sled_sealed, sled_bare),
     ] {
-        println!("{name:<30} put {p:.2}x  get {g:.2}x  scan {s:.2}x");
+        let (p, g, s) = ratio(a.median, b.median);
+        let (wp, wg, ws) = ratio(a.whole, b.whole);
+        println!(
+            "{name:<30} put {p:.2}x ({wp:.2}x)  get {g:.2}x ({wg:.2}x)  scan {s:.2}x ({ws:.2}x)"
+        );
     }
 }

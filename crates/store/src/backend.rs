@@ -4,7 +4,9 @@
 //! whoever runs the database — the embedded one here, or a distributed one later — never sees
 //! plaintext or keys.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 
 use crate::StoreError;
 
@@ -67,6 +69,19 @@ impl Batch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+
+    /// The batch's net effect: for each key it writes, the value its last write leaves there
+    /// (`None` for a delete).
+    pub(crate) fn net_effect(&self) -> HashMap<&[u8], Option<&[u8]>> {
+        let mut last = HashMap::with_capacity(self.ops.len());
+        for op in &self.ops {
+            match op {
+                BatchOp::Put { key, value } => last.insert(key.as_slice(), Some(value.as_slice())),
+                BatchOp::Delete { key } => last.insert(key.as_slice(), None),
+            };
+        }
+        last
+    }
 }
 
 /// An ordered key-value store with atomic batches and an explicit durability point.
@@ -106,4 +121,40 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Applies `batch` like [`apply`](Backend::apply) unless one of the `owned` keys belongs
+    /// to another owner; then writes nothing and returns the index in `owned` of such a key.
+    ///
+    /// A value names its owner in the bytes `owner` (the sealed store keeps the subject's
+    /// pseudonym there). Each key of `owned` must be put by `batch`; it belongs to another
+    /// owner when its current value is at least `owner.end` bytes long and differs from the
+    /// value `batch` puts there in those bytes. A shorter or absent value has no owner.
+    ///
+    /// The default reads the keys with [`get_many`](Backend::get_many), then applies the batch
+    /// (what the sealed store did itself before this method): the check and the write are two
+    /// steps, so a writer taking one of the keys in between is not seen. A networked backend
+    /// overrides it to check inside the write's own transaction — atomic with the write, in no
+    /// extra round trip, without sending the current values back (PostgreSQL does).
+    fn apply_owned(
+        &self,
+        batch: &Batch,
+        owned: &[&[u8]],
+        owner: Range<usize>,
+    ) -> Result<Option<usize>, StoreError> {
+        let puts = batch.net_effect();
+        let current = self.get_many(owned)?;
+        for (i, (key, current)) in owned.iter().zip(current).enumerate() {
+            let held = current.as_deref().and_then(|v| v.get(owner.clone()));
+            let new = puts
+                .get(key)
+                .copied()
+                .flatten()
+                .and_then(|v| v.get(owner.clone()));
+            if held.is_some_and(|held| Some(held) != new) {
+                return Ok(Some(i));
+            }
+        }
+        self.apply(batch)?;
+        Ok(None)
+    }
 }

@@ -44,6 +44,10 @@ pub const CASES: &[Case] = &[
     ),
     ("an empty batch is accepted", empty_batch),
     ("a scan sees thousands of keys in order", many_keys),
+    (
+        "apply_owned writes a batch whole, or nothing if a key it takes is another owner's",
+        owned_keys_are_checked,
+    ),
 ];
 
 /// Runs every case: the single-session [`CASES`] on fresh backends under `dir`, then the
@@ -213,6 +217,69 @@ fn many_keys(b: &dyn Backend) {
         count += 1;
     }
     assert_eq!(count, 5000);
+}
+
+/// A value naming `owner` in its bytes 2..18, as sealed records do.
+fn owned_value(owner: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![1, 2];
+    v.extend_from_slice(&[owner; 16]);
+    v.extend_from_slice(body);
+    v
+}
+
+fn owned_keys_are_checked(b: &dyn Backend) {
+    const OWNER: std::ops::Range<usize> = 2..18;
+    b.put(b"o/a", &owned_value(b'A', b"first")).unwrap();
+    b.put(b"o/short", b"short").unwrap();
+    b.put(b"p/gone", b"deleted by a batch").unwrap();
+    // The same owner, a new key, a value naming no owner, a plain put and a delete.
+    let mut batch = Batch::new();
+    batch.put(&b"o/a"[..], owned_value(b'A', b"second"));
+    batch.put(&b"o/b"[..], owned_value(b'B', b"b"));
+    batch.put(&b"o/short"[..], owned_value(b'B', b"now B's"));
+    batch.put(&b"p/plain"[..], &b""[..]);
+    batch.delete(&b"p/gone"[..]);
+    let owned: [&[u8]; 4] = [b"o/a", b"o/b", b"o/short", b"o/a"];
+    assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), None);
+    b.flush().unwrap();
+    assert_eq!(b.get(b"o/a").unwrap(), Some(owned_value(b'A', b"second")));
+    assert_eq!(b.get(b"o/b").unwrap(), Some(owned_value(b'B', b"b")));
+    assert_eq!(
+        b.get(b"o/short").unwrap(),
+        Some(owned_value(b'B', b"now B's"))
+    );
+    assert_eq!(b.get(b"p/plain").unwrap(), Some(Vec::new()));
+    assert_eq!(b.get(b"p/gone").unwrap(), None);
+    // B takes A's key among others: nothing of the batch is written, and the key is named.
+    let before: Vec<_> = b.scan_prefix(b"").map(|item| item.unwrap()).collect();
+    let mut batch = Batch::new();
+    batch.put(&b"o/c"[..], owned_value(b'B', b"c"));
+    batch.put(&b"o/a"[..], owned_value(b'B', b"taken"));
+    batch.put(&b"p/more"[..], &b"x"[..]);
+    batch.delete(&b"p/plain"[..]);
+    let owned: [&[u8]; 2] = [b"o/c", b"o/a"];
+    assert_eq!(
+        b.apply_owned(&batch, &owned, OWNER).unwrap(),
+        Some(1),
+        "the key held by another owner is named by its place in `owned`"
+    );
+    b.flush().unwrap();
+    let after: Vec<_> = b.scan_prefix(b"").map(|item| item.unwrap()).collect();
+    assert_eq!(after, before, "a refused batch writes nothing");
+    // A batch of many owned keys, one of them held, deep inside: refused whole too.
+    let mut batch = Batch::new();
+    let keys: Vec<Vec<u8>> = (0u32..3000)
+        .map(|i| format!("o/many/{i:05}").into_bytes())
+        .collect();
+    for k in &keys {
+        batch.put(k.clone(), owned_value(b'B', k));
+    }
+    batch.put(&b"o/b"[..], owned_value(b'C', b"C takes B's"));
+    let mut owned: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    owned.insert(1700, b"o/b");
+    assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), Some(1700));
+    assert_eq!(b.scan_prefix(b"o/many/").count(), 0);
+    assert_eq!(b.get(b"o/b").unwrap(), Some(owned_value(b'B', b"b")));
 }
 
 fn flushed_writes_survive_reopen(dir: &Path, open: Opener<'_>) {

@@ -400,68 +400,67 @@ impl SealedStore {
     /// returns, or none is written. Every record is checked as [`put`](Self::put) checks one,
     /// before anything is written.
     pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
+        // Where a sealed record names its owner: the subject's pseudonym, after the format and
+        // class bytes of its header (`record::write_header`).
+        const OWNER: std::ops::Range<usize> = 2..18;
         let _gate = read_lock(&self.shred_gate);
         let mut batch = Batch::new();
         let mut metas = Vec::with_capacity(records.len());
         let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
-        // Every key the batch writes, with what it holds now, read in one call (one round trip
-        // on a networked backend) instead of one get per record.
-        let record_keys: Vec<_> = records
-            .iter()
-            .map(|r| {
-                let blind = self
-                    .pseudonyms
-                    .blind_index(r.collection.as_str(), r.key.as_str());
-                (blind, layout::record(r.collection.as_str(), &blind))
-            })
-            .collect();
-        let current = self.backend.get_many(
-            &record_keys
-                .iter()
-                .map(|(_, k)| k.as_slice())
-                .collect::<Vec<_>>(),
-        )?;
-        for ((r, (blind, record_key)), old) in records.iter().zip(record_keys).zip(current) {
-            let (entry, pseudonym) =
-                self.registered(r.subject)?
-                    .ok_or_else(|| StoreError::SubjectNotRegistered {
-                        subject: self.pseudonyms.pseudonym(r.subject),
-                        region: self.region.clone(),
+        // The record keys in order with their blind indexes, for the owner check.
+        let mut record_keys: Vec<(Vec<u8>, BlindIndex)> = Vec::with_capacity(records.len());
+        // A batch names few subjects many times: look each up once.
+        let mut subjects: HashMap<&SubjectId, (RegisteredSubject, Pseudonym, Arc<DataKey>)> =
+            HashMap::new();
+        for r in records {
+            let (entry, pseudonym, data_key) = match subjects.get(r.subject) {
+                Some(found) => found,
+                None => {
+                    let (entry, pseudonym) = self.registered(r.subject)?.ok_or_else(|| {
+                        StoreError::SubjectNotRegistered {
+                            subject: self.pseudonyms.pseudonym(r.subject),
+                            region: self.region.clone(),
+                        }
                     })?;
+                    let data_key = self.live_key(&pseudonym)?;
+                    subjects
+                        .entry(r.subject)
+                        .or_insert((entry, pseudonym, data_key))
+                }
+            };
+            let pseudonym = *pseudonym;
+            let blind = self
+                .pseudonyms
+                .blind_index(r.collection.as_str(), r.key.as_str());
             let decision = self
                 .policy
                 .may_rest_in(r.class, &entry.home, &self.region)?;
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
-                    key: self
-                        .pseudonyms
-                        .blind_index(r.collection.as_str(), r.key.as_str()),
+                    key: blind,
                     subject: pseudonym,
                     class: r.class,
-                    home: entry.home,
+                    home: entry.home.clone(),
                     region: self.region.clone(),
                     rule: decision.rule,
                 })));
             }
+            let record_key = layout::record(r.collection.as_str(), &blind);
             // A key belongs to one subject; overwriting another's record would orphan it in
-            // that subject's index and escape their shred.
-            let owner = match owners.get(&record_key) {
-                Some(owner) => Some(*owner),
-                None => {
-                    old.and_then(|old| record::parse_header(&old).ok().map(|(h, _)| h.pseudonym))
-                }
-            };
-            if owner.is_some_and(|owner| owner != pseudonym) {
+            // that subject's index and escape their shred. Here within the batch; against the
+            // stored records below, by the backend.
+            if owners
+                .insert(record_key.clone(), pseudonym)
+                .is_some_and(|earlier| earlier != pseudonym)
+            {
                 return Err(StoreError::KeyHeldByOtherSubject {
                     collection: r.collection.clone(),
                     key: blind,
                 });
             }
-            owners.insert(record_key.clone(), pseudonym);
-            let data_key = self.live_key(&pseudonym)?;
             let sealed = self.seal(
-                &data_key,
+                data_key,
                 &pseudonym,
                 r.class,
                 r.collection.as_str(),
@@ -469,11 +468,13 @@ impl SealedStore {
                 r.key.as_str(),
                 r.value,
             )?;
-            batch.put(record_key, sealed);
+            debug_assert_eq!(sealed.get(OWNER), Some(&pseudonym.0[..]));
+            batch.put(record_key.clone(), sealed);
             batch.put(
                 layout::subject_index(&pseudonym, r.collection.as_str(), &blind),
                 Vec::new(),
             );
+            record_keys.push((record_key, blind));
             metas.push(RecordMeta {
                 collection: r.collection.clone(),
                 key: r.key.clone(),
@@ -482,6 +483,10 @@ impl SealedStore {
                 data_key_version: data_key.version(),
             });
         }
+        let held = |i: usize| StoreError::KeyHeldByOtherSubject {
+            collection: records[i].collection.clone(),
+            key: record_keys[i].1,
+        };
         match batch.ops() {
             [] => return Ok(metas),
             // One record: two plain writes cost sled half what a two-write atomic batch does.
@@ -489,14 +494,28 @@ impl SealedStore {
             // entry without its record (skipped by scans, deleted by a shred), never a record
             // that a shred could miss — and even such a record would be sealed under a key the
             // shred destroys.
-            [record_op, index_op] => {
+            [record_op @ crate::BatchOp::Put { key, value }, index_op] => {
+                let current = self.backend.get(key)?;
+                if current
+                    .as_deref()
+                    .and_then(|old| old.get(OWNER))
+                    .is_some_and(|old| Some(old) != value.get(OWNER))
+                {
+                    return Err(held(0));
+                }
                 for op in [index_op, record_op] {
                     if let crate::BatchOp::Put { key, value } = op {
                         self.backend.put(key, value)?;
                     }
                 }
             }
-            _ => self.backend.apply(&batch)?,
+            // Several: one atomic batch, refused whole if any key is another subject's.
+            _ => {
+                let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
+                if let Some(i) = self.backend.apply_owned(&batch, &keys, OWNER)? {
+                    return Err(held(i));
+                }
+            }
         }
         self.backend.flush()?;
         Ok(metas)

@@ -398,3 +398,105 @@ fn a_pg_dump_of_a_sealed_store_names_no_one() {
         }
     }
 }
+
+/// Two stores on one database (as two processes would be), each writing batches for its own
+/// subject into the same keys at once: the owner check runs inside each batch's transaction, so
+/// exactly one batch of each round is written, whole, and the other is refused with nothing of
+/// it written — no record of one subject indexed under the other, none lost from an index.
+#[test]
+fn a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing() {
+    let Some(server) =
+        PgServer::start("a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing")
+    else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let custodian = dirs.custodian();
+    let open = || {
+        let backend = PostgresBackend::connect(&config(&server, "region_us")).unwrap();
+        SealedStore::with_backend(Box::new(backend), region("us"), policy(), custodian.clone())
+            .unwrap()
+    };
+    let (first, second) = (open(), open());
+    let (alice, bob) = (subject("alice", "US"), subject("bob", "US"));
+    first.register_subject(&alice).unwrap();
+    first.register_subject(&bob).unwrap();
+    let likes = collection("likes");
+    fn batch<'a>(
+        who: &'a domicile_residency::Subject,
+        collection: &'a domicile_store::Collection,
+        keys: &'a [domicile_store::RecordKey],
+    ) -> Vec<domicile_store::NewRecord<'a>> {
+        keys.iter()
+            .map(|k| domicile_store::NewRecord {
+                subject: &who.id,
+                class: DataClass::Protected,
+                collection,
+                key: k,
+                value: who.id.as_str().as_bytes(),
+            })
+            .collect()
+    }
+
+    // In turn: Bob's batch takes one of Alice's keys among new ones.
+    let alices: Vec<_> = (0..10).map(|i| key(&format!("a-{i}"))).collect();
+    first.put_batch(&batch(&alice, &likes, &alices)).unwrap();
+    let mut bobs: Vec<_> = (0..10).map(|i| key(&format!("b-{i}"))).collect();
+    bobs.insert(6, alices[3].clone());
+    match second.put_batch(&batch(&bob, &likes, &bobs)) {
+        Err(StoreError::KeyHeldByOtherSubject { collection, key }) => {
+            assert_eq!(collection, likes);
+            assert_eq!(key, second.blind_index(&likes, &alices[3]));
+        }
+        other => panic!("Bob took Alice's key: {other:?}"),
+    }
+    for k in &bobs {
+        let found = first.get_raw(&likes, k).unwrap();
+        if k == &alices[3] {
+            assert_eq!(found.unwrap().meta.subject, alice.id);
+        } else {
+            assert!(found.is_none(), "a record of the refused batch was written");
+        }
+    }
+    assert!(second.scan_subject(&bob.id).unwrap().is_empty());
+
+    // At once: each round, both write the same fresh keys (in opposite orders).
+    for round in 0..12 {
+        let keys: Vec<_> = (0..200).map(|i| key(&format!("r{round}-{i}"))).collect();
+        let mut reversed = keys.clone();
+        reversed.reverse();
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| first.put_batch(&batch(&alice, &likes, &keys)));
+            let b = s.spawn(|| second.put_batch(&batch(&bob, &likes, &reversed)));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let winner = match (&a, &b) {
+            (Ok(_), Err(StoreError::KeyHeldByOtherSubject { .. })) => &alice,
+            (Err(StoreError::KeyHeldByOtherSubject { .. }), Ok(_)) => &bob,
+            other => panic!("round {round}: expected one batch written, one refused: {other:?}"),
+        };
+        for k in &keys {
+            let record = first
+                .get_raw(&likes, k)
+                .unwrap()
+                .expect("the winner's record");
+            assert_eq!(record.meta.subject, winner.id, "round {round}");
+            assert_eq!(record.value, winner.id.as_str().as_bytes());
+        }
+    }
+    // Every record is in its owner's index, and in no one else's.
+    let indexed = |who: &domicile_residency::Subject| {
+        first
+            .scan_subject(&who.id)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.meta.subject, who.id);
+                r.meta.key
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (of_alice, of_bob) = (indexed(&alice), indexed(&bob));
+    assert_eq!(of_alice.len() + of_bob.len(), 10 + 12 * 200);
+    assert!(of_alice.is_disjoint(&of_bob));
+}

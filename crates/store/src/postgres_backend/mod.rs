@@ -13,9 +13,10 @@ mod config;
 mod schema;
 mod tls;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -30,8 +31,15 @@ pub use schema::LATEST as POSTGRES_SCHEMA_VERSION;
 /// How many times a transaction that lost a serialization conflict (SQLSTATE 40001) is run
 /// again before the error is returned.
 const MAX_ATTEMPTS: u32 = 12;
-/// Rows per page of a prefix scan.
-const SCAN_PAGE: i64 = 512;
+/// Rows of a prefix scan's first page: a short scan (a subject's index entries) costs one
+/// small query.
+const SCAN_FIRST_PAGE: i64 = 256;
+/// Rows of its largest page: each page is twice the one before up to this, so a long scan
+/// (a whole collection) takes few round trips while holding at most this many rows.
+const SCAN_MAX_PAGE: i64 = 8192;
+/// Batches written by upsert, without first trying plain inserts, after a batch found one of
+/// its keys already there.
+const UPSERTS_AFTER_A_PRESENT_KEY: u32 = 32;
 /// Rows and bytes per multi-row statement of a batch (all in the batch's one transaction).
 const CHUNK_ROWS: usize = 4096;
 const CHUNK_BYTES: usize = 32 << 20;
@@ -92,7 +100,10 @@ struct Statements {
     get_many: Statement,
     put: Statement,
     delete: Statement,
+    insert_many: Statement,
     upsert_many: Statement,
+    upsert_owned: Statement,
+    owners_of: Statement,
     delete_many: Statement,
     scan_bounded: Statement,
     scan_unbounded: Statement,
@@ -150,10 +161,32 @@ impl Connector {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
             ))?,
             delete: client.prepare(&format!("DELETE FROM {t} WHERE key = $1"))?,
+            insert_many: client.prepare(&format!(
+                "INSERT INTO {t} (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])"
+            ))?,
             upsert_many: client.prepare(&format!(
                 "INSERT INTO {t} (key, value) \
                  SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ))?,
+            // Overwrites a row only where the new value names the same owner in the $4 bytes
+            // from $3 (1-based, as SQL counts) or the old value is too short to name one: the
+            // owner check and the write in one statement, atomic under any isolation level (an
+            // ON CONFLICT update locks the row and tests the latest committed value). The rows
+            // it skips are missing from its row count. The positions are sent as BIGINT and
+            // narrowed for `substring`, whose INT is 32 bits on PostgreSQL and 64 on
+            // CockroachDB.
+            upsert_owned: client.prepare(&format!(
+                "INSERT INTO {t} AS old (key, value) \
+                 SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value \
+                 WHERE octet_length(old.value) < $3::BIGINT + $4::BIGINT - 1 \
+                    OR substring(old.value FROM $3::BIGINT::INT FOR $4::BIGINT::INT) \
+                       = substring(excluded.value FROM $3::BIGINT::INT FOR $4::BIGINT::INT)"
+            ))?,
+            owners_of: client.prepare(&format!(
+                "SELECT key, substring(value FROM $2::BIGINT::INT FOR $3::BIGINT::INT) FROM {t} \
+                 WHERE key = ANY($1::BYTEA[])"
             ))?,
             delete_many: client
                 .prepare(&format!("DELETE FROM {t} WHERE key = ANY($1::BYTEA[])"))?,
@@ -191,10 +224,14 @@ impl r2d2::ManageConnection for Connector {
 ///
 /// - **Connections** come from an r2d2 pool; each prepares its statements once when opened.
 /// - **Batches** are one transaction of multi-row statements (`INSERT … SELECT FROM
-///   unnest($1::BYTEA[], $2::BYTEA[]) ON CONFLICT DO UPDATE`, `DELETE … = ANY($1)`), so a batch
-///   is all there or not there after any crash. Its writes are blind (the net effect of the
-///   batch, whatever was there before), so it needs no isolation level above the database's
+///   unnest($1::BYTEA[], $2::BYTEA[])`, `DELETE … = ANY($1)`), so a batch is all there or not
+///   there after any crash. Puts go as plain inserts first; if a key is already there the
+///   transaction runs again with `ON CONFLICT DO UPDATE`. Its writes are blind (the net effect of
+///   the batch, whatever was there before), so it needs no isolation level above the database's
 ///   default: READ COMMITTED on PostgreSQL, SERIALIZABLE on CockroachDB.
+/// - **Owners**: [`Backend::apply_owned`] checks that no key a batch takes is another owner's in
+///   the upsert itself (`ON CONFLICT … DO UPDATE … WHERE` the owner bytes match), atomically
+///   with the write, and names the key from the statement's row count and one more read.
 /// - **Conflicts**: a transaction that fails with SQLSTATE 40001 (or 40P01) is run again after an
 ///   exponential, jittered backoff, up to 12 times; CockroachDB and YugabyteDB raise 40001 as
 ///   part of normal operation, PostgreSQL under `default_transaction_isolation = serializable`.
@@ -226,6 +263,8 @@ pub struct PostgresBackend {
     pool: r2d2::Pool<Connector>,
     schema: String,
     retries: AtomicU64,
+    /// How many more batches go straight to upserts (see `insert_first`).
+    upserts_first: AtomicU32,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -268,6 +307,7 @@ impl PostgresBackend {
             pool,
             schema: config.schema.clone(),
             retries: AtomicU64::new(0),
+            upserts_first: AtomicU32::new(0),
         })
     }
 
@@ -322,15 +362,15 @@ impl PostgresBackend {
         }
     }
 
-    fn scan_page(&self, from: &[u8], until: Option<&[u8]>) -> Result<Rows, StoreError> {
+    fn scan_page(&self, from: &[u8], until: Option<&[u8]>, rows: i64) -> Result<Rows, StoreError> {
         self.run("scan a prefix", true, |conn| {
             let rows = match until {
                 Some(until) => conn
                     .client
-                    .query(&conn.statements.scan_bounded, &[&from, &until, &SCAN_PAGE])?,
+                    .query(&conn.statements.scan_bounded, &[&from, &until, &rows])?,
                 None => conn
                     .client
-                    .query(&conn.statements.scan_unbounded, &[&from, &SCAN_PAGE])?,
+                    .query(&conn.statements.scan_unbounded, &[&from, &rows])?,
             };
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
         })
@@ -351,12 +391,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A prefix scan fetched page by page (keyset pagination: each page starts just after the last
-/// key of the one before).
+/// key of the one before), each page twice as long as the one before, up to a bound.
 struct Scan<'a> {
     backend: &'a PostgresBackend,
     from: Vec<u8>,
     until: Option<Vec<u8>>,
     page: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Rows asked for in the next page.
+    page_rows: i64,
     done: bool,
 }
 
@@ -365,13 +407,18 @@ impl Iterator for Scan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.done {
-            match self.backend.scan_page(&self.from, self.until.as_deref()) {
+            let asked = self.page_rows;
+            self.page_rows = (asked * 2).min(SCAN_MAX_PAGE);
+            match self
+                .backend
+                .scan_page(&self.from, self.until.as_deref(), asked)
+            {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 Ok(rows) => {
-                    self.done = (rows.len() as i64) < SCAN_PAGE;
+                    self.done = (rows.len() as i64) < asked;
                     if let Some((last, _)) = rows.last() {
                         // The least key after `last` in byte order.
                         self.from = last.clone();
@@ -382,6 +429,159 @@ impl Iterator for Scan<'_> {
             }
         }
         self.page.pop_front().map(Ok)
+    }
+}
+
+/// A batch reduced to its net effect (the last write to each key wins, so a multi-row upsert
+/// never touches one row twice), as the chunks its statements send.
+struct NetWrites<'a> {
+    deletes: Vec<&'a [u8]>,
+    /// Puts of keys no owner check applies to.
+    plain: Vec<Chunk<'a>>,
+    /// Puts of keys that must not belong to another owner.
+    owned: Vec<Chunk<'a>>,
+}
+
+impl<'a> NetWrites<'a> {
+    fn of(batch: &'a Batch, owned: &[&[u8]]) -> Self {
+        let owned: HashSet<&[u8]> = owned.iter().copied().collect();
+        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put { key, value } => last.insert(key, Some(value)),
+                BatchOp::Delete { key } => last.insert(key, None),
+            };
+        }
+        let mut writes = NetWrites {
+            deletes: Vec::new(),
+            plain: Vec::new(),
+            owned: Vec::new(),
+        };
+        let (mut plain_bytes, mut owned_bytes) = (0, 0);
+        for (k, v) in last {
+            let Some(v) = v else {
+                writes.deletes.push(k);
+                continue;
+            };
+            let (chunks, bytes) = if owned.contains(k) {
+                (&mut writes.owned, &mut owned_bytes)
+            } else {
+                (&mut writes.plain, &mut plain_bytes)
+            };
+            match chunks.last_mut() {
+                Some((keys, values)) if keys.len() < CHUNK_ROWS && *bytes < CHUNK_BYTES => {
+                    keys.push(k);
+                    values.push(v);
+                }
+                _ => {
+                    *bytes = 0;
+                    chunks.push((vec![k], vec![v]));
+                }
+            }
+            *bytes += k.len() + v.len();
+        }
+        writes
+    }
+
+    /// The deletes and the puts without an owner check: as upserts, or as plain inserts,
+    /// which fail with SQLSTATE 23505 if a key is already there.
+    fn write_plain(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+        how: Write,
+    ) -> Result<(), postgres::Error> {
+        if !self.deletes.is_empty() {
+            tx.execute(&statements.delete_many, &[&self.deletes])?;
+        }
+        let statement = match how {
+            Write::Insert => &statements.insert_many,
+            Write::Upsert => &statements.upsert_many,
+        };
+        for (keys, values) in &self.plain {
+            tx.execute(statement, &[keys, values])?;
+        }
+        Ok(())
+    }
+
+    /// The owned puts as plain inserts: none of their keys may be there yet, so none can be
+    /// another owner's (SQLSTATE 23505 otherwise).
+    fn insert_owned(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+    ) -> Result<(), postgres::Error> {
+        for (keys, values) in &self.owned {
+            tx.execute(&statements.insert_many, &[keys, values])?;
+        }
+        Ok(())
+    }
+}
+
+/// How a batch's puts are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// `INSERT`: for keys not there yet, what a batch of new records holds. An upsert's
+    /// speculative insertion took 1.6× the server time and 11% more WAL per row
+    /// (`benches/postgres_vs_bare.rs` with `DOMICILE_BENCH_PG_STATEMENTS=1`).
+    Insert,
+    /// `INSERT … ON CONFLICT (key) DO UPDATE`: for any key.
+    Upsert,
+}
+
+impl PostgresBackend {
+    /// Runs `attempt` with plain inserts, and again with upserts if a key turned out to be
+    /// there already (the failed transaction wrote nothing); after that, the next batches go
+    /// straight to upserts for a while, so a run of overwrites does not pay twice.
+    fn insert_first<T>(
+        &self,
+        conn: &mut Connection,
+        mut attempt: impl FnMut(&mut Connection, Write) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let upserts_first = self
+            .upserts_first
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !upserts_first {
+            match attempt(conn, Write::Insert) {
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    self.upserts_first
+                        .store(UPSERTS_AFTER_A_PRESENT_KEY, Ordering::Relaxed);
+                }
+                done => return done,
+            }
+        }
+        attempt(conn, Write::Upsert)
+    }
+}
+
+/// The first of `keys` whose row still names another owner (in the bytes `owner`) than its
+/// new value does, after an owner-checked upsert skipped it.
+fn held_key(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &Statements,
+    (keys, values): &Chunk<'_>,
+    owner: &Range<usize>,
+    (start, len): (i64, i64),
+) -> Result<Option<Vec<u8>>, postgres::Error> {
+    let rows = tx.query(&statements.owners_of, &[keys, &start, &len])?;
+    let stored: HashMap<Vec<u8>, Vec<u8>> =
+        rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(keys.iter().zip(values).find_map(|(k, v)| {
+        let held = stored.get(*k)?;
+        (held.len() == owner.len() && Some(held.as_slice()) != v.get(owner.clone()))
+            .then(|| k.to_vec())
+    }))
+}
+
+fn too_far(owner: &Range<usize>) -> StoreError {
+    StoreError::Backend {
+        backend: "postgres",
+        operation: "apply a batch",
+        detail: format!(
+            "the owner bytes {}..{} lie beyond what a value may hold",
+            owner.start, owner.end
+        ),
     }
 }
 
@@ -428,6 +628,7 @@ impl Backend for PostgresBackend {
             from: prefix.to_vec(),
             until: prefix_end(prefix),
             page: VecDeque::new(),
+            page_rows: SCAN_FIRST_PAGE,
             done: false,
         })
     }
@@ -436,47 +637,78 @@ impl Backend for PostgresBackend {
         if batch.is_empty() {
             return Ok(());
         }
-        // The batch's net effect: the last write to each key wins, so each key is written once
-        // (a multi-row upsert may not touch one row twice).
-        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for op in batch.ops() {
-            match op {
-                BatchOp::Put { key, value } => last.insert(key, Some(value)),
-                BatchOp::Delete { key } => last.insert(key, None),
-            };
-        }
-        let deletes: Vec<&[u8]> = last
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        let mut chunks: Vec<Chunk<'_>> = Vec::new();
-        let mut bytes = 0;
-        for (k, v) in last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))) {
-            match chunks.last_mut() {
-                Some((keys, values)) if keys.len() < CHUNK_ROWS && bytes < CHUNK_BYTES => {
-                    keys.push(k);
-                    values.push(v);
-                }
-                _ => {
-                    bytes = 0;
-                    chunks.push((vec![k], vec![v]));
-                }
-            }
-            bytes += k.len() + v.len();
-        }
+        let writes = NetWrites::of(batch, &[]);
         // Running the whole batch again is safe: its net effect does not depend on what was
         // there before.
         self.run("apply a batch", true, |conn| {
-            let mut tx = conn.client.transaction()?;
-            if !deletes.is_empty() {
-                tx.execute(&conn.statements.delete_many, &[&deletes])?;
-            }
-            for (keys, values) in &chunks {
-                tx.execute(&conn.statements.upsert_many, &[keys, values])?;
-            }
-            tx.commit()
+            self.insert_first(conn, |conn, how| {
+                let mut tx = conn.client.transaction()?;
+                writes.write_plain(&mut tx, &conn.statements, how)?;
+                tx.commit()
+            })
         })
+    }
+
+    fn apply_owned(
+        &self,
+        batch: &Batch,
+        owned: &[&[u8]],
+        owner: Range<usize>,
+    ) -> Result<Option<usize>, StoreError> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let writes = NetWrites::of(batch, owned);
+        // `substring` counts in 32-bit integers on PostgreSQL.
+        let start = i32::try_from(owner.start + 1).map_err(|_| too_far(&owner))?;
+        let len = i32::try_from(owner.len()).map_err(|_| too_far(&owner))?;
+        let (start, len) = (i64::from(start), i64::from(len));
+        // Running it again is safe too: a key this batch already took is ours on the second run.
+        let held = self.run("apply a batch", true, |conn| {
+            self.insert_first(conn, |conn, how| {
+                let mut tx = conn.client.transaction()?;
+                writes.write_plain(&mut tx, &conn.statements, how)?;
+                match how {
+                    Write::Insert => writes.insert_owned(&mut tx, &conn.statements)?,
+                    Write::Upsert => {
+                        for chunk in &writes.owned {
+                            let (keys, values) = chunk;
+                            let written = tx.execute(
+                                &conn.statements.upsert_owned,
+                                &[keys, values, &start, &len],
+                            )?;
+                            if written < keys.len() as u64 {
+                                // Some key belongs to another owner: name it, and write nothing
+                                // (dropping the transaction rolls it back).
+                                return held_key(
+                                    &mut tx,
+                                    &conn.statements,
+                                    chunk,
+                                    &owner,
+                                    (start, len),
+                                )
+                                .map(Some);
+                            }
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(None)
+            })
+        })?;
+        match held {
+            None => Ok(None),
+            Some(Some(key)) => Ok(owned.iter().position(|k| *k == key.as_slice())),
+            // The upsert skipped a row, yet none names another owner: refuse rather than
+            // report a write that was rolled back.
+            Some(None) => Err(StoreError::Backend {
+                backend: "postgres",
+                operation: "apply a batch",
+                detail: "an owner-checked write skipped a row that no other owner holds; \
+                         nothing was written"
+                    .to_owned(),
+            }),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {
