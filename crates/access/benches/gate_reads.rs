@@ -8,6 +8,7 @@
 //! ```text
 //! cargo bench -p domicile-access --bench gate_reads                 # 64 and 1,024 callers
 //! cargo bench -p domicile-access --bench gate_reads -- --profile 10  # one caller, 10 s, for perf
+//! cargo bench -p domicile-access --bench gate_reads -- --profile-async 10  # 1,024 async callers
 //! ```
 //!
 //! Target: with 1,024 callers, gate reads >= 0.2x bare sealed gets.
@@ -119,6 +120,34 @@ where
     })
 }
 
+/// What an async caller reads with, shared by every task (one `Arc` clone per read).
+struct Reader {
+    gate: Arc<Gate>,
+    refs: Arc<Vec<RecordRef>>,
+    who: Principal,
+    purpose: Purpose,
+}
+
+/// An async caller's read of record `i` (modulo the records) through `Gate::read_async`.
+fn async_reader(
+    ctx: &Arc<Reader>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    let ctx = Arc::clone(ctx);
+    move |i| {
+        let ctx = Arc::clone(&ctx);
+        Box::pin(async move {
+            let r = &ctx.refs[i % ctx.refs.len()];
+            ctx.gate
+                .read_async(&ctx.who, &ctx.purpose, r, None)
+                .await
+                .expect("gate read");
+        })
+    }
+}
+
 /// The machine's load average, to print beside the numbers it weighs on.
 fn load() -> String {
     let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -198,6 +227,12 @@ fn main() {
     gate.enrol(alice.clone()).expect("enrol");
     let purpose = Purpose::new(JustificationCode::UserRequestedSupport).with_ticket("SUP-1");
     let refs = Arc::new(refs);
+    let ctx = Arc::new(Reader {
+        gate: gate.clone(),
+        refs: refs.clone(),
+        who: alice.clone(),
+        purpose: purpose.clone(),
+    });
     let args: Vec<String> = std::env::args().collect();
     if let Some(secs) = args
         .iter()
@@ -216,6 +251,22 @@ fn main() {
         );
         println!(
             "one caller, {secs} s: {:.0} gate reads/s, p50 {:?}, p99 {:?}",
+            r.rate,
+            r.percentile(0.5),
+            r.percentile(0.99)
+        );
+        return;
+    }
+    if let Some(secs) = args
+        .iter()
+        .position(|a| a == "--profile-async")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // 1,024 async callers for `secs`: where the CPU goes when the log is not the bound.
+        let r = run_async(1024, Duration::from_secs(secs), async_reader(&ctx));
+        println!(
+            "1,024 async callers, {secs} s: {:.0} gate reads/s, p50 {:?}, p99 {:?}",
             r.rate,
             r.percentile(0.5),
             r.percentile(0.99)
@@ -255,20 +306,7 @@ fn main() {
                 }),
             )
         };
-        let gated_async = {
-            let (gate, refs, alice, purpose) =
-                (gate.clone(), refs.clone(), alice.clone(), purpose.clone());
-            run_async(threads, RUN, move |i| {
-                let (gate, refs, alice, purpose) =
-                    (gate.clone(), refs.clone(), alice.clone(), purpose.clone());
-                async move {
-                    let r = &refs[i % refs.len()];
-                    gate.read_async(&alice, &purpose, r, None)
-                        .await
-                        .expect("gate read");
-                }
-            })
-        };
+        let gated_async = { run_async(threads, RUN, async_reader(&ctx)) };
         println!(
             "{threads:>5} callers: bare sealed get {:>9.0}/s (p50 {:?}, p99 {:?})",
             bare.rate,
