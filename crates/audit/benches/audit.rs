@@ -54,26 +54,41 @@ enum Appenders {
     /// Blocking threads calling `append`, one entry in flight each.
     Threads(usize),
     /// Tasks on a two-thread tokio runtime, each keeping `window` entries in flight
-    /// (`append_async` when 1; `submit` and awaiting the oldest ticket otherwise).
-    Tasks { tasks: usize, window: usize },
+    /// (`append_async` when 1; `submit` and awaiting the oldest ticket otherwise); `gather`:
+    /// whether the writer gathers batches (`LogConfig::max_gather`, on by default).
+    Tasks {
+        tasks: usize,
+        window: usize,
+        gather: bool,
+    },
 }
 
 impl Appenders {
     fn label(self) -> String {
         match self {
             Appenders::Threads(n) => format!("{n:>4} blocking threads (append)"),
-            Appenders::Tasks { tasks, window: 1 } => {
-                format!("{tasks:>4} async tasks, 1 in flight each (append_async)")
-            }
-            Appenders::Tasks { tasks, window } => {
-                format!("{tasks:>4} async tasks, {window} in flight each (submit + tickets)")
-            }
+            Appenders::Tasks {
+                tasks,
+                window,
+                gather,
+            } => format!(
+                "{tasks:>4} async tasks, {window} in flight each ({}{})",
+                if window == 1 {
+                    "append_async"
+                } else {
+                    "submit + tickets"
+                },
+                if gather { "" } else { ", no gathering" }
+            ),
         }
     }
 }
 
-fn bench_config() -> LogConfig {
+fn bench_config(who: Appenders) -> LogConfig {
     let mut config = LogConfig::new(key());
+    if let Appenders::Tasks { gather: false, .. } = who {
+        config.max_gather = None;
+    }
     // Checkpoints are timed separately; here only entries are made durable.
     config.checkpoint_every = 0;
     config.checkpoint_interval = None;
@@ -83,10 +98,10 @@ fn bench_config() -> LogConfig {
 
 /// `who` appends `per_appender` entries each into a fresh log in `dir`.
 fn durable_appends(dir: &std::path::Path, who: Appenders, per_appender: usize) -> AppendRun {
-    let log = Arc::new(AuditLog::open(dir, bench_config()).expect("open"));
+    let log = Arc::new(AuditLog::open(dir, bench_config(who)).expect("open"));
     let (secs, latencies) = match who {
         Appenders::Threads(n) => thread_appends(&log, n, per_appender),
-        Appenders::Tasks { tasks, window } => task_appends(&log, tasks, window, per_appender),
+        Appenders::Tasks { tasks, window, .. } => task_appends(&log, tasks, window, per_appender),
     };
     let stats = log.stats();
     let log = Arc::into_inner(log).expect("appenders done");
@@ -318,6 +333,7 @@ fn bench_verify(entries_per_thread: usize) {
         Appenders::Tasks {
             tasks: 64,
             window: 16,
+            gather: true,
         },
         entries_per_thread,
     ));
@@ -461,12 +477,22 @@ fn main() {
     );
     let rounds = if quick { 5 } else { 9 };
     println!("{}", load());
-    let tasks = |tasks, window| Appenders::Tasks { tasks, window };
+    let tasks = |tasks, window| Appenders::Tasks {
+        tasks,
+        window,
+        gather: true,
+    };
+    let ungathered = |tasks| Appenders::Tasks {
+        tasks,
+        window: 1,
+        gather: false,
+    };
     if run("ceiling") {
         cpu_ceiling(Appenders::Threads(64), if quick { 1_000 } else { 3_000 });
         cpu_ceiling(Appenders::Threads(1024), if quick { 100 } else { 300 });
         cpu_ceiling(tasks(64, 1), if quick { 1_000 } else { 3_000 });
         cpu_ceiling(tasks(1024, 1), if quick { 100 } else { 300 });
+        cpu_ceiling(ungathered(1024), if quick { 100 } else { 300 });
     }
     if run("append1") {
         drop(bench_append(Appenders::Threads(1), 300, rounds, None));
@@ -481,6 +507,7 @@ fn main() {
             Some(250_000.0),
         ));
         drop(bench_append(tasks(64, 1), n64, rounds, Some(250_000.0)));
+        drop(bench_append(ungathered(64), n64, rounds, Some(250_000.0)));
     }
     if run("append64w") {
         drop(bench_append(
@@ -498,6 +525,12 @@ fn main() {
             Some(500_000.0),
         ));
         drop(bench_append(tasks(1024, 1), n1024, rounds, Some(500_000.0)));
+        drop(bench_append(
+            ungathered(1024),
+            n1024,
+            rounds,
+            Some(500_000.0),
+        ));
     }
     println!("{}", load());
     if run("verify") {

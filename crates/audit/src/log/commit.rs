@@ -138,7 +138,8 @@ impl Inner {
         if let Some(w) = waker {
             p.wakers.push((seq, w.clone()));
         }
-        if !p.flushing && !p.queue.is_empty() {
+        // While the writer gathers a batch, it is woken only once the batch is complete.
+        if !p.flushing && p.queue.len() >= p.gather_want {
             self.wake_writer(&mut p);
         }
         Ok(())
@@ -155,19 +156,51 @@ impl Inner {
 
     /// The writer thread: commits whatever asynchronous appenders queued whenever no commit is
     /// in progress, until the log closes (`close` commits what is left) or fails.
+    ///
+    /// After each of its commits it gathers the next batch for a moment: the appenders it just
+    /// woke will queue again, and committing the few that are already queued would split them
+    /// into two cohorts that take turns, each carrying half the entries per `fdatasync`. So it
+    /// waits until as many entries are queued as were in flight when its commit finished (those
+    /// it acknowledged and those queued meanwhile), or for as long as that commit's write and
+    /// sync took (at most [`LogConfig::max_gather`](super::LogConfig::max_gather)), whichever
+    /// comes first. A lone appender is never kept waiting: with one entry in flight there is
+    /// nothing to gather.
     pub(super) fn run_writer(&self) {
         let mut p = lock(&self.pending);
+        // How many entries to wait for, and until when.
+        let mut gather: Option<(usize, Instant)> = None;
         loop {
             if p.closing {
                 return;
             }
-            if p.failed.is_none() && !p.flushing && !p.queue.is_empty() {
+            let now = Instant::now();
+            if gather.is_some_and(|(_, until)| now >= until) {
+                gather = None;
+            }
+            let ready = p.failed.is_none() && !p.flushing && !p.queue.is_empty();
+            let enough = gather.is_none_or(|(want, _)| p.queue.len() >= want);
+            if ready && enough {
+                gather = None;
                 p = self.commit(p);
+                let (cohort, took) = p.last_commit;
+                if let (true, Some(max)) = (cohort > 1, self.config.max_gather) {
+                    gather = Some((cohort, Instant::now() + took.min(max)));
+                }
                 continue;
             }
+            p.gather_want = gather.map_or(1, |(want, _)| want);
             p.writer_asleep = true;
-            p = self.to_writer.wait(p).unwrap_or_else(|e| e.into_inner());
+            p = match gather {
+                Some((_, until)) => {
+                    self.to_writer
+                        .wait_timeout(p, until.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.to_writer.wait(p).unwrap_or_else(|e| e.into_inner()),
+            };
             p.writer_asleep = false;
+            p.gather_want = 1;
         }
     }
 
@@ -204,6 +237,9 @@ impl Inner {
                 p.stats.batches += 1;
                 p.stats.bytes += batch.frames.len() as u64;
                 p.stats.write_time += took;
+                // In flight as this commit ends: the entries it acknowledges, whose appenders
+                // may come back, and those that queued during it.
+                p.last_commit = (batch.len() + p.queue.len(), took);
                 next_leader = p.queue.waiters.first().cloned();
                 if next_leader.is_none() && !p.queue.is_empty() {
                     // Only asynchronous appenders wait in the next batch: the writer leads it.

@@ -48,11 +48,16 @@ pub struct LogConfig {
     /// entries and checkpoints were both cut back is refused with [`AuditError::RolledBack`]
     /// instead of being signed again as a fork. `None`: the log directory alone is trusted.
     pub signed_state: Option<PathBuf>,
+    /// The longest the writer thread waits, after a commit for asynchronous appenders, for the
+    /// appenders it woke to queue again before it commits the next batch (at most as long as
+    /// that commit's write and sync took). `None`: it commits whatever is queued at once.
+    /// See [`AuditLog::append_async`].
+    pub max_gather: Option<Duration>,
 }
 
 impl LogConfig {
     /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments, no state
-    /// file (see [`LogConfig::signed_state`]).
+    /// file (see [`LogConfig::signed_state`]), batches gathered for at most 2 ms.
     pub fn new(signing_key: SigningKey) -> Self {
         LogConfig {
             signing_key,
@@ -60,6 +65,7 @@ impl LogConfig {
             checkpoint_interval: Some(Duration::from_secs(1)),
             segment_bytes: 64 << 20,
             signed_state: None,
+            max_gather: Some(Duration::from_millis(2)),
         }
     }
 }
@@ -157,6 +163,12 @@ struct Pending {
     woken: Vec<Waker>,
     /// Whether the writer thread waits on [`Inner::to_writer`].
     writer_asleep: bool,
+    /// While the writer gathers a batch, the queue length that completes it (1 otherwise):
+    /// asynchronous appenders wake it only then.
+    gather_want: usize,
+    /// The last commit's entries in flight as it ended (acknowledged, and queued meanwhile)
+    /// and the time its write and sync took: what the writer gathers for next.
+    last_commit: (usize, Duration),
 }
 
 /// A run of consecutive frames and the appenders waiting for them.

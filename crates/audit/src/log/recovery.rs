@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     AuditLog, Batch, Early, Files, Inner, LastCheckpoint, LogConfig, LogStats, OpenReport, Pending,
@@ -231,6 +231,8 @@ impl AuditLog {
                 wakers: Vec::new(),
                 woken: Vec::new(),
                 writer_asleep: false,
+                gather_want: 1,
+                last_commit: (0, Duration::ZERO),
             }),
             durable: AtomicU64::new(size),
             to_checkpointer: Condvar::new(),
