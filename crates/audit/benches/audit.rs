@@ -282,9 +282,11 @@ fn bench_append(
             None => String::new(),
         }
     );
+    let per_batch = entries as f64 / batches as f64;
+    let raw_rate = median(&mut raw_rates);
     println!(
-        "  raw write+fdatasync loop, same bytes and batches: {:>9.0} entries/s  -> log/raw = {:.2}x, median of paired runs (target >= 0.8x)",
-        median(&mut raw_rates),
+        "  raw write+fdatasync loop, same bytes and batches: {raw_rate:>9.0} entries/s ({:.2} ms per write+fdatasync)  -> log/raw = {:.2}x, median of paired runs (target >= 0.8x)",
+        1e3 * per_batch / raw_rate,
         median(&mut ratios)
     );
     println!(
@@ -293,6 +295,47 @@ fn bench_append(
         percentile(&lat, 0.99)
     );
     last.expect("at least one round")
+}
+
+/// Gathering on and off, alternated round by round (same weather), for `tasks` async appenders
+/// with one entry in flight each: the median of each and of the paired ratios.
+fn bench_gather(tasks: usize, per_task: usize, rounds: usize) {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    let mut ratios = Vec::new();
+    let mut per_sync = (0.0, 0.0);
+    for _ in 0..rounds {
+        let rate = |gather: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let who = Appenders::Tasks {
+                tasks,
+                window: 1,
+                gather,
+            };
+            let run = durable_appends(dir.path(), who, per_task);
+            let batch = run.stats.entries as f64 / run.stats.batches as f64;
+            (run.stats.entries as f64 / run.secs, batch)
+        };
+        let (a, batch_on) = rate(true);
+        let (b, batch_off) = rate(false);
+        on.push(a);
+        off.push(b);
+        ratios.push(a / b);
+        per_sync.0 += batch_on / rounds as f64;
+        per_sync.1 += batch_off / rounds as f64;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "gathering, {tasks:>4} async tasks, 1 in flight each: on {:>9.0} entries/s ({:.1} per fdatasync), off {:>9.0} entries/s ({:.1} per fdatasync); on/off = {:.2}x, median of {rounds} paired runs",
+        median(&mut on),
+        per_sync.0,
+        median(&mut off),
+        per_sync.1,
+        median(&mut ratios)
+    );
 }
 
 /// The same appender runs on tmpfs, where fdatasync costs next to nothing: what the log's own
@@ -462,8 +505,8 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one part (ceiling, append1, append64, append64w, append1024, verify,
-    // proofs),
+    // `--only NAME` runs one part (ceiling, append1, append64, append64w, append1024, gather,
+    // verify, proofs),
     // for profiling it: `perf record -g target/release/deps/audit-* --quick --only append1024`.
     let only = args
         .iter()
@@ -531,6 +574,10 @@ fn main() {
             rounds,
             Some(500_000.0),
         ));
+    }
+    if run("gather") {
+        bench_gather(64, n64, rounds);
+        bench_gather(1024, n1024, rounds);
     }
     println!("{}", load());
     if run("verify") {

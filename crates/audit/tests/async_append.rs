@@ -291,3 +291,46 @@ fn a_failed_sync_refuses_every_future_it_covered_and_every_later_one() {
     assert_eq!(log.size(), 1, "only the acknowledged entry is there");
     log.close().unwrap();
 }
+
+#[test]
+fn closing_while_tasks_append_keeps_every_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(dir.path(), config()).unwrap());
+    let rt = runtime();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            rt.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    match log.append_async(entry(&format!("c{t}-{i}"))).await {
+                        Ok(r) => acked.push(r.seq),
+                        Err(AuditError::Closed) => return acked,
+                        Err(e) => panic!("an append failed other than by closing: {e}"),
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // Close while the tasks are appending: it commits what was queued and returns.
+    log.close().unwrap();
+    let mut acked: Vec<u64> = rt.block_on(async {
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    acked.sort_unstable();
+    assert!(!acked.is_empty());
+    let size = log.size();
+    drop(log);
+    assert!(
+        acked.iter().all(|s| *s < size),
+        "an acknowledged entry is missing"
+    );
+    let report = verify(dir.path(), &key().verifier(), None, &mut |_, _| {}).unwrap();
+    assert_eq!(report.entries, size);
+}

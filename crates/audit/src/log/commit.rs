@@ -142,6 +142,11 @@ impl Inner {
         if !p.flushing && p.queue.len() >= p.gather_want {
             self.wake_writer(&mut p);
         }
+        if p.closing {
+            // The writer has stopped; `close` commits what is left, and waits for this frame
+            // (its sequence number was taken before closing began).
+            self.to_closer.notify_all();
+        }
         Ok(())
     }
 
