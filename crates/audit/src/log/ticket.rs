@@ -168,6 +168,22 @@ impl AuditLog {
     /// Queues `entry` now and returns a [`Ticket`] to wait on, in async code (`.await`) or
     /// a thread ([`Ticket::wait`]). For a caller with several entries in flight: submit each,
     /// then await the tickets (the last one alone is enough).
+    ///
+    /// ```
+    /// use domicile_audit::{AuditLog, KeyKind, LogConfig, SigningKey};
+    /// # let entry = domicile_audit::doc_example_entry()?;
+    /// # let dir = tempfile::tempdir()?;
+    /// let key = SigningKey::generate("audit.example/us", KeyKind::Ed25519)?;
+    /// let log = AuditLog::open(dir.path(), LogConfig::new(key))?;
+    /// let first = log.submit(entry.clone())?; // queued: encoded, hashed, framed
+    /// let second = log.submit(entry)?;
+    /// assert_eq!((first.seq(), second.seq()), (0, 1));
+    /// let receipt = second.wait()?; // or `.await` in async code
+    /// assert!(log.size() >= 2, "entries become durable in order: the first one is too");
+    /// assert_eq!(first.wait()?.seq, 0);
+    /// # let _ = receipt;
+    /// Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit(&self, entry: Entry) -> Result<Ticket, AuditError> {
         let receipt = self.stage(entry, Waiting::Task(None))?;
         Ok(self.ticket(receipt))
