@@ -989,3 +989,120 @@ fn training_and_deployment_are_logged_decisions() {
     assert_eq!(refused.action, Action::Deploy);
     assert!(!refused.decision.allowed);
 }
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn async_reads_log_what_blocking_reads_log_before_releasing_anything() {
+    let d = Arc::new(deployment(Arc::new(UsSplitPolicy::new()), "us", 64 << 20));
+    seed(&d, "us", "ana", "US");
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .enrol(&d.gate);
+    let bo = principal("spiffe://domicile.example/row/bytedance-sg/bo")
+        .org("bytedance-sg", "SG")
+        .roles(&["engineer"])
+        .enrol(&d.gate);
+    let before = entries(&d).len();
+    let rt = runtime();
+    const READS: usize = 64;
+    // Tasks on a two-thread runtime: the futures are Send, and none blocks a thread.
+    let got: Vec<_> = rt.block_on(async {
+        let tasks: Vec<_> = (0..READS)
+            .map(|_| {
+                let (d, alice) = (Arc::clone(&d), alice.clone());
+                tokio::spawn(async move {
+                    d.gate
+                        .read_async(&alice, &support(), &profile("ana"), None)
+                        .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    });
+    let logged = entries(&d);
+    assert_eq!(logged.len(), before + READS, "one entry per read");
+    let mut ids = std::collections::BTreeSet::new();
+    for (r, e) in got.iter().zip(&logged[before..]) {
+        assert_eq!(r.value, b"{\"name\":\"ana\"}");
+        assert_eq!(e.action, Action::Read);
+        assert!(e.decision.allowed);
+        assert_eq!(
+            e.outcome,
+            domicile_audit::Outcome::Ok {
+                result_digest: Some(domicile_audit::ResultDigest(
+                    domicile_store::RecordDigest::of(&r.value).0
+                ))
+            },
+            "the entry holds the digest of what was returned"
+        );
+        ids.insert(e.request_id.clone());
+    }
+    assert_eq!(ids.len(), READS, "each read under its own request id");
+
+    // A refusal is logged, and names its entry, as a blocking read's does.
+    let (rules, seq) = denied(
+        rt.block_on(d.gate.read_async(&bo, &support(), &profile("ana"), None))
+            .unwrap_err(),
+    );
+    assert!(rules.contains(&"us-split/access/parent-and-partner-never-read-us-plaintext".into()));
+    assert!(!entries(&d)[seq as usize].decision.allowed);
+    // A record that is not there: logged as not found, under the entry the error names.
+    let missing = RecordRef {
+        key: RecordKey::parse("ana-2").unwrap(),
+        ..profile("ana")
+    };
+    match rt.block_on(d.gate.read_async(&alice, &support(), &missing, None)) {
+        Err(GateError::NotFound { seq, .. }) => {
+            assert!(matches!(
+                entries(&d)[seq as usize].outcome,
+                domicile_audit::Outcome::Error { .. }
+            ));
+        }
+        other => panic!("expected not found, got {other:?}"),
+    }
+    let json = serde_json::to_string(&entries(&d)).unwrap();
+    assert!(
+        !json.contains("\"ana\""),
+        "a plaintext subject id in the log"
+    );
+}
+
+#[test]
+fn async_reads_fail_closed_when_the_log_cannot_be_written() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: /dev/full is not available");
+        return;
+    }
+    let d = deployment(Arc::new(UsSplitPolicy::new()), "us", 1);
+    seed(&d, "us", "ana", "US");
+    let size = d.gate.log().size();
+    let next = d.log_dir.join("segments").join(format!("{size:020}.seg"));
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+    let alice = principal("spiffe://domicile.example/us/usds/alice")
+        .org("usds", "US")
+        .roles(&["engineer"])
+        .enrol(&d.gate);
+    let rt = runtime();
+    for _ in 0..3 {
+        match rt.block_on(d.gate.read_async(&alice, &support(), &profile("ana"), None)) {
+            Err(GateError::AuditUnavailable(_)) => {}
+            Ok(r) => panic!(
+                "a read returned {} bytes without an audit entry",
+                r.value.len()
+            ),
+            Err(other) => panic!("expected a refusal for the log, got {other}"),
+        }
+    }
+    assert_eq!(d.gate.log().size(), size, "nothing was acknowledged");
+}

@@ -6,13 +6,15 @@
 //! ```
 //!
 //! 1. Durable append with group commit against a raw loop that writes the same bytes with the
-//!    same number of write + fdatasync batches (the batching the log chose), and against a raw
-//!    loop that writes one entry per fdatasync (what one appender without a log would get), with
-//!    1, 64 and 1,024 appenders.
+//!    same number of write + fdatasync batches (the batching the log chose), with 1, 64 and
+//!    1,024 appenders: blocking threads (`append`), tasks on a two-thread tokio runtime with
+//!    one entry in flight each (`append_async`), and 64 tasks each keeping a window of entries
+//!    in flight (`submit`, then awaiting the oldest ticket).
 //! 2. The same appenders: entries/s, entries per fdatasync and p50/p99 time to receipt.
 //! 3. Offline verify against the bare SHA-256 leaf hashing of the same entries.
 //! 4. Inclusion and consistency proof time at 1M and 10M entries.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Barrier};
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 use domicile_audit::merkle::{leaf_hash, MerkleTree};
 use domicile_audit::{
     doc_example_entry, for_each_entry, verify, AuditLog, Entry, KeyKind, LogConfig, LogStats,
-    SigningKey,
+    SigningKey, Ticket,
 };
 
 fn key() -> SigningKey {
@@ -46,18 +48,76 @@ struct AppendRun {
     latencies: Vec<Duration>,
 }
 
-/// `threads` appenders, `per_thread` entries each, into a fresh log in `dir`.
-fn durable_appends(dir: &std::path::Path, threads: usize, per_thread: usize) -> AppendRun {
+/// Who appends, and how.
+#[derive(Clone, Copy, Debug)]
+enum Appenders {
+    /// Blocking threads calling `append`, one entry in flight each.
+    Threads(usize),
+    /// Tasks on a two-thread tokio runtime, each keeping `window` entries in flight
+    /// (`append_async` when 1; `submit` and awaiting the oldest ticket otherwise); `gather`:
+    /// whether the writer gathers batches (`LogConfig::max_gather`, on by default).
+    Tasks {
+        tasks: usize,
+        window: usize,
+        gather: bool,
+    },
+}
+
+impl Appenders {
+    fn label(self) -> String {
+        match self {
+            Appenders::Threads(n) => format!("{n:>4} blocking threads (append)"),
+            Appenders::Tasks {
+                tasks,
+                window,
+                gather,
+            } => format!(
+                "{tasks:>4} async tasks, {window} in flight each ({}{})",
+                if window == 1 {
+                    "append_async"
+                } else {
+                    "submit + tickets"
+                },
+                if gather { "" } else { ", no gathering" }
+            ),
+        }
+    }
+}
+
+fn bench_config(who: Appenders) -> LogConfig {
     let mut config = LogConfig::new(key());
+    if let Appenders::Tasks { gather: false, .. } = who {
+        config.max_gather = None;
+    }
     // Checkpoints are timed separately; here only entries are made durable.
     config.checkpoint_every = 0;
     config.checkpoint_interval = None;
     config.segment_bytes = 1 << 40;
-    let log = Arc::new(AuditLog::open(dir, config).expect("open"));
+    config
+}
+
+/// `who` appends `per_appender` entries each into a fresh log in `dir`.
+fn durable_appends(dir: &std::path::Path, who: Appenders, per_appender: usize) -> AppendRun {
+    let log = Arc::new(AuditLog::open(dir, bench_config(who)).expect("open"));
+    let (secs, latencies) = match who {
+        Appenders::Threads(n) => thread_appends(&log, n, per_appender),
+        Appenders::Tasks { tasks, window, .. } => task_appends(&log, tasks, window, per_appender),
+    };
+    let stats = log.stats();
+    let log = Arc::into_inner(log).expect("appenders done");
+    log.close().expect("close");
+    AppendRun {
+        secs,
+        stats,
+        latencies,
+    }
+}
+
+fn thread_appends(log: &Arc<AuditLog>, threads: usize, per_thread: usize) -> (f64, Vec<Duration>) {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let workers: Vec<_> = (0..threads)
         .map(|t| {
-            let log = Arc::clone(&log);
+            let log = Arc::clone(log);
             let barrier = Arc::clone(&barrier);
             let todo = entries(per_thread, t);
             std::thread::spawn(move || {
@@ -78,14 +138,60 @@ fn durable_appends(dir: &std::path::Path, threads: usize, per_thread: usize) -> 
     for w in workers {
         latencies.extend(w.join().expect("appender"));
     }
-    let secs = start.elapsed().as_secs_f64();
-    let stats = log.stats();
-    log.close().expect("close");
-    AppendRun {
-        secs,
-        stats,
-        latencies,
-    }
+    (start.elapsed().as_secs_f64(), latencies)
+}
+
+fn task_appends(
+    log: &Arc<AuditLog>,
+    tasks: usize,
+    window: usize,
+    per_task: usize,
+) -> (f64, Vec<Duration>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let todo: Vec<Vec<Entry>> = (0..tasks).map(|t| entries(per_task, t)).collect();
+    rt.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = todo
+            .into_iter()
+            .map(|todo| {
+                let log = Arc::clone(log);
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(todo.len());
+                    if window == 1 {
+                        for e in todo {
+                            let t0 = Instant::now();
+                            log.append_async(e).await.expect("append");
+                            lat.push(t0.elapsed());
+                        }
+                        return lat;
+                    }
+                    let mut in_flight: VecDeque<(Instant, Ticket)> =
+                        VecDeque::with_capacity(window);
+                    for e in todo {
+                        if in_flight.len() == window {
+                            let (t0, ticket) = in_flight.pop_front().expect("full");
+                            ticket.await.expect("append");
+                            lat.push(t0.elapsed());
+                        }
+                        in_flight.push_back((Instant::now(), log.submit(e).expect("submit")));
+                    }
+                    for (t0, ticket) in in_flight {
+                        ticket.await.expect("append");
+                        lat.push(t0.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for h in handles {
+            latencies.extend(h.await.expect("task"));
+        }
+        (start.elapsed().as_secs_f64(), latencies)
+    })
 }
 
 /// The baseline: the same bytes in the same number of write + fdatasync batches.
@@ -134,8 +240,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Runs log and raw back to back, `rounds` times. The disk and the machine are shared, so the
 /// ratio is taken within each pair (same weather) and the median pair ratio is reported.
 fn bench_append(
-    threads: usize,
-    per_thread: usize,
+    who: Appenders,
+    per_appender: usize,
     rounds: usize,
     target: Option<f64>,
 ) -> tempfile::TempDir {
@@ -148,7 +254,7 @@ fn bench_append(
     let mut entries = 0;
     for _ in 0..rounds {
         let dir = tempfile::tempdir().expect("tempdir");
-        let run = durable_appends(dir.path(), threads, per_thread);
+        let run = durable_appends(dir.path(), who, per_appender);
         let raw_dir = tempfile::tempdir().expect("tempdir");
         let raw = raw_loop(raw_dir.path(), run.stats.bytes, run.stats.batches);
         let n = run.stats.entries as f64;
@@ -168,16 +274,19 @@ fn bench_append(
     lat.sort();
     let rate = median(&mut log_rates);
     println!(
-        "durable append, {threads:>4} appenders: {rate:>9.0} entries/s (median of {rounds} runs; {:.1} entries per fdatasync batch){}",
+        "durable append, {}: {rate:>9.0} entries/s (median of {rounds} runs; {:.1} entries per fdatasync batch){}",
+        who.label(),
         entries as f64 / batches as f64,
         match target {
             Some(t) => format!(" (target >= {t:.0}/s: {})", if rate >= t { "met" } else { "NOT met" }),
             None => String::new(),
         }
     );
+    let per_batch = entries as f64 / batches as f64;
+    let raw_rate = median(&mut raw_rates);
     println!(
-        "  raw write+fdatasync loop, same bytes and batches: {:>9.0} entries/s  -> log/raw = {:.2}x, median of paired runs (target >= 0.8x)",
-        median(&mut raw_rates),
+        "  raw write+fdatasync loop, same bytes and batches: {raw_rate:>9.0} entries/s ({:.2} ms per write+fdatasync)  -> log/raw = {:.2}x, median of paired runs (target >= 0.8x)",
+        1e3 * per_batch / raw_rate,
         median(&mut ratios)
     );
     println!(
@@ -188,20 +297,62 @@ fn bench_append(
     last.expect("at least one round")
 }
 
+/// Gathering on and off, alternated round by round (same weather), for `tasks` async appenders
+/// with one entry in flight each: the median of each and of the paired ratios.
+fn bench_gather(tasks: usize, per_task: usize, rounds: usize) {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    let mut ratios = Vec::new();
+    let mut per_sync = (0.0, 0.0);
+    for _ in 0..rounds {
+        let rate = |gather: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let who = Appenders::Tasks {
+                tasks,
+                window: 1,
+                gather,
+            };
+            let run = durable_appends(dir.path(), who, per_task);
+            let batch = run.stats.entries as f64 / run.stats.batches as f64;
+            (run.stats.entries as f64 / run.secs, batch)
+        };
+        let (a, batch_on) = rate(true);
+        let (b, batch_off) = rate(false);
+        on.push(a);
+        off.push(b);
+        ratios.push(a / b);
+        per_sync.0 += batch_on / rounds as f64;
+        per_sync.1 += batch_off / rounds as f64;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "gathering, {tasks:>4} async tasks, 1 in flight each: on {:>9.0} entries/s ({:.1} per fdatasync), off {:>9.0} entries/s ({:.1} per fdatasync); on/off = {:.2}x, median of {rounds} paired runs",
+        median(&mut on),
+        per_sync.0,
+        median(&mut off),
+        per_sync.1,
+        median(&mut ratios)
+    );
+}
+
 /// The same appender runs on tmpfs, where fdatasync costs next to nothing: what the log's own
 /// work (encoding, hashing, framing, waking appenders) allows on this machine.
-fn cpu_ceiling(threads: usize, per_thread: usize) {
+fn cpu_ceiling(who: Appenders, per_appender: usize) {
     let shm = std::path::Path::new("/dev/shm");
     if !shm.is_dir() {
         println!("cpu ceiling: skipped, no /dev/shm");
         return;
     }
     let dir = tempfile::tempdir_in(shm).expect("tempdir");
-    let run = durable_appends(dir.path(), threads, per_thread);
+    let run = durable_appends(dir.path(), who, per_appender);
     let mut lat = run.latencies;
     lat.sort();
     println!(
-        "{threads:>4} appenders on tmpfs (fdatasync ~free, the log's CPU ceiling): {:>9.0} entries/s, {:.1} entries/batch, p50 {:?}, p99 {:?}",
+        "{} on tmpfs (fdatasync ~free, the log's CPU ceiling): {:>9.0} entries/s, {:.1} entries/batch, p50 {:?}, p99 {:?}",
+        who.label(),
         run.stats.entries as f64 / run.secs,
         run.stats.entries as f64 / run.stats.batches as f64,
         percentile(&lat, 0.5),
@@ -220,7 +371,15 @@ fn bench_verify(entries_per_thread: usize) {
     }
     .expect("tempdir");
     let dir = tmp.path();
-    drop(durable_appends(dir, 64, entries_per_thread));
+    drop(durable_appends(
+        dir,
+        Appenders::Tasks {
+            tasks: 64,
+            window: 16,
+            gather: true,
+        },
+        entries_per_thread,
+    ));
     // Sign the checkpoint the timed run skipped.
     let log = AuditLog::open(dir, LogConfig::new(key())).expect("reopen");
     log.close().expect("checkpoint");
@@ -346,7 +505,8 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only NAME` runs one part (ceiling, append1, append64, append1024, verify, proofs),
+    // `--only NAME` runs one part (ceiling, append1, append64, append64w, append1024, gather,
+    // verify, proofs),
     // for profiling it: `perf record -g target/release/deps/audit-* --quick --only append1024`.
     let only = args
         .iter()
@@ -360,28 +520,64 @@ fn main() {
     );
     let rounds = if quick { 5 } else { 9 };
     println!("{}", load());
+    let tasks = |tasks, window| Appenders::Tasks {
+        tasks,
+        window,
+        gather: true,
+    };
+    let ungathered = |tasks| Appenders::Tasks {
+        tasks,
+        window: 1,
+        gather: false,
+    };
     if run("ceiling") {
-        cpu_ceiling(64, if quick { 1_000 } else { 3_000 });
-        cpu_ceiling(1024, if quick { 100 } else { 300 });
+        cpu_ceiling(Appenders::Threads(64), if quick { 1_000 } else { 3_000 });
+        cpu_ceiling(Appenders::Threads(1024), if quick { 100 } else { 300 });
+        cpu_ceiling(tasks(64, 1), if quick { 1_000 } else { 3_000 });
+        cpu_ceiling(tasks(1024, 1), if quick { 100 } else { 300 });
+        cpu_ceiling(ungathered(1024), if quick { 100 } else { 300 });
     }
     if run("append1") {
-        drop(bench_append(1, 300, rounds, None));
+        drop(bench_append(Appenders::Threads(1), 300, rounds, None));
+        drop(bench_append(tasks(1, 1), 300, rounds, None));
     }
+    let (n64, n1024) = if quick { (300, 60) } else { (1_000, 200) };
     if run("append64") {
         drop(bench_append(
-            64,
-            if quick { 300 } else { 1_000 },
+            Appenders::Threads(64),
+            n64,
+            rounds,
+            Some(250_000.0),
+        ));
+        drop(bench_append(tasks(64, 1), n64, rounds, Some(250_000.0)));
+        drop(bench_append(ungathered(64), n64, rounds, Some(250_000.0)));
+    }
+    if run("append64w") {
+        drop(bench_append(
+            tasks(64, 16),
+            n64 * 4,
             rounds,
             Some(250_000.0),
         ));
     }
     if run("append1024") {
         drop(bench_append(
-            1024,
-            if quick { 60 } else { 200 },
+            Appenders::Threads(1024),
+            n1024,
             rounds,
             Some(500_000.0),
         ));
+        drop(bench_append(tasks(1024, 1), n1024, rounds, Some(500_000.0)));
+        drop(bench_append(
+            ungathered(1024),
+            n1024,
+            rounds,
+            Some(500_000.0),
+        ));
+    }
+    if run("gather") {
+        bench_gather(64, n64, rounds);
+        bench_gather(1024, n1024, rounds);
     }
     println!("{}", load());
     if run("verify") {

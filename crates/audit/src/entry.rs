@@ -469,10 +469,10 @@ pub(crate) struct CanonicalTexts {
 const KNOWN_TEXTS: usize = 256;
 
 impl CanonicalTexts {
-    fn knows(&self, field: &'static str, text: &str) -> bool {
-        self.known
-            .iter()
-            .any(|(f, t)| *f == field && **t == *text.as_bytes())
+    /// Whether `text` (raw bytes, not yet checked as UTF-8: a known text is) was seen in
+    /// `field` before.
+    fn knows(&self, field: &'static str, text: &[u8]) -> bool {
+        self.known.iter().any(|(f, t)| **t == *text && *f == field)
     }
 
     fn learn(&mut self, field: &'static str, text: &str) {
@@ -618,18 +618,37 @@ impl<'a> Reader<'a> {
         text: impl Fn(&T) -> &str,
     ) -> Result<(), AuditError> {
         let start = self.pos;
-        let s = self.str_ref(field)?;
-        if texts.knows(field, s) {
+        let n = self.u32(field)? as usize;
+        if self.bytes.len() - self.pos < n {
+            return Err(self.bad(field, "the entry ends early".into()));
+        }
+        let b: &'a [u8] = &self.bytes[self.pos..self.pos + n];
+        if texts.knows(field, b) {
+            self.pos += n;
             return Ok(());
         }
+        // Not seen yet: read, checked and parsed as the decoder does, then remembered.
         self.pos = start;
         self.exact(field, f, text)?;
-        texts.learn(field, s);
+        if let Ok(s) = std::str::from_utf8(b) {
+            texts.learn(field, s);
+        }
         Ok(())
     }
 
     fn skip_str(&mut self, field: &'static str) -> Result<(), AuditError> {
-        self.str_ref(field).map(drop)
+        let n = self.u32(field)? as usize;
+        if self.bytes.len() - self.pos < n {
+            return Err(self.bad(field, "the entry ends early".into()));
+        }
+        let b = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        // The texts an entry skips are nearly always ASCII, which is valid UTF-8: checked a
+        // word at a time, with the full UTF-8 check only for the rest.
+        if !b.is_ascii() && std::str::from_utf8(b).is_err() {
+            return Err(self.bad(field, "not UTF-8".into()));
+        }
+        Ok(())
     }
 
     fn skip_opt_str(&mut self, field: &'static str) -> Result<(), AuditError> {

@@ -50,7 +50,7 @@ pub use entry::{
     MAX_ENTRY_BYTES,
 };
 pub use error::AuditError;
-pub use log::{store_cosigned, AuditLog, LogConfig, LogStats, OpenReport, Receipt};
+pub use log::{store_cosigned, Append, AuditLog, LogConfig, LogStats, OpenReport, Receipt, Ticket};
 pub use note::{KeyKind, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::InclusionProof;
 pub use pseudonym::{AuditKey, BulkDigest, Pseudonym, RecordKeyPseudonym, ResultDigest};

@@ -3,7 +3,8 @@
 //! at the position and with the leaf hash of its receipt, and `verify` must pass.
 //!
 //! The child is this test binary itself, re-run with `AUDIT_CRASH_CHILD` set to the log
-//! directory; it prints one `ACK <seq> <leaf hash>` line per receipt.
+//! directory; it prints one `ACK <seq> <leaf hash>` line per receipt. With `AUDIT_CRASH_ASYNC`
+//! set, its appenders are tasks on a two-thread runtime using `append_async`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -15,6 +16,7 @@ use domicile_audit::merkle::{hex, verify_inclusion};
 use domicile_audit::{doc_example_entry, verify, AuditLog, KeyKind, LogConfig, SigningKey};
 
 const CHILD_ENV: &str = "AUDIT_CRASH_CHILD";
+const ASYNC_ENV: &str = "AUDIT_CRASH_ASYNC";
 
 fn key() -> SigningKey {
     SigningKey::from_seed("audit.example/crash", KeyKind::Ed25519, [8; 32]).unwrap()
@@ -36,6 +38,33 @@ fn crash_child() {
     };
     let log = Arc::new(AuditLog::open(&dir, config()).unwrap());
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    if std::env::var_os(ASYNC_ENV).is_some() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|t| {
+                    let (log, out) = (Arc::clone(&log), Arc::clone(&out));
+                    tokio::spawn(async move {
+                        for i in 0.. {
+                            let mut e = doc_example_entry().unwrap();
+                            e.request_id = format!("a{t}-{i}");
+                            let r = log.append_async(e).await.unwrap();
+                            let mut o = out.lock().unwrap();
+                            writeln!(o, "ACK {} {}", r.seq, hex(&r.leaf_hash)).unwrap();
+                            o.flush().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+        return;
+    }
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let log = Arc::clone(&log);
@@ -57,9 +86,13 @@ fn crash_child() {
     }
 }
 
-fn run_round(dir: &Path, round: u64) -> Vec<(u64, String)> {
+fn run_round(dir: &Path, round: u64, tasks: bool) -> Vec<(u64, String)> {
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if tasks {
+        command.env(ASYNC_ENV, "1");
+    }
+    let mut child = command
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
@@ -101,10 +134,21 @@ fn run_round(dir: &Path, round: u64) -> Vec<(u64, String)> {
 
 #[test]
 fn sigkill_during_concurrent_appends_loses_no_receipted_entry() {
+    sigkill_rounds(false);
+}
+
+#[test]
+fn sigkill_during_async_appends_loses_no_receipted_entry() {
+    sigkill_rounds(true);
+}
+
+/// Five rounds of a child appending (from threads, or from `tasks`) killed mid-flight, each
+/// checked against the reopened log.
+fn sigkill_rounds(tasks: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut total_acked = 0;
     for round in 0..5 {
-        let acked = run_round(dir.path(), round);
+        let acked = run_round(dir.path(), round, tasks);
         assert!(
             !acked.is_empty(),
             "round {round}: the child acknowledged nothing"

@@ -302,12 +302,19 @@ async fn read(
     let who = try_problem!(caller(&state, &peer, &headers));
     let req: ReadRequest = try_problem!(read_json(body, state.max_body).await);
     let pseudonym = state.gate.pseudonym(&req.record.subject);
-    let gate = state.gate.clone();
-    let w = who.clone();
-    let result =
-        blocking(move || gate.read(&w, &req.purpose, &req.record.into(), req.approval.as_ref()))
-            .await
-            .map(RecordJson::from);
+    // The decision and the store read take microseconds; the task (not a blocking-pool
+    // thread) waits for the read's audit entry to be durable.
+    let result = state
+        .gate
+        .read_async(
+            &who,
+            &req.purpose,
+            &req.record.into(),
+            req.approval.as_ref(),
+        )
+        .await
+        .map(RecordJson::from)
+        .map_err(Problem::from);
     outcome("read", &who, Some(pseudonym), result)
 }
 

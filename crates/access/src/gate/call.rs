@@ -270,8 +270,39 @@ impl Call<'_> {
         verdict: &Verdict,
         outcome: Outcome,
     ) -> Result<Receipt, GateError> {
+        let entry = self.entry(resource, verdict, outcome);
+        match subjects {
+            Some(set) => self.gate.log.append_batch(entry, set),
+            None => self.gate.log.append(entry),
+        }
+        .map_err(GateError::AuditUnavailable)
+    }
+
+    /// [`log_with`](Self::log_with) without blocking a thread: the task waits for the commit
+    /// that makes the entry durable (a batch entry's subject list is still kept beside the log
+    /// by a durable write in the calling thread).
+    async fn log_async(
+        &self,
+        resource: AuditResource,
+        subjects: Option<&SubjectSet>,
+        verdict: &Verdict,
+        outcome: Outcome,
+    ) -> Result<Receipt, GateError> {
+        let entry = self.entry(resource, verdict, outcome);
+        match subjects {
+            Some(set) => match self.gate.log.submit_batch(entry, set) {
+                Ok(ticket) => ticket.await,
+                Err(e) => Err(e),
+            },
+            None => self.gate.log.append_async(entry).await,
+        }
+        .map_err(GateError::AuditUnavailable)
+    }
+
+    /// The entry this call logs for `resource`, decided by `verdict`, ending in `outcome`.
+    fn entry(&self, resource: AuditResource, verdict: &Verdict, outcome: Outcome) -> Entry {
         let who = self.who;
-        let entry = Entry {
+        Entry {
             seq: 0,
             time_ms: now_ms(self.gate.clock.as_ref()),
             region: self.gate.region.clone(),
@@ -289,12 +320,7 @@ impl Call<'_> {
             policy: self.gate.policy.id().clone(),
             request_id: self.request_id.clone(),
             outcome,
-        };
-        match subjects {
-            Some(set) => self.gate.log.append_batch(entry, set),
-            None => self.gate.log.append(entry),
         }
-        .map_err(GateError::AuditUnavailable)
     }
 
     /// Logs that the call went ahead, with the digest of what it released or wrote.
@@ -381,6 +407,53 @@ impl Call<'_> {
             verdict,
             gathered.outcome,
         )?;
+        Ok((gathered.value, receipt))
+    }
+
+    /// [`release`](Self::release) for async callers: the same order and the same entries, but
+    /// the task, not a thread, waits for each entry to be durable. `gather` runs in the calling
+    /// task (a store read: microseconds).
+    pub(super) async fn release_async<T>(
+        &self,
+        what: &'static str,
+        resource: AuditResource,
+        verdict: &Verdict,
+        gather: impl FnOnce() -> Result<Gathered<T>, GateError>,
+    ) -> Result<(T, Receipt), GateError> {
+        if !verdict.allowed {
+            let refused = self.log_async(resource, None, verdict, ok(None)).await;
+            return Err(match refused {
+                Ok(receipt) => GateError::Denied {
+                    action: what,
+                    rules: verdict.rules.clone(),
+                    reason: verdict.reason.clone(),
+                    seq: receipt.seq,
+                },
+                Err(unlogged) => unlogged,
+            });
+        }
+        let gathered = match gather() {
+            Ok(g) => g,
+            Err(error) => {
+                let outcome = Outcome::Error {
+                    reason: error.reason_code(),
+                };
+                return Err(
+                    match self.log_async(resource, None, verdict, outcome).await {
+                        Ok(_) => error,
+                        Err(unlogged) => unlogged,
+                    },
+                );
+            }
+        };
+        let receipt = self
+            .log_async(
+                gathered.resource,
+                gathered.subjects.as_ref(),
+                verdict,
+                gathered.outcome,
+            )
+            .await?;
         Ok((gathered.value, receipt))
     }
 

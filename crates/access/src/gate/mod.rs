@@ -318,7 +318,7 @@ impl Gate {
     pub fn record_key_pseudonym(&self, collection: &Collection, key: &RecordKey) -> String {
         self.audit_key
             .record_key_pseudonym(collection.as_str(), key.as_str())
-            .to_string()
+            .to_text()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use domicile_audit::{Action, Resource as AuditResource, ResultDigest, Target};
 use domicile_residency::{DataClass, Purpose, Region, Subject};
-use domicile_store::{RecordDigest, RecordMeta};
+use domicile_store::{RawRecord, RecordDigest, RecordMeta};
 
 use super::call::Gathered;
 use super::{Gate, GateError, RecordRef, Released, SubjectRef};
@@ -27,6 +27,8 @@ impl Gate {
 
     /// Reads one record. The entry that records the read, with the digest of the value
     /// returned, is durable before the value is returned.
+    ///
+    /// The calling thread waits for the log; in async code use [`Gate::read_async`].
     pub fn read(
         &self,
         who: &Principal,
@@ -38,35 +40,49 @@ impl Gate {
         let verdict = self.decide_record(who, AccessAction::Read, record, purpose, approval)?;
         let resource = self.record_resource(record);
         let (found, receipt) = call.release("read", resource.clone(), &verdict, || {
-            let raw = self
-                .store
-                .get_raw(&record.collection, &record.key)?
-                .filter(|raw| raw.meta.subject == record.subject && raw.meta.class == record.class);
-            Ok(match raw {
-                Some(raw) => {
-                    let digest = ResultDigest(raw.digest().0);
-                    Gathered::released(Some(raw), resource, Some(digest))
-                }
-                None => {
-                    Gathered::missing(None, resource, "no such record of this subject and class")
-                }
-            })
+            self.gather_record(record, resource)
         })?;
-        let Some(raw) = found else {
-            return Err(GateError::NotFound {
-                collection: record.collection.clone(),
-                key: record.key.clone(),
-                subject: record.subject.clone(),
-                class: record.class,
-                seq: receipt.seq,
-            });
-        };
-        Ok(Released {
-            subject: SubjectRef::Id(raw.meta.subject),
-            class: raw.meta.class,
-            collection: raw.meta.collection,
-            key: raw.meta.key,
-            value: raw.value,
+        released(record, found, receipt.seq)
+    }
+
+    /// [`Gate::read`] without blocking a thread: the decision and the store read run in the
+    /// calling task (microseconds), and the task, not a thread, waits for the commit that
+    /// makes the read's entry durable. The same entries, in the same order, as `read`.
+    pub async fn read_async(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        record: &RecordRef,
+        approval: Option<&ApprovalId>,
+    ) -> Result<Released, GateError> {
+        let call = self.call(who, purpose, approval, Action::Read);
+        let verdict = self.decide_record(who, AccessAction::Read, record, purpose, approval)?;
+        let resource = self.record_resource(record);
+        let (found, receipt) = call
+            .release_async("read", resource.clone(), &verdict, || {
+                self.gather_record(record, resource)
+            })
+            .await?;
+        released(record, found, receipt.seq)
+    }
+
+    /// The record a read returns (still sealed; opened by the store's caller), and the entry
+    /// naming it: its digest when found, `not_found` otherwise.
+    fn gather_record(
+        &self,
+        record: &RecordRef,
+        resource: AuditResource,
+    ) -> Result<Gathered<Option<RawRecord>>, GateError> {
+        let raw = self
+            .store
+            .get_raw(&record.collection, &record.key)?
+            .filter(|raw| raw.meta.subject == record.subject && raw.meta.class == record.class);
+        Ok(match raw {
+            Some(raw) => {
+                let digest = ResultDigest(raw.digest().0);
+                Gathered::released(Some(raw), resource, Some(digest))
+            }
+            None => Gathered::missing(None, resource, "no such record of this subject and class"),
         })
     }
 
@@ -135,4 +151,25 @@ impl Gate {
             self.store.register_subject(subject)
         })
     }
+}
+
+/// What a read returns once its entry is durable (entry `seq`): the record, or
+/// [`GateError::NotFound`] naming that entry.
+fn released(record: &RecordRef, found: Option<RawRecord>, seq: u64) -> Result<Released, GateError> {
+    let Some(raw) = found else {
+        return Err(GateError::NotFound {
+            collection: record.collection.clone(),
+            key: record.key.clone(),
+            subject: record.subject.clone(),
+            class: record.class,
+            seq,
+        });
+    };
+    Ok(Released {
+        subject: SubjectRef::Id(raw.meta.subject),
+        class: raw.meta.class,
+        collection: raw.meta.collection,
+        key: raw.meta.key,
+        value: raw.value,
+    })
 }

@@ -9,10 +9,16 @@
 //! while the rest are woken), then wakes exactly the appenders its batch covered, each by its
 //! own thread handle: a woken appender checks the durable count without taking the lock, so a
 //! thousand of them do not queue for it one after another.
+//!
+//! Asynchronous appenders ([`super::ticket`]) queue their frames the same way but never lead:
+//! they register a [`Waker`] and leave the commit to the log's writer thread, which the
+//! first of them to find no commit in progress wakes. Every commit, whoever leads it, wakes the
+//! wakers of the entries it made durable in one pass, after the lock is released.
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
+use std::task::Waker;
 use std::thread::Thread;
 use std::time::Instant;
 
@@ -23,10 +29,11 @@ use crate::AuditError;
 
 /// Keeping the queue in sequence order.
 impl Pending {
-    /// Queues the frame of entry `seq` for appender `who`. A frame whose predecessors are all
-    /// queued goes to the next batch, with any early frames it now lets follow; one that came
-    /// before a lower number waits in `early`.
-    fn insert(&mut self, seq: u64, bytes: &[u8], hash: Hash, who: Thread) {
+    /// Queues the frame of entry `seq` for appender `who` (`None`: an asynchronous appender,
+    /// woken through its waker instead). A frame whose predecessors are all queued goes to the
+    /// next batch, with any early frames it now lets follow; one that came before a lower
+    /// number waits in `early`.
+    fn insert(&mut self, seq: u64, bytes: &[u8], hash: Hash, who: Option<Thread>) {
         if seq != self.filled {
             let mut frame = self.early.pool.pop().unwrap_or_default();
             files::put_frame(&mut frame, bytes, &hash);
@@ -35,7 +42,7 @@ impl Pending {
         }
         files::put_frame(&mut self.queue.frames, bytes, &hash);
         self.queue.hashes.push(hash);
-        self.queue.waiters.push(who);
+        self.queue.waiters.extend(who);
         self.filled += 1;
         if self.early.frames.is_empty() {
             return;
@@ -50,14 +57,14 @@ impl Pending {
             };
             self.queue.frames.extend_from_slice(&frame);
             self.queue.hashes.push(hash);
-            self.queue.waiters.push(who);
+            self.queue.waiters.extend(who);
             self.filled += 1;
             frame.clear();
             self.early.pool.push(frame);
         }
     }
 
-    fn refusal(&self) -> Option<AuditError> {
+    pub(super) fn refusal(&self) -> Option<AuditError> {
         self.failed.as_ref().map(|reason| AuditError::NotDurable {
             reason: reason.clone(),
         })
@@ -87,7 +94,7 @@ impl Inner {
         if let Some(refused) = p.refusal() {
             return Err(refused);
         }
-        p.insert(seq, bytes, hash, std::thread::current());
+        p.insert(seq, bytes, hash, Some(std::thread::current()));
         loop {
             if p.durable > seq {
                 return Ok(());
@@ -109,6 +116,96 @@ impl Inner {
                 return Ok(());
             }
             p = lock(&self.pending);
+        }
+    }
+
+    /// Queues the frame of entry `seq` (reserved with [`Inner::reserve`]) for an asynchronous
+    /// appender, registering `waker` (if given) to be woken once it is durable or refused, and
+    /// returns at once. The writer thread is woken when no commit is in progress; one in
+    /// progress wakes it when it ends.
+    pub(super) fn queue_async(
+        &self,
+        seq: u64,
+        bytes: &[u8],
+        hash: Hash,
+        waker: Option<&Waker>,
+    ) -> Result<(), AuditError> {
+        let mut p = lock(&self.pending);
+        if let Some(refused) = p.refusal() {
+            return Err(refused);
+        }
+        p.insert(seq, bytes, hash, None);
+        if let Some(w) = waker {
+            p.wakers.push((seq, w.clone()));
+        }
+        // While the writer gathers a batch, it is woken only once the batch is complete.
+        if !p.flushing && p.queue.len() >= p.gather_want {
+            self.wake_writer(&mut p);
+        }
+        if p.closing {
+            // The writer has stopped; `close` commits what is left, and waits for this frame
+            // (its sequence number was taken before closing began).
+            self.to_closer.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Wakes the writer thread if it sleeps (a condvar notification costs a system call, so
+    /// only one is sent per sleep).
+    pub(super) fn wake_writer(&self, p: &mut Pending) {
+        if p.writer_asleep {
+            p.writer_asleep = false;
+            self.to_writer.notify_one();
+        }
+    }
+
+    /// The writer thread: commits whatever asynchronous appenders queued whenever no commit is
+    /// in progress, until the log closes (`close` commits what is left) or fails.
+    ///
+    /// After each of its commits it gathers the next batch for a moment: the appenders it just
+    /// woke will queue again, and committing the few that are already queued would split them
+    /// into two cohorts that take turns, each carrying half the entries per `fdatasync`. So it
+    /// waits until as many entries are queued as were in flight when its commit finished (those
+    /// it acknowledged and those queued meanwhile), or for as long as that commit's write and
+    /// sync took (at most [`LogConfig::max_gather`](super::LogConfig::max_gather)), whichever
+    /// comes first. A lone appender is never kept waiting: with one entry in flight there is
+    /// nothing to gather.
+    pub(super) fn run_writer(&self) {
+        let mut p = lock(&self.pending);
+        // How many entries to wait for, and until when.
+        let mut gather: Option<(usize, Instant)> = None;
+        loop {
+            if p.closing {
+                return;
+            }
+            let now = Instant::now();
+            if gather.is_some_and(|(_, until)| now >= until) {
+                gather = None;
+            }
+            let ready = p.failed.is_none() && !p.flushing && !p.queue.is_empty();
+            let enough = gather.is_none_or(|(want, _)| p.queue.len() >= want);
+            if ready && enough {
+                gather = None;
+                p = self.commit(p);
+                let (cohort, took) = p.last_commit;
+                if let (true, Some(max)) = (cohort > 1, self.config.max_gather) {
+                    gather = Some((cohort, Instant::now() + took.min(max)));
+                }
+                continue;
+            }
+            p.gather_want = gather.map_or(1, |(want, _)| want);
+            p.writer_asleep = true;
+            p = match gather {
+                Some((_, until)) => {
+                    self.to_writer
+                        .wait_timeout(p, until.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.to_writer.wait(p).unwrap_or_else(|e| e.into_inner()),
+            };
+            p.writer_asleep = false;
+            p.gather_want = 1;
         }
     }
 
@@ -136,6 +233,7 @@ impl Inner {
         p.flushing = false;
         let before = p.durable;
         let mut next_leader = None;
+        let mut woken = std::mem::take(&mut p.woken);
         match result {
             Ok(()) => {
                 p.durable += batch.len() as u64;
@@ -144,15 +242,42 @@ impl Inner {
                 p.stats.batches += 1;
                 p.stats.bytes += batch.frames.len() as u64;
                 p.stats.write_time += took;
+                // In flight as this commit ends: the entries it acknowledges, whose appenders
+                // may come back, and those that queued during it.
+                p.last_commit = (batch.len() + p.queue.len(), took);
                 next_leader = p.queue.waiters.first().cloned();
+                if next_leader.is_none() && !p.queue.is_empty() {
+                    // Only asynchronous appenders wait in the next batch: the writer leads it.
+                    self.wake_writer(&mut p);
+                }
+                // The covered wakers, taken in one pass (each entry's waker was pushed in
+                // the order its task registered it, not necessarily in sequence order).
+                let durable = p.durable;
+                let mut i = 0;
+                while i < p.wakers.len() {
+                    if p.wakers[i].0 < durable {
+                        woken.push(p.wakers.swap_remove(i).1);
+                    } else {
+                        i += 1;
+                    }
+                }
             }
             Err(e) => {
                 // Nothing queued can become durable now: every waiting appender is refused.
                 p.failed = Some(e.to_string());
-                let Pending { queue, early, .. } = &mut *p;
+                let Pending {
+                    queue,
+                    early,
+                    wakers,
+                    ..
+                } = &mut *p;
                 batch.waiters.append(&mut queue.waiters);
-                batch.waiters.extend(early.frames.drain(..).map(|e| e.3));
+                batch
+                    .waiters
+                    .extend(early.frames.drain(..).filter_map(|e| e.3));
                 queue.clear();
+                woken.extend(wakers.drain(..).map(|(_, w)| w));
+                self.wake_writer(&mut p);
             }
         }
         // Wake the checkpointer when a checkpoint is due by count, or when these are the first
@@ -172,8 +297,14 @@ impl Inner {
         for t in batch.waiters.iter().filter(|t| t.id() != me) {
             t.unpark();
         }
+        for w in woken.drain(..) {
+            w.wake();
+        }
         batch.clear();
         let mut p = lock(&self.pending);
+        if p.woken.capacity() < woken.capacity() {
+            p.woken = woken;
+        }
         if p.spare.frames.capacity() < batch.frames.capacity() {
             p.spare = batch;
         }
@@ -187,6 +318,7 @@ impl Inner {
         let mut p = lock(&self.pending);
         p.closing = true;
         self.to_checkpointer.notify_all();
+        self.to_writer.notify_all();
         loop {
             if p.failed.is_some() || (!p.flushing && p.filled == p.next_seq && p.queue.is_empty()) {
                 return;

@@ -10,11 +10,15 @@ mod checkpointer;
 mod commit;
 mod lock;
 mod recovery;
+mod ticket;
+
+pub use ticket::{Append, Ticket};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::task::Waker;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -44,11 +48,16 @@ pub struct LogConfig {
     /// entries and checkpoints were both cut back is refused with [`AuditError::RolledBack`]
     /// instead of being signed again as a fork. `None`: the log directory alone is trusted.
     pub signed_state: Option<PathBuf>,
+    /// The longest the writer thread waits, after a commit for asynchronous appenders, for the
+    /// appenders it woke to queue again before it commits the next batch (at most as long as
+    /// that commit's write and sync took). `None`: it commits whatever is queued at once.
+    /// See [`AuditLog::append_async`].
+    pub max_gather: Option<Duration>,
 }
 
 impl LogConfig {
     /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments, no state
-    /// file (see [`LogConfig::signed_state`]).
+    /// file (see [`LogConfig::signed_state`]), batches gathered for at most 2 ms.
     pub fn new(signing_key: SigningKey) -> Self {
         LogConfig {
             signing_key,
@@ -56,6 +65,7 @@ impl LogConfig {
             checkpoint_interval: Some(Duration::from_secs(1)),
             segment_bytes: 64 << 20,
             signed_state: None,
+            max_gather: Some(Duration::from_millis(2)),
         }
     }
 }
@@ -99,6 +109,15 @@ pub struct OpenReport {
     pub rehashed: u64,
 }
 
+/// How an appender waits for its entry to be durable.
+enum Waiting<'a> {
+    /// In its own thread, which may lead the commit.
+    Thread,
+    /// Not at all: it is woken through the waker (if one is given now; a [`Ticket`] registers
+    /// one when first polled).
+    Task(Option<&'a Waker>),
+}
+
 /// The latest signed checkpoint.
 #[derive(Debug, Clone)]
 struct Signed {
@@ -137,6 +156,19 @@ struct Pending {
     flushing: bool,
     /// Counters since the log was opened.
     stats: LogStats,
+    /// The wakers of asynchronous appenders, each with the sequence number it waits for
+    /// (a task may register again if it moves: a stale waker only costs a spurious wake).
+    wakers: Vec<(u64, Waker)>,
+    /// A commit's buffer of wakers to wake, emptied and kept for the next commit.
+    woken: Vec<Waker>,
+    /// Whether the writer thread waits on [`Inner::to_writer`].
+    writer_asleep: bool,
+    /// While the writer gathers a batch, the queue length that completes it (1 otherwise):
+    /// asynchronous appenders wake it only then.
+    gather_want: usize,
+    /// The last commit's entries in flight as it ended (acknowledged, and queued meanwhile)
+    /// and the time its write and sync took: what the writer gathers for next.
+    last_commit: (usize, Duration),
 }
 
 /// A run of consecutive frames and the appenders waiting for them.
@@ -146,7 +178,8 @@ struct Batch {
     frames: Vec<u8>,
     /// Their leaf hashes, in order.
     hashes: Vec<Hash>,
-    /// The appenders waiting for these entries to be durable.
+    /// The blocking appenders waiting for these entries to be durable (asynchronous ones wait
+    /// in [`Pending::wakers`]).
     waiters: Vec<Thread>,
 }
 
@@ -170,8 +203,8 @@ impl Batch {
 /// Frames queued out of order, each waiting for the frames before it.
 #[derive(Default)]
 struct Early {
-    /// Per frame: its sequence number, the frame, its leaf hash and its appender.
-    frames: Vec<(u64, Vec<u8>, Hash, Thread)>,
+    /// Per frame: its sequence number, the frame, its leaf hash and its blocking appender.
+    frames: Vec<(u64, Vec<u8>, Hash, Option<Thread>)>,
     /// Emptied frame buffers, for the next frame that comes early.
     pool: Vec<Vec<u8>>,
 }
@@ -213,6 +246,9 @@ struct Inner {
     durable: AtomicU64,
     /// Wakes the checkpointer: a checkpoint may be due, or the log is closing.
     to_checkpointer: Condvar,
+    /// Wakes the writer thread: asynchronous appenders queued entries and no commit is in
+    /// progress, or the log is closing.
+    to_writer: Condvar,
     /// Wakes `close` when a commit finishes. Appenders are woken one by one (each parks its own
     /// thread), so that a commit wakes exactly the appenders it covers.
     to_closer: Condvar,
@@ -246,6 +282,8 @@ pub struct AuditLog {
     /// Released when the log is dropped, after the final checkpoint.
     claim: Option<DirClaim>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
+    /// The thread that commits for asynchronous appenders.
+    writer: Mutex<Option<JoinHandle<()>>>,
     report: OpenReport,
 }
 
@@ -300,6 +338,13 @@ impl AuditLog {
     /// log (durably, before the entry is appended), and the entry's target must be a
     /// [`Target::Batch`](crate::Target::Batch) committing to exactly this set.
     pub fn append_batch(&self, entry: Entry, subjects: &SubjectSet) -> Result<Receipt, AuditError> {
+        self.keep_subject_set(&entry, subjects)?;
+        self.append(entry)
+    }
+
+    /// Checks that `entry` commits to exactly `subjects` and keeps the list beside the log,
+    /// durably.
+    fn keep_subject_set(&self, entry: &Entry, subjects: &SubjectSet) -> Result<(), AuditError> {
         let want = subjects.commitment();
         match &entry.resource.target {
             crate::Target::Batch { subjects: got, .. } if *got == want => {}
@@ -310,15 +355,24 @@ impl AuditLog {
                 })
             }
         }
-        write_subject_set(&self.inner.dir, subjects)?;
-        self.append(entry)
+        write_subject_set(&self.inner.dir, subjects).map(|_| ())
     }
 
     /// Appends `entry`, setting its sequence number, and returns once it is durable. An entry
     /// whose target is a [`Target::Batch`](crate::Target::Batch) is refused unless its subject
     /// list is already kept beside the log ([`AuditLog::append_batch`] keeps it): no entry may
     /// commit to a set no auditor can read.
-    pub fn append(&self, mut entry: Entry) -> Result<Receipt, AuditError> {
+    ///
+    /// The calling thread waits (and may lead the commit itself); in async code use
+    /// [`AuditLog::append_async`], which blocks no thread.
+    pub fn append(&self, entry: Entry) -> Result<Receipt, AuditError> {
+        self.stage(entry, Waiting::Thread)
+    }
+
+    /// Encodes `entry`, takes its sequence number, hashes it and queues it for the next
+    /// commit: all but the queueing with no lock held. A [`Waiting::Thread`] appender returns
+    /// once the entry is durable; an asynchronous one as soon as it is queued.
+    fn stage(&self, mut entry: Entry, waiting: Waiting<'_>) -> Result<Receipt, AuditError> {
         entry.seq = 0;
         if let crate::Target::Batch { subjects, .. } = &entry.resource.target {
             if subjects.count > 0 && !subject_set_path(&self.inner.dir, &subjects.root).exists() {
@@ -335,7 +389,8 @@ impl AuditLog {
         }
         ENCODED.with(|cell| {
             // A buffer already borrowed means an append from inside an append on this thread,
-            // which cannot happen (append blocks); fall back to a fresh buffer all the same.
+            // which cannot happen (nothing here calls back out); fall back to a fresh buffer
+            // all the same.
             let mut own = Vec::new();
             let mut borrowed = cell.try_borrow_mut();
             let bytes = match borrowed.as_deref_mut() {
@@ -355,7 +410,10 @@ impl AuditLog {
             let seq = self.inner.reserve()?;
             bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
             let hash = leaf_hash(bytes);
-            self.inner.enqueue(seq, bytes, hash)?;
+            match waiting {
+                Waiting::Thread => self.inner.enqueue(seq, bytes, hash)?,
+                Waiting::Task(waker) => self.inner.queue_async(seq, bytes, hash, waker)?,
+            }
             Ok(Receipt {
                 seq,
                 leaf_hash: hash,
@@ -442,6 +500,9 @@ impl AuditLog {
     pub fn close(&self) -> Result<(), AuditError> {
         self.inner.drain();
         if let Some(handle) = lock(&self.checkpointer).take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
         if let Some(reason) = &lock(&self.inner.pending).failed {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     AuditLog, Batch, Early, Files, Inner, LastCheckpoint, LogConfig, LogStats, OpenReport, Pending,
@@ -228,9 +228,15 @@ impl AuditLog {
                 closing: false,
                 flushing: false,
                 stats: LogStats::default(),
+                wakers: Vec::new(),
+                woken: Vec::new(),
+                writer_asleep: false,
+                gather_want: 1,
+                last_commit: (0, Duration::ZERO),
             }),
             durable: AtomicU64::new(size),
             to_checkpointer: Condvar::new(),
+            to_writer: Condvar::new(),
             to_closer: Condvar::new(),
             tree: RwLock::new(tree),
             files: Mutex::new(Files {
@@ -251,9 +257,23 @@ impl AuditLog {
             .name("audit-checkpointer".into())
             .spawn(move || worker.run_checkpointer())
             .map_err(|e| AuditError::io("starting the checkpointer for", &inner.dir, e))?;
+        let worker = Arc::clone(&inner);
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || worker.run_writer());
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => {
+                // Stop the checkpointer before giving up.
+                inner.drain();
+                let _ = checkpointer.join();
+                return Err(AuditError::io("starting the writer for", &inner.dir, e));
+            }
+        };
         Ok(AuditLog {
             inner,
             checkpointer: Mutex::new(Some(checkpointer)),
+            writer: Mutex::new(Some(writer)),
             report,
             claim: None,
         })
