@@ -14,6 +14,8 @@
 //! - `get`: one random record (sealed: `get_raw`, which authenticates and decrypts).
 //! - `scan`: one whole collection (sealed: `scan_collection`, decrypting every record).
 //!
+//! Both sides run on mimalloc, the allocator the `domicile` binary and the demo use.
+//!
 //! Run: `cargo bench -p domicile-store --bench sealed_vs_bare -- --measurement-time 3 --warm-up-time 1`
 
 use std::collections::BTreeMap;
@@ -28,6 +30,10 @@ use domicile_store::{
     Backend, Batch, Collection, FileCustodian, NewRecord, RecordKey, SealedStore, SledBackend,
 };
 use rand::Rng;
+
+/// Both sides run on mimalloc, the allocator the `domicile` binary and the demo use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SUBJECTS: usize = 1_000;
 const COLLECTIONS: usize = 100;
