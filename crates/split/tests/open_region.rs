@@ -47,3 +47,36 @@ fn a_region_opens_alone_and_only_with_the_deployments_keys() {
     .unwrap();
     assert!(Deployment::open_region(&data, other.path().join("keys"), &policies(), &us).is_err());
 }
+
+/// A region whose store directory holds a redb database is opened on redb (the demo's
+/// `--backend redb`); the others stay on sled, and the deployment reopens as it was made.
+#[test]
+fn a_store_directory_holding_a_redb_database_opens_as_redb() {
+    use domicile_store::{RedbBackend, SealedStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let us = Region::parse("us").unwrap();
+    drop(RedbBackend::open(SealedStore::store_dir(&data, &us)).unwrap());
+    let created = Deployment::create(
+        &data,
+        &keys,
+        policies().resolve("us-split").unwrap(),
+        "domicile.example",
+    )
+    .unwrap();
+    created.close().unwrap();
+    drop(created);
+    let us_store = SealedStore::store_dir(&data, &us);
+    let row_store = SealedStore::store_dir(&data, &Region::parse("row").unwrap());
+    assert!(us_store.join(RedbBackend::FILE_NAME).exists());
+    assert!(
+        !us_store.join("db").exists(),
+        "us must not hold a sled database"
+    );
+    assert!(row_store.join("db").exists(), "row stays on sled");
+    assert!(!row_store.join(RedbBackend::FILE_NAME).exists());
+    let reopened = Deployment::open(&data, &keys, &policies()).unwrap();
+    assert_eq!(reopened.regions().count(), 2);
+    reopened.close().unwrap();
+}

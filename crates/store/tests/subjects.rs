@@ -165,3 +165,81 @@ fn shredding_in_a_batch_equals_one_at_a_time() {
         }
     }
 }
+
+/// `scan_records` (what a Gate's inventory reads) returns every record of every subject once,
+/// none of a shredded subject, and skips the records an interrupted shred left behind a
+/// destroyed key instead of failing on them.
+#[test]
+fn scan_records_lists_every_record_once_and_none_of_a_shredded_subject() {
+    use domicile_residency::DataClass;
+    use domicile_store::{Collection, KeyCustodian, RecordKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let region = Region::parse("us").unwrap();
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        region.clone(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian.clone(),
+    )
+    .unwrap();
+    let people = ["ana", "pedro", "gus", "lia"];
+    for id in people {
+        let s = Subject::parse(id, Some("US"), None).unwrap();
+        store.register_subject(&s).unwrap();
+        for collection in ["profile", "behaviour"] {
+            for n in 0..3 {
+                store
+                    .put_raw(
+                        &s.id,
+                        DataClass::Protected,
+                        &Collection::parse(collection).unwrap(),
+                        &RecordKey::parse(&format!("{collection}/{id}/{n}")).unwrap(),
+                        format!("{id} {n}").as_bytes(),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    let listed = |store: &SealedStore| -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = store
+            .scan_records()
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(
+                    r.value,
+                    format!(
+                        "{} {}",
+                        r.meta.subject,
+                        r.meta.key.as_str().rsplit('/').next().unwrap()
+                    )
+                    .into_bytes()
+                );
+                (
+                    r.meta.subject.to_string(),
+                    r.meta.collection.as_str().to_owned(),
+                    r.meta.key.as_str().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let all = listed(&store);
+    assert_eq!(all.len(), people.len() * 6);
+    assert_eq!(
+        all.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        all.len()
+    );
+
+    // A shred: gone from the scan.
+    store.shred_subject(&"gus".parse().unwrap()).unwrap();
+    // An interrupted shred: the key destroyed, the records still there.
+    custodian
+        .destroy_data_keys(&region, &["lia".parse().unwrap()])
+        .unwrap();
+    let left = listed(&store);
+    assert_eq!(left.len(), 2 * 6);
+    assert!(left.iter().all(|(s, _, _)| s == "ana" || s == "pedro"));
+}
