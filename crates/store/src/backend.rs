@@ -4,7 +4,7 @@
 //! whoever runs the database — the embedded one here, or a distributed one later — never sees
 //! plaintext or keys.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -70,10 +70,10 @@ impl Batch {
         self.ops.len()
     }
 
-    /// The batch's net effect: for each key it writes, the value its last write leaves there
-    /// (`None` for a delete).
-    pub(crate) fn net_effect(&self) -> HashMap<&[u8], Option<&[u8]>> {
-        let mut last = HashMap::with_capacity(self.ops.len());
+    /// The batch's net effect, in key order: for each key it writes, the value its last write
+    /// leaves there (`None` for a delete).
+    pub(crate) fn net_effect(&self) -> BTreeMap<&[u8], Option<&[u8]>> {
+        let mut last = BTreeMap::new();
         for op in &self.ops {
             match op {
                 BatchOp::Put { key, value } => last.insert(key.as_slice(), Some(value.as_slice())),

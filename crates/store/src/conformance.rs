@@ -184,7 +184,9 @@ fn batch_applies(b: &dyn Backend) {
     batch.put(b"twice".to_vec(), b"second".to_vec());
     batch.put(b"back".to_vec(), b"x".to_vec());
     batch.delete(b"back".to_vec());
-    assert_eq!(batch.len(), 7);
+    batch.delete(b"revived".to_vec());
+    batch.put(b"revived".to_vec(), b"y".to_vec());
+    assert_eq!(batch.len(), 9);
     b.apply(&batch).unwrap();
     assert_eq!(b.get(b"new").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(b.get(b"gone").unwrap(), None);
@@ -194,6 +196,11 @@ fn batch_applies(b: &dyn Backend) {
         b.get(b"back").unwrap(),
         None,
         "a put then delete in one batch"
+    );
+    assert_eq!(
+        b.get(b"revived").unwrap().as_deref(),
+        Some(&b"y"[..]),
+        "a delete then put in one batch"
     );
 }
 

@@ -56,6 +56,23 @@ pub struct RecordMeta {
     pub data_key_version: u32,
 }
 
+impl RecordMeta {
+    /// The order [`SealedStore::scan_subject`](crate::SealedStore::scan_subject) returns a
+    /// subject's records in: by collection (shorter names first), then by key.
+    pub fn cmp_in_subject_order(&self, other: &RecordMeta) -> std::cmp::Ordering {
+        (
+            self.collection.as_str().len(),
+            self.collection.as_str(),
+            &self.key,
+        )
+            .cmp(&(
+                other.collection.as_str().len(),
+                other.collection.as_str(),
+                &other.key,
+            ))
+    }
+}
+
 /// A record as read, with its value as bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RawRecord {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::backend::{Backend, Batch, ScanIter};
 use crate::StoreError;
 
 /// How long [`SledBackend::open`] waits for a just-closed handle to release the lock.
@@ -113,21 +113,12 @@ impl Backend for SledBackend {
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         // The batch's net effect, applied in key order: consecutive operations then land in
         // the same or neighbouring leaves (blind-indexed keys are otherwise scattered over the
-        // whole tree), which is what makes a large shred or ingest batch cheap for sled. The
-        // last operation on a key wins, as it would applied in order.
-        let mut ops: Vec<(usize, &BatchOp)> = batch.ops().iter().enumerate().collect();
-        ops.sort_by(|(i, a), (j, b)| op_key(a).cmp(op_key(b)).then(i.cmp(j)));
+        // whole tree), which is what makes a large shred or ingest batch cheap for sled.
         let mut sled_batch = sled::Batch::default();
-        for (n, (_, op)) in ops.iter().enumerate() {
-            if ops
-                .get(n + 1)
-                .is_some_and(|(_, next)| op_key(next) == op_key(op))
-            {
-                continue;
-            }
-            match op {
-                BatchOp::Put { key, value } => sled_batch.insert(key.as_slice(), value.as_slice()),
-                BatchOp::Delete { key } => sled_batch.remove(key.as_slice()),
+        for (key, value) in batch.net_effect() {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
             }
         }
         self.db
@@ -138,12 +129,5 @@ impl Backend for SledBackend {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(failed("flush"))?;
         Ok(())
-    }
-}
-
-/// The key an operation writes.
-fn op_key(op: &BatchOp) -> &[u8] {
-    match op {
-        BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
     }
 }

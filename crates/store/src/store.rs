@@ -593,13 +593,7 @@ impl SealedStore {
             }
         }
         // Index order is blind-index order, which says nothing; callers get key order.
-        out.sort_by(|a, b| {
-            let name =
-                |r: &RawRecord| (r.meta.collection.as_str().len(), r.meta.collection.clone());
-            name(a)
-                .cmp(&name(b))
-                .then_with(|| a.meta.key.cmp(&b.meta.key))
-        });
+        out.sort_by(|a, b| a.meta.cmp_in_subject_order(&b.meta));
         Ok(out)
     }
 
@@ -637,11 +631,7 @@ impl SealedStore {
                     Ok(item) => item,
                     Err(e) => return Some(Err(e)),
                 };
-                let parsed = layout::split_collection_blind(&k[1..]).and_then(|(c, b)| {
-                    let c = Collection::parse(std::str::from_utf8(c).ok()?).ok()?;
-                    Some((c, b))
-                });
-                let Some((collection, blind)) = parsed else {
+                let Some((collection, blind)) = collection_and_blind(&k[1..]) else {
                     return Some(Err(StoreError::Backend {
                         backend: self.backend.name(),
                         operation: "scan the records",
@@ -726,11 +716,7 @@ impl SealedStore {
         let mut ids = Vec::new();
         for item in self.backend.scan_prefix(&prefix) {
             let (k, _) = item?;
-            let parsed = layout::split_collection_blind(&k[prefix.len()..]).and_then(|(c, b)| {
-                let c = Collection::parse(std::str::from_utf8(c).ok()?).ok()?;
-                Some((c, b))
-            });
-            let Some(id) = parsed else {
+            let Some(id) = collection_and_blind(&k[prefix.len()..]) else {
                 return Err(StoreError::Backend {
                     backend: self.backend.name(),
                     operation: "read the subject index",
@@ -901,4 +887,12 @@ fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The collection and blind index at the tail of a record or index key (`u16 len ‖ collection ‖
+/// blind index`), or `None` if the tail is malformed or names no valid collection.
+fn collection_and_blind(tail: &[u8]) -> Option<(Collection, BlindIndex)> {
+    let (collection, blind) = layout::split_collection_blind(tail)?;
+    let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
+    Some((collection, blind))
 }

@@ -56,13 +56,7 @@ impl Gate {
                     .remove(&registered.subject.id)
                     .unwrap_or_default();
                 // The order a subject scan returns: by collection, then by key.
-                records.sort_by(|(a, _), (b, _)| {
-                    (a.collection.as_str().len(), a.collection.as_str(), &a.key).cmp(&(
-                        b.collection.as_str().len(),
-                        b.collection.as_str(),
-                        &b.key,
-                    ))
-                });
+                records.sort_by(|(a, _), (b, _)| a.cmp_in_subject_order(b));
                 for (meta, d) in &records {
                     digest.add(&d.0);
                     touched.record(pseudonym, meta.class, meta.collection.as_str());

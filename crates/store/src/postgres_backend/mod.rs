@@ -13,7 +13,7 @@ mod config;
 mod schema;
 mod tls;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{NoTls, Statement};
 
-use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::backend::{Backend, Batch, ScanIter};
 use crate::StoreError;
 
 pub use config::{PostgresConfig, DEFAULT_SCHEMA};
@@ -445,13 +445,7 @@ struct NetWrites<'a> {
 impl<'a> NetWrites<'a> {
     fn of(batch: &'a Batch, owned: &[&[u8]]) -> Self {
         let owned: HashSet<&[u8]> = owned.iter().copied().collect();
-        let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for op in batch.ops() {
-            match op {
-                BatchOp::Put { key, value } => last.insert(key, Some(value)),
-                BatchOp::Delete { key } => last.insert(key, None),
-            };
-        }
+        let last = batch.net_effect();
         let mut writes = NetWrites {
             deletes: Vec::new(),
             plain: Vec::new(),
