@@ -10,17 +10,55 @@ const PANEL: usize = 64;
 /// Right-hand sides solved together in the inverse (the width of the inner loops).
 const RHS: usize = 32;
 
+/// Whether this CPU runs AVX2, so the kernels below can use its 256-bit lanes (checked once;
+/// the standard library caches the answer).
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The inner product, compiled for AVX2 where the CPU has it. Both versions run the same
+/// operations in the same order, so the result is the same bit for bit.
+#[allow(unsafe_code)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Four independent accumulators, so the compiler can keep them in vector lanes.
-    let mut acc = [0f64; 4];
-    let chunks = a.len() / 4;
-    for c in 0..chunks {
-        for l in 0..4 {
-            acc[l] += a[c * 4 + l] * b[c * 4 + l];
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU was just found to support AVX2.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(a: &[f64], b: &[f64]) -> f64 {
+    dot_portable(a, b)
+}
+
+#[inline(always)]
+fn dot_portable(a: &[f64], b: &[f64]) -> f64 {
+    // Sixteen independent accumulators, so the compiler keeps them in vector lanes and the
+    // additions do not wait on each other.
+    const ACC: usize = 16;
+    let mut acc = [0f64; ACC];
+    let chunks = a.len() / ACC;
+    let (a_body, b_body) = (&a[..chunks * ACC], &b[..chunks * ACC]);
+    for (x, y) in a_body.chunks_exact(ACC).zip(b_body.chunks_exact(ACC)) {
+        for l in 0..ACC {
+            acc[l] += x[l] * y[l];
         }
     }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in chunks * 4..a.len() {
+    let mut s = 0.0;
+    for pair in acc.chunks_exact(2) {
+        s += pair[0] + pair[1];
+    }
+    for i in chunks * ACC..a.len() {
         s += a[i] * b[i];
     }
     s
@@ -86,62 +124,83 @@ pub(crate) fn cholesky_in_place(a: &mut [f64], n: usize) -> Result<(), usize> {
 /// `P` is symmetric, so its rows `c0..c0+RHS` are the solutions of `L Lᵀ X = E` for the
 /// identity's columns `c0..c0+RHS`: a forward solve from row `c0` (the rows above are zero), then
 /// a backward one, each reading `L` one row at a time against `RHS` right-hand sides at once.
-/// Blocks are independent, so they run in parallel.
+/// Blocks are independent, so they run in parallel, compiled for AVX2 where the CPU has it
+/// (the same operations in the same order: the same result bit for bit).
+#[allow(unsafe_code)]
 pub(crate) fn inverse_from_cholesky(l: &[f64], n: usize, p: &mut [f32]) {
     debug_assert_eq!(p.len(), n * n);
+    let use_avx2 = avx2();
     p.par_chunks_mut(RHS * n)
         .enumerate()
         .for_each(|(block, rows)| {
-            let c0 = block * RHS;
-            let width = rows.len() / n;
-            // y[k * RHS + t]: row k, right-hand side t (padding columns stay zero).
-            let mut y = vec![0f64; n * RHS];
-            // Forward: L Y = E.
-            for i in c0..n {
-                let mut acc = [0f64; RHS];
-                if i < c0 + width {
-                    acc[i - c0] = 1.0;
-                }
-                let li = &l[i * n..i * n + i];
-                for (k, &lik) in li.iter().enumerate().skip(c0) {
-                    if lik != 0.0 {
-                        let yk = &y[k * RHS..(k + 1) * RHS];
-                        for t in 0..RHS {
-                            acc[t] -= lik * yk[t];
-                        }
-                    }
-                }
-                let d = l[i * n + i];
-                for t in 0..RHS {
-                    y[i * RHS + t] = acc[t] / d;
-                }
+            #[cfg(target_arch = "x86_64")]
+            if use_avx2 {
+                // SAFETY: the CPU was found to support AVX2.
+                return unsafe { solve_block_avx2(l, n, block * RHS, rows) };
             }
-            // Backward: Lᵀ X = Y. Row i of L is column i of Lᵀ: once x_i is known, its terms
-            // leave every earlier equation.
-            for i in (0..n).rev() {
-                let d = l[i * n + i];
-                let mut xi = [0f64; RHS];
-                for t in 0..RHS {
-                    xi[t] = y[i * RHS + t] / d;
-                    y[i * RHS + t] = xi[t];
-                }
-                let li = &l[i * n..i * n + i];
-                for (k, &lik) in li.iter().enumerate() {
-                    if lik != 0.0 {
-                        let yk = &mut y[k * RHS..(k + 1) * RHS];
-                        for t in 0..RHS {
-                            yk[t] -= lik * xi[t];
-                        }
-                    }
-                }
-            }
-            for t in 0..width {
-                let row = &mut rows[t * n..(t + 1) * n];
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v = y[k * RHS + t] as f32;
-                }
-            }
+            let _ = use_avx2;
+            solve_block(l, n, block * RHS, rows)
         });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn solve_block_avx2(l: &[f64], n: usize, c0: usize, rows: &mut [f32]) {
+    solve_block(l, n, c0, rows)
+}
+
+/// Rows `c0..c0 + rows.len() / n` of the inverse into `rows`: one block of
+/// [`inverse_from_cholesky`].
+#[inline(always)]
+fn solve_block(l: &[f64], n: usize, c0: usize, rows: &mut [f32]) {
+    let width = rows.len() / n;
+    // y[k * RHS + t]: row k, right-hand side t (padding columns stay zero).
+    let mut y = vec![0f64; n * RHS];
+    // Forward: L Y = E.
+    for i in c0..n {
+        let mut acc = [0f64; RHS];
+        if i < c0 + width {
+            acc[i - c0] = 1.0;
+        }
+        let li = &l[i * n..i * n + i];
+        for (k, &lik) in li.iter().enumerate().skip(c0) {
+            if lik != 0.0 {
+                let yk = &y[k * RHS..(k + 1) * RHS];
+                for t in 0..RHS {
+                    acc[t] -= lik * yk[t];
+                }
+            }
+        }
+        let d = l[i * n + i];
+        for t in 0..RHS {
+            y[i * RHS + t] = acc[t] / d;
+        }
+    }
+    // Backward: Lᵀ X = Y. Row i of L is column i of Lᵀ: once x_i is known, its terms leave
+    // every earlier equation.
+    for i in (0..n).rev() {
+        let d = l[i * n + i];
+        let mut xi = [0f64; RHS];
+        for t in 0..RHS {
+            xi[t] = y[i * RHS + t] / d;
+            y[i * RHS + t] = xi[t];
+        }
+        let li = &l[i * n..i * n + i];
+        for (k, &lik) in li.iter().enumerate() {
+            if lik != 0.0 {
+                let yk = &mut y[k * RHS..(k + 1) * RHS];
+                for t in 0..RHS {
+                    yk[t] -= lik * xi[t];
+                }
+            }
+        }
+    }
+    for t in 0..width {
+        let row = &mut rows[t * n..(t + 1) * n];
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = y[k * RHS + t] as f32;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +239,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    fn the_avx2_kernels_give_the_portable_results_bit_for_bit() {
+        if !avx2() {
+            eprintln!("SKIPPED: this CPU has no AVX2");
+            return;
+        }
+        let n = 131;
+        let mut l = spd(n);
+        cholesky_in_place(&mut l, n).unwrap();
+        for len in [0, 1, 15, 16, 17, 100] {
+            let (a, b) = (&l[..len], &l[n..n + len]);
+            // SAFETY: AVX2 was just detected.
+            let fast = unsafe { dot_avx2(a, b) };
+            assert_eq!(fast.to_bits(), dot_portable(a, b).to_bits(), "length {len}");
+        }
+        let mut portable = vec![0f32; RHS * n];
+        let mut fast = vec![0f32; RHS * n];
+        solve_block(&l, n, RHS, &mut portable);
+        // SAFETY: AVX2 was just detected.
+        unsafe { solve_block_avx2(&l, n, RHS, &mut fast) };
+        assert!(portable
+            .iter()
+            .zip(&fast)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

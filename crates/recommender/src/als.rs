@@ -501,9 +501,11 @@ fn gram(m: &[f32], f: usize, reg: f32) -> Vec<f32> {
 }
 
 /// Solves every row of `target` against the fixed factors.
+#[allow(unsafe_code)]
 fn half_sweep(fixed: &[f32], target: &mut [f32], rows: &Csr, config: &AlsConfig, solver: Solver) {
     let f = config.factors;
     let yty = gram(fixed, f, config.regularization);
+    let use_avx2 = crate::linalg::avx2();
     target
         .par_chunks_mut(f)
         .enumerate()
@@ -518,6 +520,13 @@ fn half_sweep(fixed: &[f32], target: &mut [f32], rows: &Csr, config: &AlsConfig,
                     return;
                 }
                 match solver {
+                    #[cfg(target_arch = "x86_64")]
+                    Solver::ConjugateGradient if use_avx2 => {
+                        // SAFETY: the CPU was found to support AVX2.
+                        unsafe {
+                            conjugate_gradient_avx2(&yty, fixed, items, weights, config, x, scratch)
+                        }
+                    }
                     Solver::ConjugateGradient => {
                         conjugate_gradient(&yty, fixed, items, weights, config, x, scratch)
                     }
@@ -525,9 +534,27 @@ fn half_sweep(fixed: &[f32], target: &mut [f32], rows: &Csr, config: &AlsConfig,
                 }
             },
         );
+    let _ = use_avx2;
+}
+
+/// [`conjugate_gradient`] compiled for AVX2's 256-bit lanes: the same operations in the same
+/// order, so the same result bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn conjugate_gradient_avx2(
+    yty: &[f32],
+    y: &[f32],
+    items: &[u32],
+    weights: &[f32],
+    config: &AlsConfig,
+    x: &mut [f32],
+    scratch: &mut [f32],
+) {
+    conjugate_gradient(yty, y, items, weights, config, x, scratch)
 }
 
 /// A few conjugate gradient steps on one user's normal equations, starting from `x`.
+#[inline(always)]
 fn conjugate_gradient(
     yty: &[f32],
     y: &[f32],
@@ -614,6 +641,45 @@ fn exact(
 mod tests {
     use super::*;
     use crate::InteractionsBuilder;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    fn the_avx2_solve_gives_the_portable_result_bit_for_bit() {
+        if !crate::linalg::avx2() {
+            eprintln!("SKIPPED: this CPU has no AVX2");
+            return;
+        }
+        let config = AlsConfig::default();
+        let f = config.factors;
+        let y: Vec<f32> = (0..40 * f)
+            .map(|i| ((i * 7919 % 211) as f32 - 105.0) / 300.0)
+            .collect();
+        let yty = gram(&y, f, config.regularization);
+        let items: Vec<u32> = (0..40).step_by(3).collect();
+        let weights: Vec<f32> = items.iter().map(|&i| 1.0 + i as f32 / 7.0).collect();
+        let start: Vec<f32> = (0..f).map(|i| (i as f32 - 30.0) / 100.0).collect();
+        let (mut portable, mut fast) = (start.clone(), start);
+        let mut scratch = vec![0f32; 3 * f];
+        conjugate_gradient(
+            &yty,
+            &y,
+            &items,
+            &weights,
+            &config,
+            &mut portable,
+            &mut scratch,
+        );
+        // SAFETY: AVX2 was just detected.
+        unsafe {
+            conjugate_gradient_avx2(&yty, &y, &items, &weights, &config, &mut fast, &mut scratch)
+        };
+        assert!(portable
+            .iter()
+            .zip(&fast)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(portable.iter().any(|v| *v != 0.0));
+    }
 
     fn small() -> Csr {
         let mut b = InteractionsBuilder::new();

@@ -4,8 +4,21 @@
 
 const LANES: usize = 8;
 
+/// Whether this CPU runs AVX2: hot loops then run a copy of the same code compiled for its
+/// 256-bit lanes (the standard library caches the answer).
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The inner product of two equally long slices.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
@@ -25,7 +38,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Four inner products of `q` with four rows at once, so that each chunk of `q` is loaded once
 /// per four rows: the kernel of the scoring loops.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot4(q: &[f32], r0: &[f32], r1: &[f32], r2: &[f32], r3: &[f32]) -> [f32; 4] {
     let n = q.len();
     let (r0, r1, r2, r3) = (&r0[..n], &r1[..n], &r2[..n], &r3[..n]);
@@ -68,7 +81,7 @@ pub(crate) fn dot4(q: &[f32], r0: &[f32], r1: &[f32], r2: &[f32], r3: &[f32]) ->
 }
 
 /// `y += a * x`.
-#[inline]
+#[inline(always)]
 pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
@@ -76,7 +89,7 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// `out = m * v` for a square row-major `m`.
-#[inline]
+#[inline(always)]
 pub(crate) fn symv(m: &[f32], v: &[f32], out: &mut [f32]) {
     let f = v.len();
     for (r, o) in out.iter_mut().enumerate() {

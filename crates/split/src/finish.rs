@@ -1,5 +1,7 @@
 //! Finishing a split: crypto-shredding what the target policy forbids to remain.
 
+use domicile_store::RecordDeletion;
+
 use crate::journal::{Journal, JournalLine};
 use crate::plan::migration_purpose;
 use crate::report::ShredSummary;
@@ -57,10 +59,13 @@ pub fn shred_source(
         work.push((node, who, ids));
     }
     for (node, who, ids) in work {
+        // The whole region goes: its records are left for one purge at the end, which drops
+        // the store wholesale instead of deleting each record (a crash before it leaves them
+        // unreadable, and the rerun purges).
         for chunk in ids.chunks(SHRED_BATCH) {
             let summaries: Vec<ShredSummary> = node
                 .gate
-                .shred_subjects(&who, &purpose, chunk)?
+                .shred_subjects_with(&who, &purpose, chunk, RecordDeletion::Deferred)?
                 .into_iter()
                 .map(|receipt| ShredSummary {
                     region: node.region.clone(),
@@ -75,6 +80,7 @@ pub fn shred_source(
             done.extend(summaries);
         }
         finalize_shreds(source, &node.region)?;
+        node.gate.purge(&who, &purpose)?;
     }
     Ok(done)
 }

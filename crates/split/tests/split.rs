@@ -202,6 +202,14 @@ fn check_split(data: &Path, keys: &Path, expected: &BTreeMap<(String, String, St
     )
     .unwrap();
     assert!(global.subjects().unwrap().is_empty());
+    // And holds nothing: the split purged it wholesale once every key was destroyed, leaving
+    // only the store's metadata entry (this holds after a SIGKILL and a rerun too).
+    let left: Vec<Vec<u8>> = global
+        .backend()
+        .scan_prefix(&[])
+        .map(|item| item.unwrap().0)
+        .collect();
+    assert_eq!(left.len(), 1, "entries left in the global store");
     // The shreds are final: the KEK that wrapped the shredded keys is gone, one newer is left.
     let kek_files: Vec<String> = std::fs::read_dir(keys.join("global/kek"))
         .unwrap()

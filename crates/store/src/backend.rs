@@ -10,6 +10,9 @@ use std::ops::Range;
 
 use crate::StoreError;
 
+/// How many keys the default [`Backend::clear`] deletes per batch.
+pub const CLEAR_BATCH: usize = 10_000;
+
 /// The items of a prefix scan, in ascending key order.
 pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
 
@@ -122,6 +125,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Removes every entry. Durable once a later [`flush`](Backend::flush) returns; not atomic
+    /// (after a crash some entries may remain, and clearing again removes them).
+    ///
+    /// The default deletes every key in batches of [`CLEAR_BATCH`]; an engine that can drop a
+    /// whole table or tree at once overrides it (sled drops its tree: a cost per page, not per
+    /// key). The sealed store uses it to purge a region a split emptied.
+    fn clear(&self) -> Result<(), StoreError> {
+        delete_every_key(self)
+    }
+
     /// Applies `batch` like [`apply`](Backend::apply) unless one of the `owned` keys belongs
     /// to another owner; then writes nothing and returns the index in `owned` of such a key.
     ///
@@ -156,5 +169,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
         }
         self.apply(batch)?;
         Ok(None)
+    }
+}
+
+/// [`Backend::clear`]'s default: deletes every key, [`CLEAR_BATCH`] at a time.
+pub(crate) fn delete_every_key<B: Backend + ?Sized>(backend: &B) -> Result<(), StoreError> {
+    loop {
+        let mut batch = Batch::new();
+        for item in backend.scan_prefix(&[]).take(CLEAR_BATCH) {
+            batch.delete(item?.0);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        backend.apply(&batch)?;
     }
 }

@@ -48,6 +48,10 @@ pub const CASES: &[Case] = &[
         "apply_owned writes a batch whole, or nothing if a key it takes is another owner's",
         owned_keys_are_checked,
     ),
+    (
+        "clear removes every key, more than a batch of them, and the backend takes writes after",
+        clear_removes_everything,
+    ),
 ];
 
 /// Runs every case: the single-session [`CASES`] on fresh backends under `dir`, then the
@@ -59,6 +63,7 @@ pub fn run(dir: &Path, open: Opener<'_>) {
         case(backend.as_ref());
     }
     flushed_writes_survive_reopen(&dir.join("reopen"), open);
+    flushed_clear_survives_reopen(&dir.join("reopen-clear"), open);
 }
 
 fn missing_key(b: &dyn Backend) {
@@ -287,6 +292,42 @@ fn owned_keys_are_checked(b: &dyn Backend) {
     assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), Some(1700));
     assert_eq!(b.scan_prefix(b"o/many/").count(), 0);
     assert_eq!(b.get(b"o/b").unwrap(), Some(owned_value(b'B', b"b")));
+}
+
+fn clear_removes_everything(b: &dyn Backend) {
+    let n = crate::CLEAR_BATCH + 17;
+    let mut batch = Batch::new();
+    for i in 0..n {
+        batch.put(format!("c/{i:08}").into_bytes(), vec![i as u8; 8]);
+    }
+    batch.put(b"other".to_vec(), b"x".to_vec());
+    b.apply(&batch).unwrap();
+    b.clear().unwrap();
+    assert_eq!(b.scan_prefix(&[]).count(), 0, "entries left after clear");
+    assert_eq!(b.get(b"other").unwrap(), None);
+    b.put(b"after", b"v").unwrap();
+    assert_eq!(b.get(b"after").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(b.scan_prefix(&[]).count(), 1);
+    // Clearing an empty backend is a no-op, not an error.
+    b.clear().unwrap();
+    b.clear().unwrap();
+    assert_eq!(b.scan_prefix(&[]).count(), 0);
+}
+
+fn flushed_clear_survives_reopen(dir: &Path, open: Opener<'_>) {
+    {
+        let b = open(dir).expect("open for writing");
+        for i in 0..100u32 {
+            b.put(&i.to_be_bytes(), b"gone").unwrap();
+        }
+        b.flush().unwrap();
+        b.clear().unwrap();
+        b.put(b"new", b"kept").unwrap();
+        b.flush().unwrap();
+    }
+    let b = open(dir).expect("reopen");
+    let left: Vec<_> = b.scan_prefix(&[]).map(|item| item.unwrap().0).collect();
+    assert_eq!(left, vec![b"new".to_vec()], "a flushed clear after reopen");
 }
 
 fn flushed_writes_survive_reopen(dir: &Path, open: Opener<'_>) {

@@ -195,6 +195,15 @@ pub enum StoreError {
         /// The path given.
         path: PathBuf,
     },
+    /// A wholesale purge was refused: subjects registered in the store still have live data
+    /// keys, and a purge deletes every record in it. Shred them first.
+    #[error("cannot purge region {region}'s store: {live} subject(s) in it still have live data keys (shred them first; nothing was deleted)")]
+    PurgeRefused {
+        /// The region.
+        region: Region,
+        /// How many registered subjects still have a live data key.
+        live: usize,
+    },
     /// The subject has no data key in this region (it was never registered or was shredded).
     #[error("subject {subject} (pseudonym) has no data key in region {region}")]
     NoDataKey {

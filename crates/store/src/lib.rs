@@ -77,7 +77,7 @@ mod redb_backend;
 mod sled_backend;
 mod store;
 
-pub use backend::{Backend, Batch, BatchOp, ScanIter};
+pub use backend::{Backend, Batch, BatchOp, ScanIter, CLEAR_BATCH};
 pub use custodian::{
     BlindIndex, DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym,
     PseudonymKey, RotationReport,
@@ -95,4 +95,6 @@ pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STO
 #[cfg(feature = "redb")]
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
-pub use store::{BackendKind, NewRecord, RegisteredSubject, SealedStore, ShredReceipt};
+pub use store::{
+    BackendKind, NewRecord, RecordDeletion, RegisteredSubject, SealedStore, ShredReceipt,
+};

@@ -1,6 +1,7 @@
 //! The sled backend: the embedded default.
 
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::backend::{Backend, Batch, ScanIter};
 use crate::StoreError;
@@ -15,13 +16,22 @@ fn lock_held(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
+/// The sled tree a store keeps its entries in. A tree of its own, not sled's default one, so
+/// that [`Backend::clear`] can drop it whole.
+const TREE: &[u8] = b"domicile";
+
 /// A [`Backend`] on sled 0.34.7, in one directory.
 ///
 /// sled acknowledges writes before they reach the disk; [`Backend::flush`] calls `Db::flush`,
 /// which writes and fsyncs sled's log, so a write followed by a flush survives a crash.
-#[derive(Debug, Clone)]
+///
+/// Entries live in the tree `domicile`; a store written before that (its entries in sled's
+/// default tree) is read and written where it is.
+#[derive(Debug)]
 pub struct SledBackend {
     db: sled::Db,
+    /// Swapped for a new empty tree by [`Backend::clear`].
+    tree: RwLock<sled::Tree>,
     path: PathBuf,
 }
 
@@ -68,7 +78,22 @@ impl SledBackend {
                 other => break other.map_err(failed("open the database"))?,
             }
         };
-        Ok(SledBackend { db, path })
+        // A store from before the named tree keeps its entries in the default one.
+        let tree = if db.is_empty() {
+            db.open_tree(TREE).map_err(failed("open the tree"))?
+        } else {
+            sled::Tree::clone(&db)
+        };
+        Ok(SledBackend {
+            db,
+            tree: RwLock::new(tree),
+            path,
+        })
+    }
+
+    fn tree(&self) -> RwLockReadGuard<'_, sled::Tree> {
+        // A panic while swapping leaves either tree in place, both usable.
+        self.tree.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The directory the database lives in.
@@ -84,27 +109,29 @@ impl Backend for SledBackend {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .db
+            .tree()
             .get(key)
             .map_err(failed("read a key"))?
             .map(|v| v.to_vec()))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.db.insert(key, value).map_err(failed("write a key"))?;
+        self.tree()
+            .insert(key, value)
+            .map_err(failed("write a key"))?;
         Ok(())
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
         Ok(self
-            .db
+            .tree()
             .remove(key)
             .map_err(failed("delete a key"))?
             .is_some())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
-        Box::new(self.db.scan_prefix(prefix).map(|item| {
+        Box::new(self.tree().scan_prefix(prefix).map(|item| {
             item.map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .map_err(failed("scan a prefix"))
         }))
@@ -121,9 +148,23 @@ impl Backend for SledBackend {
                 None => sled_batch.remove(key),
             }
         }
-        self.db
+        self.tree()
             .apply_batch(sled_batch)
             .map_err(failed("apply a batch"))
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        let mut tree = self.tree.write().unwrap_or_else(|p| p.into_inner());
+        if *tree.name() != *TREE {
+            // sled cannot drop its default tree: an old store's entries go one by one.
+            drop(tree);
+            return crate::backend::delete_every_key(self);
+        }
+        // Dropping frees the tree's pages, a cost per page rather than per key. Not atomic
+        // with the next line; a crash between them leaves no tree, which opens empty.
+        self.db.drop_tree(TREE).map_err(failed("drop the tree"))?;
+        *tree = self.db.open_tree(TREE).map_err(failed("open the tree"))?;
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

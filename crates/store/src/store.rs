@@ -60,6 +60,20 @@ pub struct NewRecord<'a> {
     pub value: &'a [u8],
 }
 
+/// What a shred does with the records of the subjects it shreds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RecordDeletion {
+    /// Delete them, their index entries and registry entry in the same durable step.
+    #[default]
+    Now,
+    /// Leave them where they are, unreadable, for one [`SealedStore::purge`] of the whole store
+    /// once every subject in it is shredded: for a region a split empties, where dropping the
+    /// store wholesale costs a fraction of deleting each record. Until the purge the store
+    /// holds them as an interrupted shred leaves them (every read skips them).
+    Deferred,
+}
+
 /// What [`SealedStore::shred_subject`] destroyed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShredReceipt {
@@ -151,9 +165,7 @@ impl SealedStore {
         custodian: Arc<dyn KeyCustodian>,
     ) -> Result<Self, StoreError> {
         policy.check_region(&region)?;
-        let mut meta = META_PREFIX.to_vec();
-        meta.extend_from_slice(format!("{}\n", record::STORE_FORMAT).as_bytes());
-        meta.extend_from_slice(region.as_str().as_bytes());
+        let meta = store_meta(&region);
         match backend.get(layout::META)? {
             Some(found) if found == meta => {}
             Some(found) => {
@@ -581,15 +593,20 @@ impl SealedStore {
         Ok(true)
     }
 
-    /// Every record of the subject, ordered by collection name length, then name, then key.
+    /// Every record of the subject, ordered by collection name length, then name, then key;
+    /// none once they are shredded (even before their records are deleted).
     pub fn scan_subject(&self, subject: &SubjectId) -> Result<Vec<RawRecord>, StoreError> {
         let pseudonym = self.pseudonyms.pseudonym(subject);
         let mut out = Vec::new();
         for (collection, blind) in self.subject_record_ids(&pseudonym)? {
             let record_key = layout::record(collection.as_str(), &blind);
-            // An index entry without its record is what an interrupted delete leaves: skip it.
+            // An index entry without its record is what an interrupted delete leaves, and a
+            // record whose key is destroyed what a shred leaves for a purge: skip both.
             if let Some(sealed) = self.backend.get(&record_key)? {
-                out.push(self.open_record(&collection, &blind, sealed)?);
+                match self.open_record(&collection, &blind, sealed) {
+                    Err(StoreError::SubjectShredded { .. }) => {}
+                    record => out.push(record?),
+                }
             }
         }
         // Index order is blind-index order, which says nothing; callers get key order.
@@ -658,6 +675,18 @@ impl SealedStore {
     /// with their data keys destroyed together and one atomic, durable deletion of all their
     /// records. Returns a receipt per subject, in order.
     pub fn shred_subjects(&self, subjects: &[SubjectId]) -> Result<Vec<ShredReceipt>, StoreError> {
+        self.shred_subjects_with(subjects, RecordDeletion::Now)
+    }
+
+    /// [`shred_subjects`](Self::shred_subjects), with the records deleted now or left for a
+    /// wholesale [`purge`](Self::purge) ([`RecordDeletion::Deferred`]; the receipts then say
+    /// the registry entries were not deleted). The keys are destroyed either way, so the
+    /// records open nowhere from the moment this returns.
+    pub fn shred_subjects_with(
+        &self,
+        subjects: &[SubjectId],
+        deletion: RecordDeletion,
+    ) -> Result<Vec<ShredReceipt>, StoreError> {
         let _gate = write_lock(&self.shred_gate);
         let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
         let mut batch = Batch::new();
@@ -671,17 +700,23 @@ impl SealedStore {
         for (subject, destroyed) in subjects.iter().zip(destroyed) {
             let pseudonym = self.pseudonyms.pseudonym(subject);
             let records = self.subject_record_ids(&pseudonym)?;
-            for (collection, blind) in &records {
-                batch.delete(layout::record(collection.as_str(), blind));
-                batch.delete(layout::subject_index(
-                    &pseudonym,
-                    collection.as_str(),
-                    blind,
-                ));
-            }
             let registry_key = layout::registry(&pseudonym);
-            let registry_entry_deleted = self.backend.get(&registry_key)?.is_some();
-            batch.delete(registry_key);
+            let registry_entry_deleted = match deletion {
+                RecordDeletion::Now => {
+                    for (collection, blind) in &records {
+                        batch.delete(layout::record(collection.as_str(), blind));
+                        batch.delete(layout::subject_index(
+                            &pseudonym,
+                            collection.as_str(),
+                            blind,
+                        ));
+                    }
+                    let present = self.backend.get(&registry_key)?.is_some();
+                    batch.delete(registry_key);
+                    present
+                }
+                RecordDeletion::Deferred => false,
+            };
             receipts.push(ShredReceipt {
                 subject: subject.clone(),
                 region: self.region.clone(),
@@ -691,9 +726,32 @@ impl SealedStore {
                 registry_entry_deleted,
             });
         }
-        self.backend.apply(&batch)?;
-        self.backend.flush()?;
+        if !batch.is_empty() {
+            self.backend.apply(&batch)?;
+            self.backend.flush()?;
+        }
         Ok(receipts)
+    }
+
+    /// Deletes everything in the store wholesale — records, index and registry, all left behind
+    /// by shreds (see [`RecordDeletion::Deferred`]) — then writes its metadata anew. Refused
+    /// with [`StoreError::PurgeRefused`], deleting nothing, while any registered subject still
+    /// has a live data key: a purge only ever removes what no key opens any more.
+    ///
+    /// Durable when it returns; calling it again after an interruption finishes the job.
+    pub fn purge(&self) -> Result<(), StoreError> {
+        let _gate = write_lock(&self.shred_gate);
+        let live = self.subjects()?.len();
+        if live > 0 {
+            return Err(StoreError::PurgeRefused {
+                region: self.region.clone(),
+                live,
+            });
+        }
+        write_lock(&self.registry).clear();
+        self.backend.clear()?;
+        self.backend.put(layout::META, &store_meta(&self.region))?;
+        self.backend.flush()
     }
 
     /// Rewraps every data key of this region under a new key-encryption key, re-encrypting no
@@ -869,6 +927,14 @@ enum Opened {
         data_key_version: u32,
     },
     Shredded,
+}
+
+/// The metadata entry a store of `region` starts with: the format version, then the region.
+fn store_meta(region: &Region) -> Vec<u8> {
+    let mut meta = META_PREFIX.to_vec();
+    meta.extend_from_slice(format!("{}\n", record::STORE_FORMAT).as_bytes());
+    meta.extend_from_slice(region.as_str().as_bytes());
+    meta
 }
 
 /// The store format version and region of a metadata entry (`None`: not a version number).

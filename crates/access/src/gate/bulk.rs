@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use domicile_audit::{Action, BulkDigest, ResultDigest};
 use domicile_residency::{DataClass, ExportLicence, Obligation, Purpose, Region, SubjectId};
-use domicile_store::{ExportBundle, RawRecord, RecordDigest, ShredReceipt, TransferKey};
+use domicile_store::{
+    ExportBundle, RawRecord, RecordDeletion, RecordDigest, ShredReceipt, TransferKey,
+};
 
 use super::call::{Gathered, Touched};
 use super::gate_rules::{gate_rule, OBLIGATION_UNMET};
@@ -274,6 +276,19 @@ impl Gate {
         purpose: &Purpose,
         subjects: &[SubjectId],
     ) -> Result<Vec<ShredReceipt>, GateError> {
+        self.shred_subjects_with(who, purpose, subjects, RecordDeletion::Now)
+    }
+
+    /// [`shred_subjects`](Self::shred_subjects), with the records deleted now or left for one
+    /// wholesale [`purge`](Self::purge) of the region ([`RecordDeletion`]). Decided and logged
+    /// the same way: the keys are destroyed either way.
+    pub fn shred_subjects_with(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+        deletion: RecordDeletion,
+    ) -> Result<Vec<ShredReceipt>, GateError> {
         let call = self.call(who, purpose, None, Action::Shred);
         let mut present = Vec::with_capacity(subjects.len());
         let mut homes = BTreeSet::new();
@@ -300,9 +315,30 @@ impl Gate {
             "*",
             &verdict,
             None,
-            || self.store.shred_subjects(&present),
+            || self.store.shred_subjects_with(&present, deletion),
         )
         .map(|(receipts, _)| receipts)
+    }
+
+    /// Deletes everything left in this region's store once every subject in it is shredded
+    /// ([`SealedStore::purge`](domicile_store::SealedStore::purge)): what a split does to a
+    /// region it empties. Decided as a shred of every record here and logged as one `shred`
+    /// entry naming no subject; refused by the store, deleting nothing, while any subject
+    /// still has a live key.
+    pub fn purge(&self, who: &Principal, purpose: &Purpose) -> Result<(), GateError> {
+        let call = self.call(who, purpose, None, Action::Shred);
+        let verdict =
+            self.decide_bulk(who, AccessAction::Shred, DataClass::Protected, "*", purpose)?;
+        call.proceed_batch(
+            "purge",
+            Touched::default(),
+            DataClass::KeyMaterial,
+            "*",
+            &verdict,
+            None,
+            || self.store.purge(),
+        )
+        .map(|((), _)| ())
     }
 
     /// Lets a principal read this region's audit log: the decision is itself logged. Returns the
