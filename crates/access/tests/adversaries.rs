@@ -152,12 +152,12 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Whatever principals do — read, write, delete, scan, export, shred — every decision the
+    /// Whatever principals do — read, write, delete, scan, export, shred, purge — every decision the
     /// log holds names at least one rule, and every rule it names exists: in the policy's rule
     /// table (residency and access rules) or among the Gate's own rules.
     #[test]
     fn every_logged_decision_names_a_rule_that_exists(
-        callers in proptest::collection::vec((shape(), 0..JustificationCode::ALL.len(), 0..6usize), 1..8),
+        callers in proptest::collection::vec((shape(), 0..JustificationCode::ALL.len(), 0..7usize), 1..8),
     ) {
         let (dir, gate, record) = us_gate();
         let policy = UsSplitPolicy::new();
@@ -185,7 +185,8 @@ proptest! {
                 2 => gate.delete(&p, &why, &record).map(|_| ()),
                 3 => gate.scan(&p, &why, &scan).map(|_| ()),
                 4 => gate.export(&p, &why, &record.subject, &row, None).map(|_| ()),
-                _ => gate.shred_subject(&p, &why, &record.subject).map(|_| ()),
+                5 => gate.shred_subject(&p, &why, &record.subject).map(|_| ()),
+                _ => gate.purge(&p, &why),
             };
         }
         drop(gate);
@@ -202,4 +203,69 @@ proptest! {
         .unwrap();
         prop_assert!(decisions >= callers.len());
     }
+}
+
+/// Whoever asks, a purge deletes nothing while a subject in the region still has a live key:
+/// principals of every shape and purpose are refused by the rules or by the store, and every
+/// refusal is in the log; the record still opens after all of them.
+#[test]
+fn no_principal_purges_a_region_that_still_holds_a_live_subject() {
+    let (dir, gate, record) = us_gate();
+    let (mut calls, mut refused_by_store) = (0, 0);
+    for org in 0..ORGS.len() {
+        for kind in 0..KINDS.len() {
+            for place in 0..PLACES.len() {
+                let (name, country) = ORGS[org];
+                // One id per principal, each enrolled as it is.
+                let who = Principal::parse(
+                    &format!("spiffe://d/us/{name}/p-{kind}-{place}"),
+                    KINDS[kind],
+                    (name, country),
+                    country,
+                    PLACES[place],
+                    &["engineer", "app-service", "migration-service"],
+                )
+                .unwrap();
+                gate.enrol(who.clone()).unwrap();
+                for code in JustificationCode::ALL {
+                    let why = Purpose::new(code).with_ticket("SUP-1");
+                    let err = gate
+                        .purge(&who, &why)
+                        .expect_err("a purge with a live subject in the region");
+                    // The migration service passes the rules; the store refuses it.
+                    refused_by_store += usize::from(err.to_string().contains("live data key"));
+                    calls += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        refused_by_store > 0,
+        "no call got past the rules to the store"
+    );
+    drop(gate);
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap()),
+    )
+    .unwrap();
+    assert!(store
+        .get_raw(&record.collection, &record.key)
+        .unwrap()
+        .is_some());
+    let mut shreds = 0;
+    domicile_audit::for_each_entry(&dir.path().join("audit"), &mut |_, _| {}, |_, bytes, _| {
+        let entry = domicile_audit::Entry::from_canonical(bytes)?;
+        if entry.action == domicile_audit::Action::Shred {
+            shreds += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        shreds >= calls,
+        "{shreds} shred entries for {calls} purge calls"
+    );
 }

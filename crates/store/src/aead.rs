@@ -67,14 +67,14 @@ pub(crate) fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u
     Some(buf)
 }
 
-/// Like [`open`], decrypting in place in `buf`, where the sealed part starts at `start`: saves a
-/// copy of every value read.
-pub(crate) fn open_owned(
+/// Like [`open`], decrypting in place in `buf`, where the sealed part starts at `start`:
+/// returns where in `buf` the plaintext now is. Saves a copy of every value read.
+pub(crate) fn open_in_buf(
     key: &LessSafeKey,
     aad: &[u8],
-    mut buf: Vec<u8>,
+    buf: &mut [u8],
     start: usize,
-) -> Option<Vec<u8>> {
+) -> Option<std::ops::Range<usize>> {
     let body = start + NONCE_LEN;
     if buf.len() < body + TAG_LEN {
         return None;
@@ -84,7 +84,5 @@ pub(crate) fn open_owned(
         .open_in_place(nonce, Aad::from(aad), &mut buf[body..])
         .ok()?
         .len();
-    buf.truncate(body + plain_len);
-    buf.drain(..body);
-    Some(buf)
+    Some(body..body + plain_len)
 }

@@ -214,8 +214,13 @@ pub(crate) fn encode_payload(key: &str, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Splits an opened payload into its record key and value (the value moved, not copied).
-pub(crate) fn decode_payload(mut payload: Vec<u8>) -> Option<(String, Vec<u8>)> {
+/// Splits the opened payload at `plain` in `buf` into its record key and value: the value is
+/// moved to the front of `buf`, once, not copied out.
+pub(crate) fn decode_payload_in(
+    mut buf: Vec<u8>,
+    plain: std::ops::Range<usize>,
+) -> Option<(String, Vec<u8>)> {
+    let payload = buf.get(plain.clone())?;
     if payload.len() < 2 {
         return None;
     }
@@ -224,8 +229,9 @@ pub(crate) fn decode_payload(mut payload: Vec<u8>) -> Option<(String, Vec<u8>)> 
         return None;
     }
     let key = std::str::from_utf8(&payload[2..2 + len]).ok()?.to_owned();
-    payload.drain(..2 + len);
-    Some((key, payload))
+    buf.truncate(plain.end);
+    buf.drain(..plain.start + 2 + len);
+    Some((key, buf))
 }
 
 /// The backend key layout (store format 2). Every key starts with a one-byte namespace;

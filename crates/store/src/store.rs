@@ -322,7 +322,7 @@ impl SealedStore {
         let blind = self
             .pseudonyms
             .blind_index(REGISTRY_COLLECTION, id.as_str());
-        let plaintext = match self.open_sealed(&collection, &blind, sealed)? {
+        let plaintext = match self.open_sealed(&collection, &blind, sealed, Some(id.as_str()))? {
             Opened::Plain { plaintext, .. } => plaintext,
             // An interrupted shred leaves the entry behind its destroyed key: not registered.
             Opened::Shredded => return Ok(None),
@@ -565,7 +565,8 @@ impl SealedStore {
         else {
             return Ok(None);
         };
-        self.open_record(collection, &blind, sealed).map(Some)
+        self.open_record(collection, &blind, sealed, Some(key))
+            .map(Some)
     }
 
     /// Deletes the record at (`collection`, `key`); returns whether there was one. Durable when
@@ -603,7 +604,7 @@ impl SealedStore {
             // An index entry without its record is what an interrupted delete leaves, and a
             // record whose key is destroyed what a shred leaves for a purge: skip both.
             if let Some(sealed) = self.backend.get(&record_key)? {
-                match self.open_record(&collection, &blind, sealed) {
+                match self.open_record(&collection, &blind, sealed, None) {
                     Err(StoreError::SubjectShredded { .. }) => {}
                     record => out.push(record?),
                 }
@@ -629,7 +630,7 @@ impl SealedStore {
                 operation: "scan a collection",
                 detail: format!("a record key of {} bytes is not a blind index", k.len()),
             })?;
-            self.open_record(collection, &BlindIndex(blind), sealed)
+            self.open_record(collection, &BlindIndex(blind), sealed, None)
         })
     }
 
@@ -655,7 +656,7 @@ impl SealedStore {
                         detail: format!("a malformed record key of {} bytes", k.len()),
                     }));
                 };
-                match self.open_record(&collection, &blind, sealed) {
+                match self.open_record(&collection, &blind, sealed, None) {
                     Err(StoreError::SubjectShredded { .. }) => None,
                     other => Some(other),
                 }
@@ -823,13 +824,16 @@ impl SealedStore {
         Ok(out)
     }
 
+    /// Opens the record sealed at `blind`; `requested` is the key it was looked up by, when the
+    /// caller knows it (a get), which spares recomputing the blind index to check the key.
     fn open_record(
         &self,
         collection: &Collection,
         blind: &BlindIndex,
         sealed: Vec<u8>,
+        requested: Option<&RecordKey>,
     ) -> Result<RawRecord, StoreError> {
-        match self.open_sealed(collection, blind, sealed)? {
+        match self.open_sealed(collection, blind, sealed, requested.map(RecordKey::as_str))? {
             Opened::Plain {
                 key,
                 plaintext,
@@ -837,11 +841,15 @@ impl SealedStore {
                 subject,
                 data_key_version,
             } => {
-                let key = RecordKey::parse(&key).map_err(|_| StoreError::Authentication {
-                    collection: collection.clone(),
-                    key: blind.to_string(),
-                    reason: "the sealed record key is not a valid record key".into(),
-                })?;
+                let key = match requested {
+                    // open_sealed found the sealed key equal to it.
+                    Some(requested) => requested.clone(),
+                    None => RecordKey::parse(&key).map_err(|_| StoreError::Authentication {
+                        collection: collection.clone(),
+                        key: blind.to_string(),
+                        reason: "the sealed record key is not a valid record key".into(),
+                    })?,
+                };
                 Ok(RawRecord {
                     meta: RecordMeta {
                         collection: collection.clone(),
@@ -860,11 +868,15 @@ impl SealedStore {
         }
     }
 
+    /// Opens a sealed entry and checks that the key sealed inside is the one `blind` blinds:
+    /// equal to `requested` when the caller looked it up by that key (`blind` was computed from
+    /// it), else by recomputing the blind index.
     fn open_sealed(
         &self,
         collection: &Collection,
         blind: &BlindIndex,
         sealed: Vec<u8>,
+        requested: Option<&str>,
     ) -> Result<Opened, StoreError> {
         let refuse = |reason: String| StoreError::Authentication {
             collection: collection.clone(),
@@ -897,13 +909,18 @@ impl SealedStore {
             data_key.subject(),
             data_key.version(),
         );
-        let payload = aead::open_owned(data_key.aead(), &aad, sealed, record::HEADER_LEN).ok_or_else(|| {
+        let mut sealed = sealed;
+        let plain = aead::open_in_buf(data_key.aead(), &aad, &mut sealed, record::HEADER_LEN).ok_or_else(|| {
             refuse("the AES-256-GCM tag does not match (the record was changed, or moved from another key, collection, subject or region)".into())
         })?;
-        let (key, plaintext) = record::decode_payload(payload)
+        let (key, plaintext) = record::decode_payload_in(sealed, plain)
             .ok_or_else(|| refuse("its sealed payload is malformed".into()))?;
         // The AAD bound the blind index; the key inside must be the one it blinds.
-        if self.pseudonyms.blind_index(collection.as_str(), &key) != *blind {
+        let blinds_it = match requested {
+            Some(requested) => key == requested,
+            None => self.pseudonyms.blind_index(collection.as_str(), &key) == *blind,
+        };
+        if !blinds_it {
             return Err(refuse(
                 "the sealed record key does not match the blind index it is stored under".into(),
             ));
