@@ -123,7 +123,8 @@ pub(crate) fn cholesky_in_place(a: &mut [f64], n: usize) -> Result<(), usize> {
 ///
 /// `P` is symmetric, so its rows `c0..c0+RHS` are the solutions of `L Lᵀ X = E` for the
 /// identity's columns `c0..c0+RHS`: a forward solve from row `c0` (the rows above are zero), then
-/// a backward one, each reading `L` one row at a time against `RHS` right-hand sides at once.
+/// a backward one down to row `c0` (the rest of those rows is copied from the rows above, by
+/// symmetry), each reading `L` one row at a time against `RHS` right-hand sides at once.
 /// Blocks are independent, so they run in parallel, compiled for AVX2 where the CPU has it
 /// (the same operations in the same order: the same result bit for bit).
 #[allow(unsafe_code)]
@@ -141,6 +142,7 @@ pub(crate) fn inverse_from_cholesky(l: &[f64], n: usize, p: &mut [f32]) {
             let _ = use_avx2;
             solve_block(l, n, block * RHS, rows)
         });
+    mirror_lower(p, n);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -177,8 +179,11 @@ fn solve_block(l: &[f64], n: usize, c0: usize, rows: &mut [f32]) {
         }
     }
     // Backward: Lᵀ X = Y. Row i of L is column i of Lᵀ: once x_i is known, its terms leave
-    // every earlier equation.
-    for i in (0..n).rev() {
+    // every earlier equation. Only x_c0.. are solved: P is symmetric, so the columns before c0
+    // of these rows are the rows before c0's columns here, which their own blocks solve
+    // ([`mirror_lower`] copies them), and no x_k with k ≥ c0 depends on an earlier one. This
+    // halves the inverse's work.
+    for i in (c0..n).rev() {
         let d = l[i * n + i];
         let mut xi = [0f64; RHS];
         for t in 0..RHS {
@@ -186,7 +191,7 @@ fn solve_block(l: &[f64], n: usize, c0: usize, rows: &mut [f32]) {
             y[i * RHS + t] = xi[t];
         }
         let li = &l[i * n..i * n + i];
-        for (k, &lik) in li.iter().enumerate() {
+        for (k, &lik) in li.iter().enumerate().skip(c0) {
             if lik != 0.0 {
                 let yk = &mut y[k * RHS..(k + 1) * RHS];
                 for t in 0..RHS {
@@ -197,8 +202,19 @@ fn solve_block(l: &[f64], n: usize, c0: usize, rows: &mut [f32]) {
     }
     for t in 0..width {
         let row = &mut rows[t * n..(t + 1) * n];
-        for (k, v) in row.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate().skip(c0) {
             *v = y[k * RHS + t] as f32;
+        }
+    }
+}
+
+/// Fills each row's columns before its block's first row from the rows above, which hold
+/// them (`P` is symmetric): what [`solve_block`] leaves out.
+fn mirror_lower(p: &mut [f32], n: usize) {
+    for i in RHS..n {
+        let c0 = i / RHS * RHS;
+        for j in 0..c0 {
+            p[i * n + j] = p[j * n + i];
         }
     }
 }
