@@ -838,10 +838,12 @@ fn main() -> Result<(), Error> {
     // gives them, as an auditor would: the platform screened the parameters before writing, and
     // this checks the files.
     let ids: Vec<&str> = world_subjects(&world).collect();
+    // One screen for the three files: its search structure is built once.
+    let screen = people(&ids, &pseudonyms);
     let mut searches = Vec::new();
     for path in [&global_path, &us_path, &ease_path] {
         let bytes = std::fs::read(path)?;
-        let found = people_in(&bytes, &ids, &pseudonyms);
+        let found = screen.occurrences(&bytes);
         println!(
             "   searched {} ({} bytes) for {} subject ids and {} pseudonyms: {}",
             path.display(),
@@ -1155,13 +1157,12 @@ fn world_subjects(world: &World) -> impl Iterator<Item = &str> {
         .chain(world.creators.iter().map(|c| c.id.as_str()))
 }
 
-/// How many of the subject ids and pseudonyms occur in `bytes`: the platform's own screen
-/// ([`Screen::occurrences`]), run over the whole file.
-fn people_in(bytes: &[u8], ids: &[&str], pseudonyms: &[String]) -> usize {
+/// The platform's own screen ([`Screen::occurrences`]) for the subject ids and pseudonyms, to
+/// run over whole files.
+fn people(ids: &[&str], pseudonyms: &[String]) -> Screen {
     Screen::default()
         .with_subject_ids(ids.iter().copied())
         .with_pseudonyms(pseudonyms)
-        .occurrences(bytes)
 }
 
 /// `pg_dump` of the database at `url`: the first `pg_dump` on `PATH`, else the newest under

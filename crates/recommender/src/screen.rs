@@ -12,6 +12,7 @@
 //! structural one (no ids, no store, no Gate are handed over), not a proof.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use crate::interactions::Interactions;
 
@@ -27,6 +28,9 @@ pub const MIN_NEEDLE_LEN: usize = 6;
 pub struct Screen {
     ids: Vec<String>,
     pseudonyms: Vec<String>,
+    /// Built on the first search and kept: an artifact is searched more than once (its
+    /// parameters, its manifest), and building costs one hash per needle.
+    matcher: OnceLock<Arc<Matcher>>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -55,6 +59,7 @@ impl Screen {
     pub fn with_subject_ids<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Screen {
         self.ids
             .extend(ids.into_iter().filter(|s| !s.is_empty()).map(str::to_owned));
+        self.matcher = OnceLock::new();
         self
     }
 
@@ -70,6 +75,7 @@ impl Screen {
                 .map(|p| p.as_ref().to_owned())
                 .filter(|s| !s.is_empty()),
         );
+        self.matcher = OnceLock::new();
         self
     }
 
@@ -78,6 +84,7 @@ impl Screen {
         let mut out = self.clone();
         out.ids.extend(other.ids.iter().cloned());
         out.pseudonyms.extend(other.pseudonyms.iter().cloned());
+        out.matcher = OnceLock::new();
         out
     }
 
@@ -97,8 +104,17 @@ impl Screen {
     /// JSON string, NUL-terminated) contains the string itself, so an id or pseudonym at least
     /// [`MIN_NEEDLE_LEN`] bytes long is searched as it is, which finds it in every framing. A
     /// shorter one is searched in each framing that makes it that long. All of them are found
-    /// in one pass over the bytes (Aho-Corasick), whatever their number.
+    /// in one pass over the bytes, whatever their number; the search structure is built once
+    /// per screen and reused.
     pub fn occurrences(&self, bytes: &[u8]) -> usize {
+        self.matcher
+            .get_or_init(|| Arc::new(Matcher::new(self.needles())))
+            .count(bytes)
+    }
+
+    /// Every byte string searched for: each id or pseudonym as it is, or in the framings that
+    /// make a short one [`MIN_NEEDLE_LEN`] long.
+    fn needles(&self) -> Vec<Vec<u8>> {
         let mut needles: HashSet<Vec<u8>> = HashSet::new();
         for id in self.ids.iter().chain(&self.pseudonyms) {
             let b = id.as_bytes();
@@ -119,49 +135,76 @@ impl Screen {
                 }
             }
         }
-        count_occurrences(bytes, needles.into_iter().collect())
+        needles.into_iter().collect()
     }
 }
 
 /// How many times any of `needles` (each at least [`MIN_NEEDLE_LEN`] bytes) occurs in `bytes`,
-/// overlapping finds counted, in one pass: each position's first [`MIN_NEEDLE_LEN`] bytes are
-/// tested against a bitmap of the needles' prefixes, and only a hit is looked up and compared.
-/// Building it costs one hash per needle, so a screen of a hundred thousand ids is cheap to
-/// build for every artifact.
+/// overlapping finds counted.
+#[cfg(test)]
 fn count_occurrences(bytes: &[u8], needles: Vec<Vec<u8>>) -> usize {
+    Matcher::new(needles).count(bytes)
+}
+
+/// Searches for many needles in one pass: each position's first [`MIN_NEEDLE_LEN`] bytes are
+/// tested against a bitmap of the needles' prefixes, and only a hit is looked up and compared.
+/// Building it costs one hash per needle.
+struct Matcher {
+    bitmap: Vec<u64>,
+    by_prefix: HashMap<u64, Vec<usize>>,
+    needles: Vec<Vec<u8>>,
+}
+
+impl Matcher {
     const BITS: u32 = 22;
-    let prefix = |b: &[u8]| -> u64 {
+
+    fn prefix(b: &[u8]) -> u64 {
         let mut word = [0u8; 8];
         word[..MIN_NEEDLE_LEN].copy_from_slice(&b[..MIN_NEEDLE_LEN]);
         u64::from_le_bytes(word)
-    };
-    let slot = |p: u64| (p.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize;
-    let mut bitmap = vec![0u64; 1 << (BITS - 6)];
-    let mut by_prefix: HashMap<u64, Vec<usize>> = HashMap::with_capacity(needles.len());
-    for (i, n) in needles.iter().enumerate() {
-        let p = prefix(n);
-        let s = slot(p);
-        bitmap[s >> 6] |= 1 << (s & 63);
-        by_prefix.entry(p).or_default().push(i);
     }
-    if bytes.len() < MIN_NEEDLE_LEN {
-        return 0;
+
+    fn slot(p: u64) -> usize {
+        (p.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - Self::BITS)) as usize
     }
-    let mut found = 0;
-    for at in 0..=bytes.len() - MIN_NEEDLE_LEN {
-        let p = prefix(&bytes[at..]);
-        let s = slot(p);
-        if bitmap[s >> 6] & (1 << (s & 63)) == 0 {
-            continue;
+
+    fn new(needles: Vec<Vec<u8>>) -> Matcher {
+        let mut bitmap = vec![0u64; 1 << (Self::BITS - 6)];
+        let mut by_prefix: HashMap<u64, Vec<usize>> = HashMap::with_capacity(needles.len());
+        for (i, n) in needles.iter().enumerate() {
+            let p = Self::prefix(n);
+            let s = Self::slot(p);
+            bitmap[s >> 6] |= 1 << (s & 63);
+            by_prefix.entry(p).or_default().push(i);
         }
-        if let Some(candidates) = by_prefix.get(&p) {
-            found += candidates
-                .iter()
-                .filter(|&&i| bytes[at..].starts_with(&needles[i]))
-                .count();
+        Matcher {
+            bitmap,
+            by_prefix,
+            needles,
         }
     }
-    found
+
+    /// How many times any needle occurs in `bytes`, overlapping finds counted.
+    fn count(&self, bytes: &[u8]) -> usize {
+        if bytes.len() < MIN_NEEDLE_LEN {
+            return 0;
+        }
+        let mut found = 0;
+        for at in 0..=bytes.len() - MIN_NEEDLE_LEN {
+            let p = Self::prefix(&bytes[at..]);
+            let s = Self::slot(p);
+            if self.bitmap[s >> 6] & (1 << (s & 63)) == 0 {
+                continue;
+            }
+            if let Some(candidates) = self.by_prefix.get(&p) {
+                found += candidates
+                    .iter()
+                    .filter(|&&i| bytes[at..].starts_with(&self.needles[i]))
+                    .count();
+            }
+        }
+        found
+    }
 }
 
 #[cfg(test)]
