@@ -212,17 +212,16 @@ proptest! {
 fn no_principal_purges_a_region_that_still_holds_a_live_subject() {
     let (dir, gate, record) = us_gate();
     let (mut calls, mut refused_by_store) = (0, 0);
-    for org in 0..ORGS.len() {
-        for kind in 0..KINDS.len() {
-            for place in 0..PLACES.len() {
-                let (name, country) = ORGS[org];
+    for (name, country) in ORGS {
+        for (k, kind) in KINDS.into_iter().enumerate() {
+            for (p, place) in PLACES.into_iter().enumerate() {
                 // One id per principal, each enrolled as it is.
                 let who = Principal::parse(
-                    &format!("spiffe://d/us/{name}/p-{kind}-{place}"),
-                    KINDS[kind],
+                    &format!("spiffe://d/us/{name}/p-{k}-{p}"),
+                    kind,
                     (name, country),
                     country,
-                    PLACES[place],
+                    place,
                     &["engineer", "app-service", "migration-service"],
                 )
                 .unwrap();
