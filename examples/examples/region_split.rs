@@ -34,13 +34,13 @@ use domicile_examples::{print_tail, scenarios, service, Error, Scenario, TRUST_D
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_recommender::{
     evaluate, read_artifact, restrict_users, split as holdout_split, write_artifact, Algorithm,
-    BuiltIn, ConfidenceWeights, Event, EventKind, Holdout, Interactions, InteractionsBuilder,
-    Metrics, Model, ModelKind, Provenance, RecommendOptions, Screen, SigningKey, Strategy,
-    TrainConfig, Trust, World, WorldConfig,
+    BuiltIn, ConfidenceWeights, EventKind, Holdout, Interactions, InteractionsBuilder, Metrics,
+    Model, ModelKind, Provenance, RecommendOptions, Screen, SigningKey, Strategy, TrainConfig,
+    Trust, World, WorldConfig,
 };
 use domicile_recommender_ease::{Ease, EaseConfig};
 use domicile_residency::{
-    DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
+    CountryCode, DataClass, JustificationCode, Purpose, Region, ResidencyPolicy, Subject, SubjectId,
 };
 use domicile_split::{run, Deployment, Progress, RunOptions, SignedReport};
 use domicile_store::{Collection, RawRecord, RecordKey, RecordMeta, RedbBackend, SealedStore};
@@ -109,7 +109,7 @@ enum Backend {
 const BATCH: usize = 1_000;
 
 /// One event as the product stores it in a user's watch history.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct StoredEvent {
     v: String,
     t: i64,
@@ -118,10 +118,51 @@ struct StoredEvent {
 }
 
 /// A user's watch history record (Protected, collection `behaviour`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct History {
     country: String,
     events: Vec<StoredEvent>,
+}
+
+/// A watch history as the training service reads it: the same JSON as [`History`], decoded
+/// without copying its strings and without serde's buffering of a flattened, internally
+/// tagged enum (which took most of the decoding time).
+#[derive(Deserialize)]
+struct HistoryRead<'a> {
+    #[serde(borrow)]
+    country: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    events: Vec<EventRead<'a>>,
+}
+
+/// One event of a [`HistoryRead`]: [`StoredEvent`]'s fields, the kind's tag and fields inline.
+#[derive(Deserialize)]
+struct EventRead<'a> {
+    #[serde(borrow)]
+    v: std::borrow::Cow<'a, str>,
+    t: i64,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    watch_ms: Option<u64>,
+    duration_ms: Option<u64>,
+}
+
+impl EventRead<'_> {
+    /// The event's kind, as [`EventKind`]'s own serde form names it.
+    fn kind(&self) -> Result<EventKind, Error> {
+        Ok(match (&*self.kind, self.watch_ms, self.duration_ms) {
+            ("view", Some(watch_ms), Some(duration_ms)) => EventKind::View {
+                watch_ms,
+                duration_ms,
+            },
+            ("like", None, None) => EventKind::Like,
+            ("share", None, None) => EventKind::Share,
+            ("comment", None, None) => EventKind::Comment,
+            ("follow_creator", None, None) => EventKind::FollowCreator,
+            ("skip", None, None) => EventKind::Skip,
+            (other, _, _) => return Err(format!("a stored event of unknown kind {other:?}").into()),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -382,19 +423,15 @@ fn scan_behaviour(
         let SubjectRef::Id(user) = &record.subject else {
             return Err("a training scan inside the region returned pseudonyms".into());
         };
-        let history: History = serde_json::from_slice(&record.value)?;
-        for e in history.events {
-            builder.add_event(
-                &Event {
-                    user: user.to_string(),
-                    video: e.v,
-                    kind: e.kind,
-                    timestamp: e.t,
-                    country: Some(history.country.clone()),
-                    creator: None,
-                },
-                &weights,
-            )?;
+        let history: HistoryRead<'_> = serde_json::from_slice(&record.value)?;
+        // What `add_event` does for each event, with the user and country looked up once.
+        let country = CountryCode::parse(&history.country)?;
+        let mut u = None;
+        for e in &history.events {
+            let u = *u.get_or_insert_with(|| builder.user(user.as_str()));
+            let i = builder.item(&e.v);
+            builder.add_indexed(u, i, weights.weight(&e.kind()?), e.t);
+            builder.set_country(u, country);
         }
     }
     Ok((builder.build()?, scanned))
