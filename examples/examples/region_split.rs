@@ -424,14 +424,16 @@ fn scan_behaviour(
             return Err("a training scan inside the region returned pseudonyms".into());
         };
         let history: HistoryRead<'_> = serde_json::from_slice(&record.value)?;
-        // What `add_event` does for each event, with the user and country looked up once.
-        let country = CountryCode::parse(&history.country)?;
-        let mut u = None;
+        // What `add_event` does for each event, with the user and country looked up once (a
+        // user without events is not added, as `add_event` would not add them).
+        if history.events.is_empty() {
+            continue;
+        }
+        let u = builder.user(user.as_str());
+        builder.set_country(u, CountryCode::parse(&history.country)?);
         for e in &history.events {
-            let u = *u.get_or_insert_with(|| builder.user(user.as_str()));
             let i = builder.item(&e.v);
             builder.add_indexed(u, i, weights.weight(&e.kind()?), e.t);
-            builder.set_country(u, country);
         }
     }
     Ok((builder.build()?, scanned))

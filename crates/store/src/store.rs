@@ -875,7 +875,7 @@ impl SealedStore {
         &self,
         collection: &Collection,
         blind: &BlindIndex,
-        sealed: Vec<u8>,
+        mut sealed: Vec<u8>,
         requested: Option<&str>,
     ) -> Result<Opened, StoreError> {
         let refuse = |reason: String| StoreError::Authentication {
@@ -909,7 +909,6 @@ impl SealedStore {
             data_key.subject(),
             data_key.version(),
         );
-        let mut sealed = sealed;
         let plain = aead::open_in_buf(data_key.aead(), &aad, &mut sealed, record::HEADER_LEN).ok_or_else(|| {
             refuse("the AES-256-GCM tag does not match (the record was changed, or moved from another key, collection, subject or region)".into())
         })?;

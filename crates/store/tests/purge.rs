@@ -2,8 +2,11 @@
 //! anyone in the store still has a live key, and after it nothing of the shredded is left, on
 //! disk or through the API.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{backends, contains, copy_dir, files_under, Dirs};
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, Region, Subject, SubjectId};
 use domicile_store::{
@@ -21,6 +24,11 @@ fn open(dir: &std::path::Path, custodian: &Arc<FileCustodian>) -> SealedStore {
     .unwrap()
 }
 
+/// The record key `fill` gives the `i`th record.
+fn record_key(i: usize) -> String {
+    format!("note-of-purge-subject-{i:05}")
+}
+
 /// Registers `n` subjects with three records each; returns their ids.
 fn fill(store: &SealedStore, n: usize) -> Vec<SubjectId> {
     let subjects: Vec<Subject> = (0..n)
@@ -29,7 +37,7 @@ fn fill(store: &SealedStore, n: usize) -> Vec<SubjectId> {
     store.register_subjects(&subjects).unwrap();
     let collection = Collection::parse("notes").unwrap();
     let keys: Vec<RecordKey> = (0..n * 3)
-        .map(|i| RecordKey::parse(&format!("note-of-purge-subject-{i:05}")).unwrap())
+        .map(|i| RecordKey::parse(&record_key(i)).unwrap())
         .collect();
     let value = b"a value that names nobody".to_vec();
     let records: Vec<NewRecord<'_>> = keys
@@ -127,4 +135,62 @@ fn a_store_in_sleds_default_tree_is_still_read_and_cleared() {
     drop(backend);
     let backend = SledBackend::open(dir.path()).unwrap();
     assert_eq!(backend.scan_prefix(&[]).count(), 0);
+}
+
+/// A process that dies between the deferred shreds and the purge: a fresh handle (no caches)
+/// opens none of the records, a copy of the data taken then opens none either, the purge run
+/// by the next process finishes the job, and no file left in the store names a subject or a
+/// record key. On every backend.
+#[test]
+fn a_purge_after_a_crash_finishes_and_a_copy_taken_before_it_opens_nothing() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let ids = {
+            let store = common::open(&dirs.data(), kind, "us", dirs.custodian());
+            let ids = fill(&store, 20);
+            store
+                .shred_subjects_with(&ids, RecordDeletion::Deferred)
+                .unwrap();
+            ids
+        };
+        let copy = dirs.tmp.path().join("copy-before-purge");
+        copy_dir(&dirs.data(), &copy);
+        let store = common::open(&dirs.data(), kind, "us", dirs.custodian());
+        assert!(store.subjects().unwrap().is_empty(), "{kind:?}");
+        assert_eq!(store.scan_records().count(), 0, "{kind:?}");
+        store.purge().unwrap();
+        assert_eq!(store.backend().scan_prefix(&[]).count(), 1, "{kind:?}");
+        drop(store);
+
+        let old = common::open(&copy, kind, "us", dirs.custodian());
+        let collection = Collection::parse("notes").unwrap();
+        for i in 0..ids.len() * 3 {
+            let key = RecordKey::parse(&record_key(i)).unwrap();
+            assert!(
+                matches!(
+                    old.get_raw(&collection, &key),
+                    Err(StoreError::SubjectShredded { .. })
+                ),
+                "{kind:?}: record {i} of the copy"
+            );
+        }
+        drop(old);
+
+        let mut needles: Vec<Vec<u8>> = ids.iter().map(|id| id.as_str().into()).collect();
+        needles.extend((0..ids.len() * 3).map(|i| record_key(i).into_bytes()));
+        for file in files_under(&dirs.data())
+            .into_iter()
+            .chain(files_under(&dirs.keys()))
+        {
+            let bytes = std::fs::read(&file).unwrap();
+            for needle in &needles {
+                assert!(
+                    !contains(&bytes, needle),
+                    "{kind:?}: {} holds {}",
+                    file.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
 }
