@@ -23,6 +23,11 @@ use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, JustificationCode, Purpose, Region, Subject, SubjectId};
 use domicile_store::{Collection, FileCustodian, NewRecord, RecordKey, SealedStore};
 
+/// Both sides run on mimalloc, the allocator of the `domicile` binary, whose `serve` runs the
+/// region node that calls `Gate::read_async`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SUBJECTS: usize = 1_000;
 const RECORDS_PER_SUBJECT: usize = 10;
 const RUN: Duration = Duration::from_secs(3);
