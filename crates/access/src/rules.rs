@@ -148,11 +148,19 @@ pub struct AccessRules {
     default_deny: RuleId,
     check_shapes: bool,
     cache_capacity: usize,
-    cache: Mutex<HashMap<DecisionKey, AccessDecision>>,
+    cache: Mutex<DecisionCache>,
+}
+
+/// Decisions by a hash of their request's attributes, computed from the request as given so that
+/// a lookup copies nothing; each bucket holds the full keys that share a hash.
+#[derive(Default)]
+struct DecisionCache {
+    by_hash: HashMap<u64, Vec<(DecisionKey, AccessDecision)>>,
+    len: usize,
 }
 
 /// Everything a decision depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct DecisionKey {
     principal: Principal,
     action: AccessAction,
@@ -160,6 +168,43 @@ struct DecisionKey {
     purpose: JustificationCode,
     has_ticket: bool,
     approval: Option<ApprovalFacts>,
+}
+
+impl DecisionKey {
+    /// The key of `request`, built only when a decision is stored.
+    fn of(request: &AccessRequest<'_>) -> Self {
+        DecisionKey {
+            principal: request.principal.clone(),
+            action: request.action,
+            resource: request.resource.clone(),
+            purpose: request.purpose.code,
+            has_ticket: has_ticket(request.purpose),
+            approval: request.approval,
+        }
+    }
+
+    /// Whether this is the key of `request` (`ticket`: whether its purpose cites a ticket).
+    fn is_of(&self, request: &AccessRequest<'_>, ticket: bool) -> bool {
+        self.action == request.action
+            && self.purpose == request.purpose.code
+            && self.has_ticket == ticket
+            && self.approval == request.approval
+            && self.resource == request.resource
+            && self.principal == *request.principal
+    }
+
+    /// The hash of the key of `request`, from the request's own fields: a lookup copies nothing.
+    fn hash_of(request: &AccessRequest<'_>, ticket: bool) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        request.principal.hash(&mut h);
+        request.action.hash(&mut h);
+        request.resource.hash(&mut h);
+        request.purpose.code.hash(&mut h);
+        ticket.hash(&mut h);
+        request.approval.hash(&mut h);
+        h.finish()
+    }
 }
 
 fn has_ticket(purpose: &Purpose) -> bool {
@@ -255,7 +300,7 @@ impl AccessRules {
             default_deny,
             check_shapes: false,
             cache_capacity: DEFAULT_DECISION_CACHE,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(DecisionCache::default()),
         })
     }
 
@@ -279,27 +324,31 @@ impl AccessRules {
         if self.cache_capacity == 0 {
             return self.evaluate(request);
         }
-        let key = DecisionKey {
-            principal: request.principal.clone(),
-            action: request.action,
-            resource: request.resource.clone(),
-            purpose: request.purpose.code,
-            has_ticket: has_ticket(request.purpose),
-            approval: request.approval,
+        let ticket = has_ticket(request.purpose);
+        let hash = DecisionKey::hash_of(request, ticket);
+        let hit = |bucket: &Vec<(DecisionKey, AccessDecision)>| {
+            bucket
+                .iter()
+                .find(|(k, _)| k.is_of(request, ticket))
+                .map(|(_, d)| d.clone())
         };
-        if let Some(hit) = self.lock_cache().get(&key) {
-            return Ok(hit.clone());
+        if let Some(hit) = self.lock_cache().by_hash.get(&hash).and_then(hit) {
+            return Ok(hit);
         }
         let decision = self.evaluate(request)?;
         let mut cache = self.lock_cache();
-        if cache.len() >= self.cache_capacity {
-            cache.clear();
+        if cache.len >= self.cache_capacity {
+            *cache = DecisionCache::default();
         }
-        cache.insert(key, decision.clone());
+        let bucket = cache.by_hash.entry(hash).or_default();
+        if hit(bucket).is_none() {
+            bucket.push((DecisionKey::of(request), decision.clone()));
+            cache.len += 1;
+        }
         Ok(decision)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, AccessDecision>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, DecisionCache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
