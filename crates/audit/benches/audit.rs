@@ -258,11 +258,27 @@ fn bench_append(
     let mut entries = 0;
     let mut secs = 0.0;
     let mut writing = Duration::ZERO;
-    for _ in 0..rounds {
+    let mut previous: Option<(u64, u64)> = None;
+    for round in 0..rounds {
+        // The raw loop runs before the log in every other round (with the previous round's
+        // bytes and batches), so that neither side always meets the disk the other left.
+        let raw_first = match previous {
+            Some((bytes, batches)) if round % 2 == 1 => {
+                let raw_dir = tempfile::tempdir().expect("tempdir");
+                Some(raw_loop(raw_dir.path(), bytes, batches))
+            }
+            _ => None,
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let run = durable_appends(dir.path(), who, per_appender);
-        let raw_dir = tempfile::tempdir().expect("tempdir");
-        let raw = raw_loop(raw_dir.path(), run.stats.bytes, run.stats.batches);
+        previous = Some((run.stats.bytes, run.stats.batches));
+        let raw = match raw_first {
+            Some(secs) => secs,
+            None => {
+                let raw_dir = tempfile::tempdir().expect("tempdir");
+                raw_loop(raw_dir.path(), run.stats.bytes, run.stats.batches)
+            }
+        };
         let n = run.stats.entries as f64;
         log_rates.push(n / run.secs);
         raw_rates.push(n / raw);
@@ -551,8 +567,8 @@ fn main() {
         cpu_ceiling(ungathered(1024), if quick { 100 } else { 300 });
     }
     if run("append1") {
-        drop(bench_append(Appenders::Threads(1), 300, rounds, None));
-        drop(bench_append(tasks(1, 1), 300, rounds, None));
+        drop(bench_append(Appenders::Threads(1), 1_000, rounds, None));
+        drop(bench_append(tasks(1, 1), 1_000, rounds, None));
     }
     let (n64, n1024) = if quick { (300, 60) } else { (1_000, 200) };
     if run("append64") {
