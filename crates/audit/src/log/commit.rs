@@ -22,17 +22,17 @@ use std::task::Waker;
 use std::thread::Thread;
 use std::time::Instant;
 
+use super::{lock, Files, Inner, Pending};
+use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
+use crate::merkle::Hash;
+use crate::AuditError;
+
 /// The most entries in flight for which the writer gathers the next batch. With 64 appenders of
 /// one entry each, gathering turns two cohorts of 32 per sync into one of 64 (1.05–1.30× in
 /// paired runs of the audit bench's `--only gather`), and 128 appenders gain a little
 /// (1.02–1.08×); with 256 it cost a quarter (0.76×), and with 1,024 7–13%: each sync carries
 /// over a hundred entries anyway, and the wait idles the disk while they queue again.
-pub(super) const GATHER_AT_MOST: usize = 128;
-
-use super::{lock, Files, Inner, Pending};
-use crate::files::{self, SEGMENT_HEADER, SEGMENT_MAGIC};
-use crate::merkle::Hash;
-use crate::AuditError;
+const GATHER_AT_MOST: usize = 128;
 
 /// Keeping the queue in sequence order.
 impl Pending {
@@ -176,8 +176,8 @@ impl Inner {
     /// it acknowledged and those queued meanwhile), or for as long as that commit's write and
     /// sync took (at most [`LogConfig::max_gather`](super::LogConfig::max_gather)), whichever
     /// comes first. A lone appender is never kept waiting: with one entry in flight there is
-    /// nothing to gather. Nor are more than [`GATHER_AT_MOST`]: each sync then carries hundreds
-    /// of entries without waiting, and a wait would only idle the disk while the appenders
+    /// nothing to gather. Nor are more than [`GATHER_AT_MOST`]: each sync then carries over a
+    /// hundred entries without waiting, and a wait would only idle the disk while the appenders
     /// queue again.
     pub(super) fn run_writer(&self) {
         let mut p = lock(&self.pending);
