@@ -148,6 +148,7 @@ const READ_PIECE: usize = 8 << 20;
 /// order, and the first bad entry in log order is the one reported.
 fn for_each_entry_checked(
     dir: &Path,
+    piece: usize,
     progress: &mut dyn FnMut(u64, u64),
     mut each: impl FnMut(u64, Leaves<'_>) -> Result<(), AuditError>,
 ) -> Result<u64, AuditError> {
@@ -160,7 +161,9 @@ fn for_each_entry_checked(
     }
     let mut done = 0;
     let mut seq = 0u64;
+    // Two buffers: one being checked, the next being read.
     let mut buf: Vec<u8> = Vec::new();
+    let mut next: Vec<u8> = Vec::new();
     for (first, path) in &segments {
         let mut file = files::open_regular(path)?;
         let mut read = |buf: &mut Vec<u8>, n: usize| -> Result<bool, AuditError> {
@@ -190,11 +193,8 @@ fn for_each_entry_checked(
         // The file offset of buf[0].
         let mut base = SEGMENT_HEADER;
         buf.clear();
-        let mut eof = false;
+        let mut eof = read(&mut buf, piece)?;
         loop {
-            if !eof {
-                eof = read(&mut buf, READ_PIECE)?;
-            }
             // Frame boundaries first (cheap, sequential), then the checks in parallel. A frame
             // cut short by the end of the piece is read again with the next one.
             let mut frames = Vec::new();
@@ -214,16 +214,28 @@ fn for_each_entry_checked(
                     Err(_) => {}
                 }
             }
-            let (hashes, first_bad) = check_frames(path, seq, &frames);
-            let first_block = ((BLOCK as u64 - seq % BLOCK as u64) % BLOCK as u64) as usize;
-            let starts: Vec<usize> = (first_block..)
-                .step_by(BLOCK)
-                .take_while(|i| i + BLOCK <= hashes.len())
-                .collect();
-            let trees: Vec<MerkleTree> = starts
-                .par_iter()
-                .map(|&i| MerkleTree::from_leaf_hashes(hashes[i..i + BLOCK].iter().copied()))
-                .collect();
+            // The next piece is read while this one is checked: it starts with what this one
+            // left unconsumed.
+            next.clear();
+            next.extend_from_slice(&buf[consumed..]);
+            let check = || {
+                let (hashes, first_bad) = check_frames(path, seq, &frames);
+                let first_block = ((BLOCK as u64 - seq % BLOCK as u64) % BLOCK as u64) as usize;
+                let starts: Vec<usize> = (first_block..)
+                    .step_by(BLOCK)
+                    .take_while(|i| i + BLOCK <= hashes.len())
+                    .collect();
+                let trees: Vec<MerkleTree> = starts
+                    .par_iter()
+                    .map(|&i| MerkleTree::from_leaf_hashes(hashes[i..i + BLOCK].iter().copied()))
+                    .collect();
+                (hashes, first_bad, starts, trees)
+            };
+            let (next_eof, (hashes, first_bad, starts, trees)) = if eof {
+                (Ok(true), check())
+            } else {
+                rayon::join(|| read(&mut next, piece), check)
+            };
             let mut i = 0;
             let mut block = 0;
             while i < hashes.len() {
@@ -244,14 +256,17 @@ fn for_each_entry_checked(
             if let Some(b) = cut {
                 return Err(b.corrupt(path, &format!(" (entry {seq})")));
             }
+            // Reported after this piece's own errors: those come first in log order.
+            let next_eof = next_eof?;
             drop(frames);
-            buf.drain(..consumed);
             base += consumed;
             done += consumed as u64;
             progress(done, total);
             if eof {
                 break;
             }
+            std::mem::swap(&mut buf, &mut next);
+            eof = next_eof;
         }
     }
     Ok(seq)
@@ -371,6 +386,18 @@ pub fn verify_against(
     held: &[Note],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport, AuditError> {
+    verify_in_pieces(dir, log_key, witnesses, held, READ_PIECE, progress)
+}
+
+/// [`verify_against`], reading each segment `piece` bytes at a time.
+fn verify_in_pieces(
+    dir: &Path,
+    log_key: &VerifierKey,
+    witnesses: Option<&WitnessPolicy>,
+    held: &[Note],
+    piece: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, AuditError> {
     let notes = stored_checkpoints(dir)?;
     let mut cps = Vec::with_capacity(notes.len());
     for (i, note) in notes.iter().enumerate() {
@@ -445,7 +472,7 @@ pub fn verify_against(
             },
         }
     };
-    let count = for_each_entry_checked(dir, progress, |first, leaves| {
+    let count = for_each_entry_checked(dir, piece, progress, |first, leaves| {
         match leaves {
             Leaves::One(hash) => frontier.push(hash),
             Leaves::Block(tree) => {
@@ -624,4 +651,81 @@ pub fn prove(dir: &Path, seq: u64) -> Result<InclusionProof, AuditError> {
         proof,
         checkpoint: note,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{doc_example_entry, AuditLog, KeyKind, LogConfig, SigningKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from_seed("audit.example/pieces", KeyKind::Ed25519, [7; 32]).unwrap()
+    }
+
+    /// 2,600 entries over two segments, checkpoints every 250 (inside aligned blocks, at their
+    /// edges and after the last one).
+    fn log() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = LogConfig::new(key());
+        cfg.checkpoint_every = 250;
+        cfg.checkpoint_interval = None;
+        cfg.segment_bytes = 400_000;
+        let log = AuditLog::open(dir.path(), cfg).unwrap();
+        for i in 0..2600u64 {
+            let mut e = doc_example_entry().unwrap();
+            e.time_ms += i;
+            e.request_id = format!("req-{i}");
+            log.append(e).unwrap();
+        }
+        log.close().unwrap();
+        dir
+    }
+
+    /// Pieces smaller than a frame, cutting frames anywhere, and larger than a segment.
+    const PIECES: [usize; 6] = [100, 301, 4_096, 65_536, 1 << 20, READ_PIECE];
+
+    fn verify_with(dir: &Path, piece: usize) -> Result<VerifyReport, AuditError> {
+        verify_in_pieces(dir, &key().verifier(), None, &[], piece, &mut |_, _| {})
+    }
+
+    #[test]
+    fn every_piece_size_gives_the_same_verdict() {
+        let dir = log();
+        let segments = files::list_segments(dir.path()).unwrap();
+        assert!(segments.len() >= 2, "{segments:?}");
+        let whole = verify_with(dir.path(), READ_PIECE).unwrap();
+        assert_eq!(whole.entries, 2600);
+        assert!(whole.checkpoints >= 10);
+        for piece in PIECES {
+            assert_eq!(
+                verify_with(dir.path(), piece).unwrap(),
+                whole,
+                "piece {piece}"
+            );
+        }
+
+        // One changed byte in an entry of the second segment, then a torn tail: every piece
+        // size reports the same first bad entry.
+        for damage in ["flip", "tear"] {
+            let dir = log();
+            let segments = files::list_segments(dir.path()).unwrap();
+            let path = &segments[1].1;
+            let mut bytes = std::fs::read(path).unwrap();
+            if damage == "flip" {
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x20;
+            } else {
+                bytes.truncate(bytes.len() - 7);
+            }
+            std::fs::write(path, &bytes).unwrap();
+            let errors: Vec<String> = PIECES
+                .iter()
+                .map(|&p| verify_with(dir.path(), p).unwrap_err().to_string())
+                .collect();
+            assert!(
+                errors.iter().all(|e| e == &errors[0]),
+                "{damage}: {errors:#?}"
+            );
+        }
+    }
 }
