@@ -450,3 +450,20 @@ pub fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
     print!("{}", domicile_audit::query::table(&entries));
     Ok(())
 }
+
+/// Keeps the memory the allocator frees for reuse instead of returning it to the OS.
+///
+/// mimalloc returns freed memory to the OS a second after it falls idle; during an ingest or a
+/// split, sled frees node copies and allocates new ones at such a rate that the same memory is
+/// returned and faulted back in over and over, each fault zeroing a 2 MiB transparent huge page.
+/// A batch process gains more by keeping it (the demo ran 10-15% faster, with 15% more resident
+/// memory at its peak). Call it first thing in `main` of a process that exits when its job is
+/// done; a long-running server should leave the default.
+#[allow(unsafe_code)]
+pub fn keep_freed_memory() {
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (its index since mimalloc 2.1).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: `mi_option_set` stores a value in mimalloc's option table; it takes no pointer and
+    // may be called at any time from any thread. -1 means "never purge".
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) }
+}

@@ -525,6 +525,7 @@ fn provenance_under(
 }
 
 fn main() -> Result<(), Error> {
+    domicile_examples::keep_freed_memory();
     let args = Args::parse();
     let total = Instant::now();
     let mut timings = BTreeMap::new();
