@@ -12,6 +12,9 @@
 //!   is one transaction of one prepared `INSERT … SELECT FROM unnest($1, $2)` of the plaintext
 //!   values, a get one prepared `SELECT`, a scan one `SELECT … WHERE key >= $1 AND key < $2
 //!   ORDER BY key` — the fastest plain way to store the same bytes.
+//! - **keys scattered**: the same table with each record key replaced by its SHA-256 after the
+//!   collection, so that a batch's rows land at random places in the primary key's B-tree, as a
+//!   sealed store's blind-indexed keys do; the bare table's keys arrive in order, its best case.
 //! - **sealed on postgres**: `SealedStore::put_batch` / `get_raw` / `scan_collection` on
 //!   `PostgresBackend` (placement check, sealing, blind keys, subject index, one
 //!   transaction per batch, the owner check inside it).
@@ -190,40 +193,60 @@ impl Backend for OwnerReadFirst {
     }
 }
 
+/// The bare side's key with its record key hashed: the collection in the clear, then 32 bytes in
+/// random order, the shape of a sealed record's blind-indexed key.
+fn scattered_key(collection: usize, key: &str) -> Vec<u8> {
+    let mut out = format!("d/c{collection:02}/").into_bytes();
+    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref());
+    out
+}
+
 struct TableSide {
     client: postgres::Client,
     insert: postgres::Statement,
     get: postgres::Statement,
     scan: postgres::Statement,
+    key: fn(usize, &str) -> Vec<u8>,
 }
 
 impl TableSide {
-    fn new(url: &str) -> Self {
+    /// A bare table named `table`, its rows keyed by `key`.
+    fn new(url: &str, table: &str, key: fn(usize, &str) -> Vec<u8>) -> Self {
         let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
         client
-            .batch_execute("CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)")
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)"
+            ))
             .unwrap();
         let insert = client
-            .prepare("INSERT INTO bare (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])")
+            .prepare(&format!(
+                "INSERT INTO {table} (key, value) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[])"
+            ))
             .unwrap();
         let get = client
-            .prepare("SELECT value FROM bare WHERE key = $1")
+            .prepare(&format!("SELECT value FROM {table} WHERE key = $1"))
             .unwrap();
         let scan = client
-            .prepare("SELECT key, value FROM bare WHERE key >= $1 AND key < $2 ORDER BY key")
+            .prepare(&format!(
+                "SELECT key, value FROM {table} WHERE key >= $1 AND key < $2 ORDER BY key"
+            ))
             .unwrap();
         TableSide {
             client,
             insert,
             get,
             scan,
+            key,
         }
     }
 }
 
 impl Side for TableSide {
     fn put_batch(&mut self, _first: usize, keys: &[(usize, RecordKey)], value: &[u8]) {
-        let keys: Vec<Vec<u8>> = keys.iter().map(|(c, k)| bare_key(*c, k.as_str())).collect();
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(c, k)| (self.key)(*c, k.as_str()))
+            .collect();
         let values: Vec<&[u8]> = keys.iter().map(|_| value).collect();
         let mut tx = self.client.transaction().unwrap();
         tx.execute(&self.insert, &[&keys, &values]).unwrap();
@@ -233,7 +256,7 @@ impl Side for TableSide {
     fn get(&mut self, collection: usize, key: &RecordKey) {
         let row = self
             .client
-            .query_opt(&self.get, &[&bare_key(collection, key.as_str())])
+            .query_opt(&self.get, &[&(self.key)(collection, key.as_str())])
             .unwrap();
         assert!(row.is_some());
     }
@@ -421,7 +444,8 @@ fn main() {
     .unwrap();
     let postgres = run(
         &mut [
-            &mut TableSide::new(&server.url()),
+            &mut TableSide::new(&server.url(), "bare", bare_key),
+            &mut TableSide::new(&server.url(), "scattered", scattered_key),
             &mut BackendSide(&unsealed),
             &mut SealedSide::new(&pg_store),
             &mut SealedSide::new(&read_first_store),
@@ -431,8 +455,13 @@ fn main() {
     if statements {
         print_statements(&server.url());
     }
-    let (table, pg_backend, pg_sealed, pg_read_first) =
-        (postgres[0], postgres[1], postgres[2], postgres[3]);
+    let (table, scattered, pg_backend, pg_sealed, pg_read_first) = (
+        postgres[0],
+        postgres[1],
+        postgres[2],
+        postgres[3],
+        postgres[4],
+    );
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -459,6 +488,7 @@ fn main() {
     );
     for (name, m) in [
         ("bare postgres table", table),
+        ("  keys scattered", scattered),
         ("PostgresBackend bare", pg_backend),
         ("sealed on postgres", pg_sealed),
         ("  owner read first", pg_read_first),
@@ -476,6 +506,7 @@ fn main() {
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
     for (name, a, b) in [
         ("sealed postgres / bare table", pg_sealed, table),
+        ("  / keys scattered", pg_sealed, scattered),
         ("  owner read first / table", pg_read_first, table),
         ("PostgresBackend / bare table", pg_backend, table),
         ("sealed postgres / sealed sled", pg_sealed, sled_sealed),
