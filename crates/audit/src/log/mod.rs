@@ -57,12 +57,12 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// Defaults: a checkpoint every 1000 entries or every second, 64 MiB segments, no state
+    /// Defaults: a checkpoint every 10,000 entries or every second, 64 MiB segments, no state
     /// file (see [`LogConfig::signed_state`]), batches gathered for at most 2 ms.
     pub fn new(signing_key: SigningKey) -> Self {
         LogConfig {
             signing_key,
-            checkpoint_every: 1000,
+            checkpoint_every: 10_000,
             checkpoint_interval: Some(Duration::from_secs(1)),
             segment_bytes: 64 << 20,
             signed_state: None,
