@@ -456,7 +456,7 @@ pub fn print_tail(dir: &Path, n: usize) -> Result<(), Error> {
 /// mimalloc returns freed memory to the OS a second after it falls idle; during an ingest or a
 /// split, sled frees node copies and allocates new ones at such a rate that the same memory is
 /// returned and faulted back in over and over, each fault zeroing a 2 MiB transparent huge page.
-/// A batch process gains more by keeping it (the demo ran 10-15% faster, with 15% more resident
+/// A batch process gains more by keeping it (the demo ran about 10% faster, with 15% more resident
 /// memory at its peak). Call it first thing in `main` of a process that exits when its job is
 /// done; a long-running server should leave the default.
 #[allow(unsafe_code)]

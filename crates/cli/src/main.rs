@@ -69,7 +69,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Keeps the memory the allocator frees for reuse instead of returning it to the OS: mimalloc
 /// returns memory a second after it falls idle, and sled frees and reallocates node copies at
 /// such a rate that an ingest or a split faults the same memory back in over and over, each
-/// fault zeroing a 2 MiB transparent huge page (the demo, which does the same, ran 10-15%
+/// fault zeroing a 2 MiB transparent huge page (the demo, which does the same, ran about 10%
 /// faster with it).
 #[allow(unsafe_code)]
 fn keep_freed_memory() {
