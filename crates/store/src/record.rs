@@ -32,8 +32,9 @@ use crate::{Collection, RecordKey, StoreError};
 
 /// The current sealed record format version (2: record keys sealed, backend keys blinded).
 pub const RECORD_FORMAT: u8 = 2;
-/// The current store format version, written in the store's metadata entry (`m`).
-pub const STORE_FORMAT: u32 = 2;
+/// The current store format version, written in the store's metadata entry (`m`) (3: a
+/// subject's index kept as lists, see `layout`; a format 2 store is migrated when opened).
+pub const STORE_FORMAT: u32 = 3;
 pub(crate) const HEADER_LEN: usize = 22;
 const AAD_LABEL: &[u8] = b"domicile.record";
 
@@ -234,15 +235,28 @@ pub(crate) fn decode_payload_in(
     Some((key, buf))
 }
 
-/// The backend key layout (store format 2). Every key starts with a one-byte namespace;
+/// The backend key layout (store format 3). Every key starts with a one-byte namespace;
 /// collection names are schema and stay in the clear, record keys appear only as blind indexes.
+///
+/// A record's place in its subject's index is not an entry of its own: each durable batch
+/// writes one **journal** entry listing the (subject, record) pairs it wrote, and the store
+/// folds the journal now and then into **subject lists**, one entry per subject per fold. A
+/// record costs the backend one write, not two. (Format 2 kept an empty entry per record,
+/// `s ‖ pseudonym ‖ record id`; opening such a store rewrites those into subject lists.)
 pub(crate) mod layout {
     use crate::custodian::{BlindIndex, Pseudonym};
 
     /// `d ‖ u16 len ‖ collection ‖ blind index (32)`: a sealed record.
     pub(crate) const RECORD: u8 = b'd';
-    /// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ blind index`: empty; indexes a subject's records.
-    pub(crate) const SUBJECT_INDEX: u8 = b's';
+    /// `i ‖ pseudonym ‖ 8 random bytes`: some of a subject's record ids, each `u16 len ‖
+    /// collection ‖ blind index`, one after another.
+    pub(crate) const SUBJECT_LIST: u8 = b'i';
+    /// `j ‖ writer (8 random bytes) ‖ u64 sequence`: one batch's (pseudonym ‖ record id)s, one
+    /// after another, not yet folded into subject lists.
+    pub(crate) const JOURNAL: u8 = b'j';
+    /// `s ‖ pseudonym ‖ record id`: empty; store format 2's per-record index entry, read only
+    /// to migrate.
+    pub(crate) const V2_SUBJECT_INDEX: u8 = b's';
     /// `r ‖ pseudonym`: the subject's registry entry, sealed under their data key.
     pub(crate) const REGISTRY: u8 = b'r';
     /// `m`: the store's metadata (format and region).
@@ -262,22 +276,44 @@ pub(crate) mod layout {
         out
     }
 
+    /// Appends a record id, `u16 len ‖ collection ‖ blind index`, to a list.
+    pub(crate) fn push_id(out: &mut Vec<u8>, collection: &str, blind: &BlindIndex) {
+        out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
+        out.extend_from_slice(collection.as_bytes());
+        out.extend_from_slice(&blind.0);
+    }
+
+    /// Splits the first record id off a list: (collection, blind index, the rest); `None` if
+    /// the list is malformed.
+    pub(crate) fn next_id(list: &[u8]) -> Option<(&[u8], BlindIndex, &[u8])> {
+        let len = u16::from_be_bytes([*list.first()?, *list.get(1)?]) as usize;
+        let collection = list.get(2..2 + len)?;
+        let blind = list.get(2 + len..2 + len + 32)?;
+        Some((
+            collection,
+            BlindIndex(blind.try_into().ok()?),
+            &list[2 + len + 32..],
+        ))
+    }
+
     pub(crate) fn subject_prefix(pseudonym: &Pseudonym) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17);
-        out.push(SUBJECT_INDEX);
+        let mut out = Vec::with_capacity(25);
+        out.push(SUBJECT_LIST);
         out.extend_from_slice(&pseudonym.0);
         out
     }
 
-    pub(crate) fn subject_index(
-        pseudonym: &Pseudonym,
-        collection: &str,
-        blind: &BlindIndex,
-    ) -> Vec<u8> {
+    pub(crate) fn subject_list(pseudonym: &Pseudonym, tag: [u8; 8]) -> Vec<u8> {
         let mut out = subject_prefix(pseudonym);
-        out.extend_from_slice(&(collection.len() as u16).to_be_bytes());
-        out.extend_from_slice(collection.as_bytes());
-        out.extend_from_slice(&blind.0);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    pub(crate) fn journal(writer: [u8; 8], seq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        out.push(JOURNAL);
+        out.extend_from_slice(&writer);
+        out.extend_from_slice(&seq.to_be_bytes());
         out
     }
 

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject, SubjectId};
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,16 @@ use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 const REGISTRY_COLLECTION: &str = "_registry";
 /// The metadata entry's prefix; the format version and a newline follow it.
 const META_PREFIX: &[u8] = b"domicile-store ";
+/// Where a sealed record names its owner: the subject's pseudonym, after the format and class
+/// bytes of its header (`record::write_header`).
+const OWNER: std::ops::Range<usize> = 2..18;
+/// The journal is folded into subject lists once it holds this many record ids…
+const FOLD_RECORDS: usize = 32_768;
+/// …or this many batches.
+const FOLD_BATCHES: usize = 512;
+/// How many format 2 index entries one atomic step of the migration rewrites (whole subjects
+/// at a time, so it may take a few more).
+const MIGRATE_STEP: usize = 50_000;
 
 /// Which embedded database a store directory uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,6 +118,31 @@ pub struct SealedStore {
     /// Writers hold it shared, shredding holds it exclusively, so no put can slip a record in
     /// between a shred's key destruction and its record deletion.
     shred_gate: RwLock<()>,
+    /// The index journal's unfolded entries (see `record::layout`).
+    journal: Mutex<Journal>,
+}
+
+/// The index journal's entries not yet folded into subject lists, mirrored in memory so that
+/// reading a subject's index never scans the journal. The mirror is the journal because one
+/// process at a time uses a region's data keys (the custodian's lock), and so writes its store.
+#[derive(Debug, Default)]
+struct Journal {
+    /// This handle's part of every journal key it writes: random, so that keys written after a
+    /// reopen never meet those an earlier handle left unfolded.
+    writer: [u8; 8],
+    next_seq: u64,
+    /// The backend keys of the unfolded entries.
+    keys: Vec<Vec<u8>>,
+    /// Their record ids, by subject.
+    ids: HashMap<Pseudonym, Vec<(Collection, BlindIndex)>>,
+    /// How many record ids `ids` holds.
+    records: usize,
+}
+
+impl Journal {
+    fn due(&self) -> bool {
+        self.records >= FOLD_RECORDS || self.keys.len() >= FOLD_BATCHES
+    }
 }
 
 impl fmt::Debug for SealedStore {
@@ -168,6 +203,9 @@ impl SealedStore {
         let meta = store_meta(&region);
         match backend.get(layout::META)? {
             Some(found) if found == meta => {}
+            Some(found) if parse_meta(&found) == (Some(2), region.as_str().to_owned()) => {
+                migrate_from_v2(backend.as_ref(), &region)?;
+            }
             Some(found) => {
                 let (version, found_region) = parse_meta(&found);
                 if version != Some(record::STORE_FORMAT) {
@@ -187,6 +225,8 @@ impl SealedStore {
             }
         }
         let pseudonyms = custodian.pseudonym_key(&region)?;
+        let rng = SystemRandom::new();
+        let journal = load_journal(backend.as_ref(), &rng)?;
         Ok(SealedStore {
             region,
             policy,
@@ -194,8 +234,9 @@ impl SealedStore {
             backend,
             pseudonyms,
             registry: RwLock::new(HashMap::new()),
-            rng: SystemRandom::new(),
+            rng,
             shred_gate: RwLock::new(()),
+            journal: Mutex::new(journal),
         })
     }
 
@@ -412,12 +453,12 @@ impl SealedStore {
     /// returns, or none is written. Every record is checked as [`put`](Self::put) checks one,
     /// before anything is written.
     pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
-        // Where a sealed record names its owner: the subject's pseudonym, after the format and
-        // class bytes of its header (`record::write_header`).
-        const OWNER: std::ops::Range<usize> = 2..18;
-        let _gate = read_lock(&self.shred_gate);
+        let gate = read_lock(&self.shred_gate);
         let mut batch = Batch::new();
         let mut metas = Vec::with_capacity(records.len());
+        // The batch's journal entry: each new record's (pseudonym ‖ record id).
+        let mut journal_entry = Vec::with_capacity(records.len() * 60);
+        let mut journal_ids = Vec::with_capacity(records.len());
         let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
         // The record keys in order with their blind indexes, for the owner check.
         let mut record_keys: Vec<(Vec<u8>, BlindIndex)> = Vec::with_capacity(records.len());
@@ -462,14 +503,20 @@ impl SealedStore {
             // A key belongs to one subject; overwriting another's record would orphan it in
             // that subject's index and escape their shred. Here within the batch; against the
             // stored records below, by the backend.
-            if owners
-                .insert(record_key.clone(), pseudonym)
-                .is_some_and(|earlier| earlier != pseudonym)
-            {
-                return Err(StoreError::KeyHeldByOtherSubject {
-                    collection: r.collection.clone(),
-                    key: blind,
-                });
+            match owners.insert(record_key.clone(), pseudonym) {
+                Some(earlier) if earlier != pseudonym => {
+                    return Err(StoreError::KeyHeldByOtherSubject {
+                        collection: r.collection.clone(),
+                        key: blind,
+                    });
+                }
+                // The same key twice in one batch: the last value wins, one journal entry.
+                Some(_) => {}
+                None => {
+                    journal_entry.extend_from_slice(&pseudonym.0);
+                    layout::push_id(&mut journal_entry, r.collection.as_str(), &blind);
+                    journal_ids.push((pseudonym, r.collection.clone(), blind));
+                }
             }
             let sealed = self.seal(
                 data_key,
@@ -482,10 +529,6 @@ impl SealedStore {
             )?;
             debug_assert_eq!(sealed.get(OWNER), Some(&pseudonym.0[..]));
             batch.put(record_key.clone(), sealed);
-            batch.put(
-                layout::subject_index(&pseudonym, r.collection.as_str(), &blind),
-                Vec::new(),
-            );
             record_keys.push((record_key, blind));
             metas.push(RecordMeta {
                 collection: r.collection.clone(),
@@ -499,37 +542,55 @@ impl SealedStore {
             collection: records[i].collection.clone(),
             key: record_keys[i].1,
         };
-        match batch.ops() {
-            [] => return Ok(metas),
+        if batch.is_empty() {
+            return Ok(metas);
+        }
+        let journal_key = self.next_journal_key();
+        if let [crate::BatchOp::Put { key, value }] = &batch.ops()[..] {
             // One record: two plain writes cost sled half what a two-write atomic batch does.
-            // The index entry goes first, so a crash between the two leaves at worst an index
-            // entry without its record (skipped by scans, deleted by a shred), never a record
-            // that a shred could miss — and even such a record would be sealed under a key the
-            // shred destroys.
-            [record_op @ crate::BatchOp::Put { key, value }, index_op] => {
-                let current = self.backend.get(key)?;
-                if current
-                    .as_deref()
-                    .and_then(|old| old.get(OWNER))
-                    .is_some_and(|old| Some(old) != value.get(OWNER))
-                {
-                    return Err(held(0));
-                }
-                for op in [index_op, record_op] {
-                    if let crate::BatchOp::Put { key, value } = op {
-                        self.backend.put(key, value)?;
-                    }
-                }
+            // The journal entry goes first, so a crash between the two leaves at worst an index
+            // entry without its record (skipped by reads, left alone by a shred), never a
+            // record that its subject's index misses — and even such a record would be sealed
+            // under a key the subject's shred destroys.
+            let current = self.backend.get(key)?;
+            if current
+                .as_deref()
+                .and_then(|old| old.get(OWNER))
+                .is_some_and(|old| Some(old) != value.get(OWNER))
+            {
+                return Err(held(0));
             }
+            self.backend.put(&journal_key, &journal_entry)?;
+            self.backend.put(key, value)?;
+        } else {
             // Several: one atomic batch, refused whole if any key is another subject's.
-            _ => {
-                let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
-                if let Some(i) = self.backend.apply_owned(&batch, &keys, OWNER)? {
-                    return Err(held(i));
-                }
+            let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
+            let mut batch = batch;
+            batch.put(journal_key.clone(), journal_entry);
+            if let Some(i) = self.backend.apply_owned(&batch, &keys, OWNER)? {
+                return Err(held(i));
             }
         }
         self.backend.flush()?;
+        let due = {
+            let mut journal = lock(&self.journal);
+            journal.keys.push(journal_key);
+            journal.records += journal_ids.len();
+            for (pseudonym, collection, blind) in journal_ids {
+                journal
+                    .ids
+                    .entry(pseudonym)
+                    .or_default()
+                    .push((collection, blind));
+            }
+            journal.due()
+        };
+        if due {
+            // The batch is durable and indexed (by the journal) whatever the fold does: a fold
+            // that fails leaves the journal as it was, for the next batch or shred to fold.
+            let _ = self.fold_journal();
+        }
+        drop(gate);
         Ok(metas)
     }
 
@@ -582,15 +643,34 @@ impl SealedStore {
         };
         let mut batch = Batch::new();
         batch.delete(record_key);
-        if let Ok((header, _)) = record::parse_header(&sealed) {
-            batch.delete(layout::subject_index(
-                &header.pseudonym,
-                collection.as_str(),
-                &blind,
-            ));
+        // No fold while the owner's lists change; the journal's mirror forgets the record once
+        // the deletion is durable (its journal entry on disk may keep naming it until the next
+        // fold, and reads skip an id without its record).
+        let mut journal = lock(&self.journal);
+        let owner = record::parse_header(&sealed).ok().map(|(h, _)| h.pseudonym);
+        if let Some(owner) = &owner {
+            let prefix = layout::subject_prefix(owner);
+            for item in self.backend.scan_prefix(&prefix) {
+                let (list_key, list) = item?;
+                let ids = self.parse_list(&list)?;
+                if ids.iter().any(|(c, b)| c == collection && *b == blind) {
+                    let mut kept = Vec::with_capacity(list.len());
+                    for (c, b) in ids.iter().filter(|(c, b)| c != collection || *b != blind) {
+                        layout::push_id(&mut kept, c.as_str(), b);
+                    }
+                    if kept.is_empty() {
+                        batch.delete(list_key);
+                    } else {
+                        batch.put(list_key, kept);
+                    }
+                }
+            }
         }
         self.backend.apply(&batch)?;
         self.backend.flush()?;
+        if let Some(ids) = owner.and_then(|owner| journal.ids.get_mut(&owner)) {
+            ids.retain(|(c, b)| c != collection || *b != blind);
+        }
         Ok(true)
     }
 
@@ -604,6 +684,11 @@ impl SealedStore {
             // An index entry without its record is what an interrupted delete leaves, and a
             // record whose key is destroyed what a shred leaves for a purge: skip both.
             if let Some(sealed) = self.backend.get(&record_key)? {
+                // An id whose record another subject now holds (its deletion was interrupted,
+                // then the key reused) is not this subject's: skip it, whatever the index says.
+                if sealed.get(OWNER) != Some(&pseudonym.0[..]) {
+                    continue;
+                }
                 match self.open_record(&collection, &blind, sealed, None) {
                     Err(StoreError::SubjectShredded { .. }) => {}
                     record => out.push(record?),
@@ -689,6 +774,8 @@ impl SealedStore {
         deletion: RecordDeletion,
     ) -> Result<Vec<ShredReceipt>, StoreError> {
         let _gate = write_lock(&self.shred_gate);
+        // Every id of the subjects in their lists, none left in the journal.
+        self.fold_journal()?;
         let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
         let mut batch = Batch::new();
         let mut receipts = Vec::with_capacity(subjects.len());
@@ -700,17 +787,27 @@ impl SealedStore {
         }
         for (subject, destroyed) in subjects.iter().zip(destroyed) {
             let pseudonym = self.pseudonyms.pseudonym(subject);
-            let records = self.subject_record_ids(&pseudonym)?;
+            let (mut records, lists) = self.subject_lists(&pseudonym)?;
             let registry_key = layout::registry(&pseudonym);
             let registry_entry_deleted = match deletion {
                 RecordDeletion::Now => {
-                    for (collection, blind) in &records {
-                        batch.delete(layout::record(collection.as_str(), blind));
-                        batch.delete(layout::subject_index(
-                            &pseudonym,
-                            collection.as_str(),
-                            blind,
-                        ));
+                    // A record another subject now holds at one of the ids (see
+                    // `scan_subject`) is theirs, not shredded.
+                    let mut theirs = Vec::new();
+                    for (i, (collection, blind)) in records.iter().enumerate() {
+                        let key = layout::record(collection.as_str(), blind);
+                        match self.backend.get(&key)? {
+                            Some(sealed) if sealed.get(OWNER) != Some(&pseudonym.0[..]) => {
+                                theirs.push(i);
+                            }
+                            _ => batch.delete(key),
+                        }
+                    }
+                    for i in theirs.into_iter().rev() {
+                        records.remove(i);
+                    }
+                    for list in lists {
+                        batch.delete(list);
                     }
                     let present = self.backend.get(&registry_key)?.is_some();
                     batch.delete(registry_key);
@@ -750,7 +847,13 @@ impl SealedStore {
             });
         }
         write_lock(&self.registry).clear();
+        let mut journal = lock(&self.journal);
         self.backend.clear()?;
+        let writer = journal.writer;
+        *journal = Journal {
+            writer,
+            ..Journal::default()
+        };
         self.backend.put(layout::META, &store_meta(&self.region))?;
         self.backend.flush()
     }
@@ -767,24 +870,80 @@ impl SealedStore {
         self.backend.flush()
     }
 
+    /// The subject's record ids, from their lists and the journal, each once in id order.
     fn subject_record_ids(
         &self,
         pseudonym: &Pseudonym,
     ) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
-        let prefix = layout::subject_prefix(pseudonym);
+        Ok(self.subject_lists(pseudonym)?.0)
+    }
+
+    /// [`subject_record_ids`](Self::subject_record_ids), with the backend keys of the lists.
+    fn subject_lists(
+        &self,
+        pseudonym: &Pseudonym,
+    ) -> Result<(Vec<(Collection, BlindIndex)>, Vec<Vec<u8>>), StoreError> {
         let mut ids = Vec::new();
-        for item in self.backend.scan_prefix(&prefix) {
-            let (k, _) = item?;
-            let Some(id) = collection_and_blind(&k[prefix.len()..]) else {
-                return Err(StoreError::Backend {
-                    backend: self.backend.name(),
-                    operation: "read the subject index",
-                    detail: format!("a malformed index key of {} bytes", k.len()),
-                });
-            };
-            ids.push(id);
+        let mut lists = Vec::new();
+        for item in self.backend.scan_prefix(&layout::subject_prefix(pseudonym)) {
+            let (key, list) = item?;
+            ids.extend(self.parse_list(&list)?);
+            lists.push(key);
         }
-        Ok(ids)
+        if let Some(pending) = lock(&self.journal).ids.get(pseudonym) {
+            ids.extend(pending.iter().cloned());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok((ids, lists))
+    }
+
+    /// The record ids of a subject list.
+    fn parse_list(&self, list: &[u8]) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
+        parse_ids(list, self.backend.name(), "read a subject's index")
+    }
+
+    /// A key for the next journal entry this handle writes.
+    fn next_journal_key(&self) -> Vec<u8> {
+        let mut journal = lock(&self.journal);
+        journal.next_seq += 1;
+        layout::journal(journal.writer, journal.next_seq)
+    }
+
+    /// Folds the journal into subject lists: one list per subject it names, and its entries
+    /// deleted, in one atomic, durable batch. Holds the journal meanwhile, so that no read of
+    /// a subject's index finds its ids in neither place.
+    fn fold_journal(&self) -> Result<(), StoreError> {
+        let mut journal = lock(&self.journal);
+        if journal.keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for (pseudonym, ids) in &journal.ids {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut ids: Vec<_> = ids.iter().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut list = Vec::with_capacity(ids.len() * 44);
+            for (collection, blind) in ids {
+                layout::push_id(&mut list, collection.as_str(), blind);
+            }
+            batch.put(
+                layout::subject_list(pseudonym, random_tag(&self.rng)?),
+                list,
+            );
+        }
+        for key in &journal.keys {
+            batch.delete(key.clone());
+        }
+        self.backend.apply(&batch)?;
+        self.backend.flush()?;
+        journal.keys.clear();
+        journal.ids.clear();
+        journal.records = 0;
+        Ok(())
     }
 
     fn live_key(&self, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
@@ -977,4 +1136,140 @@ fn collection_and_blind(tail: &[u8]) -> Option<(Collection, BlindIndex)> {
     let (collection, blind) = layout::split_collection_blind(tail)?;
     let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
     Some((collection, blind))
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The journal's mirror changes only after the backend write it mirrors returned; a panic
+    // between the two leaves the mirror behind the disk, which the next open reads.
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Eight random bytes: a subject list's tag, or a journal writer's.
+fn random_tag(rng: &SystemRandom) -> Result<[u8; 8], StoreError> {
+    let mut tag = [0u8; 8];
+    rng.fill(&mut tag).map_err(|_| StoreError::Crypto {
+        what: "drawing an index tag",
+    })?;
+    Ok(tag)
+}
+
+/// The record ids of a list (`u16 len ‖ collection ‖ blind index`, repeated).
+fn parse_ids(
+    mut list: &[u8],
+    backend: &'static str,
+    operation: &'static str,
+) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
+    let mut ids = Vec::with_capacity(list.len() / 40);
+    while !list.is_empty() {
+        let parsed = layout::next_id(list).and_then(|(collection, blind, rest)| {
+            let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
+            Some((collection, blind, rest))
+        });
+        let Some((collection, blind, rest)) = parsed else {
+            return Err(StoreError::Backend {
+                backend,
+                operation,
+                detail: "a malformed record id in an index list".into(),
+            });
+        };
+        ids.push((collection, blind));
+        list = rest;
+    }
+    Ok(ids)
+}
+
+/// Reads the journal's unfolded entries, for a store being opened.
+fn load_journal(backend: &dyn Backend, rng: &SystemRandom) -> Result<Journal, StoreError> {
+    let mut journal = Journal {
+        writer: random_tag(rng)?,
+        ..Journal::default()
+    };
+    for item in backend.scan_prefix(&[layout::JOURNAL]) {
+        let (key, mut entry) = item?;
+        let malformed = || StoreError::Backend {
+            backend: backend.name(),
+            operation: "read the index journal",
+            detail: format!("a malformed journal entry of {} bytes", entry.len()),
+        };
+        let mut rest = &entry[..];
+        let mut ids = Vec::new();
+        while !rest.is_empty() {
+            let pseudonym = Pseudonym(rest.get(..16).ok_or_else(malformed)?.try_into().unwrap());
+            let (collection, blind, tail) = layout::next_id(&rest[16..]).ok_or_else(malformed)?;
+            let collection = std::str::from_utf8(collection)
+                .ok()
+                .and_then(|c| Collection::parse(c).ok())
+                .ok_or_else(malformed)?;
+            ids.push((pseudonym, collection, blind));
+            rest = tail;
+        }
+        entry.clear();
+        journal.records += ids.len();
+        for (pseudonym, collection, blind) in ids {
+            journal
+                .ids
+                .entry(pseudonym)
+                .or_default()
+                .push((collection, blind));
+        }
+        journal.keys.push(key);
+    }
+    Ok(journal)
+}
+
+/// Rewrites a format 2 store's per-record index entries into subject lists, whole subjects
+/// at a time in atomic steps, then marks the store format 3. Records and registry entries are
+/// the same in both formats. Interrupted, it carries on where it stopped at the next open
+/// (the store says format 2 until the last step).
+fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreError> {
+    let rng = SystemRandom::new();
+    loop {
+        let mut batch = Batch::new();
+        let mut entries = 0;
+        let mut subject: Option<(Pseudonym, Vec<u8>)> = None;
+        let mut finished = true;
+        for item in backend.scan_prefix(&[layout::V2_SUBJECT_INDEX]) {
+            let (key, _) = item?;
+            let parsed = key.get(1..17).and_then(|p| {
+                let (collection, blind) = layout::split_collection_blind(&key[17..])?;
+                Some((Pseudonym(p.try_into().ok()?), collection, blind))
+            });
+            let Some((pseudonym, collection, blind)) = parsed else {
+                return Err(StoreError::Backend {
+                    backend: backend.name(),
+                    operation: "migrate the store from format 2",
+                    detail: format!("a malformed index key of {} bytes", key.len()),
+                });
+            };
+            if subject.as_ref().is_none_or(|(p, _)| *p != pseudonym) {
+                if let Some((p, list)) = subject.take() {
+                    batch.put(layout::subject_list(&p, random_tag(&rng)?), list);
+                }
+                if entries >= MIGRATE_STEP {
+                    finished = false;
+                    break;
+                }
+                subject = Some((pseudonym, Vec::new()));
+            }
+            if let Some((_, list)) = subject.as_mut() {
+                list.extend_from_slice(&(collection.len() as u16).to_be_bytes());
+                list.extend_from_slice(collection);
+                list.extend_from_slice(&blind.0);
+            }
+            batch.delete(key);
+            entries += 1;
+        }
+        if let Some((p, list)) = subject.take() {
+            batch.put(layout::subject_list(&p, random_tag(&rng)?), list);
+        }
+        if !batch.is_empty() {
+            backend.apply(&batch)?;
+            backend.flush()?;
+        }
+        if finished {
+            break;
+        }
+    }
+    backend.put(layout::META, &store_meta(region))?;
+    backend.flush()
 }

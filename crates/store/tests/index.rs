@@ -1,0 +1,257 @@
+//! The per-subject index of store format 3: a journal entry per batch, folded into subject
+//! lists. A subject's reads and shreds find every record of theirs wherever its id is (journal,
+//! list, after a reopen), and nothing else: an index entry that names another subject's record,
+//! written by an attacker or left by an interrupted delete, neither reads nor shreds it. A
+//! format 2 store is rewritten when opened, also when an earlier rewrite was interrupted.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{DataClass, Region, Subject, SubjectId};
+use domicile_store::{
+    Backend, Batch, Collection, FileCustodian, NewRecord, RecordKey, SealedStore, SledBackend,
+};
+
+fn open(dir: &Path, custodian: &Arc<FileCustodian>) -> SealedStore {
+    SealedStore::open(
+        dir.join("data"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian.clone(),
+    )
+    .unwrap()
+}
+
+fn subject(i: usize) -> Subject {
+    Subject::parse(&format!("index-subject-{i:03}"), Some("US"), None).unwrap()
+}
+
+fn notes() -> Collection {
+    Collection::parse("notes").unwrap()
+}
+
+fn key(subject: usize, n: usize) -> RecordKey {
+    RecordKey::parse(&format!("note-{subject:03}-{n:03}")).unwrap()
+}
+
+/// Registers subjects `0..n` and writes `per` records of each in one batch.
+fn fill(store: &SealedStore, n: usize, per: usize) -> Vec<SubjectId> {
+    let subjects: Vec<Subject> = (0..n).map(subject).collect();
+    store.register_subjects(&subjects).unwrap();
+    let keys: Vec<(usize, RecordKey)> = (0..n)
+        .flat_map(|s| (0..per).map(move |r| (s, key(s, r))))
+        .collect();
+    let collection = notes();
+    let batch: Vec<NewRecord<'_>> = keys
+        .iter()
+        .map(|(s, k)| NewRecord {
+            subject: &subjects[*s].id,
+            class: DataClass::Protected,
+            collection: &collection,
+            key: k,
+            value: b"a value",
+        })
+        .collect();
+    store.put_batch(&batch).unwrap();
+    subjects.into_iter().map(|s| s.id).collect()
+}
+
+fn keys_of(store: &SealedStore, id: &SubjectId) -> Vec<String> {
+    let mut keys: Vec<String> = store
+        .scan_subject(id)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.meta.key.as_str().to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn count_prefix(backend: &dyn Backend, prefix: u8) -> usize {
+    backend.scan_prefix(&[prefix]).count()
+}
+
+#[test]
+fn every_record_is_found_from_the_journal_from_lists_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let ids = {
+        let store = open(dir.path(), &custodian);
+        let ids = fill(&store, 4, 3);
+        // Single puts, each its own journal entry: enough of them to fold the journal once.
+        for n in 0..600 {
+            store
+                .put_raw(
+                    &ids[n % 4],
+                    DataClass::Protected,
+                    &notes(),
+                    &key(n % 4, 100 + n / 4),
+                    b"v",
+                )
+                .unwrap();
+        }
+        assert!(
+            count_prefix(store.backend(), b'i') >= 4,
+            "the journal was never folded"
+        );
+        assert!(count_prefix(store.backend(), b'j') < 512);
+        ids
+    };
+    // Reopened with part of the index still in the journal.
+    let store = open(dir.path(), &custodian);
+    for (s, id) in ids.iter().enumerate() {
+        let mut expected: Vec<String> = (0..3).map(|r| key(s, r).as_str().to_owned()).collect();
+        expected.extend((0..150).map(|r| key(s, 100 + r).as_str().to_owned()));
+        expected.sort();
+        assert_eq!(keys_of(&store, id), expected, "subject {s}");
+    }
+    // A shred folds the journal first and leaves no index entry naming the subject.
+    let receipt = store.shred_subject(&ids[0]).unwrap();
+    assert_eq!(receipt.records.len(), 153);
+    assert_eq!(count_prefix(store.backend(), b'j'), 0);
+    let pseudonym = store.pseudonym(&ids[0]);
+    for item in store.backend().scan_prefix(&[]) {
+        let (k, v) = item.unwrap();
+        let named = |b: &[u8]| b.windows(16).any(|w| w == pseudonym.0);
+        assert!(
+            !named(&k) && !named(&v),
+            "an entry still names the shredded subject"
+        );
+    }
+    assert_eq!(keys_of(&store, &ids[1]).len(), 153);
+}
+
+#[test]
+fn an_index_entry_naming_another_subjects_record_neither_reads_nor_shreds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = open(dir.path(), &custodian);
+    let ids = fill(&store, 2, 2);
+    // An attacker with the store's files adds the second subject's record to the first's index.
+    let theirs = key(1, 0);
+    let blind = store.blind_index(&notes(), &theirs);
+    let mut list = Vec::new();
+    list.extend_from_slice(&(notes().as_str().len() as u16).to_be_bytes());
+    list.extend_from_slice(notes().as_str().as_bytes());
+    list.extend_from_slice(&blind.0);
+    let mut list_key = vec![b'i'];
+    list_key.extend_from_slice(&store.pseudonym(&ids[0]).0);
+    list_key.extend_from_slice(b"attacker");
+    store.backend().put(&list_key, &list).unwrap();
+
+    assert_eq!(keys_of(&store, &ids[0]), ["note-000-000", "note-000-001"]);
+    let receipt = store.shred_subject(&ids[0]).unwrap();
+    assert_eq!(receipt.records.len(), 2, "{receipt:?}");
+    let kept = store
+        .get_raw(&notes(), &theirs)
+        .unwrap()
+        .expect("their record was deleted");
+    assert_eq!(kept.meta.subject, ids[1]);
+    assert_eq!(keys_of(&store, &ids[1]), ["note-001-000", "note-001-001"]);
+}
+
+#[test]
+fn a_deleted_record_leaves_its_subjects_index_and_its_key_can_pass_to_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = open(dir.path(), &custodian);
+    let ids = fill(&store, 3, 2);
+    // Fold the journal (a shred does), so the deletion has a list to rewrite.
+    store.shred_subject(&ids[2]).unwrap();
+    let gone = key(0, 1);
+    assert!(store.delete(&notes(), &gone).unwrap());
+    let blind = store.blind_index(&notes(), &gone);
+    for item in store.backend().scan_prefix(b"i") {
+        let (_, list) = item.unwrap();
+        assert!(
+            !list.windows(32).any(|w| w == blind.0),
+            "a list still names the deleted record"
+        );
+    }
+    assert_eq!(keys_of(&store, &ids[0]), ["note-000-000"]);
+    // The key is free again: the second subject takes it, and the first one's shred leaves it.
+    store
+        .put_raw(
+            &ids[1],
+            DataClass::Protected,
+            &notes(),
+            &gone,
+            b"theirs now",
+        )
+        .unwrap();
+    store.shred_subject(&ids[0]).unwrap();
+    let now = store
+        .get_raw(&notes(), &gone)
+        .unwrap()
+        .expect("the new owner's record");
+    assert_eq!(
+        (now.meta.subject, now.value),
+        (ids[1].clone(), b"theirs now".to_vec())
+    );
+    assert_eq!(keys_of(&store, &ids[1]).len(), 3);
+}
+
+/// Rewrites a format 3 store (its journal folded) as store format 2 wrote it: one empty entry
+/// `s ‖ pseudonym ‖ u16 len ‖ collection ‖ blind index` per record. The subject lists of the
+/// first `keep_lists` subjects stay as they are, as an interrupted migration leaves them.
+fn rewrite_as_format_2(store_dir: &Path, keep_lists: usize) {
+    let backend = SledBackend::open(store_dir).unwrap();
+    let mut batch = Batch::new();
+    let lists: Vec<(Vec<u8>, Vec<u8>)> = backend.scan_prefix(b"i").map(Result::unwrap).collect();
+    assert!(lists.len() > keep_lists);
+    for (list_key, list) in lists.into_iter().skip(keep_lists) {
+        let mut rest = &list[..];
+        while !rest.is_empty() {
+            let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+            let id = &rest[..2 + len + 32];
+            let mut entry = vec![b's'];
+            entry.extend_from_slice(&list_key[1..17]);
+            entry.extend_from_slice(id);
+            batch.put(entry, Vec::new());
+            rest = &rest[id.len()..];
+        }
+        batch.delete(list_key);
+    }
+    batch.put(b"m".to_vec(), b"domicile-store 2\nus".to_vec());
+    backend.apply(&batch).unwrap();
+    backend.flush().unwrap();
+}
+
+#[test]
+fn a_format_2_store_is_rewritten_when_opened_even_after_an_interrupted_rewrite() {
+    for keep_lists in [0, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+        let ids = {
+            let store = open(dir.path(), &custodian);
+            let ids = fill(&store, 6, 4);
+            store.shred_subject(&ids[5]).unwrap();
+            ids
+        };
+        let store_dir =
+            SealedStore::store_dir(dir.path().join("data"), &Region::parse("us").unwrap());
+        rewrite_as_format_2(&store_dir, keep_lists);
+
+        let store = open(dir.path(), &custodian);
+        let meta = store.backend().get(b"m").unwrap().unwrap();
+        assert!(
+            meta.starts_with(b"domicile-store 3\n"),
+            "{}",
+            String::from_utf8_lossy(&meta)
+        );
+        assert_eq!(count_prefix(store.backend(), b's'), 0);
+        for (s, id) in ids.iter().enumerate().take(5) {
+            let expected: Vec<String> = (0..4).map(|r| key(s, r).as_str().to_owned()).collect();
+            assert_eq!(
+                keys_of(&store, id),
+                expected,
+                "subject {s}, {keep_lists} lists kept"
+            );
+        }
+        let receipt = store.shred_subject(&ids[0]).unwrap();
+        assert_eq!(receipt.records.len(), 4);
+        assert!(store.get_raw(&notes(), &key(0, 0)).unwrap().is_none());
+        assert_eq!(keys_of(&store, &ids[1]).len(), 4);
+    }
+}
