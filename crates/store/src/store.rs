@@ -23,6 +23,9 @@ use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 const REGISTRY_COLLECTION: &str = "_registry";
 /// The metadata entry's prefix; the format version and a newline follow it.
 const META_PREFIX: &[u8] = b"domicile-store ";
+/// A record's id in an index: its collection and blind index.
+type RecordId = (Collection, BlindIndex);
+
 /// Where a sealed record names its owner: the subject's pseudonym, after the format and class
 /// bytes of its header (`record::write_header`).
 const OWNER: std::ops::Range<usize> = 2..18;
@@ -546,7 +549,7 @@ impl SealedStore {
             return Ok(metas);
         }
         let journal_key = self.next_journal_key();
-        if let [crate::BatchOp::Put { key, value }] = &batch.ops()[..] {
+        if let [crate::BatchOp::Put { key, value }] = batch.ops() {
             // One record: two plain writes cost sled half what a two-write atomic batch does.
             // The journal entry goes first, so a crash between the two leaves at worst an index
             // entry without its record (skipped by reads, left alone by a shred), never a
@@ -882,7 +885,7 @@ impl SealedStore {
     fn subject_lists(
         &self,
         pseudonym: &Pseudonym,
-    ) -> Result<(Vec<(Collection, BlindIndex)>, Vec<Vec<u8>>), StoreError> {
+    ) -> Result<(Vec<RecordId>, Vec<Vec<u8>>), StoreError> {
         let mut ids = Vec::new();
         let mut lists = Vec::new();
         for item in self.backend.scan_prefix(&layout::subject_prefix(pseudonym)) {
@@ -1225,10 +1228,9 @@ fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreEr
     let rng = SystemRandom::new();
     loop {
         let mut batch = Batch::new();
-        let mut entries = 0;
         let mut subject: Option<(Pseudonym, Vec<u8>)> = None;
         let mut finished = true;
-        for item in backend.scan_prefix(&[layout::V2_SUBJECT_INDEX]) {
+        for (entries, item) in backend.scan_prefix(&[layout::V2_SUBJECT_INDEX]).enumerate() {
             let (key, _) = item?;
             let parsed = key.get(1..17).and_then(|p| {
                 let (collection, blind) = layout::split_collection_blind(&key[17..])?;
@@ -1257,7 +1259,6 @@ fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreEr
                 list.extend_from_slice(&blind.0);
             }
             batch.delete(key);
-            entries += 1;
         }
         if let Some((p, list)) = subject.take() {
             batch.put(layout::subject_list(&p, random_tag(&rng)?), list);
