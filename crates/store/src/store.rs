@@ -125,27 +125,41 @@ pub struct SealedStore {
     journal: Mutex<Journal>,
 }
 
-/// The index journal's entries not yet folded into subject lists, mirrored in memory so that
-/// reading a subject's index never scans the journal. The mirror is the journal because one
-/// process at a time uses a region's data keys (the custodian's lock), and so writes its store.
+/// This handle's part in the index journal (see `record::layout`).
 #[derive(Debug, Default)]
 struct Journal {
-    /// This handle's part of every journal key it writes: random, so that keys written after a
-    /// reopen never meet those an earlier handle left unfolded.
+    /// This handle's part of every journal key it writes: random, so that keys written by
+    /// another handle on the same database, or after a reopen, never meet it.
     writer: [u8; 8],
     next_seq: u64,
-    /// The backend keys of the unfolded entries.
-    keys: Vec<Vec<u8>>,
-    /// Their record ids, by subject.
-    ids: HashMap<Pseudonym, Vec<(Collection, BlindIndex)>>,
-    /// How many record ids `ids` holds.
+    /// Record ids and entries this handle wrote to the journal since it last folded it (at
+    /// open: what the journal held).
     records: usize,
+    batches: usize,
 }
 
 impl Journal {
     fn due(&self) -> bool {
-        self.records >= FOLD_RECORDS || self.keys.len() >= FOLD_BATCHES
+        self.records >= FOLD_RECORDS || self.batches >= FOLD_BATCHES
     }
+}
+
+/// A subject's index as read.
+struct SubjectIndex {
+    /// Their record ids, each once, in id order.
+    ids: Vec<RecordId>,
+    /// The backend keys of their subject lists.
+    lists: Vec<Vec<u8>>,
+    /// Whether the journal held any entry (of anyone's).
+    journal_pending: bool,
+}
+
+/// The journal's entries as read: their keys, and the record ids they name by subject.
+#[derive(Default)]
+struct JournalRead {
+    keys: Vec<Vec<u8>>,
+    ids: HashMap<Pseudonym, Vec<RecordId>>,
+    records: usize,
 }
 
 impl fmt::Debug for SealedStore {
@@ -229,7 +243,13 @@ impl SealedStore {
         }
         let pseudonyms = custodian.pseudonym_key(&region)?;
         let rng = SystemRandom::new();
-        let journal = load_journal(backend.as_ref(), &rng)?;
+        let unfolded = read_journal(backend.as_ref())?;
+        let journal = Journal {
+            writer: random_tag(&rng)?,
+            next_seq: 0,
+            records: unfolded.records,
+            batches: unfolded.keys.len(),
+        };
         Ok(SealedStore {
             region,
             policy,
@@ -461,7 +481,7 @@ impl SealedStore {
         let mut metas = Vec::with_capacity(records.len());
         // The batch's journal entry: each new record's (pseudonym ‖ record id).
         let mut journal_entry = Vec::with_capacity(records.len() * 60);
-        let mut journal_ids = Vec::with_capacity(records.len());
+        let mut journal_records = 0;
         let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
         // The record keys in order with their blind indexes, for the owner check.
         let mut record_keys: Vec<(Vec<u8>, BlindIndex)> = Vec::with_capacity(records.len());
@@ -518,7 +538,7 @@ impl SealedStore {
                 None => {
                     journal_entry.extend_from_slice(&pseudonym.0);
                     layout::push_id(&mut journal_entry, r.collection.as_str(), &blind);
-                    journal_ids.push((pseudonym, r.collection.clone(), blind));
+                    journal_records += 1;
                 }
             }
             let sealed = self.seal(
@@ -577,15 +597,8 @@ impl SealedStore {
         self.backend.flush()?;
         let due = {
             let mut journal = lock(&self.journal);
-            journal.keys.push(journal_key);
-            journal.records += journal_ids.len();
-            for (pseudonym, collection, blind) in journal_ids {
-                journal
-                    .ids
-                    .entry(pseudonym)
-                    .or_default()
-                    .push((collection, blind));
-            }
+            journal.records += journal_records;
+            journal.batches += 1;
             journal.due()
         };
         if due {
@@ -646,10 +659,9 @@ impl SealedStore {
         };
         let mut batch = Batch::new();
         batch.delete(record_key);
-        // No fold while the owner's lists change; the journal's mirror forgets the record once
-        // the deletion is durable (its journal entry on disk may keep naming it until the next
-        // fold, and reads skip an id without its record).
-        let mut journal = lock(&self.journal);
+        // No fold of this handle while the owner's lists change. The journal may keep naming the
+        // record until its next fold; reads skip an id without its record.
+        let _journal = lock(&self.journal);
         let owner = record::parse_header(&sealed).ok().map(|(h, _)| h.pseudonym);
         if let Some(owner) = &owner {
             let prefix = layout::subject_prefix(owner);
@@ -671,9 +683,6 @@ impl SealedStore {
         }
         self.backend.apply(&batch)?;
         self.backend.flush()?;
-        if let Some(ids) = owner.and_then(|owner| journal.ids.get_mut(&owner)) {
-            ids.retain(|(c, b)| c != collection || *b != blind);
-        }
         Ok(true)
     }
 
@@ -681,8 +690,20 @@ impl SealedStore {
     /// none once they are shredded (even before their records are deleted).
     pub fn scan_subject(&self, subject: &SubjectId) -> Result<Vec<RawRecord>, StoreError> {
         let pseudonym = self.pseudonyms.pseudonym(subject);
+        let SubjectIndex {
+            ids,
+            journal_pending,
+            ..
+        } = self.subject_lists(&pseudonym)?;
+        if journal_pending {
+            // Fold it now, so that the next subject's read (a split or an export reads one
+            // subject after another) finds an empty journal. The ids are read already: a fold
+            // that fails changes nothing here.
+            let _gate = read_lock(&self.shred_gate);
+            let _ = self.fold_journal();
+        }
         let mut out = Vec::new();
-        for (collection, blind) in self.subject_record_ids(&pseudonym)? {
+        for (collection, blind) in ids {
             let record_key = layout::record(collection.as_str(), &blind);
             // An index entry without its record is what an interrupted delete leaves, and a
             // record whose key is destroyed what a shred leaves for a purge: skip both.
@@ -790,7 +811,11 @@ impl SealedStore {
         }
         for (subject, destroyed) in subjects.iter().zip(destroyed) {
             let pseudonym = self.pseudonyms.pseudonym(subject);
-            let (mut records, lists) = self.subject_lists(&pseudonym)?;
+            let SubjectIndex {
+                ids: mut records,
+                lists,
+                ..
+            } = self.subject_lists(&pseudonym)?;
             let registry_key = layout::registry(&pseudonym);
             let registry_entry_deleted = match deletion {
                 RecordDeletion::Now => {
@@ -852,11 +877,7 @@ impl SealedStore {
         write_lock(&self.registry).clear();
         let mut journal = lock(&self.journal);
         self.backend.clear()?;
-        let writer = journal.writer;
-        *journal = Journal {
-            writer,
-            ..Journal::default()
-        };
+        (journal.records, journal.batches) = (0, 0);
         self.backend.put(layout::META, &store_meta(&self.region))?;
         self.backend.flush()
     }
@@ -873,36 +894,31 @@ impl SealedStore {
         self.backend.flush()
     }
 
-    /// The subject's record ids, from their lists and the journal, each once in id order.
-    fn subject_record_ids(
-        &self,
-        pseudonym: &Pseudonym,
-    ) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
-        Ok(self.subject_lists(pseudonym)?.0)
-    }
-
-    /// [`subject_record_ids`](Self::subject_record_ids), with the backend keys of the lists.
-    fn subject_lists(
-        &self,
-        pseudonym: &Pseudonym,
-    ) -> Result<(Vec<RecordId>, Vec<Vec<u8>>), StoreError> {
-        let mut ids = Vec::new();
+    /// The subject's index: their record ids from the journal and their lists.
+    ///
+    /// The journal is read first: a fold (by any handle) that lands between the two reads
+    /// moves ids from the journal, already read, into lists, not yet read.
+    fn subject_lists(&self, pseudonym: &Pseudonym) -> Result<SubjectIndex, StoreError> {
+        let journal = read_journal(self.backend.as_ref())?;
+        let pending = !journal.keys.is_empty();
+        let mut ids = journal.ids.get(pseudonym).cloned().unwrap_or_default();
         let mut lists = Vec::new();
         for item in self.backend.scan_prefix(&layout::subject_prefix(pseudonym)) {
             let (key, list) = item?;
             ids.extend(self.parse_list(&list)?);
             lists.push(key);
         }
-        if let Some(pending) = lock(&self.journal).ids.get(pseudonym) {
-            ids.extend(pending.iter().cloned());
-        }
         ids.sort_unstable();
         ids.dedup();
-        Ok((ids, lists))
+        Ok(SubjectIndex {
+            ids,
+            lists,
+            journal_pending: pending,
+        })
     }
 
     /// The record ids of a subject list.
-    fn parse_list(&self, list: &[u8]) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
+    fn parse_list(&self, list: &[u8]) -> Result<Vec<RecordId>, StoreError> {
         parse_ids(list, self.backend.name(), "read a subject's index")
     }
 
@@ -913,39 +929,36 @@ impl SealedStore {
         layout::journal(journal.writer, journal.next_seq)
     }
 
-    /// Folds the journal into subject lists: one list per subject it names, and its entries
-    /// deleted, in one atomic, durable batch. Holds the journal meanwhile, so that no read of
-    /// a subject's index finds its ids in neither place.
+    /// Folds the journal — every entry in it, whichever handle wrote it — into subject lists:
+    /// one list per subject it names, and the entries deleted, in one atomic, durable batch.
+    /// Two handles folding the same entries at once write the same ids twice, which reads
+    /// count once.
     fn fold_journal(&self) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
-        if journal.keys.is_empty() {
+        let read = read_journal(self.backend.as_ref())?;
+        if read.keys.is_empty() {
+            (journal.records, journal.batches) = (0, 0);
             return Ok(());
         }
         let mut batch = Batch::new();
-        for (pseudonym, ids) in &journal.ids {
-            if ids.is_empty() {
-                continue;
-            }
-            let mut ids: Vec<_> = ids.iter().collect();
+        for (pseudonym, mut ids) in read.ids {
             ids.sort_unstable();
             ids.dedup();
             let mut list = Vec::with_capacity(ids.len() * 44);
-            for (collection, blind) in ids {
+            for (collection, blind) in &ids {
                 layout::push_id(&mut list, collection.as_str(), blind);
             }
             batch.put(
-                layout::subject_list(pseudonym, random_tag(&self.rng)?),
+                layout::subject_list(&pseudonym, random_tag(&self.rng)?),
                 list,
             );
         }
-        for key in &journal.keys {
-            batch.delete(key.clone());
+        for key in read.keys {
+            batch.delete(key);
         }
         self.backend.apply(&batch)?;
         self.backend.flush()?;
-        journal.keys.clear();
-        journal.ids.clear();
-        journal.records = 0;
+        (journal.records, journal.batches) = (0, 0);
         Ok(())
     }
 
@@ -1142,8 +1155,7 @@ fn collection_and_blind(tail: &[u8]) -> Option<(Collection, BlindIndex)> {
 }
 
 fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The journal's mirror changes only after the backend write it mirrors returned; a panic
-    // between the two leaves the mirror behind the disk, which the next open reads.
+    // The guarded counters only say when to fold; a panic elsewhere leaves them usable.
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -1181,43 +1193,37 @@ fn parse_ids(
     Ok(ids)
 }
 
-/// Reads the journal's unfolded entries, for a store being opened.
-fn load_journal(backend: &dyn Backend, rng: &SystemRandom) -> Result<Journal, StoreError> {
-    let mut journal = Journal {
-        writer: random_tag(rng)?,
-        ..Journal::default()
-    };
+/// Reads every entry of the index journal.
+fn read_journal(backend: &dyn Backend) -> Result<JournalRead, StoreError> {
+    let mut read = JournalRead::default();
     for item in backend.scan_prefix(&[layout::JOURNAL]) {
-        let (key, mut entry) = item?;
+        let (key, entry) = item?;
         let malformed = || StoreError::Backend {
             backend: backend.name(),
             operation: "read the index journal",
             detail: format!("a malformed journal entry of {} bytes", entry.len()),
         };
         let mut rest = &entry[..];
-        let mut ids = Vec::new();
         while !rest.is_empty() {
-            let pseudonym = Pseudonym(rest.get(..16).ok_or_else(malformed)?.try_into().unwrap());
+            let pseudonym = rest
+                .get(..16)
+                .and_then(|p| <[u8; 16]>::try_from(p).ok())
+                .ok_or_else(malformed)?;
             let (collection, blind, tail) = layout::next_id(&rest[16..]).ok_or_else(malformed)?;
             let collection = std::str::from_utf8(collection)
                 .ok()
                 .and_then(|c| Collection::parse(c).ok())
                 .ok_or_else(malformed)?;
-            ids.push((pseudonym, collection, blind));
-            rest = tail;
-        }
-        entry.clear();
-        journal.records += ids.len();
-        for (pseudonym, collection, blind) in ids {
-            journal
-                .ids
-                .entry(pseudonym)
+            read.ids
+                .entry(Pseudonym(pseudonym))
                 .or_default()
                 .push((collection, blind));
+            read.records += 1;
+            rest = tail;
         }
-        journal.keys.push(key);
+        read.keys.push(key);
     }
-    Ok(journal)
+    Ok(read)
 }
 
 /// Rewrites a format 2 store's per-record index entries into subject lists, whole subjects
