@@ -40,7 +40,7 @@ pub struct Pseudonym(pub [u8; 16]);
 impl Pseudonym {
     /// Lowercase hex, as used in file names.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 }
 
@@ -93,10 +93,7 @@ impl PseudonymKey {
     /// without revealing the key.
     pub fn fingerprint(&self) -> String {
         let tag = hmac::sign(&self.pseudonyms, b"domicile.key-fingerprint.v1");
-        tag.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&tag.as_ref()[..16])
     }
 
     /// The keyed blind index of the record at (`collection`, `key`): HMAC-SHA-256(index key,
@@ -120,7 +117,7 @@ pub struct BlindIndex(pub [u8; 32]);
 impl BlindIndex {
     /// Lowercase hex of the first 8 bytes: how errors name a record without naming its key.
     pub fn short_hex(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0[..8])
     }
 }
 
@@ -328,4 +325,15 @@ pub trait KeyCustodian: Send + Sync {
         }
         Ok(report.kek)
     }
+}
+
+/// Lowercase hex of `bytes`: what file names, errors and receipts show of keyed digests.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }

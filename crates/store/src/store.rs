@@ -382,6 +382,16 @@ impl SealedStore {
         let Some(sealed) = self.backend.get(&layout::registry(&pseudonym))? else {
             return Ok(None);
         };
+        self.open_registry_entry(id, pseudonym, sealed)
+    }
+
+    /// Opens the registry entry `sealed` of subject `id` and caches it.
+    fn open_registry_entry(
+        &self,
+        id: &SubjectId,
+        pseudonym: Pseudonym,
+        sealed: Vec<u8>,
+    ) -> Result<Option<(RegisteredSubject, Pseudonym)>, StoreError> {
         let collection = Collection::reserved(REGISTRY_COLLECTION);
         let blind = self
             .pseudonyms
@@ -416,7 +426,7 @@ impl SealedStore {
     pub fn subjects(&self) -> Result<Vec<RegisteredSubject>, StoreError> {
         let mut out = Vec::new();
         for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
-            let (k, _) = item?;
+            let (k, sealed) = item?;
             let Ok(bytes) = <[u8; 16]>::try_from(&k[1..]) else {
                 continue;
             };
@@ -426,9 +436,20 @@ impl SealedStore {
                 DataKeyState::Live(key) => key.subject().clone(),
                 _ => continue,
             };
-            if let Some((entry, _)) = self.registered(&id)? {
-                out.push(entry);
-            }
+            let cached = read_lock(&self.registry)
+                .get(&id)
+                .map(|(entry, _)| entry.clone());
+            let entry = match cached {
+                Some(mut entry) => {
+                    entry.home = self.policy.home_region(&entry.subject)?;
+                    Some(entry)
+                }
+                // The entry is in hand: open it rather than read it again.
+                None => self
+                    .open_registry_entry(&id, Pseudonym(bytes), sealed)?
+                    .map(|(entry, _)| entry),
+            };
+            out.extend(entry);
         }
         Ok(out)
     }
