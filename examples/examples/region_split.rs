@@ -36,7 +36,7 @@ use domicile_recommender::{
     evaluate, read_artifact, restrict_users, split as holdout_split, write_artifact, Algorithm,
     BuiltIn, ConfidenceWeights, EventKind, Holdout, Interactions, InteractionsBuilder, Metrics,
     Model, ModelKind, Provenance, RecommendOptions, Screen, SigningKey, Strategy, TrainConfig,
-    Trust, World, WorldConfig,
+    Trust, World, WorldConfig, WorldEvent,
 };
 use domicile_recommender_ease::{Ease, EaseConfig};
 use domicile_residency::{
@@ -110,8 +110,8 @@ const BATCH: usize = 1_000;
 
 /// One event as the product stores it in a user's watch history.
 #[derive(Debug, Serialize)]
-struct StoredEvent {
-    v: String,
+struct StoredEvent<'a> {
+    v: &'a str,
     t: i64,
     #[serde(flatten)]
     kind: EventKind,
@@ -119,9 +119,9 @@ struct StoredEvent {
 
 /// A user's watch history record (Protected, collection `behaviour`).
 #[derive(Debug, Serialize)]
-struct History {
+struct History<'a> {
     country: String,
-    events: Vec<StoredEvent>,
+    events: Vec<StoredEvent<'a>>,
 }
 
 /// A watch history as the training service reads it: the same JSON as [`History`], decoded
@@ -277,14 +277,10 @@ fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
         .ok_or("the global deployment has no region")?;
     let app = service("global", ("tiktok-global", "SG"), "ingest", "app-service");
     let why = Purpose::new(JustificationCode::UserRequestedSupport).with_detail("product ingest");
-    let mut histories: Vec<Vec<StoredEvent>> = (0..world.users.len()).map(|_| Vec::new()).collect();
-    world.for_each_event(|e| {
-        histories[e.user as usize].push(StoredEvent {
-            v: world.videos[e.video as usize].id.clone(),
-            t: e.timestamp,
-            kind: e.kind,
-        });
-    });
+    // Each user's events as the world generates them (compact, by index); the encoder thread
+    // turns them into the stored form.
+    let mut histories: Vec<Vec<WorldEvent>> = (0..world.users.len()).map(|_| Vec::new()).collect();
+    world.for_each_event(|e| histories[e.user as usize].push(e));
     let bar = bar(
         world.users.len() as u64 + world.creators.len() as u64,
         "ingesting subjects",
@@ -316,7 +312,7 @@ type IngestBatch = Vec<(Subject, Vec<RawRecord>)>;
 /// batch at a time; stops early if `send` returns false.
 fn encode_world(
     world: &World,
-    mut histories: Vec<Vec<StoredEvent>>,
+    mut histories: Vec<Vec<WorldEvent>>,
     mut send: impl FnMut(IngestBatch) -> bool,
 ) -> Result<(), Error> {
     let mut batch: IngestBatch = Vec::with_capacity(BATCH);
@@ -328,7 +324,14 @@ fn encode_world(
     };
     for (i, user) in world.users.iter().enumerate() {
         let subject = Subject::new(SubjectId::parse(&user.id)?, user.country);
-        let events = std::mem::take(&mut histories[i]);
+        let events: Vec<StoredEvent<'_>> = std::mem::take(&mut histories[i])
+            .into_iter()
+            .map(|e| StoredEvent {
+                v: &world.videos[e.video as usize].id,
+                t: e.timestamp,
+                kind: e.kind,
+            })
+            .collect();
         let sessions = events.len();
         let history = History {
             country: user.country.to_string(),
