@@ -285,22 +285,48 @@ fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
         world.users.len() as u64 + world.creators.len() as u64,
         "ingesting subjects",
     );
-    // The batches are encoded on a second thread while this one writes the previous one
-    // through the Gate, so the product's JSON encoding and the store's writes overlap.
+    // The batches are encoded on one thread and written through the Gate by two, as an ingest
+    // service's workers would: one writer's key commit or fsync overlaps the other's store
+    // writes, and the encoding overlaps both. Each batch is its own atomic, durable write.
     let (tx, rx) = std::sync::mpsc::sync_channel::<IngestBatch>(2);
-    let mut written = 0u64;
+    // A writer that fails drops the receiver, so the encoder stops and the other writer too.
+    let rx = std::sync::Mutex::new(Some(rx));
+    let written = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|scope| -> Result<(), Error> {
         let encoder = scope.spawn(move || {
             encode_world(world, histories, |batch| tx.send(batch).is_ok())
                 .map_err(|e| e.to_string())
         });
-        for batch in rx {
-            written += node.gate.write_batch(&app, &why, &batch)?.len() as u64;
-            bar.inc(batch.len() as u64);
-        }
+        let write = || -> Result<(), String> {
+            loop {
+                let next = match rx.lock().map_err(|_| "a writer panicked")?.as_ref() {
+                    Some(rx) => rx.recv(),
+                    None => return Ok(()),
+                };
+                let Ok(batch) = next else {
+                    return Ok(());
+                };
+                match node.gate.write_batch(&app, &why, &batch) {
+                    Ok(stored) => {
+                        written
+                            .fetch_add(stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        bar.inc(batch.len() as u64);
+                    }
+                    Err(e) => {
+                        rx.lock().map_err(|_| "a writer panicked")?.take();
+                        return Err(e.to_string());
+                    }
+                }
+            }
+        };
+        let second = scope.spawn(write);
+        let first = write();
+        let second = second.join().expect("a writer thread panicked");
+        first.and(second)?;
         encoder.join().expect("the encoder thread panicked")?;
         Ok(())
     })?;
+    let written = written.into_inner();
     bar.finish_and_clear();
     Ok(written)
 }
