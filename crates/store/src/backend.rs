@@ -99,6 +99,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The backend's name, for error messages (`sled`, `redb`).
     fn name(&self) -> &'static str;
 
+    /// Whether this handle is the only one that can write its data while it is open, as an
+    /// embedded database's file lock makes it. The default, `false`, is right for a database
+    /// that several handles share; the sealed store then rereads what another could change.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// The value at `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -111,6 +111,11 @@ impl Backend for RedbBackend {
         "redb"
     }
 
+    /// redb locks its file to one handle.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let table = self.read_table()?;
         let value = table.get(key).map_err(failed("read a key"))?;

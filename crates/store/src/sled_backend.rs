@@ -111,6 +111,11 @@ impl Backend for SledBackend {
         "sled"
     }
 
+    /// sled locks its directory to one handle.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree()

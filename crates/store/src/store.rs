@@ -136,6 +136,12 @@ struct Journal {
     /// open: what the journal held).
     records: usize,
     batches: usize,
+    /// Journal keys handed out whose batch has not yet been written or failed.
+    in_flight: usize,
+    /// Whether the journal is known to be empty: on a backend only this handle writes
+    /// ([`Backend::exclusive`]), after a fold that no batch was in flight during, until the next
+    /// journal key is handed out. Reads of a subject's index then skip reading the journal.
+    known_empty: bool,
 }
 
 impl Journal {
@@ -249,6 +255,8 @@ impl SealedStore {
             next_seq: 0,
             records: unfolded.records,
             batches: unfolded.keys.len(),
+            in_flight: 0,
+            known_empty: backend.exclusive() && unfolded.keys.is_empty(),
         };
         Ok(SealedStore {
             region,
@@ -590,6 +598,38 @@ impl SealedStore {
             return Ok(metas);
         }
         let journal_key = self.next_journal_key();
+        let written = self.write_records(batch, &journal_key, journal_entry, &record_keys);
+        let due = {
+            let mut journal = lock(&self.journal);
+            journal.in_flight -= 1;
+            if written.as_ref().is_ok_and(Option::is_none) {
+                journal.records += journal_records;
+                journal.batches += 1;
+            }
+            journal.due()
+        };
+        if let Some(i) = written? {
+            return Err(held(i));
+        }
+        if due {
+            // The batch is durable and indexed (by the journal) whatever the fold does: a fold
+            // that fails leaves the journal as it was, for the next batch or shred to fold.
+            let _ = self.fold_journal();
+        }
+        drop(gate);
+        Ok(metas)
+    }
+
+    /// Writes a batch of sealed records and its journal entry (atomically, or journal entry
+    /// first for one record) and flushes; `Some(i)` if the `i`th record's key is another
+    /// subject's, with nothing written.
+    fn write_records(
+        &self,
+        batch: Batch,
+        journal_key: &[u8],
+        journal_entry: Vec<u8>,
+        record_keys: &[(Vec<u8>, BlindIndex)],
+    ) -> Result<Option<usize>, StoreError> {
         if let [crate::BatchOp::Put { key, value }] = batch.ops() {
             // One record: two plain writes cost sled half what a two-write atomic batch does.
             // The journal entry goes first, so a crash between the two leaves at worst an index
@@ -602,33 +642,21 @@ impl SealedStore {
                 .and_then(|old| old.get(OWNER))
                 .is_some_and(|old| Some(old) != value.get(OWNER))
             {
-                return Err(held(0));
+                return Ok(Some(0));
             }
-            self.backend.put(&journal_key, &journal_entry)?;
+            self.backend.put(journal_key, &journal_entry)?;
             self.backend.put(key, value)?;
         } else {
             // Several: one atomic batch, refused whole if any key is another subject's.
             let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
             let mut batch = batch;
-            batch.put(journal_key.clone(), journal_entry);
+            batch.put(journal_key.to_vec(), journal_entry);
             if let Some(i) = self.backend.apply_owned(&batch, &keys, OWNER)? {
-                return Err(held(i));
+                return Ok(Some(i));
             }
         }
         self.backend.flush()?;
-        let due = {
-            let mut journal = lock(&self.journal);
-            journal.records += journal_records;
-            journal.batches += 1;
-            journal.due()
-        };
-        if due {
-            // The batch is durable and indexed (by the journal) whatever the fold does: a fold
-            // that fails leaves the journal as it was, for the next batch or shred to fold.
-            let _ = self.fold_journal();
-        }
-        drop(gate);
-        Ok(metas)
+        Ok(None)
     }
 
     /// The record at (`collection`, `key`) decoded from JSON, or `None` if there is none.
@@ -899,6 +927,7 @@ impl SealedStore {
         let mut journal = lock(&self.journal);
         self.backend.clear()?;
         (journal.records, journal.batches) = (0, 0);
+        journal.known_empty = self.backend.exclusive() && journal.in_flight == 0;
         self.backend.put(layout::META, &store_meta(&self.region))?;
         self.backend.flush()
     }
@@ -920,7 +949,11 @@ impl SealedStore {
     /// The journal is read first: a fold (by any handle) that lands between the two reads
     /// moves ids from the journal, already read, into lists, not yet read.
     fn subject_lists(&self, pseudonym: &Pseudonym) -> Result<SubjectIndex, StoreError> {
-        let journal = read_journal(self.backend.as_ref())?;
+        let journal = if lock(&self.journal).known_empty {
+            JournalRead::default()
+        } else {
+            read_journal(self.backend.as_ref())?
+        };
         let pending = !journal.keys.is_empty();
         let mut ids = journal.ids.get(pseudonym).cloned().unwrap_or_default();
         let mut lists = Vec::new();
@@ -947,6 +980,8 @@ impl SealedStore {
     fn next_journal_key(&self) -> Vec<u8> {
         let mut journal = lock(&self.journal);
         journal.next_seq += 1;
+        journal.in_flight += 1;
+        journal.known_empty = false;
         layout::journal(journal.writer, journal.next_seq)
     }
 
@@ -956,9 +991,14 @@ impl SealedStore {
     /// count once.
     fn fold_journal(&self) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
+        // No key is handed out while the fold holds the journal; a batch already holding one
+        // may write its entry after the read below, so the journal is known empty only if none
+        // does.
+        let settled = self.backend.exclusive() && journal.in_flight == 0;
         let read = read_journal(self.backend.as_ref())?;
         if read.keys.is_empty() {
             (journal.records, journal.batches) = (0, 0);
+            journal.known_empty = settled;
             return Ok(());
         }
         let mut batch = Batch::new();
@@ -980,6 +1020,7 @@ impl SealedStore {
         self.backend.apply(&batch)?;
         self.backend.flush()?;
         (journal.records, journal.batches) = (0, 0);
+        journal.known_empty = settled;
         Ok(())
     }
 
