@@ -38,7 +38,7 @@ use ring::rand::SystemRandom;
 use crate::aead;
 use crate::custodian::{
     DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym, PseudonymKey,
-    RotationReport,
+    PseudonymMap, RotationReport,
 };
 use crate::StoreError;
 use format::KeyFile;
@@ -72,7 +72,7 @@ struct Inner {
 struct RegionState {
     pseudonym_key: Option<Arc<PseudonymKey>>,
     keks: BTreeMap<u32, Arc<LessSafeKey>>,
-    data_keys: HashMap<Pseudonym, Arc<DataKey>>,
+    data_keys: PseudonymMap<Arc<DataKey>>,
     store: Option<RegionKeyStore>,
 }
 
