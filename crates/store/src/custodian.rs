@@ -355,7 +355,7 @@ pub trait KeyCustodian: Send + Sync {
 }
 
 /// Lowercase hex of `bytes`: what file names, errors and receipts show of keyed digests.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -101,6 +101,21 @@ pub enum StoreError {
         /// The record, by its blind index (the key itself is never printed).
         key: BlindIndex,
     },
+    /// An entry of the subject index — the index journal or one of a subject's lists — is
+    /// malformed: changed or cut short on disk. Reads of a subject's records and exports refuse
+    /// rather than return part of them; a shred does not need the index and finds the subject's
+    /// records by the owner each record names instead.
+    #[error(
+        "the store's subject index is corrupt: the {what} at backend key {key} is malformed; \
+         restore the store from a backup (shredding a subject still works)"
+    )]
+    CorruptIndex {
+        /// `journal entry` or `index list`.
+        what: &'static str,
+        /// The entry's backend key in hex (a journal sequence or a pseudonym; never a subject
+        /// id).
+        key: String,
+    },
     /// A stored record did not authenticate: it was changed, moved from another key, collection,
     /// subject or region, or written under a key this custodian does not hold.
     #[error("record {collection}/{key} failed to authenticate: {reason}")]

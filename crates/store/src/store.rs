@@ -151,6 +151,7 @@ impl Journal {
 }
 
 /// A subject's index as read.
+#[derive(Default)]
 struct SubjectIndex {
     /// Their record ids, each once, in id order.
     ids: Vec<RecordId>,
@@ -249,14 +250,16 @@ impl SealedStore {
         }
         let pseudonyms = custodian.pseudonym_key(&region)?;
         let rng = SystemRandom::new();
-        let unfolded = read_journal(backend.as_ref())?;
+        // Counted, not parsed: a malformed entry is an error for the subject reads and shreds
+        // that need the index, not for opening the store (gets and collection scans do not).
+        let unfolded = count_journal(backend.as_ref())?;
         let journal = Journal {
             writer: random_tag(&rng)?,
             next_seq: 0,
             records: unfolded.records,
-            batches: unfolded.keys.len(),
+            batches: unfolded.entries,
             in_flight: 0,
-            known_empty: backend.exclusive() && unfolded.keys.is_empty(),
+            known_empty: backend.exclusive() && unfolded.entries == 0,
         };
         Ok(SealedStore {
             region,
@@ -716,7 +719,7 @@ impl SealedStore {
             let prefix = layout::subject_prefix(owner);
             for item in self.backend.scan_prefix(&prefix) {
                 let (list_key, list) = item?;
-                let ids = self.parse_list(&list)?;
+                let ids = parse_ids(&list_key, &list)?;
                 if ids.iter().any(|(c, b)| c == collection && *b == blind) {
                     let mut kept = Vec::with_capacity(list.len());
                     for (c, b) in ids.iter().filter(|(c, b)| c != collection || *b != blind) {
@@ -847,8 +850,13 @@ impl SealedStore {
         deletion: RecordDeletion,
     ) -> Result<Vec<ShredReceipt>, StoreError> {
         let _gate = write_lock(&self.shred_gate);
-        // Every id of the subjects in their lists, none left in the journal.
-        self.fold_journal()?;
+        // Every id of the subjects in their lists, none left in the journal. A corrupt index
+        // does not stop a shred: the subjects' records are then found by their owner.
+        let mut by_owner: Option<HashMap<Pseudonym, SubjectIndex>> = None;
+        match self.fold_journal() {
+            Err(StoreError::CorruptIndex { .. }) => by_owner = Some(self.index_by_owner()?),
+            other => other?,
+        }
         let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
         let mut batch = Batch::new();
         let mut receipts = Vec::with_capacity(subjects.len());
@@ -860,11 +868,23 @@ impl SealedStore {
         }
         for (subject, destroyed) in subjects.iter().zip(destroyed) {
             let pseudonym = self.pseudonyms.pseudonym(subject);
+            let index = match &mut by_owner {
+                Some(found) => found.remove(&pseudonym).unwrap_or_default(),
+                None => match self.subject_lists(&pseudonym) {
+                    Err(StoreError::CorruptIndex { .. }) => {
+                        let mut found = self.index_by_owner()?;
+                        let index = found.remove(&pseudonym).unwrap_or_default();
+                        by_owner = Some(found);
+                        index
+                    }
+                    other => other?,
+                },
+            };
             let SubjectIndex {
                 ids: mut records,
                 lists,
                 ..
-            } = self.subject_lists(&pseudonym)?;
+            } = index;
             let registry_key = layout::registry(&pseudonym);
             let registry_entry_deleted = match deletion {
                 RecordDeletion::Now => {
@@ -959,7 +979,7 @@ impl SealedStore {
         let mut lists = Vec::new();
         for item in self.backend.scan_prefix(&layout::subject_prefix(pseudonym)) {
             let (key, list) = item?;
-            ids.extend(self.parse_list(&list)?);
+            ids.extend(parse_ids(&key, &list)?);
             lists.push(key);
         }
         ids.sort_unstable();
@@ -971,9 +991,29 @@ impl SealedStore {
         })
     }
 
-    /// The record ids of a subject list.
-    fn parse_list(&self, list: &[u8]) -> Result<Vec<RecordId>, StoreError> {
-        parse_ids(list, self.backend.name(), "read a subject's index")
+    /// Every subject's record ids and lists found without reading the index: a pass over
+    /// every record, by the owner its header names, and over every list key (a list's value
+    /// may be the corrupt part; its key names its subject). What a shred uses when the index
+    /// cannot be read.
+    fn index_by_owner(&self) -> Result<HashMap<Pseudonym, SubjectIndex>, StoreError> {
+        let mut found: HashMap<Pseudonym, SubjectIndex> = HashMap::new();
+        for item in self.backend.scan_prefix(&[layout::RECORD]) {
+            let (key, sealed) = item?;
+            let owner = sealed.get(OWNER).and_then(|o| <[u8; 16]>::try_from(o).ok());
+            let id = layout::split_collection_blind(&key[1..]).and_then(|(c, b)| {
+                Some((Collection::parse(std::str::from_utf8(c).ok()?).ok()?, b))
+            });
+            if let (Some(owner), Some(id)) = (owner, id) {
+                found.entry(Pseudonym(owner)).or_default().ids.push(id);
+            }
+        }
+        for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
+            let (key, _) = item?;
+            if let Some(owner) = key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok()) {
+                found.entry(Pseudonym(owner)).or_default().lists.push(key);
+            }
+        }
+        Ok(found)
     }
 
     /// A key for the next journal entry this handle writes.
@@ -1230,12 +1270,9 @@ fn random_tag(rng: &SystemRandom) -> Result<[u8; 8], StoreError> {
     Ok(tag)
 }
 
-/// The record ids of a list (`u16 len ‖ collection ‖ blind index`, repeated).
-fn parse_ids(
-    mut list: &[u8],
-    backend: &'static str,
-    operation: &'static str,
-) -> Result<Vec<(Collection, BlindIndex)>, StoreError> {
+/// The record ids of a subject list (`u16 len ‖ collection ‖ blind index`, repeated) stored
+/// at `list_key`.
+fn parse_ids(list_key: &[u8], mut list: &[u8]) -> Result<Vec<RecordId>, StoreError> {
     let mut ids = Vec::with_capacity(list.len() / 40);
     while !list.is_empty() {
         let parsed = layout::next_id(list).and_then(|(collection, blind, rest)| {
@@ -1243,11 +1280,7 @@ fn parse_ids(
             Some((collection, blind, rest))
         });
         let Some((collection, blind, rest)) = parsed else {
-            return Err(StoreError::Backend {
-                backend,
-                operation,
-                detail: "a malformed record id in an index list".into(),
-            });
+            return Err(corrupt_index("index list", list_key));
         };
         ids.push((collection, blind));
         list = rest;
@@ -1255,16 +1288,41 @@ fn parse_ids(
     Ok(ids)
 }
 
+fn corrupt_index(what: &'static str, key: &[u8]) -> StoreError {
+    StoreError::CorruptIndex {
+        what,
+        key: crate::custodian::hex(key),
+    }
+}
+
+/// The index journal's entries and the record ids they hold (each id is at least
+/// `JOURNAL_ID_MIN` bytes, so the count errs high, which only folds sooner), without parsing.
+fn count_journal(backend: &dyn Backend) -> Result<JournalCount, StoreError> {
+    let mut count = JournalCount::default();
+    for item in backend.scan_prefix(&[layout::JOURNAL]) {
+        let (_, entry) = item?;
+        count.entries += 1;
+        count.records += entry.len() / JOURNAL_ID_MIN;
+    }
+    Ok(count)
+}
+
+/// The least size of one record id in a journal entry: pseudonym (16), u16 length, a
+/// one-byte collection, blind index (32).
+const JOURNAL_ID_MIN: usize = 16 + 2 + 1 + 32;
+
+#[derive(Default)]
+struct JournalCount {
+    entries: usize,
+    records: usize,
+}
+
 /// Reads every entry of the index journal.
 fn read_journal(backend: &dyn Backend) -> Result<JournalRead, StoreError> {
     let mut read = JournalRead::default();
     for item in backend.scan_prefix(&[layout::JOURNAL]) {
         let (key, entry) = item?;
-        let malformed = || StoreError::Backend {
-            backend: backend.name(),
-            operation: "read the index journal",
-            detail: format!("a malformed journal entry of {} bytes", entry.len()),
-        };
+        let malformed = || corrupt_index("journal entry", &key);
         let mut rest = &entry[..];
         while !rest.is_empty() {
             let pseudonym = rest

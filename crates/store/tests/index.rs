@@ -2,7 +2,9 @@
 //! lists. A subject's reads and shreds find every record of theirs wherever its id is (journal,
 //! list, after a reopen), and nothing else: an index entry that names another subject's record,
 //! written by an attacker or left by an interrupted delete, neither reads nor shreds it. A
-//! format 2 store is rewritten when opened, also when an earlier rewrite was interrupted.
+//! format 2 store is rewritten when opened, also when an earlier rewrite was interrupted. A
+//! journal entry or list cut short on disk is a typed error for a subject's reads, loses
+//! nothing, and does not stop a shred.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, Region, Subject, SubjectId};
 use domicile_store::{
     Backend, Batch, Collection, FileCustodian, NewRecord, RecordKey, SealedStore, SledBackend,
+    StoreError,
 };
 
 fn open(dir: &Path, custodian: &Arc<FileCustodian>) -> SealedStore {
@@ -253,5 +256,83 @@ fn a_format_2_store_is_rewritten_when_opened_even_after_an_interrupted_rewrite()
         assert_eq!(receipt.records.len(), 4);
         assert!(store.get_raw(&notes(), &key(0, 0)).unwrap().is_none());
         assert_eq!(keys_of(&store, &ids[1]).len(), 4);
+    }
+}
+
+#[test]
+fn a_corrupt_journal_entry_or_subject_list_is_a_typed_error_loses_nothing_and_does_not_stop_a_shred(
+) {
+    for (prefix, expected) in [(b'j', "journal entry"), (b'i', "index list")] {
+        let dir = tempfile::tempdir().unwrap();
+        let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+        let ids = {
+            let store = open(dir.path(), &custodian);
+            let ids = fill(&store, 3, 2);
+            if prefix == b'i' {
+                // A shred folds the journal into lists.
+                store.shred_subject(&ids[2]).unwrap();
+            }
+            ids
+        };
+        let store_dir =
+            SealedStore::store_dir(dir.path().join("data"), &Region::parse("us").unwrap());
+        // Someone with the store's files cuts an index entry short, with the store closed.
+        let corrupted = {
+            let backend = SledBackend::open(&store_dir).unwrap();
+            let (k, v) = backend
+                .scan_prefix(&[prefix])
+                .next()
+                .expect("an entry to corrupt")
+                .unwrap();
+            backend.put(&k, &v[..v.len() - 5]).unwrap();
+            backend.flush().unwrap();
+            k
+        };
+        let store = open(dir.path(), &custodian);
+        // A journal entry is every subject's index; a list is its subject's only.
+        let victim = ids
+            .iter()
+            .position(|id| prefix == b'j' || corrupted[1..17] == store.pseudonym(id).0)
+            .unwrap();
+        let scan = store.scan_subject(&ids[victim]).unwrap_err();
+        let message = scan.to_string();
+        assert!(
+            matches!(scan, StoreError::CorruptIndex { what, .. } if what == expected),
+            "{message}"
+        );
+        for id in &ids {
+            assert!(!message.contains(id.as_str()), "{message}");
+        }
+        // Nothing was lost: every record still opens.
+        for (s, id) in ids.iter().enumerate().take(2) {
+            for r in 0..2 {
+                let record = store.get_raw(&notes(), &key(s, r)).unwrap().unwrap();
+                assert_eq!(&record.meta.subject, id);
+            }
+        }
+        if prefix == b'i' {
+            let other = (victim + 1) % 2;
+            assert_eq!(keys_of(&store, &ids[other]).len(), 2);
+        }
+        // A shred does not need the index: it finds the subject's records by their owner.
+        let receipt = store.shred_subject(&ids[victim]).unwrap();
+        assert_eq!(receipt.records.len(), 2, "{receipt:?}");
+        let pseudonym = store.pseudonym(&ids[victim]);
+        for item in store.backend().scan_prefix(b"d") {
+            let (_, sealed) = item.unwrap();
+            assert_ne!(
+                &sealed[2..18],
+                &pseudonym.0[..],
+                "a record of theirs is left"
+            );
+        }
+        for item in store.backend().scan_prefix(b"i") {
+            let (k, _) = item.unwrap();
+            assert_ne!(&k[1..17], &pseudonym.0[..], "a list of theirs is left");
+        }
+        let other = (victim + 1) % 2;
+        for r in 0..2 {
+            assert!(store.get_raw(&notes(), &key(other, r)).unwrap().is_some());
+        }
     }
 }
