@@ -65,7 +65,7 @@ struct Inner {
     root: PathBuf,
     rng: SystemRandom,
     lock_wait_ms: AtomicU64,
-    state: Mutex<HashMap<Region, RegionState>>,
+    state: Mutex<State>,
 }
 
 #[derive(Default)]
@@ -76,7 +76,9 @@ struct RegionState {
     store: Option<RegionKeyStore>,
 }
 
-type State = HashMap<Region, RegionState>;
+/// Per region. A process holds a handful of regions at most, so comparing their short names
+/// costs less than hashing one on every record opened.
+type State = BTreeMap<Region, RegionState>;
 
 /// The custodians open in this process, by canonical root: a second `open` of one directory
 /// shares the first's caches and lock rather than waiting for itself.
@@ -128,7 +130,7 @@ impl FileCustodian {
             root: root.to_path_buf(),
             rng: SystemRandom::new(),
             lock_wait_ms: AtomicU64::new(DEFAULT_LOCK_WAIT.as_millis() as u64),
-            state: Mutex::new(HashMap::new()),
+            state: Mutex::new(BTreeMap::new()),
         });
         open.push((canonical, Arc::downgrade(&inner)));
         Ok(FileCustodian { inner })
