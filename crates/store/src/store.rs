@@ -15,6 +15,7 @@ use crate::backend::{Backend, Batch};
 use crate::custodian::{
     BlindIndex, DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
 };
+use crate::read_ahead::{ReadAhead, ScanThread};
 use crate::record::{self, layout, RawRecord, Record, RecordMeta};
 use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 
@@ -116,6 +117,10 @@ pub struct SealedStore {
     custodian: Arc<dyn KeyCustodian>,
     backend: Box<dyn Backend>,
     pseudonyms: Arc<PseudonymKey>,
+    /// Opens sealed records; shared with a scan's read-ahead thread.
+    opener: Arc<Opener>,
+    /// Opens the records of long scans; started by the first.
+    scan_thread: ScanThread,
     registry: RwLock<HashMap<SubjectId, (RegisteredSubject, Pseudonym)>>,
     rng: SystemRandom,
     /// Writers hold it shared, shredding holds it exclusively, so no put can slip a record in
@@ -261,12 +266,19 @@ impl SealedStore {
             in_flight: 0,
             known_empty: backend.exclusive() && unfolded.entries == 0,
         };
+        let opener = Arc::new(Opener {
+            region: region.clone(),
+            custodian: custodian.clone(),
+            pseudonyms: pseudonyms.clone(),
+        });
         Ok(SealedStore {
             region,
             policy,
             custodian,
             backend,
             pseudonyms,
+            opener,
+            scan_thread: ScanThread::default(),
             registry: RwLock::new(HashMap::new()),
             rng,
             shred_gate: RwLock::new(()),
@@ -777,51 +789,51 @@ impl SealedStore {
     }
 
     /// Every record of the collection, in blind-index order (which reveals nothing about the
-    /// keys), opened one at a time as the iterator is advanced.
+    /// keys), opened as the iterator is advanced. A long scan opens records on a second thread
+    /// while this one reads the backend (see `read_ahead`); the order and the errors are the
+    /// same either way.
     pub fn scan_collection<'a>(
         &'a self,
         collection: &'a Collection,
     ) -> impl Iterator<Item = Result<RawRecord, StoreError>> + 'a {
         let prefix = layout::collection_prefix(collection.as_str());
         let skip = prefix.len();
-        self.backend.scan_prefix(&prefix).map(move |item| {
+        let sealed = self.backend.scan_prefix(&prefix).map(move |item| {
             let (k, sealed) = item?;
             let blind = <[u8; 32]>::try_from(&k[skip..]).map_err(|_| StoreError::Backend {
                 backend: self.backend.name(),
                 operation: "scan a collection",
                 detail: format!("a record key of {} bytes is not a blind index", k.len()),
             })?;
-            self.open_record(collection, &BlindIndex(blind), sealed, None)
-        })
+            Ok((collection.clone(), BlindIndex(blind), sealed))
+        });
+        ReadAhead::new(sealed, &self.opener, &self.scan_thread)
     }
 
     /// Every record of the region, in key order (collection, then blind index: nothing about
-    /// the keys), opened one at a time as the iterator is advanced. A record left behind an
-    /// interrupted shred (its data key destroyed) is skipped, as a subject scan skips it.
+    /// the keys), opened as the iterator is advanced (on a second thread for a long scan, as
+    /// [`scan_collection`](Self::scan_collection) does). A record left behind an interrupted
+    /// shred (its data key destroyed) is skipped, as a subject scan skips it.
     ///
     /// One sequential pass over the store: to list a whole region (an inventory), this costs a
     /// fraction of a [`scan_subject`](Self::scan_subject) per subject, which reads every record
     /// at a random place.
     pub fn scan_records(&self) -> impl Iterator<Item = Result<RawRecord, StoreError>> + '_ {
-        self.backend
+        let sealed = self
+            .backend
             .scan_prefix(&[layout::RECORD])
-            .filter_map(move |item| {
-                let (k, sealed) = match item {
-                    Ok(item) => item,
-                    Err(e) => return Some(Err(e)),
-                };
-                let Some((collection, blind)) = collection_and_blind(&k[1..]) else {
-                    return Some(Err(StoreError::Backend {
+            .map(move |item| {
+                let (k, sealed) = item?;
+                let (collection, blind) =
+                    collection_and_blind(&k[1..]).ok_or_else(|| StoreError::Backend {
                         backend: self.backend.name(),
                         operation: "scan the records",
                         detail: format!("a malformed record key of {} bytes", k.len()),
-                    }));
-                };
-                match self.open_record(&collection, &blind, sealed, None) {
-                    Err(StoreError::SubjectShredded { .. }) => None,
-                    other => Some(other),
-                }
-            })
+                    })?;
+                Ok((collection, blind, sealed))
+            });
+        ReadAhead::new(sealed, &self.opener, &self.scan_thread)
+            .filter(|opened| !matches!(opened, Err(StoreError::SubjectShredded { .. })))
     }
 
     /// Crypto-shreds a subject: destroys their data key with the custodian — from then on none of
@@ -1101,9 +1113,41 @@ impl SealedStore {
         Ok(out)
     }
 
+    fn open_record(
+        &self,
+        collection: &Collection,
+        blind: &BlindIndex,
+        sealed: Vec<u8>,
+        requested: Option<&RecordKey>,
+    ) -> Result<RawRecord, StoreError> {
+        self.opener
+            .open_record(collection, blind, sealed, requested)
+    }
+
+    fn open_sealed(
+        &self,
+        collection: &Collection,
+        blind: &BlindIndex,
+        sealed: Vec<u8>,
+        requested: Option<&str>,
+    ) -> Result<Opened, StoreError> {
+        self.opener
+            .open_sealed(collection, blind, sealed, requested)
+    }
+}
+
+/// What opening a sealed record takes: the store's region, custodian and pseudonym key, in one
+/// place a scan's read-ahead thread can share.
+pub(crate) struct Opener {
+    region: Region,
+    custodian: Arc<dyn KeyCustodian>,
+    pseudonyms: Arc<PseudonymKey>,
+}
+
+impl Opener {
     /// Opens the record sealed at `blind`; `requested` is the key it was looked up by, when the
     /// caller knows it (a get).
-    fn open_record(
+    pub(crate) fn open_record(
         &self,
         collection: &Collection,
         blind: &BlindIndex,

@@ -1,0 +1,247 @@
+//! Long scans, which open records on a second thread while the caller's reads the backend:
+//! the same records, in the backend's order, with errors where they occurred, scans on several
+//! threads sharing the store's one opening thread, and nothing of it left once the store is
+//! dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use domicile_policy_us_split::UsSplitPolicy;
+use domicile_residency::{DataClass, Region, Subject, SubjectId};
+use domicile_store::{Collection, FileCustodian, NewRecord, RecordKey, SealedStore, StoreError};
+
+/// Well past the records a scan opens before it starts its second thread.
+const RECORDS: usize = 1_500;
+
+struct World {
+    dir: tempfile::TempDir,
+    store: SealedStore,
+    subjects: Vec<SubjectId>,
+    /// (collection, key) → (subject index, value).
+    written: BTreeMap<(String, String), (usize, Vec<u8>)>,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    let subjects: Vec<SubjectId> = (0..7)
+        .map(|i| {
+            let s = Subject::parse(&format!("scan-subject-{i}"), Some("US"), None).unwrap();
+            store.register_subject(&s).unwrap();
+            s.id
+        })
+        .collect();
+    let collections = [
+        Collection::parse("events").unwrap(),
+        Collection::parse("profile").unwrap(),
+    ];
+    let keys: Vec<RecordKey> = (0..RECORDS)
+        .map(|i| RecordKey::parse(&format!("k{i:05}")).unwrap())
+        .collect();
+    let values: Vec<Vec<u8>> = (0..RECORDS)
+        .map(|i| {
+            format!("value of record {i}")
+                .repeat(1 + i % 5)
+                .into_bytes()
+        })
+        .collect();
+    let mut written = BTreeMap::new();
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(400) {
+        let batch: Vec<NewRecord<'_>> = chunk
+            .iter()
+            .map(|&i| NewRecord {
+                subject: &subjects[i % subjects.len()],
+                class: DataClass::Protected,
+                // Nearly all in one collection, so its scan is a long one.
+                collection: &collections[usize::from(i % 10 == 0)],
+                key: &keys[i],
+                value: &values[i],
+            })
+            .collect();
+        store.put_batch(&batch).unwrap();
+        for r in &batch {
+            written.insert(
+                (r.collection.to_string(), r.key.to_string()),
+                (i_of(&subjects, r.subject), r.value.to_vec()),
+            );
+        }
+    }
+    World {
+        dir,
+        store,
+        subjects,
+        written,
+    }
+}
+
+fn i_of(subjects: &[SubjectId], s: &SubjectId) -> usize {
+    subjects.iter().position(|x| x == s).unwrap()
+}
+
+/// The sealed values of `collection` in the backend's order, with their backend keys.
+fn backend_order(store: &SealedStore, collection: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut prefix = vec![b'd'];
+    prefix.extend_from_slice(&(collection.len() as u16).to_be_bytes());
+    prefix.extend_from_slice(collection.as_bytes());
+    store
+        .backend()
+        .scan_prefix(&prefix)
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_long_scan_returns_every_record_once_as_gets_do() {
+    let w = world();
+    for name in ["events", "profile"] {
+        let collection = Collection::parse(name).unwrap();
+        let mut seen = BTreeMap::new();
+        for record in w.store.scan_collection(&collection) {
+            let record = record.unwrap();
+            let key = (name.to_owned(), record.meta.key.to_string());
+            let (subject, value) = &w.written[&key];
+            assert_eq!(&record.value, value);
+            assert_eq!(record.meta.subject, w.subjects[*subject]);
+            let got = w
+                .store
+                .get_raw(&collection, &record.meta.key)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.value, record.value);
+            assert!(seen.insert(key, ()).is_none(), "a record came twice");
+        }
+        let expected = w.written.keys().filter(|(c, _)| c == name).count();
+        assert_eq!(seen.len(), expected, "{name}");
+    }
+    assert_eq!(w.store.scan_records().count(), RECORDS);
+}
+
+#[test]
+fn a_scan_keeps_the_backend_order_and_reports_a_bad_record_where_it_is() {
+    let w = world();
+    let events = Collection::parse("events").unwrap();
+    let order = backend_order(&w.store, "events");
+    assert!(order.len() > 1_000);
+    // One record well inside the part the second thread opens has its tag broken on disk.
+    let bad = 1_000;
+    let (bad_key, mut bad_value) = order[bad].clone();
+    let last = bad_value.len() - 1;
+    bad_value[last] ^= 1;
+    w.store.backend().put(&bad_key, &bad_value).unwrap();
+
+    let scanned: Vec<Result<_, _>> = w.store.scan_collection(&events).collect();
+    assert_eq!(
+        scanned.len(),
+        order.len(),
+        "every record, the bad one as an error"
+    );
+    for (i, item) in scanned.iter().enumerate() {
+        match item {
+            Err(StoreError::Authentication { .. }) if i == bad => {}
+            Ok(record) if i != bad => {
+                let get = w.store.get_raw(&events, &record.meta.key).unwrap().unwrap();
+                assert_eq!(get.value, record.value);
+            }
+            other => panic!("record {i}: {other:?}"),
+        }
+    }
+    // The backend's order is blind-index order: the records opened come out in it.
+    let keys_in_scan: Vec<String> = scanned
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.meta.key.to_string())
+        .collect();
+    let mut sorted_by_blind: Vec<(Vec<u8>, String)> = keys_in_scan
+        .iter()
+        .map(|k| {
+            let blind = w.store.blind_index(&events, &RecordKey::parse(k).unwrap());
+            (blind.0.to_vec(), k.clone())
+        })
+        .collect();
+    sorted_by_blind.sort();
+    let expected: Vec<String> = sorted_by_blind.into_iter().map(|(_, k)| k).collect();
+    assert_eq!(keys_in_scan, expected, "records in blind-index order");
+}
+
+#[test]
+fn a_long_scan_skips_a_shredded_subject_in_scan_records() {
+    let w = world();
+    let gone = w.subjects[3].clone();
+    w.store.shred_subject(&gone).unwrap();
+    let left: usize = w
+        .written
+        .values()
+        .filter(|(s, _)| w.subjects[*s] != gone)
+        .count();
+    let mut n = 0;
+    for record in w.store.scan_records() {
+        let record = record.unwrap();
+        assert_ne!(record.meta.subject, gone);
+        n += 1;
+    }
+    assert_eq!(n, left);
+}
+
+#[test]
+fn a_scan_dropped_midway_then_the_store_leaves_nothing_running() {
+    let w = world();
+    let events = Collection::parse("events").unwrap();
+    let mut scan = w.store.scan_collection(&events);
+    // Past the inline part: the second thread has chunks in hand.
+    for _ in 0..300 {
+        scan.next().unwrap().unwrap();
+    }
+    drop(scan);
+    let World { dir, store, .. } = w;
+    drop(store);
+    // The key directory is free again at once: the store's scan thread, which shared the
+    // custodian, ended with the store.
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    assert!(store.scan_collection(&events).count() > 1_000);
+}
+
+#[test]
+fn scans_on_several_threads_share_the_opening_thread_and_each_gets_its_own_records() {
+    let w = world();
+    let events = Collection::parse("events").unwrap();
+    let profile = Collection::parse("profile").unwrap();
+    let alone: Vec<String> = w
+        .store
+        .scan_collection(&events)
+        .map(|r| r.unwrap().meta.key.to_string())
+        .collect();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let keys: Vec<String> = w
+                        .store
+                        .scan_collection(&events)
+                        .map(|r| r.unwrap().meta.key.to_string())
+                        .collect();
+                    let others = w.store.scan_collection(&profile).count();
+                    (keys, others)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (keys, others) = run.join().unwrap();
+            assert_eq!(keys, alone);
+            assert_eq!(others, RECORDS / 10);
+        }
+    });
+}
