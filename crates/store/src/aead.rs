@@ -33,13 +33,27 @@ pub(crate) fn seal_into(
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
+    seal_parts_into(key, rng, aad, &[plaintext], out)
+}
+
+/// [`seal_into`] of a plaintext given in parts, concatenated as they are sealed: no copy of
+/// the whole is made first.
+pub(crate) fn seal_parts_into(
+    key: &LessSafeKey,
+    rng: &SystemRandom,
+    aad: &[u8],
+    plaintext: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce).map_err(|_| StoreError::Crypto {
         what: "drawing a nonce from the system random generator",
     })?;
     out.extend_from_slice(&nonce);
     let start = out.len();
-    out.extend_from_slice(plaintext);
+    for part in plaintext {
+        out.extend_from_slice(part);
+    }
     let tag = key
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),

@@ -113,6 +113,17 @@ impl RecordKey {
     /// # Ok::<(), domicile_store::StoreError>(())
     /// ```
     pub fn parse(value: &str) -> Result<Self, StoreError> {
+        Self::check(value)?;
+        Ok(RecordKey(value.to_owned()))
+    }
+
+    /// [`parse`](Self::parse) of a string the caller owns, kept as it is.
+    pub(crate) fn from_string(value: String) -> Result<Self, StoreError> {
+        Self::check(&value)?;
+        Ok(RecordKey(value))
+    }
+
+    fn check(value: &str) -> Result<(), StoreError> {
         let refuse = |reason| {
             Err(StoreError::InvalidRecordKey {
                 length: value.len(),
@@ -128,7 +139,7 @@ impl RecordKey {
         if value.chars().any(char::is_control) {
             return refuse("it contains control characters");
         }
-        Ok(RecordKey(value.to_owned()))
+        Ok(())
     }
 
     /// The key as text.

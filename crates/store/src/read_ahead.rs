@@ -234,7 +234,7 @@ impl<I: Iterator<Item = Sealed>> Iterator for ReadAhead<'_, I> {
 
 fn open(opener: &Opener, item: Sealed) -> Opened {
     let (collection, blind, sealed) = item?;
-    opener.open_record(&collection, &blind, sealed, None)
+    opener.open_owned(collection, &blind, sealed, None)
 }
 
 /// Receives from `from`, spinning for up to [`SPIN_FOR`] before sleeping; `None` once every

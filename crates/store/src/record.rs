@@ -185,6 +185,65 @@ pub(crate) fn write_header(
     out.extend_from_slice(&dk_version.to_be_bytes());
 }
 
+/// The most bytes [`with_record_aad`] assembles on the stack.
+const AAD_STACK: usize = 512;
+
+/// Calls `f` with the AAD of a record ([`record_aad`]), assembled on the stack when it fits,
+/// as it does for every name but the longest: a scan opens every record with one, and an
+/// allocation for each showed in its profile.
+pub(crate) fn with_record_aad<R>(
+    region: &Region,
+    class: DataClass,
+    collection: &str,
+    blind: &BlindIndex,
+    subject: &SubjectId,
+    dk_version: u32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let (region_b, collection_b, subject_b) = (
+        region.as_str().as_bytes(),
+        collection.as_bytes(),
+        subject.as_str().as_bytes(),
+    );
+    let len = 4 * 4
+        + AAD_LABEL.len()
+        + 2
+        + region_b.len()
+        + collection_b.len()
+        + 32
+        + subject_b.len()
+        + 4;
+    if len > AAD_STACK {
+        return f(&record_aad(
+            region, class, collection, blind, subject, dk_version,
+        ));
+    }
+    let mut buf = [0u8; AAD_STACK];
+    let mut at = 0;
+    let mut put = |bytes: &[u8], with_len: bool| {
+        if with_len {
+            buf[at..at + 4].copy_from_slice(&(bytes.len() as u32).to_be_bytes());
+            at += 4;
+        }
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(AAD_LABEL, true);
+    put(&[RECORD_FORMAT], false);
+    put(region_b, true);
+    put(&[class_code(class)], false);
+    put(collection_b, true);
+    put(&blind.0, false);
+    put(subject_b, true);
+    put(&dk_version.to_be_bytes(), false);
+    let aad = &buf[..at];
+    debug_assert_eq!(
+        aad,
+        &record_aad(region, class, collection, blind, subject, dk_version)[..]
+    );
+    f(aad)
+}
+
 /// The AAD of a version 2 record.
 pub(crate) fn record_aad(
     region: &Region,
@@ -206,13 +265,15 @@ pub(crate) fn record_aad(
     aad
 }
 
-/// The plaintext of a version 2 record: u16 key length ‖ key ‖ value.
-pub(crate) fn encode_payload(key: &str, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + key.len() + value.len());
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(value);
-    out
+/// The plaintext of a version 2 record, in the parts it is sealed from: u16 key length ‖ key ‖
+/// value. `len` holds the first part.
+pub(crate) fn payload_parts<'a>(
+    len: &'a mut [u8; 2],
+    key: &'a str,
+    value: &'a [u8],
+) -> [&'a [u8]; 3] {
+    *len = (key.len() as u16).to_be_bytes();
+    [&len[..], key.as_bytes(), value]
 }
 
 /// Splits the opened payload at `plain` in `buf` into its record key and value: the value is

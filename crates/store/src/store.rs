@@ -1098,18 +1098,24 @@ impl SealedStore {
         record_key: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
-        let aad = record::record_aad(
+        let mut key_len = [0; 2];
+        let payload = record::payload_parts(&mut key_len, record_key, plaintext);
+        let payload_len = 2 + record_key.len() + plaintext.len();
+        let mut out = Vec::with_capacity(record::HEADER_LEN + 12 + payload_len + aead::TAG_LEN);
+        record::write_header(&mut out, class, pseudonym, key.version());
+        record::with_record_aad(
             &self.region,
             class,
             collection,
             blind,
             key.subject(),
             key.version(),
+            |aad| aead::seal_parts_into(key.aead(), &self.rng, aad, &payload, &mut out),
+        )?;
+        debug_assert_eq!(
+            out.len(),
+            record::HEADER_LEN + 12 + payload_len + aead::TAG_LEN
         );
-        let payload = record::encode_payload(record_key, plaintext);
-        let mut out = Vec::with_capacity(record::HEADER_LEN + 12 + payload.len() + aead::TAG_LEN);
-        record::write_header(&mut out, class, pseudonym, key.version());
-        aead::seal_into(key.aead(), &self.rng, &aad, &payload, &mut out)?;
         Ok(out)
     }
 
@@ -1154,7 +1160,19 @@ impl Opener {
         sealed: Vec<u8>,
         requested: Option<&RecordKey>,
     ) -> Result<RawRecord, StoreError> {
-        match self.open_sealed(collection, blind, sealed, requested.map(RecordKey::as_str))? {
+        self.open_owned(collection.clone(), blind, sealed, requested)
+    }
+
+    /// [`open_record`](Self::open_record) for a caller that owns the collection name (a scan
+    /// has one per record), which goes into the record's metadata as it is.
+    pub(crate) fn open_owned(
+        &self,
+        collection: Collection,
+        blind: &BlindIndex,
+        sealed: Vec<u8>,
+        requested: Option<&RecordKey>,
+    ) -> Result<RawRecord, StoreError> {
+        match self.open_sealed(&collection, blind, sealed, requested.map(RecordKey::as_str))? {
             Opened::Plain {
                 key,
                 plaintext,
@@ -1165,15 +1183,17 @@ impl Opener {
                 let key = match requested {
                     // open_sealed found the sealed key equal to it.
                     Some(requested) => requested.clone(),
-                    None => RecordKey::parse(&key).map_err(|_| StoreError::Authentication {
-                        collection: collection.clone(),
-                        key: blind.to_string(),
-                        reason: "the sealed record key is not a valid record key".into(),
-                    })?,
+                    None => {
+                        RecordKey::from_string(key).map_err(|_| StoreError::Authentication {
+                            collection: collection.clone(),
+                            key: blind.to_string(),
+                            reason: "the sealed record key is not a valid record key".into(),
+                        })?
+                    }
                 };
                 Ok(RawRecord {
                     meta: RecordMeta {
-                        collection: collection.clone(),
+                        collection,
                         key,
                         subject,
                         class,
@@ -1221,15 +1241,16 @@ impl Opener {
                 data_key.version()
             )));
         }
-        let aad = record::record_aad(
+        let plain = record::with_record_aad(
             &self.region,
             header.class,
             collection.as_str(),
             blind,
             data_key.subject(),
             data_key.version(),
-        );
-        let plain = aead::open_in_buf(data_key.aead(), &aad, &mut sealed, record::HEADER_LEN).ok_or_else(|| {
+            |aad| aead::open_in_buf(data_key.aead(), aad, &mut sealed, record::HEADER_LEN),
+        )
+        .ok_or_else(|| {
             refuse("the AES-256-GCM tag does not match (the record was changed, or moved from another key, collection, subject or region)".into())
         })?;
         let (key, plaintext) = record::decode_payload_in(sealed, plain)
