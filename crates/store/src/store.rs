@@ -789,9 +789,9 @@ impl SealedStore {
     }
 
     /// Every record of the collection, in blind-index order (which reveals nothing about the
-    /// keys), opened as the iterator is advanced. A long scan opens records on a second thread
-    /// while this one reads the backend (see `read_ahead`); the order and the errors are the
-    /// same either way.
+    /// keys), opened as the iterator is advanced. A long scan on an embedded backend opens
+    /// records on a second thread while this one reads the backend (see `read_ahead`); the
+    /// order and the errors are the same either way.
     pub fn scan_collection<'a>(
         &'a self,
         collection: &'a Collection,
@@ -807,7 +807,12 @@ impl SealedStore {
             })?;
             Ok((collection.clone(), BlindIndex(blind), sealed))
         });
-        ReadAhead::new(sealed, &self.opener, &self.scan_thread)
+        ReadAhead::new(
+            sealed,
+            &self.opener,
+            &self.scan_thread,
+            self.backend.exclusive(),
+        )
     }
 
     /// Every record of the region, in key order (collection, then blind index: nothing about
@@ -832,8 +837,13 @@ impl SealedStore {
                     })?;
                 Ok((collection, blind, sealed))
             });
-        ReadAhead::new(sealed, &self.opener, &self.scan_thread)
-            .filter(|opened| !matches!(opened, Err(StoreError::SubjectShredded { .. })))
+        ReadAhead::new(
+            sealed,
+            &self.opener,
+            &self.scan_thread,
+            self.backend.exclusive(),
+        )
+        .filter(|opened| !matches!(opened, Err(StoreError::SubjectShredded { .. })))
     }
 
     /// Crypto-shreds a subject: destroys their data key with the custodian — from then on none of
