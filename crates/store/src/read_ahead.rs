@@ -54,12 +54,13 @@ pub(crate) struct ReadAhead<'a, I> {
     thread: &'a ScanThread,
     ready: VecDeque<Opened>,
     opened_inline: usize,
-    worker: Option<Worker>,
-    /// Whether the scan has tried to start the worker (it does once).
-    tried_worker: bool,
-    /// Where each chunk handed to the thread and not yet returned will come back, in order.
-    /// One channel per chunk: if the thread dies, the chunk's sender is dropped with it and
-    /// the scan learns so instead of waiting.
+    /// Whether chunks go to the store's scan thread.
+    threaded: bool,
+    /// Whether the scan has tried to start the thread (it does once).
+    tried_thread: bool,
+    /// The chunks read and not yet returned, in order. One reply channel per chunk handed to
+    /// the thread: if the thread dies, the chunk's sender is dropped with it and the scan
+    /// learns so instead of waiting.
     pending: VecDeque<Pending>,
     /// Chunks read so far.
     chunks: usize,
@@ -71,6 +72,9 @@ pub(crate) struct ReadAhead<'a, I> {
 type Job = (Vec<Sealed>, Sender<Vec<Opened>>);
 
 /// A store's read-ahead thread, started by its first long scan.
+///
+/// Only this holds the sender of the thread's work (a scan sends through it, under its lock),
+/// so dropping it always ends the thread, whatever became of the scans.
 #[derive(Default)]
 pub(crate) struct ScanThread {
     running: Mutex<Option<Running>>,
@@ -82,16 +86,19 @@ struct Running {
 }
 
 impl ScanThread {
-    /// Where to send chunks, starting the thread if it is not running; `None` if no thread can
-    /// be started (the scan then opens everything itself).
-    fn jobs(&self, opener: &Arc<Opener>) -> Option<Sender<Job>> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = running.as_ref().filter(|r| !r.thread.is_finished()) {
-            return Some(r.jobs.clone());
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the thread if it is not running; whether it runs.
+    fn start(&self, opener: &Arc<Opener>) -> bool {
+        let mut running = self.running();
+        if running.as_ref().is_some_and(|r| !r.thread.is_finished()) {
+            return true;
         }
         let (jobs, inbox) = mpsc::channel::<Job>();
         let opener = opener.clone();
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("domicile-scan".into())
             .spawn(move || {
                 while let Some((chunk, reply)) = spin_recv(&inbox) {
@@ -99,31 +106,37 @@ impl ScanThread {
                     // A scan dropped meanwhile no longer listens; the next job may be another's.
                     let _ = reply.send(opened);
                 }
-            })
-            .ok()?;
-        *running = Some(Running {
-            jobs: jobs.clone(),
-            thread,
-        });
-        Some(jobs)
+            });
+        // A thread that cannot be started leaves scans on their callers' threads, as slow as
+        // short scans, and as correct.
+        match spawned {
+            Ok(thread) => {
+                *running = Some(Running { jobs, thread });
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Hands `chunk` to the thread; gives it back if the thread is not running.
+    fn send(&self, chunk: Vec<Sealed>, reply: Sender<Vec<Opened>>) -> Result<(), Vec<Sealed>> {
+        match self.running().as_ref() {
+            Some(r) => r.jobs.send((chunk, reply)).map_err(|back| back.0 .0),
+            None => Err(chunk),
+        }
     }
 }
 
 impl Drop for ScanThread {
     fn drop(&mut self) {
-        // Every scan borrows the store, so none is left: closing the channel ends the thread,
-        // and waiting for it means nothing it holds (the key custodian) outlives the store.
+        // Closing the channel ends the thread after the chunk it is opening; waiting for it
+        // means nothing it holds (the key custodian) outlives the store.
         let running = self.running.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(Running { jobs, thread }) = running.take() {
             drop(jobs);
             let _ = thread.join();
         }
     }
-}
-
-/// A scan's link to the thread.
-struct Worker {
-    jobs: Sender<Job>,
 }
 
 impl<'a, I: Iterator<Item = Sealed>> ReadAhead<'a, I> {
@@ -141,23 +154,18 @@ impl<'a, I: Iterator<Item = Sealed>> ReadAhead<'a, I> {
             thread,
             ready: VecDeque::new(),
             opened_inline: 0,
-            worker: None,
-            tried_worker: !threaded,
+            threaded: false,
+            tried_thread: !threaded,
             pending: VecDeque::new(),
             chunks: 0,
             drained: false,
         }
     }
 
-    fn start_worker(&mut self) {
-        self.tried_worker = true;
-        self.worker = self.thread.jobs(self.opener).map(|jobs| Worker { jobs });
-    }
-
-    /// Hands chunks to the worker until [`IN_FLIGHT`] are out or the backend has no more.
+    /// Reads chunks and hands them to the thread until [`IN_FLIGHT`] are out or the backend
+    /// has no more.
     fn fill(&mut self) {
-        let Some(worker) = &self.worker else { return };
-        while !self.drained && self.there() < IN_FLIGHT {
+        while self.threaded && !self.drained && self.there() < IN_FLIGHT {
             let chunk: Vec<Sealed> = self.sealed.by_ref().take(CHUNK).collect();
             if chunk.len() < CHUNK {
                 self.drained = true;
@@ -171,12 +179,14 @@ impl<'a, I: Iterator<Item = Sealed>> ReadAhead<'a, I> {
                 continue;
             }
             let (reply, opened) = mpsc::channel();
-            if worker.jobs.send((chunk, reply)).is_err() {
-                // The thread is gone (it panicked): what it was given is lost, so say so.
-                self.fail();
-                return;
+            match self.thread.send(chunk, reply) {
+                Ok(()) => self.pending.push_back(Pending::There(opened)),
+                Err(chunk) => {
+                    // The thread is gone: this chunk, and the rest of the scan, are opened here.
+                    self.pending.push_back(Pending::Here(chunk));
+                    self.threaded = false;
+                }
             }
-            self.pending.push_back(Pending::There(opened));
         }
     }
 
@@ -190,8 +200,8 @@ impl<'a, I: Iterator<Item = Sealed>> ReadAhead<'a, I> {
     /// Ends the scan with an error: records handed to a thread that died were not opened.
     fn fail(&mut self) {
         self.drained = true;
+        self.threaded = false;
         self.pending.clear();
-        self.worker = None;
         self.ready.push_back(Err(StoreError::WorkerPanicked {
             what: "opening the records a scan read",
         }));
@@ -206,41 +216,37 @@ impl<I: Iterator<Item = Sealed>> Iterator for ReadAhead<'_, I> {
             if let Some(opened) = self.ready.pop_front() {
                 return Some(opened);
             }
-            if self.worker.is_none() {
-                if self.drained {
-                    return None;
-                }
-                if self.opened_inline >= INLINE && !self.tried_worker {
-                    self.start_worker();
-                }
-                if self.worker.is_none() {
-                    // A short scan so far, or no thread to be had: opened here.
-                    self.opened_inline += 1;
-                    let Some(item) = self.sealed.next() else {
-                        self.drained = true;
-                        return None;
-                    };
-                    return Some(open(self.opener, item));
-                }
-            }
+            // Keep the thread busy before waiting for it.
             self.fill();
-            let Some(next_chunk) = self.pending.pop_front() else {
-                // Nothing handed over and nothing left to hand over; `ready` may hold the
-                // error `fill` pushed.
-                if self.ready.is_empty() {
-                    return None;
+            if let Some(chunk) = self.pending.pop_front() {
+                match chunk {
+                    Pending::Here(chunk) => self
+                        .ready
+                        .extend(chunk.into_iter().map(|item| open(self.opener, item))),
+                    Pending::There(opened) => match spin_recv(&opened) {
+                        Some(opened) => self.ready.extend(opened),
+                        None => self.fail(),
+                    },
                 }
                 continue;
-            };
-            match next_chunk {
-                Pending::Here(chunk) => self
-                    .ready
-                    .extend(chunk.into_iter().map(|item| open(self.opener, item))),
-                Pending::There(opened) => match spin_recv(&opened) {
-                    Some(opened) => self.ready.extend(opened),
-                    None => self.fail(),
-                },
             }
+            if self.drained {
+                return None;
+            }
+            if !self.tried_thread && self.opened_inline >= INLINE {
+                self.tried_thread = true;
+                self.threaded = self.thread.start(self.opener);
+                if self.threaded {
+                    continue;
+                }
+            }
+            // A short scan so far, or no thread to be had: opened here.
+            self.opened_inline += 1;
+            let Some(item) = self.sealed.next() else {
+                self.drained = true;
+                return None;
+            };
+            return Some(open(self.opener, item));
         }
     }
 }

@@ -245,3 +245,30 @@ fn scans_on_several_threads_share_the_opening_thread_and_each_gets_its_own_recor
         }
     });
 }
+
+#[test]
+fn a_store_drops_even_with_a_long_scan_leaked() {
+    let w = world();
+    let events = Collection::parse("events").unwrap();
+    let mut scan = w.store.scan_collection(&events);
+    for _ in 0..300 {
+        scan.next().unwrap().unwrap();
+    }
+    // A scan never dropped (leaked, as a caller may do by accident) holds nothing that keeps the
+    // store's scan thread alive: dropping the store ends the thread and returns. (The leaked
+    // backend iterator keeps sled's own lock; the key custodian, which the thread shared, is
+    // free.)
+    std::mem::forget(scan);
+    let World { dir, store, .. } = w;
+    drop(store);
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(
+        dir.path().join("elsewhere"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    let s = Subject::parse("after-the-leak", Some("US"), None).unwrap();
+    store.register_subject(&s).unwrap();
+}
