@@ -29,9 +29,9 @@ use crate::store::Opener;
 use crate::{Collection, StoreError};
 
 /// Records opened on the caller's thread before a scan starts the read-ahead thread.
-pub(crate) const INLINE: usize = 128;
+const INLINE: usize = 128;
 /// Records per chunk handed to the read-ahead thread.
-pub(crate) const CHUNK: usize = 128;
+const CHUNK: usize = 128;
 /// Every this many chunks, one is opened on the caller's thread: opening a record costs more
 /// than reading it from the backend, so the caller, with time to spare, takes a share.
 const OWN_EVERY: usize = 8;

@@ -188,9 +188,9 @@ pub(crate) fn write_header(
 /// The most bytes [`with_record_aad`] assembles on the stack.
 const AAD_STACK: usize = 512;
 
-/// Calls `f` with the AAD of a record ([`record_aad`]), assembled on the stack when it fits,
-/// as it does for every name but the longest: a scan opens every record with one, and an
-/// allocation for each showed in its profile.
+/// Calls `f` with the AAD of a version 2 record, assembled on the stack when it fits, as it
+/// does for every name but the longest: every record sealed or opened needs one, and an
+/// allocation for each showed in a scan's profile.
 pub(crate) fn with_record_aad<R>(
     region: &Region,
     class: DataClass,
@@ -200,69 +200,60 @@ pub(crate) fn with_record_aad<R>(
     dk_version: u32,
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
-    let (region_b, collection_b, subject_b) = (
-        region.as_str().as_bytes(),
-        collection.as_bytes(),
-        subject.as_str().as_bytes(),
-    );
-    let len = 4 * 4
-        + AAD_LABEL.len()
-        + 2
-        + region_b.len()
-        + collection_b.len()
-        + 32
-        + subject_b.len()
-        + 4;
-    if len > AAD_STACK {
-        return f(&record_aad(
-            region, class, collection, blind, subject, dk_version,
-        ));
-    }
+    let write = |put: &mut dyn FnMut(&[u8], bool)| {
+        write_record_aad(region, class, collection, blind, subject, dk_version, put)
+    };
     let mut buf = [0u8; AAD_STACK];
     let mut at = 0;
-    let mut put = |bytes: &[u8], with_len: bool| {
+    let mut fits = true;
+    write(&mut |bytes, with_len| {
+        let len = bytes.len() + if with_len { 4 } else { 0 };
+        if !fits || at + len > AAD_STACK {
+            fits = false;
+            return;
+        }
         if with_len {
             buf[at..at + 4].copy_from_slice(&(bytes.len() as u32).to_be_bytes());
             at += 4;
         }
         buf[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
-    };
-    put(AAD_LABEL, true);
-    put(&[RECORD_FORMAT], false);
-    put(region_b, true);
-    put(&[class_code(class)], false);
-    put(collection_b, true);
-    put(&blind.0, false);
-    put(subject_b, true);
-    put(&dk_version.to_be_bytes(), false);
-    let aad = &buf[..at];
-    debug_assert_eq!(
-        aad,
-        &record_aad(region, class, collection, blind, subject, dk_version)[..]
-    );
-    f(aad)
+    });
+    if fits {
+        return f(&buf[..at]);
+    }
+    // Not reached with today's name limits (the longest AAD is about 420 bytes); kept so that
+    // longer names would cost an allocation, not a wrong AAD.
+    let mut aad = Vec::with_capacity(2 * AAD_STACK);
+    write(&mut |bytes, with_len| {
+        if with_len {
+            put_field(&mut aad, bytes);
+        } else {
+            aad.extend_from_slice(bytes);
+        }
+    });
+    f(&aad)
 }
 
-/// The AAD of a version 2 record.
-pub(crate) fn record_aad(
+/// The AAD of a version 2 record, field by field: `put(bytes, true)` for a field with its u32
+/// length first, `put(bytes, false)` for one of fixed size.
+fn write_record_aad(
     region: &Region,
     class: DataClass,
     collection: &str,
     blind: &BlindIndex,
     subject: &SubjectId,
     dk_version: u32,
-) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(96 + collection.len() + subject.as_str().len());
-    put_field(&mut aad, AAD_LABEL);
-    aad.push(RECORD_FORMAT);
-    put_field(&mut aad, region.as_str().as_bytes());
-    aad.push(class_code(class));
-    put_field(&mut aad, collection.as_bytes());
-    aad.extend_from_slice(&blind.0);
-    put_field(&mut aad, subject.as_str().as_bytes());
-    aad.extend_from_slice(&dk_version.to_be_bytes());
-    aad
+    put: &mut dyn FnMut(&[u8], bool),
+) {
+    put(AAD_LABEL, true);
+    put(&[RECORD_FORMAT], false);
+    put(region.as_str().as_bytes(), true);
+    put(&[class_code(class)], false);
+    put(collection.as_bytes(), true);
+    put(&blind.0, false);
+    put(subject.as_str().as_bytes(), true);
+    put(&dk_version.to_be_bytes(), false);
 }
 
 /// The plaintext of a version 2 record, in the parts it is sealed from: u16 key length ‖ key ‖
@@ -397,5 +388,52 @@ pub(crate) mod layout {
         }
         let (collection, blind) = rest.split_at(len);
         Some((collection, BlindIndex(blind.try_into().ok()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AAD's layout, written out by hand: records sealed by earlier builds must still open.
+    #[test]
+    fn the_record_aad_is_the_format_2_layout_for_the_longest_names_too() {
+        let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        };
+        let blind = BlindIndex([7; 32]);
+        let longest_subject = "s".repeat(SubjectId::MAX_LEN);
+        let longest_collection = "c".repeat(Collection::MAX_LEN);
+        for (region, collection, subject) in [
+            ("us", "profile", "ana"),
+            (
+                "r234567890123456789012345678901x",
+                longest_collection.as_str(),
+                longest_subject.as_str(),
+            ),
+        ] {
+            let region = Region::parse(region).unwrap();
+            let subject: SubjectId = subject.parse().unwrap();
+            let mut expected = Vec::new();
+            field(&mut expected, b"domicile.record");
+            expected.push(RECORD_FORMAT);
+            field(&mut expected, region.as_str().as_bytes());
+            expected.push(class_code(DataClass::Protected));
+            field(&mut expected, collection.as_bytes());
+            expected.extend_from_slice(&[7; 32]);
+            field(&mut expected, subject.as_str().as_bytes());
+            expected.extend_from_slice(&3u32.to_be_bytes());
+            let got = with_record_aad(
+                &region,
+                DataClass::Protected,
+                collection,
+                &blind,
+                &subject,
+                3,
+                <[u8]>::to_vec,
+            );
+            assert_eq!(got, expected);
+        }
     }
 }

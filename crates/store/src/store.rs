@@ -419,7 +419,10 @@ impl SealedStore {
         let blind = self
             .pseudonyms
             .blind_index(REGISTRY_COLLECTION, id.as_str());
-        let plaintext = match self.open_sealed(&collection, &blind, sealed, Some(id.as_str()))? {
+        let opened = self
+            .opener
+            .open_sealed(&collection, &blind, sealed, Some(id.as_str()))?;
+        let plaintext = match opened {
             Opened::Plain { plaintext, .. } => plaintext,
             // An interrupted shred leaves the entry behind its destroyed key: not registered.
             Opened::Shredded => return Ok(None),
@@ -706,7 +709,8 @@ impl SealedStore {
         else {
             return Ok(None);
         };
-        self.open_record(collection, &blind, sealed, Some(key))
+        self.opener
+            .open_record(collection, &blind, sealed, Some(key))
             .map(Some)
     }
 
@@ -777,7 +781,7 @@ impl SealedStore {
                 if sealed.get(OWNER) != Some(&pseudonym.0[..]) {
                     continue;
                 }
-                match self.open_record(&collection, &blind, sealed, None) {
+                match self.opener.open_record(&collection, &blind, sealed, None) {
                     Err(StoreError::SubjectShredded { .. }) => {}
                     record => out.push(record?),
                 }
@@ -1127,28 +1131,6 @@ impl SealedStore {
             record::HEADER_LEN + 12 + payload_len + aead::TAG_LEN
         );
         Ok(out)
-    }
-
-    fn open_record(
-        &self,
-        collection: &Collection,
-        blind: &BlindIndex,
-        sealed: Vec<u8>,
-        requested: Option<&RecordKey>,
-    ) -> Result<RawRecord, StoreError> {
-        self.opener
-            .open_record(collection, blind, sealed, requested)
-    }
-
-    fn open_sealed(
-        &self,
-        collection: &Collection,
-        blind: &BlindIndex,
-        sealed: Vec<u8>,
-        requested: Option<&str>,
-    ) -> Result<Opened, StoreError> {
-        self.opener
-            .open_sealed(collection, blind, sealed, requested)
     }
 }
 

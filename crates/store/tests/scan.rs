@@ -4,47 +4,36 @@
 //! dropped.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use domicile_policy_us_split::UsSplitPolicy;
-use domicile_residency::{DataClass, Region, Subject, SubjectId};
-use domicile_store::{Collection, FileCustodian, NewRecord, RecordKey, SealedStore, StoreError};
+mod common;
+
+use common::{backends, collection, key, open, subject, Dirs};
+use domicile_residency::{DataClass, SubjectId};
+use domicile_store::{BackendKind, NewRecord, RecordKey, SealedStore, StoreError};
 
 /// Well past the records a scan opens before it starts its second thread.
 const RECORDS: usize = 1_500;
 
 struct World {
-    dir: tempfile::TempDir,
+    dirs: Dirs,
     store: SealedStore,
     subjects: Vec<SubjectId>,
     /// (collection, key) → (subject index, value).
     written: BTreeMap<(String, String), (usize, Vec<u8>)>,
 }
 
-fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
-    let store = SealedStore::open(
-        dir.path().join("data"),
-        Region::parse("us").unwrap(),
-        Arc::new(UsSplitPolicy::new()),
-        custodian,
-    )
-    .unwrap();
+fn world(kind: BackendKind) -> World {
+    let dirs = Dirs::new();
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
     let subjects: Vec<SubjectId> = (0..7)
         .map(|i| {
-            let s = Subject::parse(&format!("scan-subject-{i}"), Some("US"), None).unwrap();
+            let s = subject(&format!("scan-subject-{i}"), "US");
             store.register_subject(&s).unwrap();
             s.id
         })
         .collect();
-    let collections = [
-        Collection::parse("events").unwrap(),
-        Collection::parse("profile").unwrap(),
-    ];
-    let keys: Vec<RecordKey> = (0..RECORDS)
-        .map(|i| RecordKey::parse(&format!("k{i:05}")).unwrap())
-        .collect();
+    let collections = [collection("events"), collection("profile")];
+    let keys: Vec<RecordKey> = (0..RECORDS).map(|i| key(&format!("k{i:05}"))).collect();
     let values: Vec<Vec<u8>> = (0..RECORDS)
         .map(|i| {
             format!("value of record {i}")
@@ -74,11 +63,20 @@ fn world() -> World {
         }
     }
     World {
-        dir,
+        dirs,
         store,
         subjects,
         written,
     }
+}
+
+/// Whether a thread of this process is the store's scan thread (by its name, from
+/// `/proc/self/task`): so a test can tell a scan that used it from one that did not.
+fn a_scan_thread_runs() -> bool {
+    std::fs::read_dir("/proc/self/task").unwrap().any(|task| {
+        std::fs::read_to_string(task.unwrap().path().join("comm"))
+            .is_ok_and(|name| name.trim() == "domicile-scan")
+    })
 }
 
 fn i_of(subjects: &[SubjectId], s: &SubjectId) -> usize {
@@ -99,9 +97,15 @@ fn backend_order(store: &SealedStore, collection: &str) -> Vec<(Vec<u8>, Vec<u8>
 
 #[test]
 fn a_long_scan_returns_every_record_once_as_gets_do() {
-    let w = world();
+    for kind in backends() {
+        a_long_scan_returns_every_record_once_on(kind);
+    }
+}
+
+fn a_long_scan_returns_every_record_once_on(kind: BackendKind) {
+    let w = world(kind);
     for name in ["events", "profile"] {
-        let collection = Collection::parse(name).unwrap();
+        let collection = collection(name);
         let mut seen = BTreeMap::new();
         for record in w.store.scan_collection(&collection) {
             let record = record.unwrap();
@@ -118,15 +122,15 @@ fn a_long_scan_returns_every_record_once_as_gets_do() {
             assert!(seen.insert(key, ()).is_none(), "a record came twice");
         }
         let expected = w.written.keys().filter(|(c, _)| c == name).count();
-        assert_eq!(seen.len(), expected, "{name}");
+        assert_eq!(seen.len(), expected, "{kind:?} {name}");
     }
     assert_eq!(w.store.scan_records().count(), RECORDS);
 }
 
 #[test]
 fn a_scan_keeps_the_backend_order_and_reports_a_bad_record_where_it_is() {
-    let w = world();
-    let events = Collection::parse("events").unwrap();
+    let w = world(BackendKind::Sled);
+    let events = collection("events");
     let order = backend_order(&w.store, "events");
     assert!(order.len() > 1_000);
     // One record well inside the part the second thread opens has its tag broken on disk.
@@ -161,7 +165,7 @@ fn a_scan_keeps_the_backend_order_and_reports_a_bad_record_where_it_is() {
     let mut sorted_by_blind: Vec<(Vec<u8>, String)> = keys_in_scan
         .iter()
         .map(|k| {
-            let blind = w.store.blind_index(&events, &RecordKey::parse(k).unwrap());
+            let blind = w.store.blind_index(&events, &key(k));
             (blind.0.to_vec(), k.clone())
         })
         .collect();
@@ -172,7 +176,7 @@ fn a_scan_keeps_the_backend_order_and_reports_a_bad_record_where_it_is() {
 
 #[test]
 fn a_long_scan_skips_a_shredded_subject_in_scan_records() {
-    let w = world();
+    let w = world(BackendKind::Sled);
     let gone = w.subjects[3].clone();
     w.store.shred_subject(&gone).unwrap();
     let left: usize = w
@@ -191,34 +195,31 @@ fn a_long_scan_skips_a_shredded_subject_in_scan_records() {
 
 #[test]
 fn a_scan_dropped_midway_then_the_store_leaves_nothing_running() {
-    let w = world();
-    let events = Collection::parse("events").unwrap();
+    let w = world(BackendKind::Sled);
+    let events = collection("events");
     let mut scan = w.store.scan_collection(&events);
     // Past the inline part: the second thread has chunks in hand.
     for _ in 0..300 {
         scan.next().unwrap().unwrap();
     }
+    assert!(
+        a_scan_thread_runs(),
+        "a long scan on sled uses the scan thread"
+    );
     drop(scan);
-    let World { dir, store, .. } = w;
+    let World { dirs, store, .. } = w;
     drop(store);
     // The key directory is free again at once: the store's scan thread, which shared the
     // custodian, ended with the store.
-    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
-    let store = SealedStore::open(
-        dir.path().join("data"),
-        Region::parse("us").unwrap(),
-        Arc::new(UsSplitPolicy::new()),
-        custodian,
-    )
-    .unwrap();
+    let store = open(&dirs.data(), BackendKind::Sled, "us", dirs.custodian());
     assert!(store.scan_collection(&events).count() > 1_000);
 }
 
 #[test]
 fn scans_on_several_threads_share_the_opening_thread_and_each_gets_its_own_records() {
-    let w = world();
-    let events = Collection::parse("events").unwrap();
-    let profile = Collection::parse("profile").unwrap();
+    let w = world(BackendKind::Sled);
+    let events = collection("events");
+    let profile = collection("profile");
     let alone: Vec<String> = w
         .store
         .scan_collection(&events)
@@ -248,27 +249,23 @@ fn scans_on_several_threads_share_the_opening_thread_and_each_gets_its_own_recor
 
 #[test]
 fn a_store_drops_even_with_a_long_scan_leaked() {
-    let w = world();
-    let events = Collection::parse("events").unwrap();
+    let w = world(BackendKind::Sled);
+    let events = collection("events");
     let mut scan = w.store.scan_collection(&events);
     for _ in 0..300 {
         scan.next().unwrap().unwrap();
     }
+    assert!(a_scan_thread_runs());
     // A scan never dropped (leaked, as a caller may do by accident) holds nothing that keeps the
     // store's scan thread alive: dropping the store ends the thread and returns. (The leaked
     // backend iterator keeps sled's own lock; the key custodian, which the thread shared, is
     // free.)
     std::mem::forget(scan);
-    let World { dir, store, .. } = w;
+    let World { dirs, store, .. } = w;
     drop(store);
-    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
-    let store = SealedStore::open(
-        dir.path().join("elsewhere"),
-        Region::parse("us").unwrap(),
-        Arc::new(UsSplitPolicy::new()),
-        custodian,
-    )
-    .unwrap();
-    let s = Subject::parse("after-the-leak", Some("US"), None).unwrap();
-    store.register_subject(&s).unwrap();
+    let elsewhere = dirs.tmp.path().join("elsewhere");
+    let store = open(&elsewhere, BackendKind::Sled, "us", dirs.custodian());
+    store
+        .register_subject(&subject("after-the-leak", "US"))
+        .unwrap();
 }
