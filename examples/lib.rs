@@ -345,11 +345,13 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
     let carol = person("us", ("usds", "US"), "carol", &["approver"]);
     let carol_key = ApproverKey::generate()?;
     us.register_approver(carol.id.clone(), carol_key.public_key_base64());
+    let grant = us.approve(&carol, &carol_key, &request.id);
+    let expires_at = grant.as_ref().map_or(0, |g| g.expires_at);
     record(
         &carol,
         "USDS approver in the US grants it for 2 seconds",
         true,
-        outcome(us.approve(&carol, &carol_key, &request.id)),
+        outcome(grant),
     );
     record(
         &frank,
@@ -370,7 +372,11 @@ pub fn scenarios(us: &Gate, us_subject: &SubjectId) -> Result<Vec<Scenario>, Err
         false,
         outcome(us.revoke_approval(&frank, &request.id)),
     );
-    std::thread::sleep(Duration::from_millis(2_100));
+    // Until the grant's end (whole seconds, exclusive), and a little more.
+    let end = std::time::UNIX_EPOCH + Duration::from_secs(expires_at) + Duration::from_millis(20);
+    if let Ok(left) = end.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left);
+    }
     record(
         &frank,
         "... reads again after the approval expired",

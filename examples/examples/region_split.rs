@@ -268,19 +268,28 @@ fn phase(timings: &mut BTreeMap<String, f64>, name: &str, start: Instant) {
     timings.insert(name.to_owned(), secs);
 }
 
+/// Each user's events as the world generates them (compact, by index), grouped by user; the
+/// ingest's encoder thread turns them into the stored form.
+fn histories(world: &World) -> Vec<Vec<WorldEvent>> {
+    let mut histories: Vec<Vec<WorldEvent>> = (0..world.users.len()).map(|_| Vec::new()).collect();
+    world.for_each_event(|e| histories[e.user as usize].push(e));
+    histories
+}
+
 /// Writes the world into the global deployment through its Gate, as the product's ingest
-/// service: users with profile, watch history and app metrics; creators with public videos.
-fn ingest(world: &World, global: &Deployment) -> Result<u64, Error> {
+/// service: users with profile, watch history (`histories`, by user) and app metrics; creators
+/// with public videos.
+fn ingest(
+    world: &World,
+    histories: Vec<Vec<WorldEvent>>,
+    global: &Deployment,
+) -> Result<u64, Error> {
     let node = global
         .regions()
         .next()
         .ok_or("the global deployment has no region")?;
     let app = service("global", ("tiktok-global", "SG"), "ingest", "app-service");
     let why = Purpose::new(JustificationCode::UserRequestedSupport).with_detail("product ingest");
-    // Each user's events as the world generates them (compact, by index); the encoder thread
-    // turns them into the stored form.
-    let mut histories: Vec<Vec<WorldEvent>> = (0..world.users.len()).map(|_| Vec::new()).collect();
-    world.for_each_event(|e| histories[e.user as usize].push(e));
     let bar = bar(
         world.users.len() as u64 + world.creators.len() as u64,
         "ingesting subjects",
@@ -584,6 +593,8 @@ fn main() -> Result<(), Error> {
         .filter(|u| UsSplitPolicy::is_us_country(u.country))
         .map(|u| u.id.clone())
         .collect();
+    // The events, generated here and grouped by user: the ingest phase is the writing.
+    let histories = histories(&world);
     println!(
         "   {} users ({} in the US or its territories), {} creators, {} videos, {} events",
         world.users.len(),
@@ -613,7 +624,7 @@ fn main() -> Result<(), Error> {
         TRUST_DOMAIN,
     )?;
     global.set_directory(domicile_examples::directory())?;
-    let written = ingest(&world, &global)?;
+    let written = ingest(&world, histories, &global)?;
     println!(
         "   {written} records sealed and written through the global Gate in {} audit entries (one per batch of {BATCH} subjects)",
         global.regions().next().map_or(0, |n| n.gate.log().size())

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use domicile_access::MigrationWarrant;
+use domicile_residency::Purpose;
 use domicile_residency::{Region, Subject, SubjectId};
 use domicile_store::RawRecord;
 use ring::digest::{Context, SHA256};
@@ -174,129 +175,216 @@ pub fn copy(
         .filter(|(i, _)| done.contains(&(*i as u64)))
         .map(|(_, b)| b.iter().map(|s| s.records.len() as u64).sum::<u64>())
         .sum();
-    for (index, batch) in batches.iter().enumerate() {
-        let index = index as u64;
-        if done.contains(&index) {
-            continue;
-        }
-        if options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return Err(SplitError::Interrupted {
-                batch: index.saturating_sub(1),
-            });
-        }
-        // Read each source region's share of the batch through its Gate.
-        let mut by_source: BTreeMap<&Region, Vec<SubjectId>> = BTreeMap::new();
-        for s in batch.iter() {
-            for r in &s.records {
-                let ids = by_source.entry(&r.source).or_default();
-                if ids.last() != Some(&s.subject.id) {
-                    ids.push(s.subject.id.clone());
+    let pending: Vec<(u64, &[crate::PlannedSubject])> = batches
+        .iter()
+        .enumerate()
+        .map(|(index, batch)| (index as u64, *batch))
+        .filter(|(index, _)| !done.contains(index))
+        .collect();
+    let stop = options.stop;
+    let stopped = move || stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let journal_path = journal.path().to_owned();
+    // Two stages: a reader thread reads and routes the next batch from the source while this
+    // thread writes the current one into the targets and journals it. The source and target
+    // stores differ (or, in a split of a split, the batches name different subjects), so the
+    // stages share nothing but the channel; at most one batch waits in it.
+    std::thread::scope(|scope| -> Result<(), SplitError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadBatch, SplitError>>(1);
+        let (purpose, journal_path, pending) = (&purpose, journal_path.as_path(), &pending);
+        scope.spawn(move || {
+            for &(index, batch) in pending {
+                if stopped() {
+                    return;
+                }
+                let read = read_batch(index, batch, source, purpose, warrant, journal_path);
+                let failed = read.is_err();
+                // A closed channel means the writer stopped (an error or Ctrl-C).
+                if tx.send(read).is_err() || failed {
+                    return;
                 }
             }
-        }
-        let mut read: BTreeMap<(Region, SubjectId), Vec<RawRecord>> = BTreeMap::new();
-        for (region, ids) in by_source {
-            let node = source
-                .region(region)
-                .expect("planned sources are regions of the source");
-            let who = source.migration_principal(region);
-            for (id, records) in node.gate.read_subjects(&who, &purpose, &ids, warrant)? {
-                read.insert((region.clone(), id), records);
-            }
-        }
-        // Route every record to its planned targets.
-        let mut writes: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>> = BTreeMap::new();
-        let mut batch_records = 0u64;
-        for s in batch.iter() {
-            let mut per_target: BTreeMap<Region, Vec<RawRecord>> = BTreeMap::new();
-            for planned in &s.records {
-                let found = read
-                    .get(&(planned.source.clone(), s.subject.id.clone()))
-                    .and_then(|rs| {
-                        rs.iter().find(|r| {
-                            r.meta.collection == planned.meta.collection
-                                && r.meta.key == planned.meta.key
-                        })
-                    });
-                let Some(record) = found else {
-                    return Err(SplitError::JournalMismatch {
-                        path: journal.path().to_owned(),
-                        detail: format!(
-                            "record {}/{} planned from {} is no longer there",
-                            planned.meta.collection, planned.meta.key, planned.source
-                        ),
-                    });
-                };
-                if record.digest() != planned.digest {
-                    return Err(SplitError::JournalMismatch {
-                        path: journal.path().to_owned(),
-                        detail: format!(
-                            "record {}/{} changed in {} since it was planned",
-                            planned.meta.collection, planned.meta.key, planned.source
-                        ),
-                    });
-                }
-                batch_records += 1;
-                for t in &planned.targets {
-                    per_target
-                        .entry(t.clone())
-                        .or_default()
-                        .push(record.clone());
-                }
-            }
-            for (region, records) in per_target {
-                writes
-                    .entry(region)
-                    .or_default()
-                    .push((s.subject.clone(), records));
-            }
-        }
-        // Each target region is written by its own thread: the regions are independent, and
-        // their durable writes (key files, store flush, audit entry) overlap.
-        let results: Vec<(Region, Result<usize, SplitError>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = writes
-                .iter()
-                .map(|(region, subjects)| {
-                    let purpose = &purpose;
-                    scope.spawn(move || {
-                        let node = target
-                            .region(region)
-                            .expect("planned targets are regions of the target");
-                        let who = target.migration_principal(region);
-                        let written = node.gate.write_subjects(&who, purpose, subjects, warrant);
-                        (
-                            region.clone(),
-                            written.map(|w| w.len()).map_err(SplitError::from),
-                        )
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a region writer thread panicked"))
-                .collect()
         });
-        let mut batch_written = BTreeMap::new();
-        for (region, written) in results {
-            let written = written? as u64;
-            *report.written.entry(region.clone()).or_insert(0) += written;
-            batch_written.insert(region, written);
+        let mut copied = 0;
+        while copied < pending.len() {
+            // Ctrl-C stops between batches: everything journaled so far is kept, a rerun resumes.
+            if stopped() {
+                break;
+            }
+            // The reader stops only on the flag, after an error it sends, or when all is read.
+            let Ok(read) = rx.recv() else { break };
+            let ReadBatch {
+                index,
+                records: batch_records,
+                writes,
+            } = read?;
+            let batch_written = write_batch(writes, target, purpose, warrant)?;
+            for (region, written) in &batch_written {
+                *report.written.entry(region.clone()).or_insert(0) += written;
+            }
+            journal.append(JournalLine::Batch {
+                index,
+                records: batch_records,
+                written: batch_written,
+            })?;
+            copied += 1;
+            report.records_read += batch_records;
+            records_done += batch_records;
+            if let Some(progress) = options.progress {
+                progress(&Progress {
+                    batches_done: journal.batches_done().len() as u64,
+                    batches_total: batches.len() as u64,
+                    records_done,
+                    records_total,
+                });
+            }
         }
-        journal.append(JournalLine::Batch {
-            index,
-            records: batch_records,
-            written: batch_written,
-        })?;
-        report.records_read += batch_records;
-        records_done += batch_records;
-        if let Some(progress) = options.progress {
-            progress(&Progress {
-                batches_done: journal.batches_done().len() as u64,
-                batches_total: batches.len() as u64,
-                records_done,
-                records_total,
+        if let Some((next, _)) = pending.get(copied) {
+            return Err(SplitError::Interrupted {
+                batch: next.saturating_sub(1),
             });
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// One batch read from the source and routed: what each target region is to write.
+struct ReadBatch {
+    index: u64,
+    /// Source records read (each once, however many targets it goes to).
+    records: u64,
+    writes: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>>,
+}
+
+/// Reads each source region's share of `batch` through its Gate, checks every record against
+/// the plan's digest, and routes it to its planned targets.
+fn read_batch(
+    index: u64,
+    batch: &[crate::PlannedSubject],
+    source: &Deployment,
+    purpose: &Purpose,
+    warrant: &MigrationWarrant,
+    journal_path: &std::path::Path,
+) -> Result<ReadBatch, SplitError> {
+    let mut by_source: BTreeMap<&Region, Vec<SubjectId>> = BTreeMap::new();
+    for s in batch {
+        for r in &s.records {
+            let ids = by_source.entry(&r.source).or_default();
+            if ids.last() != Some(&s.subject.id) {
+                ids.push(s.subject.id.clone());
+            }
         }
     }
-    Ok(report)
+    let mut read: BTreeMap<(Region, SubjectId), Vec<RawRecord>> = BTreeMap::new();
+    for (region, ids) in by_source {
+        let node = source
+            .region(region)
+            .expect("planned sources are regions of the source");
+        let who = source.migration_principal(region);
+        for (id, records) in node.gate.read_subjects(&who, purpose, &ids, warrant)? {
+            read.insert((region.clone(), id), records);
+        }
+    }
+    let mut writes: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>> = BTreeMap::new();
+    let mut records = 0u64;
+    for s in batch {
+        let mut per_target: BTreeMap<Region, Vec<RawRecord>> = BTreeMap::new();
+        for planned in &s.records {
+            let found = read
+                .get(&(planned.source.clone(), s.subject.id.clone()))
+                .and_then(|rs| {
+                    rs.iter().find(|r| {
+                        r.meta.collection == planned.meta.collection
+                            && r.meta.key == planned.meta.key
+                    })
+                });
+            // Named by the record key's pseudonym, as the source's log names it (record keys
+            // often embed a user id, and errors reach operators' logs).
+            let named = || {
+                source.region(&planned.source).map_or_else(
+                    || "(in a region the source does not have)".to_owned(),
+                    |node| {
+                        node.gate
+                            .record_key_pseudonym(&planned.meta.collection, &planned.meta.key)
+                    },
+                )
+            };
+            let Some(record) = found else {
+                return Err(SplitError::JournalMismatch {
+                    path: journal_path.to_owned(),
+                    detail: format!(
+                        "record {} planned from {} is no longer there",
+                        named(),
+                        planned.source
+                    ),
+                });
+            };
+            if record.digest() != planned.digest {
+                return Err(SplitError::JournalMismatch {
+                    path: journal_path.to_owned(),
+                    detail: format!(
+                        "record {} changed in {} since it was planned",
+                        named(),
+                        planned.source
+                    ),
+                });
+            }
+            records += 1;
+            for t in &planned.targets {
+                per_target
+                    .entry(t.clone())
+                    .or_default()
+                    .push(record.clone());
+            }
+        }
+        for (region, records) in per_target {
+            writes
+                .entry(region)
+                .or_default()
+                .push((s.subject.clone(), records));
+        }
+    }
+    Ok(ReadBatch {
+        index,
+        records,
+        writes,
+    })
+}
+
+/// Writes one routed batch, each target region by its own thread: the regions are
+/// independent, and their durable writes (key commits, store flush, audit entry) overlap.
+/// Returns the records written per region.
+fn write_batch(
+    writes: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>>,
+    target: &Deployment,
+    purpose: &Purpose,
+    warrant: &MigrationWarrant,
+) -> Result<BTreeMap<Region, u64>, SplitError> {
+    let results: Vec<(Region, Result<usize, SplitError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = writes
+            .iter()
+            .map(|(region, subjects)| {
+                scope.spawn(move || {
+                    let node = target
+                        .region(region)
+                        .expect("planned targets are regions of the target");
+                    let who = target.migration_principal(region);
+                    let written = node.gate.write_subjects(&who, purpose, subjects, warrant);
+                    (
+                        region.clone(),
+                        written.map(|w| w.len()).map_err(SplitError::from),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a region writer thread panicked"))
+            .collect()
+    });
+    let mut written = BTreeMap::new();
+    for (region, result) in results {
+        written.insert(region, result? as u64);
+    }
+    Ok(written)
 }

@@ -357,6 +357,91 @@ fn a_subject_without_residence_blocks_the_split() {
     assert!(journal.lines().is_empty(), "nothing started");
 }
 
+/// A record that changes in the source after the plan stops the copy at its batch: the
+/// batches before it are journaled and written, nothing of its batch or later ones reaches a
+/// target (the reader runs a batch ahead of the writer, so this is where a lookahead would
+/// leak), and the error names the record by pseudonym only.
+#[test]
+fn a_record_changed_after_the_plan_stops_the_copy_at_its_batch() {
+    use domicile_split::{copy, ExecuteOptions, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 12);
+    let source = Deployment::open(&data, &keys, &policies()).unwrap();
+    let target = Deployment::open_with(
+        &data,
+        &keys,
+        Arc::new(UsSplitPolicy::new()),
+        "domicile.example",
+    )
+    .unwrap();
+    let plan = Plan::compute(&source, target.policy().as_ref()).unwrap();
+    // Batches of two subjects: the sixth subject is in batch 2.
+    let changed = plan.subjects[5].subject.id.clone();
+    let node = source.regions().next().unwrap();
+    let record = RecordRef {
+        subject: changed.clone(),
+        class: DataClass::Protected,
+        collection: Collection::parse("profile").unwrap(),
+        key: format!("{changed}-profile").parse().unwrap(),
+    };
+    node.gate
+        .write(
+            &source.migration_principal(&node.region),
+            &Purpose::new(JustificationCode::Migration),
+            &record,
+            b"{\"changed\":true}",
+            None,
+        )
+        .unwrap();
+    let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+    let mut journal =
+        Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
+    let warrant = key.sign_warrant(
+        &domicile_split::plan_fingerprint(&plan, 2),
+        plan.subjects.iter().map(|s| s.subject.id.clone()),
+    );
+    let err = copy(
+        &plan,
+        &source,
+        &target,
+        &mut journal,
+        &warrant,
+        &ExecuteOptions {
+            batch_subjects: 2,
+            ..ExecuteOptions::default()
+        },
+    )
+    .unwrap_err();
+    let SplitError::JournalMismatch { detail, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        detail.contains("changed in global since it was planned"),
+        "{err}"
+    );
+    assert!(
+        detail.contains(
+            &node
+                .gate
+                .record_key_pseudonym(&record.collection, &record.key)
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(changed.as_str()), "{err}");
+    assert_eq!(journal.batches_done(), BTreeSet::from([0, 1]));
+    drop((source, target, journal));
+    let copied: BTreeSet<String> = read_all(&data, &keys)
+        .into_values()
+        .flat_map(|records| records.into_keys().map(|(subject, _, _)| subject))
+        .collect();
+    let first_two: BTreeSet<String> = plan.subjects[..4]
+        .iter()
+        .map(|s| s.subject.id.to_string())
+        .collect();
+    assert_eq!(copied, first_two, "batches 0 and 1, and nothing after");
+}
+
 /// The child side of the crash test: runs the split when told to by the environment.
 #[test]
 fn split_child() {
