@@ -24,6 +24,7 @@ mod policies;
 mod recsys;
 mod serve;
 mod split;
+mod store;
 mod tlog;
 
 /// Data sovereignty for one product run as several regional deployments.
@@ -44,6 +45,8 @@ enum Command {
     Split(split::SplitArgs),
     /// List, rotate and retire a region's key-encryption keys.
     Keys(keys::KeysArgs),
+    /// Maintain a region's sealed store: rebuild its subject index from its records.
+    Store(store::StoreArgs),
     /// Create a deployment: its manifest, stores, logs and keys (the only command that creates
     /// keys).
     Init(init::InitArgs),
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Recsys(args) => recsys::run(args),
         Command::Split(args) => split::run_split(args),
         Command::Keys(args) => keys::run(args),
+        Command::Store(args) => store::run(args),
         Command::Init(args) => init::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Witness(args) => tlog::run_witness(args),

@@ -381,6 +381,27 @@ impl Deployment {
         )
     }
 
+    /// Opens `region`'s sealed store alone, without its Gate or log, for maintenance that reads
+    /// no record (`domicile store reindex`): the deployment's manifest and keys are checked as
+    /// [`open_region`](Self::open_region) checks them, and nothing is created.
+    pub fn open_region_store(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policies: &PolicyResolver,
+        region: &Region,
+    ) -> Result<SealedStore, SplitError> {
+        let (data_root, keys_root) = (data_root.as_ref(), keys_root.as_ref());
+        let manifest = Self::manifest(data_root)?.ok_or_else(|| SplitError::Manifest {
+            path: data_root.join(MANIFEST),
+            detail: "there is no deployment here (no manifest)".into(),
+        })?;
+        Self::check_keys(keys_root, &manifest)?;
+        let policy = policies.resolve(&manifest.policy)?;
+        policy.check_region(region)?;
+        let custodian = Arc::new(FileCustodian::open_existing(keys_root)?);
+        open_store(data_root, keys_root, region, policy, custodian)
+    }
+
     /// Opens every region of `policy` under `data_root`, creating stores, logs and keys on
     /// first use.
     pub fn open_with(

@@ -105,9 +105,11 @@ pub enum StoreError {
     /// malformed: changed or cut short on disk. Reads of a subject's records and exports refuse
     /// rather than return part of them; a shred does not need the index and finds the subject's
     /// records by the owner each record names instead.
+    /// [`SealedStore::rebuild_index`](crate::SealedStore::rebuild_index) repairs it.
     #[error(
         "the store's subject index is corrupt: the {what} at backend key {key} is malformed; \
-         restore the store from a backup (shredding a subject still works)"
+         rebuild the index from the records (`domicile store reindex`; \
+         SealedStore::rebuild_index), which needs no key (shredding a subject works meanwhile)"
     )]
     CorruptIndex {
         /// `journal entry` or `index list`.

@@ -88,6 +88,22 @@ pub enum RecordDeletion {
     Deferred,
 }
 
+/// What [`SealedStore::rebuild_index`] found and wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRebuild {
+    /// Subjects the records name as their owners: one fresh list each.
+    pub subjects: usize,
+    /// Records indexed.
+    pub records: usize,
+    /// Records left out because their header names no owner or their backend key no
+    /// collection (cut short or rewritten on disk; they fail to open anyway).
+    pub unowned: usize,
+    /// Subject lists replaced, whatever their state.
+    pub lists_replaced: usize,
+    /// Index journal entries dropped, whatever their state.
+    pub journal_entries: usize,
+}
+
 /// What [`SealedStore::shred_subject`] destroyed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShredReceipt {
@@ -1040,6 +1056,78 @@ impl SealedStore {
             }
         }
         Ok(found)
+    }
+
+    /// Rebuilds the subject index from the records themselves: every record's header names its
+    /// owner by pseudonym, so the index — journal and lists — is derived data, and this is the
+    /// repair for [`StoreError::CorruptIndex`]. Every journal entry and list is replaced, in one
+    /// atomic, durable batch, by one list per owner; nothing is decrypted and no key is needed.
+    ///
+    /// A record whose header was rewritten on disk to name another subject lands in that
+    /// subject's list and fails to authenticate when read, as any record rewritten on disk
+    /// does; it opens for no one. Writes and shreds through this handle wait;
+    /// another handle's writes during the rebuild (PostgreSQL) keep their journal entries.
+    pub fn rebuild_index(&self) -> Result<IndexRebuild, StoreError> {
+        let _gate = write_lock(&self.shred_gate);
+        let mut journal = lock(&self.journal);
+        // The journal's keys before the records: a batch writes its records and its entry
+        // atomically, so every entry read here has its records in the pass below. Values are
+        // not read: they may be what is corrupt.
+        let journal_keys = self
+            .backend
+            .scan_prefix(&[layout::JOURNAL])
+            .map(|item| item.map(|(key, _)| key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut owners: HashMap<Pseudonym, Vec<(Collection, BlindIndex)>> = HashMap::new();
+        let mut unowned = 0;
+        for item in self.backend.scan_prefix(&[layout::RECORD]) {
+            let (key, sealed) = item?;
+            let owner = sealed.get(OWNER).and_then(|o| <[u8; 16]>::try_from(o).ok());
+            let id = layout::split_collection_blind(&key[1..]).and_then(|(c, b)| {
+                Some((Collection::parse(std::str::from_utf8(c).ok()?).ok()?, b))
+            });
+            match (owner, id) {
+                (Some(owner), Some(id)) => owners.entry(Pseudonym(owner)).or_default().push(id),
+                _ => unowned += 1,
+            }
+        }
+        let mut batch = Batch::new();
+        let mut lists_replaced = 0;
+        for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
+            let (key, _) = item?;
+            batch.delete(key);
+            lists_replaced += 1;
+        }
+        for key in &journal_keys {
+            batch.delete(key.clone());
+        }
+        let (subjects, mut records) = (owners.len(), 0);
+        for (pseudonym, mut ids) in owners {
+            ids.sort_unstable();
+            ids.dedup();
+            records += ids.len();
+            let mut list = Vec::with_capacity(ids.len() * 44);
+            for (collection, blind) in &ids {
+                layout::push_id(&mut list, collection.as_str(), blind);
+            }
+            batch.put(
+                layout::subject_list(&pseudonym, random_tag(&self.rng)?),
+                list,
+            );
+        }
+        if !batch.is_empty() {
+            self.backend.apply(&batch)?;
+            self.backend.flush()?;
+        }
+        (journal.records, journal.batches) = (0, 0);
+        journal.known_empty = self.backend.exclusive() && journal.in_flight == 0;
+        Ok(IndexRebuild {
+            subjects,
+            records,
+            unowned,
+            lists_replaced,
+            journal_entries: journal_keys.len(),
+        })
     }
 
     /// A key for the next journal entry this handle writes.
