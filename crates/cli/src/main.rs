@@ -2,12 +2,13 @@
 //!
 //! Each subcommand lives in its own module: `audit` for auditors, `recsys` for the recommender,
 //! `split` for operators moving a deployment to another residency policy, `keys` for the key
-//! custodian's region keys, `init` to create a deployment and its keys, `ingest` to load data
-//! into it, `tlog` for the log over HTTP (`witness serve`, `audit serve`, `audit verify --url`),
-//! `pki` for SVIDs and the principal directory, `serve` and `gateway` to run a region's node and
-//! the gateway in front of the nodes. `policies` is the composition root's list of the residency
-//! policies this binary links, `algorithms` its list of recommendation algorithms; everything
-//! below the binary takes them from there.
+//! custodian's region keys, `store` to repair a region's subject index, `init` to create a
+//! deployment and its keys, `ingest` to load data into it, `tlog` for the log over HTTP
+//! (`witness serve`, `audit serve`, `audit verify --url`), `pki` for SVIDs and the principal
+//! directory, `serve` and `gateway` to run a region's node and the gateway in front of the
+//! nodes. `policies` is the composition root's list of the residency policies this binary
+//! links, `algorithms` its list of recommendation algorithms; everything below the binary takes
+//! them from there.
 
 use std::process::ExitCode;
 
