@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use domicile_access::MigrationWarrant;
-use domicile_residency::Purpose;
-use domicile_residency::{Region, Subject, SubjectId};
+use domicile_residency::{Purpose, Region, Subject, SubjectId};
 use domicile_store::RawRecord;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};

@@ -134,16 +134,22 @@ pub fn verify_moved(plan: &Plan, target: &Deployment) -> Result<VerificationSumm
             );
             for t in &r.targets {
                 checked += 1;
+                // Named by the key's pseudonym in the target's log, as `verify` names them.
+                let named = || {
+                    target.region(t).map_or_else(
+                        || "(in a region the target does not have)".to_owned(),
+                        |node| {
+                            node.gate
+                                .record_key_pseudonym(&r.meta.collection, &r.meta.key)
+                        },
+                    )
+                };
                 match found.get(t).and_then(|records| records.get(&key)) {
                     Some((d, class)) if *d == r.digest && *class == r.meta.class => {}
-                    Some(_) => problems.push(format!(
-                        "{t}: record {}/{} differs from the source",
-                        r.meta.collection, r.meta.key
-                    )),
-                    None => problems.push(format!(
-                        "{t}: record {}/{} is missing",
-                        r.meta.collection, r.meta.key
-                    )),
+                    Some(_) => {
+                        problems.push(format!("{t}: record {} differs from the source", named()))
+                    }
+                    None => problems.push(format!("{t}: record {} is missing", named())),
                 }
             }
         }

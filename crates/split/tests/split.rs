@@ -688,6 +688,35 @@ fn a_second_split_to_another_policy_keeps_the_first_s_journal_and_starts_its_own
     assert!(!new.finished() && new.start().is_some());
 }
 
+/// Verification problems reach operators' logs: a split of a split checked before anything was
+/// copied reports every planned record as missing, by its key's pseudonym, never by the key or
+/// the subject id (the keys here embed the subject id).
+#[test]
+fn verification_problems_name_records_by_pseudonym_only() {
+    use domicile_split::{verify_moved, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 8);
+    let policies = policies().with(Arc::new(domicile_policy_eu_split::EuSplitPolicy::new()));
+    run(&data, &keys, &policies, "us-split", &split_options(4)).unwrap();
+    let eu: Arc<dyn ResidencyPolicy> = Arc::new(domicile_policy_eu_split::EuSplitPolicy::new());
+    let target = Deployment::open_with(&data, &keys, eu.clone(), "domicile.example").unwrap();
+    let plan = Plan::compute(&target, eu.as_ref()).unwrap();
+    assert!(plan.record_count() > 0, "the EU split moves records");
+    let Err(SplitError::VerificationFailed { problems }) = verify_moved(&plan, &target) else {
+        panic!("nothing was copied, so verification must fail");
+    };
+    assert!(
+        problems.iter().any(|p| p.contains("is missing")),
+        "{problems:?}"
+    );
+    for problem in &problems {
+        for i in 0..8 {
+            assert!(!problem.contains(&format!("user-{i:04}")), "{problem}");
+        }
+    }
+}
+
 /// `check_report` trusts the pinned key and the logs, not the report.
 #[test]
 fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
