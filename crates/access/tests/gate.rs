@@ -1062,15 +1062,19 @@ fn async_reads_log_what_blocking_reads_log_before_releasing_anything() {
         key: RecordKey::parse("ana-2").unwrap(),
         ..profile("ana")
     };
-    match rt.block_on(d.gate.read_async(&alice, &support(), &missing, None)) {
-        Err(GateError::NotFound { seq, .. }) => {
-            assert!(matches!(
-                entries(&d)[seq as usize].outcome,
-                domicile_audit::Outcome::Error { .. }
-            ));
-        }
-        other => panic!("expected not found, got {other:?}"),
-    }
+    let err = rt
+        .block_on(d.gate.read_async(&alice, &support(), &missing, None))
+        .unwrap_err();
+    // The message travels into logs: it names neither the key nor the subject.
+    let message = err.to_string();
+    assert!(!message.contains("ana"), "{message}");
+    let GateError::NotFound { seq, .. } = err else {
+        panic!("expected not found, got {err:?}");
+    };
+    assert!(matches!(
+        entries(&d)[seq as usize].outcome,
+        domicile_audit::Outcome::Error { .. }
+    ));
     let json = serde_json::to_string(&entries(&d)).unwrap();
     assert!(
         !json.contains("\"ana\""),

@@ -27,8 +27,12 @@ pub enum GateError {
     #[error("refused because the audit log is unavailable")]
     AuditUnavailable(#[source] AuditError),
     /// The record asked for does not exist, or is not the stated subject's or class. The message
-    /// names the audit entry, not the subject (whose id it must not carry far from its region).
-    #[error("no {class} record of the subject stated at {collection}/{key} (audit entry {seq})")]
+    /// names the audit entry (which names the record by its key's pseudonym), not the subject
+    /// or the record key (keys often embed a user id): neither may travel far from its region
+    /// in a log line. The fields keep them for the caller, who asked.
+    #[error(
+        "no {class} record of the subject stated at that key of {collection} (audit entry {seq})"
+    )]
     NotFound {
         /// The collection.
         collection: Collection,
