@@ -66,14 +66,15 @@ pub enum ResidencyError {
         /// The text that was given.
         value: String,
     },
-    /// The subject's residence is not known, so no home region can be given.
-    #[error("subject {subject} has no country of residence: its home region cannot be decided")]
+    /// The subject's residence is not known, so no home region can be given. The residence
+    /// errors' messages do not name the subject (messages reach logs; the field keeps the id).
+    #[error("the subject has no country of residence: its home region cannot be decided")]
     MissingResidence {
         /// The subject in question.
         subject: SubjectId,
     },
     /// The subject's residence is not a valid country code.
-    #[error("subject {subject:?} has an invalid country of residence {value:?}")]
+    #[error("the subject's country of residence {value:?} is not an ISO 3166-1 alpha-2 code")]
     InvalidResidence {
         /// The subject in question, as given.
         subject: String,
@@ -81,7 +82,7 @@ pub enum ResidencyError {
         value: String,
     },
     /// The subject's attributes contradict each other.
-    #[error("subject {subject} has contradictory residence attributes: {detail}")]
+    #[error("the subject's residence attributes contradict each other: {detail}")]
     ContradictoryResidence {
         /// The subject in question.
         subject: SubjectId,
