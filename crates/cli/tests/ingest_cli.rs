@@ -322,4 +322,11 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
         0,
         "nothing created"
     );
+    // A region whose store is gone: refused, not recreated empty with nothing to repair.
+    let row_store = SealedStore::store_dir(&data, &Region::parse("row").unwrap());
+    std::fs::rename(&row_store, dir.path().join("row-store-aside")).unwrap();
+    let out = reindex(&keys, "row");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("has no store here"), "{}", text(&out));
+    assert!(!row_store.exists(), "no empty store was created");
 }

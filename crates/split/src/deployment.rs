@@ -398,6 +398,18 @@ impl Deployment {
         Self::check_keys(keys_root, &manifest)?;
         let policy = policies.resolve(&manifest.policy)?;
         policy.check_region(region)?;
+        let region_dir = data_root.join(region.as_str());
+        if !SealedStore::store_dir(data_root, region).exists()
+            && !region_dir.join(POSTGRES_MARKER).exists()
+        {
+            // Opening would create an empty store and report nothing to repair.
+            return Err(SplitError::Store(Box::new(
+                domicile_store::StoreError::StoreMismatch {
+                    path: region_dir,
+                    reason: format!("region {region} has no store here (none on sled, none named in PostgreSQL)"),
+                },
+            )));
+        }
         let custodian = Arc::new(FileCustodian::open_existing(keys_root)?);
         open_store(data_root, keys_root, region, policy, custodian)
     }
