@@ -329,4 +329,16 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("has no store here"), "{}", text(&out));
     assert!(!row_store.exists(), "no empty store was created");
+    // What the rebuild wrote names no one: every file of the data directory, raw bytes.
+    for path in files_under(&data) {
+        let bytes = std::fs::read(&path).unwrap();
+        for i in 0..12 {
+            assert!(
+                !contains(&bytes, id(i).as_bytes()),
+                "{} names {}",
+                path.display(),
+                id(i)
+            );
+        }
+    }
 }
