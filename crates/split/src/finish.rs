@@ -58,6 +58,7 @@ pub fn shred_source(
         }
         work.push((node, who, ids));
     }
+    begin_shredding(journal)?;
     for (node, who, ids) in work {
         // The whole region goes: its records are left for one purge at the end, which drops
         // the store wholesale instead of deleting each record (a crash before it leaves them
@@ -112,6 +113,7 @@ pub fn shred_leaving(
             path: journal.path().to_owned(),
             detail: "it holds no verification of this split's plan; nothing was shredded".into(),
         })?;
+    begin_shredding(journal)?;
     for (region, leaving) in verified {
         let Some(node) = deployment.region(&region) else {
             continue;
@@ -145,6 +147,16 @@ pub fn shred_leaving(
         }
     }
     Ok(done)
+}
+
+/// Journals that shredding begins, before the first data key is destroyed (once per split).
+fn begin_shredding(journal: &mut Journal) -> Result<(), SplitError> {
+    if !journal.shredding_started() {
+        journal.append(JournalLine::Shredding {
+            started_ms: crate::execute::now_ms(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Makes the shreds of `region` final ([`KeyCustodian::finalize_shreds`]): every live data key

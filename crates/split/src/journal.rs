@@ -61,6 +61,13 @@ pub enum JournalLine {
         /// shredded.
         subjects: VerifiedSubjects,
     },
+    /// Shredding began: written, durably, before the first data key is destroyed. From here on
+    /// a rerun finishes from the verification above instead of planning again, from a source
+    /// that may already have lost keys whose receipts a crash kept out of the journal.
+    Shredding {
+        /// When, in milliseconds since the Unix epoch.
+        started_ms: u64,
+    },
     /// A subject was crypto-shredded in a source region.
     Shredded(ShredSummary),
     /// The split finished; the signed report is in `report.json` beside the journal.
@@ -304,6 +311,14 @@ impl Journal {
             } if plan_fingerprint == started => Some((plan.as_ref(), verification, subjects)),
             _ => None,
         })
+    }
+
+    /// Whether shredding has begun (a [`JournalLine::Shredding`] line, or a receipt written by
+    /// a build from before that line existed).
+    pub fn shredding_started(&self) -> bool {
+        self.lines
+            .iter()
+            .any(|l| matches!(l, JournalLine::Shredding { .. } | JournalLine::Shredded(_)))
     }
 
     /// Every subject shredded so far.

@@ -227,9 +227,10 @@ pub fn run(
     };
     let source: &Deployment = source_owned.as_ref().unwrap_or(&target);
     // An authenticated verification of this journal's plan is trusted only once shredding has
-    // begun (the source can no longer be planned again); before that, every run copies what is
-    // missing and reads every target back itself.
-    let resumed_after_verification = !journal.shredded().is_empty() && journal.verified().is_some();
+    // begun (the source can no longer be planned again: a crash between a batch of keys
+    // destroyed and their receipts leaves it without them); before that, every run copies what
+    // is missing and reads every target back itself.
+    let resumed_after_verification = journal.shredding_started() && journal.verified().is_some();
     let (plan_summary, mut verification, mut copy_report) = if resumed_after_verification {
         let (plan, verification, _) = journal.verified().expect("checked above");
         (plan.clone(), verification.clone(), CopyReport::default())

@@ -717,6 +717,88 @@ fn verification_problems_name_records_by_pseudonym_only() {
     }
 }
 
+/// A crash between a batch of data keys destroyed and their receipts in the journal: the
+/// source can no longer be planned again (it has lost those keys), so the rerun must finish
+/// from the journal's verification, not plan afresh and refuse the journal as another plan's.
+/// Here the journal is brought to that point by the split's own steps, and the keys of three
+/// subjects are destroyed with no receipt.
+#[test]
+fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verification() {
+    use domicile_split::{
+        copy, plan_fingerprint, split_dir, verify, ExecuteOptions, JournalLine, Plan,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 12);
+    {
+        let source = Deployment::open(&data, &keys, &policies()).unwrap();
+        let target = Deployment::open_with(
+            &data,
+            &keys,
+            Arc::new(UsSplitPolicy::new()),
+            "domicile.example",
+        )
+        .unwrap();
+        let plan = Plan::compute(&source, target.policy().as_ref()).unwrap();
+        let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+        std::fs::create_dir_all(split_dir(&data)).unwrap();
+        let mut journal = Journal::open(
+            split_dir(&data).join("journal.jsonl"),
+            &key,
+            "domicile.example",
+        )
+        .unwrap();
+        let fingerprint = plan_fingerprint(&plan, 4);
+        let warrant = key.sign_warrant(
+            &fingerprint,
+            plan.subjects.iter().map(|s| s.subject.id.clone()),
+        );
+        let options = ExecuteOptions {
+            batch_subjects: 4,
+            ..ExecuteOptions::default()
+        };
+        copy(&plan, &source, &target, &mut journal, &warrant, &options).unwrap();
+        let verification = verify(&plan, &target).unwrap();
+        let node = source.regions().next().unwrap();
+        let mut pseudonyms: Vec<String> = plan
+            .subjects
+            .iter()
+            .map(|s| node.gate.pseudonym(&s.subject.id))
+            .collect();
+        pseudonyms.sort();
+        journal
+            .append(JournalLine::Verified {
+                plan_fingerprint: fingerprint,
+                plan: Box::new(plan.summary()),
+                verification,
+                subjects: [(node.region.clone(), pseudonyms)].into(),
+            })
+            .unwrap();
+        journal
+            .append(JournalLine::Shredding { started_ms: 0 })
+            .unwrap();
+        // The first chunk's keys destroyed; the process dies before their receipts.
+        let first: Vec<_> = plan.subjects[..3]
+            .iter()
+            .map(|s| s.subject.id.clone())
+            .collect();
+        source
+            .custodian()
+            .destroy_data_keys(&node.region, &first)
+            .unwrap();
+    }
+    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    // The rest were shredded with receipts; every record is in its target, none in global.
+    assert_eq!(signed.report.shred_receipts.len(), 12 - 3);
+    let stores = read_all(&data, &keys);
+    let copied: usize = stores.values().map(|records| records.len()).sum();
+    assert_eq!(
+        copied,
+        12 * 3 + 12 * 2,
+        "moved once, public replicated twice"
+    );
+}
+
 /// `check_report` trusts the pinned key and the logs, not the report.
 #[test]
 fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
