@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use domicile_durable::write_private;
@@ -50,7 +50,8 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// A [`KeyCustodian`] keeping each region's keys under `<keys>/<region>/`.
 ///
 /// Opening the same keys directory twice in one process gives two handles on one custodian
-/// (one cache, one lock). Across processes, the first to use a region's data keys holds them
+/// (one cache, one lock per region: regions never wait for one another, so one region's key
+/// commit does not hold up another's lookups). Across processes, the first to use a region's data keys holds them
 /// until it drops its custodian; another waits up to [`DEFAULT_LOCK_WAIT`] (see
 /// [`set_lock_wait`](Self::set_lock_wait)) and then gets [`StoreError::KeysInUse`] naming the
 /// holder. Key-encryption keys are stored in the clear in this directory, so the directory
@@ -65,7 +66,9 @@ struct Inner {
     root: PathBuf,
     rng: SystemRandom,
     lock_wait_ms: AtomicU64,
-    state: Mutex<State>,
+    /// Each region's keys and caches under the region's own lock: regions are independent, so
+    /// one region's key commit (an fsync) never holds up another's lookups.
+    regions: RwLock<BTreeMap<Region, Arc<Mutex<RegionState>>>>,
 }
 
 #[derive(Default)]
@@ -75,10 +78,6 @@ struct RegionState {
     data_keys: PseudonymMap<Arc<DataKey>>,
     store: Option<RegionKeyStore>,
 }
-
-/// Per region. A process holds a handful of regions at most, so comparing their short names
-/// costs less than hashing one on every record opened.
-type State = BTreeMap<Region, RegionState>;
 
 /// The custodians open in this process, by canonical root: a second `open` of one directory
 /// shares the first's caches and lock rather than waiting for itself.
@@ -130,7 +129,7 @@ impl FileCustodian {
             root: root.to_path_buf(),
             rng: SystemRandom::new(),
             lock_wait_ms: AtomicU64::new(DEFAULT_LOCK_WAIT.as_millis() as u64),
-            state: Mutex::new(BTreeMap::new()),
+            regions: RwLock::new(BTreeMap::new()),
         });
         open.push((canonical, Arc::downgrade(&inner)));
         Ok(FileCustodian { inner })
@@ -176,13 +175,35 @@ impl FileCustodian {
     /// Lets go of `region`'s key store and its lock (another process may take them), and
     /// forgets the keys cached for it. The next use opens it again.
     pub fn release(&self, region: &Region) {
-        self.lock().remove(region);
+        self.with_region(region, |state| *state = RegionState::default());
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves only caches behind, which stay consistent with
+    /// Runs `f` on `region`'s state under the region's lock. A process holds a handful of
+    /// regions at most, so comparing their short names costs less than hashing one on every
+    /// record opened.
+    fn with_region<T>(&self, region: &Region, f: impl FnOnce(&mut RegionState) -> T) -> T {
+        let found = self
+            .inner
+            .regions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(region)
+            .cloned();
+        // The map's locks are held only to find or make the region's entry, never while the
+        // region is in use.
+        let state = found.unwrap_or_else(|| {
+            self.inner
+                .regions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(region.clone())
+                .or_default()
+                .clone()
+        });
+        // A panic while holding a lock leaves only caches behind, which stay consistent with
         // the key store (every change is committed before the cache changes).
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state)
     }
 
     fn prepare_region(&self, region: &Region) -> Result<PathBuf, StoreError> {
@@ -194,10 +215,10 @@ impl FileCustodian {
     /// The region's key store, opened (and its lock taken) on first use.
     fn store<'s>(
         &self,
-        state: &'s mut State,
+        state: &'s mut RegionState,
         region: &Region,
     ) -> Result<&'s mut RegionKeyStore, StoreError> {
-        let region_state = state.entry(region.clone()).or_default();
+        let region_state = state;
         if region_state.store.is_none() {
             let dir = self.prepare_region(region)?;
             region_state.store = Some(RegionKeyStore::open(
@@ -243,17 +264,13 @@ impl FileCustodian {
     }
 
     /// The current KEK version, creating version 1 for a new region.
-    fn current_kek(&self, state: &mut State, region: &Region) -> Result<u32, StoreError> {
+    fn current_kek(&self, state: &mut RegionState, region: &Region) -> Result<u32, StoreError> {
         self.prepare_region(region)?;
         match self.list_keks(region)?.last() {
             Some(v) => Ok(*v),
             None => {
                 let key = self.new_kek_file(region, 1)?;
-                state
-                    .entry(region.clone())
-                    .or_default()
-                    .keks
-                    .insert(1, Arc::new(key));
+                state.keks.insert(1, Arc::new(key));
                 Ok(1)
             }
         }
@@ -270,11 +287,11 @@ impl FileCustodian {
 
     fn kek(
         &self,
-        state: &mut State,
+        state: &mut RegionState,
         region: &Region,
         version: u32,
     ) -> Result<Arc<LessSafeKey>, StoreError> {
-        let region_state = state.entry(region.clone()).or_default();
+        let region_state = state;
         if let Some(key) = region_state.keks.get(&version) {
             return Ok(key.clone());
         }
@@ -295,7 +312,7 @@ impl FileCustodian {
     /// Unwraps the live entry `bytes` held for `pseudonym`, checking it is that pseudonym's key.
     fn unwrap_entry(
         &self,
-        state: &mut State,
+        state: &mut RegionState,
         region: &Region,
         pseudonym: &Pseudonym,
         bytes: &[u8],
@@ -330,11 +347,11 @@ impl FileCustodian {
 
     fn load(
         &self,
-        state: &mut State,
+        state: &mut RegionState,
         region: &Region,
         pseudonym: &Pseudonym,
     ) -> Result<DataKeyState, StoreError> {
-        if let Some(key) = state.get(region).and_then(|r| r.data_keys.get(pseudonym)) {
+        if let Some(key) = state.data_keys.get(pseudonym) {
             return Ok(DataKeyState::Live(key.clone()));
         }
         let store = self.store(state, region)?;
@@ -349,11 +366,7 @@ impl FileCustodian {
             }
             Some(key) => {
                 let key = Arc::new(key);
-                state
-                    .entry(region.clone())
-                    .or_default()
-                    .data_keys
-                    .insert(*pseudonym, key.clone());
+                state.data_keys.insert(*pseudonym, key.clone());
                 Ok(DataKeyState::Live(key))
             }
         }
@@ -361,10 +374,10 @@ impl FileCustodian {
 
     fn pseudonym_key_locked(
         &self,
-        state: &mut State,
+        state: &mut RegionState,
         region: &Region,
     ) -> Result<Arc<PseudonymKey>, StoreError> {
-        if let Some(key) = state.get(region).and_then(|r| r.pseudonym_key.clone()) {
+        if let Some(key) = state.pseudonym_key.clone() {
             return Ok(key);
         }
         let dir = self.prepare_region(region)?;
@@ -379,7 +392,7 @@ impl FileCustodian {
             }
         };
         let key = Arc::new(PseudonymKey::from_bytes(&secret));
-        state.entry(region.clone()).or_default().pseudonym_key = Some(key.clone());
+        state.pseudonym_key = Some(key.clone());
         Ok(key)
     }
 }
@@ -388,13 +401,11 @@ impl FileCustodian {
 /// subject, so there is one code path to keep correct.
 impl KeyCustodian for FileCustodian {
     fn pseudonym_key(&self, region: &Region) -> Result<Arc<PseudonymKey>, StoreError> {
-        let mut state = self.lock();
-        self.pseudonym_key_locked(&mut state, region)
+        self.with_region(region, |state| self.pseudonym_key_locked(state, region))
     }
 
     fn data_key(&self, region: &Region, pseudonym: &Pseudonym) -> Result<DataKeyState, StoreError> {
-        let mut state = self.lock();
-        self.load(&mut state, region, pseudonym)
+        self.with_region(region, |state| self.load(state, region, pseudonym))
     }
 
     fn create_data_key(
@@ -413,57 +424,58 @@ impl KeyCustodian for FileCustodian {
     ) -> Result<Vec<Arc<DataKey>>, StoreError> {
         // Held throughout (and the region's lock keeps other processes out): no other caller
         // can create a second key for a subject of this batch while it is being committed.
-        let mut state = self.lock();
-        let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
-        let kek_version = self.current_kek(&mut state, region)?;
-        let kek = self.kek(&mut state, region, kek_version)?;
-        let mut out = Vec::with_capacity(subjects.len());
-        let mut new: HashMap<Pseudonym, (Vec<u8>, Arc<DataKey>)> = HashMap::new();
-        for subject in subjects {
-            let pseudonym = pseudonym_key.pseudonym(subject);
-            if let Some((_, key)) = new.get(&pseudonym) {
-                out.push(key.clone());
-                continue;
-            }
-            let version = match self.load(&mut state, region, &pseudonym)? {
-                DataKeyState::Live(key) => {
-                    out.push(key);
+        self.with_region(region, |state| {
+            let pseudonym_key = self.pseudonym_key_locked(state, region)?;
+            let kek_version = self.current_kek(state, region)?;
+            let kek = self.kek(state, region, kek_version)?;
+            let mut out = Vec::with_capacity(subjects.len());
+            let mut new: HashMap<Pseudonym, (Vec<u8>, Arc<DataKey>)> = HashMap::new();
+            for subject in subjects {
+                let pseudonym = pseudonym_key.pseudonym(subject);
+                if let Some((_, key)) = new.get(&pseudonym) {
+                    out.push(key.clone());
                     continue;
                 }
-                DataKeyState::Shredded { version } => version + 1,
-                DataKeyState::Absent => 1,
-            };
-            let secret = aead::random_key(&self.inner.rng)?;
-            let body = format::encode_live(
-                &kek,
-                &self.inner.rng,
-                region,
-                subject,
-                kek_version,
-                version,
-                &secret,
-            )?;
-            let key = Arc::new(DataKey::from_bytes(
-                subject.clone(),
-                version,
-                KekVersion(kek_version),
-                &secret,
-            )?);
-            new.insert(pseudonym, (body, key.clone()));
-            out.push(key);
-        }
-        // The whole batch is one durable commit before any key is cached or handed out: a
-        // record sealed under a key a crash lost could never be opened again.
-        let put = new.iter().map(|(p, (b, _))| (*p, b.clone())).collect();
-        self.store(&mut state, region)?.commit(Change {
-            put,
-            rotating: None,
-        })?;
-        let cache = &mut state.entry(region.clone()).or_default().data_keys;
-        for (pseudonym, (_, key)) in new {
-            cache.insert(pseudonym, key);
-        }
-        Ok(out)
+                let version = match self.load(state, region, &pseudonym)? {
+                    DataKeyState::Live(key) => {
+                        out.push(key);
+                        continue;
+                    }
+                    DataKeyState::Shredded { version } => version + 1,
+                    DataKeyState::Absent => 1,
+                };
+                let secret = aead::random_key(&self.inner.rng)?;
+                let body = format::encode_live(
+                    &kek,
+                    &self.inner.rng,
+                    region,
+                    subject,
+                    kek_version,
+                    version,
+                    &secret,
+                )?;
+                let key = Arc::new(DataKey::from_bytes(
+                    subject.clone(),
+                    version,
+                    KekVersion(kek_version),
+                    &secret,
+                )?);
+                new.insert(pseudonym, (body, key.clone()));
+                out.push(key);
+            }
+            // The whole batch is one durable commit before any key is cached or handed out: a
+            // record sealed under a key a crash lost could never be opened again.
+            let put = new.iter().map(|(p, (b, _))| (*p, b.clone())).collect();
+            self.store(state, region)?.commit(Change {
+                put,
+                rotating: None,
+            })?;
+            let cache = &mut state.data_keys;
+            for (pseudonym, (_, key)) in new {
+                cache.insert(pseudonym, key);
+            }
+            Ok(out)
+        })
     }
 
     fn destroy_data_key(
@@ -480,52 +492,53 @@ impl KeyCustodian for FileCustodian {
         region: &Region,
         subjects: &[SubjectId],
     ) -> Result<Vec<DestroyedKey>, StoreError> {
-        let mut state = self.lock();
-        let pseudonym_key = self.pseudonym_key_locked(&mut state, region)?;
-        let mut out = Vec::with_capacity(subjects.len());
-        let mut tombstones: HashMap<Pseudonym, Vec<u8>> = HashMap::new();
-        for subject in subjects {
-            let pseudonym = pseudonym_key.pseudonym(subject);
-            // Drop the cached key first: from here on no record of this subject opens in this
-            // process, even if committing the tombstone fails.
-            if let Some(r) = state.get_mut(region) {
-                r.data_keys.remove(&pseudonym);
+        self.with_region(region, |state| {
+            let pseudonym_key = self.pseudonym_key_locked(state, region)?;
+            let mut out = Vec::with_capacity(subjects.len());
+            let mut tombstones: HashMap<Pseudonym, Vec<u8>> = HashMap::new();
+            for subject in subjects {
+                let pseudonym = pseudonym_key.pseudonym(subject);
+                // Drop the cached key first: from here on no record of this subject opens in this
+                // process, even if committing the tombstone fails.
+                state.data_keys.remove(&pseudonym);
+                let store = self.store(state, region)?;
+                let path = store.entry_path(&pseudonym);
+                let bytes = match tombstones.get(&pseudonym) {
+                    Some(t) => t.clone(),
+                    None => store
+                        .get(&pseudonym)?
+                        .ok_or_else(|| StoreError::NoDataKey {
+                            subject: pseudonym,
+                            region: region.clone(),
+                        })?,
+                };
+                let (version, kek) = format::parse_key_file(&path, &bytes)?.versions();
+                if kek.is_some() {
+                    tombstones.insert(pseudonym, format::encode_tombstone(version));
+                }
+                out.push(DestroyedKey {
+                    region: region.clone(),
+                    data_key_version: version,
+                    kek_version: kek.map(KekVersion),
+                });
             }
-            let store = self.store(&mut state, region)?;
-            let path = store.entry_path(&pseudonym);
-            let bytes = match tombstones.get(&pseudonym) {
-                Some(t) => t.clone(),
-                None => store
-                    .get(&pseudonym)?
-                    .ok_or_else(|| StoreError::NoDataKey {
-                        subject: pseudonym,
-                        region: region.clone(),
-                    })?,
-            };
-            let (version, kek) = format::parse_key_file(&path, &bytes)?.versions();
-            if kek.is_some() {
-                tombstones.insert(pseudonym, format::encode_tombstone(version));
-            }
-            out.push(DestroyedKey {
-                region: region.clone(),
-                data_key_version: version,
-                kek_version: kek.map(KekVersion),
-            });
-        }
-        self.store(&mut state, region)?.commit(Change {
-            put: tombstones.into_iter().collect(),
-            rotating: None,
-        })?;
-        Ok(out)
+            self.store(state, region)?.commit(Change {
+                put: tombstones.into_iter().collect(),
+                rotating: None,
+            })?;
+            Ok(out)
+        })
     }
 
     fn kek_versions(&self, region: &Region) -> Result<Vec<KekVersion>, StoreError> {
-        let _state = self.lock();
-        Ok(self
-            .list_keks(region)?
-            .into_iter()
-            .map(KekVersion)
-            .collect())
+        // Under the region's lock: not between a rotation's new KEK file and its mark.
+        self.with_region(region, |_| {
+            Ok(self
+                .list_keks(region)?
+                .into_iter()
+                .map(KekVersion)
+                .collect())
+        })
     }
 
     fn rotate_kek(&self, region: &Region) -> Result<RotationReport, StoreError> {

@@ -31,121 +31,115 @@ impl FileCustodian {
         region: &Region,
         max_rewraps: usize,
     ) -> Result<RotationReport, StoreError> {
-        let mut state = self.lock();
-        self.prepare_region(region)?;
-        let (target, resumed) = match self.store(&mut state, region)?.rotation_target()? {
-            Some(target) => (target, true),
-            None => {
-                let current = self.current_kek(&mut state, region)?;
-                let next = current + 1;
-                let key = self.new_kek_file(region, next)?;
-                // The mark is committed after the new KEK is durable, so a resumed rotation
-                // always finds its target key on disk.
-                self.store(&mut state, region)?.commit(Change {
-                    put: Vec::new(),
-                    rotating: Some(Some(next)),
-                })?;
-                state
-                    .entry(region.clone())
-                    .or_default()
-                    .keks
-                    .insert(next, Arc::new(key));
-                (next, false)
-            }
-        };
-        let target_key = self.kek(&mut state, region, target)?;
-        let mut put: Vec<(Pseudonym, Vec<u8>)> = Vec::new();
-        let mut complete = true;
-        let entries = self.store(&mut state, region)?.entries()?;
-        for (pseudonym, bytes) in entries {
-            let path = self.store(&mut state, region)?.entry_path(&pseudonym);
-            let KeyFile::Live {
-                version,
-                kek,
-                wrapped,
-            } = format::parse_key_file(&path, &bytes)?
-            else {
-                continue;
+        self.with_region(region, |state| {
+            self.prepare_region(region)?;
+            let (target, resumed) = match self.store(state, region)?.rotation_target()? {
+                Some(target) => (target, true),
+                None => {
+                    let current = self.current_kek(state, region)?;
+                    let next = current + 1;
+                    let key = self.new_kek_file(region, next)?;
+                    // The mark is committed after the new KEK is durable, so a resumed rotation
+                    // always finds its target key on disk.
+                    self.store(state, region)?.commit(Change {
+                        put: Vec::new(),
+                        rotating: Some(Some(next)),
+                    })?;
+                    state.keks.insert(next, Arc::new(key));
+                    (next, false)
+                }
             };
-            if kek == target {
-                continue;
+            let target_key = self.kek(state, region, target)?;
+            let mut put: Vec<(Pseudonym, Vec<u8>)> = Vec::new();
+            let mut complete = true;
+            let entries = self.store(state, region)?.entries()?;
+            for (pseudonym, bytes) in entries {
+                let path = self.store(state, region)?.entry_path(&pseudonym);
+                let KeyFile::Live {
+                    version,
+                    kek,
+                    wrapped,
+                } = format::parse_key_file(&path, &bytes)?
+                else {
+                    continue;
+                };
+                if kek == target {
+                    continue;
+                }
+                if put.len() == max_rewraps {
+                    complete = false;
+                    break;
+                }
+                let old_key = self.kek(state, region, kek)?;
+                let (secret, subject) =
+                    format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
+                let body = format::encode_live(
+                    &target_key,
+                    &self.inner.rng,
+                    region,
+                    &subject,
+                    target,
+                    version,
+                    &secret,
+                )?;
+                put.push((pseudonym, body));
             }
-            if put.len() == max_rewraps {
-                complete = false;
-                break;
-            }
-            let old_key = self.kek(&mut state, region, kek)?;
-            let (secret, subject) =
-                format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
-            let body = format::encode_live(
-                &target_key,
-                &self.inner.rng,
-                region,
-                &subject,
-                target,
-                version,
-                &secret,
-            )?;
-            put.push((pseudonym, body));
-        }
-        let rewrapped = put.len();
-        self.store(&mut state, region)?.commit(Change {
-            put,
-            rotating: complete.then_some(None),
-        })?;
-        // Cached keys remember the KEK they were loaded under; drop them so reports stay true.
-        if let Some(region_state) = state.get_mut(region) {
-            region_state.data_keys.clear();
-        }
-        Ok(RotationReport {
-            region: region.clone(),
-            kek: KekVersion(target),
-            rewrapped,
-            resumed,
-            complete,
+            let rewrapped = put.len();
+            self.store(state, region)?.commit(Change {
+                put,
+                rotating: complete.then_some(None),
+            })?;
+            // Cached keys remember the KEK they were loaded under; drop them so reports stay true.
+            state.data_keys.clear();
+            Ok(RotationReport {
+                region: region.clone(),
+                kek: KekVersion(target),
+                rewrapped,
+                resumed,
+                complete,
+            })
         })
     }
 
     /// Destroys KEK `version` of `region`, refused for the current version and for any version
     /// that still wraps a data key (it would make that key, and its subject's records, unreadable).
     pub(super) fn retire(&self, region: &Region, version: KekVersion) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let versions = self.list_keks(region)?;
-        let path = self.kek_path(region, version.0);
-        if !versions.contains(&version.0) {
-            return Err(StoreError::MissingKek {
+        self.with_region(region, |state| {
+            let versions = self.list_keks(region)?;
+            let path = self.kek_path(region, version.0);
+            if !versions.contains(&version.0) {
+                return Err(StoreError::MissingKek {
+                    region: region.clone(),
+                    version,
+                    path,
+                });
+            }
+            let refuse = |reason: String| StoreError::KekInUse {
                 region: region.clone(),
                 version,
-                path,
-            });
-        }
-        let refuse = |reason: String| StoreError::KekInUse {
-            region: region.clone(),
-            version,
-            reason,
-        };
-        if versions.last() == Some(&version.0) {
-            return Err(refuse("it is the current version".into()));
-        }
-        let store = self.store(&mut state, region)?;
-        let mut still_wrapped = 0;
-        for (pseudonym, bytes) in store.entries()? {
-            let entry = format::parse_key_file(&store.entry_path(&pseudonym), &bytes)?;
-            if entry.versions().1 == Some(version.0) {
-                still_wrapped += 1;
+                reason,
+            };
+            if versions.last() == Some(&version.0) {
+                return Err(refuse("it is the current version".into()));
             }
-        }
-        if still_wrapped > 0 {
-            return Err(refuse(format!(
-                "{still_wrapped} data keys are still wrapped under it; finish rotate_kek first"
-            )));
-        }
-        // Durably: a retired KEK that reappears after a power cut would be a key believed destroyed.
-        domicile_durable::remove_synced(&path)?;
-        if let Some(r) = state.get_mut(region) {
-            r.keks.remove(&version.0);
-        }
-        Ok(())
+            let store = self.store(state, region)?;
+            let mut still_wrapped = 0;
+            for (pseudonym, bytes) in store.entries()? {
+                let entry = format::parse_key_file(&store.entry_path(&pseudonym), &bytes)?;
+                if entry.versions().1 == Some(version.0) {
+                    still_wrapped += 1;
+                }
+            }
+            if still_wrapped > 0 {
+                return Err(refuse(format!(
+                    "{still_wrapped} data keys are still wrapped under it; finish rotate_kek first"
+                )));
+            }
+            // Durably: a retired KEK that reappears after a power cut would be a key believed destroyed.
+            domicile_durable::remove_synced(&path)?;
+            state.keks.remove(&version.0);
+            Ok(())
+        })
     }
 
     /// Makes every shred of `region` so far final (see
@@ -156,54 +150,51 @@ impl FileCustodian {
     /// Crash-safe at every step: before the swap, the old store and its KEKs are intact; after
     /// it, every key opens under the new KEK, and running this again finishes the destruction.
     pub(super) fn finalize(&self, region: &Region) -> Result<KekVersion, StoreError> {
-        let mut state = self.lock();
-        self.prepare_region(region)?;
-        let current = self.current_kek(&mut state, region)?;
-        let target = current + 1;
-        let target_key = Arc::new(self.new_kek_file(region, target)?);
-        state
-            .entry(region.clone())
-            .or_default()
-            .keks
-            .insert(target, target_key.clone());
-        let entries = self.store(&mut state, region)?.entries()?;
-        let mut fresh = Vec::with_capacity(entries.len());
-        for (pseudonym, bytes) in entries {
-            let path = self.store(&mut state, region)?.entry_path(&pseudonym);
-            match format::parse_key_file(&path, &bytes)? {
-                KeyFile::Shredded { version } => {
-                    fresh.push((pseudonym, format::encode_tombstone(version)));
-                }
-                KeyFile::Live {
-                    version,
-                    kek,
-                    wrapped,
-                } => {
-                    let old_key = self.kek(&mut state, region, kek)?;
-                    let (secret, subject) =
-                        format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
-                    let body = format::encode_live(
-                        &target_key,
-                        &self.inner.rng,
-                        region,
-                        &subject,
-                        target,
+        self.with_region(region, |state| {
+            self.prepare_region(region)?;
+            let current = self.current_kek(state, region)?;
+            let target = current + 1;
+            let target_key = Arc::new(self.new_kek_file(region, target)?);
+            state.keks.insert(target, target_key.clone());
+            let entries = self.store(state, region)?.entries()?;
+            let mut fresh = Vec::with_capacity(entries.len());
+            for (pseudonym, bytes) in entries {
+                let path = self.store(state, region)?.entry_path(&pseudonym);
+                match format::parse_key_file(&path, &bytes)? {
+                    KeyFile::Shredded { version } => {
+                        fresh.push((pseudonym, format::encode_tombstone(version)));
+                    }
+                    KeyFile::Live {
                         version,
-                        &secret,
-                    )?;
-                    fresh.push((pseudonym, body));
+                        kek,
+                        wrapped,
+                    } => {
+                        let old_key = self.kek(state, region, kek)?;
+                        let (secret, subject) =
+                            format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
+                        let body = format::encode_live(
+                            &target_key,
+                            &self.inner.rng,
+                            region,
+                            &subject,
+                            target,
+                            version,
+                            &secret,
+                        )?;
+                        fresh.push((pseudonym, body));
+                    }
                 }
             }
-        }
-        self.store(&mut state, region)?.rewrite(&fresh)?;
-        let region_state = state.entry(region.clone()).or_default();
-        region_state.data_keys.clear();
-        for version in self.list_keks(region)? {
-            if version < target {
-                domicile_durable::remove_synced(&self.kek_path(region, version))?;
-                region_state.keks.remove(&version);
+            self.store(state, region)?.rewrite(&fresh)?;
+            let region_state = state;
+            region_state.data_keys.clear();
+            for version in self.list_keks(region)? {
+                if version < target {
+                    domicile_durable::remove_synced(&self.kek_path(region, version))?;
+                    region_state.keks.remove(&version);
+                }
             }
-        }
-        Ok(KekVersion(target))
+            Ok(KekVersion(target))
+        })
     }
 }
