@@ -47,6 +47,43 @@ fn failed(operation: &'static str) -> impl Fn(sled::Error) -> StoreError {
     }
 }
 
+/// sled 0.34 takes a snapshot it was still writing when its process died
+/// (`snap.<lsn>.generating`, renamed into place only once complete and synced) for the newest
+/// one, and then refuses to open the database ("Read corrupted data at file offset None"; sled
+/// issues 1509, 1527, 1533). An unfinished snapshot holds nothing the log does not, so it is
+/// removed and sled recovers from the snapshot before it and the log. Only under the database's
+/// lock (sled's own: an exclusive `flock` on `db`): a process using the database may be writing
+/// that file right now.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+    let db = path.join("db");
+    let Ok(file) = std::fs::File::open(&db) else {
+        return Ok(()); // a new database
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        // In use: sled's own open waits for it, then says so.
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &db, e)),
+    }
+    let mut removed = false;
+    for entry in std::fs::read_dir(path).map_err(|e| StoreError::io("list", path, e))? {
+        let entry = entry.map_err(|e| StoreError::io("list", path, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let unfinished = entry.path();
+            std::fs::remove_file(&unfinished)
+                .map_err(|e| StoreError::io("remove", &unfinished, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        domicile_durable::sync_dir(path)?;
+    }
+    // The lock goes with `file`.
+    Ok(())
+}
+
 impl SledBackend {
     /// Opens (creating if needed) a sled database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -58,6 +95,7 @@ impl SledBackend {
                 reason: "it holds a redb store, not a sled one".into(),
             });
         }
+        remove_unfinished_snapshots(&path)?;
         // sled releases its file lock from a background thread after the last handle is
         // dropped, so reopening right after closing can find it still held for a moment: wait
         // a little (bounded) before calling the store busy.
