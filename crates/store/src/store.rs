@@ -1041,12 +1041,8 @@ impl SealedStore {
         let mut found: HashMap<Pseudonym, SubjectIndex> = HashMap::new();
         for item in self.backend.scan_prefix(&[layout::RECORD]) {
             let (key, sealed) = item?;
-            let owner = sealed.get(OWNER).and_then(|o| <[u8; 16]>::try_from(o).ok());
-            let id = layout::split_collection_blind(&key[1..]).and_then(|(c, b)| {
-                Some((Collection::parse(std::str::from_utf8(c).ok()?).ok()?, b))
-            });
-            if let (Some(owner), Some(id)) = (owner, id) {
-                found.entry(Pseudonym(owner)).or_default().ids.push(id);
+            if let Some((owner, id)) = record_owner(&key, &sealed) {
+                found.entry(owner).or_default().ids.push(id);
             }
         }
         for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
@@ -1082,13 +1078,9 @@ impl SealedStore {
         let mut unowned = 0;
         for item in self.backend.scan_prefix(&[layout::RECORD]) {
             let (key, sealed) = item?;
-            let owner = sealed.get(OWNER).and_then(|o| <[u8; 16]>::try_from(o).ok());
-            let id = layout::split_collection_blind(&key[1..]).and_then(|(c, b)| {
-                Some((Collection::parse(std::str::from_utf8(c).ok()?).ok()?, b))
-            });
-            match (owner, id) {
-                (Some(owner), Some(id)) => owners.entry(Pseudonym(owner)).or_default().push(id),
-                _ => unowned += 1,
+            match record_owner(&key, &sealed) {
+                Some((owner, id)) => owners.entry(owner).or_default().push(id),
+                None => unowned += 1,
             }
         }
         let mut batch = Batch::new();
@@ -1102,18 +1094,8 @@ impl SealedStore {
             batch.delete(key.clone());
         }
         let (subjects, mut records) = (owners.len(), 0);
-        for (pseudonym, mut ids) in owners {
-            ids.sort_unstable();
-            ids.dedup();
-            records += ids.len();
-            let mut list = Vec::with_capacity(ids.len() * 44);
-            for (collection, blind) in &ids {
-                layout::push_id(&mut list, collection.as_str(), blind);
-            }
-            batch.put(
-                layout::subject_list(&pseudonym, random_tag(&self.rng)?),
-                list,
-            );
+        for (pseudonym, ids) in owners {
+            records += self.put_subject_list(&mut batch, &pseudonym, ids)?;
         }
         if !batch.is_empty() {
             self.backend.apply(&batch)?;
@@ -1156,17 +1138,8 @@ impl SealedStore {
             return Ok(());
         }
         let mut batch = Batch::new();
-        for (pseudonym, mut ids) in read.ids {
-            ids.sort_unstable();
-            ids.dedup();
-            let mut list = Vec::with_capacity(ids.len() * 44);
-            for (collection, blind) in &ids {
-                layout::push_id(&mut list, collection.as_str(), blind);
-            }
-            batch.put(
-                layout::subject_list(&pseudonym, random_tag(&self.rng)?),
-                list,
-            );
+        for (pseudonym, ids) in read.ids {
+            self.put_subject_list(&mut batch, &pseudonym, ids)?;
         }
         for key in read.keys {
             batch.delete(key);
@@ -1176,6 +1149,27 @@ impl SealedStore {
         (journal.records, journal.batches) = (0, 0);
         journal.known_empty = settled;
         Ok(())
+    }
+
+    /// Puts into `batch` a new list of the subject's record `ids` (sorted, each once) under a
+    /// fresh tag; returns how many ids it holds.
+    fn put_subject_list(
+        &self,
+        batch: &mut Batch,
+        pseudonym: &Pseudonym,
+        mut ids: Vec<(Collection, BlindIndex)>,
+    ) -> Result<usize, StoreError> {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut list = Vec::with_capacity(ids.len() * 44);
+        for (collection, blind) in &ids {
+            layout::push_id(&mut list, collection.as_str(), blind);
+        }
+        batch.put(
+            layout::subject_list(pseudonym, random_tag(&self.rng)?),
+            list,
+        );
+        Ok(ids.len())
     }
 
     fn live_key(&self, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
@@ -1220,6 +1214,15 @@ impl SealedStore {
         );
         Ok(out)
     }
+}
+
+/// The owner a stored record's header names and the record's id from its backend key, read
+/// without opening it; `None` if either no longer parses (cut short or rewritten on disk).
+fn record_owner(key: &[u8], sealed: &[u8]) -> Option<(Pseudonym, (Collection, BlindIndex))> {
+    let owner = <[u8; 16]>::try_from(sealed.get(OWNER)?).ok()?;
+    let (collection, blind) = layout::split_collection_blind(key.get(1..)?)?;
+    let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
+    Some((Pseudonym(owner), (collection, blind)))
 }
 
 /// What opening a sealed record takes: the store's region, custodian and pseudonym key, in one
