@@ -4,7 +4,9 @@ use crate::{Region, SubjectId};
 
 /// What went wrong when parsing a value of the vocabulary or asking a policy a question.
 ///
-/// Every variant quotes the offending value, so the message is one a user can act on.
+/// Every variant quotes the offending value, so the message is one a user can act on, except
+/// where the value may identify a person (a subject id, a residence): those messages give what
+/// was wrong and the field keeps the value (DESIGN.md: errors and logs carry codes and pseudonyms).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResidencyError {
@@ -30,8 +32,10 @@ pub enum ResidencyError {
         /// The text that was given.
         value: String,
     },
-    /// A subject identifier that is empty, too long or holds control characters.
-    #[error("invalid subject id {value:?}: {reason}")]
+    /// A subject identifier that is empty, too long or holds control characters. Its message
+    /// gives the length and the reason, not the text: a mistyped id is often a real one, and
+    /// messages reach logs (the field keeps the text for the caller).
+    #[error("invalid subject id ({} bytes): {reason}", value.len())]
     InvalidSubjectId {
         /// The text that was given.
         value: String,

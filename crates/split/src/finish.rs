@@ -1,6 +1,8 @@
 //! Finishing a split: crypto-shredding what the target policy forbids to remain.
 
-use domicile_store::RecordDeletion;
+use domicile_access::Gate;
+use domicile_residency::SubjectId;
+use domicile_store::{RecordDeletion, ShredReceipt};
 
 use crate::journal::{Journal, JournalLine};
 use crate::plan::migration_purpose;
@@ -63,22 +65,15 @@ pub fn shred_source(
         // The whole region goes: its records are left for one purge at the end, which drops
         // the store wholesale instead of deleting each record (a crash before it leaves them
         // unreadable, and the rerun purges).
+        done.extend(recover_announced(journal, &node.gate, &ids)?);
         for chunk in ids.chunks(SHRED_BATCH) {
-            let summaries: Vec<ShredSummary> = node
-                .gate
-                .shred_subjects_with(&who, &purpose, chunk, RecordDeletion::Deferred)?
-                .into_iter()
-                .map(|receipt| ShredSummary {
-                    region: node.region.clone(),
-                    subject_pseudonym: node.gate.pseudonym(&receipt.subject),
-                    records: receipt.records.len() as u64,
-                    data_key_version: receipt.data_key_version,
-                    key_destroyed_now: receipt.key_destroyed_now,
-                })
-                .collect();
-            // One journal write and sync for the chunk's receipts.
-            journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
-            done.extend(summaries);
+            done.extend(shred_chunk(
+                journal,
+                &node.gate,
+                &who,
+                chunk,
+                RecordDeletion::Deferred,
+            )?);
         }
         finalize_shreds(source, &node.region)?;
         node.gate.purge(&who, &purpose)?;
@@ -119,34 +114,84 @@ pub fn shred_leaving(
             continue;
         };
         let who = deployment.migration_principal(&region);
-        let ids: Vec<_> = node
-            .gate
-            .subject_ids(&who, &purpose)?
+        let live = node.gate.subject_ids(&who, &purpose)?;
+        done.extend(recover_announced(journal, &node.gate, &live)?);
+        let ids: Vec<_> = live
             .into_iter()
             .filter(|id| leaving.contains(&node.gate.pseudonym(id)))
             .collect();
         for chunk in ids.chunks(SHRED_BATCH) {
-            let summaries: Vec<ShredSummary> = node
-                .gate
-                .shred_subjects(&who, &purpose, chunk)?
-                .into_iter()
-                .map(|receipt| ShredSummary {
-                    region: region.clone(),
-                    subject_pseudonym: node.gate.pseudonym(&receipt.subject),
-                    records: receipt.records.len() as u64,
-                    data_key_version: receipt.data_key_version,
-                    key_destroyed_now: receipt.key_destroyed_now,
-                })
-                .collect();
-            // One journal write and sync for the chunk's receipts.
-            journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
-            done.extend(summaries);
+            done.extend(shred_chunk(
+                journal,
+                &node.gate,
+                &who,
+                chunk,
+                RecordDeletion::Now,
+            )?);
         }
         if !leaving.is_empty() {
             finalize_shreds(deployment, &region)?;
         }
     }
     Ok(done)
+}
+
+/// Shreds one chunk of subjects of a region through its Gate: their receipts are journaled as
+/// announced before the first key is destroyed, and as shredded after (one journal write and
+/// sync each for the whole chunk).
+fn shred_chunk(
+    journal: &mut Journal,
+    gate: &Gate,
+    who: &domicile_access::Principal,
+    chunk: &[SubjectId],
+    deletion: RecordDeletion,
+) -> Result<Vec<ShredSummary>, SplitError> {
+    let summary = |receipt: &ShredReceipt| ShredSummary {
+        region: gate.region().clone(),
+        subject_pseudonym: gate.pseudonym(&receipt.subject),
+        records: receipt.records.len() as u64,
+        data_key_version: receipt.data_key_version,
+        key_destroyed_now: receipt.key_destroyed_now,
+    };
+    let mut unjournaled = None;
+    let shredded =
+        gate.shred_subjects_announced(who, &migration_purpose(), chunk, deletion, |receipts| {
+            let shreds = receipts.iter().map(summary).collect();
+            journal
+                .append(JournalLine::ShredsAnnounced { shreds })
+                .map_err(|e| {
+                    let detail = e.to_string();
+                    unjournaled = Some(e);
+                    detail
+                })
+        });
+    if let Some(e) = unjournaled {
+        return Err(e);
+    }
+    let summaries: Vec<ShredSummary> = shredded?.iter().map(summary).collect();
+    journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
+    Ok(summaries)
+}
+
+/// The shreds of `gate`'s region that a crashed run announced and whose keys it destroyed, but
+/// whose receipts it did not journal: their subjects are gone from the store (`live` no longer
+/// lists them), so no shred will give their receipts again. Journaled now as shredded, as
+/// announced.
+fn recover_announced(
+    journal: &mut Journal,
+    gate: &Gate,
+    live: &[SubjectId],
+) -> Result<Vec<ShredSummary>, SplitError> {
+    let live: std::collections::BTreeSet<String> =
+        live.iter().map(|id| gate.pseudonym(id)).collect();
+    let recovered: Vec<ShredSummary> = journal
+        .announced_unreceipted(gate.region())
+        .into_iter()
+        .filter(|s| !live.contains(&s.subject_pseudonym))
+        .cloned()
+        .collect();
+    journal.append_all(recovered.iter().cloned().map(JournalLine::Shredded))?;
+    Ok(recovered)
 }
 
 /// Journals that shredding begins, before the first data key is destroyed (once per split).

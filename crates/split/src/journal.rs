@@ -68,6 +68,14 @@ pub enum JournalLine {
         /// When, in milliseconds since the Unix epoch.
         started_ms: u64,
     },
+    /// The receipts of a batch of shreds, written durably before any of its keys is destroyed:
+    /// a crash between the keys destroyed and their [`Shredded`](Self::Shredded) lines leaves
+    /// them here, and the rerun journals them as shredded (their subjects are no longer in the
+    /// store to be shredded again).
+    ShredsAnnounced {
+        /// One summary per subject of the batch.
+        shreds: Vec<ShredSummary>,
+    },
     /// A subject was crypto-shredded in a source region.
     Shredded(ShredSummary),
     /// The split finished; the signed report is in `report.json` beside the journal.
@@ -319,6 +327,27 @@ impl Journal {
         self.lines
             .iter()
             .any(|l| matches!(l, JournalLine::Shredding { .. } | JournalLine::Shredded(_)))
+    }
+
+    /// The shreds announced in `region` that have no [`JournalLine::Shredded`] line yet.
+    pub fn announced_unreceipted(&self, region: &Region) -> Vec<&ShredSummary> {
+        let receipted: std::collections::BTreeSet<&str> = self
+            .shredded()
+            .into_iter()
+            .filter(|s| &s.region == region)
+            .map(|s| s.subject_pseudonym.as_str())
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                JournalLine::ShredsAnnounced { shreds } => Some(shreds),
+                _ => None,
+            })
+            .flatten()
+            .filter(|s| &s.region == region && !receipted.contains(s.subject_pseudonym.as_str()))
+            .filter(|s| seen.insert(s.subject_pseudonym.as_str()))
+            .collect()
     }
 
     /// Every subject shredded so far.

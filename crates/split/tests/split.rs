@@ -725,11 +725,12 @@ fn verification_problems_name_records_by_pseudonym_only() {
 #[test]
 fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verification() {
     use domicile_split::{
-        copy, plan_fingerprint, split_dir, verify, ExecuteOptions, JournalLine, Plan,
+        copy, plan_fingerprint, split_dir, verify, ExecuteOptions, JournalLine, Plan, ShredSummary,
     };
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 12);
+    let announced: Vec<(String, u64)>;
     {
         let source = Deployment::open(&data, &keys, &policies()).unwrap();
         let target = Deployment::open_with(
@@ -777,19 +778,63 @@ fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verificati
         journal
             .append(JournalLine::Shredding { started_ms: 0 })
             .unwrap();
-        // The first chunk's keys destroyed; the process dies before their receipts.
+        // The first chunk shredded as the split does it, its receipts announced in the
+        // journal first; the process dies before their `shredded` lines.
         let first: Vec<_> = plan.subjects[..3]
             .iter()
             .map(|s| s.subject.id.clone())
             .collect();
+        let who = source.migration_principal(&node.region);
+        let receipts = node
+            .gate
+            .shred_subjects_announced(
+                &who,
+                &domicile_split::migration_purpose(),
+                &first,
+                domicile_store::RecordDeletion::Deferred,
+                |receipts| {
+                    let shreds = receipts
+                        .iter()
+                        .map(|r| ShredSummary {
+                            region: node.region.clone(),
+                            subject_pseudonym: node.gate.pseudonym(&r.subject),
+                            records: r.records.len() as u64,
+                            data_key_version: r.data_key_version,
+                            key_destroyed_now: r.key_destroyed_now,
+                        })
+                        .collect();
+                    journal
+                        .append(JournalLine::ShredsAnnounced { shreds })
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .unwrap();
+        announced = receipts
+            .iter()
+            .map(|r| (node.gate.pseudonym(&r.subject), r.records.len() as u64))
+            .collect();
+        // A fourth subject's key destroyed with no announcement at all (a journal written by a
+        // build from before announcements): its receipt cannot be recovered.
         source
             .custodian()
-            .destroy_data_keys(&node.region, &first)
+            .destroy_data_keys(&node.region, &[plan.subjects[3].subject.id.clone()])
             .unwrap();
     }
     let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
-    // The rest were shredded with receipts; every record is in its target, none in global.
-    assert_eq!(signed.report.shred_receipts.len(), 12 - 3);
+    // The announced three have their receipts, as announced; every other subject was shredded
+    // by the rerun; every record is in its target, none in global.
+    assert_eq!(signed.report.shred_receipts.len(), 12 - 1);
+    for (pseudonym, records) in &announced {
+        let receipt = signed
+            .report
+            .shred_receipts
+            .iter()
+            .find(|r| &r.subject_pseudonym == pseudonym)
+            .expect("an announced shred is in the report");
+        assert_eq!(receipt.records, *records);
+        assert!(*records > 0);
+        assert!(receipt.key_destroyed_now);
+    }
     let stores = read_all(&data, &keys);
     let copied: usize = stores.values().map(|records| records.len()).sum();
     assert_eq!(

@@ -221,6 +221,16 @@ pub enum StoreError {
         /// How many registered subjects still have a live data key.
         live: usize,
     },
+    /// A shred was called off before any key was destroyed: the caller's announcement of its
+    /// receipts ([`SealedStore::shred_subjects_announced`](crate::SealedStore::shred_subjects_announced))
+    /// failed. Nothing was destroyed or deleted.
+    #[error("the shred in region {region} was called off before any key was destroyed: {detail}")]
+    ShredNotStarted {
+        /// The region.
+        region: Region,
+        /// Why the announcement failed.
+        detail: String,
+    },
     /// The subject has no data key in this region (it was never registered or was shredded).
     #[error("subject {subject} (pseudonym) has no data key in region {region}")]
     NoDataKey {

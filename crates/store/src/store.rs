@@ -891,6 +891,22 @@ impl SealedStore {
         subjects: &[SubjectId],
         deletion: RecordDeletion,
     ) -> Result<Vec<ShredReceipt>, StoreError> {
+        self.shred_subjects_announced(subjects, deletion, |_| Ok(()))
+    }
+
+    /// [`shred_subjects_with`](Self::shred_subjects_with), telling `announce` the receipts it
+    /// is about to give before the first key is destroyed: a caller that must account for
+    /// every shred (a split's journal, which signs them into its report) records them there,
+    /// so a crash between the keys destroyed and the receipts returned loses none. The
+    /// announced receipts are what the shred then returns, but for `key_destroyed_now`, which
+    /// is a prediction until the keys are destroyed. If `announce` fails, nothing is destroyed
+    /// and the shred is [`StoreError::ShredNotStarted`] with its detail.
+    pub fn shred_subjects_announced(
+        &self,
+        subjects: &[SubjectId],
+        deletion: RecordDeletion,
+        announce: impl FnOnce(&[ShredReceipt]) -> Result<(), String>,
+    ) -> Result<Vec<ShredReceipt>, StoreError> {
         let _gate = write_lock(&self.shred_gate);
         // Every id of the subjects in their lists, none left in the journal. A corrupt index
         // does not stop a shred: the subjects' records are then found by their owner.
@@ -899,17 +915,23 @@ impl SealedStore {
             Err(StoreError::CorruptIndex { .. }) => by_owner = Some(self.index_by_owner()?),
             other => other?,
         }
-        let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
+        // Everything the receipts say is read before any key is destroyed, so that it can be
+        // announced first.
         let mut batch = Batch::new();
         let mut receipts = Vec::with_capacity(subjects.len());
-        {
-            let mut registry = write_lock(&self.registry);
-            for subject in subjects {
-                registry.remove(subject);
-            }
-        }
-        for (subject, destroyed) in subjects.iter().zip(destroyed) {
+        for subject in subjects {
             let pseudonym = self.pseudonyms.pseudonym(subject);
+            let (data_key_version, live) =
+                match self.custodian.data_key(&self.region, &pseudonym)? {
+                    DataKeyState::Live(key) => (key.version(), true),
+                    DataKeyState::Shredded { version } => (version, false),
+                    DataKeyState::Absent => {
+                        return Err(StoreError::NoDataKey {
+                            subject: pseudonym,
+                            region: self.region.clone(),
+                        })
+                    }
+                };
             let index = match &mut by_owner {
                 Some(found) => found.remove(&pseudonym).unwrap_or_default(),
                 None => match self.subject_lists(&pseudonym) {
@@ -957,11 +979,26 @@ impl SealedStore {
             receipts.push(ShredReceipt {
                 subject: subject.clone(),
                 region: self.region.clone(),
-                data_key_version: destroyed.data_key_version,
-                key_destroyed_now: destroyed.kek_version.is_some(),
+                data_key_version,
+                key_destroyed_now: live,
                 records,
                 registry_entry_deleted,
             });
+        }
+        announce(&receipts).map_err(|detail| StoreError::ShredNotStarted {
+            region: self.region.clone(),
+            detail,
+        })?;
+        let destroyed = self.custodian.destroy_data_keys(&self.region, subjects)?;
+        {
+            let mut registry = write_lock(&self.registry);
+            for subject in subjects {
+                registry.remove(subject);
+            }
+        }
+        for (receipt, destroyed) in receipts.iter_mut().zip(destroyed) {
+            receipt.data_key_version = destroyed.data_key_version;
+            receipt.key_destroyed_now = destroyed.kek_version.is_some();
         }
         if !batch.is_empty() {
             self.backend.apply(&batch)?;

@@ -166,6 +166,68 @@ fn shredding_in_a_batch_equals_one_at_a_time() {
     }
 }
 
+/// A shred tells its caller the receipts before the first key is destroyed: the announced
+/// receipts are the ones it returns, and a failed announcement calls the shred off with
+/// nothing destroyed or deleted.
+#[test]
+fn a_shred_announces_its_receipts_first_and_an_announcement_that_fails_destroys_nothing() {
+    use domicile_residency::DataClass;
+    use domicile_store::{Collection, RecordDeletion, RecordKey, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = SealedStore::open(
+        dir.path().join("data"),
+        Region::parse("us").unwrap(),
+        Arc::new(UsSplitPolicy::new()),
+        custodian,
+    )
+    .unwrap();
+    let subjects: Vec<Subject> = (0..6)
+        .map(|i| Subject::parse(&format!("user-{i}"), Some("US"), None).unwrap())
+        .collect();
+    store.register_subjects(&subjects).unwrap();
+    let collection = Collection::parse("profile").unwrap();
+    for (i, s) in subjects.iter().enumerate() {
+        for r in 0..=i {
+            let key = RecordKey::parse(&format!("{}-{r}", s.id)).unwrap();
+            store
+                .put_raw(&s.id, DataClass::Protected, &collection, &key, b"secret")
+                .unwrap();
+        }
+    }
+    let ids: Vec<_> = subjects.iter().map(|s| s.id.clone()).collect();
+
+    let refused = store
+        .shred_subjects_announced(&ids[..3], RecordDeletion::Now, |_| {
+            Err("the journal's disk is full".to_owned())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::ShredNotStarted { detail, .. } if detail.contains("disk is full")),
+        "{refused}"
+    );
+    assert_eq!(store.subjects().unwrap().len(), 6);
+    for (i, s) in subjects.iter().enumerate() {
+        let records = store.scan_subject(&s.id).unwrap();
+        assert_eq!(records.len(), i + 1, "nothing of {} was deleted", s.id);
+    }
+
+    let mut announced = Vec::new();
+    let receipts = store
+        .shred_subjects_announced(&ids[..3], RecordDeletion::Now, |receipts| {
+            announced = receipts.to_vec();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(announced, receipts);
+    assert_eq!(
+        receipts.iter().map(|r| r.records.len()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(receipts.iter().all(|r| r.key_destroyed_now));
+    assert_eq!(store.subjects().unwrap().len(), 3);
+}
+
 /// `scan_records` (what a Gate's inventory reads) returns every record of every subject once,
 /// none of a shredded subject, and skips the records an interrupted shred left behind a
 /// destroyed key instead of failing on them.

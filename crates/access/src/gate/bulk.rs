@@ -289,6 +289,22 @@ impl Gate {
         subjects: &[SubjectId],
         deletion: RecordDeletion,
     ) -> Result<Vec<ShredReceipt>, GateError> {
+        self.shred_subjects_announced(who, purpose, subjects, deletion, |_| Ok(()))
+    }
+
+    /// [`shred_subjects_with`](Self::shred_subjects_with), handing `announce` the receipts
+    /// before the first key is destroyed
+    /// ([`SealedStore::shred_subjects_announced`](domicile_store::SealedStore::shred_subjects_announced)):
+    /// a split journals them there, so a crash between keys destroyed and receipts returned
+    /// loses no receipt. If `announce` fails, nothing is destroyed.
+    pub fn shred_subjects_announced(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+        subjects: &[SubjectId],
+        deletion: RecordDeletion,
+        announce: impl FnOnce(&[ShredReceipt]) -> Result<(), String>,
+    ) -> Result<Vec<ShredReceipt>, GateError> {
         let call = self.call(who, purpose, None, Action::Shred);
         let mut present = Vec::with_capacity(subjects.len());
         let mut homes = BTreeSet::new();
@@ -315,7 +331,10 @@ impl Gate {
             "*",
             &verdict,
             None,
-            || self.store.shred_subjects_with(&present, deletion),
+            || {
+                self.store
+                    .shred_subjects_announced(&present, deletion, announce)
+            },
         )
         .map(|(receipts, _)| receipts)
     }
