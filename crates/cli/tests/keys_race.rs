@@ -398,6 +398,20 @@ fn a_split_killed_at_random_moments_finishes_with_every_shred_final() {
     let out = slow(&data, &keys).output().unwrap();
     assert!(out.status.success(), "after {kills} kills: {}", text(&out));
     assert!(kills > 0);
+    // The signed report holds one receipt per subject whose key the split destroyed, whichever
+    // run destroyed it: a kill between keys destroyed and their receipts loses none.
+    let report: domicile_split::SignedReport = serde_json::from_slice(
+        &std::fs::read(domicile_split::split_dir(&data).join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let receipts = &report.report.shred_receipts;
+    let distinct: std::collections::BTreeSet<_> =
+        receipts.iter().map(|r| &r.subject_pseudonym).collect();
+    assert_eq!(
+        (receipts.len(), distinct.len()),
+        (N, N),
+        "after {kills} kills"
+    );
     assert_shreds_final(&keys, "global", &before);
     assert_old_copy_unreadable(&old_data, &keys, "global", "global");
     assert_split_readable(&data, &keys, N, &[]);
