@@ -53,16 +53,17 @@ fn failed(operation: &'static str) -> impl Fn(sled::Error) -> StoreError {
 /// issues 1509, 1527, 1533). An unfinished snapshot holds nothing the log does not, so it is
 /// removed and sled recovers from the snapshot before it and the log. Only under the database's
 /// lock (sled's own: an exclusive `flock` on `db`): a process using the database may be writing
-/// that file right now.
-fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
+/// that file right now. Returns false, touching nothing, while the lock is held elsewhere (by a
+/// handle that is still closing, or another process).
+fn remove_unfinished_snapshots(path: &Path) -> Result<bool, StoreError> {
     let db = path.join("db");
     let Ok(file) = std::fs::File::open(&db) else {
-        return Ok(()); // a new database
+        return Ok(true); // a new database
     };
     match file.try_lock() {
         Ok(()) => {}
-        // In use: sled's own open waits for it, then says so.
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+        // In use, perhaps by a handle of this process that is closing: the caller waits.
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
         Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &db, e)),
     }
     let mut removed = false;
@@ -81,7 +82,7 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<(), StoreError> {
         domicile_durable::sync_dir(path)?;
     }
     // The lock goes with `file`.
-    Ok(())
+    Ok(true)
 }
 
 impl SledBackend {
@@ -95,12 +96,22 @@ impl SledBackend {
                 reason: "it holds a redb store, not a sled one".into(),
             });
         }
-        remove_unfinished_snapshots(&path)?;
         // sled releases its file lock from a background thread after the last handle is
         // dropped, so reopening right after closing can find it still held for a moment: wait
-        // a little (bounded) before calling the store busy.
+        // a little (bounded) before calling the store busy. Unfinished snapshots are looked for
+        // once the lock is free (a store still held when the wait ends is refused by sled's
+        // open below, as busy).
         let mut waited = std::time::Duration::ZERO;
+        let mut checked = false;
         let db = loop {
+            if !checked {
+                checked = remove_unfinished_snapshots(&path)?;
+                if !checked && waited < LOCK_WAIT {
+                    std::thread::sleep(LOCK_POLL);
+                    waited += LOCK_POLL;
+                    continue;
+                }
+            }
             match sled::Config::new().path(&path).open() {
                 Err(sled::Error::Io(e)) if lock_held(&e) && waited < LOCK_WAIT => {
                     std::thread::sleep(LOCK_POLL);
