@@ -152,7 +152,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ///
     /// The default reads the keys with [`get_many`](Backend::get_many), then applies the batch
     /// (what the sealed store did itself before this method): the check and the write are two
-    /// steps, so a writer taking one of the keys in between is not seen. A networked backend
+    /// steps, so a writer taking one of the keys in between is not seen. The sealed store
+    /// claims its keys around the call, so that no other write of the same handle comes in
+    /// between, which is all an embedded backend (one process's) needs. A networked backend
     /// overrides it to check inside the write's own transaction — atomic with the write, in no
     /// extra round trip, without sending the current values back (PostgreSQL does).
     fn apply_owned(

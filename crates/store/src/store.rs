@@ -144,6 +144,63 @@ pub struct SealedStore {
     shred_gate: RwLock<()>,
     /// The index journal's unfolded entries (see `record::layout`).
     journal: Mutex<Journal>,
+    /// The record keys this handle's writes are checking and writing (see [`KeyClaims`]).
+    claims: KeyClaims,
+}
+
+/// The record keys that this handle's writes are between checking their owner and writing
+/// them. A write claims all of its keys first, waiting while another write holds any of them,
+/// so that two writes racing for a key as different subjects cannot both pass the check and
+/// both be acknowledged (the later would overwrite the earlier's record: a write lost to its
+/// subject). An embedded backend is one process's; across handles on PostgreSQL the check is
+/// inside the write's own transaction ([`Backend::apply_owned`]).
+#[derive(Default)]
+struct KeyClaims {
+    /// Each claimed key's hash (two keys sharing one only wait for each other).
+    held: Mutex<std::collections::HashSet<u64>>,
+    released: std::sync::Condvar,
+}
+
+impl KeyClaims {
+    /// Claims `keys` (all or none, so that two writes never hold part of each other's keys),
+    /// waiting until no other write holds any of them; the claim ends when the guard drops.
+    fn claim<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> KeyClaim<'_> {
+        use std::hash::BuildHasher;
+        let hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        let mut hashes: Vec<u64> = keys.map(|k| hasher.hash_one(k)).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut held = lock(&self.held);
+        while hashes.iter().any(|h| held.contains(h)) {
+            held = self
+                .released
+                .wait(held)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        held.extend(hashes.iter().copied());
+        KeyClaim {
+            claims: self,
+            hashes,
+        }
+    }
+}
+
+/// A write's claim on its keys ([`KeyClaims::claim`]).
+struct KeyClaim<'a> {
+    claims: &'a KeyClaims,
+    hashes: Vec<u64>,
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.claims.held);
+        for h in &self.hashes {
+            held.remove(h);
+        }
+        drop(held);
+        self.claims.released.notify_all();
+    }
 }
 
 /// This handle's part in the index journal (see `record::layout`).
@@ -299,6 +356,7 @@ impl SealedStore {
             rng,
             shred_gate: RwLock::new(()),
             journal: Mutex::new(journal),
+            claims: KeyClaims::default(),
         })
     }
 
@@ -631,8 +689,12 @@ impl SealedStore {
         if batch.is_empty() {
             return Ok(metas);
         }
+        let claim = self
+            .claims
+            .claim(record_keys.iter().map(|(k, _)| k.as_slice()));
         let journal_key = self.next_journal_key();
         let written = self.write_records(batch, &journal_key, journal_entry, &record_keys);
+        drop(claim);
         let due = {
             let mut journal = lock(&self.journal);
             journal.in_flight -= 1;
@@ -738,11 +800,13 @@ impl SealedStore {
             .pseudonyms
             .blind_index(collection.as_str(), key.as_str());
         let record_key = layout::record(collection.as_str(), &blind);
+        // No put of this handle writes the key between the read of its owner and the delete.
+        let _claim = self.claims.claim(std::iter::once(record_key.as_slice()));
         let Some(sealed) = self.backend.get(&record_key)? else {
             return Ok(false);
         };
         let mut batch = Batch::new();
-        batch.delete(record_key);
+        batch.delete(record_key.clone());
         // No fold of this handle while the owner's lists change. The journal may keep naming the
         // record until its next fold; reads skip an id without its record.
         let _journal = lock(&self.journal);
