@@ -726,7 +726,14 @@ impl SealedStore {
         journal_entry: Vec<u8>,
         record_keys: &[(Vec<u8>, BlindIndex)],
     ) -> Result<Option<usize>, StoreError> {
-        if let [crate::BatchOp::Put { key, value }] = batch.ops() {
+        let one = match batch.ops() {
+            [crate::BatchOp::Put { key, value }] => Some((key, value)),
+            _ => None,
+        };
+        // On a backend other processes write too (PostgreSQL), the owner check must be inside
+        // the write's own transaction even for one record: a read, then two writes, would let
+        // another process take the key in between, and both puts would be acknowledged.
+        if let Some((key, value)) = one.filter(|_| self.backend.exclusive()) {
             // One record: two plain writes cost sled half what a two-write atomic batch does.
             // The journal entry goes first, so a crash between the two leaves at worst an index
             // entry without its record (skipped by reads, left alone by a shred), never a
@@ -743,7 +750,8 @@ impl SealedStore {
             self.backend.put(journal_key, &journal_entry)?;
             self.backend.put(key, value)?;
         } else {
-            // Several: one atomic batch, refused whole if any key is another subject's.
+            // Several, or one on a shared backend: one atomic batch, refused whole if any key is
+            // another subject's.
             let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
             let mut batch = batch;
             batch.put(journal_key.to_vec(), journal_entry);

@@ -499,6 +499,28 @@ fn a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing() {
     let (of_alice, of_bob) = (indexed(&alice), indexed(&bob));
     assert_eq!(of_alice.len() + of_bob.len(), 10 + 12 * 200);
     assert!(of_alice.is_disjoint(&of_bob));
+
+    // One record at a time, each handle putting the same key as its own subject at once:
+    // exactly one is acknowledged, and the record is the acknowledged one's.
+    for i in 0..60 {
+        let k = key(&format!("one-{i}"));
+        let (a, b) = std::thread::scope(|s| {
+            let a =
+                s.spawn(|| first.put_raw(&alice.id, DataClass::Protected, &likes, &k, b"alice"));
+            let b = s.spawn(|| second.put_raw(&bob.id, DataClass::Protected, &likes, &k, b"bob"));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let winner = match (&a, &b) {
+            (Ok(_), Err(StoreError::KeyHeldByOtherSubject { .. })) => &alice,
+            (Err(StoreError::KeyHeldByOtherSubject { .. }), Ok(_)) => &bob,
+            other => panic!("record {i}: expected one put written, one refused: {other:?}"),
+        };
+        let record = second
+            .get_raw(&likes, &k)
+            .unwrap()
+            .expect("the winner's record");
+        assert_eq!(record.meta.subject, winner.id, "record {i}");
+    }
 }
 
 /// Rebuilding the subject index while another handle (another process, on PostgreSQL) writes:
