@@ -92,6 +92,17 @@ fn world(data: &Path, keys: &Path, subjects: usize) -> BTreeMap<(String, String,
     expected
 }
 
+/// The deployment at `data` and `keys` opened under the US split policy (the split's target).
+fn us_split(data: &Path, keys: &Path) -> Deployment {
+    Deployment::open_with(
+        data,
+        keys,
+        Arc::new(UsSplitPolicy::new()),
+        "domicile.example",
+    )
+    .unwrap()
+}
+
 /// Every record of every target store, read directly: region → (subject, collection, key) → value.
 fn read_all(data: &Path, keys: &Path) -> BTreeMap<String, Records> {
     let policy: Arc<dyn ResidencyPolicy> = Arc::new(UsSplitPolicy::new());
@@ -321,13 +332,7 @@ fn a_subject_without_residence_blocks_the_split() {
     assert_eq!(plan.unresolved, vec!["ghost".parse().unwrap()]);
     assert_eq!(plan.summary().unresolved, 1);
     let source = Deployment::open(&data, &keys, &policies()).unwrap();
-    let target = Deployment::open_with(
-        &data,
-        &keys,
-        Arc::new(UsSplitPolicy::new()),
-        "domicile.example",
-    )
-    .unwrap();
+    let target = us_split(&data, &keys);
     let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
     let mut journal =
         Journal::open(dir.path().join("journal.jsonl"), &key, "domicile.example").unwrap();
@@ -368,13 +373,7 @@ fn a_record_changed_after_the_plan_stops_the_copy_at_its_batch() {
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 12);
     let source = Deployment::open(&data, &keys, &policies()).unwrap();
-    let target = Deployment::open_with(
-        &data,
-        &keys,
-        Arc::new(UsSplitPolicy::new()),
-        "domicile.example",
-    )
-    .unwrap();
+    let target = us_split(&data, &keys);
     let plan = Plan::compute(&source, target.policy().as_ref()).unwrap();
     // Batches of two subjects: the sixth subject is in batch 2.
     let changed = plan.subjects[5].subject.id.clone();
@@ -733,13 +732,7 @@ fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verificati
     let announced: Vec<(String, u64)>;
     {
         let source = Deployment::open(&data, &keys, &policies()).unwrap();
-        let target = Deployment::open_with(
-            &data,
-            &keys,
-            Arc::new(UsSplitPolicy::new()),
-            "domicile.example",
-        )
-        .unwrap();
+        let target = us_split(&data, &keys);
         let plan = Plan::compute(&source, target.policy().as_ref()).unwrap();
         let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
         std::fs::create_dir_all(split_dir(&data)).unwrap();
@@ -820,6 +813,29 @@ fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verificati
             .destroy_data_keys(&node.region, &[plan.subjects[3].subject.id.clone()])
             .unwrap();
     }
+    // The announcement is input like the rest of the journal: one with a record count edited
+    // is refused, and the split does nothing until the journal is put back.
+    let path = split_dir(&data).join("journal.jsonl");
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let announcement = journal
+        .lines()
+        .position(|l| l.contains("\"shreds_announced\""))
+        .expect("the announcement is journaled");
+    let edited: Vec<String> = journal
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i == announcement {
+            true => l.replacen("\"records\":", "\"records\":9", 1),
+            false => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    let err = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap_err();
+    assert!(
+        matches!(err, SplitError::JournalForged { line, .. } if line == announcement + 1),
+        "{err}"
+    );
+    std::fs::write(&path, &journal).unwrap();
     let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
     // The announced three have their receipts, as announced; every other subject was shredded
     // by the rerun; every record is in its target, none in global.

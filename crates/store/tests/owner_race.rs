@@ -7,23 +7,7 @@ mod common;
 
 use common::*;
 use domicile_residency::{DataClass, Subject};
-use domicile_store::{Collection, NewRecord, RecordKey, SealedStore, StoreError};
-
-fn batch<'a>(
-    who: &'a Subject,
-    collection: &'a Collection,
-    keys: &'a [RecordKey],
-) -> Vec<NewRecord<'a>> {
-    keys.iter()
-        .map(|k| NewRecord {
-            subject: &who.id,
-            class: DataClass::Protected,
-            collection,
-            key: k,
-            value: who.id.as_str().as_bytes(),
-        })
-        .collect()
-}
+use domicile_store::{Collection, RecordKey, SealedStore, StoreError};
 
 /// Who holds `k`, checked against what each writer was told.
 fn winner<'a>(
@@ -65,13 +49,7 @@ fn of_two_threads_racing_for_the_same_keys_exactly_one_wins_each() {
         // Batches: each round, both write the same fresh keys, in opposite orders.
         for round in 0..40 {
             let keys: Vec<_> = (0..50).map(|i| key(&format!("r{round}-{i}"))).collect();
-            let mut reversed = keys.clone();
-            reversed.reverse();
-            let (a, b) = std::thread::scope(|s| {
-                let a = s.spawn(|| store.put_batch(&batch(&alice, &likes, &keys)));
-                let b = s.spawn(|| store.put_batch(&batch(&bob, &likes, &reversed)));
-                (a.join().unwrap(), b.join().unwrap())
-            });
+            let (a, b) = race_batches((&store, &alice), (&store, &bob), &likes, &keys);
             for r in [&a, &b] {
                 assert!(
                     matches!(r, Ok(_) | Err(StoreError::KeyHeldByOtherSubject { .. })),

@@ -422,28 +422,15 @@ fn a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing() {
     first.register_subject(&alice).unwrap();
     first.register_subject(&bob).unwrap();
     let likes = collection("likes");
-    fn batch<'a>(
-        who: &'a domicile_residency::Subject,
-        collection: &'a domicile_store::Collection,
-        keys: &'a [domicile_store::RecordKey],
-    ) -> Vec<domicile_store::NewRecord<'a>> {
-        keys.iter()
-            .map(|k| domicile_store::NewRecord {
-                subject: &who.id,
-                class: DataClass::Protected,
-                collection,
-                key: k,
-                value: who.id.as_str().as_bytes(),
-            })
-            .collect()
-    }
 
     // In turn: Bob's batch takes one of Alice's keys among new ones.
     let alices: Vec<_> = (0..10).map(|i| key(&format!("a-{i}"))).collect();
-    first.put_batch(&batch(&alice, &likes, &alices)).unwrap();
+    first
+        .put_batch(&owned_batch(&alice, &likes, &alices))
+        .unwrap();
     let mut bobs: Vec<_> = (0..10).map(|i| key(&format!("b-{i}"))).collect();
     bobs.insert(6, alices[3].clone());
-    match second.put_batch(&batch(&bob, &likes, &bobs)) {
+    match second.put_batch(&owned_batch(&bob, &likes, &bobs)) {
         Err(StoreError::KeyHeldByOtherSubject { collection, key }) => {
             assert_eq!(collection, likes);
             assert_eq!(key, second.blind_index(&likes, &alices[3]));
@@ -463,13 +450,7 @@ fn a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing() {
     // At once: each round, both write the same fresh keys (in opposite orders).
     for round in 0..12 {
         let keys: Vec<_> = (0..200).map(|i| key(&format!("r{round}-{i}"))).collect();
-        let mut reversed = keys.clone();
-        reversed.reverse();
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| first.put_batch(&batch(&alice, &likes, &keys)));
-            let b = s.spawn(|| second.put_batch(&batch(&bob, &likes, &reversed)));
-            (a.join().unwrap(), b.join().unwrap())
-        });
+        let (a, b) = race_batches((&first, &alice), (&second, &bob), &likes, &keys);
         let winner = match (&a, &b) {
             (Ok(_), Err(StoreError::KeyHeldByOtherSubject { .. })) => &alice,
             (Err(StoreError::KeyHeldByOtherSubject { .. }), Ok(_)) => &bob,

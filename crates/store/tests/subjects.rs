@@ -1,5 +1,7 @@
 //! Listing the subject registry: every registered subject, never a shredded one.
 
+mod common;
+
 use std::sync::Arc;
 
 use domicile_policy_us_split::UsSplitPolicy;
@@ -172,24 +174,17 @@ fn shredding_in_a_batch_equals_one_at_a_time() {
 #[test]
 fn a_shred_announces_its_receipts_first_and_an_announcement_that_fails_destroys_nothing() {
     use domicile_residency::DataClass;
-    use domicile_store::{Collection, RecordDeletion, RecordKey, StoreError};
-    let dir = tempfile::tempdir().unwrap();
-    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
-    let store = SealedStore::open(
-        dir.path().join("data"),
-        Region::parse("us").unwrap(),
-        Arc::new(UsSplitPolicy::new()),
-        custodian,
-    )
-    .unwrap();
+    use domicile_store::{BackendKind, RecordDeletion, StoreError};
+    let dirs = common::Dirs::new();
+    let store = common::open(&dirs.data(), BackendKind::Sled, "us", dirs.custodian());
     let subjects: Vec<Subject> = (0..6)
         .map(|i| Subject::parse(&format!("user-{i}"), Some("US"), None).unwrap())
         .collect();
     store.register_subjects(&subjects).unwrap();
-    let collection = Collection::parse("profile").unwrap();
+    let collection = common::collection("profile");
     for (i, s) in subjects.iter().enumerate() {
         for r in 0..=i {
-            let key = RecordKey::parse(&format!("{}-{r}", s.id)).unwrap();
+            let key = common::key(&format!("{}-{r}", s.id));
             store
                 .put_raw(&s.id, DataClass::Protected, &collection, &key, b"secret")
                 .unwrap();

@@ -218,10 +218,9 @@ impl FileCustodian {
         state: &'s mut RegionState,
         region: &Region,
     ) -> Result<&'s mut RegionKeyStore, StoreError> {
-        let region_state = state;
-        if region_state.store.is_none() {
+        if state.store.is_none() {
             let dir = self.prepare_region(region)?;
-            region_state.store = Some(RegionKeyStore::open(
+            state.store = Some(RegionKeyStore::open(
                 &self.inner.root,
                 &dir,
                 region,
@@ -229,7 +228,7 @@ impl FileCustodian {
                 false,
             )?);
         }
-        Ok(region_state
+        Ok(state
             .store
             .as_mut()
             .expect("the key store was opened just above"))
@@ -291,8 +290,7 @@ impl FileCustodian {
         region: &Region,
         version: u32,
     ) -> Result<Arc<LessSafeKey>, StoreError> {
-        let region_state = state;
-        if let Some(key) = region_state.keks.get(&version) {
+        if let Some(key) = state.keks.get(&version) {
             return Ok(key.clone());
         }
         let path = self.kek_path(region, version);
@@ -305,7 +303,7 @@ impl FileCustodian {
             })?;
         let secret = format::parse_kek(&path, &bytes, version)?;
         let key = Arc::new(format::aes_key(&secret)?);
-        region_state.keks.insert(version, key.clone());
+        state.keks.insert(version, key.clone());
         Ok(key)
     }
 

@@ -10,13 +10,15 @@
 //! no file of the keys directory, and wherever else they survive (freed disk blocks, backups)
 //! they are wrapped under a key that no longer exists.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use domicile_residency::Region;
+use ring::aead::LessSafeKey;
 
 use super::format::{self, KeyFile};
 use super::keystore::Change;
-use super::FileCustodian;
+use super::{FileCustodian, RegionState};
 use crate::custodian::{KekVersion, Pseudonym, RotationReport};
 use crate::StoreError;
 
@@ -70,17 +72,12 @@ impl FileCustodian {
                     complete = false;
                     break;
                 }
-                let old_key = self.kek(state, region, kek)?;
-                let (secret, subject) =
-                    format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
-                let body = format::encode_live(
-                    &target_key,
-                    &self.inner.rng,
+                let body = self.rewrap(
+                    state,
                     region,
-                    &subject,
-                    target,
-                    version,
-                    &secret,
+                    &path,
+                    (kek, version, &wrapped),
+                    (target, &target_key),
                 )?;
                 put.push((pseudonym, body));
             }
@@ -142,6 +139,29 @@ impl FileCustodian {
         })
     }
 
+    /// A live data key's entry, wrapped under KEK `kek` (`version`, `wrapped`, read from
+    /// `path`), rewrapped under KEK `target`: the same secret, subject and version.
+    fn rewrap(
+        &self,
+        state: &mut RegionState,
+        region: &Region,
+        path: &Path,
+        (kek, version, wrapped): (u32, u32, &[u8]),
+        (target, target_key): (u32, &LessSafeKey),
+    ) -> Result<Vec<u8>, StoreError> {
+        let old_key = self.kek(state, region, kek)?;
+        let (secret, subject) = format::unwrap_key(path, &old_key, region, kek, version, wrapped)?;
+        format::encode_live(
+            target_key,
+            &self.inner.rng,
+            region,
+            &subject,
+            target,
+            version,
+            &secret,
+        )
+    }
+
     /// Makes every shred of `region` so far final (see
     /// [`KeyCustodian::finalize_shreds`](crate::KeyCustodian::finalize_shreds)): a new KEK; every
     /// live key rewrapped under it into a fresh key store file that replaces the old one (whose
@@ -169,29 +189,23 @@ impl FileCustodian {
                         kek,
                         wrapped,
                     } => {
-                        let old_key = self.kek(state, region, kek)?;
-                        let (secret, subject) =
-                            format::unwrap_key(&path, &old_key, region, kek, version, &wrapped)?;
-                        let body = format::encode_live(
-                            &target_key,
-                            &self.inner.rng,
+                        let body = self.rewrap(
+                            state,
                             region,
-                            &subject,
-                            target,
-                            version,
-                            &secret,
+                            &path,
+                            (kek, version, &wrapped),
+                            (target, &target_key),
                         )?;
                         fresh.push((pseudonym, body));
                     }
                 }
             }
             self.store(state, region)?.rewrite(&fresh)?;
-            let region_state = state;
-            region_state.data_keys.clear();
+            state.data_keys.clear();
             for version in self.list_keks(region)? {
                 if version < target {
                     domicile_durable::remove_synced(&self.kek_path(region, version))?;
-                    region_state.keks.remove(&version);
+                    state.keks.remove(&version);
                 }
             }
             Ok(KekVersion(target))

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use domicile_policy_us_split::UsSplitPolicy;
-use domicile_residency::{Region, ResidencyPolicy, Subject};
+use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject};
 use domicile_store::{
-    BackendKind, Collection, FileCustodian, KeyCustodian, RecordKey, SealedStore,
+    BackendKind, Collection, FileCustodian, KeyCustodian, NewRecord, RecordKey, RecordMeta,
+    SealedStore, StoreError,
 };
 
 /// Every backend this build has.
@@ -107,4 +108,40 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .enumerate()
         .filter(|&(_, &b)| b == first)
         .any(|(i, _)| haystack[i..].starts_with(needle))
+}
+
+/// A batch of `who`'s records at `keys` of `collection`, each holding `who`'s id.
+pub(crate) fn owned_batch<'a>(
+    who: &'a Subject,
+    collection: &'a Collection,
+    keys: &'a [RecordKey],
+) -> Vec<NewRecord<'a>> {
+    keys.iter()
+        .map(|k| NewRecord {
+            subject: &who.id,
+            class: DataClass::Protected,
+            collection,
+            key: k,
+            value: who.id.as_str().as_bytes(),
+        })
+        .collect()
+}
+
+type PutResult = Result<Vec<RecordMeta>, StoreError>;
+
+/// `alice` through `first` and `bob` through `second` (the same store or two handles) put
+/// batches at the same `keys` at once, in opposite orders.
+pub(crate) fn race_batches(
+    (first, alice): (&SealedStore, &Subject),
+    (second, bob): (&SealedStore, &Subject),
+    collection: &Collection,
+    keys: &[RecordKey],
+) -> (PutResult, PutResult) {
+    let mut reversed = keys.to_vec();
+    reversed.reverse();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| first.put_batch(&owned_batch(alice, collection, keys)));
+        let b = s.spawn(|| second.put_batch(&owned_batch(bob, collection, &reversed)));
+        (a.join().unwrap(), b.join().unwrap())
+    })
 }
