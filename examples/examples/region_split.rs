@@ -742,9 +742,15 @@ fn main() -> Result<(), Error> {
     // Checked as an auditor would: against the key pinned when the deployment was created, and
     // every region's log proved consistent with the report's checkpoints.
     let pinned = domicile_split::pinned_migration_key(&data)?.ok_or("no pinned migration key")?;
-    domicile_split::check_report(&data, &pinned)?;
+    let (_, logs) = domicile_split::check_report(&data, &pinned)?;
     for line in signed.report.to_string().lines() {
         println!("   {line}");
+    }
+    for log in logs.iter().filter(|l| l.shreds_logged > 0) {
+        println!(
+            "     checked: the {} log's split shred entries name {} subjects, each with one of the report's receipts",
+            log.region, log.shreds_logged
+        );
     }
     phase(&mut timings, "split", start);
 

@@ -239,8 +239,8 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             eprintln!("signature: valid, by the trusted migration key {pinned}");
             for log in logs {
                 eprintln!(
-                    "{:<8} log consistent with the report's {} checkpoint(s): {} entries now",
-                    log.region, log.checkpoints, log.entries
+                    "{:<8} log consistent with the report's {} checkpoint(s): {} entries now; its split shred entries name {} subjects, each with the report's receipt",
+                    log.region, log.checkpoints, log.entries, log.shreds_logged
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -291,8 +291,8 @@ fn verify_deployment(data: &Path, keys: &Path, pinned: &str) -> Result<ExitCode,
             }
             for log in logs {
                 println!(
-                    "{:<8} log verifies, consistent with the report's {} checkpoint(s): {} entries",
-                    log.region, log.checkpoints, log.entries
+                    "{:<8} log verifies, consistent with the report's {} checkpoint(s): {} entries; {} subjects shredded by the split, each with the report's receipt",
+                    log.region, log.checkpoints, log.entries, log.shreds_logged
                 );
                 checked.push(log.region);
             }

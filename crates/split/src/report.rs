@@ -1,7 +1,7 @@
 //! The split report: what moved where, what was shredded, and every region's signed audit
 //! checkpoint before and after, signed by the migration key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -277,6 +277,10 @@ pub struct LogCheck {
     pub entries: u64,
     /// The report's checkpoints (before and after) the log was proved consistent with.
     pub checkpoints: usize,
+    /// Distinct subjects the migration's `shred` entries name between those checkpoints: each
+    /// has exactly one of the report's receipts for this region, and each receipt is one of
+    /// them.
+    pub shreds_logged: u64,
 }
 
 /// Reads the split report of the deployment at `data_root` and checks it against what the
@@ -284,6 +288,15 @@ pub struct LogCheck {
 /// pinned at create time or given by the operator — never the key inside the report), and
 /// every region's current audit log, verified with the log key the signed report names, is
 /// proved consistent with the report's signed checkpoints before and after the split.
+///
+/// The report's shred receipts are then checked against the logs, so that the two signed
+/// records of a split (the report, under the migration key; each log, under its log key) say
+/// the same: in each region, the subjects that the split's `shred` entries name (allowed, with
+/// the migration purpose, logged between the report's checkpoints before and after, each
+/// entry's subject list read from beside the log and checked against the commitment the entry
+/// holds) are exactly the subjects the report has receipts for, one receipt each. A report
+/// that claims a shred the log does not show, or leaves out one it does, is refused; so is
+/// one whose per-region counts disagree with its own receipts.
 ///
 /// A missing or unreadable report, a signature by another key, a missing log, or a log that
 /// does not extend the reported checkpoints is an error.
@@ -309,7 +322,7 @@ pub fn check_report(
         .keys()
         .chain(signed.report.checkpoints_after.keys())
         .collect();
-    for region in regions {
+    for &region in &regions {
         let vkey_path = data_root.join(region).join("log.vkey");
         let vkey_text = match signed.report.log_keys.get(region) {
             Some(k) => k.clone(),
@@ -328,27 +341,170 @@ pub fn check_report(
                 log_dir.display()
             )));
         }
-        let mut held = Vec::new();
-        for note in [
-            signed.report.checkpoints_before.get(region),
-            signed.report.checkpoints_after.get(region),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            held.push(domicile_audit::Note::parse(note.as_bytes())?);
-        }
+        let parse = |note: Option<&String>| {
+            note.map(|n| domicile_audit::Note::parse(n.as_bytes()))
+                .transpose()
+        };
+        let before = parse(signed.report.checkpoints_before.get(region))?;
+        let after = parse(signed.report.checkpoints_after.get(region))?;
+        let held: Vec<domicile_audit::Note> = before.iter().chain(after.iter()).cloned().collect();
         let found = domicile_audit::verify_against(&log_dir, &vkey, None, &held, &mut |_, _| {})
             .map_err(|e| {
                 SplitError::BadReport(format!(
                     "{region}: the audit log is not consistent with the report: {e}"
                 ))
             })?;
+        let logged = match &after {
+            Some(after) => logged_shreds(region, &log_dir, before.as_ref(), after)?,
+            None => BTreeSet::new(),
+        };
+        let receipted = receipts_in(&signed.report, region)?;
+        match_shreds(region, &logged, &receipted)?;
         checks.push(LogCheck {
             region: region.clone(),
             entries: found.entries,
             checkpoints: held.len(),
+            shreds_logged: logged.len() as u64,
         });
     }
+    // Every receipt belongs to a region whose log was checked.
+    for receipt in &signed.report.shred_receipts {
+        if !regions.contains(&receipt.region.to_string()) {
+            return Err(SplitError::BadReport(format!(
+                "{}: the report has shred receipts for this region but no checkpoint of its log",
+                receipt.region
+            )));
+        }
+    }
     Ok((signed, checks))
+}
+
+/// The size a checkpoint note signs.
+fn signed_size(region: &str, note: &domicile_audit::Note) -> Result<u64, SplitError> {
+    domicile_audit::Checkpoint::parse(&note.text)
+        .map(|c| c.size)
+        .map_err(|e| SplitError::BadReport(format!("{region}: a reported checkpoint: {e}")))
+}
+
+/// The pseudonyms of every subject that the split's `shred` entries in `region`'s log name:
+/// entries `before.size .. after.size`, allowed, completed as far as the log says, with the
+/// migration purpose; each subject list read from beside the log and checked against the
+/// entry's commitment (a list edited on disk no longer matches it).
+fn logged_shreds(
+    region: &str,
+    log_dir: &Path,
+    before: Option<&domicile_audit::Note>,
+    after: &domicile_audit::Note,
+) -> Result<BTreeSet<String>, SplitError> {
+    use domicile_audit::{Action, Entry, Outcome, Target};
+    let bad = |what: String| SplitError::BadReport(format!("{region}: {what}"));
+    let from = before
+        .map(|n| signed_size(region, n))
+        .transpose()?
+        .unwrap_or(0);
+    let to = signed_size(region, after)?;
+    if from > to {
+        return Err(bad(format!(
+            "the checkpoint before the split ({from} entries) is larger than the one after ({to})"
+        )));
+    }
+    let reader = domicile_audit::LogReader::open(log_dir)
+        .map_err(|e| bad(format!("the audit log does not open: {e}")))?;
+    let mut subjects = BTreeSet::new();
+    for (i, bytes) in reader
+        .entries(from, to)
+        .map_err(|e| bad(format!("reading the audit log: {e}")))?
+        .iter()
+        .enumerate()
+    {
+        let seq = from + i as u64;
+        let entry = Entry::from_canonical(bytes)
+            .map_err(|e| bad(format!("audit entry {seq} does not parse: {e}")))?;
+        let is_split_shred = entry.action == Action::Shred
+            && entry.decision.allowed
+            && entry.purpose.code == domicile_residency::JustificationCode::Migration
+            && matches!(entry.outcome, Outcome::Ok { .. });
+        let Target::Batch {
+            subjects: commitment,
+            ..
+        } = &entry.resource.target
+        else {
+            continue;
+        };
+        if !is_split_shred || commitment.count == 0 {
+            continue;
+        }
+        let set = domicile_audit::read_subject_set(log_dir, commitment).map_err(|e| {
+            bad(format!(
+                "the subject list of shred entry {seq} cannot be checked: {e}"
+            ))
+        })?;
+        subjects.extend(set.pseudonyms().iter().map(|p| p.to_string()));
+    }
+    Ok(subjects)
+}
+
+/// The report's receipts for `region`, by pseudonym; a subject receipted twice, or counts that
+/// disagree with the receipts, are errors.
+fn receipts_in<'a>(report: &'a SplitReport, region: &str) -> Result<BTreeSet<&'a str>, SplitError> {
+    let bad = |what: String| SplitError::BadReport(format!("{region}: {what}"));
+    let mut receipted = BTreeSet::new();
+    let mut records = 0u64;
+    for r in report
+        .shred_receipts
+        .iter()
+        .filter(|r| r.region.as_str() == region)
+    {
+        if !receipted.insert(r.subject_pseudonym.as_str()) {
+            return Err(bad(format!(
+                "the report has two shred receipts for subject {}",
+                r.subject_pseudonym
+            )));
+        }
+        records += r.records;
+    }
+    let counted = |map: &BTreeMap<Region, u64>| {
+        map.iter()
+            .find(|(r, _)| r.as_str() == region)
+            .map_or(0, |(_, n)| *n)
+    };
+    if counted(&report.shredded_subjects) != receipted.len() as u64
+        || counted(&report.shredded_records) != records
+    {
+        return Err(bad(format!(
+            "the report counts {} subjects and {} records shredded, its receipts {} and {records}",
+            counted(&report.shredded_subjects),
+            counted(&report.shredded_records),
+            receipted.len()
+        )));
+    }
+    Ok(receipted)
+}
+
+/// The logged shreds and the receipts name the same subjects.
+fn match_shreds(
+    region: &str,
+    logged: &BTreeSet<String>,
+    receipted: &BTreeSet<&str>,
+) -> Result<(), SplitError> {
+    let unlogged: Vec<&&str> = receipted.iter().filter(|p| !logged.contains(**p)).collect();
+    if let Some(first) = unlogged.first() {
+        return Err(SplitError::BadReport(format!(
+            "{region}: {} of the report's shred receipts name subjects that no shred entry of \
+             the split in the audit log names (the first: {first})",
+            unlogged.len()
+        )));
+    }
+    let unreceipted: Vec<&String> = logged
+        .iter()
+        .filter(|p| !receipted.contains(p.as_str()))
+        .collect();
+    if let Some(first) = unreceipted.first() {
+        return Err(SplitError::BadReport(format!(
+            "{region}: the audit log shows the split shredding {} subjects the report has no \
+             receipt for (the first: {first})",
+            unreceipted.len()
+        )));
+    }
+    Ok(())
 }

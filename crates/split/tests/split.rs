@@ -851,6 +851,15 @@ fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verificati
         assert!(*records > 0);
         assert!(receipt.key_destroyed_now);
     }
+    // The recovered receipts are the ones the interrupted run's shred entry named, logged
+    // before it destroyed a key: the report and the logs agree. The fourth subject, shredded
+    // outside the Gate, is in neither.
+    let pinned = domicile_split::pinned_migration_key(&data)
+        .unwrap()
+        .unwrap();
+    let (_, logs) = domicile_split::check_report(&data, &pinned).unwrap();
+    let global = logs.iter().find(|l| l.region == "global").unwrap();
+    assert_eq!(global.shreds_logged, 11);
     let stores = read_all(&data, &keys);
     let copied: usize = stores.values().map(|records| records.len()).sum();
     assert_eq!(
@@ -874,6 +883,14 @@ fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
     assert_eq!(pinned, signed.public_key);
     let (_, logs) = check_report(&data, &pinned).unwrap();
     assert_eq!(logs.len(), 3);
+    // The global log's shred entries name exactly the subjects the report has receipts for.
+    let global = logs.iter().find(|l| l.region == "global").unwrap();
+    assert_eq!(global.shreds_logged, 6);
+    assert_eq!(signed.report.shred_receipts.len(), 6);
+    assert!(logs
+        .iter()
+        .filter(|l| l.region != "global")
+        .all(|l| l.shreds_logged == 0));
     let report_path = split_dir(&data).join("report.json");
     let original = std::fs::read(&report_path).unwrap();
     // Re-signed with another key (which it names itself): refused.
@@ -895,6 +912,107 @@ fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
     std::fs::remove_dir_all(data.join("us/audit")).unwrap();
     let err = check_report(&data, &pinned).unwrap_err();
     assert!(err.to_string().contains("us"), "{err}");
+}
+
+/// The report and the logs are two signed records of one split; whoever holds the migration
+/// key can sign any report, but not rewrite the logs. A report re-signed with the real key that
+/// leaves out a shred the log shows, claims one it does not, lists a subject twice or counts
+/// otherwise than its receipts is refused; so is a log whose subject list beside it was edited.
+#[test]
+fn a_report_re_signed_with_the_migration_key_must_agree_with_the_logs_shreds() {
+    use domicile_split::{check_report, pinned_migration_key, split_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 6);
+    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    let pinned = pinned_migration_key(&data).unwrap().unwrap();
+    let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
+    let report_path = split_dir(&data).join("report.json");
+    let original = std::fs::read(&report_path).unwrap();
+    let resign = |edit: &dyn Fn(&mut domicile_split::SplitReport)| {
+        let mut report = signed.report.clone();
+        edit(&mut report);
+        std::fs::write(&report_path, serde_json::to_vec(&key.sign(report)).unwrap()).unwrap();
+        let result = check_report(&data, &pinned).map(|_| ());
+        std::fs::write(&report_path, &original).unwrap();
+        result
+    };
+    let recount = |report: &mut domicile_split::SplitReport| {
+        let global = Region::parse("global").unwrap();
+        let receipts = report.shred_receipts.iter().filter(|r| r.region == global);
+        let (subjects, records) = receipts.fold((0, 0), |(s, n), r| (s + 1, n + r.records));
+        report.shredded_subjects.insert(global.clone(), subjects);
+        report.shredded_records.insert(global, records);
+    };
+    // Untouched, re-signed: accepted (the signature is the real key's).
+    resign(&|_| {}).unwrap();
+    // One receipt left out, the counts made to agree: the log still shows that shred.
+    let err = resign(&|r| {
+        r.shred_receipts.pop();
+        recount(r);
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("no receipt for"), "{err}");
+    // A receipt for a subject the split never shredded (its pseudonym is well formed).
+    let err = resign(&|r| {
+        let mut extra = r.shred_receipts[0].clone();
+        extra.subject_pseudonym = "ab".repeat(32);
+        r.shred_receipts.push(extra);
+        recount(r);
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("no shred entry"), "{err}");
+    // One subject receipted twice.
+    let err = resign(&|r| {
+        let again = r.shred_receipts[0].clone();
+        r.shred_receipts.push(again);
+        recount(r);
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("two shred receipts"), "{err}");
+    // Counts that disagree with the receipts.
+    let err = resign(&|r| {
+        for n in r.shredded_records.values_mut() {
+            *n += 1;
+        }
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("its receipts"), "{err}");
+    // Receipts moved to a region the split did not shred in.
+    let err = resign(&|r| {
+        for receipt in &mut r.shred_receipts {
+            receipt.region = Region::parse("us").unwrap();
+        }
+        r.shredded_subjects = [(Region::parse("us").unwrap(), 6)].into();
+        r.shredded_records = [(
+            Region::parse("us").unwrap(),
+            r.shred_receipts.iter().map(|x| x.records).sum(),
+        )]
+        .into();
+    })
+    .unwrap_err();
+    // Global's log shows shreds without receipts (and us's shows none of the receipts).
+    assert!(err.to_string().contains("global: "), "{err}");
+    assert!(err.to_string().contains("no receipt for"), "{err}");
+    // The untouched report again: accepted.
+    check_report(&data, &pinned).unwrap();
+    // A subject list beside the global log, edited on disk: the entry's commitment no longer
+    // matches it, and the shreds cannot be checked.
+    let sets = data.join("global/audit/subjects");
+    let mut edited = 0;
+    for file in std::fs::read_dir(&sets).unwrap() {
+        let path = file.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() > 16 {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            std::fs::write(&path, bytes).unwrap();
+            edited += 1;
+        }
+    }
+    assert!(edited > 0);
+    let err = check_report(&data, &pinned).unwrap_err();
+    assert!(err.to_string().contains("cannot be checked"), "{err}");
 }
 
 /// Invariant 9, black-box: before and after a split (and its shreds), no file under the data or
