@@ -526,6 +526,15 @@ fn sigkill_during_a_split_then_rerun_ends_like_an_uninterrupted_run() {
     .unwrap();
     assert_eq!(read_all(&data, &keys), want);
     check_split(&data, &keys, &expected);
+    // However the kills fell, the report and the logs agree on who was shredded: one receipt
+    // per subject the split's shred entries name, whichever run logged the entry.
+    let pinned = domicile_split::pinned_migration_key(&data)
+        .unwrap()
+        .unwrap();
+    let (signed, logs) = domicile_split::check_report(&data, &pinned).unwrap();
+    let logged: u64 = logs.iter().map(|l| l.shreds_logged).sum();
+    assert_eq!(logged, signed.report.shred_receipts.len() as u64);
+    assert_eq!(logged, 30);
     eprintln!("killed {killed_midway} split run(s) midway");
 }
 
