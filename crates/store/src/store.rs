@@ -406,6 +406,37 @@ impl SealedStore {
     /// with their data keys created together and one atomic, durable write of their registry
     /// entries. Returns each one's home region, in order.
     pub fn register_subjects(&self, subjects: &[Subject]) -> Result<Vec<Region>, StoreError> {
+        self.register(subjects, true)
+    }
+
+    /// Registers `subjects` and writes `records` (of these subjects or of any registered one)
+    /// with one flush for both, as an ingest writes new people with their data: what
+    /// [`register_subjects`](Self::register_subjects) then [`put_batch`](Self::put_batch)
+    /// do, one durable flush fewer. When it returns, the registrations and the records are
+    /// durable. The registrations are written first: a crash leaves the subjects registered
+    /// with their records, or registered without them (as a crash between those two calls
+    /// would), or neither, never records without their subject. If a record is refused, the
+    /// subjects stay registered (durable) and no record is written, as with the two calls.
+    pub fn register_and_put(
+        &self,
+        subjects: &[Subject],
+        records: &[NewRecord<'_>],
+    ) -> Result<(Vec<Region>, Vec<RecordMeta>), StoreError> {
+        let homes = self.register(subjects, false)?;
+        match self.put_batch(records) {
+            Ok(metas) => Ok((homes, metas)),
+            Err(refused) => {
+                // The registrations are kept, and made durable, as register_subjects would
+                // have; the refusal is what the caller needs to hear.
+                self.backend.flush()?;
+                Err(refused)
+            }
+        }
+    }
+
+    /// Registers `subjects`; flushes the backend after if `flush` (else the caller's next
+    /// flush makes them durable, before or with what it writes after them).
+    fn register(&self, subjects: &[Subject], flush: bool) -> Result<Vec<Region>, StoreError> {
         let homes = subjects
             .iter()
             .map(|s| self.policy.home_region(s))
@@ -444,14 +475,11 @@ impl SealedStore {
             [] => {}
             // One subject (`register_subject`): a plain write costs sled half what an atomic
             // batch of one does, and one write is atomic anyway.
-            [crate::BatchOp::Put { key, value }] => {
-                self.backend.put(key, value)?;
-                self.backend.flush()?;
-            }
-            _ => {
-                self.backend.apply(&batch)?;
-                self.backend.flush()?;
-            }
+            [crate::BatchOp::Put { key, value }] => self.backend.put(key, value)?,
+            _ => self.backend.apply(&batch)?,
+        }
+        if flush {
+            self.backend.flush()?;
         }
         let mut registry = write_lock(&self.registry);
         for (entry, pseudonym) in entries {

@@ -1,6 +1,7 @@
 //! Crash safety: a child process writes records and prints each acknowledgement; the test kills
 //! it with SIGKILL at random moments, reopens the store, and checks that every acknowledged write
-//! is there (and every acknowledged delete is not) — for both backends.
+//! is there (and every acknowledged delete is not), and every subject registered with its
+//! records in one flush (`register_and_put`) is registered — for both backends.
 //!
 //! The child is this test binary itself, re-run with `--ignored --exact crash_child` and the
 //! directory and backend in environment variables.
@@ -56,7 +57,30 @@ fn crash_child() {
         let c = &collections[(i % 2) as usize];
         let len = rng.random_range(1..3000);
         let value: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j) as u8).collect();
-        if i % 10 == 9 {
+        if i % 10 == 4 {
+            // New subjects with their records, registered and written with one flush, as an
+            // ingest does: both acknowledged together.
+            let new: Vec<_> = (0..2)
+                .map(|j| subject(&format!("n{round}-{i}-{j}"), "US"))
+                .collect();
+            let keys: Vec<_> = (0..2).map(|j| key(&format!("r{round}-{i}-n{j}"))).collect();
+            let batch: Vec<NewRecord<'_>> = new
+                .iter()
+                .zip(&keys)
+                .map(|(n, k)| NewRecord {
+                    subject: &n.id,
+                    class: DataClass::Protected,
+                    collection: c,
+                    key: k,
+                    value: &value,
+                })
+                .collect();
+            store.register_and_put(&new, &batch).unwrap();
+            for (n, k) in new.iter().zip(&keys) {
+                println!("@@subject {}", n.id);
+                println!("@@ack {c} {k} {}", RecordDigest::of(&value));
+            }
+        } else if i % 10 == 9 {
             let keys: Vec<_> = (0..3).map(|j| key(&format!("r{round}-{i}-b{j}"))).collect();
             let batch: Vec<NewRecord<'_>> = keys
                 .iter()
@@ -106,6 +130,8 @@ fn crash_rounds(kind: BackendKind, name: &str) {
     let mut expected: BTreeMap<(String, String), Expect> = BTreeMap::new();
     let mut rng = rand::rng();
     let mut killed_with_acks = 0;
+    // Subjects registered by `register_and_put` and acknowledged.
+    let mut subjects: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
             .args([
@@ -165,7 +191,9 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         lines.extend(rx.try_iter());
         let mut acks = 0;
         for line in &lines {
-            if let Some(at) = line.find("@@ack ") {
+            if let Some(at) = line.find("@@subject ") {
+                subjects.push(line[at + 10..].trim().to_owned());
+            } else if let Some(at) = line.find("@@ack ") {
                 let mut parts = line[at + 6..].split(' ');
                 let (c, k, d) = (
                     parts.next().unwrap(),
@@ -224,6 +252,16 @@ fn crash_rounds(kind: BackendKind, name: &str) {
                 (Expect::PresentOrDeleted(_) | Expect::Deleted, None) => {}
             }
         }
+        // Every subject acknowledged with its records is registered, and its record is listed
+        // under it.
+        for id in &subjects {
+            let s = subject(id, "US");
+            assert!(
+                store.subject(&s.id).unwrap().is_some(),
+                "{name} round {round}: acknowledged subject {id} is not registered"
+            );
+            assert_eq!(store.scan_subject(&s.id).unwrap().len(), 1, "{name} {id}");
+        }
         // The index agrees with the records: every record a subject scan finds opens.
         for i in 0..5 {
             for r in store
@@ -242,6 +280,10 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         expected.len() > 20,
         "{name}: only {} writes were acknowledged",
         expected.len()
+    );
+    assert!(
+        !subjects.is_empty(),
+        "{name}: no subject registered with its records was acknowledged"
     );
 }
 

@@ -300,3 +300,81 @@ fn scan_records_lists_every_record_once_and_none_of_a_shredded_subject() {
     assert_eq!(left.len(), 2 * 6);
     assert!(left.iter().all(|(s, _, _)| s == "ana" || s == "pedro"));
 }
+
+/// `register_and_put` leaves what `register_subjects` then `put_batch` leave: on success the
+/// subjects and records, durable; when a record is refused, the subjects registered (durable)
+/// and no record written.
+#[test]
+fn registering_with_records_equals_the_two_calls_and_a_refusal_writes_no_record() {
+    use domicile_residency::DataClass;
+    use domicile_store::{Collection, NewRecord, RecordKey, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let open = || {
+        SealedStore::open(
+            dir.path().join("data"),
+            Region::parse("us").unwrap(),
+            Arc::new(UsSplitPolicy::new()),
+            custodian.clone(),
+        )
+        .unwrap()
+    };
+    let store = open();
+    let likes = Collection::parse("likes").unwrap();
+    let (ana, ben) = (
+        Subject::parse("ana", Some("US"), None).unwrap(),
+        Subject::parse("ben", Some("PR"), None).unwrap(),
+    );
+    let keys = [
+        RecordKey::parse("a1").unwrap(),
+        RecordKey::parse("b1").unwrap(),
+    ];
+    let records: Vec<NewRecord<'_>> = [&ana, &ben]
+        .iter()
+        .zip(&keys)
+        .map(|(s, k)| NewRecord {
+            subject: &s.id,
+            class: DataClass::Protected,
+            collection: &likes,
+            key: k,
+            value: b"v",
+        })
+        .collect();
+    let (homes, metas) = store
+        .register_and_put(&[ana.clone(), ben.clone()], &records)
+        .unwrap();
+    assert_eq!(
+        homes.iter().map(Region::as_str).collect::<Vec<_>>(),
+        ["us", "us"]
+    );
+    assert_eq!(metas.len(), 2);
+    // A German's protected record may not rest in `us`: refused, nothing of it written, the
+    // subject registered all the same.
+    let de = Subject::parse("dora", Some("DE"), None).unwrap();
+    let d1 = RecordKey::parse("d1").unwrap();
+    let refused = store.register_and_put(
+        std::slice::from_ref(&de),
+        &[NewRecord {
+            subject: &de.id,
+            class: DataClass::Protected,
+            collection: &likes,
+            key: &d1,
+            value: b"v",
+        }],
+    );
+    assert!(
+        matches!(refused, Err(StoreError::PlacementRefused(_))),
+        "{refused:?}"
+    );
+    drop(store);
+    let store = open();
+    for (s, k) in [(&ana, &keys[0]), (&ben, &keys[1])] {
+        assert!(store.subject(&s.id).unwrap().is_some());
+        let r = store.get_raw(&likes, k).unwrap().expect("written");
+        assert_eq!(r.meta.subject, s.id);
+        assert_eq!(store.scan_subject(&s.id).unwrap().len(), 1);
+    }
+    assert!(store.subject(&de.id).unwrap().is_some());
+    assert!(store.get_raw(&likes, &d1).unwrap().is_none());
+    assert!(store.scan_subject(&de.id).unwrap().is_empty());
+}

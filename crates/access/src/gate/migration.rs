@@ -310,7 +310,6 @@ impl Gate {
             Some(digest.finish()),
             || -> Result<Vec<RecordMeta>, StoreError> {
                 let subjects: Vec<Subject> = batch.iter().map(|(s, _)| s.clone()).collect();
-                self.store.register_subjects(&subjects)?;
                 let new: Vec<NewRecord<'_>> = batch
                     .iter()
                     .flat_map(|(subject, records)| {
@@ -323,7 +322,10 @@ impl Gate {
                         })
                     })
                     .collect();
-                self.store.put_batch(&new)
+                // The subjects and their records, durable with one flush.
+                self.store
+                    .register_and_put(&subjects, &new)
+                    .map(|(_, metas)| metas)
             },
         )
         .map(|(metas, _)| metas)
