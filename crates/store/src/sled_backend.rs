@@ -1,8 +1,9 @@
 //! The sled backend: the embedded default.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::backend::{Backend, Batch, ScanIter};
 use crate::StoreError;
@@ -26,8 +27,14 @@ const TREE: &[u8] = b"domicile";
 
 /// A [`Backend`] on sled 0.34.7, in one directory.
 ///
-/// sled acknowledges writes before they reach the disk; [`Backend::flush`] calls `Db::flush`,
-/// which writes and fsyncs sled's log, so a write followed by a flush survives a crash.
+/// sled acknowledges writes before they reach the disk. Its own `Db::flush` writes its log and
+/// waits with `sync_file_range`, which neither flushes the device's volatile write cache nor
+/// commits the log file's new size (sled issue 1452; sled calls a full `fsync` only from its
+/// background thread, every half second), and it never syncs the blob files it writes for
+/// nodes too large for its log. So [`Backend::flush`] follows `Db::flush` with an `fdatasync`
+/// of the log file and of every blob file not synced before (then of the blob directory): a
+/// write followed by a flush survives a power cut or a kernel crash, not only its process
+/// dying.
 ///
 /// Entries live in the tree `domicile`; a store written before that (its entries in sled's
 /// default tree) is read and written where it is.
@@ -37,6 +44,10 @@ pub struct SledBackend {
     /// Swapped for a new empty tree by [`Backend::clear`].
     tree: RwLock<sled::Tree>,
     path: PathBuf,
+    /// sled's log file, opened again to `fdatasync` it after sled's own flush.
+    log: std::fs::File,
+    /// The blob files already synced, by name, so that each is synced once.
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
 }
 
 fn failed(operation: &'static str) -> impl Fn(sled::Error) -> StoreError {
@@ -137,11 +148,66 @@ impl SledBackend {
         } else {
             sled::Tree::clone(&db)
         };
+        let log_path = path.join("db");
+        let log =
+            std::fs::File::open(&log_path).map_err(|e| StoreError::io("open", &log_path, e))?;
         Ok(SledBackend {
             db,
             tree: RwLock::new(tree),
             path,
+            log,
+            synced_blobs: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Makes what sled's flush wrote durable (see the type's documentation): `fdatasync` of
+    /// the log, then of each blob file not synced yet and of the blob directory.
+    fn sync_files(&self) -> Result<(), StoreError> {
+        let log_path = || self.path.join("db");
+        self.log
+            .sync_data()
+            .map_err(|e| StoreError::io("sync", &log_path(), e))?;
+        let blobs = self.path.join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("list", &blobs, e)),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut present = HashSet::new();
+        let mut new = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list", &blobs, e))?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                let path = entry.path();
+                match std::fs::File::open(&path) {
+                    Ok(file) => file
+                        .sync_data()
+                        .map_err(|e| StoreError::io("sync", &path, e))?,
+                    // Collected by sled since it was listed: nothing to keep.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io("open", &path, e)),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        if new {
+            domicile_durable::sync_dir(&blobs)?;
+        }
+        // Names sled has collected are forgotten.
+        *synced = present;
+        Ok(())
+    }
+
+    /// How many blob files [`Backend::flush`] has synced and still exist (for tests).
+    #[doc(hidden)]
+    pub fn synced_blob_count(&self) -> usize {
+        self.synced_blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn tree(&self) -> RwLockReadGuard<'_, sled::Tree> {
@@ -283,6 +349,6 @@ impl Backend for SledBackend {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(failed("flush"))?;
-        Ok(())
+        self.sync_files()
     }
 }
