@@ -166,7 +166,7 @@ impl SledBackend {
         let log_path = || self.path.join("db");
         self.log
             .sync_data()
-            .map_err(|e| StoreError::io("sync", &log_path(), e))?;
+            .map_err(|e| StoreError::io("sync", log_path(), e))?;
         let blobs = self.path.join("blobs");
         let entries = match std::fs::read_dir(&blobs) {
             Ok(entries) => entries,
