@@ -32,9 +32,9 @@ const TREE: &[u8] = b"domicile";
 /// commits the log file's new size (sled issue 1452; sled calls a full `fsync` only from its
 /// background thread, every half second), and it never syncs the blob files it writes for
 /// nodes too large for its log. So [`Backend::flush`] follows `Db::flush` with an `fdatasync`
-/// of the log file and of every blob file not synced before (then of the blob directory): a
-/// write followed by a flush survives a power cut or a kernel crash, not only its process
-/// dying.
+/// of the log file and of every blob file not synced before (then of the blob directory), and
+/// [`SledBackend::open`] syncs the directory sled created its files in: a write followed by a
+/// flush survives a power cut or a kernel crash, not only its process dying.
 ///
 /// Entries live in the tree `domicile`; a store written before that (its entries in sled's
 /// default tree) is read and written where it is.
@@ -151,6 +151,12 @@ impl SledBackend {
         let log_path = path.join("db");
         let log =
             std::fs::File::open(&log_path).map_err(|e| StoreError::io("open", &log_path, e))?;
+        // sled creates its files (and the directory may be new) without syncing a directory:
+        // their names are made durable here, once, so a power cut cannot lose the whole log.
+        domicile_durable::sync_dir(&path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            domicile_durable::sync_dir(parent)?;
+        }
         Ok(SledBackend {
             db,
             tree: RwLock::new(tree),
