@@ -154,22 +154,33 @@ fn shred_chunk(
         key_destroyed_now: receipt.key_destroyed_now,
     };
     let mut unjournaled = None;
+    let mut announcement = None;
     let shredded =
         gate.shred_subjects_announced(who, &migration_purpose(), chunk, deletion, |receipts| {
-            let shreds = receipts.iter().map(summary).collect();
-            journal
-                .append(JournalLine::ShredsAnnounced { shreds })
-                .map_err(|e| {
+            let shreds: Vec<ShredSummary> = receipts.iter().map(summary).collect();
+            match journal.announce(shreds.clone()) {
+                Ok(at) => {
+                    announcement = Some((at, shreds));
+                    Ok(())
+                }
+                Err(e) => {
                     let detail = e.to_string();
                     unjournaled = Some(e);
-                    detail
-                })
+                    Err(detail)
+                }
+            }
         });
     if let Some(e) = unjournaled {
         return Err(e);
     }
     let summaries: Vec<ShredSummary> = shredded?.iter().map(summary).collect();
-    journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?;
+    match announcement {
+        // The keys destroyed are the ones announced, with the receipts announced: one line.
+        Some((announced, shreds)) if shreds == summaries => {
+            journal.append(JournalLine::ShredsDone { announced })?
+        }
+        _ => journal.append_all(summaries.iter().cloned().map(JournalLine::Shredded))?,
+    }
     Ok(summaries)
 }
 

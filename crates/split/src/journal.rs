@@ -78,6 +78,14 @@ pub enum JournalLine {
     },
     /// A subject was crypto-shredded in a source region.
     Shredded(ShredSummary),
+    /// Every shred of the [`ShredsAnnounced`](Self::ShredsAnnounced) line at position
+    /// `announced` (among the journal's lines, from 0) is done, with exactly the receipts it
+    /// announced: one short line for the batch instead of a [`Shredded`](Self::Shredded) line
+    /// per subject, which repeated the announcement and doubled the journal.
+    ShredsDone {
+        /// The announcement's position among the journal's lines, from 0.
+        announced: u64,
+    },
     /// The split finished; the signed report is in `report.json` beside the journal.
     Finished {
         /// When, in milliseconds since the Unix epoch.
@@ -196,6 +204,25 @@ impl Journal {
                 }
             }
             offset += raw.len();
+        }
+        // A line that says an announcement's shreds are done must name one before it.
+        for (i, line) in lines.iter().enumerate() {
+            if let JournalLine::ShredsDone { announced } = line {
+                let names_one = usize::try_from(*announced).ok().is_some_and(|a| {
+                    a < i && matches!(lines[a], JournalLine::ShredsAnnounced { .. })
+                });
+                if !names_one {
+                    return Err(SplitError::JournalMismatch {
+                        path: path.clone(),
+                        detail: format!(
+                            "line {} says the shreds announced at line {} are done, and that line \
+                             announces none",
+                            i + 1,
+                            announced.saturating_add(1)
+                        ),
+                    });
+                }
+            }
         }
         // Creates the journal (and its directory) durably, mode 0600.
         let file = domicile_durable::open_append(&path)?;
@@ -324,9 +351,22 @@ impl Journal {
     /// Whether shredding has begun (a [`JournalLine::Shredding`] line, or a receipt written by
     /// a build from before that line existed).
     pub fn shredding_started(&self) -> bool {
-        self.lines
-            .iter()
-            .any(|l| matches!(l, JournalLine::Shredding { .. } | JournalLine::Shredded(_)))
+        self.lines.iter().any(|l| {
+            matches!(
+                l,
+                JournalLine::Shredding { .. }
+                    | JournalLine::Shredded(_)
+                    | JournalLine::ShredsDone { .. }
+            )
+        })
+    }
+
+    /// Appends the announcement of a batch of shreds, durably, and returns its position, for
+    /// the [`JournalLine::ShredsDone`] line that follows once its keys are destroyed.
+    pub fn announce(&mut self, shreds: Vec<ShredSummary>) -> Result<u64, SplitError> {
+        let at = self.lines.len() as u64;
+        self.append(JournalLine::ShredsAnnounced { shreds })?;
+        Ok(at)
     }
 
     /// The shreds announced in `region` that have no [`JournalLine::Shredded`] line yet.
@@ -350,15 +390,27 @@ impl Journal {
             .collect()
     }
 
-    /// Every subject shredded so far.
+    /// Every subject shredded so far: each [`JournalLine::Shredded`] line, and the receipts of
+    /// each announcement a [`JournalLine::ShredsDone`] line names.
     pub fn shredded(&self) -> Vec<&ShredSummary> {
-        self.lines
-            .iter()
-            .filter_map(|l| match l {
-                JournalLine::Shredded(s) => Some(s),
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for line in &self.lines {
+            match line {
+                JournalLine::Shredded(s) => out.push(s),
+                JournalLine::ShredsDone { announced } => {
+                    // `open` checked that it names an announcement.
+                    if let Some(JournalLine::ShredsAnnounced { shreds }) =
+                        usize::try_from(*announced)
+                            .ok()
+                            .and_then(|a| self.lines.get(a))
+                    {
+                        out.extend(shreds);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Whether the split finished.
@@ -466,5 +518,61 @@ mod tests {
             SplitError::JournalForged { line: 1, .. }
         ));
         assert_eq!(open(&a, &key).unwrap().batches_done(), [0, 7].into());
+    }
+
+    #[test]
+    fn a_done_line_stands_for_its_announcements_receipts_and_must_name_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key(dir.path());
+        let path = dir.path().join("journal.jsonl");
+        let summary = |n: u8| ShredSummary {
+            region: domicile_residency::Region::parse("global").unwrap(),
+            subject_pseudonym: format!("{n:02x}").repeat(32),
+            records: 3,
+            data_key_version: 1,
+            key_destroyed_now: true,
+        };
+        let mut journal = open(&path, &key).unwrap();
+        journal.append(batch(0)).unwrap();
+        let first = journal.announce(vec![summary(1), summary(2)]).unwrap();
+        assert_eq!(first, 1);
+        let second = journal.announce(vec![summary(3)]).unwrap();
+        journal
+            .append(JournalLine::ShredsDone { announced: first })
+            .unwrap();
+        drop(journal);
+        let journal = open(&path, &key).unwrap();
+        let done: Vec<&str> = journal
+            .shredded()
+            .iter()
+            .map(|s| s.subject_pseudonym.as_str())
+            .collect();
+        assert_eq!(done, [summary(1), summary(2)].map(|s| s.subject_pseudonym));
+        let region = domicile_residency::Region::parse("global").unwrap();
+        let pending: Vec<&str> = journal
+            .announced_unreceipted(&region)
+            .iter()
+            .map(|s| s.subject_pseudonym.as_str())
+            .collect();
+        assert_eq!(pending, [summary(3).subject_pseudonym]);
+        assert!(journal.shredding_started());
+        drop(journal);
+        // A done line naming a line that announces nothing (a batch line, or one after it) is
+        // refused, although its MAC is good.
+        for wrong in [0, second + 2] {
+            let bad = dir.path().join(format!("bad-{wrong}.jsonl"));
+            let mut journal = open(&bad, &key).unwrap();
+            journal.append(batch(0)).unwrap();
+            journal.announce(vec![summary(1)]).unwrap();
+            journal
+                .append(JournalLine::ShredsDone { announced: wrong })
+                .unwrap();
+            drop(journal);
+            let err = open(&bad, &key).unwrap_err();
+            assert!(
+                matches!(&err, SplitError::JournalMismatch { detail, .. } if detail.contains("announces none")),
+                "{err}"
+            );
+        }
     }
 }
