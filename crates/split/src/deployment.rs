@@ -77,6 +77,12 @@ pub struct KeyPrints {
     pub audit: String,
 }
 
+/// The path of `region`'s migration principal under the deployment's trust domain
+/// (`spiffe://<trust domain><path>`): how its entries are told apart in a log.
+pub(crate) fn migration_principal_path(region: &str) -> String {
+    format!("/{region}/domicile/migration")
+}
+
 fn file_print(path: &Path) -> Result<Option<String>, SplitError> {
     let Some(bytes) = domicile_durable::read_secret(path)? else {
         return Ok(None);
@@ -572,7 +578,11 @@ impl Deployment {
             .region_location(region)
             .expect("a migration principal is asked for a region of the deployment's policy");
         Principal::parse(
-            &format!("spiffe://{}/{region}/domicile/migration", self.trust_domain),
+            &format!(
+                "spiffe://{}{}",
+                self.trust_domain,
+                migration_principal_path(region.as_str())
+            ),
             PrincipalKind::Service,
             ("domicile", location.as_str()),
             location.as_str(),

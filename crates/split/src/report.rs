@@ -291,8 +291,8 @@ pub struct LogCheck {
 ///
 /// The report's shred receipts are then checked against the logs, so that the two signed
 /// records of a split (the report, under the migration key; each log, under its log key) say
-/// the same: in each region, the subjects that the split's `shred` entries name (allowed, with
-/// the migration purpose, logged between the report's checkpoints before and after, each
+/// the same: in each region, the subjects that the split's `shred` entries name (by the
+/// region's migration principal, allowed, with the migration purpose, logged between the report's checkpoints before and after, each
 /// entry's subject list read from beside the log and checked against the commitment the entry
 /// holds) are exactly the subjects the report has receipts for, one receipt each. A report
 /// that claims a shred the log does not show, or leaves out one it does, is refused; so is
@@ -387,8 +387,8 @@ fn signed_size(region: &str, note: &domicile_audit::Note) -> Result<u64, SplitEr
 }
 
 /// The pseudonyms of every subject that the split's `shred` entries in `region`'s log name:
-/// entries `before.size .. after.size`, allowed, completed as far as the log says, with the
-/// migration purpose; each subject list read from beside the log and checked against the
+/// entries `before.size .. after.size` by the region's migration principal, allowed, completed
+/// as far as the log says, with the migration purpose; each subject list read from beside the log and checked against the
 /// entry's commitment (a list edited on disk no longer matches it).
 fn logged_shreds(
     region: &str,
@@ -410,6 +410,7 @@ fn logged_shreds(
     }
     let reader = domicile_audit::LogReader::open(log_dir)
         .map_err(|e| bad(format!("the audit log does not open: {e}")))?;
+    let migration = crate::deployment::migration_principal_path(region);
     let mut subjects = BTreeSet::new();
     for (i, bytes) in reader
         .entries(from, to)
@@ -421,6 +422,8 @@ fn logged_shreds(
         let entry = Entry::from_canonical(bytes)
             .map_err(|e| bad(format!("audit entry {seq} does not parse: {e}")))?;
         let is_split_shred = entry.action == Action::Shred
+            && entry.principal.id.starts_with("spiffe://")
+            && entry.principal.id.ends_with(&migration)
             && entry.decision.allowed
             && entry.purpose.code == domicile_residency::JustificationCode::Migration
             && matches!(entry.outcome, Outcome::Ok { .. });
