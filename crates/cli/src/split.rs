@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use domicile_split::{
-    check_report, parse_migration_vkey, pinned_migration_key, run, split_dir, Deployment, Plan,
-    Progress, RunOptions, SplitError, MIGRATION_VKEY,
+    check_report, check_report_pinning_logs, parse_migration_vkey, pinned_migration_key, run,
+    split_dir, Deployment, Plan, Progress, RunOptions, SplitError, MIGRATION_VKEY,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -91,6 +91,10 @@ enum SplitCommand {
         /// A file holding the migration public key to trust instead of the pinned one.
         #[arg(long)]
         migration_vkey: Option<PathBuf>,
+        /// A log's public key you hold yourself (published by the region, or from its
+        /// witnesses); repeatable. The report's key for the log of that name must be this one.
+        #[arg(long = "log-vkey", value_name = "FILE")]
+        log_vkeys: Vec<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -224,10 +228,27 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             data,
             public_key,
             migration_vkey,
+            log_vkeys,
             json,
         } => {
             let pinned = trusted_key(&data, public_key.as_deref(), migration_vkey.as_deref())?;
-            let (signed, logs) = check_report(&data, &pinned)?;
+            let mut held = Vec::with_capacity(log_vkeys.len());
+            for path in &log_vkeys {
+                let bytes = domicile_durable::read_bounded(path, 4096)?;
+                let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
+                    path: path.clone(),
+                    detail: "it is not text".into(),
+                })?;
+                held.push(
+                    domicile_audit::VerifierKey::parse(text.trim()).map_err(|e| {
+                        SplitError::Key {
+                            path: path.clone(),
+                            detail: e.to_string(),
+                        }
+                    })?,
+                );
+            }
+            let (signed, logs) = check_report_pinning_logs(&data, &pinned, &held)?;
             if json {
                 println!(
                     "{}",
@@ -237,6 +258,12 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
                 println!("{}", signed.report);
             }
             eprintln!("signature: valid, by the trusted migration key {pinned}");
+            if !held.is_empty() {
+                eprintln!(
+                    "log keys: the report names the {} you gave for their logs",
+                    held.len()
+                );
+            }
             for log in logs {
                 eprintln!(
                     "{:<8} log consistent with the report's {} checkpoint(s): {} entries now; its split shred entries name {} subjects, each with the report's receipt",

@@ -120,6 +120,73 @@ fn plan_run_verify_report() {
     let key = signed["public_key"].as_str().unwrap().to_owned();
     let good = domicile(&["split", "report", "--data", d, "--public-key", &key]);
     assert!(good.status.success(), "{}", text(&good));
+    // The log keys an auditor holds: the report's must be these.
+    let us_vkey = dir.path().join("data/us/log.vkey");
+    let row_vkey = dir.path().join("data/row/log.vkey");
+    let (us_vkey, row_vkey) = (us_vkey.to_str().unwrap(), row_vkey.to_str().unwrap());
+    let pinned_logs = domicile(&[
+        "split",
+        "report",
+        "--data",
+        d,
+        "--log-vkey",
+        us_vkey,
+        "--log-vkey",
+        row_vkey,
+    ]);
+    assert!(pinned_logs.status.success(), "{}", text(&pinned_logs));
+    assert!(
+        text(&pinned_logs).contains("the report names the 2 you gave"),
+        "{}",
+        text(&pinned_logs)
+    );
+    // Another key under the us log's name (what someone who forged that log would hold):
+    // refused, naming the log.
+    let us_text = std::fs::read_to_string(us_vkey).unwrap();
+    let us_name = us_text.trim().split('+').next().unwrap().to_owned();
+    let impostor = domicile_audit::SigningKey::generate(&us_name, domicile_audit::KeyKind::Ed25519)
+        .unwrap()
+        .verifier();
+    let impostor_path = dir.path().join("impostor.vkey");
+    std::fs::write(&impostor_path, format!("{impostor}\n")).unwrap();
+    let forged = domicile(&[
+        "split",
+        "report",
+        "--data",
+        d,
+        "--log-vkey",
+        impostor_path.to_str().unwrap(),
+    ]);
+    assert!(!forged.status.success());
+    assert!(
+        text(&forged).contains(&format!(
+            "the report's key for the log {us_name} is not the one you hold"
+        )),
+        "{}",
+        text(&forged)
+    );
+    // A key for a log the report does not cover: refused.
+    let stranger = domicile_audit::SigningKey::generate(
+        "elsewhere.example/audit/x",
+        domicile_audit::KeyKind::Ed25519,
+    )
+    .unwrap()
+    .verifier();
+    std::fs::write(&impostor_path, format!("{stranger}\n")).unwrap();
+    let unknown = domicile(&[
+        "split",
+        "report",
+        "--data",
+        d,
+        "--log-vkey",
+        impostor_path.to_str().unwrap(),
+    ]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown).contains("covers no log named elsewhere.example/audit/x"),
+        "{}",
+        text(&unknown)
+    );
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let bad = domicile(&["split", "report", "--data", d, "--public-key", other]);
     assert!(!bad.status.success());

@@ -75,8 +75,9 @@ pub use plan::{
     RecordAction,
 };
 pub use report::{
-    check_report, parse_migration_vkey, pin_migration_key, pinned_migration_key, LogCheck,
-    MigrationKey, ShredSummary, SignedReport, SplitReport, VerificationSummary, MIGRATION_VKEY,
+    check_report, check_report_pinning_logs, parse_migration_vkey, pin_migration_key,
+    pinned_migration_key, LogCheck, MigrationKey, ShredSummary, SignedReport, SplitReport,
+    VerificationSummary, MIGRATION_VKEY,
 };
 pub use verify::{check_placement, verify, verify_moved, Placement};
 

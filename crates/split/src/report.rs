@@ -304,6 +304,21 @@ pub fn check_report(
     data_root: &Path,
     pinned: &str,
 ) -> Result<(SignedReport, Vec<LogCheck>), SplitError> {
+    check_report_pinning_logs(data_root, pinned, &[])
+}
+
+/// [`check_report`], also trusting the log keys the checker holds itself (`log_keys`: published
+/// by each region, or obtained from its witnesses) over the ones the report names. The report
+/// vouches for each region's log key under the migration key, so whoever holds the migration key
+/// could name a key of their own and a log they wrote with it. Each pinned key must be the
+/// report's key for the log of the same name (origin), and each must name a log the report
+/// covers; either mismatch is an error naming the origin.
+pub fn check_report_pinning_logs(
+    data_root: &Path,
+    pinned: &str,
+    log_keys: &[domicile_audit::VerifierKey],
+) -> Result<(SignedReport, Vec<LogCheck>), SplitError> {
+    let mut unmatched: BTreeSet<&str> = log_keys.iter().map(|k| k.name()).collect();
     let path = crate::split_dir(data_root).join("report.json");
     if !path.exists() {
         return Err(SplitError::BadReport(format!(
@@ -334,6 +349,17 @@ pub fn check_report(
             })?,
         };
         let vkey = domicile_audit::VerifierKey::parse(&vkey_text)?;
+        for held in log_keys.iter().filter(|k| k.name() == vkey.name()) {
+            if *held != vkey {
+                return Err(SplitError::BadReport(format!(
+                    "{region}: the report's key for the log {} is not the one you hold for it \
+                     ({} against {held})",
+                    vkey.name(),
+                    vkey
+                )));
+            }
+            unmatched.remove(held.name());
+        }
         let log_dir = data_root.join(region).join("audit");
         if !log_dir.is_dir() {
             return Err(SplitError::BadReport(format!(
@@ -366,6 +392,11 @@ pub fn check_report(
             checkpoints: held.len(),
             shreds_logged: logged.len() as u64,
         });
+    }
+    if let Some(name) = unmatched.first() {
+        return Err(SplitError::BadReport(format!(
+            "the report covers no log named {name}, whose key you gave"
+        )));
     }
     // Every receipt belongs to a region whose log was checked.
     for receipt in &signed.report.shred_receipts {
