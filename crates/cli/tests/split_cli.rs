@@ -144,48 +144,25 @@ fn plan_run_verify_report() {
     // refused, naming the log.
     let us_text = std::fs::read_to_string(us_vkey).unwrap();
     let us_name = us_text.trim().split('+').next().unwrap().to_owned();
-    let impostor = domicile_audit::SigningKey::generate(&us_name, domicile_audit::KeyKind::Ed25519)
-        .unwrap()
-        .verifier();
-    let impostor_path = dir.path().join("impostor.vkey");
-    std::fs::write(&impostor_path, format!("{impostor}\n")).unwrap();
-    let forged = domicile(&[
-        "split",
-        "report",
-        "--data",
-        d,
-        "--log-vkey",
-        impostor_path.to_str().unwrap(),
-    ]);
-    assert!(!forged.status.success());
-    assert!(
-        text(&forged).contains(&format!(
-            "the report's key for the log {us_name} is not the one you hold"
-        )),
-        "{}",
-        text(&forged)
+    let held_path = dir.path().join("held.vkey");
+    let refused_with = |name: &str, says: &str| {
+        let key = domicile_audit::SigningKey::generate(name, domicile_audit::KeyKind::Ed25519)
+            .unwrap()
+            .verifier();
+        std::fs::write(&held_path, format!("{key}\n")).unwrap();
+        let held = held_path.to_str().unwrap();
+        let out = domicile(&["split", "report", "--data", d, "--log-vkey", held]);
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    };
+    refused_with(
+        &us_name,
+        &format!("the report's key for the log {us_name} is not the one you hold"),
     );
     // A key for a log the report does not cover: refused.
-    let stranger = domicile_audit::SigningKey::generate(
+    refused_with(
         "elsewhere.example/audit/x",
-        domicile_audit::KeyKind::Ed25519,
-    )
-    .unwrap()
-    .verifier();
-    std::fs::write(&impostor_path, format!("{stranger}\n")).unwrap();
-    let unknown = domicile(&[
-        "split",
-        "report",
-        "--data",
-        d,
-        "--log-vkey",
-        impostor_path.to_str().unwrap(),
-    ]);
-    assert!(!unknown.status.success());
-    assert!(
-        text(&unknown).contains("covers no log named elsewhere.example/audit/x"),
-        "{}",
-        text(&unknown)
+        "covers no log named elsewhere.example/audit/x",
     );
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let bad = domicile(&["split", "report", "--data", d, "--public-key", other]);

@@ -878,17 +878,31 @@ fn a_crash_between_keys_destroyed_and_their_receipts_resumes_from_the_verificati
     );
 }
 
+/// A world of six subjects under `dir`, split to us-split in batches of four: (data, keys, the
+/// signed report, the migration key pinned at creation).
+fn split_six(
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    domicile_split::SignedReport,
+    String,
+) {
+    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    world(&data, &keys, 6);
+    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
+    let pinned = domicile_split::pinned_migration_key(&data)
+        .unwrap()
+        .expect("pinned at create");
+    (data, keys, signed, pinned)
+}
+
 /// `check_report` trusts the pinned key and the logs, not the report.
 #[test]
 fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
-    use domicile_split::{check_report, pinned_migration_key, split_dir};
+    use domicile_split::{check_report, split_dir};
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
-    world(&data, &keys, 6);
-    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
-    let pinned = pinned_migration_key(&data)
-        .unwrap()
-        .expect("pinned at create");
+    let (data, _keys, signed, pinned) = split_six(dir.path());
     assert_eq!(pinned, signed.public_key);
     let (_, logs) = check_report(&data, &pinned).unwrap();
     assert_eq!(logs.len(), 3);
@@ -929,12 +943,9 @@ fn a_report_is_checked_against_the_pinned_key_and_the_logs() {
 /// otherwise than its receipts is refused; so is a log whose subject list beside it was edited.
 #[test]
 fn a_report_re_signed_with_the_migration_key_must_agree_with_the_logs_shreds() {
-    use domicile_split::{check_report, pinned_migration_key, split_dir};
+    use domicile_split::{check_report, split_dir};
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
-    world(&data, &keys, 6);
-    let signed = run(&data, &keys, &policies(), "us-split", &split_options(4)).unwrap();
-    let pinned = pinned_migration_key(&data).unwrap().unwrap();
+    let (data, keys, signed, pinned) = split_six(dir.path());
     let key = MigrationKey::load_or_create(&keys.join("migration.key")).unwrap();
     let report_path = split_dir(&data).join("report.json");
     let original = std::fs::read(&report_path).unwrap();
