@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use domicile_split::{
-    check_report, check_report_pinning_logs, parse_migration_vkey, pinned_migration_key, run,
-    split_dir, Deployment, Plan, Progress, RunOptions, SplitError, MIGRATION_VKEY,
+    check_report_pinning_logs, parse_migration_vkey, pinned_migration_key, run, split_dir,
+    Deployment, Plan, Progress, RunOptions, SplitError, MIGRATION_VKEY,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -78,6 +78,9 @@ enum SplitCommand {
         /// DATA/migration.vkey, DATA being --data, when the deployment was created).
         #[arg(long)]
         migration_vkey: Option<PathBuf>,
+        /// A log's public key you hold yourself; repeatable (as for `split report`).
+        #[arg(long = "log-vkey", value_name = "FILE")]
+        log_vkeys: Vec<PathBuf>,
     },
     /// Print the split's signed report, check its signature against the pinned migration key,
     /// and prove every region's log consistent with its checkpoints.
@@ -220,9 +223,11 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
         SplitCommand::Verify {
             dirs,
             migration_vkey,
+            log_vkeys,
         } => {
             let pinned = trusted_key(&dirs.data, None, migration_vkey.as_deref())?;
-            verify_deployment(&dirs.data, &dirs.keys, &pinned)
+            let held = held_log_keys(&log_vkeys)?;
+            verify_deployment(&dirs.data, &dirs.keys, &pinned, &held)
         }
         SplitCommand::Report {
             data,
@@ -232,22 +237,7 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
             json,
         } => {
             let pinned = trusted_key(&data, public_key.as_deref(), migration_vkey.as_deref())?;
-            let mut held = Vec::with_capacity(log_vkeys.len());
-            for path in &log_vkeys {
-                let bytes = domicile_durable::read_bounded(path, 4096)?;
-                let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
-                    path: path.clone(),
-                    detail: "it is not text".into(),
-                })?;
-                held.push(
-                    domicile_audit::VerifierKey::parse(text.trim()).map_err(|e| {
-                        SplitError::Key {
-                            path: path.clone(),
-                            detail: e.to_string(),
-                        }
-                    })?,
-                );
-            }
+            let held = held_log_keys(&log_vkeys)?;
             let (signed, logs) = check_report_pinning_logs(&data, &pinned, &held)?;
             if json {
                 println!(
@@ -275,6 +265,25 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
     }
 }
 
+/// The log public keys given with `--log-vkey`, each file holding one verifier key.
+fn held_log_keys(paths: &[PathBuf]) -> Result<Vec<domicile_audit::VerifierKey>, SplitError> {
+    let mut held = Vec::with_capacity(paths.len());
+    for path in paths {
+        let bytes = domicile_durable::read_bounded(path, 4096)?;
+        let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
+            path: path.clone(),
+            detail: "it is not text".into(),
+        })?;
+        held.push(
+            domicile_audit::VerifierKey::parse(text.trim()).map_err(|e| SplitError::Key {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?,
+        );
+    }
+    Ok(held)
+}
+
 /// The migration public key the checker trusts: given on the command line, else pinned in the
 /// deployment when it was created. Never the key written inside the report.
 fn trusted_key(
@@ -299,7 +308,12 @@ fn trusted_key(
     })
 }
 
-fn verify_deployment(data: &Path, keys: &Path, pinned: &str) -> Result<ExitCode, SplitError> {
+fn verify_deployment(
+    data: &Path,
+    keys: &Path,
+    pinned: &str,
+    held: &[domicile_audit::VerifierKey],
+) -> Result<ExitCode, SplitError> {
     let deployment = Deployment::open(data, keys, &crate::policies::resolver())?;
     let domicile_split::Placement {
         counts,
@@ -308,7 +322,7 @@ fn verify_deployment(data: &Path, keys: &Path, pinned: &str) -> Result<ExitCode,
     deployment.close()?;
     // The report, against the pinned key, and every log it names against its checkpoints.
     let mut checked: Vec<String> = Vec::new();
-    match check_report(data, pinned) {
+    match check_report_pinning_logs(data, pinned, held) {
         Ok((signed, logs)) => {
             if signed.report.verification.per_region != counts {
                 problems.push(format!(

@@ -154,7 +154,32 @@ fn plan_run_verify_report() {
         let out = domicile(&["split", "report", "--data", d, "--log-vkey", held]);
         assert!(!out.status.success(), "{name}: {}", text(&out));
         assert!(text(&out).contains(says), "{}", text(&out));
+        let args = [
+            "split",
+            "verify",
+            "--data",
+            d,
+            "--keys",
+            k,
+            "--log-vkey",
+            held,
+        ];
+        let out = domicile(&args);
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
     };
+    let args = [
+        "split",
+        "verify",
+        "--data",
+        d,
+        "--keys",
+        k,
+        "--log-vkey",
+        us_vkey,
+    ];
+    let verified = domicile(&args);
+    assert!(verified.status.success(), "{}", text(&verified));
     refused_with(
         &us_name,
         &format!("the report's key for the log {us_name} is not the one you hold"),
