@@ -151,10 +151,8 @@ fn plan_run_verify_report() {
             .verifier();
         std::fs::write(&held_path, format!("{key}\n")).unwrap();
         let held = held_path.to_str().unwrap();
-        let out = domicile(&["split", "report", "--data", d, "--log-vkey", held]);
-        assert!(!out.status.success(), "{name}: {}", text(&out));
-        assert!(text(&out).contains(says), "{}", text(&out));
-        let args = [
+        let report = vec!["split", "report", "--data", d, "--log-vkey", held];
+        let verify = vec![
             "split",
             "verify",
             "--data",
@@ -164,11 +162,13 @@ fn plan_run_verify_report() {
             "--log-vkey",
             held,
         ];
-        let out = domicile(&args);
-        assert!(!out.status.success(), "{name}: {}", text(&out));
-        assert!(text(&out).contains(says), "{}", text(&out));
+        for args in [report, verify] {
+            let out = domicile(&args);
+            assert!(!out.status.success(), "{name} {}: {}", args[1], text(&out));
+            assert!(text(&out).contains(says), "{}", text(&out));
+        }
     };
-    let args = [
+    let args = vec![
         "split",
         "verify",
         "--data",
