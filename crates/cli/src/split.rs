@@ -269,11 +269,7 @@ fn command(command: SplitCommand) -> Result<ExitCode, SplitError> {
 fn held_log_keys(paths: &[PathBuf]) -> Result<Vec<domicile_audit::VerifierKey>, SplitError> {
     let mut held = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = domicile_durable::read_bounded(path, 4096)?;
-        let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
-            path: path.clone(),
-            detail: "it is not text".into(),
-        })?;
+        let text = read_key_text(path)?;
         held.push(
             domicile_audit::VerifierKey::parse(text.trim()).map_err(|e| SplitError::Key {
                 path: path.clone(),
@@ -282,6 +278,15 @@ fn held_log_keys(paths: &[PathBuf]) -> Result<Vec<domicile_audit::VerifierKey>, 
         );
     }
     Ok(held)
+}
+
+/// The text of a public key file the operator named (bounded: a key is short).
+fn read_key_text(path: &Path) -> Result<String, SplitError> {
+    let bytes = domicile_durable::read_bounded(path, 4096)?;
+    String::from_utf8(bytes).map_err(|_| SplitError::Key {
+        path: path.to_owned(),
+        detail: "it is not text".into(),
+    })
 }
 
 /// The migration public key the checker trusts: given on the command line, else pinned in the
@@ -295,12 +300,7 @@ fn trusted_key(
         return parse_migration_vkey(text, Path::new("--public-key"));
     }
     if let Some(path) = file {
-        let bytes = domicile_durable::read_bounded(path, 4096)?;
-        let text = String::from_utf8(bytes).map_err(|_| SplitError::Key {
-            path: path.to_owned(),
-            detail: "it is not text".into(),
-        })?;
-        return parse_migration_vkey(&text, path);
+        return parse_migration_vkey(&read_key_text(path)?, path);
     }
     pinned_migration_key(data)?.ok_or_else(|| SplitError::Key {
         path: data.join(MIGRATION_VKEY),

@@ -289,14 +289,14 @@ pub struct LogCheck {
 /// every region's current audit log, verified with the log key the signed report names, is
 /// proved consistent with the report's signed checkpoints before and after the split.
 ///
-/// The report's shred receipts are then checked against the logs, so that the two signed
-/// records of a split (the report, under the migration key; each log, under its log key) say
-/// the same: in each region, the subjects that the split's `shred` entries name (by the
-/// region's migration principal, allowed, with the migration purpose, logged between the report's checkpoints before and after, each
-/// entry's subject list read from beside the log and checked against the commitment the entry
-/// holds) are exactly the subjects the report has receipts for, one receipt each. A report
-/// that claims a shred the log does not show, or leaves out one it does, is refused; so is
-/// one whose per-region counts disagree with its own receipts.
+/// The report's shred receipts are then checked against the logs, so that the two signed records of
+/// a split (the report, under the migration key; each log, under its log key) say the same: in each
+/// region, the subjects that the split's `shred` entries name (by the region's migration principal,
+/// allowed, with the migration purpose, logged between the report's checkpoints before and after,
+/// each entry's subject list read from beside the log and checked against the commitment the entry
+/// holds) are exactly the subjects the report has receipts for, one receipt each. A report that
+/// claims a shred the log does not show, or leaves out one it does, is refused; so is one whose
+/// per-region counts disagree with its own receipts.
 ///
 /// A missing or unreadable report, a signature by another key, a missing log, or a log that
 /// does not extend the reported checkpoints is an error.
@@ -419,8 +419,8 @@ fn signed_size(region: &str, note: &domicile_audit::Note) -> Result<u64, SplitEr
 
 /// The pseudonyms of every subject that the split's `shred` entries in `region`'s log name:
 /// entries `before.size .. after.size` by the region's migration principal, allowed, completed
-/// as far as the log says, with the migration purpose; each subject list read from beside the log and checked against the
-/// entry's commitment (a list edited on disk no longer matches it).
+/// as far as the log says, with the migration purpose; each subject list read from beside the
+/// log and checked against the entry's commitment (a list edited on disk no longer matches it).
 fn logged_shreds(
     region: &str,
     log_dir: &Path,
@@ -458,16 +458,10 @@ fn logged_shreds(
             && entry.decision.allowed
             && entry.purpose.code == domicile_residency::JustificationCode::Migration
             && matches!(entry.outcome, Outcome::Ok { .. });
-        let Target::Batch {
-            subjects: commitment,
-            ..
-        } = &entry.resource.target
-        else {
-            continue;
+        let commitment = match &entry.resource.target {
+            Target::Batch { subjects, .. } if is_split_shred && subjects.count > 0 => subjects,
+            _ => continue,
         };
-        if !is_split_shred || commitment.count == 0 {
-            continue;
-        }
         let set = domicile_audit::read_subject_set(log_dir, commitment).map_err(|e| {
             bad(format!(
                 "the subject list of shred entry {seq} cannot be checked: {e}"
