@@ -28,7 +28,8 @@ impl FileCustodian {
             if !has_file_keys(&dir) {
                 return Ok(0);
             }
-            let store = RegionKeyStore::open(self.root(), &dir, region, self.lock_wait(), true)?;
+            let mut store =
+                RegionKeyStore::open(self.root(), &dir, region, self.lock_wait(), true)?;
             let subjects = dir.join("subjects");
             let mut files = Vec::new();
             for entry in

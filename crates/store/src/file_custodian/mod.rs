@@ -352,11 +352,23 @@ impl FileCustodian {
         if let Some(key) = state.data_keys.get(pseudonym) {
             return Ok(DataKeyState::Live(key.clone()));
         }
-        let store = self.store(state, region)?;
-        let Some(bytes) = store.get(pseudonym)? else {
+        let held = self.store(state, region)?.get(pseudonym)?;
+        self.load_held(state, region, pseudonym, held)
+    }
+
+    /// What the entry `held` for `pseudonym` (read from the key store) says, caching a live
+    /// key unwrapped.
+    fn load_held(
+        &self,
+        state: &mut RegionState,
+        region: &Region,
+        pseudonym: &Pseudonym,
+        held: Option<Vec<u8>>,
+    ) -> Result<DataKeyState, StoreError> {
+        let Some(bytes) = held else {
             return Ok(DataKeyState::Absent);
         };
-        let path = store.entry_path(pseudonym);
+        let path = self.store(state, region)?.entry_path(pseudonym);
         match self.unwrap_entry(state, region, pseudonym, &bytes)? {
             None => {
                 let (version, _) = format::parse_key_file(&path, &bytes)?.versions();
@@ -428,13 +440,29 @@ impl KeyCustodian for FileCustodian {
             let kek = self.kek(state, region, kek_version)?;
             let mut out = Vec::with_capacity(subjects.len());
             let mut new: HashMap<Pseudonym, (Vec<u8>, Arc<DataKey>)> = HashMap::new();
-            for subject in subjects {
-                let pseudonym = pseudonym_key.pseudonym(subject);
+            let pseudonyms: Vec<Pseudonym> = subjects
+                .iter()
+                .map(|s| pseudonym_key.pseudonym(s))
+                .collect();
+            // The entries of the subjects not cached, read in one transaction.
+            let uncached: Vec<Pseudonym> = pseudonyms
+                .iter()
+                .filter(|p| !state.data_keys.contains_key(p))
+                .copied()
+                .collect();
+            let held = self.store(state, region)?.get_many(&uncached)?;
+            let mut held: HashMap<Pseudonym, Option<Vec<u8>>> =
+                uncached.into_iter().zip(held).collect();
+            for (subject, pseudonym) in subjects.iter().zip(pseudonyms) {
                 if let Some((_, key)) = new.get(&pseudonym) {
                     out.push(key.clone());
                     continue;
                 }
-                let version = match self.load(state, region, &pseudonym)? {
+                let loaded = match held.remove(&pseudonym) {
+                    Some(entry) => self.load_held(state, region, &pseudonym, entry)?,
+                    None => self.load(state, region, &pseudonym)?,
+                };
+                let version = match loaded {
                     DataKeyState::Live(key) => {
                         out.push(key);
                         continue;
