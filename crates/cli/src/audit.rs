@@ -359,9 +359,7 @@ fn print_out(text: &str) -> Result<(), Failure> {
 const MAX_INPUT_BYTES: u64 = 16 << 20;
 
 fn read_text(path: &Path) -> Result<String, Failure> {
-    let bytes =
-        domicile_durable::read_bounded(path, MAX_INPUT_BYTES).map_err(|e| usage(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|_| usage(format!("{} is not UTF-8 text", path.display())))
+    crate::text::read_text(path, MAX_INPUT_BYTES).map_err(usage)
 }
 
 fn read_vkey(path: &Path) -> Result<VerifierKey, Failure> {

@@ -26,6 +26,7 @@ mod recsys;
 mod serve;
 mod split;
 mod store;
+mod text;
 mod tlog;
 
 /// Data sovereignty for one product run as several regional deployments.

@@ -173,10 +173,8 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             .rsplit_once('=')
             .filter(|(u, k)| !u.is_empty() && !k.is_empty())
             .ok_or("--witness takes URL=VKEY-FILE")?;
-        let text =
-            std::fs::read_to_string(vkey).map_err(|e| format!("--witness: reading {vkey}: {e}"))?;
-        let key = domicile_audit::VerifierKey::parse(text.trim())
-            .map_err(|e| format!("--witness: {vkey}: {e}"))?;
+        let key = crate::text::read_verifier_key(std::path::Path::new(vkey))
+            .map_err(|e| format!("--witness: {e}"))?;
         witnesses.push((url.to_owned(), key));
     }
     if let Some(q) = args.witness_quorum {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::text::{read_text, read_verifier_key, KEY_FILE_LIMIT};
 use clap::Subcommand;
 use domicile_audit::merkle::hex;
 use domicile_audit::{Note, SigningKey, VerifierKey, WitnessPolicy};
@@ -67,11 +68,6 @@ pub(crate) fn run_witness(args: WitnessArgs) -> ExitCode {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    let bytes = domicile_durable::read_bounded(path, 1 << 20).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
-}
-
 fn witness_serve(
     key: &Path,
     log_vkeys: &[PathBuf],
@@ -80,10 +76,10 @@ fn witness_serve(
     addr_file: Option<&Path>,
 ) -> Result<(), String> {
     domicile_durable::check_private(key).map_err(|e| e.to_string())?;
-    let key = SigningKey::parse(&read_text(key)?).map_err(|e| e.to_string())?;
+    let key = SigningKey::parse(&read_text(key, KEY_FILE_LIMIT)?).map_err(|e| e.to_string())?;
     let logs = log_vkeys
         .iter()
-        .map(|p| VerifierKey::parse(&read_text(p)?).map_err(|e| format!("{}: {e}", p.display())))
+        .map(|p| read_verifier_key(p))
         .collect::<Result<Vec<_>, _>>()?;
     let service = WitnessService::open(&key, logs, state).map_err(|e| e.to_string())?;
     serve(listen, witness_routes(Arc::new(service)), addr_file)

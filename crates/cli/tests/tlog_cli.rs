@@ -106,6 +106,23 @@ fn an_auditor_follows_a_witnessed_log_over_http_and_finds_tampering() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A key path is input: a device that never ends is refused by name, not read forever.
+    let out = domicile(&[
+        "witness",
+        "serve",
+        "--key",
+        p(&dir.join("w1/witness.key")),
+        "--log-vkey",
+        "/dev/zero",
+        "--state",
+        p(&dir.join("w1/state")),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/zero"), "{err}");
+
     let log_dir = dir.join("log");
     let log = AuditLog::open(&log_dir, LogConfig::new(key)).unwrap();
     for i in 0..300 {

@@ -1,0 +1,52 @@
+//! Small text inputs (keys, verifier keys, notes, proofs): read bounded, as UTF-8, with errors
+//! that name the file. A path given on the command line is input: `/dev/zero` or a multi-GB
+//! file must get an error, not an allocation that never ends.
+
+use std::path::Path;
+
+use domicile_audit::VerifierKey;
+
+/// The most bytes a key file holds (the largest, a signing key, is about 100).
+pub(crate) const KEY_FILE_LIMIT: u64 = 4096;
+
+/// Reads `path` whole if it holds at most `limit` bytes of UTF-8 text.
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    let bytes = domicile_durable::read_bounded(path, limit).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Reads a verifier key file (`NAME+HASH+KEY`, as `log.vkey` and `witness.vkey` hold one).
+pub(crate) fn read_verifier_key(path: &Path) -> Result<VerifierKey, String> {
+    let text = read_text(path, KEY_FILE_LIMIT)?;
+    VerifierKey::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_binary_and_malformed_inputs_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.vkey");
+        std::fs::write(&big, vec![b'a'; 5000]).unwrap();
+        let err = read_verifier_key(&big).unwrap_err();
+        assert!(err.contains("big.vkey"), "{err}");
+        let binary = dir.path().join("binary.vkey");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        let err = read_verifier_key(&binary).unwrap_err();
+        assert!(
+            err.contains("binary.vkey") && err.contains("UTF-8"),
+            "{err}"
+        );
+        let wrong = dir.path().join("wrong.vkey");
+        std::fs::write(&wrong, "not a key\n").unwrap();
+        let err = read_verifier_key(&wrong).unwrap_err();
+        assert!(err.contains("wrong.vkey"), "{err}");
+        let err = read_verifier_key(&dir.path().join("missing.vkey")).unwrap_err();
+        assert!(err.contains("missing.vkey"), "{err}");
+        // A device that never ends is cut at the limit.
+        let err = read_text(Path::new("/dev/zero"), KEY_FILE_LIMIT).unwrap_err();
+        assert!(err.contains("/dev/zero"), "{err}");
+    }
+}
