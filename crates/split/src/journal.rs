@@ -205,9 +205,22 @@ impl Journal {
             }
             offset += raw.len();
         }
-        // A line that says an announcement's shreds are done must name one before it.
+        // A line that says an announcement's shreds are done must name one before it, and no
+        // other done line may name the same one (its receipts would count twice).
+        let mut done = std::collections::HashMap::new();
         for (i, line) in lines.iter().enumerate() {
             if let JournalLine::ShredsDone { announced } = line {
+                if let Some(earlier) = done.insert(*announced, i) {
+                    return Err(SplitError::JournalMismatch {
+                        path: path.clone(),
+                        detail: format!(
+                            "lines {} and {} both say the shreds announced at line {} are done",
+                            earlier + 1,
+                            i + 1,
+                            announced.saturating_add(1)
+                        ),
+                    });
+                }
                 let names_one = usize::try_from(*announced).ok().is_some_and(|a| {
                     a < i && matches!(lines[a], JournalLine::ShredsAnnounced { .. })
                 });
@@ -574,5 +587,21 @@ mod tests {
                 "{err}"
             );
         }
+        // Two done lines for one announcement would count its receipts twice: refused.
+        let twice = dir.path().join("twice.jsonl");
+        let mut journal = open(&twice, &key).unwrap();
+        journal.append(batch(0)).unwrap();
+        let announced = journal.announce(vec![summary(1)]).unwrap();
+        for _ in 0..2 {
+            journal
+                .append(JournalLine::ShredsDone { announced })
+                .unwrap();
+        }
+        drop(journal);
+        let err = open(&twice, &key).unwrap_err();
+        assert!(
+            matches!(&err, SplitError::JournalMismatch { detail, .. } if detail.contains("lines 3 and 4 both say the shreds announced at line 2")),
+            "{err}"
+        );
     }
 }
