@@ -280,6 +280,20 @@ pub trait KeyCustodian: Send + Sync {
     /// The data key held for `pseudonym` in `region`.
     fn data_key(&self, region: &Region, pseudonym: &Pseudonym) -> Result<DataKeyState, StoreError>;
 
+    /// The data keys held for `pseudonyms` in `region`, in their order: what
+    /// [`data_key`](KeyCustodian::data_key) returns for each, which the default calls once per
+    /// pseudonym; a custodian that can read many keys at once for less overrides it.
+    fn data_keys(
+        &self,
+        region: &Region,
+        pseudonyms: &[Pseudonym],
+    ) -> Result<Vec<DataKeyState>, StoreError> {
+        pseudonyms
+            .iter()
+            .map(|p| self.data_key(region, p))
+            .collect()
+    }
+
     /// The subject's live data key, created (256 random bits, wrapped under the current KEK) if
     /// the subject has none. A subject that was shredded gets a new key with the next version.
     fn create_data_key(

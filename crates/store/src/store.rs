@@ -1019,19 +1019,22 @@ impl SealedStore {
         // announced first.
         let mut batch = Batch::new();
         let mut receipts = Vec::with_capacity(subjects.len());
-        for subject in subjects {
-            let pseudonym = self.pseudonyms.pseudonym(subject);
-            let (data_key_version, live) =
-                match self.custodian.data_key(&self.region, &pseudonym)? {
-                    DataKeyState::Live(key) => (key.version(), true),
-                    DataKeyState::Shredded { version } => (version, false),
-                    DataKeyState::Absent => {
-                        return Err(StoreError::NoDataKey {
-                            subject: pseudonym,
-                            region: self.region.clone(),
-                        })
-                    }
-                };
+        let pseudonyms: Vec<Pseudonym> = subjects
+            .iter()
+            .map(|s| self.pseudonyms.pseudonym(s))
+            .collect();
+        let states = self.custodian.data_keys(&self.region, &pseudonyms)?;
+        for ((subject, pseudonym), state) in subjects.iter().zip(pseudonyms).zip(states) {
+            let (data_key_version, live) = match state {
+                DataKeyState::Live(key) => (key.version(), true),
+                DataKeyState::Shredded { version } => (version, false),
+                DataKeyState::Absent => {
+                    return Err(StoreError::NoDataKey {
+                        subject: pseudonym,
+                        region: self.region.clone(),
+                    })
+                }
+            };
             let index = match &mut by_owner {
                 Some(found) => found.remove(&pseudonym).unwrap_or_default(),
                 None => match self.subject_lists(&pseudonym) {

@@ -389,3 +389,58 @@ fn a_key_belongs_to_one_subject() {
         2
     );
 }
+
+/// What a state says, comparable: (live, version).
+fn state_of(s: &domicile_store::DataKeyState) -> Option<(bool, u32)> {
+    match s {
+        domicile_store::DataKeyState::Live(k) => Some((true, k.version())),
+        domicile_store::DataKeyState::Shredded { version } => Some((false, *version)),
+        _ => None,
+    }
+}
+
+#[test]
+fn reading_many_data_keys_at_once_equals_reading_each() {
+    let dirs = Dirs::new();
+    let us = region("us");
+    let ids = ["ada", "ben", "cy", "dee"].map(|i| subject(i, "US").id);
+    {
+        let custodian = dirs.custodian();
+        custodian.create_data_keys(&us, &ids[..3]).unwrap();
+        custodian.destroy_data_key(&us, &ids[1]).unwrap();
+        // ben again: version 2.
+        custodian.create_data_keys(&us, &ids[1..2]).unwrap();
+        custodian.destroy_data_key(&us, &ids[2]).unwrap();
+    }
+    let pseudonyms = |c: &FileCustodian| {
+        let key = c.pseudonym_key(&us).unwrap();
+        // ada live, ben live (v2), cy shredded, dee absent, ada again.
+        [0, 1, 2, 3, 0].map(|i| key.pseudonym(&ids[i]))
+    };
+    // A fresh process's custodian (nothing cached), and the same one once every key is cached.
+    let custodian = dirs.custodian();
+    let wanted = pseudonyms(&custodian);
+    for _ in 0..2 {
+        let many: Vec<_> = custodian
+            .data_keys(&us, &wanted)
+            .unwrap()
+            .iter()
+            .map(state_of)
+            .collect();
+        let each: Vec<_> = wanted
+            .iter()
+            .map(|p| state_of(&custodian.data_key(&us, p).unwrap()))
+            .collect();
+        assert_eq!(many, each);
+        assert_eq!(
+            many,
+            [
+                Some((true, 1)),
+                Some((true, 2)),
+                Some((false, 1)),
+                None,
+                Some((true, 1))
+            ]
+        );
+    }
+}

@@ -418,6 +418,31 @@ impl KeyCustodian for FileCustodian {
         self.with_region(region, |state| self.load(state, region, pseudonym))
     }
 
+    /// The entries not cached are read in one transaction.
+    fn data_keys(
+        &self,
+        region: &Region,
+        pseudonyms: &[Pseudonym],
+    ) -> Result<Vec<DataKeyState>, StoreError> {
+        self.with_region(region, |state| {
+            let uncached: Vec<Pseudonym> = pseudonyms
+                .iter()
+                .filter(|p| !state.data_keys.contains_key(p))
+                .copied()
+                .collect();
+            let held = self.store(state, region)?.get_many(&uncached)?;
+            let mut held: HashMap<Pseudonym, Option<Vec<u8>>> =
+                uncached.into_iter().zip(held).collect();
+            pseudonyms
+                .iter()
+                .map(|p| match held.remove(p) {
+                    Some(entry) => self.load_held(state, region, p, entry),
+                    None => self.load(state, region, p),
+                })
+                .collect()
+        })
+    }
+
     fn create_data_key(
         &self,
         region: &Region,
@@ -522,21 +547,26 @@ impl KeyCustodian for FileCustodian {
             let pseudonym_key = self.pseudonym_key_locked(state, region)?;
             let mut out = Vec::with_capacity(subjects.len());
             let mut tombstones: HashMap<Pseudonym, Vec<u8>> = HashMap::new();
-            for subject in subjects {
-                let pseudonym = pseudonym_key.pseudonym(subject);
-                // Drop the cached key first: from here on no record of this subject opens in this
-                // process, even if committing the tombstone fails.
-                state.data_keys.remove(&pseudonym);
-                let store = self.store(state, region)?;
+            let pseudonyms: Vec<Pseudonym> = subjects
+                .iter()
+                .map(|s| pseudonym_key.pseudonym(s))
+                .collect();
+            // Drop the cached keys first: from here on no record of these subjects opens in this
+            // process, even if committing the tombstones fails.
+            for pseudonym in &pseudonyms {
+                state.data_keys.remove(pseudonym);
+            }
+            let store = self.store(state, region)?;
+            // Every entry read in one transaction.
+            let held = store.get_many(&pseudonyms)?;
+            for (pseudonym, held) in pseudonyms.into_iter().zip(held) {
                 let path = store.entry_path(&pseudonym);
                 let bytes = match tombstones.get(&pseudonym) {
                     Some(t) => t.clone(),
-                    None => store
-                        .get(&pseudonym)?
-                        .ok_or_else(|| StoreError::NoDataKey {
-                            subject: pseudonym,
-                            region: region.clone(),
-                        })?,
+                    None => held.ok_or_else(|| StoreError::NoDataKey {
+                        subject: pseudonym,
+                        region: region.clone(),
+                    })?,
                 };
                 let (version, kek) = format::parse_key_file(&path, &bytes)?.versions();
                 if kek.is_some() {
@@ -548,7 +578,7 @@ impl KeyCustodian for FileCustodian {
                     kek_version: kek.map(KekVersion),
                 });
             }
-            self.store(state, region)?.commit(Change {
+            store.commit(Change {
                 put: tombstones.into_iter().collect(),
                 rotating: None,
             })?;
