@@ -552,32 +552,46 @@ impl SealedStore {
     /// in pseudonym order (which reveals nothing about who they are). A registry entry whose
     /// data key was destroyed (an interrupted shred) is left out.
     pub fn subjects(&self) -> Result<Vec<RegisteredSubject>, StoreError> {
+        /// Registry entries whose data keys are asked for at once.
+        const CHUNK: usize = 4096;
         let mut out = Vec::new();
-        for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
-            let (k, sealed) = item?;
-            let Ok(bytes) = <[u8; 16]>::try_from(&k[1..]) else {
-                continue;
-            };
-            // The custodian knows whose key answers to the pseudonym; the registry entry itself
-            // opens only with that subject id in its AAD.
-            let id = match self.custodian.data_key(&self.region, &Pseudonym(bytes))? {
-                DataKeyState::Live(key) => key.subject().clone(),
-                _ => continue,
-            };
-            let cached = read_lock(&self.registry)
-                .get(&id)
-                .map(|(entry, _)| entry.clone());
-            let entry = match cached {
-                Some(mut entry) => {
-                    entry.home = self.policy.home_region(&entry.subject)?;
-                    Some(entry)
+        let mut chunk: Vec<(Pseudonym, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        let mut entries = self.backend.scan_prefix(&[layout::REGISTRY]).peekable();
+        while entries.peek().is_some() {
+            chunk.clear();
+            for item in entries.by_ref() {
+                let (k, sealed) = item?;
+                if let Ok(bytes) = <[u8; 16]>::try_from(&k[1..]) {
+                    chunk.push((Pseudonym(bytes), sealed));
+                    if chunk.len() == CHUNK {
+                        break;
+                    }
                 }
-                // The entry is in hand: open it rather than read it again.
-                None => self
-                    .open_registry_entry(&id, Pseudonym(bytes), sealed)?
-                    .map(|(entry, _)| entry),
-            };
-            out.extend(entry);
+            }
+            // The custodian knows whose key answers to each pseudonym; a registry entry itself
+            // opens only with that subject id in its AAD.
+            let pseudonyms: Vec<Pseudonym> = chunk.iter().map(|(p, _)| *p).collect();
+            let states = self.custodian.data_keys(&self.region, &pseudonyms)?;
+            for ((pseudonym, sealed), state) in chunk.drain(..).zip(states) {
+                let id = match state {
+                    DataKeyState::Live(key) => key.subject().clone(),
+                    _ => continue,
+                };
+                let cached = read_lock(&self.registry)
+                    .get(&id)
+                    .map(|(entry, _)| entry.clone());
+                let entry = match cached {
+                    Some(mut entry) => {
+                        entry.home = self.policy.home_region(&entry.subject)?;
+                        Some(entry)
+                    }
+                    // The entry is in hand: open it rather than read it again.
+                    None => self
+                        .open_registry_entry(&id, pseudonym, sealed)?
+                        .map(|(entry, _)| entry),
+                };
+                out.extend(entry);
+            }
         }
         Ok(out)
     }

@@ -47,6 +47,48 @@ fn lists_registered_subjects_and_not_shredded_ones() {
     assert_eq!(ids, ["ana", "pedro"]);
 }
 
+/// `subjects` asks the custodian for data keys a few thousand at a time: lists of more than one
+/// such chunk, with shredded subjects on either side of a boundary, come out whole.
+#[test]
+fn lists_every_subject_of_a_registry_larger_than_one_key_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        // A fresh custodian and handle each time: nothing cached.
+        let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+        SealedStore::open(
+            dir.path().join("data"),
+            Region::parse("us").unwrap(),
+            Arc::new(UsSplitPolicy::new()),
+            custodian,
+        )
+        .unwrap()
+    };
+    let store = open();
+    let all: Vec<Subject> = (0..9000)
+        .map(|i| Subject::parse(&format!("user-{i}"), Some("US"), None).unwrap())
+        .collect();
+    store.register_subjects(&all).unwrap();
+    let shredded: Vec<_> = (0..9000).step_by(997).map(|i| all[i].id.clone()).collect();
+    store.shred_subjects(&shredded).unwrap();
+    drop(store);
+    let store = open();
+    let mut got: Vec<String> = store
+        .subjects()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subject.id.to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = all
+        .iter()
+        .map(|s| s.id.to_string())
+        .filter(|id| !shredded.iter().any(|s| s.as_str() == id))
+        .collect();
+    want.sort();
+    assert_eq!(got.len(), 9000 - shredded.len());
+    assert_eq!(got, want);
+}
+
 #[test]
 fn registering_in_a_batch_equals_one_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
