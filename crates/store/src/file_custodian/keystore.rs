@@ -305,21 +305,10 @@ impl RegionKeyStore {
 
     /// The entry held for `pseudonym`.
     pub(super) fn get(&self, pseudonym: &Pseudonym) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(entry) = self.pending.get(pseudonym) {
-            return Ok(Some(entry.clone()));
-        }
-        let path = self.path();
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(failed(&path, "begin a read"))?;
-        let table = txn
-            .open_table(DATA_KEYS)
-            .map_err(failed(&path, "open its table"))?;
-        let got = table
-            .get(pseudonym.0.as_slice())
-            .map_err(failed(&path, "read a data key"))?;
-        Ok(got.map(|v| v.value().to_vec()))
+        Ok(self
+            .get_many(std::slice::from_ref(pseudonym))?
+            .pop()
+            .flatten())
     }
 
     /// The entries held for `pseudonyms`, in their order, read in one transaction.

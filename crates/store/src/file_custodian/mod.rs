@@ -356,6 +356,32 @@ impl FileCustodian {
         self.load_held(state, region, pseudonym, held)
     }
 
+    /// What [`load`](Self::load) returns for each of `pseudonyms`, with the entries not cached
+    /// read in one key-store transaction.
+    fn load_many(
+        &self,
+        state: &mut RegionState,
+        region: &Region,
+        pseudonyms: &[Pseudonym],
+    ) -> Result<Vec<DataKeyState>, StoreError> {
+        let uncached: Vec<Pseudonym> = pseudonyms
+            .iter()
+            .filter(|p| !state.data_keys.contains_key(p))
+            .copied()
+            .collect();
+        let held = self.store(state, region)?.get_many(&uncached)?;
+        let mut held: HashMap<Pseudonym, Option<Vec<u8>>> =
+            uncached.into_iter().zip(held).collect();
+        pseudonyms
+            .iter()
+            .map(|p| match held.remove(p) {
+                Some(entry) => self.load_held(state, region, p, entry),
+                // Cached, or a repeat of one just read.
+                None => self.load(state, region, p),
+            })
+            .collect()
+    }
+
     /// What the entry `held` for `pseudonym` (read from the key store) says, caching a live
     /// key unwrapped.
     fn load_held(
@@ -424,23 +450,7 @@ impl KeyCustodian for FileCustodian {
         region: &Region,
         pseudonyms: &[Pseudonym],
     ) -> Result<Vec<DataKeyState>, StoreError> {
-        self.with_region(region, |state| {
-            let uncached: Vec<Pseudonym> = pseudonyms
-                .iter()
-                .filter(|p| !state.data_keys.contains_key(p))
-                .copied()
-                .collect();
-            let held = self.store(state, region)?.get_many(&uncached)?;
-            let mut held: HashMap<Pseudonym, Option<Vec<u8>>> =
-                uncached.into_iter().zip(held).collect();
-            pseudonyms
-                .iter()
-                .map(|p| match held.remove(p) {
-                    Some(entry) => self.load_held(state, region, p, entry),
-                    None => self.load(state, region, p),
-                })
-                .collect()
-        })
+        self.with_region(region, |state| self.load_many(state, region, pseudonyms))
     }
 
     fn create_data_key(
@@ -469,24 +479,12 @@ impl KeyCustodian for FileCustodian {
                 .iter()
                 .map(|s| pseudonym_key.pseudonym(s))
                 .collect();
-            // The entries of the subjects not cached, read in one transaction.
-            let uncached: Vec<Pseudonym> = pseudonyms
-                .iter()
-                .filter(|p| !state.data_keys.contains_key(p))
-                .copied()
-                .collect();
-            let held = self.store(state, region)?.get_many(&uncached)?;
-            let mut held: HashMap<Pseudonym, Option<Vec<u8>>> =
-                uncached.into_iter().zip(held).collect();
-            for (subject, pseudonym) in subjects.iter().zip(pseudonyms) {
+            let loaded = self.load_many(state, region, &pseudonyms)?;
+            for ((subject, pseudonym), loaded) in subjects.iter().zip(pseudonyms).zip(loaded) {
                 if let Some((_, key)) = new.get(&pseudonym) {
                     out.push(key.clone());
                     continue;
                 }
-                let loaded = match held.remove(&pseudonym) {
-                    Some(entry) => self.load_held(state, region, &pseudonym, entry)?,
-                    None => self.load(state, region, &pseudonym)?,
-                };
                 let version = match loaded {
                     DataKeyState::Live(key) => {
                         out.push(key);
