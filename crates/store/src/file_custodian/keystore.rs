@@ -24,13 +24,12 @@
 //! processes never interleave on one region: each process's cache of unwrapped keys is always
 //! the truth.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use std::collections::{BTreeMap, HashMap};
 
 use domicile_residency::Region;
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableError};
@@ -279,7 +278,9 @@ impl RegionKeyStore {
                 self.pending.insert(pseudonym, entry.to_vec());
                 self.pending_entries += 1;
             }
-            self.next_row = row + 1;
+            // Rows are numbered from 0 after each fold; a number edited to the largest
+            // possible is still read, and opening folds it away.
+            self.next_row = row.saturating_add(1);
         }
         Ok(())
     }
@@ -456,6 +457,7 @@ impl RegionKeyStore {
         txn.commit().map_err(failed(&path, "commit"))?;
         self.pending.clear();
         self.pending_entries = 0;
+        self.next_row = 0;
         Ok(())
     }
 
@@ -694,6 +696,32 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("pending row 0"), "{text}");
         assert!(text.contains(DB_FILE), "{text}");
+    }
+
+    #[test]
+    fn a_row_numbered_the_largest_possible_is_read_and_folded_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.fold_on_drop = false;
+        drop(store);
+        {
+            let db = Database::create(dir.path().join("us").join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut rows = txn.open_table(PENDING).unwrap();
+                let row = encode_row(&[(p(1), b"one".to_vec())]);
+                rows.insert(u64::MAX, row.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut store = open(dir.path());
+        assert_eq!(store.get(&p(1)).unwrap().unwrap(), b"one");
+        assert_eq!((store.pending_entries, store.next_row), (0, 0));
+        store.commit(put(&[(2, b"two")])).unwrap();
+        assert_eq!(
+            store.entries().unwrap(),
+            vec![(p(1), b"one".to_vec()), (p(2), b"two".to_vec())]
+        );
     }
 
     #[test]
