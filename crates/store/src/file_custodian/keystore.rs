@@ -294,6 +294,12 @@ impl RegionKeyStore {
         self.commit_folding(Vec::new(), None)
     }
 
+    /// How many entries are pending (tests).
+    #[cfg(test)]
+    pub(super) fn pending_entries(&self) -> usize {
+        self.pending_entries
+    }
+
     /// The database file.
     pub(super) fn path(&self) -> PathBuf {
         self.dir.join(DB_FILE)

@@ -607,3 +607,82 @@ impl KeyCustodian for FileCustodian {
         self.finalize(region)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file under `dir`, with its bytes.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push((path.clone(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    fn holding(files: &[(PathBuf, Vec<u8>)], needle: &[u8]) -> Vec<PathBuf> {
+        files
+            .iter()
+            .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// The pending rows a live custodian leaves on disk name no subject, and a finalised shred
+    /// leaves the destroyed key's entry in no file, though it was written in a pending row.
+    #[test]
+    fn pending_rows_name_no_subject_and_finalising_leaves_no_shredded_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = Region::parse("us").unwrap();
+        let ids = ["subject-ada-1957", "subject-ben-1961", "subject-cy-1970"]
+            .map(|i| SubjectId::parse(i).unwrap());
+        let custodian = FileCustodian::open(dir.path()).unwrap();
+        custodian.create_data_keys(&region, &ids).unwrap();
+        let pseudonyms = custodian.pseudonym_key(&region).unwrap();
+        let entry = |id: &SubjectId| {
+            custodian.with_region(&region, |state| {
+                let store = state.store.as_ref().unwrap();
+                assert!(store.pending_entries() > 0, "the entries are still pending");
+                store.get(&pseudonyms.pseudonym(id)).unwrap().unwrap()
+            })
+        };
+        let ben = entry(&ids[1]);
+        let on_disk = files(dir.path());
+        // The search works: the live entry is in the key store's file, as a pending row.
+        assert_eq!(
+            holding(&on_disk, &ben),
+            vec![dir.path().join("us").join(keystore::DB_FILE)]
+        );
+        for id in &ids {
+            assert!(holding(&on_disk, id.as_str().as_bytes()).is_empty(), "{id}");
+        }
+
+        custodian.destroy_data_key(&region, &ids[1]).unwrap();
+        custodian.finalize_shreds(&region).unwrap();
+        let on_disk = files(dir.path());
+        assert!(holding(&on_disk, &ben).is_empty());
+        for id in &ids {
+            assert!(holding(&on_disk, id.as_str().as_bytes()).is_empty(), "{id}");
+        }
+        drop(custodian);
+        // Reopened: the others' keys open, ben's is gone.
+        let custodian = FileCustodian::open(dir.path()).unwrap();
+        let state = |id: &SubjectId| {
+            custodian
+                .data_key(&region, &pseudonyms.pseudonym(id))
+                .unwrap()
+        };
+        assert!(matches!(state(&ids[0]), DataKeyState::Live(_)));
+        assert!(matches!(state(&ids[1]), DataKeyState::Shredded { .. }));
+        assert!(matches!(state(&ids[2]), DataKeyState::Live(_)));
+    }
+}
