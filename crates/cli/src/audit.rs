@@ -4,7 +4,7 @@
 //! and needs only public keys; `pseudonym` needs the region's audit key.
 
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use domicile_audit::query;
 use domicile_audit::{
     for_each_entry, load_tree, prove, stored_checkpoints, stored_cosigned, verify_against,
     AuditError, AuditKey, AuditLog, Checkpoint, Entry, InclusionProof, KeyKind, LogConfig, Note,
-    Pseudonym, SigningKey, VerifierKey, Witness, WitnessPolicy,
+    Pseudonym, SigningKey, VerifierKey, Witness, WitnessPolicy, MAX_ENTRY_BYTES,
 };
 use domicile_residency::{JustificationCode, RuleId, SubjectId};
 
@@ -441,14 +441,22 @@ fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), F
         );
     }
     let mut count = 0u64;
-    for (n, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| Failure(format!("reading stdin: {e}"), 1))?;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let bad = |what: String| usage(format!("stdin line {}: {what}", n + 1));
+        // An entry is at most MAX_ENTRY_BYTES; its JSON line, with escapes and spacing, a few
+        // times that.
+        let Some(line) = crate::text::next_line(&mut stdin, &mut buf, 4 * MAX_ENTRY_BYTES as u64)
+            .map_err(bad)?
+        else {
+            break;
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |what: String| usage(format!("stdin line {}: {what}", n + 1));
         let mut value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+            serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         let subject_id = value
             .as_object_mut()
             .and_then(|o| o.remove("subject_id"))

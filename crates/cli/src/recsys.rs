@@ -1,7 +1,7 @@
 //! `domicile recsys`: train, serve, evaluate and generate data for the recommender.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -361,7 +361,9 @@ fn train(a: TrainArgs) -> Result<(), CliError> {
     let key = match &a.signing_key {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| io_error("read", path, e))?;
+            // A 32-byte seed or a PKCS#8 document: a few hundred bytes.
+            let bytes = domicile_durable::read_bounded(path, crate::text::KEY_FILE_LIMIT)
+                .map_err(|e| CliError::Message(e.to_string()))?;
             Some(if bytes.len() == 32 {
                 SigningKey::from_seed(&bytes)?
             } else {
@@ -451,7 +453,8 @@ fn with_policy(
 
 fn read_trusted_key(text: &str) -> Result<[u8; 32], CliError> {
     let hex_text = if Path::new(text).is_file() {
-        std::fs::read_to_string(text).map_err(|e| io_error("read", Path::new(text), e))?
+        crate::text::read_text(Path::new(text), crate::text::KEY_FILE_LIMIT)
+            .map_err(CliError::Message)?
     } else {
         text.to_owned()
     };
@@ -610,9 +613,16 @@ fn recommend(a: RecommendArgs) -> Result<(), CliError> {
     } else {
         let path = Path::new(&a.users);
         let file = std::fs::File::open(path).map_err(|e| io_error("open", path, e))?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut buf = Vec::new();
         let mut ids = Vec::new();
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| io_error("read", path, e))?;
+        for n in 0.. {
+            // A line is one user id: a few hundred bytes at most.
+            let line = crate::text::next_line(&mut reader, &mut buf, 64 << 10)
+                .map_err(|e| CliError::Message(format!("{}:{}: {e}", path.display(), n + 1)))?;
+            let Some(line) = line else {
+                break;
+            };
             let id = line.trim();
             if id.is_empty() || (n == 0 && id == "user") {
                 continue;

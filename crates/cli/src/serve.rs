@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             .rsplit_once('=')
             .filter(|(u, k)| !u.is_empty() && !k.is_empty())
             .ok_or("--witness takes URL=VKEY-FILE")?;
-        let key = crate::text::read_verifier_key(std::path::Path::new(vkey))
+        let key = crate::text::read_verifier_key(Path::new(vkey))
             .map_err(|e| format!("--witness: {e}"))?;
         witnesses.push((url.to_owned(), key));
     }
@@ -186,9 +186,14 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             .into());
         }
     }
-    let operator_key = match std::fs::read_to_string(&args.operator_key) {
-        Ok(text) => text.trim().to_owned(),
-        Err(_) => args.operator_key.clone(),
+    // A file holding the key, or the key itself; a file is read bounded (`/dev/zero` is not a
+    // file, so it is taken as a key, and refused as one).
+    let operator_key = if Path::new(&args.operator_key).is_file() {
+        crate::text::read_text(Path::new(&args.operator_key), crate::text::KEY_FILE_LIMIT)?
+            .trim()
+            .to_owned()
+    } else {
+        args.operator_key.clone()
     };
     let gateways = args
         .gateway

@@ -145,6 +145,15 @@ fn operator_and_auditor_workflow() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
+    // A stream with no newline is refused once a line passes the limit, not read forever.
+    let out = Command::new(env!("CARGO_BIN_EXE_domicile"))
+        .args(["audit", "append", "--log", p(&log), "--key", p(&key)])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stdin line 1: longer than"), "{err}");
 
     // Verify, checkpoint.
     let report = ok(

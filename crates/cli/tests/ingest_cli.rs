@@ -233,6 +233,55 @@ fn a_malformed_line_is_refused_by_number_without_quoting_it() {
     assert!(!dir.path().join("nokeys").exists());
 }
 
+/// What cannot be a resumable ingest file is refused before it is read whole: a device that never
+/// ends (`/dev/zero` would be digested forever), a directory, a line longer than the limit (a
+/// sparse file of NUL bytes, no newline), and a line that is not UTF-8 — each by line number,
+/// never quoting the line.
+#[test]
+fn streams_overlong_lines_and_bytes_that_are_not_text_are_refused_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    for (input, expected) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (dir.path(), "not a regular file"),
+    ] {
+        let out = ingest(&data, &keys, input, &[]);
+        assert!(!out.status.success());
+        let t = text(&out);
+        assert!(t.contains(expected), "{}: {t}", input.display());
+    }
+
+    let long = dir.path().join("long.jsonl");
+    let file = std::fs::File::create(&long).unwrap();
+    file.set_len(domicile_split::MAX_LINE_BYTES + 10).unwrap();
+    drop(file);
+    let out = ingest(&data, &keys, &long, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains(&format!(
+            "line 1: longer than {} bytes",
+            domicile_split::MAX_LINE_BYTES
+        )),
+        "{t}"
+    );
+
+    let binary = dir.path().join("binary.jsonl");
+    let mut bytes =
+        b"{\"subject\": {\"id\": \"secret-id-90\", \"residence\": \"US\"}, \"records\": []}\n"
+            .to_vec();
+    bytes.extend_from_slice(b"{\"subject\": {\"id\": \"secret-id-91\xff\"}}\n");
+    std::fs::write(&binary, bytes).unwrap();
+    let out = ingest(&data, &keys, &binary, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("line 2: not UTF-8 (an invalid byte at column 33)"),
+        "{t}"
+    );
+    assert!(!t.contains("secret-id"), "{t}");
+}
+
 /// `domicile store reindex` repairs a region whose index journal was cut short on disk: before,
 /// a subject's read names the corrupt entry; after, every US subject's records read again.
 /// Wrong keys and unknown regions are refused, and the command prints counts, never an id.

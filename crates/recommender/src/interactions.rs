@@ -2,7 +2,7 @@
 //! external string ids to dense indices.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use domicile_residency::{CountryCode, PolicyId, Region, ResidencyError};
@@ -522,9 +522,9 @@ impl Interactions {
             line,
             reason,
         };
-        let mut lines = reader.lines();
+        let mut lines = bounded_lines(reader);
         let header = match lines.next() {
-            Some(h) => h.map_err(|e| malformed(1, format!("unreadable: {e}")))?,
+            Some(h) => h.map_err(|e| malformed(1, e))?,
             None => {
                 return Err(malformed(
                     1,
@@ -555,7 +555,7 @@ impl Interactions {
         for (n, line) in lines.enumerate() {
             let lineno = n + 2;
             b.at_line(lineno);
-            let line = line.map_err(|e| malformed(lineno, format!("unreadable: {e}")))?;
+            let line = line.map_err(|e| malformed(lineno, e))?;
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
                 continue;
@@ -627,14 +627,14 @@ impl Interactions {
         weights: &ConfidenceWeights,
     ) -> Result<Interactions, RecsysError> {
         let mut b = InteractionsBuilder::named(name);
-        for (n, line) in reader.lines().enumerate() {
+        for (n, line) in bounded_lines(reader).enumerate() {
             b.at_line(n + 1);
             let malformed = |reason: String| RecsysError::Malformed {
                 path: name.to_owned(),
                 line: n + 1,
                 reason,
             };
-            let line = line.map_err(|e| malformed(format!("unreadable: {e}")))?;
+            let line = line.map_err(malformed)?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -677,6 +677,48 @@ impl Interactions {
     }
 }
 
+/// The longest line an interactions CSV or events file may hold: a few ids and numbers, with
+/// room to spare. A longer line is refused by number once this many bytes of it are read, so a
+/// file without newlines is never held in memory whole.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The lines of `reader` without their line endings (`\n` or `\r\n`), each at most
+/// [`MAX_LINE_BYTES`] and UTF-8; an error (which ends the lines) says which rule a line broke,
+/// without quoting it.
+fn bounded_lines(mut reader: impl BufRead) -> impl Iterator<Item = Result<String, String>> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        let line = match read {
+            Ok(0) => return None,
+            Ok(n) if n > MAX_LINE_BYTES => Err(format!("longer than {MAX_LINE_BYTES} bytes")),
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                String::from_utf8(buf).map_err(|e| {
+                    format!(
+                        "not UTF-8 (an invalid byte at column {})",
+                        e.utf8_error().valid_up_to() + 1
+                    )
+                })
+            }
+            Err(e) => Err(format!("unreadable: {e}")),
+        };
+        done = line.is_err();
+        Some(line)
+    })
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -692,6 +734,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("carol@example.com"), "{err}");
+    }
+
+    /// A line past the bound, or not UTF-8, is refused by number, unquoted, in both formats;
+    /// line endings of either kind are read alike.
+    #[test]
+    fn overlong_and_binary_lines_are_refused_by_number() {
+        let mut long = b"user,item\nalice,v1\n".to_vec();
+        long.resize(long.len() + MAX_LINE_BYTES + 10, b'x');
+        let err = Interactions::parse_csv(&long[..], "long.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("long.csv") && err.contains('3'), "{err}");
+        assert!(err.contains("longer than"), "{err}");
+        let weights = ConfidenceWeights::default();
+        let err = Interactions::parse_events(&long[..], "long.jsonl", &weights)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("longer than") || err.contains("not an event"),
+            "{err}"
+        );
+        let err = Interactions::parse_csv(&b"user,item\nsecret-\xffid,v1\n"[..], "bin.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not UTF-8") && err.contains('2'), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let crlf =
+            Interactions::parse_csv(&b"user,item\r\nalice,v1\r\nbob,v2"[..], "crlf.csv").unwrap();
+        let lf = Interactions::parse_csv(&b"user,item\nalice,v1\nbob,v2\n"[..], "lf.csv").unwrap();
+        assert_eq!(crlf.pairs().len(), 2);
+        assert_eq!(crlf.digest(), lf.digest());
     }
 
     use super::*;

@@ -105,7 +105,9 @@ pub use eval::{
 pub use event::{ConfidenceWeights, Event, EventKind};
 pub use histories::Histories;
 pub use hosted::{Model, Serving};
-pub use interactions::{Csr, IdMap, Interaction, Interactions, InteractionsBuilder};
+pub use interactions::{
+    Csr, IdMap, Interaction, Interactions, InteractionsBuilder, MAX_LINE_BYTES,
+};
 pub use knn::{ItemKnn, ItemKnnConfig, Similarity};
 pub use model::{
     BlendConfig, ModelKind, RecommendOptions, Recommendation, Recommender, Strategy, TrainConfig,

@@ -14,6 +14,10 @@
 //! touched. A subject whose home cannot be decided is reported by line number (never by id) and
 //! skipped or refused, as [`OnUnknown`] says.
 //!
+//! **Bounded.** The input is a regular file (it is read twice: once for the digest its progress
+//! is kept under, then line by line); a line is at most [`MAX_LINE_BYTES`] and UTF-8, or it is
+//! refused by number before more of it is read.
+//!
 //! **Resumable.** After each batch is durable, `<data>/ingest/<file digest>.json` records how
 //! many lines (and bytes) of that file are in; a rerun on the same file starts after them. A
 //! crash between a batch and its progress line makes the rerun write that batch again, which
@@ -177,12 +181,37 @@ pub fn ingest_principal(
     )?)
 }
 
+/// The longest line an ingest file may hold, newline included: one subject with all their
+/// records. A longer one is refused by number before it is held in memory whole.
+pub const MAX_LINE_BYTES: u64 = 64 << 20;
+
 fn sha256_hex(path: &Path) -> Result<String, SplitError> {
     let mut file = std::fs::File::open(path).map_err(|e| SplitError::Io {
         action: "open",
         path: path.to_owned(),
         source: e,
     })?;
+    // The file is read twice (for the digest its progress is kept under, then line by line),
+    // and resuming means seeking into it: a device, FIFO or directory cannot be either.
+    let kind = file
+        .metadata()
+        .map_err(|e| SplitError::Io {
+            action: "inspect",
+            path: path.to_owned(),
+            source: e,
+        })?
+        .file_type();
+    if !kind.is_file() {
+        return Err(SplitError::Io {
+            action: "ingest",
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (ingest reads its input twice, for the digest its resumable \
+                 progress is kept under and then line by line; copy a stream to a file first)",
+            ),
+        });
+    }
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -268,7 +297,7 @@ pub fn ingest_file(
 
     let mut batch: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>> = BTreeMap::new();
     let mut in_batch = 0usize;
-    let mut text = String::new();
+    let mut line_bytes: Vec<u8> = Vec::new();
     let flush = |batch: &mut BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>>,
                  report: &mut IngestReport,
                  lines: u64,
@@ -298,19 +327,37 @@ pub fn ingest_file(
         Ok(())
     };
     loop {
-        text.clear();
-        let n = reader.read_line(&mut text).map_err(io("read"))?;
+        line_bytes.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line_bytes)
+            .map_err(io("read"))?;
         if n == 0 {
             break;
         }
         line_no += 1;
+        if n as u64 > MAX_LINE_BYTES {
+            return Err(line_error(
+                line_no,
+                format!("longer than {MAX_LINE_BYTES} bytes, the most one subject's line may hold"),
+            ));
+        }
         offset += n as u64;
         report.lines += 1;
+        let text = std::str::from_utf8(&line_bytes).map_err(|e| {
+            line_error(
+                line_no,
+                format!(
+                    "not UTF-8 (an invalid byte at column {})",
+                    e.valid_up_to() + 1
+                ),
+            )
+        })?;
         if text.trim().is_empty() {
             continue;
         }
         // serde's message may quote the input, which holds ids: only where and what kind.
-        let line: Line = serde_json::from_str(&text).map_err(|e| {
+        let line: Line = serde_json::from_str(text).map_err(|e| {
             line_error(
                 line_no,
                 format!(
