@@ -282,6 +282,45 @@ fn streams_overlong_lines_and_bytes_that_are_not_text_are_refused_by_number() {
     assert!(!t.contains("secret-id"), "{t}");
 }
 
+/// The deployment's manifest is state the tools wrote: a FIFO in its place (whose open would
+/// block for ever) or a link to `/dev/zero` (endless) is an error naming it, at once, and the
+/// command writes nothing.
+#[test]
+fn a_manifest_replaced_by_a_fifo_or_a_device_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 3);
+    let manifest = data.join("deployment.json");
+    assert!(manifest.is_file());
+    let saved = std::fs::read(&manifest).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+    let made = Command::new("mkfifo").arg(&manifest).status().unwrap();
+    assert!(made.success());
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("deployment.json") && t.contains("not a regular file"),
+        "{t}"
+    );
+    std::fs::remove_file(&manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("deployment.json") && t.contains("not a regular file"),
+        "{t}"
+    );
+    assert!(!data.join("ingest").exists(), "no progress was written");
+    // Put back, the same ingest goes through.
+    std::fs::remove_file(&manifest).unwrap();
+    std::fs::write(&manifest, saved).unwrap();
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// `domicile store reindex` repairs a region whose index journal was cut short on disk: before,
 /// a subject's read names the corrupt entry; after, every US subject's records read again.
 /// Wrong keys and unknown regions are refused, and the command prints counts, never an id.

@@ -239,12 +239,45 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 }
 
 /// Reads `path`, or `None` if it does not exist.
+///
+/// What this reads is state a program wrote (manifests, journals, progress, signed state), so it
+/// must be a regular file: a device, FIFO, socket or directory in its place (or a symbolic link
+/// to one) is an error, checked before the file is opened, so that a FIFO cannot block the
+/// open and `/dev/zero` cannot be read forever.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FileError::io("read", path, e)),
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(not_regular(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FileError::io("inspect", path, e)),
     }
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FileError::io("open", path, e)),
+    };
+    // Swapped for something else between the check and the open: checked again on the handle.
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::io("inspect", path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| FileError::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+fn not_regular(path: &Path) -> FileError {
+    FileError::io(
+        "read",
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a device, FIFO, socket or directory is in its place)",
+        ),
+    )
 }
 
 /// Reads `path` as UTF-8 text, or `None` if it does not exist.
@@ -350,6 +383,32 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// State files must be regular: a directory, a FIFO (whose open would block without a
+    /// writer) and a link to `/dev/zero` (endless) in their place are errors naming the path,
+    /// returned at once; a missing file is `None` and a regular one is read whole.
+    #[test]
+    fn read_optional_reads_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_optional(&dir.path().join("absent")).unwrap().is_none());
+        let file = dir.path().join("state");
+        fs::write(&file, b"state").unwrap();
+        assert_eq!(read_optional(&file).unwrap().unwrap(), b"state");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for path in [dir.path().to_owned(), fifo, zero] {
+            let err = read_optional(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("not a regular file") && err.contains(&*path.to_string_lossy()),
+                "{err}"
+            );
+            let err = read_optional_string(&path).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub enum ClientError {
     /// The request could not be built (an invalid header value).
     #[error("invalid request: {0}")]
     Request(String),
+    /// The answer's body is larger than the client accepts
+    /// ([`NodeClient::with_max_response`]); it was not read further.
+    #[error("{addr} answered with a body over {limit} bytes, more than this client accepts")]
+    ResponseTooLarge {
+        /// The node's address.
+        addr: SocketAddr,
+        /// The most bytes the client reads.
+        limit: usize,
+    },
     /// No answer within the client's timeout.
     #[error("{addr} did not answer within {secs} s")]
     Timeout {
@@ -82,8 +91,15 @@ pub struct NodeClient {
     connector: TlsConnector,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
+    max_response: usize,
     server_name: ServerName<'static>,
 }
+
+/// The largest answer body a [`NodeClient`] reads unless told otherwise: a node's answers are a
+/// record or a page of them, far below it. A node that sends more (a broken or hostile one) gets
+/// an error, not the caller's memory: a gateway serves every region, and one region's node must
+/// not be able to exhaust it for the others.
+pub const DEFAULT_MAX_RESPONSE: usize = 64 << 20;
 
 impl std::fmt::Debug for NodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +119,7 @@ impl NodeClient {
             connector: TlsConnector::from(config),
             idle: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(60),
+            max_response: DEFAULT_MAX_RESPONSE,
             // The server is verified by its SPIFFE id (SpiffeServerVerifier), not by this name.
             server_name: ServerName::try_from("domicile-node").expect("a valid DNS name"),
         }
@@ -112,6 +129,13 @@ impl NodeClient {
     /// verify host names rather than SPIFFE ids).
     pub fn with_server_name(mut self, name: ServerName<'static>) -> Self {
         self.server_name = name;
+        self
+    }
+
+    /// The same client, reading answer bodies of at most `bytes` (a larger one is
+    /// [`ClientError::ResponseTooLarge`]); [`DEFAULT_MAX_RESPONSE`] unless set.
+    pub fn with_max_response(mut self, bytes: usize) -> Self {
+        self.max_response = bytes;
         self
     }
 
@@ -186,11 +210,20 @@ impl NodeClient {
                 .await
                 .map_err(|source| ClientError::Http { addr, source })?;
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|source| ClientError::Http { addr, source })?
-                .to_bytes();
+            let limit = self.max_response;
+            let body = match http_body_util::Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    // The connection is left with an unread body: it is dropped, not pooled.
+                    return Err(match e.downcast::<hyper::Error>() {
+                        Ok(source) => ClientError::Http {
+                            addr,
+                            source: *source,
+                        },
+                        Err(_) => ClientError::ResponseTooLarge { addr, limit },
+                    });
+                }
+            };
             if !sender.is_closed() {
                 self.idle
                     .lock()

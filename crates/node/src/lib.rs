@@ -49,7 +49,7 @@ mod run;
 mod serve;
 mod tls;
 
-pub use client::{Answer, ClientError, NodeClient};
+pub use client::{Answer, ClientError, NodeClient, DEFAULT_MAX_RESPONSE};
 pub use gateway::{router as gateway_router, Gateway};
 pub use identity::{spiffe_id_of, IdentityError};
 pub use node::{

@@ -183,3 +183,55 @@ async fn a_client_sending_a_byte_a_second_is_cut_off() {
     assert_eq!(app.get("/readyz").await.unwrap().status, 200);
     node.stop().await;
 }
+
+/// A node that answers with more than the client accepts (broken, or hostile: a gateway serves
+/// every region, so one region's node must not exhaust it for the others) gets an error naming
+/// the bound, whether the body says its length or streams without end; the client goes on
+/// working with a node that answers normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refuses_an_answer_larger_than_it_accepts() {
+    use axum::body::Body;
+    use axum::routing::get;
+
+    /// A body of 64 KiB chunks that never ends and gives no length.
+    struct Endless(bytes::Bytes);
+    impl axum::body::HttpBody for Endless {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+        {
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.0.clone()))))
+        }
+    }
+
+    let world = World::new();
+    let endless = || Body::new(Endless(bytes::Bytes::from(vec![b'x'; 64 << 10])));
+    let app = axum::Router::new()
+        .route("/small", get(|| async { "{}" }))
+        .route("/sized", get(|| async { vec![b'x'; 3 << 20] }))
+        .route("/endless", get(move || async move { endless() }));
+    // The hostile server holds the us node's SVID, so the client's handshake accepts it.
+    let identity = world.identity("us/domicile/node");
+    let server = serve_app(&identity, app, Limits::default()).await;
+    let gateway = client(&world, "us/usds/gateway", server.addr, Some("us"))
+        .with_max_response(1 << 20)
+        .with_timeout(Duration::from_secs(30));
+    for path in ["/sized", "/endless"] {
+        let started = Instant::now();
+        match gateway.get(path).await {
+            Err(domicile_node::ClientError::ResponseTooLarge { limit, .. }) => {
+                assert_eq!(limit, 1 << 20)
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{path}");
+    }
+    let answer = gateway.get("/small").await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(&answer.body[..], b"{}");
+    assert_eq!(domicile_node::DEFAULT_MAX_RESPONSE, 64 << 20);
+    server.stop().await;
+}
