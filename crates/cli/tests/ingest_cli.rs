@@ -234,16 +234,24 @@ fn a_malformed_line_is_refused_by_number_without_quoting_it() {
 }
 
 /// What cannot be a resumable ingest file is refused before it is read whole: a device that never
-/// ends (`/dev/zero` would be digested forever), a directory, a line longer than the limit (a
+/// ends (`/dev/zero` would be digested forever), a directory, a FIFO, a line longer than the limit (a
 /// sparse file of NUL bytes, no newline), and a line that is not UTF-8 — each by line number,
 /// never quoting the line.
 #[test]
 fn streams_overlong_lines_and_bytes_that_are_not_text_are_refused_by_number() {
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = init(dir.path());
+    // Opening a FIFO waits for a writer: it must be refused before it is opened.
+    let fifo = dir.path().join("fifo.jsonl");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     for (input, expected) in [
         (Path::new("/dev/zero"), "not a regular file"),
         (dir.path(), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
     ] {
         let out = ingest(&data, &keys, input, &[]);
         assert!(!out.status.success());

@@ -263,7 +263,22 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     if !meta.is_file() {
         return Err(not_regular(path));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The length is a hint; one no allocation can hold (a sparse file edited to claim a
+    // terabyte) is an error, not an abort.
+    let mut bytes = Vec::new();
+    usize::try_from(meta.len())
+        .ok()
+        .and_then(|len| bytes.try_reserve_exact(len).ok())
+        .ok_or_else(|| {
+            FileError::io(
+                "read",
+                path,
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!("{} bytes do not fit in memory", meta.len()),
+                ),
+            )
+        })?;
     file.read_to_end(&mut bytes)
         .map_err(|e| FileError::io("read", path, e))?;
     Ok(Some(bytes))
@@ -408,6 +423,13 @@ mod tests {
             );
             let err = read_optional_string(&path).unwrap_err().to_string();
             assert!(err.contains("not a regular file"), "{err}");
+        }
+        // A sparse file claiming 8 TiB: an error naming it, not an allocation abort.
+        let huge = dir.path().join("huge");
+        let file = File::create(&huge).unwrap();
+        if file.set_len(1 << 43).is_ok() {
+            let err = read_optional(&huge).unwrap_err().to_string();
+            assert!(err.contains("do not fit in memory"), "{err}");
         }
     }
 

@@ -185,52 +185,51 @@ pub fn ingest_principal(
 /// records. A longer one is refused by number before it is held in memory whole.
 pub const MAX_LINE_BYTES: u64 = 64 << 20;
 
-fn sha256_hex(path: &Path) -> Result<String, SplitError> {
-    let mut file = std::fs::File::open(path).map_err(|e| SplitError::Io {
-        action: "open",
-        path: path.to_owned(),
-        source: e,
-    })?;
-    // The file is read twice (for the digest its progress is kept under, then line by line),
-    // and resuming means seeking into it: a device, FIFO or directory cannot be either.
-    let kind = file
-        .metadata()
-        .map_err(|e| SplitError::Io {
-            action: "inspect",
+/// Opens the ingest file and digests it, leaving the handle at its end: the lines are then read
+/// from the same handle, so the file digested is the file ingested even if another is renamed
+/// into its place meanwhile. The input must be a regular file (it is read twice, and resuming
+/// seeks into it); that is checked before it is opened, since opening a FIFO waits for a
+/// writer, and again on the handle.
+fn open_and_digest(path: &Path) -> Result<(std::fs::File, String), SplitError> {
+    let failed = |action: &'static str| {
+        move |e: std::io::Error| SplitError::Io {
+            action,
             path: path.to_owned(),
             source: e,
-        })?
-        .file_type();
-    if !kind.is_file() {
-        return Err(SplitError::Io {
-            action: "ingest",
-            path: path.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (ingest reads its input twice, for the digest its resumable \
-                 progress is kept under and then line by line; copy a stream to a file first)",
-            ),
-        });
+        }
+    };
+    let not_regular = || SplitError::Io {
+        action: "ingest",
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (ingest reads its input twice, for the digest its resumable \
+             progress is kept under and then line by line; copy a stream to a file first)",
+        ),
+    };
+    if !std::fs::metadata(path).map_err(failed("open"))?.is_file() {
+        return Err(not_regular());
+    }
+    let mut file = std::fs::File::open(path).map_err(failed("open"))?;
+    if !file.metadata().map_err(failed("inspect"))?.is_file() {
+        return Err(not_regular());
     }
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = file.read(&mut buf).map_err(|e| SplitError::Io {
-            action: "read",
-            path: path.to_owned(),
-            source: e,
-        })?;
+        let n = file.read(&mut buf).map_err(failed("read"))?;
         if n == 0 {
             break;
         }
         ctx.update(&buf[..n]);
     }
-    Ok(ctx
+    let digest = ctx
         .finish()
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect();
+    Ok((file, digest))
 }
 
 /// Where the progress of ingesting the file with digest `digest` is kept.
@@ -246,7 +245,7 @@ pub fn ingest_file(
     path: &Path,
     options: &IngestOptions<'_>,
 ) -> Result<IngestReport, SplitError> {
-    let digest = sha256_hex(path)?;
+    let (mut file, digest) = open_and_digest(path)?;
     let progress_file = progress_path(deployment.data_root(), &digest);
     let done =
         match domicile_durable::read_optional(&progress_file)? {
@@ -274,7 +273,6 @@ pub fn ingest_file(
             source: e,
         }
     };
-    let mut file = std::fs::File::open(path).map_err(io("open"))?;
     file.seek(SeekFrom::Start(offset)).map_err(io("seek in"))?;
     let mut reader = BufReader::new(file);
 
