@@ -638,8 +638,15 @@ impl Interactions {
             if line.trim().is_empty() {
                 continue;
             }
-            let event: Event =
-                serde_json::from_str(&line).map_err(|e| malformed(format!("not an event: {e}")))?;
+            let event: Event = serde_json::from_str(&line).map_err(|e| {
+                // serde's message may quote the line's values, which hold ids: only where
+                // and what kind.
+                malformed(format!(
+                    "not an event ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ))
+            })?;
             b.add_event(&event, weights)
                 .map_err(|e| malformed(e.to_string()))?;
         }
@@ -925,5 +932,17 @@ mod tests {
             err.to_string().starts_with("e.jsonl:1: not an event"),
             "{err}"
         );
+        // A value of the wrong type is named by position, not quoted.
+        let wrong =
+            r#"{"user":"secret-user-5","video":"v","kind":"view","timestamp":"secret-time"}"#;
+        let err =
+            Interactions::parse_events(wrong.as_bytes(), "e.jsonl", &ConfidenceWeights::default())
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("e.jsonl:1: not an event (Data error"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
     }
 }
