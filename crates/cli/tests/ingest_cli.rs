@@ -302,26 +302,20 @@ fn a_manifest_replaced_by_a_fifo_or_a_device_is_refused_at_once() {
     let manifest = data.join("deployment.json");
     assert!(manifest.is_file());
     let saved = std::fs::read(&manifest).unwrap();
-    std::fs::remove_file(&manifest).unwrap();
-    let made = Command::new("mkfifo").arg(&manifest).status().unwrap();
-    assert!(made.success());
-    let out = ingest(&data, &keys, &file, &[]);
-    assert!(!out.status.success());
-    let t = text(&out);
-    assert!(
-        t.contains("deployment.json") && t.contains("not a regular file"),
-        "{t}"
-    );
-    std::fs::remove_file(&manifest).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
-    let out = ingest(&data, &keys, &file, &[]);
-    assert!(!out.status.success());
-    let t = text(&out);
-    assert!(
-        t.contains("deployment.json") && t.contains("not a regular file"),
-        "{t}"
-    );
-    assert!(!data.join("ingest").exists(), "no progress was written");
+    let fifo = |path: &Path| assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+    let zero = |path: &Path| std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+    for replace in [&fifo as &dyn Fn(&Path), &zero] {
+        std::fs::remove_file(&manifest).unwrap();
+        replace(&manifest);
+        let out = ingest(&data, &keys, &file, &[]);
+        assert!(!out.status.success());
+        let t = text(&out);
+        assert!(
+            t.contains("deployment.json") && t.contains("not a regular file"),
+            "{t}"
+        );
+        assert!(!data.join("ingest").exists(), "no progress was written");
+    }
     // Put back, the same ingest goes through.
     std::fs::remove_file(&manifest).unwrap();
     std::fs::write(&manifest, saved).unwrap();
