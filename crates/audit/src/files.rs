@@ -252,7 +252,8 @@ pub(crate) fn open_regular(path: &Path) -> Result<File, AuditError> {
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
-    let mut f = File::open(path).map_err(|e| AuditError::io("opening", path, e))?;
+    // Checked before the open (a FIFO's open waits for a writer) and again on the handle.
+    let mut f = open_regular(path)?;
     let meta = f
         .metadata()
         .map_err(|e| AuditError::io("reading", path, e))?;
@@ -263,7 +264,17 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, AuditError> {
             reason: "not a regular file".into(),
         });
     }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The length is a hint: one no allocation holds (a sparse file claiming terabytes) is an
+    // error, not an abort.
+    let mut buf = Vec::new();
+    usize::try_from(meta.len())
+        .ok()
+        .and_then(|len| buf.try_reserve_exact(len).ok())
+        .ok_or_else(|| AuditError::Corrupt {
+            path: path.to_owned(),
+            offset: 0,
+            reason: format!("{} bytes do not fit in memory", meta.len()),
+        })?;
     f.read_to_end(&mut buf)
         .map_err(|e| AuditError::io("reading", path, e))?;
     Ok(buf)

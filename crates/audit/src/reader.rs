@@ -184,7 +184,7 @@ impl LogReader {
                 ),
             });
         };
-        let file = File::open(&path).map_err(|e| AuditError::io("opening", &path, e))?;
+        let file = files::open_regular(&path)?;
         let mut header = [0u8; SEGMENT_HEADER];
         file.read_exact_at(&mut header, 0)
             .map_err(|e| AuditError::io("reading", &path, e))?;

@@ -301,6 +301,43 @@ fn damage_before_the_tail_is_an_error_not_a_repair() {
     assert!(check(dir.path()).is_err());
 }
 
+/// A segment replaced by a FIFO (whose open would wait for a writer for ever) or a link to
+/// `/dev/zero` is corrupt, named, at once: for the writer opening the log and for the verifier.
+#[test]
+fn a_segment_that_is_not_a_regular_file_is_an_error_not_a_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..5 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let fifo = |p: &Path| {
+        assert!(std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success())
+    };
+    let zero = |p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap();
+    for replace in [&fifo as &dyn Fn(&Path), &zero] {
+        std::fs::remove_file(&seg).unwrap();
+        replace(&seg);
+        for err in [
+            AuditLog::open(dir.path(), config()).unwrap_err(),
+            check(dir.path()).unwrap_err(),
+        ] {
+            assert!(matches!(err, AuditError::Corrupt { .. }), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("not a regular file") && text.contains(&seg.display().to_string()),
+                "{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn truncation_below_a_signed_checkpoint_is_caught() {
     let dir = tempfile::tempdir().unwrap();

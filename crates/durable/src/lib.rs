@@ -10,8 +10,11 @@
 //! - [`write_public`]: the same for public material (verifier keys), mode 0644.
 //! - [`create_private`]: the same, but refuse if the file exists (private keys are never
 //!   overwritten silently).
-//! - [`read_optional`] / [`read_bounded`]: read a file that may be absent, or that must not be
-//!   larger than a bound (every input a user can hand us is bounded).
+//! - [`read_optional`] / [`read_bounded`]: read a file that may be absent (and must be a regular
+//!   file: state a program wrote), or that must not be larger than a bound (every input a user
+//!   can hand us is bounded).
+//! - [`check_regular`]: refuse a FIFO or device where a database file belongs, before a library
+//!   opens it and blocks.
 //! - [`append_synced`]: append and fdatasync.
 //! - [`rename_synced`] / [`remove_synced`]: move a file into place, or remove one, durably.
 //! - [`create_private_dir`]: `mkdir -p` with mode 0700, each new directory made durable.
@@ -282,6 +285,18 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     file.read_to_end(&mut bytes)
         .map_err(|e| FileError::io("read", path, e))?;
     Ok(Some(bytes))
+}
+
+/// Checks that `path` is a regular file, or absent, before a library opens it: a database file a
+/// FIFO or device stands in for would block the open or the first read for ever. A symbolic
+/// link to a regular file passes.
+pub fn check_regular(path: &Path) -> Result<(), FileError> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(not_regular(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FileError::io("inspect", path, e)),
+    }
 }
 
 fn not_regular(path: &Path) -> FileError {

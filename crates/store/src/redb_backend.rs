@@ -55,6 +55,8 @@ impl RedbBackend {
             });
         }
         let path = dir.join(FILE_NAME);
+        // A FIFO or device in the database's place would block redb's open or first read.
+        domicile_durable::check_regular(&path)?;
         if !path.exists() {
             // A process killed inside `Database::create` leaves a file redb refuses to open
             // ever after (the crash test found this), so a new database is created under a

@@ -112,6 +112,10 @@ impl SledBackend {
         // a little (bounded) before calling the store busy. Unfinished snapshots are looked for
         // once the lock is free (a store still held when the wait ends is refused by sled's
         // open below, as busy).
+        // A FIFO or device in place of sled's files would block its open or its first read.
+        for file in ["db", "conf"] {
+            domicile_durable::check_regular(&path.join(file))?;
+        }
         let mut waited = std::time::Duration::ZERO;
         let mut checked = false;
         let db = loop {

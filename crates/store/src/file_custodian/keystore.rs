@@ -84,6 +84,8 @@ fn failed<E: std::fmt::Display>(path: &Path, operation: &'static str) -> impl Fn
 /// A writable private file (0600): the lock file and new databases are created this way, since
 /// redb itself creates files with the process's umask.
 fn open_private(path: &Path, truncate: bool) -> Result<File, StoreError> {
+    // A FIFO or device in the file's place would block the open or the first read.
+    domicile_durable::check_regular(path)?;
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -134,8 +136,9 @@ fn lock(dir: &Path, region: &Region, wait: Duration) -> Result<File, StoreError>
                 std::thread::sleep(Duration::from_millis(25));
             }
             Err(TryLockError::WouldBlock) => {
+                // Who holds it, as that process wrote it: a line, read bounded.
                 let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let _ = (&mut file).take(4096).read_to_string(&mut holder);
                 let holder = holder.trim();
                 return Err(StoreError::KeysInUse {
                     region: region.clone(),
@@ -230,6 +233,7 @@ impl RegionKeyStore {
                 keys: root.to_owned(),
             });
         }
+        domicile_durable::check_regular(&path)?;
         if !path.exists() {
             create_db(&path, &[])?;
         }
