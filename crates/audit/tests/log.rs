@@ -42,6 +42,19 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A log of five entries, closed, and its last segment.
+fn closed_log_of_five() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), config()).unwrap();
+    for i in 0..5 {
+        log.append(entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    (dir, seg)
+}
+
 /// Byte offsets of each frame in a segment file.
 fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
@@ -250,14 +263,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_torn_tail_is_truncated_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), config()).unwrap();
-    for i in 0..5 {
-        log.append(entry(i)).unwrap();
-    }
-    log.close().unwrap();
-    drop(log);
-    let seg = segments(dir.path()).pop().unwrap();
+    let (dir, seg) = closed_log_of_five();
     let clean_len = std::fs::metadata(&seg).unwrap().len();
     // Half a frame, as a crash in the middle of a write leaves it.
     let frame = std::fs::read(&seg).unwrap()[16..16 + 40].to_vec();
@@ -280,14 +286,7 @@ fn a_torn_tail_is_truncated_and_reported() {
 
 #[test]
 fn damage_before_the_tail_is_an_error_not_a_repair() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), config()).unwrap();
-    for i in 0..5 {
-        log.append(entry(i)).unwrap();
-    }
-    log.close().unwrap();
-    drop(log);
-    let seg = segments(dir.path()).pop().unwrap();
+    let (dir, seg) = closed_log_of_five();
     let mut bytes = std::fs::read(&seg).unwrap();
     let offsets = frame_offsets(&bytes);
     bytes[offsets[2] + 40] ^= 1;
@@ -305,14 +304,7 @@ fn damage_before_the_tail_is_an_error_not_a_repair() {
 /// `/dev/zero` is corrupt, named, at once: for the writer opening the log and for the verifier.
 #[test]
 fn a_segment_that_is_not_a_regular_file_is_an_error_not_a_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(dir.path(), config()).unwrap();
-    for i in 0..5 {
-        log.append(entry(i)).unwrap();
-    }
-    log.close().unwrap();
-    drop(log);
-    let seg = segments(dir.path()).pop().unwrap();
+    let (dir, seg) = closed_log_of_five();
     let fifo = |p: &Path| {
         assert!(std::process::Command::new("mkfifo")
             .arg(p)
