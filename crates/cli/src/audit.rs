@@ -447,8 +447,9 @@ fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), F
         let bad = |what: String| usage(format!("stdin line {}: {what}", n + 1));
         // An entry is at most MAX_ENTRY_BYTES; its JSON line, with escapes and spacing, a few
         // times that.
-        let Some(line) = crate::text::next_line(&mut stdin, &mut buf, 4 * MAX_ENTRY_BYTES as u64)
-            .map_err(bad)?
+        let limit = 4 * MAX_ENTRY_BYTES as u64;
+        let Some((_, line)) = domicile_durable::read_line_bounded(&mut stdin, &mut buf, limit)
+            .map_err(|e| bad(e.to_string()))?
         else {
             break;
         };

@@ -618,9 +618,9 @@ fn recommend(a: RecommendArgs) -> Result<(), CliError> {
         let mut ids = Vec::new();
         for n in 0.. {
             // A line is one user id: a few hundred bytes at most.
-            let line = crate::text::next_line(&mut reader, &mut buf, 64 << 10)
+            let line = domicile_durable::read_line_bounded(&mut reader, &mut buf, 64 << 10)
                 .map_err(|e| CliError::Message(format!("{}:{}: {e}", path.display(), n + 1)))?;
-            let Some(line) = line else {
+            let Some((_, line)) = line else {
                 break;
             };
             let id = line.trim();

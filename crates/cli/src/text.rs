@@ -21,63 +21,9 @@ pub(crate) fn read_verifier_key(path: &Path) -> Result<VerifierKey, String> {
     VerifierKey::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Reads the next line of `reader` into `buf`, at most `limit` bytes with its newline, as UTF-8
-/// without the line ending: `Ok(None)` at the end of the input. A longer line is an error as
-/// soon as `limit` bytes are read (a stream with no newline is never held whole), and so is
-/// one that is not UTF-8; neither message quotes the line.
-pub(crate) fn next_line<'a>(
-    reader: &mut impl std::io::BufRead,
-    buf: &'a mut Vec<u8>,
-    limit: u64,
-) -> Result<Option<&'a str>, String> {
-    use std::io::{BufRead, Read};
-    buf.clear();
-    let n = reader
-        .take(limit + 1)
-        .read_until(b'\n', buf)
-        .map_err(|e| e.to_string())?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if n as u64 > limit {
-        return Err(format!("longer than {limit} bytes"));
-    }
-    let text = std::str::from_utf8(buf).map_err(|e| {
-        format!(
-            "not UTF-8 (an invalid byte at column {})",
-            e.valid_up_to() + 1
-        )
-    })?;
-    Ok(Some(text.trim_end_matches(['\n', '\r'])))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_bounded_and_utf8() {
-        let mut buf = Vec::new();
-        let mut input: &[u8] = b"one\r\ntwo\nthree";
-        let mut lines = Vec::new();
-        while let Some(line) = next_line(&mut input, &mut buf, 16).unwrap() {
-            lines.push(line.to_owned());
-        }
-        assert_eq!(lines, ["one", "two", "three"]);
-        let mut long: &[u8] = &[b'a'; 100];
-        assert_eq!(
-            next_line(&mut long, &mut buf, 16).unwrap_err(),
-            "longer than 16 bytes"
-        );
-        let mut zero = std::io::BufReader::new(std::fs::File::open("/dev/zero").unwrap());
-        assert!(next_line(&mut zero, &mut buf, 1 << 20).is_err());
-        assert!(buf.len() <= (1 << 20) + 1);
-        let mut binary: &[u8] = b"ab\xffc\n";
-        assert_eq!(
-            next_line(&mut binary, &mut buf, 16).unwrap_err(),
-            "not UTF-8 (an invalid byte at column 3)"
-        );
-    }
 
     #[test]
     fn oversized_binary_and_malformed_inputs_are_errors_naming_the_file() {

@@ -13,6 +13,8 @@
 //! - [`read_optional`] / [`read_bounded`]: read a file that may be absent (and must be a regular
 //!   file: state a program wrote), or that must not be larger than a bound (every input a user
 //!   can hand us is bounded).
+//! - [`read_line_bounded`]: the next line of a stream, bounded and UTF-8, refused by what is
+//!   wrong with it, never by quoting it.
 //! - [`check_regular`]: refuse a FIFO or device where a database file belongs, before a library
 //!   opens it and blocks.
 //! - [`append_synced`]: append and fdatasync.
@@ -248,12 +250,7 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 /// to one) is an error, checked before the file is opened, so that a FIFO cannot block the
 /// open and `/dev/zero` cannot be read forever.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
-    match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Err(not_regular(path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(FileError::io("inspect", path, e)),
-    }
+    check_regular(path)?;
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -360,6 +357,56 @@ pub fn read_bounded_from(reader: impl Read, limit: u64) -> Result<Vec<u8>, Bound
     Ok(out)
 }
 
+/// Why [`read_line_bounded`] refused a line. Neither refusal quotes the line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The reader failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The line, with its newline, is longer than the bound.
+    #[error("longer than {limit} bytes")]
+    TooLong {
+        /// The bound.
+        limit: u64,
+    },
+    /// The line is not UTF-8.
+    #[error("not UTF-8 (an invalid byte at column {column})")]
+    NotUtf8 {
+        /// The first invalid byte, from 1.
+        column: usize,
+    },
+}
+
+/// Reads the next line of `reader` into `buf`, at most `limit` bytes with its newline, and
+/// returns how many bytes it took with the line as UTF-8, without its `\n` or `\r\n`; `None`
+/// at the end of the input. A longer line is refused once `limit` bytes of it are read, so a
+/// stream with no newline is never held whole.
+pub fn read_line_bounded<'a>(
+    reader: &mut impl io::BufRead,
+    buf: &'a mut Vec<u8>,
+    limit: u64,
+) -> Result<Option<(usize, &'a str)>, LineError> {
+    use io::BufRead;
+    buf.clear();
+    let n = reader
+        .take(limit.saturating_add(1))
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n as u64 > limit {
+        return Err(LineError::TooLong { limit });
+    }
+    let mut line = &buf[..];
+    if let Some(rest) = line.strip_suffix(b"\n") {
+        line = rest.strip_suffix(b"\r").unwrap_or(rest);
+    }
+    let text = std::str::from_utf8(line).map_err(|e| LineError::NotUtf8 {
+        column: e.valid_up_to() + 1,
+    })?;
+    Ok(Some((n, text)))
+}
+
 /// Opens `path` for appending (creating it with mode 0600 if needed).
 pub fn open_append(path: &Path) -> Result<File, FileError> {
     create_private_dir(parent(path))?;
@@ -413,6 +460,31 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn lines_are_bounded_and_utf8() {
+        let mut buf = Vec::new();
+        let mut input: &[u8] = b"one\r\ntwo\nthree";
+        let mut lines = Vec::new();
+        while let Some((_, line)) = read_line_bounded(&mut input, &mut buf, 16).unwrap() {
+            lines.push(line.to_owned());
+        }
+        assert_eq!(lines, ["one", "two", "three"]);
+        let mut long: &[u8] = &[b'a'; 100];
+        let err = read_line_bounded(&mut long, &mut buf, 16).unwrap_err();
+        assert_eq!(err.to_string(), "longer than 16 bytes");
+        let mut zero = io::BufReader::new(File::open("/dev/zero").unwrap());
+        assert!(read_line_bounded(&mut zero, &mut buf, 1 << 20).is_err());
+        assert!(buf.len() <= (1 << 20) + 1);
+        let mut binary: &[u8] = b"ab\xffc\n";
+        let err = read_line_bounded(&mut binary, &mut buf, 16).unwrap_err();
+        assert_eq!(err.to_string(), "not UTF-8 (an invalid byte at column 3)");
+        let mut counted: &[u8] = b"a\r\nb";
+        assert_eq!(
+            read_line_bounded(&mut counted, &mut buf, 16).unwrap(),
+            Some((3, "a"))
+        );
     }
 
     /// State files must be regular: a directory, a FIFO (whose open would block without a

@@ -2,7 +2,7 @@
 //! external string ids to dense indices.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use domicile_residency::{CountryCode, PolicyId, Region, ResidencyError};
@@ -690,37 +690,23 @@ impl Interactions {
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// The lines of `reader` without their line endings (`\n` or `\r\n`), each at most
-/// [`MAX_LINE_BYTES`] and UTF-8; an error (which ends the lines) says which rule a line broke,
-/// without quoting it.
+/// [`MAX_LINE_BYTES`] and UTF-8 ([`domicile_durable::read_line_bounded`]); an error (which ends
+/// the lines) says which rule a line broke, without quoting it.
 fn bounded_lines(mut reader: impl BufRead) -> impl Iterator<Item = Result<String, String>> {
+    let mut buf = Vec::new();
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        let mut buf = Vec::new();
-        let read = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf);
-        let line = match read {
-            Ok(0) => return None,
-            Ok(n) if n > MAX_LINE_BYTES => Err(format!("longer than {MAX_LINE_BYTES} bytes")),
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                    if buf.last() == Some(&b'\r') {
-                        buf.pop();
-                    }
-                }
-                String::from_utf8(buf).map_err(|e| {
-                    format!(
-                        "not UTF-8 (an invalid byte at column {})",
-                        e.utf8_error().valid_up_to() + 1
-                    )
-                })
-            }
-            Err(e) => Err(format!("unreadable: {e}")),
-        };
+        let line =
+            match domicile_durable::read_line_bounded(&mut reader, &mut buf, MAX_LINE_BYTES as u64)
+            {
+                Ok(None) => return None,
+                Ok(Some((_, line))) => Ok(line.to_owned()),
+                Err(domicile_durable::LineError::Io(e)) => Err(format!("unreadable: {e}")),
+                Err(e) => Err(e.to_string()),
+            };
         done = line.is_err();
         Some(line)
     })

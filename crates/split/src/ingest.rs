@@ -24,7 +24,7 @@
 //! overwrites the same records with the same values.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use domicile_access::{Principal, PrincipalDirectory, PrincipalKind};
@@ -325,32 +325,23 @@ pub fn ingest_file(
         Ok(())
     };
     loop {
-        line_bytes.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES + 1)
-            .read_until(b'\n', &mut line_bytes)
-            .map_err(io("read"))?;
-        if n == 0 {
-            break;
-        }
+        let read =
+            domicile_durable::read_line_bounded(&mut reader, &mut line_bytes, MAX_LINE_BYTES);
+        let (n, text) = match read {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(domicile_durable::LineError::Io(e)) => return Err(io("read")(e)),
+            Err(e @ domicile_durable::LineError::TooLong { .. }) => {
+                return Err(line_error(
+                    line_no + 1,
+                    format!("{e}, the most one subject's line may hold"),
+                ))
+            }
+            Err(e) => return Err(line_error(line_no + 1, e.to_string())),
+        };
         line_no += 1;
-        if n as u64 > MAX_LINE_BYTES {
-            return Err(line_error(
-                line_no,
-                format!("longer than {MAX_LINE_BYTES} bytes, the most one subject's line may hold"),
-            ));
-        }
         offset += n as u64;
         report.lines += 1;
-        let text = std::str::from_utf8(&line_bytes).map_err(|e| {
-            line_error(
-                line_no,
-                format!(
-                    "not UTF-8 (an invalid byte at column {})",
-                    e.valid_up_to() + 1
-                ),
-            )
-        })?;
         if text.trim().is_empty() {
             continue;
         }

@@ -2,29 +2,39 @@
 //! someone who can write the directory) is a clear error naming it, returned at once, where the
 //! open or the first read would otherwise wait for ever.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domicile_residency::{Region, SubjectId};
 use domicile_store::{Backend, FileCustodian, KeyCustodian, RedbBackend, SledBackend};
 
 /// Replaces `path` by a FIFO, then by a link to `/dev/zero`, and checks that `open` refuses
-/// each at once, naming the file.
-fn refused_in_place_of(path: &Path, open: impl Fn() -> Result<(), String>) {
+/// each within 10 s, naming the file. `open` runs on a thread of its own, so an open that blocks
+/// fails the test instead of hanging it.
+fn refused_in_place_of(path: &Path, open: impl Fn() -> Result<(), String> + Send + Sync + 'static) {
+    let open = Arc::new(open);
     let fifo = |p: &Path| assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
     let zero = |p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap();
     for replace in [&fifo as &dyn Fn(&Path), &zero] {
         std::fs::remove_file(path).unwrap();
         replace(path);
-        let started = Instant::now();
-        let err = open().expect_err("opened a database that is not a regular file");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opening = Arc::clone(&open);
+        std::thread::spawn(move || {
+            let _ = tx.send(opening());
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the open blocked on a file that is not a regular file")
+            .expect_err("opened a database that is not a regular file");
         assert!(
             err.contains("not a regular file") && err.contains(&*path.to_string_lossy()),
             "{err}"
         );
-        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
 
@@ -39,8 +49,9 @@ fn a_sled_or_redb_store_whose_file_is_a_fifo_or_a_device_is_refused() {
     }
     // sled lets go of its lock from a background thread: wait until a reopen works.
     drop(SledBackend::open(&sled_dir).unwrap());
-    refused_in_place_of(&sled_dir.join("db"), || {
-        SledBackend::open(&sled_dir)
+    let dir_for = sled_dir.clone();
+    refused_in_place_of(&sled_dir.join("db"), move || {
+        SledBackend::open(&dir_for)
             .map(drop)
             .map_err(|e| e.to_string())
     });
@@ -51,8 +62,9 @@ fn a_sled_or_redb_store_whose_file_is_a_fifo_or_a_device_is_refused() {
         db.put(b"k", b"v").unwrap();
         db.flush().unwrap();
     }
-    refused_in_place_of(&redb_dir.join(RedbBackend::FILE_NAME), || {
-        RedbBackend::open(&redb_dir)
+    let dir_for = redb_dir.clone();
+    refused_in_place_of(&redb_dir.join(RedbBackend::FILE_NAME), move || {
+        RedbBackend::open(&dir_for)
             .map(drop)
             .map_err(|e| e.to_string())
     });
@@ -70,9 +82,12 @@ fn a_key_store_whose_file_is_a_fifo_or_a_device_is_refused() {
             .create_data_keys(&us, std::slice::from_ref(&subject))
             .unwrap();
     }
-    let files = files_named(&keys, "datakeys.redb");
+    let files: Vec<PathBuf> = common::files_under(&keys)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "datakeys.redb"))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    refused_in_place_of(&files[0], || {
+    refused_in_place_of(&files[0], move || {
         let custodian = Arc::new(FileCustodian::open(&keys).map_err(|e| e.to_string())?);
         custodian
             .data_key(
@@ -82,17 +97,4 @@ fn a_key_store_whose_file_is_a_fifo_or_a_device_is_refused() {
             .map(drop)
             .map_err(|e| e.to_string())
     });
-}
-
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_named(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
 }
