@@ -456,8 +456,15 @@ fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), F
         if line.trim().is_empty() {
             continue;
         }
-        let mut value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        // serde's messages quote the values they reject, and a line holds ids: the syntax
+        // error's position, or the field and what was expected, never the value.
+        let mut value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            bad(format!(
+                "not JSON ({:?} error at column {})",
+                e.classify(),
+                e.column()
+            ))
+        })?;
         let subject_id = value
             .as_object_mut()
             .and_then(|o| o.remove("subject_id"))
@@ -467,7 +474,14 @@ fn append(log: &Path, key_path: &Path, audit_key: Option<&Path>) -> Result<(), F
                     .ok_or_else(|| bad("subject_id is not a string".into()))
             })
             .transpose()?;
-        let mut entry: Entry = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let mut entry: Entry = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = match e.path().to_string() {
+                top if top == "." => "the entry".to_owned(),
+                field => field,
+            };
+            let why = crate::text::withhold_values(&e.inner().to_string());
+            bad(format!("{field}: {why}"))
+        })?;
         if let Some(id) = subject_id {
             let key = audit_key
                 .as_ref()

@@ -21,9 +21,83 @@ pub(crate) fn read_verifier_key(path: &Path) -> Result<VerifierKey, String> {
     VerifierKey::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// `message` (a serde or parser error) with every value it quotes replaced by `…`: the quoted
+/// spans (`"…"` as `Debug` prints a string, or between backticks) before its `, expected`
+/// clause. What was expected, and the name in `missing field`, are the schema's and stay.
+pub(crate) fn withhold_values(message: &str) -> String {
+    if message.starts_with("missing field `") {
+        return message.to_owned();
+    }
+    let (rejected, expected) = match message.find(", expected") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut chars = rejected.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // To the closing quote; a backslash escapes the character after it.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                out.push('…');
+            }
+            '`' => {
+                chars.by_ref().find(|&c| c == '`');
+                out.push('…');
+            }
+            c => out.push(c),
+        }
+    }
+    out.push_str(expected);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_are_withheld_and_the_schema_kept() {
+        let cases = [
+            (
+                r#"invalid type: string "user-17", expected u64"#,
+                "invalid type: string …, expected u64",
+            ),
+            (
+                "invalid type: integer `17`, expected a string",
+                "invalid type: integer …, expected a string",
+            ),
+            (
+                "unknown variant `user-17`, expected one of `read`, `write`",
+                "unknown variant …, expected one of `read`, `write`",
+            ),
+            (
+                "unknown field `user-17`, expected `seq` or `time_ms`",
+                "unknown field …, expected `seq` or `time_ms`",
+            ),
+            (
+                r#"invalid region "us\"user-17": not a region name"#,
+                "invalid region …: not a region name",
+            ),
+            ("missing field `seq`", "missing field `seq`"),
+            (
+                "invalid length 3, expected 2",
+                "invalid length 3, expected 2",
+            ),
+            (r#"unterminated "user-17"#, "unterminated …"),
+        ];
+        for (message, withheld) in cases {
+            assert_eq!(withhold_values(message), withheld, "{message}");
+        }
+    }
 
     #[test]
     fn oversized_binary_and_malformed_inputs_are_errors_naming_the_file() {

@@ -145,6 +145,32 @@ fn operator_and_auditor_workflow() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin line 1"));
+    // The refusal names the line and the field, never the value: a line holds ids.
+    for bad in [
+        "{\"time_ms\": \"user-17\"}",
+        "{\"action\": \"user-17\"}",
+        "{\"region\": \"user-17\"}",
+        "{\"seq\": 1, \"user-17\": 2}",
+        "{\"time_ms\": \"user-17}",
+    ] {
+        let out = domicile(
+            &["audit", "append", "--log", p(&log), "--key", p(&key)],
+            Some(&format!("\n{bad}\n")),
+        );
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("stdin line 2: "), "{bad}: {err}");
+        assert!(!err.contains("user-17"), "{bad}: {err}");
+    }
+    let out = domicile(
+        &["audit", "append", "--log", p(&log), "--key", p(&key)],
+        Some("{\"time_ms\": \"soon\"}\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin line 1: time_ms: invalid type: string …, expected u64"),
+        "{err}"
+    );
     // A stream with no newline is refused once a line passes the limit, not read forever.
     let out = Command::new(env!("CARGO_BIN_EXE_domicile"))
         .args(["audit", "append", "--log", p(&log), "--key", p(&key)])
