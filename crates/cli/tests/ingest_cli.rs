@@ -212,6 +212,76 @@ fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
     assert_placed(&data, &keys, 12);
 }
 
+/// The progress file is input: one edited or damaged so that a rerun would skip lines never
+/// ingested, or start inside a line, is refused by name, and the ingest resumes once it is put
+/// back or removed.
+#[test]
+fn a_progress_file_that_does_not_describe_its_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 12);
+    let out = ingest(
+        &data,
+        &keys,
+        &file,
+        &["--batch", "2", "--on-unknown", "refuse"],
+    );
+    assert!(!out.status.success());
+    let progress = files_under(&data.join("ingest")).pop().unwrap();
+    let kept = std::fs::read_to_string(&progress).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(value["lines"], 4, "{kept}");
+    let input = std::fs::read(&file).unwrap();
+    let line_ends: Vec<usize> = input
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    let edit = |lines: u64, bytes: u64| {
+        let mut edited = value.clone();
+        edited["lines"] = lines.into();
+        edited["bytes"] = bytes.into();
+        edited.to_string()
+    };
+    for (edited, why) in [
+        (edit(6, line_ends[3] as u64), "claims 6 lines in"),
+        (edit(4, line_ends[3] as u64 + 7), "end in the middle of line 5"),
+        (edit(4, input.len() as u64 + 1), "bytes of a"),
+        (edit(12, input.len() as u64 - 1), "end in the middle of line 12"),
+        ("{\"format\": 1, \"file\": ".to_owned(), "not an ingest progress file"),
+        (
+            kept.replace("\"format\":1", "\"format\":9"),
+            "progress format 9",
+        ),
+    ] {
+        std::fs::write(&progress, &edited).unwrap();
+        let out = ingest(&data, &keys, &file, &["--batch", "2"]);
+        assert!(!out.status.success(), "{edited}");
+        let t = text(&out);
+        assert!(
+            t.contains(&format!(
+                "the ingest progress file {} is unusable",
+                progress.display()
+            )) && t.contains(why),
+            "{edited}: {t}"
+        );
+        assert_eq!(std::fs::read_to_string(&progress).unwrap(), edited);
+    }
+    // Put back, the ingest resumes where it stopped; from scratch, it writes everything again.
+    std::fs::write(&progress, &kept).unwrap();
+    let out = ingest(&data, &keys, &file, &["--batch", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("resumed after line 4"), "{}", text(&out));
+    assert_placed(&data, &keys, 12);
+    std::fs::remove_file(&progress).unwrap();
+    let out = ingest(&data, &keys, &file, &["--batch", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ingested 10 subjects"), "{}", text(&out));
+    assert_placed(&data, &keys, 12);
+}
+
 #[test]
 fn a_malformed_line_is_refused_by_number_without_quoting_it() {
     let dir = tempfile::tempdir().unwrap();

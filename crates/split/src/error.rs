@@ -58,6 +58,15 @@ pub enum SplitError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An ingest progress file (`<data>/ingest/<digest>.json`) does not parse, or does not
+    /// describe the file it is kept for: resuming from it could skip lines never ingested.
+    #[error("the ingest progress file {path} is unusable: {detail}")]
+    IngestProgress {
+        /// The progress file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
     /// A key file is missing, corrupt or of the wrong kind.
     #[error("the key file {path} is unusable: {detail}")]
     Key {

@@ -21,7 +21,9 @@
 //! **Resumable.** After each batch is durable, `<data>/ingest/<file digest>.json` records how
 //! many lines (and bytes) of that file are in; a rerun on the same file starts after them. A
 //! crash between a batch and its progress line makes the rerun write that batch again, which
-//! overwrites the same records with the same values.
+//! overwrites the same records with the same values. The progress file is input like any other:
+//! a rerun checks that its byte count ends a line of the file after exactly its count of lines,
+//! and refuses one that does not ([`SplitError::IngestProgress`]) rather than skip lines.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -232,6 +234,59 @@ fn open_and_digest(path: &Path) -> Result<(std::fs::File, String), SplitError> {
     Ok((file, digest))
 }
 
+/// Checks that `progress`, read from disk, describes `file`: it is a format this code writes,
+/// and its byte count ends a line of the file (or the file) after exactly its count of lines.
+/// A progress file edited or damaged would otherwise skip lines that were never ingested, or
+/// resume in the middle of one.
+fn check_progress(file: &mut std::fs::File, progress: &Progress) -> Result<(), String> {
+    if progress.format != 1 {
+        return Err(format!(
+            "progress format {} is not one this version writes (1)",
+            progress.format
+        ));
+    }
+    let failed = |e: std::io::Error| format!("cannot read the input to check it: {e}");
+    let len = file.metadata().map_err(failed)?.len();
+    if progress.bytes > len {
+        return Err(format!(
+            "it claims {} bytes of a {len}-byte file",
+            progress.bytes
+        ));
+    }
+    file.seek(SeekFrom::Start(0)).map_err(failed)?;
+    let mut prefix = Read::take(&mut *file, progress.bytes);
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut newlines, mut last) = (0u64, b'\n');
+    loop {
+        let n = prefix.read(&mut buf).map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    // Lines are counted as they are read: every one that ends in a newline, and a last one
+    // without, which only the end of the file can end.
+    let lines = match last {
+        b'\n' => newlines,
+        _ if progress.bytes == len => newlines + 1,
+        _ => {
+            return Err(format!(
+                "its {} bytes end in the middle of line {}",
+                progress.bytes,
+                newlines + 1
+            ))
+        }
+    };
+    if lines != progress.lines {
+        return Err(format!(
+            "it claims {} lines in {} bytes, which hold {lines}",
+            progress.lines, progress.bytes
+        ));
+    }
+    Ok(())
+}
+
 /// Where the progress of ingesting the file with digest `digest` is kept.
 pub fn progress_path(data_root: &Path, digest: &str) -> PathBuf {
     data_root
@@ -251,14 +306,30 @@ pub fn ingest_file(
         match domicile_durable::read_optional(&progress_file)? {
             None => None,
             Some(bytes) => Some(serde_json::from_slice::<Progress>(&bytes).map_err(|e| {
-                SplitError::Manifest {
+                SplitError::IngestProgress {
                     path: progress_file.clone(),
-                    detail: format!("not an ingest progress file: {e}"),
+                    detail: format!(
+                        "not an ingest progress file ({:?} error at line {} column {}); remove \
+                         it to ingest the file from its first line",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
                 }
             })?),
         };
     let (mut line_no, mut offset) = match &done {
-        Some(p) if p.file == digest => (p.lines, p.bytes),
+        Some(p) if p.file == digest => {
+            check_progress(&mut file, p).map_err(|detail| SplitError::IngestProgress {
+                path: progress_file.clone(),
+                detail: format!(
+                    "{detail}; it does not describe {}: remove it to ingest the file from its \
+                     first line (writing a record again stores the same value)",
+                    path.display()
+                ),
+            })?;
+            (p.lines, p.bytes)
+        }
         _ => (0, 0),
     };
     let mut report = IngestReport {
