@@ -247,10 +247,19 @@ fn a_progress_file_that_does_not_describe_its_input_is_refused() {
     };
     for (edited, why) in [
         (edit(6, line_ends[3] as u64), "claims 6 lines in"),
-        (edit(4, line_ends[3] as u64 + 7), "end in the middle of line 5"),
+        (
+            edit(4, line_ends[3] as u64 + 7),
+            "end in the middle of line 5",
+        ),
         (edit(4, input.len() as u64 + 1), "bytes of a"),
-        (edit(12, input.len() as u64 - 1), "end in the middle of line 12"),
-        ("{\"format\": 1, \"file\": ".to_owned(), "not an ingest progress file"),
+        (
+            edit(12, input.len() as u64 - 1),
+            "end in the middle of line 12",
+        ),
+        (
+            "{\"format\": 1, \"file\": ".to_owned(),
+            "not an ingest progress file",
+        ),
         (
             kept.replace("\"format\":1", "\"format\":9"),
             "progress format 9",
@@ -273,12 +282,20 @@ fn a_progress_file_that_does_not_describe_its_input_is_refused() {
     std::fs::write(&progress, &kept).unwrap();
     let out = ingest(&data, &keys, &file, &["--batch", "2"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("resumed after line 4"), "{}", text(&out));
+    assert!(
+        text(&out).contains("resumed after line 4"),
+        "{}",
+        text(&out)
+    );
     assert_placed(&data, &keys, 12);
     std::fs::remove_file(&progress).unwrap();
     let out = ingest(&data, &keys, &file, &["--batch", "2"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("ingested 10 subjects"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ingested 10 subjects"),
+        "{}",
+        text(&out)
+    );
     assert_placed(&data, &keys, 12);
 }
 

@@ -302,22 +302,21 @@ pub fn ingest_file(
 ) -> Result<IngestReport, SplitError> {
     let (mut file, digest) = open_and_digest(path)?;
     let progress_file = progress_path(deployment.data_root(), &digest);
-    let done =
-        match domicile_durable::read_optional(&progress_file)? {
-            None => None,
-            Some(bytes) => Some(serde_json::from_slice::<Progress>(&bytes).map_err(|e| {
-                SplitError::IngestProgress {
-                    path: progress_file.clone(),
-                    detail: format!(
-                        "not an ingest progress file ({:?} error at line {} column {}); remove \
+    let done = match domicile_durable::read_optional(&progress_file)? {
+        None => None,
+        Some(bytes) => Some(serde_json::from_slice::<Progress>(&bytes).map_err(|e| {
+            SplitError::IngestProgress {
+                path: progress_file.clone(),
+                detail: format!(
+                    "not an ingest progress file ({:?} error at line {} column {}); remove \
                          it to ingest the file from its first line",
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    ),
-                }
-            })?),
-        };
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            }
+        })?),
+    };
     let (mut line_no, mut offset) = match &done {
         Some(p) if p.file == digest => {
             check_progress(&mut file, p).map_err(|detail| SplitError::IngestProgress {
