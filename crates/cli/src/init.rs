@@ -37,7 +37,8 @@ pub(crate) fn run(args: InitArgs) -> ExitCode {
         .and_then(|policy| {
             if let Some(manifest) = Deployment::manifest(&args.data)? {
                 // An existing deployment: its keys first, so a mistyped --keys gets nothing.
-                Deployment::check_keys(&args.keys, &manifest)?;
+                // Keys bound to no manifest yet (an older deployment) are bound by `create`.
+                Deployment::check_keys_to_bind(&args.keys, &manifest)?;
             }
             args.databases
                 .apply(&args.data, &args.keys, policy.as_ref())?;

@@ -50,3 +50,92 @@ fn init_creates_and_a_mistyped_keys_directory_is_refused() {
         "init over a deployment with other keys"
     );
 }
+
+/// A manifest edited to another policy used to make `ingest` create a region, keys and a store
+/// for it and place subjects there; it is refused against the keys' binding with nothing
+/// written. A deployment whose keys are bound to no manifest (made before bindings) is refused
+/// until `domicile init` with its own policy binds it.
+#[test]
+fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"subject\": {\"id\": \"bound-person-1\", \"residence\": \"US\"}, \"records\": []}\n",
+    )
+    .unwrap();
+    let ingest = || {
+        domicile(&[
+            "ingest",
+            "--data",
+            d,
+            "--keys",
+            k,
+            "--quiet",
+            input.to_str().unwrap(),
+        ])
+    };
+    let manifest = data.join("deployment.json");
+    let kept = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, kept.replace("\"us-split\"", "\"global\"")).unwrap();
+    let (keys_before, data_before) = (files(&keys), files(&data));
+    let out = ingest();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not match the keys directory")
+            && err.contains("bound to policy \"us-split\""),
+        "{err}"
+    );
+    assert_eq!(files(&keys), keys_before, "keys were created");
+    assert_eq!(files(&data), data_before, "data files were created");
+    // `init` does not rebind keys to an edited manifest either.
+    let out = domicile(&["init", "--policy", "global", "--data", d, "--keys", k]);
+    assert!(!out.status.success());
+    std::fs::write(&manifest, &kept).unwrap();
+    assert!(ingest().status.success());
+
+    // Keys bound to no manifest: refused with what to run, then bound by init.
+    std::fs::remove_file(keys.join("deployment.binding")).unwrap();
+    let out = ingest();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("domicile init --policy us-split"), "{err}");
+    let out = domicile(&["init", "--policy", "global", "--data", d, "--keys", k]);
+    assert!(!out.status.success(), "init bound keys to another policy");
+    assert!(!keys.join("deployment.binding").exists());
+    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(keys.join("deployment.binding").exists());
+    assert!(ingest().status.success());
+}
+
+/// Every file under `root`, with its length.
+fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            out.push((path, len));
+        }
+    }
+    out.sort();
+    out
+}

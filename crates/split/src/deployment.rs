@@ -51,6 +51,39 @@ use crate::SplitError;
 /// The file naming a deployment's policy, in the data root.
 pub const MANIFEST: &str = "deployment.json";
 
+/// The file in the keys root holding the manifest(s) the keys are bound to.
+pub const MANIFEST_BINDING: &str = "deployment.binding";
+
+/// What `deployment.binding` holds: the manifest the keys directory is bound to, or during a
+/// split's switch both the one before and the one after (so that a crash between the two writes
+/// leaves a deployment that opens). The keys directory is the side an operator keeps apart and
+/// guards; the data directory's manifest is checked against it like any other input.
+#[derive(Debug, Serialize, Deserialize)]
+struct Binding {
+    format: u32,
+    manifests: Vec<Manifest>,
+}
+
+/// Binds the keys at `keys_root` to `manifests` (written 0600, crash-safe).
+pub(crate) fn bind_manifests(keys_root: &Path, manifests: &[&Manifest]) -> Result<(), SplitError> {
+    let binding = Binding {
+        format: 1,
+        manifests: manifests.iter().map(|m| (*m).clone()).collect(),
+    };
+    let json = serde_json::to_vec_pretty(&binding).expect("a binding serialises");
+    write_private(&keys_root.join(MANIFEST_BINDING), &json)
+}
+
+fn describe(m: &Manifest) -> String {
+    let regions: Vec<&str> = m.keys.keys().map(String::as_str).collect();
+    format!(
+        "policy {:?} in trust domain {:?} (regions {})",
+        m.policy,
+        m.trust_domain,
+        regions.join(", ")
+    )
+}
+
 /// What `deployment.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -237,7 +270,11 @@ impl Deployment {
                 })
             }
             Some(found) => {
-                Self::check_keys(keys_root, &found)?;
+                // A deployment created before manifests were bound is bound now: the operator
+                // named its policy and trust domain, and its keys match.
+                if !Self::check_keys_to_bind(keys_root, &found)? {
+                    bind_manifests(keys_root, &[&found])?;
+                }
                 Self::open_with(data_root, keys_root, policy, trust_domain)?
             }
             None => {
@@ -249,6 +286,9 @@ impl Deployment {
                     keys: deployment.key_prints()?,
                 };
                 let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+                // The keys are bound first: a crash before the manifest is written leaves a
+                // binding that the rerun writes again.
+                bind_manifests(keys_root, &[&manifest])?;
                 write_private(&path, &json)?;
                 deployment
             }
@@ -295,8 +335,78 @@ impl Deployment {
         Self::read_key_prints(&self.keys_root, self.regions.keys().map(|r| r.as_str()))
     }
 
-    /// Checks that `keys_root` holds the keys `manifest` was written with, creating nothing.
+    /// Checks that `keys_root` holds the keys `manifest` was written with and is bound to
+    /// `manifest` itself ([`SplitError::ManifestNotBound`] if the manifest was edited or
+    /// restored from an older copy), creating nothing.
     pub fn check_keys(keys_root: &Path, manifest: &Manifest) -> Result<(), SplitError> {
+        Self::check_key_prints(keys_root, manifest)?;
+        Self::check_binding(keys_root, manifest, false).map(|_| ())
+    }
+
+    /// Like [`check_keys`](Self::check_keys), but a keys directory bound to no manifest yet
+    /// (created before manifests were bound) passes: what `domicile init` checks before it
+    /// binds an existing deployment. Returns whether the keys are bound already.
+    pub fn check_keys_to_bind(keys_root: &Path, manifest: &Manifest) -> Result<bool, SplitError> {
+        Self::check_key_prints(keys_root, manifest)?;
+        Self::check_binding(keys_root, manifest, true)
+    }
+
+    /// Whether the keys at `keys_root` are bound to `manifest`: `Ok(true)` if so, `Ok(false)` if
+    /// they are bound to none and `unbound_ok`, an error otherwise.
+    fn check_binding(
+        keys_root: &Path,
+        manifest: &Manifest,
+        unbound_ok: bool,
+    ) -> Result<bool, SplitError> {
+        let path = keys_root.join(MANIFEST_BINDING);
+        let not_bound = |detail: String| SplitError::ManifestNotBound {
+            keys: keys_root.to_owned(),
+            detail,
+        };
+        let Some(bytes) = domicile_durable::read_optional(&path)? else {
+            return match unbound_ok {
+                true => Ok(false),
+                false => Err(not_bound(format!(
+                    "the keys are bound to no manifest ({} is missing; a deployment created \
+                     before manifests were bound has none): run `domicile init --policy {} \
+                     --trust-domain {} --data DIR --keys {}` to bind these keys to it",
+                    path.display(),
+                    manifest.policy,
+                    manifest.trust_domain,
+                    keys_root.display()
+                ))),
+            };
+        };
+        let binding: Binding = serde_json::from_slice(&bytes).map_err(|e| {
+            not_bound(format!(
+                "{} does not parse ({:?} error at line {} column {})",
+                path.display(),
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if binding.format != 1 {
+            return Err(not_bound(format!(
+                "{} is in format {}, which this version does not read (it writes 1)",
+                path.display(),
+                binding.format
+            )));
+        }
+        if binding.manifests.contains(manifest) {
+            return Ok(true);
+        }
+        let bound: Vec<String> = binding.manifests.iter().map(describe).collect();
+        Err(not_bound(format!(
+            "the keys are bound to {}, and the manifest names {}: it was edited or restored \
+             from an older copy; put back the manifest the keys are bound to",
+            bound.join(" or "),
+            describe(manifest)
+        )))
+    }
+
+    /// Checks that `keys_root` holds the keys `manifest` names, by their fingerprints.
+    fn check_key_prints(keys_root: &Path, manifest: &Manifest) -> Result<(), SplitError> {
         if manifest.keys.is_empty() {
             return Err(SplitError::Manifest {
                 path: PathBuf::from(MANIFEST),

@@ -50,6 +50,16 @@ pub enum SplitError {
         /// `missing`, or `fingerprint <found> where the manifest has <expected>`.
         detail: String,
     },
+    /// The manifest is not one the keys directory is bound to: edited, or restored from an
+    /// older copy (a manifest from before a split would reopen the region the split emptied).
+    /// Nothing was created or changed.
+    #[error("the deployment manifest does not match the keys directory {keys}: {detail}")]
+    ManifestNotBound {
+        /// The keys directory given.
+        keys: PathBuf,
+        /// What the keys are bound to, what the manifest names, and what to do.
+        detail: String,
+    },
     /// A line of an ingest file cannot be ingested (named by number, never by the ids in it).
     #[error("line {line}: {reason}")]
     IngestLine {

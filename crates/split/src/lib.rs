@@ -63,7 +63,7 @@ use domicile_residency::PolicyResolver;
 
 pub use deployment::{
     configure_database, DatabaseConfig, Deployment, KeyPrints, Manifest, RegionNode, DATABASE_FILE,
-    MANIFEST,
+    MANIFEST, MANIFEST_BINDING,
 };
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
@@ -384,10 +384,14 @@ pub fn run(
         trust_domain: manifest.trust_domain.clone(),
         keys: target_prints,
     };
+    // The keys accept both manifests while the switch is written, then the new one alone: a
+    // crash in between leaves a deployment that opens, and the rerun writes the switch again.
+    deployment::bind_manifests(keys_root, &[&manifest, &switched])?;
     deployment::write_private_bytes(
         &data_root.join(MANIFEST),
         &serde_json::to_vec_pretty(&switched).expect("a manifest serialises"),
     )?;
+    deployment::bind_manifests(keys_root, &[&switched])?;
     journal.append(JournalLine::Finished {
         finished_ms: signed.report.finished_ms,
     })?;

@@ -1128,3 +1128,98 @@ fn walk(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// The manifest in the data directory is input: edited to another policy or trust domain, or
+/// restored from before the split (which would reopen the emptied `global` region and place new
+/// subjects there), it is refused against the keys directory's binding, and nothing is created.
+#[test]
+fn a_manifest_edited_or_restored_from_before_the_split_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    world(&data, &keys, 8);
+    let manifest_path = data.join(domicile_split::MANIFEST);
+    let before_split = std::fs::read(&manifest_path).unwrap();
+    run(
+        &data,
+        &keys,
+        &policies(),
+        "us-split",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let after_split = std::fs::read(&manifest_path).unwrap();
+    let listing = || {
+        let mut all = walk(dir.path());
+        all.sort();
+        all
+    };
+    let files = listing();
+    let edited = |from: &str, to: &str| {
+        String::from_utf8(after_split.clone())
+            .unwrap()
+            .replace(from, to)
+            .into_bytes()
+    };
+    for (manifest, names) in [
+        (before_split.clone(), "names policy \"global\""),
+        (
+            edited("\"us-split\"", "\"global\""),
+            "names policy \"global\"",
+        ),
+        (
+            edited("domicile.example", "attacker.example"),
+            "in trust domain \"attacker.example\"",
+        ),
+    ] {
+        std::fs::write(&manifest_path, &manifest).unwrap();
+        let err = Deployment::open(&data, &keys, &policies()).unwrap_err();
+        assert!(matches!(err, SplitError::ManifestNotBound { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("bound to policy \"us-split\"") && message.contains(names),
+            "{message}"
+        );
+        let err = run(
+            &data,
+            &keys,
+            &policies(),
+            "us-split",
+            &RunOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SplitError::ManifestNotBound { .. }), "{err}");
+        assert_eq!(listing(), files, "a refused open created files");
+    }
+    // The binding is the keys directory's: without it nothing opens until `init` binds again.
+    std::fs::write(&manifest_path, &after_split).unwrap();
+    Deployment::open(&data, &keys, &policies())
+        .unwrap()
+        .close()
+        .unwrap();
+    let binding = keys.join(domicile_split::MANIFEST_BINDING);
+    let kept = std::fs::read(&binding).unwrap();
+    std::fs::remove_file(&binding).unwrap();
+    let err = Deployment::open(&data, &keys, &policies()).unwrap_err();
+    assert!(
+        err.to_string().contains("domicile init --policy us-split"),
+        "{err}"
+    );
+    // Between the split's two binding writes (a crash there), both manifests are accepted, and
+    // the rerun writes the switch again.
+    let parse = |bytes: &[u8]| serde_json::from_slice::<domicile_split::Manifest>(bytes).unwrap();
+    let both = serde_json::json!({
+        "format": 1,
+        "manifests": [parse(&before_split), parse(&after_split)],
+    });
+    std::fs::write(&binding, both.to_string()).unwrap();
+    Deployment::check_keys(&keys, &parse(&before_split)).unwrap();
+    Deployment::check_keys(&keys, &parse(&after_split)).unwrap();
+    std::fs::write(&binding, b"{\"format\": 2, \"manifests\": []}").unwrap();
+    let err = Deployment::open(&data, &keys, &policies()).unwrap_err();
+    assert!(err.to_string().contains("format 2"), "{err}");
+    std::fs::write(&binding, &kept).unwrap();
+    Deployment::open(&data, &keys, &policies())
+        .unwrap()
+        .close()
+        .unwrap();
+}
