@@ -122,6 +122,64 @@ fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
     assert!(ingest().status.success());
 }
 
+/// A region's store moved away used to be recreated empty on the next open, every record it held
+/// then "not found"; every command refuses instead, naming the missing store, and creates nothing.
+#[test]
+fn a_missing_store_is_refused_not_recreated_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"subject\": {\"id\": \"stored-person-1\", \"residence\": \"US\"}, \"records\": []}\n",
+    )
+    .unwrap();
+    let i = input.to_str().unwrap();
+    let ingest = || {
+        domicile(&[
+            "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
+        ])
+    };
+    assert!(ingest().status.success());
+    let (store, aside) = (data.join("us/store"), dir.path().join("store-aside"));
+    std::fs::rename(&store, &aside).unwrap();
+    let before = (files(&keys), files(&data));
+    for args in [
+        vec![
+            "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
+        ],
+        vec!["init", "--policy", "us-split", "--data", d, "--keys", k],
+        vec![
+            "split", "plan", "--data", d, "--keys", k, "--to", "eu-split",
+        ],
+        vec![
+            "split", "run", "--data", d, "--keys", k, "--to", "eu-split", "--quiet",
+        ],
+    ] {
+        let out = domicile(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("region us's store") && err.contains("is missing"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            (files(&keys), files(&data)),
+            before,
+            "{args:?} created files"
+        );
+    }
+    std::fs::rename(&aside, &store).unwrap();
+    assert!(ingest().status.success());
+}
+
 /// Every file under `root`, with its length.
 fn files(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     let mut out = Vec::new();

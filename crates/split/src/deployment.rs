@@ -275,6 +275,9 @@ impl Deployment {
                 if !Self::check_keys_to_bind(keys_root, &found)? {
                     bind_manifests(keys_root, &[&found])?;
                 }
+                for region in policy.regions() {
+                    Self::check_store_present(data_root, keys_root, region)?;
+                }
                 Self::open_with(data_root, keys_root, policy, trust_domain)?
             }
             None => {
@@ -434,6 +437,38 @@ impl Deployment {
         Ok(())
     }
 
+    /// Refuses to open `region` of an existing deployment whose sealed store is gone: every
+    /// region a manifest names got its store when it was created (`init`, or the split that
+    /// added it), so a store directory that is missing now was removed or moved, and opening
+    /// would create an empty one in its place and answer "not found" for every record it held.
+    /// A region on PostgreSQL (named in the keys directory or the environment) is checked by
+    /// its database's own schema instead.
+    pub(crate) fn check_store_present(
+        data_root: &Path,
+        keys_root: &Path,
+        region: &Region,
+    ) -> Result<(), SplitError> {
+        let region_dir = data_root.join(region.as_str());
+        let store = SealedStore::store_dir(data_root, region);
+        if store.exists()
+            || region_dir.join(POSTGRES_MARKER).exists()
+            || region_database(keys_root, region)?.is_some()
+        {
+            return Ok(());
+        }
+        Err(SplitError::Store(Box::new(
+            domicile_store::StoreError::StoreMismatch {
+                path: region_dir,
+                reason: format!(
+                    "region {region}'s store {} is missing, though the deployment created it: it \
+                     was removed or moved; restore it (opening would create an empty store in \
+                     its place and hide every record it held)",
+                    store.display()
+                ),
+            },
+        )))
+    }
+
     /// The manifest at `data_root`, or `None` if there is no deployment there.
     pub fn manifest(data_root: &Path) -> Result<Option<Manifest>, SplitError> {
         let path = data_root.join(MANIFEST);
@@ -462,12 +497,11 @@ impl Deployment {
         })?;
         // Before anything is opened: a wrong keys directory creates no file.
         Self::check_keys(keys_root.as_ref(), &manifest)?;
-        Self::open_with(
-            data_root,
-            keys_root,
-            policies.resolve(&manifest.policy)?,
-            &manifest.trust_domain,
-        )
+        let policy = policies.resolve(&manifest.policy)?;
+        for region in policy.regions() {
+            Self::check_store_present(data_root, keys_root.as_ref(), region)?;
+        }
+        Self::open_with(data_root, keys_root, policy, &manifest.trust_domain)
     }
 
     /// Opens one region of the deployment at `data_root`, and only that one: what a region's
@@ -488,6 +522,7 @@ impl Deployment {
         Self::check_keys(keys_root.as_ref(), &manifest)?;
         let policy = policies.resolve(&manifest.policy)?;
         policy.check_region(region)?;
+        Self::check_store_present(data_root, keys_root.as_ref(), region)?;
         Self::open_regions(
             data_root,
             keys_root,

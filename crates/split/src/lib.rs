@@ -147,6 +147,11 @@ pub fn run(
         policies.resolve(&manifest.policy)?,
         policies.resolve(target_policy)?,
     );
+    // Every region the manifest names has its store: one missing would be recreated empty by
+    // the opens below, and the split would move nothing of what it held.
+    for region in now.regions() {
+        Deployment::check_store_present(data_root, keys_root, region)?;
+    }
     let kept = |r: &domicile_residency::Region| to.has_region(r);
     if now.regions().iter().any(kept) {
         if let Some(dropped) = now.regions().iter().find(|r| !kept(r)) {
