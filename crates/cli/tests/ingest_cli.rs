@@ -182,11 +182,11 @@ fn ingest_places_each_subject_by_the_policy_and_names_no_one_on_disk() {
     );
 }
 
-#[test]
-fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = init(dir.path());
-    let file = dir.path().join("people.jsonl");
+/// A deployment under `dir` and twelve subjects ingested in batches of two, refusing unknown
+/// homes: it stops at line 5, with lines 1–4 in. (data, keys, the file, the failed ingest).
+fn stopped_at_line_5(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Output) {
+    let (data, keys) = init(dir);
+    let file = dir.join("people.jsonl");
     jsonl(&file, 12);
     let out = ingest(
         &data,
@@ -195,6 +195,13 @@ fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
         &["--batch", "2", "--on-unknown", "refuse"],
     );
     assert!(!out.status.success());
+    (data, keys, file, out)
+}
+
+#[test]
+fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys, file, out) = stopped_at_line_5(dir.path());
     let t = text(&out);
     assert!(
         t.contains("line 5: the subject's home region is unknown: no country of residence"),
@@ -218,16 +225,7 @@ fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
 #[test]
 fn a_progress_file_that_does_not_describe_its_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = init(dir.path());
-    let file = dir.path().join("people.jsonl");
-    jsonl(&file, 12);
-    let out = ingest(
-        &data,
-        &keys,
-        &file,
-        &["--batch", "2", "--on-unknown", "refuse"],
-    );
-    assert!(!out.status.success());
+    let (data, keys, file, _) = stopped_at_line_5(dir.path());
     let progress = files_under(&data.join("ingest")).pop().unwrap();
     let kept = std::fs::read_to_string(&progress).unwrap();
     let value: serde_json::Value = serde_json::from_str(&kept).unwrap();

@@ -58,31 +58,9 @@ fn init_creates_and_a_mistyped_keys_directory_is_refused() {
 #[test]
 fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let (data, keys, input) = us_split_with_one_subject(dir.path(), "bound-person-1");
     let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
-    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(
-        &input,
-        "{\"subject\": {\"id\": \"bound-person-1\", \"residence\": \"US\"}, \"records\": []}\n",
-    )
-    .unwrap();
-    let ingest = || {
-        domicile(&[
-            "ingest",
-            "--data",
-            d,
-            "--keys",
-            k,
-            "--quiet",
-            input.to_str().unwrap(),
-        ])
-    };
+    let ingest = || ingest_one(&data, &keys, &input);
     let manifest = data.join("deployment.json");
     let kept = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, kept.replace("\"us-split\"", "\"global\"")).unwrap();
@@ -127,26 +105,13 @@ fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
 #[test]
 fn a_missing_store_is_refused_not_recreated_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
-    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
-    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (data, keys, input) = us_split_with_one_subject(dir.path(), "stored-person-1");
+    let (d, k, i) = (
+        data.to_str().unwrap(),
+        keys.to_str().unwrap(),
+        input.to_str().unwrap(),
     );
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(
-        &input,
-        "{\"subject\": {\"id\": \"stored-person-1\", \"residence\": \"US\"}, \"records\": []}\n",
-    )
-    .unwrap();
-    let i = input.to_str().unwrap();
-    let ingest = || {
-        domicile(&[
-            "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
-        ])
-    };
+    let ingest = || ingest_one(&data, &keys, &input);
     assert!(ingest().status.success());
     let (store, aside) = (data.join("us/store"), dir.path().join("store-aside"));
     std::fs::rename(&store, &aside).unwrap();
@@ -178,6 +143,46 @@ fn a_missing_store_is_refused_not_recreated_empty() {
     }
     std::fs::rename(&aside, &store).unwrap();
     assert!(ingest().status.success());
+}
+
+/// `domicile init` of a us-split deployment under `dir`, and a JSON Lines file of one US subject
+/// `id` without records: (data, keys, file).
+fn us_split_with_one_subject(
+    dir: &std::path::Path,
+    id: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
+    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input = dir.join("in.jsonl");
+    let line =
+        format!("{{\"subject\": {{\"id\": \"{id}\", \"residence\": \"US\"}}, \"records\": []}}\n");
+    std::fs::write(&input, line).unwrap();
+    (data, keys, input)
+}
+
+/// `domicile ingest` of `input` by USDS's ingest service.
+fn ingest_one(
+    data: &std::path::Path,
+    keys: &std::path::Path,
+    input: &std::path::Path,
+) -> std::process::Output {
+    domicile(&[
+        "ingest",
+        "--data",
+        data.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--org",
+        "usds",
+        "--quiet",
+        input.to_str().unwrap(),
+    ])
 }
 
 /// Every file under `root`, with its length.

@@ -1055,14 +1055,7 @@ fn no_file_names_a_subject_before_or_after_the_split() {
         found
     };
     let mut found = leaks("before");
-    run(
-        &data,
-        &keys,
-        &policies(),
-        "us-split",
-        &RunOptions::default(),
-    )
-    .unwrap();
+    split_to_us(&data, &keys);
     found.extend(leaks("after"));
     assert_eq!(found, Vec::<String>::new());
 }
@@ -1073,11 +1066,6 @@ fn a_wrong_or_empty_keys_directory_is_refused_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
     world(&data, &keys, 3);
-    let listing = |root: &Path| {
-        let mut all: Vec<String> = walk(root);
-        all.sort();
-        all
-    };
     let before = listing(dir.path());
     // A path that does not exist, then someone else's keys.
     let other = tempfile::tempdir().unwrap();
@@ -1114,6 +1102,18 @@ fn a_wrong_or_empty_keys_directory_is_refused_and_creates_nothing() {
     Deployment::open(&data, &keys, &policies()).unwrap();
 }
 
+/// Runs the whole split of the deployment at `data` to the US split policy, defaults throughout.
+fn split_to_us(data: &Path, keys: &Path) {
+    run(data, keys, &policies(), "us-split", &RunOptions::default()).unwrap();
+}
+
+/// Every path under `root`, sorted.
+fn listing(root: &Path) -> Vec<String> {
+    let mut all = walk(root);
+    all.sort();
+    all
+}
+
 fn walk(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -1139,21 +1139,9 @@ fn a_manifest_edited_or_restored_from_before_the_split_is_refused() {
     world(&data, &keys, 8);
     let manifest_path = data.join(domicile_split::MANIFEST);
     let before_split = std::fs::read(&manifest_path).unwrap();
-    run(
-        &data,
-        &keys,
-        &policies(),
-        "us-split",
-        &RunOptions::default(),
-    )
-    .unwrap();
+    split_to_us(&data, &keys);
     let after_split = std::fs::read(&manifest_path).unwrap();
-    let listing = || {
-        let mut all = walk(dir.path());
-        all.sort();
-        all
-    };
-    let files = listing();
+    let files = listing(dir.path());
     let edited = |from: &str, to: &str| {
         String::from_utf8(after_split.clone())
             .unwrap()
@@ -1188,7 +1176,7 @@ fn a_manifest_edited_or_restored_from_before_the_split_is_refused() {
         )
         .unwrap_err();
         assert!(matches!(err, SplitError::ManifestNotBound { .. }), "{err}");
-        assert_eq!(listing(), files, "a refused open created files");
+        assert_eq!(listing(dir.path()), files, "a refused open created files");
     }
     // The binding is the keys directory's: without it nothing opens until `init` binds again.
     std::fs::write(&manifest_path, &after_split).unwrap();
