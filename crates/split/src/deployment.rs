@@ -270,13 +270,14 @@ impl Deployment {
                 })
             }
             Some(found) => {
-                // A deployment created before manifests were bound is bound now: the operator
-                // named its policy and trust domain, and its keys match.
-                if !Self::check_keys_to_bind(keys_root, &found)? {
-                    bind_manifests(keys_root, &[&found])?;
-                }
+                let bound = Self::check_keys_to_bind(keys_root, &found)?;
                 for region in policy.regions() {
                     Self::check_store_present(data_root, keys_root, region)?;
+                }
+                // A deployment created before manifests were bound is bound now: the operator
+                // named its policy and trust domain, its keys match and its stores are there.
+                if !bound {
+                    bind_manifests(keys_root, &[&found])?;
                 }
                 Self::open_with(data_root, keys_root, policy, trust_domain)?
             }

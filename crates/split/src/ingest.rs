@@ -23,7 +23,9 @@
 //! crash between a batch and its progress line makes the rerun write that batch again, which
 //! overwrites the same records with the same values. The progress file is input like any other:
 //! a rerun checks that its byte count ends a line of the file after exactly its count of lines,
-//! and refuses one that does not ([`SplitError::IngestProgress`]) rather than skip lines.
+//! and refuses one that does not ([`SplitError::IngestProgress`]) rather than skip lines. What
+//! that cannot catch is an edit that names a later line with its exact offset; each region's log
+//! holds the bulk entry of every batch written, which is the record to check such a run against.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
