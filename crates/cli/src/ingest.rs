@@ -33,6 +33,10 @@ pub(crate) struct IngestArgs {
     /// Subjects per batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Bytes of input per batch at most: a batch is written once its lines hold this many,
+    /// even short of --batch subjects (long lines are held a batch at a time).
+    #[arg(long, default_value_t = domicile_split::DEFAULT_BATCH_BYTES)]
+    batch_bytes: u64,
     /// What to do with a subject whose home region is unknown: `skip` (report its line) or
     /// `refuse` (stop there; a rerun resumes after the last durable batch).
     #[arg(long, value_parser = ["skip", "refuse"], default_value = "skip")]
@@ -79,6 +83,7 @@ fn ingest(args: &IngestArgs) -> Result<(), SplitError> {
         principal: &args.principal,
         organisation: &args.org,
         batch_subjects: args.batch,
+        batch_bytes: args.batch_bytes,
         on_unknown: if args.on_unknown == "refuse" {
             OnUnknown::Refuse
         } else {

@@ -219,6 +219,32 @@ fn refusing_an_unknown_home_stops_at_its_line_and_a_rerun_resumes() {
     assert_placed(&data, &keys, 12);
 }
 
+/// A batch is bounded by its bytes as well as its subjects: with `--batch-bytes 1` every subject
+/// is a batch of its own, so the four lines before the refused one are in even though the
+/// thousand-subject batch never filled.
+#[test]
+fn a_batch_is_written_once_its_lines_reach_the_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 12);
+    let refuse = ["--on-unknown", "refuse"];
+    let out = ingest(&data, &keys, &file, &refuse);
+    assert!(!out.status.success());
+    assert!(!data.join("ingest").exists(), "{}", text(&out));
+    let out = ingest(
+        &data,
+        &keys,
+        &file,
+        &["--batch-bytes", "1", refuse[0], refuse[1]],
+    );
+    assert!(!out.status.success());
+    let progress = files_under(&data.join("ingest")).pop().unwrap();
+    let progress: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(progress).unwrap()).unwrap();
+    assert_eq!(progress["lines"], 4, "{progress}");
+}
+
 /// The progress file is input: one edited or damaged so that a rerun would skip lines never
 /// ingested, or start inside a line, is refused by name, and the ingest resumes once it is put
 /// back or removed.

@@ -63,6 +63,10 @@ pub struct IngestOptions<'a> {
     pub organisation: &'a str,
     /// Subjects per batch (one audit entry and one durable store batch per region each).
     pub batch_subjects: usize,
+    /// Bytes of input per batch: a batch is written once its lines hold this many bytes, even
+    /// short of `batch_subjects`, so that a file of long lines (each up to
+    /// [`MAX_LINE_BYTES`]) is held a batch at a time, not `batch_subjects` of them.
+    pub batch_bytes: u64,
     /// What to do with a subject whose home region is unknown.
     pub on_unknown: OnUnknown,
     /// Called after each batch with the number of bytes of the file now ingested.
@@ -75,6 +79,7 @@ impl Default for IngestOptions<'_> {
             principal: "ingest",
             organisation: "domicile",
             batch_subjects: 1_000,
+            batch_bytes: DEFAULT_BATCH_BYTES,
             on_unknown: OnUnknown::Skip,
             progress: None,
         }
@@ -87,6 +92,7 @@ impl std::fmt::Debug for IngestOptions<'_> {
             .field("principal", &self.principal)
             .field("organisation", &self.organisation)
             .field("batch_subjects", &self.batch_subjects)
+            .field("batch_bytes", &self.batch_bytes)
             .field("on_unknown", &self.on_unknown)
             .finish_non_exhaustive()
     }
@@ -188,6 +194,9 @@ pub fn ingest_principal(
 /// The longest line an ingest file may hold, newline included: one subject with all their
 /// records. A longer one is refused by number before it is held in memory whole.
 pub const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// The input a batch holds at most by default ([`IngestOptions::batch_bytes`]): 64 MiB.
+pub const DEFAULT_BATCH_BYTES: u64 = 64 << 20;
 
 /// Opens the ingest file and digests it, leaving the handle at its end: the lines are then read
 /// from the same handle, so the file digested is the file ingested even if another is renamed
@@ -366,7 +375,7 @@ pub fn ingest_file(
     let policy = deployment.policy().clone();
 
     let mut batch: BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>> = BTreeMap::new();
-    let mut in_batch = 0usize;
+    let (mut in_batch, mut batch_bytes) = (0usize, 0u64);
     let mut line_bytes: Vec<u8> = Vec::new();
     let flush = |batch: &mut BTreeMap<Region, Vec<(Subject, Vec<RawRecord>)>>,
                  report: &mut IngestReport,
@@ -413,6 +422,7 @@ pub fn ingest_file(
         };
         line_no += 1;
         offset += n as u64;
+        batch_bytes += n as u64;
         report.lines += 1;
         if text.trim().is_empty() {
             continue;
@@ -476,9 +486,9 @@ pub fn ingest_file(
             .collect::<Result<Vec<_>, _>>()?;
         batch.entry(home).or_default().push((subject, records));
         in_batch += 1;
-        if in_batch >= options.batch_subjects.max(1) {
+        if in_batch >= options.batch_subjects.max(1) || batch_bytes >= options.batch_bytes {
             flush(&mut batch, &mut report, line_no, offset)?;
-            in_batch = 0;
+            (in_batch, batch_bytes) = (0, 0);
         }
     }
     flush(&mut batch, &mut report, line_no, offset)?;

@@ -68,7 +68,9 @@ pub use deployment::{
 pub use error::SplitError;
 pub use execute::{copy, plan_fingerprint, CopyReport, ExecuteOptions, Progress};
 pub use finish::{finalize_shreds, shred_leaving, shred_source};
-pub use ingest::{ingest_file, IngestOptions, IngestReport, OnUnknown, MAX_LINE_BYTES};
+pub use ingest::{
+    ingest_file, IngestOptions, IngestReport, OnUnknown, DEFAULT_BATCH_BYTES, MAX_LINE_BYTES,
+};
 pub use journal::{Journal, JournalLine, VerifiedSubjects};
 pub use plan::{
     migration_purpose, target_regions, Counts, Plan, PlanSummary, PlannedRecord, PlannedSubject,
