@@ -141,6 +141,26 @@ fn a_missing_store_is_refused_not_recreated_empty() {
             "{args:?} created files"
         );
     }
+    // An empty directory in its place (or an empty sled database) is no store either.
+    std::fs::create_dir(&store).unwrap();
+    for args in [
+        vec![
+            "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
+        ],
+        vec!["init", "--policy", "us-split", "--data", d, "--keys", k],
+        vec![
+            "split", "plan", "--data", d, "--keys", k, "--to", "eu-split",
+        ],
+    ] {
+        let out = domicile(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("holds no sealed store, though region us's was made there"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&store).unwrap();
     std::fs::rename(&aside, &store).unwrap();
     assert!(ingest().status.success());
 }

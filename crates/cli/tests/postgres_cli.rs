@@ -195,6 +195,40 @@ fn init_puts_a_region_on_postgres_and_refuses_one_already_on_sled() {
     assert!(data.join("global/store.postgres").exists());
     assert!(!data.join("global/store").exists());
 
+    // A region whose store was made in PostgreSQL, opened on a database that does not hold it (a
+    // URL naming another database, a dropped schema), is refused, not made a new, empty store.
+    server.psql("CREATE DATABASE elsewhere");
+    let elsewhere = server.url().replacen("/postgres?", "/elsewhere?", 1);
+    assert_ne!(
+        elsewhere,
+        server.url(),
+        "the test server's URL names its database"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_domicile"))
+        .args([
+            "split", "plan", "--data", d, "--keys", k, "--to", "us-split",
+        ])
+        .env("DOMICILE_DATABASE_URL_GLOBAL", &elsewhere)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("schema domicile_global of the database DOMICILE_DATABASE_URL_GLOBAL names holds no sealed store"),
+        "{said}"
+    );
+    let out = domicile(&[
+        "split", "plan", "--data", d, "--keys", k, "--to", "us-split",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    server.psql("DROP SCHEMA domicile_global CASCADE");
+    let out = domicile(&[
+        "split", "plan", "--data", d, "--keys", k, "--to", "us-split",
+    ]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("holds no sealed store"), "{said}");
+
     // A sled deployment cannot be pointed at a database after the fact: refused, nothing written.
     let (data2, keys2) = (tmp.path().join("data2"), tmp.path().join("keys2"));
     let (d2, k2) = (data2.to_str().unwrap(), keys2.to_str().unwrap());

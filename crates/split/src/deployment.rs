@@ -43,7 +43,7 @@ use domicile_access::{
 };
 use domicile_audit::{AuditKey, AuditLog, KeyKind, LogConfig, SigningKey, VerifierKey};
 use domicile_residency::{PolicyResolver, Region, ResidencyPolicy};
-use domicile_store::{BackendKind, FileCustodian, KeyCustodian, RedbBackend, SealedStore};
+use domicile_store::{FileCustodian, KeyCustodian, RedbBackend, SealedStore};
 use serde::{Deserialize, Serialize};
 
 use crate::SplitError;
@@ -279,7 +279,14 @@ impl Deployment {
                 if !bound {
                     bind_manifests(keys_root, &[&found])?;
                 }
-                Self::open_with(data_root, keys_root, policy, trust_domain)?
+                Self::open_regions(
+                    data_root,
+                    keys_root,
+                    policy,
+                    trust_domain,
+                    None,
+                    Existing::Required,
+                )?
             }
             None => {
                 // The one place keys are created: an explicit initialisation.
@@ -502,7 +509,14 @@ impl Deployment {
         for region in policy.regions() {
             Self::check_store_present(data_root, keys_root.as_ref(), region)?;
         }
-        Self::open_with(data_root, keys_root, policy, &manifest.trust_domain)
+        Self::open_regions(
+            data_root,
+            keys_root,
+            policy,
+            &manifest.trust_domain,
+            None,
+            Existing::Required,
+        )
     }
 
     /// Opens one region of the deployment at `data_root`, and only that one: what a region's
@@ -530,6 +544,7 @@ impl Deployment {
             policy,
             &manifest.trust_domain,
             Some(region),
+            Existing::Required,
         )
     }
 
@@ -563,7 +578,14 @@ impl Deployment {
             )));
         }
         let custodian = Arc::new(FileCustodian::open_existing(keys_root)?);
-        open_store(data_root, keys_root, region, policy, custodian)
+        open_store(
+            data_root,
+            keys_root,
+            region,
+            policy,
+            custodian,
+            Existing::Required,
+        )
     }
 
     /// Opens every region of `policy` under `data_root`, creating stores, logs and keys on
@@ -574,7 +596,14 @@ impl Deployment {
         policy: Arc<dyn ResidencyPolicy>,
         trust_domain: &str,
     ) -> Result<Self, SplitError> {
-        Self::open_regions(data_root, keys_root, policy, trust_domain, None)
+        Self::open_regions(
+            data_root,
+            keys_root,
+            policy,
+            trust_domain,
+            None,
+            Existing::Created,
+        )
     }
 
     /// Opens the regions of `policy` (all of them, or `only` one) under `data_root`.
@@ -584,6 +613,7 @@ impl Deployment {
         policy: Arc<dyn ResidencyPolicy>,
         trust_domain: &str,
         only: Option<&Region>,
+        existing: Existing,
     ) -> Result<Self, SplitError> {
         let data_root = data_root.as_ref().to_owned();
         let keys_root = keys_root.as_ref().to_owned();
@@ -604,6 +634,7 @@ impl Deployment {
                 region,
                 policy.clone(),
                 custodian.clone() as Arc<dyn KeyCustodian>,
+                existing,
             )?;
             let region_keys = keys_root.join(region.as_str()).join("audit");
             let origin = format!("{trust_domain}/audit/{region}");
@@ -866,14 +897,52 @@ fn region_database(
     Ok(read_database_file(&path, region)?.map(|c| (c, path.display().to_string())))
 }
 
+/// Whether a store being opened must already hold a sealed store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// A region of an existing deployment: its store was made when the region was, so a backend
+    /// without one (an empty directory in its place, a database URL naming another database, a
+    /// dropped schema) is refused rather than made a new, empty store.
+    Required,
+    /// A deployment or region being created (`create`, a split's target regions): a new store is
+    /// made where there is none.
+    Created,
+}
+
+/// Refuses `backend` for `region` if `existing` requires a store and it holds none.
+fn check_holds_store(
+    backend: &dyn domicile_store::Backend,
+    existing: Existing,
+    region: &Region,
+    place: &dyn std::fmt::Display,
+    region_dir: &Path,
+) -> Result<(), SplitError> {
+    if existing == Existing::Created || SealedStore::holds_store(backend)? {
+        return Ok(());
+    }
+    Err(SplitError::Store(Box::new(
+        domicile_store::StoreError::StoreMismatch {
+            path: region_dir.to_owned(),
+            reason: format!(
+                "{place} holds no sealed store, though region {region}'s was made there: it was \
+                 replaced by an empty one, or the database named is another one, or its schema \
+                 was dropped; restore it (or, if a split was interrupted while purging this \
+                 region, run the split again)"
+            ),
+        },
+    )))
+}
+
 /// Opens `region`'s sealed store: in PostgreSQL if a database is configured for it (feature
-/// `postgres`), else on sled under `data_root`; refuses a region whose records are in the other.
+/// `postgres`), else on sled under `data_root`; refuses a region whose records are in the other,
+/// and, where `existing` requires one, a backend that holds no store.
 fn open_store(
     data_root: &Path,
     keys_root: &Path,
     region: &Region,
     policy: Arc<dyn ResidencyPolicy>,
     custodian: Arc<dyn KeyCustodian>,
+    existing: Existing,
 ) -> Result<SealedStore, SplitError> {
     let (url_var, _) = database_vars(region);
     let region_dir = data_root.join(region.as_str());
@@ -896,17 +965,23 @@ fn open_store(
         }
         // A store directory that holds a redb database is opened as one; anything else (a
         // new directory included) is sled, the default.
-        let kind = if SealedStore::store_dir(data_root, region)
-            .join(RedbBackend::FILE_NAME)
-            .exists()
+        policy.check_region(region)?;
+        let dir = SealedStore::store_dir(data_root, region);
+        let backend: Box<dyn domicile_store::Backend> = if dir.join(RedbBackend::FILE_NAME).exists()
         {
-            BackendKind::Redb
+            Box::new(RedbBackend::open(&dir)?)
         } else {
-            BackendKind::Sled
+            Box::new(domicile_store::SledBackend::open(&dir)?)
         };
-        return Ok(SealedStore::open_with(
-            data_root,
-            kind,
+        check_holds_store(
+            backend.as_ref(),
+            existing,
+            region,
+            &dir.display(),
+            &region_dir,
+        )?;
+        return Ok(SealedStore::with_backend(
+            backend,
             region.clone(),
             policy,
             custodian,
@@ -927,6 +1002,22 @@ fn open_store(
             config = config.tls_root_certificates(ca)?;
         }
         let backend = domicile_store::PostgresBackend::connect(&config)?;
+        // The marker says the region's store was made in PostgreSQL: its schema must hold it.
+        let existing = match marker.exists() {
+            true => Existing::Required,
+            false => existing,
+        };
+        check_holds_store(
+            &backend,
+            existing,
+            region,
+            &format_args!("schema {schema} of the database {source} names"),
+            &region_dir,
+        )?;
+        // The store's metadata is written before the marker: a crash between them leaves a
+        // store the marker is then written for, never a marker without a store.
+        let store =
+            SealedStore::with_backend(Box::new(backend), region.clone(), policy, custodian)?;
         if !marker.exists() {
             std::fs::create_dir_all(&region_dir)
                 .map_err(|e| domicile_store::StoreError::Io {
@@ -940,12 +1031,7 @@ fn open_store(
                 format!("postgres\nschema {schema}\n").as_bytes(),
             )?;
         }
-        Ok(SealedStore::with_backend(
-            Box::new(backend),
-            region.clone(),
-            policy,
-            custodian,
-        )?)
+        Ok(store)
     }
     #[cfg(not(feature = "postgres"))]
     {

@@ -360,6 +360,13 @@ impl SealedStore {
         })
     }
 
+    /// Whether `backend` holds a sealed store already (its metadata entry), read without
+    /// writing anything: what a caller checks before opening a store it expects to exist, since
+    /// [`with_backend`](Self::with_backend) makes an empty backend a new, empty store.
+    pub fn holds_store(backend: &dyn Backend) -> Result<bool, StoreError> {
+        Ok(backend.get(layout::META)?.is_some())
+    }
+
     /// The region this store holds.
     pub fn region(&self) -> &Region {
         &self.region
