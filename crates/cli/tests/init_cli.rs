@@ -81,6 +81,21 @@ fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
     std::fs::write(&manifest, &kept).unwrap();
     assert!(ingest().status.success());
 
+    // A new deployment does not take over keys bound to this one (which would no longer open).
+    let other = dir.path().join("other-data");
+    let o = other.to_str().unwrap();
+    let keys_before = files(&keys);
+    let out = domicile(&["init", "--policy", "global", "--data", o, "--keys", k]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the keys are bound to another deployment (policy \"us-split\""),
+        "{err}"
+    );
+    assert_eq!(files(&keys), keys_before, "keys were created");
+    assert!(!other.join("deployment.json").exists());
+    assert!(ingest().status.success());
+
     // Keys bound to no manifest: refused with what to run, then bound by init.
     std::fs::remove_file(keys.join("deployment.binding")).unwrap();
     let out = ingest();

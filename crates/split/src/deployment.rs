@@ -64,6 +64,35 @@ struct Binding {
     manifests: Vec<Manifest>,
 }
 
+/// The manifests the keys at `keys_root` are bound to, or `None` if they are bound to none.
+fn read_binding(keys_root: &Path) -> Result<Option<Binding>, SplitError> {
+    let path = keys_root.join(MANIFEST_BINDING);
+    let not_bound = |detail: String| SplitError::ManifestNotBound {
+        keys: keys_root.to_owned(),
+        detail,
+    };
+    let Some(bytes) = domicile_durable::read_optional(&path)? else {
+        return Ok(None);
+    };
+    let binding: Binding = serde_json::from_slice(&bytes).map_err(|e| {
+        not_bound(format!(
+            "{} does not parse ({:?} error at line {} column {})",
+            path.display(),
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if binding.format != 1 {
+        return Err(not_bound(format!(
+            "{} is in format {}, which this version does not read (it writes 1)",
+            path.display(),
+            binding.format
+        )));
+    }
+    Ok(Some(binding))
+}
+
 /// Binds the keys at `keys_root` to `manifests` (written 0600, crash-safe).
 pub(crate) fn bind_manifests(keys_root: &Path, manifests: &[&Manifest]) -> Result<(), SplitError> {
     let binding = Binding {
@@ -289,6 +318,30 @@ impl Deployment {
                 )?
             }
             None => {
+                // Keys bound to another deployment are not taken over (that one would no longer
+                // open); a rerun after a crash before the manifest was written finds its own.
+                if let Some(binding) = read_binding(keys_root)? {
+                    let regions = policy.regions().iter().map(|r| r.as_str());
+                    let ours =
+                        Self::read_key_prints(keys_root, regions)
+                            .ok()
+                            .map(|keys| Manifest {
+                                policy: name.to_owned(),
+                                trust_domain: trust_domain.to_owned(),
+                                keys,
+                            });
+                    if !ours.is_some_and(|m| binding.manifests.contains(&m)) {
+                        let bound: Vec<String> = binding.manifests.iter().map(describe).collect();
+                        return Err(SplitError::ManifestNotBound {
+                            keys: keys_root.to_owned(),
+                            detail: format!(
+                                "the keys are bound to another deployment ({}); a new \
+                                 deployment needs a keys directory of its own",
+                                bound.join(" or ")
+                            ),
+                        });
+                    }
+                }
                 // The one place keys are created: an explicit initialisation.
                 let deployment = Self::open_with(data_root, keys_root, policy, trust_domain)?;
                 let manifest = Manifest {
@@ -374,7 +427,7 @@ impl Deployment {
             keys: keys_root.to_owned(),
             detail,
         };
-        let Some(bytes) = domicile_durable::read_optional(&path)? else {
+        let Some(binding) = read_binding(keys_root)? else {
             return match unbound_ok {
                 true => Ok(false),
                 false => Err(not_bound(format!(
@@ -388,22 +441,6 @@ impl Deployment {
                 ))),
             };
         };
-        let binding: Binding = serde_json::from_slice(&bytes).map_err(|e| {
-            not_bound(format!(
-                "{} does not parse ({:?} error at line {} column {})",
-                path.display(),
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if binding.format != 1 {
-            return Err(not_bound(format!(
-                "{} is in format {}, which this version does not read (it writes 1)",
-                path.display(),
-                binding.format
-            )));
-        }
         if binding.manifests.contains(manifest) {
             return Ok(true);
         }
