@@ -198,12 +198,13 @@ pub const MAX_LINE_BYTES: u64 = 64 << 20;
 /// The input a batch holds at most by default ([`IngestOptions::batch_bytes`]): 64 MiB.
 pub const DEFAULT_BATCH_BYTES: u64 = 64 << 20;
 
-/// Opens the ingest file and digests it, leaving the handle at its end: the lines are then read
-/// from the same handle, so the file digested is the file ingested even if another is renamed
-/// into its place meanwhile. The input must be a regular file (it is read twice, and resuming
+/// Opens the ingest file and digests it, leaving the handle at its end, and returns the number of
+/// bytes digested: the lines are then read from the same handle and no further than those
+/// bytes, so the file digested is the file ingested even if another is renamed into its place
+/// or more is appended to it meanwhile. The input must be a regular file (it is read twice, and resuming
 /// seeks into it); that is checked before it is opened, since opening a FIFO waits for a
 /// writer, and again on the handle.
-fn open_and_digest(path: &Path) -> Result<(std::fs::File, String), SplitError> {
+fn open_and_digest(path: &Path) -> Result<(std::fs::File, String, u64), SplitError> {
     let failed = |action: &'static str| {
         move |e: std::io::Error| SplitError::Io {
             action,
@@ -229,12 +230,14 @@ fn open_and_digest(path: &Path) -> Result<(std::fs::File, String), SplitError> {
     }
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
     loop {
         let n = file.read(&mut buf).map_err(failed("read"))?;
         if n == 0 {
             break;
         }
         ctx.update(&buf[..n]);
+        len += n as u64;
     }
     let digest = ctx
         .finish()
@@ -242,14 +245,15 @@ fn open_and_digest(path: &Path) -> Result<(std::fs::File, String), SplitError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok((file, digest))
+    Ok((file, digest, len))
 }
 
-/// Checks that `progress`, read from disk, describes `file`: it is a format this code writes,
-/// and its byte count ends a line of the file (or the file) after exactly its count of lines.
+/// Checks that `progress`, read from disk, describes `file` as digested (`len` bytes): it is a
+/// format this code writes, and its byte count ends a line of the file (or the file) after
+/// exactly its count of lines.
 /// A progress file edited or damaged would otherwise skip lines that were never ingested, or
 /// resume in the middle of one.
-fn check_progress(file: &mut std::fs::File, progress: &Progress) -> Result<(), String> {
+fn check_progress(file: &mut std::fs::File, len: u64, progress: &Progress) -> Result<(), String> {
     if progress.format != 1 {
         return Err(format!(
             "progress format {} is not one this version writes (1)",
@@ -257,7 +261,6 @@ fn check_progress(file: &mut std::fs::File, progress: &Progress) -> Result<(), S
         ));
     }
     let failed = |e: std::io::Error| format!("cannot read the input to check it: {e}");
-    let len = file.metadata().map_err(failed)?.len();
     if progress.bytes > len {
         return Err(format!(
             "it claims {} bytes of a {len}-byte file",
@@ -311,7 +314,7 @@ pub fn ingest_file(
     path: &Path,
     options: &IngestOptions<'_>,
 ) -> Result<IngestReport, SplitError> {
-    let (mut file, digest) = open_and_digest(path)?;
+    let (mut file, digest, len) = open_and_digest(path)?;
     let progress_file = progress_path(deployment.data_root(), &digest);
     let done = match domicile_durable::read_optional(&progress_file)? {
         None => None,
@@ -330,7 +333,7 @@ pub fn ingest_file(
     };
     let (mut line_no, mut offset) = match &done {
         Some(p) if p.file == digest => {
-            check_progress(&mut file, p).map_err(|detail| SplitError::IngestProgress {
+            check_progress(&mut file, len, p).map_err(|detail| SplitError::IngestProgress {
                 path: progress_file.clone(),
                 detail: format!(
                     "{detail}; it does not describe {}: remove it to ingest the file from its \
@@ -355,7 +358,8 @@ pub fn ingest_file(
         }
     };
     file.seek(SeekFrom::Start(offset)).map_err(io("seek in"))?;
-    let mut reader = BufReader::new(file);
+    // No further than the bytes digested: a line appended since belongs to another file.
+    let mut reader = BufReader::new(file.take(len - offset));
 
     // The ingest principals, trusted by this deployment's Gates for this run.
     let mut principals = BTreeMap::new();
@@ -515,4 +519,55 @@ fn record(subject: &SubjectId, r: LineRecord) -> Result<RawRecord, String> {
         },
         value,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn line(id: &str) -> String {
+        format!("{{\"subject\": {{\"id\": \"{id}\", \"residence\": \"US\"}}}}\n")
+    }
+
+    /// Lines appended while an ingest runs belong to another file (another digest): the run
+    /// stops at the bytes it digested, and a rerun, under the new digest, reads them all.
+    #[test]
+    fn lines_appended_during_an_ingest_are_left_to_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = domicile_residency::PolicyResolver::new()
+            .with(Arc::new(domicile_policy_global::GlobalPolicy::new()));
+        let deployment = Deployment::create(
+            dir.path().join("data"),
+            dir.path().join("keys"),
+            policies.resolve("global").unwrap(),
+            "domicile.example",
+        )
+        .unwrap();
+        let input = dir.path().join("people.jsonl");
+        std::fs::write(&input, [line("p-1"), line("p-2"), line("p-3")].concat()).unwrap();
+        let appended = std::sync::atomic::AtomicBool::new(false);
+        let append = |_: u64| {
+            if !appended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&input)
+                    .unwrap();
+                file.write_all(line("p-4").as_bytes()).unwrap();
+            }
+        };
+        let options = IngestOptions {
+            batch_subjects: 1,
+            progress: Some(&append),
+            ..IngestOptions::default()
+        };
+        let report = ingest_file(&deployment, &input, &options).unwrap();
+        assert!(appended.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!((report.resumed_after_line, report.lines), (0, 3));
+        let again = ingest_file(&deployment, &input, &IngestOptions::default()).unwrap();
+        assert_eq!((again.resumed_after_line, again.lines), (0, 4));
+        deployment.close().unwrap();
+    }
 }
