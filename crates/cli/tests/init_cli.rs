@@ -16,12 +16,7 @@ fn init_creates_and_a_mistyped_keys_directory_is_refused() {
     let data = dir.path().join("data");
     let keys = dir.path().join("keys");
     let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
-    let out = domicile(&["init", "--policy", "global", "--data", d, "--keys", k]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_ok("global", d, k);
     assert!(keys.join("global/pseudonym.key").exists());
     let wrong = dir.path().join("keyz");
     let w = wrong.to_str().unwrap();
@@ -105,12 +100,7 @@ fn an_edited_manifest_is_refused_and_init_binds_an_unbound_deployment() {
     let out = domicile(&["init", "--policy", "global", "--data", d, "--keys", k]);
     assert!(!out.status.success(), "init bound keys to another policy");
     assert!(!keys.join("deployment.binding").exists());
-    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_ok("us-split", d, k);
     assert!(keys.join("deployment.binding").exists());
     assert!(ingest().status.success());
 }
@@ -131,7 +121,7 @@ fn a_missing_store_is_refused_not_recreated_empty() {
     let (store, aside) = (data.join("us/store"), dir.path().join("store-aside"));
     std::fs::rename(&store, &aside).unwrap();
     let before = (files(&keys), files(&data));
-    for args in [
+    let commands = [
         vec![
             "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
         ],
@@ -142,8 +132,9 @@ fn a_missing_store_is_refused_not_recreated_empty() {
         vec![
             "split", "run", "--data", d, "--keys", k, "--to", "eu-split", "--quiet",
         ],
-    ] {
-        let out = domicile(&args);
+    ];
+    for args in &commands {
+        let out = domicile(args);
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -158,16 +149,8 @@ fn a_missing_store_is_refused_not_recreated_empty() {
     }
     // An empty directory in its place (or an empty sled database) is no store either.
     std::fs::create_dir(&store).unwrap();
-    for args in [
-        vec![
-            "ingest", "--data", d, "--keys", k, "--org", "usds", "--quiet", i,
-        ],
-        vec!["init", "--policy", "us-split", "--data", d, "--keys", k],
-        vec![
-            "split", "plan", "--data", d, "--keys", k, "--to", "eu-split",
-        ],
-    ] {
-        let out = domicile(&args);
+    for args in &commands[..3] {
+        let out = domicile(args);
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -180,6 +163,16 @@ fn a_missing_store_is_refused_not_recreated_empty() {
     assert!(ingest().status.success());
 }
 
+/// `domicile init --policy POLICY --data D --keys K`, which must succeed.
+fn init_ok(policy: &str, d: &str, k: &str) {
+    let out = domicile(&["init", "--policy", policy, "--data", d, "--keys", k]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `domicile init` of a us-split deployment under `dir`, and a JSON Lines file of one US subject
 /// `id` without records: (data, keys, file).
 fn us_split_with_one_subject(
@@ -188,12 +181,7 @@ fn us_split_with_one_subject(
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let (data, keys) = (dir.join("data"), dir.join("keys"));
     let (d, k) = (data.to_str().unwrap(), keys.to_str().unwrap());
-    let out = domicile(&["init", "--policy", "us-split", "--data", d, "--keys", k]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_ok("us-split", d, k);
     let input = dir.join("in.jsonl");
     let line =
         format!("{{\"subject\": {{\"id\": \"{id}\", \"residence\": \"US\"}}, \"records\": []}}\n");

@@ -308,14 +308,7 @@ impl Deployment {
                 if !bound {
                     bind_manifests(keys_root, &[&found])?;
                 }
-                Self::open_regions(
-                    data_root,
-                    keys_root,
-                    policy,
-                    trust_domain,
-                    None,
-                    Existing::Required,
-                )?
+                Self::open_existing(data_root, keys_root, policy, trust_domain, None)?
             }
             None => {
                 // Keys bound to another deployment are not taken over (that one would no longer
@@ -546,14 +539,7 @@ impl Deployment {
         for region in policy.regions() {
             Self::check_store_present(data_root, keys_root.as_ref(), region)?;
         }
-        Self::open_regions(
-            data_root,
-            keys_root,
-            policy,
-            &manifest.trust_domain,
-            None,
-            Existing::Required,
-        )
+        Self::open_existing(data_root, keys_root, policy, &manifest.trust_domain, None)
     }
 
     /// Opens one region of the deployment at `data_root`, and only that one: what a region's
@@ -575,13 +561,12 @@ impl Deployment {
         let policy = policies.resolve(&manifest.policy)?;
         policy.check_region(region)?;
         Self::check_store_present(data_root, keys_root.as_ref(), region)?;
-        Self::open_regions(
+        Self::open_existing(
             data_root,
             keys_root,
             policy,
             &manifest.trust_domain,
             Some(region),
-            Existing::Required,
         )
     }
 
@@ -623,6 +608,19 @@ impl Deployment {
             custodian,
             Existing::Required,
         )
+    }
+
+    /// Opens the regions of an existing deployment (all, or `only` one): their stores must be
+    /// there ([`Existing::Required`]).
+    fn open_existing(
+        data_root: impl AsRef<Path>,
+        keys_root: impl AsRef<Path>,
+        policy: Arc<dyn ResidencyPolicy>,
+        trust_domain: &str,
+        only: Option<&Region>,
+    ) -> Result<Self, SplitError> {
+        let existing = Existing::Required;
+        Self::open_regions(data_root, keys_root, policy, trust_domain, only, existing)
     }
 
     /// Opens every region of `policy` under `data_root`, creating stores, logs and keys on
