@@ -23,22 +23,20 @@ pub(crate) fn read_verifier_key(path: &Path) -> Result<VerifierKey, String> {
 
 /// `message` (a serde or parser error) with every value it quotes replaced by `…`: the quoted
 /// spans (`"…"` as `Debug` prints a string, or between backticks) before its `, expected`
-/// clause. What was expected, and the name in `missing field`, are the schema's and stay.
+/// clause (the first one outside a quoted span). What was expected, and the name in
+/// `missing field`, are the schema's and stay.
 pub(crate) fn withhold_values(message: &str) -> String {
+    const EXPECTED: &str = ", expected";
     if message.starts_with("missing field `") {
         return message.to_owned();
     }
-    let (rejected, expected) = match message.find(", expected") {
-        Some(at) => message.split_at(at),
-        None => (message, ""),
-    };
     let mut out = String::with_capacity(message.len());
-    let mut chars = rejected.chars();
-    while let Some(c) = chars.next() {
+    let mut chars = message.char_indices();
+    while let Some((at, c)) = chars.next() {
         match c {
             '"' => {
                 // To the closing quote; a backslash escapes the character after it.
-                while let Some(c) = chars.next() {
+                while let Some((_, c)) = chars.next() {
                     match c {
                         '\\' => {
                             chars.next();
@@ -50,13 +48,16 @@ pub(crate) fn withhold_values(message: &str) -> String {
                 out.push('…');
             }
             '`' => {
-                chars.by_ref().find(|&c| c == '`');
+                chars.by_ref().find(|&(_, c)| c == '`');
                 out.push('…');
+            }
+            ',' if message[at..].starts_with(EXPECTED) => {
+                out.push_str(&message[at..]);
+                break;
             }
             c => out.push(c),
         }
     }
-    out.push_str(expected);
     out
 }
 
@@ -93,6 +94,11 @@ mod tests {
                 "invalid length 3, expected 2",
             ),
             (r#"unterminated "user-17"#, "unterminated …"),
+            // A value that holds the clause itself is withheld whole.
+            (
+                r#"invalid type: string "a, expected user-17", expected u64"#,
+                "invalid type: string …, expected u64",
+            ),
         ];
         for (message, withheld) in cases {
             assert_eq!(withhold_values(message), withheld, "{message}");
