@@ -1139,6 +1139,8 @@ fn a_manifest_edited_or_restored_from_before_the_split_is_refused() {
     world(&data, &keys, 8);
     let manifest_path = data.join(domicile_split::MANIFEST);
     let before_split = std::fs::read(&manifest_path).unwrap();
+    let binding = keys.join(domicile_split::MANIFEST_BINDING);
+    let binding_before_split = std::fs::read(&binding).unwrap();
     split_to_us(&data, &keys);
     let after_split = std::fs::read(&manifest_path).unwrap();
     let files = listing(dir.path());
@@ -1184,8 +1186,17 @@ fn a_manifest_edited_or_restored_from_before_the_split_is_refused() {
         .unwrap()
         .close()
         .unwrap();
-    let binding = keys.join(domicile_split::MANIFEST_BINDING);
     let kept = std::fs::read(&binding).unwrap();
+    // Keys restored from before the split (their binding with them) do not open the split
+    // deployment either.
+    std::fs::write(&binding, &binding_before_split).unwrap();
+    let err = Deployment::open(&data, &keys, &policies())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bound to policy \"global\"") && err.contains("names policy \"us-split\""),
+        "{err}"
+    );
     std::fs::remove_file(&binding).unwrap();
     let err = Deployment::open(&data, &keys, &policies()).unwrap_err();
     assert!(
