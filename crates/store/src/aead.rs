@@ -24,31 +24,77 @@ pub(crate) fn random_key(rng: &SystemRandom) -> Result<[u8; 32], StoreError> {
     Ok(key)
 }
 
-/// Seals `plaintext` under `key` with a fresh 96-bit random nonce; appends `nonce ‖ ciphertext ‖
-/// tag` to `out`.
+/// Nonces drawn from the system generator in bulk: one `getrandom` call for up to
+/// [`Nonces::MAX_DRAW`] of them, where one call per record cost more than sealing the record
+/// (about 0.4 µs for the call against 0.2 µs to seal 256 bytes, on the machine the benchmarks
+/// run on). Each nonce is handed out once and is as random as one drawn alone. A nonce is
+/// public (it is stored beside its ciphertext), so drawing a few ahead of their use reveals
+/// nothing; keys are never drawn this way.
+pub(crate) struct Nonces<'a> {
+    rng: &'a SystemRandom,
+    drawn: Vec<u8>,
+    next: usize,
+    /// How many more the caller expects to take: the size of the next draw.
+    expected: usize,
+}
+
+impl<'a> Nonces<'a> {
+    /// The most nonces one draw takes (3 KiB).
+    pub(crate) const MAX_DRAW: usize = 256;
+
+    /// A source for about `expected` nonces; nothing is drawn until the first is taken, and more
+    /// than `expected` may be taken.
+    pub(crate) fn new(rng: &'a SystemRandom, expected: usize) -> Self {
+        Nonces {
+            rng,
+            drawn: Vec::new(),
+            next: 0,
+            expected,
+        }
+    }
+
+    /// The next unused nonce.
+    pub(crate) fn take(&mut self) -> Result<[u8; NONCE_LEN], StoreError> {
+        if self.next == self.drawn.len() {
+            let count = self.expected.clamp(1, Self::MAX_DRAW);
+            self.drawn.resize(count * NONCE_LEN, 0);
+            self.rng
+                .fill(&mut self.drawn)
+                .map_err(|_| StoreError::Crypto {
+                    what: "drawing nonces from the system random generator",
+                })?;
+            self.next = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&self.drawn[self.next..self.next + NONCE_LEN]);
+        self.next += NONCE_LEN;
+        self.expected = self.expected.saturating_sub(1);
+        Ok(nonce)
+    }
+}
+
+/// Seals `plaintext` under `key` with the next of `nonces` (96 random bits); appends `nonce ‖
+/// ciphertext ‖ tag` to `out`.
 pub(crate) fn seal_into(
     key: &LessSafeKey,
-    rng: &SystemRandom,
+    nonces: &mut Nonces<'_>,
     aad: &[u8],
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    seal_parts_into(key, rng, aad, &[plaintext], out)
+    seal_parts_into(key, nonces, aad, &[plaintext], out)
 }
 
 /// [`seal_into`] of a plaintext given in parts, concatenated as they are sealed: no copy of
 /// the whole is made first.
 pub(crate) fn seal_parts_into(
     key: &LessSafeKey,
-    rng: &SystemRandom,
+    nonces: &mut Nonces<'_>,
     aad: &[u8],
     plaintext: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce).map_err(|_| StoreError::Crypto {
-        what: "drawing a nonce from the system random generator",
-    })?;
+    let nonce = nonces.take()?;
     out.extend_from_slice(&nonce);
     let start = out.len();
     for part in plaintext {
@@ -99,4 +145,48 @@ pub(crate) fn open_in_buf(
         .ok()?
         .len();
     Some(body..body + plain_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn nonces_are_handed_out_once_across_draws() {
+        let rng = SystemRandom::new();
+        // Fewer expected than taken, and more than one draw's worth.
+        let mut nonces = Nonces::new(&rng, 3);
+        assert!(
+            nonces.drawn.is_empty(),
+            "nothing is drawn before the first take"
+        );
+        let mut seen = HashSet::new();
+        for _ in 0..(2 * Nonces::MAX_DRAW + 7) {
+            assert!(
+                seen.insert(nonces.take().unwrap()),
+                "a nonce was handed out twice"
+            );
+        }
+        // A large batch draws at most MAX_DRAW at a time.
+        let mut nonces = Nonces::new(&rng, 100_000);
+        nonces.take().unwrap();
+        assert_eq!(nonces.drawn.len(), Nonces::MAX_DRAW * NONCE_LEN);
+    }
+
+    #[test]
+    fn a_sealed_value_opens_with_its_own_nonce() {
+        let rng = SystemRandom::new();
+        let key = LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[9; 32]).unwrap(),
+        );
+        let mut nonces = Nonces::new(&rng, 2);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        seal_into(&key, &mut nonces, b"aad", b"same plaintext", &mut a).unwrap();
+        seal_into(&key, &mut nonces, b"aad", b"same plaintext", &mut b).unwrap();
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+        assert_eq!(open(&key, b"aad", &a).unwrap(), b"same plaintext");
+        assert_eq!(open(&key, b"aad", &b).unwrap(), b"same plaintext");
+        assert!(open(&key, b"other", &a).is_none());
+    }
 }

@@ -15,7 +15,7 @@ use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::aead::{self, put_field};
+use crate::aead::{self, put_field, Nonces};
 use crate::record::{class_code, class_from_code, RecordDigest, RecordMeta};
 use crate::store::NewRecord;
 use crate::{Collection, PlacementRefusal, RecordKey, SealedStore, StoreError};
@@ -202,12 +202,13 @@ impl SealedStore {
         let key = TransferKey::generate(&rng)?;
         let records = self.scan_subject(subject)?;
         let mut exported = Vec::with_capacity(records.len());
+        let mut nonces = Nonces::new(&rng, records.len() + 1);
         for (position, record) in records.iter().enumerate() {
             let m = &record.meta;
             let aad = record_aad(self.region(), subject, position);
             let plain = encode_record(m.class, &m.collection, &m.key, &record.value);
             let mut sealed = Vec::with_capacity(plain.len() + 28);
-            aead::seal_into(&key.key, &rng, &aad, &plain, &mut sealed)?;
+            aead::seal_into(&key.key, &mut nonces, &aad, &plain, &mut sealed)?;
             exported.push(ExportedRecord { sealed });
         }
         let header = SealedSubject {
@@ -218,7 +219,7 @@ impl SealedStore {
         let mut sealed_subject = Vec::new();
         aead::seal_into(
             &key.key,
-            &rng,
+            &mut nonces,
             &subject_aad(self.region()),
             &header,
             &mut sealed_subject,

@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::aead;
+use crate::aead::{self, Nonces};
 use crate::backend::{Backend, Batch};
 use crate::custodian::{
     BlindIndex, DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
@@ -453,6 +453,7 @@ impl SealedStore {
         let keys = self.custodian.create_data_keys(&self.region, &ids)?;
         let mut batch = Batch::new();
         let mut entries = Vec::with_capacity(subjects.len());
+        let mut nonces = Nonces::new(&self.rng, subjects.len());
         for ((subject, key), home) in subjects.iter().zip(&keys).zip(&homes) {
             let pseudonym = self.pseudonyms.pseudonym(&subject.id);
             let plaintext = serde_json::to_vec(subject)
@@ -468,6 +469,7 @@ impl SealedStore {
                 &blind,
                 subject.id.as_str(),
                 &plaintext,
+                &mut nonces,
             )?;
             batch.put(layout::registry(&pseudonym), sealed);
             entries.push((
@@ -648,6 +650,7 @@ impl SealedStore {
     pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
         let gate = read_lock(&self.shred_gate);
         let mut batch = Batch::new();
+        let mut nonces = Nonces::new(&self.rng, records.len());
         let mut metas = Vec::with_capacity(records.len());
         // The batch's journal entry: each new record's (pseudonym ‖ record id).
         let mut journal_entry = Vec::with_capacity(records.len() * 60);
@@ -719,6 +722,7 @@ impl SealedStore {
                 &blind,
                 r.key.as_str(),
                 r.value,
+                &mut nonces,
             )?;
             debug_assert_eq!(sealed.get(OWNER), Some(&pseudonym.0[..]));
             batch.put(record_key.clone(), sealed);
@@ -1354,6 +1358,7 @@ impl SealedStore {
         blind: &BlindIndex,
         record_key: &str,
         plaintext: &[u8],
+        nonces: &mut Nonces<'_>,
     ) -> Result<Vec<u8>, StoreError> {
         let mut key_len = [0; 2];
         let payload = record::payload_parts(&mut key_len, record_key, plaintext);
@@ -1367,7 +1372,7 @@ impl SealedStore {
             blind,
             key.subject(),
             key.version(),
-            |aad| aead::seal_parts_into(key.aead(), &self.rng, aad, &payload, &mut out),
+            |aad| aead::seal_parts_into(key.aead(), nonces, aad, &payload, &mut out),
         )?;
         debug_assert_eq!(
             out.len(),

@@ -20,9 +20,8 @@ use std::path::Path;
 
 use domicile_residency::{Region, SubjectId};
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
-use ring::rand::SystemRandom;
 
-use crate::aead::{self, put_field};
+use crate::aead::{self, put_field, Nonces};
 use crate::StoreError;
 
 const PSEUDONYM_MAGIC: &[u8; 4] = b"DMPK";
@@ -144,7 +143,7 @@ pub(super) fn parse_rotation_marker(path: &Path, bytes: &[u8]) -> Result<u32, St
 /// to its region, subject and versions by the AAD so it opens nowhere else.
 pub(super) fn encode_live(
     kek: &LessSafeKey,
-    rng: &SystemRandom,
+    nonces: &mut Nonces<'_>,
     region: &Region,
     subject: &SubjectId,
     kek_version: u32,
@@ -161,7 +160,7 @@ pub(super) fn encode_live(
     let mut plaintext = Vec::with_capacity(32 + subject.as_str().len());
     plaintext.extend_from_slice(secret);
     plaintext.extend_from_slice(subject.as_str().as_bytes());
-    aead::seal_into(kek, rng, &aad, &plaintext, &mut body)?;
+    aead::seal_into(kek, nonces, &aad, &plaintext, &mut body)?;
     Ok(body)
 }
 
@@ -265,6 +264,7 @@ fn wrap_aad(region: &Region, kek: u32, version: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ring::rand::SystemRandom;
 
     #[test]
     fn a_tombstone_parses_back_to_its_version_and_no_key() {
@@ -288,7 +288,16 @@ mod tests {
         let kek = aes_key(&[1; 32]).unwrap();
         let region = Region::parse("us").unwrap();
         let alice = SubjectId::parse("alice-4711").unwrap();
-        let body = encode_live(&kek, &rng, &region, &alice, 1, 3, &[5; 32]).unwrap();
+        let body = encode_live(
+            &kek,
+            &mut Nonces::new(&rng, 1),
+            &region,
+            &alice,
+            1,
+            3,
+            &[5; 32],
+        )
+        .unwrap();
         assert!(!body.windows(10).any(|w| w == b"alice-4711"));
         let path = Path::new("a.dk");
         let KeyFile::Live {

@@ -35,7 +35,7 @@ use domicile_residency::{Region, SubjectId};
 use ring::aead::LessSafeKey;
 use ring::rand::SystemRandom;
 
-use crate::aead;
+use crate::aead::{self, Nonces};
 use crate::custodian::{
     DataKey, DataKeyState, DestroyedKey, KekVersion, KeyCustodian, Pseudonym, PseudonymKey,
     PseudonymMap, RotationReport,
@@ -474,6 +474,7 @@ impl KeyCustodian for FileCustodian {
             let kek_version = self.current_kek(state, region)?;
             let kek = self.kek(state, region, kek_version)?;
             let mut out = Vec::with_capacity(subjects.len());
+            let mut nonces = Nonces::new(&self.inner.rng, subjects.len());
             let mut new: HashMap<Pseudonym, (Vec<u8>, Arc<DataKey>)> = HashMap::new();
             let pseudonyms: Vec<Pseudonym> = subjects
                 .iter()
@@ -496,7 +497,7 @@ impl KeyCustodian for FileCustodian {
                 let secret = aead::random_key(&self.inner.rng)?;
                 let body = format::encode_live(
                     &kek,
-                    &self.inner.rng,
+                    &mut nonces,
                     region,
                     subject,
                     kek_version,

@@ -19,6 +19,7 @@ use ring::aead::LessSafeKey;
 use super::format::{self, KeyFile};
 use super::keystore::Change;
 use super::{FileCustodian, RegionState};
+use crate::aead::Nonces;
 use crate::custodian::{KekVersion, Pseudonym, RotationReport};
 use crate::StoreError;
 
@@ -55,6 +56,7 @@ impl FileCustodian {
             let mut put: Vec<(Pseudonym, Vec<u8>)> = Vec::new();
             let mut complete = true;
             let entries = self.store(state, region)?.entries()?;
+            let mut nonces = Nonces::new(&self.inner.rng, entries.len().min(max_rewraps));
             for (pseudonym, bytes) in entries {
                 let path = self.store(state, region)?.entry_path(&pseudonym);
                 let KeyFile::Live {
@@ -78,6 +80,7 @@ impl FileCustodian {
                     &path,
                     (kek, version, &wrapped),
                     (target, &target_key),
+                    &mut nonces,
                 )?;
                 put.push((pseudonym, body));
             }
@@ -148,17 +151,12 @@ impl FileCustodian {
         path: &Path,
         (kek, version, wrapped): (u32, u32, &[u8]),
         (target, target_key): (u32, &LessSafeKey),
+        nonces: &mut Nonces<'_>,
     ) -> Result<Vec<u8>, StoreError> {
         let old_key = self.kek(state, region, kek)?;
         let (secret, subject) = format::unwrap_key(path, &old_key, region, kek, version, wrapped)?;
         format::encode_live(
-            target_key,
-            &self.inner.rng,
-            region,
-            &subject,
-            target,
-            version,
-            &secret,
+            target_key, nonces, region, &subject, target, version, &secret,
         )
     }
 
@@ -178,6 +176,7 @@ impl FileCustodian {
             state.keks.insert(target, target_key.clone());
             let entries = self.store(state, region)?.entries()?;
             let mut fresh = Vec::with_capacity(entries.len());
+            let mut nonces = Nonces::new(&self.inner.rng, entries.len());
             for (pseudonym, bytes) in entries {
                 let path = self.store(state, region)?.entry_path(&pseudonym);
                 match format::parse_key_file(&path, &bytes)? {
@@ -195,6 +194,7 @@ impl FileCustodian {
                             &path,
                             (kek, version, &wrapped),
                             (target, &target_key),
+                            &mut nonces,
                         )?;
                         fresh.push((pseudonym, body));
                     }
