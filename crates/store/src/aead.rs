@@ -24,13 +24,13 @@ pub(crate) fn random_key(rng: &SystemRandom) -> Result<[u8; 32], StoreError> {
     Ok(key)
 }
 
-/// Nonces drawn from the system generator in bulk: one `getrandom` call for up to
-/// [`Nonces::MAX_DRAW`] of them, where one call per record cost more than sealing the record
-/// (about 0.4 µs for the call against 0.2 µs to seal 256 bytes, on the machine the benchmarks
-/// run on). Each nonce is handed out once and is as random as one drawn alone. A nonce is
-/// public (it is stored beside its ciphertext), so drawing a few ahead of their use reveals
-/// nothing; keys are never drawn this way.
-pub(crate) struct Nonces<'a> {
+/// Random values that are stored in the clear (nonces, subject-list tags), drawn from the
+/// system generator in bulk: one `getrandom` call for up to [`PublicRandom::MAX_DRAW_BYTES`]
+/// of them, where one call per record cost more than sealing the record (about 0.4 µs for the
+/// call against 0.2 µs to seal 256 bytes, on the machine the benchmarks run on). Each value is
+/// handed out once and is as random as one drawn alone. Since the values are public, drawing a
+/// few ahead of their use reveals nothing; keys are never drawn this way.
+pub(crate) struct PublicRandom<'a, const N: usize> {
     rng: &'a SystemRandom,
     drawn: Vec<u8>,
     next: usize,
@@ -38,14 +38,17 @@ pub(crate) struct Nonces<'a> {
     expected: usize,
 }
 
-impl<'a> Nonces<'a> {
-    /// The most nonces one draw takes (3 KiB).
-    pub(crate) const MAX_DRAW: usize = 256;
+/// AES-GCM nonces, a batch's at a time.
+pub(crate) type Nonces<'a> = PublicRandom<'a, NONCE_LEN>;
 
-    /// A source for about `expected` nonces; nothing is drawn until the first is taken, and more
+impl<'a, const N: usize> PublicRandom<'a, N> {
+    /// The most bytes one draw takes (256 nonces).
+    pub(crate) const MAX_DRAW_BYTES: usize = 256 * NONCE_LEN;
+
+    /// A source for about `expected` values; nothing is drawn until the first is taken, and more
     /// than `expected` may be taken.
     pub(crate) fn new(rng: &'a SystemRandom, expected: usize) -> Self {
-        Nonces {
+        PublicRandom {
             rng,
             drawn: Vec::new(),
             next: 0,
@@ -53,23 +56,23 @@ impl<'a> Nonces<'a> {
         }
     }
 
-    /// The next unused nonce.
-    pub(crate) fn take(&mut self) -> Result<[u8; NONCE_LEN], StoreError> {
+    /// The next unused value.
+    pub(crate) fn take(&mut self) -> Result<[u8; N], StoreError> {
         if self.next == self.drawn.len() {
-            let count = self.expected.clamp(1, Self::MAX_DRAW);
-            self.drawn.resize(count * NONCE_LEN, 0);
+            let count = self.expected.clamp(1, (Self::MAX_DRAW_BYTES / N).max(1));
+            self.drawn.resize(count * N, 0);
             self.rng
                 .fill(&mut self.drawn)
                 .map_err(|_| StoreError::Crypto {
-                    what: "drawing nonces from the system random generator",
+                    what: "drawing nonces or tags from the system random generator",
                 })?;
             self.next = 0;
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&self.drawn[self.next..self.next + NONCE_LEN]);
-        self.next += NONCE_LEN;
+        let mut value = [0u8; N];
+        value.copy_from_slice(&self.drawn[self.next..self.next + N]);
+        self.next += N;
         self.expected = self.expected.saturating_sub(1);
-        Ok(nonce)
+        Ok(value)
     }
 }
 
@@ -162,7 +165,8 @@ mod tests {
             "nothing is drawn before the first take"
         );
         let mut seen = HashSet::new();
-        for _ in 0..(2 * Nonces::MAX_DRAW + 7) {
+        let per_draw = Nonces::MAX_DRAW_BYTES / NONCE_LEN;
+        for _ in 0..(2 * per_draw + 7) {
             assert!(
                 seen.insert(nonces.take().unwrap()),
                 "a nonce was handed out twice"
@@ -171,7 +175,12 @@ mod tests {
         // A large batch draws at most MAX_DRAW at a time.
         let mut nonces = Nonces::new(&rng, 100_000);
         nonces.take().unwrap();
-        assert_eq!(nonces.drawn.len(), Nonces::MAX_DRAW * NONCE_LEN);
+        assert_eq!(nonces.drawn.len(), Nonces::MAX_DRAW_BYTES);
+        // Other widths draw whole values.
+        let mut tags = PublicRandom::<8>::new(&rng, 1_000);
+        let first = tags.take().unwrap();
+        assert_eq!(tags.drawn.len(), 384 * 8);
+        assert_ne!(first, tags.take().unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::aead::{self, Nonces};
+use crate::aead::{self, Nonces, PublicRandom};
 use crate::backend::{Backend, Batch};
 use crate::custodian::{
     BlindIndex, DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
@@ -1259,8 +1259,9 @@ impl SealedStore {
             batch.delete(key.clone());
         }
         let (subjects, mut records) = (owners.len(), 0);
+        let mut tags = PublicRandom::new(&self.rng, subjects);
         for (pseudonym, ids) in owners {
-            records += self.put_subject_list(&mut batch, &pseudonym, ids)?;
+            records += Self::put_subject_list(&mut batch, &pseudonym, ids, tags.take()?);
         }
         if !batch.is_empty() {
             self.backend.apply(&batch)?;
@@ -1303,8 +1304,9 @@ impl SealedStore {
             return Ok(());
         }
         let mut batch = Batch::new();
+        let mut tags = PublicRandom::new(&self.rng, read.ids.len());
         for (pseudonym, ids) in read.ids {
-            self.put_subject_list(&mut batch, &pseudonym, ids)?;
+            Self::put_subject_list(&mut batch, &pseudonym, ids, tags.take()?);
         }
         for key in read.keys {
             batch.delete(key);
@@ -1316,25 +1318,22 @@ impl SealedStore {
         Ok(())
     }
 
-    /// Puts into `batch` a new list of the subject's record `ids` (sorted, each once) under a
-    /// fresh tag; returns how many ids it holds.
+    /// Puts into `batch` a new list of the subject's record `ids` (sorted, each once) under
+    /// `tag`, a fresh random one; returns how many ids it holds.
     fn put_subject_list(
-        &self,
         batch: &mut Batch,
         pseudonym: &Pseudonym,
         mut ids: Vec<(Collection, BlindIndex)>,
-    ) -> Result<usize, StoreError> {
+        tag: [u8; 8],
+    ) -> usize {
         ids.sort_unstable();
         ids.dedup();
         let mut list = Vec::with_capacity(ids.len() * 44);
         for (collection, blind) in &ids {
             layout::push_id(&mut list, collection.as_str(), blind);
         }
-        batch.put(
-            layout::subject_list(pseudonym, random_tag(&self.rng)?),
-            list,
-        );
-        Ok(ids.len())
+        batch.put(layout::subject_list(pseudonym, tag), list);
+        ids.len()
     }
 
     fn live_key(&self, pseudonym: &Pseudonym) -> Result<Arc<DataKey>, StoreError> {
