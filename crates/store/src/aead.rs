@@ -172,7 +172,7 @@ mod tests {
                 "a nonce was handed out twice"
             );
         }
-        // A large batch draws at most MAX_DRAW at a time.
+        // A large batch draws at most MAX_DRAW_BYTES at a time.
         let mut nonces = Nonces::new(&rng, 100_000);
         nonces.take().unwrap();
         assert_eq!(nonces.drawn.len(), Nonces::MAX_DRAW_BYTES);
