@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use domicile_residency::DataClass;
-use domicile_store::{Backend, KeyCustodian, RedbBackend, SealedStore, SledBackend, StoreError};
+use domicile_store::{
+    Backend, KeyCustodian, NewRecord, RedbBackend, SealedStore, SledBackend, StoreError,
+};
 use redb::ReadableTable;
 
 const MARKER: &str = "MARKER-7f3a9c1e-do-not-persist-in-clear";
@@ -475,4 +477,58 @@ fn a_group_readable_key_is_refused_with_a_chmod_hint() {
     }
     let store = open(&dirs.data(), kind, "us", dirs.custodian());
     assert_eq!(store.subjects().unwrap().len(), 1);
+}
+
+/// Nonces are drawn a batch at a time: a source reused across batches or handing a value out
+/// twice would seal two records under one nonce and key, which breaks AES-GCM. Every stored
+/// record's nonce (bytes 22..34 of its sealed value) must differ from every other's.
+#[test]
+fn no_two_stored_records_share_a_nonce() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let custodian = dirs.custodian();
+        let subjects: Vec<_> = (0..20)
+            .map(|i| subject(&format!("user-{i}"), "US"))
+            .collect();
+        let events = collection("events");
+        let keys: Vec<_> = (0..1_300).map(|i| key(&format!("e-{i}"))).collect();
+        {
+            let store = open(&dirs.data(), kind, "us", custodian.clone());
+            for s in &subjects {
+                store.register_subject(s).unwrap();
+            }
+            // Two batches larger than one draw (256 nonces), then single puts; one value for
+            // all, so that only the nonce tells the ciphertexts apart.
+            for part in keys[..1_200].chunks(600) {
+                let batch: Vec<NewRecord<'_>> = part
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| NewRecord {
+                        subject: &subjects[i % subjects.len()].id,
+                        class: DataClass::Protected,
+                        collection: &events,
+                        key: k,
+                        value: b"the same value",
+                    })
+                    .collect();
+                store.put_batch(&batch).unwrap();
+            }
+            for (i, k) in keys[1_200..].iter().enumerate() {
+                let s = &subjects[i % subjects.len()];
+                store
+                    .put_raw(&s.id, DataClass::Protected, &events, k, b"the same value")
+                    .unwrap();
+            }
+        }
+        let backend = raw_backend(&dirs, kind, "us");
+        let entries = record_entries(backend.as_ref());
+        assert_eq!(entries.len(), keys.len(), "{kind:?}");
+        let nonces: std::collections::HashSet<&[u8]> =
+            entries.iter().map(|(_, sealed)| &sealed[22..34]).collect();
+        assert_eq!(
+            nonces.len(),
+            entries.len(),
+            "{kind:?}: a nonce was used twice"
+        );
+    }
 }
