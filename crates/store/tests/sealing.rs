@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
@@ -480,25 +481,45 @@ fn a_group_readable_key_is_refused_with_a_chmod_hint() {
 }
 
 /// Nonces are drawn a batch at a time: a source reused across batches or handing a value out
-/// twice would seal two records under one nonce and key, which breaks AES-GCM. Every stored
-/// record's nonce (bytes 22..34 of its sealed value) must differ from every other's.
+/// twice would seal two values under one nonce and key, which breaks AES-GCM. Every stored
+/// record's and registry entry's nonce (bytes 22..34 of its sealed value), and every wrapped
+/// data key's (bytes 14..26 of its key store entry, as created and as rewrapped when shreds are
+/// finalised), must differ from every other's.
 #[test]
-fn no_two_stored_records_share_a_nonce() {
+fn no_two_stored_values_share_a_nonce() {
     for kind in backends() {
         let dirs = Dirs::new();
-        let custodian = dirs.custodian();
-        let subjects: Vec<_> = (0..20)
+        // More subjects than one draw (256 nonces), registered in one batch.
+        let subjects: Vec<_> = (0..600)
             .map(|i| subject(&format!("user-{i}"), "US"))
             .collect();
         let events = collection("events");
         let keys: Vec<_> = (0..1_300).map(|i| key(&format!("e-{i}"))).collect();
+        let wrapped_nonces = || {
+            const TABLE: redb::TableDefinition<&[u8], &[u8]> =
+                redb::TableDefinition::new("data_keys");
+            let db = redb::Database::create(dirs.keys().join("us").join("datakeys.redb")).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(TABLE).unwrap();
+            let entries: Vec<Vec<u8>> = table
+                .iter()
+                .unwrap()
+                .map(|e| e.unwrap().1.value().to_vec())
+                .collect();
+            assert_eq!(entries.len(), subjects.len(), "{kind:?}");
+            let nonces: HashSet<Vec<u8>> = entries.iter().map(|e| e[14..26].to_vec()).collect();
+            assert_eq!(
+                nonces.len(),
+                entries.len(),
+                "{kind:?}: a key wrap reused a nonce"
+            );
+        };
         {
+            let custodian = dirs.custodian();
             let store = open(&dirs.data(), kind, "us", custodian.clone());
-            for s in &subjects {
-                store.register_subject(s).unwrap();
-            }
-            // Two batches larger than one draw (256 nonces), then single puts; one value for
-            // all, so that only the nonce tells the ciphertexts apart.
+            store.register_subjects(&subjects).unwrap();
+            // Two batches larger than one draw, then single puts; one value for all, so that
+            // only the nonce tells the ciphertexts apart.
             for part in keys[..1_200].chunks(600) {
                 let batch: Vec<NewRecord<'_>> = part
                     .iter()
@@ -520,15 +541,23 @@ fn no_two_stored_records_share_a_nonce() {
                     .unwrap();
             }
         }
+        // The custodian is closed: its pending rows are folded into the table read here.
+        wrapped_nonces();
+        // Finalising rewraps every live key under a new KEK, with nonces of its own.
+        dirs.custodian().finalize_shreds(&region("us")).unwrap();
+        wrapped_nonces();
+
         let backend = raw_backend(&dirs, kind, "us");
-        let entries = record_entries(backend.as_ref());
-        assert_eq!(entries.len(), keys.len(), "{kind:?}");
-        let nonces: std::collections::HashSet<&[u8]> =
-            entries.iter().map(|(_, sealed)| &sealed[22..34]).collect();
-        assert_eq!(
-            nonces.len(),
-            entries.len(),
-            "{kind:?}: a nonce was used twice"
-        );
+        for (prefix, expected) in [(b"d", keys.len()), (b"r", subjects.len())] {
+            let entries: Vec<_> = backend.scan_prefix(prefix).map(|r| r.unwrap()).collect();
+            assert_eq!(entries.len(), expected, "{kind:?}");
+            let nonces: HashSet<&[u8]> =
+                entries.iter().map(|(_, sealed)| &sealed[22..34]).collect();
+            assert_eq!(
+                nonces.len(),
+                entries.len(),
+                "{kind:?}: a nonce was used twice"
+            );
+        }
     }
 }
