@@ -99,6 +99,64 @@ fn schema_versions_newer_or_unknown_are_refused() {
     );
 }
 
+/// How PostgreSQL stores the `value` column: `e` (EXTERNAL: out of line, never compressed) or
+/// `x` (EXTENDED, the default: compressed first).
+fn value_storage(server: &PgServer, schema: &str) -> String {
+    server
+        .psql(&format!(
+            "SELECT attstorage FROM pg_attribute \
+             WHERE attrelid = '{schema}.records'::regclass AND attname = 'value'"
+        ))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn values_are_stored_without_compression_and_a_version_1_database_is_migrated() {
+    let Some(server) = PgServer::start("values_are_stored_without_compression") else {
+        return;
+    };
+    // A database as a build of schema version 1 left it, with a row.
+    server.psql(
+        "CREATE SCHEMA old; \
+         CREATE TABLE old.domicile_schema (id BIGINT PRIMARY KEY CHECK (id = 1), \
+                                           version BIGINT NOT NULL); \
+         INSERT INTO old.domicile_schema VALUES (1, 1); \
+         CREATE TABLE old.records (key BYTEA PRIMARY KEY, value BYTEA NOT NULL); \
+         INSERT INTO old.records VALUES ('\\x6b', '\\x76')",
+    );
+    assert_eq!(value_storage(&server, "old"), "x");
+    for schema in ["old", "new"] {
+        let backend = PostgresBackend::connect(&config(&server, schema)).unwrap();
+        assert_eq!(
+            server
+                .psql(&format!("SELECT version FROM {schema}.domicile_schema"))
+                .trim(),
+            POSTGRES_SCHEMA_VERSION.to_string()
+        );
+        assert_eq!(value_storage(&server, schema), "e", "{schema}");
+        if schema == "old" {
+            assert_eq!(backend.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        }
+        // A large value that would compress well is written as it is: sealed values never
+        // compress, so trying would only cost the server time.
+        backend.put(b"large", &[0u8; 64 * 1024]).unwrap();
+        assert_eq!(
+            server
+                .psql(&format!(
+                    "SELECT coalesce(pg_column_compression(value), 'none') \
+                     FROM {schema}.records WHERE key = '\\x6c61726765'"
+                ))
+                .trim(),
+            "none"
+        );
+        assert_eq!(
+            backend.get(b"large").unwrap().as_deref(),
+            Some(&[0u8; 64 * 1024][..])
+        );
+    }
+}
+
 #[test]
 fn processes_connecting_to_a_new_database_at_once_all_succeed() {
     let Some(server) = PgServer::start("processes_connecting_to_a_new_database_at_once") else {

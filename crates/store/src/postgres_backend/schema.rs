@@ -17,18 +17,36 @@ pub(crate) struct Migration {
     pub(crate) version: i64,
     /// The statements, with `{schema}` standing for the quoted schema name.
     pub(crate) sql: &'static str,
+    /// Whether the step only tunes how PostgreSQL stores the table. Where the database answers
+    /// that the statement is not supported (SQLSTATE 0A000) or does not parse (42601), as
+    /// CockroachDB and YugabyteDB do for PostgreSQL's TOAST settings (they have no TOAST), the
+    /// step is rolled back to a savepoint and recorded as applied without it.
+    pub(crate) tuning: bool,
 }
 
 /// Every migration, in order. Append only: a released step is never edited.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    // Keys and values are the sealed store's bytes. BYTEA compares as unsigned bytes, which
-    // is the order prefix scans need; BIGINT wherever an integer is 64 bits wide.
-    sql: "CREATE TABLE {schema}.records (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)",
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        // Keys and values are the sealed store's bytes. BYTEA compares as unsigned bytes, which
+        // is the order prefix scans need; BIGINT wherever an integer is 64 bits wide.
+        sql: "CREATE TABLE {schema}.records (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)",
+        tuning: false,
+    },
+    Migration {
+        version: 2,
+        // Every value is ciphertext or random bytes (sealed records and registry entries, the
+        // index journal's entries and subject lists). By default PostgreSQL tries to compress
+        // each value over about 2 KB with pglz and throws the result away when it saves less
+        // than a quarter; EXTERNAL keeps such values out of line without trying. Only rows
+        // written after the step are affected.
+        sql: "ALTER TABLE {schema}.records ALTER COLUMN value SET STORAGE EXTERNAL",
+        tuning: true,
+    },
+];
 
 /// The version this build migrates to.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Errors of creating the schema concurrently with another process: the loser of the race
 /// sees the catalog row the winner inserted, and simply runs the step again.
@@ -44,6 +62,15 @@ fn lost_creation_race(e: &postgres::Error) -> bool {
 
 /// Brings `schema` to [`LATEST`], or refuses a version this build does not know.
 pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<i64, StoreError> {
+    migrate_through(client, schema, MIGRATIONS)
+}
+
+/// Brings `schema` to the last of `steps`.
+fn migrate_through(
+    client: &mut postgres::Client,
+    schema: &str,
+    steps: &[Migration],
+) -> Result<i64, StoreError> {
     let quoted = format!("\"{schema}\"");
     let create = format!(
         "CREATE SCHEMA IF NOT EXISTS {quoted};
@@ -66,7 +93,7 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str) -> Result<i64
     }
     let mut attempt = 0;
     loop {
-        match migrate_once(client, schema, &quoted) {
+        match migrate_once(client, schema, &quoted, steps) {
             Err(Attempt::Retry(_)) if attempt < 10 => {
                 attempt += 1;
                 std::thread::sleep(super::backoff(attempt));
@@ -83,7 +110,21 @@ enum Attempt {
     Fail(StoreError),
 }
 
-fn migrate_once(client: &mut postgres::Client, schema: &str, quoted: &str) -> Result<i64, Attempt> {
+/// Errors that say a statement is beyond what the database implements.
+fn unsupported(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::SYNTAX_ERROR
+    )
+}
+
+fn migrate_once(
+    client: &mut postgres::Client,
+    schema: &str,
+    quoted: &str,
+    steps: &[Migration],
+) -> Result<i64, Attempt> {
+    let latest = steps.last().map_or(0, |s| s.version);
     let db = |operation: &'static str| {
         move |e: postgres::Error| {
             if lost_creation_race(&e) {
@@ -103,11 +144,11 @@ fn migrate_once(client: &mut postgres::Client, schema: &str, quoted: &str) -> Re
         )
         .map_err(db("read the schema version"))?;
     let found: i64 = row.get(0);
-    if found > LATEST {
+    if found > latest {
         return Err(Attempt::Fail(StoreError::DatabaseSchema {
             schema: schema.to_owned(),
             found,
-            latest: LATEST,
+            latest,
             advice: "a newer domicile build wrote it; open it with that build (this one would \
                      not understand its tables)",
         }));
@@ -116,14 +157,27 @@ fn migrate_once(client: &mut postgres::Client, schema: &str, quoted: &str) -> Re
         return Err(Attempt::Fail(StoreError::DatabaseSchema {
             schema: schema.to_owned(),
             found,
-            latest: LATEST,
+            latest,
             advice: "no domicile build writes such a version; the version row was edited or \
                      the schema belongs to something else",
         }));
     }
-    for step in MIGRATIONS.iter().filter(|m| m.version > found) {
-        tx.batch_execute(&step.sql.replace("{schema}", quoted))
+    for step in steps.iter().filter(|m| m.version > found) {
+        let sql = step.sql.replace("{schema}", quoted);
+        if step.tuning {
+            let mut savepoint = tx
+                .savepoint("domicile_tuning")
+                .map_err(db("apply a schema migration"))?;
+            match savepoint.batch_execute(&sql) {
+                Ok(()) => savepoint.commit(),
+                Err(e) if unsupported(&e) => savepoint.rollback(),
+                Err(e) => Err(e),
+            }
             .map_err(db("apply a schema migration"))?;
+        } else {
+            tx.batch_execute(&sql)
+                .map_err(db("apply a schema migration"))?;
+        }
         tx.execute(
             &format!("UPDATE {quoted}.domicile_schema SET version = $1 WHERE id = 1"),
             &[&step.version],
@@ -131,5 +185,102 @@ fn migrate_once(client: &mut postgres::Client, schema: &str, quoted: &str) -> Re
         .map_err(db("record the schema version"))?;
     }
     tx.commit().map_err(db("commit the schema migration"))?;
-    Ok(LATEST)
+    Ok(latest)
+}
+
+#[cfg(test)]
+#[path = "../../tests/pg/mod.rs"]
+mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::PgServer;
+    use super::*;
+
+    fn client(server: &PgServer) -> postgres::Client {
+        postgres::Client::connect(&server.url(), postgres::NoTls).unwrap()
+    }
+
+    /// On PostgreSQL, `FOR UPDATE` with an aggregate is SQLSTATE 0A000, the answer CockroachDB
+    /// and YugabyteDB give to a TOAST setting.
+    const UNSUPPORTED: &str = "SELECT count(*) FROM {schema}.records FOR UPDATE";
+
+    #[test]
+    fn a_tuning_step_the_database_does_not_support_is_recorded_without_it() {
+        let Some(server) = PgServer::start("a_tuning_step_the_database_does_not_support") else {
+            return;
+        };
+        let mut client = client(&server);
+        let steps = [
+            Migration {
+                version: 1,
+                sql: MIGRATIONS[0].sql,
+                tuning: false,
+            },
+            Migration {
+                version: 2,
+                sql: UNSUPPORTED,
+                tuning: true,
+            },
+            Migration {
+                version: 3,
+                sql: "INSERT INTO {schema}.records VALUES ('\\x01', '\\x02')",
+                tuning: false,
+            },
+        ];
+        assert_eq!(migrate_through(&mut client, "tuned", &steps).unwrap(), 3);
+        // The transaction went on past the unsupported step: the later one was applied too.
+        assert_eq!(
+            server
+                .psql("SELECT version FROM tuned.domicile_schema")
+                .trim(),
+            "3"
+        );
+        assert_eq!(
+            server.psql("SELECT count(*) FROM tuned.records").trim(),
+            "1"
+        );
+    }
+
+    #[test]
+    fn a_failing_step_is_refused_and_changes_nothing() {
+        let Some(server) = PgServer::start("a_failing_step_is_refused_and_changes_nothing") else {
+            return;
+        };
+        let mut client = client(&server);
+        migrate_through(&mut client, "strict", &MIGRATIONS[..1]).unwrap();
+        // The same unsupported statement as a structural step, and a tuning step that fails
+        // for another reason (a missing table), are errors, and the version stays.
+        for (sql, tuning) in [
+            (UNSUPPORTED, false),
+            (
+                "ALTER TABLE {schema}.missing ALTER COLUMN value SET STORAGE EXTERNAL",
+                true,
+            ),
+        ] {
+            let steps = [
+                Migration {
+                    version: 1,
+                    sql: MIGRATIONS[0].sql,
+                    tuning: false,
+                },
+                Migration {
+                    version: 2,
+                    sql,
+                    tuning,
+                },
+            ];
+            let err = migrate_through(&mut client, "strict", &steps).unwrap_err();
+            assert!(
+                err.to_string().contains("apply a schema migration"),
+                "{err}"
+            );
+            assert_eq!(
+                server
+                    .psql("SELECT version FROM strict.domicile_schema")
+                    .trim(),
+                "1"
+            );
+        }
+    }
 }
