@@ -201,6 +201,12 @@ mod tests {
         postgres::Client::connect(&server.url(), postgres::NoTls).unwrap()
     }
 
+    #[test]
+    fn steps_are_numbered_one_by_one_up_to_latest() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, (1..=LATEST).collect::<Vec<_>>());
+    }
+
     /// On PostgreSQL, `FOR UPDATE` with an aggregate is SQLSTATE 0A000, the answer CockroachDB
     /// and YugabyteDB give to a TOAST setting.
     const UNSUPPORTED: &str = "SELECT count(*) FROM {schema}.records FOR UPDATE";
