@@ -207,6 +207,27 @@ mod tests {
         assert_eq!(versions, (1..=LATEST).collect::<Vec<_>>());
     }
 
+    /// Version 1 as released, then `later` as versions 2, 3, …
+    fn steps(later: &[(&'static str, bool)]) -> Vec<Migration> {
+        let first = Migration {
+            version: 1,
+            sql: MIGRATIONS[0].sql,
+            tuning: false,
+        };
+        std::iter::once(first)
+            .chain(
+                later
+                    .iter()
+                    .zip(2..)
+                    .map(|(&(sql, tuning), version)| Migration {
+                        version,
+                        sql,
+                        tuning,
+                    }),
+            )
+            .collect()
+    }
+
     /// On PostgreSQL, `FOR UPDATE` with an aggregate is SQLSTATE 0A000, the answer CockroachDB
     /// and YugabyteDB give to a TOAST setting.
     const UNSUPPORTED: &str = "SELECT count(*) FROM {schema}.records FOR UPDATE";
@@ -217,23 +238,13 @@ mod tests {
             return;
         };
         let mut client = client(&server);
-        let steps = [
-            Migration {
-                version: 1,
-                sql: MIGRATIONS[0].sql,
-                tuning: false,
-            },
-            Migration {
-                version: 2,
-                sql: UNSUPPORTED,
-                tuning: true,
-            },
-            Migration {
-                version: 3,
-                sql: "INSERT INTO {schema}.records VALUES ('\\x01', '\\x02')",
-                tuning: false,
-            },
-        ];
+        let steps = steps(&[
+            (UNSUPPORTED, true),
+            (
+                "INSERT INTO {schema}.records VALUES ('\\x01', '\\x02')",
+                false,
+            ),
+        ]);
         assert_eq!(migrate_through(&mut client, "tuned", &steps).unwrap(), 3);
         // The transaction went on past the unsupported step: the later one was applied too.
         assert_eq!(
@@ -264,19 +275,7 @@ mod tests {
                 true,
             ),
         ] {
-            let steps = [
-                Migration {
-                    version: 1,
-                    sql: MIGRATIONS[0].sql,
-                    tuning: false,
-                },
-                Migration {
-                    version: 2,
-                    sql,
-                    tuning,
-                },
-            ];
-            let err = migrate_through(&mut client, "strict", &steps).unwrap_err();
+            let err = migrate_through(&mut client, "strict", &steps(&[(sql, tuning)])).unwrap_err();
             assert!(
                 err.to_string().contains("apply a schema migration"),
                 "{err}"
