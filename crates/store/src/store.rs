@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject, SubjectId};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -332,7 +332,7 @@ impl SealedStore {
         // that need the index, not for opening the store (gets and collection scans do not).
         let unfolded = count_journal(backend.as_ref())?;
         let journal = Journal {
-            writer: random_tag(&rng)?,
+            writer: PublicRandom::new(&rng, 1).take()?,
             next_seq: 0,
             records: unfolded.records,
             batches: unfolded.entries,
@@ -1582,14 +1582,6 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Eight random bytes: a subject list's tag, or a journal writer's.
-fn random_tag(rng: &SystemRandom) -> Result<[u8; 8], StoreError> {
-    let mut tag = [0u8; 8];
-    rng.fill(&mut tag).map_err(|_| StoreError::Crypto {
-        what: "drawing an index tag",
-    })?;
-    Ok(tag)
-}
-
 /// The record ids of a subject list (`u16 len ‖ collection ‖ blind index`, repeated) stored
 /// at `list_key`.
 fn parse_ids(list_key: &[u8], mut list: &[u8]) -> Result<Vec<RecordId>, StoreError> {
@@ -1674,6 +1666,8 @@ fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreEr
     let rng = SystemRandom::new();
     loop {
         let mut batch = Batch::new();
+        // A step rewrites about MIGRATE_STEP entries, of fewer subjects.
+        let mut tags = PublicRandom::new(&rng, MIGRATE_STEP);
         let mut subject: Option<(Pseudonym, Vec<u8>)> = None;
         let mut finished = true;
         for (entries, item) in backend.scan_prefix(&[layout::V2_SUBJECT_INDEX]).enumerate() {
@@ -1691,7 +1685,7 @@ fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreEr
             };
             if subject.as_ref().is_none_or(|(p, _)| *p != pseudonym) {
                 if let Some((p, list)) = subject.take() {
-                    batch.put(layout::subject_list(&p, random_tag(&rng)?), list);
+                    batch.put(layout::subject_list(&p, tags.take()?), list);
                 }
                 if entries >= MIGRATE_STEP {
                     finished = false;
@@ -1707,7 +1701,7 @@ fn migrate_from_v2(backend: &dyn Backend, region: &Region) -> Result<(), StoreEr
             batch.delete(key);
         }
         if let Some((p, list)) = subject.take() {
-            batch.put(layout::subject_list(&p, random_tag(&rng)?), list);
+            batch.put(layout::subject_list(&p, tags.take()?), list);
         }
         if !batch.is_empty() {
             backend.apply(&batch)?;
