@@ -278,20 +278,34 @@ fn owned_keys_are_checked(b: &dyn Backend) {
     b.flush().unwrap();
     let after: Vec<_> = b.scan_prefix(b"").map(|item| item.unwrap()).collect();
     assert_eq!(after, before, "a refused batch writes nothing");
-    // A batch of many owned keys, one of them held, deep inside: refused whole too.
+    // A batch of many owned keys (more than one statement's worth on PostgreSQL), one of them
+    // held, deep inside: refused whole too.
     let mut batch = Batch::new();
-    let keys: Vec<Vec<u8>> = (0u32..3000)
+    let keys: Vec<Vec<u8>> = (0u32..5000)
         .map(|i| format!("o/many/{i:05}").into_bytes())
         .collect();
     for k in &keys {
         batch.put(k.clone(), owned_value(b'B', k));
     }
+    batch.put(&b"p/with-many"[..], &b"plain"[..]);
+    let all_new = batch.clone();
     batch.put(&b"o/b"[..], owned_value(b'C', b"C takes B's"));
     let mut owned: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    owned.insert(1700, b"o/b");
-    assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), Some(1700));
+    owned.insert(4500, b"o/b");
+    assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), Some(4500));
     assert_eq!(b.scan_prefix(b"o/many/").count(), 0);
+    assert_eq!(b.get(b"p/with-many").unwrap(), None);
     assert_eq!(b.get(b"o/b").unwrap(), Some(owned_value(b'B', b"b")));
+    // Without the held key, all of it is written, the plain put with the owned ones.
+    owned.remove(4500);
+    assert_eq!(b.apply_owned(&all_new, &owned, OWNER).unwrap(), None);
+    b.flush().unwrap();
+    assert_eq!(b.scan_prefix(b"o/many/").count(), 5000);
+    assert_eq!(
+        b.get(b"o/many/04999").unwrap(),
+        Some(owned_value(b'B', b"o/many/04999"))
+    );
+    assert_eq!(b.get(b"p/with-many").unwrap(), Some(b"plain".to_vec()));
 }
 
 fn clear_removes_everything(b: &dyn Backend) {

@@ -433,83 +433,94 @@ impl Iterator for Scan<'_> {
 }
 
 /// A batch reduced to its net effect (the last write to each key wins, so a multi-row upsert
-/// never touches one row twice), as the chunks its statements send.
+/// never touches one row twice).
 struct NetWrites<'a> {
     deletes: Vec<&'a [u8]>,
     /// Puts of keys no owner check applies to.
-    plain: Vec<Chunk<'a>>,
+    plain: Vec<(&'a [u8], &'a [u8])>,
     /// Puts of keys that must not belong to another owner.
-    owned: Vec<Chunk<'a>>,
+    owned: Vec<(&'a [u8], &'a [u8])>,
 }
 
 impl<'a> NetWrites<'a> {
     fn of(batch: &'a Batch, owned: &[&[u8]]) -> Self {
         let owned: HashSet<&[u8]> = owned.iter().copied().collect();
-        let last = batch.net_effect();
         let mut writes = NetWrites {
             deletes: Vec::new(),
             plain: Vec::new(),
             owned: Vec::new(),
         };
-        let (mut plain_bytes, mut owned_bytes) = (0, 0);
-        for (k, v) in last {
-            let Some(v) = v else {
-                writes.deletes.push(k);
-                continue;
-            };
-            let (chunks, bytes) = if owned.contains(k) {
-                (&mut writes.owned, &mut owned_bytes)
-            } else {
-                (&mut writes.plain, &mut plain_bytes)
-            };
-            match chunks.last_mut() {
-                Some((keys, values)) if keys.len() < CHUNK_ROWS && *bytes < CHUNK_BYTES => {
-                    keys.push(k);
-                    values.push(v);
-                }
-                _ => {
-                    *bytes = 0;
-                    chunks.push((vec![k], vec![v]));
-                }
+        for (k, v) in batch.net_effect() {
+            match v {
+                None => writes.deletes.push(k),
+                Some(v) if owned.contains(k) => writes.owned.push((k, v)),
+                Some(v) => writes.plain.push((k, v)),
             }
-            *bytes += k.len() + v.len();
         }
         writes
     }
 
-    /// The deletes and the puts without an owner check: as upserts, or as plain inserts,
-    /// which fail with SQLSTATE 23505 if a key is already there.
-    fn write_plain(
+    fn delete(
         &self,
         tx: &mut postgres::Transaction<'_>,
         statements: &Statements,
-        how: Write,
     ) -> Result<(), postgres::Error> {
         if !self.deletes.is_empty() {
             tx.execute(&statements.delete_many, &[&self.deletes])?;
         }
-        let statement = match how {
-            Write::Insert => &statements.insert_many,
-            Write::Upsert => &statements.upsert_many,
-        };
-        for (keys, values) in &self.plain {
-            tx.execute(statement, &[keys, values])?;
-        }
         Ok(())
     }
 
-    /// The owned puts as plain inserts: none of their keys may be there yet, so none can be
-    /// another owner's (SQLSTATE 23505 otherwise).
-    fn insert_owned(
+    /// The deletes, then every put as a plain insert, owned or not, in as few statements as the
+    /// chunk limits allow: an insert fails with SQLSTATE 23505 if a key is already there, so
+    /// no owned key can be another owner's. (A batch of records and its journal entry is one
+    /// statement: the entry in one of its own cost a tenth of the transaction,
+    /// `docs/performance.md`.)
+    fn insert_all(
         &self,
         tx: &mut postgres::Transaction<'_>,
         statements: &Statements,
     ) -> Result<(), postgres::Error> {
-        for (keys, values) in &self.owned {
-            tx.execute(&statements.insert_many, &[keys, values])?;
+        self.delete(tx, statements)?;
+        let rows = self.owned.iter().chain(&self.plain).copied();
+        for (keys, values) in chunks(rows) {
+            tx.execute(&statements.insert_many, &[&keys, &values])?;
         }
         Ok(())
     }
+
+    /// The deletes, then the puts without an owner check, as upserts.
+    fn upsert_plain(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+    ) -> Result<(), postgres::Error> {
+        self.delete(tx, statements)?;
+        for (keys, values) in chunks(self.plain.iter().copied()) {
+            tx.execute(&statements.upsert_many, &[&keys, &values])?;
+        }
+        Ok(())
+    }
+}
+
+/// `rows` as the key and value arrays of multi-row statements, each within the chunk limits.
+fn chunks<'a>(rows: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<Chunk<'a>> {
+    let mut out: Vec<Chunk<'a>> = Vec::new();
+    let mut bytes = 0;
+    for (k, v) in rows {
+        match out.last_mut() {
+            Some((keys, values)) if keys.len() < CHUNK_ROWS && bytes < CHUNK_BYTES => {
+                keys.push(k);
+                values.push(v);
+            }
+            _ => {
+                bytes = 0;
+                out.push((vec![k], vec![v]));
+            }
+        }
+        bytes += k.len() + v.len();
+    }
+    out
 }
 
 /// How a batch's puts are sent.
@@ -637,7 +648,10 @@ impl Backend for PostgresBackend {
         self.run("apply a batch", true, |conn| {
             self.insert_first(conn, |conn, how| {
                 let mut tx = conn.client.transaction()?;
-                writes.write_plain(&mut tx, &conn.statements, how)?;
+                match how {
+                    Write::Insert => writes.insert_all(&mut tx, &conn.statements)?,
+                    Write::Upsert => writes.upsert_plain(&mut tx, &conn.statements)?,
+                }
                 tx.commit()
             })
         })
@@ -661,11 +675,11 @@ impl Backend for PostgresBackend {
         let held = self.run("apply a batch", true, |conn| {
             self.insert_first(conn, |conn, how| {
                 let mut tx = conn.client.transaction()?;
-                writes.write_plain(&mut tx, &conn.statements, how)?;
                 match how {
-                    Write::Insert => writes.insert_owned(&mut tx, &conn.statements)?,
+                    Write::Insert => writes.insert_all(&mut tx, &conn.statements)?,
                     Write::Upsert => {
-                        for chunk in &writes.owned {
+                        writes.upsert_plain(&mut tx, &conn.statements)?;
+                        for chunk in &chunks(writes.owned.iter().copied()) {
                             let (keys, values) = chunk;
                             let written = tx.execute(
                                 &conn.statements.upsert_owned,
