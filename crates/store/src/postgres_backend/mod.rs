@@ -460,6 +460,7 @@ impl<'a> NetWrites<'a> {
         writes
     }
 
+    /// The deletes, in one statement (`DELETE … WHERE key = ANY($1)`).
     fn delete(
         &self,
         tx: &mut postgres::Transaction<'_>,
