@@ -460,34 +460,17 @@ impl<'a> NetWrites<'a> {
         writes
     }
 
-    /// The deletes, in one statement (`DELETE … WHERE key = ANY($1)`).
-    fn delete(
-        &self,
-        tx: &mut postgres::Transaction<'_>,
-        statements: &Statements,
-    ) -> Result<(), postgres::Error> {
-        if !self.deletes.is_empty() {
-            tx.execute(&statements.delete_many, &[&self.deletes])?;
-        }
-        Ok(())
-    }
-
-    /// The deletes, then every put as a plain insert, owned or not, in as few statements as the
-    /// chunk limits allow: an insert fails with SQLSTATE 23505 if a key is already there, so
-    /// no owned key can be another owner's. (A batch of records and its journal entry is one
-    /// statement: the entry in one of its own cost a tenth of the transaction,
-    /// `docs/performance.md`.)
+    /// The deletes, then every put as a plain insert, owned or not: an insert fails with
+    /// SQLSTATE 23505 if a key is already there, so no owned key can be another owner's. (A
+    /// batch of records and its journal entry is one statement: the entry in one of its own
+    /// cost a tenth of the transaction, `docs/performance.md`.)
     fn insert_all(
         &self,
         tx: &mut postgres::Transaction<'_>,
         statements: &Statements,
     ) -> Result<(), postgres::Error> {
-        self.delete(tx, statements)?;
         let rows = self.owned.iter().chain(&self.plain).copied();
-        for (keys, values) in chunks(rows) {
-            tx.execute(&statements.insert_many, &[&keys, &values])?;
-        }
-        Ok(())
+        self.delete_then_put(tx, statements, &statements.insert_many, rows)
     }
 
     /// The deletes, then the puts without an owner check, as upserts.
@@ -496,9 +479,24 @@ impl<'a> NetWrites<'a> {
         tx: &mut postgres::Transaction<'_>,
         statements: &Statements,
     ) -> Result<(), postgres::Error> {
-        self.delete(tx, statements)?;
-        for (keys, values) in chunks(self.plain.iter().copied()) {
-            tx.execute(&statements.upsert_many, &[&keys, &values])?;
+        let rows = self.plain.iter().copied();
+        self.delete_then_put(tx, statements, &statements.upsert_many, rows)
+    }
+
+    /// The deletes in one statement, then `rows` through `put` in as few statements as the
+    /// chunk limits allow.
+    fn delete_then_put(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        statements: &Statements,
+        put: &postgres::Statement,
+        rows: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<(), postgres::Error> {
+        if !self.deletes.is_empty() {
+            tx.execute(&statements.delete_many, &[&self.deletes])?;
+        }
+        for (keys, values) in chunks(rows) {
+            tx.execute(put, &[&keys, &values])?;
         }
         Ok(())
     }
