@@ -239,18 +239,25 @@ fn owned_value(owner: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A batch of 5,000 keys `{prefix}/00000`… owned by `owner` (more than one statement's worth on
+/// PostgreSQL) and a plain put of `plain`, with the owned keys in order.
+fn many_owned(prefix: &str, owner: u8, plain: &[u8]) -> (Batch, Vec<Vec<u8>>) {
+    let mut batch = Batch::new();
+    let keys: Vec<Vec<u8>> = (0u32..5000)
+        .map(|i| format!("{prefix}/{i:05}").into_bytes())
+        .collect();
+    for k in &keys {
+        batch.put(k.clone(), owned_value(owner, k));
+    }
+    batch.put(plain.to_vec(), &b"plain"[..]);
+    (batch, keys)
+}
+
 fn owned_keys_are_checked(b: &dyn Backend) {
     const OWNER: std::ops::Range<usize> = 2..18;
     // First, while no key has been found there already (a backend may then change how it
-    // writes): new owned keys, more than one statement's worth on PostgreSQL, with a plain put.
-    let mut batch = Batch::new();
-    let new: Vec<Vec<u8>> = (0u32..5000)
-        .map(|i| format!("o/new/{i:05}").into_bytes())
-        .collect();
-    for k in &new {
-        batch.put(k.clone(), owned_value(b'N', k));
-    }
-    batch.put(&b"p/with-new"[..], &b"plain"[..]);
+    // writes): new owned keys with a plain put.
+    let (batch, new) = many_owned("o/new", b'N', b"p/with-new");
     let owned: Vec<&[u8]> = new.iter().map(Vec::as_slice).collect();
     assert_eq!(b.apply_owned(&batch, &owned, OWNER).unwrap(), None);
     b.flush().unwrap();
@@ -297,16 +304,8 @@ fn owned_keys_are_checked(b: &dyn Backend) {
     b.flush().unwrap();
     let after: Vec<_> = b.scan_prefix(b"").map(|item| item.unwrap()).collect();
     assert_eq!(after, before, "a refused batch writes nothing");
-    // A batch of many owned keys (more than one statement's worth on PostgreSQL), one of them
-    // held, deep inside: refused whole too.
-    let mut batch = Batch::new();
-    let keys: Vec<Vec<u8>> = (0u32..5000)
-        .map(|i| format!("o/many/{i:05}").into_bytes())
-        .collect();
-    for k in &keys {
-        batch.put(k.clone(), owned_value(b'B', k));
-    }
-    batch.put(&b"p/with-many"[..], &b"plain"[..]);
+    // A batch of many owned keys, one of them held, deep inside: refused whole too.
+    let (mut batch, keys) = many_owned("o/many", b'B', b"p/with-many");
     batch.put(&b"o/b"[..], owned_value(b'C', b"C takes B's"));
     let mut owned: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     owned.insert(4500, b"o/b");
