@@ -1581,7 +1581,6 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Eight random bytes: a subject list's tag, or a journal writer's.
 /// The record ids of a subject list (`u16 len ‖ collection ‖ blind index`, repeated) stored
 /// at `list_key`.
 fn parse_ids(list_key: &[u8], mut list: &[u8]) -> Result<Vec<RecordId>, StoreError> {
