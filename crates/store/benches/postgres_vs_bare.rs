@@ -25,6 +25,9 @@
 //!   table's keys and values, to tell the backend's cost from the sealing's.
 //! - **sealed on sled**, **bare sled**: the same calls on the embedded default.
 //!
+//! Every side runs on mimalloc, the allocator of the `domicile` binary, whose `serve` and
+//! `ingest` are what put a region's records into PostgreSQL.
+//!
 //! Run: `cargo bench -p domicile-store --features postgres --bench postgres_vs_bare`; with
 //! `DOMICILE_BENCH_PG_STATEMENTS=1` it also prints the server's time and WAL bytes per row for
 //! each statement (`pg_stat_statements`, in PostgreSQL's contrib).
@@ -42,6 +45,10 @@ use domicile_store::{
     RecordKey, ScanIter, SealedStore, SledBackend, StoreError,
 };
 use rand::Rng;
+
+/// Every side runs on mimalloc, the allocator the `domicile` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SUBJECTS: usize = 100;
 const COLLECTIONS: usize = 10;

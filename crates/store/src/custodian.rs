@@ -50,13 +50,19 @@ impl Pseudonym {
 /// uniform and no one can choose pseudonyms that collide: hashing them again (SipHash, the
 /// standard map's default) only costs time on every record opened.
 pub(crate) type PseudonymMap<V> =
-    std::collections::HashMap<Pseudonym, V, std::hash::BuildHasherDefault<PseudonymHasher>>;
+    std::collections::HashMap<Pseudonym, V, std::hash::BuildHasherDefault<KeyedHasher>>;
 
-/// The [`PseudonymMap`] hasher: the first 8 bytes written, as they are.
+/// A map keyed by blind index, hashed by its own first 8 bytes, for the reason
+/// [`PseudonymMap`] is: a blind index is an HMAC under a key no caller holds.
+pub(crate) type BlindMap<V> =
+    std::collections::HashMap<BlindIndex, V, std::hash::BuildHasherDefault<KeyedHasher>>;
+
+/// The hasher of maps keyed by HMAC outputs ([`PseudonymMap`], [`BlindMap`]): the first 8
+/// bytes written, as they are.
 #[derive(Default)]
-pub(crate) struct PseudonymHasher(u64);
+pub(crate) struct KeyedHasher(u64);
 
-impl std::hash::Hasher for PseudonymHasher {
+impl std::hash::Hasher for KeyedHasher {
     fn finish(&self) -> u64 {
         self.0
     }

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use crate::backend::{Backend, Batch, ScanIter};
+use crate::backend::{Backend, Batch, NetEffect, ScanIter};
 use crate::StoreError;
 
 /// How long [`SledBackend::open`] waits for a just-closed handle to release the lock.
@@ -97,6 +97,22 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<bool, StoreError> {
 }
 
 impl SledBackend {
+    /// Applies a batch's net effect in key order: consecutive operations then land in the
+    /// same or neighbouring leaves (blind-indexed keys are otherwise scattered over the whole
+    /// tree), which is what makes a large shred or ingest batch cheap for sled.
+    fn apply_net(&self, net: NetEffect<'_>) -> Result<(), StoreError> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in net {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+        }
+        self.tree()
+            .apply_batch(sled_batch)
+            .map_err(failed("apply a batch"))
+    }
+
     /// Opens (creating if needed) a sled database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -272,19 +288,7 @@ impl Backend for SledBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
-        // The batch's net effect, applied in key order: consecutive operations then land in
-        // the same or neighbouring leaves (blind-indexed keys are otherwise scattered over the
-        // whole tree), which is what makes a large shred or ingest batch cheap for sled.
-        let mut sled_batch = sled::Batch::default();
-        for (key, value) in batch.net_effect() {
-            match value {
-                Some(value) => sled_batch.insert(key, value),
-                None => sled_batch.remove(key),
-            }
-        }
-        self.tree()
-            .apply_batch(sled_batch)
-            .map_err(failed("apply a batch"))
+        self.apply_net(batch.net_effect())
     }
 
     /// The owner check reads each key in place (no copy of its value), on two threads when
@@ -302,11 +306,7 @@ impl Backend for SledBackend {
             let Some(current) = tree.get(key).map_err(failed("read a key"))? else {
                 return Ok(None);
             };
-            let new = puts
-                .get(*key)
-                .copied()
-                .flatten()
-                .and_then(|v| v.get(owner.clone()));
+            let new = puts.get(key).flatten().and_then(|v| v.get(owner.clone()));
             Ok(current
                 .get(owner.clone())
                 .is_some_and(|held| Some(held) != new)
@@ -339,7 +339,7 @@ impl Backend for SledBackend {
         if held.is_some() {
             return Ok(held);
         }
-        self.apply(batch)?;
+        self.apply_net(puts)?;
         Ok(None)
     }
 

@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::aead::{self, Nonces, PublicRandom};
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, BatchOp};
 use crate::custodian::{
-    BlindIndex, DataKey, DataKeyState, KeyCustodian, Pseudonym, PseudonymKey, RotationReport,
+    BlindIndex, BlindMap, DataKey, DataKeyState, KeyCustodian, KeyedHasher, Pseudonym,
+    PseudonymKey, RotationReport,
 };
 use crate::read_ahead::{ReadAhead, ScanThread};
 use crate::record::{self, layout, RawRecord, Record, RecordMeta};
@@ -156,19 +157,20 @@ pub struct SealedStore {
 /// inside the write's own transaction ([`Backend::apply_owned`]).
 #[derive(Default)]
 struct KeyClaims {
-    /// Each claimed key's hash (two keys sharing one only wait for each other).
-    held: Mutex<std::collections::HashSet<u64>>,
+    /// The first 8 bytes of each claimed key's blind index (two keys sharing them only wait
+    /// for each other).
+    held: Mutex<std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyedHasher>>>,
     released: std::sync::Condvar,
 }
 
 impl KeyClaims {
-    /// Claims `keys` (all or none, so that two writes never hold part of each other's keys),
-    /// waiting until no other write holds any of them; the claim ends when the guard drops.
-    fn claim<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> KeyClaim<'_> {
-        use std::hash::BuildHasher;
-        let hasher =
-            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-        let mut hashes: Vec<u64> = keys.map(|k| hasher.hash_one(k)).collect();
+    /// Claims the records of `blinds` (all or none, so that two writes never hold part of
+    /// each other's keys), waiting until no other write holds any of them; the claim ends when
+    /// the guard drops. A blind index names one (collection, key), so it stands for its record.
+    fn claim<'k>(&self, blinds: impl Iterator<Item = &'k BlindIndex>) -> KeyClaim<'_> {
+        let mut hashes: Vec<u64> = blinds
+            .map(|b| u64::from_le_bytes(std::array::from_fn(|i| b.0[i])))
+            .collect();
         hashes.sort_unstable();
         hashes.dedup();
         let mut held = lock(&self.held);
@@ -503,6 +505,16 @@ impl SealedStore {
         Ok(self.registered(id)?.map(|(entry, _)| entry))
     }
 
+    /// The registered subject's home region and pseudonym, without a copy of their entry.
+    fn registered_home(&self, id: &SubjectId) -> Result<Option<(Region, Pseudonym)>, StoreError> {
+        if let Some((entry, pseudonym)) = read_lock(&self.registry).get(id) {
+            return Ok(Some((self.policy.home_region(&entry.subject)?, *pseudonym)));
+        }
+        Ok(self
+            .registered(id)?
+            .map(|(entry, pseudonym)| (entry.home, pseudonym)))
+    }
+
     pub(crate) fn registered(
         &self,
         id: &SubjectId,
@@ -649,23 +661,25 @@ impl SealedStore {
     /// before anything is written.
     pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
         let gate = read_lock(&self.shred_gate);
-        let mut batch = Batch::new();
+        // One more for the journal entry.
+        let mut batch = Batch::with_capacity(records.len() + 1);
         let mut nonces = Nonces::new(&self.rng, records.len());
         let mut metas = Vec::with_capacity(records.len());
         // The batch's journal entry: each new record's (pseudonym ‖ record id).
         let mut journal_entry = Vec::with_capacity(records.len() * 60);
         let mut journal_records = 0;
-        let mut owners: HashMap<Vec<u8>, Pseudonym> = HashMap::new();
-        // The record keys in order with their blind indexes, for the owner check.
-        let mut record_keys: Vec<(Vec<u8>, BlindIndex)> = Vec::with_capacity(records.len());
+        // Each record's owner, by blind index (which names one collection and key).
+        let mut owners: BlindMap<Pseudonym> =
+            BlindMap::with_capacity_and_hasher(records.len(), Default::default());
+        // The records' blind indexes in order, for the claims and the errors.
+        let mut blinds: Vec<BlindIndex> = Vec::with_capacity(records.len());
         // A batch names few subjects many times: look each up once.
-        let mut subjects: HashMap<&SubjectId, (RegisteredSubject, Pseudonym, Arc<DataKey>)> =
-            HashMap::new();
+        let mut subjects: HashMap<&SubjectId, (Region, Pseudonym, Arc<DataKey>)> = HashMap::new();
         for r in records {
-            let (entry, pseudonym, data_key) = match subjects.get(r.subject) {
+            let (home, pseudonym, data_key) = match subjects.get(r.subject) {
                 Some(found) => found,
                 None => {
-                    let (entry, pseudonym) = self.registered(r.subject)?.ok_or_else(|| {
+                    let (home, pseudonym) = self.registered_home(r.subject)?.ok_or_else(|| {
                         StoreError::SubjectNotRegistered {
                             subject: self.pseudonyms.pseudonym(r.subject),
                             region: self.region.clone(),
@@ -674,32 +688,29 @@ impl SealedStore {
                     let data_key = self.live_key(&pseudonym)?;
                     subjects
                         .entry(r.subject)
-                        .or_insert((entry, pseudonym, data_key))
+                        .or_insert((home, pseudonym, data_key))
                 }
             };
             let pseudonym = *pseudonym;
             let blind = self
                 .pseudonyms
                 .blind_index(r.collection.as_str(), r.key.as_str());
-            let decision = self
-                .policy
-                .may_rest_in(r.class, &entry.home, &self.region)?;
+            let decision = self.policy.may_rest_in(r.class, home, &self.region)?;
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
                     key: blind,
                     subject: pseudonym,
                     class: r.class,
-                    home: entry.home.clone(),
+                    home: home.clone(),
                     region: self.region.clone(),
                     rule: decision.rule,
                 })));
             }
-            let record_key = layout::record(r.collection.as_str(), &blind);
             // A key belongs to one subject; overwriting another's record would orphan it in
             // that subject's index and escape their shred. Here within the batch; against the
             // stored records below, by the backend.
-            match owners.insert(record_key.clone(), pseudonym) {
+            match owners.insert(blind, pseudonym) {
                 Some(earlier) if earlier != pseudonym => {
                     return Err(StoreError::KeyHeldByOtherSubject {
                         collection: r.collection.clone(),
@@ -725,8 +736,8 @@ impl SealedStore {
                 &mut nonces,
             )?;
             debug_assert_eq!(sealed.get(OWNER), Some(&pseudonym.0[..]));
-            batch.put(record_key.clone(), sealed);
-            record_keys.push((record_key, blind));
+            batch.put(layout::record(r.collection.as_str(), &blind), sealed);
+            blinds.push(blind);
             metas.push(RecordMeta {
                 collection: r.collection.clone(),
                 key: r.key.clone(),
@@ -737,16 +748,14 @@ impl SealedStore {
         }
         let held = |i: usize| StoreError::KeyHeldByOtherSubject {
             collection: records[i].collection.clone(),
-            key: record_keys[i].1,
+            key: blinds[i],
         };
         if batch.is_empty() {
             return Ok(metas);
         }
-        let claim = self
-            .claims
-            .claim(record_keys.iter().map(|(k, _)| k.as_slice()));
+        let claim = self.claims.claim(blinds.iter());
         let journal_key = self.next_journal_key();
-        let written = self.write_records(batch, &journal_key, journal_entry, &record_keys);
+        let written = self.write_records(batch, journal_key, journal_entry);
         drop(claim);
         let due = {
             let mut journal = lock(&self.journal);
@@ -769,18 +778,17 @@ impl SealedStore {
         Ok(metas)
     }
 
-    /// Writes a batch of sealed records and its journal entry (atomically, or journal entry
-    /// first for one record) and flushes; `Some(i)` if the `i`th record's key is another
-    /// subject's, with nothing written.
+    /// Writes a batch of sealed records (puts only, one per record) and its journal entry
+    /// (atomically, or journal entry first for one record) and flushes; `Some(i)` if the `i`th
+    /// record's key is another subject's, with nothing written.
     fn write_records(
         &self,
-        batch: Batch,
-        journal_key: &[u8],
+        mut batch: Batch,
+        journal_key: Vec<u8>,
         journal_entry: Vec<u8>,
-        record_keys: &[(Vec<u8>, BlindIndex)],
     ) -> Result<Option<usize>, StoreError> {
         let one = match batch.ops() {
-            [crate::BatchOp::Put { key, value }] => Some((key, value)),
+            [BatchOp::Put { key, value }] => Some((key, value)),
             _ => None,
         };
         // On a backend other processes write too (PostgreSQL), the owner check must be inside
@@ -800,14 +808,14 @@ impl SealedStore {
             {
                 return Ok(Some(0));
             }
-            self.backend.put(journal_key, &journal_entry)?;
+            self.backend.put(&journal_key, &journal_entry)?;
             self.backend.put(key, value)?;
         } else {
             // Several, or one on a shared backend: one atomic batch, refused whole if any key is
             // another subject's.
-            let keys: Vec<&[u8]> = record_keys.iter().map(|(k, _)| k.as_slice()).collect();
-            let mut batch = batch;
-            batch.put(journal_key.to_vec(), journal_entry);
+            let records = batch.len();
+            batch.put(journal_key, journal_entry);
+            let keys: Vec<&[u8]> = batch.ops()[..records].iter().map(BatchOp::key).collect();
             if let Some(i) = self.backend.apply_owned(&batch, &keys, OWNER)? {
                 return Ok(Some(i));
             }
@@ -862,7 +870,7 @@ impl SealedStore {
             .blind_index(collection.as_str(), key.as_str());
         let record_key = layout::record(collection.as_str(), &blind);
         // No put of this handle writes the key between the read of its owner and the delete.
-        let _claim = self.claims.claim(std::iter::once(record_key.as_slice()));
+        let _claim = self.claims.claim(std::iter::once(&blind));
         let Some(sealed) = self.backend.get(&record_key)? else {
             return Ok(false);
         };

@@ -13,7 +13,7 @@ mod config;
 mod schema;
 mod tls;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -444,16 +444,21 @@ struct NetWrites<'a> {
 
 impl<'a> NetWrites<'a> {
     fn of(batch: &'a Batch, owned: &[&[u8]]) -> Self {
-        let owned: HashSet<&[u8]> = owned.iter().copied().collect();
+        // Both in key order, so one pass tells the owned puts from the others.
+        let mut owned = owned.to_vec();
+        owned.sort_unstable();
+        let mut owned = owned.into_iter().peekable();
         let mut writes = NetWrites {
             deletes: Vec::new(),
             plain: Vec::new(),
-            owned: Vec::new(),
+            owned: Vec::with_capacity(owned.len()),
         };
         for (k, v) in batch.net_effect() {
+            while owned.next_if(|o| *o < k).is_some() {}
+            let is_owned = owned.next_if_eq(&k).is_some();
             match v {
                 None => writes.deletes.push(k),
-                Some(v) if owned.contains(k) => writes.owned.push((k, v)),
+                Some(v) if is_owned => writes.owned.push((k, v)),
                 Some(v) => writes.plain.push((k, v)),
             }
         }
