@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject, SubjectId};
+use domicile_residency::{DataClass, Decision, Region, ResidencyPolicy, Subject, SubjectId};
 use ring::rand::SystemRandom;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -675,6 +675,9 @@ impl SealedStore {
         let mut blinds: Vec<BlindIndex> = Vec::with_capacity(records.len());
         // A batch names few subjects many times: look each up once.
         let mut subjects: HashMap<&SubjectId, (Region, Pseudonym, Arc<DataKey>)> = HashMap::new();
+        // And asks the policy the same few questions (a class, a home) many times: ask each
+        // once. Placement depends on nothing else.
+        let mut placements: Vec<(DataClass, Region, Decision)> = Vec::new();
         for r in records {
             let (home, pseudonym, data_key) = match subjects.get(r.subject) {
                 Some(found) => found,
@@ -695,7 +698,17 @@ impl SealedStore {
             let blind = self
                 .pseudonyms
                 .blind_index(r.collection.as_str(), r.key.as_str());
-            let decision = self.policy.may_rest_in(r.class, home, &self.region)?;
+            let asked = placements
+                .iter()
+                .position(|(class, asked, _)| *class == r.class && asked == home);
+            let decision = match asked {
+                Some(i) => &placements[i].2,
+                None => {
+                    let decision = self.policy.may_rest_in(r.class, home, &self.region)?;
+                    placements.push((r.class, home.clone(), decision));
+                    &placements[placements.len() - 1].2
+                }
+            };
             if !decision.allowed {
                 return Err(StoreError::PlacementRefused(Box::new(PlacementRefusal {
                     collection: r.collection.clone(),
@@ -704,7 +717,7 @@ impl SealedStore {
                     class: r.class,
                     home: home.clone(),
                     region: self.region.clone(),
-                    rule: decision.rule,
+                    rule: decision.rule.clone(),
                 })));
             }
             // A key belongs to one subject; overwriting another's record would orphan it in
