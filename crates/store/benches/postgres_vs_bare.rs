@@ -3,10 +3,15 @@
 //!
 //! Starts a throwaway PostgreSQL 15 server (fsync and synchronous_commit on) the way the tests
 //! do. Workload: `DOMICILE_BENCH_RECORDS` records (default 20 000) of 256 B over 100 subjects and
-//! 10 collections, written in durable batches of 1 000; then 2 000 random gets; then whole
+//! 10 collections, written in durable batches of 1 000; then 10 000 random gets; then whole
 //! collections scanned. The PostgreSQL sides run interleaved (each batch, each run of 100 gets,
 //! each collection's scan goes to every side in turn), and so do the two sled sides, so that a
 //! change in the shared machine's load lands on every side alike.
+//!
+//! Each ratio is printed three ways: the two sides' median rates over their rounds; their rates
+//! over the whole run (in brackets); and, in square brackets, the median over the rounds of the
+//! two sides' ratio *in that round* (paired: the sides of one round run within milliseconds of
+//! each other, so a slow phase of the shared machine moves both). Only sides of one run pair.
 //!
 //! - **bare table**: `CREATE TABLE bare (key BYTEA PRIMARY KEY, value BYTEA NOT NULL)`; a batch
 //!   is one transaction of one prepared `INSERT … SELECT FROM unnest($1, $2)` of the plaintext
@@ -54,7 +59,7 @@ const SUBJECTS: usize = 100;
 const COLLECTIONS: usize = 10;
 const BATCH: usize = 1_000;
 const SIZE: usize = 256;
-const GETS: usize = 2_000;
+const GETS: usize = 10_000;
 
 /// The bare side's key for a record: collection and key in the clear.
 fn bare_key(collection: usize, key: &str) -> Vec<u8> {
@@ -280,11 +285,28 @@ impl Side for TableSide {
 }
 
 /// A side's rates two ways: over the whole run, and the median of its rounds (batches, runs of
-/// 100 gets, collections), which a stall of the shared machine in one round does not move.
-#[derive(Clone, Copy)]
+/// 100 gets, collections), which a stall of the shared machine in one round does not move; and
+/// the rate of each round, to pair with another side's of the same run.
+#[derive(Clone)]
 struct Measured {
     whole: Rates,
     median: Rates,
+    rounds: [Vec<f64>; 3],
+}
+
+impl Measured {
+    /// The median over rounds of this side's rate against `other`'s in the same round, for
+    /// put, get and scan; `other` must be a side of the same run.
+    fn paired(&self, other: &Measured) -> Rates {
+        let one = |i: usize| {
+            let (a, b) = (&self.rounds[i], &other.rounds[i]);
+            assert_eq!(a.len(), b.len(), "sides of one run have the same rounds");
+            let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios[ratios.len() / 2]
+        };
+        (one(0), one(1), one(2))
+    }
 }
 
 /// Time and items of each round of one operation on one side.
@@ -303,8 +325,12 @@ impl Rounds {
         rate(items, self.0.iter().map(|(_, t)| *t).sum())
     }
 
+    fn rates(&self) -> Vec<f64> {
+        self.0.iter().map(|(n, t)| rate(*n, *t)).collect()
+    }
+
     fn median(&self) -> f64 {
-        let mut rates: Vec<f64> = self.0.iter().map(|(n, t)| rate(*n, *t)).collect();
+        let mut rates = self.rates();
         rates.sort_by(f64::total_cmp);
         rates[rates.len() / 2]
     }
@@ -347,6 +373,7 @@ fn run(sides: &mut [&mut dyn Side], w: &Workload) -> Vec<Measured> {
         .map(|[put, get, scan]| Measured {
             whole: (put.whole(), get.whole(), scan.whole()),
             median: (put.median(), get.median(), scan.median()),
+            rounds: [put.rates(), get.rates(), scan.rates()],
         })
         .collect()
 }
@@ -462,13 +489,9 @@ fn main() {
     if statements {
         print_statements(&server.url());
     }
-    let (table, scattered, pg_backend, pg_sealed, pg_read_first) = (
-        postgres[0],
-        postgres[1],
-        postgres[2],
-        postgres[3],
-        postgres[4],
-    );
+    let [table, scattered, pg_backend, pg_sealed, pg_read_first] = &postgres[..] else {
+        unreachable!("five sides")
+    };
     let sled_store = SealedStore::open(
         dir.path().join("data"),
         us,
@@ -483,11 +506,14 @@ fn main() {
         ],
         &w,
     );
-    let (sled_bare, sled_sealed) = (sled[0], sled[1]);
+    let [sled_bare, sled_sealed] = &sled[..] else {
+        unreachable!("two sides")
+    };
 
     println!(
         "{records} records of {SIZE} B, durable batches of {BATCH}, {GETS} random gets, \
-         every collection scanned; rates are the median of the rounds (whole run in brackets)"
+         every collection scanned; rates are the median of the rounds (whole run in brackets); \
+         ratios add, in square brackets, the median of the two sides' ratios round by round"
     );
     println!(
         "{:<22} {:>24} {:>20} {:>24}",
@@ -511,18 +537,33 @@ fn main() {
         );
     }
     let ratio = |a: Rates, b: Rates| (a.0 / b.0, a.1 / b.1, a.2 / b.2);
-    for (name, a, b) in [
-        ("sealed postgres / bare table", pg_sealed, table),
-        ("  / keys scattered", pg_sealed, scattered),
-        ("  owner read first / table", pg_read_first, table),
-        ("PostgresBackend / bare table", pg_backend, table),
-        ("sealed postgres / sealed sled", pg_sealed, sled_sealed),
-        ("sealed sled / bare sled", sled_sealed, sled_bare),
+    let paired = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
+    // The last field: whether the two sides ran in one run, interleaved (the sled sides run
+    // after the PostgreSQL ones).
+    for (name, a, b, same_run) in [
+        ("sealed postgres / bare table", pg_sealed, table, true),
+        ("  / keys scattered", pg_sealed, scattered, true),
+        ("  owner read first / table", pg_read_first, table, true),
+        ("PostgresBackend / bare table", pg_backend, table, true),
+        (
+            "sealed postgres / sealed sled",
+            pg_sealed,
+            sled_sealed,
+            false,
+        ),
+        ("sealed sled / bare sled", sled_sealed, sled_bare, true),
     ] {
         let (p, g, s) = ratio(a.median, b.median);
         let (wp, wg, ws) = ratio(a.whole, b.whole);
+        let pairs = same_run.then(|| a.paired(b));
+        let (pp, pg, ps) = (
+            paired(pairs.map(|r| r.0)),
+            paired(pairs.map(|r| r.1)),
+            paired(pairs.map(|r| r.2)),
+        );
         println!(
-            "{name:<30} put {p:.2}x ({wp:.2}x)  get {g:.2}x ({wg:.2}x)  scan {s:.2}x ({ws:.2}x)"
+            "{name:<30} put {p:.2}x ({wp:.2}x) [{pp}]  get {g:.2}x ({wg:.2}x) [{pg}]  \
+             scan {s:.2}x ({ws:.2}x) [{ps}]"
         );
     }
 }
