@@ -731,7 +731,57 @@ impl Backend for PostgresBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::{prefix_end, NetWrites};
+    use crate::Batch;
+
+    proptest! {
+        /// A batch's writes are split by their net effect: each deleted key once among the
+        /// deletes, each put key once, among the owned puts if `owned` names it (any number of
+        /// times) and among the plain ones if not.
+        #[test]
+        fn net_writes_split_the_net_effect_by_owner_check(
+            ops in prop::collection::vec(
+                (prop::collection::vec(0u8..4, 0..3), prop::option::of(any::<u8>())),
+                0..40,
+            ),
+            owned in prop::collection::vec(prop::collection::vec(0u8..4, 0..3), 0..12),
+        ) {
+            let mut batch = Batch::new();
+            let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            for (key, value) in &ops {
+                match value {
+                    Some(v) => batch.put(key.clone(), vec![*v]),
+                    None => batch.delete(key.clone()),
+                }
+                last.insert(key.clone(), value.map(|v| vec![v]));
+            }
+            let owned_refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            let owned: BTreeSet<&[u8]> = owned_refs.iter().copied().collect();
+            let writes = NetWrites::of(&batch, &owned_refs);
+            let pairs = |v: &[(&[u8], &[u8])]| -> Vec<(Vec<u8>, Vec<u8>)> {
+                v.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+            };
+            let expect = |is_owned: bool| -> Vec<(Vec<u8>, Vec<u8>)> {
+                last.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                    .filter(|(k, _)| owned.contains(k.as_slice()) == is_owned)
+                    .collect()
+            };
+            let deletes: Vec<Vec<u8>> = writes.deletes.iter().map(|k| k.to_vec()).collect();
+            let expected_deletes: Vec<Vec<u8>> = last
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone())
+                .collect();
+            prop_assert_eq!(deletes, expected_deletes);
+            prop_assert_eq!(pairs(&writes.owned), expect(true));
+            prop_assert_eq!(pairs(&writes.plain), expect(false));
+        }
+    }
 
     #[test]
     fn prefix_end_is_the_least_key_past_the_prefix() {
