@@ -103,14 +103,14 @@ impl Batch {
         // keys is the one that counts. (Sorting a vector is a fraction of building a tree map
         // of the same keys: a batch of records is 1,000 or more scattered keys.)
         writes.sort_by(|a, b| a.0.cmp(b.0));
-        let mut net: Vec<(&[u8], Option<&[u8]>)> = Vec::with_capacity(writes.len());
-        for write in writes {
-            match net.last_mut() {
-                Some(last) if last.0 == write.0 => *last = write,
-                _ => net.push(write),
+        writes.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
             }
-        }
-        NetEffect(net)
+            same
+        });
+        NetEffect(writes)
     }
 }
 

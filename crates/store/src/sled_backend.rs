@@ -97,22 +97,6 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<bool, StoreError> {
 }
 
 impl SledBackend {
-    /// Applies a batch's net effect in key order: consecutive operations then land in the
-    /// same or neighbouring leaves (blind-indexed keys are otherwise scattered over the whole
-    /// tree), which is what makes a large shred or ingest batch cheap for sled.
-    fn apply_net(&self, net: NetEffect<'_>) -> Result<(), StoreError> {
-        let mut sled_batch = sled::Batch::default();
-        for (key, value) in net {
-            match value {
-                Some(value) => sled_batch.insert(key, value),
-                None => sled_batch.remove(key),
-            }
-        }
-        self.tree()
-            .apply_batch(sled_batch)
-            .map_err(failed("apply a batch"))
-    }
-
     /// Opens (creating if needed) a sled database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -234,6 +218,22 @@ impl SledBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// Applies a batch's net effect in key order: consecutive operations then land in the
+    /// same or neighbouring leaves (blind-indexed keys are otherwise scattered over the whole
+    /// tree), which is what makes a large shred or ingest batch cheap for sled.
+    fn apply_net(&self, net: NetEffect<'_>) -> Result<(), StoreError> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in net {
+            match value {
+                Some(value) => sled_batch.insert(key, value),
+                None => sled_batch.remove(key),
+            }
+        }
+        self.tree()
+            .apply_batch(sled_batch)
+            .map_err(failed("apply a batch"))
     }
 
     fn tree(&self) -> RwLockReadGuard<'_, sled::Tree> {
