@@ -4,9 +4,10 @@ mod common;
 
 use common::*;
 use domicile_residency::DataClass;
+use domicile_residency::SubjectId;
 use domicile_store::{
-    BackendKind, ExportBundle, FileCustodian, KekVersion, KeyCustodian, SealedStore, StoreError,
-    TransferKey,
+    BackendKind, Collection, ExportBundle, FileCustodian, KekVersion, KeyCustodian, NewRecord,
+    RecordKey, SealedStore, StoreError, TransferKey,
 };
 
 fn fill(store: &SealedStore, subjects: &[&str], per_subject: usize) {
@@ -388,6 +389,86 @@ fn a_key_belongs_to_one_subject() {
         store.scan_subject(&subject("kim", "US").id).unwrap().len(),
         2
     );
+}
+
+/// A key named twice in one batch: as two subjects' records, the batch is refused whole; as
+/// one subject's, the later value is the record, and their index holds it once.
+#[test]
+fn a_key_twice_in_one_batch_is_one_subjects_one_record() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        let (jo, kim) = (subject("jo", "US"), subject("kim", "US"));
+        store.register_subjects(&[jo.clone(), kim.clone()]).unwrap();
+        let likes = collection("likes");
+        let (twice, once) = (key("twice"), key("once"));
+        let put = |records: &[(&str, &RecordKey, &[u8])]| {
+            let ids: Vec<SubjectId> = records
+                .iter()
+                .map(|(s, _, _)| subject(s, "US").id)
+                .collect();
+            let batch: Vec<NewRecord<'_>> = records
+                .iter()
+                .zip(&ids)
+                .map(|((_, key, value), id)| new_record(id, &likes, key, value))
+                .collect();
+            store.put_batch(&batch)
+        };
+        let err = put(&[
+            ("jo", &once, b"o"),
+            ("jo", &twice, b"1"),
+            ("kim", &twice, b"2"),
+        ])
+        .unwrap_err();
+        match &err {
+            StoreError::KeyHeldByOtherSubject { collection, key } => {
+                assert_eq!(collection, &likes, "{kind:?}");
+                assert_eq!(*key, store.blind_index(&likes, &twice), "{kind:?}");
+            }
+            other => panic!("{kind:?}: {other}"),
+        }
+        assert!(store.get_raw(&likes, &twice).unwrap().is_none(), "{kind:?}");
+        assert!(store.get_raw(&likes, &once).unwrap().is_none(), "{kind:?}");
+        put(&[
+            ("jo", &twice, b"1"),
+            ("jo", &once, b"o"),
+            ("jo", &twice, b"2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            store.get_raw(&likes, &twice).unwrap().unwrap().value,
+            b"2",
+            "{kind:?}"
+        );
+        let mut held: Vec<String> = store
+            .scan_subject(&jo.id)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.key.as_str().to_owned())
+            .collect();
+        held.sort();
+        assert_eq!(held, ["once", "twice"], "{kind:?}");
+        assert!(store.scan_subject(&kim.id).unwrap().is_empty(), "{kind:?}");
+        // Rebuilt from the records themselves, the index says the same.
+        let rebuilt = store.rebuild_index().unwrap();
+        assert_eq!((rebuilt.subjects, rebuilt.records), (1, 2), "{kind:?}");
+        assert_eq!(store.scan_subject(&jo.id).unwrap().len(), 2, "{kind:?}");
+    }
+}
+
+fn new_record<'a>(
+    subject: &'a SubjectId,
+    collection: &'a Collection,
+    key: &'a RecordKey,
+    value: &'a [u8],
+) -> NewRecord<'a> {
+    NewRecord {
+        subject,
+        class: DataClass::Protected,
+        collection,
+        key,
+        value,
+    }
 }
 
 /// What a state says, comparable: (live, version).
