@@ -38,11 +38,7 @@ fn winner<'a>(
 fn of_two_threads_racing_for_the_same_keys_exactly_one_wins_each() {
     for kind in backends() {
         let dirs = Dirs::new();
-        let store = open(&dirs.data(), kind, "us", dirs.custodian());
-        let (alice, bob) = (subject("alice", "US"), subject("bob", "US"));
-        store
-            .register_subjects(&[alice.clone(), bob.clone()])
-            .unwrap();
+        let (store, alice, bob) = with_two_subjects(&dirs, kind, ("alice", "bob"));
         let likes = collection("likes");
         let mut won = std::collections::BTreeMap::new();
 

@@ -397,9 +397,7 @@ fn a_key_belongs_to_one_subject() {
 fn a_key_twice_in_one_batch_is_one_subjects_one_record() {
     for kind in backends() {
         let dirs = Dirs::new();
-        let store = open(&dirs.data(), kind, "us", dirs.custodian());
-        let (jo, kim) = (subject("jo", "US"), subject("kim", "US"));
-        store.register_subjects(&[jo.clone(), kim.clone()]).unwrap();
+        let (store, jo, kim) = with_two_subjects(&dirs, kind, ("jo", "kim"));
         let likes = collection("likes");
         let (twice, once) = (key("twice"), key("once"));
         let put = |records: &[(&str, &RecordKey, &[u8])]| {

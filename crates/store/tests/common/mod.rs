@@ -67,6 +67,18 @@ pub(crate) fn open(
     SealedStore::open_with(data, kind, region(region_name), policy(), custodian).unwrap()
 }
 
+/// A new `us` store on `kind` with two US subjects registered (`dirs` must outlive it).
+pub(crate) fn with_two_subjects(
+    dirs: &Dirs,
+    kind: BackendKind,
+    (a, b): (&str, &str),
+) -> (SealedStore, Subject, Subject) {
+    let store = open(&dirs.data(), kind, "us", dirs.custodian());
+    let (a, b) = (subject(a, "US"), subject(b, "US"));
+    store.register_subjects(&[a.clone(), b.clone()]).unwrap();
+    (store, a, b)
+}
+
 /// Every regular file under `dir`, recursively.
 pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
