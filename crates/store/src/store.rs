@@ -157,33 +157,31 @@ pub struct SealedStore {
 /// inside the write's own transaction ([`Backend::apply_owned`]).
 #[derive(Default)]
 struct KeyClaims {
-    /// The first 8 bytes of each claimed key's blind index (two keys sharing them only wait
-    /// for each other).
-    held: Mutex<std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyedHasher>>>,
+    /// The blind index of each claimed record (one per collection and key, so it stands for
+    /// the record's key).
+    held: Mutex<std::collections::HashSet<BlindIndex, std::hash::BuildHasherDefault<KeyedHasher>>>,
     released: std::sync::Condvar,
 }
 
 impl KeyClaims {
     /// Claims the records of `blinds` (all or none, so that two writes never hold part of
     /// each other's keys), waiting until no other write holds any of them; the claim ends when
-    /// the guard drops. A blind index names one (collection, key), so it stands for its record.
+    /// the guard drops.
     fn claim<'k>(&self, blinds: impl Iterator<Item = &'k BlindIndex>) -> KeyClaim<'_> {
-        let mut hashes: Vec<u64> = blinds
-            .map(|b| u64::from_le_bytes(std::array::from_fn(|i| b.0[i])))
-            .collect();
-        hashes.sort_unstable();
-        hashes.dedup();
+        let mut blinds: Vec<BlindIndex> = blinds.copied().collect();
+        blinds.sort_unstable();
+        blinds.dedup();
         let mut held = lock(&self.held);
-        while hashes.iter().any(|h| held.contains(h)) {
+        while blinds.iter().any(|b| held.contains(b)) {
             held = self
                 .released
                 .wait(held)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        held.extend(hashes.iter().copied());
+        held.extend(blinds.iter().copied());
         KeyClaim {
             claims: self,
-            hashes,
+            blinds,
         }
     }
 }
@@ -191,14 +189,14 @@ impl KeyClaims {
 /// A write's claim on its keys ([`KeyClaims::claim`]).
 struct KeyClaim<'a> {
     claims: &'a KeyClaims,
-    hashes: Vec<u64>,
+    blinds: Vec<BlindIndex>,
 }
 
 impl Drop for KeyClaim<'_> {
     fn drop(&mut self) {
         let mut held = lock(&self.claims.held);
-        for h in &self.hashes {
-            held.remove(h);
+        for b in &self.blinds {
+            held.remove(b);
         }
         drop(held);
         self.claims.released.notify_all();
