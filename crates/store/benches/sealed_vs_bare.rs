@@ -25,8 +25,8 @@
 //! criterion iterations (each side runs for seconds on its own, so a slow phase of the shared
 //! machine can land on one side only). And **paired**, in square brackets: after criterion, a
 //! second phase runs the sides in turn, round by round (a batch, 100 gets, one collection's
-//! scan; the same keys or collection on every side of a round, the order of the sides rotated
-//! from round to round), and prints the median over rounds of the two sides' ratio in that
+//! scan: the same records or collection on every side of a round for gets and scans, fresh keys
+//! of the same form for puts; the order of the sides rotated from round to round), and prints the median over rounds of the two sides' ratio in that
 //! round. `DOMICILE_BENCH_PAIRED=only` runs the paired phase alone (seconds, not minutes);
 //! any other value runs it alone for the operations whose `SIZE/operation` contains it
 //! (`DOMICILE_BENCH_PAIRED=256B/scan`).
