@@ -449,10 +449,12 @@ fn criterion_size(c: &mut Criterion, sides: &Sides<'_>, size: usize) {
     group.finish();
 }
 
-/// Rounds per operation in the paired phase, and gets per round.
+/// Rounds of the paired phase for each kind of put: one batch of 1 000 per side per round.
 const PUT_ROUNDS: usize = 30;
+/// Rounds of gets, of [`GETS_PER_ROUND`] random records each.
 const GET_ROUNDS: usize = 300;
 const GETS_PER_ROUND: usize = 100;
+/// Rounds of scans, of one random collection each.
 const SCAN_ROUNDS: usize = 300;
 
 /// Each side's time in each round of one operation, in the order of [`SIDES`].
