@@ -139,6 +139,19 @@ impl<'a> IntoIterator for NetEffect<'a> {
     }
 }
 
+/// The least key greater than every key starting with `prefix`, if there is one (there is not
+/// when the prefix is empty or all `0xff`).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// An ordered key-value store with atomic batches and an explicit durability point.
 ///
 /// Writes (`put`, `delete`, `apply`) are visible to reads as soon as they return, and **durable
@@ -177,6 +190,25 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Every entry whose key starts with `prefix`, in ascending key order.
     fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_>;
+
+    /// Every entry with `from <= key < until`, in ascending key order; none if `from` is not
+    /// below `until`.
+    ///
+    /// The default scans the longest prefix the two bounds share and skips what falls outside
+    /// them; an engine with ordered range reads overrides it. A long scan of a collection on an
+    /// embedded backend reads its parts on two threads this way.
+    fn scan_range(&self, from: &[u8], until: &[u8]) -> ScanIter<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        let shared = from.iter().zip(until).take_while(|(a, b)| a == b).count();
+        let (from, until) = (from.to_vec(), until.to_vec());
+        Box::new(
+            self.scan_prefix(&from[..shared])
+                .skip_while(move |item| matches!(item, Ok((k, _)) if *k < from))
+                .take_while(move |item| !matches!(item, Ok((k, _)) if *k >= until)),
+        )
+    }
 
     /// Applies every write of `batch`, atomically: after a crash either all or none are present.
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
@@ -250,6 +282,15 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn prefix_end_is_the_least_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"a"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"ab\x00"), Some(b"ab\x01".to_vec()));
+    }
 
     /// A batch's writes over a few short keys, so that keys repeat.
     fn ops() -> impl Strategy<Value = Vec<(Vec<u8>, Option<Vec<u8>>)>> {

@@ -37,6 +37,10 @@ pub const CASES: &[Case] = &[
         "a prefix scan returns exactly the matching keys in ascending byte order",
         prefix_scan_bounds,
     ),
+    (
+        "a range scan returns exactly the keys from its start, included, to its end, excluded",
+        range_scan_bounds,
+    ),
     ("an empty prefix scans everything", empty_prefix_scans_all),
     (
         "a batch applies puts and deletes in order; the last write to a key wins",
@@ -165,6 +169,48 @@ fn prefix_scan_bounds(b: &dyn Backend) {
     );
     assert_eq!(b.scan_prefix(b"c").count(), 0, "prefix with no keys");
     assert_eq!(b.scan_prefix(b"\xff").count(), 0, "prefix past every key");
+}
+
+fn range_scan_bounds(b: &dyn Backend) {
+    for k in ["r", "ra", "rab", "rb", "rba", "rc", "s"] {
+        b.put(k.as_bytes(), k.as_bytes()).unwrap();
+    }
+    let range = |from: &str, until: &str| -> Vec<String> {
+        b.scan_range(from.as_bytes(), until.as_bytes())
+            .map(|r| String::from_utf8(r.unwrap().0).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        range("ra", "rb"),
+        ["ra", "rab"],
+        "from included, until excluded"
+    );
+    assert_eq!(range("r", "s"), ["r", "ra", "rab", "rb", "rba", "rc"]);
+    assert_eq!(
+        range("ra\0", "rc"),
+        ["rab", "rb", "rba"],
+        "bounds between keys"
+    );
+    assert_eq!(range("q", "z"), ["r", "ra", "rab", "rb", "rba", "rc", "s"]);
+    assert!(range("rb", "rb").is_empty(), "an empty range");
+    assert!(range("rc", "ra").is_empty(), "a reversed range");
+    assert!(range("t", "u").is_empty(), "a range with no keys");
+    // Every range agrees with the full scan, filtered.
+    let all: Vec<Vec<u8>> = b.scan_prefix(b"").map(|r| r.unwrap().0).collect();
+    for from in &all {
+        for until in &all {
+            let expected: Vec<&Vec<u8>> = all.iter().filter(|k| *k >= from && *k < until).collect();
+            let got: Vec<Vec<u8>> = b.scan_range(from, until).map(|r| r.unwrap().0).collect();
+            assert_eq!(
+                got.iter().collect::<Vec<_>>(),
+                expected,
+                "{from:?}..{until:?}"
+            );
+        }
+    }
+    for k in ["r", "ra", "rab", "rb", "rba", "rc", "s"] {
+        b.delete(k.as_bytes()).unwrap();
+    }
 }
 
 fn empty_prefix_scans_all(b: &dyn Backend) {

@@ -1,8 +1,18 @@
-//! A scan's read-ahead: the caller's thread reads sealed records from the backend while a
-//! second thread opens (authenticates and decrypts) the ones read before.
+//! Long scans on two cores, in one of two ways.
 //!
-//! Opening is about half of a sealed scan's time and reading the backend the other half, so two
-//! cores in a pipeline take a long scan towards the time of the bare backend's. A short scan
+//! - **A collection's scan is split** ([`SplitScan`]): its key range is cut into parts, and
+//!   the store's scan thread reads and opens every other part while the caller's thread reads
+//!   and opens the parts between. Blind indexes are uniform, so parts cut by key position hold
+//!   about as many records each; reading sled scales over two threads, so both halves of the
+//!   work (reading, opening) are shared.
+//! - **A region's scan is a read-ahead pipeline** ([`ReadAhead`]): the caller's thread reads
+//!   sealed records from the backend while the scan thread opens (authenticates and decrypts)
+//!   the ones read before. A region's keys are grouped by collection, not uniform, so they are
+//!   not cut into parts.
+//!
+//! Opening is about half of a sealed scan's time and reading the backend the other half. Before
+//! collection scans were split (2026-12-04), the pipeline left all of the reading on the
+//! caller's thread, which was the bottleneck. A short scan
 //! never involves the thread: the first [`INLINE`] records are opened on the caller's thread, as
 //! a get opens one. The thread is the store's, started by its first long scan and shared by
 //! every scan after (each with its own reply channel); it stops when the store is dropped.
@@ -14,8 +24,9 @@
 //! the bare table against 0.83× without, same day), so there every record is opened by the
 //! caller.
 //!
-//! At most two chunks of a scan are in flight, so a scan holds about [`CHUNK`] × 3 records in
-//! memory whatever the collection's size.
+//! A pipelined scan has at most two chunks in flight, so it holds about [`CHUNK`] × 3 records
+//! in memory whatever the region's size; a split scan holds about two parts ([`PART`] records
+//! each).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -23,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backend::{prefix_end, Backend, ScanIter};
 use crate::custodian::BlindIndex;
 use crate::record::RawRecord;
 use crate::store::Opener;
@@ -70,8 +82,35 @@ pub(crate) struct ReadAhead<'a, I> {
     drained: bool,
 }
 
-/// A chunk to open and where to send it opened.
-type Job = (Vec<Sealed>, Sender<Vec<Opened>>);
+/// What the thread is asked to do, and where to send the records it opened.
+enum Job {
+    /// Open a chunk the caller read.
+    Open(Vec<Sealed>, Sender<Vec<Opened>>),
+    /// Read a part of a collection from the backend and open it (see [`SplitScan`]).
+    Part(Part, Sender<Vec<Opened>>),
+}
+
+/// A part of a collection's scan: every record with a backend key in `from..until`.
+struct Part {
+    backend: Arc<dyn Backend>,
+    collection: Collection,
+    /// The collection's key prefix; a record's blind index follows it.
+    prefix_len: usize,
+    from: Vec<u8>,
+    until: Vec<u8>,
+}
+
+impl Part {
+    fn open(&self, opener: &Opener) -> Vec<Opened> {
+        self.backend
+            .scan_range(&self.from, &self.until)
+            .map(|item| {
+                let sealed = locate(&self.collection, self.prefix_len, item, self.backend.name());
+                open(opener, sealed)
+            })
+            .collect()
+    }
+}
 
 /// A store's read-ahead thread, started by its first long scan.
 ///
@@ -103,10 +142,18 @@ impl ScanThread {
         let spawned = std::thread::Builder::new()
             .name("domicile-scan".into())
             .spawn(move || {
-                while let Some((chunk, reply)) = spin_recv(&inbox) {
-                    let opened = chunk.into_iter().map(|item| open(&opener, item)).collect();
+                while let Some(job) = spin_recv(&inbox) {
                     // A scan dropped meanwhile no longer listens; the next job may be another's.
-                    let _ = reply.send(opened);
+                    match job {
+                        Job::Open(chunk, reply) => {
+                            let opened =
+                                chunk.into_iter().map(|item| open(&opener, item)).collect();
+                            let _ = reply.send(opened);
+                        }
+                        Job::Part(part, reply) => {
+                            let _ = reply.send(part.open(&opener));
+                        }
+                    }
                 }
             });
         // A thread that cannot be started leaves scans on their callers' threads, as slow as
@@ -123,8 +170,22 @@ impl ScanThread {
     /// Hands `chunk` to the thread; gives it back if the thread is not running.
     fn send(&self, chunk: Vec<Sealed>, reply: Sender<Vec<Opened>>) -> Result<(), Vec<Sealed>> {
         match self.running().as_ref() {
-            Some(r) => r.jobs.send((chunk, reply)).map_err(|back| back.0 .0),
+            Some(r) => r
+                .jobs
+                .send(Job::Open(chunk, reply))
+                .map_err(|back| match back.0 {
+                    Job::Open(chunk, _) => chunk,
+                    Job::Part(..) => unreachable!("an open job comes back as sent"),
+                }),
             None => Err(chunk),
+        }
+    }
+
+    /// Hands `part` to the thread; whether it took it.
+    fn send_part(&self, part: Part, reply: Sender<Vec<Opened>>) -> bool {
+        match self.running().as_ref() {
+            Some(r) => r.jobs.send(Job::Part(part, reply)).is_ok(),
+            None => false,
         }
     }
 }
@@ -249,6 +310,257 @@ impl<I: Iterator<Item = Sealed>> Iterator for ReadAhead<'_, I> {
                 return None;
             };
             return Some(open(self.opener, item));
+        }
+    }
+}
+
+/// A backend entry of a collection's scan as a sealed record: its blind index follows the
+/// collection's prefix of `prefix_len` bytes.
+fn locate(
+    collection: &Collection,
+    prefix_len: usize,
+    item: Result<(Vec<u8>, Vec<u8>), StoreError>,
+    backend: &'static str,
+) -> Sealed {
+    let (k, sealed) = item?;
+    let blind = k
+        .get(prefix_len..)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| StoreError::Backend {
+            backend,
+            operation: "scan a collection",
+            detail: format!("a record key of {} bytes is not a blind index", k.len()),
+        })?;
+    Ok((collection.clone(), BlindIndex(blind), sealed))
+}
+
+/// Records per part of a long collection scan split over two threads (about: parts are cut
+/// by blind index, which is uniform, from the density of the scan's first records). The
+/// threads take parts in turn, so about this many opened records are what the scan holds
+/// ahead of its caller.
+const PART: f64 = 128.0;
+/// Parts of one scan, at most.
+const MAX_PARTS: u64 = 1 << 16;
+
+/// A scan of one collection that, once long, reads and opens every other part of it on the
+/// store's scan thread while the caller's thread reads and opens the parts between.
+///
+/// Reading sled is about half of a sealed scan's time and scales over two threads; a pipeline
+/// ([`ReadAhead`]) leaves all of the reading on the caller's thread. The first [`INLINE`]
+/// records are read and opened here, as a short scan's are; their blind indexes (uniform,
+/// keyed) say how densely the collection fills the rest of its key range, which is then cut
+/// into an even number of parts of about [`PART`] records. The caller takes parts 0, 2, 4…;
+/// the thread takes part 1 at once, and part k + 2 as soon as the caller starts returning the
+/// records of part k. Records come out in key order, errors where they occurred.
+pub(crate) struct SplitScan<'a> {
+    backend: &'a Arc<dyn Backend>,
+    opener: &'a Arc<Opener>,
+    thread: &'a ScanThread,
+    collection: Collection,
+    prefix: Vec<u8>,
+    /// The scan of the whole collection, until the split.
+    head: Option<ScanIter<'a>>,
+    /// Records the head returned, and the first and last key positions among them.
+    seen: usize,
+    first: Option<u64>,
+    last_key: Vec<u8>,
+    /// Whether the scan may split (an embedded backend), and has not found it cannot.
+    may_split: bool,
+    /// After the split: part `i` is `bounds[i]..bounds[i + 1]`.
+    bounds: Vec<Vec<u8>>,
+    next_part: usize,
+    current: Current<'a>,
+    /// The part the thread is reading, and where its records come back.
+    ahead: Option<(usize, Receiver<Vec<Opened>>)>,
+    done: bool,
+}
+
+enum Current<'a> {
+    Idle,
+    Here(ScanIter<'a>),
+    There(std::vec::IntoIter<Opened>),
+}
+
+impl<'a> SplitScan<'a> {
+    /// A scan of `collection`, whose backend keys start with `prefix`; `may_split` says whether
+    /// it may use the store's scan thread once it is long (an embedded backend only).
+    pub(crate) fn new(
+        backend: &'a Arc<dyn Backend>,
+        opener: &'a Arc<Opener>,
+        thread: &'a ScanThread,
+        collection: Collection,
+        prefix: Vec<u8>,
+        may_split: bool,
+    ) -> Self {
+        let head = backend.scan_prefix(&prefix);
+        SplitScan {
+            backend,
+            opener,
+            thread,
+            collection,
+            prefix,
+            head: Some(head),
+            seen: 0,
+            first: None,
+            last_key: Vec::new(),
+            may_split,
+            bounds: Vec::new(),
+            next_part: 0,
+            current: Current::Idle,
+            ahead: None,
+            done: false,
+        }
+    }
+
+    /// The position of a record's key in the collection's key range: the first 8 bytes of
+    /// its blind index.
+    fn key_position(&self, key: &[u8]) -> Option<u64> {
+        let at = self.prefix.len();
+        key.get(at..at + 8)
+            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn open(&self, item: Result<(Vec<u8>, Vec<u8>), StoreError>) -> Opened {
+        let sealed = locate(
+            &self.collection,
+            self.prefix.len(),
+            item,
+            self.backend.name(),
+        );
+        open(self.opener, sealed)
+    }
+
+    /// Cuts what is left of the collection after the head's last record into parts and hands
+    /// the first of the thread's to it; whether it did (if not, the head scan goes on alone).
+    fn split(&mut self) -> bool {
+        let (Some(first), Some(last)) = (self.first, self.key_position(&self.last_key)) else {
+            return false;
+        };
+        let Some(end) = prefix_end(&self.prefix) else {
+            return false;
+        };
+        let left = u64::MAX - last;
+        let seen_span = last.saturating_sub(first).max(1);
+        let estimate = (self.seen - 1) as f64 * left as f64 / seen_span as f64;
+        let mut parts = ((estimate / PART).ceil() as u64).clamp(2, MAX_PARTS);
+        parts += parts % 2;
+        let step = left / parts;
+        if step == 0 || !self.thread.start(self.opener) {
+            return false;
+        }
+        // Just past the last key returned, then evenly spaced positions, then the end.
+        let mut from = self.last_key.clone();
+        from.push(0);
+        self.bounds.push(from);
+        for i in 1..parts {
+            let mut bound = self.prefix.clone();
+            bound.extend_from_slice(&(last + step * i).to_be_bytes());
+            self.bounds.push(bound);
+        }
+        self.bounds.push(end);
+        self.dispatch(1);
+        true
+    }
+
+    /// Hands part `k` to the thread, if there is one; if the thread does not take it, the
+    /// caller reads it when its turn comes.
+    fn dispatch(&mut self, k: usize) {
+        if k + 1 >= self.bounds.len() {
+            return;
+        }
+        let part = Part {
+            backend: self.backend.clone(),
+            collection: self.collection.clone(),
+            prefix_len: self.prefix.len(),
+            from: self.bounds[k].clone(),
+            until: self.bounds[k + 1].clone(),
+        };
+        let (reply, opened) = mpsc::channel();
+        if self.thread.send_part(part, reply) {
+            self.ahead = Some((k, opened));
+        }
+    }
+
+    /// The next part's records: read here, or received from the thread. `None` once there are
+    /// no more parts; an error if the thread died with one.
+    fn next_part(&mut self) -> Option<Result<Current<'a>, StoreError>> {
+        let k = self.next_part;
+        if k + 1 >= self.bounds.len() {
+            return None;
+        }
+        self.next_part += 1;
+        if let Some((j, _)) = &self.ahead {
+            if *j == k {
+                let (_, opened) = self.ahead.take().expect("checked");
+                return Some(match spin_recv(&opened) {
+                    Some(opened) => {
+                        self.dispatch(k + 2);
+                        Ok(Current::There(opened.into_iter()))
+                    }
+                    None => Err(StoreError::WorkerPanicked {
+                        what: "reading and opening part of a scan",
+                    }),
+                });
+            }
+        }
+        let backend: &'a dyn Backend = &**self.backend;
+        Some(Ok(Current::Here(
+            backend.scan_range(&self.bounds[k], &self.bounds[k + 1]),
+        )))
+    }
+}
+
+impl Iterator for SplitScan<'_> {
+    type Item = Opened;
+
+    fn next(&mut self) -> Option<Opened> {
+        loop {
+            match &mut self.current {
+                Current::Here(items) => match items.next() {
+                    Some(item) => return Some(self.open(item)),
+                    None => self.current = Current::Idle,
+                },
+                Current::There(opened) => match opened.next() {
+                    Some(opened) => return Some(opened),
+                    None => self.current = Current::Idle,
+                },
+                Current::Idle => {}
+            }
+            if self.done {
+                return None;
+            }
+            if let Some(head) = self.head.as_mut() {
+                if self.seen < INLINE || !self.may_split {
+                    let Some(item) = head.next() else {
+                        self.done = true;
+                        return None;
+                    };
+                    if let Ok((key, _)) = &item {
+                        self.seen += 1;
+                        if self.first.is_none() {
+                            self.first = self.key_position(key);
+                        }
+                        self.last_key.clone_from(key);
+                    }
+                    return Some(self.open(item));
+                }
+                if !self.split() {
+                    self.may_split = false;
+                    continue;
+                }
+                self.head = None;
+            }
+            match self.next_part() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Ok(current)) => self.current = current,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
         }
     }
 }

@@ -161,6 +161,22 @@ impl Backend for RedbBackend {
         }
     }
 
+    fn scan_range(&self, from: &[u8], until: &[u8]) -> ScanIter<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        let range = self
+            .read_table()
+            .and_then(|table| table.range(from..until).map_err(failed("scan a range")));
+        match range {
+            Err(e) => Box::new(std::iter::once(Err(e))),
+            Ok(range) => Box::new(range.map(|item| {
+                item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                    .map_err(failed("scan a range"))
+            })),
+        }
+    }
+
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         self.write(|table| {
             for op in batch.ops() {

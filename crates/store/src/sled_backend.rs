@@ -287,6 +287,20 @@ impl Backend for SledBackend {
         }))
     }
 
+    fn scan_range(&self, from: &[u8], until: &[u8]) -> ScanIter<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(
+            self.tree()
+                .range(from.to_vec()..until.to_vec())
+                .map(|item| {
+                    item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .map_err(failed("scan a range"))
+                }),
+        )
+    }
+
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         self.apply_net(batch.net_effect())
     }

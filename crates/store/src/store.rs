@@ -16,7 +16,7 @@ use crate::custodian::{
     BlindIndex, BlindMap, DataKey, DataKeyState, KeyCustodian, KeyedHasher, Pseudonym,
     PseudonymKey, RotationReport,
 };
-use crate::read_ahead::{ReadAhead, ScanThread};
+use crate::read_ahead::{ReadAhead, ScanThread, SplitScan};
 use crate::record::{self, layout, RawRecord, Record, RecordMeta};
 use crate::{Collection, PlacementRefusal, RecordKey, SledBackend, StoreError};
 
@@ -132,12 +132,15 @@ pub struct SealedStore {
     region: Region,
     policy: Arc<dyn ResidencyPolicy>,
     custodian: Arc<dyn KeyCustodian>,
-    backend: Box<dyn Backend>,
+    /// Opens the records of long scans, and reads parts of long collection scans; started by
+    /// the first. Before `backend`, so that dropping the store ends the thread before the
+    /// backend closes.
+    scan_thread: ScanThread,
+    /// Shared with the scan thread while it reads part of a scan.
+    backend: Arc<dyn Backend>,
     pseudonyms: Arc<PseudonymKey>,
     /// Opens sealed records; shared with a scan's read-ahead thread.
     opener: Arc<Opener>,
-    /// Opens the records of long scans; started by the first.
-    scan_thread: ScanThread,
     registry: RwLock<HashMap<SubjectId, (RegisteredSubject, Pseudonym)>>,
     rng: SystemRandom,
     /// Writers hold it shared, shredding holds it exclusively, so no put can slip a record in
@@ -348,7 +351,7 @@ impl SealedStore {
             region,
             policy,
             custodian,
-            backend,
+            backend: Arc::from(backend),
             pseudonyms,
             opener,
             scan_thread: ScanThread::default(),
@@ -953,35 +956,26 @@ impl SealedStore {
     }
 
     /// Every record of the collection, in blind-index order (which reveals nothing about the
-    /// keys), opened as the iterator is advanced. A long scan on an embedded backend opens
-    /// records on a second thread while this one reads the backend (see `read_ahead`); the
+    /// keys), opened as the iterator is advanced. A long scan on an embedded backend reads and
+    /// opens every other part of the collection on a second thread (see `read_ahead`); the
     /// order and the errors are the same either way.
     pub fn scan_collection<'a>(
         &'a self,
         collection: &'a Collection,
     ) -> impl Iterator<Item = Result<RawRecord, StoreError>> + 'a {
-        let prefix = layout::collection_prefix(collection.as_str());
-        let skip = prefix.len();
-        let sealed = self.backend.scan_prefix(&prefix).map(move |item| {
-            let (k, sealed) = item?;
-            let blind = <[u8; 32]>::try_from(&k[skip..]).map_err(|_| StoreError::Backend {
-                backend: self.backend.name(),
-                operation: "scan a collection",
-                detail: format!("a record key of {} bytes is not a blind index", k.len()),
-            })?;
-            Ok((collection.clone(), BlindIndex(blind), sealed))
-        });
-        ReadAhead::new(
-            sealed,
+        SplitScan::new(
+            &self.backend,
             &self.opener,
             &self.scan_thread,
+            collection.clone(),
+            layout::collection_prefix(collection.as_str()),
             self.backend.exclusive(),
         )
     }
 
     /// Every record of the region, in key order (collection, then blind index: nothing about
-    /// the keys), opened as the iterator is advanced (on a second thread for a long scan, as
-    /// [`scan_collection`](Self::scan_collection) does). A record left behind an interrupted
+    /// the keys), opened as the iterator is advanced (a long scan on an embedded backend opens
+    /// records on a second thread while this one reads the backend). A record left behind an interrupted
     /// shred (its data key destroyed) is skipped, as a subject scan skips it.
     ///
     /// One sequential pass over the store: to list a whole region (an inventory), this costs a

@@ -269,3 +269,47 @@ fn a_store_drops_even_with_a_long_scan_leaked() {
         .register_subject(&subject("after-the-leak", "US"))
         .unwrap();
 }
+
+#[test]
+fn scans_of_every_length_around_the_split_return_the_backend_order() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let store = open(&dirs.data(), kind, "us", dirs.custodian());
+        let s = subject("scan-lengths", "US");
+        store.register_subject(&s).unwrap();
+        // Around the records a scan opens before it splits (32), and a few parts past it.
+        for n in [0, 1, 31, 32, 33, 34, 64, 129, 700] {
+            let name = format!("len{n}");
+            let c = collection(&name);
+            let keys: Vec<RecordKey> = (0..n).map(|i| key(&format!("r{i}"))).collect();
+            let batch: Vec<NewRecord<'_>> = keys
+                .iter()
+                .map(|k| NewRecord {
+                    subject: &s.id,
+                    class: DataClass::Protected,
+                    collection: &c,
+                    key: k,
+                    value: k.as_str().as_bytes(),
+                })
+                .collect();
+            store.put_batch(&batch).unwrap();
+            let expected: Vec<Vec<u8>> = backend_order(&store, &name)
+                .into_iter()
+                .map(|(k, _)| k[k.len() - 32..].to_vec())
+                .collect();
+            let scanned: Vec<Vec<u8>> = store
+                .scan_collection(&c)
+                .map(|r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.value, r.meta.key.as_str().as_bytes(), "{kind:?} {n}");
+                    store.blind_index(&c, &r.meta.key).0.to_vec()
+                })
+                .collect();
+            assert_eq!(scanned.len(), n, "{kind:?}: every record of {n}, once");
+            assert_eq!(
+                scanned, expected,
+                "{kind:?}: {n} records in the backend's order"
+            );
+        }
+    }
+}

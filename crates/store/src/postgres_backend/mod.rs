@@ -22,7 +22,7 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{NoTls, Statement};
 
-use crate::backend::{Backend, Batch, ScanIter};
+use crate::backend::{prefix_end, Backend, Batch, ScanIter};
 use crate::StoreError;
 
 pub use config::{PostgresConfig, DEFAULT_SCHEMA};
@@ -377,19 +377,6 @@ impl PostgresBackend {
     }
 }
 
-/// The least key greater than every key starting with `prefix`, if there is one (there is not
-/// when the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
 /// A prefix scan fetched page by page (keyset pagination: each page starts just after the last
 /// key of the one before), each page twice as long as the one before, up to a bound.
 struct Scan<'a> {
@@ -642,6 +629,20 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn scan_range(&self, from: &[u8], until: &[u8]) -> ScanIter<'_> {
+        if from >= until {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(Scan {
+            backend: self,
+            from: from.to_vec(),
+            until: Some(until.to_vec()),
+            page: VecDeque::new(),
+            page_rows: SCAN_FIRST_PAGE,
+            done: false,
+        })
+    }
+
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -735,7 +736,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{prefix_end, NetWrites};
+    use super::NetWrites;
     use crate::Batch;
 
     proptest! {
@@ -781,14 +782,5 @@ mod tests {
             prop_assert_eq!(pairs(&writes.owned), expect(true));
             prop_assert_eq!(pairs(&writes.plain), expect(false));
         }
-    }
-
-    #[test]
-    fn prefix_end_is_the_least_key_past_the_prefix() {
-        assert_eq!(prefix_end(b"a"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(prefix_end(b""), None);
-        assert_eq!(prefix_end(b"ab\x00"), Some(b"ab\x01".to_vec()));
     }
 }
