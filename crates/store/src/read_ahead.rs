@@ -360,7 +360,7 @@ pub(crate) struct SplitScan<'a> {
     prefix: Vec<u8>,
     /// The scan of the whole collection, until the split.
     head: Option<ScanIter<'a>>,
-    /// Records the head returned, and the first and last key positions among them.
+    /// Records the head returned, the key position of the first, and the key of the last.
     seen: usize,
     first: Option<u64>,
     last_key: Vec<u8>,
@@ -375,9 +375,13 @@ pub(crate) struct SplitScan<'a> {
     done: bool,
 }
 
+/// The part a split scan is returning records from.
 enum Current<'a> {
+    /// None yet, or the last one ran out.
     Idle,
+    /// One of the caller's parts, read and opened as the scan is advanced.
     Here(ScanIter<'a>),
+    /// One of the thread's parts, opened already.
     There(std::vec::IntoIter<Opened>),
 }
 
@@ -489,9 +493,8 @@ impl<'a> SplitScan<'a> {
             return None;
         }
         self.next_part += 1;
-        if let Some((j, _)) = &self.ahead {
-            if *j == k {
-                let (_, opened) = self.ahead.take().expect("checked");
+        match self.ahead.take() {
+            Some((j, opened)) if j == k => {
                 return Some(match spin_recv(&opened) {
                     Some(opened) => {
                         self.dispatch(k + 2);
@@ -502,6 +505,8 @@ impl<'a> SplitScan<'a> {
                     }),
                 });
             }
+            // Not this part's: still the thread's, for later.
+            other => self.ahead = other,
         }
         let backend: &'a dyn Backend = &**self.backend;
         Some(Ok(Current::Here(
