@@ -105,8 +105,13 @@ impl Part {
         self.backend
             .scan_range(&self.from, &self.until)
             .map(|item| {
-                let sealed = locate(&self.collection, self.prefix_len, item, self.backend.name());
-                open(opener, sealed)
+                open_entry(
+                    opener,
+                    &self.collection,
+                    self.prefix_len,
+                    self.backend.name(),
+                    item,
+                )
             })
             .collect()
     }
@@ -314,24 +319,27 @@ impl<I: Iterator<Item = Sealed>> Iterator for ReadAhead<'_, I> {
     }
 }
 
-/// A backend entry of a collection's scan as a sealed record: its blind index follows the
-/// collection's prefix of `prefix_len` bytes.
-fn locate(
+/// Opens a backend entry of a collection's scan, whose blind index follows the collection's
+/// prefix of `prefix_len` bytes.
+fn open_entry(
+    opener: &Opener,
     collection: &Collection,
     prefix_len: usize,
-    item: Result<(Vec<u8>, Vec<u8>), StoreError>,
     backend: &'static str,
-) -> Sealed {
-    let (k, sealed) = item?;
-    let blind = k
-        .get(prefix_len..)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| StoreError::Backend {
-            backend,
-            operation: "scan a collection",
-            detail: format!("a record key of {} bytes is not a blind index", k.len()),
-        })?;
-    Ok((collection.clone(), BlindIndex(blind), sealed))
+    item: Result<(Vec<u8>, Vec<u8>), StoreError>,
+) -> Opened {
+    let located = item.and_then(|(k, sealed)| {
+        let blind = k
+            .get(prefix_len..)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| StoreError::Backend {
+                backend,
+                operation: "scan a collection",
+                detail: format!("a record key of {} bytes is not a blind index", k.len()),
+            })?;
+        Ok((collection.clone(), BlindIndex(blind), sealed))
+    });
+    open(opener, located)
 }
 
 /// Records per part of a long collection scan split over two threads (about: parts are cut
@@ -420,18 +428,18 @@ impl<'a> SplitScan<'a> {
     /// its blind index.
     fn key_position(&self, key: &[u8]) -> Option<u64> {
         let at = self.prefix.len();
-        key.get(at..at + 8)
-            .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+        let bytes: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(bytes))
     }
 
     fn open(&self, item: Result<(Vec<u8>, Vec<u8>), StoreError>) -> Opened {
-        let sealed = locate(
+        open_entry(
+            self.opener,
             &self.collection,
             self.prefix.len(),
-            item,
             self.backend.name(),
-        );
-        open(self.opener, sealed)
+            item,
+        )
     }
 
     /// Cuts what is left of the collection after the head's last record into parts and hands

@@ -311,5 +311,11 @@ fn scans_of_every_length_around_the_split_return_the_backend_order() {
                 "{kind:?}: {n} records in the backend's order"
             );
         }
+        // The longest of them was split: its parts went through the scan thread (each test runs
+        // in a process of its own under nextest, so no other test started it).
+        assert!(
+            a_scan_thread_runs(),
+            "{kind:?}: a scan of 700 records splits"
+        );
     }
 }
