@@ -18,7 +18,7 @@
 //! every scan after (each with its own reply channel); it stops when the store is dropped.
 //! Records come out in the backend's order, errors where they occurred.
 //!
-//! Only on an embedded backend (sled, redb: [`Backend::exclusive`](crate::Backend::exclusive)).
+//! Only on an embedded backend (sled, redb: [`Backend::exclusive`]).
 //! On a database server the caller mostly waits for the server's next page, and the second core
 //! is the server's: on PostgreSQL on this 2-core machine the thread made scans slower (0.70× of
 //! the bare table against 0.83× without, same day), so there every record is opened by the

@@ -13,10 +13,10 @@
 //! ([`keystore`]). KEKs stay one file each so that retiring one is deleting a file: a wrapped
 //! key left in a freed page of an old key store opens under no KEK that still exists.
 //!
-//! One mechanism per file: this one is the custodian and its caches; [`format`] parses and
-//! encodes keys (documented in `docs/storage.md`); [`keystore`] holds the region's data keys and
-//! its lock; [`rotation`] rotates, retires and finalises key-encryption keys; [`migrate`] moves a
-//! key layout 2 directory (one file per data key) into the key store.
+//! One mechanism per file: this one is the custodian and its caches; [`format`](mod@format)
+//! parses and encodes keys (documented in `docs/storage.md`); [`keystore`] holds the region's
+//! data keys and its lock; [`rotation`] rotates, retires and finalises key-encryption keys;
+//! [`migrate`] moves a key layout 2 directory (one file per data key) into the key store.
 
 mod format;
 mod keystore;
