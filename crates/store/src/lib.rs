@@ -71,7 +71,6 @@ mod file_custodian;
 mod names;
 #[cfg(feature = "postgres")]
 mod postgres_backend;
-mod read_ahead;
 mod record;
 #[cfg(feature = "redb")]
 mod redb_backend;

@@ -9,12 +9,14 @@
 //! - `shred`: crypto-shredding subjects, purging an emptied store, retiring the KEK;
 //! - `index`: the per-subject index, its journal and its folding, and rebuilding it;
 //! - `open`: opening a sealed record, shared with the scan thread ([`Opener`]);
+//! - `read_ahead`: long scans, opened ahead of their caller or split over the scan thread;
 //! - `migrate`: rewriting a format 2 store's index.
 
 mod index;
 mod migrate;
 mod open;
 mod read;
+mod read_ahead;
 mod registry;
 mod shred;
 mod write;
@@ -31,13 +33,13 @@ use serde::{Deserialize, Serialize};
 use crate::aead::PublicRandom;
 use crate::backend::Backend;
 use crate::custodian::{BlindIndex, KeyCustodian, Pseudonym, PseudonymKey};
-use crate::read_ahead::ScanThread;
 use crate::record::{self, layout};
 use crate::{Collection, RecordKey, SledBackend, StoreError};
 
 use index::{count_journal, Journal};
 use migrate::migrate_from_v2;
-pub(crate) use open::Opener;
+use open::Opener;
+use read_ahead::ScanThread;
 use write::KeyClaims;
 
 /// The collection name registry entries are sealed under (reserved: `Collection::parse`

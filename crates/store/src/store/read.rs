@@ -4,7 +4,7 @@ use domicile_residency::SubjectId;
 
 use serde::de::DeserializeOwned;
 
-use crate::read_ahead::{ReadAhead, SplitScan};
+use super::read_ahead::{ReadAhead, SplitScan};
 use crate::record::{layout, RawRecord, Record};
 use crate::{Collection, RecordKey, StoreError};
 

@@ -34,10 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::open::Opener;
 use crate::backend::{prefix_end, Backend, ScanIter};
 use crate::custodian::BlindIndex;
 use crate::record::RawRecord;
-use crate::store::Opener;
 use crate::{Collection, StoreError};
 
 /// Records opened on the caller's thread before a scan starts the read-ahead thread: enough
