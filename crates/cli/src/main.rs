@@ -47,7 +47,7 @@ enum Command {
     Split(split::SplitArgs),
     /// List, rotate and retire a region's key-encryption keys.
     Keys(keys::KeysArgs),
-    /// Maintain a region's sealed store: rebuild its subject index from its records.
+    /// Maintain a region's sealed store: check it end to end, rebuild its subject index.
     Store(store::StoreArgs),
     /// Create a deployment: its manifest, stores, logs and keys (the only command that creates
     /// keys).

@@ -1,5 +1,11 @@
 //! `domicile store`: maintenance of a region's sealed store, for operators.
 //!
+//! `check` reads a region's store end to end, as after a restore, a crash or before a split:
+//! every record and registry entry is opened, and the subject index compared with the owner
+//! each record names. It writes nothing and prints what it found by collection and blind index
+//! or pseudonym, never a record key or subject id; the exit code says whether the store is
+//! sound (0), not sound (2), or could not be checked (1).
+//!
 //! `reindex` rebuilds a region's subject index (the index journal and every subject's list)
 //! from the owner each record's header names: the repair for a store whose index was changed
 //! or cut short on disk (`the store's subject index is corrupt`). It decrypts nothing and needs
@@ -12,6 +18,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use domicile_residency::Region;
 use domicile_split::{Deployment, SplitError};
+use domicile_store::StoreCheck;
 
 /// Arguments of `domicile store`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +29,22 @@ pub(crate) struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
+    /// Read a region's store end to end and report what is wrong with it (exit 0: sound, 2: not
+    /// sound, 1: could not check).
+    Check {
+        /// The deployment's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The deployment's keys directory.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The region.
+        #[arg(long)]
+        region: String,
+        /// Print the whole report as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild a region's subject index from its records (the repair for a corrupt index).
     Reindex {
         /// The deployment's data directory.
@@ -44,12 +67,25 @@ enum StoreCommandError {
     Store(#[from] domicile_store::StoreError),
     #[error(transparent)]
     Region(#[from] domicile_residency::ResidencyError),
+    #[error("the report does not encode as JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
+
+/// What a command found, for the exit code.
+enum Outcome {
+    Done,
+    /// `check` found the store not sound.
+    NotSound,
+}
+
+/// Findings of one kind printed in a summary before "and N more".
+const LISTED: usize = 20;
 
 /// Runs `domicile store`.
 pub(crate) fn run(args: StoreArgs) -> ExitCode {
     match command(args.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::NotSound) => ExitCode::from(2),
         Err(e) => {
             eprintln!("domicile store: {e}");
             ExitCode::from(1)
@@ -57,8 +93,29 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
     }
 }
 
-fn command(command: StoreCommand) -> Result<(), StoreCommandError> {
+fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     match command {
+        StoreCommand::Check {
+            data,
+            keys,
+            region,
+            json,
+        } => {
+            let region = Region::parse(&region)?;
+            let store =
+                Deployment::open_region_store(&data, &keys, &crate::policies::resolver(), &region)?;
+            let report = store.check()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_check(&region, &report);
+            }
+            Ok(if report.is_sound() {
+                Outcome::Done
+            } else {
+                Outcome::NotSound
+            })
+        }
         StoreCommand::Reindex { data, keys, region } => {
             let region = Region::parse(&region)?;
             let store =
@@ -78,7 +135,57 @@ fn command(command: StoreCommand) -> Result<(), StoreCommandError> {
                     rebuilt.unowned
                 );
             }
-            Ok(())
+            Ok(Outcome::Done)
         }
     }
+}
+
+/// The summary `domicile store check` prints.
+fn print_check(region: &Region, report: &StoreCheck) {
+    println!(
+        "{region}: {} record(s) and {} subject(s) open; {} left behind shreds (they open for no one until a purge or the shred is rerun); {} stale index id(s); {} journal entr{} to fold",
+        report.records,
+        report.subjects,
+        report.shredded,
+        report.stale_index_ids,
+        report.journal_entries,
+        if report.journal_entries == 1 { "y" } else { "ies" },
+    );
+    const REPAIR: &str = " (repair: domicile store reindex)";
+    let kinds = [
+        ("unreadable: does not open", &report.unreadable, ""),
+        (
+            "unindexed: missing from the subject index",
+            &report.unindexed,
+            REPAIR,
+        ),
+        (
+            "corrupt: an entry of the subject index that does not parse",
+            &report.corrupt_index,
+            REPAIR,
+        ),
+    ];
+    for (what, findings, repair) in kinds {
+        if findings.is_empty() {
+            continue;
+        }
+        println!("{region}: {} {what}{repair}:", findings.len());
+        for finding in findings.iter().take(LISTED) {
+            println!("  {}: {}", finding.entry, finding.reason);
+        }
+        if findings.len() > LISTED {
+            println!(
+                "  … and {} more (--json lists every one)",
+                findings.len() - LISTED
+            );
+        }
+    }
+    println!(
+        "{region}: {}",
+        if report.is_sound() {
+            "sound"
+        } else {
+            "NOT SOUND"
+        }
+    );
 }

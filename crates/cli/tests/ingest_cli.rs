@@ -543,3 +543,89 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
         }
     }
 }
+
+/// `domicile store check` says a fresh deployment's region is sound (exit 0); after a record's
+/// bytes are edited on disk, it names that record by collection and blind index and exits 2;
+/// `--json` gives the whole report; wrong keys exit 1. No output names a subject or a key.
+#[test]
+fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = init(dir.path());
+    let file = dir.path().join("people.jsonl");
+    jsonl(&file, 12);
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let check = |keys: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "store",
+            "check",
+            "--data",
+            data.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--region",
+            "us",
+        ];
+        args.extend_from_slice(extra);
+        domicile(&args)
+    };
+    let names_no_one = |out: &Output| {
+        for i in 0..12 {
+            assert!(!text(out).contains(&id(i)), "{}", text(out));
+        }
+    };
+    let out = check(&keys, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Seven US subjects (0, 3, 6, 9 by residence, and the PR ones 2, 5, 11), two records each.
+    assert!(
+        text(&out).contains("us: 14 record(s) and 7 subject(s) open"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).trim_end().ends_with("us: sound"),
+        "{}",
+        text(&out)
+    );
+    names_no_one(&out);
+
+    let us = Region::parse("us").unwrap();
+    let edited = {
+        let backend =
+            domicile_store::SledBackend::open(SealedStore::store_dir(&data, &us)).unwrap();
+        use domicile_store::Backend;
+        let (k, mut v) = backend.scan_prefix(b"d").nth(3).unwrap().unwrap();
+        let at = v.len() / 2;
+        v[at] ^= 0x01;
+        backend.put(&k, &v).unwrap();
+        backend.flush().unwrap();
+        domicile_store::BlindIndex(k[k.len() - 32..].try_into().unwrap())
+    };
+    let out = check(&keys, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("us: 1 unreadable: does not open:"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains(&edited.to_string()), "{}", text(&out));
+    assert!(text(&out).contains("us: NOT SOUND"), "{}", text(&out));
+    names_no_one(&out);
+
+    let out = check(&keys, &["--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["records"], 13);
+    assert_eq!(
+        report["unreadable"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    names_no_one(&out);
+
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_keys) = init(other.path());
+    let out = check(&other_keys, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).starts_with("domicile store: "), "{}", text(&out));
+}

@@ -96,6 +96,6 @@ pub use record::{RawRecord, Record, RecordDigest, RecordMeta, RECORD_FORMAT, STO
 pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
 pub use store::{
-    BackendKind, IndexRebuild, NewRecord, RecordDeletion, RegisteredSubject, SealedStore,
-    ShredReceipt,
+    BackendKind, Finding, IndexRebuild, NewRecord, RecordDeletion, RegisteredSubject, SealedStore,
+    ShredReceipt, StoreCheck,
 };

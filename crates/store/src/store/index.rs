@@ -231,7 +231,10 @@ impl SealedStore {
 
 /// The owner a stored record's header names and the record's id from its backend key, read
 /// without opening it; `None` if either no longer parses (cut short or rewritten on disk).
-fn record_owner(key: &[u8], sealed: &[u8]) -> Option<(Pseudonym, (Collection, BlindIndex))> {
+pub(super) fn record_owner(
+    key: &[u8],
+    sealed: &[u8],
+) -> Option<(Pseudonym, (Collection, BlindIndex))> {
     let owner = <[u8; 16]>::try_from(sealed.get(OWNER)?).ok()?;
     let (collection, blind) = layout::split_collection_blind(key.get(1..)?)?;
     let collection = Collection::parse(std::str::from_utf8(collection).ok()?).ok()?;
@@ -298,26 +301,35 @@ fn read_journal(backend: &dyn Backend) -> Result<JournalRead, StoreError> {
     let mut read = JournalRead::default();
     for item in backend.scan_prefix(&[layout::JOURNAL]) {
         let (key, entry) = item?;
-        let malformed = || corrupt_index("journal entry", &key);
-        let mut rest = &entry[..];
-        while !rest.is_empty() {
-            let pseudonym = rest
-                .get(..16)
-                .and_then(|p| <[u8; 16]>::try_from(p).ok())
-                .ok_or_else(malformed)?;
-            let (collection, blind, tail) = layout::next_id(&rest[16..]).ok_or_else(malformed)?;
-            let collection = std::str::from_utf8(collection)
-                .ok()
-                .and_then(|c| Collection::parse(c).ok())
-                .ok_or_else(malformed)?;
-            read.ids
-                .entry(Pseudonym(pseudonym))
-                .or_default()
-                .push((collection, blind));
+        for (pseudonym, id) in parse_journal_entry(&key, &entry)? {
+            read.ids.entry(pseudonym).or_default().push(id);
             read.records += 1;
-            rest = tail;
         }
         read.keys.push(key);
     }
     Ok(read)
+}
+
+/// The (subject, record id) pairs of the journal entry `entry` stored at `key`.
+pub(super) fn parse_journal_entry(
+    key: &[u8],
+    entry: &[u8],
+) -> Result<Vec<(Pseudonym, RecordId)>, StoreError> {
+    let malformed = || corrupt_index("journal entry", key);
+    let mut ids = Vec::with_capacity(entry.len() / JOURNAL_ID_MIN);
+    let mut rest = entry;
+    while !rest.is_empty() {
+        let pseudonym = rest
+            .get(..16)
+            .and_then(|p| <[u8; 16]>::try_from(p).ok())
+            .ok_or_else(malformed)?;
+        let (collection, blind, tail) = layout::next_id(&rest[16..]).ok_or_else(malformed)?;
+        let collection = std::str::from_utf8(collection)
+            .ok()
+            .and_then(|c| Collection::parse(c).ok())
+            .ok_or_else(malformed)?;
+        ids.push((Pseudonym(pseudonym), (collection, blind)));
+        rest = tail;
+    }
+    Ok(ids)
 }

@@ -7,11 +7,13 @@
 //! - `write`: sealing and writing records (with the owner check's key claims), and deleting one;
 //! - `read`: gets and the three scans (a subject's, a collection's, the whole region's);
 //! - `shred`: crypto-shredding subjects, purging an emptied store, retiring the KEK;
+//! - `check`: reading a store end to end and reporting what is wrong with it;
 //! - `index`: the per-subject index, its journal and its folding, and rebuilding it;
 //! - `open`: opening a sealed record, shared with the scan thread ([`Opener`]);
 //! - `read_ahead`: long scans, opened ahead of their caller or split over the scan thread;
 //! - `migrate`: rewriting a format 2 store's index.
 
+mod check;
 mod index;
 mod migrate;
 mod open;
@@ -36,6 +38,7 @@ use crate::custodian::{BlindIndex, KeyCustodian, Pseudonym, PseudonymKey};
 use crate::record::{self, layout};
 use crate::{Collection, RecordKey, SledBackend, StoreError};
 
+pub use check::{Finding, StoreCheck};
 use index::{count_journal, Journal};
 use migrate::migrate_from_v2;
 use open::Opener;

@@ -151,7 +151,7 @@ impl SealedStore {
     }
 
     /// Opens the registry entry `sealed` of subject `id` and caches it.
-    fn open_registry_entry(
+    pub(super) fn open_registry_entry(
         &self,
         id: &SubjectId,
         pseudonym: Pseudonym,

@@ -1,0 +1,242 @@
+//! Checking a store end to end, as an operator does after a restore, a crash or before a split:
+//! every record and registry entry opens, and the subject index lists each record under the
+//! owner its header names.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::custodian::{hex, DataKeyState, Pseudonym};
+use crate::record::layout;
+use crate::StoreError;
+
+use super::index::{collection_and_blind, parse_ids, parse_journal_entry, record_owner};
+use super::read_ahead::ReadAhead;
+use super::{RecordId, SealedStore};
+
+/// A record as the index names it: its owner and its id.
+type Owned = (Pseudonym, RecordId);
+
+/// What [`SealedStore::check`] found. Records are named by collection and blind index and
+/// subjects by pseudonym, never by key or id, so a report can be shown or filed anywhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoreCheck {
+    /// Records that opened under their subject's live data key.
+    pub records: usize,
+    /// Registry entries that opened: the subjects the store holds.
+    pub subjects: usize,
+    /// Records and registry entries whose data key is destroyed: what a shred leaves behind
+    /// until its deletion runs ([`RecordDeletion::Deferred`](super::RecordDeletion::Deferred)
+    /// until [`purge`](SealedStore::purge), or an interrupted shred until it is run again).
+    /// They open for no one.
+    pub shredded: usize,
+    /// Records and registry entries that do not open or do not parse, with why.
+    pub unreadable: Vec<Finding>,
+    /// Records that no index entry lists under the owner their header names: a read of that
+    /// subject misses them, and a shred of them leaves them behind. [`rebuild_index`]
+    /// (`domicile store reindex`) repairs this.
+    ///
+    /// [`rebuild_index`]: SealedStore::rebuild_index
+    pub unindexed: Vec<Finding>,
+    /// Index entries (journal entries, subject lists) that do not parse: a read or shred of a
+    /// subject fails with [`StoreError::CorruptIndex`] until [`rebuild_index`] repairs them.
+    ///
+    /// [`rebuild_index`]: SealedStore::rebuild_index
+    pub corrupt_index: Vec<Finding>,
+    /// Index ids whose record is gone or names another owner: what a delete leaves in the
+    /// journal until the next fold, or an interrupted one for good. Reads skip them;
+    /// [`rebuild_index`](SealedStore::rebuild_index) drops them.
+    pub stale_index_ids: usize,
+    /// Journal entries not yet folded into subject lists.
+    pub journal_entries: usize,
+}
+
+/// One entry a [`StoreCheck`] found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Which entry: a record as `collection #blind-index`, a registry entry as `registry
+    /// entry of <pseudonym>`, an index entry as `<kind> <backend key in hex>`.
+    pub entry: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl StoreCheck {
+    /// Whether nothing is wrong: no entry unreadable, unindexed or corrupt. Shred leftovers,
+    /// stale index ids and unfolded journal entries are states a sound store passes through.
+    pub fn is_sound(&self) -> bool {
+        self.unreadable.is_empty() && self.unindexed.is_empty() && self.corrupt_index.is_empty()
+    }
+}
+
+/// Checking: the store read end to end, nothing written.
+impl SealedStore {
+    /// Reads the whole store and reports what is wrong with it: every record is opened
+    /// (authenticated and decrypted) and dropped, every registry entry opened, and the subject
+    /// index (journal and lists) compared with the owner each record's header names. Writes
+    /// nothing; writes and shreds through this handle wait until it is done.
+    ///
+    /// An error is returned only when the backend or the key custodian cannot be read; what
+    /// is wrong with the store's own entries is in the report.
+    pub fn check(&self) -> Result<StoreCheck, StoreError> {
+        // Shreds change records, lists and keys together; a check sees all of one or none.
+        let _gate = super::write_lock(&self.shred_gate);
+        let mut report = StoreCheck::default();
+        let indexed = self.check_index(&mut report)?;
+        let unindexed = self.check_records(&indexed, &mut report)?;
+        if !unindexed.is_empty() {
+            // Another handle (PostgreSQL) may have written records after the index was read:
+            // a batch writes its records and its journal entry atomically, so a second read
+            // of the index lists every record written before it, folded or not.
+            let again = self.check_index(&mut StoreCheck::default())?;
+            report.unindexed = unindexed
+                .into_iter()
+                .filter(|(id, _)| !again.contains(id))
+                .map(|(_, finding)| finding)
+                .collect();
+        }
+        self.check_registry(&mut report)?;
+        Ok(report)
+    }
+
+    /// Reads every journal entry and subject list; returns the (owner, record) pairs they name.
+    fn check_index(&self, report: &mut StoreCheck) -> Result<HashSet<Owned>, StoreError> {
+        let mut indexed = HashSet::new();
+        for item in self.backend.scan_prefix(&[layout::JOURNAL]) {
+            let (key, entry) = item?;
+            report.journal_entries += 1;
+            match parse_journal_entry(&key, &entry) {
+                Ok(ids) => indexed.extend(ids),
+                Err(e) => report.corrupt_index.push(Finding {
+                    entry: format!("journal entry {}", hex(&key)),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
+            let (key, list) = item?;
+            let owner = key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok());
+            match (owner, parse_ids(&key, &list)) {
+                (Some(owner), Ok(ids)) => {
+                    indexed.extend(ids.into_iter().map(|id| (Pseudonym(owner), id)));
+                }
+                (_, Err(e)) => report.corrupt_index.push(Finding {
+                    entry: format!("subject list {}", hex(&key)),
+                    reason: e.to_string(),
+                }),
+                (None, Ok(_)) => report.corrupt_index.push(Finding {
+                    entry: format!("subject list {}", hex(&key)),
+                    reason: "its key names no subject pseudonym".into(),
+                }),
+            }
+        }
+        Ok(indexed)
+    }
+
+    /// Opens every record (on the scan thread, as a region scan does), counts the index ids
+    /// with no such record, and returns the records `indexed` does not list under their owner.
+    fn check_records(
+        &self,
+        indexed: &HashSet<Owned>,
+        report: &mut StoreCheck,
+    ) -> Result<Vec<(Owned, Finding)>, StoreError> {
+        let mut held: HashSet<Owned> = HashSet::with_capacity(indexed.len());
+        let mut malformed = Vec::new();
+        let mut unindexed = Vec::new();
+        let sealed = self
+            .backend
+            .scan_prefix(&[layout::RECORD])
+            .filter_map(|item| {
+                let (key, sealed) = match item {
+                    Ok(entry) => entry,
+                    Err(e) => return Some(Err(e)),
+                };
+                let Some((collection, blind)) = collection_and_blind(&key[1..]) else {
+                    malformed.push(Finding {
+                        entry: format!("record {}", hex(&key)),
+                        reason: "its backend key names no collection and blind index".into(),
+                    });
+                    return None;
+                };
+                // A header too short to name an owner fails to open below, which says why.
+                if let Some((owner, id)) = record_owner(&key, &sealed) {
+                    if !indexed.contains(&(owner, id.clone())) {
+                        let finding = Finding {
+                            entry: format!("{collection} {blind}"),
+                            reason: format!("no index entry lists it under its owner {owner}"),
+                        };
+                        unindexed.push(((owner, id.clone()), finding));
+                    }
+                    held.insert((owner, id));
+                }
+                Some(Ok((collection, blind, sealed)))
+            });
+        let opened = ReadAhead::new(
+            sealed,
+            &self.opener,
+            &self.scan_thread,
+            self.backend.exclusive(),
+        );
+        for outcome in opened {
+            match outcome {
+                Ok(_) => report.records += 1,
+                Err(StoreError::SubjectShredded { .. }) => report.shredded += 1,
+                Err(StoreError::Authentication {
+                    collection,
+                    key,
+                    reason,
+                }) => report.unreadable.push(Finding {
+                    entry: format!("{collection} {key}"),
+                    reason: format!("it does not authenticate: {reason}"),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        report.unreadable.extend(malformed);
+        report.stale_index_ids = indexed.difference(&held).count();
+        Ok(unindexed)
+    }
+
+    /// Opens every registry entry under its subject's data key.
+    fn check_registry(&self, report: &mut StoreCheck) -> Result<(), StoreError> {
+        for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
+            let (key, sealed) = item?;
+            let Ok(pseudonym) = <[u8; 16]>::try_from(&key[1..]).map(Pseudonym) else {
+                report.unreadable.push(Finding {
+                    entry: format!("registry entry {}", hex(&key)),
+                    reason: "its key names no subject pseudonym".into(),
+                });
+                continue;
+            };
+            let entry = format!("registry entry of {pseudonym}");
+            let id = match self.custodian.data_key(&self.region, &pseudonym)? {
+                DataKeyState::Live(key) => key.subject().clone(),
+                DataKeyState::Shredded { .. } => {
+                    report.shredded += 1;
+                    continue;
+                }
+                DataKeyState::Absent => {
+                    report.unreadable.push(Finding {
+                        entry,
+                        reason: format!("no data key in region {} answers to it", self.region),
+                    });
+                    continue;
+                }
+            };
+            match self.open_registry_entry(&id, pseudonym, sealed) {
+                Ok(Some(_)) => report.subjects += 1,
+                Ok(None) => report.shredded += 1,
+                // What is wrong with the entry itself, or with its subject under the policy.
+                Err(e @ (StoreError::Authentication { .. } | StoreError::Policy(_))) => {
+                    report.unreadable.push(Finding {
+                        entry,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! `SealedStore::check` reads a store end to end and reports what is wrong with it: a record
+//! edited or moved on disk, an index that lost or garbled its entries, a registry entry that
+//! no longer opens. Sound states (shred leftovers, stale ids a delete leaves) are counted, not
+//! reported as faults. The report names records by collection and blind index and subjects by
+//! pseudonym: no record key or subject id appears in it.
+
+mod common;
+
+use common::{backends, collection, key, policy, region, Dirs};
+use domicile_residency::{DataClass, Subject, SubjectId};
+use domicile_store::{
+    BackendKind, Batch, NewRecord, RecordDeletion, RecordKey, SealedStore, StoreCheck,
+};
+
+const SUBJECTS: usize = 5;
+const PER_SUBJECT: usize = 4;
+
+fn open(dirs: &Dirs, kind: BackendKind) -> SealedStore {
+    SealedStore::open_with(dirs.data(), kind, region("us"), policy(), dirs.custodian()).unwrap()
+}
+
+fn subject_id(i: usize) -> String {
+    format!("check-subject-{i:02}")
+}
+
+fn record_key(s: usize, n: usize) -> RecordKey {
+    key(&format!("check-note-{s:02}-{n:02}"))
+}
+
+/// Registers the subjects and writes their records, one batch per subject (so the index
+/// journal holds several entries).
+fn fill(store: &SealedStore) -> Vec<SubjectId> {
+    let notes = collection("notes");
+    (0..SUBJECTS)
+        .map(|s| {
+            let subject = Subject::parse(&subject_id(s), Some("US"), None).unwrap();
+            store.register_subject(&subject).unwrap();
+            let keys: Vec<RecordKey> = (0..PER_SUBJECT).map(|n| record_key(s, n)).collect();
+            let records: Vec<NewRecord<'_>> = keys
+                .iter()
+                .map(|k| NewRecord {
+                    subject: &subject.id,
+                    class: DataClass::Protected,
+                    collection: &notes,
+                    key: k,
+                    value: b"a note",
+                })
+                .collect();
+            store.put_batch(&records).unwrap();
+            subject.id
+        })
+        .collect()
+}
+
+/// The backend key of a record, as the store lays it out.
+fn backend_key(store: &SealedStore, s: usize, n: usize) -> Vec<u8> {
+    store
+        .backend()
+        .scan_prefix(b"d")
+        .map(Result::unwrap)
+        .map(|(k, _)| k)
+        .find(|k| k.ends_with(&store.blind_index(&collection("notes"), &record_key(s, n)).0))
+        .unwrap()
+}
+
+/// The report as JSON and Debug, with no record key or subject id in either.
+fn assert_names_no_one(report: &StoreCheck) {
+    let shown = format!("{}\n{report:?}", serde_json::to_string(report).unwrap());
+    for s in 0..SUBJECTS {
+        assert!(!shown.contains(&subject_id(s)), "{shown}");
+        for n in 0..PER_SUBJECT {
+            assert!(!shown.contains(record_key(s, n).as_str()), "{shown}");
+        }
+    }
+    assert!(!shown.contains("check-"), "{shown}");
+}
+
+#[test]
+fn a_sound_store_is_sound_and_counts_its_records_subjects_and_shred_leftovers() {
+    for kind in backends() {
+        let dirs = Dirs::new();
+        let store = open(&dirs, kind);
+        let ids = fill(&store);
+        let report = store.check().unwrap();
+        assert!(report.is_sound(), "{kind:?}: {report:?}");
+        assert_eq!(report.records, SUBJECTS * PER_SUBJECT, "{kind:?}");
+        assert_eq!(report.subjects, SUBJECTS, "{kind:?}");
+        assert_eq!(
+            (report.shredded, report.stale_index_ids),
+            (0, 0),
+            "{kind:?}"
+        );
+        assert!(report.journal_entries > 0, "{kind:?}: {report:?}");
+        // A shred whose deletion is deferred leaves records and a registry entry that open for
+        // no one: a state a sound store passes through until its purge.
+        store
+            .shred_subjects_with(&ids[..1], RecordDeletion::Deferred)
+            .unwrap();
+        let report = store.check().unwrap();
+        assert!(report.is_sound(), "{kind:?}: {report:?}");
+        assert_eq!(report.records, (SUBJECTS - 1) * PER_SUBJECT, "{kind:?}");
+        assert_eq!(report.subjects, SUBJECTS - 1, "{kind:?}");
+        assert_eq!(report.shredded, PER_SUBJECT + 1, "{kind:?}");
+        // And the same after a reopen, from disk.
+        drop(store);
+        let report = open(&dirs, kind).check().unwrap();
+        assert!(report.is_sound(), "{kind:?}: {report:?}");
+        assert_eq!(report.records, (SUBJECTS - 1) * PER_SUBJECT, "{kind:?}");
+        assert_names_no_one(&report);
+    }
+}
+
+#[test]
+fn a_record_edited_or_moved_on_disk_is_unreadable_and_named_by_its_blind_index() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    fill(&store);
+    let edited = backend_key(&store, 1, 2);
+    let mut sealed = store.backend().get(&edited).unwrap().unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    store.backend().put(&edited, &sealed).unwrap();
+    // Another record's bytes copied over a third one's place.
+    let source = store
+        .backend()
+        .get(&backend_key(&store, 3, 0))
+        .unwrap()
+        .unwrap();
+    let moved = backend_key(&store, 3, 1);
+    store.backend().put(&moved, &source).unwrap();
+    store.backend().flush().unwrap();
+
+    let report = store.check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.records, SUBJECTS * PER_SUBJECT - 2, "{report:?}");
+    assert_eq!(report.unreadable.len(), 2, "{report:?}");
+    for place in [&edited, &moved] {
+        let blind = domicile_store::BlindIndex(place[place.len() - 32..].try_into().unwrap());
+        let finding = report
+            .unreadable
+            .iter()
+            .find(|f| f.entry == format!("notes {blind}"))
+            .unwrap_or_else(|| panic!("{blind} not reported: {report:?}"));
+        assert!(finding.reason.contains("authenticate"), "{finding:?}");
+    }
+    assert!(report.unindexed.is_empty(), "{report:?}");
+    assert_names_no_one(&report);
+}
+
+#[test]
+fn an_index_that_lost_its_entries_is_found_and_reindexing_repairs_it() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    fill(&store);
+    let mut batch = Batch::new();
+    for prefix in [b"j", b"i"] {
+        for item in store.backend().scan_prefix(prefix) {
+            batch.delete(item.unwrap().0);
+        }
+    }
+    assert!(!batch.is_empty());
+    store.backend().apply(&batch).unwrap();
+    store.backend().flush().unwrap();
+
+    let report = store.check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.unindexed.len(), SUBJECTS * PER_SUBJECT, "{report:?}");
+    assert!(report.unindexed[0].reason.contains("no index entry"));
+    assert_eq!(report.records, SUBJECTS * PER_SUBJECT, "they still open");
+    assert_names_no_one(&report);
+
+    store.rebuild_index().unwrap();
+    let report = store.check().unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.journal_entries, 0);
+}
+
+#[test]
+fn a_garbled_list_is_corrupt_and_a_record_deleted_under_the_index_leaves_a_stale_id() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    fill(&store);
+    // Lists only, no journal: the rebuild writes one list per subject.
+    store.rebuild_index().unwrap();
+    let gone = backend_key(&store, 0, 0);
+    store.backend().delete(&gone).unwrap();
+    store.backend().flush().unwrap();
+    let report = store.check().unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.stale_index_ids, 1, "{report:?}");
+    assert_eq!(report.records, SUBJECTS * PER_SUBJECT - 1);
+
+    let (list, value) = store.backend().scan_prefix(b"i").next().unwrap().unwrap();
+    store
+        .backend()
+        .put(&list, &value[..value.len() - 5])
+        .unwrap();
+    store.backend().flush().unwrap();
+    let report = store.check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.corrupt_index.len(), 1, "{report:?}");
+    assert!(report.corrupt_index[0].entry.starts_with("subject list "));
+    // The garbled list's records are no longer indexed: found too.
+    assert_eq!(report.unindexed.len(), PER_SUBJECT, "{report:?}");
+    assert_names_no_one(&report);
+}
+
+#[test]
+fn a_registry_entry_edited_on_disk_is_unreadable_and_named_by_pseudonym() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    let ids = fill(&store);
+    let pseudonym = store.pseudonym(&ids[4]);
+    let mut entry_key = b"r".to_vec();
+    entry_key.extend_from_slice(&pseudonym.0);
+    let mut sealed = store.backend().get(&entry_key).unwrap().unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 0x80;
+    store.backend().put(&entry_key, &sealed).unwrap();
+    store.backend().flush().unwrap();
+    // A fresh handle: the registry is cached in the one that registered.
+    drop(store);
+    let report = open(&dirs, BackendKind::Sled).check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.subjects, SUBJECTS - 1);
+    assert_eq!(report.unreadable.len(), 1, "{report:?}");
+    assert_eq!(
+        report.unreadable[0].entry,
+        format!("registry entry of {pseudonym}")
+    );
+    assert_names_no_one(&report);
+}
