@@ -179,7 +179,7 @@ fn an_index_that_lost_its_entries_is_found_and_reindexing_repairs_it() {
 fn a_garbled_list_is_corrupt_and_a_record_deleted_under_the_index_leaves_a_stale_id() {
     let dirs = Dirs::new();
     let store = open(&dirs, BackendKind::Sled);
-    fill(&store);
+    let ids = fill(&store);
     // Lists only, no journal: the rebuild writes one list per subject.
     store.rebuild_index().unwrap();
     let gone = backend_key(&store, 0, 0);
@@ -190,7 +190,14 @@ fn a_garbled_list_is_corrupt_and_a_record_deleted_under_the_index_leaves_a_stale
     assert_eq!(report.stale_index_ids, 1, "{report:?}");
     assert_eq!(report.records, SUBJECTS * PER_SUBJECT - 1);
 
-    let (list, value) = store.backend().scan_prefix(b"i").next().unwrap().unwrap();
+    // Subject 2's list (subject 0 lost a record above).
+    let owner = store.pseudonym(&ids[2]);
+    let (list, value) = store
+        .backend()
+        .scan_prefix(b"i")
+        .map(Result::unwrap)
+        .find(|(k, _)| k[1..17] == owner.0)
+        .unwrap();
     store
         .backend()
         .put(&list, &value[..value.len() - 5])
