@@ -564,7 +564,9 @@ fn a_key_held_by_another_subject_is_refused_inside_the_batch_even_racing() {
 
 /// Rebuilding the subject index while another handle (another process, on PostgreSQL) writes:
 /// the rebuild drops only the journal entries it read before reading the records, so every
-/// record either handle wrote is found by its subject afterwards, from either handle.
+/// record either handle wrote is found by its subject afterwards, from either handle. A check
+/// during those writes finds the store sound: a record written after it read the index is not
+/// called unindexed.
 #[test]
 fn an_index_rebuilt_while_another_handle_writes_loses_no_record() {
     let Some(server) =
@@ -611,8 +613,13 @@ fn an_index_rebuilt_while_another_handle_writes_loses_no_record() {
         });
         for _ in 0..6 {
             first.rebuild_index().unwrap();
+            let report = first.check().unwrap();
+            assert!(report.is_sound(), "{report:?}");
         }
     });
+    let report = second.check().unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!((report.records, report.subjects), (250, 2), "{report:?}");
     for store in [&first, &second] {
         assert_eq!(store.scan_subject(&alice.id).unwrap().len(), 50);
         assert_eq!(store.scan_subject(&bob.id).unwrap().len(), 200);
