@@ -1,7 +1,8 @@
 //! Crash safety: a child process writes records and prints each acknowledgement; the test kills
 //! it with SIGKILL at random moments, reopens the store, and checks that every acknowledged write
-//! is there (and every acknowledged delete is not), and every subject registered with its
-//! records in one flush (`register_and_put`) is registered — for both backends.
+//! is there (and every acknowledged delete is not), every subject registered with its records
+//! in one flush (`register_and_put`) is registered, and the store checks sound
+//! (`SealedStore::check`) — for both backends.
 //!
 //! The child is this test binary itself, re-run with `--ignored --exact crash_child` and the
 //! directory and backend in environment variables.
@@ -271,6 +272,12 @@ fn crash_rounds(kind: BackendKind, name: &str) {
                 assert_eq!(r.meta.subject.as_str(), format!("s{round}-{i}"));
             }
         }
+        // And the whole store checks sound: every record opens and is indexed under its owner.
+        let report = store.check().unwrap();
+        assert!(
+            report.is_sound(),
+            "{name} round {round}: not sound after a SIGKILL: {report:?}"
+        );
     }
     eprintln!(
         "{name}: {} acknowledged writes and deletes over {ROUNDS} rounds, {killed_with_acks} of them killed mid-write",

@@ -247,6 +247,9 @@ fn a_sealed_store_on_postgres_keeps_every_acknowledged_record_across_a_crash() {
     }
     assert_eq!(total % 10, 0, "a batch of ten records is there in part");
     assert!(total >= acks.len());
+    let report = store.check().unwrap();
+    assert!(report.is_sound(), "not sound after the crash: {report:?}");
+    assert_eq!((report.records, report.subjects), (total, subjects.len()));
     eprintln!(
         "{} records acknowledged, {total} present after SIGKILL",
         acks.len()
