@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use domicile_residency::Region;
 use domicile_split::{Deployment, SplitError};
-use domicile_store::StoreCheck;
+use domicile_store::{SealedStore, StoreCheck};
 
 /// Arguments of `domicile store`.
 #[derive(Debug, clap::Args)]
@@ -32,31 +32,45 @@ enum StoreCommand {
     /// Read a region's store end to end and report what is wrong with it (exit 0: sound, 2: not
     /// sound, 1: could not check).
     Check {
-        /// The deployment's data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The deployment's keys directory.
-        #[arg(long)]
-        keys: PathBuf,
-        /// The region.
-        #[arg(long)]
-        region: String,
+        #[command(flatten)]
+        store: RegionStore,
         /// Print the whole report as JSON instead of a summary.
         #[arg(long)]
         json: bool,
     },
     /// Rebuild a region's subject index from its records (the repair for a corrupt index).
     Reindex {
-        /// The deployment's data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// The deployment's keys directory.
-        #[arg(long)]
-        keys: PathBuf,
-        /// The region.
-        #[arg(long)]
-        region: String,
+        #[command(flatten)]
+        store: RegionStore,
     },
+}
+
+/// Which region's store: the deployment's directories and the region.
+#[derive(Debug, clap::Args)]
+struct RegionStore {
+    /// The deployment's data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// The deployment's keys directory.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The region.
+    #[arg(long)]
+    region: String,
+}
+
+impl RegionStore {
+    /// Opens the region's store with the deployment's keys (never creating either).
+    fn open(&self) -> Result<(Region, SealedStore), StoreCommandError> {
+        let region = Region::parse(&self.region)?;
+        let store = Deployment::open_region_store(
+            &self.data,
+            &self.keys,
+            &crate::policies::resolver(),
+            &region,
+        )?;
+        Ok((region, store))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +109,8 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
 
 fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     match command {
-        StoreCommand::Check {
-            data,
-            keys,
-            region,
-            json,
-        } => {
-            let region = Region::parse(&region)?;
-            let store =
-                Deployment::open_region_store(&data, &keys, &crate::policies::resolver(), &region)?;
+        StoreCommand::Check { store, json } => {
+            let (region, store) = store.open()?;
             let report = store.check()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -116,10 +123,8 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
                 Outcome::NotSound
             })
         }
-        StoreCommand::Reindex { data, keys, region } => {
-            let region = Region::parse(&region)?;
-            let store =
-                Deployment::open_region_store(&data, &keys, &crate::policies::resolver(), &region)?;
+        StoreCommand::Reindex { store } => {
+            let (region, store) = store.open()?;
             let rebuilt = store.rebuild_index()?;
             println!(
                 "{region}: subject index rebuilt from {} record(s) of {} subject(s); replaced {} list(s) and {} journal entr{}",

@@ -434,17 +434,23 @@ fn a_manifest_replaced_by_a_fifo_or_a_device_is_refused_at_once() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A deployment under `dir` with subjects 0..12 of [`jsonl`] ingested (data, keys).
+fn ingested_12(dir: &Path) -> (PathBuf, PathBuf) {
+    let (data, keys) = init(dir);
+    let file = dir.join("people.jsonl");
+    jsonl(&file, 12);
+    let out = ingest(&data, &keys, &file, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    (data, keys)
+}
+
 /// `domicile store reindex` repairs a region whose index journal was cut short on disk: before,
 /// a subject's read names the corrupt entry; after, every US subject's records read again.
 /// Wrong keys and unknown regions are refused, and the command prints counts, never an id.
 #[test]
 fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = init(dir.path());
-    let file = dir.path().join("people.jsonl");
-    jsonl(&file, 12);
-    let out = ingest(&data, &keys, &file, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    let (data, keys) = ingested_12(dir.path());
     let us = Region::parse("us").unwrap();
     {
         let backend =
@@ -550,11 +556,7 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
 #[test]
 fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, keys) = init(dir.path());
-    let file = dir.path().join("people.jsonl");
-    jsonl(&file, 12);
-    let out = ingest(&data, &keys, &file, &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    let (data, keys) = ingested_12(dir.path());
     let check = |keys: &Path, extra: &[&str]| {
         let mut args = vec![
             "store",
