@@ -12,6 +12,7 @@
 //! no key beyond the check that the keys directory is the deployment's own; the region must not
 //! be open elsewhere (a running `domicile serve` holds its store).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,40 +30,43 @@ pub(crate) struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
-    /// Read a region's store end to end and report what is wrong with it (exit 0: sound, 2: not
-    /// sound, 1: could not check).
+    /// Read a region's store (or every region's) end to end and report what is wrong with it
+    /// (exit 0: sound, 2: not sound, 1: could not check).
     Check {
         #[command(flatten)]
-        store: RegionStore,
-        /// Print the whole report as JSON instead of a summary.
+        deployment: DeploymentDirs,
+        /// The region; every region of the deployment's policy if omitted.
+        #[arg(long)]
+        region: Option<String>,
+        /// Print the whole report as JSON (an object keyed by region) instead of a summary.
         #[arg(long)]
         json: bool,
     },
     /// Rebuild a region's subject index from its records (the repair for a corrupt index).
     Reindex {
         #[command(flatten)]
-        store: RegionStore,
+        deployment: DeploymentDirs,
+        /// The region.
+        #[arg(long)]
+        region: String,
     },
 }
 
-/// Which region's store: the deployment's directories and the region.
+/// The deployment's directories.
 #[derive(Debug, clap::Args)]
-struct RegionStore {
+struct DeploymentDirs {
     /// The deployment's data directory.
     #[arg(long)]
     data: PathBuf,
     /// The deployment's keys directory.
     #[arg(long)]
     keys: PathBuf,
-    /// The region.
-    #[arg(long)]
-    region: String,
 }
 
-impl RegionStore {
-    /// Opens the region's store with the deployment's keys (never creating either).
-    fn open(&self) -> Result<(Region, SealedStore), StoreCommandError> {
-        let region = Region::parse(&self.region)?;
+impl DeploymentDirs {
+    /// Opens `region`'s store with the deployment's keys (never creating either).
+    fn open(&self, region: &str) -> Result<(Region, SealedStore), StoreCommandError> {
+        let region = Region::parse(region)?;
         let store = Deployment::open_region_store(
             &self.data,
             &self.keys,
@@ -70,6 +74,18 @@ impl RegionStore {
             &region,
         )?;
         Ok((region, store))
+    }
+
+    /// The regions of the deployment's policy, from its manifest.
+    fn regions(&self) -> Result<Vec<Region>, StoreCommandError> {
+        let manifest = Deployment::manifest(&self.data)?.ok_or_else(|| SplitError::Manifest {
+            path: self.data.join(domicile_split::MANIFEST),
+            detail: "there is no deployment here (no manifest)".into(),
+        })?;
+        let policy = crate::policies::resolver()
+            .resolve(&manifest.policy)
+            .map_err(SplitError::from)?;
+        Ok(policy.regions().to_vec())
     }
 }
 
@@ -109,22 +125,35 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
 
 fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     match command {
-        StoreCommand::Check { store, json } => {
-            let (region, store) = store.open()?;
-            let report = store.check()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_check(&region, &report);
+        StoreCommand::Check {
+            deployment,
+            region,
+            json,
+        } => {
+            let regions = match region {
+                Some(region) => vec![Region::parse(&region)?],
+                None => deployment.regions()?,
+            };
+            let mut reports = BTreeMap::new();
+            for region in regions {
+                let (region, store) = deployment.open(region.as_str())?;
+                let report = store.check()?;
+                if !json {
+                    print_check(&region, &report);
+                }
+                reports.insert(region.to_string(), report);
             }
-            Ok(if report.is_sound() {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+            Ok(if reports.values().all(StoreCheck::is_sound) {
                 Outcome::Done
             } else {
                 Outcome::NotSound
             })
         }
-        StoreCommand::Reindex { store } => {
-            let (region, store) = store.open()?;
+        StoreCommand::Reindex { deployment, region } => {
+            let (region, store) = deployment.open(&region)?;
             let rebuilt = store.rebuild_index()?;
             println!(
                 "{region}: subject index rebuilt from {} record(s) of {} subject(s); replaced {} list(s) and {} journal entr{}",

@@ -617,10 +617,27 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
     let out = check(&keys, &["--json"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["records"], 13);
+    assert_eq!(report["us"]["records"], 13);
+    let unreadable = report["us"]["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{report}");
+    names_no_one(&out);
+    // Every region when none is named: row is sound, us is not, so the exit code is 2.
+    let out = domicile(&[
+        "store",
+        "check",
+        "--data",
+        data.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let regions: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(regions, ["row", "us"], "{report}");
     assert_eq!(
-        report["unreadable"].as_array().unwrap().len(),
-        1,
+        report["row"]["unreadable"],
+        serde_json::json!([]),
         "{report}"
     );
     names_no_one(&out);

@@ -570,9 +570,9 @@ impl Deployment {
         )
     }
 
-    /// Opens `region`'s sealed store alone, without its Gate or log, for maintenance that reads
-    /// no record (`domicile store reindex`): the deployment's manifest and keys are checked as
-    /// [`open_region`](Self::open_region) checks them, and nothing is created.
+    /// Opens `region`'s sealed store alone, without its Gate or log, for maintenance
+    /// (`domicile store check`, `domicile store reindex`): the deployment's manifest and keys are
+    /// checked as [`open_region`](Self::open_region) checks them, and nothing is created.
     pub fn open_region_store(
         data_root: impl AsRef<Path>,
         keys_root: impl AsRef<Path>,
