@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use common::{backends, collection, key, policy, region, Dirs};
 use domicile_residency::{DataClass, Subject, SubjectId};
 use domicile_store::{
@@ -236,4 +238,56 @@ fn a_registry_entry_edited_on_disk_is_unreadable_and_named_by_pseudonym() {
         format!("registry entry of {pseudonym}")
     );
     assert_names_no_one(&report);
+}
+
+#[test]
+fn a_check_while_the_same_handle_writes_finds_the_store_sound() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    fill(&store);
+    let writer = Subject::parse("check-writer", Some("US"), None).unwrap();
+    store.register_subject(&writer).unwrap();
+    let notes = collection("notes");
+    let done = AtomicBool::new(false);
+    /// Stops the writer however the checks end, so that a failed one fails the test rather
+    /// than leave the scope waiting for the writer.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for b in 0.. {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let keys: Vec<RecordKey> = (0..50).map(|i| key(&format!("w-{b}-{i}"))).collect();
+                let batch: Vec<NewRecord<'_>> = keys
+                    .iter()
+                    .map(|k| NewRecord {
+                        subject: &writer.id,
+                        class: DataClass::Protected,
+                        collection: &notes,
+                        key: k,
+                        value: b"written during a check",
+                    })
+                    .collect();
+                store.put_batch(&batch).unwrap();
+            }
+        });
+        let _stop = Stop(&done);
+        for _ in 0..5 {
+            let report = store.check().unwrap();
+            assert!(report.is_sound(), "{report:?}");
+        }
+    });
+    let report = store.check().unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(
+        report.records,
+        store.scan_records().count(),
+        "every record counted once"
+    );
 }

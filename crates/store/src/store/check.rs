@@ -75,20 +75,23 @@ impl SealedStore {
     /// Reads the whole store and reports what is wrong with it: every record is opened
     /// (authenticated and decrypted) and dropped, every registry entry opened, and the subject
     /// index (journal and lists) compared with the owner each record's header names. Writes
-    /// nothing; writes and shreds through this handle wait until it is done.
+    /// nothing. Shreds through this handle wait until it is done; writes go on, and a record
+    /// one of them adds after the index was read is looked up in a second read of it.
     ///
     /// An error is returned only when the backend or the key custodian cannot be read; what
     /// is wrong with the store's own entries is in the report.
     pub fn check(&self) -> Result<StoreCheck, StoreError> {
         // Shreds change records, lists and keys together; a check sees all of one or none.
-        let _gate = super::write_lock(&self.shred_gate);
+        // Writes hold the gate shared too, and go on.
+        let _gate = super::read_lock(&self.shred_gate);
         let mut report = StoreCheck::default();
         let indexed = self.check_index(&mut report)?;
         let unindexed = self.check_records(&indexed, &mut report)?;
         if !unindexed.is_empty() {
-            // Another handle (PostgreSQL) may have written records after the index was read:
-            // a batch writes its records and its journal entry atomically, so a second read
-            // of the index lists every record written before it, folded or not.
+            // A write (through this handle, or another on PostgreSQL) may have added records
+            // after the index was read: a batch writes its records and its journal entry
+            // atomically, so a second read of the index lists every record written before it,
+            // folded or not.
             let again = self.check_index(&mut StoreCheck::default())?;
             report.unindexed = unindexed
                 .into_iter()
