@@ -2,20 +2,43 @@
 //! every record and registry entry opens, and the subject index lists each record under the
 //! owner its header names.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::custodian::{hex, DataKeyState, Pseudonym};
+use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
 use crate::record::layout;
-use crate::StoreError;
+use crate::{Collection, StoreError};
 
 use super::index::{collection_and_blind, parse_ids, parse_journal_entry, record_owner};
 use super::read_ahead::ReadAhead;
 use super::{RecordId, SealedStore};
 
-/// A record as the index names it: its owner and its id.
-type Owned = (Pseudonym, RecordId);
+/// The (owner, record id) pairs the index names, in 52 bytes each with no allocation of their
+/// own (a store's few collection names are numbered once), so that a check of a large store
+/// holds its index in memory at the cost of a hash set of fixed-size entries.
+#[derive(Default)]
+struct Ids {
+    names: HashMap<Collection, u32>,
+    set: HashSet<(Pseudonym, u32, BlindIndex)>,
+}
+
+/// A record the index did not list, by its owner and id, and how the report names it.
+type Unindexed = ((Pseudonym, RecordId), Finding);
+
+impl Ids {
+    fn insert(&mut self, owner: Pseudonym, (collection, blind): RecordId) {
+        let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name = *self.names.entry(collection).or_insert(next);
+        self.set.insert((owner, name, blind));
+    }
+
+    fn contains(&self, owner: Pseudonym, (collection, blind): &RecordId) -> bool {
+        self.names
+            .get(collection)
+            .is_some_and(|name| self.set.contains(&(owner, *name, *blind)))
+    }
+}
 
 /// What [`SealedStore::check`] found. Records are named by collection and blind index and
 /// subjects by pseudonym, never by key or id, so a report can be shown or filed anywhere.
@@ -95,7 +118,7 @@ impl SealedStore {
             let again = self.check_index(&mut StoreCheck::default())?;
             report.unindexed = unindexed
                 .into_iter()
-                .filter(|(id, _)| !again.contains(id))
+                .filter(|((owner, id), _)| !again.contains(*owner, id))
                 .map(|(_, finding)| finding)
                 .collect();
         }
@@ -104,13 +127,17 @@ impl SealedStore {
     }
 
     /// Reads every journal entry and subject list; returns the (owner, record) pairs they name.
-    fn check_index(&self, report: &mut StoreCheck) -> Result<HashSet<Owned>, StoreError> {
-        let mut indexed = HashSet::new();
+    fn check_index(&self, report: &mut StoreCheck) -> Result<Ids, StoreError> {
+        let mut indexed = Ids::default();
         for item in self.backend.scan_prefix(&[layout::JOURNAL]) {
             let (key, entry) = item?;
             report.journal_entries += 1;
             match parse_journal_entry(&key, &entry) {
-                Ok(ids) => indexed.extend(ids),
+                Ok(ids) => {
+                    for (owner, id) in ids {
+                        indexed.insert(owner, id);
+                    }
+                }
                 Err(e) => report.corrupt_index.push(Finding {
                     entry: format!("journal entry {}", hex(&key)),
                     reason: e.to_string(),
@@ -122,7 +149,9 @@ impl SealedStore {
             let owner = key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok());
             match (owner, parse_ids(&key, &list)) {
                 (Some(owner), Ok(ids)) => {
-                    indexed.extend(ids.into_iter().map(|id| (Pseudonym(owner), id)));
+                    for id in ids {
+                        indexed.insert(Pseudonym(owner), id);
+                    }
                 }
                 (_, Err(e)) => report.corrupt_index.push(Finding {
                     entry: format!("subject list {}", hex(&key)),
@@ -141,10 +170,11 @@ impl SealedStore {
     /// with no such record, and returns the records `indexed` does not list under their owner.
     fn check_records(
         &self,
-        indexed: &HashSet<Owned>,
+        indexed: &Ids,
         report: &mut StoreCheck,
-    ) -> Result<Vec<(Owned, Finding)>, StoreError> {
-        let mut held: HashSet<Owned> = HashSet::with_capacity(indexed.len());
+    ) -> Result<Vec<Unindexed>, StoreError> {
+        // Index ids matched by a record: each record's backend key is its own, so none twice.
+        let mut matched = 0;
         let mut malformed = Vec::new();
         let mut unindexed = Vec::new();
         let sealed = self
@@ -164,14 +194,15 @@ impl SealedStore {
                 };
                 // A header too short to name an owner fails to open below, which says why.
                 if let Some((owner, id)) = record_owner(&key, &sealed) {
-                    if !indexed.contains(&(owner, id.clone())) {
+                    if indexed.contains(owner, &id) {
+                        matched += 1;
+                    } else {
                         let finding = Finding {
                             entry: format!("{collection} {blind}"),
                             reason: format!("no index entry lists it under its owner {owner}"),
                         };
-                        unindexed.push(((owner, id.clone()), finding));
+                        unindexed.push(((owner, id), finding));
                     }
-                    held.insert((owner, id));
                 }
                 Some(Ok((collection, blind, sealed)))
             });
@@ -197,7 +228,7 @@ impl SealedStore {
             }
         }
         report.unreadable.extend(malformed);
-        report.stale_index_ids = indexed.difference(&held).count();
+        report.stale_index_ids = indexed.set.len() - matched;
         Ok(unindexed)
     }
 
