@@ -198,6 +198,11 @@ fn print_check(region: &Region, report: &StoreCheck) {
             &report.corrupt_index,
             REPAIR,
         ),
+        (
+            "unregistered: records open, but no registry entry",
+            &report.unregistered,
+            " (repair: register the subject again)",
+        ),
     ];
     for (what, findings, repair) in kinds {
         if findings.is_empty() {

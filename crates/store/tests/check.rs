@@ -291,3 +291,33 @@ fn a_check_while_the_same_handle_writes_finds_the_store_sound() {
         "every record counted once"
     );
 }
+
+#[test]
+fn a_registry_entry_deleted_on_disk_leaves_its_subject_unregistered_and_named_by_pseudonym() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    let ids = fill(&store);
+    let pseudonym = store.pseudonym(&ids[3]);
+    let mut entry_key = b"r".to_vec();
+    entry_key.extend_from_slice(&pseudonym.0);
+    assert!(store.backend().delete(&entry_key).unwrap());
+    store.backend().flush().unwrap();
+    drop(store);
+    let store = open(&dirs, BackendKind::Sled);
+    let report = store.check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.subjects, SUBJECTS - 1);
+    assert_eq!(
+        report.records,
+        SUBJECTS * PER_SUBJECT,
+        "their records still open"
+    );
+    assert_eq!(report.unregistered.len(), 1, "{report:?}");
+    assert_eq!(report.unregistered[0].entry, format!("subject {pseudonym}"));
+    assert_names_no_one(&report);
+    // Registering them again is the repair.
+    store
+        .register_subject(&Subject::parse(&subject_id(3), Some("US"), None).unwrap())
+        .unwrap();
+    assert!(store.check().unwrap().is_sound());
+}

@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use domicile_residency::SubjectId;
+
 use serde::{Deserialize, Serialize};
 
 use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
@@ -67,6 +69,10 @@ pub struct StoreCheck {
     ///
     /// [`rebuild_index`]: SealedStore::rebuild_index
     pub corrupt_index: Vec<Finding>,
+    /// Subjects whose records open under their data key but who have no registry entry: their
+    /// attributes, and so their home region under the policy, are gone (a split cannot place
+    /// them). Named by pseudonym; the repair is registering them again.
+    pub unregistered: Vec<Finding>,
     /// Index ids whose record is gone or names another owner: what a delete leaves in the
     /// journal until the next fold, or an interrupted one for good. Reads skip them;
     /// [`rebuild_index`](SealedStore::rebuild_index) drops them.
@@ -86,10 +92,14 @@ pub struct Finding {
 }
 
 impl StoreCheck {
-    /// Whether nothing is wrong: no entry unreadable, unindexed or corrupt. Shred leftovers,
-    /// stale index ids and unfolded journal entries are states a sound store passes through.
+    /// Whether nothing is wrong: no entry unreadable, unindexed or corrupt, no subject
+    /// unregistered. Shred leftovers, stale index ids and unfolded journal entries are states a
+    /// sound store passes through.
     pub fn is_sound(&self) -> bool {
-        self.unreadable.is_empty() && self.unindexed.is_empty() && self.corrupt_index.is_empty()
+        self.unreadable.is_empty()
+            && self.unindexed.is_empty()
+            && self.corrupt_index.is_empty()
+            && self.unregistered.is_empty()
     }
 }
 
@@ -109,7 +119,7 @@ impl SealedStore {
         let _gate = super::read_lock(&self.shred_gate);
         let mut report = StoreCheck::default();
         let indexed = self.check_index(&mut report)?;
-        let unindexed = self.check_records(&indexed, &mut report)?;
+        let (unindexed, owners) = self.check_records(&indexed, &mut report)?;
         if !unindexed.is_empty() {
             // A write (through this handle, or another on PostgreSQL) may have added records
             // after the index was read: a batch writes its records and its journal entry
@@ -122,7 +132,13 @@ impl SealedStore {
                 .map(|(_, finding)| finding)
                 .collect();
         }
-        self.check_registry(&mut report)?;
+        let registered = self.check_registry(&mut report)?;
+        for owner in owners.difference(&registered) {
+            report.unregistered.push(Finding {
+                entry: format!("subject {}", self.pseudonyms.pseudonym(owner)),
+                reason: "its records open under its data key, but it has no registry entry".into(),
+            });
+        }
         Ok(report)
     }
 
@@ -167,12 +183,14 @@ impl SealedStore {
     }
 
     /// Opens every record (on the scan thread, as a region scan does), counts the index ids
-    /// with no such record, and returns the records `indexed` does not list under their owner.
+    /// with no such record, and returns the records `indexed` does not list under their owner
+    /// and the subjects whose records opened.
     fn check_records(
         &self,
         indexed: &Ids,
         report: &mut StoreCheck,
-    ) -> Result<Vec<Unindexed>, StoreError> {
+    ) -> Result<(Vec<Unindexed>, HashSet<SubjectId>), StoreError> {
+        let mut owners = HashSet::new();
         // Index ids matched by a record: each record's backend key is its own, so none twice.
         let mut matched = 0;
         let mut malformed = Vec::new();
@@ -214,7 +232,10 @@ impl SealedStore {
         );
         for outcome in opened {
             match outcome {
-                Ok(_) => report.records += 1,
+                Ok(record) => {
+                    report.records += 1;
+                    owners.insert(record.meta.subject);
+                }
                 Err(StoreError::SubjectShredded { .. }) => report.shredded += 1,
                 Err(StoreError::Authentication {
                     collection,
@@ -229,11 +250,13 @@ impl SealedStore {
         }
         report.unreadable.extend(malformed);
         report.stale_index_ids = indexed.set.len() - matched;
-        Ok(unindexed)
+        Ok((unindexed, owners))
     }
 
-    /// Opens every registry entry under its subject's data key.
-    fn check_registry(&self, report: &mut StoreCheck) -> Result<(), StoreError> {
+    /// Opens every registry entry under its subject's data key; returns the subjects whose
+    /// live data key answers to an entry (opened or not).
+    fn check_registry(&self, report: &mut StoreCheck) -> Result<HashSet<SubjectId>, StoreError> {
+        let mut entries = HashSet::new();
         for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
             let (key, sealed) = item?;
             let Ok(pseudonym) = <[u8; 16]>::try_from(&key[1..]).map(Pseudonym) else {
@@ -258,6 +281,7 @@ impl SealedStore {
                     continue;
                 }
             };
+            entries.insert(id.clone());
             match self.open_registry_entry(&id, pseudonym, sealed) {
                 Ok(Some(_)) => report.subjects += 1,
                 Ok(None) => report.shredded += 1,
@@ -271,6 +295,6 @@ impl SealedStore {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(entries)
     }
 }
