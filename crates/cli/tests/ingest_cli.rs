@@ -550,6 +550,11 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
     }
 }
 
+/// Asserts that `out` (stdout and stderr) says `what`.
+fn says(out: &Output, what: &str) {
+    assert!(text(out).contains(what), "{}", text(out));
+}
+
 /// `domicile store check` says a fresh deployment's region is sound (exit 0); after a record's
 /// bytes are edited on disk, it names that record by collection and blind index and exits 2;
 /// `--json` gives the whole report; wrong keys exit 1. No output names a subject or a key.
@@ -579,11 +584,7 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
     let out = check(&keys, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Seven US subjects (0, 3, 6, 9 by residence, and the PR ones 2, 5, 11), two records each.
-    assert!(
-        text(&out).contains("us: 14 record(s) and 7 subject(s) open"),
-        "{}",
-        text(&out)
-    );
+    says(&out, "us: 14 record(s) and 7 subject(s) open");
     assert!(
         text(&out).trim_end().ends_with("us: sound"),
         "{}",
@@ -605,13 +606,9 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
     };
     let out = check(&keys, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("us: 1 unreadable: does not open:"),
-        "{}",
-        text(&out)
-    );
-    assert!(text(&out).contains(&edited.to_string()), "{}", text(&out));
-    assert!(text(&out).contains("us: NOT SOUND"), "{}", text(&out));
+    says(&out, "us: 1 unreadable: does not open:");
+    says(&out, &edited.to_string());
+    says(&out, "us: NOT SOUND");
     names_no_one(&out);
 
     let out = check(&keys, &["--json"]);
