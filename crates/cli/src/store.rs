@@ -203,6 +203,11 @@ fn print_check(region: &Region, report: &StoreCheck) {
             &report.unregistered,
             " (repair: register the subject again)",
         ),
+        (
+            "misplaced: the policy does not let it rest in this region",
+            &report.misplaced,
+            " (move it to its subject's home region)",
+        ),
     ];
     for (what, findings, repair) in kinds {
         if findings.is_empty() {

@@ -321,3 +321,37 @@ fn a_registry_entry_deleted_on_disk_leaves_its_subject_unregistered_and_named_by
         .unwrap();
     assert!(store.check().unwrap().is_sound());
 }
+
+#[test]
+fn records_of_a_subject_who_moved_home_are_misplaced_and_named_with_the_rule() {
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    fill(&store);
+    // Subject 2 moves to Germany: under the US split their home is now `row`, where their
+    // protected records must rest; the four in `us` are left behind until they are moved.
+    let moved = Subject::parse(&subject_id(2), Some("DE"), None).unwrap();
+    assert_eq!(store.register_subject(&moved).unwrap().as_str(), "row");
+    let report = store.check().unwrap();
+    assert!(!report.is_sound());
+    assert_eq!(report.misplaced.len(), PER_SUBJECT, "{report:?}");
+    for n in 0..PER_SUBJECT {
+        let blind = store.blind_index(&collection("notes"), &record_key(2, n));
+        let finding = report
+            .misplaced
+            .iter()
+            .find(|f| f.entry == format!("notes {blind}"))
+            .unwrap_or_else(|| panic!("{blind} not reported: {report:?}"));
+        assert!(
+            finding
+                .reason
+                .contains("does not let protected data of a subject homed in row rest in us"),
+            "{finding:?}"
+        );
+    }
+    assert_eq!(report.records, SUBJECTS * PER_SUBJECT, "they still open");
+    assert_names_no_one(&report);
+    // Moving back home makes the store sound again.
+    let back = Subject::parse(&subject_id(2), Some("US"), None).unwrap();
+    store.register_subject(&back).unwrap();
+    assert!(store.check().unwrap().is_sound());
+}

@@ -4,12 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use domicile_residency::SubjectId;
+use std::collections::hash_map::Entry;
+
+use domicile_residency::{DataClass, Decision, Region, SubjectId};
 
 use serde::{Deserialize, Serialize};
 
 use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
-use crate::record::layout;
+use crate::record::{layout, RecordMeta};
 use crate::{Collection, StoreError};
 
 use super::index::{collection_and_blind, parse_ids, parse_journal_entry, record_owner};
@@ -23,6 +25,14 @@ use super::{RecordId, SealedStore};
 struct Ids {
     names: HashMap<Collection, u32>,
     set: HashSet<(Pseudonym, u32, BlindIndex)>,
+}
+
+/// What the placement of records needs to remember: the policy's answers by (class, home
+/// region), and the subjects found without a registry entry.
+#[derive(Default)]
+struct Placement {
+    decisions: HashMap<(DataClass, Region), Decision>,
+    unregistered: HashSet<SubjectId>,
 }
 
 /// A record the index did not list, by its owner and id, and how the report names it.
@@ -73,6 +83,10 @@ pub struct StoreCheck {
     /// attributes, and so their home region under the policy, are gone (a split cannot place
     /// them). Named by pseudonym; the repair is registering them again.
     pub unregistered: Vec<Finding>,
+    /// Records the store's policy does not let rest in this region, given their class and
+    /// their subject's home region today: what a subject's move to another home leaves behind
+    /// until their records are moved (a split, or an export and import), with the rule.
+    pub misplaced: Vec<Finding>,
     /// Index ids whose record is gone or names another owner: what a delete leaves in the
     /// journal until the next fold, or an interrupted one for good. Reads skip them;
     /// [`rebuild_index`](SealedStore::rebuild_index) drops them.
@@ -93,21 +107,23 @@ pub struct Finding {
 
 impl StoreCheck {
     /// Whether nothing is wrong: no entry unreadable, unindexed or corrupt, no subject
-    /// unregistered. Shred leftovers, stale index ids and unfolded journal entries are states a
-    /// sound store passes through.
+    /// unregistered, no record misplaced. Shred leftovers, stale index ids and unfolded journal
+    /// entries are states a sound store passes through.
     pub fn is_sound(&self) -> bool {
         self.unreadable.is_empty()
             && self.unindexed.is_empty()
             && self.corrupt_index.is_empty()
             && self.unregistered.is_empty()
+            && self.misplaced.is_empty()
     }
 }
 
 /// Checking: the store read end to end, nothing written.
 impl SealedStore {
     /// Reads the whole store and reports what is wrong with it: every record is opened
-    /// (authenticated and decrypted) and dropped, every registry entry opened, and the subject
-    /// index (journal and lists) compared with the owner each record's header names. Writes
+    /// (authenticated and decrypted), its placement asked of the policy again and the record
+    /// dropped, every registry entry opened, and the subject index (journal and lists)
+    /// compared with the owner each record's header names. Writes
     /// nothing. Shreds through this handle wait until it is done; writes go on, and a record
     /// one of them adds after the index was read is looked up in a second read of it.
     ///
@@ -119,7 +135,7 @@ impl SealedStore {
         let _gate = super::read_lock(&self.shred_gate);
         let mut report = StoreCheck::default();
         let indexed = self.check_index(&mut report)?;
-        let (unindexed, owners) = self.check_records(&indexed, &mut report)?;
+        let unindexed = self.check_records(&indexed, &mut report)?;
         if !unindexed.is_empty() {
             // A write (through this handle, or another on PostgreSQL) may have added records
             // after the index was read: a batch writes its records and its journal entry
@@ -132,13 +148,7 @@ impl SealedStore {
                 .map(|(_, finding)| finding)
                 .collect();
         }
-        let registered = self.check_registry(&mut report)?;
-        for owner in owners.difference(&registered) {
-            report.unregistered.push(Finding {
-                entry: format!("subject {}", self.pseudonyms.pseudonym(owner)),
-                reason: "its records open under its data key, but it has no registry entry".into(),
-            });
-        }
+        self.check_registry(&mut report)?;
         Ok(report)
     }
 
@@ -182,15 +192,15 @@ impl SealedStore {
         Ok(indexed)
     }
 
-    /// Opens every record (on the scan thread, as a region scan does), counts the index ids
-    /// with no such record, and returns the records `indexed` does not list under their owner
-    /// and the subjects whose records opened.
+    /// Opens every record (on the scan thread, as a region scan does) and asks the policy
+    /// whether it may rest here, counts the index ids with no such record, and returns the
+    /// records `indexed` does not list under their owner.
     fn check_records(
         &self,
         indexed: &Ids,
         report: &mut StoreCheck,
-    ) -> Result<(Vec<Unindexed>, HashSet<SubjectId>), StoreError> {
-        let mut owners = HashSet::new();
+    ) -> Result<Vec<Unindexed>, StoreError> {
+        let mut placement = Placement::default();
         // Index ids matched by a record: each record's backend key is its own, so none twice.
         let mut matched = 0;
         let mut malformed = Vec::new();
@@ -234,7 +244,7 @@ impl SealedStore {
             match outcome {
                 Ok(record) => {
                     report.records += 1;
-                    owners.insert(record.meta.subject);
+                    self.check_placement(&record.meta, &mut placement, report)?;
                 }
                 Err(StoreError::SubjectShredded { .. }) => report.shredded += 1,
                 Err(StoreError::Authentication {
@@ -250,13 +260,62 @@ impl SealedStore {
         }
         report.unreadable.extend(malformed);
         report.stale_index_ids = indexed.set.len() - matched;
-        Ok((unindexed, owners))
+        for subject in placement.unregistered {
+            report.unregistered.push(Finding {
+                entry: format!("subject {}", self.pseudonyms.pseudonym(&subject)),
+                reason: "its records open under its data key, but it has no registry entry".into(),
+            });
+        }
+        Ok(unindexed)
     }
 
-    /// Opens every registry entry under its subject's data key; returns the subjects whose
-    /// live data key answers to an entry (opened or not).
-    fn check_registry(&self, report: &mut StoreCheck) -> Result<HashSet<SubjectId>, StoreError> {
-        let mut entries = HashSet::new();
+    /// Asks the policy whether the record `meta` may rest here, given its class and its
+    /// subject's home region as the registry says today.
+    fn check_placement(
+        &self,
+        meta: &RecordMeta,
+        placement: &mut Placement,
+        report: &mut StoreCheck,
+    ) -> Result<(), StoreError> {
+        if placement.unregistered.contains(&meta.subject) {
+            return Ok(());
+        }
+        let home = match self.registered_home(&meta.subject) {
+            Ok(Some((home, _))) => home,
+            Ok(None) => {
+                placement.unregistered.insert(meta.subject.clone());
+                return Ok(());
+            }
+            // A registry entry that does not open, or a subject the policy cannot place: the
+            // registry's pass reports it.
+            Err(StoreError::Authentication { .. } | StoreError::Policy(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let decision = match placement.decisions.entry((meta.class, home.clone())) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(asked) => {
+                let (class, home) = asked.key();
+                let decision = self.policy.may_rest_in(*class, home, &self.region)?;
+                asked.insert(decision)
+            }
+        };
+        if !decision.allowed {
+            let blind = self
+                .pseudonyms
+                .blind_index(meta.collection.as_str(), meta.key.as_str());
+            report.misplaced.push(Finding {
+                entry: format!("{} {blind}", meta.collection),
+                reason: format!(
+                    "rule {} does not let {} data of a subject homed in {} rest in {}",
+                    decision.rule, meta.class, home, self.region
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens every registry entry under its subject's data key.
+    fn check_registry(&self, report: &mut StoreCheck) -> Result<(), StoreError> {
         for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
             let (key, sealed) = item?;
             let Ok(pseudonym) = <[u8; 16]>::try_from(&key[1..]).map(Pseudonym) else {
@@ -281,7 +340,6 @@ impl SealedStore {
                     continue;
                 }
             };
-            entries.insert(id.clone());
             match self.open_registry_entry(&id, pseudonym, sealed) {
                 Ok(Some(_)) => report.subjects += 1,
                 Ok(None) => report.shredded += 1,
@@ -295,6 +353,6 @@ impl SealedStore {
                 Err(e) => return Err(e),
             }
         }
-        Ok(entries)
+        Ok(())
     }
 }
