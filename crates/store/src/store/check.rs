@@ -84,8 +84,10 @@ pub struct StoreCheck {
     /// them). Named by pseudonym; the repair is registering them again.
     pub unregistered: Vec<Finding>,
     /// Records the store's policy does not let rest in this region, given their class and
-    /// their subject's home region today: what a subject's move to another home leaves behind
-    /// until their records are moved (a split, or an export and import), with the rule.
+    /// their subject's home region today, each with the rule: what a subject's move to another
+    /// home leaves behind until their records are moved
+    /// ([`export_subject`](SealedStore::export_subject), then [`import`](SealedStore::import)
+    /// in their home region).
     pub misplaced: Vec<Finding>,
     /// Index ids whose record is gone or names another owner: what a delete leaves in the
     /// journal until the next fold, or an interrupted one for good. Reads skip them;
