@@ -1,13 +1,11 @@
 //! Checking a store end to end, as an operator does after a restore, a crash or before a split:
-//! every record and registry entry opens, and the subject index lists each record under the
-//! owner its header names.
-
-use std::collections::{HashMap, HashSet};
+//! every record and registry entry opens, every record may rest in this region under the
+//! policy, and the subject index lists each record under the owner its header names.
 
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use domicile_residency::{DataClass, Decision, Region, SubjectId};
-
 use serde::{Deserialize, Serialize};
 
 use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
@@ -27,17 +25,6 @@ struct Ids {
     set: HashSet<(Pseudonym, u32, BlindIndex)>,
 }
 
-/// What the placement of records needs to remember: the policy's answers by (class, home
-/// region), and the subjects found without a registry entry.
-#[derive(Default)]
-struct Placement {
-    decisions: HashMap<(DataClass, Region), Decision>,
-    unregistered: HashSet<SubjectId>,
-}
-
-/// A record the index did not list, by its owner and id, and how the report names it.
-type Unindexed = ((Pseudonym, RecordId), Finding);
-
 impl Ids {
     fn insert(&mut self, owner: Pseudonym, (collection, blind): RecordId) {
         let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
@@ -50,6 +37,17 @@ impl Ids {
             .get(collection)
             .is_some_and(|name| self.set.contains(&(owner, *name, *blind)))
     }
+}
+
+/// A record the index did not list, by its owner and id, and how the report names it.
+type Unindexed = ((Pseudonym, RecordId), Finding);
+
+/// What the placement of records needs to remember: the policy's answers by (class, home
+/// region), and the subjects found without a registry entry.
+#[derive(Default)]
+struct Placement {
+    decisions: HashMap<(DataClass, Region), Decision>,
+    unregistered: HashSet<SubjectId>,
 }
 
 /// What [`SealedStore::check`] found. Records are named by collection and blind index and
@@ -125,9 +123,9 @@ impl SealedStore {
     /// Reads the whole store and reports what is wrong with it: every record is opened
     /// (authenticated and decrypted), its placement asked of the policy again and the record
     /// dropped, every registry entry opened, and the subject index (journal and lists)
-    /// compared with the owner each record's header names. Writes
-    /// nothing. Shreds through this handle wait until it is done; writes go on, and a record
-    /// one of them adds after the index was read is looked up in a second read of it.
+    /// compared with the owner each record's header names. Writes nothing. Shreds through
+    /// this handle wait until it is done; writes go on, and a record one of them adds after the
+    /// index was read is looked up in a second read of it.
     ///
     /// An error is returned only when the backend or the key custodian cannot be read; what
     /// is wrong with the store's own entries is in the report.
