@@ -65,15 +65,13 @@ struct DeploymentDirs {
 
 impl DeploymentDirs {
     /// Opens `region`'s store with the deployment's keys (never creating either).
-    fn open(&self, region: &str) -> Result<(Region, SealedStore), StoreCommandError> {
-        let region = Region::parse(region)?;
-        let store = Deployment::open_region_store(
+    fn open(&self, region: &Region) -> Result<SealedStore, StoreCommandError> {
+        Ok(Deployment::open_region_store(
             &self.data,
             &self.keys,
             &crate::policies::resolver(),
-            &region,
-        )?;
-        Ok((region, store))
+            region,
+        )?)
     }
 
     /// The regions of the deployment's policy, from its manifest.
@@ -136,7 +134,7 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
             };
             let mut reports = BTreeMap::new();
             for region in regions {
-                let (region, store) = deployment.open(region.as_str())?;
+                let store = deployment.open(&region)?;
                 let report = store.check()?;
                 if !json {
                     print_check(&region, &report);
@@ -153,7 +151,8 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
             })
         }
         StoreCommand::Reindex { deployment, region } => {
-            let (region, store) = deployment.open(&region)?;
+            let region = Region::parse(&region)?;
+            let store = deployment.open(&region)?;
             let rebuilt = store.rebuild_index()?;
             println!(
                 "{region}: subject index rebuilt from {} record(s) of {} subject(s); replaced {} list(s) and {} journal entr{}",

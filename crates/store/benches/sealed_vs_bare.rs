@@ -65,11 +65,25 @@ type Cell = (String, usize, &'static str);
 /// Total iterations and time per cell, to print the ratios at the end.
 static TOTALS: Mutex<BTreeMap<Cell, (u64, Duration)>> = Mutex::new(BTreeMap::new());
 
-fn record_time(op: &str, size: usize, side: &'static str, iters: u64, took: Duration) {
+/// Runs `each` `iters` times, adds the time to the cell's total, and returns it (criterion's
+/// `iter_custom`).
+fn timed(
+    op: &str,
+    size: usize,
+    side: &'static str,
+    iters: u64,
+    mut each: impl FnMut(),
+) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        each();
+    }
+    let took = start.elapsed();
     let mut totals = TOTALS.lock().unwrap();
     let entry = totals.entry((op.to_owned(), size, side)).or_default();
     entry.0 += iters;
     entry.1 += took;
+    took
 }
 
 /// The backend key the sealed store uses for a record, so the bare side stores the same keys.
@@ -368,13 +382,9 @@ fn criterion_size(c: &mut Criterion, sides: &Sides<'_>, size: usize) {
         for side in SIDES {
             group.bench_function(BenchmarkId::new(op, side), |b| {
                 b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        sides.run(side, Work::Put { random });
-                    }
-                    let took = start.elapsed();
-                    record_time(op, size, side, iters, took);
-                    took
+                    timed(op, size, side, iters, || {
+                        sides.run(side, Work::Put { random })
+                    })
                 })
             });
         }
@@ -383,31 +393,23 @@ fn criterion_size(c: &mut Criterion, sides: &Sides<'_>, size: usize) {
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("put_one", "bare"), |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            timed("put_one", size, "bare", iters, || {
                 let key = sides.put_key(false);
                 f.bare.put(&layout_key("put", &key), &f.value).unwrap();
                 f.bare.flush().unwrap();
-            }
-            let took = start.elapsed();
-            record_time("put_one", size, "bare", iters, took);
-            took
+            })
         })
     });
     group.bench_function(BenchmarkId::new("put_one", "sealed"), |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
+            timed("put_one", size, "sealed", iters, || {
                 let n = sides.counter.fetch_add(1, Ordering::Relaxed);
                 let k = RecordKey::parse(&format!("p{n:09}")).unwrap();
                 let s = &f.subjects[n as usize % SUBJECTS];
                 f.sealed
                     .put_raw(s, DataClass::Protected, &sides.put_collection, &k, &f.value)
                     .unwrap();
-            }
-            let took = start.elapsed();
-            record_time("put_one", size, "sealed", iters, took);
-            took
+            })
         })
     });
 
@@ -419,13 +421,10 @@ fn criterion_size(c: &mut Criterion, sides: &Sides<'_>, size: usize) {
                 let picks: Vec<usize> = (0..iters)
                     .map(|_| rng.random_range(0..f.keys.len()))
                     .collect();
-                let start = Instant::now();
-                for i in picks {
-                    sides.run(side, Work::Get(i));
-                }
-                let took = start.elapsed();
-                record_time("get", size, side, iters, took);
-                took
+                let mut picks = picks.into_iter();
+                timed("get", size, side, iters, || {
+                    sides.run(side, Work::Get(picks.next().unwrap()))
+                })
             })
         });
     }
@@ -436,13 +435,9 @@ fn criterion_size(c: &mut Criterion, sides: &Sides<'_>, size: usize) {
         group.bench_function(BenchmarkId::new("scan_collection", side), |b| {
             let mut rng = rand::rng();
             b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    sides.run(side, Work::Scan(rng.random_range(0..COLLECTIONS)));
-                }
-                let took = start.elapsed();
-                record_time("scan_collection", size, side, iters, took);
-                took
+                timed("scan_collection", size, side, iters, || {
+                    sides.run(side, Work::Scan(rng.random_range(0..COLLECTIONS)))
+                })
             })
         });
     }

@@ -41,7 +41,10 @@ pub const CASES: &[Case] = &[
         "a range scan returns exactly the keys from its start, included, to its end, excluded",
         range_scan_bounds,
     ),
-    ("an empty prefix scans everything", empty_prefix_scans_all),
+    (
+        "an empty prefix scans everything, a prefix of 0xff bytes exactly its keys",
+        empty_prefix_scans_all,
+    ),
     (
         "a batch applies puts and deletes in order; the last write to a key wins",
         batch_applies,
@@ -222,6 +225,12 @@ fn empty_prefix_scans_all(b: &dyn Backend) {
         keys,
         vec![b"\x00".to_vec(), b"x".to_vec(), b"\xff".to_vec()]
     );
+    // A prefix of 0xff bytes has no key past it (no `prefix_end`): still exactly its keys.
+    b.put(b"\xff\xff", b"v").unwrap();
+    let keys: Vec<Vec<u8>> = b.scan_prefix(b"\xff").map(|r| r.unwrap().0).collect();
+    assert_eq!(keys, vec![b"\xff".to_vec(), b"\xff\xff".to_vec()]);
+    let keys: Vec<Vec<u8>> = b.scan_prefix(b"\xff\xff").map(|r| r.unwrap().0).collect();
+    assert_eq!(keys, vec![b"\xff\xff".to_vec()]);
 }
 
 fn batch_applies(b: &dyn Backend) {

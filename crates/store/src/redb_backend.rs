@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, TableDefinition};
 
-use crate::backend::{Backend, Batch, BatchOp, ScanIter};
+use crate::backend::{prefix_end, Backend, Batch, BatchOp, ScanIter};
 use crate::StoreError;
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -40,6 +40,24 @@ fn failed<E: fmt::Display>(operation: &'static str) -> impl Fn(E) -> StoreError 
 }
 
 impl RedbBackend {
+    /// The entries with keys in `range`, in key order, read in one read transaction.
+    fn entries<'r>(
+        &self,
+        range: impl std::ops::RangeBounds<&'r [u8]> + 'r,
+        operation: &'static str,
+    ) -> ScanIter<'_> {
+        let range = self
+            .read_table()
+            .and_then(|table| table.range(range).map_err(failed(operation)));
+        match range {
+            Err(e) => Box::new(std::iter::once(Err(e))),
+            Ok(range) => Box::new(range.map(move |item| {
+                item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+                    .map_err(failed(operation))
+            })),
+        }
+    }
+
     /// The name of the database file inside the store directory: a store directory that holds
     /// it is a redb store.
     pub const FILE_NAME: &'static str = FILE_NAME;
@@ -139,25 +157,10 @@ impl Backend for RedbBackend {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
-        let prefix = prefix.to_vec();
-        let range = self.read_table().and_then(|table| {
-            table
-                .range(prefix.as_slice()..)
-                .map_err(failed("scan a prefix"))
-        });
-        match range {
-            Err(e) => Box::new(std::iter::once(Err(e))),
-            Ok(range) => Box::new(
-                range
-                    .map(|item| {
-                        item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
-                            .map_err(failed("scan a prefix"))
-                    })
-                    .take_while(move |item| match item {
-                        Ok((k, _)) => k.starts_with(&prefix),
-                        Err(_) => true,
-                    }),
-            ),
+        match prefix_end(prefix) {
+            Some(end) => self.entries(prefix..end.as_slice(), "scan a prefix"),
+            // An empty or all-0xff prefix: every key from it on starts with it.
+            None => self.entries(prefix.., "scan a prefix"),
         }
     }
 
@@ -165,16 +168,7 @@ impl Backend for RedbBackend {
         if from >= until {
             return Box::new(std::iter::empty());
         }
-        let range = self
-            .read_table()
-            .and_then(|table| table.range(from..until).map_err(failed("scan a range")));
-        match range {
-            Err(e) => Box::new(std::iter::once(Err(e))),
-            Ok(range) => Box::new(range.map(|item| {
-                item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
-                    .map_err(failed("scan a range"))
-            })),
-        }
+        self.entries(from..until, "scan a range")
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {

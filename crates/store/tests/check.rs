@@ -65,6 +65,15 @@ fn backend_key(store: &SealedStore, s: usize, n: usize) -> Vec<u8> {
         .unwrap()
 }
 
+/// Every entry of the store's backend, to show a check changed none.
+fn entries(store: &SealedStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store
+        .backend()
+        .scan_prefix(b"")
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// The report as JSON and Debug, with no record key or subject id in either.
 fn assert_names_no_one(report: &StoreCheck) {
     let shown = format!("{}\n{report:?}", serde_json::to_string(report).unwrap());
@@ -132,7 +141,9 @@ fn a_record_edited_or_moved_on_disk_is_unreadable_and_named_by_its_blind_index()
     store.backend().put(&moved, &source).unwrap();
     store.backend().flush().unwrap();
 
+    let before = entries(&store);
     let report = store.check().unwrap();
+    assert_eq!(entries(&store), before, "a check writes nothing");
     assert!(!report.is_sound());
     assert_eq!(report.records, SUBJECTS * PER_SUBJECT - 2, "{report:?}");
     assert_eq!(report.unreadable.len(), 2, "{report:?}");
@@ -164,7 +175,9 @@ fn an_index_that_lost_its_entries_is_found_and_reindexing_repairs_it() {
     store.backend().apply(&batch).unwrap();
     store.backend().flush().unwrap();
 
+    let before = entries(&store);
     let report = store.check().unwrap();
+    assert_eq!(entries(&store), before, "a check repairs nothing by itself");
     assert!(!report.is_sound());
     assert_eq!(report.unindexed.len(), SUBJECTS * PER_SUBJECT, "{report:?}");
     assert!(report.unindexed[0].reason.contains("no index entry"));

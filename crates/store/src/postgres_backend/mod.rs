@@ -389,6 +389,20 @@ struct Scan<'a> {
     done: bool,
 }
 
+impl<'a> Scan<'a> {
+    /// The entries with `from <= key < until` (no upper bound if `until` is `None`).
+    fn new(backend: &'a PostgresBackend, from: &[u8], until: Option<Vec<u8>>) -> Self {
+        Scan {
+            backend,
+            from: from.to_vec(),
+            until,
+            page: VecDeque::new(),
+            page_rows: SCAN_FIRST_PAGE,
+            done: false,
+        }
+    }
+}
+
 impl Iterator for Scan<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
 
@@ -619,28 +633,14 @@ impl Backend for PostgresBackend {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> ScanIter<'_> {
-        Box::new(Scan {
-            backend: self,
-            from: prefix.to_vec(),
-            until: prefix_end(prefix),
-            page: VecDeque::new(),
-            page_rows: SCAN_FIRST_PAGE,
-            done: false,
-        })
+        Box::new(Scan::new(self, prefix, prefix_end(prefix)))
     }
 
     fn scan_range(&self, from: &[u8], until: &[u8]) -> ScanIter<'_> {
         if from >= until {
             return Box::new(std::iter::empty());
         }
-        Box::new(Scan {
-            backend: self,
-            from: from.to_vec(),
-            until: Some(until.to_vec()),
-            page: VecDeque::new(),
-            page_rows: SCAN_FIRST_PAGE,
-            done: false,
-        })
+        Box::new(Scan::new(self, from, Some(until.to_vec())))
     }
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {

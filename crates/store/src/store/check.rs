@@ -134,6 +134,9 @@ impl SealedStore {
         // Writes hold the gate shared too, and go on.
         let _gate = super::read_lock(&self.shred_gate);
         let mut report = StoreCheck::default();
+        // The registry first: each entry is opened once, from disk, and cached for the
+        // placement of every record of its subject below.
+        self.check_registry(&mut report)?;
         let indexed = self.check_index(&mut report)?;
         let unindexed = self.check_records(&indexed, &mut report)?;
         if !unindexed.is_empty() {
@@ -148,7 +151,6 @@ impl SealedStore {
                 .map(|(_, finding)| finding)
                 .collect();
         }
-        self.check_registry(&mut report)?;
         Ok(report)
     }
 
@@ -314,7 +316,8 @@ impl SealedStore {
         Ok(())
     }
 
-    /// Opens every registry entry under its subject's data key.
+    /// Opens every registry entry under its subject's data key (from disk, whatever the
+    /// handle has cached), and caches the ones that open.
     fn check_registry(&self, report: &mut StoreCheck) -> Result<(), StoreError> {
         for item in self.backend.scan_prefix(&[layout::REGISTRY]) {
             let (key, sealed) = item?;

@@ -12,17 +12,16 @@
 //!
 //! Opening is about half of a sealed scan's time and reading the backend the other half. Before
 //! collection scans were split (2026-12-04), the pipeline left all of the reading on the
-//! caller's thread, which was the bottleneck. A short scan
-//! never involves the thread: the first [`INLINE`] records are opened on the caller's thread, as
-//! a get opens one. The thread is the store's, started by its first long scan and shared by
-//! every scan after (each with its own reply channel); it stops when the store is dropped.
-//! Records come out in the backend's order, errors where they occurred.
+//! caller's thread, which was the bottleneck. A short scan never involves the thread: the first
+//! [`INLINE`] records are opened on the caller's thread, as a get opens one. The thread is the
+//! store's, started by its first long scan and shared by every scan after (each with its own
+//! reply channel); it stops when the store is dropped. Records come out in the backend's
+//! order, errors where they occurred.
 //!
-//! Only on an embedded backend (sled, redb: [`Backend::exclusive`]).
-//! On a database server the caller mostly waits for the server's next page, and the second core
-//! is the server's: on PostgreSQL on this 2-core machine the thread made scans slower (0.70× of
-//! the bare table against 0.83× without, same day), so there every record is opened by the
-//! caller.
+//! Only on an embedded backend (sled, redb: [`Backend::exclusive`]). On a database server the
+//! caller mostly waits for the server's next page, and the second core is the server's: on
+//! PostgreSQL on this 2-core machine the thread made scans slower (0.70× of the bare table
+//! against 0.83× without, same day), so there every record is opened by the caller.
 //!
 //! A pipelined scan has at most two chunks in flight, so it holds about [`CHUNK`] × 3 records
 //! in memory whatever the region's size; a split scan holds about two parts ([`PART`] records
