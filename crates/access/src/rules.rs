@@ -41,6 +41,9 @@ pub enum AccessAction {
     Shred,
     /// Read the region's audit log.
     ReadLog,
+    /// Check the region's store end to end: every record and registry entry is opened inside
+    /// the node, and only counts and blind names come back.
+    CheckStore,
 }
 
 impl AccessAction {
@@ -55,6 +58,7 @@ impl AccessAction {
             AccessAction::Approve => "approve",
             AccessAction::Shred => "shred",
             AccessAction::ReadLog => "read_log",
+            AccessAction::CheckStore => "check_store",
         }
     }
 
@@ -72,6 +76,7 @@ impl AccessAction {
             AccessAction::Approve => domicile_audit::Action::ApprovalGrant,
             AccessAction::Shred => domicile_audit::Action::Shred,
             AccessAction::ReadLog => domicile_audit::Action::AuditRead,
+            AccessAction::CheckStore => domicile_audit::Action::StoreCheck,
         }
     }
 }
@@ -100,6 +105,11 @@ pub enum Resource {
     /// A region's audit log.
     AuditLog {
         /// Whose log.
+        region: Region,
+    },
+    /// A region's sealed store as a whole (what a check reads).
+    Store {
+        /// Whose store.
         region: Region,
     },
 }
@@ -253,6 +263,19 @@ fn uid(kind: &str, id: &str) -> EntityUid {
 
 fn text(s: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(s.to_owned())
+}
+
+/// A resource that is a region's whole of something (its log, its store): an entity of `kind`
+/// with the region as its only attribute.
+fn whole(kind: &str, region: &Region) -> Result<(EntityUid, Entity), AccessError> {
+    let r_uid = uid(kind, region.as_str());
+    let entity = Entity::new(
+        r_uid.clone(),
+        HashMap::from([("region".to_owned(), text(region.as_str()))]),
+        Default::default(),
+    )
+    .map_err(|e| AccessError::Evaluation(e.to_string()))?;
+    Ok((r_uid, entity))
 }
 
 impl AccessRules {
@@ -411,16 +434,8 @@ impl AccessRules {
                 .map_err(|e| AccessError::Evaluation(e.to_string()))?;
                 (r_uid, entity)
             }
-            Resource::AuditLog { region } => {
-                let r_uid = uid("AuditLog", region.as_str());
-                let entity = Entity::new(
-                    r_uid.clone(),
-                    HashMap::from([("region".to_owned(), text(region.as_str()))]),
-                    Default::default(),
-                )
-                .map_err(|e| AccessError::Evaluation(e.to_string()))?;
-                (r_uid, entity)
-            }
+            Resource::AuditLog { region } => whole("AuditLog", region)?,
+            Resource::Store { region } => whole("Store", region)?,
         };
         let roles = role_uids
             .into_iter()
@@ -516,6 +531,7 @@ mod tests {
             (AccessAction::Approve, "approval_grant"),
             (AccessAction::Shred, "shred"),
             (AccessAction::ReadLog, "audit_read"),
+            (AccessAction::CheckStore, "store_check"),
         ];
         for (asked, logged) in all {
             assert_eq!(asked.logged_as().as_str(), logged, "{asked}");

@@ -32,6 +32,12 @@ fn log(of: &str) -> Resource {
     }
 }
 
+fn store(of: &str) -> Resource {
+    Resource::Store {
+        region: Region::parse(of).unwrap(),
+    }
+}
+
 fn why(code: JustificationCode) -> Purpose {
     Purpose::new(code).with_ticket("TCK-1")
 }
@@ -448,6 +454,61 @@ fn cases() -> Vec<Case> {
             None,
             true,
             &["eu-split/access/security-reads-own-region-log"],
+        ),
+        case(
+            "EU-entity security checks the eu store",
+            person("spiffe://d/eu/tiktok-ie/sec", IE, "IE", &["security"]),
+            CheckStore,
+            store("eu"),
+            why(Audit),
+            None,
+            true,
+            &["eu-split/access/security-checks-own-region-store"],
+        ),
+        case(
+            "… without a ticket",
+            person("spiffe://d/eu/tiktok-ie/sec", IE, "IE", &["security"]),
+            CheckStore,
+            store("eu"),
+            Purpose::new(Audit),
+            None,
+            false,
+            &["eu-split/access/deny-by-default"],
+        ),
+        case(
+            "… the us store",
+            person("spiffe://d/eu/tiktok-ie/sec", IE, "IE", &["security"]),
+            CheckStore,
+            store("us"),
+            why(Audit),
+            None,
+            false,
+            &["eu-split/access/deny-by-default"],
+        ),
+        case(
+            "the partner's monitoring staff check the us store",
+            person(
+                "spiffe://d/us/techpartner/tess",
+                ("techpartner", "US"),
+                "US",
+                &["security"],
+            ),
+            CheckStore,
+            store("us"),
+            why(Audit),
+            None,
+            true,
+            &["eu-split/access/security-checks-own-region-store"],
+        ),
+        case(
+            "the EU security monitor checks the eu store",
+            auditor("spiffe://d/eu/eu-monitor/nora", ("eu-monitor", "GB")),
+            CheckStore,
+            store("eu"),
+            why(Audit),
+            None,
+            false,
+            &["eu-split/access/auditor-reads-nothing-else"],
         ),
         case(
             "EU-entity security reads the us log",

@@ -237,6 +237,112 @@ fn auditors_read_the_log_and_nothing_else() {
 }
 
 #[test]
+fn security_staff_check_their_own_region_s_store_and_no_one_else_does() {
+    let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-1");
+    let store = |r: &str| Resource::Store { region: region(r) };
+    let rules = AccessRules::new(&UsSplitPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
+    let security = |id: &str, org: (&str, &str), roles: &[&str]| {
+        principal(id)
+            .org(org.0, org.1)
+            .located_in("US")
+            .roles(roles)
+            .build()
+    };
+    let sam = security("spiffe://d/us/usds/sam", ("usds", "US"), &["security"]);
+    let tess = security(
+        "spiffe://d/us/techpartner/tess",
+        ("techpartner", "US"),
+        &["security"],
+    );
+    let check = |who: &Principal, at: &str, why: &Purpose| {
+        decide(&rules, who, AccessAction::CheckStore, store(at), why, None)
+    };
+    for who in [&sam, &tess] {
+        assert_eq!(
+            check(who, "us", &audit),
+            (
+                true,
+                vec!["us-split/access/security-checks-own-region-store".to_owned()]
+            ),
+            "{}",
+            who.id
+        );
+        // Not without a ticket, not for another purpose, not another region's store.
+        for (at, why) in [
+            ("us", Purpose::new(JustificationCode::Audit)),
+            ("us", support()),
+            ("row", audit.clone()),
+        ] {
+            assert_eq!(
+                check(who, at, &why),
+                (false, vec!["us-split/access/deny-by-default".to_owned()]),
+                "{} {at} {why:?}",
+                who.id
+            );
+        }
+    }
+    // The parent company's security staff, an engineer, and an auditor who also holds the
+    // security role check nothing.
+    let parent = security(
+        "spiffe://d/us/bytedance-ltd/pat",
+        ("bytedance-ltd", "CN"),
+        &["security"],
+    );
+    let alice = security("spiffe://d/us/usds/alice", ("usds", "US"), &["engineer"]);
+    for who in [&parent, &alice] {
+        assert_eq!(
+            check(who, "us", &audit),
+            (false, vec!["us-split/access/deny-by-default".to_owned()]),
+            "{}",
+            who.id
+        );
+    }
+    let eve = principal("spiffe://d/us/audit-firm/eve")
+        .kind(PrincipalKind::Auditor)
+        .org("audit-firm", "US")
+        .roles(&["auditor", "security"])
+        .build();
+    assert_eq!(
+        check(&eve, "us", &audit),
+        (
+            false,
+            vec!["us-split/access/auditor-reads-nothing-else".to_owned()]
+        )
+    );
+
+    // In the global deployment, its security staff.
+    let rules = AccessRules::new(&GlobalPolicy::new())
+        .unwrap()
+        .with_shape_checks(true);
+    let gil = principal("spiffe://d/global/acme/gil")
+        .org("acme", "SG")
+        .roles(&["security"])
+        .build();
+    let check = |who: &Principal, why: &Purpose| {
+        decide(
+            &rules,
+            who,
+            AccessAction::CheckStore,
+            store("global"),
+            why,
+            None,
+        )
+    };
+    assert_eq!(
+        check(&gil, &audit),
+        (true, vec!["global/access/security-checks-store".to_owned()])
+    );
+    assert!(!check(&gil, &Purpose::new(JustificationCode::Audit)).0);
+    let bo = principal("spiffe://d/global/acme/bo")
+        .org("acme", "SG")
+        .roles(&["engineer"])
+        .build();
+    assert!(!check(&bo, &audit).0);
+}
+
+#[test]
 fn training_services_scan_only_their_own_region() {
     let rules = AccessRules::new(&UsSplitPolicy::new())
         .unwrap()

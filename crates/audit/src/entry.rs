@@ -83,11 +83,14 @@ pub enum Action {
     ApprovalDeny,
     /// Withdraw a granted approval.
     ApprovalRevoke,
+    /// Check a region's store end to end (every record opened, nothing returned but counts and
+    /// blind names).
+    StoreCheck,
 }
 
 impl Action {
     /// All actions, in tag order.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::Read,
         Action::Write,
         Action::Delete,
@@ -103,6 +106,7 @@ impl Action {
         Action::ApprovalGrant,
         Action::ApprovalDeny,
         Action::ApprovalRevoke,
+        Action::StoreCheck,
     ];
 
     /// The wire name (`read`, `audit_read`, …).
@@ -122,6 +126,7 @@ impl Action {
             Action::ApprovalGrant => "approval_grant",
             Action::ApprovalDeny => "approval_deny",
             Action::ApprovalRevoke => "approval_revoke",
+            Action::StoreCheck => "store_check",
         }
     }
 }

@@ -4,7 +4,9 @@
 //! every record and registry entry is opened, and the subject index compared with the owner
 //! each record names. It writes nothing and prints what it found by collection and blind index
 //! or pseudonym, never a record key or subject id; the exit code says whether the store is
-//! sound (0), not sound (2), or could not be checked (1).
+//! sound (0), not sound (2), or could not be checked (1). It needs the store to itself; a
+//! running node checks its own store over its API (`POST /v1/store/check`), and the error for
+//! a store a node holds says so.
 //!
 //! `reindex` rebuilds a region's subject index (the index journal and every subject's list)
 //! from the owner each record's header names: the repair for a store whose index was changed
@@ -99,6 +101,18 @@ enum StoreCommandError {
     Json(#[from] serde_json::Error),
 }
 
+impl StoreCommandError {
+    /// Whether the store could not be opened because another process holds it.
+    fn store_in_use(&self) -> bool {
+        let store = match self {
+            StoreCommandError::Store(e) => e,
+            StoreCommandError::Split(SplitError::Store(e)) => &**e,
+            _ => return false,
+        };
+        matches!(store, domicile_store::StoreError::InUse { .. })
+    }
+}
+
 /// What a command found, for the exit code.
 enum Outcome {
     Done,
@@ -111,11 +125,18 @@ const LISTED: usize = 20;
 
 /// Runs `domicile store`.
 pub(crate) fn run(args: StoreArgs) -> ExitCode {
+    let checking = matches!(args.command, StoreCommand::Check { .. });
     match command(args.command) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotSound) => ExitCode::from(2),
         Err(e) => {
             eprintln!("domicile store: {e}");
+            if checking && e.store_in_use() {
+                eprintln!(
+                    "domicile store: a serving node checks its own store: POST /v1/store/check \
+                     as the region's security staff (docs/node.md)"
+                );
+            }
             ExitCode::from(1)
         }
     }

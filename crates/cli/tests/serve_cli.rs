@@ -1,5 +1,7 @@
 //! `domicile serve` as a real process: SIGTERM while writes are in flight loses nothing
-//! acknowledged — every acknowledged write is in the log and readable after a restart.
+//! acknowledged — every acknowledged write is in the log and readable after a restart; and a
+//! serving node checks its own store for its security staff, while `domicile store check`,
+//! which needs the store to itself, says where to ask instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,6 +65,7 @@ fn setup() -> Setup {
         ("us/domicile/node", "node"),
         ("us/usds/profile-service", "app"),
         ("us/usds/alice", "alice"),
+        ("us/usds/sam", "sam"),
     ] {
         domicile(&[
             "pki",
@@ -83,6 +86,9 @@ fn setup() -> Setup {
         {"id": format!("spiffe://{TD}/us/usds/alice"), "kind": "person",
          "organisation": {"name": "usds", "country": "US"}, "office_country": "US",
          "location_country": "US", "roles": ["engineer"]},
+        {"id": format!("spiffe://{TD}/us/usds/sam"), "kind": "person",
+         "organisation": {"name": "usds", "country": "US"}, "office_country": "US",
+         "location_country": "US", "roles": ["security"]},
     ]);
     std::fs::write(setup.path("entries.json"), entries.to_string()).unwrap();
     domicile(&[
@@ -335,4 +341,72 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
         !logs.contains("ana-q7x"),
         "the node's log names the subject"
     );
+}
+
+#[test]
+fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
+    let setup = setup();
+    let (mut child, addr) = start(&setup);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let check = |setup: &Setup| {
+        Command::new(env!("CARGO_BIN_EXE_domicile"))
+            .args(["store", "check", "--data", &setup.s("data"), "--keys"])
+            .arg(setup.path("keys"))
+            .args(["--region", "us"])
+            .output()
+            .unwrap()
+    };
+    runtime.block_on(async {
+        let app = client(&setup, "app", addr);
+        let registered = app
+            .post(
+                "/v1/subjects/register",
+                &serde_json::json!({
+                    "purpose": {"code": "user_requested_support", "detail": "sign-up"},
+                    "subject": {"id": "ana-q7x", "residence": "US"},
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(registered.status, 200, "{:?}", registered.json());
+        for n in 0..5 {
+            let a = app
+                .post("/v1/records/write", &write_body(&format!("k{n}")))
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200, "{:?}", a.json());
+        }
+        let sam = client(&setup, "sam", addr);
+        let a = sam
+            .post(
+                "/v1/store/check",
+                &serde_json::json!({"purpose": {"code": "audit", "ticket": "AUD-7"}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.json());
+        assert_eq!(a.json()["sound"], true, "{:?}", a.json());
+        assert_eq!(a.json()["report"]["records"], 5, "{:?}", a.json());
+        assert!(!String::from_utf8_lossy(&a.body).contains("ana-q7x"));
+    });
+
+    // The offline check cannot open a store a node is serving, and says where to ask.
+    let out = check(&setup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("POST /v1/store/check"), "{stderr}");
+
+    terminate_and_wait(&mut child);
+    let out = check(&setup);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sound"), "{stdout}");
 }

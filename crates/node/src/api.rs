@@ -2,13 +2,13 @@
 //! purpose (justification code, ticket, free text) the Gate decides on. Unknown fields are
 //! refused, so a misspelt `approval` is an error rather than an access without one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use domicile_access::{ApprovalId, ApprovalScope, RecordRef, Released, SubjectRef};
 use domicile_residency::{DataClass, ExportLicence, Purpose, Region, Subject, SubjectId};
-use domicile_store::{Collection, RecordKey};
+use domicile_store::{Collection, RecordKey, StoreCheck};
 use serde::{Deserialize, Serialize};
 
 /// One record, named as the Gate names it.
@@ -132,6 +132,68 @@ pub struct ShredRequest {
     pub subject: SubjectId,
 }
 
+/// `POST /v1/store/check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreCheckRequest {
+    /// Why.
+    pub purpose: Purpose,
+    /// The most findings of each kind the answer lists (default
+    /// [`DEFAULT_MAX_FINDINGS`], at most [`MAX_FINDINGS`]); the rest are counted in `omitted`.
+    #[serde(default)]
+    pub max_findings: Option<usize>,
+}
+
+/// How many findings of each kind a store check's answer lists unless asked otherwise.
+pub const DEFAULT_MAX_FINDINGS: usize = 100;
+
+/// The most findings of each kind a store check's answer lists.
+pub const MAX_FINDINGS: usize = 10_000;
+
+/// What `POST /v1/store/check` returns: the store's report, its findings cut to
+/// `max_findings` of each kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreCheckResponse {
+    /// The region checked.
+    pub region: Region,
+    /// Whether nothing is wrong ([`StoreCheck::is_sound`]), over all findings, listed or not.
+    pub sound: bool,
+    /// The report: counts, and the first findings of each kind.
+    pub report: StoreCheck,
+    /// How many findings of each kind were left out of `report` (kinds with none left out are
+    /// absent).
+    pub omitted: BTreeMap<String, usize>,
+    /// The check's audit entry.
+    pub audit_entry: u64,
+}
+
+impl StoreCheckResponse {
+    /// The answer for `report`, listing at most `max` findings of each kind.
+    pub fn new(region: Region, mut report: StoreCheck, max: usize, audit_entry: u64) -> Self {
+        let sound = report.is_sound();
+        let mut omitted = BTreeMap::new();
+        for (kind, findings) in [
+            ("unreadable", &mut report.unreadable),
+            ("unindexed", &mut report.unindexed),
+            ("corrupt_index", &mut report.corrupt_index),
+            ("unregistered", &mut report.unregistered),
+            ("misplaced", &mut report.misplaced),
+        ] {
+            if findings.len() > max {
+                omitted.insert(kind.to_owned(), findings.len() - max);
+                findings.truncate(max);
+            }
+        }
+        StoreCheckResponse {
+            region,
+            sound,
+            report,
+            omitted,
+            audit_entry,
+        }
+    }
+}
+
 /// `POST /v1/approvals`: a request for time-boxed access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,5 +300,49 @@ pub fn write_value(body: &WriteRequest) -> Result<Vec<u8>, &'static str> {
         (Some(text), None) => Ok(text.as_bytes().to_vec()),
         (None, Some(b64)) => B64.decode(b64).map_err(|_| "value_base64 is not base64"),
         _ => Err("give exactly one of value and value_base64"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domicile_store::Finding;
+
+    use super::*;
+
+    fn findings(kind: &str, n: usize) -> Vec<Finding> {
+        (0..n)
+            .map(|i| Finding {
+                entry: format!("profile #{kind}{i:04}"),
+                reason: "test".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_check_s_answer_lists_at_most_max_findings_of_each_kind_and_counts_the_rest() {
+        let mut report = StoreCheck::default();
+        report.records = 7;
+        report.misplaced = findings("m", 5);
+        report.unindexed = findings("u", 2);
+        let region = Region::parse("us").unwrap();
+        let answer = StoreCheckResponse::new(region.clone(), report.clone(), 2, 9);
+        assert!(!answer.sound);
+        assert_eq!(answer.report.records, 7);
+        assert_eq!(answer.report.misplaced, report.misplaced[..2]);
+        assert_eq!(answer.report.unindexed, report.unindexed);
+        assert_eq!(
+            answer.omitted,
+            BTreeMap::from([("misplaced".to_owned(), 3)])
+        );
+        assert_eq!(answer.audit_entry, 9);
+
+        // Cut to nothing, the answer still says the store is not sound.
+        let answer = StoreCheckResponse::new(region, report, 0, 9);
+        assert!(!answer.sound);
+        assert!(answer.report.is_sound(), "every finding was cut");
+        assert_eq!(
+            answer.omitted,
+            BTreeMap::from([("misplaced".to_owned(), 5), ("unindexed".to_owned(), 2)])
+        );
     }
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::api::{
     write_value, ApprovalRequestBody, DeleteRequest, DeployRequest, Done, ExportRequest,
     ExportResponse, ReadRequest, RecordJson, RegisterRequest, ScanBody, ScanResponse, ShredRequest,
-    WriteRequest,
+    StoreCheckRequest, StoreCheckResponse, WriteRequest, DEFAULT_MAX_FINDINGS, MAX_FINDINGS,
 };
 use crate::problem::Problem;
 
@@ -117,6 +117,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/aggregate", post(aggregate))
         .route("/v1/export", post(export))
         .route("/v1/shred", post(shred))
+        .route("/v1/store/check", post(check_store))
         .route("/v1/approvals", post(request_approval))
         .route("/v1/approvals/{id}/grant", post(grant))
         .route("/v1/approvals/{id}/deny", post(deny))
@@ -486,6 +487,31 @@ async fn shred(
             audit_entry: None,
         });
     outcome("shred", &who, Some(pseudonym), result)
+}
+
+async fn check_store(
+    State(state): State<Shared>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let who = try_problem!(caller(&state, &peer, &headers));
+    let req: StoreCheckRequest = try_problem!(read_json(body, state.max_body).await);
+    let max = req.max_findings.unwrap_or(DEFAULT_MAX_FINDINGS);
+    if max > MAX_FINDINGS {
+        return Problem::invalid_field(
+            "max_findings",
+            &format!("at most {MAX_FINDINGS} findings of each kind are listed"),
+        )
+        .into_response();
+    }
+    let gate = state.gate.clone();
+    let w = who.clone();
+    let region = state.gate.region().clone();
+    let result = blocking(move || gate.check_store(&w, &req.purpose))
+        .await
+        .map(|(report, receipt)| StoreCheckResponse::new(region, report, max, receipt.seq));
+    outcome("check_store", &who, None, result)
 }
 
 async fn request_approval(

@@ -171,6 +171,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("eu-split/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("eu-split/access/auditor-reads-log", "The independent monitors read the logs for an audit with a ticket: the EU security monitor (eu-monitor) the eu log, the audit firm the us and row logs."),
         Rule::new("eu-split/access/security-reads-own-region-log", "Security staff read their own region's log for an audit with a ticket: the EU entity's in eu, USDS's and the partner's monitoring staff in us."),
+        Rule::new("eu-split/access/security-checks-own-region-store", "Security staff check their own region's store (counts and blind names, no plaintext) for an audit with a ticket: the EU entity's in eu, USDS's and the partner's in us."),
         Rule::new("eu-split/access/auditor-reads-nothing-else", "Auditors read nothing but the audit log."),
     ]
 }

@@ -80,6 +80,10 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("global/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("global/access/auditor-reads-log", "The independent monitor (audit-firm) reads the audit log for an audit with a ticket."),
         Rule::new(
+            "global/access/security-checks-store",
+            "Security staff of the region check its store (counts and blind names, no plaintext) for an audit with a ticket.",
+        ),
+        Rule::new(
             "global/access/auditor-reads-nothing-else",
             "Auditors read nothing but the audit log.",
         ),

@@ -131,6 +131,7 @@ fn rule_table() -> Vec<Rule> {
         Rule::new("us-split/access/deny-by-default", "A request that no access rule permits is denied."),
         Rule::new("us-split/access/auditor-reads-log", "The independent monitor (audit-firm) reads the audit log for an audit with a ticket."),
         Rule::new("us-split/access/security-reads-own-region-log", "USDS security staff and the partner's monitoring staff read their own region's log for an audit with a ticket."),
+        Rule::new("us-split/access/security-checks-own-region-store", "USDS security staff and the partner's monitoring staff check their own region's store (counts and blind names, no plaintext) for an audit with a ticket."),
         Rule::new("us-split/access/auditor-reads-nothing-else", "Auditors read nothing but the audit log."),
     ]
 }

@@ -35,6 +35,17 @@ pub enum StoreError {
         /// The database's own message.
         detail: String,
     },
+    /// Another process has the store open: an embedded database is locked to one process (a
+    /// running `domicile serve` holds its region's store).
+    #[error("the store at {path} is open in another process ({backend} holds it locked; waited {waited_secs} s): run this again when that process has finished")]
+    InUse {
+        /// Which backend (`sled`, `redb`).
+        backend: &'static str,
+        /// The store's directory or database file.
+        path: PathBuf,
+        /// How long this process waited for the lock.
+        waited_secs: u64,
+    },
     /// The store directory holds a different backend's files, or another region's store.
     #[error("the store at {path} cannot be opened: {reason}")]
     StoreMismatch {

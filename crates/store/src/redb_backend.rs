@@ -97,7 +97,14 @@ impl RedbBackend {
             drop(fresh);
             domicile_durable::rename_synced(&creating, &path)?;
         }
-        let db = Database::create(&path).map_err(failed("open the database"))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                backend: "redb",
+                path: path.clone(),
+                waited_secs: 0,
+            },
+            other => failed("open the database")(other),
+        })?;
         Ok(RedbBackend { db, path })
     }
 

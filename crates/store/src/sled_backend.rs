@@ -133,14 +133,10 @@ impl SledBackend {
                     waited += LOCK_POLL;
                 }
                 Err(sled::Error::Io(e)) if lock_held(&e) => {
-                    return Err(StoreError::Backend {
+                    return Err(StoreError::InUse {
                         backend: "sled",
-                        operation: "open the database",
-                        detail: format!(
-                            "{} is open elsewhere (its lock was still held after {} s): {e}",
-                            path.display(),
-                            LOCK_WAIT.as_secs()
-                        ),
+                        path: path.clone(),
+                        waited_secs: LOCK_WAIT.as_secs(),
                     })
                 }
                 other => break other.map_err(failed("open the database"))?,

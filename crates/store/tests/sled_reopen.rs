@@ -1,5 +1,6 @@
 //! sled releases its lock from a background thread after the last handle is dropped: reopening
-//! right after closing must work, and a store that really is open elsewhere is a clear error.
+//! right after closing must work, and a store that really is open elsewhere is a clear error
+//! (on redb as well).
 
 use domicile_store::{Backend, SledBackend, StoreError};
 
@@ -25,8 +26,24 @@ fn a_store_open_elsewhere_is_a_clear_error() {
     // It waited for the lock (a closing handle would have let go by then) before refusing.
     assert!(start.elapsed() >= std::time::Duration::from_secs(4));
     match second {
-        Err(StoreError::Backend { detail, .. }) => {
-            assert!(detail.contains("is open elsewhere"), "{detail}")
+        Err(e @ StoreError::InUse { .. }) => {
+            assert!(e.to_string().contains("open in another process"), "{e}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_redb_store_open_elsewhere_is_the_same_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = domicile_store::RedbBackend::open(dir.path()).unwrap();
+    match domicile_store::RedbBackend::open(dir.path()) {
+        Err(StoreError::InUse { backend, path, .. }) => {
+            assert_eq!(backend, "redb");
+            assert_eq!(
+                path,
+                dir.path().join(domicile_store::RedbBackend::FILE_NAME)
+            );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

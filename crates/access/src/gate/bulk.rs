@@ -1,14 +1,14 @@
 //! Many records at once: scans and aggregates (releasing records, possibly across a border, under
-//! the obligations the residency policy sets), exports of sealed records, crypto-shredding, and
-//! opening the log itself.
+//! the obligations the residency policy sets), exports of sealed records, crypto-shredding,
+//! opening the log itself, and checking the store end to end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use domicile_audit::{Action, BulkDigest, ResultDigest};
+use domicile_audit::{Action, BulkDigest, Receipt, ResultDigest};
 use domicile_residency::{DataClass, ExportLicence, Obligation, Purpose, Region, SubjectId};
 use domicile_store::{
-    ExportBundle, RawRecord, RecordDeletion, RecordDigest, ShredReceipt, TransferKey,
+    ExportBundle, RawRecord, RecordDeletion, RecordDigest, ShredReceipt, StoreCheck, TransferKey,
 };
 
 use super::call::{Gathered, Touched};
@@ -18,7 +18,7 @@ use super::{bulk, AggregateCount, Gate, GateError, Released, ScanRequest, ScanRe
 use crate::rules::{AccessAction, Resource};
 use crate::Principal;
 
-/// Bulk reads, exports, shredding and the log.
+/// Bulk reads, exports, shredding, the log and the store's check.
 impl Gate {
     /// Bulk read of a collection's records of one class (training, migration, metrics).
     ///
@@ -377,5 +377,31 @@ impl Gate {
             ))
         })?;
         Ok(dir)
+    }
+
+    /// Checks this region's store end to end ([`SealedStore::check`]) for a principal the rules
+    /// let `check_store`: every record and registry entry is opened inside the Gate, and the
+    /// report names records by blind index and subjects by pseudonym only, so it carries no
+    /// plaintext. Its `store_check` entry, counting the records opened, is durable before the
+    /// report is returned. Shreds wait while it runs; reads and writes go on.
+    ///
+    /// [`SealedStore::check`]: domicile_store::SealedStore::check
+    pub fn check_store(
+        &self,
+        who: &Principal,
+        purpose: &Purpose,
+    ) -> Result<(StoreCheck, Receipt), GateError> {
+        let call = self.call(who, purpose, None, Action::StoreCheck);
+        let resource = Resource::Store {
+            region: self.region.clone(),
+        };
+        let verdict = self.decide_access(who, AccessAction::CheckStore, resource, purpose, None)?;
+        let decided = bulk(DataClass::Protected, "*", 0);
+        call.release("check the store", decided, &verdict, || {
+            let report = self.store.check()?;
+            let opened = u64::try_from(report.records).unwrap_or(u64::MAX);
+            let logged = bulk(DataClass::Protected, "*", opened);
+            Ok(Gathered::released(report, logged, None))
+        })
     }
 }

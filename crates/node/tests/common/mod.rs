@@ -77,6 +77,19 @@ pub fn cast() -> Vec<Principal> {
             &["approver"],
         ),
         service("us/usds/trainer", ("usds", "US"), "training-service"),
+        principal("us/usds/sam", ("usds", "US"), "US", &["security"]),
+        principal(
+            "us/techpartner/tess",
+            ("techpartner", "US"),
+            "US",
+            &["security"],
+        ),
+        principal(
+            "row/bytedance-sg/sid",
+            ("bytedance-sg", "SG"),
+            "SG",
+            &["security"],
+        ),
     ]
 }
 
