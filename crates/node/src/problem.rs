@@ -101,6 +101,16 @@ impl Problem {
         )
     }
 
+    /// A store check is already running on this node.
+    pub fn check_in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "check_in_progress",
+            "A store check is running",
+            "a check of this store is already running (one at a time): try again when it has finished",
+        )
+    }
+
     /// The node is shutting down.
     pub fn shutting_down() -> Self {
         Self::new(
