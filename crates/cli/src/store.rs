@@ -4,9 +4,10 @@
 //! every record and registry entry is opened, and the subject index compared with the owner
 //! each record names. It writes nothing and prints what it found by collection and blind index
 //! or pseudonym, never a record key or subject id; the exit code says whether the store is
-//! sound (0), not sound (2), or could not be checked (1). It needs the store to itself; a
-//! running node checks its own store over its API (`POST /v1/store/check`), and the error for
-//! a store a node holds says so.
+//! sound (0), not sound (3), or could not be checked (1; 2 is a usage error). It needs the store to itself; a
+//! serving node checks its own store over its API (`POST /v1/store/check`), which `check
+//! --node` asks as the caller's SVID, printing the same summary with the same exit codes; the
+//! error for a store a node holds says so.
 //!
 //! `reindex` rebuilds a region's subject index (the index journal and every subject's list)
 //! from the owner each record's header names: the repair for a store whose index was changed
@@ -15,10 +16,13 @@
 //! be open elsewhere (a running `domicile serve` holds its store).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use domicile_node::api::StoreCheckResponse;
+use domicile_node::{Identity, NodeClient, Problem};
 use domicile_residency::Region;
 use domicile_split::{Deployment, SplitError};
 use domicile_store::{SealedStore, StoreCheck};
@@ -33,11 +37,19 @@ pub(crate) struct StoreArgs {
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
     /// Read a region's store (or every region's) end to end and report what is wrong with it
-    /// (exit 0: sound, 2: not sound, 1: could not check).
+    /// (exit 0: sound, 3: not sound, 1: could not check, 2: usage).
     Check {
+        /// The deployment's data directory (the store is checked here, and must not be open
+        /// elsewhere).
+        #[arg(long, required_unless_present = "node", requires = "keys")]
+        data: Option<PathBuf>,
+        /// The deployment's keys directory.
+        #[arg(long, requires = "data")]
+        keys: Option<PathBuf>,
         #[command(flatten)]
-        deployment: DeploymentDirs,
-        /// The region; every region of the deployment's policy if omitted.
+        node: NodeCheckArgs,
+        /// The region; every region of the deployment's policy if omitted (required with
+        /// `--node`).
         #[arg(long)]
         region: Option<String>,
         /// Print the whole report as JSON (an object keyed by region) instead of a summary.
@@ -52,6 +64,34 @@ enum StoreCommand {
         #[arg(long)]
         region: String,
     },
+}
+
+/// Asking a serving node to check its own store instead.
+#[derive(Debug, clap::Args)]
+struct NodeCheckArgs {
+    /// A serving node (`HOST:PORT`) to ask to check its own store (`POST /v1/store/check`),
+    /// as the SVID given: the region's security staff, for an audit with a ticket.
+    #[arg(long, conflicts_with_all = ["data", "keys"],
+          requires_all = ["region", "ca", "cert", "key", "trust_domain", "ticket"])]
+    node: Option<SocketAddr>,
+    /// The CA bundle (PEM) the node's certificate is checked against.
+    #[arg(long, requires = "node")]
+    ca: Option<PathBuf>,
+    /// The caller's SVID (PEM).
+    #[arg(long, requires = "node")]
+    cert: Option<PathBuf>,
+    /// The SVID's key (PEM, mode 0600).
+    #[arg(long, requires = "node")]
+    key: Option<PathBuf>,
+    /// The SPIFFE trust domain.
+    #[arg(long, requires = "node")]
+    trust_domain: Option<String>,
+    /// The audit's ticket (`AUD-1234`): the check's purpose is `audit`.
+    #[arg(long, requires = "node")]
+    ticket: Option<String>,
+    /// The most findings of each kind the node lists (default 100, at most 10,000).
+    #[arg(long, requires = "node")]
+    max_findings: Option<usize>,
 }
 
 /// The deployment's directories.
@@ -99,6 +139,30 @@ enum StoreCommandError {
     Region(#[from] domicile_residency::ResidencyError),
     #[error("the report does not encode as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Tls(#[from] domicile_node::TlsError),
+    #[error(transparent)]
+    Client(#[from] domicile_node::ClientError),
+    #[error("the node refused the check: {}", refusal(.0))]
+    Refused(Box<Problem>),
+    #[error("the node's answer is not a store check ({status}): {detail}")]
+    Answer { status: u16, detail: String },
+    #[error("could not start the client: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Usage(&'static str),
+}
+
+/// A node's refusal, as a person reads it.
+fn refusal(problem: &Problem) -> String {
+    let entry = problem
+        .audit_entry
+        .map(|seq| format!(", audit entry {seq}"))
+        .unwrap_or_default();
+    format!(
+        "{} ({} {}{entry}): {}",
+        problem.title, problem.status, problem.code, problem.detail
+    )
 }
 
 impl StoreCommandError {
@@ -120,6 +184,10 @@ enum Outcome {
     NotSound,
 }
 
+/// The exit code of a check that found a store not sound: 1 is a check that could not run, 2 a
+/// usage error (clap's), as for every `domicile` command.
+const NOT_SOUND: u8 = 3;
+
 /// Findings of one kind printed in a summary before "and N more".
 const LISTED: usize = 20;
 
@@ -128,13 +196,14 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
     let checking = matches!(args.command, StoreCommand::Check { .. });
     match command(args.command) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::NotSound) => ExitCode::from(2),
+        Ok(Outcome::NotSound) => ExitCode::from(NOT_SOUND),
         Err(e) => {
             eprintln!("domicile store: {e}");
             if checking && e.store_in_use() {
                 eprintln!(
                     "domicile store: a serving node checks its own store: POST /v1/store/check \
-                     as the region's security staff (docs/node.md)"
+                     as the region's security staff, or `domicile store check --node` \
+                     (docs/node.md)"
                 );
             }
             ExitCode::from(1)
@@ -145,10 +214,21 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
 fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     match command {
         StoreCommand::Check {
-            deployment,
+            data,
+            keys,
+            node,
             region,
             json,
         } => {
+            if node.node.is_some() {
+                return check_on_node(node, &Region::parse(region.as_deref().unwrap_or(""))?, json);
+            }
+            let (Some(data), Some(keys)) = (data, keys) else {
+                return Err(StoreCommandError::Usage(
+                    "--data and --keys, or --node, say which store to check",
+                ));
+            };
+            let deployment = DeploymentDirs { data, keys };
             let regions = match region {
                 Some(region) => vec![Region::parse(&region)?],
                 None => deployment.regions()?,
@@ -158,7 +238,7 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
                 let store = deployment.open(&region)?;
                 let report = store.check()?;
                 if !json {
-                    print_check(&region, &report);
+                    print_check(&region, &report, &BTreeMap::new());
                 }
                 reports.insert(region.to_string(), report);
             }
@@ -194,8 +274,70 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     }
 }
 
-/// The summary `domicile store check` prints.
-fn print_check(region: &Region, report: &StoreCheck) {
+/// `domicile store check --node`: the node checks its own store, and its answer is printed as
+/// an offline check's report is.
+fn check_on_node(
+    args: NodeCheckArgs,
+    region: &Region,
+    json: bool,
+) -> Result<Outcome, StoreCommandError> {
+    let (Some(addr), Some(ca), Some(cert), Some(key), Some(trust_domain), Some(ticket)) = (
+        args.node,
+        args.ca,
+        args.cert,
+        args.key,
+        args.trust_domain,
+        args.ticket,
+    ) else {
+        return Err(StoreCommandError::Usage(
+            "--node needs --ca, --cert, --key, --trust-domain and --ticket",
+        ));
+    };
+    let identity = Identity::load(&ca, &cert, &key, &trust_domain)?;
+    let client = NodeClient::new(addr, identity.client_config(Some(region.clone()))?);
+    let mut body = serde_json::json!({"purpose": {"code": "audit", "ticket": ticket}});
+    if let Some(max) = args.max_findings {
+        body["max_findings"] = max.into();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StoreCommandError::Runtime)?;
+    let answer = runtime.block_on(client.post("/v1/store/check", &body))?;
+    if !answer.status.is_success() {
+        return Err(match serde_json::from_slice::<Problem>(&answer.body) {
+            Ok(problem) => StoreCommandError::Refused(Box::new(problem)),
+            Err(_) => StoreCommandError::Answer {
+                status: answer.status.as_u16(),
+                detail: "not a problem document".into(),
+            },
+        });
+    }
+    let checked: StoreCheckResponse =
+        serde_json::from_slice(&answer.body).map_err(|e| StoreCommandError::Answer {
+            status: answer.status.as_u16(),
+            detail: e.to_string(),
+        })?;
+    if json {
+        let keyed = BTreeMap::from([(checked.region.to_string(), &checked)]);
+        println!("{}", serde_json::to_string_pretty(&keyed)?);
+    } else {
+        print_check(&checked.region, &checked.report, &checked.omitted);
+        println!(
+            "{}: checked by the node, logged as audit entry {}",
+            checked.region, checked.audit_entry
+        );
+    }
+    Ok(if checked.sound {
+        Outcome::Done
+    } else {
+        Outcome::NotSound
+    })
+}
+
+/// The summary `domicile store check` prints; `omitted` counts the findings of each kind a
+/// node left out of its report.
+fn print_check(region: &Region, report: &StoreCheck, omitted: &BTreeMap<String, usize>) {
     println!(
         "{region}: {} record(s) and {} subject(s) open; {} left behind shreds (they open for no one until a purge or the shred is rerun); {} stale index id(s); {} journal entr{} to fold",
         report.records,
@@ -207,49 +349,56 @@ fn print_check(region: &Region, report: &StoreCheck) {
     );
     const REPAIR: &str = " (repair: domicile store reindex)";
     let kinds = [
-        ("unreadable: does not open", &report.unreadable, ""),
+        ("unreadable", "does not open", &report.unreadable, ""),
         (
-            "unindexed: missing from the subject index",
+            "unindexed",
+            "missing from the subject index",
             &report.unindexed,
             REPAIR,
         ),
         (
-            "corrupt: an entry of the subject index that does not parse",
+            "corrupt_index",
+            "an entry of the subject index that does not parse",
             &report.corrupt_index,
             REPAIR,
         ),
         (
-            "unregistered: records open, but no registry entry",
+            "unregistered",
+            "records open, but no registry entry",
             &report.unregistered,
             " (repair: register the subject again)",
         ),
         (
-            "misplaced: the policy does not let it rest in this region",
+            "misplaced",
+            "the policy does not let it rest in this region",
             &report.misplaced,
             " (move it to its subject's home region)",
         ),
     ];
-    for (what, findings, repair) in kinds {
-        if findings.is_empty() {
+    let mut sound = true;
+    for (kind, what, findings, repair) in kinds {
+        let left_out = omitted.get(kind).copied().unwrap_or(0);
+        let total = findings.len() + left_out;
+        if total == 0 {
             continue;
         }
-        println!("{region}: {} {what}{repair}:", findings.len());
+        sound = false;
+        let name = kind.strip_suffix("_index").unwrap_or(kind);
+        println!("{region}: {total} {name}: {what}{repair}:");
         for finding in findings.iter().take(LISTED) {
             println!("  {}: {}", finding.entry, finding.reason);
         }
-        if findings.len() > LISTED {
+        if total > LISTED.min(findings.len()) {
             println!(
-                "  … and {} more (--json lists every one)",
-                findings.len() - LISTED
+                "  … and {} more (--json lists {})",
+                total - LISTED.min(findings.len()),
+                if left_out > 0 {
+                    "as many as --max-findings"
+                } else {
+                    "every one"
+                }
             );
         }
     }
-    println!(
-        "{region}: {}",
-        if report.is_sound() {
-            "sound"
-        } else {
-            "NOT SOUND"
-        }
-    );
+    println!("{region}: {}", if sound { "sound" } else { "NOT SOUND" });
 }

@@ -556,8 +556,8 @@ fn says(out: &Output, what: &str) {
 }
 
 /// `domicile store check` says a fresh deployment's region is sound (exit 0); after a record's
-/// bytes are edited on disk, it names that record by collection and blind index and exits 2;
-/// `--json` gives the whole report; wrong keys exit 1. No output names a subject or a key.
+/// bytes are edited on disk, it names that record by collection and blind index and exits 3;
+/// `--json` gives the whole report; wrong keys exit 1, a usage error 2. No output names a subject or a key.
 #[test]
 fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -581,6 +581,9 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
             assert!(!text(out).contains(&id(i)), "{}", text(out));
         }
     };
+    // A usage error is 2, never taken for a store that is not sound (3).
+    let out = domicile(&["store", "check", "--data", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = check(&keys, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Seven US subjects (0, 3, 6, 9 by residence, and the PR ones 2, 5, 11), two records each.
@@ -605,20 +608,20 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
         domicile_store::BlindIndex(k[k.len() - 32..].try_into().unwrap())
     };
     let out = check(&keys, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     says(&out, "us: 1 unreadable: does not open:");
     says(&out, &edited.to_string());
     says(&out, "us: NOT SOUND");
     names_no_one(&out);
 
     let out = check(&keys, &["--json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["us"]["records"], 13);
     let unreadable = report["us"]["unreadable"].as_array().unwrap();
     assert_eq!(unreadable.len(), 1, "{report}");
     names_no_one(&out);
-    // Every region when none is named: row is sound, us is not, so the exit code is 2.
+    // Every region when none is named: row is sound, us is not, so the exit code is 3.
     let out = domicile(&[
         "store",
         "check",
@@ -628,7 +631,7 @@ fn store_check_finds_a_record_edited_on_disk_and_names_no_one() {
         keys.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let regions: Vec<&String> = report.as_object().unwrap().keys().collect();
     assert_eq!(regions, ["row", "us"], "{report}");

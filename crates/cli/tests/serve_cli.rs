@@ -393,6 +393,58 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
         assert!(!String::from_utf8_lossy(&a.body).contains("ana-q7x"));
     });
 
+    // `store check --node` asks the node as the SVID given, and prints what the offline check
+    // prints, with the same exit codes; an engineer's SVID is refused (and exits 1).
+    let on_node = |who: &str| {
+        Command::new(env!("CARGO_BIN_EXE_domicile"))
+            .args([
+                "store",
+                "check",
+                "--node",
+                &addr.to_string(),
+                "--region",
+                "us",
+            ])
+            .args([
+                "--ca",
+                &setup.s("ca/ca.pem"),
+                "--cert",
+                &setup.s(&format!("{who}/svid.pem")),
+            ])
+            .args([
+                "--key",
+                &setup.s(&format!("{who}/svid.key")),
+                "--trust-domain",
+                TD,
+            ])
+            .args(["--ticket", "AUD-7"])
+            .output()
+            .unwrap()
+    };
+    let out = on_node("sam");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("us: 5 record(s) and 1 subject(s) open"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("us: sound"), "{stdout}");
+    assert!(stdout.contains("logged as audit entry"), "{stdout}");
+    assert!(!stdout.contains("ana-q7x"), "{stdout}");
+    let out = on_node("alice");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the node refused the check: Denied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("audit entry"), "{stderr}");
+
     // The offline check cannot open a store a node is serving, and says where to ask.
     let out = check(&setup);
     let stderr = String::from_utf8_lossy(&out.stderr);
