@@ -210,6 +210,21 @@ fn write_body(key: &str) -> serde_json::Value {
     })
 }
 
+/// Registers the subject every write here is about.
+async fn register_ana(app: &NodeClient) {
+    let registered = app
+        .post(
+            "/v1/subjects/register",
+            &serde_json::json!({
+                "purpose": {"code": "user_requested_support", "detail": "sign-up"},
+                "subject": {"id": "ana-q7x", "residence": "US"},
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(registered.status, 200, "{:?}", registered.json());
+}
+
 fn logged_record_keys(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     domicile_audit::for_each_entry(dir, &mut |_, _| {}, |_, bytes, _| {
@@ -237,17 +252,7 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     runtime.block_on(async {
         let app = Arc::new(client(&setup, "app", addr));
-        let registered = app
-            .post(
-                "/v1/subjects/register",
-                &serde_json::json!({
-                    "purpose": {"code": "user_requested_support", "detail": "sign-up"},
-                    "subject": {"id": "ana-q7x", "residence": "US"},
-                }),
-            )
-            .await
-            .unwrap();
-        assert_eq!(registered.status, 200, "{:?}", registered.json());
+        register_ana(&app).await;
         let stop = Arc::new(AtomicBool::new(false));
         let mut writers = Vec::new();
         for w in 0..8 {
@@ -361,17 +366,7 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
     };
     runtime.block_on(async {
         let app = client(&setup, "app", addr);
-        let registered = app
-            .post(
-                "/v1/subjects/register",
-                &serde_json::json!({
-                    "purpose": {"code": "user_requested_support", "detail": "sign-up"},
-                    "subject": {"id": "ana-q7x", "residence": "US"},
-                }),
-            )
-            .await
-            .unwrap();
-        assert_eq!(registered.status, 200, "{:?}", registered.json());
+        register_ana(&app).await;
         for n in 0..5 {
             let a = app
                 .post("/v1/records/write", &write_body(&format!("k{n}")))

@@ -13,28 +13,7 @@ async fn every_operation_over_https() {
     let world = World::new();
     let node = start_node(&world, "us", Limits::default(), &[]).await;
     let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
-    let sign_up = json!({"code": "user_requested_support", "detail": "sign-up"});
-    for (id, country) in [("ana", "US"), ("pedro", "PR")] {
-        let a = app
-            .post(
-                "/v1/subjects/register",
-                &json!({"purpose": sign_up, "subject": {"id": id, "residence": country}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(a.status, 200, "{:?}", a.json());
-        for collection in ["profile", "behaviour"] {
-            let a = app
-                .post(
-                    "/v1/records/write",
-                    &json!({"purpose": sign_up, "record": record(id, collection),
-                            "value_base64": "AAEC/w=="}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(a.status, 200, "{:?}", a.json());
-        }
-    }
+    sign_up(&app, &[("ana", "US"), ("pedro", "PR")]).await;
 
     // A binary value comes back as base64.
     let alice = client(&world, "us/usds/alice", node.addr, Some("us"));

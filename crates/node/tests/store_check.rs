@@ -33,28 +33,7 @@ async fn security_staff_check_a_live_store_and_the_check_is_logged() {
     let world = World::new();
     let node = start_node(&world, "us", Limits::default(), &[]).await;
     let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
-    let sign_up = json!({"code": "user_requested_support", "detail": "sign-up"});
-    for (id, country) in SUBJECTS {
-        let a = app
-            .post(
-                "/v1/subjects/register",
-                &json!({"purpose": sign_up, "subject": {"id": id, "residence": country}}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(a.status, 200, "{:?}", a.json());
-        for collection in ["profile", "behaviour"] {
-            let a = app
-                .post(
-                    "/v1/records/write",
-                    &json!({"purpose": sign_up, "record": record(id, collection),
-                            "value": "{}"}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(a.status, 200, "{:?}", a.json());
-        }
-    }
+    sign_up(&app, &SUBJECTS).await;
 
     // USDS security staff and the partner's monitoring staff check the store while it serves.
     for id in ["us/usds/sam", "us/techpartner/tess"] {

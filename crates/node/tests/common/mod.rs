@@ -230,6 +230,34 @@ pub fn client(world: &World, id: &str, addr: SocketAddr, region: Option<&str>) -
     NodeClient::new(addr, config)
 }
 
+/// Registers each `(subject, residence)` through `app` (an app service of their region) and
+/// writes them a `profile` and a `behaviour` record (`AAEC/w==` in base64).
+pub async fn sign_up(app: &NodeClient, subjects: &[(&str, &str)]) {
+    let purpose = serde_json::json!({"code": "user_requested_support", "detail": "sign-up"});
+    for (id, country) in subjects {
+        let a = app
+            .post(
+                "/v1/subjects/register",
+                &serde_json::json!({"purpose": purpose,
+                                    "subject": {"id": id, "residence": country}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.json());
+        for collection in ["profile", "behaviour"] {
+            let a = app
+                .post(
+                    "/v1/records/write",
+                    &serde_json::json!({"purpose": purpose, "record": record(id, collection),
+                                        "value_base64": "AAEC/w=="}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200, "{:?}", a.json());
+        }
+    }
+}
+
 pub fn support() -> serde_json::Value {
     serde_json::json!({"code": "user_requested_support", "ticket": "SUP-1234"})
 }
