@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
 use crate::record::{layout, RecordMeta};
-use crate::{Collection, StoreError};
+use crate::StoreError;
 
-use super::index::{collection_and_blind, parse_ids, parse_journal_entry, record_owner};
+use super::index::{
+    collection_and_blind, parse_ids, parse_journal_entry, record_owner, CollectionNumbers,
+};
 use super::read_ahead::ReadAhead;
 use super::{RecordId, SealedStore};
 
@@ -21,21 +23,20 @@ use super::{RecordId, SealedStore};
 /// holds its index in memory at the cost of a hash set of fixed-size entries.
 #[derive(Default)]
 struct Ids {
-    names: HashMap<Collection, u32>,
+    names: CollectionNumbers,
     set: HashSet<(Pseudonym, u32, BlindIndex)>,
 }
 
 impl Ids {
     fn insert(&mut self, owner: Pseudonym, (collection, blind): RecordId) {
-        let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        let name = *self.names.entry(collection).or_insert(next);
+        let name = self.names.number(collection);
         self.set.insert((owner, name, blind));
     }
 
     fn contains(&self, owner: Pseudonym, (collection, blind): &RecordId) -> bool {
         self.names
             .get(collection)
-            .is_some_and(|name| self.set.contains(&(owner, *name, *blind)))
+            .is_some_and(|name| self.set.contains(&(owner, name, *blind)))
     }
 }
 

@@ -35,6 +35,41 @@ pub(super) struct Journal {
     pub(super) known_empty: bool,
 }
 
+/// A store's collection names, numbered as they are met: what holds the ids of every record
+/// of a store (a rebuild, a check) keeps a 4-byte number with each id instead of its own copy
+/// of the name.
+#[derive(Default)]
+pub(super) struct CollectionNumbers {
+    numbers: HashMap<Collection, u32>,
+    names: Vec<Collection>,
+}
+
+impl CollectionNumbers {
+    /// The number of `collection`, given it now if it has none.
+    pub(super) fn number(&mut self, collection: Collection) -> u32 {
+        if let Some(n) = self.numbers.get(&collection) {
+            return *n;
+        }
+        let n = u32::try_from(self.names.len()).expect("fewer than 2^32 collection names");
+        self.names.push(collection.clone());
+        self.numbers.insert(collection, n);
+        n
+    }
+
+    /// The number of `collection`, if it has one.
+    pub(super) fn get(&self, collection: &Collection) -> Option<u32> {
+        self.numbers.get(collection).copied()
+    }
+
+    /// The name numbered `n`.
+    fn name(&self, n: u32) -> &str {
+        self.names[n as usize].as_str()
+    }
+}
+
+/// Record ids by owner, each with its collection's number.
+type NumberedIds = HashMap<Pseudonym, Vec<(u32, BlindIndex)>>;
+
 impl Journal {
     pub(super) fn due(&self) -> bool {
         self.records >= FOLD_RECORDS || self.batches >= FOLD_BATCHES
@@ -131,12 +166,18 @@ impl SealedStore {
             .scan_prefix(&[layout::JOURNAL])
             .map(|item| item.map(|(key, _)| key))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut owners: HashMap<Pseudonym, Vec<(Collection, BlindIndex)>> = HashMap::new();
+        // Every record's id is held until the lists are written: 36 bytes each, the
+        // collection by number.
+        let mut names = CollectionNumbers::default();
+        let mut owners = NumberedIds::new();
         let mut unowned = 0;
         for item in self.backend.scan_prefix(&[layout::RECORD]) {
             let (key, sealed) = item?;
             match record_owner(&key, &sealed) {
-                Some((owner, id)) => owners.entry(owner).or_default().push(id),
+                Some((owner, (collection, blind))) => owners
+                    .entry(owner)
+                    .or_default()
+                    .push((names.number(collection), blind)),
                 None => unowned += 1,
             }
         }
@@ -153,7 +194,7 @@ impl SealedStore {
         let (subjects, mut records) = (owners.len(), 0);
         let mut tags = PublicRandom::new(&self.rng, subjects);
         for (pseudonym, ids) in owners {
-            records += Self::put_subject_list(&mut batch, &pseudonym, ids, tags.take()?);
+            records += Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
         }
         if !batch.is_empty() {
             self.backend.apply(&batch)?;
@@ -197,8 +238,13 @@ impl SealedStore {
         }
         let mut batch = Batch::new();
         let mut tags = PublicRandom::new(&self.rng, read.ids.len());
+        let mut names = CollectionNumbers::default();
         for (pseudonym, ids) in read.ids {
-            Self::put_subject_list(&mut batch, &pseudonym, ids, tags.take()?);
+            let ids = ids
+                .into_iter()
+                .map(|(collection, blind)| (names.number(collection), blind))
+                .collect();
+            Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
         }
         for key in read.keys {
             batch.delete(key);
@@ -210,19 +256,21 @@ impl SealedStore {
         Ok(())
     }
 
-    /// Puts into `batch` a new list of the subject's record `ids` (sorted, each once) under
-    /// `tag`, a fresh random one; returns how many ids it holds.
+    /// Puts into `batch` a new list of the subject's record `ids` (collections by their number
+    /// in `names`; the list in id order, each once) under `tag`, a fresh random one; returns
+    /// how many ids it holds.
     fn put_subject_list(
         batch: &mut Batch,
         pseudonym: &Pseudonym,
-        mut ids: Vec<(Collection, BlindIndex)>,
+        mut ids: Vec<(u32, BlindIndex)>,
+        names: &CollectionNumbers,
         tag: [u8; 8],
     ) -> usize {
-        ids.sort_unstable();
+        ids.sort_unstable_by(|(a, x), (b, y)| (names.name(*a), x).cmp(&(names.name(*b), y)));
         ids.dedup();
         let mut list = Vec::with_capacity(ids.len() * 44);
         for (collection, blind) in &ids {
-            layout::push_id(&mut list, collection.as_str(), blind);
+            layout::push_id(&mut list, names.name(*collection), blind);
         }
         batch.put(layout::subject_list(pseudonym, tag), list);
         ids.len()
