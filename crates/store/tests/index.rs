@@ -337,6 +337,61 @@ fn a_corrupt_journal_entry_or_subject_list_is_a_typed_error_loses_nothing_and_do
     }
 }
 
+/// A rebuild of more ids than one of its steps holds (50,000) writes every list, one per
+/// subject, and every record reads as before; a rebuild interrupted between steps leaves a
+/// subject's old lists beside new ones, which read as one and check sound, and running it again
+/// leaves one list per subject.
+#[test]
+fn a_rebuild_in_steps_lists_every_record_and_one_cut_short_reads_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let store = open(dir.path(), &custodian);
+    let (subjects, per) = (120, 500);
+    let ids = fill(&store, subjects, per);
+    let rebuilt = store.rebuild_index().unwrap();
+    assert_eq!(
+        (rebuilt.subjects, rebuilt.records),
+        (subjects, subjects * per)
+    );
+    assert_eq!(count_prefix(store.backend(), b'j'), 0);
+    assert_eq!(count_prefix(store.backend(), b'i'), subjects);
+    for (s, id) in ids.iter().enumerate() {
+        let expected: Vec<String> = (0..per).map(|r| key(s, r).as_str().to_owned()).collect();
+        assert_eq!(keys_of(&store, id), expected);
+    }
+
+    // What an interrupted rebuild leaves: besides each subject's list, a new one under another
+    // tag naming the same records (for half of them, as if the steps stopped midway).
+    let lists: Vec<(Vec<u8>, Vec<u8>)> = store
+        .backend()
+        .scan_prefix(b"i")
+        .map(Result::unwrap)
+        .collect();
+    let mut batch = Batch::new();
+    for (k, v) in lists.iter().take(subjects / 2) {
+        let mut other = k.clone();
+        let tag = other.len() - 1;
+        other[tag] ^= 0xff;
+        batch.put(other, v.clone());
+    }
+    store.backend().apply(&batch).unwrap();
+    assert_eq!(count_prefix(store.backend(), b'i'), subjects + subjects / 2);
+    for (s, id) in ids.iter().enumerate().step_by(7) {
+        assert_eq!(
+            keys_of(&store, id).len(),
+            per,
+            "subject {s}: each record once"
+        );
+    }
+    let report = store.check().unwrap();
+    assert!(report.is_sound(), "{report:?}");
+    assert_eq!(report.records, subjects * per);
+    let rebuilt = store.rebuild_index().unwrap();
+    assert_eq!(rebuilt.lists_replaced, subjects + subjects / 2);
+    assert_eq!(count_prefix(store.backend(), b'i'), subjects);
+    assert!(store.check().unwrap().is_sound());
+}
+
 /// The repair for a corrupt index: rebuilt from the owner each record's header names, the
 /// index finds every subject's records again, whichever entry was cut short; a record whose
 /// header no longer parses is left out and counted; and the store takes writes and folds after.

@@ -16,6 +16,9 @@ const FOLD_RECORDS: usize = 32_768;
 /// …or this many batches.
 const FOLD_BATCHES: usize = 512;
 
+/// A rebuild writes the new subject lists in durable steps of about this many ids.
+const REBUILD_STEP: usize = 50_000;
+
 /// This handle's part in the index journal (see `record::layout`).
 #[derive(Debug, Default)]
 pub(super) struct Journal {
@@ -148,8 +151,16 @@ impl SealedStore {
 
     /// Rebuilds the subject index from the records themselves: every record's header names its
     /// owner by pseudonym, so the index — journal and lists — is derived data, and this is the
-    /// repair for [`StoreError::CorruptIndex`]. Every journal entry and list is replaced, in one
-    /// atomic, durable batch, by one list per owner; nothing is decrypted and no key is needed.
+    /// repair for [`StoreError::CorruptIndex`]. Every journal entry and list is replaced by one
+    /// list per owner; nothing is decrypted and no key is needed.
+    ///
+    /// It goes in durable steps of about 50,000 entries, whole subjects at a time: a subject's
+    /// new list and the deletion of their old ones are in the same step, so a subject's lists
+    /// are the old ones or the new one at every moment; the journal entries go in the last
+    /// step (until then they name ids the new lists name too, and reads take each id once).
+    /// A rebuild interrupted between steps leaves a store that reads as before, and running it
+    /// again finishes the job. What it holds in memory is every record's id (36 bytes each)
+    /// and one step's lists and deletions, not every list of the store at once.
     ///
     /// A record whose header was rewritten on disk to name another subject lands in that
     /// subject's list and fails to authenticate when read, as any record rewritten on disk
@@ -181,20 +192,43 @@ impl SealedStore {
                 None => unowned += 1,
             }
         }
-        let mut batch = Batch::new();
+        // The old lists' keys by subject, before any new list is written (a new list's key has
+        // a fresh random tag of its own). Values are not read: they may be what is corrupt.
+        let mut old_lists: HashMap<Pseudonym, Vec<Vec<u8>>> = HashMap::new();
+        // Keys too short to name their subject, deleted in the last step.
+        let mut unnamed = Vec::new();
         let mut lists_replaced = 0;
         for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
             let (key, _) = item?;
-            batch.delete(key);
             lists_replaced += 1;
-        }
-        for key in &journal_keys {
-            batch.delete(key.clone());
+            match key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok()) {
+                Some(owner) => old_lists.entry(Pseudonym(owner)).or_default().push(key),
+                None => unnamed.push(key),
+            }
         }
         let (subjects, mut records) = (owners.len(), 0);
         let mut tags = PublicRandom::new(&self.rng, subjects);
+        let mut batch = Batch::new();
+        let mut in_step = 0;
         for (pseudonym, ids) in owners {
-            records += Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
+            let listed = Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
+            let old = old_lists.remove(&pseudonym).unwrap_or_default();
+            (records, in_step) = (records + listed, in_step + listed + old.len());
+            for key in old {
+                batch.delete(key);
+            }
+            if in_step >= REBUILD_STEP {
+                self.backend.apply(&batch)?;
+                self.backend.flush()?;
+                (batch, in_step) = (Batch::new(), 0);
+            }
+        }
+        // Lists of subjects with no record left (all deleted or shredded), and the journal.
+        for key in old_lists.into_values().flatten().chain(unnamed) {
+            batch.delete(key);
+        }
+        for key in journal_keys.iter().cloned() {
+            batch.delete(key);
         }
         if !batch.is_empty() {
             self.backend.apply(&batch)?;
