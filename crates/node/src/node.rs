@@ -51,8 +51,6 @@ pub struct NodeState {
     log_dir: PathBuf,
     max_body: usize,
     draining: Arc<AtomicBool>,
-    /// Whether a store check is running: each reads the whole store, so one runs at a time.
-    checking: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -92,7 +90,6 @@ impl NodeState {
             log_dir,
             max_body,
             draining,
-            checking: Arc::default(),
         }
     }
 
@@ -508,40 +505,15 @@ async fn check_store(
         )
         .into_response();
     }
-    // Held by the check itself, not by this request: a request that times out leaves the check
-    // running, and the slot taken until it ends.
-    let Some(slot) = CheckSlot::take(&state.checking) else {
-        return Problem::check_in_progress().into_response();
-    };
     let gate = state.gate.clone();
     let w = who.clone();
     let region = state.gate.region().clone();
-    let result = blocking(move || {
-        let _slot = slot;
-        gate.check_store(&w, &req.purpose)
-    })
-    .await
-    .map(|(report, receipt)| StoreCheckResponse::new(region, report, max, receipt.seq));
+    // One check at a time is the Gate's rule (409 `check_in_progress`, logged after the
+    // decision); a request that times out leaves its check running until it ends.
+    let result = blocking(move || gate.check_store(&w, &req.purpose))
+        .await
+        .map(|(report, receipt)| StoreCheckResponse::new(region, report, max, receipt.seq));
     outcome("check_store", &who, None, result)
-}
-
-/// The one store check a node runs at a time; given back when dropped.
-struct CheckSlot(Arc<AtomicBool>);
-
-impl CheckSlot {
-    /// The slot, unless a check holds it.
-    fn take(checking: &Arc<AtomicBool>) -> Option<CheckSlot> {
-        checking
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .ok()
-            .map(|_| CheckSlot(checking.clone()))
-    }
-}
-
-impl Drop for CheckSlot {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
 }
 
 async fn request_approval(
@@ -681,20 +653,4 @@ async fn deploy(
             audit_entry: Some(receipt.seq),
         });
     outcome("deploy", &who, None, result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_store_check_at_a_time_and_the_slot_comes_back_when_it_ends() {
-        let checking = Arc::new(AtomicBool::new(false));
-        let first = CheckSlot::take(&checking).expect("no check is running");
-        assert!(CheckSlot::take(&checking).is_none(), "two checks at once");
-        // The slot travels with the check onto the blocking pool, and comes back when it ends,
-        // whether or not its request is still waiting.
-        std::thread::spawn(move || drop(first)).join().unwrap();
-        assert!(CheckSlot::take(&checking).is_some());
-    }
 }

@@ -101,16 +101,6 @@ impl Problem {
         )
     }
 
-    /// A store check is already running on this node.
-    pub fn check_in_progress() -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "check_in_progress",
-            "A store check is running",
-            "a check of this store is already running (one at a time): try again when it has finished",
-        )
-    }
-
     /// The node is shutting down.
     pub fn shutting_down() -> Self {
         Self::new(
@@ -168,6 +158,12 @@ impl Problem {
             GateError::ForeignTrainingInput { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Foreign training input",
+                e.to_string(),
+                None,
+            ),
+            GateError::CheckInProgress => (
+                StatusCode::CONFLICT,
+                "A store check is running",
                 e.to_string(),
                 None,
             ),

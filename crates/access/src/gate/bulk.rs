@@ -383,7 +383,8 @@ impl Gate {
     /// let `check_store`: every record and registry entry is opened inside the Gate, and the
     /// report names records by blind index and subjects by pseudonym only, so it carries no
     /// plaintext. Its `store_check` entry, counting the records opened, is durable before the
-    /// report is returned. Shreds wait while it runs; reads and writes go on.
+    /// report is returned. Shreds wait while it runs; reads and writes go on. One check runs at
+    /// a time: another, once allowed, is [`GateError::CheckInProgress`] (logged as such).
     ///
     /// [`SealedStore::check`]: domicile_store::SealedStore::check
     pub fn check_store(
@@ -398,10 +399,86 @@ impl Gate {
         let verdict = self.decide_access(who, AccessAction::CheckStore, resource, purpose, None)?;
         let decided = bulk(DataClass::Protected, "*", 0);
         call.release("check the store", decided, &verdict, || {
+            let _running = match self.store_check.try_lock() {
+                Ok(running) => running,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Err(GateError::CheckInProgress),
+            };
             let report = self.store.check()?;
             let opened = u64::try_from(report.records).unwrap_or(u64::MAX);
             let logged = bulk(DataClass::Protected, "*", opened);
             Ok(Gathered::released(report, logged, None))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use domicile_audit::{AuditKey, AuditLog, Entry, KeyKind, LogConfig, Outcome, SigningKey};
+    use domicile_residency::JustificationCode;
+    use domicile_store::{FileCustodian, SealedStore};
+
+    use super::*;
+    use crate::{ApprovalBook, ManualClock, PrincipalKind};
+
+    #[test]
+    fn one_store_check_at_a_time_and_the_one_refused_is_logged_after_its_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = Region::parse("us").unwrap();
+        let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+        let policy = Arc::new(domicile_policy_us_split::UsSplitPolicy::new());
+        let store = SealedStore::open(dir.path().join("data"), region, policy, custodian).unwrap();
+        let key = SigningKey::generate("audit.domicile.example/us", KeyKind::Ed25519).unwrap();
+        let log_dir = dir.path().join("audit");
+        let log = AuditLog::open(&log_dir, LogConfig::new(key)).unwrap();
+        let gate = Gate::new(
+            Arc::new(store),
+            Arc::new(log),
+            AuditKey::generate().unwrap(),
+            ApprovalBook::in_memory(),
+            Arc::new(ManualClock::at_unix_secs(1_790_000_000)),
+        )
+        .unwrap();
+        let sam = Principal::parse(
+            "spiffe://domicile.example/us/usds/sam",
+            PrincipalKind::Person,
+            ("usds", "US"),
+            "US",
+            "US",
+            &["security"],
+        )
+        .unwrap();
+        gate.enrol(sam.clone()).unwrap();
+        let audit = Purpose::new(JustificationCode::Audit).with_ticket("AUD-1");
+        let last_entry = || {
+            let mut last = None;
+            domicile_audit::for_each_entry(&log_dir, &mut |_, _| {}, |_, bytes, _| {
+                last = Some(Entry::from_canonical(bytes)?);
+                Ok(())
+            })
+            .unwrap();
+            last.unwrap()
+        };
+
+        let running = gate.store_check.lock().unwrap();
+        match gate.check_store(&sam, &audit) {
+            Err(GateError::CheckInProgress) => {}
+            other => panic!("a second check ran: {other:?}"),
+        }
+        let refused = last_entry();
+        assert_eq!(refused.action, Action::StoreCheck);
+        assert!(refused.decision.allowed, "decided before it was refused");
+        assert_eq!(
+            refused.outcome,
+            Outcome::Error {
+                reason: "check_in_progress".into()
+            }
+        );
+        drop(running);
+        let (report, receipt) = gate.check_store(&sam, &audit).unwrap();
+        assert!(report.is_sound());
+        assert_eq!(receipt.seq, refused.seq + 1);
     }
 }

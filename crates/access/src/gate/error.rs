@@ -63,6 +63,12 @@ pub enum GateError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A check of the store is already running through this Gate (one runs at a time). The
+    /// refused check is in the log as an error at its own entry.
+    #[error(
+        "a check of this store is already running (one at a time): try again when it has finished"
+    )]
+    CheckInProgress,
     /// The store failed.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -119,6 +125,7 @@ impl GateError {
             GateError::UnknownSubject { .. } => "unknown_subject".into(),
             GateError::UnknownPrincipal => "unknown_principal".into(),
             GateError::ForeignTrainingInput { .. } => "foreign_training_input".into(),
+            GateError::CheckInProgress => "check_in_progress".into(),
             GateError::Store(e) => format!("store/{}", variant_code(e)),
             GateError::Access(e) => format!("access/{}", variant_code(e)),
             GateError::Residency(e) => format!("residency/{}", variant_code(e)),

@@ -34,7 +34,7 @@ mod verdict;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use domicile_audit::{AuditKey, AuditLog, Receipt, Resource as AuditResource, Target};
 use domicile_residency::{DataClass, Obligation, Region, ResidencyPolicy, Subject, SubjectId};
@@ -174,6 +174,8 @@ pub struct Gate {
     request_counter: AtomicU64,
     /// The migration key's public half, whose warrants authorise migration reads and writes.
     migration_key: RwLock<Option<Vec<u8>>>,
+    /// Held while a store check runs: each reads the whole store, so one runs at a time.
+    store_check: Mutex<()>,
 }
 
 impl fmt::Debug for Gate {
@@ -233,6 +235,7 @@ impl Gate {
             request_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             request_counter: AtomicU64::new(0),
             migration_key: RwLock::new(None),
+            store_check: Mutex::new(()),
         };
         gate.settle_approvals_from_log()?;
         Ok(gate)
