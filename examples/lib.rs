@@ -126,6 +126,7 @@ pub fn directory() -> domicile_access::PrincipalDirectory {
         person("row", ("bytedance-sg", "SG"), "bo", &["engineer"]),
         person("row", ("bytedance-sg", "SG"), "dan", &["approver"]),
         person("us", ("usds", "US"), "carol", &["approver"]),
+        person("us", ("usds", "US"), "sofia", &["security"]),
         person("us", ("audit-firm", "US"), "eve", &["auditor"]),
         person("us", ("other-audit", "US"), "kim", &["auditor"]),
         person("row", ("bytedance-cn", "CN"), "wu", &["engineer"]),

@@ -200,6 +200,7 @@ fn main() -> Result<(), Error> {
         "row/bytedance-sg/bo",
         "us/usds/frank",
         "us/usds/carol",
+        "us/usds/sofia",
         "us/usds/gateway",
     ] {
         svids.push((
@@ -360,6 +361,31 @@ fn main() -> Result<(), Error> {
         .enable_all()
         .build()?;
     let unexpected = runtime.block_on(scenarios(&root, gateway, nodes[0]))?;
+
+    println!("\n== USDS security checks the serving us store (domicile store check --node)");
+    // Every record and registry entry is opened inside the node; what comes back is counts and
+    // blind names, and the check is in the us log as a `store_check` entry.
+    let checked = cluster.run(&[
+        "store",
+        "check",
+        "--node",
+        &nodes[0].to_string(),
+        "--region",
+        "us",
+        "--ca",
+        &cluster.path("ca/ca.pem"),
+        "--cert",
+        &cluster.path("svids/sofia/svid.pem"),
+        "--key",
+        &cluster.path("svids/sofia/svid.key"),
+        "--trust-domain",
+        TRUST_DOMAIN,
+        "--ticket",
+        "AUD-2026-12",
+    ])?;
+    for line in checked.lines() {
+        println!("   {line}");
+    }
 
     println!("\n== the auditor follows each log over HTTPS as tlog-tiles");
     // The auditor follows each region's log over HTTPS as C2SP tlog-tiles, with no client
@@ -565,6 +591,21 @@ async fn scenarios(root: &Path, gateway: SocketAddr, us_node: SocketAddr) -> Res
         )
         .await?;
     show("The Singapore engineer calls the us node directly", &answer);
+    expect(false, &answer);
+    let alice_direct = NodeClient::new(
+        us_node,
+        identity(root, "alice")?.client_config(Some(domicile_residency::Region::parse("us")?))?,
+    );
+    let answer = alice_direct
+        .post(
+            "/v1/store/check",
+            &json!({"purpose": {"code": "audit", "ticket": "AUD-2026-12"}}),
+        )
+        .await?;
+    show(
+        "A USDS engineer asks the us node to check its store",
+        &answer,
+    );
     expect(false, &answer);
     Ok(unexpected)
 }
