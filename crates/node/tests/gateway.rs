@@ -119,6 +119,23 @@ async fn every_subject_reaches_its_home_region_and_no_other() {
         }
     }
 
+    // A store check names no subject: through the gateway, the caller names a home of the
+    // region whose store it means, and the check reaches that region's node only, on behalf of
+    // the caller (whose rules decide it there).
+    let sam = client(&world, "us/usds/sam", gw.addr, None);
+    let answer = sam
+        .post(
+            "/v1/store/check",
+            &serde_json::json!({"purpose": {"code": "audit", "ticket": "AUD-9"},
+                                "home": {"residence": "US"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    assert_eq!(answer.headers["domicile-region"].to_str().unwrap(), "us");
+    assert_eq!(answer.json()["region"], "us");
+    assert_eq!(answer.json()["sound"], true, "{:?}", answer.json());
+
     // No home can be decided: refused, sent nowhere.
     let sizes = (
         world.region("us").gate.log().size(),
