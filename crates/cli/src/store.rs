@@ -4,10 +4,10 @@
 //! every record and registry entry is opened, and the subject index compared with the owner
 //! each record names. It writes nothing and prints what it found by collection and blind index
 //! or pseudonym, never a record key or subject id; the exit code says whether the store is
-//! sound (0), not sound (3), or could not be checked (1; 2 is a usage error). It needs the store to itself; a
-//! serving node checks its own store over its API (`POST /v1/store/check`), which `check
-//! --node` asks as the caller's SVID, printing the same summary with the same exit codes; the
-//! error for a store a node holds says so.
+//! sound (0), not sound (3), or could not be checked (1; 2 is a usage error). It needs the
+//! store to itself; a serving node checks its own store over its API (`POST /v1/store/check`),
+//! which `check --node` asks as the caller's SVID, printing the same summary with the same exit
+//! codes; the error for a store a node holds says so.
 //!
 //! `reindex` rebuilds a region's subject index (the index journal and every subject's list)
 //! from the owner each record's header names: the repair for a store whose index was changed
@@ -197,6 +197,10 @@ pub(crate) fn run(args: StoreArgs) -> ExitCode {
     match command(args.command) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotSound) => ExitCode::from(NOT_SOUND),
+        Err(e @ StoreCommandError::Usage(_)) => {
+            eprintln!("domicile store: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("domicile store: {e}");
             if checking && e.store_in_use() {
