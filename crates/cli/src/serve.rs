@@ -128,7 +128,7 @@ pub(crate) struct GatewayArgs {
     limits: LimitArgs,
 }
 
-fn parse_node(text: &str) -> Result<(Region, SocketAddr), String> {
+pub(crate) fn parse_node(text: &str) -> Result<(Region, SocketAddr), String> {
     let (region, addr) = text
         .split_once('=')
         .ok_or_else(|| format!("expected REGION=HOST:PORT, not {text:?}"))?;

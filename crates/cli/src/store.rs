@@ -41,16 +41,15 @@ enum StoreCommand {
     Check {
         /// The deployment's data directory (the store is checked here, and must not be open
         /// elsewhere).
-        #[arg(long, required_unless_present = "node", requires = "keys")]
+        #[arg(long, required_unless_present = "nodes", requires = "keys")]
         data: Option<PathBuf>,
         /// The deployment's keys directory.
         #[arg(long, requires = "data")]
         keys: Option<PathBuf>,
         #[command(flatten)]
         node: NodeCheckArgs,
-        /// The region; every region of the deployment's policy if omitted (required with
-        /// `--node`).
-        #[arg(long)]
+        /// The region; every region of the deployment's policy if omitted.
+        #[arg(long, conflicts_with = "nodes")]
         region: Option<String>,
         /// Print the whole report as JSON (an object keyed by region) instead of a summary.
         #[arg(long)]
@@ -69,28 +68,30 @@ enum StoreCommand {
 /// Asking a serving node to check its own store instead.
 #[derive(Debug, clap::Args)]
 struct NodeCheckArgs {
-    /// A serving node (`HOST:PORT`) to ask to check its own store (`POST /v1/store/check`),
-    /// as the SVID given: the region's security staff, for an audit with a ticket.
-    #[arg(long, conflicts_with_all = ["data", "keys"],
-          requires_all = ["region", "ca", "cert", "key", "trust_domain", "ticket"])]
-    node: Option<SocketAddr>,
+    /// A region's serving node, `REGION=HOST:PORT` (repeatable), to ask to check its own store
+    /// (`POST /v1/store/check`) as the SVID given: the region's security staff, for an audit
+    /// with a ticket. The node must present that region's node SVID.
+    #[arg(long = "node", value_name = "REGION=HOST:PORT", value_parser = crate::serve::parse_node,
+          conflicts_with_all = ["data", "keys"],
+          requires_all = ["ca", "cert", "key", "trust_domain", "ticket"])]
+    nodes: Vec<(Region, SocketAddr)>,
     /// The CA bundle (PEM) the node's certificate is checked against.
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     ca: Option<PathBuf>,
     /// The caller's SVID (PEM).
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     cert: Option<PathBuf>,
     /// The SVID's key (PEM, mode 0600).
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     key: Option<PathBuf>,
     /// The SPIFFE trust domain.
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     trust_domain: Option<String>,
     /// The audit's ticket (`AUD-1234`): the check's purpose is `audit`.
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     ticket: Option<String>,
     /// The most findings of each kind the node lists (default 100, at most 10,000).
-    #[arg(long, requires = "node")]
+    #[arg(long, requires = "nodes")]
     max_findings: Option<usize>,
 }
 
@@ -224,8 +225,8 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
             region,
             json,
         } => {
-            if node.node.is_some() {
-                return check_on_node(node, &Region::parse(region.as_deref().unwrap_or(""))?, json);
+            if !node.nodes.is_empty() {
+                return check_on_nodes(node, json);
             }
             let (Some(data), Some(keys)) = (data, keys) else {
                 return Err(StoreCommandError::Usage(
@@ -278,27 +279,17 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
     }
 }
 
-/// `domicile store check --node`: the node checks its own store, and its answer is printed as
-/// an offline check's report is.
-fn check_on_node(
-    args: NodeCheckArgs,
-    region: &Region,
-    json: bool,
-) -> Result<Outcome, StoreCommandError> {
-    let (Some(addr), Some(ca), Some(cert), Some(key), Some(trust_domain), Some(ticket)) = (
-        args.node,
-        args.ca,
-        args.cert,
-        args.key,
-        args.trust_domain,
-        args.ticket,
-    ) else {
+/// `domicile store check --node`: each node checks its own store, and its answer is printed as
+/// an offline check's report is (with `--json`, every answer in one object keyed by region).
+fn check_on_nodes(args: NodeCheckArgs, json: bool) -> Result<Outcome, StoreCommandError> {
+    let (Some(ca), Some(cert), Some(key), Some(trust_domain), Some(ticket)) =
+        (args.ca, args.cert, args.key, args.trust_domain, args.ticket)
+    else {
         return Err(StoreCommandError::Usage(
             "--node needs --ca, --cert, --key, --trust-domain and --ticket",
         ));
     };
     let identity = Identity::load(&ca, &cert, &key, &trust_domain)?;
-    let client = NodeClient::new(addr, identity.client_config(Some(region.clone()))?);
     let mut body = serde_json::json!({"purpose": {"code": "audit", "ticket": ticket}});
     if let Some(max) = args.max_findings {
         body["max_findings"] = max.into();
@@ -307,36 +298,58 @@ fn check_on_node(
         .enable_all()
         .build()
         .map_err(StoreCommandError::Runtime)?;
-    let answer = runtime.block_on(client.post("/v1/store/check", &body))?;
+    let mut answers = BTreeMap::new();
+    for (region, addr) in args.nodes {
+        let client = NodeClient::new(addr, identity.client_config(Some(region.clone()))?);
+        let checked = runtime.block_on(ask_node(&client, &region, &body))?;
+        if !json {
+            print_check(&checked.region, &checked.report, &checked.omitted);
+            println!(
+                "{}: checked by the node, logged as audit entry {}",
+                checked.region, checked.audit_entry
+            );
+        }
+        answers.insert(region.to_string(), checked);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    }
+    Ok(if answers.values().all(|a| a.sound) {
+        Outcome::Done
+    } else {
+        Outcome::NotSound
+    })
+}
+
+/// One node's answer to `POST /v1/store/check`, checked to be a store check of `region`.
+async fn ask_node(
+    client: &NodeClient,
+    region: &Region,
+    body: &serde_json::Value,
+) -> Result<StoreCheckResponse, StoreCommandError> {
+    let answer = client.post("/v1/store/check", body).await?;
+    let status = answer.status.as_u16();
     if !answer.status.is_success() {
         return Err(match serde_json::from_slice::<Problem>(&answer.body) {
             Ok(problem) => StoreCommandError::Refused(Box::new(problem)),
             Err(_) => StoreCommandError::Answer {
-                status: answer.status.as_u16(),
+                status,
                 detail: "not a problem document".into(),
             },
         });
     }
     let checked: StoreCheckResponse =
         serde_json::from_slice(&answer.body).map_err(|e| StoreCommandError::Answer {
-            status: answer.status.as_u16(),
+            status,
             detail: e.to_string(),
         })?;
-    if json {
-        let keyed = BTreeMap::from([(checked.region.to_string(), &checked)]);
-        println!("{}", serde_json::to_string_pretty(&keyed)?);
-    } else {
-        print_check(&checked.region, &checked.report, &checked.omitted);
-        println!(
-            "{}: checked by the node, logged as audit entry {}",
-            checked.region, checked.audit_entry
-        );
+    if &checked.region != region {
+        return Err(StoreCommandError::Answer {
+            status,
+            detail: format!("it is of region {}, not {region}", checked.region),
+        });
     }
-    Ok(if checked.sound {
-        Outcome::Done
-    } else {
-        Outcome::NotSound
-    })
+    Ok(checked)
 }
 
 /// The summary `domicile store check` prints; `omitted` counts the findings of each kind a

@@ -390,16 +390,9 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
 
     // `store check --node` asks the node as the SVID given, and prints what the offline check
     // prints, with the same exit codes; an engineer's SVID is refused (and exits 1).
-    let on_node = |who: &str| {
+    let on_node_as = |region: &str, who: &str| {
         Command::new(env!("CARGO_BIN_EXE_domicile"))
-            .args([
-                "store",
-                "check",
-                "--node",
-                &addr.to_string(),
-                "--region",
-                "us",
-            ])
+            .args(["store", "check", "--node", &format!("{region}={addr}")])
             .args([
                 "--ca",
                 &setup.s("ca/ca.pem"),
@@ -416,6 +409,7 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
             .output()
             .unwrap()
     };
+    let on_node = |who: &str| on_node_as("us", who);
     let out = on_node("sam");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -431,6 +425,12 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
     assert!(stdout.contains("us: sound"), "{stdout}");
     assert!(stdout.contains("logged as audit entry"), "{stdout}");
     assert!(!stdout.contains("ana-q7x"), "{stdout}");
+    // A node is asked as the region named: the us node cannot answer for row (its SVID is
+    // refused in the handshake), and nothing is checked.
+    let out = on_node_as("row", "sam");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TLS handshake"), "{stderr}");
     let out = on_node("alice");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
