@@ -390,9 +390,10 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
 
     // `store check --node` asks the node as the SVID given, and prints what the offline check
     // prints, with the same exit codes; an engineer's SVID is refused (and exits 1).
-    let on_node_as = |region: &str, who: &str| {
+    let on_node_with = |region: &str, who: &str, extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_domicile"))
             .args(["store", "check", "--node", &format!("{region}={addr}")])
+            .args(extra)
             .args([
                 "--ca",
                 &setup.s("ca/ca.pem"),
@@ -409,7 +410,20 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
             .output()
             .unwrap()
     };
+    let on_node_as = |region: &str, who: &str| on_node_with(region, who, &[]);
     let on_node = |who: &str| on_node_as("us", who);
+    // With --json, the node's answers keyed by region, as the offline check's reports are.
+    let out = on_node_with("us", "sam", &["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers["us"]["sound"], true, "{answers}");
+    assert_eq!(answers["us"]["report"]["records"], 5, "{answers}");
+    assert!(answers["us"]["audit_entry"].is_u64(), "{answers}");
     let out = on_node("sam");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

@@ -119,3 +119,65 @@ async fn security_staff_check_a_live_store_and_the_check_is_logged() {
         .unwrap();
     assert_eq!(a.status, 401, "{:?}", a.json());
 }
+
+/// Checks racing each other through the node, from two security staff at once: each is either
+/// answered (200) or refused because another runs (409 `check_in_progress`), never anything
+/// else; at least one is answered; and every refusal is in the log, after an allowed decision,
+/// as an error with that reason — however the race falls out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_checks_are_answered_or_refused_as_in_progress_and_every_refusal_is_logged() {
+    let world = World::new();
+    let node = start_node(&world, "us", Limits::default(), &[]).await;
+    let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
+    let subjects: Vec<(String, &str)> = (0..40).map(|i| (format!("s-{i:03}"), "US")).collect();
+    let named: Vec<(&str, &str)> = subjects.iter().map(|(s, c)| (s.as_str(), *c)).collect();
+    sign_up(&app, &named).await;
+    let before = entries(&world).len();
+
+    let mut racers = Vec::new();
+    for id in ["us/usds/sam", "us/techpartner/tess"] {
+        for _ in 0..2 {
+            let security = client(&world, id, node.addr, Some("us"));
+            racers.push(tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..5 {
+                    let a = security
+                        .post("/v1/store/check", &json!({"purpose": audit()}))
+                        .await
+                        .unwrap();
+                    if a.status == 409 {
+                        assert_eq!(a.json()["code"], "check_in_progress");
+                    } else {
+                        assert_eq!(a.status, 200, "{:?}", a.json());
+                        assert_eq!(a.json()["report"]["records"], 80);
+                    }
+                    statuses.push(a.status.as_u16());
+                }
+                statuses
+            }));
+        }
+    }
+    let mut statuses = Vec::new();
+    for racer in racers {
+        statuses.extend(racer.await.unwrap());
+    }
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 409).count();
+    eprintln!("{answered} checks answered, {refused} refused as in progress");
+    assert!(answered >= 1);
+    assert_eq!(answered + refused, 20);
+    let logged = &entries(&world)[before..];
+    assert_eq!(logged.len(), 20, "one entry per check");
+    let in_progress = logged
+        .iter()
+        .filter(|e| {
+            e.action == Action::StoreCheck
+                && e.decision.allowed
+                && e.outcome
+                    == domicile_audit::Outcome::Error {
+                        reason: "check_in_progress".into(),
+                    }
+        })
+        .count();
+    assert_eq!(in_progress, refused, "every refusal is logged as such");
+}
