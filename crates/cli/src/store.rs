@@ -364,36 +364,9 @@ fn print_check(region: &Region, report: &StoreCheck, omitted: &BTreeMap<String, 
         report.journal_entries,
         if report.journal_entries == 1 { "y" } else { "ies" },
     );
-    const REPAIR: &str = " (repair: domicile store reindex)";
-    let kinds = [
-        ("unreadable", "does not open", &report.unreadable, ""),
-        (
-            "unindexed",
-            "missing from the subject index",
-            &report.unindexed,
-            REPAIR,
-        ),
-        (
-            "corrupt_index",
-            "an entry of the subject index that does not parse",
-            &report.corrupt_index,
-            REPAIR,
-        ),
-        (
-            "unregistered",
-            "records open, but no registry entry",
-            &report.unregistered,
-            " (repair: register the subject again)",
-        ),
-        (
-            "misplaced",
-            "the policy does not let it rest in this region",
-            &report.misplaced,
-            " (move it to its subject's home region)",
-        ),
-    ];
     let mut sound = true;
-    for (kind, what, findings, repair) in kinds {
+    for (kind, findings) in report.findings() {
+        let (what, repair) = describe(kind);
         let left_out = omitted.get(kind).copied().unwrap_or(0);
         let total = findings.len() + left_out;
         if total == 0 {
@@ -418,4 +391,23 @@ fn print_check(region: &Region, report: &StoreCheck, omitted: &BTreeMap<String, 
         }
     }
     println!("{region}: {}", if sound { "sound" } else { "NOT SOUND" });
+}
+
+/// What a kind of finding means to an operator, and its repair.
+fn describe(kind: &str) -> (&'static str, &'static str) {
+    const REINDEX: &str = " (repair: domicile store reindex)";
+    match kind {
+        "unreadable" => ("does not open", ""),
+        "unindexed" => ("missing from the subject index", REINDEX),
+        "corrupt_index" => ("an entry of the subject index that does not parse", REINDEX),
+        "unregistered" => (
+            "records open, but no registry entry",
+            " (repair: register the subject again)",
+        ),
+        "misplaced" => (
+            "the policy does not let it rest in this region",
+            " (move it to its subject's home region)",
+        ),
+        _ => ("", ""),
+    }
 }

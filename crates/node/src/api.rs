@@ -171,19 +171,11 @@ impl StoreCheckResponse {
     /// The answer for `report`, listing at most `max` findings of each kind.
     pub fn new(region: Region, mut report: StoreCheck, max: usize, audit_entry: u64) -> Self {
         let sound = report.is_sound();
-        let mut omitted = BTreeMap::new();
-        for (kind, findings) in [
-            ("unreadable", &mut report.unreadable),
-            ("unindexed", &mut report.unindexed),
-            ("corrupt_index", &mut report.corrupt_index),
-            ("unregistered", &mut report.unregistered),
-            ("misplaced", &mut report.misplaced),
-        ] {
-            if findings.len() > max {
-                omitted.insert(kind.to_owned(), findings.len() - max);
-                findings.truncate(max);
-            }
-        }
+        let omitted = report
+            .truncate_findings(max)
+            .into_iter()
+            .map(|(kind, n)| (kind.to_owned(), n))
+            .collect();
         StoreCheckResponse {
             region,
             sound,

@@ -69,6 +69,25 @@ async fn security_staff_check_a_live_store_and_the_check_is_logged() {
         }
     }
 
+    // Nothing the checks wrote names anyone: the raw bytes of every file of the deployment
+    // (stores, logs, keys) hold neither subject id.
+    let files = files_under(world.dir.path());
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with(&world.region("us").log_dir)));
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for (subject, _) in SUBJECTS {
+            assert!(
+                !bytes
+                    .windows(subject.len())
+                    .any(|w| w == subject.as_bytes()),
+                "{} names {subject}",
+                file.display()
+            );
+        }
+    }
+
     // Everyone else is refused, and the refusal is logged: an engineer who reads US records,
     // the rest of the world's security staff, and security staff without a ticket.
     let refused = [

@@ -117,11 +117,12 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 1..=ROUNDS {
         let start = Instant::now();
-        let mut entries = 0usize;
-        for item in store.backend().scan_prefix(b"d") {
-            let (_, v) = item.unwrap();
-            entries += usize::from(!v.is_empty());
-        }
+        let entries = store
+            .backend()
+            .scan_prefix(b"d")
+            .map(|item| item.unwrap().1.len())
+            .filter(|len| *len > 0)
+            .count();
         let bare: Duration = start.elapsed();
         assert_eq!(entries, records);
 

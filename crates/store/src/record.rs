@@ -361,6 +361,13 @@ pub(crate) mod layout {
         out
     }
 
+    /// The subject a subject list's key names, if it is long enough to name one.
+    pub(crate) fn list_owner(key: &[u8]) -> Option<Pseudonym> {
+        key.get(1..17)
+            .and_then(|o| <[u8; 16]>::try_from(o).ok())
+            .map(Pseudonym)
+    }
+
     pub(crate) fn journal(writer: [u8; 8], seq: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(17);
         out.push(JOURNAL);

@@ -258,6 +258,23 @@ pub async fn sign_up(app: &NodeClient, subjects: &[(&str, &str)]) {
     }
 }
 
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
 pub fn support() -> serde_json::Value {
     serde_json::json!({"code": "user_requested_support", "ticket": "SUP-1234"})
 }

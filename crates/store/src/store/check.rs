@@ -3,7 +3,7 @@
 //! policy, and the subject index lists each record under the owner its header names.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use domicile_residency::{DataClass, Decision, Region, SubjectId};
 use serde::{Deserialize, Serialize};
@@ -111,11 +111,38 @@ impl StoreCheck {
     /// unregistered, no record misplaced. Shred leftovers, stale index ids and unfolded journal
     /// entries are states a sound store passes through.
     pub fn is_sound(&self) -> bool {
-        self.unreadable.is_empty()
-            && self.unindexed.is_empty()
-            && self.corrupt_index.is_empty()
-            && self.unregistered.is_empty()
-            && self.misplaced.is_empty()
+        self.findings().iter().all(|(_, found)| found.is_empty())
+    }
+
+    /// The five kinds of finding, each by its field's name, in the report's order.
+    pub fn findings(&self) -> [(&'static str, &[Finding]); 5] {
+        [
+            ("unreadable", &self.unreadable),
+            ("unindexed", &self.unindexed),
+            ("corrupt_index", &self.corrupt_index),
+            ("unregistered", &self.unregistered),
+            ("misplaced", &self.misplaced),
+        ]
+    }
+
+    /// Keeps the first `max` findings of each kind; returns how many of each kind it left out
+    /// (kinds with none left out absent). Counts and [`is_sound`](Self::is_sound) are to be
+    /// taken before.
+    pub fn truncate_findings(&mut self, max: usize) -> BTreeMap<&'static str, usize> {
+        let mut left_out = BTreeMap::new();
+        for (kind, found) in [
+            ("unreadable", &mut self.unreadable),
+            ("unindexed", &mut self.unindexed),
+            ("corrupt_index", &mut self.corrupt_index),
+            ("unregistered", &mut self.unregistered),
+            ("misplaced", &mut self.misplaced),
+        ] {
+            if found.len() > max {
+                left_out.insert(kind, found.len() - max);
+                found.truncate(max);
+            }
+        }
+        left_out
     }
 }
 
@@ -175,11 +202,11 @@ impl SealedStore {
         }
         for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
             let (key, list) = item?;
-            let owner = key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok());
+            let owner = layout::list_owner(&key);
             match (owner, parse_ids(&key, &list)) {
                 (Some(owner), Ok(ids)) => {
                     for id in ids {
-                        indexed.insert(Pseudonym(owner), id);
+                        indexed.insert(owner, id);
                     }
                 }
                 (_, Err(e)) => report.corrupt_index.push(Finding {

@@ -142,8 +142,8 @@ impl SealedStore {
         }
         for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
             let (key, _) = item?;
-            if let Some(owner) = key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok()) {
-                found.entry(Pseudonym(owner)).or_default().lists.push(key);
+            if let Some(owner) = layout::list_owner(&key) {
+                found.entry(owner).or_default().lists.push(key);
             }
         }
         Ok(found)
@@ -201,8 +201,8 @@ impl SealedStore {
         for item in self.backend.scan_prefix(&[layout::SUBJECT_LIST]) {
             let (key, _) = item?;
             lists_replaced += 1;
-            match key.get(1..17).and_then(|o| <[u8; 16]>::try_from(o).ok()) {
-                Some(owner) => old_lists.entry(Pseudonym(owner)).or_default().push(key),
+            match layout::list_owner(&key) {
+                Some(owner) => old_lists.entry(owner).or_default().push(key),
                 None => unnamed.push(key),
             }
         }
@@ -211,7 +211,10 @@ impl SealedStore {
         let mut batch = Batch::new();
         let mut in_step = 0;
         for (pseudonym, ids) in owners {
-            let listed = Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
+            let named = |list: &mut Vec<u8>, n: &u32, blind: &BlindIndex| {
+                layout::push_id(list, names.name(*n), blind)
+            };
+            let listed = Self::put_subject_list(&mut batch, &pseudonym, ids, named, tags.take()?);
             let old = old_lists.remove(&pseudonym).unwrap_or_default();
             (records, in_step) = (records + listed, in_step + listed + old.len());
             for key in old {
@@ -272,13 +275,11 @@ impl SealedStore {
         }
         let mut batch = Batch::new();
         let mut tags = PublicRandom::new(&self.rng, read.ids.len());
-        let mut names = CollectionNumbers::default();
         for (pseudonym, ids) in read.ids {
-            let ids = ids
-                .into_iter()
-                .map(|(collection, blind)| (names.number(collection), blind))
-                .collect();
-            Self::put_subject_list(&mut batch, &pseudonym, ids, &names, tags.take()?);
+            let named = |list: &mut Vec<u8>, c: &Collection, blind: &BlindIndex| {
+                layout::push_id(list, c.as_str(), blind)
+            };
+            Self::put_subject_list(&mut batch, &pseudonym, ids, named, tags.take()?);
         }
         for key in read.keys {
             batch.delete(key);
@@ -290,21 +291,22 @@ impl SealedStore {
         Ok(())
     }
 
-    /// Puts into `batch` a new list of the subject's record `ids` (collections by their number
-    /// in `names`; the list in id order, each once) under `tag`, a fresh random one; returns
-    /// how many ids it holds.
-    fn put_subject_list(
+    /// Puts into `batch` a new list of the subject's record `ids` (each once; readers sort
+    /// what they read, so the order is any) under `tag`, a fresh random one; returns how many
+    /// ids it holds. A collection is given as a name or as a rebuild's number for one, and
+    /// `push_id` writes an id with its collection's name.
+    fn put_subject_list<C: Ord>(
         batch: &mut Batch,
         pseudonym: &Pseudonym,
-        mut ids: Vec<(u32, BlindIndex)>,
-        names: &CollectionNumbers,
+        mut ids: Vec<(C, BlindIndex)>,
+        push_id: impl Fn(&mut Vec<u8>, &C, &BlindIndex),
         tag: [u8; 8],
     ) -> usize {
-        ids.sort_unstable_by(|(a, x), (b, y)| (names.name(*a), x).cmp(&(names.name(*b), y)));
+        ids.sort_unstable();
         ids.dedup();
         let mut list = Vec::with_capacity(ids.len() * 44);
         for (collection, blind) in &ids {
-            layout::push_id(&mut list, names.name(*collection), blind);
+            push_id(&mut list, collection, blind);
         }
         batch.put(layout::subject_list(pseudonym, tag), list);
         ids.len()
