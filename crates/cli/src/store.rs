@@ -62,6 +62,13 @@ enum StoreCommand {
         /// The region.
         #[arg(long)]
         region: String,
+        /// Write the new index in durable steps of about this many record ids and replaced
+        /// lists (whole subjects at a time): smaller steps hold less in memory and in each
+        /// transaction, and flush more often. An interrupted rebuild reads as before and is
+        /// finished by running it again.
+        #[arg(long, default_value_t = domicile_store::REBUILD_STEP,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        step: usize,
     },
 }
 
@@ -256,14 +263,19 @@ fn command(command: StoreCommand) -> Result<Outcome, StoreCommandError> {
                 Outcome::NotSound
             })
         }
-        StoreCommand::Reindex { deployment, region } => {
+        StoreCommand::Reindex {
+            deployment,
+            region,
+            step,
+        } => {
             let region = Region::parse(&region)?;
             let store = deployment.open(&region)?;
-            let rebuilt = store.rebuild_index()?;
+            let rebuilt = store.rebuild_index_in_steps(step)?;
             println!(
-                "{region}: subject index rebuilt from {} record(s) of {} subject(s); replaced {} list(s) and {} journal entr{}",
+                "{region}: subject index rebuilt from {} record(s) of {} subject(s) in {} durable step(s); replaced {} list(s) and {} journal entr{}",
                 rebuilt.records,
                 rebuilt.subjects,
+                rebuilt.steps,
                 rebuilt.lists_replaced,
                 rebuilt.journal_entries,
                 if rebuilt.journal_entries == 1 { "y" } else { "ies" },

@@ -514,6 +514,34 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
         "{:?}",
         read_us()
     );
+    // In steps of one id: a step a subject (each subject's list and its old one go together).
+    let stepped = |step: &str| {
+        domicile(&[
+            "store",
+            "reindex",
+            "--data",
+            data.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--region",
+            "us",
+            "--step",
+            step,
+        ])
+    };
+    let out = stepped("1");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "of {n} subject(s) in {n} durable step(s); replaced {n} list(s)",
+            n = us_subjects.len()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(read_us().iter().all(|r| matches!(r, Ok(2))));
+    let out = stepped("0");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // Another deployment's keys, an empty directory and an unknown region: refused, nothing made.
     let other = tempfile::tempdir().unwrap();
     let (_, other_keys) = init(other.path());

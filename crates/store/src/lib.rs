@@ -97,5 +97,5 @@ pub use redb_backend::RedbBackend;
 pub use sled_backend::SledBackend;
 pub use store::{
     BackendKind, Finding, IndexRebuild, NewRecord, RecordDeletion, RegisteredSubject, SealedStore,
-    ShredReceipt, StoreCheck,
+    ShredReceipt, StoreCheck, REBUILD_STEP,
 };

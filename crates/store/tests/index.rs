@@ -350,8 +350,8 @@ fn a_rebuild_in_steps_lists_every_record_and_one_cut_short_reads_as_before() {
     let ids = fill(&store, subjects, per);
     let rebuilt = store.rebuild_index().unwrap();
     assert_eq!(
-        (rebuilt.subjects, rebuilt.records),
-        (subjects, subjects * per)
+        (rebuilt.subjects, rebuilt.records, rebuilt.steps),
+        (subjects, subjects * per, 2)
     );
     assert_eq!(count_prefix(store.backend(), b'j'), 0);
     assert_eq!(count_prefix(store.backend(), b'i'), subjects);

@@ -16,8 +16,9 @@ const FOLD_RECORDS: usize = 32_768;
 /// …or this many batches.
 const FOLD_BATCHES: usize = 512;
 
-/// A rebuild writes the new subject lists in durable steps of about this many ids.
-const REBUILD_STEP: usize = 50_000;
+/// A rebuild writes the new subject lists in durable steps of about this many ids and deleted
+/// lists ([`SealedStore::rebuild_index`]).
+pub const REBUILD_STEP: usize = 50_000;
 
 /// This handle's part in the index journal (see `record::layout`).
 #[derive(Debug, Default)]
@@ -167,6 +168,15 @@ impl SealedStore {
     /// does; it opens for no one. Writes and shreds through this handle wait;
     /// another handle's writes during the rebuild (PostgreSQL) keep their journal entries.
     pub fn rebuild_index(&self) -> Result<IndexRebuild, StoreError> {
+        self.rebuild_index_in_steps(REBUILD_STEP)
+    }
+
+    /// [`rebuild_index`](Self::rebuild_index) in durable steps of about `step` ids and deleted
+    /// lists each (at least one subject a step, whatever `step` says). Smaller steps hold
+    /// less in memory and in each backend transaction, and cost more flushes; the default,
+    /// [`REBUILD_STEP`], took a 1,000,000-record store's first rebuild from 5.6–6.7 s in one
+    /// step to about 3 s (`docs/performance.md`).
+    pub fn rebuild_index_in_steps(&self, step: usize) -> Result<IndexRebuild, StoreError> {
         let _gate = write_lock(&self.shred_gate);
         let mut journal = lock(&self.journal);
         // The journal's keys before the records: a batch writes its records and its entry
@@ -209,7 +219,7 @@ impl SealedStore {
         let (subjects, mut records) = (owners.len(), 0);
         let mut tags = PublicRandom::new(&self.rng, subjects);
         let mut batch = Batch::new();
-        let mut in_step = 0;
+        let (mut in_step, mut steps) = (0, 0);
         for (pseudonym, ids) in owners {
             let named = |list: &mut Vec<u8>, n: &u32, blind: &BlindIndex| {
                 layout::push_id(list, names.name(*n), blind)
@@ -220,10 +230,10 @@ impl SealedStore {
             for key in old {
                 batch.delete(key);
             }
-            if in_step >= REBUILD_STEP {
+            if in_step >= step {
                 self.backend.apply(&batch)?;
                 self.backend.flush()?;
-                (batch, in_step) = (Batch::new(), 0);
+                (batch, in_step, steps) = (Batch::new(), 0, steps + 1);
             }
         }
         // Lists of subjects with no record left (all deleted or shredded), and the journal.
@@ -236,6 +246,7 @@ impl SealedStore {
         if !batch.is_empty() {
             self.backend.apply(&batch)?;
             self.backend.flush()?;
+            steps += 1;
         }
         (journal.records, journal.batches) = (0, 0);
         journal.known_empty = self.backend.exclusive() && journal.in_flight == 0;
@@ -245,6 +256,7 @@ impl SealedStore {
             unowned,
             lists_replaced,
             journal_entries: journal_keys.len(),
+            steps,
         })
     }
 

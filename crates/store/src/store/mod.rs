@@ -39,6 +39,7 @@ use crate::record::{self, layout};
 use crate::{Collection, RecordKey, SledBackend, StoreError};
 
 pub use check::{Finding, StoreCheck};
+pub use index::REBUILD_STEP;
 use index::{count_journal, Journal};
 use migrate::migrate_from_v2;
 use open::Opener;
@@ -121,6 +122,8 @@ pub struct IndexRebuild {
     pub lists_replaced: usize,
     /// Index journal entries dropped, whatever their state.
     pub journal_entries: usize,
+    /// Durable steps the rebuild wrote in (each a backend transaction and a flush).
+    pub steps: usize,
 }
 
 /// What [`SealedStore::shred_subject`] destroyed.
