@@ -20,9 +20,13 @@ struct LimitArgs {
     /// Seconds a client has to send a request's headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-    /// Seconds a request may take to be read and answered.
+    /// Seconds a request may take to be read and answered…
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
+    /// …unless it reads a whole store (`POST /v1/store/check`, about a second per 100,000
+    /// records).
+    #[arg(long, default_value_t = 3600)]
+    long_request_timeout: u64,
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -38,6 +42,7 @@ impl LimitArgs {
             handshake_timeout: Duration::from_secs(self.header_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),
             request_timeout: Duration::from_secs(self.request_timeout),
+            long_request_timeout: Duration::from_secs(self.long_request_timeout),
             max_connections: self.max_connections,
             drain_timeout: Duration::from_secs(self.drain_timeout),
         }

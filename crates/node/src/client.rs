@@ -91,6 +91,8 @@ pub struct NodeClient {
     connector: TlsConnector,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     timeout: Duration,
+    /// For [`LONG_REQUESTS`](crate::LONG_REQUESTS).
+    long_timeout: Duration,
     max_response: usize,
     server_name: ServerName<'static>,
 }
@@ -119,6 +121,9 @@ impl NodeClient {
             connector: TlsConnector::from(config),
             idle: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(60),
+            // A node's own limit for them (an hour, `Limits::long_request_timeout`) and a
+            // minute more.
+            long_timeout: Duration::from_secs(3660),
             max_response: DEFAULT_MAX_RESPONSE,
             // The server is verified by its SPIFFE id (SpiffeServerVerifier), not by this name.
             server_name: ServerName::try_from("domicile-node").expect("a valid DNS name"),
@@ -139,9 +144,16 @@ impl NodeClient {
         self
     }
 
-    /// The same client, giving up on an answer after `timeout`.
+    /// The same client, giving up on an answer after `timeout` (60 s unless set)…
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// …or, for a request that reads a whole store ([`LONG_REQUESTS`](crate::LONG_REQUESTS)),
+    /// after `timeout` (61 minutes unless set).
+    pub fn with_long_timeout(mut self, timeout: Duration) -> Self {
+        self.long_timeout = timeout;
         self
     }
 
@@ -236,11 +248,16 @@ impl NodeClient {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let limit = if crate::LONG_REQUESTS.contains(&path) {
+            self.long_timeout
+        } else {
+            self.timeout
+        };
+        tokio::time::timeout(limit, exchange)
             .await
             .map_err(|_| ClientError::Timeout {
                 addr,
-                secs: self.timeout.as_secs(),
+                secs: limit.as_secs(),
             })?
     }
 

@@ -57,5 +57,5 @@ pub use node::{
 };
 pub use problem::{Problem, PROBLEM_JSON, TYPE_PREFIX};
 pub use run::{run_gateway, run_node, GatewayConfig, NodeConfig, NodeError};
-pub use serve::{serve, termination, Limits};
+pub use serve::{serve, termination, Limits, LONG_REQUESTS};
 pub use tls::{provider, Identity, SpiffeClientVerifier, SpiffeServerVerifier, TlsError};

@@ -36,8 +36,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// How long a request's headers may take to arrive.
     pub header_timeout: Duration,
-    /// How long a request may take to be read and answered.
+    /// How long a request may take to be read and answered…
     pub request_timeout: Duration,
+    /// …unless it reads a whole store ([`LONG_REQUESTS`]: the store check, about a second per
+    /// 100,000 records), which may take this long.
+    pub long_request_timeout: Duration,
     /// How many connections are served at once.
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight.
@@ -51,8 +54,25 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            long_request_timeout: Duration::from_secs(3600),
             max_connections: 1024,
             drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The paths of requests that read a whole store, whose time limit is
+/// [`Limits::long_request_timeout`]: `POST /v1/store/check`. A gateway relays them with the
+/// longer limit too, and [`NodeClient`](crate::NodeClient) waits as long for their answers.
+pub const LONG_REQUESTS: &[&str] = &["/v1/store/check"];
+
+impl Limits {
+    /// How long a request for `path` may take to be read and answered.
+    pub fn timeout_for(&self, path: &str) -> Duration {
+        if LONG_REQUESTS.contains(&path) {
+            self.long_request_timeout
+        } else {
+            self.request_timeout
         }
     }
 }
@@ -120,16 +140,12 @@ pub async fn serve(
                 let app = app.clone();
                 async move {
                     let request = request.map(Body::new);
-                    let response =
-                        match tokio::time::timeout(limits.request_timeout, app.oneshot(request))
-                            .await
-                        {
-                            Ok(Ok(response)) => response,
-                            Ok(Err(never)) => match never {},
-                            Err(_) => {
-                                Problem::timeout(limits.request_timeout.as_secs()).into_response()
-                            }
-                        };
+                    let limit = limits.timeout_for(request.uri().path());
+                    let response = match tokio::time::timeout(limit, app.oneshot(request)).await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => Problem::timeout(limit.as_secs()).into_response(),
+                    };
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });

@@ -200,3 +200,49 @@ async fn racing_checks_are_answered_or_refused_as_in_progress_and_every_refusal_
         .count();
     assert_eq!(in_progress, refused, "every refusal is logged as such");
 }
+
+/// A check reads the whole store, so it has its own time limit (`long_request_timeout`, an
+/// hour unless set): with every other request cut off at once, a write times out with 408 and
+/// the check is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_has_the_long_time_limit_other_requests_do_not() {
+    let world = World::new();
+    let node = start_node(&world, "us", Limits::default(), &[]).await;
+    let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
+    sign_up(&app, &SUBJECTS).await;
+    node.stop().await;
+
+    let limits = Limits {
+        request_timeout: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    assert_eq!(
+        limits.timeout_for("/v1/store/check"),
+        limits.long_request_timeout
+    );
+    assert_eq!(
+        limits.timeout_for("/v1/records/write"),
+        limits.request_timeout
+    );
+    let node = start_node(&world, "us", limits, &[]).await;
+    let app = client(&world, "us/usds/profile-service", node.addr, Some("us"));
+    let a = app
+        .post(
+            "/v1/records/write",
+            &json!({"purpose": support(), "record": record("ana-4711", "notes"),
+                    "value_base64": "AAEC/w=="}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 408, "{:?}", a.json());
+    assert_eq!(a.json()["code"], "request_timeout");
+
+    let security = client(&world, "us/usds/sam", node.addr, Some("us"));
+    let a = security
+        .post("/v1/store/check", &json!({"purpose": audit()}))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    assert_eq!(a.json()["sound"], true);
+    assert!(a.json()["report"]["records"].as_u64().unwrap() >= 4);
+}
