@@ -317,8 +317,8 @@ fn check_on_nodes(args: NodeCheckArgs, json: bool) -> Result<Outcome, StoreComma
         if !json {
             print_check(&checked.region, &checked.report, &checked.omitted);
             println!(
-                "{}: checked by the node, logged as audit entry {}",
-                checked.region, checked.audit_entry
+                "{}: checked by the node, logged as audit entry {} (report {})",
+                checked.region, checked.audit_entry, checked.report_digest
             );
         }
         answers.insert(region.to_string(), checked);
@@ -359,6 +359,16 @@ async fn ask_node(
         return Err(StoreCommandError::Answer {
             status,
             detail: format!("it is of region {}, not {region}", checked.region),
+        });
+    }
+    // A whole report must be the one the entry's digest names, and say what its verdict says.
+    if checked.omitted.is_empty()
+        && (checked.report.digest() != checked.report_digest
+            || checked.report.is_sound() != checked.sound)
+    {
+        return Err(StoreCommandError::Answer {
+            status,
+            detail: "its report does not match the digest or the verdict it came with".into(),
         });
     }
     Ok(checked)

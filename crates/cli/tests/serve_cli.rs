@@ -438,6 +438,7 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
     );
     assert!(stdout.contains("us: sound"), "{stdout}");
     assert!(stdout.contains("logged as audit entry"), "{stdout}");
+    assert!(stdout.contains("(report sha256:"), "{stdout}");
     assert!(!stdout.contains("ana-q7x"), "{stdout}");
     // A node is asked as the region named: the us node cannot answer for row (its SVID is
     // refused in the handshake), and nothing is checked.

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use domicile_access::{ApprovalId, ApprovalScope, RecordRef, Released, SubjectRef};
 use domicile_residency::{DataClass, ExportLicence, Purpose, Region, Subject, SubjectId};
-use domicile_store::{Collection, RecordKey, StoreCheck};
+use domicile_store::{Collection, RecordDigest, RecordKey, StoreCheck};
 use serde::{Deserialize, Serialize};
 
 /// One record, named as the Gate names it.
@@ -165,12 +165,17 @@ pub struct StoreCheckResponse {
     pub omitted: BTreeMap<String, usize>,
     /// The check's audit entry.
     pub audit_entry: u64,
+    /// SHA-256 of the whole report as JSON ([`StoreCheck::digest`]), before any finding was
+    /// left out: the result digest the audit entry records. When nothing is omitted it is the
+    /// digest of `report` as answered.
+    pub report_digest: RecordDigest,
 }
 
 impl StoreCheckResponse {
     /// The answer for `report`, listing at most `max` findings of each kind.
     pub fn new(region: Region, mut report: StoreCheck, max: usize, audit_entry: u64) -> Self {
         let sound = report.is_sound();
+        let report_digest = report.digest();
         let omitted = report
             .truncate_findings(max)
             .into_iter()
@@ -182,6 +187,7 @@ impl StoreCheckResponse {
             report,
             omitted,
             audit_entry,
+            report_digest,
         }
     }
 }
@@ -327,6 +333,9 @@ mod tests {
             BTreeMap::from([("misplaced".to_owned(), 3)])
         );
         assert_eq!(answer.audit_entry, 9);
+        // The digest is the whole report's, as logged, not the shortened one's.
+        assert_eq!(answer.report_digest, report.digest());
+        assert_ne!(answer.report_digest, answer.report.digest());
 
         // Cut to nothing, the answer still says the store is not sound.
         let answer = StoreCheckResponse::new(region, report, 0, 9);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use domicile_audit::{Action, Entry};
+use domicile_audit::{Action, Entry, Outcome, ResultDigest};
 use domicile_node::Limits;
 use serde_json::json;
 
@@ -57,6 +57,18 @@ async fn security_staff_check_a_live_store_and_the_check_is_logged() {
         assert_eq!(
             serde_json::to_value(&entry.resource.target).unwrap(),
             json!({"kind": "bulk", "count": 4})
+        );
+        // The entry commits to the report: its result digest is the answer's, which is the
+        // SHA-256 of the report as JSON.
+        let report: domicile_store::StoreCheck =
+            serde_json::from_value(answer["report"].clone()).unwrap();
+        let digest = report.digest();
+        assert_eq!(answer["report_digest"], digest.to_string());
+        assert_eq!(
+            entry.outcome,
+            Outcome::Ok {
+                result_digest: Some(ResultDigest(digest.0))
+            }
         );
         // The answer names no one.
         for (subject, _) in SUBJECTS {

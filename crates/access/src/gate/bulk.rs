@@ -407,7 +407,9 @@ impl Gate {
             let report = self.store.check()?;
             let opened = u64::try_from(report.records).unwrap_or(u64::MAX);
             let logged = bulk(DataClass::Protected, "*", opened);
-            Ok(Gathered::released(report, logged, None))
+            // The entry commits to the whole report, findings and all.
+            let digest = ResultDigest(report.digest().0);
+            Ok(Gathered::released(report, logged, Some(digest)))
         })
     }
 }

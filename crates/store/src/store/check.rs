@@ -9,7 +9,7 @@ use domicile_residency::{DataClass, Decision, Region, SubjectId};
 use serde::{Deserialize, Serialize};
 
 use crate::custodian::{hex, BlindIndex, DataKeyState, Pseudonym};
-use crate::record::{layout, RecordMeta};
+use crate::record::{layout, RecordDigest, RecordMeta};
 use crate::StoreError;
 
 use super::index::{
@@ -112,6 +112,13 @@ impl StoreCheck {
     /// entries are states a sound store passes through.
     pub fn is_sound(&self) -> bool {
         self.findings().iter().all(|(_, found)| found.is_empty())
+    }
+
+    /// SHA-256 of the report as JSON (serde_json's compact encoding, fields in their declared
+    /// order). The access Gate's `store_check` audit entry records it as its result digest, so
+    /// that a report kept anywhere can be matched to the entry that logged the check.
+    pub fn digest(&self) -> RecordDigest {
+        RecordDigest::of(&serde_json::to_vec(self).expect("a report serialises to JSON"))
     }
 
     /// The five kinds of finding, each by its field's name, in the report's order.
