@@ -3,8 +3,9 @@
 //! Resources are bounded at every step: at most `max_connections` connections at once (more are
 //! closed on accept); a TLS handshake must finish within `handshake_timeout`; a request's
 //! headers must arrive within `header_timeout` (a client sending a byte a second is cut off);
-//! a whole request must be read and answered within `request_timeout`; bodies are read up to
-//! the endpoint's limit. On shutdown the listener closes at once, every request in flight is
+//! a whole request must be read and answered within `request_timeout` (one that reads a whole
+//! store within `long_request_timeout`, its body still read within `request_timeout`); bodies
+//! are read up to the endpoint's limit. On shutdown the listener closes at once, every request in flight is
 //! finished (with its audit entry) and answered, and idle connections are closed, within
 //! `drain_timeout`.
 
@@ -77,6 +78,17 @@ impl Limits {
     }
 }
 
+/// `request` with its body read (at most `max_body` bytes) within `request_timeout`.
+async fn read_first(request: Request<Body>, limits: &Limits) -> Result<Request<Body>, Problem> {
+    let (parts, body) = request.into_parts();
+    let read = crate::node::read_body(body, limits.max_body);
+    match tokio::time::timeout(limits.request_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(problem)) => Err(problem),
+        Err(_) => Err(Problem::timeout(limits.request_timeout.as_secs())),
+    }
+}
+
 /// Serves `app` on `listener` over TLS until `shutdown` completes, then drains. Each request
 /// carries the connection's [`Peer`] (its client certificate's SPIFFE id of `trust_domain`).
 pub async fn serve(
@@ -141,6 +153,17 @@ pub async fn serve(
                 async move {
                     let request = request.map(Body::new);
                     let limit = limits.timeout_for(request.uri().path());
+                    let request = if limit > limits.request_timeout {
+                        // Only the work may take long: the body is read within the ordinary
+                        // limit, or a client sending it a byte a second would hold the
+                        // connection for the long one.
+                        match read_first(request, &limits).await {
+                            Ok(request) => request,
+                            Err(problem) => return Ok(problem.into_response()),
+                        }
+                    } else {
+                        request
+                    };
                     let response = match tokio::time::timeout(limit, app.oneshot(request)).await {
                         Ok(Ok(response)) => response,
                         Ok(Err(never)) => match never {},

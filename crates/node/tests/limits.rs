@@ -166,6 +166,19 @@ async fn a_client_sending_a_byte_a_second_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 
+    // The same on the store check, whose work may take an hour: its body is still read within
+    // the ordinary limit.
+    let mut slow = tls_stream(&world, node.addr).await;
+    let request = b"POST /v1/store/check HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n";
+    slow.write_all(request).await.unwrap();
+    let (took, answer) = trickle(&mut slow, &[b' '; 60]).await;
+    assert!(
+        took < Duration::from_secs(12),
+        "the slow body held on for {took:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
     // A connection that sends nothing at all after its handshake is closed too.
     let mut idle = tls_stream(&world, node.addr).await;
     let start = Instant::now();

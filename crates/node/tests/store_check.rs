@@ -224,6 +224,9 @@ async fn a_check_has_the_long_time_limit_other_requests_do_not() {
     sign_up(&app, &SUBJECTS).await;
     node.stop().await;
 
+    // No time at all: a request is polled once, so a write (the Gate runs on the blocking pool)
+    // always times out, while the check's body, a few bytes sent with its headers, is read at
+    // that first poll and only the check's work runs under its own limit.
     let limits = Limits {
         request_timeout: std::time::Duration::ZERO,
         ..Limits::default()
