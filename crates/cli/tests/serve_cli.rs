@@ -1,7 +1,8 @@
 //! `domicile serve` as a real process: SIGTERM while writes are in flight loses nothing
 //! acknowledged — every acknowledged write is in the log and readable after a restart; and a
 //! serving node checks its own store for its security staff, while `domicile store check`,
-//! which needs the store to itself, says where to ask instead.
+//! which needs the store to itself, says where to ask instead; and `store check --node`
+//! refuses an answer whose report is not the one its digest names.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -471,4 +472,112 @@ fn a_serving_node_checks_its_own_store_and_the_offline_check_points_to_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("sound"), "{stdout}");
+}
+
+/// `store check --node` takes a node's answer as input: one that holds the region's node SVID
+/// but answers with a whole report that is not the one its digest (the audit entry's) names,
+/// or that calls a report with findings sound, is refused (exit 1), and nothing is printed as
+/// checked; an answer that matches is taken.
+#[test]
+fn store_check_on_a_node_refuses_an_answer_that_does_not_match_its_digest() {
+    use domicile_store::StoreCheck;
+
+    let setup = setup();
+    let report = |records: usize, unreadable: bool| {
+        let mut report = serde_json::json!({
+            "records": records, "subjects": 1, "shredded": 0, "unreadable": [],
+            "unindexed": [], "corrupt_index": [], "unregistered": [], "misplaced": [],
+            "stale_index_ids": 0, "journal_entries": 0
+        });
+        if unreadable {
+            report["unreadable"] = serde_json::json!([{"entry": "notes #00", "reason": "x"}]);
+        }
+        serde_json::from_value::<StoreCheck>(report).unwrap()
+    };
+    let answer = |report: &StoreCheck, sound: bool, digest_of: &StoreCheck| {
+        serde_json::json!({"region": "us", "sound": sound, "report": report, "omitted": {},
+                           "audit_entry": 3, "report_digest": digest_of.digest()})
+        .to_string()
+    };
+    let (five, six, bad) = (report(5, false), report(6, false), report(5, true));
+    let cases = [
+        (
+            "another report's digest",
+            answer(&five, true, &six),
+            Some(1),
+        ),
+        ("findings called sound", answer(&bad, true, &bad), Some(1)),
+        ("a matching answer", answer(&five, true, &five), Some(0)),
+        (
+            "a matching answer with findings",
+            answer(&bad, false, &bad),
+            Some(3),
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let identity = Identity::load(
+        &setup.path("ca/ca.pem"),
+        &setup.path("node/svid.pem"),
+        &setup.path("node/svid.key"),
+        TD,
+    )
+    .unwrap();
+    for (what, body, code) in cases {
+        let app = axum::Router::new().route(
+            "/v1/store/check",
+            axum::routing::post(
+                move || async move { ([("content-type", "application/json")], body) },
+            ),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(domicile_node::serve(
+            listener,
+            identity.server_config().unwrap(),
+            app,
+            domicile_node::Limits::default(),
+            TD.to_owned(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let out = Command::new(env!("CARGO_BIN_EXE_domicile"))
+            .args(["store", "check", "--node", &format!("us={addr}")])
+            .args([
+                "--ca",
+                &setup.s("ca/ca.pem"),
+                "--cert",
+                &setup.s("sam/svid.pem"),
+            ])
+            .args(["--key", &setup.s("sam/svid.key"), "--trust-domain", TD])
+            .args(["--ticket", "AUD-7"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), code, "{what}: {stdout}{stderr}");
+        if code == Some(1) {
+            assert!(
+                stderr.contains("does not match the digest or the verdict"),
+                "{what}: {stderr}"
+            );
+            assert!(!stdout.contains("checked by the node"), "{what}: {stdout}");
+        } else {
+            assert!(
+                stdout.contains("logged as audit entry 3"),
+                "{what}: {stdout}"
+            );
+        }
+        let _ = stop.send(());
+        runtime.block_on(server).unwrap().unwrap();
+    }
 }
