@@ -12,6 +12,9 @@
 //! routes on attributes alone). A subject whose home cannot be decided is refused with
 //! `unknown_home`; a home region without a node, or whose node does not answer, is
 //! `region_unavailable` (503), never a fallback to another region.
+//!
+//! A request that concerns a whole region rather than a subject (the store check) names the
+//! region instead: `"region": "us"` in place of `home`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +60,38 @@ impl Gateway {
             nodes,
             max_body,
         }
+    }
+
+    /// The region a region-wide request for `path` names in its `region` field: one of the
+    /// policy's regions, and only for the requests that concern a whole region rather than a
+    /// subject ([`LONG_REQUESTS`](crate::LONG_REQUESTS): the store check). A subject's data is
+    /// routed by its `home` alone.
+    pub fn named_region(&self, path: &str, region: serde_json::Value) -> Result<Region, Problem> {
+        if !crate::LONG_REQUESTS.contains(&path) {
+            return Err(Problem::invalid_field(
+                "region",
+                "only region-wide requests (the store check) are routed by `region`; a subject's data is routed by its `home`",
+            ));
+        }
+        let region = region
+            .as_str()
+            .and_then(|r| Region::parse(r).ok())
+            .filter(|r| self.policy.has_region(r))
+            .ok_or_else(|| {
+                Problem::invalid_field(
+                    "region",
+                    &format!(
+                        "expected one of the policy's regions: {}",
+                        self.policy
+                            .regions()
+                            .iter()
+                            .map(Region::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+        Ok(region)
     }
 
     /// The home region of a subject with these attributes, under the policy.
@@ -128,26 +163,27 @@ async fn forward(
     let serde_json::Value::Object(mut fields) = body else {
         return Problem::malformed_json("the body is not a JSON object").into_response();
     };
-    let home: SubjectAttributes = match fields.remove("home").map(serde_json::from_value) {
-        Some(Ok(home)) => home,
-        Some(Err(_)) => {
-            return Problem::invalid_field(
+    let routed = match (fields.remove("region"), fields.remove("home")) {
+        (Some(region), None) => gateway.named_region(&path, region),
+        (None, Some(home)) => match serde_json::from_value::<SubjectAttributes>(home) {
+            Ok(home) => gateway.home_of(&home),
+            Err(_) => Err(Problem::invalid_field(
                 "home",
                 "expected {\"residence\": \"CC\", \"account_country\": \"CC\"}",
-            )
-            .into_response()
-        }
-        None => {
-            return Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_home",
-                "Home region unknown",
-                "the request carries no `home` attributes: the gateway cannot route it",
-            )
-            .into_response()
-        }
+            )),
+        },
+        (Some(_), Some(_)) => Err(Problem::invalid_field(
+            "region",
+            "give `home` (a subject's attributes) or `region` (for a region-wide request), not both",
+        )),
+        (None, None) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_home",
+            "Home region unknown",
+            "the request carries no `home` attributes: the gateway cannot route it",
+        )),
     };
-    let region = match gateway.home_of(&home) {
+    let region = match routed {
         Ok(region) => region,
         Err(p) => {
             tracing::info!(caller = %caller, path = %path, code = %p.code, "not routed");

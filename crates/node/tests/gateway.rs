@@ -135,6 +135,72 @@ async fn every_subject_reaches_its_home_region_and_no_other() {
     assert_eq!(answer.headers["domicile-region"].to_str().unwrap(), "us");
     assert_eq!(answer.json()["region"], "us");
     assert_eq!(answer.json()["sound"], true, "{:?}", answer.json());
+    // Or it names the region, as a region-wide request may; another region's store is that
+    // region's rules to decide (USDS's security staff are refused there, and it is logged).
+    let check_of = |routing: serde_json::Value| {
+        let mut body = serde_json::json!({"purpose": {"code": "audit", "ticket": "AUD-9"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(routing.as_object().unwrap().clone());
+        body
+    };
+    let answer = sam
+        .post(
+            "/v1/store/check",
+            &check_of(serde_json::json!({"region": "us"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    assert_eq!(answer.headers["domicile-region"].to_str().unwrap(), "us");
+    let row_size = world.region("row").gate.log().size();
+    let answer = sam
+        .post(
+            "/v1/store/check",
+            &check_of(serde_json::json!({"region": "row"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 403, "{:?}", answer.json());
+    assert_eq!(answer.headers["domicile-region"].to_str().unwrap(), "row");
+    assert_eq!(world.region("row").gate.log().size(), row_size + 1);
+    // A region the policy does not have, a region on a subject's request, and both ways of
+    // routing at once: refused at the gateway, sent nowhere.
+    let sizes = (
+        world.region("us").gate.log().size(),
+        world.region("row").gate.log().size(),
+    );
+    for (path, body) in [
+        (
+            "/v1/store/check",
+            check_of(serde_json::json!({"region": "mars"})),
+        ),
+        (
+            "/v1/store/check",
+            check_of(serde_json::json!({"region": 7})),
+        ),
+        (
+            "/v1/store/check",
+            check_of(serde_json::json!({"region": "us", "home": {"residence": "US"}})),
+        ),
+        (
+            "/v1/records/read",
+            serde_json::json!({"purpose": support(), "record": record("s1", "profile"),
+                               "region": "us"}),
+        ),
+    ] {
+        let answer = sam.post(path, &body).await.unwrap();
+        assert_eq!(answer.status, 422, "{path} {body}: {:?}", answer.json());
+        assert_eq!(answer.json()["code"], "invalid_field", "{body}");
+        assert!(answer.headers.get("domicile-region").is_none());
+    }
+    assert_eq!(
+        sizes,
+        (
+            world.region("us").gate.log().size(),
+            world.region("row").gate.log().size(),
+        )
+    );
 
     // No home can be decided: refused, sent nowhere.
     let sizes = (
