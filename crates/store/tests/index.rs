@@ -464,3 +464,103 @@ fn a_corrupt_index_is_rebuilt_from_the_records_and_every_subject_reads_again() {
         assert_eq!(keys_of(&store, &late.id), vec!["note-010-000"]);
     }
 }
+
+/// The keys of the subject's lists.
+fn lists_of(store: &SealedStore, id: &SubjectId) -> usize {
+    let mut prefix = vec![b'i'];
+    prefix.extend_from_slice(&store.pseudonym(id).0);
+    store.backend().scan_prefix(&prefix).count()
+}
+
+/// Writes a record of subject 0 (keys from `100 + from` on) between each of `folds` folds (a
+/// read of subject 1 folds the journal), so that subject 0 has a list from each.
+fn many_lists(store: &SealedStore, ids: &[SubjectId], from: usize, folds: usize) {
+    for n in from..from + folds {
+        store
+            .put_raw(
+                &ids[0],
+                DataClass::Protected,
+                &notes(),
+                &key(0, 100 + n),
+                b"v",
+            )
+            .unwrap();
+        store.scan_subject(&ids[1]).unwrap();
+    }
+}
+
+/// A subject written to between many folds has a list from each; a read that finds sixteen or
+/// more merges them into one of the records it read (an id whose record was deleted is
+/// dropped), and every record reads as before, after a reopen too.
+#[test]
+fn a_read_merges_a_subjects_many_lists_into_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+    let ids = {
+        let store = open(dir.path(), &custodian);
+        let ids = fill(&store, 2, 2);
+        many_lists(&store, &ids, 0, 15);
+        // Fifteen folds, and the first fold's list holds the fill's records too: fifteen
+        // lists, one short of a merge.
+        assert_eq!(lists_of(&store, &ids[0]), 15);
+        assert_eq!(keys_of(&store, &ids[0]).len(), 17);
+        assert_eq!(lists_of(&store, &ids[0]), 15, "no merge under sixteen");
+        many_lists(&store, &ids, 15, 5);
+        assert_eq!(lists_of(&store, &ids[0]), 20);
+        // A record deleted leaves its id in no list (a delete rewrites the lists naming it);
+        // one whose record is gone while a list still names it is what an interrupted delete
+        // leaves: the merge drops it.
+        assert!(store.delete(&notes(), &key(0, 100)).unwrap());
+        let mut record = vec![b'd', 0, 5];
+        record.extend_from_slice(b"notes");
+        record.extend_from_slice(&store.blind_index(&notes(), &key(0, 101)).0);
+        store.backend().delete(&record).unwrap();
+        assert_eq!(store.check().unwrap().stale_index_ids, 1);
+        let keys = keys_of(&store, &ids[0]);
+        assert_eq!(keys.len(), 2 + 20 - 2);
+        for gone in [100, 101] {
+            assert!(!keys.contains(&key(0, gone).as_str().to_owned()));
+        }
+        assert_eq!(lists_of(&store, &ids[0]), 1, "merged");
+        assert_eq!(keys_of(&store, &ids[0]), keys);
+        assert_eq!(keys_of(&store, &ids[1]).len(), 2);
+        let report = store.check().unwrap();
+        assert!(report.is_sound(), "{report:?}");
+        assert_eq!(report.stale_index_ids, 0, "{report:?}");
+        ids
+    };
+    let store = open(dir.path(), &custodian);
+    assert_eq!(lists_of(&store, &ids[0]), 1);
+    assert_eq!(keys_of(&store, &ids[0]).len(), 2 + 20 - 2);
+}
+
+/// Reads that would merge a subject's lists racing that subject's shred: the shred deletes
+/// every list of theirs, and no merge writes one back (a merge runs only holding the store as
+/// a shred does, and only for a subject whose key is live).
+#[test]
+fn a_merge_never_writes_a_list_back_for_a_shredded_subject() {
+    for round in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let custodian = Arc::new(FileCustodian::open(dir.path().join("keys")).unwrap());
+        let store = open(dir.path(), &custodian);
+        let ids = fill(&store, 2, 2);
+        many_lists(&store, &ids, 0, 15 + round);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                for _ in 0..50 {
+                    match store.scan_subject(&ids[0]) {
+                        Ok(_) => {}
+                        Err(e) => panic!("round {round}: {e}"),
+                    }
+                }
+            });
+            std::thread::sleep(std::time::Duration::from_millis(round as u64));
+            store.shred_subject(&ids[0]).unwrap();
+            reader.join().unwrap();
+        });
+        assert_eq!(lists_of(&store, &ids[0]), 0, "round {round}");
+        assert!(store.scan_subject(&ids[0]).unwrap().is_empty());
+        assert_eq!(lists_of(&store, &ids[0]), 0, "round {round}");
+        assert_eq!(keys_of(&store, &ids[1]).len(), 2);
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::aead::PublicRandom;
 use crate::backend::{Backend, Batch};
-use crate::custodian::{BlindIndex, Pseudonym};
+use crate::custodian::{BlindIndex, DataKeyState, Pseudonym};
 use crate::record::layout;
 use crate::{Collection, StoreError};
 
@@ -15,6 +15,10 @@ use super::{lock, write_lock, IndexRebuild, RecordId, SealedStore, OWNER};
 const FOLD_RECORDS: usize = 32_768;
 /// …or this many batches.
 const FOLD_BATCHES: usize = 512;
+
+/// A subject read that finds at least this many lists of theirs merges them into one
+/// ([`SealedStore::merge_lists`]).
+pub(super) const MERGE_LISTS: usize = 16;
 
 /// A rebuild writes the new subject lists in durable steps of about this many ids and deleted
 /// lists ([`SealedStore::rebuild_index`]).
@@ -301,6 +305,52 @@ impl SealedStore {
         (journal.records, journal.batches) = (0, 0);
         journal.known_empty = settled;
         Ok(())
+    }
+
+    /// Replaces the subject's lists `old`, as a read of them found them, by one list of `live`,
+    /// the ids of the records that read found (ids whose record was gone are dropped): every
+    /// fold writes a new list for each subject it names, and without this a subject written
+    /// to over months would be read through hundreds of lists. One atomic batch, not flushed:
+    /// lost in a crash, it leaves the old lists, which read the same.
+    ///
+    /// Only on a backend this process has to itself, holding the store as a shred does, and
+    /// skipped when anything else holds it (a write, a shred, a rebuild or a check in
+    /// progress: a check reading the lists while they were swapped could miss ids and report
+    /// records unindexed) or once the subject is shredded (a merge must not write a list for a
+    /// subject whose lists a shred deleted). A record written since the read is in the
+    /// journal or a list a fold wrote, which this leaves alone, and one deleted since leaves a
+    /// stale id that reads skip.
+    pub(super) fn merge_lists(
+        &self,
+        pseudonym: &Pseudonym,
+        old: &[Vec<u8>],
+        live: Vec<RecordId>,
+    ) -> Result<bool, StoreError> {
+        if !self.backend.exclusive() {
+            return Ok(false);
+        }
+        let Ok(_gate) = self.shred_gate.try_write() else {
+            return Ok(false);
+        };
+        if !matches!(
+            self.custodian.data_key(&self.region, pseudonym)?,
+            DataKeyState::Live(_)
+        ) {
+            return Ok(false);
+        }
+        let mut batch = Batch::with_capacity(old.len() + 1);
+        if !live.is_empty() {
+            let named = |list: &mut Vec<u8>, c: &Collection, blind: &BlindIndex| {
+                layout::push_id(list, c.as_str(), blind)
+            };
+            let tag = PublicRandom::new(&self.rng, 1).take()?;
+            Self::put_subject_list(&mut batch, pseudonym, live, named, tag);
+        }
+        for key in old {
+            batch.delete(key.clone());
+        }
+        self.backend.apply(&batch)?;
+        Ok(true)
     }
 
     /// Puts into `batch` a new list of the subject's record `ids` (each once; readers sort

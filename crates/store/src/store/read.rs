@@ -8,7 +8,7 @@ use super::read_ahead::{ReadAhead, SplitScan};
 use crate::record::{layout, RawRecord, Record};
 use crate::{Collection, RecordKey, StoreError};
 
-use super::index::{collection_and_blind, SubjectIndex};
+use super::index::{collection_and_blind, SubjectIndex, MERGE_LISTS};
 use super::{read_lock, SealedStore, OWNER};
 
 /// Reads: every record opened and authenticated before it is returned.
@@ -56,8 +56,8 @@ impl SealedStore {
         let pseudonym = self.pseudonyms.pseudonym(subject);
         let SubjectIndex {
             ids,
+            lists,
             journal_pending,
-            ..
         } = self.subject_lists(&pseudonym)?;
         if journal_pending {
             // Fold it now, so that the next subject's read (a split or an export reads one
@@ -67,6 +67,8 @@ impl SealedStore {
             let _ = self.fold_journal();
         }
         let mut out = Vec::new();
+        // The ids of the records read, for a merge of the subject's lists.
+        let mut live = Vec::with_capacity(ids.len());
         for (collection, blind) in ids {
             let record_key = layout::record(collection.as_str(), &blind);
             // An index entry without its record is what an interrupted delete leaves, and a
@@ -79,9 +81,16 @@ impl SealedStore {
                 }
                 match self.opener.open_record(&collection, &blind, sealed, None) {
                     Err(StoreError::SubjectShredded { .. }) => {}
-                    record => out.push(record?),
+                    record => {
+                        out.push(record?);
+                        live.push((collection, blind));
+                    }
                 }
             }
+        }
+        if lists.len() >= MERGE_LISTS {
+            // Best effort: a merge that fails or is skipped leaves the lists as they were.
+            let _ = self.merge_lists(&pseudonym, &lists, live);
         }
         // Index order is blind-index order, which says nothing; callers get key order.
         out.sort_by(|a, b| a.meta.cmp_in_subject_order(&b.meta));
