@@ -487,8 +487,8 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
             .all(|r| matches!(r, Err(domicile_store::StoreError::CorruptIndex { .. }))),
         "{before:?}"
     );
-    let reindex = |keys: &Path, region: &str| {
-        domicile(&[
+    let reindex_with = |keys: &Path, region: &str, extra: &[&str]| {
+        let mut args = vec![
             "store",
             "reindex",
             "--data",
@@ -497,8 +497,11 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
             keys.to_str().unwrap(),
             "--region",
             region,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        domicile(&args)
     };
+    let reindex = |keys: &Path, region: &str| reindex_with(keys, region, &[]);
     let out = reindex(&keys, "us");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -515,20 +518,7 @@ fn store_reindex_repairs_a_corrupt_index_and_refuses_wrong_keys() {
         read_us()
     );
     // In steps of one id: a step a subject (each subject's list and its old one go together).
-    let stepped = |step: &str| {
-        domicile(&[
-            "store",
-            "reindex",
-            "--data",
-            data.to_str().unwrap(),
-            "--keys",
-            keys.to_str().unwrap(),
-            "--region",
-            "us",
-            "--step",
-            step,
-        ])
-    };
+    let stepped = |step: &str| reindex_with(&keys, "us", &["--step", step]);
     let out = stepped("1");
     assert!(out.status.success(), "{}", text(&out));
     assert!(

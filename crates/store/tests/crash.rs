@@ -10,8 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,14 +23,6 @@ const DIR_VAR: &str = "DOMICILE_CRASH_DIR";
 const BACKEND_VAR: &str = "DOMICILE_CRASH_BACKEND";
 const ROUND_VAR: &str = "DOMICILE_CRASH_ROUND";
 
-fn kind_named(name: &str) -> BackendKind {
-    match name {
-        "sled" => BackendKind::Sled,
-        "redb" => BackendKind::Redb,
-        other => panic!("unknown backend {other}"),
-    }
-}
-
 /// The child: writes until killed, printing `@@ack <collection> <key> <digest>` after each put
 /// returns, and `@@deleting <collection> <key>` before and `@@del <collection> <key>` after each
 /// delete.
@@ -42,7 +32,7 @@ fn crash_child() {
     let Ok(dir) = std::env::var(DIR_VAR) else {
         return;
     };
-    let kind = kind_named(&std::env::var(BACKEND_VAR).unwrap());
+    let kind = backend_named(&std::env::var(BACKEND_VAR).unwrap());
     let round: u32 = std::env::var(ROUND_VAR).unwrap().parse().unwrap();
     let dir = std::path::PathBuf::from(dir);
     let custodian =
@@ -127,41 +117,22 @@ enum Expect {
 
 fn crash_rounds(kind: BackendKind, name: &str) {
     let dirs = Dirs::new();
-    let exe = std::env::current_exe().unwrap();
     let mut expected: BTreeMap<(String, String), Expect> = BTreeMap::new();
     let mut rng = rand::rng();
     let mut killed_with_acks = 0;
     // Subjects registered by `register_and_put` and acknowledged.
     let mut subjects: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, dirs.tmp.path())
-            .env(BACKEND_VAR, name)
-            .env(ROUND_VAR, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dirs.tmp.path().join(format!("child-{round}.stderr")))
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr = dirs.tmp.path().join(format!("child-{round}.stderr"));
+        let child = Child::spawn(
+            "crash_child",
+            &[
+                (DIR_VAR, dirs.tmp.path().to_str().unwrap()),
+                (BACKEND_VAR, name),
+                (ROUND_VAR, &round.to_string()),
+            ],
+            &stderr,
+        );
         // One round in four kills the child early, while it may still be creating the store
         // and its keys; the others wait for its first acknowledgement, then kill it at a random
         // moment while it writes.
@@ -172,7 +143,7 @@ fn crash_rounds(kind: BackendKind, name: &str) {
         } else {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(60) {
-                match rx.recv_timeout(Duration::from_millis(10)) {
+                match child.lines.recv_timeout(Duration::from_millis(10)) {
                     Ok(line) => {
                         let acked = line.contains("@@ack ");
                         lines.push(line);
@@ -186,10 +157,7 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             }
             std::thread::sleep(Duration::from_millis(rng.random_range(5..300)));
         }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        reader.join().unwrap();
-        lines.extend(rx.try_iter());
+        lines.extend(child.kill());
         let mut acks = 0;
         for line in &lines {
             if let Some(at) = line.find("@@subject ") {
@@ -217,7 +185,6 @@ fn crash_rounds(kind: BackendKind, name: &str) {
             }
         }
         if !early {
-            let stderr = dirs.tmp.path().join(format!("child-{round}.stderr"));
             assert!(
                 acks > 0,
                 "{name} round {round}: the child acknowledged nothing; its stderr:\n{}",

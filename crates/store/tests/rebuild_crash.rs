@@ -12,8 +12,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -35,14 +33,6 @@ const CUT_SHORT_WANTED: usize = 3;
 /// …or after this many.
 const MAX_ROUNDS: usize = 24;
 
-fn kind_named(name: &str) -> BackendKind {
-    match name {
-        "sled" => BackendKind::Sled,
-        "redb" => BackendKind::Redb,
-        other => panic!("unknown backend {other}"),
-    }
-}
-
 /// The child: opens the store, prints `@@opened`, rebuilds its index in steps of [`STEP`] and
 /// prints `@@rebuilt` (if it is not killed first).
 #[test]
@@ -51,7 +41,7 @@ fn rebuild_child() {
     let Ok(dir) = std::env::var(DIR_VAR) else {
         return;
     };
-    let kind = kind_named(&std::env::var(BACKEND_VAR).unwrap());
+    let kind = backend_named(&std::env::var(BACKEND_VAR).unwrap());
     let dir = std::path::PathBuf::from(dir);
     let custodian =
         std::sync::Arc::new(domicile_store::FileCustodian::open(dir.join("keys")).unwrap());
@@ -143,7 +133,6 @@ fn assert_whole(store: &SealedStore, expected: &BTreeMap<SubjectId, BTreeSet<Str
 
 fn rebuild_rounds(kind: BackendKind, name: &str) {
     let dirs = Dirs::new();
-    let exe = std::env::current_exe().unwrap();
     let subjects: Vec<SubjectId> = (0..SUBJECTS)
         .map(|i| subject(&format!("rebuild-{i:02}"), "US").id)
         .collect();
@@ -168,37 +157,19 @@ fn rebuild_rounds(kind: BackendKind, name: &str) {
             write_round(&store, &subjects, rounds, &mut expected);
             list_keys(&store)
         };
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "rebuild_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, dirs.tmp.path())
-            .env(BACKEND_VAR, name)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dirs.tmp.path().join(format!("child-{rounds}.stderr")))
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let stderr_file = dirs.tmp.path().join(format!("child-{rounds}.stderr"));
+        let child = Child::spawn(
+            "rebuild_child",
+            &[
+                (DIR_VAR, dirs.tmp.path().to_str().unwrap()),
+                (BACKEND_VAR, name),
+            ],
+            &stderr_file,
+        );
         let wait_for = |marker: &str| -> Option<Instant> {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(120) {
-                match rx.recv_timeout(Duration::from_millis(5)) {
+                match child.lines.recv_timeout(Duration::from_millis(5)) {
                     Ok(line) if line.contains(marker) => return Some(Instant::now()),
                     Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return None,
@@ -206,10 +177,7 @@ fn rebuild_rounds(kind: BackendKind, name: &str) {
             }
             None
         };
-        let stderr = || {
-            std::fs::read_to_string(dirs.tmp.path().join(format!("child-{rounds}.stderr")))
-                .unwrap_or_default()
-        };
+        let stderr = || std::fs::read_to_string(&stderr_file).unwrap_or_default();
         let opened = wait_for("@@opened")
             .unwrap_or_else(|| panic!("{name}: the child never opened the store:\n{}", stderr()));
         if rounds == 0 {
@@ -227,9 +195,7 @@ fn rebuild_rounds(kind: BackendKind, name: &str) {
                 * rng.random_range(0.2..1.0);
             std::thread::sleep(Duration::from_secs_f64(within));
         }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
-        reader.join().unwrap();
+        child.kill();
 
         let store = open_store(&dirs, kind);
         let lists_after = list_keys(&store);

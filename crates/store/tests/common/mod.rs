@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
 
 use domicile_policy_us_split::UsSplitPolicy;
 use domicile_residency::{DataClass, Region, ResidencyPolicy, Subject};
@@ -156,4 +158,64 @@ pub(crate) fn race_batches(
         let b = s.spawn(|| second.put_batch(&owned_batch(bob, collection, &reversed)));
         (a.join().unwrap(), b.join().unwrap())
     })
+}
+
+/// A backend by the name a crash test passes its child.
+pub(crate) fn backend_named(name: &str) -> BackendKind {
+    match name {
+        "sled" => BackendKind::Sled,
+        "redb" => BackendKind::Redb,
+        other => panic!("unknown backend {other}"),
+    }
+}
+
+/// A crash test's child process: this test binary run again for one ignored test.
+pub(crate) struct Child {
+    process: std::process::Child,
+    /// Its standard output, line by line, as it comes.
+    pub lines: mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Child {
+    /// Runs the ignored test `test` of this binary with `envs`, its standard error into the
+    /// file `stderr`.
+    pub(crate) fn spawn(test: &str, envs: &[(&str, &str)], stderr: &Path) -> Child {
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                test,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Child {
+            process,
+            lines,
+            reader,
+        }
+    }
+
+    /// Kills it with SIGKILL and waits for it; returns the lines it wrote that were not taken.
+    pub(crate) fn kill(mut self) -> Vec<String> {
+        self.process.kill().unwrap(); // SIGKILL on Unix
+        self.process.wait().unwrap();
+        self.reader.join().unwrap();
+        self.lines.try_iter().collect()
+    }
 }
