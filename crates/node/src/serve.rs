@@ -5,9 +5,9 @@
 //! headers must arrive within `header_timeout` (a client sending a byte a second is cut off);
 //! a whole request must be read and answered within `request_timeout` (one that reads a whole
 //! store within `long_request_timeout`, its body still read within `request_timeout`); bodies
-//! are read up to the endpoint's limit. On shutdown the listener closes at once, every request in flight is
-//! finished (with its audit entry) and answered, and idle connections are closed, within
-//! `drain_timeout`.
+//! are read up to the endpoint's limit. On shutdown the listener closes at once, every request
+//! in flight is finished (with its audit entry) and answered, and idle connections are closed,
+//! within `drain_timeout`.
 
 use std::future::Future;
 use std::sync::Arc;
