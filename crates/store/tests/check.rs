@@ -368,3 +368,69 @@ fn records_of_a_subject_who_moved_home_are_misplaced_and_named_with_the_rule() {
     store.register_subject(&back).unwrap();
     assert!(store.check().unwrap().is_sound());
 }
+
+/// A shred that waits for a check does not stop the store's writes: while a check runs and a
+/// shred waits for it, another subject's write goes through and returns before the check
+/// does (a shred queued as the gate's writer used to hold every write back until the check
+/// ended: on a large store, up to the node's hour for a check).
+#[test]
+fn writes_go_on_while_a_shred_waits_for_a_check() {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    let dirs = Dirs::new();
+    let store = open(&dirs, BackendKind::Sled);
+    let ids = fill(&store);
+    let notes = collection("notes");
+    // Enough records that a check takes a while here.
+    let bulk = Subject::parse("check-bulk", Some("US"), None).unwrap();
+    store.register_subject(&bulk).unwrap();
+    for b in 0..20 {
+        let keys: Vec<RecordKey> = (0..1000).map(|i| key(&format!("bulk-{b}-{i}"))).collect();
+        let batch: Vec<NewRecord<'_>> = keys
+            .iter()
+            .map(|k| NewRecord {
+                subject: &bulk.id,
+                class: DataClass::Protected,
+                collection: &notes,
+                key: k,
+                value: b"bulk",
+            })
+            .collect();
+        store.put_batch(&batch).unwrap();
+    }
+    let started = Instant::now();
+    assert!(store.check().unwrap().is_sound());
+    let takes = started.elapsed();
+    let order = AtomicUsize::new(0);
+    let (check_done, write_done) = std::thread::scope(|s| {
+        let check = s.spawn(|| {
+            let report = store.check().unwrap();
+            (report, order.fetch_add(1, Ordering::SeqCst))
+        });
+        std::thread::sleep(takes / 10);
+        let shred = s.spawn(|| store.shred_subject(&ids[0]).unwrap());
+        std::thread::sleep(takes / 10);
+        let keys = [key("written-while-a-shred-waits")];
+        store
+            .put_batch(&[NewRecord {
+                subject: &ids[1],
+                class: DataClass::Protected,
+                collection: &notes,
+                key: &keys[0],
+                value: b"late",
+            }])
+            .unwrap();
+        let write_done = order.fetch_add(1, Ordering::SeqCst);
+        let (report, check_done) = check.join().unwrap();
+        assert!(report.is_sound(), "{report:?}");
+        shred.join().unwrap();
+        (check_done, write_done)
+    });
+    assert!(
+        write_done < check_done,
+        "the write waited for the check ({takes:?}) behind the shred"
+    );
+    assert!(store.get_raw(&notes, &record_key(0, 0)).unwrap().is_none());
+    assert!(store.check().unwrap().is_sound());
+}

@@ -166,8 +166,8 @@ impl SealedStore {
     /// is wrong with the store's own entries is in the report.
     pub fn check(&self) -> Result<StoreCheck, StoreError> {
         // Shreds change records, lists and keys together; a check sees all of one or none.
-        // Writes hold the gate shared too, and go on.
-        let _gate = super::read_lock(&self.shred_gate);
+        // Writes go on.
+        let _gate = self.gate.check();
         let mut report = StoreCheck::default();
         // The registry first: each entry is opened once, from disk, and cached for the
         // placement of every record of its subject below.

@@ -9,7 +9,7 @@ use crate::custodian::{BlindIndex, DataKeyState, Pseudonym};
 use crate::record::layout;
 use crate::{Collection, StoreError};
 
-use super::{lock, write_lock, IndexRebuild, RecordId, SealedStore, OWNER};
+use super::{lock, IndexRebuild, RecordId, SealedStore, OWNER};
 
 /// The journal is folded into subject lists once it holds this many record ids…
 const FOLD_RECORDS: usize = 32_768;
@@ -181,7 +181,7 @@ impl SealedStore {
     /// [`REBUILD_STEP`], took a 1,000,000-record store's first rebuild from 5.6–6.7 s in one
     /// step to about 3 s (`docs/performance.md`).
     pub fn rebuild_index_in_steps(&self, step: usize) -> Result<IndexRebuild, StoreError> {
-        let _gate = write_lock(&self.shred_gate);
+        let _gate = self.gate.exclusive();
         let mut journal = lock(&self.journal);
         // The journal's keys before the records: a batch writes its records and its entry
         // atomically, so every entry read here has its records in the pass below. Values are
@@ -329,7 +329,7 @@ impl SealedStore {
         if !self.backend.exclusive() {
             return Ok(false);
         }
-        let Ok(_gate) = self.shred_gate.try_write() else {
+        let Some(_gate) = self.gate.try_exclusive() else {
             return Ok(false);
         };
         if !matches!(

@@ -14,6 +14,7 @@
 //! - `migrate`: rewriting a format 2 store's index.
 
 mod check;
+mod gate;
 mod index;
 mod migrate;
 mod open;
@@ -39,6 +40,7 @@ use crate::record::{self, layout};
 use crate::{Collection, RecordKey, SledBackend, StoreError};
 
 pub use check::{Finding, StoreCheck};
+use gate::StoreGate;
 pub use index::REBUILD_STEP;
 use index::{count_journal, Journal};
 use migrate::migrate_from_v2;
@@ -164,9 +166,9 @@ pub struct SealedStore {
     opener: Arc<Opener>,
     registry: RwLock<HashMap<SubjectId, (RegisteredSubject, Pseudonym)>>,
     rng: SystemRandom,
-    /// Writers hold it shared, shredding holds it exclusively, so no put can slip a record in
-    /// between a shred's key destruction and its record deletion.
-    shred_gate: RwLock<()>,
+    /// Writes hold it shared; shreds, purges, rebuilds and merges exclusively; checks keep
+    /// exclusive operations out without holding writes back (see [`gate`]).
+    gate: StoreGate,
     /// The index journal's unfolded entries (see `record::layout`).
     journal: Mutex<Journal>,
     /// The record keys this handle's writes are checking and writing (see [`KeyClaims`]).
@@ -281,7 +283,7 @@ impl SealedStore {
             scan_thread: ScanThread::default(),
             registry: RwLock::new(HashMap::new()),
             rng,
-            shred_gate: RwLock::new(()),
+            gate: StoreGate::default(),
             journal: Mutex::new(journal),
             claims: KeyClaims::default(),
         })

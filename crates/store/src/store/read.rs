@@ -9,7 +9,7 @@ use crate::record::{layout, RawRecord, Record};
 use crate::{Collection, RecordKey, StoreError};
 
 use super::index::{collection_and_blind, SubjectIndex, MERGE_LISTS};
-use super::{read_lock, SealedStore, OWNER};
+use super::{SealedStore, OWNER};
 
 /// Reads: every record opened and authenticated before it is returned.
 impl SealedStore {
@@ -63,7 +63,7 @@ impl SealedStore {
             // Fold it now, so that the next subject's read (a split or an export reads one
             // subject after another) finds an empty journal. The ids are read already: a fold
             // that fails changes nothing here.
-            let _gate = read_lock(&self.shred_gate);
+            let _gate = self.gate.shared();
             let _ = self.fold_journal();
         }
         let mut out = Vec::new();

@@ -66,7 +66,7 @@ impl SealedStore {
             .iter()
             .map(|s| self.policy.home_region(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let _gate = read_lock(&self.shred_gate);
+        let _gate = self.gate.shared();
         let ids: Vec<SubjectId> = subjects.iter().map(|s| s.id.clone()).collect();
         let keys = self.custodian.create_data_keys(&self.region, &ids)?;
         let mut batch = Batch::new();

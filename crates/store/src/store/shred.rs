@@ -55,7 +55,7 @@ impl SealedStore {
         deletion: RecordDeletion,
         announce: impl FnOnce(&[ShredReceipt]) -> Result<(), String>,
     ) -> Result<Vec<ShredReceipt>, StoreError> {
-        let _gate = write_lock(&self.shred_gate);
+        let _gate = self.gate.exclusive();
         // Every id of the subjects in their lists, none left in the journal. A corrupt index
         // does not stop a shred: the subjects' records are then found by their owner.
         let mut by_owner: Option<HashMap<Pseudonym, SubjectIndex>> = None;
@@ -165,7 +165,7 @@ impl SealedStore {
     ///
     /// Durable when it returns; calling it again after an interruption finishes the job.
     pub fn purge(&self) -> Result<(), StoreError> {
-        let _gate = write_lock(&self.shred_gate);
+        let _gate = self.gate.exclusive();
         let live = self.subjects()?.len();
         if live > 0 {
             return Err(StoreError::PurgeRefused {

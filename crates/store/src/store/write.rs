@@ -16,7 +16,7 @@ use crate::record::{self, layout, RecordMeta};
 use crate::{Collection, PlacementRefusal, RecordKey, StoreError};
 
 use super::index::parse_ids;
-use super::{lock, read_lock, NewRecord, SealedStore, OWNER};
+use super::{lock, NewRecord, SealedStore, OWNER};
 
 /// The record keys that this handle's writes are between checking their owner and writing
 /// them. A write claims all of its keys first, waiting while another write holds any of them,
@@ -117,7 +117,7 @@ impl SealedStore {
     /// returns, or none is written. Every record is checked as [`put`](Self::put) checks one,
     /// before anything is written.
     pub fn put_batch(&self, records: &[NewRecord<'_>]) -> Result<Vec<RecordMeta>, StoreError> {
-        let gate = read_lock(&self.shred_gate);
+        let gate = self.gate.shared();
         // One more for the journal entry.
         let mut batch = Batch::with_capacity(records.len() + 1);
         let mut nonces = Nonces::new(&self.rng, records.len());
@@ -297,7 +297,7 @@ impl SealedStore {
     /// Deletes the record at (`collection`, `key`); returns whether there was one. Durable when
     /// it returns.
     pub fn delete(&self, collection: &Collection, key: &RecordKey) -> Result<bool, StoreError> {
-        let _gate = read_lock(&self.shred_gate);
+        let _gate = self.gate.shared();
         let blind = self
             .pseudonyms
             .blind_index(collection.as_str(), key.as_str());
