@@ -6,6 +6,8 @@
 //! journal entry or list cut short on disk is a typed error for a subject's reads, loses
 //! nothing, and does not stop a shred.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -532,6 +534,18 @@ fn a_read_merges_a_subjects_many_lists_into_one() {
     let store = open(dir.path(), &custodian);
     assert_eq!(lists_of(&store, &ids[0]), 1);
     assert_eq!(keys_of(&store, &ids[0]).len(), 2 + 20 - 2);
+    // What the merge wrote names no one: the raw bytes of every file of the store and keys.
+    drop(store);
+    for path in common::files_under(dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        for id in &ids {
+            assert!(
+                !common::contains(&bytes, id.as_str().as_bytes()),
+                "{} names {id}",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Reads that would merge a subject's lists racing that subject's shred: the shred deletes

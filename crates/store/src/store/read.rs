@@ -67,8 +67,9 @@ impl SealedStore {
             let _ = self.fold_journal();
         }
         let mut out = Vec::new();
-        // The ids of the records read, for a merge of the subject's lists.
-        let mut live = Vec::with_capacity(ids.len());
+        // The ids of the records read, kept only when they are to replace the subject's lists.
+        let merging = lists.len() >= MERGE_LISTS;
+        let mut live = Vec::new();
         for (collection, blind) in ids {
             let record_key = layout::record(collection.as_str(), &blind);
             // An index entry without its record is what an interrupted delete leaves, and a
@@ -83,12 +84,14 @@ impl SealedStore {
                     Err(StoreError::SubjectShredded { .. }) => {}
                     record => {
                         out.push(record?);
-                        live.push((collection, blind));
+                        if merging {
+                            live.push((collection, blind));
+                        }
                     }
                 }
             }
         }
-        if lists.len() >= MERGE_LISTS {
+        if merging {
             // Best effort: a merge that fails or is skipped leaves the lists as they were.
             let _ = self.merge_lists(&pseudonym, &lists, live);
         }
